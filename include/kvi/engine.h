@@ -1,0 +1,159 @@
+/*
+ * engine.h -- the engine-author ABI of kvi.
+ *
+ * An engine is one `const struct kvi_engine` with designated initializers.
+ * The core is the only caller of its slots: it has already checked every
+ * argument (non-NULL, key 1..KVI_MAX_KEY_LEN bytes, value within
+ * max_value_len, expire_s in 0..KVI_MAX_EXPIRE_S), zeroed the outputs, and
+ * checked the capability bit of the operation, and it times the call and
+ * counts stats afterwards.  Slots are called concurrently from many threads
+ * on the same connection; an engine is responsible for its own locking and
+ * must never hold a lock across another engine's call.
+ *
+ * A network engine is built as module kvi_<name>.so exporting
+ *     KVI_ENGINE_MODULE(kvi_engine_<name>);
+ * which the core finds by scheme in its module path.  An application may
+ * instead register an engine object with kvi_register_engine().
+ *
+ * Status discipline for slots: return KVI_OK / KVI_NOT_FOUND for the normal
+ * outcomes, otherwise an error status, after kvi_engine_error() has set the
+ * detail message (never containing a password).  On error leave outputs
+ * untouched (the core frees and zeroes them).
+ */
+#ifndef KVI_ENGINE_H
+#define KVI_ENGINE_H
+
+#include <stdarg.h>
+#include "kvi/kvi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI version of struct kvi_engine.  Fields are only appended; the core
+ * accepts engines whose abi_version is <= its own and fills missing slots
+ * with NULL. */
+#define KVI_ENGINE_ABI 1
+
+struct kvi_engine {
+    uint32_t abi_version; /* KVI_ENGINE_ABI */
+    const char *name;     /* URL scheme: [a-z][a-z0-9_]* */
+    const char *description;
+    uint32_t caps;        /* KVI_CAP_* this engine guarantees */
+    size_t conn_size;     /* bytes of private state per connection, zeroed */
+    size_t max_value_len; /* largest value it accepts; 0 = KVI_MAX_VALUE_LEN */
+    /* Engine-specific URL options this engine accepts (NULL-terminated);
+     * the core rejects any other except the common ones (connect_timeout,
+     * timeout, lazy). */
+    const char *const *options;
+
+    /* Open a connection: parse the URL's hosts, database and options and
+     * set up *kvi_conn_priv(c).  Connect now unless "lazy" is set (or the
+     * engine always connects lazily).  On error the core calls close(). */
+    kvi_status (*open)(kvi_conn *c, const kvi_url *url);
+    /* Release everything open() and later calls acquired.  Must accept a
+     * connection whose open() failed half-way. */
+    void (*close)(kvi_conn *c);
+
+    kvi_status (*store)(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                        size_t val_len, int64_t expire_s);
+    /* Fill *out with kvi_value_set()/kvi_value_alloc(). */
+    kvi_status (*fetch)(kvi_conn *c, const void *key, size_t key_len, kvi_value *out);
+    kvi_status (*remove)(kvi_conn *c, const void *key, size_t key_len);
+    /* Both add and sub arrive here; delta is already negated for sub. */
+    kvi_status (*add)(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                      int64_t expire_s, int64_t *new_value);
+    kvi_status (*counter_fetch)(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
+    kvi_status (*raw_query)(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out);
+    /* glob is never NULL (the core passes "*" for an empty one). */
+    kvi_status (*keys)(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out);
+    kvi_status (*remove_glob)(kvi_conn *c, const char *glob, size_t glob_len,
+                              uint64_t *removed);
+    kvi_status (*ttl)(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s);
+    kvi_status (*ping)(kvi_conn *c);
+    /* Optional: set out->has_content and the content fields. */
+    kvi_status (*stats)(kvi_conn *c, kvi_stats *out);
+
+    void *reserved_[8]; /* room to grow without breaking the ABI */
+};
+
+/* Marks the one symbol a module exports. */
+#define KVI_ENGINE_MODULE(engine_var)                                            \
+    __attribute__((visibility("default"))) const struct kvi_engine *kvi_module_engine(void) \
+    {                                                                            \
+        return &(engine_var);                                                    \
+    }
+
+/* Makes an engine available to a context under engine->name.  The engine
+ * object must outlive the context.  KVI_E_EXISTS when the name is taken,
+ * KVI_E_INVALID when the object is malformed (abi_version, name, slots). */
+KVI_EXPORT kvi_status kvi_register_engine(kvi *k, const struct kvi_engine *engine);
+
+/* ---------------------------------------------------------------------- */
+/* Services the core gives to engines                                       */
+
+/* The engine's private state of a connection (conn_size bytes, zeroed). */
+KVI_EXPORT void *kvi_conn_priv(kvi_conn *c);
+
+/* The context a connection belongs to. */
+KVI_EXPORT kvi *kvi_conn_context(kvi_conn *c);
+
+/* Common options, parsed once by the core (defaults 1000 ms and 0). */
+KVI_EXPORT uint32_t kvi_conn_connect_timeout_ms(const kvi_conn *c);
+KVI_EXPORT uint32_t kvi_conn_timeout_ms(const kvi_conn *c);
+KVI_EXPORT int kvi_conn_lazy(const kvi_conn *c);
+
+/* Sets the calling thread's detail message for the current call and returns
+ * st, so that a slot can `return kvi_engine_error(c, KVI_E_IO, "...")`.  The
+ * message is prefixed with the engine id.  Never pass a password. */
+KVI_EXPORT kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
+    KVI_PRINTF(3, 4);
+
+/* Logs through the context's hook, prefixed with the engine id. */
+KVI_EXPORT void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)
+    KVI_PRINTF(3, 4);
+
+/* Allocation through the context's allocator. */
+KVI_EXPORT void *kvi_engine_malloc(kvi_conn *c, size_t size);
+KVI_EXPORT void *kvi_engine_realloc(kvi_conn *c, void *ptr, size_t size);
+KVI_EXPORT void kvi_engine_free(kvi_conn *c, void *ptr);
+
+/* Fills a value with a copy of len bytes (plus a NUL).  KVI_E_NOMEM. */
+KVI_EXPORT kvi_status kvi_value_set(kvi_conn *c, kvi_value *out, const void *data, size_t len);
+/* Gives out an uninitialised buffer of len bytes (plus a NUL the core
+ * writes) for the engine to fill; returns NULL on KVI_E_NOMEM. */
+KVI_EXPORT char *kvi_value_alloc(kvi_conn *c, kvi_value *out, size_t len);
+
+/* Reply builders (NULL when out of memory).  An array takes ownership of
+ * the elements appended to it. */
+KVI_EXPORT kvi_reply *kvi_reply_new_nil(void);
+KVI_EXPORT kvi_reply *kvi_reply_new_integer(int64_t v);
+KVI_EXPORT kvi_reply *kvi_reply_new_string(kvi_reply_type type, const void *data, size_t len);
+KVI_EXPORT kvi_reply *kvi_reply_new_array(size_t capacity_hint);
+KVI_EXPORT kvi_status kvi_reply_append(kvi_reply *array, kvi_reply *element);
+
+/* Parses a whole decimal int64 ("-42", no blanks, no '+', no leading zeros
+ * except "0"): 1 on success, 0 when text is not exactly such a number. */
+KVI_EXPORT int kvi_parse_int64(const char *text, size_t len, int64_t *out);
+
+/* Formats v in decimal into buf (at least 21 bytes); returns the length. */
+KVI_EXPORT size_t kvi_format_int64(int64_t v, char *buf);
+
+/* Glob match with the syntax of kvi_keys() over byte strings; 1 on match. */
+KVI_EXPORT int kvi_glob_match(const char *glob, size_t glob_len, const void *str,
+                              size_t str_len);
+
+/* Splits a query into words with shell-like quoting ("a b", 'a b', \x
+ * escapes and \xHH in double quotes); used by raw_query of line-based
+ * engines.  On success *words/*lens are arrays of *count elements, each
+ * word NUL-terminated, freed with kvi_words_free.  KVI_E_INVALID for an
+ * unterminated quote (with a detail message when c is not NULL). */
+KVI_EXPORT kvi_status kvi_split_words(kvi_conn *c, const char *query, size_t query_len,
+                                      char ***words, size_t **lens, size_t *count);
+KVI_EXPORT void kvi_words_free(char **words, size_t *lens, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVI_ENGINE_H */

@@ -1,0 +1,443 @@
+/*
+ * kvi.h -- the application API of kvi, one key-value interface over many
+ * stores (the embedded "local" engine, redis, memcached, ...).
+ *
+ * Every operation names an ENGINE_ID: "scheme" (the engine's default
+ * connection) or "scheme:group" (a named one), each defined by a URL:
+ *
+ *     kvi *k;
+ *     kvi_new(&k);
+ *     kvi_add_url(k, "redis:billing://127.0.0.1:6379/0");
+ *     kvi_store(k, "local", "a", 1, "1", 1, 0);
+ *
+ * Conventions that hold for the whole API:
+ *  - Every function that can fail returns a kvi_status; KVI_OK (0) is the
+ *    only success value, KVI_NOT_FOUND is a normal outcome, not an error.
+ *  - Keys and values are byte strings (pointer + length, NUL allowed).
+ *  - On any status other than KVI_OK every out-parameter is left empty
+ *    (zeroed) and is safe to pass to its free function.
+ *  - A kvi context and its connection handles may be used from many threads
+ *    at once; configuration calls (kvi_add_url, kvi_set_*) are thread-safe
+ *    too, but the setters are meant to be called before traffic starts.
+ *  - The detail message of the last failed call is per thread and per
+ *    context (kvi_errmsg) and never contains a password.
+ */
+#ifndef KVI_KVI_H
+#define KVI_KVI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvi/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KVI_BUILDING) && defined(__GNUC__)
+#define KVI_EXPORT __attribute__((visibility("default")))
+#else
+#define KVI_EXPORT
+#endif
+
+#if defined(__GNUC__)
+#define KVI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KVI_PRINTF(f, a)
+#endif
+
+/*
+ * Status codes.  Append-only: a code, once released, keeps its number and
+ * name forever.  X(NAME, number, default message, CLI exit code).
+ */
+#define KVI_STATUS_MAP(X)                                                        \
+    X(OK, 0, "success", 0)                                                       \
+    X(NOT_FOUND, 1, "key not found", 1)                                          \
+    X(E_INVALID, 2, "invalid argument", 3)                                       \
+    X(E_BAD_URL, 3, "bad URL", 4)                                                \
+    X(E_UNKNOWN_ENGINE, 4, "unknown engine id", 5)                               \
+    X(E_MODULE_MISSING, 5, "engine module not available", 6)                     \
+    X(E_UNSUPPORTED, 6, "operation not supported by this engine", 7)            \
+    X(E_CONNECT, 7, "cannot connect to server", 8)                               \
+    X(E_TIMEOUT, 8, "operation timed out", 9)                                    \
+    X(E_AUTH, 9, "authentication failed", 10)                                    \
+    X(E_IO, 10, "I/O error", 11)                                                 \
+    X(E_PROTOCOL, 11, "protocol error", 12)                                      \
+    X(E_NOT_A_COUNTER, 12, "value is not an integer counter", 13)               \
+    X(E_OVERFLOW, 13, "counter overflow", 14)                                    \
+    X(E_NOMEM, 14, "out of memory", 15)                                          \
+    X(E_STORE_FULL, 15, "store is full", 16)                                     \
+    X(E_BACKEND, 16, "back-end error", 17)                                       \
+    X(E_EXISTS, 17, "engine id already defined", 18)                             \
+    X(E_LOCKED, 18, "resource is locked by another process", 19)                 \
+    X(E_CORRUPT, 19, "corrupt or unreadable data", 20)                           \
+    X(E_INTERNAL, 20, "internal error", 21)
+
+typedef enum kvi_status {
+#define KVI__STATUS_ENUM(name, num, msg, exitcode) KVI_##name = num,
+    KVI_STATUS_MAP(KVI__STATUS_ENUM)
+#undef KVI__STATUS_ENUM
+} kvi_status;
+
+/* Number of status codes defined by this version (one past the largest). */
+#define KVI_STATUS_COUNT 21
+
+/* Static English text for a status; never NULL ("unknown status" for codes
+ * this version does not know).  Thread-safe. */
+KVI_EXPORT const char *kvi_strerror(kvi_status st);
+
+/* Symbolic name of a status ("KVI_E_TIMEOUT"); never NULL.  Thread-safe. */
+KVI_EXPORT const char *kvi_status_name(kvi_status st);
+
+/* Limits that the core enforces before any engine sees a call. */
+#define KVI_MAX_KEY_LEN 1024u              /* keys are 1..1024 bytes */
+#define KVI_MAX_VALUE_LEN (512u << 20)     /* values are 0..512 MiB (engines may be lower) */
+#define KVI_MAX_EXPIRE_S ((int64_t)INT32_MAX) /* expire_s is 0..2^31-1 */
+#define KVI_MAX_QUERY_LEN (1u << 20)        /* raw query text */
+#define KVI_MAX_ID_LEN 255u                 /* engine id "scheme:group" */
+
+/* Opaque context.  Owns engines, connections, allocator, log hook, clock and
+ * statistics.  No state is shared between contexts. */
+typedef struct kvi kvi;
+
+/* Opaque connection handle: one engine id of one context.  Owned by the
+ * context; valid until kvi_free(). */
+typedef struct kvi_conn kvi_conn;
+
+/* Opaque reply tree of raw queries and key listings. */
+typedef struct kvi_reply kvi_reply;
+
+/*
+ * A fetched value.  `data` is NUL-terminated for convenience (the NUL is not
+ * counted in `len`), owned by the caller and released with kvi_value_free().
+ * An empty value has len 0 and a non-NULL data; a value left empty by a
+ * failed call has data NULL and len 0.  The remaining fields are private.
+ */
+typedef struct kvi_value {
+    char *data;
+    size_t len;
+    void (*free_fn_)(void *ud, void *ptr);
+    void *free_ud_;
+} kvi_value;
+
+/* The empty value; use it to initialise a kvi_value before a call. */
+#define KVI_VALUE_INIT {NULL, 0, NULL, NULL}
+
+/* Releases a value's bytes and resets it to empty.  NULL and already empty
+ * values are accepted.  May be called after the context is freed. */
+KVI_EXPORT void kvi_value_free(kvi_value *v);
+
+/* ---------------------------------------------------------------------- */
+/* Context                                                                 */
+
+/* Memory allocator of a context.  All three functions are required; `ud` is
+ * passed back unchanged.  realloc_fn/free_fn follow realloc()/free(). */
+typedef struct kvi_allocator {
+    void *(*malloc_fn)(void *ud, size_t size);
+    void *(*realloc_fn)(void *ud, void *ptr, size_t size);
+    void (*free_fn)(void *ud, void *ptr);
+    void *ud;
+} kvi_allocator;
+
+/* Creates a context with the C library's allocator.  On success *out owns a
+ * new context that the caller frees with kvi_free().  Returns KVI_E_INVALID
+ * when out is NULL, KVI_E_NOMEM when memory runs out. */
+KVI_EXPORT kvi_status kvi_new(kvi **out);
+
+/* Same as kvi_new() but every allocation of the core and of the engines
+ * that support it goes through *alloc (copied; alloc->ud must outlive the
+ * context and every value it returned).  Third-party client libraries
+ * (hiredis, libmemcached) keep their own allocator. */
+KVI_EXPORT kvi_status kvi_new_with_allocator(kvi **out, const kvi_allocator *alloc);
+
+/* Closes every connection, unloads modules and frees the context.  Values
+ * and replies already returned stay valid.  NULL is accepted.  Must not run
+ * concurrently with any other call on the same context. */
+KVI_EXPORT void kvi_free(kvi *k);
+
+/*
+ * Defines one engine id from a URL (grammar in docs/urls.md):
+ *   scheme [":" group] "://" [user[:password]@] [host[:port][,host[:port]]...]
+ *          ["/" [database]] ["?" name=value[&name=value]...]
+ * The engine of `scheme` is looked up among registered engines, then loaded
+ * as module kvi_<scheme>.so from the module path.  Returns KVI_E_BAD_URL
+ * (syntax), KVI_E_EXISTS (id already defined), KVI_E_UNKNOWN_ENGINE or
+ * KVI_E_MODULE_MISSING (no such engine), KVI_E_INVALID (unknown option or bad
+ * option value) or the engine's open error.  On failure nothing is defined.
+ * Thread-safe.
+ */
+KVI_EXPORT kvi_status kvi_add_url(kvi *k, const char *url);
+
+/*
+ * Reads a configuration file: one URL per line; blank lines and lines whose
+ * first non-blank character is '#' are ignored; surrounding blanks are
+ * trimmed.  Stops at the first bad line with its status and a detail message
+ * naming the file and line; ids defined by earlier lines stay defined.
+ */
+KVI_EXPORT kvi_status kvi_load_config(kvi *k, const char *path);
+
+/* Directory list (':'-separated) searched for engine modules; replaces the
+ * default ($KVI_MODULE_PATH, else the install directory).  Copied. */
+KVI_EXPORT kvi_status kvi_set_module_path(kvi *k, const char *path);
+
+typedef enum kvi_log_level {
+    KVI_LOG_ERROR = 0,
+    KVI_LOG_WARN = 1,
+    KVI_LOG_INFO = 2,
+    KVI_LOG_DEBUG = 3
+} kvi_log_level;
+
+/* Log hook: called with a complete message (no trailing newline) that never
+ * holds a password.  May be called from any thread that uses the context,
+ * concurrently; it must not call back into the same context. */
+typedef void (*kvi_log_fn)(void *ud, kvi_log_level level, const char *msg);
+
+/* Installs the log hook (NULL: logging off, the default) and the most
+ * verbose level passed to it. */
+KVI_EXPORT void kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level max_level);
+
+/* Operations that take longer than threshold_us microseconds are counted as
+ * slow in the stats and logged at KVI_LOG_WARN.  0 disables the check.  The
+ * default is 100000 (100 ms). */
+KVI_EXPORT void kvi_set_slow_threshold(kvi *k, uint64_t threshold_us);
+
+/* Clock used for expiry: returns the current time in milliseconds since the
+ * Unix epoch.  The default reads CLOCK_REALTIME.  Tests and simulations
+ * install their own to move time without sleeping.  Must be thread-safe.
+ * Engines whose server keeps time (redis, memcached) ignore it. */
+typedef int64_t (*kvi_clock_fn)(void *ud);
+KVI_EXPORT void kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud);
+
+/* The context's current time in ms (its clock). */
+KVI_EXPORT int64_t kvi_now_ms(kvi *k);
+
+/* Detail message of the last failed call made by this thread on this
+ * context, or "" when there is none.  Valid until this thread's next call on
+ * any kvi context.  Never contains a password. */
+KVI_EXPORT const char *kvi_errmsg(const kvi *k);
+
+/* ---------------------------------------------------------------------- */
+/* Engine ids and handles                                                  */
+
+/* Capability bits an engine reports.  The core answers KVI_E_UNSUPPORTED by
+ * itself for an operation whose bit is missing. */
+#define KVI_CAP_TTL (1u << 0)          /* expire_s > 0 honoured; ttl() works */
+#define KVI_CAP_COUNTERS (1u << 1)     /* add, sub, counter_fetch */
+#define KVI_CAP_NEG_COUNTERS (1u << 2) /* counters may go below zero */
+#define KVI_CAP_BINARY (1u << 3)       /* keys and values of any bytes */
+#define KVI_CAP_ITERATE (1u << 4)      /* keys() and remove_glob() */
+#define KVI_CAP_RAW_QUERY (1u << 5)    /* raw_query() in a native language */
+#define KVI_CAP_PERSISTENT (1u << 6)   /* data survives a restart */
+#define KVI_CAP_SHARED (1u << 7)       /* shared between processes */
+
+/* Looks up (and on first use of "local", defines as local://) an engine id
+ * and returns its handle, owned by the context.  KVI_E_UNKNOWN_ENGINE when
+ * the id is not defined, KVI_E_INVALID for a malformed id.  Thread-safe. */
+KVI_EXPORT kvi_status kvi_conn_get(kvi *k, const char *id, kvi_conn **out);
+
+/* The engine id of a handle ("redis:billing"); owned by the handle. */
+KVI_EXPORT const char *kvi_conn_id(const kvi_conn *c);
+
+/* The engine name of a handle ("redis"). */
+KVI_EXPORT const char *kvi_conn_engine(const kvi_conn *c);
+
+/* The handle's KVI_CAP_* bits. */
+KVI_EXPORT uint32_t kvi_conn_caps(const kvi_conn *c);
+
+/* Calls fn once per defined engine id (in definition order) with the id's
+ * handle.  Returns KVI_E_INVALID on NULL arguments. */
+KVI_EXPORT kvi_status kvi_foreach_conn(kvi *k, void (*fn)(void *ud, kvi_conn *c), void *ud);
+
+/* ---------------------------------------------------------------------- */
+/* Operations.  Each exists in an engine-id form (kvi_X(k, id, ...)) and a
+ * handle form (kvi_conn_X(c, ...)) for hot paths; both behave the same.
+ * Every one rejects NULL, empty or oversized arguments with KVI_E_INVALID
+ * before the engine is called.                                            */
+
+/* Stores value under key.  expire_s 0 = never expires (and clears an earlier
+ * expiry); > 0 = gone after that many seconds; < 0 is KVI_E_INVALID. */
+KVI_EXPORT kvi_status kvi_store(kvi *k, const char *id, const void *key, size_t key_len,
+                                const void *val, size_t val_len, int64_t expire_s);
+KVI_EXPORT kvi_status kvi_conn_store(kvi_conn *c, const void *key, size_t key_len,
+                                     const void *val, size_t val_len, int64_t expire_s);
+
+/* Fetches the value of key into *out (caller frees with kvi_value_free).
+ * KVI_NOT_FOUND when there is none; *out is then empty.  A counter fetches
+ * as its decimal text. */
+KVI_EXPORT kvi_status kvi_fetch(kvi *k, const char *id, const void *key, size_t key_len,
+                                kvi_value *out);
+KVI_EXPORT kvi_status kvi_conn_fetch(kvi_conn *c, const void *key, size_t key_len,
+                                     kvi_value *out);
+
+/* Removes key: KVI_OK when a key was removed, KVI_NOT_FOUND when none was. */
+KVI_EXPORT kvi_status kvi_remove(kvi *k, const char *id, const void *key, size_t key_len);
+KVI_EXPORT kvi_status kvi_conn_remove(kvi_conn *c, const void *key, size_t key_len);
+
+/*
+ * Atomically adds delta to the 64-bit counter under key and stores the new
+ * value in *new_value (may be NULL).  A missing key is created as 0 + delta
+ * with expiry expire_s (0 = none); an existing key keeps its expiry.
+ * KVI_E_NOT_A_COUNTER when the value is not a decimal int64 (value
+ * unchanged), KVI_E_OVERFLOW when the result does not fit (value unchanged).
+ */
+KVI_EXPORT kvi_status kvi_add(kvi *k, const char *id, const void *key, size_t key_len,
+                              int64_t delta, int64_t expire_s, int64_t *new_value);
+KVI_EXPORT kvi_status kvi_conn_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                   int64_t expire_s, int64_t *new_value);
+
+/* Same as add with -delta.  delta INT64_MIN is KVI_E_INVALID (its negation
+ * does not exist), as in Redis' DECRBY. */
+KVI_EXPORT kvi_status kvi_sub(kvi *k, const char *id, const void *key, size_t key_len,
+                              int64_t delta, int64_t expire_s, int64_t *new_value);
+KVI_EXPORT kvi_status kvi_conn_sub(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                   int64_t expire_s, int64_t *new_value);
+
+/* Reads a counter: KVI_NOT_FOUND when missing, KVI_E_NOT_A_COUNTER when the
+ * value is not a decimal int64. */
+KVI_EXPORT kvi_status kvi_counter_fetch(kvi *k, const char *id, const void *key,
+                                        size_t key_len, int64_t *out);
+KVI_EXPORT kvi_status kvi_conn_counter_fetch(kvi_conn *c, const void *key, size_t key_len,
+                                             int64_t *out);
+
+/* Runs a query in the engine's native language (a Redis command line with
+ * quoting, ...) and returns its typed reply tree in *out (caller frees with
+ * kvi_reply_free).  An error reply from the server is KVI_OK with a reply of
+ * type KVI_REPLY_ERROR.  KVI_E_UNSUPPORTED where the engine has none. */
+KVI_EXPORT kvi_status kvi_raw_query(kvi *k, const char *id, const char *query, size_t query_len,
+                                    kvi_reply **out);
+KVI_EXPORT kvi_status kvi_conn_raw_query(kvi_conn *c, const char *query, size_t query_len,
+                                         kvi_reply **out);
+
+/* Lists the live keys matching a glob (* ? [abc] [a-z] [^a] \x; NULL or ""
+ * means "*") as a reply of type KVI_REPLY_ARRAY of KVI_REPLY_STRING, in no
+ * particular order.  Expired keys are never listed. */
+KVI_EXPORT kvi_status kvi_keys(kvi *k, const char *id, const char *glob, size_t glob_len,
+                               kvi_reply **out);
+KVI_EXPORT kvi_status kvi_conn_keys(kvi_conn *c, const char *glob, size_t glob_len,
+                                    kvi_reply **out);
+
+/* Removes every key matching a glob (same syntax; an empty glob is
+ * KVI_E_INVALID so that nothing is removed by accident: pass "*").
+ * *removed (may be NULL) receives the number removed. */
+KVI_EXPORT kvi_status kvi_remove_glob(kvi *k, const char *id, const char *glob,
+                                      size_t glob_len, uint64_t *removed);
+KVI_EXPORT kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+                                           uint64_t *removed);
+
+/* Remaining lifetime of key in whole seconds (rounded up) in *ttl_s, or -1
+ * when it never expires.  KVI_NOT_FOUND when missing. */
+KVI_EXPORT kvi_status kvi_ttl(kvi *k, const char *id, const void *key, size_t key_len,
+                              int64_t *ttl_s);
+KVI_EXPORT kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len,
+                                   int64_t *ttl_s);
+
+/* Checks that the store answers. */
+KVI_EXPORT kvi_status kvi_ping(kvi *k, const char *id);
+KVI_EXPORT kvi_status kvi_conn_ping(kvi_conn *c);
+
+/* ---------------------------------------------------------------------- */
+/* Statistics                                                              */
+
+/*
+ * Counters of one engine id since it was defined.  The core fills the
+ * operation counters; an engine that keeps content figures sets
+ * has_content and the fields after it.
+ */
+typedef struct kvi_stats {
+    uint64_t ops;        /* operations that reached the engine */
+    uint64_t errors;     /* of those, ended with a status >= KVI_E_INVALID */
+    uint64_t misses;     /* of those, ended with KVI_NOT_FOUND */
+    uint64_t slow_ops;   /* of those, slower than the slow threshold */
+    uint64_t rejected;   /* calls refused by the core before the engine */
+    uint64_t total_us;   /* time spent in the engine, microseconds */
+    int has_content;     /* the fields below are filled */
+    uint64_t entries;    /* live entries */
+    uint64_t bytes;      /* bytes of keys and values */
+    uint64_t hits;       /* fetches that found a key */
+    uint64_t expired;    /* entries removed by expiry */
+    uint64_t evicted;    /* entries removed by eviction */
+    uint64_t reserved_[8];
+} kvi_stats;
+
+/* Fills *out with the handle's statistics. */
+KVI_EXPORT kvi_status kvi_conn_stats(kvi_conn *c, kvi_stats *out);
+KVI_EXPORT kvi_status kvi_stats_get(kvi *k, const char *id, kvi_stats *out);
+
+/* ---------------------------------------------------------------------- */
+/* Replies                                                                 */
+
+typedef enum kvi_reply_type {
+    KVI_REPLY_NIL = 0,
+    KVI_REPLY_INTEGER = 1,
+    KVI_REPLY_STRING = 2,
+    KVI_REPLY_ARRAY = 3,
+    KVI_REPLY_STATUS = 4,
+    KVI_REPLY_ERROR = 5
+} kvi_reply_type;
+
+/* Accessors; all accept NULL (type NIL, 0, NULL, 0). */
+KVI_EXPORT kvi_reply_type kvi_reply_type_of(const kvi_reply *r);
+KVI_EXPORT int64_t kvi_reply_integer(const kvi_reply *r);
+/* Bytes of a STRING, STATUS or ERROR reply (NUL-terminated; *len may be
+ * NULL); NULL for other types. */
+KVI_EXPORT const char *kvi_reply_str(const kvi_reply *r, size_t *len);
+/* Number of elements of an ARRAY, 0 otherwise. */
+KVI_EXPORT size_t kvi_reply_count(const kvi_reply *r);
+/* Element i of an ARRAY, NULL when out of range; owned by the array. */
+KVI_EXPORT const kvi_reply *kvi_reply_element(const kvi_reply *r, size_t i);
+/* Frees a whole reply tree.  NULL is accepted. */
+KVI_EXPORT void kvi_reply_free(kvi_reply *r);
+
+/* ---------------------------------------------------------------------- */
+/* URLs                                                                    */
+
+typedef struct kvi_url_host {
+    char *host;    /* decoded; an IPv6 address without brackets */
+    uint16_t port; /* 0 when the URL gave none */
+    int ipv6;      /* host was written in brackets */
+} kvi_url_host;
+
+typedef struct kvi_url_option {
+    char *name;  /* decoded */
+    char *value; /* decoded, "" when written "name=" */
+} kvi_url_option;
+
+/*
+ * A parsed URL.  Every string is percent-decoded and NUL-terminated; a part
+ * the URL does not have is NULL (has_password tells ":@" from "@").  The
+ * parser rejects a NUL byte (%00) in any part.  Read-only for callers.
+ */
+typedef struct kvi_url {
+    char *scheme;   /* "redis" */
+    char *group;    /* "billing" or NULL */
+    char *id;       /* "redis:billing" or "redis" */
+    char *user;     /* NULL when absent or empty */
+    char *password; /* NULL when absent */
+    int has_password;
+    kvi_url_host *hosts;
+    size_t nhosts;
+    char *database; /* NULL when absent or empty ("host/" has none) */
+    kvi_url_option *options;
+    size_t noptions;
+} kvi_url;
+
+/* Parses url into a new *out (free with kvi_url_free).  On error returns
+ * KVI_E_BAD_URL (or KVI_E_NOMEM) and writes a message naming the offending
+ * part, without any password, into err (errlen bytes, may be 0). */
+KVI_EXPORT kvi_status kvi_url_parse(const char *url, kvi_url **out, char *err, size_t errlen);
+KVI_EXPORT void kvi_url_free(kvi_url *u);
+
+/* Value of option name, or NULL when absent.  (The parser rejects an option
+ * given twice, so there is at most one.) */
+KVI_EXPORT const char *kvi_url_option_get(const kvi_url *u, const char *name);
+
+/* Writes the URL back in canonical form with the password replaced by
+ * "***" into buf (NUL-terminated, truncated to buflen).  Returns the length
+ * the full text needs, as snprintf. */
+KVI_EXPORT size_t kvi_url_format_redacted(const kvi_url *u, char *buf, size_t buflen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVI_KVI_H */
