@@ -1,0 +1,39 @@
+/*
+ * internal.h -- what the core's files share with each other and with the
+ * built-in local engine.  Not installed.  Symbols here are kvi__ prefixed
+ * and hidden from the shared library's ABI.
+ */
+#ifndef KVI_CORE_INTERNAL_H
+#define KVI_CORE_INTERNAL_H
+
+#include "kvi/engine.h"
+
+/* The embedded engine, built into libkvi (src/engines/local/). */
+extern const struct kvi_engine kvi__engine_local;
+
+/* Sets the calling thread's detail message for context k (printf-style,
+ * never with a password) and returns st. */
+kvi_status kvi__error(const kvi *k, kvi_status st, const char *fmt, ...) KVI_PRINTF(3, 4);
+kvi_status kvi__verror(const kvi *k, kvi_status st, const char *fmt, va_list ap);
+/* Clears the calling thread's detail message. */
+void kvi__clear_error(void);
+
+/* Logs through k's hook when level is enabled. */
+void kvi__log(kvi *k, kvi_log_level level, const char *fmt, ...) KVI_PRINTF(3, 4);
+
+/* Allocation through k's allocator. */
+void *kvi__malloc(const kvi *k, size_t size);
+void *kvi__calloc(const kvi *k, size_t n, size_t size);
+void *kvi__realloc(const kvi *k, void *ptr, size_t size);
+void kvi__free(const kvi *k, void *ptr);
+char *kvi__strdup(const kvi *k, const char *s);
+
+/* Parses configuration text (see kvi_load_config): calls line_fn for each
+ * URL line with the trimmed, NUL-terminated line and its 1-based number;
+ * stops at the first non-OK status and returns it.  Used by
+ * kvi_load_config and the config fuzz target. */
+kvi_status kvi__config_parse(const char *text, size_t len,
+                             kvi_status (*line_fn)(void *ud, const char *line, size_t lineno),
+                             void *ud);
+
+#endif /* KVI_CORE_INTERNAL_H */
