@@ -145,7 +145,7 @@ KVI_EXPORT int kvi_glob_match(const char *glob, size_t glob_len, const void *str
 
 /* Splits a query into words with shell-like quoting ("a b", 'a b', \x
  * escapes and \xHH in double quotes); used by raw_query of line-based
- * engines.  On success *words/*lens are arrays of *count elements, each
+ * engines.  On success *words and *lens are arrays of *count elements, each
  * word NUL-terminated, freed with kvi_words_free.  KVI_E_INVALID for an
  * unterminated quote (with a detail message when c is not NULL). */
 KVI_EXPORT kvi_status kvi_split_words(kvi_conn *c, const char *query, size_t query_len,

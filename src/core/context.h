@@ -1,0 +1,78 @@
+/*
+ * context.h -- the layout of a context and of a connection handle, shared by
+ * the core's files (context.c, ops.c, error.c).  Engines never see it.
+ */
+#ifndef KVI_CORE_CONTEXT_H
+#define KVI_CORE_CONTEXT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/internal.h"
+
+/* Stats are striped per thread so that two threads on one handle do not
+ * fight over one cache line. */
+#define KVI__STAT_STRIPES 16
+
+struct kvi__stat_stripe {
+    _Atomic uint64_t ops;
+    _Atomic uint64_t errors;
+    _Atomic uint64_t misses;
+    _Atomic uint64_t slow_ops;
+    _Atomic uint64_t rejected;
+    _Atomic uint64_t total_us;
+} __attribute__((aligned(64)));
+
+struct kvi_conn {
+    kvi *k;
+    const struct kvi_engine *engine;
+    char *id;       /* "scheme" or "scheme:group" */
+    char *secret;   /* the URL's password, only to scrub messages; may be NULL */
+    uint32_t caps;
+    uint32_t connect_timeout_ms;
+    uint32_t timeout_ms;
+    int lazy;
+    size_t max_value_len;
+    void *priv;     /* engine->conn_size bytes */
+    struct kvi_conn *_Atomic next; /* definition order; append-only */
+    struct kvi__stat_stripe stats[KVI__STAT_STRIPES];
+};
+
+struct kvi__engine_entry {
+    const struct kvi_engine *engine;
+    void *dl_handle; /* dlopen() handle of its module, or NULL */
+    struct kvi__engine_entry *next;
+};
+
+struct kvi {
+    kvi_allocator alloc;
+    pthread_mutex_t config_lock; /* serialises definitions and registrations */
+    struct kvi__engine_entry *engines;
+    struct kvi_conn *_Atomic conns; /* read without a lock: append-only list */
+    char *module_path;              /* NULL: default */
+
+    _Atomic(kvi_log_fn) log_fn;
+    void *_Atomic log_ud;
+    _Atomic int log_level;
+    _Atomic uint64_t slow_us;
+    _Atomic(kvi_clock_fn) clock_fn;
+    void *_Atomic clock_ud;
+};
+
+/* Finds a defined id; NULL when none.  Lock-free. */
+struct kvi_conn *kvi__conn_find(kvi *k, const char *id);
+
+/* Replaces every occurrence of secret in msg by "***" in place (msg is a
+ * NUL-terminated buffer of at least strlen(msg)+1 bytes). */
+void kvi__scrub(char *msg, const char *secret);
+
+/* Sets the detail message already formatted, scrubbing secret. */
+void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg);
+
+/* True when the calling thread's message was set since kvi__clear_error(). */
+int kvi__error_is_set(void);
+
+/* Monotonic microseconds, for timing operations. */
+uint64_t kvi__mono_us(void);
+
+#endif /* KVI_CORE_CONTEXT_H */

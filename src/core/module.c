@@ -1,0 +1,86 @@
+/*
+ * module.c -- network engines live in shared modules (kvi_redis.so, ...) so
+ * that libkvi has no third-party runtime dependency; each is loaded on the
+ * first use of its scheme.
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/module.h"
+
+#ifndef KVI_INSTALL_MODULE_DIR
+#define KVI_INSTALL_MODULE_DIR "/usr/local/lib/kvi"
+#endif
+#ifndef KVI_BUILD_MODULE_DIR
+#define KVI_BUILD_MODULE_DIR ""
+#endif
+
+/* What to install for each engine we ship. */
+static const char *install_hint(const char *scheme)
+{
+    if (strcmp(scheme, "redis") == 0)
+        return "build kvi with libhiredis-dev installed (apt-get install libhiredis-dev)";
+    if (strcmp(scheme, "memcached") == 0)
+        return "build kvi with libmemcached-dev installed (apt-get install libmemcached-dev)";
+    return "no engine of that name ships with kvi; check the URL's scheme";
+}
+
+kvi_status kvi__module_load(kvi *k, const char *path, const char *scheme,
+                            const struct kvi_engine **engine, void **handle)
+{
+    char dirs[2048];
+    if (path == NULL) {
+        const char *env = getenv("KVI_MODULE_PATH");
+        snprintf(dirs, sizeof dirs, "%s%s%s%s%s", env ? env : "", env ? ":" : "",
+                 KVI_INSTALL_MODULE_DIR, KVI_BUILD_MODULE_DIR[0] ? ":" : "",
+                 KVI_BUILD_MODULE_DIR);
+    } else {
+        snprintf(dirs, sizeof dirs, "%s", path);
+    }
+    char file[128];
+    snprintf(file, sizeof file, "kvi_%s.so", scheme);
+
+    const char *p = dirs;
+    while (*p != '\0') {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > 0) {
+            char full[4096];
+            snprintf(full, sizeof full, "%.*s/%s", (int)n, p, file);
+            if (access(full, F_OK) == 0) {
+                void *h = dlopen(full, RTLD_NOW | RTLD_LOCAL);
+                if (h == NULL)
+                    return kvi__error(k, KVI_E_MODULE_MISSING,
+                                      "engine '%s' is not available: cannot load %s: %s", scheme,
+                                      full, dlerror());
+                const struct kvi_engine *(*get)(void);
+                *(void **)(&get) = dlsym(h, "kvi_module_engine");
+                const struct kvi_engine *e = get ? get() : NULL;
+                if (e == NULL) {
+                    dlclose(h);
+                    return kvi__error(k, KVI_E_MODULE_MISSING,
+                                      "engine '%s' is not available: %s exports no engine",
+                                      scheme, full);
+                }
+                *engine = e;
+                *handle = h;
+                return KVI_OK;
+            }
+        }
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return kvi__error(k, KVI_E_MODULE_MISSING,
+                      "engine '%s' is not available: %s not found in %s; %s", scheme, file, dirs,
+                      install_hint(scheme));
+}
+
+void kvi__module_unload(void *handle)
+{
+    if (handle != NULL)
+        dlclose(handle);
+}

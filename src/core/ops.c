@@ -1,0 +1,459 @@
+/*
+ * ops.c -- the one wrapper per operation.
+ *
+ * Each public operation is checked here once for every engine: arguments
+ * (NULL, lengths, expiry), capability bits, output zeroing; then the engine
+ * slot is called, timed and counted, and on failure its outputs are emptied
+ * and a detail message is guaranteed.  Engines repeat none of this.
+ */
+#include <limits.h>
+#include <string.h>
+
+#include "core/context.h"
+
+#define GLOB_MAX_LEN 4096u
+
+/* ---- stats -------------------------------------------------------------- */
+
+static _Atomic unsigned next_stripe;
+static _Thread_local unsigned tl_stripe = UINT_MAX;
+
+static struct kvi__stat_stripe *my_stripe(kvi_conn *c)
+{
+    if (tl_stripe == UINT_MAX)
+        tl_stripe = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) %
+                    KVI__STAT_STRIPES;
+    return &c->stats[tl_stripe];
+}
+
+static inline void bump(_Atomic uint64_t *counter, uint64_t n)
+{
+    atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+/* Time and count one engine call.  Returns st. */
+typedef struct {
+    uint64_t slow_us;
+    uint64_t t0;
+} op_timer;
+
+static inline op_timer op_begin(kvi_conn *c)
+{
+    op_timer t;
+    kvi__clear_error();
+    t.slow_us = atomic_load_explicit(&c->k->slow_us, memory_order_relaxed);
+    t.t0 = t.slow_us ? kvi__mono_us() : 0;
+    return t;
+}
+
+static kvi_status op_end(kvi_conn *c, op_timer t, const char *op, kvi_status st)
+{
+    struct kvi__stat_stripe *s = my_stripe(c);
+    bump(&s->ops, 1);
+    if (st == KVI_NOT_FOUND) {
+        bump(&s->misses, 1);
+    } else if (st != KVI_OK) {
+        bump(&s->errors, 1);
+        if (!kvi__error_is_set())
+            kvi_engine_error(c, st, "%s: %s", op, kvi_strerror(st));
+    }
+    if (t.slow_us) {
+        uint64_t dt = kvi__mono_us() - t.t0;
+        bump(&s->total_us, dt);
+        if (dt > t.slow_us) {
+            bump(&s->slow_ops, 1);
+            kvi_engine_log(c, KVI_LOG_WARN, "slow %s: %llu us (threshold %llu us)", op,
+                           (unsigned long long)dt, (unsigned long long)t.slow_us);
+        }
+    }
+    return st;
+}
+
+/* A call refused before the engine: counted and explained. */
+static kvi_status reject(kvi_conn *c, kvi_status st, const char *op, const char *why)
+{
+    bump(&my_stripe(c)->rejected, 1);
+    return kvi_engine_error(c, st, "%s: %s", op, why);
+}
+
+static kvi_status check_key(kvi_conn *c, const char *op, const void *key, size_t key_len)
+{
+    if (key == NULL)
+        return reject(c, KVI_E_INVALID, op, "key is NULL");
+    if (key_len == 0)
+        return reject(c, KVI_E_INVALID, op, "key is empty (keys are 1..1024 bytes)");
+    if (key_len > KVI_MAX_KEY_LEN)
+        return reject(c, KVI_E_INVALID, op, "key is longer than 1024 bytes");
+    return KVI_OK;
+}
+
+static kvi_status check_expire(kvi_conn *c, const char *op, int64_t expire_s)
+{
+    if (expire_s < 0)
+        return reject(c, KVI_E_INVALID, op, "expire is negative");
+    if (expire_s > KVI_MAX_EXPIRE_S)
+        return reject(c, KVI_E_INVALID, op, "expire is larger than 2147483647 seconds");
+    if (expire_s > 0 && !(c->caps & KVI_CAP_TTL))
+        return reject(c, KVI_E_UNSUPPORTED, op, "this engine cannot expire keys");
+    return KVI_OK;
+}
+
+static kvi_status check_cap(kvi_conn *c, const char *op, uint32_t cap, const char *what)
+{
+    if (c->caps & cap)
+        return KVI_OK;
+    bump(&my_stripe(c)->rejected, 1);
+    return kvi_engine_error(c, KVI_E_UNSUPPORTED, "%s: engine '%s' has no %s", op,
+                            c->engine->name, what);
+}
+
+/* ---- handle form ---------------------------------------------------------- */
+
+kvi_status kvi_conn_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                          size_t val_len, int64_t expire_s)
+{
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_key(c, "store", key, key_len);
+    if (st == KVI_OK && val == NULL && val_len > 0)
+        st = reject(c, KVI_E_INVALID, "store", "value is NULL");
+    if (st == KVI_OK && val_len > c->max_value_len)
+        st = reject(c, KVI_E_INVALID, "store", "value is larger than the engine's limit");
+    if (st == KVI_OK)
+        st = check_expire(c, "store", expire_s);
+    if (st != KVI_OK)
+        return st;
+    op_timer t = op_begin(c);
+    return op_end(c, t, "store",
+                  c->engine->store(c, key, key_len, val ? val : "", val_len, expire_s));
+}
+
+kvi_status kvi_conn_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+{
+    if (out != NULL) {
+        out->data = NULL;
+        out->len = 0;
+        out->free_fn_ = NULL;
+        out->free_ud_ = NULL;
+    }
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_key(c, "fetch", key, key_len);
+    if (st == KVI_OK && out == NULL)
+        st = reject(c, KVI_E_INVALID, "fetch", "output value is NULL");
+    if (st != KVI_OK)
+        return st;
+    op_timer t = op_begin(c);
+    st = c->engine->fetch(c, key, key_len, out);
+    if (st == KVI_OK && out->data == NULL)
+        st = kvi_value_set(c, out, "", 0);
+    if (st != KVI_OK)
+        kvi_value_free(out);
+    return op_end(c, t, "fetch", st);
+}
+
+kvi_status kvi_conn_remove(kvi_conn *c, const void *key, size_t key_len)
+{
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_key(c, "remove", key, key_len);
+    if (st != KVI_OK)
+        return st;
+    op_timer t = op_begin(c);
+    return op_end(c, t, "remove", c->engine->remove(c, key, key_len));
+}
+
+static kvi_status counter_op(kvi_conn *c, const char *op, const void *key, size_t key_len,
+                             int64_t delta, int64_t expire_s, int64_t *new_value)
+{
+    if (new_value != NULL)
+        *new_value = 0;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_key(c, op, key, key_len);
+    if (st == KVI_OK)
+        st = check_cap(c, op, KVI_CAP_COUNTERS, "counters");
+    if (st == KVI_OK)
+        st = check_expire(c, op, expire_s);
+    if (st == KVI_OK && delta == INT64_MIN && op[0] == 's')
+        st = reject(c, KVI_E_INVALID, op, "delta -9223372036854775808 cannot be negated");
+    if (st != KVI_OK)
+        return st;
+    int64_t v = 0;
+    op_timer t = op_begin(c);
+    st = c->engine->add(c, key, key_len, op[0] == 's' ? -delta : delta, expire_s, &v);
+    if (st == KVI_OK && new_value != NULL)
+        *new_value = v;
+    return op_end(c, t, op, st);
+}
+
+kvi_status kvi_conn_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                        int64_t expire_s, int64_t *new_value)
+{
+    return counter_op(c, "add", key, key_len, delta, expire_s, new_value);
+}
+
+kvi_status kvi_conn_sub(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                        int64_t expire_s, int64_t *new_value)
+{
+    return counter_op(c, "sub", key, key_len, delta, expire_s, new_value);
+}
+
+kvi_status kvi_conn_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+{
+    if (out != NULL)
+        *out = 0;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_key(c, "counter_fetch", key, key_len);
+    if (st == KVI_OK && out == NULL)
+        st = reject(c, KVI_E_INVALID, "counter_fetch", "output is NULL");
+    if (st == KVI_OK)
+        st = check_cap(c, "counter_fetch", KVI_CAP_COUNTERS, "counters");
+    if (st != KVI_OK)
+        return st;
+    int64_t v = 0;
+    op_timer t = op_begin(c);
+    st = c->engine->counter_fetch(c, key, key_len, &v);
+    if (st == KVI_OK)
+        *out = v;
+    return op_end(c, t, "counter_fetch", st);
+}
+
+/* Runs a reply-returning slot and empties *out unless it succeeded. */
+static kvi_status reply_end(kvi_conn *c, op_timer t, const char *op, kvi_status st,
+                            kvi_reply *r, kvi_reply **out)
+{
+    if (st == KVI_OK && r == NULL)
+        st = kvi_engine_error(c, KVI_E_INTERNAL, "%s: engine returned no reply", op);
+    if (st == KVI_OK)
+        *out = r;
+    else
+        kvi_reply_free(r);
+    return op_end(c, t, op, st);
+}
+
+kvi_status kvi_conn_raw_query(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = KVI_OK;
+    if (out == NULL)
+        st = reject(c, KVI_E_INVALID, "raw_query", "output is NULL");
+    else if (query == NULL || query_len == 0)
+        st = reject(c, KVI_E_INVALID, "raw_query", "query is empty");
+    else if (query_len > KVI_MAX_QUERY_LEN)
+        st = reject(c, KVI_E_INVALID, "raw_query", "query is longer than 1 MiB");
+    if (st == KVI_OK)
+        st = check_cap(c, "raw_query", KVI_CAP_RAW_QUERY, "raw query language");
+    if (st != KVI_OK)
+        return st;
+    kvi_reply *r = NULL;
+    op_timer t = op_begin(c);
+    st = c->engine->raw_query(c, query, query_len, &r);
+    return reply_end(c, t, "raw_query", st, r, out);
+}
+
+kvi_status kvi_conn_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = KVI_OK;
+    if (out == NULL)
+        st = reject(c, KVI_E_INVALID, "keys", "output is NULL");
+    else if (glob == NULL && glob_len > 0)
+        st = reject(c, KVI_E_INVALID, "keys", "glob is NULL");
+    else if (glob_len > GLOB_MAX_LEN)
+        st = reject(c, KVI_E_INVALID, "keys", "glob is longer than 4096 bytes");
+    if (st == KVI_OK)
+        st = check_cap(c, "keys", KVI_CAP_ITERATE, "key listing");
+    if (st != KVI_OK)
+        return st;
+    if (glob == NULL || glob_len == 0) {
+        glob = "*";
+        glob_len = 1;
+    }
+    kvi_reply *r = NULL;
+    op_timer t = op_begin(c);
+    st = c->engine->keys(c, glob, glob_len, &r);
+    return reply_end(c, t, "keys", st, r, out);
+}
+
+kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+                                uint64_t *removed)
+{
+    if (removed != NULL)
+        *removed = 0;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = KVI_OK;
+    if (glob == NULL || glob_len == 0)
+        st = reject(c, KVI_E_INVALID, "remove_glob", "glob is empty (use \"*\" to remove all)");
+    else if (glob_len > GLOB_MAX_LEN)
+        st = reject(c, KVI_E_INVALID, "remove_glob", "glob is longer than 4096 bytes");
+    if (st == KVI_OK)
+        st = check_cap(c, "remove_glob", KVI_CAP_ITERATE, "key listing");
+    if (st != KVI_OK)
+        return st;
+    uint64_t n = 0;
+    op_timer t = op_begin(c);
+    st = c->engine->remove_glob(c, glob, glob_len, &n);
+    if (st == KVI_OK && removed != NULL)
+        *removed = n;
+    return op_end(c, t, "remove_glob", st);
+}
+
+kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    if (ttl_s != NULL)
+        *ttl_s = 0;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_key(c, "ttl", key, key_len);
+    if (st == KVI_OK && ttl_s == NULL)
+        st = reject(c, KVI_E_INVALID, "ttl", "output is NULL");
+    if (st == KVI_OK)
+        st = check_cap(c, "ttl", KVI_CAP_TTL, "expiry");
+    if (st != KVI_OK)
+        return st;
+    int64_t v = 0;
+    op_timer t = op_begin(c);
+    st = c->engine->ttl(c, key, key_len, &v);
+    if (st == KVI_OK)
+        *ttl_s = v;
+    return op_end(c, t, "ttl", st);
+}
+
+kvi_status kvi_conn_ping(kvi_conn *c)
+{
+    if (c == NULL)
+        return KVI_E_INVALID;
+    op_timer t = op_begin(c);
+    return op_end(c, t, "ping", c->engine->ping ? c->engine->ping(c) : KVI_OK);
+}
+
+kvi_status kvi_conn_stats(kvi_conn *c, kvi_stats *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (c == NULL || out == NULL)
+        return KVI_E_INVALID;
+    for (unsigned i = 0; i < KVI__STAT_STRIPES; i++) {
+        const struct kvi__stat_stripe *s = &c->stats[i];
+        out->ops += atomic_load_explicit(&s->ops, memory_order_relaxed);
+        out->errors += atomic_load_explicit(&s->errors, memory_order_relaxed);
+        out->misses += atomic_load_explicit(&s->misses, memory_order_relaxed);
+        out->slow_ops += atomic_load_explicit(&s->slow_ops, memory_order_relaxed);
+        out->rejected += atomic_load_explicit(&s->rejected, memory_order_relaxed);
+        out->total_us += atomic_load_explicit(&s->total_us, memory_order_relaxed);
+    }
+    if (c->engine->stats != NULL) {
+        kvi__clear_error();
+        kvi_status st = c->engine->stats(c, out);
+        if (st != KVI_OK) {
+            out->has_content = 0;
+            return st;
+        }
+    }
+    return KVI_OK;
+}
+
+/* ---- engine-id form ---------------------------------------------------- */
+
+/* Looks up id; on failure *out-style outputs are already zeroed by callers. */
+#define WITH_CONN(k, id, call)                                                                   \
+    do {                                                                                         \
+        kvi_conn *c_;                                                                            \
+        kvi_status st_ = kvi_conn_get((k), (id), &c_);                                           \
+        if (st_ != KVI_OK)                                                                       \
+            return st_;                                                                          \
+        return call;                                                                             \
+    } while (0)
+
+kvi_status kvi_store(kvi *k, const char *id, const void *key, size_t key_len, const void *val,
+                     size_t val_len, int64_t expire_s)
+{
+    WITH_CONN(k, id, kvi_conn_store(c_, key, key_len, val, val_len, expire_s));
+}
+
+kvi_status kvi_fetch(kvi *k, const char *id, const void *key, size_t key_len, kvi_value *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    WITH_CONN(k, id, kvi_conn_fetch(c_, key, key_len, out));
+}
+
+kvi_status kvi_remove(kvi *k, const char *id, const void *key, size_t key_len)
+{
+    WITH_CONN(k, id, kvi_conn_remove(c_, key, key_len));
+}
+
+kvi_status kvi_add(kvi *k, const char *id, const void *key, size_t key_len, int64_t delta,
+                   int64_t expire_s, int64_t *new_value)
+{
+    if (new_value != NULL)
+        *new_value = 0;
+    WITH_CONN(k, id, kvi_conn_add(c_, key, key_len, delta, expire_s, new_value));
+}
+
+kvi_status kvi_sub(kvi *k, const char *id, const void *key, size_t key_len, int64_t delta,
+                   int64_t expire_s, int64_t *new_value)
+{
+    if (new_value != NULL)
+        *new_value = 0;
+    WITH_CONN(k, id, kvi_conn_sub(c_, key, key_len, delta, expire_s, new_value));
+}
+
+kvi_status kvi_counter_fetch(kvi *k, const char *id, const void *key, size_t key_len,
+                             int64_t *out)
+{
+    if (out != NULL)
+        *out = 0;
+    WITH_CONN(k, id, kvi_conn_counter_fetch(c_, key, key_len, out));
+}
+
+kvi_status kvi_raw_query(kvi *k, const char *id, const char *query, size_t query_len,
+                         kvi_reply **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    WITH_CONN(k, id, kvi_conn_raw_query(c_, query, query_len, out));
+}
+
+kvi_status kvi_keys(kvi *k, const char *id, const char *glob, size_t glob_len, kvi_reply **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    WITH_CONN(k, id, kvi_conn_keys(c_, glob, glob_len, out));
+}
+
+kvi_status kvi_remove_glob(kvi *k, const char *id, const char *glob, size_t glob_len,
+                           uint64_t *removed)
+{
+    if (removed != NULL)
+        *removed = 0;
+    WITH_CONN(k, id, kvi_conn_remove_glob(c_, glob, glob_len, removed));
+}
+
+kvi_status kvi_ttl(kvi *k, const char *id, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    if (ttl_s != NULL)
+        *ttl_s = 0;
+    WITH_CONN(k, id, kvi_conn_ttl(c_, key, key_len, ttl_s));
+}
+
+kvi_status kvi_ping(kvi *k, const char *id)
+{
+    WITH_CONN(k, id, kvi_conn_ping(c_));
+}
+
+kvi_status kvi_stats_get(kvi *k, const char *id, kvi_stats *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    WITH_CONN(k, id, kvi_conn_stats(c_, out));
+}
