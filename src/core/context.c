@@ -306,12 +306,6 @@ struct kvi_conn *kvi__conn_find(kvi *k, const char *id)
     return NULL;
 }
 
-static int is_common_option(const char *name)
-{
-    return strcmp(name, "connect_timeout") == 0 || strcmp(name, "timeout") == 0 ||
-           strcmp(name, "lazy") == 0;
-}
-
 static int engine_knows_option(const struct kvi_engine *e, const char *name)
 {
     if (e->options == NULL)
