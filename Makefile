@@ -1,0 +1,72 @@
+# kvi -- convenience wrapper around CMake.  The two commands a fresh Debian 12
+# machine needs are `make demo` and `make test`; both install missing Debian
+# packages when run as root and otherwise print the apt-get line to run.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
+CMAKE_ARGS ?=
+
+# Packages to build the library, the command, the engines and the tests.
+DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
+             libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev
+DEPS_TEST  = $(DEPS_BUILD) libcmocka-dev redis-server redis-tools memcached valgrind
+
+.PHONY: all build demo test check test-asan test-valgrind bench fuzz install clean \
+        deps-build deps-test
+
+all: build
+
+deps-build:
+	@sh tools/ensure-packages.sh $(DEPS_BUILD)
+
+deps-test:
+	@sh tools/ensure-packages.sh $(DEPS_TEST)
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVI_WERROR=ON $(CMAKE_ARGS)
+
+build: deps-build $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The main job: a demo on the embedded local engine.
+demo: build
+	@sh examples/demo.sh $(BUILD)
+
+# Every test: the normal build, then ASan+UBSan, then valgrind on the unit tests.
+test: deps-test
+	$(MAKE) check
+	$(MAKE) test-asan
+	$(MAKE) test-valgrind
+
+check: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) -LE soak
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke'
+
+test-valgrind: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -L unit -LE 'cli|bench-smoke' \
+	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect" \
+	  -T memcheck -j$(JOBS)
+	@if grep -l -E 'definitely lost: [1-9]|indirectly lost: [1-9]|ERROR SUMMARY: [1-9]' \
+	    $(BUILD)/Testing/Temporary/MemoryChecker.*.log 2>/dev/null; then \
+	  echo "valgrind found errors or leaks (logs above)"; exit 1; fi
+
+bench: build
+	$(BUILD)/kvi-bench
+
+fuzz:
+	sh tests/fuzz/run.sh
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
