@@ -1,0 +1,254 @@
+/*
+ * local.c -- the embedded "local" engine: an in-process key-value store
+ * (table.c) behind the struct kvi_engine slots.  Every engine id
+ * (local://, local:sessions://) is its own connection and so its own table.
+ */
+#include "engines/local/local.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct local_conn {
+    kvi__lt *table;
+};
+
+static const char *const local_options[] = {"max_memory", "evict", NULL};
+
+static kvi__lt *table_of(kvi_conn *c)
+{
+    return ((struct local_conn *)kvi_conn_priv(c))->table;
+}
+
+/* Parses "123", "64k", "10m", "2g" (powers of 1024) into *out. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    if (!s || !isdigit((unsigned char)s[0]))
+        return 0;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return 0;
+    unsigned shift = 0;
+    if (*end) {
+        switch (tolower((unsigned char)*end)) {
+        case 'k':
+            shift = 10;
+            break;
+        case 'm':
+            shift = 20;
+            break;
+        case 'g':
+            shift = 30;
+            break;
+        default:
+            return 0;
+        }
+        end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+        if (*end)
+            return 0;
+    }
+    if (v > (UINT64_MAX >> shift))
+        return 0;
+    *out = (uint64_t)v << shift;
+    return 1;
+}
+
+static kvi_status local_open(kvi_conn *c, const kvi_url *url)
+{
+    struct local_conn *lc = kvi_conn_priv(c);
+    kvi__lt_config cfg = {0, KVI__LT_EVICT_NONE};
+
+    if (url->nhosts)
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "the local engine takes no host (write local:// or "
+                                "local:GROUP://)");
+    if (url->database)
+        return kvi_engine_error(c, KVI_E_INVALID, "the local engine takes no database ('/%s')",
+                                url->database);
+    if (url->user || url->has_password)
+        return kvi_engine_error(c, KVI_E_INVALID, "the local engine takes no user or password");
+
+    const char *v = kvi_url_option_get(url, "max_memory");
+    if (v && !parse_size(v, &cfg.max_memory))
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "bad max_memory '%s' (bytes, optional suffix k, m or g)", v);
+    v = kvi_url_option_get(url, "evict");
+    if (v) {
+        if (strcmp(v, "lru") == 0)
+            cfg.evict = KVI__LT_EVICT_LRU;
+        else if (strcmp(v, "none") == 0)
+            cfg.evict = KVI__LT_EVICT_NONE;
+        else
+            return kvi_engine_error(c, KVI_E_INVALID, "bad evict '%s' (lru or none)", v);
+    }
+
+    kvi_status st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->table);
+    if (st != KVI_OK)
+        return kvi_engine_error(c, st, "cannot allocate the table");
+    return KVI_OK;
+}
+
+static void local_close(kvi_conn *c)
+{
+    struct local_conn *lc = kvi_conn_priv(c);
+    kvi__lt_free(lc->table);
+    lc->table = NULL;
+}
+
+static kvi_status table_error(kvi_conn *c, kvi_status st)
+{
+    switch (st) {
+    case KVI_E_STORE_FULL:
+        return kvi_engine_error(c, st, "store is full (max_memory reached)");
+    case KVI_E_NOMEM:
+        return kvi_engine_error(c, st, "out of memory");
+    default:
+        return st;
+    }
+}
+
+static kvi_status local_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                              size_t val_len, int64_t expire_s)
+{
+    return table_error(c, kvi__lt_store(table_of(c), key, key_len, val, val_len, expire_s));
+}
+
+struct fetch_ud {
+    kvi_conn *c;
+    kvi_value *out;
+};
+
+static kvi_status fetch_copy(void *ud, const void *data, size_t len)
+{
+    struct fetch_ud *f = ud;
+    char *buf = kvi_value_alloc(f->c, f->out, len);
+    if (!buf)
+        return KVI_E_NOMEM;
+    if (len)
+        memcpy(buf, data, len);
+    return KVI_OK;
+}
+
+static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+{
+    struct fetch_ud f = {c, out};
+    return table_error(c, kvi__lt_fetch(table_of(c), key, key_len, fetch_copy, &f));
+}
+
+static kvi_status local_remove(kvi_conn *c, const void *key, size_t key_len)
+{
+    return kvi__lt_remove(table_of(c), key, key_len);
+}
+
+static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                            int64_t expire_s, int64_t *new_value)
+{
+    kvi_status st = kvi__lt_add(table_of(c), key, key_len, delta, expire_s, new_value);
+    switch (st) {
+    case KVI_E_NOT_A_COUNTER:
+        return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
+    case KVI_E_OVERFLOW:
+        return kvi_engine_error(c, st, "adding %lld would overflow int64", (long long)delta);
+    default:
+        return table_error(c, st);
+    }
+}
+
+static kvi_status local_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+{
+    kvi_status st = kvi__lt_counter(table_of(c), key, key_len, out);
+    if (st == KVI_E_NOT_A_COUNTER)
+        return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
+    return st;
+}
+
+static kvi_status keys_append(void *ud, const void *key, size_t key_len, const void *val,
+                              size_t val_len, int64_t expire_ms)
+{
+    kvi_reply *arr = ud;
+    kvi_reply *s = kvi_reply_new_string(KVI_REPLY_STRING, key, key_len);
+    if (!s)
+        return KVI_E_NOMEM;
+    kvi_status st = kvi_reply_append(arr, s);
+    if (st != KVI_OK)
+        kvi_reply_free(s);
+    return st;
+}
+
+static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out)
+{
+    kvi_reply *arr = kvi_reply_new_array(0);
+    if (!arr)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    kvi_status st = kvi__lt_foreach(table_of(c), glob, glob_len, keys_append, arr);
+    if (st != KVI_OK) {
+        kvi_reply_free(arr);
+        return table_error(c, st);
+    }
+    *out = arr;
+    return KVI_OK;
+}
+
+static kvi_status local_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+                                    uint64_t *removed)
+{
+    uint64_t n = 0;
+    kvi__lt_remove_glob(table_of(c), glob, glob_len, &n);
+    if (removed)
+        *removed = n;
+    return KVI_OK;
+}
+
+static kvi_status local_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    return kvi__lt_ttl(table_of(c), key, key_len, ttl_s);
+}
+
+static kvi_status local_ping(kvi_conn *c)
+{
+    return table_of(c) ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table");
+}
+
+static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
+{
+    kvi__lt_stats s;
+    kvi__lt_stats_get(table_of(c), &s);
+    out->has_content = 1;
+    out->entries = s.entries;
+    out->bytes = s.bytes;
+    out->hits = s.hits;
+    out->expired = s.expired;
+    out->evicted = s.evicted;
+    return KVI_OK;
+}
+
+/* KVI_CAP_PERSISTENT is not claimed: caps are per engine, and only a
+ * connection with file= persists (see docs/engines/local.md). */
+const struct kvi_engine kvi__engine_local = {
+    .abi_version = KVI_ENGINE_ABI,
+    .name = "local",
+    .description = "embedded in-process store (sharded hash table, TTL, counters)",
+    .caps =
+        KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY | KVI_CAP_ITERATE,
+    .conn_size = sizeof(struct local_conn),
+    .max_value_len = 0,
+    .options = local_options,
+    .open = local_open,
+    .close = local_close,
+    .store = local_store,
+    .fetch = local_fetch,
+    .remove = local_remove,
+    .add = local_add,
+    .counter_fetch = local_counter_fetch,
+    .raw_query = NULL,
+    .keys = local_keys,
+    .remove_glob = local_remove_glob,
+    .ttl = local_ttl,
+    .ping = local_ping,
+    .stats = local_stats,
+};

@@ -1,0 +1,117 @@
+/*
+ * local.h -- internals of the embedded "local" engine, shared by its files:
+ * the sharded hash table (table.c), the engine slots (local.c) and the
+ * snapshot persistence (snapshot.c).  Not installed.
+ *
+ * The table is a fixed number of shards, each a chained hash table under
+ * its own mutex.  A shard grows by incremental rehash (a few buckets moved
+ * per operation on that shard), so no operation ever pays for a whole
+ * table copy.  Every entry is one allocation holding a 24-byte header, the
+ * key and the value.  Expired entries are removed lazily on access and by
+ * an incremental sweep of a few buckets per write.
+ */
+#ifndef KVI_LOCAL_H
+#define KVI_LOCAL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "core/internal.h"
+
+/* Number of shards of a table (a power of two). */
+#define KVI__LT_SHARDS 64u
+
+/* Expiry times are absolute unix milliseconds kept in 48 bits; later
+ * instants are clamped to this. */
+#define KVI__LT_MAX_EXPIRE_MS ((int64_t)((UINT64_C(1) << 48) - 1))
+
+typedef enum kvi__lt_evict {
+    KVI__LT_EVICT_NONE = 0, /* a full store answers KVI_E_STORE_FULL */
+    KVI__LT_EVICT_LRU = 1   /* approximate LRU by sampling */
+} kvi__lt_evict;
+
+typedef struct kvi__lt_config {
+    uint64_t max_memory; /* bytes, 0 = unlimited */
+    kvi__lt_evict evict;
+} kvi__lt_config;
+
+/* Content figures of a table (see kvi_stats). */
+typedef struct kvi__lt_stats {
+    uint64_t entries;
+    uint64_t bytes;  /* keys + values */
+    uint64_t memory; /* approximate memory charged against max_memory */
+    uint64_t hits;
+    uint64_t expired;
+    uint64_t evicted;
+} kvi__lt_stats;
+
+typedef struct kvi__lt kvi__lt;
+
+/* Receives a value under the shard lock; must copy it and not call back
+ * into the table.  Returns KVI_OK or an error that the operation returns. */
+typedef kvi_status (*kvi__lt_value_fn)(void *ud, const void *data, size_t len);
+
+/* Receives one live entry under its shard lock (expire_ms 0 = none); same
+ * rules as kvi__lt_value_fn. */
+typedef kvi_status (*kvi__lt_entry_fn)(void *ud, const void *key, size_t key_len, const void *val,
+                                       size_t val_len, int64_t expire_ms);
+
+/* Creates an empty table whose memory comes from k's allocator and whose
+ * time is kvi_now_ms(k).  KVI_E_NOMEM. */
+kvi_status kvi__lt_new(kvi *k, const kvi__lt_config *cfg, kvi__lt **out);
+
+/* Frees the table and every entry.  NULL is accepted.  Not concurrent with
+ * any other call on the table. */
+void kvi__lt_free(kvi__lt *t);
+
+/* Stores val under key with expiry expire_s seconds from now (0 = none,
+ * clears an earlier one).  KVI_E_NOMEM, KVI_E_STORE_FULL (max_memory with
+ * evict=none, or a value larger than max_memory).  Thread-safe. */
+kvi_status kvi__lt_store(kvi__lt *t, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s);
+
+/* Inserts an entry with an absolute expiry (unix ms, 0 = none), as the
+ * snapshot loader does.  An entry already expired is skipped (KVI_OK).
+ * Same errors as kvi__lt_store.  Thread-safe. */
+kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_ms);
+
+/* Looks key up and hands its value to fn.  KVI_NOT_FOUND when missing or
+ * expired, else fn's status.  Thread-safe. */
+kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn,
+                         void *ud);
+
+/* KVI_OK when key was removed, KVI_NOT_FOUND when there was none. */
+kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len);
+
+/* Atomically adds delta to the decimal counter under key (see kvi_add):
+ * creates it at delta with expiry expire_s when missing, keeps the expiry
+ * otherwise.  KVI_E_NOT_A_COUNTER, KVI_E_OVERFLOW (value unchanged),
+ * KVI_E_NOMEM, KVI_E_STORE_FULL. */
+kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
+                       int64_t *new_value);
+
+/* Reads a counter: KVI_NOT_FOUND, KVI_E_NOT_A_COUNTER. */
+kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t *out);
+
+/* Remaining lifetime in seconds rounded up, -1 when none; KVI_NOT_FOUND. */
+kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl_s);
+
+/* Calls fn for every live entry whose key matches glob (kvi_glob_match),
+ * one shard at a time under its lock, and drops expired entries met on the
+ * way.  Stops at fn's first error and returns it. */
+kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__lt_entry_fn fn,
+                           void *ud);
+
+/* Removes every live entry whose key matches glob; *removed gets the
+ * number (expired entries dropped on the way are not counted). */
+void kvi__lt_remove_glob(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed);
+
+/* Fills *out with the table's content figures.  Thread-safe. */
+void kvi__lt_stats_get(kvi__lt *t, kvi__lt_stats *out);
+
+/* Bytes the table charges for one entry of these lengths (header, key,
+ * value and an allocator word), as counted against max_memory. */
+size_t kvi__lt_entry_cost(size_t key_len, size_t val_len);
+
+#endif /* KVI_LOCAL_H */

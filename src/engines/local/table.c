@@ -1,0 +1,906 @@
+/*
+ * table.c -- the sharded, incrementally rehashed hash table behind the
+ * local engine (see local.h for the picture).
+ *
+ * Invariants, per shard and under its mutex:
+ *  - ht[1].b != NULL exactly while a rehash runs; then every bucket of
+ *    ht[0] below rehash_idx is empty and new entries go to ht[1].
+ *  - bytes, memory and expiring are the sums over the entries linked in
+ *    ht[0] and ht[1] (memory also counts the bucket arrays).
+ *  - An entry whose expiry is <= now is dead: no operation returns it, and
+ *    whoever meets it under the lock unlinks it.
+ */
+#include "engines/local/local.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* One allocation per entry: header, key bytes, value bytes. */
+struct lt_entry {
+    struct lt_entry *next;
+    uint64_t w0; /* expire_ms (48 bits, 0 = none) << 16 | key_len (11 bits) << 5 */
+    uint64_t w1; /* val_len << 32 | tag (16 bits) << 16 | lru (16 bits) */
+    unsigned char data[];
+};
+
+struct lt_ht {
+    struct lt_entry **b; /* NULL: no buckets yet */
+    size_t mask;         /* buckets - 1 */
+    size_t used;         /* entries linked here */
+};
+
+struct lt_shard {
+    _Alignas(64) pthread_mutex_t lock;
+    struct lt_ht ht[2];
+    size_t rehash_idx; /* next bucket of ht[0] to move */
+    size_t sweep_idx;  /* next bucket of ht[0] the sweep looks at */
+    uint64_t expiring; /* entries with an expiry */
+    uint64_t bytes;
+    uint64_t memory;
+    uint64_t hits;
+    uint64_t expired;
+    uint64_t evicted;
+    uint64_t rng;
+};
+
+struct kvi__lt {
+    kvi *k;
+    kvi__lt_config cfg;
+    uint64_t seed;
+    unsigned lru_shift;
+    _Atomic uint64_t used; /* memory, maintained only with max_memory */
+    _Atomic uint64_t lru_clock;
+    _Atomic uint64_t evict_cursor;
+    void *raw; /* allocation holding this struct and the shards */
+    struct lt_shard *shards;
+};
+
+/* Where an entry is linked: the pointer that points at it and its table. */
+struct lt_loc {
+    struct lt_entry **pp;
+    int which;
+};
+
+/* The current time, read from the context's clock at most once per call
+ * and only when an expiry must be compared. */
+struct lt_now {
+    kvi *k;
+    int64_t ms;
+    int have;
+};
+
+#define LT_HEADER ((size_t)sizeof(struct lt_entry))
+#define LT_MALLOC_WORD 8u
+#define LT_INITIAL_BUCKETS 16u
+#define LT_SAMPLES 5
+#define LT_TAG(h) (((h) >> 32) & UINT64_C(0xFFFF))
+#define LT_SHARD_OF(h) ((size_t)((h) >> 58) & (KVI__LT_SHARDS - 1u))
+
+_Static_assert(sizeof(struct lt_entry) == 24, "entry header must stay 24 bytes");
+_Static_assert(KVI__LT_SHARDS == 64u, "LT_SHARD_OF takes the top 6 bits");
+
+/* ---------------------------------------------------------------------- */
+/* Small helpers                                                            */
+
+static int64_t now_ms(struct lt_now *n)
+{
+    if (!n->have) {
+        n->ms = kvi_now_ms(n->k);
+        n->have = 1;
+    }
+    return n->ms;
+}
+
+static inline int64_t e_expire(const struct lt_entry *e)
+{
+    return (int64_t)(e->w0 >> 16);
+}
+
+static inline size_t e_klen(const struct lt_entry *e)
+{
+    return (size_t)((e->w0 >> 5) & 0x7FFu);
+}
+
+static inline size_t e_vlen(const struct lt_entry *e)
+{
+    return (size_t)(e->w1 >> 32);
+}
+
+static inline uint64_t e_tag(const struct lt_entry *e)
+{
+    return (e->w1 >> 16) & UINT64_C(0xFFFF);
+}
+
+static inline size_t e_cost(const struct lt_entry *e)
+{
+    return kvi__lt_entry_cost(e_klen(e), e_vlen(e));
+}
+
+static inline int e_dead(const struct lt_entry *e, struct lt_now *n)
+{
+    int64_t x = e_expire(e);
+    return x != 0 && now_ms(n) >= x;
+}
+
+static inline uint64_t rotl64(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64u - r));
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+/* Seeded 64-bit hash, 8 bytes per multiply; the seed is random per table
+ * so that chosen keys cannot pile into one chain. */
+static uint64_t lt_hash(uint64_t seed, const unsigned char *p, size_t n)
+{
+    uint64_t h = seed ^ ((uint64_t)n * UINT64_C(0x9E3779B97F4A7C15));
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        h ^= v * UINT64_C(0xff51afd7ed558ccd);
+        h = rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t v = 0;
+        memcpy(&v, p, n);
+        h ^= v * UINT64_C(0xff51afd7ed558ccd);
+        h = rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
+    }
+    return mix64(h);
+}
+
+static inline uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+size_t kvi__lt_entry_cost(size_t key_len, size_t val_len)
+{
+    return LT_HEADER + key_len + val_len + LT_MALLOC_WORD;
+}
+
+static void lt_charge(kvi__lt *t, struct lt_shard *sh, size_t add, size_t sub)
+{
+    sh->memory += add;
+    sh->memory -= sub;
+    if (t->cfg.max_memory) {
+        if (add > sub)
+            atomic_fetch_add_explicit(&t->used, add - sub, memory_order_relaxed);
+        else if (sub > add)
+            atomic_fetch_sub_explicit(&t->used, sub - add, memory_order_relaxed);
+    }
+}
+
+/* Would charging `add - sub` more bytes pass max_memory? */
+static int lt_over(kvi__lt *t, size_t add, size_t sub)
+{
+    if (!t->cfg.max_memory || add <= sub)
+        return 0;
+    uint64_t used = atomic_load_explicit(&t->used, memory_order_relaxed);
+    return used + (add - sub) > t->cfg.max_memory;
+}
+
+static void lt_touch(kvi__lt *t, struct lt_entry *e)
+{
+    if (t->cfg.evict != KVI__LT_EVICT_LRU)
+        return;
+    uint64_t c = atomic_fetch_add_explicit(&t->lru_clock, 1, memory_order_relaxed);
+    e->w1 = (e->w1 & ~UINT64_C(0xFFFF)) | ((c >> t->lru_shift) & UINT64_C(0xFFFF));
+}
+
+static struct lt_entry *lt_entry_new(kvi__lt *t, const void *key, size_t klen, const void *val,
+                                     size_t vlen, int64_t expire_ms, uint64_t h)
+{
+    struct lt_entry *e = kvi__malloc(t->k, LT_HEADER + klen + vlen);
+    if (!e)
+        return NULL;
+    e->next = NULL;
+    e->w0 = ((uint64_t)expire_ms << 16) | ((uint64_t)klen << 5);
+    e->w1 = ((uint64_t)vlen << 32) | (LT_TAG(h) << 16);
+    memcpy(e->data, key, klen);
+    if (vlen)
+        memcpy(e->data + klen, val, vlen);
+    return e;
+}
+
+static void lt_free_list(kvi__lt *t, struct lt_entry *e)
+{
+    while (e) {
+        struct lt_entry *next = e->next;
+        kvi__free(t->k, e);
+        e = next;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Shard internals (shard lock held)                                        */
+
+static struct lt_loc lt_find(struct lt_shard *sh, uint64_t h, const void *key, size_t klen)
+{
+    struct lt_loc loc = {NULL, 0};
+    uint64_t tag = LT_TAG(h);
+    for (int i = 0; i < 2; i++) {
+        struct lt_ht *ht = &sh->ht[i];
+        if (!ht->b)
+            break;
+        size_t idx = (size_t)h & ht->mask;
+        if (i == 0 && sh->ht[1].b && idx < sh->rehash_idx)
+            continue; /* that bucket already moved to ht[1] */
+        for (struct lt_entry **pp = &ht->b[idx]; *pp; pp = &(*pp)->next) {
+            const struct lt_entry *e = *pp;
+            if (e_tag(e) == tag && e_klen(e) == klen && memcmp(e->data, key, klen) == 0) {
+                loc.pp = pp;
+                loc.which = i;
+                return loc;
+            }
+        }
+    }
+    return loc;
+}
+
+/* Unlinks the entry at loc and takes it out of the shard's sums; the caller
+ * frees it (after unlocking). */
+static struct lt_entry *lt_unlink(kvi__lt *t, struct lt_shard *sh, struct lt_loc loc)
+{
+    struct lt_entry *e = *loc.pp;
+    *loc.pp = e->next;
+    e->next = NULL;
+    sh->ht[loc.which].used--;
+    sh->bytes -= e_klen(e) + e_vlen(e);
+    if (e_expire(e))
+        sh->expiring--;
+    lt_charge(t, sh, 0, e_cost(e));
+    return e;
+}
+
+/* Puts entry e in place of the one at loc (same key); returns the old one. */
+static struct lt_entry *lt_replace(kvi__lt *t, struct lt_shard *sh, struct lt_loc loc,
+                                   struct lt_entry *e)
+{
+    struct lt_entry *old = *loc.pp;
+    e->next = old->next;
+    *loc.pp = e;
+    old->next = NULL;
+    sh->bytes += e_klen(e) + e_vlen(e);
+    sh->bytes -= e_klen(old) + e_vlen(old);
+    if (e_expire(e))
+        sh->expiring++;
+    if (e_expire(old))
+        sh->expiring--;
+    lt_charge(t, sh, e_cost(e), e_cost(old));
+    return old;
+}
+
+static kvi_status lt_ensure_buckets(kvi__lt *t, struct lt_shard *sh)
+{
+    if (sh->ht[0].b)
+        return KVI_OK;
+    sh->ht[0].b = kvi__calloc(t->k, LT_INITIAL_BUCKETS, sizeof(struct lt_entry *));
+    if (!sh->ht[0].b)
+        return KVI_E_NOMEM;
+    sh->ht[0].mask = LT_INITIAL_BUCKETS - 1u;
+    sh->ht[0].used = 0;
+    lt_charge(t, sh, LT_INITIAL_BUCKETS * sizeof(struct lt_entry *), 0);
+    return KVI_OK;
+}
+
+static void lt_link(kvi__lt *t, struct lt_shard *sh, struct lt_entry *e, uint64_t h)
+{
+    struct lt_ht *ht = sh->ht[1].b ? &sh->ht[1] : &sh->ht[0];
+    size_t idx = (size_t)h & ht->mask;
+    e->next = ht->b[idx];
+    ht->b[idx] = e;
+    ht->used++;
+    sh->bytes += e_klen(e) + e_vlen(e);
+    if (e_expire(e))
+        sh->expiring++;
+    lt_charge(t, sh, e_cost(e), 0);
+    if (!sh->ht[1].b && sh->ht[0].used > sh->ht[0].mask) {
+        /* Load factor passed 1: start moving to a table twice the size.
+         * Without memory we just keep the longer chains. */
+        size_t n = (sh->ht[0].mask + 1u) * 2u;
+        struct lt_entry **b = kvi__calloc(t->k, n, sizeof(*b));
+        if (b) {
+            sh->ht[1].b = b;
+            sh->ht[1].mask = n - 1u;
+            sh->ht[1].used = 0;
+            sh->rehash_idx = 0;
+            lt_charge(t, sh, n * sizeof(*b), 0);
+        }
+    }
+}
+
+/* Moves up to n non-empty buckets of ht[0] into ht[1] (and looks at no more
+ * than 10 n empty ones), finishing the rehash when ht[0] is drained. */
+static void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
+{
+    if (!sh->ht[1].b)
+        return;
+    struct lt_ht *from = &sh->ht[0], *to = &sh->ht[1];
+    size_t empty_budget = n * 10u;
+    while (n && sh->rehash_idx <= from->mask) {
+        struct lt_entry *e = from->b[sh->rehash_idx];
+        if (!e) {
+            sh->rehash_idx++;
+            if (--empty_budget == 0)
+                break;
+            continue;
+        }
+        while (e) {
+            struct lt_entry *next = e->next;
+            uint64_t h = lt_hash(t->seed, e->data, e_klen(e));
+            size_t idx = (size_t)h & to->mask;
+            e->next = to->b[idx];
+            to->b[idx] = e;
+            from->used--;
+            to->used++;
+            e = next;
+        }
+        from->b[sh->rehash_idx++] = NULL;
+        n--;
+    }
+    if (sh->rehash_idx > from->mask) {
+        lt_charge(t, sh, 0, (from->mask + 1u) * sizeof(struct lt_entry *));
+        kvi__free(t->k, from->b);
+        *from = *to;
+        to->b = NULL;
+        to->mask = 0;
+        to->used = 0;
+        sh->rehash_idx = 0;
+        sh->sweep_idx = 0;
+    }
+}
+
+/* Looks at a few buckets for expired entries; they go on *dead. */
+static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, struct lt_entry **dead)
+{
+    if (!sh->expiring || sh->ht[1].b || !sh->ht[0].b)
+        return;
+    for (int i = 0; i < 4; i++) {
+        size_t idx = sh->sweep_idx++ & sh->ht[0].mask;
+        struct lt_loc loc = {&sh->ht[0].b[idx], 0};
+        while (*loc.pp) {
+            if (e_dead(*loc.pp, n)) {
+                struct lt_entry *e = lt_unlink(t, sh, loc);
+                sh->expired++;
+                e->next = *dead;
+                *dead = e;
+            } else {
+                loc.pp = &(*loc.pp)->next;
+            }
+        }
+    }
+}
+
+/* Finds key and drops it when expired; loc.pp is NULL when there is no
+ * live entry. */
+static struct lt_loc lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, const void *key,
+                                  size_t klen, struct lt_now *n, struct lt_entry **dead)
+{
+    struct lt_loc loc = lt_find(sh, h, key, klen);
+    if (loc.pp && e_dead(*loc.pp, n)) {
+        struct lt_entry *e = lt_unlink(t, sh, loc);
+        sh->expired++;
+        e->next = *dead;
+        *dead = e;
+        loc.pp = NULL;
+    }
+    return loc;
+}
+
+/* Samples a few entries of the shard and returns the location of the least
+ * recently used one (an expired one first); loc.pp NULL when empty. */
+static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, uint64_t *age_out)
+{
+    struct lt_loc best = {NULL, 0};
+    uint64_t best_age = 0;
+    uint64_t clock = (atomic_load_explicit(&t->lru_clock, memory_order_relaxed) >> t->lru_shift) &
+                     UINT64_C(0xFFFF);
+    int found = 0;
+    for (int i = 0; i < 2 && found < LT_SAMPLES; i++) {
+        struct lt_ht *ht = &sh->ht[i];
+        if (!ht->b || !ht->used)
+            continue;
+        size_t idx = (size_t)xorshift(&sh->rng);
+        for (size_t scanned = 0; scanned <= ht->mask && scanned < 64u && found < LT_SAMPLES;
+             scanned++, idx++) {
+            for (struct lt_entry **pp = &ht->b[idx & ht->mask]; *pp; pp = &(*pp)->next) {
+                const struct lt_entry *e = *pp;
+                uint64_t age = e_dead(e, n) ? UINT64_MAX : ((clock - e->w1) & UINT64_C(0xFFFF));
+                if (!best.pp || age > best_age) {
+                    best.pp = pp;
+                    best.which = i;
+                    best_age = age;
+                }
+                if (++found >= LT_SAMPLES)
+                    break;
+            }
+        }
+    }
+    *age_out = best_age;
+    return best;
+}
+
+/* Evicts one entry, the older of the samples of two shards; 0 when the
+ * table looks empty.  Called with no shard lock held. */
+static int lt_evict_one(kvi__lt *t)
+{
+    struct lt_now n = {t->k, 0, 0};
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint64_t r =
+            mix64(atomic_fetch_add_explicit(&t->evict_cursor, 1, memory_order_relaxed) ^ t->seed);
+        size_t a = (size_t)r & (KVI__LT_SHARDS - 1u);
+        size_t b = (size_t)(r >> 8) & (KVI__LT_SHARDS - 1u);
+        if (a == b)
+            b = (a + 1u) & (KVI__LT_SHARDS - 1u);
+        if (a > b) {
+            size_t x = a;
+            a = b;
+            b = x;
+        }
+        struct lt_shard *sa = &t->shards[a], *sb = &t->shards[b];
+        pthread_mutex_lock(&sa->lock);
+        pthread_mutex_lock(&sb->lock);
+        uint64_t age_a = 0, age_b = 0;
+        struct lt_loc la = lt_sample(t, sa, &n, &age_a);
+        struct lt_loc lb = lt_sample(t, sb, &n, &age_b);
+        struct lt_entry *victim = NULL;
+        if (la.pp && (!lb.pp || age_a >= age_b)) {
+            victim = lt_unlink(t, sa, la);
+            sa->evicted++;
+        } else if (lb.pp) {
+            victim = lt_unlink(t, sb, lb);
+            sb->evicted++;
+        }
+        pthread_mutex_unlock(&sb->lock);
+        pthread_mutex_unlock(&sa->lock);
+        if (victim) {
+            kvi__free(t->k, victim);
+            return 1;
+        }
+    }
+    /* Random picks missed a sparse table: walk the shards in order. */
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        uint64_t age = 0;
+        pthread_mutex_lock(&sh->lock);
+        struct lt_loc loc = lt_sample(t, sh, &n, &age);
+        struct lt_entry *victim = NULL;
+        if (loc.pp) {
+            victim = lt_unlink(t, sh, loc);
+            sh->evicted++;
+        }
+        pthread_mutex_unlock(&sh->lock);
+        if (victim) {
+            kvi__free(t->k, victim);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* With evict=lru, evicts until `cost` more bytes fit (best effort; the
+ * exact check is made under the shard lock). */
+static kvi_status lt_make_room(kvi__lt *t, size_t cost)
+{
+    if (!t->cfg.max_memory)
+        return KVI_OK;
+    if (cost > t->cfg.max_memory)
+        return KVI_E_STORE_FULL;
+    if (t->cfg.evict != KVI__LT_EVICT_LRU)
+        return KVI_OK;
+    while (lt_over(t, cost, 0)) {
+        if (!lt_evict_one(t))
+            break;
+    }
+    return KVI_OK;
+}
+
+static int64_t lt_expire_at(struct lt_now *n, int64_t expire_s)
+{
+    if (expire_s <= 0)
+        return 0;
+    int64_t now = now_ms(n);
+    int64_t add = expire_s * 1000;
+    int64_t at = now > KVI__LT_MAX_EXPIRE_MS - add ? KVI__LT_MAX_EXPIRE_MS : now + add;
+    return at < 1 ? 1 : at;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Public (internal) operations                                            */
+
+kvi_status kvi__lt_new(kvi *k, const kvi__lt_config *cfg, kvi__lt **out)
+{
+    size_t size = sizeof(kvi__lt) + 64u + KVI__LT_SHARDS * sizeof(struct lt_shard);
+    void *raw = kvi__calloc(k, 1, size);
+    if (!raw)
+        return KVI_E_NOMEM;
+    kvi__lt *t = raw;
+    t->raw = raw;
+    t->k = k;
+    t->cfg = *cfg;
+    uintptr_t p = (uintptr_t)((char *)raw + sizeof(kvi__lt));
+    p = (p + 63u) & ~(uintptr_t)63u;
+    t->shards = (struct lt_shard *)p;
+
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)p);
+    }
+    t->seed = seed;
+    atomic_init(&t->used, 0);
+    atomic_init(&t->lru_clock, 0);
+    atomic_init(&t->evict_cursor, 0);
+    /* The 16-bit LRU stamp counts accesses >> lru_shift; pick the shift so
+     * that its window spans a few times the entries max_memory can hold. */
+    t->lru_shift = 0;
+    if (cfg->max_memory) {
+        uint64_t est = cfg->max_memory / 64u;
+        while (t->lru_shift < 40 && (UINT64_C(1) << (14u + t->lru_shift)) < est)
+            t->lru_shift++;
+    }
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        pthread_mutex_init(&sh->lock, NULL);
+        sh->rng = mix64(seed + i + 1u) | 1u;
+    }
+    *out = t;
+    return KVI_OK;
+}
+
+void kvi__lt_free(kvi__lt *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        for (int j = 0; j < 2; j++) {
+            struct lt_ht *ht = &sh->ht[j];
+            if (!ht->b)
+                continue;
+            for (size_t b = 0; b <= ht->mask; b++)
+                lt_free_list(t, ht->b[b]);
+            kvi__free(t->k, ht->b);
+        }
+        pthread_mutex_destroy(&sh->lock);
+    }
+    kvi__free(t->k, t->raw);
+}
+
+static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *val, size_t vlen,
+                         int64_t expire_ms, struct lt_now *n)
+{
+    uint64_t h = lt_hash(t->seed, key, klen);
+    size_t cost = kvi__lt_entry_cost(klen, vlen);
+    kvi_status st = lt_make_room(t, cost);
+    if (st != KVI_OK)
+        return st;
+    struct lt_entry *e = lt_entry_new(t, key, klen, val, vlen, expire_ms, h);
+    if (!e)
+        return KVI_E_NOMEM;
+    lt_touch(t, e);
+
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    struct lt_entry *dead = NULL;
+    pthread_mutex_lock(&sh->lock);
+    lt_rehash_step(t, sh, 2);
+    struct lt_loc loc = lt_find(sh, h, key, klen);
+    if (loc.pp) {
+        if (lt_over(t, cost, e_cost(*loc.pp))) {
+            st = KVI_E_STORE_FULL;
+        } else {
+            struct lt_entry *old = lt_replace(t, sh, loc, e);
+            old->next = dead;
+            dead = old;
+        }
+    } else if (lt_over(t, cost, 0)) {
+        st = KVI_E_STORE_FULL;
+    } else if ((st = lt_ensure_buckets(t, sh)) == KVI_OK) {
+        lt_link(t, sh, e, h);
+    }
+    if (st == KVI_OK)
+        lt_sweep_step(t, sh, n, &dead);
+    pthread_mutex_unlock(&sh->lock);
+    if (st != KVI_OK)
+        kvi__free(t->k, e);
+    lt_free_list(t, dead);
+    return st;
+}
+
+kvi_status kvi__lt_store(kvi__lt *t, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s)
+{
+    struct lt_now n = {t->k, 0, 0};
+    return lt_put(t, key, key_len, val, val_len, lt_expire_at(&n, expire_s), &n);
+}
+
+kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_ms)
+{
+    struct lt_now n = {t->k, 0, 0};
+    if (expire_ms < 0)
+        expire_ms = 1;
+    if (expire_ms > KVI__LT_MAX_EXPIRE_MS)
+        expire_ms = KVI__LT_MAX_EXPIRE_MS;
+    if (expire_ms != 0 && now_ms(&n) >= expire_ms)
+        return KVI_OK;
+    return lt_put(t, key, key_len, val, val_len, expire_ms, &n);
+}
+
+kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud)
+{
+    struct lt_now n = {t->k, 0, 0};
+    uint64_t h = lt_hash(t->seed, key, key_len);
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    struct lt_entry *dead = NULL;
+    kvi_status st;
+    pthread_mutex_lock(&sh->lock);
+    lt_rehash_step(t, sh, 1);
+    struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
+    if (loc.pp) {
+        struct lt_entry *e = *loc.pp;
+        sh->hits++;
+        lt_touch(t, e);
+        st = fn(ud, e->data + key_len, e_vlen(e));
+    } else {
+        st = KVI_NOT_FOUND;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    lt_free_list(t, dead);
+    return st;
+}
+
+kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
+{
+    struct lt_now n = {t->k, 0, 0};
+    uint64_t h = lt_hash(t->seed, key, key_len);
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    struct lt_entry *dead = NULL;
+    kvi_status st = KVI_NOT_FOUND;
+    pthread_mutex_lock(&sh->lock);
+    lt_rehash_step(t, sh, 2);
+    struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
+    if (loc.pp) {
+        struct lt_entry *e = lt_unlink(t, sh, loc);
+        e->next = dead;
+        dead = e;
+        st = KVI_OK;
+    }
+    lt_sweep_step(t, sh, &n, &dead);
+    pthread_mutex_unlock(&sh->lock);
+    lt_free_list(t, dead);
+    return st;
+}
+
+static int lt_parse_counter(const struct lt_entry *e, int64_t *out)
+{
+    size_t vlen = e_vlen(e);
+    if (vlen == 0 || vlen > 20)
+        return 0;
+    return kvi_parse_int64((const char *)e->data + e_klen(e), vlen, out);
+}
+
+kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
+                       int64_t *new_value)
+{
+    struct lt_now n = {t->k, 0, 0};
+    uint64_t h = lt_hash(t->seed, key, key_len);
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    struct lt_entry *dead = NULL;
+    char text[24];
+    kvi_status st = lt_make_room(t, kvi__lt_entry_cost(key_len, 20));
+    if (st != KVI_OK)
+        return st;
+
+    pthread_mutex_lock(&sh->lock);
+    lt_rehash_step(t, sh, 2);
+    struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
+    int64_t result = 0;
+    if (!loc.pp) {
+        result = delta;
+        size_t len = kvi_format_int64(result, text);
+        struct lt_entry *e = NULL;
+        if (lt_over(t, kvi__lt_entry_cost(key_len, len), 0))
+            st = KVI_E_STORE_FULL;
+        else if ((st = lt_ensure_buckets(t, sh)) == KVI_OK &&
+                 !(e = lt_entry_new(t, key, key_len, text, len, lt_expire_at(&n, expire_s), h)))
+            st = KVI_E_NOMEM;
+        if (st == KVI_OK) {
+            lt_touch(t, e);
+            lt_link(t, sh, e, h);
+        }
+    } else {
+        struct lt_entry *e = *loc.pp;
+        int64_t cur;
+        if (!lt_parse_counter(e, &cur)) {
+            st = KVI_E_NOT_A_COUNTER;
+        } else if ((delta > 0 && cur > INT64_MAX - delta) ||
+                   (delta < 0 && cur < INT64_MIN - delta)) {
+            st = KVI_E_OVERFLOW;
+        } else {
+            result = cur + delta;
+            size_t len = kvi_format_int64(result, text);
+            if (len == e_vlen(e)) {
+                memcpy(e->data + key_len, text, len);
+                lt_touch(t, e);
+            } else if (lt_over(t, kvi__lt_entry_cost(key_len, len), e_cost(e))) {
+                st = KVI_E_STORE_FULL;
+            } else {
+                struct lt_entry *ne = lt_entry_new(t, key, key_len, text, len, e_expire(e), h);
+                if (!ne) {
+                    st = KVI_E_NOMEM;
+                } else {
+                    lt_touch(t, ne);
+                    struct lt_entry *old = lt_replace(t, sh, loc, ne);
+                    old->next = dead;
+                    dead = old;
+                }
+            }
+        }
+    }
+    if (st == KVI_OK)
+        lt_sweep_step(t, sh, &n, &dead);
+    pthread_mutex_unlock(&sh->lock);
+    lt_free_list(t, dead);
+    if (st == KVI_OK && new_value)
+        *new_value = result;
+    return st;
+}
+
+kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t *out)
+{
+    struct lt_now n = {t->k, 0, 0};
+    uint64_t h = lt_hash(t->seed, key, key_len);
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    struct lt_entry *dead = NULL;
+    kvi_status st = KVI_NOT_FOUND;
+    int64_t v = 0;
+    pthread_mutex_lock(&sh->lock);
+    lt_rehash_step(t, sh, 1);
+    struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
+    if (loc.pp) {
+        sh->hits++;
+        lt_touch(t, *loc.pp);
+        st = lt_parse_counter(*loc.pp, &v) ? KVI_OK : KVI_E_NOT_A_COUNTER;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    lt_free_list(t, dead);
+    if (st == KVI_OK)
+        *out = v;
+    return st;
+}
+
+kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    struct lt_now n = {t->k, 0, 0};
+    uint64_t h = lt_hash(t->seed, key, key_len);
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    struct lt_entry *dead = NULL;
+    kvi_status st = KVI_NOT_FOUND;
+    int64_t v = -1;
+    pthread_mutex_lock(&sh->lock);
+    struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
+    if (loc.pp) {
+        int64_t x = e_expire(*loc.pp);
+        /* Live means x > now, so the rounded-up result is at least 1. */
+        if (x)
+            v = (x - now_ms(&n) + 999) / 1000;
+        st = KVI_OK;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    lt_free_list(t, dead);
+    if (st == KVI_OK)
+        *ttl_s = v;
+    return st;
+}
+
+/* Walks every entry of one shard: drops the expired ones; for each live
+ * one matching glob calls fn (when set) or, with remove, unlinks it. */
+static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glob, size_t glob_len,
+                                kvi__lt_entry_fn fn, void *ud, int remove, uint64_t *removed,
+                                struct lt_now *n, struct lt_entry **dead)
+{
+    for (int i = 0; i < 2; i++) {
+        struct lt_ht *ht = &sh->ht[i];
+        if (!ht->b)
+            continue;
+        for (size_t b = 0; b <= ht->mask; b++) {
+            struct lt_loc loc = {&ht->b[b], i};
+            while (*loc.pp) {
+                struct lt_entry *e = *loc.pp;
+                size_t klen = e_klen(e);
+                if (e_dead(e, n)) {
+                    e = lt_unlink(t, sh, loc);
+                    sh->expired++;
+                    e->next = *dead;
+                    *dead = e;
+                    continue;
+                }
+                if (!kvi_glob_match(glob, glob_len, e->data, klen)) {
+                    loc.pp = &e->next;
+                    continue;
+                }
+                if (remove) {
+                    e = lt_unlink(t, sh, loc);
+                    e->next = *dead;
+                    *dead = e;
+                    (*removed)++;
+                    continue;
+                }
+                kvi_status st = fn(ud, e->data, klen, e->data + klen, e_vlen(e), e_expire(e));
+                if (st != KVI_OK)
+                    return st;
+                loc.pp = &e->next;
+            }
+        }
+    }
+    return KVI_OK;
+}
+
+kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__lt_entry_fn fn,
+                           void *ud)
+{
+    struct lt_now n = {t->k, 0, 0};
+    kvi_status st = KVI_OK;
+    for (size_t i = 0; i < KVI__LT_SHARDS && st == KVI_OK; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        struct lt_entry *dead = NULL;
+        pthread_mutex_lock(&sh->lock);
+        st = lt_walk_shard(t, sh, glob, glob_len, fn, ud, 0, NULL, &n, &dead);
+        pthread_mutex_unlock(&sh->lock);
+        lt_free_list(t, dead);
+    }
+    return st;
+}
+
+void kvi__lt_remove_glob(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed)
+{
+    struct lt_now n = {t->k, 0, 0};
+    uint64_t count = 0;
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        struct lt_entry *dead = NULL;
+        pthread_mutex_lock(&sh->lock);
+        (void)lt_walk_shard(t, sh, glob, glob_len, NULL, NULL, 1, &count, &n, &dead);
+        pthread_mutex_unlock(&sh->lock);
+        lt_free_list(t, dead);
+    }
+    *removed = count;
+}
+
+void kvi__lt_stats_get(kvi__lt *t, kvi__lt_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        out->entries += sh->ht[0].used + sh->ht[1].used;
+        out->bytes += sh->bytes;
+        out->memory += sh->memory;
+        out->hits += sh->hits;
+        out->expired += sh->expired;
+        out->evicted += sh->evicted;
+        pthread_mutex_unlock(&sh->lock);
+    }
+}
