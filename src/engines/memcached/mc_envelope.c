@@ -1,0 +1,95 @@
+/*
+ * mc_envelope.c -- key mapping, value envelope and expiry stamps of the
+ * memcached engine (layout described in mc_envelope.h).
+ */
+#include "mc_envelope.h"
+
+#include <string.h>
+
+#include "mc_sha256.h"
+
+static const unsigned char WRAP_MAGIC[4] = {'K', 'V', 'I', 1};
+
+static int key_is_native(const unsigned char *k, size_t len)
+{
+    if (len > KVI_MC_MAX_NATIVE_KEY)
+        return 0;
+    if (len >= KVI_MC_KEY_PREFIX_LEN && memcmp(k, KVI_MC_KEY_PREFIX, KVI_MC_KEY_PREFIX_LEN) == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (k[i] < 0x21 || k[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+size_t kvi__mc_key(const void *key, size_t key_len, char out[KVI_MC_KEY_BUF], int *mapped)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (key_is_native(key, key_len)) {
+        memcpy(out, key, key_len);
+        out[key_len] = '\0';
+        *mapped = 0;
+        return key_len;
+    }
+    unsigned char digest[KVI_MC_SHA256_LEN];
+    kvi__mc_sha256(key, key_len, digest);
+    memcpy(out, KVI_MC_KEY_PREFIX, KVI_MC_KEY_PREFIX_LEN);
+    size_t n = KVI_MC_KEY_PREFIX_LEN;
+    for (size_t i = 0; i < KVI_MC_SHA256_LEN; i++) {
+        out[n++] = hex[digest[i] >> 4];
+        out[n++] = hex[digest[i] & 15u];
+    }
+    out[n] = '\0';
+    *mapped = 1;
+    return n;
+}
+
+void kvi__mc_wrap_header(const void *key, size_t key_len, unsigned char *out)
+{
+    memcpy(out, WRAP_MAGIC, sizeof WRAP_MAGIC);
+    out[4] = (unsigned char)(key_len >> 8);
+    out[5] = (unsigned char)(key_len & 0xffu);
+    memcpy(out + KVI_MC_WRAP_FIXED, key, key_len);
+}
+
+int kvi__mc_unwrap(const void *data, size_t len, const void *key, size_t key_len,
+                   size_t *payload_off)
+{
+    const unsigned char *d = data;
+    if (len < KVI_MC_WRAP_FIXED + key_len || memcmp(d, WRAP_MAGIC, sizeof WRAP_MAGIC) != 0)
+        return 0;
+    size_t stored_len = (size_t)d[4] << 8 | d[5];
+    if (stored_len != key_len || memcmp(d + KVI_MC_WRAP_FIXED, key, key_len) != 0)
+        return 0;
+    *payload_off = KVI_MC_WRAP_FIXED + key_len;
+    return 1;
+}
+
+uint32_t kvi__mc_stamp(int64_t now_s, int64_t expire_s)
+{
+    if (expire_s <= 0)
+        return 0;
+    int64_t at = now_s + expire_s;
+    /* Beyond 2106 the stamp cannot be written; such a lifetime (> 80
+     * years from now) is kept as the largest stamp. */
+    if (at > (int64_t)UINT32_MAX)
+        at = (int64_t)UINT32_MAX;
+    return (uint32_t)at;
+}
+
+int64_t kvi__mc_stamp_expiry(uint32_t flags)
+{
+    return flags >= KVI_MC_MIN_STAMP ? (int64_t)flags : 0;
+}
+
+int64_t kvi__mc_server_exptime(int64_t expiry_s, int64_t now_s)
+{
+    int64_t left = expiry_s - now_s;
+    if (left < 1)
+        left = 1;
+    if (left <= KVI_MC_MAX_RELATIVE)
+        return left;
+    if (expiry_s <= (int64_t)INT32_MAX)
+        return expiry_s;
+    return 0;
+}
