@@ -371,7 +371,7 @@ static kvi_status define_locked(kvi *k, const kvi_url *u)
 {
     if (kvi__conn_find(k, u->id) != NULL)
         return kvi__error(k, KVI_E_EXISTS, "engine id '%s' is already defined", u->id);
-    const struct kvi_engine *e;
+    const struct kvi_engine *e = NULL;
     kvi_status st = engine_get_locked(k, u->scheme, &e);
     if (st != KVI_OK)
         return st;

@@ -51,10 +51,22 @@ void kvi__scrub(char *msg, const char *secret)
 
 void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg)
 {
+    /* Scrub the whole text first: truncating first could leave a cut
+     * password that no longer matches. */
+    char buf[ERRMSG_MAX * 2];
+    size_t n = strlen(msg);
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    memcpy(buf, msg, n);
+    buf[n] = '\0';
+    kvi__scrub(buf, secret);
+    n = strlen(buf);
+    if (n >= sizeof tl_err.msg)
+        n = sizeof tl_err.msg - 1;
+    memcpy(tl_err.msg, buf, n);
+    tl_err.msg[n] = '\0';
     tl_err.k = k;
     tl_err.set = 1;
-    snprintf(tl_err.msg, sizeof tl_err.msg, "%s", msg);
-    kvi__scrub(tl_err.msg, secret);
 }
 
 kvi_status kvi__verror(const kvi *k, kvi_status st, const char *fmt, va_list ap)
@@ -83,7 +95,7 @@ const char *kvi_errmsg(const kvi *k)
 
 kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
 {
-    char body[ERRMSG_MAX], buf[ERRMSG_MAX];
+    char body[ERRMSG_MAX], buf[ERRMSG_MAX + 300];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(body, sizeof body, fmt, ap);
@@ -92,7 +104,7 @@ kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
         kvi__set_errmsg(NULL, NULL, body);
         return st;
     }
-    snprintf(buf, sizeof buf, "%s: %s", c->id ? c->id : c->engine->name, body);
+    snprintf(buf, sizeof buf, "%.255s: %s", c->id ? c->id : c->engine->name, body);
     kvi__set_errmsg(c->k, c->secret, buf);
     return st;
 }
@@ -103,10 +115,10 @@ static void vlog_msg(kvi *k, const char *secret, kvi_log_level level, const char
     kvi_log_fn fn = atomic_load_explicit(&k->log_fn, memory_order_acquire);
     if (fn == NULL || (int)level > atomic_load_explicit(&k->log_level, memory_order_relaxed))
         return;
-    char body[ERRMSG_MAX], buf[ERRMSG_MAX + 64];
+    char body[ERRMSG_MAX], buf[ERRMSG_MAX + 300];
     vsnprintf(body, sizeof body, fmt, ap);
     if (prefix != NULL)
-        snprintf(buf, sizeof buf, "%s: %s", prefix, body);
+        snprintf(buf, sizeof buf, "%.255s: %s", prefix, body);
     else
         snprintf(buf, sizeof buf, "%s", body);
     kvi__scrub(buf, secret);
