@@ -11,7 +11,8 @@ CMAKE_ARGS ?=
 # Packages to build the library, the command, the engines and the tests.
 DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
              libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev
-DEPS_TEST  = $(DEPS_BUILD) libcmocka-dev redis-server redis-tools memcached valgrind
+DEPS_TEST  = $(DEPS_BUILD) libcmocka-dev redis-server redis-tools memcached valgrind \
+             clang libclang-rt-14-dev
 
 .PHONY: all build demo test check test-asan test-valgrind bench fuzz install clean \
         deps-build deps-test
@@ -34,7 +35,8 @@ build: deps-build $(BUILD)/CMakeCache.txt
 demo: build
 	@sh examples/demo.sh $(BUILD)
 
-# Every test: the normal build, then ASan+UBSan, then valgrind on the unit tests.
+# Every test: the normal build (gcc), then ASan+UBSan (clang), then valgrind
+# on the unit tests.
 test: deps-test
 	$(MAKE) check
 	$(MAKE) test-asan
@@ -44,8 +46,9 @@ check: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) -LE soak
 
+# The sanitizer build uses clang, so CI builds with both gcc and clang.
 test-asan:
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_SANITIZE=ON $(CMAKE_ARGS)
+	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke'
