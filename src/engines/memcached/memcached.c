@@ -39,7 +39,7 @@
 #define MC_IDLE_MAX 32
 /* A counter update that loses the CAS race this often gives up. */
 #define MC_CAS_MAX_TRIES 10000
-#define MC_DEFAULT_RETRY_S 1
+#define MC_DEFAULT_RETRY_S 0
 #define MC_MAX_RETRY_S 3600
 
 struct mc_gen {
@@ -53,6 +53,7 @@ struct mc_gen {
 struct mc_conn {
     memcached_st *master; /* configuration only; never does I/O */
     _Atomic(struct mc_gen *) gen;
+    uint64_t retry_s; /* retry_timeout option */
 };
 
 struct mc_lease {
@@ -143,6 +144,29 @@ static kvi_status mc_map(memcached_return_t rc)
     }
 }
 
+/* Copies libmemcached's message without its handle address prefix
+ * "(0x...) " and source location suffix " -> file:line". */
+static const char *mc_clean_message(const char *msg, char *buf, size_t size)
+{
+    if (msg == NULL)
+        return NULL;
+    if (msg[0] == '(' && msg[1] == '0' && msg[2] == 'x') {
+        const char *close = strstr(msg, ") ");
+        if (close != NULL)
+            msg = close + 2;
+    }
+    size_t n = 0;
+    for (const char *p = msg; *p != '\0' && n + 1 < size; p++) {
+        if (strncmp(p, " -> ", 4) == 0)
+            break;
+        if (p[0] == ' ' && p[1] == ' ')
+            continue;
+        buf[n++] = *p;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Turns a failed libmemcached call into a kvi status with a detail message.
  * libmemcached's messages name hosts, never the SASL password. */
 static kvi_status mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, const char *op)
@@ -154,9 +178,10 @@ static kvi_status mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, 
     kvi_status st = mc_map(rc);
     if (st == KVI_OK || st == KVI_NOT_FOUND)
         st = KVI_E_BACKEND; /* an unexpected reply for this call */
+    char buf[256];
     const char *msg = NULL;
     if (mc != NULL && memcached_last_error(mc) == rc)
-        msg = memcached_last_error_message(mc);
+        msg = mc_clean_message(memcached_last_error_message(mc), buf, sizeof buf);
     if (msg == NULL || msg[0] == '\0')
         msg = memcached_strerror(mc, rc);
     if (rc == MEMCACHED_E2BIG)
@@ -231,8 +256,17 @@ static kvi_status mc_acquire(kvi_conn *c, struct mc_lease *l)
     return KVI_OK;
 }
 
-static void mc_release(struct mc_lease *l)
+/* Gives a handle back.  st is the outcome of the call: after a network
+ * failure with retry_timeout 0 the handle's servers are made eligible
+ * again at once (libmemcached would otherwise wait for the next second). */
+static void mc_release(kvi_conn *c, struct mc_lease *l, kvi_status st)
 {
+    const struct mc_conn *m = kvi_conn_priv(c);
+    if (m->retry_s == 0 && (st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO)) {
+        uint32_t n = memcached_server_count(l->mc);
+        for (uint32_t i = 0; i < n; i++)
+            memcached_instance_next_retry(memcached_server_instance_by_position(l->mc, i), 0);
+    }
     memcached_st *spare = l->mc;
     pthread_mutex_lock(&l->gen->lock);
     if (l->gen->nidle < MC_IDLE_MAX) {
@@ -371,7 +405,31 @@ static kvi_status mc_behave(kvi_conn *c, memcached_st *mc, memcached_behavior_t 
     return KVI_OK;
 }
 
-static kvi_status mc_ping(kvi_conn *c);
+/* Connects at open: succeeds when at least one server of the pool answers
+ * (the keys of a server that is down fail with CONNECT until it is back),
+ * logging a warning for each server that does not. */
+static kvi_status mc_probe(kvi_conn *c)
+{
+    struct mc_lease l;
+    kvi_status st = mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    memcached_return_t rc = memcached_version(l.mc);
+    if (rc != MEMCACHED_SUCCESS) {
+        uint32_t n = memcached_server_count(l.mc), up = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            const memcached_instance_st *in = memcached_server_instance_by_position(l.mc, i);
+            if (memcached_server_major_version(in) != UINT8_MAX)
+                up++;
+            else
+                kvi_engine_log(c, KVI_LOG_WARN, "server %s:%u does not answer",
+                               memcached_server_name(in), (unsigned)memcached_server_port(in));
+        }
+        st = up > 0 ? KVI_OK : mc_fail(c, l.mc, rc, "connect");
+    }
+    mc_release(c, &l, st);
+    return st;
+}
 
 static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
 {
@@ -383,10 +441,10 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
     if ((url->user != NULL) != (url->has_password != 0))
         return kvi_engine_error(c, KVI_E_INVALID,
                                 "SASL authentication needs both a user name and a password");
-    uint64_t retry_s;
-    kvi_status st = mc_parse_retry(c, url, &retry_s);
+    kvi_status st = mc_parse_retry(c, url, &m->retry_s);
     if (st != KVI_OK)
         return st;
+    uint64_t retry_s = m->retry_s;
 
     m->master = memcached_create(NULL);
     if (m->master == NULL)
@@ -453,7 +511,7 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
     atomic_store_explicit(&m->gen, g, memory_order_release);
 
     if (!kvi_conn_lazy(c))
-        return mc_ping(c);
+        return mc_probe(c);
     return KVI_OK;
 }
 
@@ -493,7 +551,7 @@ static kvi_status mc_store(kvi_conn *c, const void *key, size_t key_len, const v
         return st;
     memcached_return_t rc = mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "store");
-    mc_release(&l);
+    mc_release(c, &l, st);
     return st;
 }
 
@@ -514,7 +572,7 @@ static kvi_status mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_val
     if (st == KVI_OK)
         st = kvi_value_set(c, out, it.data, it.len);
     memcached_result_free(&res);
-    mc_release(&l);
+    mc_release(c, &l, st);
     return st;
 }
 
@@ -533,7 +591,7 @@ static kvi_status mc_remove(kvi_conn *c, const void *key, size_t key_len)
         st = KVI_NOT_FOUND;
     else
         st = mc_fail(c, l.mc, rc, "remove");
-    mc_release(&l);
+    mc_release(c, &l, st);
     return st;
 }
 
@@ -616,7 +674,7 @@ static kvi_status mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t d
         st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, &value, &done);
     }
     memcached_result_free(&res);
-    mc_release(&l);
+    mc_release(c, &l, st);
     if (st == KVI_OK && new_value != NULL)
         *new_value = value;
     return st;
@@ -640,7 +698,7 @@ static kvi_status mc_counter_fetch(kvi_conn *c, const void *key, size_t key_len,
         st = kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
                               "counter_fetch: value of '%s' is not an integer", k.mkey);
     memcached_result_free(&res);
-    mc_release(&l);
+    mc_release(c, &l, st);
     return st;
 }
 
@@ -662,7 +720,7 @@ static kvi_status mc_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *
     if (st == KVI_OK)
         *ttl_s = it.expiry_s == 0 ? -1 : (it.expiry_s * 1000 - now_ms + 999) / 1000;
     memcached_result_free(&res);
-    mc_release(&l);
+    mc_release(c, &l, st);
     return st;
 }
 
@@ -675,7 +733,7 @@ static kvi_status mc_ping(kvi_conn *c)
     /* VERSION goes to every server of the pool: all must answer. */
     memcached_return_t rc = memcached_version(l.mc);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "ping");
-    mc_release(&l);
+    mc_release(c, &l, st);
     return st;
 }
 
@@ -703,7 +761,7 @@ static kvi_status mc_stats(kvi_conn *c, kvi_stats *out)
     }
     if (s != NULL)
         memcached_stat_free(NULL, s);
-    mc_release(&l);
+    mc_release(c, &l, KVI_OK);
     return KVI_OK;
 }
 
