@@ -1,0 +1,724 @@
+/*
+ * redis.c -- the redis engine of kvi: URL options and the operations, on
+ * top of net.c's connections (standalone, failover list or Redis Cluster).
+ * Built as the module kvi_redis.so.  Documentation: docs/engines/redis.md.
+ */
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "net.h"
+
+#define DEFAULT_PORT 6379
+#define DEFAULT_MAX_IDLE 16
+#define MAX_MAX_IDLE 1024
+/* Keys asked for per SCAN step. */
+#define SCAN_COUNT "1000"
+
+static const char *const redis_options[] = {"cluster", "socket", "max_idle", NULL};
+
+static struct kvi_redis *rpriv(kvi_conn *c)
+{
+    return kvi_conn_priv(c);
+}
+
+static char *dup_str(kvi_conn *c, const char *s)
+{
+    size_t len = strlen(s);
+    char *d = kvi_engine_malloc(c, len + 1);
+    if (d != NULL)
+        memcpy(d, s, len + 1);
+    return d;
+}
+
+/* ---------------------------------------------------------------------- */
+/* open / close                                                            */
+
+static int parse_bool_opt(const char *v, int *cluster)
+{
+    if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+        strcasecmp(v, "on") == 0)
+        *cluster = KVI_REDIS_CLUSTER_YES;
+    else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0 ||
+             strcasecmp(v, "off") == 0)
+        *cluster = KVI_REDIS_CLUSTER_NO;
+    else if (strcasecmp(v, "auto") == 0)
+        *cluster = KVI_REDIS_CLUSTER_AUTO;
+    else
+        return -1;
+    return 0;
+}
+
+/* Whole decimal in lo..hi, else -1. */
+static long parse_range(const char *v, long lo, long hi)
+{
+    char *end;
+    if (v == NULL || v[0] < '0' || v[0] > '9')
+        return -1;
+    long n = strtol(v, &end, 10);
+    if (*end != '\0' || n < lo || n > hi)
+        return -1;
+    return n;
+}
+
+static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
+{
+    struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+    const char *opt;
+
+    cfg->connect_timeout_ms = kvi_conn_connect_timeout_ms(c);
+    cfg->timeout_ms = kvi_conn_timeout_ms(c);
+    cfg->max_idle = DEFAULT_MAX_IDLE;
+    if ((opt = kvi_url_option_get(url, "cluster")) != NULL &&
+        parse_bool_opt(opt, &cfg->cluster) != 0)
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "option cluster: expected yes, no or auto, got \"%s\"", opt);
+    if ((opt = kvi_url_option_get(url, "max_idle")) != NULL) {
+        long n = parse_range(opt, 1, MAX_MAX_IDLE);
+        if (n < 0)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "option max_idle: expected 1..%d, got \"%s\"", MAX_MAX_IDLE,
+                                    opt);
+        cfg->max_idle = (size_t)n;
+    }
+    if ((opt = kvi_url_option_get(url, "socket")) != NULL) {
+        if (opt[0] == '\0')
+            return kvi_engine_error(c, KVI_E_INVALID, "option socket: empty path");
+        if (url->nhosts > 0)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "option socket and a host list exclude each other");
+        if (cfg->cluster == KVI_REDIS_CLUSTER_YES)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "option socket: a cluster is reached over TCP");
+        if ((cfg->socket = dup_str(c, opt)) == NULL)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    }
+    if (url->database != NULL) {
+        cfg->db = parse_range(url->database, 0, INT_MAX);
+        if (cfg->db < 0)
+            return kvi_engine_error(c, KVI_E_BAD_URL,
+                                    "database must be a number 0..%d, got \"%s\"", INT_MAX,
+                                    url->database);
+        if (cfg->db > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
+            return kvi_engine_error(c, KVI_E_INVALID, "a cluster has only database 0");
+    }
+    if (url->user != NULL && (cfg->user = dup_str(c, url->user)) == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    /* "user@" alone authenticates as that user (a nopass ACL user). */
+    if ((url->password != NULL && url->password[0] != '\0') || url->user != NULL) {
+        if ((cfg->password = dup_str(c, url->password != NULL ? url->password : "")) == NULL)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    }
+    size_t nhosts = url->nhosts > 0 ? url->nhosts : (cfg->socket != NULL ? 0 : 1);
+    if (nhosts > 0) {
+        cfg->hosts = kvi_engine_malloc(c, nhosts * sizeof *cfg->hosts);
+        if (cfg->hosts == NULL)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        memset(cfg->hosts, 0, nhosts * sizeof *cfg->hosts);
+        for (size_t i = 0; i < nhosts; i++) {
+            const char *h = url->nhosts > 0 ? url->hosts[i].host : "127.0.0.1";
+            uint16_t port = url->nhosts > 0 ? url->hosts[i].port : 0;
+            cfg->hosts[i].port = port != 0 ? port : DEFAULT_PORT;
+            if ((cfg->hosts[i].host = dup_str(c, h)) == NULL)
+                return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+            cfg->nhosts = i + 1;
+        }
+    }
+    return kvi__redis_net_open(c);
+}
+
+static void redis_close(kvi_conn *c)
+{
+    struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+
+    kvi__redis_net_close(c);
+    kvi_engine_free(c, cfg->user);
+    if (cfg->password != NULL) {
+        /* Do not leave the secret in freed memory. */
+        volatile char *p = cfg->password;
+        while (*p != '\0')
+            *p++ = '\0';
+    }
+    kvi_engine_free(c, cfg->password);
+    kvi_engine_free(c, cfg->socket);
+    for (size_t i = 0; i < cfg->nhosts; i++)
+        kvi_engine_free(c, cfg->hosts[i].host);
+    kvi_engine_free(c, cfg->hosts);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers                                                                 */
+
+static int key_slot(const void *key, size_t key_len)
+{
+    return (int)kvi__redis_key_slot(key, key_len);
+}
+
+/* Runs a keyed command. */
+static kvi_status run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
+                      int resend_ok, redisReply **out)
+{
+    struct kvi_redis_cmd cmd = {argc, argv, lens, slot, resend_ok};
+    return kvi__redis_exec(c, &cmd, out);
+}
+
+static kvi_status unexpected(kvi_conn *c, redisReply *r, const char *cmd)
+{
+    kvi_status s = r->type == REDIS_REPLY_ERROR
+                       ? kvi__redis_reply_error(c, r)
+                       : kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected reply type %d to %s",
+                                          r->type, cmd);
+    freeReplyObject(r);
+    return s;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Operations                                                              */
+
+static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                              size_t val_len, int64_t expire_s)
+{
+    char ex[24];
+    const char *argv[5] = {"SET", key, val, "EX", ex};
+    size_t lens[5] = {3, key_len, val_len, 2, 0};
+    redisReply *r;
+
+    /* Without EX, SET also removes an earlier TTL. */
+    if (expire_s > 0)
+        lens[4] = kvi_format_int64(expire_s, ex);
+    kvi_status s = run(c, expire_s > 0 ? 5 : 3, argv, lens, key_slot(key, key_len), 1, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type != REDIS_REPLY_STATUS)
+        return unexpected(c, r, "SET");
+    freeReplyObject(r);
+    return KVI_OK;
+}
+
+static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+{
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, key_len};
+    redisReply *r;
+
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 1, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type == REDIS_REPLY_NIL)
+        s = KVI_NOT_FOUND;
+    else if (r->type == REDIS_REPLY_STRING)
+        s = kvi_value_set(c, out, r->str, r->len);
+    else
+        return unexpected(c, r, "GET");
+    freeReplyObject(r);
+    return s;
+}
+
+static kvi_status redis_remove(kvi_conn *c, const void *key, size_t key_len)
+{
+    const char *argv[2] = {"DEL", key};
+    size_t lens[2] = {3, key_len};
+    redisReply *r;
+
+    /* Not resent: a second DEL would report NOT_FOUND for a removed key. */
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 0, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type != REDIS_REPLY_INTEGER)
+        return unexpected(c, r, "DEL");
+    s = r->integer > 0 ? KVI_OK : KVI_NOT_FOUND;
+    freeReplyObject(r);
+    return s;
+}
+
+static kvi_status counter_error(kvi_conn *c, const redisReply *r)
+{
+    if (strstr(r->str, "would overflow") != NULL)
+        return kvi_engine_error(c, KVI_E_OVERFLOW, "increment or decrement would overflow");
+    if (strstr(r->str, "not an integer") != NULL || strncmp(r->str, "WRONGTYPE", 9) == 0)
+        return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
+    return kvi__redis_reply_error(c, r);
+}
+
+static kvi_status redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                            int64_t expire_s, int64_t *new_value)
+{
+    struct kvi_redis *rp = rpriv(c);
+    char dtext[24], etext[24];
+    const char *argv[6] = {"EVALSHA", rp->sha, "1", key, dtext, etext};
+    size_t lens[6] = {7, 40, 1, key_len, 0, 0};
+    int slot = key_slot(key, key_len);
+    redisReply *r = NULL;
+    kvi_status s;
+
+    lens[4] = kvi_format_int64(delta, dtext);
+    lens[5] = kvi_format_int64(expire_s, etext);
+    /* Never resent: the increment may have been applied before the
+     * connection failed (the caller gets TIMEOUT/CONNECT). */
+    if (atomic_load(&rp->sha_state) == 2) {
+        s = run(c, 6, argv, lens, slot, 0, &r);
+        if (s != KVI_OK)
+            return s;
+        if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0)
+            goto done;
+        freeReplyObject(r);
+    }
+    /* The server lost the script (restart, SCRIPT FLUSH) or we never had
+     * its SHA: EVAL runs it and caches it again. */
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = kvi__redis_add_script;
+    lens[1] = strlen(kvi__redis_add_script);
+    s = run(c, 6, argv, lens, slot, 0, &r);
+    if (s != KVI_OK)
+        return s;
+done:
+    if (r->type == REDIS_REPLY_ERROR) {
+        s = counter_error(c, r);
+    } else if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value)) {
+        return unexpected(c, r, "the counter script");
+    }
+    freeReplyObject(r);
+    return s;
+}
+
+static kvi_status redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len,
+                                      int64_t *out)
+{
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, key_len};
+    redisReply *r;
+
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 1, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type == REDIS_REPLY_NIL)
+        s = KVI_NOT_FOUND;
+    else if (r->type != REDIS_REPLY_STRING)
+        return unexpected(c, r, "GET");
+    else if (!kvi_parse_int64(r->str, r->len, out))
+        s = kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
+    freeReplyObject(r);
+    return s;
+}
+
+static kvi_status redis_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    const char *argv[2] = {"PTTL", key};
+    size_t lens[2] = {4, key_len};
+    redisReply *r;
+
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 1, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type != REDIS_REPLY_INTEGER)
+        return unexpected(c, r, "PTTL");
+    long long ms = r->integer;
+    freeReplyObject(r);
+    if (ms == -2)
+        return KVI_NOT_FOUND;
+    *ttl_s = ms < 0 ? -1 : (int64_t)((ms + 999) / 1000);
+    return KVI_OK;
+}
+
+static kvi_status redis_ping(kvi_conn *c)
+{
+    struct kvi_redis_node **nodes = NULL;
+    size_t count = 0;
+    const char *argv[1] = {"PING"};
+    size_t lens[1] = {4};
+    struct kvi_redis_cmd cmd = {1, argv, lens, -1, 1};
+
+    /* Every master must answer. */
+    kvi_status s = kvi__redis_masters(c, &nodes, &count);
+    for (size_t i = 0; s == KVI_OK && i < count; i++) {
+        redisReply *r;
+        s = kvi__redis_exec_on(c, nodes[i], &cmd, &r);
+        if (s == KVI_OK && r->type != REDIS_REPLY_STATUS)
+            s = unexpected(c, r, "PING");
+        else if (s == KVI_OK)
+            freeReplyObject(r);
+    }
+    kvi_engine_free(c, nodes);
+    return s;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Raw queries                                                             */
+
+static kvi_reply *convert(const redisReply *r)
+{
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+        return kvi_reply_new_string(KVI_REPLY_STRING, r->str, r->len);
+    case REDIS_REPLY_STATUS:
+        return kvi_reply_new_string(KVI_REPLY_STATUS, r->str, r->len);
+    case REDIS_REPLY_ERROR:
+        return kvi_reply_new_string(KVI_REPLY_ERROR, r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+        return kvi_reply_new_integer(r->integer);
+    case REDIS_REPLY_ARRAY: {
+        kvi_reply *a = kvi_reply_new_array(r->elements);
+        for (size_t i = 0; a != NULL && i < r->elements; i++) {
+            kvi_reply *e = convert(r->element[i]);
+            if (e == NULL || kvi_reply_append(a, e) != KVI_OK) {
+                kvi_reply_free(e);
+                kvi_reply_free(a);
+                a = NULL;
+            }
+        }
+        return a;
+    }
+    default:
+        return kvi_reply_new_nil();
+    }
+}
+
+/* Slot of the first key of a command line in a cluster, or -1 for a
+ * command without keys. */
+static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *lens, int *slot)
+{
+    int pos = kvi__redis_first_key((size_t)argc, words, lens);
+
+    *slot = -1;
+    if (pos > 0) {
+        *slot = key_slot(words[pos], lens[pos]);
+        return KVI_OK;
+    }
+    if (pos == KVI_REDIS_NO_KEY)
+        return KVI_OK;
+    /* Unknown to our table: the server knows where the keys are. */
+    const char **argv = kvi_engine_malloc(c, ((size_t)argc + 2) * sizeof *argv);
+    size_t *alens = kvi_engine_malloc(c, ((size_t)argc + 2) * sizeof *alens);
+    if (argv == NULL || alens == NULL) {
+        kvi_engine_free(c, argv);
+        kvi_engine_free(c, alens);
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    }
+    argv[0] = "COMMAND";
+    alens[0] = 7;
+    argv[1] = "GETKEYS";
+    alens[1] = 7;
+    for (int i = 0; i < argc; i++) {
+        argv[i + 2] = words[i];
+        alens[i + 2] = lens[i];
+    }
+    redisReply *r = NULL;
+    kvi_status s = run(c, argc + 2, argv, alens, -1, 1, &r);
+    kvi_engine_free(c, argv);
+    kvi_engine_free(c, alens);
+    if (s != KVI_OK)
+        return s;
+    /* An error ("no key arguments", unknown command) leaves the slot -1:
+     * the command then gets its own error from any node. */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        r->element[0]->type == REDIS_REPLY_STRING)
+        *slot = key_slot(r->element[0]->str, r->element[0]->len);
+    freeReplyObject(r);
+    return KVI_OK;
+}
+
+static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_len,
+                                  kvi_reply **out)
+{
+    char **words;
+    size_t *lens, count;
+    int is_cluster = 0, slot = -1;
+
+    kvi_status s = kvi_split_words(c, query, query_len, &words, &lens, &count);
+    if (s != KVI_OK)
+        return s;
+    if (count == 0 || count > INT_MAX) {
+        s = kvi_engine_error(c, KVI_E_INVALID, "raw query: no command");
+    } else if (kvi__redis_stateful_command(count, words, lens)) {
+        s = kvi_engine_error(c, KVI_E_INVALID,
+                             "raw query: %.*s changes the connection's state, which pooled "
+                             "connections cannot keep",
+                             (int)(lens[0] > 32 ? 32 : lens[0]), words[0]);
+    } else {
+        s = kvi__redis_is_cluster(c, &is_cluster);
+        if (s == KVI_OK && is_cluster)
+            s = raw_slot(c, (int)count, words, lens, &slot);
+    }
+    if (s == KVI_OK) {
+        redisReply *r = NULL;
+        s = run(c, (int)count, (const char **)words, lens, slot, 0, &r);
+        if (s == KVI_OK) {
+            *out = convert(r);
+            freeReplyObject(r);
+            if (*out == NULL)
+                s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        }
+    }
+    kvi_words_free(words, lens, count);
+    return s;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Keys by glob                                                            */
+
+/* A set of keys without duplicates (SCAN may return a key twice). */
+struct keyset {
+    char **keys;
+    size_t *lens;
+    size_t n, cap;
+    size_t *table; /* index + 1, 0 = empty */
+    size_t tcap;
+};
+
+static uint64_t hash_bytes(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void keyset_free(kvi_conn *c, struct keyset *ks)
+{
+    for (size_t i = 0; i < ks->n; i++)
+        kvi_engine_free(c, ks->keys[i]);
+    kvi_engine_free(c, ks->keys);
+    kvi_engine_free(c, ks->lens);
+    kvi_engine_free(c, ks->table);
+    memset(ks, 0, sizeof *ks);
+}
+
+static int keyset_grow(kvi_conn *c, struct keyset *ks)
+{
+    size_t ncap = ks->cap == 0 ? 64 : ks->cap * 2;
+    char **nk = kvi_engine_realloc(c, ks->keys, ncap * sizeof *nk);
+    if (nk == NULL)
+        return -1;
+    ks->keys = nk;
+    size_t *nl = kvi_engine_realloc(c, ks->lens, ncap * sizeof *nl);
+    if (nl == NULL)
+        return -1;
+    ks->lens = nl;
+    ks->cap = ncap;
+    size_t tcap = ncap * 2;
+    size_t *table = kvi_engine_malloc(c, tcap * sizeof *table);
+    if (table == NULL)
+        return -1;
+    memset(table, 0, tcap * sizeof *table);
+    for (size_t i = 0; i < ks->n; i++) {
+        size_t h = (size_t)hash_bytes(ks->keys[i], ks->lens[i]) & (tcap - 1);
+        while (table[h] != 0)
+            h = (h + 1) & (tcap - 1);
+        table[h] = i + 1;
+    }
+    kvi_engine_free(c, ks->table);
+    ks->table = table;
+    ks->tcap = tcap;
+    return 0;
+}
+
+/* Adds a copy of key unless present.  -1 when out of memory. */
+static int keyset_add(kvi_conn *c, struct keyset *ks, const char *key, size_t len)
+{
+    if (ks->n == ks->cap && keyset_grow(c, ks) != 0)
+        return -1;
+    size_t h = (size_t)hash_bytes(key, len) & (ks->tcap - 1);
+    while (ks->table[h] != 0) {
+        size_t i = ks->table[h] - 1;
+        if (ks->lens[i] == len && memcmp(ks->keys[i], key, len) == 0)
+            return 0;
+        h = (h + 1) & (ks->tcap - 1);
+    }
+    char *copy = kvi_engine_malloc(c, len + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, key, len);
+    copy[len] = '\0';
+    ks->keys[ks->n] = copy;
+    ks->lens[ks->n] = len;
+    ks->table[h] = ++ks->n;
+    return 0;
+}
+
+/* Calls page_fn with the keys matching glob of each SCAN page of every
+ * master. */
+typedef kvi_status (*page_fn)(kvi_conn *c, struct kvi_redis_node *node, int is_cluster,
+                              const redisReply *keys, const char *glob, size_t glob_len,
+                              void *ud);
+
+static kvi_status scan_all(kvi_conn *c, const char *glob, size_t glob_len, page_fn fn, void *ud)
+{
+    struct kvi_redis_node **nodes = NULL;
+    size_t count = 0;
+    int is_cluster = 0;
+    char *pattern = kvi_engine_malloc(c, 2 * glob_len + 1);
+
+    if (pattern == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    size_t plen = kvi__redis_glob_pattern(glob, glob_len, pattern);
+    kvi_status s = kvi__redis_is_cluster(c, &is_cluster);
+    if (s == KVI_OK)
+        s = kvi__redis_masters(c, &nodes, &count);
+    for (size_t i = 0; s == KVI_OK && i < count; i++) {
+        char cursor[32] = "0";
+        do {
+            const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
+            size_t lens[6] = {4, strlen(cursor), 5, plen, 5, strlen(SCAN_COUNT)};
+            struct kvi_redis_cmd cmd = {6, argv, lens, -1, 1};
+            redisReply *r = NULL;
+            s = kvi__redis_exec_on(c, nodes[i], &cmd, &r);
+            if (s != KVI_OK)
+                break;
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
+                r->element[1]->type != REDIS_REPLY_ARRAY) {
+                s = unexpected(c, r, "SCAN");
+                break;
+            }
+            memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+            s = fn(c, nodes[i], is_cluster, r->element[1], glob, glob_len, ud);
+            freeReplyObject(r);
+        } while (s == KVI_OK && strcmp(cursor, "0") != 0);
+    }
+    kvi_engine_free(c, nodes);
+    kvi_engine_free(c, pattern);
+    return s;
+}
+
+static int key_matches(const redisReply *k, const char *glob, size_t glob_len)
+{
+    return k->type == REDIS_REPLY_STRING && kvi_glob_match(glob, glob_len, k->str, k->len);
+}
+
+static kvi_status keys_page(kvi_conn *c, struct kvi_redis_node *node, int is_cluster,
+                            const redisReply *keys, const char *glob, size_t glob_len, void *ud)
+{
+    struct keyset *ks = ud;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (key_matches(k, glob, glob_len) && keyset_add(c, ks, k->str, k->len) != 0)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    }
+    return KVI_OK;
+}
+
+static kvi_status redis_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out)
+{
+    struct keyset ks;
+    memset(&ks, 0, sizeof ks);
+
+    kvi_status s = scan_all(c, glob, glob_len, keys_page, &ks);
+    kvi_reply *a = NULL;
+    if (s == KVI_OK && (a = kvi_reply_new_array(ks.n)) == NULL)
+        s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    for (size_t i = 0; s == KVI_OK && i < ks.n; i++) {
+        kvi_reply *e = kvi_reply_new_string(KVI_REPLY_STRING, ks.keys[i], ks.lens[i]);
+        if (e == NULL || kvi_reply_append(a, e) != KVI_OK) {
+            kvi_reply_free(e);
+            s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        }
+    }
+    keyset_free(c, &ks);
+    if (s != KVI_OK) {
+        kvi_reply_free(a);
+        return s;
+    }
+    *out = a;
+    return KVI_OK;
+}
+
+static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_cluster,
+                              const redisReply *keys, const char *glob, size_t glob_len, void *ud)
+{
+    uint64_t *removed = ud;
+    size_t n = 0;
+    const char **argv = kvi_engine_malloc(c, (keys->elements + 1) * sizeof *argv);
+    size_t *lens = kvi_engine_malloc(c, (keys->elements + 1) * sizeof *lens);
+    kvi_status s = KVI_OK;
+
+    if (argv == NULL || lens == NULL) {
+        s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        goto out;
+    }
+    argv[n] = "DEL";
+    lens[n++] = 3;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (!key_matches(k, glob, glob_len))
+            continue;
+        if (is_cluster) {
+            /* Keys of one page may live in different slots: one DEL each,
+             * routed (and redirected) like any keyed command. */
+            const char *a1[2] = {"DEL", k->str};
+            size_t l1[2] = {3, k->len};
+            redisReply *r;
+            s = run(c, 2, a1, l1, key_slot(k->str, k->len), 0, &r);
+            if (s != KVI_OK)
+                goto out;
+            if (r->type != REDIS_REPLY_INTEGER) {
+                s = unexpected(c, r, "DEL");
+                goto out;
+            }
+            *removed += (uint64_t)r->integer;
+            freeReplyObject(r);
+        } else {
+            argv[n] = k->str;
+            lens[n++] = k->len;
+        }
+    }
+    if (n > 1) {
+        struct kvi_redis_cmd cmd = {(int)n, argv, lens, -1, 0};
+        redisReply *r;
+        s = kvi__redis_exec_on(c, node, &cmd, &r);
+        if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {
+            s = unexpected(c, r, "DEL");
+        } else if (s == KVI_OK) {
+            *removed += (uint64_t)r->integer;
+            freeReplyObject(r);
+        }
+    }
+out:
+    kvi_engine_free(c, argv);
+    kvi_engine_free(c, lens);
+    return s;
+}
+
+static kvi_status redis_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+                                    uint64_t *removed)
+{
+    uint64_t n = 0;
+    kvi_status s = scan_all(c, glob, glob_len, remove_page, &n);
+    /* Keys removed before a failure stay removed: report them anyway. */
+    *removed = n;
+    return s;
+}
+
+static const struct kvi_engine kvi_engine_redis = {
+    .abi_version = KVI_ENGINE_ABI,
+    .name = "redis",
+    .description = "Redis (standalone, failover list or Redis Cluster) via hiredis",
+    .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY |
+            KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_PERSISTENT | KVI_CAP_SHARED,
+    .conn_size = sizeof(struct kvi_redis),
+    .max_value_len = KVI_MAX_VALUE_LEN,
+    .options = redis_options,
+    .open = redis_open,
+    .close = redis_close,
+    .store = redis_store,
+    .fetch = redis_fetch,
+    .remove = redis_remove,
+    .add = redis_add,
+    .counter_fetch = redis_counter_fetch,
+    .raw_query = redis_raw_query,
+    .keys = redis_keys,
+    .remove_glob = redis_remove_glob,
+    .ttl = redis_ttl,
+    .ping = redis_ping,
+};
+
+/* KVI_ENGINE_MODULE defines this function; its prototype keeps
+ * -Wmissing-prototypes quiet. */
+const struct kvi_engine *kvi_module_engine(void);
+KVI_ENGINE_MODULE(kvi_engine_redis)
