@@ -142,10 +142,9 @@ static kvi_status io_error(kvi_conn *c, const struct kvi_redis_node *n, const re
         if (err_no == EAGAIN || err_no == EWOULDBLOCK || err_no == ETIMEDOUT ||
             strstr(ctx->errstr, "timed out") != NULL ||
             strstr(ctx->errstr, "temporarily unavailable") != NULL) {
-            uint32_t ms = connecting ? rpriv(c)->cfg.connect_timeout_ms
-                                     : rpriv(c)->cfg.timeout_ms;
-            return kvi_engine_error(c, KVI_E_TIMEOUT, "%s %s: timed out after %u ms", what,
-                                    n->name, (unsigned)ms);
+            uint32_t ms = connecting ? rpriv(c)->cfg.connect_timeout_ms : rpriv(c)->cfg.timeout_ms;
+            return kvi_engine_error(c, KVI_E_TIMEOUT, "%s %s: timed out after %u ms", what, n->name,
+                                    (unsigned)ms);
         }
         st = connecting || err_no == ECONNRESET || err_no == EPIPE || err_no == ENOTCONN ||
                      err_no == ECONNREFUSED
@@ -314,8 +313,8 @@ static struct kvi_redis_node *node_get_locked(kvi_conn *c, struct kvi_redis_stat
     return n;
 }
 
-static struct kvi_redis_node *node_get(kvi_conn *c, struct kvi_redis_state *st,
-                                       const char *host, uint16_t port)
+static struct kvi_redis_node *node_get(kvi_conn *c, struct kvi_redis_state *st, const char *host,
+                                       uint16_t port)
 {
     pthread_rwlock_wrlock(&st->lock);
     struct kvi_redis_node *n = node_get_locked(c, st, host, port);
@@ -372,9 +371,9 @@ static kvi_status conn_setup(kvi_conn *c, struct kvi_redis_state *st, struct kvi
                                           cfg->user ? " as " : "", cfg->user ? cfg->user : "",
                                           n->name, msg);
             else if (reqs[i] == REQ_SELECT)
-                result = kvi_engine_error(c, is_auth_error(r) ? KVI_E_AUTH : KVI_E_INVALID,
-                                          "cannot select database %ld on %s: %s", cfg->db,
-                                          n->name, msg);
+                result =
+                    kvi_engine_error(c, is_auth_error(r) ? KVI_E_AUTH : KVI_E_INVALID,
+                                     "cannot select database %ld on %s: %s", cfg->db, n->name, msg);
             else if (is_auth_error(r))
                 result = kvi_engine_error(c, KVI_E_AUTH, "%s: %s", n->name, msg);
             /* Otherwise SCRIPT LOAD was refused (ACL): EVAL still works. */
@@ -451,7 +450,7 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_state *st, struct kvi_red
 
 /* One request (after ASKING when asking) and its reply. */
 static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *n, struct rconn *rc,
-                           const struct kvi_redis_cmd *cmd, int asking, redisReply **out)
+                            const struct kvi_redis_cmd *cmd, int asking, redisReply **out)
 {
     void *v = NULL;
 
@@ -633,8 +632,7 @@ static int add_range(struct range *ranges, size_t *count, long long start, long 
 
 /* CLUSTER SHARDS (Redis >= 7): shards of {slots: [s, e, ...], nodes: [...]}
  * with each map a flat key/value array under RESP2. */
-static int parse_shards(const redisReply *r, const char *asked, struct range *ranges,
-                        size_t *count)
+static int parse_shards(const redisReply *r, const char *asked, struct range *ranges, size_t *count)
 {
     if (r->type != REDIS_REPLY_ARRAY)
         return -1;
@@ -679,8 +677,7 @@ static int parse_shards(const redisReply *r, const char *asked, struct range *ra
 }
 
 /* CLUSTER SLOTS: [[start, end, [ip, port, id, ...], replicas...], ...]. */
-static int parse_slots(const redisReply *r, const char *asked, struct range *ranges,
-                       size_t *count)
+static int parse_slots(const redisReply *r, const char *asked, struct range *ranges, size_t *count)
 {
     if (r->type != REDIS_REPLY_ARRAY)
         return -1;
@@ -741,8 +738,8 @@ static kvi_status fetch_map(kvi_conn *c, struct kvi_redis_node *n, struct range 
     }
     *count = 0;
     const char *asked = n->host != NULL ? n->host : "127.0.0.1";
-    int bad = shards ? parse_shards(r, asked, *ranges, count)
-                     : parse_slots(r, asked, *ranges, count);
+    int bad =
+        shards ? parse_shards(r, asked, *ranges, count) : parse_slots(r, asked, *ranges, count);
     freeReplyObject(r);
     if (bad) {
         kvi_engine_free(c, *ranges);
@@ -819,8 +816,7 @@ static kvi_status refresh_map(kvi_conn *c, struct kvi_redis_state *st, int force
             break;
         }
         if (s == KVI_E_UNSUPPORTED)
-            s = kvi_engine_error(c, KVI_E_BACKEND, "%s is not a cluster node",
-                                 nodes[i]->name);
+            s = kvi_engine_error(c, KVI_E_BACKEND, "%s is not a cluster node", nodes[i]->name);
         if (s == KVI_E_AUTH || s == KVI_E_NOMEM)
             break;
     }
@@ -995,8 +991,7 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
             if (n == NULL) {
                 last = s != KVI_OK ? s
                                    : kvi_engine_error(c, KVI_E_BACKEND,
-                                                      "no cluster node serves slot %d",
-                                                      cmd->slot);
+                                                      "no cluster node serves slot %d", cmd->slot);
                 goto backoff;
             }
         }
@@ -1030,8 +1025,8 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
             char host[256];
             uint16_t port;
             if (parse_redirect(r, n, &slot, host, sizeof host, &port) != 0) {
-                s = kvi_engine_error(c, KVI_E_PROTOCOL, "bad redirection from %s: %.100s",
-                                     n->name, r->str);
+                s = kvi_engine_error(c, KVI_E_PROTOCOL, "bad redirection from %s: %.100s", n->name,
+                                     r->str);
                 freeReplyObject(r);
                 freeReplyObject(last_reply);
                 return s;
@@ -1160,8 +1155,7 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
         if (j < n)
             continue;
         if (n == cap) {
-            struct kvi_redis_node **grown =
-                kvi_engine_realloc(c, arr, cap * 2 * sizeof *arr);
+            struct kvi_redis_node **grown = kvi_engine_realloc(c, arr, cap * 2 * sizeof *arr);
             if (grown == NULL)
                 break;
             arr = grown;

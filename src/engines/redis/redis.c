@@ -79,9 +79,8 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
     if ((opt = kvi_url_option_get(url, "max_idle")) != NULL) {
         long n = parse_range(opt, 1, MAX_MAX_IDLE);
         if (n < 0)
-            return kvi_engine_error(c, KVI_E_INVALID,
-                                    "option max_idle: expected 1..%d, got \"%s\"", MAX_MAX_IDLE,
-                                    opt);
+            return kvi_engine_error(c, KVI_E_INVALID, "option max_idle: expected 1..%d, got \"%s\"",
+                                    MAX_MAX_IDLE, opt);
         cfg->max_idle = (size_t)n;
     }
     if ((opt = kvi_url_option_get(url, "socket")) != NULL) {
@@ -99,9 +98,8 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
     if (url->database != NULL) {
         cfg->db = parse_range(url->database, 0, INT_MAX);
         if (cfg->db < 0)
-            return kvi_engine_error(c, KVI_E_BAD_URL,
-                                    "database must be a number 0..%d, got \"%s\"", INT_MAX,
-                                    url->database);
+            return kvi_engine_error(c, KVI_E_BAD_URL, "database must be a number 0..%d, got \"%s\"",
+                                    INT_MAX, url->database);
         if (cfg->db > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
             return kvi_engine_error(c, KVI_E_INVALID, "a cluster has only database 0");
     }
@@ -168,10 +166,10 @@ static kvi_status run(kvi_conn *c, int argc, const char **argv, const size_t *le
 
 static kvi_status unexpected(kvi_conn *c, redisReply *r, const char *cmd)
 {
-    kvi_status s = r->type == REDIS_REPLY_ERROR
-                       ? kvi__redis_reply_error(c, r)
-                       : kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected reply type %d to %s",
-                                          r->type, cmd);
+    kvi_status s =
+        r->type == REDIS_REPLY_ERROR
+            ? kvi__redis_reply_error(c, r)
+            : kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected reply type %d to %s", r->type, cmd);
     freeReplyObject(r);
     return s;
 }
@@ -286,8 +284,7 @@ done:
     return s;
 }
 
-static kvi_status redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len,
-                                      int64_t *out)
+static kvi_status redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
 {
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
@@ -422,8 +419,7 @@ static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *le
     return KVI_OK;
 }
 
-static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_len,
-                                  kvi_reply **out)
+static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out)
 {
     char **words;
     size_t *lens, count;
@@ -545,8 +541,7 @@ static int keyset_add(kvi_conn *c, struct keyset *ks, const char *key, size_t le
 /* Calls page_fn with the keys matching glob of each SCAN page of every
  * master. */
 typedef kvi_status (*page_fn)(kvi_conn *c, struct kvi_redis_node *node, int is_cluster,
-                              const redisReply *keys, const char *glob, size_t glob_len,
-                              void *ud);
+                              const redisReply *keys, const char *glob, size_t glob_len, void *ud);
 
 static kvi_status scan_all(kvi_conn *c, const char *glob, size_t glob_len, page_fn fn, void *ud)
 {
