@@ -7,14 +7,33 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SAVE_S (366 * 86400)
 
 struct local_conn {
     kvi__lt *table;
+    kvi_conn *c;
+    /* Persistence (file=): all zero without it. */
+    char *path;
+    int lock_fd; /* descriptor of PATH.lock + 1; 0 = none (state starts zeroed) */
+    int loaded;  /* the snapshot was read: close may write it */
+    uint64_t saved_changes;
+    int64_t save_s;
+    int saver_running;
+    int stop;
+    pthread_t saver;
+    pthread_mutex_t save_mu;
+    pthread_cond_t save_cv;
 };
 
-static const char *const local_options[] = {"max_memory", "evict", NULL};
+static const char *const local_options[] = {"max_memory", "evict",      "file",
+                                            "save_s",     "on_corrupt", NULL};
 
 static kvi__lt *table_of(kvi_conn *c)
 {
@@ -58,10 +77,112 @@ static int parse_size(const char *s, uint64_t *out)
     return 1;
 }
 
+/* Writes the snapshot when the table changed since the last one. */
+static kvi_status local_save(struct local_conn *lc, char *err, size_t err_len)
+{
+    uint64_t changes = kvi__lt_changes(lc->table);
+    if (changes == lc->saved_changes)
+        return KVI_OK;
+    kvi_status st =
+        kvi__local_snapshot_save(lc->table, kvi_conn_context(lc->c), lc->path, err, err_len);
+    if (st == KVI_OK)
+        lc->saved_changes = changes;
+    return st;
+}
+
+static void *saver_main(void *arg)
+{
+    struct local_conn *lc = arg;
+    pthread_mutex_lock(&lc->save_mu);
+    while (!lc->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)lc->save_s;
+        while (!lc->stop && pthread_cond_timedwait(&lc->save_cv, &lc->save_mu, &until) == 0) {
+        }
+        if (lc->stop)
+            break;
+        pthread_mutex_unlock(&lc->save_mu);
+        char err[512];
+        if (local_save(lc, err, sizeof(err)) != KVI_OK)
+            kvi_engine_log(lc->c, KVI_LOG_ERROR, "periodic save failed: %s", err);
+        pthread_mutex_lock(&lc->save_mu);
+    }
+    pthread_mutex_unlock(&lc->save_mu);
+    return NULL;
+}
+
+static kvi_status start_saver(kvi_conn *c, struct local_conn *lc)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&lc->save_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&lc->save_mu, NULL);
+    if (pthread_create(&lc->saver, NULL, saver_main, lc) != 0) {
+        pthread_cond_destroy(&lc->save_cv);
+        pthread_mutex_destroy(&lc->save_mu);
+        return kvi_engine_error(c, KVI_E_NOMEM, "cannot start the snapshot thread");
+    }
+    lc->saver_running = 1;
+    return KVI_OK;
+}
+
+static void stop_saver(struct local_conn *lc)
+{
+    if (!lc->saver_running)
+        return;
+    pthread_mutex_lock(&lc->save_mu);
+    lc->stop = 1;
+    pthread_cond_signal(&lc->save_cv);
+    pthread_mutex_unlock(&lc->save_mu);
+    pthread_join(lc->saver, NULL);
+    pthread_cond_destroy(&lc->save_cv);
+    pthread_mutex_destroy(&lc->save_mu);
+    lc->saver_running = 0;
+}
+
+/* Takes the lock and reads the snapshot of lc->path into the table. */
+static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_config *cfg,
+                            int corrupt_empty)
+{
+    char err[512];
+    kvi *k = kvi_conn_context(c);
+    int fd = kvi__local_snapshot_lock(lc->path, err, sizeof(err));
+    if (fd < 0)
+        return kvi_engine_error(c, fd == -2 ? KVI_E_LOCKED : KVI_E_IO, "%s", err);
+    lc->lock_fd = fd + 1;
+    int missing = 0;
+    kvi_status st = kvi__local_snapshot_read(lc->table, k, lc->path, &missing, err, sizeof(err));
+    if (st == KVI_E_CORRUPT && corrupt_empty) {
+        /* Keep the bad file for inspection and start empty, as asked. */
+        char aside[4200];
+        snprintf(aside, sizeof(aside), "%s.corrupt", lc->path);
+        int moved = rename(lc->path, aside) == 0;
+        kvi_engine_log(c, KVI_LOG_WARN, "%s; starting empty (on_corrupt=empty)%s%s", err,
+                       moved ? ", bad file kept as " : "", moved ? aside : "");
+        kvi__lt_free(lc->table);
+        lc->table = NULL;
+        st = kvi__lt_new(k, cfg, &lc->table);
+        if (st != KVI_OK)
+            return kvi_engine_error(c, st, "cannot allocate the table");
+    } else if (st != KVI_OK) {
+        return kvi_engine_error(c, st, "%s%s", err,
+                                st == KVI_E_CORRUPT ? " (add on_corrupt=empty to start empty)"
+                                                    : "");
+    }
+    lc->loaded = 1;
+    lc->saved_changes = missing ? UINT64_MAX : kvi__lt_changes(lc->table);
+    return KVI_OK;
+}
+
 static kvi_status local_open(kvi_conn *c, const kvi_url *url)
 {
     struct local_conn *lc = kvi_conn_priv(c);
     kvi__lt_config cfg = {0, KVI__LT_EVICT_NONE};
+    int corrupt_empty = 0;
+    lc->c = c;
 
     if (url->nhosts)
         return kvi_engine_error(c, KVI_E_INVALID,
@@ -87,15 +208,65 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
             return kvi_engine_error(c, KVI_E_INVALID, "bad evict '%s' (lru or none)", v);
     }
 
+    const char *file = kvi_url_option_get(url, "file");
+    if (file && !*file)
+        return kvi_engine_error(c, KVI_E_INVALID, "file= needs a path");
+    if (file && strlen(file) > 4000)
+        return kvi_engine_error(c, KVI_E_INVALID, "file= path is too long");
+    v = kvi_url_option_get(url, "save_s");
+    if (v) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(v, &end, 10);
+        if (!file)
+            return kvi_engine_error(c, KVI_E_INVALID, "save_s needs file=");
+        if (errno || end == v || *end || n < 0 || n > MAX_SAVE_S)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "bad save_s '%s' (seconds, 0..%d; 0 = only on close)", v,
+                                    MAX_SAVE_S);
+        lc->save_s = n;
+    }
+    v = kvi_url_option_get(url, "on_corrupt");
+    if (v) {
+        if (!file)
+            return kvi_engine_error(c, KVI_E_INVALID, "on_corrupt needs file=");
+        if (strcmp(v, "empty") == 0)
+            corrupt_empty = 1;
+        else if (strcmp(v, "fail") != 0)
+            return kvi_engine_error(c, KVI_E_INVALID, "bad on_corrupt '%s' (fail or empty)", v);
+    }
+
     kvi_status st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->table);
     if (st != KVI_OK)
         return kvi_engine_error(c, st, "cannot allocate the table");
-    return KVI_OK;
+    if (!file)
+        return KVI_OK;
+    lc->path = kvi__strdup(kvi_conn_context(c), file);
+    if (!lc->path)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    st = open_file(c, lc, &cfg, corrupt_empty);
+    if (st == KVI_OK && lc->save_s > 0)
+        st = start_saver(c, lc);
+    return st;
 }
 
 static void local_close(kvi_conn *c)
 {
     struct local_conn *lc = kvi_conn_priv(c);
+    stop_saver(lc);
+    if (lc->loaded && lc->table) {
+        char err[512];
+        if (local_save(lc, err, sizeof(err)) != KVI_OK)
+            kvi_engine_log(c, KVI_LOG_ERROR,
+                           "final save failed, changes since the last save "
+                           "are lost: %s",
+                           err);
+    }
+    if (lc->lock_fd > 0)
+        close(lc->lock_fd - 1);
+    lc->lock_fd = 0;
+    kvi__free(kvi_conn_context(c), lc->path);
+    lc->path = NULL;
     kvi__lt_free(lc->table);
     lc->table = NULL;
 }

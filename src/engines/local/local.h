@@ -114,4 +114,36 @@ void kvi__lt_stats_get(kvi__lt *t, kvi__lt_stats *out);
  * value and an allocator word), as counted against max_memory. */
 size_t kvi__lt_entry_cost(size_t key_len, size_t val_len);
 
+/* Sum of the changes (inserts, replacements, removals, counter updates)
+ * ever made to the table; a snapshot is due when it moved.  Thread-safe. */
+uint64_t kvi__lt_changes(kvi__lt *t);
+
+/* ---- snapshot.c ---------------------------------------------------------- */
+
+/* Checks a whole snapshot image (format in snapshot.c) and, only when all
+ * of it is valid, inserts its live records into t.  KVI_E_CORRUPT with
+ * *bad_offset (byte offset of the fault) and a reason in why (why_len
+ * bytes, may be 0) for a truncated, corrupt or newer-format image; an
+ * insert error (KVI_E_NOMEM, KVI_E_STORE_FULL) as such.  Never reads past
+ * len.  This is the entry point of the snapshot fuzz target. */
+kvi_status kvi__local_snapshot_load(kvi__lt *t, const void *buf, size_t len, uint64_t *bad_offset,
+                                    char *why, size_t why_len);
+
+/* Reads snapshot file path into t.  A file that does not exist sets
+ * *missing and is KVI_OK.  Errors (KVI_E_IO, KVI_E_CORRUPT, ...) leave a
+ * message naming the file (and the byte offset) in err. */
+kvi_status kvi__local_snapshot_read(kvi__lt *t, kvi *k, const char *path, int *missing, char *err,
+                                    size_t err_len);
+
+/* Writes every live entry of t to path atomically (temporary file, fsync,
+ * rename, directory fsync).  KVI_E_IO with a message in err. */
+kvi_status kvi__local_snapshot_save(kvi__lt *t, kvi *k, const char *path, char *err,
+                                    size_t err_len);
+
+/* Takes the exclusive lock PATH.lock (flock, non-blocking) that guards
+ * snapshot path against a second writer.  Returns the descriptor to keep
+ * open while writing, -2 when another holder has it, -1 on another error;
+ * err says which. */
+int kvi__local_snapshot_lock(const char *path, char *err, size_t err_len);
+
 #endif /* KVI_LOCAL_H */

@@ -44,6 +44,7 @@ struct lt_shard {
     uint64_t hits;
     uint64_t expired;
     uint64_t evicted;
+    uint64_t changes;
     uint64_t rng;
 };
 
@@ -265,6 +266,7 @@ static struct lt_entry *lt_unlink(kvi__lt *t, struct lt_shard *sh, struct lt_loc
     *loc.pp = e->next;
     e->next = NULL;
     sh->ht[loc.which].used--;
+    sh->changes++;
     sh->bytes -= e_klen(e) + e_vlen(e);
     if (e_expire(e))
         sh->expiring--;
@@ -280,6 +282,7 @@ static struct lt_entry *lt_replace(kvi__lt *t, struct lt_shard *sh, struct lt_lo
     e->next = old->next;
     *loc.pp = e;
     old->next = NULL;
+    sh->changes++;
     sh->bytes += e_klen(e) + e_vlen(e);
     sh->bytes -= e_klen(old) + e_vlen(old);
     if (e_expire(e))
@@ -310,6 +313,7 @@ static void lt_link(kvi__lt *t, struct lt_shard *sh, struct lt_entry *e, uint64_
     e->next = ht->b[idx];
     ht->b[idx] = e;
     ht->used++;
+    sh->changes++;
     sh->bytes += e_klen(e) + e_vlen(e);
     if (e_expire(e))
         sh->expiring++;
@@ -743,6 +747,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
             size_t len = kvi_format_int64(result, text);
             if (len == e_vlen(e)) {
                 memcpy(e->data + key_len, text, len);
+                sh->changes++;
                 lt_touch(t, e);
             } else if (lt_over(t, kvi__lt_entry_cost(key_len, len), e_cost(e))) {
                 st = KVI_E_STORE_FULL;
@@ -903,4 +908,16 @@ void kvi__lt_stats_get(kvi__lt *t, kvi__lt_stats *out)
         out->evicted += sh->evicted;
         pthread_mutex_unlock(&sh->lock);
     }
+}
+
+uint64_t kvi__lt_changes(kvi__lt *t)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        n += sh->changes;
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return n;
 }
