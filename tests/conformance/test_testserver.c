@@ -1,0 +1,275 @@
+/*
+ * test_testserver.c -- the test-server harness itself: servers start on a
+ * free port in a temp dir, stop, die by kill -9, restart on the same port
+ * and dir, and leave nothing behind.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testserver.h"
+
+static int port_accepts(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(port);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Sends one line to the server and returns the first reply line. */
+static void talk(uint16_t port, const char *line, char *reply, size_t replylen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+    size_t got = 0;
+    while (got + 1 < replylen) {
+        ssize_t n = read(fd, reply + got, replylen - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (memchr(reply, '\n', got))
+            break;
+    }
+    reply[got] = '\0';
+    close(fd);
+}
+
+/* Dead or a zombie (a reparented zombie may linger when PID 1 does not
+ * reap). */
+static int process_gone(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return 1;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] == 'Z';
+}
+
+static int dir_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void test_free_port_is_bindable(void **state)
+{
+    (void)state;
+    uint16_t port = 0;
+    assert_int_equal(kvi_ts_free_port(&port), KVI_TS_OK);
+    assert_true(port > 0);
+    assert_false(port_accepts(port));
+}
+
+static void test_tempdir_is_made_and_removed(void **state)
+{
+    (void)state;
+    char *dir = NULL;
+    assert_int_equal(kvi_ts_make_tempdir("selftest", &dir), KVI_TS_OK);
+    assert_true(dir_exists(dir));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sub", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/sub/file", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("x", f);
+    fclose(f);
+    assert_int_equal(kvi_ts_remove_tree(dir), KVI_TS_OK);
+    assert_false(dir_exists(dir));
+    free(dir);
+}
+
+static void test_missing_program_is_reported_as_missing(void **state)
+{
+    (void)state;
+    const char *argv[] = {"kvi-no-such-server-binary", NULL};
+    kvi_ts_spec spec = {.name = "nothing", .argv = argv};
+    kvi_ts_server *s = (kvi_ts_server *)1;
+    assert_int_equal(kvi_ts_start(&spec, &s), KVI_TS_MISSING);
+    assert_null(s);
+    assert_non_null(strstr(kvi_ts_errmsg(), "kvi-no-such-server-binary"));
+}
+
+static void test_server_that_exits_is_a_failure_with_its_log(void **state)
+{
+    (void)state;
+    uint16_t port;
+    assert_int_equal(kvi_ts_free_port(&port), KVI_TS_OK);
+    const char *argv[] = {"sh", "-c", "echo boom-from-server; exit 3", NULL};
+    kvi_ts_spec spec = {.name = "failing", .argv = argv, .port = port};
+    kvi_ts_server *s = NULL;
+    assert_int_equal(kvi_ts_start(&spec, &s), KVI_TS_FAILED);
+    assert_null(s);
+    assert_non_null(strstr(kvi_ts_errmsg(), "boom-from-server"));
+}
+
+static void test_redis_starts_stops_and_restarts_on_same_port(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_redis_start(&s, NULL);
+    if (r == KVI_TS_MISSING) {
+        print_message("SKIP: %s\n", kvi_ts_errmsg());
+        skip();
+    }
+    assert_int_equal(r, KVI_TS_OK);
+    uint16_t port = kvi_ts_port(s);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", kvi_ts_dir(s));
+    char reply[256];
+    talk(port, "PING\r\n", reply, sizeof reply);
+    assert_string_equal(reply, "+PONG\r\n");
+
+    pid_t first = kvi_ts_pid(s);
+    assert_int_equal(kvi_ts_kill(s), KVI_TS_OK);
+    assert_int_equal(kvi_ts_pid(s), 0);
+    assert_false(kvi_ts_running(s));
+    assert_true(process_gone(first));
+    assert_false(port_accepts(port));
+
+    assert_int_equal(kvi_ts_restart(s), KVI_TS_OK);
+    assert_int_equal(kvi_ts_port(s), port);
+    assert_string_equal(kvi_ts_dir(s), dir);
+    assert_true(kvi_ts_running(s));
+    talk(port, "PING\r\n", reply, sizeof reply);
+    assert_string_equal(reply, "+PONG\r\n");
+
+    assert_int_equal(kvi_ts_stop(s), KVI_TS_OK);
+    assert_false(port_accepts(port));
+    assert_true(dir_exists(dir));
+    kvi_ts_free(s);
+    assert_false(dir_exists(dir));
+}
+
+static void test_redis_extra_args_are_passed(void **state)
+{
+    (void)state;
+    const char *extra[] = {"--requirepass", "selftest-secret", NULL};
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_redis_start(&s, extra);
+    if (r == KVI_TS_MISSING) {
+        print_message("SKIP: %s\n", kvi_ts_errmsg());
+        skip();
+    }
+    assert_int_equal(r, KVI_TS_OK);
+    char reply[256];
+    talk(kvi_ts_port(s), "PING\r\n", reply, sizeof reply);
+    assert_memory_equal(reply, "-NOAUTH", 7);
+    kvi_ts_free(s);
+}
+
+static void test_memcached_starts_and_answers(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_memcached_start(&s, NULL);
+    if (r == KVI_TS_MISSING) {
+        print_message("SKIP: %s\n", kvi_ts_errmsg());
+        skip();
+    }
+    assert_int_equal(r, KVI_TS_OK);
+    char reply[256];
+    talk(kvi_ts_port(s), "version\r\n", reply, sizeof reply);
+    assert_memory_equal(reply, "VERSION ", 8);
+    kvi_ts_free(s);
+}
+
+/* A child that starts a server and then dies by SIGKILL must not leave
+ * the server behind (parent-death signal). */
+static void test_server_dies_with_its_starter(void **state)
+{
+    (void)state;
+    char *prog = kvi_ts_find_program("sleep");
+    if (prog == NULL) {
+        print_message("SKIP: sleep not found\n");
+        skip();
+    }
+    free(prog);
+    char *dir = NULL;
+    assert_int_equal(kvi_ts_make_tempdir("sleeper", &dir), KVI_TS_OK);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        const char *argv[] = {"sleep", "60", NULL};
+        kvi_ts_spec spec = {.name = "sleeper", .argv = argv, .dir = dir};
+        kvi_ts_server *s = NULL;
+        pid_t pid = 0;
+        if (kvi_ts_start(&spec, &s) == KVI_TS_OK)
+            pid = kvi_ts_pid(s);
+        (void)!write(fds[1], &pid, sizeof pid);
+        raise(SIGKILL);
+        _exit(1);
+    }
+    close(fds[1]);
+    pid_t server = 0;
+    assert_int_equal(read(fds[0], &server, sizeof server), (ssize_t)sizeof server);
+    close(fds[0]);
+    assert_true(server > 0);
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    /* The server was the dead child's child: it is reparented and then
+     * killed; give the kernel a moment. */
+    int gone = 0;
+    for (int i = 0; i < 200 && !gone; i++) {
+        gone = process_gone(server);
+        if (!gone)
+            usleep(10000);
+    }
+    if (!gone)
+        kill(server, SIGKILL);
+    kvi_ts_remove_tree(dir);
+    free(dir);
+    assert_true(gone);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_free_port_is_bindable),
+        cmocka_unit_test(test_tempdir_is_made_and_removed),
+        cmocka_unit_test(test_missing_program_is_reported_as_missing),
+        cmocka_unit_test(test_server_that_exits_is_a_failure_with_its_log),
+        cmocka_unit_test(test_redis_starts_stops_and_restarts_on_same_port),
+        cmocka_unit_test(test_redis_extra_args_are_passed),
+        cmocka_unit_test(test_memcached_starts_and_answers),
+        cmocka_unit_test(test_server_dies_with_its_starter),
+    };
+    return cmocka_run_group_tests_name("testserver", tests, NULL, NULL);
+}
