@@ -29,6 +29,7 @@ typedef struct kvi__cli {
     int interactive;              /* shell on a terminal */
     int stdout_tty;               /* standard output is a terminal */
     struct kvi__cli_state *state; /* default local store; NULL with -u/-c */
+    unsigned log_errors;          /* KVI_LOG_ERROR messages seen */
 } kvi__cli;
 
 /* ---- main.c ---------------------------------------------------------- */
@@ -93,27 +94,18 @@ int kvi__cli_split(const char *line, size_t len, kvi__cli_arg **words, size_t **
 /* ---- state.c: the default local store --------------------------------- */
 
 /*
- * Defines the default "local" engine id for a run without -u/-c: takes an
- * exclusive lock (blocking) on <state dir>/cli.lock that serialises kvi
- * processes, then defines local://?file=<state dir>/local.kvis.  While the
- * local engine does not know the file= option, falls back to local:// and
- * loads the CLI's own state file instead.  *out owns the state (release
- * with kvi__cli_state_close after kvi_free(k)) unless it is NULL (out of
- * memory).  On failure returns the status with a message in err, holds no
- * lock, and saving is a no-op.
+ * Defines the default "local" engine id for a run without -u/-c:
+ * creates the state directory, takes an exclusive lock (waiting) on
+ * <dir>/cli.lock that serialises kvi processes, then defines
+ * local://?file=<dir>/local.kvis (with save_s=1 when interactive).  On
+ * success *out holds the lock; release it with kvi__cli_state_close after
+ * kvi_free(k) (which writes the snapshot).  On failure returns the status
+ * with a message in err, *out is NULL and no lock is held.
  */
-kvi_status kvi__cli_state_open(kvi *k, struct kvi__cli_state **out, char *err, size_t errlen);
+kvi_status kvi__cli_state_open(kvi *k, int interactive, struct kvi__cli_state **out, char *err,
+                               size_t errlen);
 
-/* Saves the store when the CLI keeps it itself (a no-op when the engine
- * persists it).  Returns KVI_E_IO/KVI_E_NOMEM/... with a message in err. */
-kvi_status kvi__cli_state_save(struct kvi__cli_state *st, kvi *k, char *err, size_t errlen);
-
-/* Operation counters the load itself caused on "local" (subtracted from
- * `stats`); NULL when there are none. */
-const kvi_stats *kvi__cli_state_baseline(const struct kvi__cli_state *st);
-
-/* Finishes after the context was freed: completes a migration to the
- * engine's file, releases the lock, frees st.  NULL is accepted. */
+/* Releases the lock and frees st.  NULL is accepted. */
 void kvi__cli_state_close(struct kvi__cli_state *st);
 
 /* The state directory ($XDG_STATE_HOME/kvi or ~/.local/state/kvi) in buf,

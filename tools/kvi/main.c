@@ -65,8 +65,7 @@ enum op {
 
 enum kind { K_NONE, K_ID, K_KEY, K_VALUE, K_DELTA, K_EXPIRE, K_GLOB, K_QUERY, K_URL };
 
-#define F_STORE 1u   /* needs the store (a context with engine ids) */
-#define F_MUTATES 2u /* may change the default local store */
+#define F_STORE 1u /* needs the store (a context with engine ids) */
 
 struct command {
     const char *name;
@@ -88,7 +87,7 @@ static const struct command commands[] = {
      3,
      1,
      {K_ID, K_KEY, K_VALUE, K_EXPIRE},
-     F_STORE | F_MUTATES,
+     F_STORE,
      "store VALUE under KEY"},
     {"fetch",
      "cache_fetch",
@@ -99,15 +98,7 @@ static const struct command commands[] = {
      {K_ID, K_KEY},
      F_STORE,
      "write the value of KEY"},
-    {"remove",
-     "cache_remove",
-     "ID KEY",
-     OP_REMOVE,
-     2,
-     0,
-     {K_ID, K_KEY},
-     F_STORE | F_MUTATES,
-     "remove KEY"},
+    {"remove", "cache_remove", "ID KEY", OP_REMOVE, 2, 0, {K_ID, K_KEY}, F_STORE, "remove KEY"},
     {"add",
      "cache_add",
      "ID KEY DELTA [EXPIRE]",
@@ -115,7 +106,7 @@ static const struct command commands[] = {
      3,
      1,
      {K_ID, K_KEY, K_DELTA, K_EXPIRE},
-     F_STORE | F_MUTATES,
+     F_STORE,
      "add DELTA to a counter"},
     {"sub",
      "cache_sub",
@@ -124,7 +115,7 @@ static const struct command commands[] = {
      3,
      1,
      {K_ID, K_KEY, K_DELTA, K_EXPIRE},
-     F_STORE | F_MUTATES,
+     F_STORE,
      "subtract DELTA from a counter"},
     {"counter",
      "cache_counter_fetch",
@@ -142,7 +133,7 @@ static const struct command commands[] = {
      2,
      0,
      {K_ID, K_QUERY},
-     F_STORE | F_MUTATES,
+     F_STORE,
      "run a query in the engine's language"},
     {"ttl",
      NULL,
@@ -161,21 +152,13 @@ static const struct command commands[] = {
      2,
      0,
      {K_ID, K_GLOB},
-     F_STORE | F_MUTATES,
+     F_STORE,
      "remove keys matching GLOB"},
     {"ping", NULL, "ID", OP_PING, 1, 0, {K_ID}, F_STORE, "check that the store answers"},
     {"stats", NULL, "[ID]", OP_STATS, 0, 1, {K_ID}, F_STORE, "print statistics"},
     {"engines", NULL, "", OP_ENGINES, 0, 0, {K_NONE}, F_STORE, "list engine ids and capabilities"},
     {"url", NULL, "URL", OP_URL, 1, 0, {K_URL}, 0, "parse URL and show its parts"},
-    {"shell",
-     NULL,
-     "",
-     OP_SHELL,
-     0,
-     0,
-     {K_NONE},
-     F_STORE | F_MUTATES,
-     "read commands from standard input"},
+    {"shell", NULL, "", OP_SHELL, 0, 0, {K_NONE}, F_STORE, "read commands from standard input"},
     {"help", NULL, "", OP_HELP, 0, 0, {K_NONE}, 0, NULL},
 };
 
@@ -198,6 +181,11 @@ struct op_args {
 void kvi__cli_report(const kvi__cli *cli, kvi_status st, const char *detail)
 {
     const char *msg = kvi_strerror(st);
+    size_t ml = strlen(msg);
+    /* Some details already begin with the status text ("bad URL: ..."). */
+    if (detail != NULL && strncmp(detail, msg, ml) == 0 && detail[ml] == ':' &&
+        detail[ml + 1] == ' ')
+        detail += ml + 2;
     int has_detail = detail != NULL && detail[0] != '\0';
     if (cli->json) {
         if (st == KVI_NOT_FOUND) {
@@ -699,36 +687,17 @@ static int do_engines(kvi__cli *cli)
     return 0;
 }
 
-static uint64_t minus(uint64_t a, uint64_t b)
+static void print_stats(const kvi__cli *cli, const char *id, const kvi_stats *s)
 {
-    return a > b ? a - b : 0;
-}
-
-static void print_stats(const kvi__cli *cli, const char *id, kvi_stats s)
-{
-    if (cli->state != NULL && strcmp(id, "local") == 0) {
-        const kvi_stats *b = kvi__cli_state_baseline(cli->state);
-        if (b != NULL) {
-            /* The CLI's own loading of the state file is not the user's
-             * traffic. */
-            s.ops = minus(s.ops, b->ops);
-            s.errors = minus(s.errors, b->errors);
-            s.misses = minus(s.misses, b->misses);
-            s.slow_ops = minus(s.slow_ops, b->slow_ops);
-            s.rejected = minus(s.rejected, b->rejected);
-            s.total_us = minus(s.total_us, b->total_us);
-            s.hits = minus(s.hits, b->hits);
-        }
-    }
     const struct {
         const char *name;
         uint64_t v;
         int content;
     } f[] = {
-        {"ops", s.ops, 0},           {"errors", s.errors, 0},     {"misses", s.misses, 0},
-        {"slow_ops", s.slow_ops, 0}, {"rejected", s.rejected, 0}, {"total_us", s.total_us, 0},
-        {"entries", s.entries, 1},   {"bytes", s.bytes, 1},       {"hits", s.hits, 1},
-        {"expired", s.expired, 1},   {"evicted", s.evicted, 1},
+        {"ops", s->ops, 0},           {"errors", s->errors, 0},     {"misses", s->misses, 0},
+        {"slow_ops", s->slow_ops, 0}, {"rejected", s->rejected, 0}, {"total_us", s->total_us, 0},
+        {"entries", s->entries, 1},   {"bytes", s->bytes, 1},       {"hits", s->hits, 1},
+        {"expired", s->expired, 1},   {"evicted", s->evicted, 1},
     };
     if (cli->json) {
         kvi__cli_json_cstr(stdout, id);
@@ -738,7 +707,7 @@ static void print_stats(const kvi__cli *cli, const char *id, kvi_stats s)
     }
     int first = 1;
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        if (f[i].content && !s.has_content)
+        if (f[i].content && !s->has_content)
             continue;
         if (cli->json)
             printf("%s\"%s\":%" PRIu64, first ? "" : ",", f[i].name, f[i].v);
@@ -759,7 +728,7 @@ static int do_stats(kvi__cli *cli, const struct op_args *o)
             return fail(cli, st);
         if (cli->json)
             fputs("{\"status\":\"ok\",\"stats\":{", stdout);
-        print_stats(cli, o->id, s);
+        print_stats(cli, o->id, &s);
         if (cli->json)
             fputs("}}\n", stdout);
         return 0;
@@ -780,7 +749,7 @@ static int do_stats(kvi__cli *cli, const struct op_args *o)
         }
         if (cli->json && i > 0)
             fputc(',', stdout);
-        print_stats(cli, kvi_conn_id(l.v[i]), s);
+        print_stats(cli, kvi_conn_id(l.v[i]), &s);
     }
     if (cli->json)
         fputs("}}\n", stdout);
@@ -934,18 +903,6 @@ static void print_help(FILE *f, int in_shell)
     }
 }
 
-/* Saves the default local store after a change when the shell runs on a
- * terminal, so that an interrupted session loses nothing. */
-static void save_after(kvi__cli *cli, const struct command *cmd)
-{
-    if (cli->state == NULL || !cli->interactive || (cmd->flags & F_MUTATES) == 0)
-        return;
-    char err[512];
-    kvi_status st = kvi__cli_state_save(cli->state, cli->k, err, sizeof err);
-    if (st != KVI_OK)
-        kvi__cli_report(cli, st, err);
-}
-
 /* Runs a checked command; returns its exit status. */
 static int execute(kvi__cli *cli, const struct op_args *o)
 {
@@ -1066,7 +1023,6 @@ int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords, 
     int rc = parse_args(cli, words, nwords, line, line_len, word_ofs, &o);
     if (rc < 0) {
         rc = execute(cli, &o);
-        save_after(cli, o.cmd);
     }
     free(o.owned);
     fflush(stdout);
@@ -1081,9 +1037,18 @@ struct source {
     const char *text;
 };
 
+/* Log hook: the library's error messages (a snapshot that could not be
+ * written on close, ...) go to standard error; they never hold a password. */
+static void log_to_stderr(void *ud, kvi_log_level level, const char *msg)
+{
+    kvi__cli *cli = ud;
+    cli->log_errors++;
+    fprintf(stderr, "kvi: %s\n", msg);
+}
+
 /* Creates the context and defines the engine ids: the -u/-c sources in
  * order, or the default local store.  Returns -1 or an exit status. */
-static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc)
+static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc, int shell)
 {
     kvi_status st = kvi_new(&cli->k);
     if (st != KVI_OK) {
@@ -1091,9 +1056,11 @@ static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc)
         kvi__cli_report(cli, st, "creating the context");
         return kvi__cli_exit_code(st);
     }
+    kvi_set_log(cli->k, log_to_stderr, cli, KVI_LOG_ERROR);
     if (nsrc == 0) {
         char err[1024] = "";
-        st = kvi__cli_state_open(cli->k, &cli->state, err, sizeof err);
+        st = kvi__cli_state_open(cli->k, shell && isatty(STDIN_FILENO), &cli->state, err,
+                                 sizeof err);
         if (st != KVI_OK) {
             kvi__cli_report(cli, st, err);
             return kvi__cli_exit_code(st);
@@ -1109,28 +1076,21 @@ static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc)
     return -1;
 }
 
-/* Saves (after a change), frees the context, releases the state lock. */
-static int close_store(kvi__cli *cli, int rc, int save)
+/* Frees the context (the local engine writes its snapshot now), then
+ * releases the state lock.  An error logged while closing means the data
+ * may not have been saved: it becomes the exit status. */
+static int close_store(kvi__cli *cli, int rc)
 {
-    if (cli->state != NULL && save) {
-        char err[1024] = "";
-        kvi_status st = kvi__cli_state_save(cli->state, cli->k, err, sizeof err);
-        if (st != KVI_OK) {
-            kvi__cli_report(cli, st, err);
-            if (rc < 3)
-                rc = kvi__cli_exit_code(st);
-        }
-    }
+    unsigned before = cli->log_errors;
     kvi_free(cli->k);
     cli->k = NULL;
     kvi__cli_state_close(cli->state);
     cli->state = NULL;
+    if (cli->log_errors != before && rc < 3)
+        rc = kvi__cli_exit_code(KVI_E_IO);
     return rc;
 }
 
-/* Matches option shortopt/longopt with its value (separate word, --long=V
- * or -sV).  Returns 0 when argv[*i] is another option, -1 when the value is
- * missing, else `found`: 1 for -u, 2 for -c. */
 static int option_value(int argc, char **argv, int *i, const char *shortopt, const char *longopt,
                         const char **out)
 {
@@ -1221,11 +1181,11 @@ int main(int argc, char **argv)
     struct op_args o;
     int rc = parse_args(&cli, words, nwords, NULL, 0, NULL, &o);
     if (rc < 0 && (o.cmd->flags & F_STORE) != 0)
-        rc = open_store(&cli, src, nsrc);
+        rc = open_store(&cli, src, nsrc, o.cmd->op == OP_SHELL);
     if (rc < 0)
         rc = execute(&cli, &o);
     if (cli.k != NULL)
-        rc = close_store(&cli, rc, (o.cmd->flags & F_MUTATES) != 0);
+        rc = close_store(&cli, rc);
     free(o.owned);
     free(words);
     free(src);

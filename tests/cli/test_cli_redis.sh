@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# test_cli_redis.sh KVI -- `kvi raw` reply printing (redis-cli style and
+# JSON) and the ordinary commands against a real redis-server that this
+# script starts on a free 127.0.0.1 port in a temporary directory (with a
+# password, which must never show in any output) and always stops.
+# Exits 77 (skipped) when redis-server or the redis engine module is missing.
+set -u
+
+KVI=${1:?usage: test_cli_redis.sh PATH_TO_KVI}
+MODDIR=${KVI_MODULE_PATH:-${KVI_BUILD_DIR:-.}/modules}
+if ! command -v redis-server >/dev/null; then
+    echo "SKIP: redis-server not installed"
+    exit 77
+fi
+if [ ! -f "$MODDIR/kvi_redis.so" ]; then
+    echo "SKIP: redis engine module not built ($MODDIR/kvi_redis.so)"
+    exit 77
+fi
+export KVI_MODULE_PATH=$MODDIR
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/kvi-cli-redis.XXXXXX") || exit 1
+export XDG_STATE_HOME=$T/state
+export LC_ALL=C
+PW='r3dis-Pa55'
+pid=""
+cleanup() {
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# Start redis on a free port: a busy port makes redis-server exit at once.
+port=""
+for try in $(seq 20); do
+    p=$((20000 + (RANDOM * 7 + try * 131) % 40000))
+    redis-server --port "$p" --bind 127.0.0.1 --dir "$T" --save '' --appendonly no \
+        --requirepass "$PW" --logfile "$T/redis.log" &
+    pid=$!
+    for i in $(seq 50); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            break
+        fi
+        if "$KVI" -u "redis://:$PW@127.0.0.1:$p/" ping redis >/dev/null 2>&1; then
+            port=$p
+            break 2
+        fi
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    pid=""
+done
+if [ -z "$port" ]; then
+    echo "FAIL: could not start redis-server"
+    exit 1
+fi
+URL="redis://:$PW@127.0.0.1:$port/0"
+
+checks=0
+fails=0
+rc=0
+run() {
+    "$KVI" -u "$URL" "$@" >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    cat "$T/out" "$T/err" >>"$T/all_output"
+}
+fail() {
+    fails=$((fails + 1))
+    echo "FAIL: $*"
+}
+# expect NAME RC STDOUT (printf %b): exact exit status and stdout.
+expect() {
+    checks=$((checks + 1))
+    printf '%b' "$3" >"$T/want"
+    if [ "$rc" != "$2" ] || ! cmp -s "$T/want" "$T/out"; then
+        fail "$1: exit $rc (want $2)"
+        echo "  got:  $(od -c "$T/out" | head -5)"
+        echo "  want: $(od -c "$T/want" | head -5)"
+        echo "  stderr: $(cat "$T/err")"
+    fi
+}
+
+run raw redis 'SET k "a b"'
+expect "raw status" 0 'OK\n'
+run raw redis 'GET k'
+expect "raw string" 0 '"a b"\n'
+run raw redis 'GET nokey'
+expect "raw nil" 0 '(nil)\n'
+run raw redis 'INCRBY c 5'
+expect "raw integer" 0 '(integer) 5\n'
+run raw redis 'RPUSH l a "b\"q" c'
+expect "raw rpush" 0 '(integer) 3\n'
+run raw redis 'LRANGE l 0 -1'
+expect "raw array" 0 '1) "a"\n2) "b\\"q"\n3) "c"\n'
+run raw redis 'LRANGE none 0 -1'
+expect "raw empty array" 0 '(empty array)\n'
+run raw redis "EVAL \"return {1,{'x',2},{}}\" 0"
+expect "raw nested array" 0 '1) (integer) 1\n2) 1) "x"\n   2) (integer) 2\n3) (empty array)\n'
+run raw redis 'NOSUCHCOMMAND'
+checks=$((checks + 1))
+[ "$rc" = 17 ] && grep -q '^(error) ERR unknown command' "$T/out" || fail "raw error reply: $rc $(cat "$T/out")"
+run cache_raw_query redis 'GET k'
+expect "cache_raw_query alias" 0 '"a b"\n'
+run --json raw redis 'LRANGE l 0 -1'
+expect "raw --json array" 0 '{"status":"ok","reply":["a","b\\"q","c"]}\n'
+run --json raw redis 'SET k2 v'
+expect "raw --json status" 0 '{"status":"ok","reply":{"status":"OK"}}\n'
+run --json raw redis 'GET nokey'
+expect "raw --json nil" 0 '{"status":"ok","reply":null}\n'
+
+run store redis sk "x y" 100
+expect "store on redis" 0 ""
+run fetch redis sk
+expect "fetch on redis" 0 "x y"
+run add redis rc 7
+expect "add on redis" 0 "7\n"
+run sub redis rc 10
+expect "sub on redis" 0 "-3\n"
+run keys redis 's*'
+expect "keys on redis" 0 "sk\n"
+run ping redis
+expect "ping on redis" 0 "PONG\n"
+printf 'raw redis SET shk "v w"\nfetch redis shk\n' |
+    "$KVI" -u "$URL" shell >"$T/out" 2>"$T/err"
+rc=$?
+expect "shell raw keeps redis quoting" 0 'OK\nv w\n'
+
+# A wrong password is an authentication error that does not show it.
+"$KVI" -u "redis://:wrong-$PW@127.0.0.1:$port/" ping redis >"$T/out" 2>"$T/err"
+rc=$?
+cat "$T/out" "$T/err" >>"$T/all_output"
+checks=$((checks + 1))
+[ "$rc" = 10 ] || fail "wrong password: exit $rc, want 10 ($(cat "$T/err"))"
+
+checks=$((checks + 1))
+if grep -aqF "$PW" "$T/all_output"; then fail "password appears in output"; fi
+
+echo "$checks checks, $fails failed"
+[ "$fails" = 0 ]
