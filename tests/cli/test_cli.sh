@@ -111,6 +111,22 @@ for code in $(seq 0 21); do
 done
 grep -Eq '^  13 +value is not an integer counter \(KVI_E_NOT_A_COUNTER\)$' "$T/out" ||
     fail "--help: exit 13 line"
+# The man page lists every row of KVI_STATUS_MAP with its exit code.
+SRC=${KVI_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+rows=0
+while read -r name code; do
+    rows=$((rows + 1))
+    checks=$((checks + 1))
+    awk -v c="$code" -v n="(KVI_$name)" \
+        'prev == ".B " c && index($0, n) { found = 1 } { prev = $0 } END { exit !found }' \
+        "$SRC/docs/kvi.1" || fail "kvi.1 does not list exit $code for KVI_$name"
+    checks=$((checks + 1))
+    grep -Eq "^  $code +.*\(KVI_$name\)$" "$T/out" || fail "--help does not list KVI_$name as $code"
+done < <(sed -nE 's/^ *X\((E_[A-Z_]+), *[0-9]+, *"[^"]*", *([0-9]+)\).*/\1 \2/p' \
+    "$SRC/include/kvi/kvi.h")
+checks=$((checks + 1))
+[ "$rows" -ge 19 ] || fail "read only $rows error rows from kvi.h"
+
 run -h
 checks=$((checks + 1))
 [ "$rc" = 0 ] && grep -q '^usage: kvi' "$T/out" || fail "-h"
