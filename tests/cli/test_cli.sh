@@ -266,7 +266,7 @@ for bad in x 1x " 1" "1 " "" + - 1.5 0x10 9223372036854775808 -92233720368547758
     99999999999999999999999; do
     run add local nk "$bad"
     expect "add DELTA '$bad'" 2 "" '*'
-    expect_err_has "add DELTA '$bad'" "kvi: DELTA is not a 64-bit integer:"
+    expect_err_has "add DELTA '$bad'" "kvi: DELTA is not a 64-bit integer \"$bad\""
     expect_err_has "add DELTA '$bad'" "usage: kvi [OPTIONS] add ID KEY DELTA [EXPIRE]"
     run sub local nk "$bad"
     expect "sub DELTA '$bad'" 2 "" '*'
@@ -274,7 +274,7 @@ done
 for bad in x -1 1x 1.5 " 5" 9223372036854775808; do
     run store local nk v "$bad"
     expect "store EXPIRE '$bad'" 2 "" '*'
-    expect_err_has "store EXPIRE '$bad'" "kvi: EXPIRE is not a non-negative integer:"
+    expect_err_has "store EXPIRE '$bad'" "kvi: EXPIRE is not a non-negative integer \"$bad\""
     expect_err_has "store EXPIRE '$bad'" "usage: kvi [OPTIONS] store ID KEY VALUE [EXPIRE]"
     run add local nk 1 "$bad"
     expect "add EXPIRE '$bad'" 2 "" '*'
@@ -467,7 +467,7 @@ run --json add local j 1
 expect "error --json" 13 '*' '*'
 expect_out_has "error --json" '{"status":"error","error":"KVI_E_NOT_A_COUNTER","exit":13,"message":"value is not an integer counter'
 run --json add local j x
-expect "usage error --json" 2 '{"status":"error","error":"usage","exit":2,"message":"DELTA is not a 64-bit integer:"}\n' '*'
+expect "usage error --json" 2 '{"status":"error","error":"usage","exit":2,"message":"DELTA is not a 64-bit integer \\"x\\""}\n' '*'
 run --json engines
 checks=$((checks + 1))
 grep -Eq '^\{"status":"ok","engines":\[\{"id":"local","engine":"local","caps":\["ttl","counters",' "$T/out" ||
@@ -480,6 +480,16 @@ if [ -w /dev/full ]; then
     rc=$?
     checks=$((checks + 1))
     [ "$rc" = 11 ] || fail "fetch to /dev/full: exit $rc, want 11"
+fi
+
+# ---- a terminal gets a newline after fetch (util-linux script gives a pty) ----
+
+if command -v script >/dev/null; then
+    run store local tty hello
+    script -qc "'$KVI' fetch local tty" /dev/null </dev/null >"$T/out" 2>&1
+    checks=$((checks + 1))
+    [ "$(od -An -c "$T/out" | tr -s ' ')" = " h e l l o \r \n" ] ||
+        fail "fetch on a terminal: $(od -c "$T/out")"
 fi
 
 # ---- shell (batch) ----------------------------------------------------------------------------

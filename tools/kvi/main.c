@@ -235,22 +235,37 @@ static void usage_line(const kvi__cli *cli, const struct command *cmd)
         fprintf(stderr, "usage: %s%s%s%s\n", pre, cmd->name, cmd->args[0] ? " " : "", cmd->args);
 }
 
+/* Writes the reason of a usage error: what, then the offending word. */
+static void usage_reason(FILE *f, const char *what, const kvi__cli_arg *arg)
+{
+    fputs(what, f);
+    if (arg != NULL) {
+        fputs(" \"", f);
+        kvi__cli_write_escaped(f, arg->p, arg->len > 64 ? 64 : arg->len, 1);
+        fputs(arg->len > 64 ? "...\"" : "\"", f);
+    }
+}
+
 /* Reports a usage error: the reason, then the usage line.  Returns 2. */
 static int usage_error(const kvi__cli *cli, const struct command *cmd, const char *what,
                        const kvi__cli_arg *arg)
 {
     if (cli->json) {
+        char *msg = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&msg, &len);
+        if (m != NULL) {
+            usage_reason(m, what, arg);
+            fclose(m);
+        }
         fputs("{\"status\":\"error\",\"error\":\"usage\",\"exit\":2,\"message\":", stdout);
-        kvi__cli_json_cstr(stdout, what);
+        kvi__cli_json_cstr(stdout, msg != NULL ? msg : what);
         fputs("}\n", stdout);
         fflush(stdout);
+        free(msg);
     }
-    fprintf(stderr, "kvi: %s", what);
-    if (arg != NULL) {
-        fputs(" \"", stderr);
-        kvi__cli_write_escaped(stderr, arg->p, arg->len > 64 ? 64 : arg->len, 1);
-        fputs(arg->len > 64 ? "...\"" : "\"", stderr);
-    }
+    fputs("kvi: ", stderr);
+    usage_reason(stderr, what, arg);
     fputc('\n', stderr);
     usage_line(cli, cmd);
     return KVI_CLI_EXIT_USAGE;
@@ -417,11 +432,11 @@ static int parse_args(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const 
             break;
         case K_DELTA:
             if (parse_i64(w, &o->delta) != 0)
-                return usage_error(cli, cmd, "DELTA is not a 64-bit integer:", w);
+                return usage_error(cli, cmd, "DELTA is not a 64-bit integer", w);
             break;
         case K_EXPIRE:
             if (parse_i64(w, &o->expire_s) != 0 || o->expire_s < 0 || w->p[0] == '-')
-                return usage_error(cli, cmd, "EXPIRE is not a non-negative integer:", w);
+                return usage_error(cli, cmd, "EXPIRE is not a non-negative integer", w);
             break;
         case K_GLOB:
             o->glob = *w;
@@ -1151,7 +1166,7 @@ int main(int argc, char **argv)
             if (r < 0) {
                 kvi__cli_arg w = {a, strlen(a)};
                 free(src);
-                return usage_error(&cli, NULL, "option needs a value:", &w);
+                return usage_error(&cli, NULL, "option needs a value", &w);
             }
             src[nsrc].is_config = r == 2;
             src[nsrc].text = val;
