@@ -330,7 +330,7 @@ kvi_ts_result kvi_tc_wait_ok(kvi_tc_cluster *cl, unsigned timeout_ms)
             const char *a_nodes[] = {"CLUSTER", "NODES", NULL};
             if (kvi_tc_cli(cl, i, &info, a_info) != KVI_TS_OK ||
                 kvi_tc_cli(cl, i, &nodes, a_nodes) != KVI_TS_OK) {
-                snprintf(why, sizeof why, "%s", kvi_tc_errmsg());
+                snprintf(why, sizeof why, "%.400s", kvi_tc_errmsg());
                 ok = 0;
             } else if (strstr(info, "cluster_state:ok") == NULL ||
                        strstr(info, "cluster_slots_assigned:16384") == NULL) {
@@ -465,7 +465,7 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
         (r = pick_ports(bus, n, cl->ports, n)) != KVI_TS_OK)
         goto failed;
     for (size_t i = 0; i < n; i++) {
-        char port[8], busport[8], timeout[16], name[32];
+        char port[8], busport[8], timeout[16], name[48];
         const char *argv[64];
         size_t k = 0;
         snprintf(port, sizeof port, "%u", (unsigned)cl->ports[i]);

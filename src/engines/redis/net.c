@@ -420,8 +420,10 @@ static kvi_status conn_open(kvi_conn *c, struct kvi_redis_state *st, struct kvi_
         if (redisSetTimeout(ctx, tv_ms(cfg->timeout_ms)) != REDIS_OK)
             s = io_error(c, n, ctx, errno, 1);
     }
-    if (s == KVI_OK)
-        redisEnableKeepAlive(ctx);
+    /* Keepalive notices a peer that vanished without closing (TCP only:
+     * on a unix socket the call fails and poisons the context). */
+    if (s == KVI_OK && n->path == NULL && redisEnableKeepAlive(ctx) != REDIS_OK)
+        s = io_error(c, n, ctx, errno, 1);
     if (s != KVI_OK) {
         redisFree(ctx);
         return s;
