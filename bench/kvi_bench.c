@@ -1,0 +1,695 @@
+/*
+ * kvi_bench.c -- kvi-bench: the local engine (and any engine id given with
+ * --url) measured through the public kvi API, side by side with a baseline
+ * that does the same work in the same run: a GLib GHashTable behind one
+ * pthread mutex.
+ *
+ * Workloads on N keys (16-byte keys, 32-byte values): grow (insert N new
+ * keys into an empty store, latency sampled, memory per entry measured),
+ * fetch-hit, fetch-miss, store (overwrite), add (counters), mix90 (90%
+ * fetch / 10% store); key choice uniform or scrambled zipfian (0.99);
+ * 1 and 2 threads.  Latency is sampled on every 32nd operation so that
+ * reading the clock does not dominate the cost.
+ *
+ *   kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...
+ */
+#include <inttypes.h>
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvi/engine.h"
+#include "kvi/kvi.h"
+
+#ifdef KVI_BENCH_GLIB
+#include <glib.h>
+#endif
+
+#define KEY_LEN 16u
+#define KEY_STRIDE 17u /* key + NUL (the baseline hashes C strings) */
+#define VAL_LEN 32u
+#define SAMPLE_EVERY 32u
+#define MAX_THREADS 2
+#define MAX_URLS 8
+
+enum op { OP_FETCH_HIT, OP_FETCH_MISS, OP_STORE, OP_ADD, OP_MIX90, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"fetch-hit", "fetch-miss", "store", "add", "mix90"};
+enum dist { DIST_UNIFORM, DIST_ZIPF, DIST_COUNT };
+static const char *const dist_names[DIST_COUNT] = {"uniform", "zipfian"};
+
+/* ---- options and shared data ------------------------------------------- */
+
+static struct {
+    size_t keys;
+    size_t ops; /* per thread per measurement */
+    int json;
+    int quick;
+    const char *urls[MAX_URLS];
+    size_t nurls;
+    const char *only_op; /* NULL: all */
+    int no_slow_timer;   /* kvi_set_slow_threshold(k, 0) on kvi targets */
+    int no_baseline;
+} opt;
+
+static char *keys;                               /* keys * KEY_STRIDE */
+static uint32_t *picks[DIST_COUNT][MAX_THREADS]; /* ops indexes each */
+static const char value32[VAL_LEN + 1] = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv";
+
+static inline const char *key_at(size_t i)
+{
+    return keys + i * KEY_STRIDE;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (fp) {
+        if (fscanf(fp, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(fp);
+    }
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s += UINT64_C(0x9E3779B97F4A7C15);
+    return mix64(*s);
+}
+
+static double rng_unit(uint64_t *s)
+{
+    return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Scrambled zipfian picks (Gray et al., as in YCSB): rank r is drawn with
+ * probability ~ 1/r^theta and then hashed, so that hot keys are spread
+ * over the key space rather than clustered at its start. */
+static void fill_zipf(uint32_t *out, size_t n, size_t nkeys, uint64_t seed)
+{
+    const double theta = 0.99;
+    double zetan = 0;
+    for (size_t i = 1; i <= nkeys; i++)
+        zetan += 1.0 / pow((double)i, theta);
+    double zeta2 = 1.0 + 1.0 / pow(2.0, theta);
+    double alpha = 1.0 / (1.0 - theta);
+    double eta = (1.0 - pow(2.0 / (double)nkeys, 1.0 - theta)) / (1.0 - zeta2 / zetan);
+    for (size_t i = 0; i < n; i++) {
+        double u = rng_unit(&seed);
+        double uz = u * zetan;
+        uint64_t rank;
+        if (uz < 1.0)
+            rank = 0;
+        else if (uz < 1.0 + pow(0.5, theta))
+            rank = 1;
+        else
+            rank = (uint64_t)((double)nkeys * pow(eta * u - eta + 1.0, alpha));
+        if (rank >= nkeys)
+            rank = nkeys - 1;
+        out[i] = (uint32_t)(mix64(rank + 1) % nkeys);
+    }
+}
+
+static void prepare_data(void)
+{
+    keys = malloc(opt.keys * KEY_STRIDE);
+    if (!keys) {
+        fprintf(stderr, "kvi-bench: no memory for %zu keys\n", opt.keys);
+        exit(1);
+    }
+    for (size_t i = 0; i < opt.keys; i++)
+        snprintf(keys + i * KEY_STRIDE, KEY_STRIDE, "k%015u", (unsigned)(i % 1000000000u));
+    for (int t = 0; t < MAX_THREADS; t++) {
+        uint64_t seed = 42u + (uint64_t)t;
+        for (int d = 0; d < DIST_COUNT; d++) {
+            picks[d][t] = malloc(opt.ops * sizeof(uint32_t));
+            if (!picks[d][t]) {
+                fprintf(stderr, "kvi-bench: no memory for %zu operations\n", opt.ops);
+                exit(1);
+            }
+        }
+        for (size_t i = 0; i < opt.ops; i++)
+            picks[DIST_UNIFORM][t][i] = (uint32_t)(rng_next(&seed) % opt.keys);
+        fill_zipf(picks[DIST_ZIPF][t], opt.ops, opt.keys, seed);
+    }
+}
+
+/* ---- engines under test ---------------------------------------------------- */
+
+/* One store under test: the same operations for kvi and for the baseline.
+ * Every function returns 0 on the expected outcome. */
+struct target {
+    const char *name;
+    void *(*create)(struct target *tg);
+    void (*destroy)(void *st);
+    int (*store)(void *st, const char *key, const char *val, size_t vlen);
+    int (*fetch)(void *st, const char *key, int expect_hit);
+    int (*add)(void *st, const char *key, int64_t delta);
+    const char *url; /* kvi targets */
+};
+
+struct kvi_state {
+    kvi *k;
+    kvi_conn *c;
+    kvi_conn *ctr; /* a second collection for counters */
+};
+
+static void *kvi_create(struct target *tg)
+{
+    struct kvi_state *s = calloc(1, sizeof(*s));
+    if (!s || kvi_new(&s->k) != KVI_OK)
+        goto fail;
+    if (opt.no_slow_timer)
+        kvi_set_slow_threshold(s->k, 0);
+    if (tg->url && kvi_add_url(s->k, tg->url) != KVI_OK) {
+        fprintf(stderr, "kvi-bench: %s: %s\n", tg->url, kvi_errmsg(s->k));
+        goto fail;
+    }
+    if (kvi_conn_get(s->k, tg->name, &s->c) != KVI_OK) {
+        fprintf(stderr, "kvi-bench: %s: %s\n", tg->name, kvi_errmsg(s->k));
+        goto fail;
+    }
+    s->ctr = s->c;
+    if (!tg->url) {
+        if (kvi_add_url(s->k, "local:bench_ctr://") != KVI_OK ||
+            kvi_conn_get(s->k, "local:bench_ctr", &s->ctr) != KVI_OK)
+            goto fail;
+    }
+    return s;
+fail:
+    if (s)
+        kvi_free(s->k);
+    free(s);
+    return NULL;
+}
+
+static void kvi_destroy(void *p)
+{
+    struct kvi_state *s = p;
+    kvi_free(s->k);
+    free(s);
+}
+
+static int kvi_t_store(void *p, const char *key, const char *val, size_t vlen)
+{
+    struct kvi_state *s = p;
+    return kvi_conn_store(s->c, key, KEY_LEN, val, vlen, 0) != KVI_OK;
+}
+
+static int kvi_t_fetch(void *p, const char *key, int expect_hit)
+{
+    struct kvi_state *s = p;
+    kvi_value v = KVI_VALUE_INIT;
+    kvi_status st = kvi_conn_fetch(s->c, key, KEY_LEN, &v);
+    kvi_value_free(&v);
+    return st != (expect_hit ? KVI_OK : KVI_NOT_FOUND);
+}
+
+static int kvi_t_add(void *p, const char *key, int64_t delta)
+{
+    struct kvi_state *s = p;
+    return kvi_conn_add(s->ctr, key, KEY_LEN, delta, 0, NULL) != KVI_OK;
+}
+
+#ifdef KVI_BENCH_GLIB
+/* The baseline: GHashTable of C-string keys to {len, bytes} values behind
+ * one mutex; a fetch copies the value out as kvi does. */
+struct gval {
+    uint32_t len;
+    uint32_t cap;
+    char data[];
+};
+
+struct ghash_state {
+    pthread_mutex_t mu;
+    GHashTable *h;
+    GHashTable *ctr;
+};
+
+static struct gval *gval_new(const char *data, size_t len)
+{
+    size_t cap = len < 24 ? 24 : len;
+    struct gval *v = g_malloc(sizeof(*v) + cap);
+    v->len = (uint32_t)len;
+    v->cap = (uint32_t)cap;
+    memcpy(v->data, data, len);
+    return v;
+}
+
+static void *ghash_create(struct target *tg)
+{
+    (void)tg;
+    struct ghash_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    pthread_mutex_init(&s->mu, NULL);
+    s->h = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    s->ctr = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    return s;
+}
+
+static void ghash_destroy(void *p)
+{
+    struct ghash_state *s = p;
+    g_hash_table_destroy(s->h);
+    g_hash_table_destroy(s->ctr);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static int ghash_store(void *p, const char *key, const char *val, size_t vlen)
+{
+    struct ghash_state *s = p;
+    struct gval *v = gval_new(val, vlen);
+    char *k = g_strndup(key, KEY_LEN);
+    pthread_mutex_lock(&s->mu);
+    g_hash_table_replace(s->h, k, v);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static int ghash_fetch(void *p, const char *key, int expect_hit)
+{
+    struct ghash_state *s = p;
+    char *copy = NULL;
+    pthread_mutex_lock(&s->mu);
+    struct gval *v = g_hash_table_lookup(s->h, key);
+    if (v) {
+        copy = malloc(v->len + 1u);
+        if (copy) {
+            memcpy(copy, v->data, v->len);
+            copy[v->len] = '\0';
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(copy);
+    return (v != NULL) != (expect_hit != 0);
+}
+
+static int ghash_add(void *p, const char *key, int64_t delta)
+{
+    struct ghash_state *s = p;
+    char text[24];
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    struct gval *v = g_hash_table_lookup(s->ctr, key);
+    int64_t cur = 0;
+    if (v && !kvi_parse_int64(v->data, v->len, &cur)) {
+        rc = 1;
+    } else {
+        size_t len = kvi_format_int64(cur + delta, text);
+        if (v && len <= v->cap) {
+            memcpy(v->data, text, len);
+            v->len = (uint32_t)len;
+        } else {
+            g_hash_table_replace(s->ctr, g_strndup(key, KEY_LEN), gval_new(text, len));
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+#endif
+
+/* ---- measurements ------------------------------------------------------ */
+
+struct result {
+    const char *engine;
+    const char *op;
+    const char *dist;
+    int threads;
+    size_t keys;
+    double ops_per_s;
+    double ns_per_op;
+    uint64_t p50_ns, p99_ns, p999_ns, max_ns;
+    double bytes_per_entry; /* < 0: not measured */
+    double ratio;           /* < 0: no baseline */
+};
+
+static struct result *results;
+static size_t nresults, capresults;
+
+static struct result *add_result(void)
+{
+    if (nresults == capresults) {
+        capresults = capresults ? capresults * 2 : 64;
+        results = realloc(results, capresults * sizeof(*results));
+        if (!results)
+            exit(1);
+    }
+    struct result *r = &results[nresults++];
+    memset(r, 0, sizeof(*r));
+    r->bytes_per_entry = -1;
+    r->ratio = -1;
+    return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint64_t pct(const uint64_t *s, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return s[i];
+}
+
+struct worker {
+    struct target *tg;
+    void *st;
+    enum op op;
+    const uint32_t *pick;
+    size_t n;
+    uint64_t *samples;
+    size_t nsamples;
+    uint64_t elapsed_ns;
+    size_t failures;
+    pthread_barrier_t *barrier;
+};
+
+static int run_one(struct worker *w, size_t i)
+{
+    const char *key = key_at(w->pick[i]);
+    char buf[KEY_STRIDE];
+    switch (w->op) {
+    case OP_FETCH_HIT:
+        return w->tg->fetch(w->st, key, 1);
+    case OP_FETCH_MISS:
+        memcpy(buf, key, KEY_STRIDE);
+        buf[0] = 'm';
+        return w->tg->fetch(w->st, buf, 0);
+    case OP_STORE:
+        return w->tg->store(w->st, key, value32, VAL_LEN);
+    case OP_ADD:
+        return w->tg->add(w->st, key, 1);
+    case OP_MIX90:
+        if (i % 10 == 9)
+            return w->tg->store(w->st, key, value32, VAL_LEN);
+        return w->tg->fetch(w->st, key, 1);
+    default:
+        return 1;
+    }
+}
+
+static void *worker_main(void *p)
+{
+    struct worker *w = p;
+    if (w->barrier)
+        pthread_barrier_wait(w->barrier);
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < w->n; i++) {
+        if (i % SAMPLE_EVERY == 0) {
+            uint64_t a = now_ns();
+            w->failures += (size_t)run_one(w, i);
+            w->samples[w->nsamples++] = now_ns() - a;
+        } else {
+            w->failures += (size_t)run_one(w, i);
+        }
+    }
+    w->elapsed_ns = now_ns() - t0;
+    return NULL;
+}
+
+static void finish(struct result *r, uint64_t *samples, size_t ns, double total_ops,
+                   uint64_t wall_ns)
+{
+    qsort(samples, ns, sizeof(*samples), cmp_u64);
+    r->ops_per_s = total_ops / ((double)wall_ns / 1e9);
+    r->ns_per_op = (double)wall_ns / total_ops * r->threads;
+    r->p50_ns = pct(samples, ns, 0.50);
+    r->p99_ns = pct(samples, ns, 0.99);
+    r->p999_ns = pct(samples, ns, 0.999);
+    r->max_ns = ns ? samples[ns - 1] : 0;
+}
+
+static void measure(struct target *tg, void *st, enum op op, enum dist d, int threads)
+{
+    struct worker w[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+    size_t per_sample = opt.ops / SAMPLE_EVERY + 1;
+    uint64_t *samples = malloc((size_t)threads * per_sample * sizeof(uint64_t));
+    if (!samples)
+        exit(1);
+    for (int t = 0; t < threads; t++) {
+        w[t] = (struct worker){tg, st, op, picks[d][t], opt.ops, samples + (size_t)t * per_sample,
+                               0,  0,  0,  &barrier};
+        pthread_create(&th[t], NULL, worker_main, &w[t]);
+    }
+    uint64_t wall = 0;
+    size_t failures = 0, ns = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        if (w[t].elapsed_ns > wall)
+            wall = w[t].elapsed_ns;
+        failures += w[t].failures;
+        /* Compact the samples of all threads into one run. */
+        memmove(samples + ns, w[t].samples, w[t].nsamples * sizeof(uint64_t));
+        ns += w[t].nsamples;
+    }
+    pthread_barrier_destroy(&barrier);
+    if (failures && op != OP_ADD)
+        fprintf(stderr, "kvi-bench: %s %s: %zu unexpected outcomes\n", tg->name, op_names[op],
+                failures);
+    struct result *r = add_result();
+    r->engine = tg->name;
+    r->op = op_names[op];
+    r->dist = dist_names[d];
+    r->threads = threads;
+    r->keys = opt.keys;
+    finish(r, samples, ns, (double)opt.ops * threads, wall);
+    free(samples);
+}
+
+/* Inserts every key into an empty store in random order, sampling the
+ * latency of every op, and measures resident memory per entry. */
+static void measure_grow(struct target *tg, void *st)
+{
+    uint64_t *samples = malloc(opt.keys * sizeof(uint64_t));
+    uint32_t *order = malloc(opt.keys * sizeof(uint32_t));
+    if (!samples || !order)
+        exit(1);
+    for (size_t i = 0; i < opt.keys; i++)
+        order[i] = (uint32_t)i;
+    uint64_t seed = 7;
+    for (size_t i = opt.keys - 1; i > 0; i--) {
+        size_t j = (size_t)(rng_next(&seed) % (i + 1));
+        uint32_t x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+    uint64_t rss0 = rss_bytes();
+    uint64_t t0 = now_ns();
+    size_t failures = 0;
+    for (size_t i = 0; i < opt.keys; i++) {
+        uint64_t a = now_ns();
+        failures += (size_t)tg->store(st, key_at(order[i]), value32, VAL_LEN);
+        samples[i] = now_ns() - a;
+    }
+    uint64_t wall = now_ns() - t0;
+    uint64_t rss1 = rss_bytes();
+    if (failures)
+        fprintf(stderr, "kvi-bench: %s grow: %zu failed stores\n", tg->name, failures);
+    struct result *r = add_result();
+    r->engine = tg->name;
+    r->op = "grow";
+    r->dist = "shuffled";
+    r->threads = 1;
+    r->keys = opt.keys;
+    finish(r, samples, opt.keys, (double)opt.keys, wall);
+    r->bytes_per_entry = (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (double)opt.keys;
+    free(samples);
+    free(order);
+}
+
+static void bench_target(struct target *tg)
+{
+    void *st = tg->create(tg);
+    if (!st) {
+        fprintf(stderr, "kvi-bench: skipping %s\n", tg->name);
+        return;
+    }
+    measure_grow(tg, st);
+    for (int op = 0; op < OP_COUNT; op++)
+        for (int d = 0; d < DIST_COUNT && (!opt.only_op || !strcmp(opt.only_op, op_names[op])); d++)
+            for (int th = 1; th <= MAX_THREADS; th++)
+                measure(tg, st, (enum op)op, (enum dist)d, th);
+    tg->destroy(st);
+    malloc_trim(0);
+}
+
+static void compute_ratios(void)
+{
+    for (size_t i = 0; i < nresults; i++) {
+        struct result *r = &results[i];
+        for (size_t j = 0; j < nresults; j++) {
+            struct result *b = &results[j];
+            if (strcmp(b->engine, "ghash+mutex") == 0 && strcmp(b->op, r->op) == 0 &&
+                strcmp(b->dist, r->dist) == 0 && b->threads == r->threads)
+                r->ratio = r->ops_per_s / b->ops_per_s;
+        }
+    }
+}
+
+static void print_json(const struct result *r)
+{
+    printf("{\"engine\":\"%s\",\"op\":\"%s\",\"dist\":\"%s\",\"threads\":%d,\"keys\":%zu,"
+           "\"ops_per_s\":%.0f,\"ns_per_op\":%.1f,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
+           ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",",
+           r->engine, r->op, r->dist, r->threads, r->keys, r->ops_per_s, r->ns_per_op, r->p50_ns,
+           r->p99_ns, r->p999_ns, r->max_ns);
+    if (r->bytes_per_entry >= 0)
+        printf("\"bytes_per_entry\":%.1f,", r->bytes_per_entry);
+    else
+        printf("\"bytes_per_entry\":null,");
+    if (r->ratio >= 0)
+        printf("\"ratio_vs_baseline\":%.2f}\n", r->ratio);
+    else
+        printf("\"ratio_vs_baseline\":null}\n");
+}
+
+static void print_table(void)
+{
+    printf("%-16s %-10s %-8s %2s %9s %12s %8s %8s %8s %9s %10s %8s\n", "engine", "op", "dist", "th",
+           "keys", "ops/s", "ns/op", "p50", "p99", "p99.9", "B/entry", "vs base");
+    for (size_t i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        char bpe[32] = "-", ratio[32] = "-";
+        if (r->bytes_per_entry >= 0)
+            snprintf(bpe, sizeof(bpe), "%.1f", r->bytes_per_entry);
+        if (r->ratio >= 0)
+            snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
+        printf("%-16s %-10s %-8s %2d %9zu %12.0f %8.1f %8" PRIu64 " %8" PRIu64 " %9" PRIu64
+               " %10s %8s\n",
+               r->engine, r->op, r->dist, r->threads, r->keys, r->ops_per_s, r->ns_per_op,
+               r->p50_ns, r->p99_ns, r->p999_ns, bpe, ratio);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("\npeak RSS %.1f MiB; latencies in ns (every %uth op sampled, every op for grow); "
+           "B/entry = resident bytes per entry after grow, key %u + value %u bytes included\n",
+           (double)ru.ru_maxrss / 1024.0, SAMPLE_EVERY, KEY_LEN, VAL_LEN);
+}
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...\n"
+                "                 [--op OP] [--no-baseline] [--no-slow-timer]\n"
+                "  --quick    20000 keys, 100000 ops: a smoke run of a few seconds\n"
+                "  --big      10000000 keys instead of 1000000\n"
+                "  --keys N   number of keys;  --ops N  operations per thread per measurement\n"
+                "  --json     one JSON object per measurement instead of the table\n"
+                "  --url URL  also measure this engine id through kvi (repeatable)\n"
+                "  --op OP    only grow and OP (fetch-hit, fetch-miss, store, add, mix90)\n"
+                "  --no-baseline  leave the GHashTable baseline out\n"
+                "  --no-slow-timer  kvi_set_slow_threshold(0): kvi does not time each call\n");
+}
+
+int main(int argc, char **argv)
+{
+    opt.keys = 1000000;
+    opt.ops = 2000000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quick") == 0) {
+            opt.quick = 1;
+            opt.keys = 20000;
+            opt.ops = 100000;
+        } else if (strcmp(a, "--big") == 0) {
+            opt.keys = 10000000;
+        } else if (strcmp(a, "--json") == 0) {
+            opt.json = 1;
+        } else if ((strcmp(a, "--keys") == 0 || strcmp(a, "--ops") == 0) && i + 1 < argc) {
+            char *end;
+            unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (*end || v == 0 || v > UINT32_MAX) {
+                fprintf(stderr, "kvi-bench: bad number '%s'\n", argv[i]);
+                return 2;
+            }
+            if (a[2] == 'k')
+                opt.keys = (size_t)v;
+            else
+                opt.ops = (size_t)v;
+        } else if (strcmp(a, "--url") == 0 && i + 1 < argc) {
+            if (opt.nurls == MAX_URLS) {
+                fprintf(stderr, "kvi-bench: at most %d --url\n", MAX_URLS);
+                return 2;
+            }
+            opt.urls[opt.nurls++] = argv[++i];
+        } else if (strcmp(a, "--op") == 0 && i + 1 < argc) {
+            opt.only_op = argv[++i];
+        } else if (strcmp(a, "--no-slow-timer") == 0) {
+            opt.no_slow_timer = 1;
+        } else if (strcmp(a, "--no-baseline") == 0) {
+            opt.no_baseline = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    prepare_data();
+
+    struct target local = {"local",     kvi_create, kvi_destroy, kvi_t_store,
+                           kvi_t_fetch, kvi_t_add,  NULL};
+#ifdef KVI_BENCH_GLIB
+    struct target base = {"ghash+mutex", ghash_create, ghash_destroy, ghash_store,
+                          ghash_fetch,   ghash_add,    NULL};
+    if (!opt.no_baseline)
+        bench_target(&base);
+#else
+    fprintf(stderr, "kvi-bench: built without GLib: no baseline, ratios omitted\n");
+#endif
+    bench_target(&local);
+    char ids[MAX_URLS][KVI_MAX_ID_LEN + 1];
+    for (size_t i = 0; i < opt.nurls; i++) {
+        kvi_url *u = NULL;
+        char err[256];
+        if (kvi_url_parse(opt.urls[i], &u, err, sizeof(err)) != KVI_OK) {
+            fprintf(stderr, "kvi-bench: %s\n", err);
+            return 2;
+        }
+        snprintf(ids[i], sizeof(ids[i]), "%s", u->id);
+        kvi_url_free(u);
+        struct target tg = {ids[i],      kvi_create, kvi_destroy, kvi_t_store,
+                            kvi_t_fetch, kvi_t_add,  opt.urls[i]};
+        bench_target(&tg);
+    }
+    compute_ratios();
+    if (opt.json)
+        for (size_t i = 0; i < nresults; i++)
+            print_json(&results[i]);
+    else
+        print_table();
+    return 0;
+}
