@@ -888,8 +888,8 @@ static void print_help(FILE *f, int in_shell)
         fputs("  help                          this list\n"
               "  quit, exit                    leave the shell\n"
               "Words are separated by blanks; \"a b\" and 'a b' quote, and inside \"...\"\n"
-              "the escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH give any byte.  The QUERY of raw is\n"
-              "the rest of the line, passed on verbatim.\n",
+              "the escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH give any byte.  When several words\n"
+              "follow the ID of raw, its QUERY is the rest of the line, passed on verbatim.\n",
               f);
         return;
     }
