@@ -472,24 +472,13 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
         snprintf(busport, sizeof busport, "%u", (unsigned)bus[i]);
         snprintf(timeout, sizeof timeout, "%u", node_timeout);
         snprintf(name, sizeof name, "redis-cluster-%zu", i);
-        const char *base[] = {"redis-server",
-                              "--port",
-                              port,
-                              "--bind",
-                              "127.0.0.1",
-                              "--save",
-                              "",
-                              "--appendonly",
-                              "no",
-                              "--cluster-enabled",
-                              "yes",
-                              "--cluster-config-file",
-                              "nodes.conf",
-                              "--cluster-node-timeout",
-                              timeout,
-                              "--cluster-port",
-                              busport,
-                              NULL};
+        const char *base[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--cluster-enabled", "yes",
+                              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
+                              timeout, "--cluster-port", busport,
+                              /* A replica may always take over, however long
+                               * ago it last heard from its master. */
+                              "--cluster-replica-validity-factor", "0", NULL};
         for (size_t j = 0; base[j] != NULL; j++)
             argv[k++] = base[j];
         if (spec->password != NULL) {

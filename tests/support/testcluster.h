@@ -12,7 +12,8 @@
  *
  * Each node is a redis-server with cluster-enabled yes in its own temp
  * directory on free 127.0.0.1 ports (client port and cluster bus port both
- * picked free).  The cluster is made with `redis-cli --cluster create ...
+ * picked free), cluster-replica-validity-factor 0 (a replica always may
+ * take over from a dead master).  The cluster is made with `redis-cli --cluster create ...
  * --cluster-replicas R --cluster-yes` and kvi_tc_start() returns once every
  * node reports cluster_state:ok with all 16384 slots assigned.  Nodes are
  * testserver servers, so they never outlive the test process.  No hiredis

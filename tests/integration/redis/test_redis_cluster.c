@@ -86,6 +86,17 @@ static void cli_ok(size_t i, const char *const *args)
     free(out);
 }
 
+static int is_master(size_t i)
+{
+    if (!kvi_ts_running(kvi_tc_server(g_cluster, i)))
+        return 0;
+    const char *args[] = {"ROLE", NULL};
+    char *out = cli(i, args);
+    int yes = strncmp(out, "master", 6) == 0;
+    free(out);
+    return yes;
+}
+
 static size_t master_of(unsigned slot)
 {
     size_t idx = 0;
@@ -364,7 +375,7 @@ static void test_slot_migration_during_traffic_follows_ask_and_moved(void **stat
     cli_ok(dst, node_cmd);
     cli_ok(src, node_cmd);
     for (size_t i = 0; i < kvi_tc_size(g_cluster); i++)
-        if (i != src && i != dst && kvi_ts_running(kvi_tc_server(g_cluster, i)))
+        if (i != src && i != dst && is_master(i))
             cli_ok(i, node_cmd);
     nap_ms(300); /* traffic now meets MOVED */
     atomic_store(&t.stop, 1);
@@ -393,6 +404,28 @@ static void test_slot_migration_during_traffic_follows_ask_and_moved(void **stat
     kvi_free(k);
 }
 
+/* Waits until a replica of master m is online and has every write of m
+ * (slaveN:...,state=online,offset=X equal to master_repl_offset). */
+static void wait_replicated(size_t m)
+{
+    const char *args[] = {"INFO", "replication", NULL};
+    int64_t t0 = mono_ms();
+    for (;;) {
+        char *out = cli(m, args);
+        const char *mo = strstr(out, "master_repl_offset:");
+        const char *so = strstr(out, "state=online,offset=");
+        int done = mo != NULL && so != NULL &&
+                   strtoll(mo + strlen("master_repl_offset:"), NULL, 10) ==
+                       strtoll(so + strlen("state=online,offset="), NULL, 10);
+        free(out);
+        if (done)
+            return;
+        if (mono_ms() - t0 > 15000)
+            fail_msg("the replica of node %zu did not catch up", m);
+        nap_ms(50);
+    }
+}
+
 static void test_master_killed_replica_promoted_traffic_resumes(void **state)
 {
     (void)state;
@@ -402,8 +435,8 @@ static void test_master_killed_replica_promoted_traffic_resumes(void **state)
     int64_t n = 0;
     assert_int_equal(kvi_store(k, "redis", key, strlen(key), "before", 6, 0), KVI_OK);
     assert_int_equal(kvi_add(k, "redis", "{failover:key}n", 15, 5, 0, &n), KVI_OK);
-    nap_ms(500); /* let the replica copy the writes */
     size_t m = master_of(slot);
+    wait_replicated(m);
     kvi_ts_server *victim = kvi_tc_server(g_cluster, m);
     assert_int_equal(kvi_ts_kill(victim), KVI_TS_OK);
 
@@ -422,7 +455,8 @@ static void test_master_killed_replica_promoted_traffic_resumes(void **state)
             kvi_value_free(&v);
             break;
         }
-        assert_true(st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_BACKEND);
+        if (st != KVI_E_CONNECT && st != KVI_E_TIMEOUT && st != KVI_E_BACKEND)
+            fail_msg("during failover: %s: %s", kvi_status_name(st), kvi_errmsg(k));
         failures++;
         nap_ms(100);
     }
