@@ -387,8 +387,9 @@ static int parse_args(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const 
     const kvi__cli_arg *a = words + 1;
     /* In the shell the query of raw is the rest of the line, verbatim, so
      * that it keeps the engine's own quoting. */
-    kvi__cli_arg rest;
-    if (line != NULL && cmd->op == OP_RAW && nargs > 2) {
+    kvi__cli_arg rest = {NULL, 0};
+    int use_rest = 0;
+    if (line != NULL && word_ofs != NULL && cmd->op == OP_RAW && nargs > 2) {
         size_t from = word_ofs[2];
         size_t to = line_len;
         while (to > from && (line[to - 1] == '\n' || line[to - 1] == '\r' || line[to - 1] == ' ' ||
@@ -397,6 +398,7 @@ static int parse_args(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const 
         rest.p = line + from;
         rest.len = to - from;
         nargs = 2;
+        use_rest = 1;
     }
     if (nargs < cmd->nreq)
         return usage_error(cli, cmd, "missing arguments", NULL);
@@ -407,7 +409,7 @@ static int parse_args(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const 
     o->expire_s = 0;
     for (size_t i = 0; i < nargs; i++) {
         const kvi__cli_arg *w = &a[i];
-        if (line != NULL && cmd->op == OP_RAW && i == 1 && n - 1 > 2)
+        if (use_rest && i == 1)
             w = &rest;
         switch (cmd->kinds[i]) {
         case K_ID:
@@ -652,10 +654,14 @@ static int list_conns(kvi__cli *cli, struct conn_list *l)
     kvi_status st = kvi_foreach_conn(cli->k, collect_conn, l);
     if (st != KVI_OK) {
         free(l->v);
+        l->v = NULL;
+        l->n = 0;
         return fail(cli, st);
     }
     if (l->nomem) {
         free(l->v);
+        l->v = NULL;
+        l->n = 0;
         kvi__cli_report(cli, KVI_E_NOMEM, "listing engine ids");
         return kvi__cli_exit_code(KVI_E_NOMEM);
     }
