@@ -470,7 +470,7 @@ static void test_empty_value_is_ok_not_not_found(void **state)
 static void test_key_of_1024_bytes_any_bytes(void **state)
 {
     fx *f = F;
-    unsigned char tail[KVI_MAX_KEY_LEN];
+    unsigned char tail[KVI_MAX_KEY_LEN] = {0};
     size_t tlen = KVI_MAX_KEY_LEN - f->prefix_len;
     for (size_t i = 0; i < tlen; i++)
         tail[i] = (unsigned char)(i & 0xffu);

@@ -21,6 +21,9 @@
  *
  * Threads: start/stop/restart/free of one server must not run concurrently
  * with each other; different servers may be handled from different threads.
+ * The kernel's parent-death signal fires when the *thread* that started a
+ * server exits, so start long-lived servers from a thread that outlives
+ * them (normally the main thread).
  * Messages (kvi_ts_errmsg) are per thread.
  */
 #ifndef KVI_TESTSERVER_H
