@@ -246,27 +246,57 @@ static kvi_status mc_acquire(kvi_conn *c, struct mc_lease *l)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     l->mc = NULL;
     pthread_mutex_lock(&l->gen->lock);
-    if (l->gen->nidle > 0)
+    int fresh = 0;
+    if (l->gen->nidle > 0) {
         l->mc = l->gen->idle[--l->gen->nidle];
-    else
+    } else {
         l->mc = memcached_clone(NULL, m->master);
+        fresh = 1;
+    }
     pthread_mutex_unlock(&l->gen->lock);
+    /* libmemcached 1.1's clone loses the ketama point hash, so its keys
+     * would land elsewhere than with other ketama clients; setting the
+     * distribution again rebuilds the continuum. */
+    if (fresh && l->mc != NULL &&
+        memcached_behavior_set(l->mc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1) !=
+            MEMCACHED_SUCCESS) {
+        memcached_free(l->mc);
+        l->mc = NULL;
+    }
     if (l->mc == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory creating a memcached handle");
     return KVI_OK;
 }
 
-/* Gives a handle back.  st is the outcome of the call: after a network
- * failure with retry_timeout 0 the handle's servers are made eligible
- * again at once (libmemcached would otherwise wait for the next second). */
-static void mc_release(kvi_conn *c, struct mc_lease *l, kvi_status st)
+/* After a network failure with retry_timeout 0, makes the handle's servers
+ * eligible at once (libmemcached would otherwise wait for the next second). */
+static void mc_after_failure(kvi_conn *c, memcached_st *mc, kvi_status st)
 {
     const struct mc_conn *m = kvi_conn_priv(c);
     if (m->retry_s == 0 && (st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO)) {
-        uint32_t n = memcached_server_count(l->mc);
+        uint32_t n = memcached_server_count(mc);
         for (uint32_t i = 0; i < n; i++)
-            memcached_instance_next_retry(memcached_server_instance_by_position(l->mc, i), 0);
+            memcached_instance_next_retry(memcached_server_instance_by_position(mc, i), 0);
     }
+}
+
+/* 1 when an idempotent request that failed with st should be sent once
+ * more: a pooled handle may hold a socket to a server that restarted since
+ * it was last used, and the failure that reveals it is not the server's
+ * current state.  Timeouts are not retried (the call would take twice the
+ * configured time). */
+static int mc_retry_once(kvi_conn *c, memcached_st *mc, kvi_status st)
+{
+    if (st != KVI_E_CONNECT && st != KVI_E_IO)
+        return 0;
+    mc_after_failure(c, mc, st);
+    return 1;
+}
+
+/* Gives a handle back; st is the outcome of the call. */
+static void mc_release(kvi_conn *c, struct mc_lease *l, kvi_status st)
+{
+    mc_after_failure(c, l->mc, st);
     memcached_st *spare = l->mc;
     pthread_mutex_lock(&l->gen->lock);
     if (l->gen->nidle < MC_IDLE_MAX) {
@@ -290,9 +320,9 @@ static void mc_key_init(struct mc_key *k, const void *key, size_t key_len)
 
 /* Reads the item of k with its CAS into res / *it.  KVI_OK when memcached
  * answered (present or not), otherwise an error status. */
-static kvi_status mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
-                          memcached_result_st *res, struct mc_item *it, int64_t now_ms,
-                          const char *op)
+static kvi_status mc_read_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
+                               memcached_result_st *res, struct mc_item *it, int64_t now_ms,
+                               const char *op)
 {
     memset(it, 0, sizeof *it);
     const char *keys[1] = {k->mkey};
@@ -332,6 +362,16 @@ static kvi_status mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
     if (it->data == NULL)
         it->data = "";
     return KVI_OK;
+}
+
+static kvi_status mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
+                          memcached_result_st *res, struct mc_item *it, int64_t now_ms,
+                          const char *op)
+{
+    kvi_status st = mc_read_once(c, mc, k, res, it, now_ms, op);
+    if (mc_retry_once(c, mc, st))
+        st = mc_read_once(c, mc, k, res, it, now_ms, op);
+    return st;
 }
 
 /* Writes payload under k (wrapped when k is mapped).  Returns the raw
@@ -426,6 +466,16 @@ static kvi_status mc_probe(kvi_conn *c)
                                memcached_server_name(in), (unsigned)memcached_server_port(in));
         }
         st = up > 0 ? KVI_OK : mc_fail(c, l.mc, rc, "connect");
+    }
+    if (st == KVI_OK) {
+        /* VERSION needs no authentication, and libmemcached reports a
+         * refused quiet GET as a miss, so ask for a key's existence, which
+         * a SASL server refuses without valid credentials. */
+        rc = memcached_exist(l.mc, "kvi:probe", 9);
+        if (rc == MEMCACHED_AUTH_FAILURE || rc == MEMCACHED_AUTH_PROBLEM)
+            st = kvi_engine_error(c, KVI_E_AUTH,
+                                  "connect: the server requires SASL authentication: give "
+                                  "user:password in the URL");
     }
     mc_release(c, &l, st);
     return st;
@@ -551,6 +601,10 @@ static kvi_status mc_store(kvi_conn *c, const void *key, size_t key_len, const v
         return st;
     memcached_return_t rc = mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "store");
+    if (mc_retry_once(c, l.mc, st)) {
+        rc = mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
+        st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "store");
+    }
     mc_release(c, &l, st);
     return st;
 }
@@ -584,13 +638,17 @@ static kvi_status mc_remove(kvi_conn *c, const void *key, size_t key_len)
     kvi_status st = mc_acquire(c, &l);
     if (st != KVI_OK)
         return st;
-    memcached_return_t rc = memcached_delete(l.mc, k.mkey, k.mkey_len, 0);
-    if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED)
-        st = KVI_OK;
-    else if (rc == MEMCACHED_NOTFOUND)
-        st = KVI_NOT_FOUND;
-    else
-        st = mc_fail(c, l.mc, rc, "remove");
+    for (int attempt = 0;; attempt++) {
+        memcached_return_t rc = memcached_delete(l.mc, k.mkey, k.mkey_len, 0);
+        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED)
+            st = KVI_OK;
+        else if (rc == MEMCACHED_NOTFOUND)
+            st = KVI_NOT_FOUND;
+        else
+            st = mc_fail(c, l.mc, rc, "remove");
+        if (attempt > 0 || !mc_retry_once(c, l.mc, st))
+            break;
+    }
     mc_release(c, &l, st);
     return st;
 }
@@ -733,6 +791,10 @@ static kvi_status mc_ping(kvi_conn *c)
     /* VERSION goes to every server of the pool: all must answer. */
     memcached_return_t rc = memcached_version(l.mc);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "ping");
+    if (mc_retry_once(c, l.mc, st)) {
+        rc = memcached_version(l.mc);
+        st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "ping");
+    }
     mc_release(c, &l, st);
     return st;
 }
