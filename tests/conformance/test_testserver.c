@@ -259,6 +259,34 @@ static void test_server_dies_with_its_starter(void **state)
     assert_true(gone);
 }
 
+/* A forked child inherits the exit hooks; its exit must not take the
+ * parent's servers down. */
+static void test_child_exit_leaves_parent_servers_alone(void **state)
+{
+    (void)state;
+    const char *argv[] = {"sleep", "60", NULL};
+    kvi_ts_spec spec = {.name = "parent-sleeper", .argv = argv};
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_start(&spec, &s);
+    if (r == KVI_TS_MISSING) {
+        print_message("SKIP: %s\n", kvi_ts_errmsg());
+        skip();
+    }
+    assert_int_equal(r, KVI_TS_OK);
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        exit(0); /* runs the inherited atexit hook */
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    usleep(50000);
+    assert_true(kvi_ts_running(s));
+    pid_t pid = kvi_ts_pid(s);
+    kvi_ts_free(s);
+    assert_true(process_gone(pid));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_redis_extra_args_are_passed),
         cmocka_unit_test(test_memcached_starts_and_answers),
         cmocka_unit_test(test_server_dies_with_its_starter),
+        cmocka_unit_test(test_child_exit_leaves_parent_servers_alone),
     };
     return cmocka_run_group_tests_name("testserver", tests, NULL, NULL);
 }

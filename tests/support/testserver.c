@@ -46,6 +46,9 @@ static _Thread_local char errbuf[1024];
 /* Pids of running servers, read by the signal handler: plain stores of
  * sig_atomic_t-sized values, slots handed out under a mutex. */
 static volatile pid_t live_pids[MAX_LIVE];
+/* Which process started each one: a forked child inherits this table and
+ * our exit hooks, and must not kill its parent's servers when it exits. */
+static volatile pid_t live_owner[MAX_LIVE];
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 static const int hook_signals[] = {SIGINT, SIGTERM, SIGABRT, SIGHUP};
@@ -118,9 +121,10 @@ static void install_hooks(void)
 
 void kvi_ts_kill_all(void)
 {
+    pid_t self = getpid();
     for (size_t i = 0; i < MAX_LIVE; i++) {
         pid_t pid = live_pids[i];
-        if (pid > 0)
+        if (pid > 0 && live_owner[i] == self)
             kill(pid, SIGKILL);
     }
 }
@@ -130,7 +134,8 @@ static int live_add(pid_t pid)
     int slot = -1;
     pthread_mutex_lock(&live_lock);
     for (int i = 0; i < MAX_LIVE; i++) {
-        if (live_pids[i] == 0) {
+        if (live_pids[i] == 0 || live_owner[i] != getpid()) {
+            live_owner[i] = getpid();
             live_pids[i] = pid;
             slot = i;
             break;

@@ -134,8 +134,9 @@ void kvi_ts_print_log(const kvi_ts_server *s, FILE *f, size_t max_bytes);
  * accepted. */
 void kvi_ts_free(kvi_ts_server *s);
 
-/* SIGKILLs every server still running (used by the exit and signal hooks;
- * async-signal-safe).  Tests rarely need to call it. */
+/* SIGKILLs every server this process started that still runs (a forked
+ * child never kills its parent's).  Used by the exit and signal hooks;
+ * async-signal-safe.  Tests rarely need to call it. */
 void kvi_ts_kill_all(void);
 
 #ifdef __cplusplus
