@@ -287,6 +287,60 @@ static void test_child_exit_leaves_parent_servers_alone(void **state)
     assert_true(process_gone(pid));
 }
 
+/* A test that fails before kvi_ts_free() leaves neither a server nor its
+ * temp dir once the process exits. */
+static void test_exit_removes_servers_and_dirs_never_freed(void **state)
+{
+    (void)state;
+    char *prog = kvi_ts_find_program("sleep");
+    if (prog == NULL) {
+        print_message("SKIP: sleep not found\n");
+        skip();
+    }
+    free(prog);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        const char *argv[] = {"sleep", "60", NULL};
+        kvi_ts_spec spec = {.name = "forgotten", .argv = argv};
+        kvi_ts_server *s = NULL;
+        struct {
+            pid_t pid;
+            char dir[512];
+        } info;
+        memset(&info, 0, sizeof info);
+        if (kvi_ts_start(&spec, &s) == KVI_TS_OK) {
+            info.pid = kvi_ts_pid(s);
+            snprintf(info.dir, sizeof info.dir, "%s", kvi_ts_dir(s));
+        }
+        (void)!write(fds[1], &info, sizeof info);
+        exit(0); /* without kvi_ts_free() */
+    }
+    close(fds[1]);
+    struct {
+        pid_t pid;
+        char dir[512];
+    } info;
+    assert_int_equal(read(fds[0], &info, sizeof info), (ssize_t)sizeof info);
+    close(fds[0]);
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(info.pid > 0);
+    int gone = 0;
+    for (int i = 0; i < 200 && !gone; i++) {
+        gone = process_gone(info.pid);
+        if (!gone)
+            usleep(10000);
+    }
+    if (!gone)
+        kill(info.pid, SIGKILL);
+    assert_true(gone);
+    assert_false(dir_exists(info.dir));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_memcached_starts_and_answers),
         cmocka_unit_test(test_server_dies_with_its_starter),
         cmocka_unit_test(test_child_exit_leaves_parent_servers_alone),
+        cmocka_unit_test(test_exit_removes_servers_and_dirs_never_freed),
     };
     return cmocka_run_group_tests_name("testserver", tests, NULL, NULL);
 }

@@ -38,7 +38,9 @@ struct kvi_ts_server {
     kvi_ts_probe_fn probe;
     void *probe_ud;
     pid_t pid;
-    int slot; /* index in live_pids, -1 when not registered */
+    int slot;                       /* index in live_pids, -1 when not registered */
+    pid_t owner;                    /* process that created it */
+    struct kvi_ts_server *next_all; /* every server not yet freed */
 };
 
 static _Thread_local char errbuf[1024];
@@ -51,6 +53,9 @@ static volatile pid_t live_pids[MAX_LIVE];
 static volatile pid_t live_owner[MAX_LIVE];
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+/* Servers created and not yet freed, so that exit can remove their temp
+ * dirs when a failing test never reached kvi_ts_free(). */
+static kvi_ts_server *all_servers;
 static const int hook_signals[] = {SIGINT, SIGTERM, SIGABRT, SIGHUP};
 static struct sigaction old_actions[sizeof hook_signals / sizeof hook_signals[0]];
 
@@ -102,9 +107,24 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+static int remove_tree_quietly(const char *path);
+
 static void on_exit_hook(void)
 {
     kvi_ts_kill_all();
+    /* A thread may be inside a kvi_ts_ call as the process exits; then the
+     * dirs stay rather than the exit hanging. */
+    if (pthread_mutex_trylock(&live_lock) != 0)
+        return;
+    for (kvi_ts_server *s = all_servers; s != NULL; s = s->next_all) {
+        if (s->owner != getpid())
+            continue;
+        if (s->pid > 0)
+            waitpid(s->pid, NULL, 0);
+        if (s->own_dir)
+            remove_tree_quietly(s->dir);
+    }
+    pthread_mutex_unlock(&live_lock);
 }
 
 static void install_hooks(void)
@@ -233,6 +253,11 @@ static int remove_one(const char *path, const struct stat *sb, int flag, struct 
     (void)flag;
     (void)ftw;
     return remove(path) == 0 ? 0 : -1;
+}
+
+static int remove_tree_quietly(const char *path)
+{
+    return path ? nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) : 0;
 }
 
 kvi_ts_result kvi_ts_remove_tree(const char *path)
@@ -463,6 +488,11 @@ kvi_ts_result kvi_ts_start(const kvi_ts_spec *spec, kvi_ts_server **out)
         server_free_fields(s);
         return r;
     }
+    s->owner = getpid();
+    pthread_mutex_lock(&live_lock);
+    s->next_all = all_servers;
+    all_servers = s;
+    pthread_mutex_unlock(&live_lock);
     *out = s;
     return KVI_TS_OK;
 }
@@ -630,6 +660,14 @@ void kvi_ts_free(kvi_ts_server *s)
     if (s == NULL)
         return;
     kvi_ts_stop(s);
+    pthread_mutex_lock(&live_lock);
+    for (kvi_ts_server **pp = &all_servers; *pp != NULL; pp = &(*pp)->next_all) {
+        if (*pp == s) {
+            *pp = s->next_all;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
     if (s->own_dir)
         kvi_ts_remove_tree(s->dir);
     server_free_fields(s);

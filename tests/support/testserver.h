@@ -17,7 +17,8 @@
  * stderr going to "<dir>/<name>.log".  Whatever happens to the test, no
  * server outlives it: servers still running are stopped at exit(), on
  * SIGINT/SIGTERM/SIGABRT/SIGHUP, and (Linux) the kernel kills a server when
- * the process that started it dies, even by SIGKILL.
+ * the process that started it dies, even by SIGKILL.  At exit() the temp
+ * dirs of servers never freed are removed too.
  *
  * Threads: start/stop/restart/free of one server must not run concurrently
  * with each other; different servers may be handled from different threads.
