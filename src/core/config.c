@@ -81,7 +81,7 @@ kvi_status kvi__config_parse(const char *text, size_t len,
             st = KVI_E_CORRUPT;
             break;
         }
-        if (n + 1 > bufcap) {
+        if (buf == NULL || n + 1 > bufcap) {
             char *nb = realloc(buf, n + 1);
             if (nb == NULL) {
                 st = KVI_E_NOMEM;
@@ -207,7 +207,9 @@ kvi_status kvi_load_config(kvi *k, const char *path)
         st = kvi__error(k, st, "%s:%zu: %s", path, lineno,
                         st == KVI_E_CORRUPT ? "NUL byte in line" : kvi_strerror(st));
     }
-    memset(text, 0, len);
-    free(text);
+    if (text != NULL) {
+        memset(text, 0, len); /* it may hold passwords */
+        free(text);
+    }
     return st;
 }

@@ -74,10 +74,10 @@ static const char *echo(const struct parser *ps, struct span s, char buf[ECHO_MA
         strcpy(buf, "(hidden)");
         return buf;
     }
-    size_t n = s.n > ECHO_MAX ? ECHO_MAX : s.n;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s.p[i];
-        buf[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    size_t n = 0;
+    for (; n < s.n && n < ECHO_MAX; n++) {
+        unsigned char ch = (unsigned char)s.p[n];
+        buf[n] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
     }
     if (s.n > ECHO_MAX) {
         memcpy(buf + n, "...", 3);
@@ -139,7 +139,7 @@ static kvi_status decode_opt(struct parser *ps, struct span s, const char *what,
     if (s.n == 0)
         return KVI_OK;
     kvi_status st = decode(ps, s, what, out);
-    if (st == KVI_OK && (*out)[0] == '\0') {
+    if (st == KVI_OK && *out != NULL && (*out)[0] == '\0') {
         free(*out);
         *out = NULL;
     }

@@ -127,7 +127,7 @@ static void test_format_then_parse_round_trips(void **state)
             int64_t p = 1;
             for (int k = 0; k < i / 6; k++)
                 p *= 10;
-            int64_t d[] = {p - 1, p, p + 1, -(p - 1), -p, -(p + 1)};
+            const int64_t d[] = {p - 1, p, p + 1, -(p - 1), -p, -(p + 1)};
             v = d[i % 6];
         } else {
             x ^= x << 13;
