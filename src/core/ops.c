@@ -50,6 +50,11 @@ static kvi_status op_end(kvi_conn *c, op_timer t, const char *op, kvi_status st)
 {
     struct kvi__stat_stripe *s = my_stripe(c);
     bump(&s->ops, 1);
+    if ((unsigned)st >= KVI_STATUS_COUNT) {
+        /* An engine must not invent codes; callers switch over the enum. */
+        st = kvi_engine_error(c, KVI_E_INTERNAL, "%s: engine returned unknown status %d", op,
+                              (int)st);
+    }
     if (st == KVI_NOT_FOUND) {
         bump(&s->misses, 1);
     } else if (st != KVI_OK) {
