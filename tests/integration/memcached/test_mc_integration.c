@@ -550,7 +550,7 @@ static void test_server_killed_calls_fail_then_recover_by_themselves(void **stat
     ASSERT_KVI(k, kvi_store(k, "memcached", "down", 4, "v", 1, 0), KVI_OK);
     assert_int_equal(kvi_ts_kill(s), KVI_TS_OK);
     for (int i = 0; i < 3; i++)
-        assert_fails_fast(k, 1.0);
+        assert_fails_fast(k, 1.5);
     assert_int_equal(kvi_ts_restart(s), KVI_TS_OK);
     /* The very next call works; the data is gone (memcached keeps none). */
     kvi_value out = KVI_VALUE_INIT;
@@ -628,7 +628,7 @@ static void test_hung_server_times_out_within_timeout(void **state)
     kvi_value out = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "hung", 4, &out), KVI_E_TIMEOUT);
     double took = now_s() - t0;
-    assert_true(took >= 0.25 && took < 0.9);
+    assert_true(took >= 0.25 && took < 1.5);
     assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "hung", 4, &out), KVI_OK);
     kvi_value_free(&out);
