@@ -507,8 +507,8 @@ static void measure_grow(struct target *tg, void *st)
         order[j] = x;
     }
     /* Touch the sample pages now so that they are not counted as the
-     * store's memory. */
-    memset(samples, 0, opt.keys * sizeof(uint64_t));
+     * store's memory (non-zero: malloc+memset(0) may become calloc). */
+    memset(samples, 0xff, opt.keys * sizeof(uint64_t));
     uint64_t rss0 = rss_bytes();
     uint64_t t0 = now_ns();
     size_t failures = 0;

@@ -608,7 +608,7 @@ static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *v
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     struct lt_entry *dead = NULL;
     pthread_mutex_lock(&sh->lock);
-    lt_rehash_step(t, sh, 2);
+    lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find(sh, h, key, klen);
     if (loc.pp) {
         if (lt_over(t, cost, e_cost(*loc.pp))) {
@@ -683,7 +683,7 @@ kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
     struct lt_entry *dead = NULL;
     kvi_status st = KVI_NOT_FOUND;
     pthread_mutex_lock(&sh->lock);
-    lt_rehash_step(t, sh, 2);
+    lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
         struct lt_entry *e = lt_unlink(t, sh, loc);
@@ -718,7 +718,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
         return st;
 
     pthread_mutex_lock(&sh->lock);
-    lt_rehash_step(t, sh, 2);
+    lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     int64_t result = 0;
     if (!loc.pp) {
