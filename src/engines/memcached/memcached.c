@@ -531,11 +531,8 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
 
     for (size_t i = 0; i < url->nhosts; i++) {
         const kvi_url_host *h = &url->hosts[i];
-        memcached_return_t rc;
-        if (h->host[0] == '/')
-            rc = memcached_server_add_unix_socket(mc, h->host);
-        else
-            rc = memcached_server_add(mc, h->host, h->port ? h->port : MC_DEFAULT_PORT);
+        memcached_return_t rc =
+            memcached_server_add(mc, h->host, h->port ? h->port : MC_DEFAULT_PORT);
         if (rc != MEMCACHED_SUCCESS)
             return kvi_engine_error(c, KVI_E_BAD_URL, "cannot use server '%s': %s", h->host,
                                     memcached_strerror(mc, rc));
