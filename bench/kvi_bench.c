@@ -54,6 +54,7 @@ static struct {
     size_t nurls;
     const char *only_op; /* NULL: all */
     int no_slow_timer;   /* kvi_set_slow_threshold(k, 0) on kvi targets */
+    unsigned repeat;     /* runs per measurement, the fastest is kept */
     int no_baseline;
 } opt;
 
@@ -449,7 +450,8 @@ static void finish(struct result *r, uint64_t *samples, size_t ns, double total_
     r->max_ns = ns ? samples[ns - 1] : 0;
 }
 
-static void measure(struct target *tg, void *st, enum op op, enum dist d, int threads)
+static void measure_once(struct target *tg, void *st, enum op op, enum dist d, int threads,
+                         struct result *r)
 {
     struct worker w[MAX_THREADS];
     pthread_t th[MAX_THREADS];
@@ -479,7 +481,6 @@ static void measure(struct target *tg, void *st, enum op op, enum dist d, int th
     if (failures && op != OP_ADD)
         fprintf(stderr, "kvi-bench: %s %s: %zu unexpected outcomes\n", tg->name, op_names[op],
                 failures);
-    struct result *r = add_result();
     r->engine = tg->name;
     r->op = op_names[op];
     r->dist = dist_names[d];
@@ -487,6 +488,19 @@ static void measure(struct target *tg, void *st, enum op op, enum dist d, int th
     r->keys = opt.keys;
     finish(r, samples, ns, (double)opt.ops * threads, wall);
     free(samples);
+}
+
+/* Runs a measurement opt.repeat times and keeps the fastest run: on a
+ * shared machine the other runs mostly measure the neighbours. */
+static void measure(struct target *tg, void *st, enum op op, enum dist d, int threads)
+{
+    struct result *best = add_result();
+    for (unsigned i = 0; i < opt.repeat; i++) {
+        struct result r = *best;
+        measure_once(tg, st, op, d, threads, &r);
+        if (i == 0 || r.ops_per_s > best->ops_per_s)
+            *best = r;
+    }
 }
 
 /* Inserts every key into an empty store in random order, sampling the
@@ -605,12 +619,13 @@ static void print_table(void)
 static void usage(FILE *fp)
 {
     fprintf(fp, "usage: kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...\n"
-                "                 [--op OP] [--no-baseline] [--no-slow-timer]\n"
+                "                 [--op OP] [--repeat N] [--no-baseline] [--no-slow-timer]\n"
                 "  --quick    20000 keys, 100000 ops: a smoke run of a few seconds\n"
                 "  --big      10000000 keys instead of 1000000\n"
                 "  --keys N   number of keys;  --ops N  operations per thread per measurement\n"
                 "  --json     one JSON object per measurement instead of the table\n"
                 "  --url URL  also measure this engine id through kvi (repeatable)\n"
+                "  --repeat N run each measurement N times and keep the fastest run\n"
                 "  --op OP    only grow and OP (fetch-hit, fetch-miss, store, add, mix90)\n"
                 "  --no-baseline  leave the GHashTable baseline out\n"
                 "  --no-slow-timer  kvi_set_slow_threshold(0): kvi does not time each call\n");
@@ -620,6 +635,7 @@ int main(int argc, char **argv)
 {
     opt.keys = 1000000;
     opt.ops = 2000000;
+    opt.repeat = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--quick") == 0) {
@@ -647,6 +663,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             opt.urls[opt.nurls++] = argv[++i];
+        } else if (strcmp(a, "--repeat") == 0 && i + 1 < argc) {
+            opt.repeat = (unsigned)strtoul(argv[++i], NULL, 10);
+            if (opt.repeat < 1 || opt.repeat > 100) {
+                fprintf(stderr, "kvi-bench: --repeat takes 1..100\n");
+                return 2;
+            }
         } else if (strcmp(a, "--op") == 0 && i + 1 < argc) {
             opt.only_op = argv[++i];
         } else if (strcmp(a, "--no-slow-timer") == 0) {
