@@ -203,7 +203,7 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, config *c)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
@@ -231,7 +231,6 @@ static int parse_args(int argc, char **argv, config *c)
             c->seed = (uint64_t)n;
         else
             return -1;
-        i++;
     }
     return 0;
 }

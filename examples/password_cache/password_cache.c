@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     const char *url = NULL, *engine = NULL, *dbpath = NULL;
     int users = 1000;
     double hours = -1, scale = 120;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -182,7 +182,6 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        i++;
     }
 
     kvi *k;
