@@ -328,6 +328,38 @@ static void test_periodic_save_writes_while_open(void **state)
     kvi_free(k);
 }
 
+static void test_forked_child_neither_hangs_nor_saves(void **state)
+{
+    struct fixture *f = *state;
+    char url[500];
+    snprintf(url, sizeof(url), "%s&save_s=100", f->url);
+    kvi *k = ctx();
+    assert_int_equal(kvi_add_url(k, url), KVI_OK);
+    assert_int_equal(kvi_store(k, "local:p", "parent", 6, "1", 1, 0), KVI_OK);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10); /* a hang in kvi_free fails the test instead of blocking it */
+        kvi_store(k, "local:p", "child", 5, "1", 1, 0);
+        kvi_free(k);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), -1); /* the child wrote no snapshot */
+    kvi_free(k);
+    k = ctx();
+    assert_int_equal(kvi_add_url(k, f->url), KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local:p", "parent", 6, &v), KVI_OK);
+    kvi_value_free(&v);
+    assert_int_equal(kvi_fetch(k, "local:p", "child", 5, &v), KVI_NOT_FOUND);
+    kvi_free(k);
+}
+
 static void test_loader_survives_random_mutations(void **state)
 {
     struct fixture *f = *state;
@@ -384,6 +416,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_persistence_options_are_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_periodic_save_writes_while_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forked_child_neither_hangs_nor_saves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loader_survives_random_mutations, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

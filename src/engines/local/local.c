@@ -23,6 +23,7 @@ struct local_conn {
     char *path;
     int lock_fd; /* descriptor of PATH.lock + 1; 0 = none (state starts zeroed) */
     int loaded;  /* the snapshot was read: close may write it */
+    pid_t owner; /* process that opened it: a forked child never saves */
     uint64_t saved_changes;
     int64_t save_s;
     int saver_running;
@@ -173,6 +174,7 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
                                                     : "");
     }
     lc->loaded = 1;
+    lc->owner = getpid();
     lc->saved_changes = missing ? UINT64_MAX : kvi__lt_changes(lc->table);
     return KVI_OK;
 }
@@ -253,6 +255,12 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
 static void local_close(kvi_conn *c)
 {
     struct local_conn *lc = kvi_conn_priv(c);
+    if (lc->loaded && lc->owner != getpid()) {
+        /* A forked child: the saver thread and the file belong to the
+         * parent; the child's copy of the table is private and dropped. */
+        lc->saver_running = 0;
+        lc->loaded = 0;
+    }
     stop_saver(lc);
     if (lc->loaded && lc->table) {
         char err[512];
