@@ -12,7 +12,7 @@ CMAKE_ARGS ?=
 DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
              libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev
 DEPS_TEST  = $(DEPS_BUILD) libcmocka-dev redis-server redis-tools memcached valgrind \
-             clang libclang-rt-14-dev
+             clang libclang-rt-14-dev sasl2-bin
 
 .PHONY: all build demo test check test-asan test-valgrind bench fuzz install clean \
         deps-build deps-test
@@ -51,7 +51,7 @@ test-asan:
 	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke'
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke|install'
 
 test-valgrind: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)

@@ -79,6 +79,7 @@ struct kvi_engine {
 
 /* Marks the one symbol a module exports. */
 #define KVI_ENGINE_MODULE(engine_var)                                            \
+    __attribute__((visibility("default"))) const struct kvi_engine *kvi_module_engine(void); \
     __attribute__((visibility("default"))) const struct kvi_engine *kvi_module_engine(void) \
     {                                                                            \
         return &(engine_var);                                                    \

@@ -28,15 +28,31 @@ static const char *install_hint(const char *scheme)
     return "no engine of that name ships with kvi; check the URL's scheme";
 }
 
+/* True when this libkvi was loaded from the build tree (tests, demos): its
+ * own modules then come first, so an older installed copy cannot shadow
+ * them. */
+static int running_from_build_tree(void)
+{
+#ifdef KVI_BUILD_ROOT
+    Dl_info info;
+    size_t n = strlen(KVI_BUILD_ROOT);
+    return n > 0 && dladdr((void *)&running_from_build_tree, &info) != 0 &&
+           info.dli_fname != NULL && strncmp(info.dli_fname, KVI_BUILD_ROOT, n) == 0 &&
+           info.dli_fname[n] == '/';
+#else
+    return 0;
+#endif
+}
+
 kvi_status kvi__module_load(kvi *k, const char *path, const char *scheme,
                             const struct kvi_engine **engine, void **handle)
 {
     char dirs[2048];
     if (path == NULL) {
         const char *env = getenv("KVI_MODULE_PATH");
-        snprintf(dirs, sizeof dirs, "%s%s%s%s%s", env ? env : "", env ? ":" : "",
-                 KVI_INSTALL_MODULE_DIR, KVI_BUILD_MODULE_DIR[0] ? ":" : "",
-                 KVI_BUILD_MODULE_DIR);
+        const char *first = running_from_build_tree() ? KVI_BUILD_MODULE_DIR : "";
+        snprintf(dirs, sizeof dirs, "%s%s%s%s%s", env ? env : "", env ? ":" : "", first,
+                 first[0] ? ":" : "", KVI_INSTALL_MODULE_DIR);
     } else {
         snprintf(dirs, sizeof dirs, "%s", path);
     }
