@@ -18,6 +18,10 @@
 /* Longest piece of URL text quoted back in an error message. */
 #define ECHO_MAX 48
 
+/* More options than any engine has; the bound keeps the duplicate check
+ * (quadratic) cheap on hostile input. */
+#define MAX_OPTIONS 256
+
 struct parser {
     char *err;
     size_t errlen;
@@ -347,6 +351,8 @@ static kvi_status parse_options(struct parser *ps, struct span s, kvi_url *u)
     size_t n = 1;
     for (size_t i = 0; i < s.n; i++)
         n += s.p[i] == '&';
+    if (n > MAX_OPTIONS)
+        return fail(ps, KVI_E_BAD_URL, "too many options (%zu, at most %d)", n, MAX_OPTIONS);
     u->options = calloc(n, sizeof *u->options);
     if (u->options == NULL)
         return nomem(ps);

@@ -405,6 +405,23 @@ static void test_option_syntax_errors(void **state)
     parse_bad("redis://h/?a=%G0", "bad percent-encoding in the value of option 'a'");
 }
 
+static void test_too_many_options_are_bad(void **state)
+{
+    (void)state;
+    static char url[16 + 300 * 8];
+    strcpy(url, "local://?");
+    size_t n = strlen(url);
+    for (int i = 0; i < 257; i++)
+        n += (size_t)sprintf(url + n, "%so%d=", i ? "&" : "", i);
+    parse_bad(url, "too many options (257, at most 256)");
+    /* 256 is fine */
+    *strrchr(url, '&') = '\0';
+    kvi_url *u = parse_ok(url);
+    assert_int_equal(u->noptions, 256);
+    assert_string_equal(kvi_url_option_get(u, "o255"), "");
+    kvi_url_free(u);
+}
+
 static void test_unknown_options_are_not_the_parsers_business(void **state)
 {
     (void)state;
@@ -579,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_option_value_may_hold_equals_and_decodes),
         cmocka_unit_test(test_empty_query_has_no_options),
         cmocka_unit_test(test_option_syntax_errors),
+        cmocka_unit_test(test_too_many_options_are_bad),
         cmocka_unit_test(test_unknown_options_are_not_the_parsers_business),
         cmocka_unit_test(test_nul_byte_is_rejected_everywhere),
         cmocka_unit_test(test_blanks_and_control_characters_are_rejected),
