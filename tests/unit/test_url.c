@@ -114,6 +114,21 @@ static void test_bad_group_is_named(void **state)
     parse_bad("redis:a%2Fb://h", "group 'a%2Fb'");
 }
 
+static void test_scheme_and_group_are_percent_decoded(void **state)
+{
+    (void)state;
+    kvi_url *u = parse_ok("r%65dis:b%69lling://h");
+    assert_string_equal(u->scheme, "redis");
+    assert_string_equal(u->group, "billing");
+    assert_string_equal(u->id, "redis:billing");
+    assert_string_equal(redact(u), "redis:billing://h");
+    kvi_url_free(u);
+    parse_bad("re%zzdis://h", "bad percent-encoding in the scheme");
+    parse_bad("redis:g%0://h", "bad percent-encoding in the group");
+    parse_bad("redis%00://h", "%00 (NUL byte) not allowed in the scheme");
+    parse_bad("redis:g%00://h", "%00 (NUL byte) not allowed in the group");
+}
+
 static void test_overlong_id_is_bad(void **state)
 {
     (void)state;
@@ -573,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_missing_separator_is_bad),
         cmocka_unit_test(test_bad_scheme_is_named),
         cmocka_unit_test(test_bad_group_is_named),
+        cmocka_unit_test(test_scheme_and_group_are_percent_decoded),
         cmocka_unit_test(test_overlong_id_is_bad),
         cmocka_unit_test(test_user_only),
         cmocka_unit_test(test_password_only),
