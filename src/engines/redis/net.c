@@ -65,7 +65,7 @@ struct kvi_redis_state {
     atomic_size_t current; /* standalone: seed that worked last */
     atomic_int mode;
     struct kvi_redis_node **slots; /* KVI_REDIS_SLOTS entries */
-    int have_map;
+    atomic_int have_map;
     atomic_int_least64_t last_refresh_ms;
     atomic_uint rr;
     struct kvi_redis_state *retired; /* a parent process's state */
@@ -616,11 +616,11 @@ static int map_str_is(const redisReply *m, const char *key, const char *value)
     return v != NULL && v->type == REDIS_REPLY_STRING && strcmp(v->str, value) == 0;
 }
 
-static int add_range(struct range *ranges, size_t *count, long long start, long long end,
-                     const char *host, const char *fallback_host, long long port)
+static int add_range(struct range *ranges, size_t *count, size_t cap, long long start,
+                     long long end, const char *host, const char *fallback_host, long long port)
 {
     if (start < 0 || end >= KVI_REDIS_SLOTS || start > end || port <= 0 || port > 65535 ||
-        *count >= KVI_REDIS_SLOTS)
+        *count >= cap)
         return -1;
     if (host == NULL || host[0] == '\0' || strcmp(host, "?") == 0)
         host = fallback_host;
@@ -634,7 +634,8 @@ static int add_range(struct range *ranges, size_t *count, long long start, long 
 
 /* CLUSTER SHARDS (Redis >= 7): shards of {slots: [s, e, ...], nodes: [...]}
  * with each map a flat key/value array under RESP2. */
-static int parse_shards(const redisReply *r, const char *asked, struct range *ranges, size_t *count)
+static int parse_shards(const redisReply *r, const char *asked, struct range *ranges, size_t *count,
+                        size_t cap)
 {
     if (r->type != REDIS_REPLY_ARRAY)
         return -1;
@@ -671,7 +672,8 @@ static int parse_shards(const redisReply *r, const char *asked, struct range *ra
         for (size_t j = 0; j + 1 < slots->elements; j += 2) {
             const redisReply *s = slots->element[j], *e = slots->element[j + 1];
             if (s->type != REDIS_REPLY_INTEGER || e->type != REDIS_REPLY_INTEGER ||
-                add_range(ranges, count, s->integer, e->integer, host, asked, port->integer) != 0)
+                add_range(ranges, count, cap, s->integer, e->integer, host, asked, port->integer) !=
+                    0)
                 return -1;
         }
     }
@@ -679,7 +681,8 @@ static int parse_shards(const redisReply *r, const char *asked, struct range *ra
 }
 
 /* CLUSTER SLOTS: [[start, end, [ip, port, id, ...], replicas...], ...]. */
-static int parse_slots(const redisReply *r, const char *asked, struct range *ranges, size_t *count)
+static int parse_slots(const redisReply *r, const char *asked, struct range *ranges, size_t *count,
+                       size_t cap)
 {
     if (r->type != REDIS_REPLY_ARRAY)
         return -1;
@@ -693,11 +696,27 @@ static int parse_slots(const redisReply *r, const char *asked, struct range *ran
             m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
             m->element[1]->type != REDIS_REPLY_INTEGER)
             return -1;
-        if (add_range(ranges, count, e->element[0]->integer, e->element[1]->integer,
+        if (add_range(ranges, count, cap, e->element[0]->integer, e->element[1]->integer,
                       m->element[0]->str, asked, m->element[1]->integer) != 0)
             return -1;
     }
     return 0;
+}
+
+/* Upper bound of the slot ranges a SHARDS / SLOTS reply holds (>= 1). */
+static size_t max_ranges(const redisReply *r, int shards)
+{
+    size_t n = 1;
+    if (r->type != REDIS_REPLY_ARRAY)
+        return n;
+    if (!shards)
+        return n + r->elements;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *slots = map_get(r->element[i], "slots");
+        if (slots != NULL && slots->type == REDIS_REPLY_ARRAY)
+            n += slots->elements / 2;
+    }
+    return n;
 }
 
 /* Reads the slot map from node n.  KVI_E_UNSUPPORTED (no message) when n
@@ -733,15 +752,16 @@ static kvi_status fetch_map(kvi_conn *c, struct kvi_redis_node *n, struct range 
         freeReplyObject(r);
         return s;
     }
-    *ranges = kvi_engine_malloc(c, KVI_REDIS_SLOTS * sizeof **ranges);
+    size_t cap = max_ranges(r, shards);
+    *ranges = kvi_engine_malloc(c, cap * sizeof **ranges);
     if (*ranges == NULL) {
         freeReplyObject(r);
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
     *count = 0;
     const char *asked = n->host != NULL ? n->host : "127.0.0.1";
-    int bad =
-        shards ? parse_shards(r, asked, *ranges, count) : parse_slots(r, asked, *ranges, count);
+    int bad = shards ? parse_shards(r, asked, *ranges, count, cap)
+                     : parse_slots(r, asked, *ranges, count, cap);
     freeReplyObject(r);
     if (bad) {
         kvi_engine_free(c, *ranges);
@@ -762,7 +782,7 @@ static void install_map(kvi_conn *c, struct kvi_redis_state *st, const struct ra
         for (unsigned s = ranges[i].start; n != NULL && s <= ranges[i].end; s++)
             st->slots[s] = n;
     }
-    st->have_map = 1;
+    atomic_store(&st->have_map, 1);
     pthread_rwlock_unlock(&st->lock);
 }
 
@@ -1137,7 +1157,7 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
         *count = 1;
         return KVI_OK;
     }
-    if (!st->have_map) {
+    if (!atomic_load(&st->have_map)) {
         s = refresh_map(c, st, 1);
         if (s != KVI_OK)
             return s;
