@@ -412,8 +412,8 @@ typedef struct kvi_url {
     char *group;    /* "billing" or NULL */
     char *id;       /* "redis:billing" or "redis" */
     char *user;     /* NULL when absent or empty */
-    char *password; /* NULL when absent */
-    int has_password;
+    char *password; /* NULL when absent; "" for "user:@" */
+    int has_password; /* 1 when the URL had a ':' in its userinfo */
     kvi_url_host *hosts;
     size_t nhosts;
     char *database; /* NULL when absent or empty ("host/" has none) */
@@ -422,7 +422,7 @@ typedef struct kvi_url {
 } kvi_url;
 
 /* Parses url into a new *out (free with kvi_url_free).  On error returns
- * KVI_E_BAD_URL (or KVI_E_NOMEM) and writes a message naming the offending
+ * KVI_E_BAD_URL (KVI_E_INVALID for NULL arguments, KVI_E_NOMEM) and writes a message naming the offending
  * part, without any password, into err (errlen bytes, may be 0). */
 KVI_EXPORT kvi_status kvi_url_parse(const char *url, kvi_url **out, char *err, size_t errlen);
 KVI_EXPORT void kvi_url_free(kvi_url *u);
