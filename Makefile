@@ -14,7 +14,7 @@ DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
 DEPS_TEST  = $(DEPS_BUILD) libcmocka-dev redis-server redis-tools memcached valgrind \
              clang libclang-rt-14-dev sasl2-bin
 
-.PHONY: all build demo test check test-asan test-valgrind bench fuzz install clean \
+.PHONY: all build demo test check test-asan test-valgrind test-soak bench fuzz install clean \
         deps-build deps-test
 
 all: build
@@ -35,12 +35,19 @@ build: deps-build $(BUILD)/CMakeCache.txt
 demo: build
 	@sh examples/demo.sh $(BUILD)
 
-# Every test: the normal build (gcc), then ASan+UBSan (clang), then valgrind
-# on the unit tests.
+# Every test: the normal build (gcc), then ASan+UBSan (clang), valgrind on
+# the unit tests, the soak (KVI_SOAK_SECONDS, default 60) and the fuzzers
+# (FUZZ_SECONDS per target, default 60).
 test: deps-test
 	$(MAKE) check
 	$(MAKE) test-asan
 	$(MAKE) test-valgrind
+	$(MAKE) test-soak
+	$(MAKE) fuzz
+
+test-soak: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -L soak -j3
 
 check: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
