@@ -325,6 +325,95 @@ static struct kvi_redis_node *node_get(kvi_conn *c, struct kvi_redis_state *st, 
 /* ---------------------------------------------------------------------- */
 /* Opening a connection                                                    */
 
+/* 1 when the reader waits for the body of a bulk string whose announced
+ * length is beyond limit.  hiredis re-parses a bulk length until the whole
+ * body has arrived, so that length sits at the reader's cursor; refusing
+ * it keeps a broken or hostile server from making us buffer without end. */
+static int pending_bulk_too_long(const redisReader *rd, uint64_t limit)
+{
+    if (rd->buf == NULL || rd->pos >= rd->len || rd->ridx < 0 ||
+        rd->rstack[rd->ridx].type != REDIS_REPLY_STRING)
+        return 0;
+    /* The type byte '$' has been consumed; the cursor is on the length. */
+    uint64_t v = 0;
+    for (size_t i = rd->pos; i < rd->len && rd->buf[i] >= '0' && rd->buf[i] <= '9'; i++) {
+        v = v * 10 + (uint64_t)(rd->buf[i] - '0');
+        if (v > limit)
+            return 1;
+    }
+    return 0;
+}
+
+static kvi_status timed_out(kvi_conn *c, const struct kvi_redis_node *n, int connecting)
+{
+    uint32_t ms = connecting ? rpriv(c)->cfg.connect_timeout_ms : rpriv(c)->cfg.timeout_ms;
+    return kvi_engine_error(c, KVI_E_TIMEOUT, "%s %s: timed out after %u ms",
+                            connecting ? "connect to" : "request to", n->name, (unsigned)ms);
+}
+
+/* Waits until fd is ready for events or the deadline (ms on the monotonic
+ * clock, 0 = none) passes: 1 ready, 0 timed out, -1 error. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int left = -1;
+        if (deadline > 0) {
+            int64_t d = deadline - mono_ms();
+            if (d <= 0)
+                return 0;
+            left = d > INT32_MAX ? INT32_MAX : (int)d;
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, left);
+        if (r > 0)
+            return 1;
+        if (r == 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+/* Writes out what was appended to ctx and reads one reply, all before the
+ * deadline: a server that trickles a byte at a time cannot stretch a call
+ * past it (SO_RCVTIMEO alone limits each read(), not the reply). */
+static kvi_status get_reply(kvi_conn *c, const struct kvi_redis_node *n, redisContext *ctx,
+                            int64_t deadline, int connecting, void **out)
+{
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(ctx, &done) != REDIS_OK)
+            return io_error(c, n, ctx, errno, connecting);
+        if (!done && wait_fd(ctx->fd, POLLOUT, deadline) == 0)
+            return timed_out(c, n, connecting);
+    }
+    for (;;) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(ctx, &r) != REDIS_OK)
+            return io_error(c, n, ctx, errno, connecting);
+        if (r != NULL) {
+            *out = r;
+            return KVI_OK;
+        }
+        if (pending_bulk_too_long(ctx->reader, KVI_MAX_VALUE_LEN))
+            return kvi_engine_error(c, KVI_E_PROTOCOL,
+                                    "reply from %s announces a string longer than %u bytes",
+                                    n->name, (unsigned)KVI_MAX_VALUE_LEN);
+        int w = wait_fd(ctx->fd, POLLIN, deadline);
+        if (w == 0)
+            return timed_out(c, n, connecting);
+        if (w < 0)
+            return kvi_engine_error(c, KVI_E_IO, "poll on %s: %s", n->name, strerror(errno));
+        if (redisBufferRead(ctx) != REDIS_OK)
+            return io_error(c, n, ctx, errno, connecting);
+    }
+}
+
+static int64_t deadline_after(uint32_t ms)
+{
+    return ms > 0 ? mono_ms() + ms : 0;
+}
+
 /* Sends AUTH / SELECT / SCRIPT LOAD in one round trip on a new context. */
 static kvi_status conn_setup(kvi_conn *c, struct kvi_redis_state *st, struct kvi_redis_node *n,
                              redisContext *ctx)
@@ -358,10 +447,12 @@ static kvi_status conn_setup(kvi_conn *c, struct kvi_redis_state *st, struct kvi
         reqs[nreq++] = REQ_SCRIPT;
     }
     kvi_status result = KVI_OK;
+    int64_t deadline = deadline_after(cfg->connect_timeout_ms);
     for (int i = 0; i < nreq; i++) {
         void *v = NULL;
-        if (redisGetReply(ctx, &v) != REDIS_OK)
-            return io_error(c, n, ctx, errno, 1);
+        kvi_status s = get_reply(c, n, ctx, deadline, 1, &v);
+        if (s != KVI_OK)
+            return s;
         redisReply *r = v;
         if (result == KVI_OK && r->type == REDIS_REPLY_ERROR) {
             char buf[512];
@@ -454,6 +545,7 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_state *st, struct kvi_red
 static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *n, struct rconn *rc,
                             const struct kvi_redis_cmd *cmd, int asking, redisReply **out)
 {
+    int64_t deadline = deadline_after(rpriv(c)->cfg.timeout_ms);
     void *v = NULL;
 
     if (asking)
@@ -461,13 +553,15 @@ static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *n, struct rconn 
     if (redisAppendCommandArgv(rc->ctx, cmd->argc, cmd->argv, cmd->lens) != REDIS_OK)
         return io_error(c, n, rc->ctx, errno, 0);
     if (asking) {
-        if (redisGetReply(rc->ctx, &v) != REDIS_OK)
-            return io_error(c, n, rc->ctx, errno, 0);
+        kvi_status s = get_reply(c, n, rc->ctx, deadline, 0, &v);
+        if (s != KVI_OK)
+            return s;
         freeReplyObject(v);
         v = NULL;
     }
-    if (redisGetReply(rc->ctx, &v) != REDIS_OK)
-        return io_error(c, n, rc->ctx, errno, 0);
+    kvi_status s = get_reply(c, n, rc->ctx, deadline, 0, &v);
+    if (s != KVI_OK)
+        return s;
     *out = v;
     return KVI_OK;
 }
