@@ -318,9 +318,10 @@ static void lt_link(kvi__lt *t, struct lt_shard *sh, struct lt_entry *e, uint64_
     if (e_expire(e))
         sh->expiring++;
     lt_charge(t, sh, e_cost(e), 0);
-    if (!sh->ht[1].b && sh->ht[0].used > sh->ht[0].mask) {
-        /* Load factor passed 1: start moving to a table twice the size.
-         * Without memory we just keep the longer chains. */
+    if (!sh->ht[1].b && sh->ht[0].used * 4u > (sh->ht[0].mask + 1u) * 3u) {
+        /* Load factor passed 3/4 (a hit then follows 1.2-1.4 links on
+         * average): start moving to a table twice the size.  Without
+         * memory we just keep the longer chains. */
         size_t n = (sh->ht[0].mask + 1u) * 2u;
         struct lt_entry **b = kvi__calloc(t->k, n, sizeof(*b));
         if (b) {
