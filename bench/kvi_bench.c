@@ -542,7 +542,9 @@ static void measure_grow(struct target *tg, void *st)
     r->threads = 1;
     r->keys = opt.keys;
     finish(r, samples, opt.keys, (double)opt.keys, wall);
-    r->bytes_per_entry = (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (double)opt.keys;
+    /* Only an in-process store's memory shows in this process. */
+    if (!tg->url)
+        r->bytes_per_entry = (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (double)opt.keys;
     free(samples);
     free(order);
 }
