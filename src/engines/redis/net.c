@@ -545,13 +545,28 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_state *st, struct kvi_red
 static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *n, struct rconn *rc,
                             const struct kvi_redis_cmd *cmd, int asking, redisReply **out)
 {
-    int64_t deadline = deadline_after(rpriv(c)->cfg.timeout_ms);
+    const struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+    int wait = cmd->is_write && cfg->wait_replicas > 0;
+    int64_t deadline = deadline_after(cfg->timeout_ms);
     void *v = NULL;
+    char nrep[16], wait_ms[16];
 
+    if (wait && deadline > 0)
+        deadline += cfg->wait_timeout_ms;
     if (asking)
         redisAppendCommand(rc->ctx, "ASKING");
     if (redisAppendCommandArgv(rc->ctx, cmd->argc, cmd->argv, cmd->lens) != REDIS_OK)
         return io_error(c, n, rc->ctx, errno, 0);
+    if (wait) {
+        /* In the same round trip: the server answers once the write has
+         * reached that many replicas (or the WAIT timed out). */
+        snprintf(nrep, sizeof nrep, "%u", cfg->wait_replicas);
+        snprintf(wait_ms, sizeof wait_ms, "%u", (unsigned)cfg->wait_timeout_ms);
+        const char *wargv[3] = {"WAIT", nrep, wait_ms};
+        size_t wlens[3] = {4, strlen(nrep), strlen(wait_ms)};
+        if (redisAppendCommandArgv(rc->ctx, 3, wargv, wlens) != REDIS_OK)
+            return io_error(c, n, rc->ctx, errno, 0);
+    }
     if (asking) {
         kvi_status s = get_reply(c, n, rc->ctx, deadline, 0, &v);
         if (s != KVI_OK)
@@ -562,6 +577,27 @@ static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *n, struct rconn 
     kvi_status s = get_reply(c, n, rc->ctx, deadline, 0, &v);
     if (s != KVI_OK)
         return s;
+    if (wait) {
+        void *w = NULL;
+        s = get_reply(c, n, rc->ctx, deadline, 0, &w);
+        if (s != KVI_OK) {
+            freeReplyObject(v);
+            return s;
+        }
+        redisReply *r = v, *wr = w;
+        long long acked = wr->type == REDIS_REPLY_INTEGER ? wr->integer : -1;
+        freeReplyObject(w);
+        if (r->type != REDIS_REPLY_ERROR && acked < (long long)cfg->wait_replicas) {
+            /* Applied on the master, but a failover could still lose it:
+             * not an acknowledged write. */
+            freeReplyObject(v);
+            return kvi_engine_error(c, KVI_E_TIMEOUT,
+                                    "write applied on %s but confirmed by %lld of %u replicas "
+                                    "within %u ms; it may be lost in a failover",
+                                    n->name, acked < 0 ? 0 : acked, cfg->wait_replicas,
+                                    (unsigned)cfg->wait_timeout_ms);
+        }
+    }
     *out = v;
     return KVI_OK;
 }
@@ -820,7 +856,7 @@ static kvi_status fetch_map(kvi_conn *c, struct kvi_redis_node *n, struct range 
 {
     const char *argv[2] = {"CLUSTER", "SHARDS"};
     size_t lens[2] = {7, 6};
-    struct kvi_redis_cmd cmd = {2, argv, lens, -1, 1};
+    struct kvi_redis_cmd cmd = {2, argv, lens, -1, 1, 0};
     redisReply *r = NULL;
     int shards = 1;
 
@@ -1238,7 +1274,7 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
         /* Find the working host of the failover list first. */
         const char *argv[1] = {"PING"};
         size_t lens[1] = {4};
-        struct kvi_redis_cmd ping = {1, argv, lens, -1, 1};
+        struct kvi_redis_cmd ping = {1, argv, lens, -1, 1, 0};
         redisReply *r = NULL;
         s = exec_standalone(c, st, &ping, &r);
         if (s != KVI_OK)
@@ -1311,7 +1347,7 @@ kvi_status kvi__redis_net_open(kvi_conn *c)
         /* Connect now (also checks the credentials and the database). */
         const char *argv[1] = {"PING"};
         size_t lens[1] = {4};
-        struct kvi_redis_cmd ping = {1, argv, lens, -1, 1};
+        struct kvi_redis_cmd ping = {1, argv, lens, -1, 1, 0};
         redisReply *reply = NULL;
         s = exec_standalone(c, st, &ping, &reply);
         if (s == KVI_OK && reply->type == REDIS_REPLY_ERROR)

@@ -39,7 +39,9 @@ struct kvi_redis_cfg {
     size_t nhosts;
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
-    size_t max_idle; /* idle connections kept per node */
+    size_t max_idle;          /* idle connections kept per node */
+    unsigned wait_replicas;   /* WAIT for this many replicas after writes; 0 = no */
+    uint32_t wait_timeout_ms; /* the WAIT's own limit (default: timeout_ms) */
 };
 
 struct kvi_redis_state; /* per-process connection state (net.c) */
@@ -64,6 +66,7 @@ struct kvi_redis_cmd {
     const size_t *lens;
     int slot;
     int resend_ok;
+    int is_write; /* changes data: followed by WAIT when cfg.wait_replicas > 0 */
 };
 
 /* Creates the connection state (and connects unless lazy).  Call once from

@@ -15,10 +15,12 @@
 #define DEFAULT_PORT 6379
 #define DEFAULT_MAX_IDLE 16
 #define MAX_MAX_IDLE 1024
+#define MAX_WAIT_REPLICAS 64
 /* Keys asked for per SCAN step. */
 #define SCAN_COUNT "1000"
 
-static const char *const redis_options[] = {"cluster", "socket", "max_idle", NULL};
+static const char *const redis_options[] = {"cluster",       "socket",       "max_idle",
+                                            "wait_replicas", "wait_timeout", NULL};
 
 static struct kvi_redis *rpriv(kvi_conn *c)
 {
@@ -82,6 +84,23 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             return kvi_engine_error(c, KVI_E_INVALID, "option max_idle: expected 1..%d, got \"%s\"",
                                     MAX_MAX_IDLE, opt);
         cfg->max_idle = (size_t)n;
+    }
+    if ((opt = kvi_url_option_get(url, "wait_replicas")) != NULL) {
+        long n = parse_range(opt, 0, MAX_WAIT_REPLICAS);
+        if (n < 0)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "option wait_replicas: expected 0..%d, got \"%s\"",
+                                    MAX_WAIT_REPLICAS, opt);
+        cfg->wait_replicas = (unsigned)n;
+    }
+    cfg->wait_timeout_ms = cfg->timeout_ms;
+    if ((opt = kvi_url_option_get(url, "wait_timeout")) != NULL) {
+        long n = parse_range(opt, 1, INT32_MAX);
+        if (n < 0)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "option wait_timeout: expected 1..%d ms, got \"%s\"", INT32_MAX,
+                                    opt);
+        cfg->wait_timeout_ms = (uint32_t)n;
     }
     if ((opt = kvi_url_option_get(url, "socket")) != NULL) {
         if (opt[0] == '\0')
@@ -156,11 +175,16 @@ static int key_slot(const void *key, size_t key_len)
     return (int)kvi__redis_key_slot(key, key_len);
 }
 
+/* Flags of run(). */
+#define RESEND_OK 1 /* may be sent again after its connection failed */
+#define WRITE 2     /* changes data: followed by WAIT when wait_replicas > 0 */
+
 /* Runs a keyed command. */
 static kvi_status run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
-                      int resend_ok, redisReply **out)
+                      int flags, redisReply **out)
 {
-    struct kvi_redis_cmd cmd = {argc, argv, lens, slot, resend_ok};
+    struct kvi_redis_cmd cmd = {
+        argc, argv, lens, slot, (flags & RESEND_OK) != 0, (flags & WRITE) != 0};
     return kvi__redis_exec(c, &cmd, out);
 }
 
@@ -188,7 +212,8 @@ static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, cons
     /* Without EX, SET also removes an earlier TTL. */
     if (expire_s > 0)
         lens[4] = kvi_format_int64(expire_s, ex);
-    kvi_status s = run(c, expire_s > 0 ? 5 : 3, argv, lens, key_slot(key, key_len), 1, &r);
+    kvi_status s =
+        run(c, expire_s > 0 ? 5 : 3, argv, lens, key_slot(key, key_len), RESEND_OK | WRITE, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_STATUS)
@@ -203,7 +228,7 @@ static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_
     size_t lens[2] = {3, key_len};
     redisReply *r;
 
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 1, &r);
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
     if (r->type == REDIS_REPLY_NIL)
@@ -223,7 +248,7 @@ static kvi_status redis_remove(kvi_conn *c, const void *key, size_t key_len)
     redisReply *r;
 
     /* Not resent: a second DEL would report NOT_FOUND for a removed key. */
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 0, &r);
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), WRITE, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER)
@@ -258,7 +283,7 @@ static kvi_status redis_add(kvi_conn *c, const void *key, size_t key_len, int64_
     /* Never resent: the increment may have been applied before the
      * connection failed (the caller gets TIMEOUT/CONNECT). */
     if (atomic_load(&rp->sha_state) == 2) {
-        s = run(c, 6, argv, lens, slot, 0, &r);
+        s = run(c, 6, argv, lens, slot, WRITE, &r);
         if (s != KVI_OK)
             return s;
         if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0)
@@ -271,7 +296,7 @@ static kvi_status redis_add(kvi_conn *c, const void *key, size_t key_len, int64_
     lens[0] = 4;
     argv[1] = kvi__redis_add_script;
     lens[1] = strlen(kvi__redis_add_script);
-    s = run(c, 6, argv, lens, slot, 0, &r);
+    s = run(c, 6, argv, lens, slot, WRITE, &r);
     if (s != KVI_OK)
         return s;
 done:
@@ -290,7 +315,7 @@ static kvi_status redis_counter_fetch(kvi_conn *c, const void *key, size_t key_l
     size_t lens[2] = {3, key_len};
     redisReply *r;
 
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 1, &r);
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
     if (r->type == REDIS_REPLY_NIL)
@@ -309,7 +334,7 @@ static kvi_status redis_ttl(kvi_conn *c, const void *key, size_t key_len, int64_
     size_t lens[2] = {4, key_len};
     redisReply *r;
 
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), 1, &r);
+    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER)
@@ -328,7 +353,7 @@ static kvi_status redis_ping(kvi_conn *c)
     size_t count = 0;
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
-    struct kvi_redis_cmd cmd = {1, argv, lens, -1, 1};
+    struct kvi_redis_cmd cmd = {1, argv, lens, -1, 1, 0};
 
     /* Every master must answer. */
     kvi_status s = kvi__redis_masters(c, &nodes, &count);
@@ -405,7 +430,7 @@ static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *le
         alens[i + 2] = lens[i];
     }
     redisReply *r = NULL;
-    kvi_status s = run(c, argc + 2, argv, alens, -1, 1, &r);
+    kvi_status s = run(c, argc + 2, argv, alens, -1, RESEND_OK, &r);
     kvi_engine_free(c, argv);
     kvi_engine_free(c, alens);
     if (s != KVI_OK)
@@ -561,7 +586,7 @@ static kvi_status scan_all(kvi_conn *c, const char *glob, size_t glob_len, page_
         do {
             const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
             size_t lens[6] = {4, strlen(cursor), 5, plen, 5, strlen(SCAN_COUNT)};
-            struct kvi_redis_cmd cmd = {6, argv, lens, -1, 1};
+            struct kvi_redis_cmd cmd = {6, argv, lens, -1, 1, 0};
             redisReply *r = NULL;
             s = kvi__redis_exec_on(c, nodes[i], &cmd, &r);
             if (s != KVI_OK)
@@ -649,7 +674,7 @@ static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_c
             const char *a1[2] = {"DEL", k->str};
             size_t l1[2] = {3, k->len};
             redisReply *r;
-            s = run(c, 2, a1, l1, key_slot(k->str, k->len), 0, &r);
+            s = run(c, 2, a1, l1, key_slot(k->str, k->len), WRITE, &r);
             if (s != KVI_OK)
                 goto out;
             if (r->type != REDIS_REPLY_INTEGER) {
@@ -664,7 +689,7 @@ static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_c
         }
     }
     if (n > 1) {
-        struct kvi_redis_cmd cmd = {(int)n, argv, lens, -1, 0};
+        struct kvi_redis_cmd cmd = {(int)n, argv, lens, -1, 0, 1};
         redisReply *r;
         s = kvi__redis_exec_on(c, node, &cmd, &r);
         if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {

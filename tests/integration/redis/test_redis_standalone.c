@@ -510,6 +510,48 @@ static void test_concurrent_adds_are_exact(void **state)
     kvi_ts_free(s);
 }
 
+/* wait_replicas=N: a write is only OK once N replicas have it. */
+static void test_wait_replicas_confirms_writes_on_replicas(void **state)
+{
+    (void)state;
+    kvi_ts_server *m = start_redis(NULL);
+    char url[256], mport[8];
+    kvi *k = new_kvi();
+    int64_t n = 0;
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u/?wait_replicas=1&wait_timeout=200",
+             kvi_ts_port(m));
+    add_url_ok(k, url);
+    /* No replica: applied on the master but not acknowledged. */
+    int64_t t0 = mono_ms();
+    assert_int_equal(kvi_store(k, "redis", "w", 1, "1", 1, 0), KVI_E_TIMEOUT);
+    assert_true(mono_ms() - t0 < 200 + 500);
+    assert_non_null(strstr(kvi_errmsg(k), "replicas"));
+    assert_int_equal(kvi_add(k, "redis", "n", 1, 1, 0, &n), KVI_E_TIMEOUT);
+    assert_fetch_is(k, "redis", "w", "1"); /* reads do not wait */
+
+    snprintf(mport, sizeof mport, "%u", kvi_ts_port(m));
+    const char *extra[] = {"--replicaof", "127.0.0.1", mport, "--repl-diskless-sync-delay",
+                           "0",           NULL};
+    kvi_ts_server *r = start_redis(extra);
+    /* A generous WAIT limit: the machine may be busy. */
+    snprintf(url, sizeof url, "redis:rep://127.0.0.1:%u/?wait_replicas=1&wait_timeout=3000",
+             kvi_ts_port(m));
+    add_url_ok(k, url);
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        ok = kvi_store(k, "redis:rep", "w", 1, "2", 1, 0) == KVI_OK;
+        if (!ok)
+            usleep(100000);
+    }
+    assert_true(ok);
+    assert_int_equal(kvi_add(k, "redis:rep", "n", 1, 1, 0, &n), KVI_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(kvi_remove(k, "redis:rep", "w", 1), KVI_OK);
+    kvi_free(k);
+    kvi_ts_free(r);
+    kvi_ts_free(m);
+}
+
 static void test_bad_options_are_rejected(void **state)
 {
     (void)state;
@@ -518,6 +560,8 @@ static void test_bad_options_are_rejected(void **state)
     assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?max_idle=0&lazy=1"), KVI_E_INVALID);
     assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?nosuch=1&lazy=1"), KVI_E_INVALID);
     assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/2?cluster=yes&lazy=1"), KVI_E_INVALID);
+    assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?wait_replicas=x&lazy=1"), KVI_E_INVALID);
+    assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?wait_timeout=0&lazy=1"), KVI_E_INVALID);
     kvi_free(k);
 }
 
@@ -539,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_counter_script_survives_script_flush),
         cmocka_unit_test(test_raw_query_refuses_connection_state_commands),
         cmocka_unit_test(test_concurrent_adds_are_exact),
+        cmocka_unit_test(test_wait_replicas_confirms_writes_on_replicas),
         cmocka_unit_test(test_bad_options_are_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
