@@ -632,6 +632,39 @@ kvi_status kvi__redis_exec_on(kvi_conn *c, struct kvi_redis_node *n,
     }
 }
 
+/* See net.h. */
+kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t count,
+                                  const struct kvi_redis_cmd *cmds, redisReply **replies)
+{
+    struct kvi_redis_state *st = atomic_load(&rpriv(c)->state);
+    struct rconn *rc;
+    int reused;
+    size_t got = 0;
+
+    kvi_status s = borrow(c, st, n, &rc, &reused);
+    if (s != KVI_OK)
+        return s;
+    for (size_t i = 0; i < count && s == KVI_OK; i++)
+        if (redisAppendCommandArgv(rc->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK)
+            s = io_error(c, n, rc->ctx, errno, 0);
+    for (; got < count && s == KVI_OK; got++) {
+        void *v = NULL;
+        /* Each reply gets the full timeout: a big batch is not a slow one. */
+        s = get_reply(c, n, rc->ctx, deadline_after(rpriv(c)->cfg.timeout_ms), 0, &v);
+        replies[got] = v;
+    }
+    if (s != KVI_OK) {
+        for (size_t i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        rconn_free(c, rc);
+        return s;
+    }
+    pool_push(c, n, rc);
+    return KVI_OK;
+}
+
 /* ---------------------------------------------------------------------- */
 /* State                                                                   */
 

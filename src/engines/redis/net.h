@@ -98,6 +98,13 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
 kvi_status kvi__redis_exec_on(kvi_conn *c, struct kvi_redis_node *node,
                               const struct kvi_redis_cmd *cmd, redisReply **out);
 
+/* Sends count commands to one node in one batch on one connection and
+ * reads their replies into replies[0..count) (free each with
+ * freeReplyObject).  No redirection handling and no WAIT; nothing is
+ * re-sent.  On error no reply is left. */
+kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *node, size_t count,
+                                  const struct kvi_redis_cmd *cmds, redisReply **replies);
+
 /* "host:port" (or the socket path) of a node, for messages. */
 const char *kvi__redis_node_name(const struct kvi_redis_node *node);
 

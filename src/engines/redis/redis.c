@@ -649,57 +649,103 @@ static kvi_status redis_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
     return KVI_OK;
 }
 
+/* Cluster: the keys of one SCAN page may live in different slots, so each
+ * gets its own DEL, all pipelined to the node that listed them; a key that
+ * moved meanwhile (MOVED/ASK) is deleted again through normal routing. */
+static kvi_status remove_cluster_keys(kvi_conn *c, struct kvi_redis_node *node,
+                                      const redisReply **keys, size_t count, uint64_t *removed)
+{
+    struct kvi_redis_cmd *cmds = kvi_engine_malloc(c, count * sizeof *cmds);
+    const char **argv = kvi_engine_malloc(c, 2 * count * sizeof *argv);
+    size_t *lens = kvi_engine_malloc(c, 2 * count * sizeof *lens);
+    redisReply **replies = kvi_engine_malloc(c, count * sizeof *replies);
+    int waits = rpriv(c)->cfg.wait_replicas > 0;
+    kvi_status s = KVI_OK;
+
+    if (cmds == NULL || argv == NULL || lens == NULL || replies == NULL) {
+        s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++) {
+        argv[2 * i] = "DEL";
+        lens[2 * i] = 3;
+        argv[2 * i + 1] = keys[i]->str;
+        lens[2 * i + 1] = keys[i]->len;
+        cmds[i] = (struct kvi_redis_cmd){
+            2, &argv[2 * i], &lens[2 * i], key_slot(keys[i]->str, keys[i]->len), 0, 1};
+        replies[i] = NULL;
+    }
+    /* With wait_replicas every DEL needs its own WAIT: the routed path. */
+    if (!waits)
+        s = kvi__redis_pipeline_on(c, node, count, cmds, replies);
+    for (size_t i = 0; s == KVI_OK && i < count; i++) {
+        redisReply *r = replies[i];
+        replies[i] = NULL;
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(r);
+            s = kvi__redis_exec(c, &cmds[i], &r);
+            if (s != KVI_OK)
+                break;
+        }
+        if (r->type != REDIS_REPLY_INTEGER) {
+            s = unexpected(c, r, "DEL");
+            break;
+        }
+        *removed += (uint64_t)r->integer;
+        freeReplyObject(r);
+    }
+out:
+    if (replies != NULL)
+        for (size_t i = 0; i < count; i++)
+            freeReplyObject(replies[i]);
+    kvi_engine_free(c, cmds);
+    kvi_engine_free(c, argv);
+    kvi_engine_free(c, lens);
+    kvi_engine_free(c, replies);
+    return s;
+}
+
 static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_cluster,
                               const redisReply *keys, const char *glob, size_t glob_len, void *ud)
 {
     uint64_t *removed = ud;
     size_t n = 0;
+    const redisReply **matched = kvi_engine_malloc(c, (keys->elements + 1) * sizeof *matched);
     const char **argv = kvi_engine_malloc(c, (keys->elements + 1) * sizeof *argv);
     size_t *lens = kvi_engine_malloc(c, (keys->elements + 1) * sizeof *lens);
     kvi_status s = KVI_OK;
 
-    if (argv == NULL || lens == NULL) {
+    if (matched == NULL || argv == NULL || lens == NULL) {
         s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
         goto out;
     }
-    argv[n] = "DEL";
-    lens[n++] = 3;
-    for (size_t i = 0; i < keys->elements; i++) {
-        const redisReply *k = keys->element[i];
-        if (!key_matches(k, glob, glob_len))
-            continue;
-        if (is_cluster) {
-            /* Keys of one page may live in different slots: one DEL each,
-             * routed (and redirected) like any keyed command. */
-            const char *a1[2] = {"DEL", k->str};
-            size_t l1[2] = {3, k->len};
-            redisReply *r;
-            s = run(c, 2, a1, l1, key_slot(k->str, k->len), WRITE, &r);
-            if (s != KVI_OK)
-                goto out;
-            if (r->type != REDIS_REPLY_INTEGER) {
-                s = unexpected(c, r, "DEL");
-                goto out;
-            }
-            *removed += (uint64_t)r->integer;
-            freeReplyObject(r);
-        } else {
-            argv[n] = k->str;
-            lens[n++] = k->len;
-        }
+    for (size_t i = 0; i < keys->elements; i++)
+        if (key_matches(keys->element[i], glob, glob_len))
+            matched[n++] = keys->element[i];
+    if (n == 0)
+        goto out;
+    if (is_cluster) {
+        s = remove_cluster_keys(c, node, matched, n, removed);
+        goto out;
     }
-    if (n > 1) {
-        struct kvi_redis_cmd cmd = {(int)n, argv, lens, -1, 0, 1};
-        redisReply *r;
-        s = kvi__redis_exec_on(c, node, &cmd, &r);
-        if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {
-            s = unexpected(c, r, "DEL");
-        } else if (s == KVI_OK) {
-            *removed += (uint64_t)r->integer;
-            freeReplyObject(r);
-        }
+    /* Standalone: one DEL for the whole page. */
+    argv[0] = "DEL";
+    lens[0] = 3;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = matched[i]->str;
+        lens[i + 1] = matched[i]->len;
+    }
+    struct kvi_redis_cmd cmd = {(int)n + 1, argv, lens, -1, 0, 1};
+    redisReply *r;
+    s = kvi__redis_exec_on(c, node, &cmd, &r);
+    if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {
+        s = unexpected(c, r, "DEL");
+    } else if (s == KVI_OK) {
+        *removed += (uint64_t)r->integer;
+        freeReplyObject(r);
     }
 out:
+    kvi_engine_free(c, matched);
     kvi_engine_free(c, argv);
     kvi_engine_free(c, lens);
     return s;
