@@ -14,13 +14,13 @@
  *   kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...
  */
 #include <inttypes.h>
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -347,6 +347,7 @@ struct result {
     double ns_per_op;
     uint64_t p50_ns, p99_ns, p999_ns, max_ns;
     double bytes_per_entry; /* < 0: not measured */
+    uint64_t peak_rss;      /* of the process that measured this target */
     double ratio;           /* < 0: no baseline */
 };
 
@@ -549,7 +550,7 @@ static void measure_grow(struct target *tg, void *st)
     free(order);
 }
 
-static void bench_target(struct target *tg)
+static void run_target(struct target *tg)
 {
     void *st = tg->create(tg);
     if (!st) {
@@ -562,7 +563,68 @@ static void bench_target(struct target *tg)
             for (int th = 1; th <= MAX_THREADS; th++)
                 measure(tg, st, (enum op)op, (enum dist)d, th);
     tg->destroy(st);
-    malloc_trim(0);
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t r = read(fd, p, len);
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Each target runs in a child process of its own, so that no store
+ * inherits another's heap (fragmentation, freed chunks) and its memory and
+ * peak RSS are its own.  The results come back through a pipe; their
+ * string fields point into memory the child shares with this process. */
+static void bench_target(struct target *tg)
+{
+    int fds[2];
+    fflush(NULL);
+    if (pipe(fds) != 0) {
+        perror("kvi-bench: pipe");
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("kvi-bench: fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        nresults = 0;
+        run_target(tg);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        for (size_t i = 0; i < nresults; i++)
+            results[i].peak_rss = (uint64_t)ru.ru_maxrss * 1024u;
+        FILE *fp = fdopen(fds[1], "w");
+        if (!fp || fwrite(&nresults, sizeof(nresults), 1, fp) != 1 ||
+            (nresults && fwrite(results, sizeof(*results), nresults, fp) != nresults))
+            _exit(1);
+        fclose(fp);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    if (read_all(fds[0], &n, sizeof(n)) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            struct result r;
+            if (read_all(fds[0], &r, sizeof(r)) != 0)
+                break;
+            *add_result() = r;
+        }
+    }
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "kvi-bench: the run of %s failed\n", tg->name);
 }
 
 static void compute_ratios(void)
@@ -582,9 +644,9 @@ static void print_json(const struct result *r)
 {
     printf("{\"engine\":\"%s\",\"op\":\"%s\",\"dist\":\"%s\",\"threads\":%d,\"keys\":%zu,"
            "\"ops_per_s\":%.0f,\"ns_per_op\":%.1f,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
-           ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",",
+           ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"peak_rss\":%" PRIu64 ",",
            r->engine, r->op, r->dist, r->threads, r->keys, r->ops_per_s, r->ns_per_op, r->p50_ns,
-           r->p99_ns, r->p999_ns, r->max_ns);
+           r->p99_ns, r->p999_ns, r->max_ns, r->peak_rss);
     if (r->bytes_per_entry >= 0)
         printf("\"bytes_per_entry\":%.1f,", r->bytes_per_entry);
     else
@@ -611,11 +673,14 @@ static void print_table(void)
                r->engine, r->op, r->dist, r->threads, r->keys, r->ops_per_s, r->ns_per_op,
                r->p50_ns, r->p99_ns, r->p999_ns, r->max_ns, bpe, ratio);
     }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("\npeak RSS %.1f MiB; latencies in ns (every %uth op sampled, every op for grow); "
+    printf("\npeak RSS:");
+    for (size_t i = 0; i < nresults; i++)
+        if (i == 0 || strcmp(results[i].engine, results[i - 1].engine) != 0)
+            printf(" %s %.1f MiB;", results[i].engine,
+                   (double)results[i].peak_rss / (1024.0 * 1024.0));
+    printf(" latencies in ns (every %uth op sampled, every op for grow); "
            "B/entry = resident bytes per entry after grow, key %u + value %u bytes included\n",
-           (double)ru.ru_maxrss / 1024.0, SAMPLE_EVERY, KEY_LEN, VAL_LEN);
+           SAMPLE_EVERY, KEY_LEN, VAL_LEN);
 }
 
 static void usage(FILE *fp)
