@@ -434,6 +434,39 @@ void kvi_tc_free(kvi_tc_cluster *cl)
     free(cl);
 }
 
+/* Waits until every master has `replicas` replicas in sync (state=online)
+ * and every replica's link is up, so that a test may kill a master right
+ * away without losing its data. */
+static kvi_ts_result wait_replicas_online(kvi_tc_cluster *cl, unsigned replicas,
+                                          unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    const char *args[] = {"INFO", "replication", NULL};
+    for (;;) {
+        int ok = 1;
+        for (size_t i = 0; i < cl->n && ok; i++) {
+            char *out = NULL;
+            if (kvi_tc_cli(cl, i, &out, args) != KVI_TS_OK)
+                return KVI_TS_FAILED;
+            if (strstr(out, "role:master") != NULL) {
+                unsigned online = 0;
+                for (const char *p = strstr(out, "state=online"); p != NULL;
+                     p = strstr(p + 1, "state=online"))
+                    online++;
+                ok = online >= replicas;
+            } else {
+                ok = strstr(out, "master_link_status:up") != NULL;
+            }
+            free(out);
+        }
+        if (ok)
+            return KVI_TS_OK;
+        if (now_ms() >= deadline)
+            return fail(KVI_TS_FAILED, "replicas not in sync after %u ms", timeout_ms);
+        nap_ms(100);
+    }
+}
+
 kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
 {
     unsigned masters = spec->masters ? spec->masters : 3;
@@ -478,7 +511,10 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
                               timeout, "--cluster-port", busport,
                               /* A replica may always take over, however long
                                * ago it last heard from its master. */
-                              "--cluster-replica-validity-factor", "0", NULL};
+                              "--cluster-replica-validity-factor", "0",
+                              /* First sync of a replica at once, not after
+                               * the default 5 s. */
+                              "--repl-diskless-sync-delay", "0", NULL};
         for (size_t j = 0; base[j] != NULL; j++)
             argv[k++] = base[j];
         if (spec->password != NULL) {
@@ -536,10 +572,12 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
         if (r != KVI_TS_OK)
             goto failed;
     }
-    r = kvi_tc_wait_ok(cl, spec->ready_timeout_ms ? spec->ready_timeout_ms : 30000);
+    unsigned ready_ms = spec->ready_timeout_ms ? spec->ready_timeout_ms : 30000;
+    r = kvi_tc_wait_ok(cl, ready_ms);
+    if (r == KVI_TS_OK && spec->replicas > 0)
+        r = wait_replicas_online(cl, spec->replicas, ready_ms);
     if (r != KVI_TS_OK)
         goto failed;
-    /* Replicas must know their master before a failover test can work. */
     free(bus);
     *out = cl;
     return KVI_TS_OK;

@@ -12,12 +12,14 @@
  *
  * Each node is a redis-server with cluster-enabled yes in its own temp
  * directory on free 127.0.0.1 ports (client port and cluster bus port both
- * picked free), cluster-replica-validity-factor 0 (a replica always may
- * take over from a dead master).  The cluster is made with `redis-cli --cluster create ...
- * --cluster-replicas R --cluster-yes` and kvi_tc_start() returns once every
- * node reports cluster_state:ok with all 16384 slots assigned.  Nodes are
- * testserver servers, so they never outlive the test process.  No hiredis
- * here: commands go through redis-cli.
+ * picked free), with cluster-replica-validity-factor 0 (a replica always
+ * may take over from a dead master) and repl-diskless-sync-delay 0.  The
+ * cluster is made with `redis-cli --cluster create ... --cluster-replicas R
+ * --cluster-yes`; kvi_tc_start() returns once every node reports
+ * cluster_state:ok with all 16384 slots assigned and every replica is in
+ * sync with its master.  Nodes are testserver servers, so they never
+ * outlive the test process.  No hiredis here: commands go through
+ * redis-cli.
  *
  * Threads: one cluster is driven from one thread at a time.
  */
