@@ -10,8 +10,10 @@
  *                             timeout; the run ends by itself.
  *   rel_faults redis-cluster [wait]
  *                             3 masters + 3 replicas; a master is killed
- *                             mid-run and its replica promoted.  Traffic must
- *                             resume; acknowledged debits lost are measured
+ *                             mid-run and its replica promoted, the dead node
+ *                             restarted 4 s later (it rejoins as a replica).
+ *                             Traffic must resume; acknowledged debits lost
+ *                             are measured
  *                             (with "wait": the URL asks for wait_replicas=1
  *                             and none may be lost).
  *   rel_faults memcached      memcached killed and restarted: calls fail
@@ -266,6 +268,12 @@ static int run_redis_cluster(int with_wait)
         rel_fail("kill: %s", kvi_ts_errmsg());
     int64_t killed_at = rel_mono_ms();
     atomic_store(&b.mark_ms, killed_at);
+    /* The operator brings the dead node back: it rejoins as a replica of
+     * the promoted one, which (with wait_replicas=1) can acknowledge writes
+     * again only then. */
+    rel_sleep_ms(4000);
+    if (kvi_ts_restart(kvi_tc_server(cl, victim)) != KVI_TS_OK)
+        rel_fail("restarting node %zu: %s", victim, kvi_ts_errmsg());
 
     if (rel_billing_join(&b, 8000) != 0)
         rel_fail("the workers did not finish by themselves");
