@@ -319,6 +319,26 @@ static void test_max_memory_with_lru_evicts_cold_keys(void **state)
     assert_true(hot_alive >= 90);
 }
 
+static void test_lru_finds_victims_in_a_sparse_table(void **state)
+{
+    kvi *k = *state;
+    assert_int_equal(kvi_add_url(k, "local:sparse://?max_memory=2m&evict=lru"), KVI_OK);
+    char key[64];
+    /* Grow every shard's table, then empty it: few entries, many buckets. */
+    for (unsigned i = 0; i < 20000; i++)
+        assert_int_equal(kvi_store(k, "local:sparse", key, key_of(key, "s", i), "x", 1, 0), KVI_OK);
+    uint64_t removed = 0;
+    assert_int_equal(kvi_remove_glob(k, "local:sparse", "*", 1, &removed), KVI_OK);
+    assert_int_equal(removed, 20000);
+    static char big[400 * 1024];
+    for (unsigned i = 0; i < 30; i++)
+        assert_int_equal(
+            kvi_store(k, "local:sparse", key, key_of(key, "big", i), big, sizeof(big), 0), KVI_OK);
+    kvi_stats s = stats_of(k, "local:sparse");
+    assert_true(s.entries >= 3 && s.entries <= 5);
+    assert_int_equal(s.evicted, 30 - s.entries);
+}
+
 /* ---- options and collections --------------------------------------------- */
 
 static void test_bad_options_are_rejected_with_their_name(void **state)
@@ -387,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_memory_with_evict_none_answers_store_full, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_max_memory_with_lru_evicts_cold_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_finds_victims_in_a_sparse_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options_are_rejected_with_their_name, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_collections_are_independent_tables, setup, teardown),

@@ -414,7 +414,8 @@ static struct lt_loc lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, c
 
 /* Samples a few entries of the shard and returns the location of the least
  * recently used one (an expired one first); loc.pp NULL when empty. */
-static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, uint64_t *age_out)
+static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, size_t window,
+                               uint64_t *age_out)
 {
     struct lt_loc best = {NULL, 0};
     uint64_t best_age = 0;
@@ -426,7 +427,7 @@ static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n
         if (!ht->b || !ht->used)
             continue;
         size_t idx = (size_t)xorshift(&sh->rng);
-        for (size_t scanned = 0; scanned <= ht->mask && scanned < 64u && found < LT_SAMPLES;
+        for (size_t scanned = 0; scanned <= ht->mask && scanned < window && found < LT_SAMPLES;
              scanned++, idx++) {
             for (struct lt_entry **pp = &ht->b[idx & ht->mask]; *pp; pp = &(*pp)->next) {
                 const struct lt_entry *e = *pp;
@@ -466,8 +467,8 @@ static int lt_evict_one(kvi__lt *t)
         pthread_mutex_lock(&sa->lock);
         pthread_mutex_lock(&sb->lock);
         uint64_t age_a = 0, age_b = 0;
-        struct lt_loc la = lt_sample(t, sa, &n, &age_a);
-        struct lt_loc lb = lt_sample(t, sb, &n, &age_b);
+        struct lt_loc la = lt_sample(t, sa, &n, 64u, &age_a);
+        struct lt_loc lb = lt_sample(t, sb, &n, 64u, &age_b);
         struct lt_entry *victim = NULL;
         if (la.pp && (!lb.pp || age_a >= age_b)) {
             victim = lt_unlink(t, sa, la);
@@ -483,12 +484,13 @@ static int lt_evict_one(kvi__lt *t)
             return 1;
         }
     }
-    /* Random picks missed a sparse table: walk the shards in order. */
+    /* Random picks missed a sparse table: walk the shards in order, each
+     * one whole (rare: only a table emptied after it grew gets here). */
     for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
         struct lt_shard *sh = &t->shards[i];
         uint64_t age = 0;
         pthread_mutex_lock(&sh->lock);
-        struct lt_loc loc = lt_sample(t, sh, &n, &age);
+        struct lt_loc loc = lt_sample(t, sh, &n, SIZE_MAX, &age);
         struct lt_entry *victim = NULL;
         if (loc.pp) {
             victim = lt_unlink(t, sh, loc);
