@@ -208,7 +208,7 @@ KVI_EXPORT void kvi_set_slow_threshold(kvi *k, uint64_t threshold_us);
 typedef int64_t (*kvi_clock_fn)(void *ud);
 KVI_EXPORT void kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud);
 
-/* The context's current time in ms (its clock). */
+/* The context's current time in ms (its clock); the real time for NULL. */
 KVI_EXPORT int64_t kvi_now_ms(kvi *k);
 
 /* Detail message of the last failed call made by this thread on this

@@ -195,6 +195,8 @@ void kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud)
 
 int64_t kvi_now_ms(kvi *k)
 {
+    if (k == NULL)
+        return realtime_ms(NULL);
     kvi_clock_fn fn = atomic_load_explicit(&k->clock_fn, memory_order_acquire);
     return fn(atomic_load_explicit(&k->clock_ud, memory_order_relaxed));
 }
