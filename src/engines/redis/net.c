@@ -461,6 +461,8 @@ static kvi_status conn_setup(kvi_conn *c, struct kvi_redis_state *st, struct kvi
                 result = kvi_engine_error(c, KVI_E_AUTH, "authentication%s%s failed on %s: %s",
                                           cfg->user ? " as " : "", cfg->user ? cfg->user : "",
                                           n->name, msg);
+            else if (starts_with(r->str, r->len, "LOADING"))
+                result = kvi_engine_error(c, KVI_E_BACKEND, "%s: %s", n->name, msg);
             else if (reqs[i] == REQ_SELECT)
                 result =
                     kvi_engine_error(c, is_auth_error(r) ? KVI_E_AUTH : KVI_E_INVALID,
@@ -1055,9 +1057,20 @@ static kvi_status ensure_mode(kvi_conn *c, struct kvi_redis_state *st)
 /* ---------------------------------------------------------------------- */
 /* Executing commands                                                      */
 
+static int is_error_kind(const redisReply *r, const char *kind)
+{
+    return r->type == REDIS_REPLY_ERROR && starts_with(r->str, r->len, kind) &&
+           (r->len == strlen(kind) || r->str[strlen(kind)] == ' ');
+}
+
 static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
                                   const struct kvi_redis_cmd *cmd, redisReply **out)
 {
+    const struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+    int64_t deadline = mono_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    int64_t backoff = BACKOFF_FIRST_MS;
+    int sleeps = 0;
+
     for (int attempt = 0;; attempt++) {
         size_t cur = atomic_load(&st->current);
         struct kvi_redis_node *n = NULL;
@@ -1084,6 +1097,18 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
         s = roundtrip(c, n, rc, cmd, 0, out);
         if (s == KVI_OK) {
             pool_push(c, n, rc);
+            /* A restarted server answers -LOADING until its data is read
+             * back; the command did not run, so it may be sent again. */
+            if (is_error_kind(*out, "LOADING") && sleeps < MAX_SLEEPS &&
+                mono_ms() + backoff <= deadline) {
+                freeReplyObject(*out);
+                *out = NULL;
+                sleep_ms(backoff);
+                sleeps++;
+                backoff *= 2;
+                attempt = -1;
+                continue;
+            }
             return KVI_OK;
         }
         rconn_free(c, rc);
@@ -1146,12 +1171,6 @@ static int parse_redirect(const redisReply *r, const struct kvi_redis_node *from
     *slot = (int)sl;
     *port = (uint16_t)pt;
     return 0;
-}
-
-static int is_error_kind(const redisReply *r, const char *kind)
-{
-    return r->type == REDIS_REPLY_ERROR && starts_with(r->str, r->len, kind) &&
-           (r->len == strlen(kind) || r->str[strlen(kind)] == ' ');
 }
 
 static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
@@ -1232,7 +1251,8 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
             }
             continue;
         }
-        if (is_error_kind(r, "TRYAGAIN") || is_error_kind(r, "CLUSTERDOWN")) {
+        if (is_error_kind(r, "TRYAGAIN") || is_error_kind(r, "CLUSTERDOWN") ||
+            is_error_kind(r, "LOADING")) {
             freeReplyObject(last_reply);
             last_reply = r;
             last = KVI_OK;
