@@ -72,13 +72,13 @@ struct mc_key {
 
 /* An item as read by mc_read(). */
 struct mc_item {
-    int present;        /* memcached holds an item under the key */
-    int live;           /* present and its recorded expiry has not passed */
-    const char *data;   /* the value (envelope removed) */
+    int present;      /* memcached holds an item under the key */
+    int live;         /* present and its recorded expiry has not passed */
+    const char *data; /* the value (envelope removed) */
     size_t len;
     uint32_t flags;
     uint64_t cas;
-    int64_t expiry_s;   /* absolute expiry, 0 = none known */
+    int64_t expiry_s; /* absolute expiry, 0 = none known */
 };
 
 enum mc_write_mode { MC_SET, MC_ADD, MC_CAS };
@@ -258,8 +258,7 @@ static kvi_status mc_acquire(kvi_conn *c, struct mc_lease *l)
      * would land elsewhere than with other ketama clients; setting the
      * distribution again rebuilds the continuum. */
     if (fresh && l->mc != NULL &&
-        memcached_behavior_set(l->mc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1) !=
-            MEMCACHED_SUCCESS) {
+        memcached_behavior_set(l->mc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1) != MEMCACHED_SUCCESS) {
         memcached_free(l->mc);
         l->mc = NULL;
     }
@@ -268,11 +267,17 @@ static kvi_status mc_acquire(kvi_conn *c, struct mc_lease *l)
     return KVI_OK;
 }
 
-/* After a network failure with retry_timeout 0, makes the handle's servers
+/* After a failed call: closes the handle's connections when a reply may be
+ * left half read, and with retry_timeout 0 makes the handle's servers
  * eligible at once (libmemcached would otherwise wait for the next second). */
 static void mc_after_failure(kvi_conn *c, memcached_st *mc, kvi_status st)
 {
     const struct mc_conn *m = kvi_conn_priv(c);
+    /* After a reply that was not read to its end (garbage, a timeout, a
+     * broken connection) the sockets may still hold the rest of it, which
+     * the next request would take for its own reply: close them. */
+    if (st == KVI_E_IO || st == KVI_E_PROTOCOL || st == KVI_E_TIMEOUT)
+        memcached_quit(mc);
     if (m->retry_s == 0 && (st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO)) {
         uint32_t n = memcached_server_count(mc);
         for (uint32_t i = 0; i < n; i++)
@@ -332,6 +337,12 @@ static kvi_status mc_read_once(kvi_conn *c, memcached_st *mc, const struct mc_ke
         return mc_fail(c, mc, rc, op);
     memcached_result_st *r = memcached_fetch_result(mc, res, &rc);
     if (r == NULL) {
+        /* libmemcached 1.1 reports any failure of a fetch that returned no
+         * item as NOTFOUND (a garbage reply included); the handle's last
+         * error tells a miss from a failure. */
+        memcached_return_t last = memcached_last_error(mc);
+        if (last != MEMCACHED_SUCCESS && last != MEMCACHED_END && last != MEMCACHED_NOTFOUND)
+            return mc_fail(c, mc, last, op);
         if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_SUCCESS)
             return KVI_OK;
         return mc_fail(c, mc, rc, op);
@@ -546,10 +557,9 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
     if (url->user != NULL) {
         memcached_return_t rc = memcached_set_sasl_auth_data(mc, url->user, url->password);
         if (rc != MEMCACHED_SUCCESS)
-            return kvi_engine_error(c, mc_map(rc) == KVI_E_UNSUPPORTED ? KVI_E_UNSUPPORTED
-                                                                         : KVI_E_AUTH,
-                                    "cannot set up SASL for user '%s': %s", url->user,
-                                    memcached_strerror(mc, rc));
+            return kvi_engine_error(
+                c, mc_map(rc) == KVI_E_UNSUPPORTED ? KVI_E_UNSUPPORTED : KVI_E_AUTH,
+                "cannot set up SASL for user '%s': %s", url->user, memcached_strerror(mc, rc));
     }
 
     struct mc_gen *g = mc_gen_new(c, getpid(), NULL);
@@ -828,8 +838,7 @@ static const struct kvi_engine kvi_engine_memcached = {
     .abi_version = KVI_ENGINE_ABI,
     .name = "memcached",
     .description = "memcached server pool (libmemcached, ketama, binary protocol)",
-    .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY |
-            KVI_CAP_SHARED,
+    .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY | KVI_CAP_SHARED,
     .conn_size = sizeof(struct mc_conn),
     .max_value_len = 0,
     .options = mc_options,
