@@ -182,6 +182,8 @@ static kvi_status mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, 
     const char *msg = NULL;
     if (mc != NULL && memcached_last_error(mc) == rc)
         msg = mc_clean_message(memcached_last_error_message(mc), buf, sizeof buf);
+    if ((msg == NULL || msg[0] == '\0') && rc == MEMCACHED_PROTOCOL_ERROR)
+        msg = "a server's reply is not a valid memcached binary protocol reply";
     if (msg == NULL || msg[0] == '\0')
         msg = memcached_strerror(mc, rc);
     if (rc == MEMCACHED_E2BIG)
@@ -456,37 +458,66 @@ static kvi_status mc_behave(kvi_conn *c, memcached_st *mc, memcached_behavior_t 
     return KVI_OK;
 }
 
+/* Asks every server of mc for its statistics; *up counts the servers that
+ * answered.  Used instead of VERSION: libmemcached 1.1 copies a binary
+ * VERSION reply into a 32-byte stack buffer whatever length the server
+ * announces, so a hostile or broken server overwrites the caller's stack
+ * (the reply lengths of STAT are checked against the buffer). */
+static memcached_return_t mc_stat_all(kvi_conn *c, memcached_st *mc, uint32_t *up, int warn)
+{
+    memcached_return_t rc;
+    memcached_stat_st *s = memcached_stat(mc, NULL, &rc);
+    uint32_t n = memcached_server_count(mc);
+    *up = 0;
+    if (s == NULL)
+        return rc == MEMCACHED_SUCCESS ? MEMCACHED_FAILURE : rc;
+    /* libmemcached marks a server whose reply never gave its pid with -1. */
+    for (uint32_t i = 0; i < n; i++) {
+        if (rc == MEMCACHED_SUCCESS || s[i].pid != -1) {
+            (*up)++;
+        } else if (warn) {
+            const memcached_instance_st *in = memcached_server_instance_by_position(mc, i);
+            kvi_engine_log(c, KVI_LOG_WARN, "server %s:%u does not answer",
+                           memcached_server_name(in), (unsigned)memcached_server_port(in));
+        }
+    }
+    memcached_stat_free(NULL, s);
+    /* A STAT reply libmemcached cannot parse fails without a recorded
+     * error (a connection or timeout failure records one). */
+    if (rc == MEMCACHED_SOME_ERRORS && memcached_last_error(mc) == MEMCACHED_SUCCESS)
+        return MEMCACHED_PROTOCOL_ERROR;
+    return rc;
+}
+
 /* Connects at open: succeeds when at least one server of the pool answers
  * (the keys of a server that is down fail with CONNECT until it is back),
- * logging a warning for each server that does not. */
+ * logging a warning when some do not.  STAT needs SASL authentication on a
+ * server that has it, so it also detects missing credentials. */
 static kvi_status mc_probe(kvi_conn *c)
 {
     struct mc_lease l;
     kvi_status st = mc_acquire(c, &l);
     if (st != KVI_OK)
         return st;
-    memcached_return_t rc = memcached_version(l.mc);
-    if (rc != MEMCACHED_SUCCESS) {
-        uint32_t n = memcached_server_count(l.mc), up = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            const memcached_instance_st *in = memcached_server_instance_by_position(l.mc, i);
-            if (memcached_server_major_version(in) != UINT8_MAX)
-                up++;
-            else
-                kvi_engine_log(c, KVI_LOG_WARN, "server %s:%u does not answer",
-                               memcached_server_name(in), (unsigned)memcached_server_port(in));
-        }
-        st = up > 0 ? KVI_OK : mc_fail(c, l.mc, rc, "connect");
+    uint32_t up;
+    memcached_return_t rc = mc_stat_all(c, l.mc, &up, 1);
+    if (rc == MEMCACHED_PROTOCOL_ERROR && up == 0) {
+        /* libmemcached does not record a refused STAT (nor any reply it
+         * cannot use); a key's existence check reports a refusal. */
+        memcached_quit(l.mc);
+        memcached_return_t rc2 = memcached_exist(l.mc, "kvi:probe", 9);
+        if (rc2 == MEMCACHED_AUTH_FAILURE || rc2 == MEMCACHED_AUTH_PROBLEM)
+            st = KVI_E_AUTH;
     }
-    if (st == KVI_OK) {
-        /* VERSION needs no authentication, and libmemcached reports a
-         * refused quiet GET as a miss, so ask for a key's existence, which
-         * a SASL server refuses without valid credentials. */
-        rc = memcached_exist(l.mc, "kvi:probe", 9);
-        if (rc == MEMCACHED_AUTH_FAILURE || rc == MEMCACHED_AUTH_PROBLEM)
+    if (rc != MEMCACHED_SUCCESS) {
+        memcached_return_t last = memcached_last_error(l.mc);
+        if (up == 0 &&
+            (st == KVI_E_AUTH || last == MEMCACHED_AUTH_FAILURE || last == MEMCACHED_AUTH_PROBLEM))
             st = kvi_engine_error(c, KVI_E_AUTH,
                                   "connect: the server requires SASL authentication: give "
                                   "user:password in the URL");
+        else if (up == 0)
+            st = mc_fail(c, l.mc, rc, "connect");
     }
     mc_release(c, &l, st);
     return st;
@@ -795,11 +826,13 @@ static kvi_status mc_ping(kvi_conn *c)
     kvi_status st = mc_acquire(c, &l);
     if (st != KVI_OK)
         return st;
-    /* VERSION goes to every server of the pool: all must answer. */
-    memcached_return_t rc = memcached_version(l.mc);
+    /* STAT goes to every server of the pool: all must answer (not
+     * VERSION: see mc_stat_all()). */
+    uint32_t up;
+    memcached_return_t rc = mc_stat_all(c, l.mc, &up, 0);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "ping");
     if (mc_retry_once(c, l.mc, st)) {
-        rc = memcached_version(l.mc);
+        rc = mc_stat_all(c, l.mc, &up, 0);
         st = rc == MEMCACHED_SUCCESS ? KVI_OK : mc_fail(c, l.mc, rc, "ping");
     }
     mc_release(c, &l, st);
