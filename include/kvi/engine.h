@@ -99,6 +99,13 @@ KVI_EXPORT void *kvi_conn_priv(kvi_conn *c);
 /* The context a connection belongs to. */
 KVI_EXPORT kvi *kvi_conn_context(kvi_conn *c);
 
+/* Replaces a connection's capability bits (by default the engine's caps)
+ * with what this connection really guarantees, e.g. KVI_CAP_PERSISTENT for a
+ * local store with a snapshot file.  Only from open().  Bits whose
+ * operations the engine has no slot for (COUNTERS, ITERATE, RAW_QUERY, TTL)
+ * cannot be added beyond the engine's caps. */
+KVI_EXPORT void kvi_conn_set_caps(kvi_conn *c, uint32_t caps);
+
 /* Common options, parsed once by the core (defaults 1000 ms and 0). */
 KVI_EXPORT uint32_t kvi_conn_connect_timeout_ms(const kvi_conn *c);
 KVI_EXPORT uint32_t kvi_conn_timeout_ms(const kvi_conn *c);

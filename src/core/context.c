@@ -531,6 +531,13 @@ uint32_t kvi_conn_caps(const kvi_conn *c)
     return c ? c->caps : 0;
 }
 
+void kvi_conn_set_caps(kvi_conn *c, uint32_t caps)
+{
+    /* Only bits the engine's slots can serve: the core relies on them. */
+    uint32_t needs_slot = KVI_CAP_COUNTERS | KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_TTL;
+    c->caps = (caps & ~needs_slot) | (caps & c->engine->caps & needs_slot);
+}
+
 void *kvi_conn_priv(kvi_conn *c)
 {
     return c->priv;

@@ -28,7 +28,7 @@ struct kvi_conn {
     const struct kvi_engine *engine;
     char *id;       /* "scheme" or "scheme:group" */
     char *secret;   /* the URL's password, only to scrub messages; may be NULL */
-    uint32_t caps;
+    uint32_t caps;  /* the engine's, or what open() set with kvi_conn_set_caps */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
     int lazy;
@@ -72,7 +72,17 @@ void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg);
 /* True when the calling thread's message was set since kvi__clear_error(). */
 int kvi__error_is_set(void);
 
-/* Monotonic microseconds, for timing operations. */
-uint64_t kvi__mono_us(void);
+/* Monotonic microseconds, for timing operations; coarse != 0 reads the
+ * cheaper coarse clock (resolution of a few ms). */
+uint64_t kvi__clock_us(int coarse);
+
+/* Thread-locals of libkvi use the initial-exec model: no __tls_get_addr
+ * call on the hot path.  (libkvi's TLS is a few hundred bytes, well inside
+ * the static TLS reserve even when the library is dlopen()ed.) */
+#if defined(__GNUC__)
+#define KVI__TLS_FAST __attribute__((tls_model("initial-exec")))
+#else
+#define KVI__TLS_FAST
+#endif
 
 #endif /* KVI_CORE_CONTEXT_H */

@@ -18,7 +18,7 @@ static _Thread_local struct {
     const kvi *k;
     int set;
     char msg[ERRMSG_MAX];
-} tl_err;
+} tl_err KVI__TLS_FAST;
 
 void kvi__clear_error(void)
 {
@@ -143,9 +143,9 @@ void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-uint64_t kvi__mono_us(void)
+uint64_t kvi__clock_us(int coarse)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

@@ -140,6 +140,21 @@ static void test_snapshot_round_trip_keeps_bytes_and_remaining_ttl(void **state)
     kvi_free(k);
 }
 
+/* Only a collection with a snapshot file claims to persist. */
+static void test_persistent_cap_only_with_file(void **state)
+{
+    struct fixture *f = *state;
+    kvi *k = ctx();
+    assert_int_equal(kvi_add_url(k, f->url), KVI_OK);
+    kvi_conn *with = NULL, *without = NULL;
+    assert_int_equal(kvi_conn_get(k, "local:p", &with), KVI_OK);
+    assert_int_equal(kvi_conn_get(k, "local", &without), KVI_OK);
+    assert_true(kvi_conn_caps(with) & KVI_CAP_PERSISTENT);
+    assert_false(kvi_conn_caps(without) & KVI_CAP_PERSISTENT);
+    assert_true(kvi_conn_caps(with) & KVI_CAP_ITERATE);
+    kvi_free(k);
+}
+
 static void test_second_writer_gets_locked_in_process_and_across_processes(void **state)
 {
     struct fixture *f = *state;
@@ -404,6 +419,7 @@ static void test_loader_survives_random_mutations(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_persistent_cap_only_with_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_round_trip_keeps_bytes_and_remaining_ttl,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -249,6 +249,8 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
     st = open_file(c, lc, &cfg, corrupt_empty);
     if (st == KVI_OK && lc->save_s > 0)
         st = start_saver(c, lc);
+    if (st == KVI_OK)
+        kvi_conn_set_caps(c, kvi_conn_caps(c) | KVI_CAP_PERSISTENT);
     return st;
 }
 
@@ -406,8 +408,8 @@ static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
     return KVI_OK;
 }
 
-/* KVI_CAP_PERSISTENT is not claimed: caps are per engine, and only a
- * connection with file= persists (see docs/engines/local.md). */
+/* KVI_CAP_PERSISTENT is not an engine-wide bit: a connection with file=
+ * claims it for itself in local_open (see docs/engines/local.md). */
 const struct kvi_engine kvi__engine_local = {
     .abi_version = KVI_ENGINE_ABI,
     .name = "local",
