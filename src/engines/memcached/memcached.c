@@ -18,12 +18,17 @@
  * counters, add/sub that keep the expiry, ttl) come from mc_envelope.h and
  * the CAS loop in mc_add(); docs/engines/memcached.md explains the design.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +46,12 @@
 #define MC_CAS_MAX_TRIES 10000
 #define MC_DEFAULT_RETRY_S 0
 #define MC_MAX_RETRY_S 3600
+/* The watchdog cuts a call this long after the larger of timeout and
+ * connect_timeout, so that libmemcached's own timeout reports a silent
+ * server first. */
+#define MC_WATCH_GRACE_MS 100
+
+struct mc_lease;
 
 struct mc_gen {
     pid_t pid;
@@ -48,17 +59,30 @@ struct mc_gen {
     memcached_st *idle[MC_IDLE_MAX];
     size_t nidle;
     struct mc_gen *prev; /* older generations (other pids after fork) */
+    /* The watchdog (mc_watch_main) and the calls it watches, oldest
+     * deadline first; all under wlock. */
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    struct mc_lease *whead, *wtail;
+    pthread_t wtid;
+    int wstarted, wfailed, wstop;
 };
 
 struct mc_conn {
     memcached_st *master; /* configuration only; never does I/O */
     _Atomic(struct mc_gen *) gen;
     uint64_t retry_s; /* retry_timeout option */
+    uint32_t call_ms; /* longest a call may talk to the servers */
 };
 
+/* A handle lent to one call, and the call's deadline. */
 struct mc_lease {
     struct mc_gen *gen;
     memcached_st *mc;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC */
+    atomic_int expired;  /* the watchdog cut the call's connections */
+    int armed;           /* in gen's watch list (under wlock) */
+    struct mc_lease *prev, *next;
 };
 
 /* A kvi key and the memcached key it is stored under. */
@@ -171,6 +195,14 @@ static const char *mc_clean_message(const char *msg, char *buf, size_t size)
  * libmemcached's messages name hosts, never the SASL password. */
 static kvi_status mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, const char *op)
 {
+    const struct mc_lease *l = mc != NULL ? memcached_get_user_data(mc) : NULL;
+    if (l != NULL && atomic_load(&l->expired)) {
+        const struct mc_conn *m = kvi_conn_priv(c);
+        return kvi_engine_error(c, KVI_E_TIMEOUT,
+                                "%s: no complete reply within %u ms (the server answers too "
+                                "slowly or not at all)",
+                                op, (unsigned)m->call_ms);
+    }
     /* FAILURE / SOME_ERRORS say little; the handle's last error says why. */
     if ((rc == MEMCACHED_FAILURE || rc == MEMCACHED_SOME_ERRORS) && mc != NULL &&
         memcached_last_error(mc) != MEMCACHED_SUCCESS)
@@ -211,13 +243,220 @@ static struct mc_gen *mc_gen_new(kvi_conn *c, pid_t pid, struct mc_gen *prev)
     if (g == NULL)
         return NULL;
     memset(g, 0, sizeof *g);
+    pthread_condattr_t ca;
+    int ok = pthread_condattr_init(&ca) == 0;
+    if (ok && (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+               pthread_cond_init(&g->wcond, &ca) != 0)) {
+        pthread_condattr_destroy(&ca);
+        ok = 0;
+    }
+    if (!ok) {
+        kvi_engine_free(c, g);
+        return NULL;
+    }
+    pthread_condattr_destroy(&ca);
     if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        pthread_cond_destroy(&g->wcond);
+        kvi_engine_free(c, g);
+        return NULL;
+    }
+    if (pthread_mutex_init(&g->wlock, NULL) != 0) {
+        pthread_mutex_destroy(&g->lock);
+        pthread_cond_destroy(&g->wcond);
         kvi_engine_free(c, g);
         return NULL;
     }
     g->pid = pid;
     g->prev = prev;
     return g;
+}
+
+/* Frees a generation of the calling process: stops its watchdog, frees its
+ * idle handles. */
+static void mc_gen_free(kvi_conn *c, struct mc_gen *g)
+{
+    pthread_mutex_lock(&g->wlock);
+    g->wstop = 1;
+    pthread_cond_signal(&g->wcond);
+    pthread_mutex_unlock(&g->wlock);
+    if (g->wstarted)
+        pthread_join(g->wtid, NULL);
+    for (size_t i = 0; i < g->nidle; i++)
+        memcached_free(g->idle[i]);
+    pthread_mutex_destroy(&g->wlock);
+    pthread_cond_destroy(&g->wcond);
+    pthread_mutex_destroy(&g->lock);
+    kvi_engine_free(c, g);
+}
+
+/* ---- the watchdog: one deadline per call ---------------------------------- */
+
+static int64_t mc_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int mc_port_of(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)a)->sin_port);
+    if (a->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)a)->sin6_port);
+    return -1;
+}
+
+/* 1 when a is the address written in host, or host is a name (not
+ * compared: the ports already single out the connection). */
+static int mc_host_is(const struct sockaddr_storage *a, const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return a->ss_family == AF_INET &&
+               memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr, &v4, sizeof v4) ==
+                   0;
+    if (inet_pton(AF_INET6, host, &v6) == 1)
+        return a->ss_family == AF_INET6 &&
+               memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr, &v6, sizeof v6) ==
+                   0;
+    return 1;
+}
+
+/* Shuts down the TCP connection from local port lport to host:rport, so
+ * that libmemcached's wait on it ends at once.  libmemcached 1.1 does not
+ * publish its sockets: the connection is found among the process's
+ * descriptors by its addresses. */
+static void mc_cut_connection(int lport, const char *host, int rport)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || *end != '\0' || fd < 0 || fd > INT_MAX || fd == dirfd(d))
+            continue;
+        struct sockaddr_storage a;
+        socklen_t alen = sizeof a;
+        if (getsockname((int)fd, (struct sockaddr *)&a, &alen) != 0 || mc_port_of(&a) != lport)
+            continue;
+        alen = sizeof a;
+        if (getpeername((int)fd, (struct sockaddr *)&a, &alen) != 0 || mc_port_of(&a) != rport ||
+            !mc_host_is(&a, host))
+            continue;
+        shutdown((int)fd, SHUT_RDWR);
+    }
+    closedir(d);
+}
+
+/* Cuts every connection of mc (in use by another thread, which is waiting
+ * inside libmemcached). */
+static void mc_cut(memcached_st *mc)
+{
+    uint32_t n = memcached_server_count(mc);
+    for (uint32_t i = 0; i < n; i++) {
+        const memcached_instance_st *in = memcached_server_instance_by_position(mc, i);
+        in_port_t lport = memcached_server_srcport(in);
+        if (lport != 0 && lport != (in_port_t)-1)
+            mc_cut_connection(lport, memcached_server_name(in), memcached_server_port(in));
+    }
+}
+
+static void mc_unwatch(struct mc_gen *g, struct mc_lease *l)
+{
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        g->whead = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+    else
+        g->wtail = l->prev;
+    l->prev = l->next = NULL;
+    l->armed = 0;
+}
+
+/* libmemcached's timeouts apply to each wait for the socket, so a server
+ * that sends a byte now and then keeps a call going for as long as it
+ * likes; the watchdog ends each call at its deadline by cutting its
+ * connections (the call then fails with KVI_E_TIMEOUT, see mc_fail()). */
+static void *mc_watch_main(void *arg)
+{
+    struct mc_gen *g = arg;
+    pthread_mutex_lock(&g->wlock);
+    while (!g->wstop) {
+        struct mc_lease *l = g->whead;
+        if (l == NULL) {
+            pthread_cond_wait(&g->wcond, &g->wlock);
+            continue;
+        }
+        if (l->deadline_ms > mc_mono_ms()) {
+            struct timespec ts = {.tv_sec = (time_t)(l->deadline_ms / 1000),
+                                  .tv_nsec = (long)(l->deadline_ms % 1000) * 1000000L};
+            pthread_cond_timedwait(&g->wcond, &g->wlock, &ts);
+            continue;
+        }
+        mc_unwatch(g, l);
+        atomic_store(&l->expired, 1);
+        /* Under wlock: the call cannot end and give its handle back
+         * meanwhile (mc_disarm waits). */
+        mc_cut(l->mc);
+    }
+    pthread_mutex_unlock(&g->wlock);
+    return NULL;
+}
+
+/* Starts the deadline of the call holding l (the watchdog thread of the
+ * generation is started on first use; without it calls are not cut). */
+static void mc_arm(const struct mc_conn *m, struct mc_lease *l)
+{
+    struct mc_gen *g = l->gen;
+    atomic_init(&l->expired, 0);
+    l->armed = 0;
+    l->prev = l->next = NULL;
+    memcached_set_user_data(l->mc, l);
+    pthread_mutex_lock(&g->wlock);
+    if (!g->wstarted && !g->wfailed) {
+        /* The application's signals are not for this thread. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (pthread_create(&g->wtid, NULL, mc_watch_main, g) == 0)
+            g->wstarted = 1;
+        else
+            g->wfailed = 1;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (g->wstarted) {
+        /* Deadlines are now + the same call_ms, taken under the lock:
+         * appending keeps the list sorted. */
+        l->deadline_ms = mc_mono_ms() + m->call_ms;
+        l->prev = g->wtail;
+        if (g->wtail != NULL) {
+            g->wtail->next = l;
+        } else {
+            g->whead = l;
+            pthread_cond_signal(&g->wcond);
+        }
+        g->wtail = l;
+        l->armed = 1;
+    }
+    pthread_mutex_unlock(&g->wlock);
+}
+
+/* Ends the deadline of l; returns 1 when it had expired. */
+static int mc_disarm(struct mc_lease *l)
+{
+    struct mc_gen *g = l->gen;
+    pthread_mutex_lock(&g->wlock);
+    if (l->armed)
+        mc_unwatch(g, l);
+    pthread_mutex_unlock(&g->wlock);
+    memcached_set_user_data(l->mc, NULL);
+    return atomic_load(&l->expired);
 }
 
 /* The generation of the calling process, made on first use after fork(). */
@@ -235,8 +474,7 @@ static struct mc_gen *mc_gen_current(kvi_conn *c, struct mc_conn *m)
                                                     memory_order_acquire))
             return fresh;
         /* Another thread of this process won the race; use its generation. */
-        pthread_mutex_destroy(&fresh->lock);
-        kvi_engine_free(c, fresh);
+        mc_gen_free(c, fresh);
     }
 }
 
@@ -266,6 +504,7 @@ static kvi_status mc_acquire(kvi_conn *c, struct mc_lease *l)
     }
     if (l->mc == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory creating a memcached handle");
+    mc_arm(m, l);
     return KVI_OK;
 }
 
@@ -303,6 +542,9 @@ static int mc_retry_once(kvi_conn *c, memcached_st *mc, kvi_status st)
 /* Gives a handle back; st is the outcome of the call. */
 static void mc_release(kvi_conn *c, struct mc_lease *l, kvi_status st)
 {
+    /* A call that ended just as it was cut leaves shut sockets. */
+    if (mc_disarm(l))
+        memcached_quit(l->mc);
     mc_after_failure(c, l->mc, st);
     memcached_st *spare = l->mc;
     pthread_mutex_lock(&l->gen->lock);
@@ -543,6 +785,8 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory creating a memcached handle");
     memcached_st *mc = m->master;
     uint64_t timeout_ms = kvi_conn_timeout_ms(c);
+    uint32_t connect_ms = kvi_conn_connect_timeout_ms(c);
+    m->call_ms = (uint32_t)(timeout_ms > connect_ms ? timeout_ms : connect_ms) + MC_WATCH_GRACE_MS;
     struct {
         memcached_behavior_t b;
         uint64_t v;
@@ -610,13 +854,12 @@ static void mc_close(kvi_conn *c)
     struct mc_gen *g = atomic_load_explicit(&m->gen, memory_order_acquire);
     while (g != NULL) {
         struct mc_gen *prev = g->prev;
-        /* Handles of another pid hold the parent's sockets: leave them. */
-        if (g->pid == pid) {
-            for (size_t i = 0; i < g->nidle; i++)
-                memcached_free(g->idle[i]);
-            pthread_mutex_destroy(&g->lock);
-        }
-        kvi_engine_free(c, g);
+        /* Handles of another pid hold the parent's sockets, and its
+         * watchdog thread is not in this process: leave them. */
+        if (g->pid == pid)
+            mc_gen_free(c, g);
+        else
+            kvi_engine_free(c, g);
         g = prev;
     }
     atomic_store_explicit(&m->gen, NULL, memory_order_release);
