@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -40,6 +41,46 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* 1 when every thread of pid is stopped (state T in its stat file). */
+static int process_stopped(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return 0;
+    int stopped = 1;
+    struct dirent *e;
+    while (stopped && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char file[400], buf[512];
+        snprintf(file, sizeof file, "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        buf[n] = '\0';
+        const char *close = strrchr(buf, ')');
+        stopped = close != NULL && (close[2] == 'T' || close[2] == 't');
+    }
+    closedir(d);
+    return stopped;
+}
+
+/* Sends SIGSTOP to pid and waits until every thread of it has stopped:
+ * kill() returns before a running thread stops, and that thread could
+ * still answer the next request. */
+static void stop_process(pid_t pid)
+{
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    for (int tries = 0; tries < 1000 && !process_stopped(pid); tries++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(process_stopped(pid));
 }
 
 static void sleep_ms(unsigned ms)
@@ -69,12 +110,12 @@ static kvi *ctx_for(const char *url)
     return k;
 }
 
-#define ASSERT_KVI(k, call, expect)                                                               \
-    do {                                                                                         \
-        kvi_status st_ = (call);                                                                 \
-        if (st_ != (expect))                                                                     \
-            fail_msg("%s: got %s, want %s (%s)", #call, kvi_status_name(st_),                    \
-                     kvi_status_name(expect), kvi_errmsg(k));                                    \
+#define ASSERT_KVI(k, call, expect)                                                                \
+    do {                                                                                           \
+        kvi_status st_ = (call);                                                                   \
+        if (st_ != (expect))                                                                       \
+            fail_msg("%s: got %s, want %s (%s)", #call, kvi_status_name(st_),                      \
+                     kvi_status_name(expect), kvi_errmsg(k));                                      \
     } while (0)
 
 /* A plain libmemcached client, configured as the engine places keys. */
@@ -111,8 +152,8 @@ static int pool_setup(void **state)
             return -1;
         }
         pool[i] = s;
-        n += snprintf(pool_url + n, sizeof pool_url - (size_t)n, "%s127.0.0.1:%u",
-                      i ? "," : "", kvi_ts_port(s));
+        n += snprintf(pool_url + n, sizeof pool_url - (size_t)n, "%s127.0.0.1:%u", i ? "," : "",
+                      kvi_ts_port(s));
     }
     snprintf(pool_url + n, sizeof pool_url - (size_t)n, "/?timeout=2000");
     return 0;
@@ -410,8 +451,7 @@ static void test_threads_share_one_connection_with_exact_sums(void **state)
 #define PROC_OPS 250
 #define NRACE 3
 
-static const char *const proc_keys[NRACE] = {"proc-race", "proc race \xff mapped",
-                                             "proc-race-ttl"};
+static const char *const proc_keys[NRACE] = {"proc-race", "proc race \xff mapped", "proc-race-ttl"};
 
 /* Child body: adds random deltas through the context inherited from the
  * parent (so the engine must notice the fork) and writes its sums. */
@@ -497,8 +537,8 @@ static int store_fetch_loop(kvi *k, const char *who, int n)
         int vn = snprintf(val, sizeof val, "%s-value-%d", who, i);
         kvi_value out = KVI_VALUE_INIT;
         if (kvi_store(k, "memcached", key, (size_t)kn, val, (size_t)vn, 0) != KVI_OK ||
-            kvi_fetch(k, "memcached", key, (size_t)kn, &out) != KVI_OK ||
-            out.len != (size_t)vn || memcmp(out.data, val, out.len) != 0)
+            kvi_fetch(k, "memcached", key, (size_t)kn, &out) != KVI_OK || out.len != (size_t)vn ||
+            memcmp(out.data, val, out.len) != 0)
             bad++;
         kvi_value_free(&out);
     }
@@ -623,7 +663,7 @@ static void test_hung_server_times_out_within_timeout(void **state)
     snprintf(url, sizeof url, "memcached://127.0.0.1:%u/?timeout=300", kvi_ts_port(s));
     kvi *k = ctx_for(url);
     ASSERT_KVI(k, kvi_store(k, "memcached", "hung", 4, "v", 1, 0), KVI_OK);
-    assert_int_equal(kill(kvi_ts_pid(s), SIGSTOP), 0);
+    stop_process(kvi_ts_pid(s));
     double t0 = now_s();
     kvi_value out = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "hung", 4, &out), KVI_E_TIMEOUT);
@@ -710,11 +750,9 @@ static void test_bad_urls_are_rejected_clearly(void **state)
     assert_int_equal(kvi_add_url(k, "memcached://alice@127.0.0.1:1/"), KVI_E_INVALID);
     assert_non_null(strstr(kvi_errmsg(k), "SASL"));
     assert_int_equal(kvi_add_url(k, "memcached://:pw@127.0.0.1:1/"), KVI_E_INVALID);
-    assert_int_equal(kvi_add_url(k, "memcached://127.0.0.1:1/?retry_timeout=soon"),
-                     KVI_E_INVALID);
+    assert_int_equal(kvi_add_url(k, "memcached://127.0.0.1:1/?retry_timeout=soon"), KVI_E_INVALID);
     assert_non_null(strstr(kvi_errmsg(k), "retry_timeout"));
-    assert_int_equal(kvi_add_url(k, "memcached://127.0.0.1:1/?retry_timeout=3601"),
-                     KVI_E_INVALID);
+    assert_int_equal(kvi_add_url(k, "memcached://127.0.0.1:1/?retry_timeout=3601"), KVI_E_INVALID);
     assert_int_equal(kvi_add_url(k, "memcached://127.0.0.1:1/?bogus=1"), KVI_E_INVALID);
     /* Nothing was defined by the failed calls. */
     kvi_conn *c;
