@@ -1,21 +1,77 @@
 /*
- * redis_bench.c -- kvi's redis engine against raw hiredis: the same
- * commands on the same kind of connection (one TCP connection to a
- * throwaway redis-server on 127.0.0.1), one thread, request/reply.
+ * redis_bench.c -- kvi's redis engine against raw hiredis, on a standalone
+ * redis-server and on a Redis Cluster, all throwaway servers on 127.0.0.1.
  *
- *     redis_bench [ops]        (default 20000 per case)
+ *     redis_bench [ops]        (default 20000 per case and side)
  *
- * Prints one line per case: ops/s of raw hiredis, ops/s of kvi, and the
- * ratio kvi/raw (1.00 = no overhead).  A program, not a test.
+ * Four sides run the same commands, request/reply:
+ *
+ *   raw-sa   raw hiredis, one connection to the standalone server
+ *   kvi-sa   kvi on redis://standalone/
+ *   raw-node raw hiredis, one connection to the cluster node that owns the
+ *            keys (every key carries the hash tag {b}, so one node has them)
+ *   kvi-cl   kvi on redis://node1,node2,node3/ (3 masters, no replicas):
+ *            slot computation and routing on every call
+ *
+ * kvi-sa/raw-sa is kvi's own overhead; kvi-cl/raw-node is kvi's overhead
+ * plus cluster routing against the very same server; kvi-cl/kvi-sa is what
+ * a cluster costs kvi (also server differences).  The sides alternate in
+ * blocks of BLOCK ops (the order rotating) so that machine noise hits all.
+ * The 2-thread cases give each thread its own raw connections, while the
+ * kvi threads share one handle (its per-server connection pool); a block
+ * lasts until both threads are done, ops/s counts both threads' ops.
+ *
+ * A program, not a test.
  */
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kvi/kvi.h"
+#include "testcluster.h"
 #include "testserver.h"
+
+#define BLOCK 1000
+#define NKEYS 1000
+#define MAX_THREADS 2
+#define TAG "{b}"
+#define COUNTER_SCRIPT                                                                             \
+    "local created = redis.call('EXISTS', KEYS[1]) == 0\n"                                         \
+    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"                                                     \
+    "if created and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"              \
+    "return redis.call('GET', KEYS[1])\n"
+
+enum { CASE_SET, CASE_GET, CASE_SETEX, CASE_ADD, CASE_INCR };
+enum { SIDE_RAW_SA, SIDE_KVI_SA, SIDE_RAW_NODE, SIDE_KVI_CL, NSIDES };
+
+/* One side as one thread drives it: raw when rc is set, else kvi on c. */
+struct side {
+    redisContext *rc;
+    const char *sha; /* the counter script's SHA on rc's server */
+    kvi_conn *c;
+    kvi *k;
+};
+
+struct worker {
+    struct side sides[NSIDES];
+    unsigned id;
+    struct run *run;
+    pthread_t tid;
+};
+
+/* One measurement: a case on all four sides by nthreads threads. */
+struct run {
+    int raw_what, kvi_what;
+    long ops; /* per thread and side */
+    unsigned nthreads;
+    pthread_barrier_t barrier;
+    double secs[NSIDES]; /* written by thread 0 only */
+};
+
+static char g_val[100];
 
 static double now_s(void)
 {
@@ -40,151 +96,225 @@ static void raw_cmd(redisContext *rc, int argc, const char **argv, const size_t 
     freeReplyObject(r);
 }
 
-static void report(const char *name, long ops, double raw_s, double kvi_s)
+/* Key number i of kind what for thread t: "{b}<kind><t>_<n>", the same text
+ * on every side. */
+static size_t make_key(char *key, size_t size, int what, unsigned t, long i)
 {
-    printf("%-28s raw %9.0f ops/s   kvi %9.0f ops/s   kvi/raw %.2f\n", name, (double)ops / raw_s,
-           (double)ops / kvi_s, raw_s / kvi_s);
+    return (size_t)snprintf(key, size, TAG "%c%u_%ld", "sssci"[what], t, i % NKEYS);
 }
 
-#define BLOCK 1000
-#define COUNTER_SCRIPT                                                                             \
-    "local created = redis.call('EXISTS', KEYS[1]) == 0\n"                                         \
-    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"                                                     \
-    "if created and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"              \
-    "return redis.call('GET', KEYS[1])\n"
-
-enum { CASE_SET, CASE_GET, CASE_SETEX, CASE_ADD, CASE_INCR };
-
-struct bench {
-    redisContext *rc;
-    kvi_conn *c;
-    kvi *k;
-    const char *val;
-    size_t val_len;
-    const char *sha;
-};
-
 /* n raw hiredis requests of kind what, starting at key number i0. */
-static void raw_block(const struct bench *b, int what, long i0, long n)
+static void raw_block(const struct side *s, unsigned t, int what, long i0, long n)
 {
-    char key[32];
+    char key[48];
     for (long i = i0; i < i0 + n; i++) {
-        size_t kl = (size_t)snprintf(key, sizeof key, "%c%ld", "ssscc"[what], i % 1000);
+        size_t kl = make_key(key, sizeof key, what, t, i);
         const char *a[6];
         size_t l[6];
         int argc;
         switch (what) {
         case CASE_SET:
         case CASE_SETEX:
-            a[0] = "SET", a[1] = key, a[2] = b->val, a[3] = "EX", a[4] = "300";
-            l[0] = 3, l[1] = kl, l[2] = b->val_len, l[3] = 2, l[4] = 3;
+            a[0] = "SET", a[1] = key, a[2] = g_val, a[3] = "EX", a[4] = "300";
+            l[0] = 3, l[1] = kl, l[2] = sizeof g_val, l[3] = 2, l[4] = 3;
             argc = what == CASE_SET ? 3 : 5;
             break;
         case CASE_GET:
             a[0] = "GET", a[1] = key, l[0] = 3, l[1] = kl, argc = 2;
             break;
         case CASE_ADD:
-            a[0] = "EVALSHA", a[1] = b->sha, a[2] = "1", a[3] = key, a[4] = "1", a[5] = "300";
-            l[0] = 7, l[1] = strlen(b->sha), l[2] = 1, l[3] = kl, l[4] = 1, l[5] = 3;
+            a[0] = "EVALSHA", a[1] = s->sha, a[2] = "1", a[3] = key, a[4] = "1", a[5] = "300";
+            l[0] = 7, l[1] = strlen(s->sha), l[2] = 1, l[3] = kl, l[4] = 1, l[5] = 3;
             argc = 6;
             break;
         default:
             a[0] = "INCRBY", a[1] = key, a[2] = "1", l[0] = 6, l[1] = kl, l[2] = 1, argc = 3;
-            key[0] = 'i';
             break;
         }
-        raw_cmd(b->rc, argc, a, l);
+        raw_cmd(s->rc, argc, a, l);
     }
 }
 
 /* n kvi calls of kind what. */
-static void kvi_block(const struct bench *b, int what, long i0, long n)
+static void kvi_block(const struct side *s, unsigned t, int what, long i0, long n)
 {
-    char key[32];
+    char key[48];
     for (long i = i0; i < i0 + n; i++) {
-        size_t kl = (size_t)snprintf(key, sizeof key, "%c%ld", "ssscc"[what], i % 1000);
+        size_t kl = make_key(key, sizeof key, what, t, i);
         kvi_status st;
         kvi_value v = KVI_VALUE_INIT;
         int64_t nv;
         switch (what) {
         case CASE_SET:
-            st = kvi_conn_store(b->c, key, kl, b->val, b->val_len, 0);
+            st = kvi_conn_store(s->c, key, kl, g_val, sizeof g_val, 0);
             break;
         case CASE_SETEX:
-            st = kvi_conn_store(b->c, key, kl, b->val, b->val_len, 300);
+            st = kvi_conn_store(s->c, key, kl, g_val, sizeof g_val, 300);
             break;
         case CASE_GET:
-            st = kvi_conn_fetch(b->c, key, kl, &v);
+            st = kvi_conn_fetch(s->c, key, kl, &v);
             kvi_value_free(&v);
             break;
         default:
-            st = kvi_conn_add(b->c, key, kl, 1, 300, &nv);
+            st = kvi_conn_add(s->c, key, kl, 1, 300, &nv);
             break;
         }
         if (st != KVI_OK)
-            die("kvi", kvi_errmsg(b->k));
+            die("kvi", kvi_errmsg(s->k));
     }
 }
 
-static void run_case(const struct bench *b, const char *name, int raw_what, int kvi_what, long ops)
+static void *worker_main(void *arg)
 {
-    double raw_s = 0, kvi_s = 0;
-    if (raw_what == CASE_GET) {
-        raw_block(b, CASE_SET, 0, 1000); /* keys to read */
+    struct worker *w = arg;
+    struct run *r = w->run;
+    long blocks = 0;
+    for (long done = 0; done < r->ops; done += BLOCK, blocks++) {
+        long n = r->ops - done < BLOCK ? r->ops - done : BLOCK;
+        for (unsigned j = 0; j < NSIDES; j++) {
+            /* Rotating the order keeps any side from always following the
+             * same one (cache state, the server's own rhythm). */
+            unsigned sd = (unsigned)((j + (unsigned long)blocks) % NSIDES);
+            const struct side *s = &w->sides[sd];
+            pthread_barrier_wait(&r->barrier);
+            double t0 = now_s();
+            if (s->rc != NULL)
+                raw_block(s, w->id, r->raw_what, done, n);
+            else
+                kvi_block(s, w->id, r->kvi_what, done, n);
+            /* A block ends when the slowest thread is done. */
+            pthread_barrier_wait(&r->barrier);
+            if (w->id == 0)
+                r->secs[sd] += now_s() - t0;
+        }
     }
-    for (long done = 0; done < ops; done += BLOCK) {
-        long n = ops - done < BLOCK ? ops - done : BLOCK;
-        double t0 = now_s();
-        raw_block(b, raw_what, done, n);
-        double t1 = now_s();
-        kvi_block(b, kvi_what, done, n);
-        double t2 = now_s();
-        raw_s += t1 - t0;
-        kvi_s += t2 - t1;
+    return NULL;
+}
+
+static void run_case(struct worker *ws, unsigned nthreads, const char *name, int raw_what,
+                     int kvi_what, long ops)
+{
+    struct run r = {.raw_what = raw_what, .kvi_what = kvi_what, .ops = ops, .nthreads = nthreads};
+    if (pthread_barrier_init(&r.barrier, NULL, nthreads) != 0)
+        die("pthread_barrier_init", "failed");
+    for (unsigned t = 0; t < nthreads; t++) {
+        ws[t].run = &r;
+        if (raw_what == CASE_GET) {
+            /* Keys to read, on both servers. */
+            raw_block(&ws[t].sides[SIDE_RAW_SA], t, CASE_SET, 0, NKEYS);
+            raw_block(&ws[t].sides[SIDE_RAW_NODE], t, CASE_SET, 0, NKEYS);
+        }
     }
-    report(name, ops, raw_s, kvi_s);
+    for (unsigned t = 0; t < nthreads; t++)
+        if (pthread_create(&ws[t].tid, NULL, worker_main, &ws[t]) != 0)
+            die("pthread_create", "failed");
+    for (unsigned t = 0; t < nthreads; t++)
+        pthread_join(ws[t].tid, NULL);
+    pthread_barrier_destroy(&r.barrier);
+
+    double ops_s[NSIDES];
+    for (unsigned j = 0; j < NSIDES; j++)
+        ops_s[j] = (double)ops * nthreads / r.secs[j];
+    printf("%-26s %8.0f %8.0f %5.2f | %8.0f %8.0f %5.2f | %5.2f\n", name, ops_s[SIDE_RAW_SA],
+           ops_s[SIDE_KVI_SA], ops_s[SIDE_KVI_SA] / ops_s[SIDE_RAW_SA], ops_s[SIDE_RAW_NODE],
+           ops_s[SIDE_KVI_CL], ops_s[SIDE_KVI_CL] / ops_s[SIDE_RAW_NODE],
+           ops_s[SIDE_KVI_CL] / ops_s[SIDE_KVI_SA]);
+    fflush(stdout);
+}
+
+static redisContext *raw_connect(uint16_t port, redisReply **sha)
+{
+    redisContext *rc = redisConnect("127.0.0.1", port);
+    if (rc == NULL || rc->err)
+        die("hiredis connect", rc ? rc->errstr : "out of memory");
+    *sha = redisCommand(rc, "SCRIPT LOAD %s", COUNTER_SCRIPT);
+    if (*sha == NULL || (*sha)->type != REDIS_REPLY_STRING)
+        die("SCRIPT LOAD", rc->errstr);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
     long ops = argc > 1 ? atol(argv[1]) : 20000;
-    kvi_ts_server *srv = NULL;
     if (ops <= 0)
         die("usage", "redis_bench [ops]");
-    kvi_ts_result tr = kvi_ts_redis_start(&srv, NULL);
-    if (tr != KVI_TS_OK)
-        die("redis-server", kvi_ts_errmsg());
-    unsigned port = kvi_ts_port(srv);
+    memset(g_val, 'v', sizeof g_val);
 
-    redisContext *rc = redisConnect("127.0.0.1", (int)port);
-    if (rc == NULL || rc->err)
-        die("hiredis connect", rc ? rc->errstr : "out of memory");
+    kvi_ts_server *srv = NULL;
+    if (kvi_ts_redis_start(&srv, NULL) != KVI_TS_OK)
+        die("redis-server", kvi_ts_errmsg());
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_tc_cluster *cl = NULL;
+    if (kvi_tc_start(&spec, &cl) != KVI_TS_OK) {
+        kvi_ts_free(srv);
+        die("redis cluster", kvi_tc_errmsg());
+    }
+
+    /* The node owning the hash tag's slot. */
+    size_t owner = 0;
+    {
+        redisContext *rc = redisConnect("127.0.0.1", kvi_tc_port(cl, 0));
+        if (rc == NULL || rc->err)
+            die("hiredis connect", rc ? rc->errstr : "out of memory");
+        redisReply *slot = redisCommand(rc, "CLUSTER KEYSLOT %s", TAG);
+        if (slot == NULL || slot->type != REDIS_REPLY_INTEGER)
+            die("CLUSTER KEYSLOT", rc->errstr);
+        if (kvi_tc_master_of(cl, 0, (unsigned)slot->integer, &owner) != KVI_TS_OK)
+            die("cluster master of slot", kvi_tc_errmsg());
+        freeReplyObject(slot);
+        redisFree(rc);
+    }
+    uint16_t sa_port = kvi_ts_port(srv), node_port = kvi_tc_port(cl, owner);
+
     kvi *k = NULL;
-    kvi_conn *c = NULL;
-    char url[128];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%u/", port);
-    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, url) != KVI_OK ||
-        kvi_conn_get(k, "redis", &c) != KVI_OK)
+    kvi_conn *c_sa = NULL, *c_cl = NULL;
+    char url_sa[64], url_cl[256];
+    snprintf(url_sa, sizeof url_sa, "redis:sa://127.0.0.1:%u/", (unsigned)sa_port);
+    kvi_tc_url(cl, "redis:cl", url_cl, sizeof url_cl);
+    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, url_sa) != KVI_OK ||
+        kvi_add_url(k, url_cl) != KVI_OK || kvi_conn_get(k, "redis:sa", &c_sa) != KVI_OK ||
+        kvi_conn_get(k, "redis:cl", &c_cl) != KVI_OK)
         die("kvi", kvi_errmsg(k));
 
-    char val[100];
-    memset(val, 'v', sizeof val);
-    redisReply *sha = redisCommand(rc, "SCRIPT LOAD %s", COUNTER_SCRIPT);
-    if (sha == NULL || sha->type != REDIS_REPLY_STRING)
-        die("SCRIPT LOAD", rc->errstr);
-    struct bench b = {rc, c, k, val, sizeof val, sha->str};
-    printf("redis_bench: %ld ops per case, value %zu bytes, one connection, 127.0.0.1:%u\n"
-           "(raw and kvi alternate in blocks of %d ops so that machine noise hits both)\n",
-           ops, sizeof val, port, BLOCK);
-    run_case(&b, "store / SET", CASE_SET, CASE_SET, ops);
-    run_case(&b, "fetch / GET", CASE_GET, CASE_GET, ops);
-    run_case(&b, "store ttl / SET EX", CASE_SETEX, CASE_SETEX, ops);
-    run_case(&b, "add ttl / same EVALSHA", CASE_ADD, CASE_ADD, ops);
-    run_case(&b, "add ttl / plain INCRBY", CASE_INCR, CASE_ADD, ops);
-    freeReplyObject(sha);
+    struct worker ws[MAX_THREADS];
+    redisReply *shas[MAX_THREADS][2];
+    for (unsigned t = 0; t < MAX_THREADS; t++) {
+        struct side *s = ws[t].sides;
+        ws[t].id = t;
+        s[SIDE_RAW_SA] = (struct side){.rc = raw_connect(sa_port, &shas[t][0])};
+        s[SIDE_RAW_SA].sha = shas[t][0]->str;
+        s[SIDE_RAW_NODE] = (struct side){.rc = raw_connect(node_port, &shas[t][1])};
+        s[SIDE_RAW_NODE].sha = shas[t][1]->str;
+        s[SIDE_KVI_SA] = (struct side){.c = c_sa, .k = k};
+        s[SIDE_KVI_CL] = (struct side){.c = c_cl, .k = k};
+    }
 
-    redisFree(rc);
+    printf("redis_bench: %ld ops per case and side and thread, value %zu bytes, keys " TAG
+           "<kind><thread>_<0..%d>\n"
+           "standalone 127.0.0.1:%u; cluster of 3 masters, keys on node 127.0.0.1:%u\n"
+           "sides alternate in blocks of %d ops; ops/s; k/r = kvi/raw; cl/sa = kvi-cl/kvi-sa\n\n",
+           ops, sizeof g_val, NKEYS - 1, (unsigned)sa_port, (unsigned)node_port, BLOCK);
+    for (unsigned nt = 1; nt <= MAX_THREADS; nt++) {
+        printf("%u thread%s %-17s %8s %8s %5s | %8s %8s %5s | %5s\n", nt, nt > 1 ? "s" : " ", "",
+               "raw-sa", "kvi-sa", "k/r", "raw-node", "kvi-cl", "k/r", "cl/sa");
+        run_case(ws, nt, "store / SET", CASE_SET, CASE_SET, ops);
+        run_case(ws, nt, "fetch / GET", CASE_GET, CASE_GET, ops);
+        if (nt == 1) {
+            run_case(ws, nt, "store ttl / SET EX", CASE_SETEX, CASE_SETEX, ops);
+            run_case(ws, nt, "add ttl / same EVALSHA", CASE_ADD, CASE_ADD, ops);
+            run_case(ws, nt, "add ttl / plain INCRBY", CASE_INCR, CASE_ADD, ops);
+        }
+        printf("\n");
+    }
+
+    for (unsigned t = 0; t < MAX_THREADS; t++) {
+        freeReplyObject(shas[t][0]);
+        freeReplyObject(shas[t][1]);
+        redisFree(ws[t].sides[SIDE_RAW_SA].rc);
+        redisFree(ws[t].sides[SIDE_RAW_NODE].rc);
+    }
     kvi_free(k);
+    kvi_tc_free(cl);
     kvi_ts_free(srv);
     return 0;
 }
