@@ -16,7 +16,10 @@
  * kvi-sa/raw-sa is kvi's own overhead; kvi-cl/raw-node is kvi's overhead
  * plus cluster routing against the very same server; kvi-cl/kvi-sa is what
  * a cluster costs kvi (also server differences).  The sides alternate in
- * blocks of BLOCK ops (the order rotating) so that machine noise hits all.
+ * blocks of BLOCK ops (the order rotating) so that machine noise hits all;
+ * a side's ops/s is the median of its blocks' rates and each ratio is the
+ * median of the per-round ratios (a round = one block of every side), so a
+ * few blocks hit by other processes on a shared machine do not decide it.
  * The 2-thread cases give each thread its own raw connections, while the
  * kvi threads share one handle (its per-server connection pool); a block
  * lasts until both threads are done, ops/s counts both threads' ops.
@@ -34,7 +37,7 @@
 #include "testcluster.h"
 #include "testserver.h"
 
-#define BLOCK 1000
+#define BLOCK 200
 #define NKEYS 1000
 #define MAX_THREADS 2
 #define TAG "{b}"
@@ -68,7 +71,7 @@ struct run {
     long ops; /* per thread and side */
     unsigned nthreads;
     pthread_barrier_t barrier;
-    double secs[NSIDES]; /* written by thread 0 only */
+    double *rate[NSIDES]; /* ops/s of each block; written by thread 0 only */
 };
 
 static char g_val[100];
@@ -185,18 +188,46 @@ static void *worker_main(void *arg)
             /* A block ends when the slowest thread is done. */
             pthread_barrier_wait(&r->barrier);
             if (w->id == 0)
-                r->secs[sd] += now_s() - t0;
+                r->rate[sd][blocks] = (double)n * r->nthreads / (now_s() - t0);
         }
     }
     return NULL;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n-1] (reorders v). */
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Median over the rounds of side a's block rate / side b's: the blocks of a
+ * round ran back to back, so a burst of load elsewhere on the machine
+ * mostly lands in a round's blocks alike or in few rounds. */
+static double ratio(const struct run *r, size_t nblocks, int a, int b, double *tmp)
+{
+    for (size_t i = 0; i < nblocks; i++)
+        tmp[i] = r->rate[a][i] / r->rate[b][i];
+    return median(tmp, nblocks);
+}
+
 static void run_case(struct worker *ws, unsigned nthreads, const char *name, int raw_what,
                      int kvi_what, long ops)
 {
+    size_t nblocks = (size_t)((ops + BLOCK - 1) / BLOCK);
     struct run r = {.raw_what = raw_what, .kvi_what = kvi_what, .ops = ops, .nthreads = nthreads};
-    if (pthread_barrier_init(&r.barrier, NULL, nthreads) != 0)
-        die("pthread_barrier_init", "failed");
+    double *tmp = calloc(nblocks, sizeof *tmp);
+    for (unsigned j = 0; j < NSIDES; j++)
+        if ((r.rate[j] = calloc(nblocks, sizeof *r.rate[j])) == NULL)
+            die("calloc", "out of memory");
+    if (tmp == NULL || pthread_barrier_init(&r.barrier, NULL, nthreads) != 0)
+        die("setup", "out of memory");
     for (unsigned t = 0; t < nthreads; t++) {
         ws[t].run = &r;
         if (raw_what == CASE_GET) {
@@ -212,13 +243,17 @@ static void run_case(struct worker *ws, unsigned nthreads, const char *name, int
         pthread_join(ws[t].tid, NULL);
     pthread_barrier_destroy(&r.barrier);
 
-    double ops_s[NSIDES];
-    for (unsigned j = 0; j < NSIDES; j++)
-        ops_s[j] = (double)ops * nthreads / r.secs[j];
-    printf("%-26s %8.0f %8.0f %5.2f | %8.0f %8.0f %5.2f | %5.2f\n", name, ops_s[SIDE_RAW_SA],
-           ops_s[SIDE_KVI_SA], ops_s[SIDE_KVI_SA] / ops_s[SIDE_RAW_SA], ops_s[SIDE_RAW_NODE],
-           ops_s[SIDE_KVI_CL], ops_s[SIDE_KVI_CL] / ops_s[SIDE_RAW_NODE],
-           ops_s[SIDE_KVI_CL] / ops_s[SIDE_KVI_SA]);
+    double kr_sa = ratio(&r, nblocks, SIDE_KVI_SA, SIDE_RAW_SA, tmp);
+    double kr_cl = ratio(&r, nblocks, SIDE_KVI_CL, SIDE_RAW_NODE, tmp);
+    double cl_sa = ratio(&r, nblocks, SIDE_KVI_CL, SIDE_KVI_SA, tmp);
+    double med[NSIDES];
+    for (unsigned j = 0; j < NSIDES; j++) {
+        med[j] = median(r.rate[j], nblocks);
+        free(r.rate[j]);
+    }
+    free(tmp);
+    printf("%-26s %8.0f %8.0f %5.2f | %8.0f %8.0f %5.2f | %5.2f\n", name, med[SIDE_RAW_SA],
+           med[SIDE_KVI_SA], kr_sa, med[SIDE_RAW_NODE], med[SIDE_KVI_CL], kr_cl, cl_sa);
     fflush(stdout);
 }
 
@@ -292,7 +327,8 @@ int main(int argc, char **argv)
     printf("redis_bench: %ld ops per case and side and thread, value %zu bytes, keys " TAG
            "<kind><thread>_<0..%d>\n"
            "standalone 127.0.0.1:%u; cluster of 3 masters, keys on node 127.0.0.1:%u\n"
-           "sides alternate in blocks of %d ops; ops/s; k/r = kvi/raw; cl/sa = kvi-cl/kvi-sa\n\n",
+           "sides alternate in blocks of %d ops; ops/s = median of the blocks' rates;\n"
+           "k/r = kvi/raw, cl/sa = kvi-cl/kvi-sa: medians of the per-round ratios\n\n",
            ops, sizeof g_val, NKEYS - 1, (unsigned)sa_port, (unsigned)node_port, BLOCK);
     for (unsigned nt = 1; nt <= MAX_THREADS; nt++) {
         printf("%u thread%s %-17s %8s %8s %5s | %8s %8s %5s | %5s\n", nt, nt > 1 ? "s" : " ", "",
