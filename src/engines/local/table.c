@@ -19,18 +19,28 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* A link to an entry (bucket heads and `next` fields): the entry's address;
+ * where user addresses leave the top 16 bits zero (64-bit x86 and ARM),
+ * the entry's 16-bit hash tag in those bits, so that a lookup rejects most
+ * non-matching entries without loading them; and in bit 0 the flag "the
+ * entry may have a successor", so that a miss on the last entry of a chain
+ * does not load it either.  The flag is exact when the link is made and can
+ * only go stale towards 1 (an entry never gets a successor after it is
+ * linked: inserts go to the chain head), which merely costs a load. */
+typedef uintptr_t lt_ref;
+
 /* One allocation per entry: header, key bytes, value bytes. */
 struct lt_entry {
-    struct lt_entry *next;
+    lt_ref next;
     uint64_t w0; /* expire_ms (48 bits, 0 = none) << 16 | key_len (11 bits) << 5 */
     uint64_t w1; /* val_len << 32 | tag (16 bits) << 16 | lru (16 bits) */
     unsigned char data[];
 };
 
 struct lt_ht {
-    struct lt_entry **b; /* NULL: no buckets yet */
-    size_t mask;         /* buckets - 1 */
-    size_t used;         /* entries linked here */
+    lt_ref *b;   /* NULL: no buckets yet */
+    size_t mask; /* buckets - 1 */
+    size_t used; /* entries linked here */
 };
 
 struct lt_shard {
@@ -62,7 +72,7 @@ struct kvi__lt {
 
 /* Where an entry is linked: the pointer that points at it and its table. */
 struct lt_loc {
-    struct lt_entry **pp;
+    lt_ref *pp;
     int which;
 };
 
@@ -80,6 +90,19 @@ struct lt_now {
 #define LT_SAMPLES 5
 #define LT_TAG(h) (((h) >> 32) & UINT64_C(0xFFFF))
 #define LT_SHARD_OF(h) ((size_t)((h) >> 58) & (KVI__LT_SHARDS - 1u))
+
+#if (defined(__x86_64__) || defined(__aarch64__)) && UINTPTR_MAX == UINT64_MAX &&                  \
+    !defined(__SANITIZE_HWADDRESS__) && !defined(__ARM_FEATURE_MEMORY_TAGGING)
+#define LT_REF_TAG_SHIFT 48u
+#define LT_REF_TAG_MASK (~(uintptr_t)0 << LT_REF_TAG_SHIFT)
+#define LT_REF_TAG_OF(tag) ((uintptr_t)(tag) << LT_REF_TAG_SHIFT)
+#else
+/* Elsewhere links carry no tag and lookups compare the entry's copy. */
+#define LT_REF_TAG_MASK ((uintptr_t)0)
+#define LT_REF_TAG_OF(tag) ((uintptr_t)0 & (uintptr_t)(tag))
+#endif
+#define LT_REF_MORE ((uintptr_t)1)
+#define LT_REF_ADDR_MASK (~(LT_REF_TAG_MASK | LT_REF_MORE))
 
 _Static_assert(sizeof(struct lt_entry) == 24, "entry header must stay 24 bytes");
 _Static_assert(KVI__LT_SHARDS == 64u, "LT_SHARD_OF takes the top 6 bits");
@@ -114,6 +137,25 @@ static inline size_t e_vlen(const struct lt_entry *e)
 static inline uint64_t e_tag(const struct lt_entry *e)
 {
     return (e->w1 >> 16) & UINT64_C(0xFFFF);
+}
+
+static inline struct lt_entry *r_entry(lt_ref r)
+{
+    return (struct lt_entry *)(r & LT_REF_ADDR_MASK);
+}
+
+/* The link to e as it is about to be stored (e->next already set). */
+static inline lt_ref r_make(struct lt_entry *e)
+{
+    return (uintptr_t)e | LT_REF_TAG_OF(e_tag(e)) | (e->next ? LT_REF_MORE : 0);
+}
+
+/* Can this allocation be linked (no bits where links keep the tag and the
+ * flag)?  Always true of malloc on the platforms that tag; checked anyway
+ * because the context's allocator is the caller's. */
+static inline int r_fits(const void *p)
+{
+    return ((uintptr_t)p & ~LT_REF_ADDR_MASK) == 0;
 }
 
 static inline size_t e_cost(const struct lt_entry *e)
@@ -214,7 +256,13 @@ static struct lt_entry *lt_entry_new(kvi__lt *t, const void *key, size_t klen, c
     struct lt_entry *e = kvi__malloc(t->k, LT_HEADER + klen + vlen);
     if (!e)
         return NULL;
-    e->next = NULL;
+    if (!r_fits(e)) {
+        /* The caller's allocator gave a block no link can hold: to the
+         * table that is memory it cannot use. */
+        kvi__free(t->k, e);
+        return NULL;
+    }
+    e->next = 0;
     e->w0 = ((uint64_t)expire_ms << 16) | ((uint64_t)klen << 5);
     e->w1 = ((uint64_t)vlen << 32) | (LT_TAG(h) << 16);
     memcpy(e->data, key, klen);
@@ -223,13 +271,22 @@ static struct lt_entry *lt_entry_new(kvi__lt *t, const void *key, size_t klen, c
     return e;
 }
 
-static void lt_free_list(kvi__lt *t, struct lt_entry *e)
+/* Frees a chain of entries: a bucket's or a list of dead ones (whose links
+ * are plain addresses). */
+static void lt_free_list(kvi__lt *t, lt_ref r)
 {
-    while (e) {
-        struct lt_entry *next = e->next;
+    while (r) {
+        struct lt_entry *e = r_entry(r);
+        r = e->next;
         kvi__free(t->k, e);
-        e = next;
     }
+}
+
+/* Puts an unlinked entry on a list of dead ones to free after unlocking. */
+static inline void lt_bury(lt_ref *dead, struct lt_entry *e)
+{
+    e->next = *dead;
+    *dead = (uintptr_t)e;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -239,6 +296,7 @@ static struct lt_loc lt_find(struct lt_shard *sh, uint64_t h, const void *key, s
 {
     struct lt_loc loc = {NULL, 0};
     uint64_t tag = LT_TAG(h);
+    lt_ref want = LT_REF_TAG_OF(tag);
     for (int i = 0; i < 2; i++) {
         struct lt_ht *ht = &sh->ht[i];
         if (!ht->b)
@@ -246,13 +304,18 @@ static struct lt_loc lt_find(struct lt_shard *sh, uint64_t h, const void *key, s
         size_t idx = (size_t)h & ht->mask;
         if (i == 0 && sh->ht[1].b && idx < sh->rehash_idx)
             continue; /* that bucket already moved to ht[1] */
-        for (struct lt_entry **pp = &ht->b[idx]; *pp; pp = &(*pp)->next) {
-            const struct lt_entry *e = *pp;
-            if (e_tag(e) == tag && e_klen(e) == klen && memcmp(e->data, key, klen) == 0) {
+        lt_ref *pp = &ht->b[idx];
+        for (lt_ref r = *pp; r; r = *pp) {
+            const struct lt_entry *e = r_entry(r);
+            if ((r & LT_REF_TAG_MASK) == want && e_tag(e) == tag && e_klen(e) == klen &&
+                memcmp(e->data, key, klen) == 0) {
                 loc.pp = pp;
                 loc.which = i;
                 return loc;
             }
+            if (!(r & LT_REF_MORE))
+                break;
+            pp = &r_entry(r)->next;
         }
     }
     return loc;
@@ -262,9 +325,9 @@ static struct lt_loc lt_find(struct lt_shard *sh, uint64_t h, const void *key, s
  * frees it (after unlocking). */
 static struct lt_entry *lt_unlink(kvi__lt *t, struct lt_shard *sh, struct lt_loc loc)
 {
-    struct lt_entry *e = *loc.pp;
+    struct lt_entry *e = r_entry(*loc.pp);
     *loc.pp = e->next;
-    e->next = NULL;
+    e->next = 0;
     sh->ht[loc.which].used--;
     sh->changes++;
     sh->bytes -= e_klen(e) + e_vlen(e);
@@ -278,10 +341,10 @@ static struct lt_entry *lt_unlink(kvi__lt *t, struct lt_shard *sh, struct lt_loc
 static struct lt_entry *lt_replace(kvi__lt *t, struct lt_shard *sh, struct lt_loc loc,
                                    struct lt_entry *e)
 {
-    struct lt_entry *old = *loc.pp;
+    struct lt_entry *old = r_entry(*loc.pp);
     e->next = old->next;
-    *loc.pp = e;
-    old->next = NULL;
+    *loc.pp = r_make(e);
+    old->next = 0;
     sh->changes++;
     sh->bytes += e_klen(e) + e_vlen(e);
     sh->bytes -= e_klen(old) + e_vlen(old);
@@ -297,12 +360,12 @@ static kvi_status lt_ensure_buckets(kvi__lt *t, struct lt_shard *sh)
 {
     if (sh->ht[0].b)
         return KVI_OK;
-    sh->ht[0].b = kvi__calloc(t->k, LT_INITIAL_BUCKETS, sizeof(struct lt_entry *));
+    sh->ht[0].b = kvi__calloc(t->k, LT_INITIAL_BUCKETS, sizeof(lt_ref));
     if (!sh->ht[0].b)
         return KVI_E_NOMEM;
     sh->ht[0].mask = LT_INITIAL_BUCKETS - 1u;
     sh->ht[0].used = 0;
-    lt_charge(t, sh, LT_INITIAL_BUCKETS * sizeof(struct lt_entry *), 0);
+    lt_charge(t, sh, LT_INITIAL_BUCKETS * sizeof(lt_ref), 0);
     return KVI_OK;
 }
 
@@ -311,7 +374,7 @@ static void lt_link(kvi__lt *t, struct lt_shard *sh, struct lt_entry *e, uint64_
     struct lt_ht *ht = sh->ht[1].b ? &sh->ht[1] : &sh->ht[0];
     size_t idx = (size_t)h & ht->mask;
     e->next = ht->b[idx];
-    ht->b[idx] = e;
+    ht->b[idx] = r_make(e);
     ht->used++;
     sh->changes++;
     sh->bytes += e_klen(e) + e_vlen(e);
@@ -323,7 +386,7 @@ static void lt_link(kvi__lt *t, struct lt_shard *sh, struct lt_entry *e, uint64_
          * average): start moving to a table twice the size.  Without
          * memory we just keep the longer chains. */
         size_t n = (sh->ht[0].mask + 1u) * 2u;
-        struct lt_entry **b = kvi__calloc(t->k, n, sizeof(*b));
+        lt_ref *b = kvi__calloc(t->k, n, sizeof(*b));
         if (b) {
             sh->ht[1].b = b;
             sh->ht[1].mask = n - 1u;
@@ -343,28 +406,28 @@ static void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
     struct lt_ht *from = &sh->ht[0], *to = &sh->ht[1];
     size_t empty_budget = n * 10u;
     while (n && sh->rehash_idx <= from->mask) {
-        struct lt_entry *e = from->b[sh->rehash_idx];
-        if (!e) {
+        lt_ref r = from->b[sh->rehash_idx];
+        if (!r) {
             sh->rehash_idx++;
             if (--empty_budget == 0)
                 break;
             continue;
         }
-        while (e) {
-            struct lt_entry *next = e->next;
+        while (r) {
+            struct lt_entry *e = r_entry(r);
+            r = e->next;
             uint64_t h = lt_hash(t->seed, e->data, e_klen(e));
             size_t idx = (size_t)h & to->mask;
             e->next = to->b[idx];
-            to->b[idx] = e;
+            to->b[idx] = r_make(e);
             from->used--;
             to->used++;
-            e = next;
         }
-        from->b[sh->rehash_idx++] = NULL;
+        from->b[sh->rehash_idx++] = 0;
         n--;
     }
     if (sh->rehash_idx > from->mask) {
-        lt_charge(t, sh, 0, (from->mask + 1u) * sizeof(struct lt_entry *));
+        lt_charge(t, sh, 0, (from->mask + 1u) * sizeof(lt_ref));
         kvi__free(t->k, from->b);
         *from = *to;
         to->b = NULL;
@@ -376,7 +439,7 @@ static void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
 }
 
 /* Looks at a few buckets for expired entries; they go on *dead. */
-static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, struct lt_entry **dead)
+static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, lt_ref *dead)
 {
     if (!sh->expiring || sh->ht[1].b || !sh->ht[0].b)
         return;
@@ -384,13 +447,12 @@ static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, str
         size_t idx = sh->sweep_idx++ & sh->ht[0].mask;
         struct lt_loc loc = {&sh->ht[0].b[idx], 0};
         while (*loc.pp) {
-            if (e_dead(*loc.pp, n)) {
+            if (e_dead(r_entry(*loc.pp), n)) {
                 struct lt_entry *e = lt_unlink(t, sh, loc);
                 sh->expired++;
-                e->next = *dead;
-                *dead = e;
+                lt_bury(dead, e);
             } else {
-                loc.pp = &(*loc.pp)->next;
+                loc.pp = &r_entry(*loc.pp)->next;
             }
         }
     }
@@ -399,14 +461,13 @@ static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, str
 /* Finds key and drops it when expired; loc.pp is NULL when there is no
  * live entry. */
 static struct lt_loc lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, const void *key,
-                                  size_t klen, struct lt_now *n, struct lt_entry **dead)
+                                  size_t klen, struct lt_now *n, lt_ref *dead)
 {
     struct lt_loc loc = lt_find(sh, h, key, klen);
-    if (loc.pp && e_dead(*loc.pp, n)) {
+    if (loc.pp && e_dead(r_entry(*loc.pp), n)) {
         struct lt_entry *e = lt_unlink(t, sh, loc);
         sh->expired++;
-        e->next = *dead;
-        *dead = e;
+        lt_bury(dead, e);
         loc.pp = NULL;
     }
     return loc;
@@ -429,8 +490,8 @@ static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n
         size_t idx = (size_t)xorshift(&sh->rng);
         for (size_t scanned = 0; scanned <= ht->mask && scanned < window && found < LT_SAMPLES;
              scanned++, idx++) {
-            for (struct lt_entry **pp = &ht->b[idx & ht->mask]; *pp; pp = &(*pp)->next) {
-                const struct lt_entry *e = *pp;
+            for (lt_ref *pp = &ht->b[idx & ht->mask]; *pp; pp = &r_entry(*pp)->next) {
+                const struct lt_entry *e = r_entry(*pp);
                 uint64_t age = e_dead(e, n) ? UINT64_MAX : ((clock - e->w1) & UINT64_C(0xFFFF));
                 if (!best.pp || age > best_age) {
                     best.pp = pp;
@@ -609,17 +670,15 @@ static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *v
     lt_touch(t, e);
 
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    struct lt_entry *dead = NULL;
+    lt_ref dead = 0;
     pthread_mutex_lock(&sh->lock);
     lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find(sh, h, key, klen);
     if (loc.pp) {
-        if (lt_over(t, cost, e_cost(*loc.pp))) {
+        if (lt_over(t, cost, e_cost(r_entry(*loc.pp)))) {
             st = KVI_E_STORE_FULL;
         } else {
-            struct lt_entry *old = lt_replace(t, sh, loc, e);
-            old->next = dead;
-            dead = old;
+            lt_bury(&dead, lt_replace(t, sh, loc, e));
         }
     } else if (lt_over(t, cost, 0)) {
         st = KVI_E_STORE_FULL;
@@ -660,13 +719,13 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    struct lt_entry *dead = NULL;
+    lt_ref dead = 0;
     kvi_status st;
     pthread_mutex_lock(&sh->lock);
     lt_rehash_step(t, sh, 1);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
-        struct lt_entry *e = *loc.pp;
+        struct lt_entry *e = r_entry(*loc.pp);
         sh->hits++;
         lt_touch(t, e);
         st = fn(ud, e->data + key_len, e_vlen(e));
@@ -683,15 +742,13 @@ kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    struct lt_entry *dead = NULL;
+    lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     pthread_mutex_lock(&sh->lock);
     lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
-        struct lt_entry *e = lt_unlink(t, sh, loc);
-        e->next = dead;
-        dead = e;
+        lt_bury(&dead, lt_unlink(t, sh, loc));
         st = KVI_OK;
     }
     lt_sweep_step(t, sh, &n, &dead);
@@ -714,7 +771,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    struct lt_entry *dead = NULL;
+    lt_ref dead = 0;
     char text[24];
     kvi_status st = lt_make_room(t, kvi__lt_entry_cost(key_len, 20));
     if (st != KVI_OK)
@@ -738,7 +795,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
             lt_link(t, sh, e, h);
         }
     } else {
-        struct lt_entry *e = *loc.pp;
+        struct lt_entry *e = r_entry(*loc.pp);
         int64_t cur;
         if (!lt_parse_counter(e, &cur)) {
             st = KVI_E_NOT_A_COUNTER;
@@ -760,9 +817,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
                     st = KVI_E_NOMEM;
                 } else {
                     lt_touch(t, ne);
-                    struct lt_entry *old = lt_replace(t, sh, loc, ne);
-                    old->next = dead;
-                    dead = old;
+                    lt_bury(&dead, lt_replace(t, sh, loc, ne));
                 }
             }
         }
@@ -781,7 +836,7 @@ kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t 
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    struct lt_entry *dead = NULL;
+    lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     int64_t v = 0;
     pthread_mutex_lock(&sh->lock);
@@ -789,8 +844,9 @@ kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t 
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
         sh->hits++;
-        lt_touch(t, *loc.pp);
-        st = lt_parse_counter(*loc.pp, &v) ? KVI_OK : KVI_E_NOT_A_COUNTER;
+        struct lt_entry *e = r_entry(*loc.pp);
+        lt_touch(t, e);
+        st = lt_parse_counter(e, &v) ? KVI_OK : KVI_E_NOT_A_COUNTER;
     }
     pthread_mutex_unlock(&sh->lock);
     lt_free_list(t, dead);
@@ -804,13 +860,13 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    struct lt_entry *dead = NULL;
+    lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     int64_t v = -1;
     pthread_mutex_lock(&sh->lock);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
-        int64_t x = e_expire(*loc.pp);
+        int64_t x = e_expire(r_entry(*loc.pp));
         /* Live means x > now, so the rounded-up result is at least 1. */
         if (x)
             v = (x - now_ms(&n) + 999) / 1000;
@@ -827,7 +883,7 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
  * one matching glob calls fn (when set) or, with remove, unlinks it. */
 static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glob, size_t glob_len,
                                 kvi__lt_entry_fn fn, void *ud, int remove, uint64_t *removed,
-                                struct lt_now *n, struct lt_entry **dead)
+                                struct lt_now *n, lt_ref *dead)
 {
     for (int i = 0; i < 2; i++) {
         struct lt_ht *ht = &sh->ht[i];
@@ -836,13 +892,11 @@ static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glo
         for (size_t b = 0; b <= ht->mask; b++) {
             struct lt_loc loc = {&ht->b[b], i};
             while (*loc.pp) {
-                struct lt_entry *e = *loc.pp;
+                struct lt_entry *e = r_entry(*loc.pp);
                 size_t klen = e_klen(e);
                 if (e_dead(e, n)) {
-                    e = lt_unlink(t, sh, loc);
+                    lt_bury(dead, lt_unlink(t, sh, loc));
                     sh->expired++;
-                    e->next = *dead;
-                    *dead = e;
                     continue;
                 }
                 if (!kvi_glob_match(glob, glob_len, e->data, klen)) {
@@ -850,9 +904,7 @@ static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glo
                     continue;
                 }
                 if (remove) {
-                    e = lt_unlink(t, sh, loc);
-                    e->next = *dead;
-                    *dead = e;
+                    lt_bury(dead, lt_unlink(t, sh, loc));
                     (*removed)++;
                     continue;
                 }
@@ -873,7 +925,7 @@ kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__l
     kvi_status st = KVI_OK;
     for (size_t i = 0; i < KVI__LT_SHARDS && st == KVI_OK; i++) {
         struct lt_shard *sh = &t->shards[i];
-        struct lt_entry *dead = NULL;
+        lt_ref dead = 0;
         pthread_mutex_lock(&sh->lock);
         st = lt_walk_shard(t, sh, glob, glob_len, fn, ud, 0, NULL, &n, &dead);
         pthread_mutex_unlock(&sh->lock);
@@ -888,7 +940,7 @@ void kvi__lt_remove_glob(kvi__lt *t, const char *glob, size_t glob_len, uint64_t
     uint64_t count = 0;
     for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
         struct lt_shard *sh = &t->shards[i];
-        struct lt_entry *dead = NULL;
+        lt_ref dead = 0;
         pthread_mutex_lock(&sh->lock);
         (void)lt_walk_shard(t, sh, glob, glob_len, NULL, NULL, 1, &count, &n, &dead);
         pthread_mutex_unlock(&sh->lock);
