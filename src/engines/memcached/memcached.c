@@ -50,6 +50,9 @@
  * connect_timeout, so that libmemcached's own timeout reports a silent
  * server first. */
 #define MC_WATCH_GRACE_MS 100
+/* Idle rounds (of call_ms each) after which the watchdog sleeps until the
+ * next call wakes it. */
+#define MC_WATCH_IDLE_ROUNDS 10
 
 struct mc_lease;
 
@@ -66,6 +69,8 @@ struct mc_gen {
     struct mc_lease *whead, *wtail;
     pthread_t wtid;
     int wstarted, wfailed, wstop;
+    int wasleep; /* the watchdog waits without a time limit */
+    uint32_t call_ms;
 };
 
 struct mc_conn {
@@ -386,13 +391,29 @@ static void mc_unwatch(struct mc_gen *g, struct mc_lease *l)
 static void *mc_watch_main(void *arg)
 {
     struct mc_gen *g = arg;
+    unsigned idle_rounds = 0;
     pthread_mutex_lock(&g->wlock);
     while (!g->wstop) {
         struct mc_lease *l = g->whead;
-        if (l == NULL) {
+        if (l == NULL && idle_rounds >= MC_WATCH_IDLE_ROUNDS) {
+            g->wasleep = 1;
             pthread_cond_wait(&g->wcond, &g->wlock);
+            g->wasleep = 0;
+            idle_rounds = 0;
             continue;
         }
+        if (l == NULL) {
+            /* Waking call_ms from now is never later than the deadline of
+             * a call that starts meanwhile, so calls need not wake the
+             * watchdog (a wake-up per call would cost a context switch). */
+            int64_t wake = mc_mono_ms() + g->call_ms;
+            struct timespec ts = {.tv_sec = (time_t)(wake / 1000),
+                                  .tv_nsec = (long)(wake % 1000) * 1000000L};
+            pthread_cond_timedwait(&g->wcond, &g->wlock, &ts);
+            idle_rounds++;
+            continue;
+        }
+        idle_rounds = 0;
         if (l->deadline_ms > mc_mono_ms()) {
             struct timespec ts = {.tv_sec = (time_t)(l->deadline_ms / 1000),
                                   .tv_nsec = (long)(l->deadline_ms % 1000) * 1000000L};
@@ -419,6 +440,7 @@ static void mc_arm(const struct mc_conn *m, struct mc_lease *l)
     l->prev = l->next = NULL;
     memcached_set_user_data(l->mc, l);
     pthread_mutex_lock(&g->wlock);
+    g->call_ms = m->call_ms;
     if (!g->wstarted && !g->wfailed) {
         /* The application's signals are not for this thread. */
         sigset_t all, old;
@@ -435,14 +457,16 @@ static void mc_arm(const struct mc_conn *m, struct mc_lease *l)
          * appending keeps the list sorted. */
         l->deadline_ms = mc_mono_ms() + m->call_ms;
         l->prev = g->wtail;
-        if (g->wtail != NULL) {
+        if (g->wtail != NULL)
             g->wtail->next = l;
-        } else {
+        else
             g->whead = l;
-            pthread_cond_signal(&g->wcond);
-        }
         g->wtail = l;
         l->armed = 1;
+        if (g->wasleep) {
+            g->wasleep = 0;
+            pthread_cond_signal(&g->wcond);
+        }
     }
     pthread_mutex_unlock(&g->wlock);
 }
