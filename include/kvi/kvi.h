@@ -177,7 +177,9 @@ KVI_EXPORT kvi_status kvi_add_url(kvi *k, const char *url);
 KVI_EXPORT kvi_status kvi_load_config(kvi *k, const char *path);
 
 /* Directory list (':'-separated) searched for engine modules; replaces the
- * default ($KVI_MODULE_PATH, else the install directory).  Copied. */
+ * default ($KVI_MODULE_PATH when set, else the build tree's modules when
+ * this libkvi runs from its build tree, then the install directory).
+ * Copied.  KVI_E_INVALID (NULL), KVI_E_NOMEM. */
 KVI_EXPORT kvi_status kvi_set_module_path(kvi *k, const char *path);
 
 typedef enum kvi_log_level {
@@ -193,8 +195,10 @@ typedef enum kvi_log_level {
 typedef void (*kvi_log_fn)(void *ud, kvi_log_level level, const char *msg);
 
 /* Installs the log hook (NULL: logging off, the default) and the most
- * verbose level passed to it. */
-KVI_EXPORT void kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level max_level);
+ * verbose level passed to it.  Thread-safe: a call in flight sees either
+ * the old hook with its ud or the new one with its ud; the old ud must stay
+ * valid until kvi_free().  KVI_E_INVALID (k NULL), KVI_E_NOMEM. */
+KVI_EXPORT kvi_status kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level max_level);
 
 /* Operations that take longer than threshold_us microseconds are counted as
  * slow in the stats and logged at KVI_LOG_WARN.  0 disables the check.  The
@@ -202,11 +206,13 @@ KVI_EXPORT void kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level max_l
 KVI_EXPORT void kvi_set_slow_threshold(kvi *k, uint64_t threshold_us);
 
 /* Clock used for expiry: returns the current time in milliseconds since the
- * Unix epoch.  The default reads CLOCK_REALTIME.  Tests and simulations
- * install their own to move time without sleeping.  Must be thread-safe.
- * Engines whose server keeps time (redis, memcached) ignore it. */
+ * Unix epoch.  The default (fn NULL) reads CLOCK_REALTIME.  Tests and
+ * simulations install their own to move time without sleeping.  fn must be
+ * thread-safe; replacing it is, as for kvi_set_log (the old ud stays valid
+ * until kvi_free()).  Engines whose server keeps time (redis, memcached)
+ * ignore it.  KVI_E_INVALID (k NULL), KVI_E_NOMEM. */
 typedef int64_t (*kvi_clock_fn)(void *ud);
-KVI_EXPORT void kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud);
+KVI_EXPORT kvi_status kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud);
 
 /* The context's current time in ms (its clock); the real time for NULL. */
 KVI_EXPORT int64_t kvi_now_ms(kvi *k);

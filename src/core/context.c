@@ -81,6 +81,18 @@ static int64_t realtime_ms(void *ud)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Shared by every context and never freed or changed. */
+static struct kvi__hook default_clock = {(void (*)(void))realtime_ms, NULL, 0, NULL};
+
+static void free_hooks(kvi *k, struct kvi__hook *h)
+{
+    while (h != NULL && h != &default_clock) {
+        struct kvi__hook *older = h->older;
+        kvi__free(k, h);
+        h = older;
+    }
+}
+
 kvi_status kvi_new(kvi **out)
 {
     static const kvi_allocator libc = {libc_malloc, libc_realloc, libc_free, NULL};
@@ -105,12 +117,9 @@ kvi_status kvi_new_with_allocator(kvi **out, const kvi_allocator *alloc)
         return KVI_E_NOMEM;
     }
     atomic_init(&k->conns, NULL);
-    atomic_init(&k->log_fn, NULL);
-    atomic_init(&k->log_ud, NULL);
-    atomic_init(&k->log_level, KVI_LOG_WARN);
+    atomic_init(&k->log, NULL);
     atomic_init(&k->slow_us, 100000);
-    atomic_init(&k->clock_fn, realtime_ms);
-    atomic_init(&k->clock_ud, NULL);
+    atomic_init(&k->clock, &default_clock);
     kvi_status st = kvi_register_engine(k, &kvi__engine_local);
     if (st != KVI_OK) {
         kvi_free(k);
@@ -151,6 +160,9 @@ void kvi_free(kvi *k)
         e = next;
     }
     kvi__free(k, k->module_path);
+    free_hooks(k, atomic_load(&k->log));
+    free_hooks(k, atomic_load(&k->clock));
+    free_hooks(k, k->retired);
     pthread_mutex_destroy(&k->config_lock);
     kvi_allocator a = k->alloc;
     a.free_fn(a.ud, k);
@@ -158,11 +170,14 @@ void kvi_free(kvi *k)
 
 kvi_status kvi_set_module_path(kvi *k, const char *path)
 {
-    if (k == NULL || path == NULL)
+    if (k == NULL)
         return KVI_E_INVALID;
+    kvi__clear_error();
+    if (path == NULL)
+        return kvi__error(k, KVI_E_INVALID, "module path is NULL");
     char *copy = kvi__strdup(k, path);
     if (copy == NULL)
-        return KVI_E_NOMEM;
+        return kvi__error(k, KVI_E_NOMEM, "out of memory copying the module path");
     pthread_mutex_lock(&k->config_lock);
     kvi__free(k, k->module_path);
     k->module_path = copy;
@@ -170,13 +185,37 @@ kvi_status kvi_set_module_path(kvi *k, const char *path)
     return KVI_OK;
 }
 
-void kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level max_level)
+/* Publishes a new hook in *slot (NULL hook for fn == NULL when nullable),
+ * keeping the one it replaces until kvi_free(). */
+static kvi_status set_hook(kvi *k, struct kvi__hook *_Atomic *slot, void (*fn)(void), void *ud,
+                           int level)
+{
+    struct kvi__hook *h = NULL;
+    if (fn != NULL) {
+        h = kvi__malloc(k, sizeof *h);
+        if (h == NULL)
+            return kvi__error(k, KVI_E_NOMEM, "out of memory setting a hook");
+        h->fn = fn;
+        h->ud = ud;
+        h->level = level;
+        h->older = NULL;
+    }
+    pthread_mutex_lock(&k->config_lock);
+    struct kvi__hook *old = atomic_exchange_explicit(slot, h, memory_order_acq_rel);
+    if (old != NULL && old != &default_clock) {
+        old->older = k->retired;
+        k->retired = old;
+    }
+    pthread_mutex_unlock(&k->config_lock);
+    return KVI_OK;
+}
+
+kvi_status kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level max_level)
 {
     if (k == NULL)
-        return;
-    atomic_store(&k->log_ud, ud);
-    atomic_store(&k->log_level, (int)max_level);
-    atomic_store_explicit(&k->log_fn, fn, memory_order_release);
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    return set_hook(k, &k->log, (void (*)(void))fn, ud, (int)max_level);
 }
 
 void kvi_set_slow_threshold(kvi *k, uint64_t threshold_us)
@@ -185,20 +224,30 @@ void kvi_set_slow_threshold(kvi *k, uint64_t threshold_us)
         atomic_store(&k->slow_us, threshold_us);
 }
 
-void kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud)
+kvi_status kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud)
 {
     if (k == NULL)
-        return;
-    atomic_store(&k->clock_ud, ud);
-    atomic_store_explicit(&k->clock_fn, fn ? fn : realtime_ms, memory_order_release);
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    if (fn == NULL) {
+        pthread_mutex_lock(&k->config_lock);
+        struct kvi__hook *old = atomic_exchange(&k->clock, &default_clock);
+        if (old != &default_clock) {
+            old->older = k->retired;
+            k->retired = old;
+        }
+        pthread_mutex_unlock(&k->config_lock);
+        return KVI_OK;
+    }
+    return set_hook(k, &k->clock, (void (*)(void))fn, ud, 0);
 }
 
 int64_t kvi_now_ms(kvi *k)
 {
     if (k == NULL)
         return realtime_ms(NULL);
-    kvi_clock_fn fn = atomic_load_explicit(&k->clock_fn, memory_order_acquire);
-    return fn(atomic_load_explicit(&k->clock_ud, memory_order_relaxed));
+    const struct kvi__hook *h = atomic_load_explicit(&k->clock, memory_order_acquire);
+    return ((kvi_clock_fn)h->fn)(h->ud);
 }
 
 /* ---- engines ------------------------------------------------------------ */
@@ -226,6 +275,7 @@ static const struct kvi_engine *engine_find_locked(kvi *k, const char *name, siz
 
 static kvi_status register_locked(kvi *k, const struct kvi_engine *engine, void *dl_handle)
 {
+    kvi__clear_error();
     if (engine == NULL || engine->abi_version == 0 || engine->abi_version > KVI_ENGINE_ABI)
         return kvi__error(k, KVI_E_INVALID, "engine has an unsupported ABI version");
     if (!valid_scheme(engine->name))
@@ -250,7 +300,7 @@ static kvi_status register_locked(kvi *k, const struct kvi_engine *engine, void 
         return kvi__error(k, KVI_E_EXISTS, "engine '%s' is already registered", engine->name);
     struct kvi__engine_entry *e = kvi__calloc(k, 1, sizeof *e);
     if (e == NULL)
-        return KVI_E_NOMEM;
+        return kvi__error(k, KVI_E_NOMEM, "out of memory registering engine '%s'", engine->name);
     e->engine = engine;
     e->dl_handle = dl_handle;
     struct kvi__engine_entry **tail = &k->engines;
@@ -282,11 +332,11 @@ static kvi_status engine_get_locked(kvi *k, const char *scheme, const struct kvi
     kvi_status st = kvi__module_load(k, k->module_path, scheme, &e, &dl);
     if (st != KVI_OK)
         return st;
-    if (strcmp(e->name, scheme) != 0) {
+    if (e->name == NULL || strcmp(e->name, scheme) != 0) {
         kvi__module_unload(dl);
         return kvi__error(k, KVI_E_MODULE_MISSING,
                           "engine module for '%s' registers engine '%s' instead", scheme,
-                          e->name);
+                          e->name ? e->name : "(no name)");
     }
     st = register_locked(k, e, dl);
     if (st != KVI_OK) {
@@ -369,9 +419,43 @@ static kvi_status apply_common_options(kvi *k, struct kvi_conn *c, const kvi_url
     return KVI_OK;
 }
 
+static int pending_has(const kvi *k, const char *id)
+{
+    for (const struct kvi__pending *p = k->pending; p != NULL; p = p->next)
+        if (strcmp(p->id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static void pending_drop(kvi *k, const struct kvi__pending *mine)
+{
+    for (struct kvi__pending **pp = &k->pending; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == mine) {
+            *pp = mine->next;
+            return;
+        }
+}
+
+/* Frees a handle whose open() never ran. */
+static void conn_discard(kvi *k, struct kvi_conn *c)
+{
+    if (c->secret != NULL)
+        memset(c->secret, 0, strlen(c->secret));
+    kvi__free(k, c->secret);
+    kvi__free(k, c->id);
+    kvi__free(k, c->priv);
+    kvi__free(k, c);
+}
+
+/*
+ * Defines u->id.  Called with config_lock held; returns with it held, but
+ * drops it around the engine's open(), which may connect to servers: no
+ * network I/O happens under the context-wide lock.  While open() runs the id
+ * is reserved in k->pending, so a concurrent definition gets KVI_E_EXISTS.
+ */
 static kvi_status define_locked(kvi *k, const kvi_url *u)
 {
-    if (kvi__conn_find(k, u->id) != NULL)
+    if (kvi__conn_find(k, u->id) != NULL || pending_has(k, u->id))
         return kvi__error(k, KVI_E_EXISTS, "engine id '%s' is already defined", u->id);
     const struct kvi_engine *e = NULL;
     kvi_status st = engine_get_locked(k, u->scheme, &e);
@@ -379,7 +463,7 @@ static kvi_status define_locked(kvi *k, const kvi_url *u)
         return st;
     struct kvi_conn *c = kvi__calloc(k, 1, sizeof *c);
     if (c == NULL)
-        return KVI_E_NOMEM;
+        return kvi__error(k, KVI_E_NOMEM, "out of memory defining '%s'", u->id);
     c->k = k;
     c->engine = e;
     c->caps = e->caps;
@@ -390,19 +474,24 @@ static kvi_status define_locked(kvi *k, const kvi_url *u)
     c->secret = u->password ? kvi__strdup(k, u->password) : NULL;
     c->priv = kvi__calloc(k, 1, e->conn_size ? e->conn_size : 1);
     if (c->id == NULL || c->priv == NULL || (u->password != NULL && c->secret == NULL)) {
-        kvi__free(k, c->id);
-        kvi__free(k, c->secret);
-        kvi__free(k, c->priv);
-        kvi__free(k, c);
-        return KVI_E_NOMEM;
+        conn_discard(k, c);
+        return kvi__error(k, KVI_E_NOMEM, "out of memory defining '%s'", u->id);
     }
     st = apply_common_options(k, c, u);
-    if (st == KVI_OK) {
-        kvi__clear_error();
-        st = e->open(c, u);
-        if (st != KVI_OK && !kvi__error_is_set())
-            kvi_engine_error(c, st, "cannot open: %s", kvi_strerror(st));
+    if (st != KVI_OK) {
+        conn_discard(k, c);
+        return st;
     }
+
+    struct kvi__pending mine = {c->id, k->pending};
+    k->pending = &mine;
+    pthread_mutex_unlock(&k->config_lock);
+    kvi__clear_error();
+    st = e->open(c, u);
+    if (st != KVI_OK && !kvi__error_is_set())
+        kvi_engine_error(c, st, "cannot open: %s", kvi_strerror(st));
+    pthread_mutex_lock(&k->config_lock);
+    pending_drop(k, &mine);
     if (st != KVI_OK) {
         /* open() may have failed half-way: close() releases what it did. */
         conn_destroy(k, c);
@@ -420,6 +509,7 @@ kvi_status kvi_add_url(kvi *k, const char *url)
 {
     if (k == NULL || url == NULL)
         return k ? kvi__error(k, KVI_E_INVALID, "URL is NULL") : KVI_E_INVALID;
+    kvi__clear_error();
     char err[256];
     kvi_url *u = NULL;
     kvi_status st = kvi_url_parse(url, &u, err, sizeof err);
@@ -485,6 +575,12 @@ kvi_status kvi_conn_get(kvi *k, const char *id, kvi_conn **out)
         /* The embedded engine's default connection exists on first use. */
         pthread_mutex_lock(&k->config_lock);
         kvi_status st = KVI_OK;
+        while (pending_has(k, id)) {
+            /* Another thread is opening it: wait for its outcome. */
+            pthread_mutex_unlock(&k->config_lock);
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+            pthread_mutex_lock(&k->config_lock);
+        }
         c = kvi__conn_find(k, id);
         if (c == NULL) {
             kvi_url *u = NULL;

@@ -11,7 +11,9 @@
 #include "core/internal.h"
 
 /* Stats are striped per thread so that two threads on one handle do not
- * fight over one cache line. */
+ * fight over one cache line.  Each stripe is padded to a cache line rather
+ * than aligned: a handle comes from the context's allocator, which only
+ * promises malloc's alignment. */
 #define KVI__STAT_STRIPES 16
 
 struct kvi__stat_stripe {
@@ -21,7 +23,8 @@ struct kvi__stat_stripe {
     _Atomic uint64_t slow_ops;
     _Atomic uint64_t rejected;
     _Atomic uint64_t total_us;
-} __attribute__((aligned(64)));
+    char pad_[64 - 6 * sizeof(uint64_t)];
+};
 
 struct kvi_conn {
     kvi *k;
@@ -44,19 +47,35 @@ struct kvi__engine_entry {
     struct kvi__engine_entry *next;
 };
 
+/* A hook (log or clock) with its user data, published as one pointer so a
+ * reader never pairs one setting's function with another's data.  Replaced
+ * hooks are kept until kvi_free(): a reader may still hold one. */
+struct kvi__hook {
+    void (*fn)(void);
+    void *ud;
+    int level;
+    struct kvi__hook *older;
+};
+
+/* An id being opened: reserved so that a second definition is refused while
+ * open() runs outside the lock. */
+struct kvi__pending {
+    const char *id;
+    struct kvi__pending *next;
+};
+
 struct kvi {
     kvi_allocator alloc;
     pthread_mutex_t config_lock; /* serialises definitions and registrations */
     struct kvi__engine_entry *engines;
+    struct kvi__pending *pending;   /* ids whose open() runs; under config_lock */
     struct kvi_conn *_Atomic conns; /* read without a lock: append-only list */
     char *module_path;              /* NULL: default */
 
-    _Atomic(kvi_log_fn) log_fn;
-    void *_Atomic log_ud;
-    _Atomic int log_level;
+    struct kvi__hook *_Atomic log;   /* NULL: logging off */
+    struct kvi__hook *_Atomic clock; /* never NULL */
+    struct kvi__hook *retired;       /* replaced hooks; under config_lock */
     _Atomic uint64_t slow_us;
-    _Atomic(kvi_clock_fn) clock_fn;
-    void *_Atomic clock_ud;
 };
 
 /* Finds a defined id; NULL when none.  Lock-free. */

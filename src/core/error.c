@@ -7,6 +7,7 @@
  * from it, as a second line of defence behind engines never printing one.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,6 +31,19 @@ int kvi__error_is_set(void)
     return tl_err.set;
 }
 
+/* Blanks a tail of msg that is a proper prefix of secret: what is left of a
+ * password that a truncation cut in two. */
+static void scrub_cut_tail(char *msg, const char *secret)
+{
+    size_t n = strlen(msg), slen = strlen(secret);
+    for (size_t k = slen - 1 < n ? slen - 1 : n; k > 0; k--) {
+        if (memcmp(msg + n - k, secret, k) == 0) {
+            memset(msg + n - k, '*', k);
+            return;
+        }
+    }
+}
+
 void kvi__scrub(char *msg, const char *secret)
 {
     if (secret == NULL || secret[0] == '\0')
@@ -47,26 +61,43 @@ void kvi__scrub(char *msg, const char *secret)
             p += slen;
         }
     }
+    scrub_cut_tail(msg, secret);
+}
+
+/* Copies src into dst (size dstlen), scrubbing secret first and again after
+ * the cut, so that no whole or cut password survives. */
+static void copy_scrubbed(char *dst, size_t dstlen, const char *src, const char *secret)
+{
+    size_t n = strlen(src);
+    char *tmp = NULL;
+    if (secret != NULL && secret[0] != '\0' && (tmp = malloc(n + 1)) != NULL) {
+        memcpy(tmp, src, n + 1);
+        kvi__scrub(tmp, secret);
+        src = tmp;
+        n = strlen(tmp);
+    }
+    if (n >= dstlen)
+        n = dstlen - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    kvi__scrub(dst, secret);
+    free(tmp);
 }
 
 void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg)
 {
-    /* Scrub the whole text first: truncating first could leave a cut
-     * password that no longer matches. */
-    char buf[ERRMSG_MAX * 2];
-    size_t n = strlen(msg);
-    if (n >= sizeof buf)
-        n = sizeof buf - 1;
-    memcpy(buf, msg, n);
-    buf[n] = '\0';
-    kvi__scrub(buf, secret);
-    n = strlen(buf);
-    if (n >= sizeof tl_err.msg)
-        n = sizeof tl_err.msg - 1;
-    memcpy(tl_err.msg, buf, n);
-    tl_err.msg[n] = '\0';
+    copy_scrubbed(tl_err.msg, sizeof tl_err.msg, msg, secret);
     tl_err.k = k;
     tl_err.set = 1;
+}
+
+/* vasprintf into a heap string (NULL when out of memory). */
+static char *vformat(const char *fmt, va_list ap)
+{
+    char *out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0)
+        return NULL;
+    return out;
 }
 
 kvi_status kvi__verror(const kvi *k, kvi_status st, const char *fmt, va_list ap)
@@ -95,34 +126,39 @@ const char *kvi_errmsg(const kvi *k)
 
 kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
 {
-    char body[ERRMSG_MAX], buf[ERRMSG_MAX + 300];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    char *body = vformat(fmt, ap);
     va_end(ap);
+    const char *text = body ? body : "(out of memory formatting the message)";
     if (c == NULL) {
-        kvi__set_errmsg(NULL, NULL, body);
-        return st;
+        kvi__set_errmsg(NULL, NULL, text);
+    } else {
+        char *full = NULL;
+        if (asprintf(&full, "%.255s: %s", c->id ? c->id : c->engine->name, text) < 0)
+            full = NULL;
+        kvi__set_errmsg(c->k, c->secret, full ? full : text);
+        free(full);
     }
-    snprintf(buf, sizeof buf, "%.255s: %s", c->id ? c->id : c->engine->name, body);
-    kvi__set_errmsg(c->k, c->secret, buf);
+    free(body);
     return st;
 }
 
 static void vlog_msg(kvi *k, const char *secret, kvi_log_level level, const char *prefix,
                      const char *fmt, va_list ap)
 {
-    kvi_log_fn fn = atomic_load_explicit(&k->log_fn, memory_order_acquire);
-    if (fn == NULL || (int)level > atomic_load_explicit(&k->log_level, memory_order_relaxed))
+    const struct kvi__hook *h = atomic_load_explicit(&k->log, memory_order_acquire);
+    if (h == NULL || (int)level > h->level)
         return;
-    char body[ERRMSG_MAX], buf[ERRMSG_MAX + 300];
-    vsnprintf(body, sizeof body, fmt, ap);
-    if (prefix != NULL)
-        snprintf(buf, sizeof buf, "%.255s: %s", prefix, body);
-    else
-        snprintf(buf, sizeof buf, "%s", body);
-    kvi__scrub(buf, secret);
-    fn(atomic_load_explicit(&k->log_ud, memory_order_relaxed), level, buf);
+    char *body = vformat(fmt, ap), *full = NULL;
+    const char *text = body ? body : "(out of memory formatting a log message)";
+    if (prefix != NULL && asprintf(&full, "%.255s: %s", prefix, text) >= 0)
+        text = full;
+    char buf[ERRMSG_MAX * 2];
+    copy_scrubbed(buf, sizeof buf, text, secret);
+    free(full);
+    free(body);
+    ((kvi_log_fn)h->fn)(h->ud, level, buf);
 }
 
 void kvi__log(kvi *k, kvi_log_level level, const char *fmt, ...)

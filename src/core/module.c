@@ -49,10 +49,15 @@ kvi_status kvi__module_load(kvi *k, const char *path, const char *scheme,
 {
     char dirs[2048];
     if (path == NULL) {
-        const char *env = getenv("KVI_MODULE_PATH");
+        /* secure_getenv: a setuid program must not load code named by
+         * its caller's environment. */
+        const char *env = secure_getenv("KVI_MODULE_PATH");
         const char *first = running_from_build_tree() ? KVI_BUILD_MODULE_DIR : "";
-        snprintf(dirs, sizeof dirs, "%s%s%s%s%s", env ? env : "", env ? ":" : "", first,
-                 first[0] ? ":" : "", KVI_INSTALL_MODULE_DIR);
+        if (env != NULL && env[0] != '\0')
+            snprintf(dirs, sizeof dirs, "%s", env); /* overrides, as documented */
+        else
+            snprintf(dirs, sizeof dirs, "%s%s%s", first, first[0] ? ":" : "",
+                     KVI_INSTALL_MODULE_DIR);
     } else {
         snprintf(dirs, sizeof dirs, "%s", path);
     }

@@ -5,9 +5,9 @@
 #include "core/internal.h"
 
 /*
- * Finds kvi_<scheme>.so in path (':'-separated; NULL: $KVI_MODULE_PATH, then
- * the build tree's module directory when this libkvi runs from the build tree,
- * then the install directory), loads it
+ * Finds kvi_<scheme>.so in path (':'-separated; NULL: $KVI_MODULE_PATH alone
+ * when set, else the build tree's module directory when this libkvi runs
+ * from the build tree, then the install directory), loads it
  * and returns its engine and dlopen handle.  KVI_E_MODULE_MISSING with a
  * message naming the engine, the file, the directories and what to install.
  */

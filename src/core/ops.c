@@ -368,7 +368,9 @@ kvi_status kvi_conn_stats(kvi_conn *c, kvi_stats *out)
         kvi__clear_error();
         kvi_status st = c->engine->stats(c, out);
         if (st != KVI_OK) {
-            out->has_content = 0;
+            memset(out, 0, sizeof *out);
+            if (!kvi__error_is_set())
+                kvi_engine_error(c, st, "stats: %s", kvi_strerror(st));
             return st;
         }
     }

@@ -269,12 +269,19 @@ static kvi_status parse_port(struct parser *ps, struct span s, size_t pos, uint1
             v = v * 10 + (unsigned long)(*q - '0');
     }
     free(text);
+    /* The "port" may be a password whose '@' is missing (user:secret/0):
+     * never echo a non-numeric one, nor a number longer than a port. */
     if (!digits)
-        return fail(ps, KVI_E_BAD_URL, "port '%s' of host %zu is not a number", echo(ps, s, e),
+        return fail(ps, KVI_E_BAD_URL,
+                    "port of host %zu is not a number (text not shown: if it is a password, "
+                    "the URL lacks '@' before the host)",
                     pos);
-    if (v < 1 || v > 65535)
+    if (v < 1 || v > 65535) {
+        if (s.n > 5)
+            return fail(ps, KVI_E_BAD_URL, "port of host %zu out of range 1..65535", pos);
         return fail(ps, KVI_E_BAD_URL, "port %s of host %zu out of range 1..65535", echo(ps, s, e),
                     pos);
+    }
     *port = (uint16_t)v;
     return KVI_OK;
 }

@@ -290,10 +290,18 @@ static void test_text_after_bracket_is_bad(void **state)
 static void test_port_not_a_number_is_bad(void **state)
 {
     (void)state;
-    parse_bad("redis://h1:1,h2:abc", "port 'abc' of host 2 is not a number");
-    parse_bad("redis://h:-1", "port '-1' of host 1 is not a number");
-    parse_bad("redis://h:1:2", "port '1:2' of host 1 is not a number");
-    parse_bad("redis://[::1]:x", "port 'x' of host 1 is not a number");
+    parse_bad("redis://h1:1,h2:abc", "port of host 2 is not a number");
+    parse_bad("redis://h:-1", "port of host 1 is not a number");
+    parse_bad("redis://h:1:2", "port of host 1 is not a number");
+    parse_bad("redis://[::1]:x", "port of host 1 is not a number");
+    /* A password whose '@' is missing must not be echoed as a port. */
+    parse_bad("redis://user:s3cretpw/0", "port of host 1 is not a number");
+    char err[256];
+    kvi_url *u = NULL;
+    assert_int_equal(kvi_url_parse("redis://user:s3cretpw/0", &u, err, sizeof err), KVI_E_BAD_URL);
+    assert_null(strstr(err, "s3cretpw"));
+    assert_int_equal(kvi_url_parse("redis://user:1234567/0", &u, err, sizeof err), KVI_E_BAD_URL);
+    assert_null(strstr(err, "1234567"));
     parse_bad("redis://h:", "empty port after ':' in host 1");
 }
 
