@@ -30,9 +30,10 @@
 extern "C" {
 #endif
 
-/* ABI version of struct kvi_engine.  Fields are only appended; the core
- * accepts engines whose abi_version is <= its own and fills missing slots
- * with NULL. */
+/* ABI version of struct kvi_engine.  New slots are only ever taken from
+ * reserved_, so the struct keeps its size; an engine built for an older ABI
+ * has those slots NULL (zero-initialised reserved_) and the core accepts
+ * any abi_version from 1 to its own. */
 #define KVI_ENGINE_ABI 1
 
 struct kvi_engine {
@@ -49,7 +50,9 @@ struct kvi_engine {
 
     /* Open a connection: parse the URL's hosts, database and options and
      * set up *kvi_conn_priv(c).  Connect now unless "lazy" is set (or the
-     * engine always connects lazily).  On error the core calls close(). */
+     * engine always connects lazily).  url is valid only during the call
+     * (copy what you keep).  Called without any core lock held.  On error
+     * the core calls close(); close() is never called without open(). */
     kvi_status (*open)(kvi_conn *c, const kvi_url *url);
     /* Release everything open() and later calls acquired.  Must accept a
      * connection whose open() failed half-way. */

@@ -144,9 +144,11 @@ typedef struct kvi_allocator {
  * when out is NULL, KVI_E_NOMEM when memory runs out. */
 KVI_EXPORT kvi_status kvi_new(kvi **out);
 
-/* Same as kvi_new() but every allocation of the core and of the engines
- * that support it goes through *alloc (copied; alloc->ud must outlive the
- * context and every value it returned).  Third-party client libraries
+/* Same as kvi_new() but the context, its handles, fetched values and the
+ * local engine's entries go through *alloc (copied; alloc->ud must outlive
+ * the context and every value it returned).  Objects that exist without a
+ * context use the C library's malloc: replies (kvi_reply), parsed URLs
+ * (kvi_url) and engine scratch buffers; third-party client libraries
  * (hiredis, libmemcached) keep their own allocator. */
 KVI_EXPORT kvi_status kvi_new_with_allocator(kvi **out, const kvi_allocator *alloc);
 
@@ -161,10 +163,12 @@ KVI_EXPORT void kvi_free(kvi *k);
  *          ["/" [database]] ["?" name=value[&name=value]...]
  * The engine of `scheme` is looked up among registered engines, then loaded
  * as module kvi_<scheme>.so from the module path.  Returns KVI_E_BAD_URL
- * (syntax), KVI_E_EXISTS (id already defined), KVI_E_UNKNOWN_ENGINE or
- * KVI_E_MODULE_MISSING (no such engine), KVI_E_INVALID (unknown option or bad
- * option value) or the engine's open error.  On failure nothing is defined.
- * Thread-safe.
+ * (syntax), KVI_E_EXISTS (id already defined, or being defined by another
+ * thread), KVI_E_MODULE_MISSING (no engine of that scheme), KVI_E_INVALID
+ * (unknown option or bad option value) or the engine's open error (a
+ * non-lazy network engine connects here: KVI_E_CONNECT, KVI_E_AUTH, ...).
+ * On failure nothing is defined.  Thread-safe; the engine's open() runs
+ * outside the context's lock, so other threads' calls do not wait for it.
  */
 KVI_EXPORT kvi_status kvi_add_url(kvi *k, const char *url);
 
@@ -230,7 +234,7 @@ KVI_EXPORT const char *kvi_errmsg(const kvi *k);
 #define KVI_CAP_TTL (1u << 0)          /* expire_s > 0 honoured; ttl() works */
 #define KVI_CAP_COUNTERS (1u << 1)     /* add, sub, counter_fetch */
 #define KVI_CAP_NEG_COUNTERS (1u << 2) /* counters may go below zero */
-#define KVI_CAP_BINARY (1u << 3)       /* keys and values of any bytes */
+#define KVI_CAP_BINARY (1u << 3)       /* any bytes natively (others map keys) */
 #define KVI_CAP_ITERATE (1u << 4)      /* keys() and remove_glob() */
 #define KVI_CAP_RAW_QUERY (1u << 5)    /* raw_query() in a native language */
 #define KVI_CAP_PERSISTENT (1u << 6)   /* data survives a restart */
@@ -337,7 +341,9 @@ KVI_EXPORT kvi_status kvi_ttl(kvi *k, const char *id, const void *key, size_t ke
 KVI_EXPORT kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len,
                                    int64_t *ttl_s);
 
-/* Checks that the store answers. */
+/* Checks that the store answers: KVI_OK, or the connection's error
+ * (KVI_E_CONNECT, KVI_E_TIMEOUT, KVI_E_AUTH, ...).  An engine without a
+ * server (local) answers KVI_OK without I/O. */
 KVI_EXPORT kvi_status kvi_ping(kvi *k, const char *id);
 KVI_EXPORT kvi_status kvi_conn_ping(kvi_conn *c);
 
@@ -365,7 +371,10 @@ typedef struct kvi_stats {
     uint64_t reserved_[8];
 } kvi_stats;
 
-/* Fills *out with the handle's statistics. */
+/* Fills *out with the handle's statistics (a consistent-enough snapshot:
+ * counters are read one by one while other threads run).  KVI_E_INVALID
+ * for NULL arguments; an engine's content statistics may fail with its
+ * error, and then *out is all zero.  Thread-safe. */
 KVI_EXPORT kvi_status kvi_conn_stats(kvi_conn *c, kvi_stats *out);
 KVI_EXPORT kvi_status kvi_stats_get(kvi *k, const char *id, kvi_stats *out);
 
@@ -431,6 +440,8 @@ typedef struct kvi_url {
  * KVI_E_BAD_URL (KVI_E_INVALID for NULL arguments, KVI_E_NOMEM) and writes a message naming the offending
  * part, without any password, into err (errlen bytes, may be 0). */
 KVI_EXPORT kvi_status kvi_url_parse(const char *url, kvi_url **out, char *err, size_t errlen);
+
+/* Frees a parsed URL, wiping its password first.  NULL is accepted. */
 KVI_EXPORT void kvi_url_free(kvi_url *u);
 
 /* Value of option name, or NULL when absent.  (The parser rejects an option

@@ -1,4 +1,5 @@
 /* reply.c -- typed reply trees (raw queries, key listings) and values. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,7 @@ kvi_reply *kvi_reply_new_string(kvi_reply_type type, const void *data, size_t le
 {
     if (type != KVI_REPLY_STRING && type != KVI_REPLY_STATUS && type != KVI_REPLY_ERROR)
         return NULL;
-    if (data == NULL && len > 0)
+    if ((data == NULL && len > 0) || len == SIZE_MAX)
         return NULL;
     kvi_reply *r = reply_new(type);
     if (r == NULL)
@@ -58,6 +59,8 @@ kvi_reply *kvi_reply_new_string(kvi_reply_type type, const void *data, size_t le
 
 kvi_reply *kvi_reply_new_array(size_t capacity_hint)
 {
+    if (capacity_hint > SIZE_MAX / sizeof(kvi_reply *))
+        return NULL;
     kvi_reply *r = reply_new(KVI_REPLY_ARRAY);
     if (r == NULL || capacity_hint == 0)
         return r;
@@ -75,6 +78,8 @@ kvi_status kvi_reply_append(kvi_reply *array, kvi_reply *element)
     if (array == NULL || element == NULL || array->type != KVI_REPLY_ARRAY)
         return KVI_E_INVALID;
     if (array->count == array->cap) {
+        if (array->cap > SIZE_MAX / 2 / sizeof(kvi_reply *))
+            return KVI_E_NOMEM;
         size_t ncap = array->cap ? array->cap * 2 : 8;
         kvi_reply **n = realloc(array->elems, ncap * sizeof *n);
         if (n == NULL)

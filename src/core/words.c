@@ -14,6 +14,7 @@
  * are escapes, '\' before any other byte gives that byte.  Inside 'single
  * quotes' only \' is an escape; everything else is literal.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ struct wordlist {
 static int push_word(struct wordlist *wl, const char *bytes, size_t len)
 {
     if (wl->count == wl->cap) {
+        if (wl->cap > SIZE_MAX / 2 / sizeof(char *))
+            return -1;
         size_t ncap = wl->cap == 0 ? 8 : wl->cap * 2;
         char **nw = realloc(wl->words, ncap * sizeof *nw);
         if (nw == NULL)
@@ -106,7 +109,7 @@ kvi_status kvi_split_words(kvi_conn *c, const char *query, size_t query_len, cha
     const unsigned char *q = (const unsigned char *)query;
     struct wordlist wl = {NULL, NULL, 0, 0};
     /* A word is never longer than the query, so one scratch buffer will do. */
-    char *cur = malloc(query_len + 1);
+    char *cur = query_len < SIZE_MAX ? malloc(query_len + 1) : NULL;
     kvi_status st = KVI_OK;
     size_t i = 0;
 

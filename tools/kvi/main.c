@@ -158,7 +158,7 @@ static const struct command commands[] = {
     {"stats", NULL, "[ID]", OP_STATS, 0, 1, {K_ID}, F_STORE, "print statistics"},
     {"engines", NULL, "", OP_ENGINES, 0, 0, {K_NONE}, F_STORE, "list engine ids and capabilities"},
     {"url", NULL, "URL", OP_URL, 1, 0, {K_URL}, 0, "parse URL and show its parts"},
-    {"shell", NULL, "", OP_SHELL, 0, 0, {K_NONE}, F_STORE, "read commands from standard input"},
+    {"shell", NULL, "", OP_SHELL, 0, 0, {K_NONE}, F_STORE, "run commands: interactive with history on a terminal, else one per line from standard input"},
     {"help", NULL, "", OP_HELP, 0, 0, {K_NONE}, 0, NULL},
 };
 
