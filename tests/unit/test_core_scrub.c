@@ -68,20 +68,19 @@ static void on_log(void *ud, kvi_log_level level, const char *msg)
     snprintf(logged, sizeof logged, "%s", msg);
 }
 
-/* No run of 4 or more password bytes in the message. */
+/* No prefix of 4 or more password bytes (what a cut would leave) and no
+ * whole password in the message. */
 static void assert_no_secret_piece(const char *msg)
 {
-    const size_t slen = strlen(SECRET);
-    for (size_t len = 4; len <= slen; len++)
-        for (size_t at = 0; at + len <= slen; at++) {
-            char piece[64];
-            memcpy(piece, SECRET + at, len);
-            piece[len] = '\0';
-            if (at == 0 && strstr(msg, piece) != NULL)
-                fail_msg("password prefix '%s' survives in: ...%s", piece,
-                         msg + (strlen(msg) > 40 ? strlen(msg) - 40 : 0));
-        }
-    assert_null(strstr(msg, SECRET));
+    static const char secret[] = SECRET;
+    for (size_t len = 4; len < sizeof secret; len++) {
+        char piece[sizeof secret];
+        memcpy(piece, secret, len);
+        piece[len] = '\0';
+        if (strstr(msg, piece) != NULL)
+            fail_msg("password prefix '%s' survives in: ...%s", piece,
+                     msg + (strlen(msg) > 40 ? strlen(msg) - 40 : 0));
+    }
 }
 
 static void test_cut_password_is_scrubbed_at_every_offset(void **state)
