@@ -356,14 +356,33 @@ static struct lt_entry *lt_replace(kvi__lt *t, struct lt_shard *sh, struct lt_lo
     return old;
 }
 
+/* Sets the bucket array of ht[0].  Its address and mask are stored
+ * atomically because lt_prefetch reads them without the lock. */
+static void lt_set_main(struct lt_shard *sh, lt_ref *b, size_t mask)
+{
+    __atomic_store_n(&sh->ht[0].b, b, __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->ht[0].mask, mask, __ATOMIC_RELAXED);
+}
+
+/* Starts loading the ht[0] bucket of hash h into the cache, without the
+ * shard lock (so that the two misses overlap): the address and mask read
+ * may be stale or mismatched, which at worst prefetches a useless line. */
+static inline void lt_prefetch(struct lt_shard *sh, uint64_t h)
+{
+    lt_ref *b = __atomic_load_n(&sh->ht[0].b, __ATOMIC_RELAXED);
+    size_t mask = __atomic_load_n(&sh->ht[0].mask, __ATOMIC_RELAXED);
+    if (b)
+        __builtin_prefetch(b + ((size_t)h & mask));
+}
+
 static kvi_status lt_ensure_buckets(kvi__lt *t, struct lt_shard *sh)
 {
     if (sh->ht[0].b)
         return KVI_OK;
-    sh->ht[0].b = kvi__calloc(t->k, LT_INITIAL_BUCKETS, sizeof(lt_ref));
-    if (!sh->ht[0].b)
+    lt_ref *b = kvi__calloc(t->k, LT_INITIAL_BUCKETS, sizeof(lt_ref));
+    if (!b)
         return KVI_E_NOMEM;
-    sh->ht[0].mask = LT_INITIAL_BUCKETS - 1u;
+    lt_set_main(sh, b, LT_INITIAL_BUCKETS - 1u);
     sh->ht[0].used = 0;
     lt_charge(t, sh, LT_INITIAL_BUCKETS * sizeof(lt_ref), 0);
     return KVI_OK;
@@ -429,7 +448,8 @@ static void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
     if (sh->rehash_idx > from->mask) {
         lt_charge(t, sh, 0, (from->mask + 1u) * sizeof(lt_ref));
         kvi__free(t->k, from->b);
-        *from = *to;
+        lt_set_main(sh, to->b, to->mask);
+        from->used = to->used;
         to->b = NULL;
         to->mask = 0;
         to->used = 0;
@@ -664,12 +684,13 @@ static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *v
     kvi_status st = lt_make_room(t, cost);
     if (st != KVI_OK)
         return st;
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    lt_prefetch(sh, h);
     struct lt_entry *e = lt_entry_new(t, key, klen, val, vlen, expire_ms, h);
     if (!e)
         return KVI_E_NOMEM;
     lt_touch(t, e);
 
-    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     lt_ref dead = 0;
     pthread_mutex_lock(&sh->lock);
     lt_rehash_step(t, sh, 8);
@@ -719,6 +740,7 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    lt_prefetch(sh, h);
     lt_ref dead = 0;
     kvi_status st;
     pthread_mutex_lock(&sh->lock);
@@ -742,6 +764,7 @@ kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    lt_prefetch(sh, h);
     lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     pthread_mutex_lock(&sh->lock);
@@ -771,6 +794,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    lt_prefetch(sh, h);
     lt_ref dead = 0;
     char text[24];
     kvi_status st = lt_make_room(t, kvi__lt_entry_cost(key_len, 20));
@@ -836,6 +860,7 @@ kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t 
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    lt_prefetch(sh, h);
     lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     int64_t v = 0;
@@ -860,6 +885,7 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
+    lt_prefetch(sh, h);
     lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     int64_t v = -1;
