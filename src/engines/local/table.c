@@ -418,10 +418,8 @@ static void lt_link(kvi__lt *t, struct lt_shard *sh, struct lt_entry *e, uint64_
 
 /* Moves up to n non-empty buckets of ht[0] into ht[1] (and looks at no more
  * than 10 n empty ones), finishing the rehash when ht[0] is drained. */
-static void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
+static void lt_rehash_run(kvi__lt *t, struct lt_shard *sh, size_t n)
 {
-    if (!sh->ht[1].b)
-        return;
     struct lt_ht *from = &sh->ht[0], *to = &sh->ht[1];
     size_t empty_budget = n * 10u;
     while (n && sh->rehash_idx <= from->mask) {
@@ -456,6 +454,13 @@ static void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
         sh->rehash_idx = 0;
         sh->sweep_idx = 0;
     }
+}
+
+/* The check stays inline: a rehash runs rarely and every lookup asks. */
+static inline void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
+{
+    if (sh->ht[1].b)
+        lt_rehash_run(t, sh, n);
 }
 
 /* Looks at a few buckets for expired entries; they go on *dead. */
