@@ -103,7 +103,7 @@ static void test_random_operations_agree_with_a_model(void **state)
     char key[32];
     for (unsigned op = 0; op < MODEL_OPS; op++) {
         /* The key space widens over time so that shards keep growing. */
-        unsigned span = 64u + (unsigned)((uint64_t)op * MODEL_KEYS / MODEL_OPS);
+        unsigned span = 64u + (unsigned)((uint64_t)op * (MODEL_KEYS - 64u) / MODEL_OPS);
         unsigned i = (unsigned)(rnd() % span);
         size_t kl = model_key(key, i);
         struct model_entry *m = &model[i];
