@@ -8,10 +8,12 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 
-# Packages to build the library, the command, the engines and the tests.
+# Packages to build the library, the command, the engines, the examples and
+# the test programs (cmocka, so that one build tree serves demo and test);
+# DEPS_TEST adds the servers and tools the tests run.
 DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
-             libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev
-DEPS_TEST  = $(DEPS_BUILD) libcmocka-dev redis-server redis-tools memcached valgrind \
+             libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev libcmocka-dev
+DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              clang libclang-rt-14-dev sasl2-bin
 
 .PHONY: all build demo test check test-asan test-valgrind test-soak bench fuzz install clean \

@@ -12,7 +12,15 @@ echo "== the API, from C (examples/api/hello.c)"
 
 echo
 echo "== the kvi command on the default local engine (state in \$XDG_STATE_HOME/kvi)"
-run() { echo "\$ kvi $*"; "$build/kvi" "$@" || echo "(exit $?)"; }
+# fetch writes the value's bytes exactly (no newline unless on a terminal);
+# the demo ends each output with one so the transcript stays readable.
+run() {
+    echo "\$ kvi $*"
+    rc=0
+    out=$("$build/kvi" "$@") || rc=$?
+    [ -n "$out" ] && printf '%s\n' "$out"
+    [ "$rc" = 0 ] || echo "(exit $rc)"
+}
 run store local passwd_alice s3cret 7200
 run fetch local passwd_alice
 run ttl local passwd_alice
