@@ -64,7 +64,7 @@ test-asan:
 
 test-valgrind: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
-	ctest --test-dir $(BUILD) --output-on-failure -L unit -LE 'cli|bench-smoke|examples' \
+	ctest --test-dir $(BUILD) --output-on-failure -L 'unit|conformance' -LE 'integration|cli|bench-smoke|examples' \
 	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect" \
 	  -T memcheck -j$(JOBS)
 	@if grep -l -E 'definitely lost: [1-9]|indirectly lost: [1-9]|ERROR SUMMARY: [1-9]' \
