@@ -914,7 +914,14 @@ static kvi_status mc_store(kvi_conn *c, const void *key, size_t key_len, const v
     return st;
 }
 
-static kvi_status mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+/* Reads the live item of key on a leased handle and hands it to use()
+ * (KVI_NOT_FOUND when there is none): the common part of fetch,
+ * counter_fetch and ttl. */
+typedef kvi_status (*mc_use_fn)(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                                int64_t now_ms, void *out);
+
+static kvi_status mc_read_live(kvi_conn *c, const void *key, size_t key_len, const char *op,
+                               mc_use_fn use, void *out)
 {
     struct mc_key k;
     mc_key_init(&k, key, key_len);
@@ -925,14 +932,27 @@ static kvi_status mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_val
     memcached_result_st res;
     memcached_result_create(l.mc, &res);
     struct mc_item it;
-    st = mc_read(c, l.mc, &k, &res, &it, mc_now_ms(), "fetch");
+    int64_t now_ms = mc_now_ms();
+    st = mc_read(c, l.mc, &k, &res, &it, now_ms, op);
     if (st == KVI_OK && !it.live)
         st = KVI_NOT_FOUND;
     if (st == KVI_OK)
-        st = kvi_value_set(c, out, it.data, it.len);
+        st = use(c, &k, &it, now_ms, out);
     memcached_result_free(&res);
     mc_release(c, &l, st);
     return st;
+}
+
+static kvi_status use_value(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                            int64_t now_ms, void *out)
+{
+    (void)k, (void)now_ms;
+    return kvi_value_set(c, out, it->data, it->len);
+}
+
+static kvi_status mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+{
+    return mc_read_live(c, key, key_len, "fetch", use_value, out);
 }
 
 static kvi_status mc_remove(kvi_conn *c, const void *key, size_t key_len)
@@ -1043,48 +1063,32 @@ static kvi_status mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t d
     return st;
 }
 
+static kvi_status use_counter(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                              int64_t now_ms, void *out)
+{
+    (void)now_ms;
+    if (!kvi_parse_int64(it->data, it->len, out))
+        return kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
+                                "counter_fetch: value of '%s' is not an integer", k->mkey);
+    return KVI_OK;
+}
+
 static kvi_status mc_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
 {
-    struct mc_key k;
-    mc_key_init(&k, key, key_len);
-    struct mc_lease l;
-    kvi_status st = mc_acquire(c, &l);
-    if (st != KVI_OK)
-        return st;
-    memcached_result_st res;
-    memcached_result_create(l.mc, &res);
-    struct mc_item it;
-    st = mc_read(c, l.mc, &k, &res, &it, mc_now_ms(), "counter_fetch");
-    if (st == KVI_OK && !it.live)
-        st = KVI_NOT_FOUND;
-    if (st == KVI_OK && !kvi_parse_int64(it.data, it.len, out))
-        st = kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
-                              "counter_fetch: value of '%s' is not an integer", k.mkey);
-    memcached_result_free(&res);
-    mc_release(c, &l, st);
-    return st;
+    return mc_read_live(c, key, key_len, "counter_fetch", use_counter, out);
+}
+
+static kvi_status use_ttl(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                          int64_t now_ms, void *out)
+{
+    (void)c, (void)k;
+    *(int64_t *)out = it->expiry_s == 0 ? -1 : (it->expiry_s * 1000 - now_ms + 999) / 1000;
+    return KVI_OK;
 }
 
 static kvi_status mc_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    struct mc_key k;
-    mc_key_init(&k, key, key_len);
-    struct mc_lease l;
-    kvi_status st = mc_acquire(c, &l);
-    if (st != KVI_OK)
-        return st;
-    memcached_result_st res;
-    memcached_result_create(l.mc, &res);
-    struct mc_item it;
-    int64_t now_ms = mc_now_ms();
-    st = mc_read(c, l.mc, &k, &res, &it, now_ms, "ttl");
-    if (st == KVI_OK && !it.live)
-        st = KVI_NOT_FOUND;
-    if (st == KVI_OK)
-        *ttl_s = it.expiry_s == 0 ? -1 : (it.expiry_s * 1000 - now_ms + 999) / 1000;
-    memcached_result_free(&res);
-    mc_release(c, &l, st);
-    return st;
+    return mc_read_live(c, key, key_len, "ttl", use_ttl, ttl_s);
 }
 
 static kvi_status mc_ping(kvi_conn *c)

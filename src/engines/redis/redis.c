@@ -222,7 +222,9 @@ static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, cons
     return KVI_OK;
 }
 
-static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+/* GET key: KVI_OK with the string reply in *out (caller frees it),
+ * KVI_NOT_FOUND for nil, an error otherwise (reply already freed). */
+static kvi_status get_string(kvi_conn *c, const void *key, size_t key_len, redisReply **out)
 {
     const char *argv[2] = {"GET", key};
     size_t lens[2] = {3, key_len};
@@ -231,12 +233,23 @@ static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_
     kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
-    if (r->type == REDIS_REPLY_NIL)
-        s = KVI_NOT_FOUND;
-    else if (r->type == REDIS_REPLY_STRING)
-        s = kvi_value_set(c, out, r->str, r->len);
-    else
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return KVI_NOT_FOUND;
+    }
+    if (r->type != REDIS_REPLY_STRING)
         return unexpected(c, r, "GET");
+    *out = r;
+    return KVI_OK;
+}
+
+static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+{
+    redisReply *r;
+    kvi_status s = get_string(c, key, key_len, &r);
+    if (s != KVI_OK)
+        return s;
+    s = kvi_value_set(c, out, r->str, r->len);
     freeReplyObject(r);
     return s;
 }
@@ -311,18 +324,11 @@ done:
 
 static kvi_status redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
 {
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, key_len};
     redisReply *r;
-
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
+    kvi_status s = get_string(c, key, key_len, &r);
     if (s != KVI_OK)
         return s;
-    if (r->type == REDIS_REPLY_NIL)
-        s = KVI_NOT_FOUND;
-    else if (r->type != REDIS_REPLY_STRING)
-        return unexpected(c, r, "GET");
-    else if (!kvi_parse_int64(r->str, r->len, out))
+    if (!kvi_parse_int64(r->str, r->len, out))
         s = kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
     freeReplyObject(r);
     return s;
