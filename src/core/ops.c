@@ -212,25 +212,36 @@ kvi_status kvi_conn_sub(kvi_conn *c, const void *key, size_t key_len, int64_t de
     return counter_op(c, "sub", key, key_len, delta, expire_s, new_value);
 }
 
-kvi_status kvi_conn_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+typedef kvi_status (*int_slot)(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
+
+/* A keyed read of one integer (counter_fetch, ttl): checks, the capability
+ * cap, and *out written only on success. */
+static kvi_status int_read_op(kvi_conn *c, const char *op, uint32_t cap, const char *what,
+                              const void *key, size_t key_len, int64_t *out)
 {
     if (out != NULL)
         *out = 0;
     if (c == NULL)
         return KVI_E_INVALID;
-    kvi_status st = check_key(c, "counter_fetch", key, key_len);
+    kvi_status st = check_key(c, op, key, key_len);
     if (st == KVI_OK && out == NULL)
-        st = reject(c, KVI_E_INVALID, "counter_fetch", "output is NULL");
+        st = reject(c, KVI_E_INVALID, op, "output is NULL");
     if (st == KVI_OK)
-        st = check_cap(c, "counter_fetch", KVI_CAP_COUNTERS, "counters");
+        st = check_cap(c, op, cap, what);
     if (st != KVI_OK)
         return st;
+    int_slot slot = cap == KVI_CAP_TTL ? c->engine->ttl : c->engine->counter_fetch;
     int64_t v = 0;
     op_timer t = op_begin(c);
-    st = c->engine->counter_fetch(c, key, key_len, &v);
+    st = slot(c, key, key_len, &v);
     if (st == KVI_OK)
         *out = v;
-    return op_end(c, t, "counter_fetch", st);
+    return op_end(c, t, op, st);
+}
+
+kvi_status kvi_conn_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+{
+    return int_read_op(c, "counter_fetch", KVI_CAP_COUNTERS, "counters", key, key_len, out);
 }
 
 /* Runs a reply-returning slot and empties *out unless it succeeded. */
@@ -322,23 +333,7 @@ kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
 
 kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    if (ttl_s != NULL)
-        *ttl_s = 0;
-    if (c == NULL)
-        return KVI_E_INVALID;
-    kvi_status st = check_key(c, "ttl", key, key_len);
-    if (st == KVI_OK && ttl_s == NULL)
-        st = reject(c, KVI_E_INVALID, "ttl", "output is NULL");
-    if (st == KVI_OK)
-        st = check_cap(c, "ttl", KVI_CAP_TTL, "expiry");
-    if (st != KVI_OK)
-        return st;
-    int64_t v = 0;
-    op_timer t = op_begin(c);
-    st = c->engine->ttl(c, key, key_len, &v);
-    if (st == KVI_OK)
-        *ttl_s = v;
-    return op_end(c, t, "ttl", st);
+    return int_read_op(c, "ttl", KVI_CAP_TTL, "expiry", key, key_len, ttl_s);
 }
 
 kvi_status kvi_conn_ping(kvi_conn *c)
