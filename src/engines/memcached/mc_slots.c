@@ -1,0 +1,255 @@
+/*
+ * mc_slots.c -- the memcached engine's operations.  The contract's parts
+ * that memcached lacks (keys of any bytes, signed counters, add/sub that keep
+ * the expiry, ttl) come from mc_envelope.h and the CAS loop in
+ * kvi__mc_add(); docs/engines/memcached.md explains the design.
+ */
+#include <string.h>
+
+#include "mc_engine.h"
+
+kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s)
+{
+    struct mc_key k;
+    kvi__mc_key_init(&k, key, key_len);
+    int64_t now_s = kvi__mc_now_ms() / 1000;
+    uint32_t flags = kvi__mc_stamp(now_s, expire_s);
+    int64_t exptime = flags ? kvi__mc_server_exptime(flags, now_s) : 0;
+    struct mc_lease l;
+    kvi_status st = kvi__mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    memcached_return_t rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
+    st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
+    if (kvi__mc_retry_once(c, l.mc, st)) {
+        rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
+        st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
+    }
+    kvi__mc_release(c, &l, st);
+    return st;
+}
+
+/* Reads the live item of key on a leased handle and hands it to use()
+ * (KVI_NOT_FOUND when there is none): the common part of fetch,
+ * counter_fetch and ttl. */
+typedef kvi_status (*mc_use_fn)(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                                int64_t now_ms, void *out);
+
+static kvi_status mc_read_live(kvi_conn *c, const void *key, size_t key_len, const char *op,
+                               mc_use_fn use, void *out)
+{
+    struct mc_key k;
+    kvi__mc_key_init(&k, key, key_len);
+    struct mc_lease l;
+    kvi_status st = kvi__mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    memcached_result_st res;
+    memcached_result_create(l.mc, &res);
+    struct mc_item it;
+    int64_t now_ms = kvi__mc_now_ms();
+    st = kvi__mc_read(c, l.mc, &k, &res, &it, now_ms, op);
+    if (st == KVI_OK && !it.live)
+        st = KVI_NOT_FOUND;
+    if (st == KVI_OK)
+        st = use(c, &k, &it, now_ms, out);
+    memcached_result_free(&res);
+    kvi__mc_release(c, &l, st);
+    return st;
+}
+
+static kvi_status use_value(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                            int64_t now_ms, void *out)
+{
+    (void)k, (void)now_ms;
+    return kvi_value_set(c, out, it->data, it->len);
+}
+
+kvi_status kvi__mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
+{
+    return mc_read_live(c, key, key_len, "fetch", use_value, out);
+}
+
+kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
+{
+    struct mc_key k;
+    kvi__mc_key_init(&k, key, key_len);
+    struct mc_lease l;
+    kvi_status st = kvi__mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    for (int attempt = 0;; attempt++) {
+        memcached_return_t rc = memcached_delete(l.mc, k.mkey, k.mkey_len, 0);
+        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED)
+            st = KVI_OK;
+        else if (rc == MEMCACHED_NOTFOUND)
+            st = KVI_NOT_FOUND;
+        else
+            st = kvi__mc_fail(c, l.mc, rc, "remove");
+        if (attempt > 0 || !kvi__mc_retry_once(c, l.mc, st))
+            break;
+    }
+    kvi__mc_release(c, &l, st);
+    return st;
+}
+
+/* One attempt of add: KVI_OK with *done = 1 when written, *done = 0 when
+ * another client changed the item meanwhile (try again). */
+static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
+                              memcached_result_st *res, int64_t delta, int64_t expire_s,
+                              int64_t *new_value, int *done)
+{
+    *done = 0;
+    int64_t now_ms = kvi__mc_now_ms();
+    int64_t now_s = now_ms / 1000;
+    struct mc_item it;
+    kvi_status st = kvi__mc_read(c, mc, k, res, &it, now_ms, "add");
+    if (st != KVI_OK)
+        return st;
+
+    int64_t value = delta;
+    enum mc_write_mode mode;
+    uint32_t flags;
+    int64_t exptime;
+    if (!it.live) {
+        /* Missing (ADD: exactly one creator wins) or past its recorded
+         * expiry while the server still holds it (CAS: replaced once). */
+        mode = it.present ? MC_CAS : MC_ADD;
+        flags = kvi__mc_stamp(now_s, expire_s);
+        exptime = flags ? kvi__mc_server_exptime(flags, now_s) : 0;
+    } else {
+        int64_t old;
+        if (!kvi_parse_int64(it.data, it.len, &old))
+            return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "add: value of '%s' is not an integer",
+                                    k->mkey);
+        if (__builtin_add_overflow(old, delta, &value))
+            return kvi_engine_error(c, KVI_E_OVERFLOW, "add: %lld + %lld does not fit in int64",
+                                    (long long)old, (long long)delta);
+        /* Fixed window: keep the recorded expiry (flags unchanged) and send
+         * the time left of it. */
+        mode = MC_CAS;
+        flags = it.flags;
+        exptime = it.expiry_s ? kvi__mc_server_exptime(it.expiry_s, now_s) : 0;
+    }
+    char text[24];
+    size_t text_len = kvi_format_int64(value, text);
+    memcached_return_t rc = kvi__mc_write(c, mc, k, mode, text, text_len, exptime, flags, it.cas);
+    switch (rc) {
+    case MEMCACHED_SUCCESS:
+    case MEMCACHED_STORED:
+        *done = 1;
+        *new_value = value;
+        return KVI_OK;
+    case MEMCACHED_DATA_EXISTS: /* CAS lost, or ADD found a key (binary) */
+    case MEMCACHED_NOTSTORED:   /* ADD found a key */
+    case MEMCACHED_NOTFOUND:    /* removed between read and CAS */
+        return KVI_OK;
+    default:
+        return kvi__mc_fail(c, mc, rc, "add");
+    }
+}
+
+kvi_status kvi__mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                       int64_t expire_s, int64_t *new_value)
+{
+    struct mc_key k;
+    kvi__mc_key_init(&k, key, key_len);
+    struct mc_lease l;
+    kvi_status st = kvi__mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    memcached_result_st res;
+    memcached_result_create(l.mc, &res);
+    int done = 0;
+    int64_t value = 0;
+    for (int tries = 0; st == KVI_OK && !done; tries++) {
+        if (tries == MC_CAS_MAX_TRIES) {
+            st = kvi_engine_error(c, KVI_E_BACKEND,
+                                  "add: gave up after %d conflicting concurrent updates",
+                                  MC_CAS_MAX_TRIES);
+            break;
+        }
+        st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, &value, &done);
+    }
+    memcached_result_free(&res);
+    kvi__mc_release(c, &l, st);
+    if (st == KVI_OK && new_value != NULL)
+        *new_value = value;
+    return st;
+}
+
+static kvi_status use_counter(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                              int64_t now_ms, void *out)
+{
+    (void)now_ms;
+    if (!kvi_parse_int64(it->data, it->len, out))
+        return kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
+                                "counter_fetch: value of '%s' is not an integer", k->mkey);
+    return KVI_OK;
+}
+
+kvi_status kvi__mc_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+{
+    return mc_read_live(c, key, key_len, "counter_fetch", use_counter, out);
+}
+
+static kvi_status use_ttl(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
+                          int64_t now_ms, void *out)
+{
+    (void)c, (void)k;
+    *(int64_t *)out = it->expiry_s == 0 ? -1 : (it->expiry_s * 1000 - now_ms + 999) / 1000;
+    return KVI_OK;
+}
+
+kvi_status kvi__mc_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    return mc_read_live(c, key, key_len, "ttl", use_ttl, ttl_s);
+}
+
+kvi_status kvi__mc_ping(kvi_conn *c)
+{
+    struct mc_lease l;
+    kvi_status st = kvi__mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    /* STAT goes to every server of the pool: all must answer (not
+     * VERSION: see kvi__mc_stat_all()). */
+    uint32_t up;
+    memcached_return_t rc = kvi__mc_stat_all(c, l.mc, &up, 0);
+    st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "ping");
+    if (kvi__mc_retry_once(c, l.mc, st)) {
+        rc = kvi__mc_stat_all(c, l.mc, &up, 0);
+        st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "ping");
+    }
+    kvi__mc_release(c, &l, st);
+    return st;
+}
+
+kvi_status kvi__mc_stats(kvi_conn *c, kvi_stats *out)
+{
+    struct mc_lease l;
+    kvi_status st = kvi__mc_acquire(c, &l);
+    if (st != KVI_OK)
+        return st;
+    memcached_return_t rc;
+    memcached_stat_st *s = memcached_stat(l.mc, NULL, &rc);
+    if (s != NULL && rc == MEMCACHED_SUCCESS) {
+        uint32_t n = memcached_server_count(l.mc);
+        for (uint32_t i = 0; i < n; i++) {
+            out->entries += s[i].curr_items;
+            out->bytes += s[i].bytes;
+            out->hits += s[i].get_hits;
+            out->evicted += s[i].evictions;
+        }
+        out->has_content = 1;
+    } else {
+        /* The core's own counters are still worth reporting while a server
+         * is down; the content figures are then left out. */
+        kvi_engine_log(c, KVI_LOG_DEBUG, "stats: %s", memcached_strerror(l.mc, rc));
+    }
+    if (s != NULL)
+        memcached_stat_free(NULL, s);
+    kvi__mc_release(c, &l, KVI_OK);
+    return KVI_OK;
+}
