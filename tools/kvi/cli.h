@@ -1,6 +1,17 @@
 /*
  * cli.h -- what the files of the `kvi` command share.  The command uses only
  * the public API (kvi/kvi.h); nothing here is installed.
+ *
+ * The files and who calls whom (no two files call each other):
+ *
+ *   main.c      options, the store, one command or the shell loop
+ *     -> commands.c  the command table, argument checking, running one command
+ *          -> cmd_data.c     handlers of the operations on keys
+ *          -> cmd_info.c     handlers of stats, engines, url
+ *     -> shell.c     reading and splitting shell lines
+ *     -> state.c     the default local store and its lock
+ *   report.c    exit codes, error and usage messages   (called by all above)
+ *   out.c       byte encodings, JSON, reply trees      (called by all above)
  */
 #ifndef KVI_TOOLS_CLI_H
 #define KVI_TOOLS_CLI_H
@@ -32,24 +43,113 @@ typedef struct kvi__cli {
     unsigned log_errors;          /* KVI_LOG_ERROR messages seen */
 } kvi__cli;
 
-/* ---- main.c ---------------------------------------------------------- */
+/* ---- the command table (commands.c) ----------------------------------- */
 
-/* Parses and runs one command given as words (argv after the options, or
- * one shell line).  `line`/`line_len` and `word_ofs` are the shell line and
- * where each word starts in it (NULL outside the shell; `raw` takes the rest
- * of a shell line verbatim).  Prints the result and errors; returns the exit
- * status of the command. */
+/* What a positional argument is; decides how it is checked. */
+typedef enum kvi__cli_kind {
+    KVI_CLI_K_NONE,
+    KVI_CLI_K_ID,     /* engine id: non-empty, no NUL */
+    KVI_CLI_K_KEY,    /* any bytes */
+    KVI_CLI_K_VALUE,  /* any bytes; "-" reads standard input (not in the shell) */
+    KVI_CLI_K_DELTA,  /* int64 */
+    KVI_CLI_K_EXPIRE, /* int64 >= 0 */
+    KVI_CLI_K_GLOB,   /* any bytes */
+    KVI_CLI_K_QUERY,  /* any bytes; in the shell the rest of the line */
+    KVI_CLI_K_URL     /* no NUL */
+} kvi__cli_kind;
+
+#define KVI_CLI_F_STORE 1u /* needs the store (a context with engine ids) */
+#define KVI_CLI_F_SHELL 2u /* the shell: main runs it, never from the shell */
+
+#define KVI_CLI_MAX_ARGS 4
+
+struct kvi__cli_command;
+
+/* A command with its arguments checked (by kvi__cli_parse). */
+typedef struct kvi__cli_args {
+    const struct kvi__cli_command *cmd;
+    const char *id; /* NULL for "stats" without ID */
+    kvi__cli_arg key, value, glob, query, url;
+    int has_glob;
+    int64_t delta;
+    int64_t expire_s;
+    char *owned; /* value read from standard input; freed by kvi__cli_args_free */
+} kvi__cli_args;
+
+/* Runs a checked command on cli; prints its result or error and returns
+ * its exit status. */
+typedef int kvi__cli_handler(kvi__cli *cli, const kvi__cli_args *a);
+
+/* One row of the command table.  A new command is one row plus its
+ * handler; a new argument kind is one case in kvi__cli_parse. */
+typedef struct kvi__cli_command {
+    const char *name;
+    const char *alias; /* the OpenSIPS script name, or NULL */
+    const char *args;  /* for the usage line */
+    size_t nreq;       /* required positional arguments */
+    size_t nopt;       /* optional ones after them */
+    kvi__cli_kind kinds[KVI_CLI_MAX_ARGS];
+    unsigned flags;        /* KVI_CLI_F_* */
+    kvi__cli_handler *run; /* NULL for the shell (main runs it) */
+    const char *what;      /* one line for --help; NULL: not listed */
+} kvi__cli_command;
+
+/*
+ * Checks words[0..n) (words[0] is the command; n >= 1) into *a.  `line`,
+ * `line_len` and `word_ofs` are the shell line and where each word starts in
+ * it (NULL outside the shell), so that a QUERY can take the rest of the line
+ * verbatim.  Returns -1 when all is well, otherwise the exit status after
+ * reporting the problem.  Release *a with kvi__cli_args_free either way.
+ */
+int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const char *line,
+                   size_t line_len, const size_t *word_ofs, kvi__cli_args *a);
+
+/* Frees what kvi__cli_parse allocated in a. */
+void kvi__cli_args_free(kvi__cli_args *a);
+
+/* Runs a command checked by kvi__cli_parse (not the shell); returns its
+ * exit status. */
+int kvi__cli_execute(kvi__cli *cli, const kvi__cli_args *a);
+
+/* Parses and runs one shell line's words; returns the exit status. */
 int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords, const char *line,
                        size_t line_len, const size_t *word_ofs);
+
+/* Writes the help text (the command list from the table; in the shell
+ * without the options and exit codes). */
+void kvi__cli_help(FILE *f, int in_shell);
+
+/* ---- handlers (cmd_data.c, cmd_info.c) -------------------------------- */
+
+kvi__cli_handler kvi__cli_cmd_store, kvi__cli_cmd_fetch, kvi__cli_cmd_remove, kvi__cli_cmd_add,
+    kvi__cli_cmd_sub, kvi__cli_cmd_counter, kvi__cli_cmd_raw, kvi__cli_cmd_ttl, kvi__cli_cmd_keys,
+    kvi__cli_cmd_remove_chunk, kvi__cli_cmd_ping;
+kvi__cli_handler kvi__cli_cmd_stats, kvi__cli_cmd_engines, kvi__cli_cmd_url;
+
+/* ---- report.c: exit codes and messages -------------------------------- */
+
+/* The exit status for st, from the fourth column of KVI_STATUS_MAP. */
+int kvi__cli_exit_code(kvi_status st);
+
+/* Writes one line "  CODE  text (KVI_NAME)" per status whose exit code is
+ * 3 or more (for --help). */
+void kvi__cli_print_exit_codes(FILE *f);
 
 /* Writes the error line "kvi: <strerror>: <errmsg>" (or its JSON document)
  * for status st with detail `detail` (may be NULL or ""). */
 void kvi__cli_report(const kvi__cli *cli, kvi_status st, const char *detail);
 
-/* The exit status for st, from the fourth column of KVI_STATUS_MAP. */
-int kvi__cli_exit_code(kvi_status st);
+/* Reports status st of the last call on cli->k with its detail message;
+ * returns its exit code. */
+int kvi__cli_fail(const kvi__cli *cli, kvi_status st);
 
-/* ---- out.c: output encodings ----------------------------------------- */
+/* Reports a usage error: the reason `what`, the offending word (arg, may be
+ * NULL), then the usage line of cmd (or the general one when NULL).
+ * Returns KVI_CLI_EXIT_USAGE. */
+int kvi__cli_usage_error(const kvi__cli *cli, const kvi__cli_command *cmd, const char *what,
+                         const kvi__cli_arg *arg);
+
+/* ---- out.c: output encodings ------------------------------------------ */
 
 /* 1 when p[0..n) is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 int kvi__cli_utf8_valid(const char *p, size_t n);
@@ -74,12 +174,45 @@ void kvi__cli_json_bytes_value(FILE *f, const char *p, size_t n);
  * as \" when quote is set, every other byte as \xHH. */
 void kvi__cli_write_escaped(FILE *f, const char *p, size_t n, int quote);
 
-/* ---- shell.c ---------------------------------------------------------- */
+/* Writes a raw-query reply tree to standard output, redis-cli style. */
+void kvi__cli_reply_text(const kvi_reply *r);
 
-/* Runs the shell: interactive (line editing and history when built with
- * libedit) when standard input is a terminal, batch otherwise.  Returns the
- * exit status of the last command run (0 when none). */
-int kvi__cli_shell(kvi__cli *cli);
+/* Writes a raw-query reply tree to standard output as one JSON value. */
+void kvi__cli_reply_json(const kvi_reply *r);
+
+/* Writes {"status":"ok"} (with --json; nothing otherwise). */
+void kvi__cli_print_ok(const kvi__cli *cli);
+
+/* Writes an integer result: the number and a newline, or
+ * {"status":"ok","<field>":v} with --json. */
+void kvi__cli_print_int(const kvi__cli *cli, const char *field, int64_t v);
+
+/* ---- shell.c: reading shell lines ------------------------------------- */
+
+/* One command read by the shell. */
+typedef struct kvi__cli_line {
+    const char *text;    /* the line as typed */
+    size_t len;          /* its length (may hold NUL in batch mode) */
+    kvi__cli_arg *words; /* its words (n >= 1) */
+    size_t *ofs;         /* where each word starts in text */
+    size_t n;
+} kvi__cli_line;
+
+typedef struct kvi__cli_shell kvi__cli_shell;
+
+/* Starts reading commands for cli: interactive (prompt, and line editing
+ * and history when built with libedit) when standard input is a terminal,
+ * batch otherwise; sets cli->in_shell and cli->interactive.  NULL when
+ * memory runs out. */
+kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli);
+
+/* Reads the next command into *ln (valid until the next call).  Returns 1
+ * for a command, 0 at the end (end of input, "quit", "exit").  A line that
+ * cannot be split is reported, *rc set to its exit status, and skipped. */
+int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc);
+
+/* Saves the history and frees sh.  NULL is accepted. */
+void kvi__cli_shell_close(kvi__cli_shell *sh);
 
 /* Splits a shell line into words.  Blanks separate words; "..." quotes with
  * the escapes \" \\ \n \r \t \0 \xHH; '...' quotes literally; a word

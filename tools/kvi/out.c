@@ -1,7 +1,9 @@
 /*
  * out.c -- how the kvi command writes bytes: JSON strings, base64 and the
- * readable escaped form used for keys and raw replies.
+ * readable escaped form used for keys, raw reply trees and the results of
+ * the commands that print one integer.
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "cli.h"
@@ -183,4 +185,108 @@ void kvi__cli_write_escaped(FILE *f, const char *p, size_t n, int quote)
             i++;
         }
     }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Results                                                                 */
+
+void kvi__cli_print_ok(const kvi__cli *cli)
+{
+    if (cli->json)
+        fputs("{\"status\":\"ok\"}\n", stdout);
+}
+
+void kvi__cli_print_int(const kvi__cli *cli, const char *field, int64_t v)
+{
+    if (cli->json)
+        printf("{\"status\":\"ok\",\"%s\":%" PRId64 "}\n", field, v);
+    else
+        printf("%" PRId64 "\n", v);
+}
+
+static void reply_text(const kvi_reply *r, size_t indent)
+{
+    size_t len;
+    const char *s;
+    switch (kvi_reply_type_of(r)) {
+    case KVI_REPLY_NIL:
+        fputs("(nil)\n", stdout);
+        break;
+    case KVI_REPLY_INTEGER:
+        printf("(integer) %" PRId64 "\n", kvi_reply_integer(r));
+        break;
+    case KVI_REPLY_STRING:
+        s = kvi_reply_str(r, &len);
+        fputc('"', stdout);
+        kvi__cli_write_escaped(stdout, s, len, 1);
+        fputs("\"\n", stdout);
+        break;
+    case KVI_REPLY_STATUS:
+        s = kvi_reply_str(r, &len);
+        kvi__cli_write_escaped(stdout, s, len, 0);
+        fputc('\n', stdout);
+        break;
+    case KVI_REPLY_ERROR:
+        s = kvi_reply_str(r, &len);
+        fputs("(error) ", stdout);
+        kvi__cli_write_escaped(stdout, s, len, 0);
+        fputc('\n', stdout);
+        break;
+    case KVI_REPLY_ARRAY: {
+        size_t n = kvi_reply_count(r);
+        if (n == 0) {
+            fputs("(empty array)\n", stdout);
+            break;
+        }
+        int width = snprintf(NULL, 0, "%zu", n);
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0)
+                printf("%*s", (int)indent, "");
+            printf("%*zu) ", width, i + 1);
+            reply_text(kvi_reply_element(r, i), indent + (size_t)width + 2);
+        }
+        break;
+    }
+    }
+}
+
+void kvi__cli_reply_json(const kvi_reply *r)
+{
+    size_t len;
+    const char *s;
+    switch (kvi_reply_type_of(r)) {
+    case KVI_REPLY_NIL:
+        fputs("null", stdout);
+        break;
+    case KVI_REPLY_INTEGER:
+        printf("%" PRId64, kvi_reply_integer(r));
+        break;
+    case KVI_REPLY_STRING:
+        s = kvi_reply_str(r, &len);
+        kvi__cli_json_bytes_value(stdout, s, len);
+        break;
+    case KVI_REPLY_STATUS:
+    case KVI_REPLY_ERROR:
+        s = kvi_reply_str(r, &len);
+        printf("{\"%s\":", kvi_reply_type_of(r) == KVI_REPLY_STATUS ? "status" : "error");
+        kvi__cli_json_bytes_value(stdout, s, len);
+        fputc('}', stdout);
+        break;
+    case KVI_REPLY_ARRAY: {
+        size_t n = kvi_reply_count(r);
+        fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0)
+                fputc(',', stdout);
+            kvi__cli_reply_json(kvi_reply_element(r, i));
+        }
+        fputc(']', stdout);
+        break;
+    }
+    }
+}
+
+void kvi__cli_reply_text(const kvi_reply *r)
+{
+    reply_text(r, 0);
 }

@@ -1,5 +1,5 @@
 /*
- * shell.c -- `kvi shell`: one command per line with the command line's
+ * shell.c -- reading `kvi shell` input: one command per line with the command line's
  * grammar, plus quoting so that keys and values can hold blanks and any
  * byte.  Line editing and history come from libedit when the build found it
  * (KVI_HAVE_LIBEDIT); otherwise lines are read plainly.
@@ -140,32 +140,44 @@ bad:
     return -1;
 }
 
-/* Reads one line; returns NULL at the end of input.  *len gets its length
- * (it may hold NUL bytes in batch mode). */
-static char *read_line(kvi__cli *cli, char **buf, size_t *cap, size_t *len)
+struct kvi__cli_shell {
+    kvi__cli *cli;
+    char *buf; /* the line read */
+    size_t cap, len;
+    kvi__cli_arg *words;
+    size_t *ofs;
+    int eof; /* the input ended (rather than "quit") */
+#ifdef KVI_HAVE_LIBEDIT
+    char hist[4096]; /* history file, "" when there is none */
+#endif
+};
+
+/* Reads one line; returns NULL at the end of input.  sh->len gets its
+ * length (it may hold NUL bytes in batch mode). */
+static char *read_line(kvi__cli_shell *sh)
 {
 #ifdef KVI_HAVE_LIBEDIT
-    if (cli->interactive) {
-        free(*buf);
-        *buf = readline("kvi> ");
-        *cap = 0;
-        if (*buf == NULL)
+    if (sh->cli->interactive) {
+        free(sh->buf);
+        sh->buf = readline("kvi> ");
+        sh->cap = 0;
+        if (sh->buf == NULL)
             return NULL;
-        *len = strlen(*buf);
-        if (*len > 0)
-            add_history(*buf);
-        return *buf;
+        sh->len = strlen(sh->buf);
+        if (sh->len > 0)
+            add_history(sh->buf);
+        return sh->buf;
     }
 #endif
-    if (cli->interactive) {
+    if (sh->cli->interactive) {
         fputs("kvi> ", stdout);
         fflush(stdout);
     }
-    ssize_t got = getline(buf, cap, stdin);
+    ssize_t got = getline(&sh->buf, &sh->cap, stdin);
     if (got < 0)
         return NULL;
-    *len = (size_t)got;
-    return *buf;
+    sh->len = (size_t)got;
+    return sh->buf;
 }
 
 static void split_error(const kvi__cli *cli, const char *msg)
@@ -179,60 +191,83 @@ static void split_error(const kvi__cli *cli, const char *msg)
     fprintf(stderr, "kvi: %s\n", msg);
 }
 
-int kvi__cli_shell(kvi__cli *cli)
+kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli)
 {
+    kvi__cli_shell *sh = calloc(1, sizeof *sh);
+    if (sh == NULL)
+        return NULL;
+    sh->cli = cli;
+    sh->eof = 1;
     cli->in_shell = 1;
     cli->interactive = isatty(STDIN_FILENO);
-    int rc = 0;
-    char *buf = NULL;
-    size_t cap = 0, len = 0;
 #ifdef KVI_HAVE_LIBEDIT
-    char hist[4096] = "";
     if (cli->interactive) {
         char dir[4000], err[256];
         if (kvi__cli_state_dir(dir, sizeof dir, 1, err, sizeof err) == 0) {
-            snprintf(hist, sizeof hist, "%s/history", dir);
+            snprintf(sh->hist, sizeof sh->hist, "%s/history", dir);
             using_history();
-            read_history(hist);
+            read_history(sh->hist);
         }
     }
 #endif
     if (cli->interactive)
         fputs("kvi shell; \"help\" lists the commands, \"quit\" leaves.\n", stdout);
-    const char *line;
-    int eof = 1;
-    while ((line = read_line(cli, &buf, &cap, &len)) != NULL) {
-        kvi__cli_arg *words;
-        size_t *ofs, n;
+    return sh;
+}
+
+int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc)
+{
+    memset(ln, 0, sizeof *ln);
+    for (;;) {
+        free(sh->words);
+        free(sh->ofs);
+        sh->words = NULL;
+        sh->ofs = NULL;
+        const char *line = read_line(sh);
+        if (line == NULL)
+            return 0;
         const char *err;
-        int r = kvi__cli_split(line, len, &words, &ofs, &n, &err);
+        size_t n;
+        int r = kvi__cli_split(line, sh->len, &sh->words, &sh->ofs, &n, &err);
         if (r == -2) {
-            kvi__cli_report(cli, KVI_E_NOMEM, "reading a command");
-            rc = kvi__cli_exit_code(KVI_E_NOMEM);
-            break;
+            kvi__cli_report(sh->cli, KVI_E_NOMEM, "reading a command");
+            *rc = kvi__cli_exit_code(KVI_E_NOMEM);
+            sh->eof = 0;
+            return 0;
         }
         if (r < 0) {
-            split_error(cli, err);
-            rc = KVI_CLI_EXIT_USAGE;
+            split_error(sh->cli, err);
+            *rc = KVI_CLI_EXIT_USAGE;
             continue;
         }
-        if (n == 1 && (strcmp(words[0].p, "quit") == 0 || strcmp(words[0].p, "exit") == 0)) {
-            free(words);
-            free(ofs);
-            eof = 0;
-            break;
+        if (n == 0)
+            continue;
+        if (n == 1 &&
+            (strcmp(sh->words[0].p, "quit") == 0 || strcmp(sh->words[0].p, "exit") == 0)) {
+            sh->eof = 0;
+            return 0;
         }
-        if (n > 0)
-            rc = kvi__cli_run_words(cli, words, n, line, len, ofs);
-        free(words);
-        free(ofs);
+        ln->text = line;
+        ln->len = sh->len;
+        ln->words = sh->words;
+        ln->ofs = sh->ofs;
+        ln->n = n;
+        return 1;
     }
+}
+
+void kvi__cli_shell_close(kvi__cli_shell *sh)
+{
+    if (sh == NULL)
+        return;
 #ifdef KVI_HAVE_LIBEDIT
-    if (hist[0] != '\0')
-        write_history(hist);
+    if (sh->hist[0] != '\0')
+        write_history(sh->hist);
 #endif
-    if (cli->interactive && eof)
+    if (sh->cli->interactive && sh->eof)
         fputc('\n', stdout);
-    free(buf);
-    return rc;
+    free(sh->words);
+    free(sh->ofs);
+    free(sh->buf);
+    free(sh);
 }

@@ -1,0 +1,267 @@
+/*
+ * cmd_info.c -- the handlers of the commands that describe the
+ * configuration rather than keys: stats, engines and url.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct conn_list {
+    kvi_conn **v;
+    size_t n, cap;
+    int nomem;
+};
+
+static void collect_conn(void *ud, kvi_conn *c)
+{
+    struct conn_list *l = ud;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 8;
+        kvi_conn **nv = realloc(l->v, ncap * sizeof *nv);
+        if (nv == NULL) {
+            l->nomem = 1;
+            return;
+        }
+        l->v = nv;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = c;
+}
+
+static const struct {
+    uint32_t bit;
+    const char *name;
+} cap_names[] = {
+    {KVI_CAP_TTL, "ttl"},
+    {KVI_CAP_COUNTERS, "counters"},
+    {KVI_CAP_NEG_COUNTERS, "neg_counters"},
+    {KVI_CAP_BINARY, "binary"},
+    {KVI_CAP_ITERATE, "iterate"},
+    {KVI_CAP_RAW_QUERY, "raw_query"},
+    {KVI_CAP_PERSISTENT, "persistent"},
+    {KVI_CAP_SHARED, "shared"},
+};
+
+static int list_conns(kvi__cli *cli, struct conn_list *l)
+{
+    memset(l, 0, sizeof *l);
+    kvi_status st = kvi_foreach_conn(cli->k, collect_conn, l);
+    if (st != KVI_OK) {
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+        return kvi__cli_fail(cli, st);
+    }
+    if (l->nomem) {
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+        kvi__cli_report(cli, KVI_E_NOMEM, "listing engine ids");
+        return kvi__cli_exit_code(KVI_E_NOMEM);
+    }
+    return -1;
+}
+
+int kvi__cli_cmd_engines(kvi__cli *cli, const kvi__cli_args *o)
+{
+    (void)o;
+    struct conn_list l;
+    int rc = list_conns(cli, &l);
+    if (rc >= 0)
+        return rc;
+    if (cli->json)
+        fputs("{\"status\":\"ok\",\"engines\":[", stdout);
+    for (size_t i = 0; i < l.n; i++) {
+        uint32_t caps = kvi_conn_caps(l.v[i]);
+        if (cli->json) {
+            fputs(i > 0 ? ",{\"id\":" : "{\"id\":", stdout);
+            kvi__cli_json_cstr(stdout, kvi_conn_id(l.v[i]));
+            fputs(",\"engine\":", stdout);
+            kvi__cli_json_cstr(stdout, kvi_conn_engine(l.v[i]));
+            fputs(",\"caps\":[", stdout);
+        } else {
+            printf("%s\t%s\t", kvi_conn_id(l.v[i]), kvi_conn_engine(l.v[i]));
+        }
+        int first = 1;
+        for (size_t b = 0; b < sizeof cap_names / sizeof cap_names[0]; b++) {
+            if ((caps & cap_names[b].bit) == 0)
+                continue;
+            if (cli->json)
+                printf("%s\"%s\"", first ? "" : ",", cap_names[b].name);
+            else
+                printf("%s%s", first ? "" : ",", cap_names[b].name);
+            first = 0;
+        }
+        if (cli->json)
+            fputs("]}", stdout);
+        else
+            printf("%s\n", first ? "-" : "");
+    }
+    if (cli->json)
+        fputs("]}\n", stdout);
+    free(l.v);
+    return 0;
+}
+
+static void print_stats(const kvi__cli *cli, const char *id, const kvi_stats *s)
+{
+    const struct {
+        const char *name;
+        uint64_t v;
+        int content;
+    } f[] = {
+        {"ops", s->ops, 0},           {"errors", s->errors, 0},     {"misses", s->misses, 0},
+        {"slow_ops", s->slow_ops, 0}, {"rejected", s->rejected, 0}, {"total_us", s->total_us, 0},
+        {"entries", s->entries, 1},   {"bytes", s->bytes, 1},       {"hits", s->hits, 1},
+        {"expired", s->expired, 1},   {"evicted", s->evicted, 1},
+    };
+    if (cli->json) {
+        kvi__cli_json_cstr(stdout, id);
+        fputs(":{", stdout);
+    } else {
+        printf("%s:\n", id);
+    }
+    int first = 1;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (f[i].content && !s->has_content)
+            continue;
+        if (cli->json)
+            printf("%s\"%s\":%" PRIu64, first ? "" : ",", f[i].name, f[i].v);
+        else
+            printf("  %-9s %" PRIu64 "\n", f[i].name, f[i].v);
+        first = 0;
+    }
+    if (cli->json)
+        fputc('}', stdout);
+}
+
+int kvi__cli_cmd_stats(kvi__cli *cli, const kvi__cli_args *o)
+{
+    kvi_stats s;
+    if (o->id != NULL) {
+        kvi_status st = kvi_stats_get(cli->k, o->id, &s);
+        if (st != KVI_OK)
+            return kvi__cli_fail(cli, st);
+        if (cli->json)
+            fputs("{\"status\":\"ok\",\"stats\":{", stdout);
+        print_stats(cli, o->id, &s);
+        if (cli->json)
+            fputs("}}\n", stdout);
+        return 0;
+    }
+    struct conn_list l;
+    int rc = list_conns(cli, &l);
+    if (rc >= 0)
+        return rc;
+    if (cli->json)
+        fputs("{\"status\":\"ok\",\"stats\":{", stdout);
+    for (size_t i = 0; i < l.n; i++) {
+        kvi_status st = kvi_conn_stats(l.v[i], &s);
+        if (st != KVI_OK) {
+            if (cli->json)
+                fputs("}}\n", stdout);
+            free(l.v);
+            return kvi__cli_fail(cli, st);
+        }
+        if (cli->json && i > 0)
+            fputc(',', stdout);
+        print_stats(cli, kvi_conn_id(l.v[i]), &s);
+    }
+    if (cli->json)
+        fputs("}}\n", stdout);
+    free(l.v);
+    return 0;
+}
+
+static void url_field(const kvi__cli *cli, const char *name, const char *v, int *first)
+{
+    if (cli->json) {
+        printf("%s\"%s\":", *first ? "" : ",", name);
+        kvi__cli_json_cstr(stdout, v);
+    } else {
+        printf("%-9s ", name);
+        if (v == NULL)
+            fputs("(none)", stdout);
+        else
+            kvi__cli_write_escaped(stdout, v, strlen(v), 0);
+        fputc('\n', stdout);
+    }
+    *first = 0;
+}
+
+int kvi__cli_cmd_url(kvi__cli *cli, const kvi__cli_args *o)
+{
+    kvi_url *u = NULL;
+    char err[512] = "";
+    kvi_status st = kvi_url_parse(o->url.p, &u, err, sizeof err);
+    if (st != KVI_OK) {
+        kvi__cli_report(cli, st, err);
+        return kvi__cli_exit_code(st);
+    }
+    size_t need = kvi_url_format_redacted(u, NULL, 0);
+    char *red = malloc(need + 1);
+    if (red == NULL) {
+        kvi_url_free(u);
+        kvi__cli_report(cli, KVI_E_NOMEM, "formatting the URL");
+        return kvi__cli_exit_code(KVI_E_NOMEM);
+    }
+    kvi_url_format_redacted(u, red, need + 1);
+    int first = 1;
+    if (cli->json)
+        fputs("{\"status\":\"ok\",\"url\":{", stdout);
+    url_field(cli, "scheme", u->scheme, &first);
+    url_field(cli, "group", u->group, &first);
+    url_field(cli, "id", u->id, &first);
+    url_field(cli, "user", u->user, &first);
+    url_field(cli, "password", u->has_password ? "***" : NULL, &first);
+    if (cli->json)
+        fputs(",\"hosts\":[", stdout);
+    for (size_t i = 0; i < u->nhosts; i++) {
+        const kvi_url_host *h = &u->hosts[i];
+        if (cli->json) {
+            fputs(i > 0 ? ",{\"host\":" : "{\"host\":", stdout);
+            kvi__cli_json_cstr(stdout, h->host);
+            printf(",\"port\":%u,\"ipv6\":%s}", (unsigned)h->port, h->ipv6 ? "true" : "false");
+        } else {
+            printf("%-9s %s", "host", h->ipv6 ? "[" : "");
+            kvi__cli_write_escaped(stdout, h->host, strlen(h->host), 0);
+            fputs(h->ipv6 ? "]" : "", stdout);
+            if (h->port != 0)
+                printf(":%u", (unsigned)h->port);
+            fputc('\n', stdout);
+        }
+    }
+    if (cli->json)
+        fputs("]", stdout);
+    else if (u->nhosts == 0)
+        printf("%-9s (none)\n", "host");
+    url_field(cli, "database", u->database, &first);
+    if (cli->json)
+        fputs(",\"options\":{", stdout);
+    for (size_t i = 0; i < u->noptions; i++) {
+        const kvi_url_option *op = &u->options[i];
+        if (cli->json) {
+            if (i > 0)
+                fputc(',', stdout);
+            kvi__cli_json_cstr(stdout, op->name);
+            fputc(':', stdout);
+            kvi__cli_json_cstr(stdout, op->value);
+        } else {
+            printf("%-9s ", "option");
+            kvi__cli_write_escaped(stdout, op->name, strlen(op->name), 0);
+            fputc('=', stdout);
+            kvi__cli_write_escaped(stdout, op->value, strlen(op->value), 0);
+            fputc('\n', stdout);
+        }
+    }
+    if (cli->json)
+        fputs("}", stdout);
+    url_field(cli, "url", red, &first);
+    if (cli->json)
+        fputs("}}\n", stdout);
+    free(red);
+    kvi_url_free(u);
+    return 0;
+}

@@ -1,0 +1,425 @@
+/*
+ * commands.c -- the command table of the kvi command, the checking of a
+ * command's arguments against its row, and running one checked command
+ * through the row's handler.  Arguments are checked completely (arity,
+ * numbers, a value read from standard input) before the store is opened,
+ * so a usage error never writes anything.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cmd_help(kvi__cli *cli, const kvi__cli_args *a)
+{
+    (void)a;
+    kvi__cli_help(stdout, cli->in_shell);
+    return 0;
+}
+
+#define ID KVI_CLI_K_ID
+#define KEY KVI_CLI_K_KEY
+
+/* The commands, in the order of --help. */
+static const kvi__cli_command commands[] = {
+    {"store",
+     "cache_store",
+     "ID KEY VALUE [EXPIRE]",
+     3,
+     1,
+     {ID, KEY, KVI_CLI_K_VALUE, KVI_CLI_K_EXPIRE},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_store,
+     "store VALUE under KEY"},
+    {"fetch",
+     "cache_fetch",
+     "ID KEY",
+     2,
+     0,
+     {ID, KEY},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_fetch,
+     "write the value of KEY"},
+    {"remove",
+     "cache_remove",
+     "ID KEY",
+     2,
+     0,
+     {ID, KEY},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_remove,
+     "remove KEY"},
+    {"add",
+     "cache_add",
+     "ID KEY DELTA [EXPIRE]",
+     3,
+     1,
+     {ID, KEY, KVI_CLI_K_DELTA, KVI_CLI_K_EXPIRE},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_add,
+     "add DELTA to a counter"},
+    {"sub",
+     "cache_sub",
+     "ID KEY DELTA [EXPIRE]",
+     3,
+     1,
+     {ID, KEY, KVI_CLI_K_DELTA, KVI_CLI_K_EXPIRE},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_sub,
+     "subtract DELTA from a counter"},
+    {"counter",
+     "cache_counter_fetch",
+     "ID KEY",
+     2,
+     0,
+     {ID, KEY},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_counter,
+     "print a counter"},
+    {"raw",
+     "cache_raw_query",
+     "ID QUERY",
+     2,
+     0,
+     {ID, KVI_CLI_K_QUERY},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_raw,
+     "run a query in the engine's language"},
+    {"ttl",
+     NULL,
+     "ID KEY",
+     2,
+     0,
+     {ID, KEY},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_ttl,
+     "print remaining seconds (-1: none)"},
+    {"keys",
+     NULL,
+     "ID [GLOB]",
+     1,
+     1,
+     {ID, KVI_CLI_K_GLOB},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_keys,
+     "list keys matching GLOB"},
+    {"remove-chunk",
+     NULL,
+     "ID GLOB",
+     2,
+     0,
+     {ID, KVI_CLI_K_GLOB},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_remove_chunk,
+     "remove keys matching GLOB"},
+    {"ping",
+     NULL,
+     "ID",
+     1,
+     0,
+     {ID},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_ping,
+     "check that the store answers"},
+    {"stats", NULL, "[ID]", 0, 1, {ID}, KVI_CLI_F_STORE, kvi__cli_cmd_stats, "print statistics"},
+    {"engines",
+     NULL,
+     "",
+     0,
+     0,
+     {KVI_CLI_K_NONE},
+     KVI_CLI_F_STORE,
+     kvi__cli_cmd_engines,
+     "list engine ids and capabilities"},
+    {"url",
+     NULL,
+     "URL",
+     1,
+     0,
+     {KVI_CLI_K_URL},
+     0,
+     kvi__cli_cmd_url,
+     "parse URL and show its parts"},
+    {"shell",
+     NULL,
+     "",
+     0,
+     0,
+     {KVI_CLI_K_NONE},
+     KVI_CLI_F_STORE | KVI_CLI_F_SHELL,
+     NULL,
+     "run commands: interactive with history on a terminal, else one per line from standard "
+     "input"},
+    {"help", NULL, "", 0, 0, {KVI_CLI_K_NONE}, 0, cmd_help, NULL},
+};
+
+#undef ID
+#undef KEY
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* ---------------------------------------------------------------------- */
+/* Argument checking                                                       */
+
+/* Strict decimal int64: optional sign, digits, nothing else. */
+static int parse_i64(const kvi__cli_arg *a, int64_t *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (a->len > 0 && (a->p[0] == '-' || a->p[0] == '+')) {
+        neg = a->p[0] == '-';
+        i = 1;
+    }
+    if (i == a->len)
+        return -1;
+    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
+    uint64_t v = 0;
+    for (; i < a->len; i++) {
+        char c = a->p[i];
+        if (c < '0' || c > '9')
+            return -1;
+        unsigned d = (unsigned)(c - '0');
+        if (v > (limit - d) / 10u)
+            return -1;
+        v = v * 10u + d;
+    }
+    if (neg)
+        *out = v == (uint64_t)INT64_MAX + 1u ? INT64_MIN : -(int64_t)v;
+    else
+        *out = (int64_t)v;
+    return 0;
+}
+
+static int has_nul(const kvi__cli_arg *a)
+{
+    return memchr(a->p, '\0', a->len) != NULL;
+}
+
+/* Reads all of standard input into *out (at most KVI_MAX_VALUE_LEN bytes). */
+static kvi_status read_stdin(char **out, size_t *len, char *err, size_t errlen)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        snprintf(err, errlen, "reading standard input");
+        return KVI_E_NOMEM;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > KVI_MAX_VALUE_LEN) {
+                free(buf);
+                snprintf(err, errlen, "the value on standard input is larger than %u bytes",
+                         KVI_MAX_VALUE_LEN);
+                return KVI_E_INVALID;
+            }
+            size_t ncap = cap * 2;
+            if (ncap > (size_t)KVI_MAX_VALUE_LEN + 1)
+                ncap = (size_t)KVI_MAX_VALUE_LEN + 1;
+            char *nb = realloc(buf, ncap);
+            if (nb == NULL) {
+                free(buf);
+                snprintf(err, errlen, "reading standard input");
+                return KVI_E_NOMEM;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0) {
+            if (ferror(stdin)) {
+                snprintf(err, errlen, "reading standard input: %s", strerror(errno));
+                free(buf);
+                return KVI_E_IO;
+            }
+            break;
+        }
+    }
+    if (n > KVI_MAX_VALUE_LEN) {
+        free(buf);
+        snprintf(err, errlen, "the value on standard input is larger than %u bytes",
+                 KVI_MAX_VALUE_LEN);
+        return KVI_E_INVALID;
+    }
+    *out = buf;
+    *len = n;
+    return KVI_OK;
+}
+
+static const kvi__cli_command *find_command(const kvi__cli_arg *w)
+{
+    if (has_nul(w))
+        return NULL;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const kvi__cli_command *c = &commands[i];
+        if (strcmp(w->p, c->name) == 0 || (c->alias != NULL && strcmp(w->p, c->alias) == 0))
+            return c;
+    }
+    return NULL;
+}
+
+int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const char *line,
+                   size_t line_len, const size_t *word_ofs, kvi__cli_args *o)
+{
+    memset(o, 0, sizeof *o);
+    const kvi__cli_command *cmd = find_command(&words[0]);
+    if (cmd == NULL)
+        return kvi__cli_usage_error(cli, NULL, "unknown command", &words[0]);
+    o->cmd = cmd;
+    size_t nargs = n - 1;
+    const kvi__cli_arg *a = words + 1;
+    /* In the shell the query of raw is the rest of the line, verbatim, so
+     * that it keeps the engine's own quoting. */
+    kvi__cli_arg rest = {NULL, 0};
+    int use_rest = 0;
+    if (line != NULL && word_ofs != NULL && nargs > 2 && cmd->kinds[1] == KVI_CLI_K_QUERY) {
+        size_t from = word_ofs[2];
+        size_t to = line_len;
+        while (to > from && (line[to - 1] == '\n' || line[to - 1] == '\r' || line[to - 1] == ' ' ||
+                             line[to - 1] == '\t'))
+            to--;
+        rest.p = line + from;
+        rest.len = to - from;
+        nargs = 2;
+        use_rest = 1;
+    }
+    if (nargs < cmd->nreq)
+        return kvi__cli_usage_error(cli, cmd, "missing arguments", NULL);
+    if (nargs > cmd->nreq + cmd->nopt)
+        return kvi__cli_usage_error(cli, cmd, "too many arguments", NULL);
+    if ((cmd->flags & KVI_CLI_F_SHELL) != 0 && cli->in_shell)
+        return kvi__cli_usage_error(cli, cmd, "already in the shell", NULL);
+    o->expire_s = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        const kvi__cli_arg *w = &a[i];
+        if (use_rest && i == 1)
+            w = &rest;
+        switch (cmd->kinds[i]) {
+        case KVI_CLI_K_ID:
+            if (w->len == 0 || has_nul(w))
+                return kvi__cli_usage_error(cli, cmd, "bad engine id", w);
+            o->id = w->p;
+            break;
+        case KVI_CLI_K_KEY:
+            o->key = *w;
+            break;
+        case KVI_CLI_K_VALUE:
+            o->value = *w;
+            if (!cli->in_shell && w->len == 1 && w->p[0] == '-') {
+                char err[256];
+                kvi_status st = read_stdin(&o->owned, &o->value.len, err, sizeof err);
+                if (st != KVI_OK) {
+                    kvi__cli_report(cli, st, err);
+                    return kvi__cli_exit_code(st);
+                }
+                o->value.p = o->owned;
+            }
+            break;
+        case KVI_CLI_K_DELTA:
+            if (parse_i64(w, &o->delta) != 0)
+                return kvi__cli_usage_error(cli, cmd, "DELTA is not a 64-bit integer", w);
+            break;
+        case KVI_CLI_K_EXPIRE:
+            if (parse_i64(w, &o->expire_s) != 0 || o->expire_s < 0 || w->p[0] == '-')
+                return kvi__cli_usage_error(cli, cmd, "EXPIRE is not a non-negative integer", w);
+            break;
+        case KVI_CLI_K_GLOB:
+            o->glob = *w;
+            o->has_glob = 1;
+            break;
+        case KVI_CLI_K_QUERY:
+            o->query = *w;
+            break;
+        case KVI_CLI_K_URL:
+            if (has_nul(w))
+                return kvi__cli_usage_error(cli, cmd, "bad URL", NULL);
+            o->url = *w;
+            break;
+        case KVI_CLI_K_NONE:
+            break;
+        }
+    }
+    return -1;
+}
+
+void kvi__cli_args_free(kvi__cli_args *a)
+{
+    free(a->owned);
+    a->owned = NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Help and running                                                        */
+
+void kvi__cli_help(FILE *f, int in_shell)
+{
+    if (!in_shell)
+        fputs("usage: kvi [-u URL]... [-c FILE] [--json] COMMAND [ARGS]\n"
+              "\n"
+              "One key-value interface over many stores; ID names an engine id\n"
+              "(\"local\", \"redis:billing\") defined by a URL.\n"
+              "\n",
+              f);
+    fputs("Commands:\n", f);
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const kvi__cli_command *c = &commands[i];
+        if (c->what == NULL || (in_shell && (c->flags & KVI_CLI_F_SHELL) != 0))
+            continue;
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", c->name, c->args);
+        fprintf(f, "  %-29s %s", head, c->what);
+        if (c->alias != NULL)
+            fprintf(f, " (alias %s)", c->alias);
+        fputc('\n', f);
+    }
+    if (in_shell) {
+        fputs("  help                          this list\n"
+              "  quit, exit                    leave the shell\n"
+              "Words are separated by blanks; \"a b\" and 'a b' quote, and inside \"...\"\n"
+              "the escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH give any byte.  When several words\n"
+              "follow the ID of raw, its QUERY is the rest of the line, passed on verbatim.\n",
+              f);
+        return;
+    }
+    fputs("\n"
+          "Options:\n"
+          "  -u, --url URL       define an engine id from URL (repeatable)\n"
+          "  -c, --config FILE   read URLs from FILE, one per line\n"
+          "      --json          print one JSON document per command\n"
+          "  -h, --help          print this help and exit\n"
+          "      --version       print the version and exit\n"
+          "\n"
+          "VALUE \"-\" reads the value from standard input.  EXPIRE is in seconds\n"
+          "(0 or absent: never).  Without -u and -c, \"local\" keeps its data in\n"
+          "$XDG_STATE_HOME/kvi/local.kvis (default ~/.local/state/kvi).\n"
+          "\n"
+          "Exit status:\n"
+          "  0   success\n"
+          "  1   key not found\n"
+          "  2   usage error\n",
+          f);
+    kvi__cli_print_exit_codes(f);
+}
+
+int kvi__cli_execute(kvi__cli *cli, const kvi__cli_args *a)
+{
+    /* The shell (no handler) is run by main, never through here. */
+    if (a->cmd->run == NULL)
+        return kvi__cli_exit_code(KVI_E_INTERNAL);
+    return a->cmd->run(cli, a);
+}
+
+int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords, const char *line,
+                       size_t line_len, const size_t *word_ofs)
+{
+    kvi__cli_args a;
+    if (nwords == 0)
+        return 0;
+    int rc = kvi__cli_parse(cli, words, nwords, line, line_len, word_ofs, &a);
+    if (rc < 0)
+        rc = kvi__cli_execute(cli, &a);
+    kvi__cli_args_free(&a);
+    fflush(stdout);
+    return rc;
+}
