@@ -139,7 +139,9 @@ int kvi__mc_retry_once(kvi_conn *c, memcached_st *mc, kvi_status st);
 /* Wall-clock milliseconds (expiry stamps are compared across hosts). */
 int64_t kvi__mc_now_ms(void);
 
-void kvi__mc_key_init(struct mc_key *k, const void *key, size_t key_len);
+/* Sets up k for kvi key (key_len 1..1024): its memcached key and whether
+ * it is mapped.  KVI_E_BACKEND when libcrypto fails to give the digest. */
+kvi_status kvi__mc_key_init(kvi_conn *c, struct mc_key *k, const void *key, size_t key_len);
 
 /* Reads the item of k with its CAS into res / *it (retrying once on a stale
  * connection).  KVI_OK when memcached answered, present or not. */

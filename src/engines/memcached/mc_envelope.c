@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-#include "mc_sha256.h"
+#include <openssl/evp.h>
 
 static const unsigned char WRAP_MAGIC[4] = {'K', 'V', 'I', 1};
 
@@ -31,11 +31,15 @@ size_t kvi__mc_key(const void *key, size_t key_len, char out[KVI_MC_KEY_BUF], in
         *mapped = 0;
         return key_len;
     }
-    unsigned char digest[KVI_MC_SHA256_LEN];
-    kvi__mc_sha256(key, key_len, digest);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    const EVP_MD *sha256 = EVP_sha256();
+    if (sha256 == NULL || EVP_Digest(key, key_len, digest, &digest_len, sha256, NULL) != 1 ||
+        digest_len != KVI_MC_DIGEST_LEN)
+        return 0;
     memcpy(out, KVI_MC_KEY_PREFIX, KVI_MC_KEY_PREFIX_LEN);
     size_t n = KVI_MC_KEY_PREFIX_LEN;
-    for (size_t i = 0; i < KVI_MC_SHA256_LEN; i++) {
+    for (size_t i = 0; i < KVI_MC_DIGEST_LEN; i++) {
         out[n++] = hex[digest[i] >> 4];
         out[n++] = hex[digest[i] & 15u];
     }

@@ -6,7 +6,8 @@
  *  - Keys: a kvi key of 1..250 printable non-space ASCII bytes (0x21..0x7e)
  *    that does not start with KVI_MC_KEY_PREFIX is used as it is, so other
  *    memcached clients can read it.  Every other key becomes
- *    KVI_MC_KEY_PREFIX + the lowercase hex SHA-256 of the key ("mapped").
+ *    KVI_MC_KEY_PREFIX + the lowercase hex SHA-256 of the key ("mapped";
+ *    the digest comes from OpenSSL's libcrypto).
  *  - Values of mapped keys are wrapped: magic "KVI\1", the key's length as
  *    2 bytes big-endian, the key itself, then the value bytes.  A fetch
  *    checks the key, so a digest collision can never return another key's
@@ -34,9 +35,14 @@
 /* Memcached takes exptime values up to this many seconds as relative. */
 #define KVI_MC_MAX_RELATIVE 2592000
 
+/* Bytes of the SHA-256 digest of a mapped key (OpenSSL libcrypto). */
+#define KVI_MC_DIGEST_LEN 32u
+
 /* Writes the memcached key of kvi key (key_len 1..1024) into out, NUL
  * terminated, and returns its length (1..250).  *mapped is set to 1 when
- * the key was replaced by its digest, 0 when it is used as it is. */
+ * the key was replaced by its digest, 0 when it is used as it is.  Returns
+ * 0 when libcrypto could not compute the digest (no SHA-256 provider).
+ * Thread-safe. */
 size_t kvi__mc_key(const void *key, size_t key_len, char out[KVI_MC_KEY_BUF], int *mapped);
 
 /* Writes the envelope header of a mapped key's value (KVI_MC_WRAP_FIXED +

@@ -16,11 +16,16 @@ int64_t kvi__mc_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void kvi__mc_key_init(struct mc_key *k, const void *key, size_t key_len)
+kvi_status kvi__mc_key_init(kvi_conn *c, struct mc_key *k, const void *key, size_t key_len)
 {
     k->key = key;
     k->key_len = key_len;
     k->mkey_len = kvi__mc_key(key, key_len, k->mkey, &k->mapped);
+    if (k->mkey_len == 0)
+        return kvi_engine_error(c, KVI_E_BACKEND,
+                                "cannot compute the SHA-256 that names this key in memcached "
+                                "(libcrypto has no SHA-256 provider)");
+    return KVI_OK;
 }
 
 /* Reads the item of k with its CAS into res / *it.  KVI_OK when memcached

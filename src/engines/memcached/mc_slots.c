@@ -8,18 +8,26 @@
 
 #include "mc_engine.h"
 
+/* The start of every keyed operation: the key's memcached name, then a
+ * leased handle. */
+static kvi_status mc_begin(kvi_conn *c, struct mc_key *k, const void *key, size_t key_len,
+                           struct mc_lease *l)
+{
+    kvi_status st = kvi__mc_key_init(c, k, key, key_len);
+    return st != KVI_OK ? st : kvi__mc_acquire(c, l);
+}
+
 kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
                          size_t val_len, int64_t expire_s)
 {
     struct mc_key k;
-    kvi__mc_key_init(&k, key, key_len);
+    struct mc_lease l;
+    kvi_status st = mc_begin(c, &k, key, key_len, &l);
+    if (st != KVI_OK)
+        return st;
     int64_t now_s = kvi__mc_now_ms() / 1000;
     uint32_t flags = kvi__mc_stamp(now_s, expire_s);
     int64_t exptime = flags ? kvi__mc_server_exptime(flags, now_s) : 0;
-    struct mc_lease l;
-    kvi_status st = kvi__mc_acquire(c, &l);
-    if (st != KVI_OK)
-        return st;
     memcached_return_t rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
     if (kvi__mc_retry_once(c, l.mc, st)) {
@@ -40,9 +48,8 @@ static kvi_status mc_read_live(kvi_conn *c, const void *key, size_t key_len, con
                                mc_use_fn use, void *out)
 {
     struct mc_key k;
-    kvi__mc_key_init(&k, key, key_len);
     struct mc_lease l;
-    kvi_status st = kvi__mc_acquire(c, &l);
+    kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
     memcached_result_st res;
@@ -74,9 +81,8 @@ kvi_status kvi__mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value
 kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
 {
     struct mc_key k;
-    kvi__mc_key_init(&k, key, key_len);
     struct mc_lease l;
-    kvi_status st = kvi__mc_acquire(c, &l);
+    kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
     for (int attempt = 0;; attempt++) {
@@ -154,9 +160,8 @@ kvi_status kvi__mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t del
                        int64_t expire_s, int64_t *new_value)
 {
     struct mc_key k;
-    kvi__mc_key_init(&k, key, key_len);
     struct mc_lease l;
-    kvi_status st = kvi__mc_acquire(c, &l);
+    kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
     memcached_result_st res;
