@@ -15,7 +15,8 @@
  * which the core finds by scheme in its module path.  An application may
  * instead register an engine object with kvi_register_engine().
  *
- * Status discipline for slots: return KVI_OK / KVI_NOT_FOUND for the normal
+ * Status discipline for slots: return KVI_OK / KVI_NOT_FOUND (and, for
+ * the conditional slots, KVI_OUT_OF_BOUNDS / KVI_KEY_EXISTS) for the normal
  * outcomes, otherwise an error status, after kvi_engine_error() has set the
  * detail message (never containing a password).  On error leave outputs
  * untouched (the core frees and zeroes them).
@@ -33,8 +34,10 @@ extern "C" {
 /* ABI version of struct kvi_engine.  New slots are only ever taken from
  * reserved_, so the struct keeps its size; an engine built for an older ABI
  * has those slots NULL (zero-initialised reserved_) and the core accepts
- * any abi_version from 1 to its own. */
-#define KVI_ENGINE_ABI 1
+ * any abi_version from 1 to its own.
+ * ABI 2: add_bounded and store_nx (KVI_CAP_CONDITIONAL) from reserved_[0..1];
+ * see docs/engines/writing.md for everything ABI 2 added. */
+#define KVI_ENGINE_ABI 2
 
 struct kvi_engine {
     uint32_t abi_version; /* KVI_ENGINE_ABI */
@@ -77,7 +80,24 @@ struct kvi_engine {
     /* Optional: set out->has_content and the content fields. */
     kvi_status (*stats)(kvi_conn *c, kvi_stats *out);
 
-    void *reserved_[8]; /* room to grow without breaking the ABI */
+    /* ABI 2, KVI_CAP_CONDITIONAL (both or neither).  add_bounded: apply
+     * delta (already negated for sub) only when the result stays within
+     * [min, max] (min <= max is checked by the core), atomically with every
+     * other operation on the key; a missing or expired key is created as
+     * 0 + delta with expiry expire_s when that is within the bounds.  On
+     * KVI_OK *value is the new value; on KVI_OUT_OF_BOUNDS nothing changed
+     * and *value is the current value (0 when missing), or left 0 where the
+     * engine cannot tell.  Overflow (KVI_E_OVERFLOW) and a non-integer
+     * value (KVI_E_NOT_A_COUNTER) are checked before the bounds. */
+    kvi_status (*add_bounded)(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                              int64_t expire_s, int64_t min, int64_t max, int64_t *value);
+    /* store_nx: store only when key is absent (expired counts as absent),
+     * with the expiry set in the same atomic step; KVI_KEY_EXISTS (nothing
+     * changed) otherwise. */
+    kvi_status (*store_nx)(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_s);
+
+    void *reserved_[6]; /* room to grow without breaking the ABI */
 };
 
 /* Marks the one symbol a module exports. */
@@ -105,7 +125,7 @@ KVI_EXPORT kvi *kvi_conn_context(kvi_conn *c);
 /* Replaces a connection's capability bits (by default the engine's caps)
  * with what this connection really guarantees, e.g. KVI_CAP_PERSISTENT for a
  * local store with a snapshot file.  Only from open().  Bits whose
- * operations the engine has no slot for (COUNTERS, ITERATE, RAW_QUERY, TTL)
+ * operations need slots (COUNTERS, ITERATE, RAW_QUERY, TTL, CONDITIONAL)
  * cannot be added beyond the engine's caps. */
 KVI_EXPORT void kvi_conn_set_caps(kvi_conn *c, uint32_t caps);
 

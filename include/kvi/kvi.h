@@ -12,10 +12,13 @@
  *
  * Conventions that hold for the whole API:
  *  - Every function that can fail returns a kvi_status; KVI_OK (0) is the
- *    only success value, KVI_NOT_FOUND is a normal outcome, not an error.
+ *    only success value.  KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS and
+ *    KVI_KEY_EXISTS are normal outcomes, not errors (KVI_STATUS_IS_ERROR).
  *  - Keys and values are byte strings (pointer + length, NUL allowed).
  *  - On any status other than KVI_OK every out-parameter is left empty
- *    (zeroed) and is safe to pass to its free function.
+ *    (zeroed) and is safe to pass to its free function.  The one exception:
+ *    a bounded add/sub refused with KVI_OUT_OF_BOUNDS reports the current
+ *    value in *value.
  *  - A kvi context and its connection handles may be used from many threads
  *    at once; configuration calls (kvi_add_url, kvi_set_*) are thread-safe
  *    too, but the setters are meant to be called before traffic starts.
@@ -50,28 +53,30 @@ extern "C" {
  * Status codes.  Append-only: a code, once released, keeps its number and
  * name forever.  X(NAME, number, default message, CLI exit code).
  */
-#define KVI_STATUS_MAP(X)                                                        \
-    X(OK, 0, "success", 0)                                                       \
-    X(NOT_FOUND, 1, "key not found", 1)                                          \
-    X(E_INVALID, 2, "invalid argument", 3)                                       \
-    X(E_BAD_URL, 3, "bad URL", 4)                                                \
-    X(E_UNKNOWN_ENGINE, 4, "unknown engine id", 5)                               \
-    X(E_MODULE_MISSING, 5, "engine module not available", 6)                     \
-    X(E_UNSUPPORTED, 6, "operation not supported by this engine", 7)            \
-    X(E_CONNECT, 7, "cannot connect to server", 8)                               \
-    X(E_TIMEOUT, 8, "operation timed out", 9)                                    \
-    X(E_AUTH, 9, "authentication failed", 10)                                    \
-    X(E_IO, 10, "I/O error", 11)                                                 \
-    X(E_PROTOCOL, 11, "protocol error", 12)                                      \
-    X(E_NOT_A_COUNTER, 12, "value is not an integer counter", 13)               \
-    X(E_OVERFLOW, 13, "counter overflow", 14)                                    \
-    X(E_NOMEM, 14, "out of memory", 15)                                          \
-    X(E_STORE_FULL, 15, "store is full", 16)                                     \
-    X(E_BACKEND, 16, "back-end error", 17)                                       \
-    X(E_EXISTS, 17, "engine id already defined", 18)                             \
-    X(E_LOCKED, 18, "resource is locked by another process", 19)                 \
-    X(E_CORRUPT, 19, "corrupt or unreadable data", 20)                           \
-    X(E_INTERNAL, 20, "internal error", 21)
+#define KVI_STATUS_MAP(X)                                                                          \
+    X(OK, 0, "success", 0)                                                                         \
+    X(NOT_FOUND, 1, "key not found", 1)                                                            \
+    X(E_INVALID, 2, "invalid argument", 3)                                                         \
+    X(E_BAD_URL, 3, "bad URL", 4)                                                                  \
+    X(E_UNKNOWN_ENGINE, 4, "unknown engine id", 5)                                                 \
+    X(E_MODULE_MISSING, 5, "engine module not available", 6)                                       \
+    X(E_UNSUPPORTED, 6, "operation not supported by this engine", 7)                               \
+    X(E_CONNECT, 7, "cannot connect to server", 8)                                                 \
+    X(E_TIMEOUT, 8, "operation timed out", 9)                                                      \
+    X(E_AUTH, 9, "authentication failed", 10)                                                      \
+    X(E_IO, 10, "I/O error", 11)                                                                   \
+    X(E_PROTOCOL, 11, "protocol error", 12)                                                        \
+    X(E_NOT_A_COUNTER, 12, "value is not an integer counter", 13)                                  \
+    X(E_OVERFLOW, 13, "counter overflow", 14)                                                      \
+    X(E_NOMEM, 14, "out of memory", 15)                                                            \
+    X(E_STORE_FULL, 15, "store is full", 16)                                                       \
+    X(E_BACKEND, 16, "back-end error", 17)                                                         \
+    X(E_EXISTS, 17, "engine id already defined", 18)                                               \
+    X(E_LOCKED, 18, "resource is locked by another process", 19)                                   \
+    X(E_CORRUPT, 19, "corrupt or unreadable data", 20)                                             \
+    X(E_INTERNAL, 20, "internal error", 21)                                                        \
+    X(OUT_OF_BOUNDS, 21, "change refused: result would leave [min, max]", 22)                      \
+    X(KEY_EXISTS, 22, "key exists; not stored", 23)
 
 typedef enum kvi_status {
 #define KVI__STATUS_ENUM(name, num, msg, exitcode) KVI_##name = num,
@@ -80,7 +85,14 @@ typedef enum kvi_status {
 } kvi_status;
 
 /* Number of status codes defined by this version (one past the largest). */
-#define KVI_STATUS_COUNT 21
+#define KVI_STATUS_COUNT 23
+
+/* 1 when st is an error (neither success nor one of the normal outcomes
+ * KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS); what kvi_stats.errors
+ * counts.  Codes 2..20 are the errors of this version; KVI_OUT_OF_BOUNDS
+ * and KVI_KEY_EXISTS were appended later and are refusals, not errors. */
+#define KVI_STATUS_IS_ERROR(st)                                                                    \
+    ((st) != KVI_OK && (st) != KVI_NOT_FOUND && (st) != KVI_OUT_OF_BOUNDS && (st) != KVI_KEY_EXISTS)
 
 /* Static English text for a status; never NULL ("unknown status" for codes
  * this version does not know).  Thread-safe. */
@@ -239,6 +251,7 @@ KVI_EXPORT const char *kvi_errmsg(const kvi *k);
 #define KVI_CAP_RAW_QUERY (1u << 5)    /* raw_query() in a native language */
 #define KVI_CAP_PERSISTENT (1u << 6)   /* data survives a restart */
 #define KVI_CAP_SHARED (1u << 7)       /* shared between processes */
+#define KVI_CAP_CONDITIONAL (1u << 8)  /* add_bounded/sub_bounded and store_nx, atomic */
 
 /* Looks up (and on first use of "local", defines as local://) an engine id
  * and returns its handle, owned by the context.  KVI_E_UNKNOWN_ENGINE when
@@ -302,6 +315,51 @@ KVI_EXPORT kvi_status kvi_sub(kvi *k, const char *id, const void *key, size_t ke
 KVI_EXPORT kvi_status kvi_conn_sub(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                                    int64_t expire_s, int64_t *new_value);
 
+/*
+ * Bounded add: atomically (with respect to every other operation on the key)
+ * adds delta to the counter under key only when the result stays within
+ * [min, max] (inclusive).  On KVI_OK *value (may be NULL) is the new value.
+ * When the result would leave the bounds nothing changes and the call
+ * returns KVI_OUT_OF_BOUNDS, a normal outcome, with the current value in
+ * *value (0 when the key is missing) -- the one exception to "outputs are
+ * empty unless KVI_OK".  A missing (or expired) key is created as 0 + delta
+ * with expiry expire_s (0 = none) when 0 + delta is within the bounds, and
+ * refused otherwise; an existing key keeps its expiry.  KVI_E_OVERFLOW when
+ * the sum does not fit in int64 and KVI_E_NOT_A_COUNTER when the value is
+ * not a decimal int64 (both checked before the bounds; value unchanged).
+ * KVI_E_INVALID when min > max; KVI_E_UNSUPPORTED on an engine without
+ * KVI_CAP_CONDITIONAL.  Use INT64_MIN / INT64_MAX for an open side.
+ */
+KVI_EXPORT kvi_status kvi_add_bounded(kvi *k, const char *id, const void *key, size_t key_len,
+                                      int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                                      int64_t *value);
+KVI_EXPORT kvi_status kvi_conn_add_bounded(kvi_conn *c, const void *key, size_t key_len,
+                                           int64_t delta, int64_t expire_s, int64_t min,
+                                           int64_t max, int64_t *value);
+
+/* Bounded sub: kvi_add_bounded with -delta (so `sub 3 min 0` on a counter
+ * at 2 is KVI_OUT_OF_BOUNDS and leaves 2).  delta INT64_MIN is
+ * KVI_E_INVALID. */
+KVI_EXPORT kvi_status kvi_sub_bounded(kvi *k, const char *id, const void *key, size_t key_len,
+                                      int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                                      int64_t *value);
+KVI_EXPORT kvi_status kvi_conn_sub_bounded(kvi_conn *c, const void *key, size_t key_len,
+                                           int64_t delta, int64_t expire_s, int64_t min,
+                                           int64_t max, int64_t *value);
+
+/*
+ * Store if absent: stores value under key with expiry expire_s (0 = none),
+ * set in the same atomic step, only when the key does not exist; an expired
+ * key counts as absent.  Otherwise changes nothing and returns
+ * KVI_KEY_EXISTS, a normal outcome.  Of any number of concurrent callers on
+ * one absent key exactly one gets KVI_OK.  Arguments as kvi_store;
+ * KVI_E_UNSUPPORTED on an engine without KVI_CAP_CONDITIONAL.
+ */
+KVI_EXPORT kvi_status kvi_store_nx(kvi *k, const char *id, const void *key, size_t key_len,
+                                   const void *val, size_t val_len, int64_t expire_s);
+KVI_EXPORT kvi_status kvi_conn_store_nx(kvi_conn *c, const void *key, size_t key_len,
+                                        const void *val, size_t val_len, int64_t expire_s);
+
 /* Reads a counter: KVI_NOT_FOUND when missing, KVI_E_NOT_A_COUNTER when the
  * value is not a decimal int64. */
 KVI_EXPORT kvi_status kvi_counter_fetch(kvi *k, const char *id, const void *key,
@@ -357,7 +415,7 @@ KVI_EXPORT kvi_status kvi_conn_ping(kvi_conn *c);
  */
 typedef struct kvi_stats {
     uint64_t ops;        /* operations that reached the engine */
-    uint64_t errors;     /* of those, ended with a status >= KVI_E_INVALID */
+    uint64_t errors;     /* of those, ended with an error (KVI_STATUS_IS_ERROR) */
     uint64_t misses;     /* of those, ended with KVI_NOT_FOUND */
     uint64_t slow_ops;   /* of those, slower than the slow threshold */
     uint64_t rejected;   /* calls refused by the core before the engine */

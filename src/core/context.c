@@ -294,6 +294,12 @@ static kvi_status register_locked(kvi *k, const struct kvi_engine *engine, void 
     if ((engine->caps & KVI_CAP_RAW_QUERY) && engine->raw_query == NULL)
         return kvi__error(k, KVI_E_INVALID, "engine '%s' reports raw queries without raw_query",
                           engine->name);
+    if ((engine->caps & KVI_CAP_CONDITIONAL) &&
+        (engine->abi_version < 2 || engine->add_bounded == NULL || engine->store_nx == NULL))
+        return kvi__error(k, KVI_E_INVALID,
+                          "engine '%s' reports conditional operations without add_bounded/"
+                          "store_nx (ABI 2)",
+                          engine->name);
     if ((engine->caps & KVI_CAP_TTL) && engine->ttl == NULL)
         return kvi__error(k, KVI_E_INVALID, "engine '%s' reports TTL without ttl", engine->name);
     if (engine_find_locked(k, engine->name, strlen(engine->name)) != NULL)
@@ -630,7 +636,8 @@ uint32_t kvi_conn_caps(const kvi_conn *c)
 void kvi_conn_set_caps(kvi_conn *c, uint32_t caps)
 {
     /* Only bits the engine's slots can serve: the core relies on them. */
-    uint32_t needs_slot = KVI_CAP_COUNTERS | KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_TTL;
+    uint32_t needs_slot =
+        KVI_CAP_COUNTERS | KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_TTL | KVI_CAP_CONDITIONAL;
     c->caps = (caps & ~needs_slot) | (caps & c->engine->caps & needs_slot);
 }
 

@@ -65,7 +65,7 @@ static kvi_status op_end(kvi_conn *c, op_timer t, const char *op, kvi_status st)
     }
     if (st == KVI_NOT_FOUND) {
         bump(&s->misses, 1);
-    } else if (st != KVI_OK) {
+    } else if (KVI_STATUS_IS_ERROR(st)) {
         bump(&s->errors, 1);
         if (!kvi__error_is_set())
             kvi_engine_error(c, st, "%s: %s", op, kvi_strerror(st));
@@ -122,23 +122,46 @@ static kvi_status check_cap(kvi_conn *c, const char *op, uint32_t cap, const cha
 
 /* ---- handle form ---------------------------------------------------------- */
 
+/* The argument checks of store and store_nx. */
+static kvi_status check_store(kvi_conn *c, const char *op, const void *key, size_t key_len,
+                              const void *val, size_t val_len, int64_t expire_s)
+{
+    kvi_status st = check_key(c, op, key, key_len);
+    if (st == KVI_OK && val == NULL && val_len > 0)
+        st = reject(c, KVI_E_INVALID, op, "value is NULL");
+    if (st == KVI_OK && val_len > c->max_value_len)
+        st = reject(c, KVI_E_INVALID, op, "value is larger than the engine's limit");
+    if (st == KVI_OK)
+        st = check_expire(c, op, expire_s);
+    return st;
+}
+
 kvi_status kvi_conn_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
                           size_t val_len, int64_t expire_s)
 {
     if (c == NULL)
         return KVI_E_INVALID;
-    kvi_status st = check_key(c, "store", key, key_len);
-    if (st == KVI_OK && val == NULL && val_len > 0)
-        st = reject(c, KVI_E_INVALID, "store", "value is NULL");
-    if (st == KVI_OK && val_len > c->max_value_len)
-        st = reject(c, KVI_E_INVALID, "store", "value is larger than the engine's limit");
-    if (st == KVI_OK)
-        st = check_expire(c, "store", expire_s);
+    kvi_status st = check_store(c, "store", key, key_len, val, val_len, expire_s);
     if (st != KVI_OK)
         return st;
     op_timer t = op_begin(c);
     return op_end(c, t, "store",
                   c->engine->store(c, key, key_len, val ? val : "", val_len, expire_s));
+}
+
+kvi_status kvi_conn_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                             size_t val_len, int64_t expire_s)
+{
+    if (c == NULL)
+        return KVI_E_INVALID;
+    kvi_status st = check_cap(c, "store_nx", KVI_CAP_CONDITIONAL, "store-if-absent");
+    if (st == KVI_OK)
+        st = check_store(c, "store_nx", key, key_len, val, val_len, expire_s);
+    if (st != KVI_OK)
+        return st;
+    op_timer t = op_begin(c);
+    return op_end(c, t, "store_nx",
+                  c->engine->store_nx(c, key, key_len, val ? val : "", val_len, expire_s));
 }
 
 kvi_status kvi_conn_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
@@ -210,6 +233,49 @@ kvi_status kvi_conn_sub(kvi_conn *c, const void *key, size_t key_len, int64_t de
                         int64_t expire_s, int64_t *new_value)
 {
     return counter_op(c, "sub", key, key_len, delta, expire_s, new_value);
+}
+
+/* The one wrapper of add_bounded and sub_bounded (op "add_bounded" or
+ * "sub_bounded").  Refusals (KVI_OUT_OF_BOUNDS) are outcomes: counted as
+ * operations, not errors, and *value gets the current value. */
+static kvi_status bounded_op(kvi_conn *c, const char *op, const void *key, size_t key_len,
+                             int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                             int64_t *value)
+{
+    if (value != NULL)
+        *value = 0;
+    if (c == NULL)
+        return KVI_E_INVALID;
+    int sub = op[0] == 's';
+    kvi_status st = check_key(c, op, key, key_len);
+    if (st == KVI_OK)
+        st = check_cap(c, op, KVI_CAP_CONDITIONAL, "bounded counters");
+    if (st == KVI_OK)
+        st = check_expire(c, op, expire_s);
+    if (st == KVI_OK && min > max)
+        st = reject(c, KVI_E_INVALID, op, "min is greater than max");
+    if (st == KVI_OK && delta == INT64_MIN && sub)
+        st = reject(c, KVI_E_INVALID, op, "delta -9223372036854775808 cannot be negated");
+    if (st != KVI_OK)
+        return st;
+    int64_t v = 0;
+    op_timer t = op_begin(c);
+    st = c->engine->add_bounded(c, key, key_len, sub ? -delta : delta, expire_s, min, max, &v);
+    if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && value != NULL)
+        *value = v;
+    return op_end(c, t, op, st);
+}
+
+kvi_status kvi_conn_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    return bounded_op(c, "add_bounded", key, key_len, delta, expire_s, min, max, value);
+}
+
+kvi_status kvi_conn_sub_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    return bounded_op(c, "sub_bounded", key, key_len, delta, expire_s, min, max, value);
 }
 
 typedef kvi_status (*int_slot)(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
@@ -416,6 +482,28 @@ kvi_status kvi_sub(kvi *k, const char *id, const void *key, size_t key_len, int6
     if (new_value != NULL)
         *new_value = 0;
     WITH_CONN(k, id, kvi_conn_sub(c_, key, key_len, delta, expire_s, new_value));
+}
+
+kvi_status kvi_add_bounded(kvi *k, const char *id, const void *key, size_t key_len, int64_t delta,
+                           int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    if (value != NULL)
+        *value = 0;
+    WITH_CONN(k, id, kvi_conn_add_bounded(c_, key, key_len, delta, expire_s, min, max, value));
+}
+
+kvi_status kvi_sub_bounded(kvi *k, const char *id, const void *key, size_t key_len, int64_t delta,
+                           int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    if (value != NULL)
+        *value = 0;
+    WITH_CONN(k, id, kvi_conn_sub_bounded(c_, key, key_len, delta, expire_s, min, max, value));
+}
+
+kvi_status kvi_store_nx(kvi *k, const char *id, const void *key, size_t key_len, const void *val,
+                        size_t val_len, int64_t expire_s)
+{
+    WITH_CONN(k, id, kvi_conn_store_nx(c_, key, key_len, val, val_len, expire_s));
 }
 
 kvi_status kvi_counter_fetch(kvi *k, const char *id, const void *key, size_t key_len,

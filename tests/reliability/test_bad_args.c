@@ -159,6 +159,19 @@ CALL(counter_null_key, kvi_counter_fetch(g_k, ID, NULL, 1, &g_int))
 CALL(counter_long_key, kvi_counter_fetch(g_k, ID, g_long_key, sizeof g_long_key, &g_int))
 CALL(counter_null_out, kvi_counter_fetch(g_k, ID, "c", 1, NULL))
 CALL(ccounter_null_c, kvi_conn_counter_fetch(NULL, "c", 1, &g_int))
+CALL(addb_null_k, kvi_add_bounded(NULL, ID, "c", 1, 1, 0, 0, 9, &g_int))
+CALL(addb_min_gt_max, kvi_add_bounded(g_k, ID, "c", 1, 1, 0, 9, 0, &g_int))
+CALL(addb_empty_key, kvi_add_bounded(g_k, ID, "c", 0, 1, 0, 0, 9, &g_int))
+CALL(addb_neg_expire, kvi_add_bounded(g_k, ID, "c", 1, 1, -1, 0, 9, &g_int))
+CALL(caddb_null_c, kvi_conn_add_bounded(NULL, "c", 1, 1, 0, 0, 9, &g_int))
+CALL(subb_int64_min, kvi_sub_bounded(g_k, ID, "c", 1, INT64_MIN, 0, INT64_MIN, 0, &g_int))
+CALL(csubb_min_gt_max, kvi_conn_sub_bounded(g_c, "c", 1, 1, 0, 1, -1, &g_int))
+CALL(nx_null_k, kvi_store_nx(NULL, ID, "k", 1, "v", 1, 0))
+CALL(nx_null_key, kvi_store_nx(g_k, ID, NULL, 1, "v", 1, 0))
+CALL(nx_null_val, kvi_store_nx(g_k, ID, "k", 1, NULL, 1, 0))
+CALL(nx_neg_expire, kvi_store_nx(g_k, ID, "k", 1, "v", 1, -1))
+CALL(cnx_null_c, kvi_conn_store_nx(NULL, "k", 1, "v", 1, 0))
+CALL(cnx_long_key, kvi_conn_store_nx(g_c, g_long_key, sizeof g_long_key, "v", 1, 0))
 
 /* ---- raw, keys, remove_glob, ttl, ping, stats ---- */
 CALL(raw_null_k, kvi_raw_query(NULL, ID, "PING", 4, &g_reply))
@@ -278,6 +291,19 @@ static const struct row rows[] = {
     R(counter_long_key, E_INVALID, O_INT),
     R(counter_null_out, E_INVALID, O_NONE),
     R(ccounter_null_c, E_INVALID, O_INT),
+    R(addb_null_k, E_INVALID, O_INT),
+    R(addb_min_gt_max, E_INVALID, O_INT),
+    R(addb_empty_key, E_INVALID, O_INT),
+    R(addb_neg_expire, E_INVALID, O_INT),
+    R(caddb_null_c, E_INVALID, O_INT),
+    R(subb_int64_min, E_INVALID, O_INT),
+    R(csubb_min_gt_max, E_INVALID, O_INT),
+    R(nx_null_k, E_INVALID, O_NONE),
+    R(nx_null_key, E_INVALID, O_NONE),
+    R(nx_null_val, E_INVALID, O_NONE),
+    R(nx_neg_expire, E_INVALID, O_NONE),
+    R(cnx_null_c, E_INVALID, O_NONE),
+    R(cnx_long_key, E_INVALID, O_NONE),
     R(raw_null_k, E_INVALID, O_REPLY),
     R(raw_null_id, E_INVALID, O_REPLY),
     R(raw_null_query, E_INVALID, O_REPLY),

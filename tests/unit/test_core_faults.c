@@ -44,6 +44,8 @@ enum op {
     OP_RMGLOB,
     OP_TTL,
     OP_PING,
+    OP_BOUNDED,
+    OP_NX,
     OP_COUNT
 };
 
@@ -55,6 +57,7 @@ static struct {
     unsigned sleep_us; /* per data-slot call */
     int calls[OP_COUNT];
     int64_t last_delta;
+    int64_t last_min, last_max;
     int64_t last_expire;
     size_t last_key_len;
     size_t last_val_len;
@@ -257,11 +260,40 @@ static kvi_status f_ping(kvi_conn *c)
     return answer(c, "ping");
 }
 
+static kvi_status f_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    (void)key;
+    fs.calls[OP_BOUNDED]++;
+    fs.last_key_len = key_len;
+    fs.last_delta = delta;
+    fs.last_expire = expire_s;
+    fs.last_min = min;
+    fs.last_max = max;
+    if (*value != 0)
+        fs.outputs_were_zero = 0;
+    if (fs.scribble || fs.next == KVI_OK || fs.next == KVI_OUT_OF_BOUNDS)
+        *value = 4444;
+    return answer(c, "add_bounded");
+}
+
+static kvi_status f_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                             size_t val_len, int64_t expire_s)
+{
+    (void)key;
+    (void)val;
+    fs.calls[OP_NX]++;
+    fs.last_key_len = key_len;
+    fs.last_val_len = val_len;
+    fs.last_expire = expire_s;
+    return answer(c, "store_nx");
+}
+
 static const char *const fault_options[] = {"mode", NULL};
 
 #define ALL_CAPS                                                                                   \
     (KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY | KVI_CAP_ITERATE |    \
-     KVI_CAP_RAW_QUERY)
+     KVI_CAP_RAW_QUERY | KVI_CAP_CONDITIONAL)
 
 static const struct kvi_engine fault_engine = {
     .abi_version = KVI_ENGINE_ABI,
@@ -283,6 +315,8 @@ static const struct kvi_engine fault_engine = {
     .remove_glob = f_rmglob,
     .ttl = f_ttl,
     .ping = f_ping,
+    .add_bounded = f_add_bounded,
+    .store_nx = f_store_nx,
 };
 
 /* Only the required slots, no capabilities. */
@@ -494,6 +528,23 @@ static kvi_status call_op(fx *f, enum op op, enum form form)
     }
     case OP_PING:
         return h ? kvi_conn_ping(c) : kvi_ping(f->k, id);
+    case OP_BOUNDED: {
+        /* The one exception to "outputs empty unless OK": a refusal reports
+         * the current value. */
+        int64_t nv = -77;
+        st = h ? kvi_conn_add_bounded(c, "key", 3, 5, 10, 0, 9, &nv)
+               : kvi_add_bounded(f->k, id, "key", 3, 5, 10, 0, 9, &nv);
+        assert_int_equal(nv, st == KVI_OK || st == KVI_OUT_OF_BOUNDS ? 4444 : 0);
+        int64_t nv2 = -77;
+        kvi_status st2 = h ? kvi_conn_sub_bounded(c, "key", 3, 5, 0, 0, 9, &nv2)
+                           : kvi_sub_bounded(f->k, id, "key", 3, 5, 0, 0, 9, &nv2);
+        assert_int_equal(st2, st);
+        assert_int_equal(nv2, nv);
+        return st;
+    }
+    case OP_NX:
+        return h ? kvi_conn_store_nx(c, "key", 3, "val", 3, 10)
+                 : kvi_store_nx(f->k, id, "key", 3, "val", 3, 10);
     default:
         fail_msg("no such op %d", (int)op);
     }
@@ -503,8 +554,8 @@ static kvi_status call_op(fx *f, enum op op, enum form form)
 static const char *op_name(enum op op)
 {
     static const char *const names[OP_COUNT] = {
-        "open",          "close",     "store", "fetch",       "remove", "add",
-        "counter_fetch", "raw_query", "keys",  "remove_glob", "ttl",    "ping"};
+        "open",      "close", "store",       "fetch", "remove", "add",         "counter_fetch",
+        "raw_query", "keys",  "remove_glob", "ttl",   "ping",   "add_bounded", "store_nx"};
     return names[op];
 }
 
@@ -645,6 +696,19 @@ static void test_stats_count_ops_errors_and_misses(void **state)
     assert_int_equal(s.errors, 4);
     assert_int_equal(s.rejected, 0);
     assert_int_equal(s.slow_ops, 0);
+
+    /* Refusals of the conditional operations are outcomes, not errors. */
+    fs.next = KVI_OUT_OF_BOUNDS;
+    call_op(f, OP_BOUNDED, BY_HANDLE); /* add_bounded + sub_bounded */
+    fs.next = KVI_KEY_EXISTS;
+    call_op(f, OP_NX, BY_ID);
+    assert_int_equal(kvi_stats_get(f->k, f->id, &s), KVI_OK);
+    assert_int_equal(s.ops, 12);
+    assert_int_equal(s.misses, 2);
+    assert_int_equal(s.errors, 4);
+    assert_false(KVI_STATUS_IS_ERROR(KVI_OUT_OF_BOUNDS));
+    assert_false(KVI_STATUS_IS_ERROR(KVI_KEY_EXISTS));
+    assert_true(KVI_STATUS_IS_ERROR(KVI_E_INTERNAL));
 }
 
 static void test_slow_ops_are_counted_and_logged(void **state)
@@ -729,6 +793,15 @@ static void test_invalid_arguments_never_reach_the_engine(void **state)
     BAD(kvi_remove_glob(k, id, "", 0, &u));
     BAD(kvi_conn_ttl(c, "k", 1, NULL));
     BAD(kvi_ttl(k, id, big, SIZE_MAX, &n));
+    BAD(kvi_conn_add_bounded(c, "k", 1, 1, 0, 5, 4, &n)); /* min > max */
+    BAD(kvi_sub_bounded(k, id, "k", 1, 1, 0, INT64_MAX, INT64_MIN, &n));
+    BAD(kvi_conn_sub_bounded(c, "k", 1, INT64_MIN, 0, INT64_MIN, INT64_MAX, &n));
+    BAD(kvi_add_bounded(k, id, "k", 1, 1, -1, 0, 1, &n));
+    BAD(kvi_conn_add_bounded(c, NULL, 1, 1, 0, 0, 1, &n));
+    BAD(kvi_conn_store_nx(c, "k", 1, NULL, 1, 0));
+    BAD(kvi_store_nx(k, id, "k", 1, big, 101, 0));
+    BAD(kvi_conn_store_nx(c, big, sizeof big, "v", 1, 0));
+    BAD(kvi_conn_store_nx(c, "k", 1, "v", 1, -1));
 #undef BAD
     assert_int_equal(total_data_calls(), 0);
     kvi_stats s;
@@ -748,6 +821,16 @@ static void test_invalid_arguments_never_reach_the_engine(void **state)
     assert_int_equal(kvi_conn_sub(c, "k", 1, INT64_MAX, 0, NULL), KVI_OK);
     assert_int_equal(fs.last_delta, -INT64_MAX);
     assert_int_equal(kvi_conn_add(c, "k", 1, INT64_MIN, 0, NULL), KVI_OK);
+    assert_int_equal(fs.last_delta, INT64_MIN);
+    /* min == max is a valid (one-point) range; the bounds reach the engine
+     * unchanged and sub negates only delta. */
+    assert_int_equal(kvi_conn_sub_bounded(c, "k", 1, 3, 7, -4, -4, NULL), KVI_OK);
+    assert_int_equal(fs.last_delta, -3);
+    assert_int_equal(fs.last_expire, 7);
+    assert_int_equal(fs.last_min, -4);
+    assert_int_equal(fs.last_max, -4);
+    assert_int_equal(kvi_conn_add_bounded(c, "k", 1, INT64_MIN, 0, INT64_MIN, INT64_MAX, NULL),
+                     KVI_OK);
     assert_int_equal(fs.last_delta, INT64_MIN);
 }
 
@@ -808,10 +891,15 @@ static void test_missing_capability_is_unsupported_without_engine_call(void **st
     assert_int_equal(u, 0);
     UNSUP(kvi_conn_ttl(c, "k", 1, &n));
     UNSUP(kvi_conn_store(c, "k", 1, "v", 1, 10));
+    n = 5;
+    UNSUP(kvi_conn_add_bounded(c, "k", 1, 1, 0, 0, 9, &n));
+    assert_int_equal(n, 0);
+    UNSUP(kvi_sub_bounded(f->k, "faultbare", "k", 1, 1, 0, 0, 9, &n));
+    UNSUP(kvi_conn_store_nx(c, "k", 1, "v", 1, 0));
     assert_int_equal(total_data_calls(), 0);
     kvi_stats s;
     assert_int_equal(kvi_conn_stats(c, &s), KVI_OK);
-    assert_int_equal(s.rejected, 8);
+    assert_int_equal(s.rejected, 11);
     assert_int_equal(s.ops, 0);
     assert_non_null(strstr(kvi_errmsg(f->k), "faultbare"));
 
@@ -869,9 +957,9 @@ static void test_register_engine_rejects_duplicates_and_malformed(void **state)
     struct {
         const char *what;
         struct kvi_engine e;
-    } broken[8];
+    } broken[11];
     size_t nb = 0;
-    for (size_t i = 0; i < 8; i++) {
+    for (size_t i = 0; i < 11; i++) {
         broken[i].e = fault_engine;
         broken[i].e.name = "fault2";
     }
@@ -891,6 +979,12 @@ static void test_register_engine_rejects_duplicates_and_malformed(void **state)
     broken[nb++].e.keys = NULL;
     broken[nb].what = "ttl without ttl slot";
     broken[nb++].e.ttl = NULL;
+    broken[nb].what = "conditional without add_bounded";
+    broken[nb++].e.add_bounded = NULL;
+    broken[nb].what = "conditional without store_nx";
+    broken[nb++].e.store_nx = NULL;
+    broken[nb].what = "conditional on ABI 1";
+    broken[nb++].e.abi_version = 1;
     for (size_t i = 0; i < nb; i++) {
         if (kvi_register_engine(k, &broken[i].e) != KVI_E_INVALID)
             fail_msg("malformed engine accepted: %s", broken[i].what);

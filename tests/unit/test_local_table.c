@@ -255,6 +255,46 @@ static void test_counter_growing_text_and_overflow(void **state)
     kvi_value_free(&val);
 }
 
+/* Bounded add and store-if-absent on the fake clock: an expired entry is
+ * absent for both, the counter text may change length, a refusal leaves
+ * the entry (and its expiry) as it was. */
+static void test_conditional_ops_see_expired_as_absent(void **state)
+{
+    kvi *k = *state;
+    int64_t v = -1, ttl = 0;
+    assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "a", 1, 2), KVI_OK);
+    assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "b", 1, 0), KVI_KEY_EXISTS);
+    atomic_fetch_add(&fake_now_ms, 1999);
+    assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "b", 1, 0), KVI_KEY_EXISTS);
+    atomic_fetch_add(&fake_now_ms, 1);
+    assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "c", 1, 5), KVI_OK);
+    kvi_value val = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "lock", 4, &val), KVI_OK);
+    assert_memory_equal(val.data, "c", 1);
+    kvi_value_free(&val);
+    assert_int_equal(kvi_ttl(k, "local", "lock", 4, &ttl), KVI_OK);
+    assert_int_equal(ttl, 5);
+
+    assert_int_equal(kvi_add_bounded(k, "local", "q", 1, 9, 3, 0, 10, &v), KVI_OK);
+    assert_int_equal(v, 9);
+    assert_int_equal(kvi_add_bounded(k, "local", "q", 1, 1, 0, 0, 10, &v), KVI_OK);
+    assert_int_equal(v, 10); /* one digit more: the entry was reallocated */
+    assert_int_equal(kvi_add_bounded(k, "local", "q", 1, 1, 0, 0, 10, &v), KVI_OUT_OF_BOUNDS);
+    assert_int_equal(v, 10);
+    assert_int_equal(kvi_ttl(k, "local", "q", 1, &ttl), KVI_OK);
+    assert_int_equal(ttl, 3); /* the window survived both */
+    atomic_fetch_add(&fake_now_ms, 3000);
+    /* Expired: absent, so -1 from 0 is refused at floor 0 and reports 0. */
+    v = -1;
+    assert_int_equal(kvi_sub_bounded(k, "local", "q", 1, 1, 0, 0, 10, &v), KVI_OUT_OF_BOUNDS);
+    assert_int_equal(v, 0);
+    assert_int_equal(kvi_counter_fetch(k, "local", "q", 1, &v), KVI_NOT_FOUND);
+    assert_int_equal(kvi_sub_bounded(k, "local", "q", 1, -4, 0, 0, 10, &v), KVI_OK);
+    assert_int_equal(v, 4);
+    assert_int_equal(kvi_ttl(k, "local", "q", 1, &ttl), KVI_OK);
+    assert_int_equal(ttl, -1);
+}
+
 /* ---- memory cap ---------------------------------------------------------- */
 
 static void test_max_memory_with_evict_none_answers_store_full(void **state)
@@ -406,6 +446,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expired_keys_are_never_listed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_rounds_up_and_add_keeps_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conditional_ops_see_expired_as_absent, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_counter_growing_text_and_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_memory_with_evict_none_answers_store_full, setup,
                                         teardown),

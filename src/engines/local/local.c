@@ -326,10 +326,15 @@ static kvi_status local_remove(kvi_conn *c, const void *key, size_t key_len)
     return kvi__lt_remove(table_of(c), key, key_len);
 }
 
-static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
-                            int64_t expire_s, int64_t *new_value)
+static kvi_status local_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                                 size_t val_len, int64_t expire_s)
 {
-    kvi_status st = kvi__lt_add(table_of(c), key, key_len, delta, expire_s, new_value);
+    return table_error(c, kvi__lt_store_nx(table_of(c), key, key_len, val, val_len, expire_s));
+}
+
+/* The messages of a counter update's errors. */
+static kvi_status counter_error(kvi_conn *c, kvi_status st, int64_t delta)
+{
     switch (st) {
     case KVI_E_NOT_A_COUNTER:
         return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
@@ -338,6 +343,20 @@ static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_
     default:
         return table_error(c, st);
     }
+}
+
+static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                            int64_t expire_s, int64_t *new_value)
+{
+    return counter_error(c, kvi__lt_add(table_of(c), key, key_len, delta, expire_s, new_value),
+                         delta);
+}
+
+static kvi_status local_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                    int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    return counter_error(
+        c, kvi__lt_add_bounded(table_of(c), key, key_len, delta, expire_s, min, max, value), delta);
 }
 
 static kvi_status local_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
@@ -414,8 +433,8 @@ const struct kvi_engine kvi__engine_local = {
     .abi_version = KVI_ENGINE_ABI,
     .name = "local",
     .description = "embedded in-process store (sharded hash table, TTL, counters)",
-    .caps =
-        KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY | KVI_CAP_ITERATE,
+    .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY |
+            KVI_CAP_ITERATE | KVI_CAP_CONDITIONAL,
     .conn_size = sizeof(struct local_conn),
     .max_value_len = 0,
     .options = local_options,
@@ -432,4 +451,6 @@ const struct kvi_engine kvi__engine_local = {
     .ttl = local_ttl,
     .ping = local_ping,
     .stats = local_stats,
+    .add_bounded = local_add_bounded,
+    .store_nx = local_store_nx,
 };

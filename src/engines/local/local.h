@@ -91,6 +91,20 @@ kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len);
 kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                        int64_t *new_value);
 
+/* kvi__lt_add applied only when the result stays within [min, max]
+ * (kvi_add_bounded): otherwise KVI_OUT_OF_BOUNDS, nothing changed, *value
+ * the current value (0 for a missing key).  A missing or expired key is
+ * created at delta with expiry expire_s when delta is within the bounds.
+ * Overflow and a non-counter value are reported before the bounds. */
+kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int64_t delta,
+                               int64_t expire_s, int64_t min, int64_t max, int64_t *value);
+
+/* Stores val under key only when no live entry has that key (an expired
+ * one is replaced), expiry included, under the shard lock: KVI_KEY_EXISTS
+ * when one has, else as kvi__lt_store. */
+kvi_status kvi__lt_store_nx(kvi__lt *t, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s);
+
 /* Reads a counter: KVI_NOT_FOUND, KVI_E_NOT_A_COUNTER. */
 kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t *out);
 

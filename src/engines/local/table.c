@@ -681,8 +681,10 @@ void kvi__lt_free(kvi__lt *t)
     kvi__free(t->k, t->raw);
 }
 
+/* Inserts or replaces key; with nx set a live entry is left alone and the
+ * answer is KVI_KEY_EXISTS (an expired one is dropped and replaced). */
 static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *val, size_t vlen,
-                         int64_t expire_ms, struct lt_now *n)
+                         int64_t expire_ms, struct lt_now *n, int nx)
 {
     uint64_t h = lt_hash(t->seed, key, klen);
     size_t cost = kvi__lt_entry_cost(klen, vlen);
@@ -699,8 +701,11 @@ static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *v
     lt_ref dead = 0;
     pthread_mutex_lock(&sh->lock);
     lt_rehash_step(t, sh, 8);
-    struct lt_loc loc = lt_find(sh, h, key, klen);
-    if (loc.pp) {
+    struct lt_loc loc =
+        nx ? lt_find_live(t, sh, h, key, klen, n, &dead) : lt_find(sh, h, key, klen);
+    if (loc.pp && nx) {
+        st = KVI_KEY_EXISTS;
+    } else if (loc.pp) {
         if (lt_over(t, cost, e_cost(r_entry(*loc.pp)))) {
             st = KVI_E_STORE_FULL;
         } else {
@@ -724,7 +729,14 @@ kvi_status kvi__lt_store(kvi__lt *t, const void *key, size_t key_len, const void
                          size_t val_len, int64_t expire_s)
 {
     struct lt_now n = {t->k, 0, 0};
-    return lt_put(t, key, key_len, val, val_len, lt_expire_at(&n, expire_s), &n);
+    return lt_put(t, key, key_len, val, val_len, lt_expire_at(&n, expire_s), &n, 0);
+}
+
+kvi_status kvi__lt_store_nx(kvi__lt *t, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s)
+{
+    struct lt_now n = {t->k, 0, 0};
+    return lt_put(t, key, key_len, val, val_len, lt_expire_at(&n, expire_s), &n, 1);
 }
 
 kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const void *val,
@@ -737,7 +749,7 @@ kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const vo
         expire_ms = KVI__LT_MAX_EXPIRE_MS;
     if (expire_ms != 0 && now_ms(&n) >= expire_ms)
         return KVI_OK;
-    return lt_put(t, key, key_len, val, val_len, expire_ms, &n);
+    return lt_put(t, key, key_len, val, val_len, expire_ms, &n, 0);
 }
 
 kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud)
@@ -796,6 +808,12 @@ static int lt_parse_counter(const struct lt_entry *e, int64_t *out)
 kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                        int64_t *new_value)
 {
+    return kvi__lt_add_bounded(t, key, key_len, delta, expire_s, INT64_MIN, INT64_MAX, new_value);
+}
+
+kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int64_t delta,
+                               int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
     struct lt_now n = {t->k, 0, 0};
     uint64_t h = lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
@@ -810,7 +828,9 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
     lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     int64_t result = 0;
-    if (!loc.pp) {
+    if (!loc.pp && (delta < min || delta > max)) {
+        st = KVI_OUT_OF_BOUNDS; /* result stays 0: the missing key reads as 0 */
+    } else if (!loc.pp) {
         result = delta;
         size_t len = kvi_format_int64(result, text);
         struct lt_entry *e = NULL;
@@ -831,6 +851,9 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
         } else if ((delta > 0 && cur > INT64_MAX - delta) ||
                    (delta < 0 && cur < INT64_MIN - delta)) {
             st = KVI_E_OVERFLOW;
+        } else if (cur + delta < min || cur + delta > max) {
+            st = KVI_OUT_OF_BOUNDS;
+            result = cur;
         } else {
             result = cur + delta;
             size_t len = kvi_format_int64(result, text);
@@ -855,8 +878,8 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
         lt_sweep_step(t, sh, &n, &dead);
     pthread_mutex_unlock(&sh->lock);
     lt_free_list(t, dead);
-    if (st == KVI_OK && new_value)
-        *new_value = result;
+    if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && value)
+        *value = result;
     return st;
 }
 
