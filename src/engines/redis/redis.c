@@ -1,6 +1,7 @@
 /*
  * redis.c -- the redis engine of kvi: URL options and the operations, on
- * top of net.c's connections (standalone, failover list or Redis Cluster).
+ * top of dispatch.c's routing (standalone, failover list or Redis Cluster);
+ * counters live in counter.c.
  * Built as the module kvi_redis.so.  Documentation: docs/engines/redis.md.
  */
 #include <limits.h>
@@ -10,7 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "net.h"
+#include "counter.h"
+#include "dispatch.h"
+#include "error.h"
+#include "route.h"
 
 #define DEFAULT_PORT 6379
 #define DEFAULT_MAX_IDLE 16
@@ -24,7 +28,7 @@ static const char *const redis_options[] = {"cluster",       "socket",       "ma
 
 static struct kvi_redis *rpriv(kvi_conn *c)
 {
-    return kvi_conn_priv(c);
+    return kvi__redis_priv(c);
 }
 
 static char *dup_str(kvi_conn *c, const char *s)
@@ -144,6 +148,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             cfg->nhosts = i + 1;
         }
     }
+    kvi__redis_scripts_init(rpriv(c));
     return kvi__redis_net_open(c);
 }
 
@@ -168,37 +173,6 @@ static void redis_close(kvi_conn *c)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Helpers                                                                 */
-
-static int key_slot(const void *key, size_t key_len)
-{
-    return (int)kvi__redis_key_slot(key, key_len);
-}
-
-/* Flags of run(). */
-#define RESEND_OK 1 /* may be sent again after its connection failed */
-#define WRITE 2     /* changes data: followed by WAIT when wait_replicas > 0 */
-
-/* Runs a keyed command. */
-static kvi_status run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
-                      int flags, redisReply **out)
-{
-    struct kvi_redis_cmd cmd = {
-        argc, argv, lens, slot, (flags & RESEND_OK) != 0, (flags & WRITE) != 0};
-    return kvi__redis_exec(c, &cmd, out);
-}
-
-static kvi_status unexpected(kvi_conn *c, redisReply *r, const char *cmd)
-{
-    kvi_status s =
-        r->type == REDIS_REPLY_ERROR
-            ? kvi__redis_reply_error(c, r)
-            : kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected reply type %d to %s", r->type, cmd);
-    freeReplyObject(r);
-    return s;
-}
-
-/* ---------------------------------------------------------------------- */
 /* Operations                                                              */
 
 static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
@@ -213,40 +187,20 @@ static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, cons
     if (expire_s > 0)
         lens[4] = kvi_format_int64(expire_s, ex);
     kvi_status s =
-        run(c, expire_s > 0 ? 5 : 3, argv, lens, key_slot(key, key_len), RESEND_OK | WRITE, &r);
+        kvi__redis_run(c, expire_s > 0 ? 5 : 3, argv, lens, kvi__redis_slot_of(key, key_len),
+                       KVI_REDIS_RESEND_OK | KVI_REDIS_WRITE, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_STATUS)
-        return unexpected(c, r, "SET");
+        return kvi__redis_unexpected(c, r, "SET");
     freeReplyObject(r);
-    return KVI_OK;
-}
-
-/* GET key: KVI_OK with the string reply in *out (caller frees it),
- * KVI_NOT_FOUND for nil, an error otherwise (reply already freed). */
-static kvi_status get_string(kvi_conn *c, const void *key, size_t key_len, redisReply **out)
-{
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, key_len};
-    redisReply *r;
-
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
-    if (s != KVI_OK)
-        return s;
-    if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
-        return KVI_NOT_FOUND;
-    }
-    if (r->type != REDIS_REPLY_STRING)
-        return unexpected(c, r, "GET");
-    *out = r;
     return KVI_OK;
 }
 
 static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     redisReply *r;
-    kvi_status s = get_string(c, key, key_len, &r);
+    kvi_status s = kvi__redis_get_string(c, key, key_len, &r, NULL);
     if (s != KVI_OK)
         return s;
     s = kvi_value_set(c, out, r->str, r->len);
@@ -261,75 +215,13 @@ static kvi_status redis_remove(kvi_conn *c, const void *key, size_t key_len)
     redisReply *r;
 
     /* Not resent: a second DEL would report NOT_FOUND for a removed key. */
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), WRITE, &r);
+    kvi_status s =
+        kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), KVI_REDIS_WRITE, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER)
-        return unexpected(c, r, "DEL");
+        return kvi__redis_unexpected(c, r, "DEL");
     s = r->integer > 0 ? KVI_OK : KVI_NOT_FOUND;
-    freeReplyObject(r);
-    return s;
-}
-
-static kvi_status counter_error(kvi_conn *c, const redisReply *r)
-{
-    if (strstr(r->str, "would overflow") != NULL)
-        return kvi_engine_error(c, KVI_E_OVERFLOW, "increment or decrement would overflow");
-    if (strstr(r->str, "not an integer") != NULL || strncmp(r->str, "WRONGTYPE", 9) == 0)
-        return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
-    return kvi__redis_reply_error(c, r);
-}
-
-static kvi_status redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
-                            int64_t expire_s, int64_t *new_value)
-{
-    struct kvi_redis *rp = rpriv(c);
-    char dtext[24], etext[24];
-    const char *argv[6] = {"EVALSHA", rp->sha, "1", key, dtext, etext};
-    size_t lens[6] = {7, 40, 1, key_len, 0, 0};
-    int slot = key_slot(key, key_len);
-    redisReply *r = NULL;
-    kvi_status s;
-
-    lens[4] = kvi_format_int64(delta, dtext);
-    lens[5] = kvi_format_int64(expire_s, etext);
-    /* Never resent: the increment may have been applied before the
-     * connection failed (the caller gets TIMEOUT/CONNECT). */
-    if (atomic_load(&rp->sha_state) == 2) {
-        s = run(c, 6, argv, lens, slot, WRITE, &r);
-        if (s != KVI_OK)
-            return s;
-        if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0)
-            goto done;
-        freeReplyObject(r);
-    }
-    /* The server lost the script (restart, SCRIPT FLUSH) or we never had
-     * its SHA: EVAL runs it and caches it again. */
-    argv[0] = "EVAL";
-    lens[0] = 4;
-    argv[1] = kvi__redis_add_script;
-    lens[1] = strlen(kvi__redis_add_script);
-    s = run(c, 6, argv, lens, slot, WRITE, &r);
-    if (s != KVI_OK)
-        return s;
-done:
-    if (r->type == REDIS_REPLY_ERROR) {
-        s = counter_error(c, r);
-    } else if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value)) {
-        return unexpected(c, r, "the counter script");
-    }
-    freeReplyObject(r);
-    return s;
-}
-
-static kvi_status redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
-{
-    redisReply *r;
-    kvi_status s = get_string(c, key, key_len, &r);
-    if (s != KVI_OK)
-        return s;
-    if (!kvi_parse_int64(r->str, r->len, out))
-        s = kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
     freeReplyObject(r);
     return s;
 }
@@ -340,11 +232,12 @@ static kvi_status redis_ttl(kvi_conn *c, const void *key, size_t key_len, int64_
     size_t lens[2] = {4, key_len};
     redisReply *r;
 
-    kvi_status s = run(c, 2, argv, lens, key_slot(key, key_len), RESEND_OK, &r);
+    kvi_status s =
+        kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), KVI_REDIS_RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER)
-        return unexpected(c, r, "PTTL");
+        return kvi__redis_unexpected(c, r, "PTTL");
     long long ms = r->integer;
     freeReplyObject(r);
     if (ms == -2)
@@ -367,7 +260,7 @@ static kvi_status redis_ping(kvi_conn *c)
         redisReply *r;
         s = kvi__redis_exec_on(c, nodes[i], &cmd, &r);
         if (s == KVI_OK && r->type != REDIS_REPLY_STATUS)
-            s = unexpected(c, r, "PING");
+            s = kvi__redis_unexpected(c, r, "PING");
         else if (s == KVI_OK)
             freeReplyObject(r);
     }
@@ -414,7 +307,7 @@ static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *le
 
     *slot = -1;
     if (pos > 0) {
-        *slot = key_slot(words[pos], lens[pos]);
+        *slot = kvi__redis_slot_of(words[pos], lens[pos]);
         return KVI_OK;
     }
     if (pos == KVI_REDIS_NO_KEY)
@@ -436,7 +329,7 @@ static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *le
         alens[i + 2] = lens[i];
     }
     redisReply *r = NULL;
-    kvi_status s = run(c, argc + 2, argv, alens, -1, RESEND_OK, &r);
+    kvi_status s = kvi__redis_run(c, argc + 2, argv, alens, -1, KVI_REDIS_RESEND_OK, &r);
     kvi_engine_free(c, argv);
     kvi_engine_free(c, alens);
     if (s != KVI_OK)
@@ -445,7 +338,7 @@ static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *le
      * the command then gets its own error from any node. */
     if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
         r->element[0]->type == REDIS_REPLY_STRING)
-        *slot = key_slot(r->element[0]->str, r->element[0]->len);
+        *slot = kvi__redis_slot_of(r->element[0]->str, r->element[0]->len);
     freeReplyObject(r);
     return KVI_OK;
 }
@@ -473,7 +366,7 @@ static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_l
     }
     if (s == KVI_OK) {
         redisReply *r = NULL;
-        s = run(c, (int)count, (const char **)words, lens, slot, 0, &r);
+        s = kvi__redis_run(c, (int)count, (const char **)words, lens, slot, 0, &r);
         if (s == KVI_OK) {
             *out = convert(r);
             freeReplyObject(r);
@@ -600,7 +493,7 @@ static kvi_status scan_all(kvi_conn *c, const char *glob, size_t glob_len, page_
             if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
                 r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof cursor ||
                 r->element[1]->type != REDIS_REPLY_ARRAY) {
-                s = unexpected(c, r, "SCAN");
+                s = kvi__redis_unexpected(c, r, "SCAN");
                 break;
             }
             memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
@@ -678,7 +571,7 @@ static kvi_status remove_cluster_keys(kvi_conn *c, struct kvi_redis_node *node,
         argv[2 * i + 1] = keys[i]->str;
         lens[2 * i + 1] = keys[i]->len;
         cmds[i] = (struct kvi_redis_cmd){
-            2, &argv[2 * i], &lens[2 * i], key_slot(keys[i]->str, keys[i]->len), 0, 1};
+            2, &argv[2 * i], &lens[2 * i], kvi__redis_slot_of(keys[i]->str, keys[i]->len), 0, 1};
         replies[i] = NULL;
     }
     /* With wait_replicas every DEL needs its own WAIT: the routed path. */
@@ -694,7 +587,7 @@ static kvi_status remove_cluster_keys(kvi_conn *c, struct kvi_redis_node *node,
                 break;
         }
         if (r->type != REDIS_REPLY_INTEGER) {
-            s = unexpected(c, r, "DEL");
+            s = kvi__redis_unexpected(c, r, "DEL");
             break;
         }
         *removed += (uint64_t)r->integer;
@@ -745,7 +638,7 @@ static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_c
     redisReply *r;
     s = kvi__redis_exec_on(c, node, &cmd, &r);
     if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {
-        s = unexpected(c, r, "DEL");
+        s = kvi__redis_unexpected(c, r, "DEL");
     } else if (s == KVI_OK) {
         *removed += (uint64_t)r->integer;
         freeReplyObject(r);
@@ -781,8 +674,8 @@ static const struct kvi_engine kvi_engine_redis = {
     .store = redis_store,
     .fetch = redis_fetch,
     .remove = redis_remove,
-    .add = redis_add,
-    .counter_fetch = redis_counter_fetch,
+    .add = kvi__redis_add,
+    .counter_fetch = kvi__redis_counter_fetch,
     .raw_query = redis_raw_query,
     .keys = redis_keys,
     .remove_glob = redis_remove_glob,

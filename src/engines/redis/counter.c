@@ -1,0 +1,105 @@
+/*
+ * counter.c -- counters of the redis engine (see counter.h).
+ */
+#include <string.h>
+
+#include "counter.h"
+#include "dispatch.h"
+#include "error.h"
+
+/* Which script of struct kvi_redis.scripts does what. */
+enum { SCRIPT_ADD = 0 };
+
+/* KEYS[1] += ARGV[1]; a key it creates expires after ARGV[2] s (0: never);
+ * returns the new value as a string (exact beyond 2^53). */
+static const char add_script[] =
+    "local created = redis.call('EXISTS', KEYS[1]) == 0\n"
+    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+    "if created and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+    "return redis.call('GET', KEYS[1])\n";
+
+/* See counter.h. */
+void kvi__redis_scripts_init(struct kvi_redis *rp)
+{
+    rp->scripts[SCRIPT_ADD].text = add_script;
+}
+
+static kvi_status counter_error(kvi_conn *c, const redisReply *r)
+{
+    if (strstr(r->str, "would overflow") != NULL)
+        return kvi_engine_error(c, KVI_E_OVERFLOW, "increment or decrement would overflow");
+    if (strstr(r->str, "not an integer") != NULL || strncmp(r->str, "WRONGTYPE", 9) == 0)
+        return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
+    return kvi__redis_reply_error(c, r);
+}
+
+/* Runs script id with KEYS[1] = key and ARGV = args[0..nargs): EVALSHA
+ * when the SHA is known, EVAL when not or after NOSCRIPT.  Never resent:
+ * the script may have run before the connection failed (the caller gets
+ * TIMEOUT/CONNECT). */
+static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_len, int nargs,
+                             const char *const *args, const size_t *arg_lens, redisReply **out)
+{
+    struct kvi_redis_script *sc = &kvi__redis_priv(c)->scripts[id];
+    const char *argv[8] = {"EVALSHA", sc->sha, "1", key};
+    size_t lens[8] = {7, 40, 1, key_len};
+    int slot = kvi__redis_slot_of(key, key_len);
+    redisReply *r = NULL;
+    kvi_status s;
+
+    for (int i = 0; i < nargs && i < 4; i++) {
+        argv[4 + i] = args[i];
+        lens[4 + i] = arg_lens[i];
+    }
+    if (atomic_load(&sc->sha_state) == 2) {
+        s = kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, &r);
+        if (s != KVI_OK)
+            return s;
+        if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0) {
+            *out = r;
+            return KVI_OK;
+        }
+        freeReplyObject(r);
+    }
+    /* The server lost the script (restart, SCRIPT FLUSH) or we never had
+     * its SHA: EVAL runs it and caches it again. */
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = sc->text;
+    lens[1] = strlen(sc->text);
+    return kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, out);
+}
+
+/* See counter.h. */
+kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                          int64_t expire_s, int64_t *new_value)
+{
+    char dtext[24], etext[24];
+    const char *args[2] = {dtext, etext};
+    size_t lens[2] = {kvi_format_int64(delta, dtext), kvi_format_int64(expire_s, etext)};
+    redisReply *r = NULL;
+
+    kvi_status s = run_script(c, SCRIPT_ADD, key, key_len, 2, args, lens, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ERROR) {
+        s = counter_error(c, r);
+    } else if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value)) {
+        return kvi__redis_unexpected(c, r, "the counter script");
+    }
+    freeReplyObject(r);
+    return s;
+}
+
+/* See counter.h. */
+kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+{
+    redisReply *r;
+    kvi_status s = kvi__redis_get_string(c, key, key_len, &r, NULL);
+    if (s != KVI_OK)
+        return s;
+    if (!kvi_parse_int64(r->str, r->len, out))
+        s = kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
+    freeReplyObject(r);
+    return s;
+}

@@ -1,0 +1,22 @@
+/*
+ * counter.h -- the counter operations of the redis engine and the Lua
+ * scripts they run (kept loaded on every server by transport.c's set-up).
+ */
+#ifndef KVI_REDIS_COUNTER_H
+#define KVI_REDIS_COUNTER_H
+
+#include "redis.h"
+
+/* Points the connection's script slots at the counter scripts; call in
+ * open() before connecting. */
+void kvi__redis_scripts_init(struct kvi_redis *rp);
+
+/* The engine's add slot: atomic INCRBY with the expiry set on creation,
+ * in one round trip (EVALSHA, EVAL after NOSCRIPT). */
+kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                          int64_t expire_s, int64_t *new_value);
+
+/* The engine's counter_fetch slot. */
+kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
+
+#endif /* KVI_REDIS_COUNTER_H */

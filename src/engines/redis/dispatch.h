@@ -1,0 +1,53 @@
+/*
+ * dispatch.h -- where a command of the redis engine runs: the working host
+ * of the standalone failover list, or the master of its slot in a Redis
+ * Cluster (following MOVED and ASK, retrying TRYAGAIN/CLUSTERDOWN/LOADING
+ * with backoff).  The top layer of the connection code; redis.c and
+ * counter.c call it.
+ */
+#ifndef KVI_REDIS_DISPATCH_H
+#define KVI_REDIS_DISPATCH_H
+
+#include "pool.h"
+
+/* Creates the connection state (and connects unless lazy).  Call once from
+ * open() after cfg is filled. */
+kvi_status kvi__redis_net_open(kvi_conn *c);
+
+/* Frees every connection and state of c, also those of a parent process. */
+void kvi__redis_net_close(kvi_conn *c);
+
+/*
+ * Runs one command where it belongs.  KVI_OK with the reply in *out (free
+ * with freeReplyObject; it may be an error reply, never a redirection);
+ * otherwise an error status with the detail message set.
+ */
+kvi_status kvi__redis_exec(kvi_conn *c, const struct kvi_redis_cmd *cmd, redisReply **out);
+
+/* Flags of kvi__redis_run(). */
+#define KVI_REDIS_RESEND_OK 1 /* may be sent again after its connection failed */
+#define KVI_REDIS_WRITE 2     /* changes data: followed by WAIT when wait_replicas > 0 */
+
+/* kvi__redis_exec() of argv[0..argc) for slot with flags. */
+kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
+                          int flags, redisReply **out);
+
+/* The cluster slot of a key (as an int for struct kvi_redis_cmd). */
+int kvi__redis_slot_of(const void *key, size_t key_len);
+
+/* GET key: KVI_OK with the string reply in *out (caller frees it),
+ * KVI_NOT_FOUND for nil; an error reply comes back as KVI_OK with *err set
+ * to it (caller frees it) when err is not NULL, else as its status. */
+kvi_status kvi__redis_get_string(kvi_conn *c, const void *key, size_t key_len, redisReply **out,
+                                 redisReply **err);
+
+/* *is_cluster = 1 when c talks to a cluster (detecting the mode first if
+ * needed). */
+kvi_status kvi__redis_is_cluster(kvi_conn *c, int *is_cluster);
+
+/* The masters to visit for a whole-keyspace operation (SCAN, PING): in
+ * *nodes (free with kvi_engine_free) and *count.  Standalone: the working
+ * host. */
+kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_t *count);
+
+#endif /* KVI_REDIS_DISPATCH_H */

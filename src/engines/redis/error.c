@@ -1,0 +1,121 @@
+/*
+ * error.c -- hiredis and server errors -> kvi statuses (see error.h).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "error.h"
+
+/* See error.h.  Servers do not echo the password, but a message must
+ * never risk it. */
+const char *kvi__redis_masked(kvi_conn *c, const char *msg, char *buf, size_t buflen)
+{
+    const char *pw = kvi__redis_priv(c)->cfg.password;
+    size_t o = 0;
+
+    if (pw == NULL || pw[0] == '\0' || strstr(msg, pw) == NULL)
+        return msg;
+    size_t pwlen = strlen(pw);
+    while (*msg != '\0' && o + 4 < buflen) {
+        if (strncmp(msg, pw, pwlen) == 0) {
+            memcpy(buf + o, "***", 3);
+            o += 3;
+            msg += pwlen;
+        } else {
+            buf[o++] = *msg++;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* See error.h. */
+kvi_status kvi__redis_timed_out(kvi_conn *c, const char *name, int connecting)
+{
+    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
+    uint32_t ms = connecting ? cfg->connect_timeout_ms : cfg->timeout_ms;
+    return kvi_engine_error(c, KVI_E_TIMEOUT, "%s %s: timed out after %u ms",
+                            connecting ? "connect to" : "request to", name, (unsigned)ms);
+}
+
+/* See error.h. */
+kvi_status kvi__redis_io_error(kvi_conn *c, const char *name, const redisContext *ctx, int err_no,
+                               int connecting)
+{
+    kvi_status st;
+
+    switch (ctx->err) {
+    case REDIS_ERR_IO:
+        if (err_no == EAGAIN || err_no == EWOULDBLOCK || err_no == ETIMEDOUT ||
+            strstr(ctx->errstr, "timed out") != NULL ||
+            strstr(ctx->errstr, "temporarily unavailable") != NULL)
+            return kvi__redis_timed_out(c, name, connecting);
+        st = connecting || err_no == ECONNRESET || err_no == EPIPE || err_no == ENOTCONN ||
+                     err_no == ECONNREFUSED
+                 ? KVI_E_CONNECT
+                 : KVI_E_IO;
+        break;
+    case REDIS_ERR_EOF:
+        st = KVI_E_CONNECT;
+        break;
+    case REDIS_ERR_PROTOCOL:
+        st = KVI_E_PROTOCOL;
+        break;
+    case REDIS_ERR_OOM:
+        st = KVI_E_NOMEM;
+        break;
+    default:
+        st = connecting ? KVI_E_CONNECT : KVI_E_IO;
+        break;
+    }
+    return kvi_engine_error(c, st, "%s %s: %s", connecting ? "connect to" : "request to", name,
+                            ctx->errstr);
+}
+
+/* See error.h. */
+int kvi__redis_starts_with(const char *s, size_t len, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    return len >= pl && memcmp(s, prefix, pl) == 0;
+}
+
+/* See error.h. */
+int kvi__redis_is_auth_error(const redisReply *r)
+{
+    return kvi__redis_starts_with(r->str, r->len, "NOAUTH") ||
+           kvi__redis_starts_with(r->str, r->len, "WRONGPASS") ||
+           kvi__redis_starts_with(r->str, r->len, "NOPERM") || strstr(r->str, "invalid password") ||
+           strstr(r->str, "invalid username-password") ||
+           strstr(r->str, "without any password configured");
+}
+
+/* See error.h. */
+int kvi__redis_is_error_kind(const redisReply *r, const char *kind)
+{
+    return r->type == REDIS_REPLY_ERROR && kvi__redis_starts_with(r->str, r->len, kind) &&
+           (r->len == strlen(kind) || r->str[strlen(kind)] == ' ');
+}
+
+/* See error.h. */
+kvi_status kvi__redis_reply_error(kvi_conn *c, const redisReply *r)
+{
+    char buf[512];
+    const char *msg = kvi__redis_masked(c, r->str != NULL ? r->str : "", buf, sizeof buf);
+
+    if (kvi__redis_is_auth_error(r))
+        return kvi_engine_error(c, KVI_E_AUTH, "authentication failed: %s", msg);
+    if (kvi__redis_starts_with(r->str, r->len, "OOM"))
+        return kvi_engine_error(c, KVI_E_STORE_FULL, "%s", msg);
+    return kvi_engine_error(c, KVI_E_BACKEND, "%s", msg);
+}
+
+/* See error.h. */
+kvi_status kvi__redis_unexpected(kvi_conn *c, redisReply *r, const char *cmd)
+{
+    kvi_status s =
+        r->type == REDIS_REPLY_ERROR
+            ? kvi__redis_reply_error(c, r)
+            : kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected reply type %d to %s", r->type, cmd);
+    freeReplyObject(r);
+    return s;
+}

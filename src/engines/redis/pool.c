@@ -1,0 +1,216 @@
+/*
+ * pool.c -- nodes, their idle connections and calls on one node (see
+ * pool.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "pool.h"
+
+/* See pool.h. */
+struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16_t port,
+                                           const char *path)
+{
+    struct kvi_redis_node *n = kvi_engine_malloc(c, sizeof *n);
+    if (n == NULL)
+        return NULL;
+    memset(n, 0, sizeof *n);
+    const char *src = path != NULL ? path : host;
+    size_t len = strlen(src);
+    struct kvi_redis_addr *a = &n->addr;
+    a->name = kvi_engine_malloc(c, len + 16);
+    char *copy = kvi_engine_malloc(c, len + 1);
+    if (a->name == NULL || copy == NULL) {
+        kvi_engine_free(c, a->name);
+        kvi_engine_free(c, copy);
+        kvi_engine_free(c, n);
+        return NULL;
+    }
+    memcpy(copy, src, len + 1);
+    if (path != NULL) {
+        a->path = copy;
+        memcpy(a->name, path, len + 1);
+    } else {
+        a->host = copy;
+        /* An IPv6 address gets brackets so that the port stays readable. */
+        if (strchr(host, ':') != NULL)
+            snprintf(a->name, len + 16, "[%s]:%u", host, (unsigned)port);
+        else
+            snprintf(a->name, len + 16, "%s:%u", host, (unsigned)port);
+    }
+    a->port = port;
+    pthread_mutex_init(&n->mu, NULL);
+    atomic_init(&n->script_loaded, 0);
+    return n;
+}
+
+static void link_free(kvi_conn *c, struct kvi_redis_link *l)
+{
+    if (l == NULL)
+        return;
+    redisFree(l->ctx);
+    kvi_engine_free(c, l);
+}
+
+/* See pool.h. */
+void kvi__redis_node_free(kvi_conn *c, struct kvi_redis_node *n, int destroy_mutex)
+{
+    struct kvi_redis_link *l = n->idle;
+    while (l != NULL) {
+        struct kvi_redis_link *next = l->next;
+        link_free(c, l);
+        l = next;
+    }
+    if (destroy_mutex)
+        pthread_mutex_destroy(&n->mu);
+    kvi_engine_free(c, n->addr.host);
+    kvi_engine_free(c, n->addr.path);
+    kvi_engine_free(c, n->addr.name);
+    kvi_engine_free(c, n);
+}
+
+/* See pool.h. */
+const char *kvi__redis_node_name(const struct kvi_redis_node *node)
+{
+    return node->addr.name;
+}
+
+/* A pooled connection is dead when the server closed it (or sent something
+ * nobody asked for): readable while idle. */
+static int link_alive(const struct kvi_redis_link *l)
+{
+    struct pollfd p = {.fd = l->ctx->fd, .events = POLLIN};
+    return l->ctx->err == 0 && poll(&p, 1, 0) == 0;
+}
+
+static struct kvi_redis_link *pool_pop(kvi_conn *c, struct kvi_redis_node *n)
+{
+    for (;;) {
+        pthread_mutex_lock(&n->mu);
+        struct kvi_redis_link *l = n->idle;
+        if (l != NULL) {
+            n->idle = l->next;
+            n->nidle--;
+        }
+        pthread_mutex_unlock(&n->mu);
+        if (l == NULL || link_alive(l))
+            return l;
+        link_free(c, l);
+    }
+}
+
+static void pool_push(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link *l)
+{
+    pthread_mutex_lock(&n->mu);
+    if (n->nidle < kvi__redis_priv(c)->cfg.max_idle) {
+        l->next = n->idle;
+        n->idle = l;
+        n->nidle++;
+        l = NULL;
+    }
+    pthread_mutex_unlock(&n->mu);
+    link_free(c, l);
+}
+
+/* A connection to node n: an idle one (*reused = 1) or a new one. */
+static kvi_status borrow(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link **out,
+                         int *reused)
+{
+    *out = pool_pop(c, n);
+    *reused = *out != NULL;
+    if (*out != NULL)
+        return KVI_OK;
+    struct kvi_redis_link *l = kvi_engine_malloc(c, sizeof *l);
+    if (l == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    int select_db = atomic_load(&kvi__redis_priv(c)->mode) != KVI_REDIS_MODE_CLUSTER;
+    int loaded = 0;
+    kvi_status s = kvi__redis_connect(c, &n->addr, select_db, !atomic_load(&n->script_loaded),
+                                      &loaded, &l->ctx);
+    if (s != KVI_OK) {
+        kvi_engine_free(c, l);
+        return s;
+    }
+    if (loaded)
+        atomic_store(&n->script_loaded, 1);
+    l->next = NULL;
+    *out = l;
+    return KVI_OK;
+}
+
+/* See pool.h. */
+int kvi__redis_retryable(kvi_status s)
+{
+    return s == KVI_E_CONNECT || s == KVI_E_IO;
+}
+
+/* See pool.h. */
+kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *n,
+                                const struct kvi_redis_cmd *cmd, int asking, int *reused,
+                                int *connected, redisReply **out)
+{
+    struct kvi_redis_link *l;
+
+    *connected = 0;
+    kvi_status s = borrow(c, n, &l, reused);
+    if (s != KVI_OK)
+        return s;
+    *connected = 1;
+    s = kvi__redis_roundtrip(c, &n->addr, l->ctx, cmd, asking, out);
+    if (s == KVI_OK)
+        pool_push(c, n, l);
+    else
+        link_free(c, l);
+    return s;
+}
+
+/* See pool.h. */
+kvi_status kvi__redis_exec_on(kvi_conn *c, struct kvi_redis_node *n,
+                              const struct kvi_redis_cmd *cmd, redisReply **out)
+{
+    for (int attempt = 0;; attempt++) {
+        int reused, connected;
+        kvi_status s = kvi__redis_node_call(c, n, cmd, 0, &reused, &connected, out);
+        if (s == KVI_OK || !connected)
+            return s;
+        if (!(reused && cmd->resend_ok && kvi__redis_retryable(s) && attempt == 0))
+            return s;
+    }
+}
+
+/* See pool.h. */
+kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t count,
+                                  const struct kvi_redis_cmd *cmds, redisReply **replies)
+{
+    struct kvi_redis_link *l;
+    int reused;
+    size_t got = 0;
+
+    kvi_status s = borrow(c, n, &l, &reused);
+    if (s != KVI_OK)
+        return s;
+    for (size_t i = 0; i < count && s == KVI_OK; i++)
+        if (redisAppendCommandArgv(l->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK)
+            s = kvi__redis_io_error(c, n->addr.name, l->ctx, errno, 0);
+    for (; got < count && s == KVI_OK; got++) {
+        void *v = NULL;
+        /* Each reply gets the full timeout: a big batch is not a slow one. */
+        s = kvi__redis_get_reply(c, &n->addr, l->ctx,
+                                 kvi__redis_deadline_after(kvi__redis_priv(c)->cfg.timeout_ms), 0,
+                                 &v);
+        replies[got] = v;
+    }
+    if (s != KVI_OK) {
+        for (size_t i = 0; i < got; i++) {
+            freeReplyObject(replies[i]);
+            replies[i] = NULL;
+        }
+        link_free(c, l);
+        return s;
+    }
+    pool_push(c, n, l);
+    return KVI_OK;
+}

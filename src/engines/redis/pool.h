@@ -1,0 +1,70 @@
+/*
+ * pool.h -- the servers (nodes) of the redis engine and their idle
+ * connections, and running commands on one given node.
+ *
+ * Threads: every call borrows a connection of its own from a pool (or
+ * opens one), so no call ever waits on another thread's network I/O; the
+ * mutex of a node only guards its idle list.
+ */
+#ifndef KVI_REDIS_POOL_H
+#define KVI_REDIS_POOL_H
+
+#include <pthread.h>
+
+#include "transport.h"
+
+/* One open connection. */
+struct kvi_redis_link {
+    redisContext *ctx;
+    struct kvi_redis_link *next;
+};
+
+/* One server: its address and its idle connections.  Nodes live in the
+ * per-process state (state.h) and are never freed before it. */
+struct kvi_redis_node {
+    struct kvi_redis_addr addr;
+    pthread_mutex_t mu;
+    struct kvi_redis_link *idle;
+    size_t nidle;
+    atomic_int script_loaded;
+    struct kvi_redis_node *next; /* the state's list of nodes */
+};
+
+/* A new node for host:port or (path != NULL) a unix socket; NULL when out
+ * of memory. */
+struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16_t port,
+                                           const char *path);
+
+/* Frees a node and its idle connections.  destroy_mutex 0: a parent
+ * process's node in a forked child, whose mutex is never touched. */
+void kvi__redis_node_free(kvi_conn *c, struct kvi_redis_node *n, int destroy_mutex);
+
+/* Runs one command on one given node (no redirection handling); a command
+ * with resend_ok is sent once more on a new connection when a reused one
+ * turned out broken.  KVI_OK with the reply in *out (maybe an error
+ * reply). */
+kvi_status kvi__redis_exec_on(kvi_conn *c, struct kvi_redis_node *node,
+                              const struct kvi_redis_cmd *cmd, redisReply **out);
+
+/* One request (after ASKING when asking) on a pooled connection to node,
+ * never re-sent.  *reused says whether the connection had served before
+ * (a failure then may be a connection the server closed meanwhile). */
+kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *node,
+                                const struct kvi_redis_cmd *cmd, int asking, int *reused,
+                                int *connected, redisReply **out);
+
+/* Sends count commands to one node in one batch on one connection and
+ * reads their replies into replies[0..count) (free each with
+ * freeReplyObject).  No redirection handling and no WAIT; nothing is
+ * re-sent.  On error no reply is left. */
+kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *node, size_t count,
+                                  const struct kvi_redis_cmd *cmds, redisReply **replies);
+
+/* "host:port" (or the socket path) of a node, for messages. */
+const char *kvi__redis_node_name(const struct kvi_redis_node *node);
+
+/* A failure after which the same request may be sent again on a new
+ * connection, if the command allows it. */
+int kvi__redis_retryable(kvi_status s);
+
+#endif /* KVI_REDIS_POOL_H */

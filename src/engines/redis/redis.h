@@ -1,0 +1,101 @@
+/*
+ * redis.h -- the redis engine's private types: the parsed URL (cfg), the
+ * per-connection private part and one command to run.  Types only; each
+ * concern has its own header:
+ *
+ *   error.h     hiredis and server errors -> kvi statuses (lowest layer)
+ *   transport.h one hiredis context: connect, set-up, deadlines, read/write
+ *   pool.h      nodes (one server each) and their idle connections
+ *   state.h     the per-process state (fork), the node registry
+ *   slotmap.h   the Redis Cluster slot map
+ *   dispatch.h  routing: failover list, MOVED/ASK/TRYAGAIN/CLUSTERDOWN
+ *   counter.h   the counter scripts and counter operations
+ *   route.h     pure helpers (key slots, key positions, globs)
+ *
+ * Each layer calls only the layers listed above it.
+ */
+#ifndef KVI_REDIS_H
+#define KVI_REDIS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvi/engine.h"
+
+/* Values of the "cluster" URL option. */
+enum kvi_redis_cluster_opt {
+    KVI_REDIS_CLUSTER_AUTO = 0,
+    KVI_REDIS_CLUSTER_YES = 1,
+    KVI_REDIS_CLUSTER_NO = 2
+};
+
+/* What a connection talks to, once known (struct kvi_redis.mode). */
+enum kvi_redis_mode {
+    KVI_REDIS_MODE_UNKNOWN = 0,
+    KVI_REDIS_MODE_STANDALONE = 1,
+    KVI_REDIS_MODE_CLUSTER = 2
+};
+
+struct kvi_redis_host {
+    char *host; /* NULL with a unix socket */
+    uint16_t port;
+};
+
+/* What open() parsed from the URL; read-only afterwards. */
+struct kvi_redis_cfg {
+    char *user;     /* ACL user or NULL */
+    char *password; /* NULL: no AUTH */
+    long db;        /* SELECT db when > 0 */
+    int cluster;    /* enum kvi_redis_cluster_opt */
+    char *socket;   /* unix socket path or NULL */
+    struct kvi_redis_host *hosts;
+    size_t nhosts;
+    uint32_t connect_timeout_ms;
+    uint32_t timeout_ms;
+    size_t max_idle;          /* idle connections kept per node */
+    unsigned wait_replicas;   /* WAIT for this many replicas after writes; 0 = no */
+    uint32_t wait_timeout_ms; /* the WAIT's own limit (default: timeout_ms) */
+};
+
+/* Number of Lua scripts the engine keeps loaded on its servers. */
+#define KVI_REDIS_NSCRIPTS 2
+
+/* A Lua script (defined by counter.c) and its SHA1 as a server computed it
+ * (SCRIPT LOAD on each new connection; valid once sha_state is 2). */
+struct kvi_redis_script {
+    const char *text;
+    char sha[41];
+    _Atomic int sha_state;
+};
+
+struct kvi_redis_state; /* per-process connection state (state.h) */
+struct kvi_redis_node;  /* one server (pool.h) */
+
+/* The private part of a kvi_conn (engine conn_size). */
+struct kvi_redis {
+    struct kvi_redis_cfg cfg;
+    struct kvi_redis_state *_Atomic state;
+    _Atomic int mode; /* enum kvi_redis_mode */
+    struct kvi_redis_script scripts[KVI_REDIS_NSCRIPTS];
+};
+
+/* One command: argc words.  slot is the cluster slot of its key or -1
+ * (any master).  resend_ok says that sending it a second time after a
+ * connection failed mid-call cannot change the outcome (reads, SET). */
+struct kvi_redis_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+    int slot;
+    int resend_ok;
+    int is_write; /* changes data: followed by WAIT when cfg.wait_replicas > 0 */
+};
+
+/* The private part of c. */
+static inline struct kvi_redis *kvi__redis_priv(kvi_conn *c)
+{
+    return kvi_conn_priv(c);
+}
+
+#endif /* KVI_REDIS_H */

@@ -1,0 +1,58 @@
+/*
+ * state.h -- the per-process connection state of a redis kvi_conn: every
+ * node known (the registry), the URL's hosts as seeds (standalone: the
+ * failover list) and the cluster slot table that slotmap.c fills.
+ *
+ * Layout:
+ *   struct kvi_redis (per kvi_conn, immutable cfg)
+ *     -> state (per process: rebuilt in a child after fork())
+ *          nodes: every server known, never freed before close
+ *          seeds: the URL's hosts
+ *          slots: cluster slot -> master node, under the rwlock
+ */
+#ifndef KVI_REDIS_STATE_H
+#define KVI_REDIS_STATE_H
+
+#include <sys/types.h>
+
+#include "pool.h"
+
+struct kvi_redis_state {
+    pid_t pid;
+    pthread_rwlock_t lock; /* nodes list and slots */
+    struct kvi_redis_node *nodes;
+    struct kvi_redis_node **seeds;
+    size_t nseeds;
+    atomic_size_t current;         /* standalone: seed that worked last */
+    struct kvi_redis_node **slots; /* KVI_REDIS_SLOTS entries */
+    atomic_int have_map;
+    atomic_int_least64_t last_refresh_ms;
+    atomic_uint rr;
+    struct kvi_redis_state *retired; /* a parent process's state */
+};
+
+/* A state with one node per seed of the URL; NULL when out of memory. */
+struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c);
+
+/* Frees st, its nodes and every retired state behind it (a parent's
+ * connections are closed without touching its locks). */
+void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st);
+
+/* The state of this process in *out; after fork() a new one, so that the
+ * child never touches its parent's sockets. */
+kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out);
+
+/* Node host:port of st, created when unknown.  The _locked form expects
+ * the caller to hold the write lock.  NULL when out of memory. */
+struct kvi_redis_node *kvi__redis_node_get_locked(kvi_conn *c, struct kvi_redis_state *st,
+                                                  const char *host, uint16_t port);
+struct kvi_redis_node *kvi__redis_node_get(kvi_conn *c, struct kvi_redis_state *st,
+                                           const char *host, uint16_t port);
+
+/* Snapshot of every known node in *out (free with kvi_engine_free), seeds
+ * last, so that a map is read from a node the cluster told us about
+ * before falling back to the URL's hosts. */
+kvi_status kvi__redis_node_snapshot(kvi_conn *c, struct kvi_redis_state *st,
+                                    struct kvi_redis_node ***out, size_t *count);
+
+#endif /* KVI_REDIS_STATE_H */
