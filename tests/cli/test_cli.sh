@@ -96,16 +96,17 @@ run --help
 checks=$((checks + 1))
 [ "$rc" = 0 ] && grep -q '^usage: kvi \[-u URL\]\.\.\. \[-c FILE\] \[--json\] COMMAND \[ARGS\]$' "$T/out" ||
     fail "--help: rc $rc or no usage line"
-for cmd in "store ID KEY VALUE \[EXPIRE\]" "fetch ID KEY" "remove ID KEY" \
-    "add ID KEY DELTA \[EXPIRE\]" "sub ID KEY DELTA \[EXPIRE\]" "counter ID KEY" \
+for cmd in "store ID KEY VALUE \[EXPIRE\] \[--nx\]" "fetch ID KEY" "remove ID KEY" \
+    "add ID KEY DELTA \[EXPIRE\] \[--min N\] \[--max N\]" \
+    "sub ID KEY DELTA \[EXPIRE\] \[--min N\] \[--max N\]" "counter ID KEY" \
     "raw ID QUERY" "ttl ID KEY" "keys ID \[GLOB\]" "remove-chunk ID GLOB" "ping ID" \
     "stats \[ID\]" "engines" "url URL" "shell" cache_store cache_fetch cache_remove \
     cache_add cache_sub cache_counter_fetch cache_raw_query; do
     checks=$((checks + 1))
     grep -q -- "$cmd" "$T/out" || fail "--help does not mention $cmd"
 done
-# Every exit status 0..21 is listed with its meaning.
-for code in $(seq 0 21); do
+# Every exit status 0..23 is listed with its meaning.
+for code in $(seq 0 23); do
     checks=$((checks + 1))
     grep -Eq "^  $code +[A-Za-z]" "$T/out" || fail "--help does not list exit status $code"
 done
@@ -122,10 +123,10 @@ while read -r name code; do
         "$SRC/docs/kvi.1" || fail "kvi.1 does not list exit $code for KVI_$name"
     checks=$((checks + 1))
     grep -Eq "^  $code +.*\(KVI_$name\)$" "$T/out" || fail "--help does not list KVI_$name as $code"
-done < <(sed -nE 's/^ *X\((E_[A-Z_]+), *[0-9]+, *"[^"]*", *([0-9]+)\).*/\1 \2/p' \
+done < <(sed -nE 's/^ *X\((E_[A-Z_]+|OUT_OF_BOUNDS|KEY_EXISTS), *[0-9]+, *"[^"]*", *([0-9]+)\).*/\1 \2/p' \
     "$SRC/include/kvi/kvi.h")
 checks=$((checks + 1))
-[ "$rows" -ge 19 ] || fail "read only $rows error rows from kvi.h"
+[ "$rows" -ge 21 ] || fail "read only $rows error rows from kvi.h"
 
 run -h
 checks=$((checks + 1))
@@ -280,9 +281,9 @@ for bad in x -1 1x 1.5 " 5" 9223372036854775808; do
     expect "add EXPIRE '$bad'" 2 "" '*'
 done
 run store local nk
-expect "store missing VALUE" 2 "" 'kvi: missing arguments\nusage: kvi [OPTIONS] store ID KEY VALUE [EXPIRE]\n'
+expect "store missing VALUE" 2 "" 'kvi: missing arguments\nusage: kvi [OPTIONS] store ID KEY VALUE [EXPIRE] [--nx]\n'
 run store local nk v 1 extra
-expect "store extra argument" 2 "" 'kvi: too many arguments\nusage: kvi [OPTIONS] store ID KEY VALUE [EXPIRE]\n'
+expect "store extra argument" 2 "" 'kvi: too many arguments\nusage: kvi [OPTIONS] store ID KEY VALUE [EXPIRE] [--nx]\n'
 run fetch local
 expect "fetch missing KEY" 2 "" 'kvi: missing arguments\nusage: kvi [OPTIONS] fetch ID KEY\n'
 run fetch local a b
@@ -566,6 +567,66 @@ done
 )
 checks=$((checks + 1))
 [ -d "$T/home/.local/state/kvi" ] && [ "$(cat "$T/out")" = 1 ] || fail "HOME/.local/state/kvi"
+
+# ---- bounded add/sub and store --nx: refusals exit 22/23, print nothing on stdout --------------------
+
+export XDG_STATE_HOME=$T/state5
+STATE=$XDG_STATE_HOME/kvi
+run store local cr 2
+run sub local cr 3 --min 0
+expect "sub below --min refused" 22 "" 'kvi: change refused: result would leave [min, max] (value 2)\n'
+run counter local cr
+expect "refused sub left the value" 0 "2\n"
+run sub local cr 2 --min 0
+expect "sub to exactly --min" 0 "0\n"
+run --json sub local cr 1 --min 0
+expect "json refusal" 22 '{"status":"out_of_bounds","value":0}\n' '*'
+run add local cr 5 --max 5
+expect "add to exactly --max" 0 "5\n"
+run add local cr 1 --min -10 --max 5
+expect "add above --max refused" 22 "" '*'
+run add local fresh 7 30 --max 5
+expect "missing key outside bounds not created" 22 "" 'kvi: change refused: result would leave [min, max] (value 0)\n'
+run fetch local fresh
+expect "missing key still missing" 1 "" '*'
+run add local fresh 4 30 --max 5
+expect "missing key created within bounds" 0 "4\n"
+run ttl local fresh
+expect "created with its expiry" 0 "30\n"
+run store local word abc
+run sub local word 1 --min 0
+expect "bounded sub of a non-counter" 13 "" '*'
+run store local big 9223372036854775807
+run add local big 1 --min 0
+expect "bounded add overflow" 14 "" '*'
+snapshot
+for args in "--min" "--min x" "--max 1.5" "--min 1 --min 2" "--min 3 --max 2" "--nx"; do
+    # shellcheck disable=SC2086
+    run sub local cr 1 $args
+    expect "sub usage '$args'" 2 "" '*'
+    expect_err_has "sub usage '$args'" "usage: kvi [OPTIONS] sub ID KEY DELTA [EXPIRE] [--min N] [--max N]"
+done
+run store local nxk v --min 0
+expect "store takes no --min" 2 "" '*'
+run store local nxk v --nx --nx
+expect "store --nx twice" 2 "" '*'
+unchanged "bad flags change nothing"
+run store local nxk first 40 --nx
+expect "store --nx absent" 0 ""
+run store local nxk second --nx
+expect "store --nx present refused" 23 "" 'kvi: key exists; not stored\n'
+run --json store local nxk second --nx
+expect "json store --nx refused" 23 '{"status":"key_exists"}\n' '*'
+run fetch local nxk
+expect "store --nx left the value" 0 "first"
+run ttl local nxk
+expect "store --nx set the expiry" 0 "40\n"
+run --json store local nxk2 v --nx
+expect "json store --nx ok" 0 '{"status":"ok"}\n'
+run_in 'sub local cr 9 --min 0\ncounter local cr\nstore local nxk x --nx\nsub local cr 1 --min 0 --max 9\n' shell
+expect "shell: refusals and bounded sub" 0 "5\n4\n" '*'
+expect_err_has "shell: refusal reported" "kvi: change refused: result would leave [min, max] (value 5)"
+expect_err_has "shell: key exists reported" "kvi: key exists; not stored"
 
 # ---- two processes increment one counter at once -------------------------------------------------------
 

@@ -63,6 +63,10 @@ typedef enum kvi__cli_kind {
 
 #define KVI_CLI_MAX_ARGS 4
 
+/* Flags a command takes after its required arguments (kvi__cli_command.opts). */
+#define KVI_CLI_O_BOUNDS 1u /* --min N, --max N: bounded add/sub */
+#define KVI_CLI_O_NX 2u     /* --nx: store only if absent */
+
 struct kvi__cli_command;
 
 /* A command with its arguments checked (by kvi__cli_parse). */
@@ -73,6 +77,8 @@ typedef struct kvi__cli_args {
     int has_glob;
     int64_t delta;
     int64_t expire_s;
+    int has_min, has_max, nx; /* --min, --max, --nx given */
+    int64_t min, max;         /* INT64_MIN / INT64_MAX when not given */
     char *owned; /* value read from standard input; freed by kvi__cli_args_free */
 } kvi__cli_args;
 
@@ -92,6 +98,7 @@ typedef struct kvi__cli_command {
     unsigned flags;        /* KVI_CLI_F_* */
     kvi__cli_handler *run; /* NULL for the shell (main runs it) */
     const char *what;      /* one line for --help; NULL: not listed */
+    unsigned opts;         /* KVI_CLI_O_* flags it accepts */
 } kvi__cli_command;
 
 /*

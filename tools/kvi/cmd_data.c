@@ -10,10 +10,34 @@
 
 #include "cli.h"
 
+/* A conditional change that was refused (KVI_OUT_OF_BOUNDS with the current
+ * value, KVI_KEY_EXISTS): an outcome, so nothing on standard output but the
+ * JSON document with --json; the reason on standard error. */
+static int refused(const kvi__cli *cli, kvi_status st, int64_t current)
+{
+    int oob = st == KVI_OUT_OF_BOUNDS;
+    if (cli->json) {
+        if (oob)
+            printf("{\"status\":\"out_of_bounds\",\"value\":%" PRId64 "}\n", current);
+        else
+            fputs("{\"status\":\"key_exists\"}\n", stdout);
+    }
+    fflush(stdout);
+    if (oob)
+        fprintf(stderr, "kvi: %s (value %" PRId64 ")\n", kvi_strerror(st), current);
+    else
+        fprintf(stderr, "kvi: %s\n", kvi_strerror(st));
+    return kvi__cli_exit_code(st);
+}
+
 int kvi__cli_cmd_store(kvi__cli *cli, const kvi__cli_args *o)
 {
-    kvi_status st =
-        kvi_store(cli->k, o->id, o->key.p, o->key.len, o->value.p, o->value.len, o->expire_s);
+    kvi_status st = o->nx ? kvi_store_nx(cli->k, o->id, o->key.p, o->key.len, o->value.p,
+                                         o->value.len, o->expire_s)
+                          : kvi_store(cli->k, o->id, o->key.p, o->key.len, o->value.p, o->value.len,
+                                      o->expire_s);
+    if (st == KVI_KEY_EXISTS)
+        return refused(cli, st, 0);
     if (st != KVI_OK)
         return kvi__cli_fail(cli, st);
     kvi__cli_print_ok(cli);
@@ -57,18 +81,30 @@ static int int_result(kvi__cli *cli, kvi_status st, const char *field, int64_t v
     return 0;
 }
 
-int kvi__cli_cmd_add(kvi__cli *cli, const kvi__cli_args *o)
+/* add and sub, bounded when --min or --max was given. */
+static int counter_cmd(kvi__cli *cli, const kvi__cli_args *o, int sub)
 {
     int64_t n = 0;
-    kvi_status st = kvi_add(cli->k, o->id, o->key.p, o->key.len, o->delta, o->expire_s, &n);
+    kvi_status st;
+    if (o->has_min || o->has_max)
+        st = (sub ? kvi_sub_bounded : kvi_add_bounded)(cli->k, o->id, o->key.p, o->key.len,
+                                                       o->delta, o->expire_s, o->min, o->max, &n);
+    else
+        st = (sub ? kvi_sub : kvi_add)(cli->k, o->id, o->key.p, o->key.len, o->delta, o->expire_s,
+                                       &n);
+    if (st == KVI_OUT_OF_BOUNDS)
+        return refused(cli, st, n);
     return int_result(cli, st, "value", n);
+}
+
+int kvi__cli_cmd_add(kvi__cli *cli, const kvi__cli_args *o)
+{
+    return counter_cmd(cli, o, 0);
 }
 
 int kvi__cli_cmd_sub(kvi__cli *cli, const kvi__cli_args *o)
 {
-    int64_t n = 0;
-    kvi_status st = kvi_sub(cli->k, o->id, o->key.p, o->key.len, o->delta, o->expire_s, &n);
-    return int_result(cli, st, "value", n);
+    return counter_cmd(cli, o, 1);
 }
 
 int kvi__cli_cmd_counter(kvi__cli *cli, const kvi__cli_args *o)

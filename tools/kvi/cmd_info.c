@@ -42,6 +42,7 @@ static const struct {
     {KVI_CAP_RAW_QUERY, "raw_query"},
     {KVI_CAP_PERSISTENT, "persistent"},
     {KVI_CAP_SHARED, "shared"},
+    {KVI_CAP_CONDITIONAL, "conditional"},
 };
 
 static int list_conns(kvi__cli *cli, struct conn_list *l)

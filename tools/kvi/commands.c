@@ -25,13 +25,14 @@ static int cmd_help(kvi__cli *cli, const kvi__cli_args *a)
 static const kvi__cli_command commands[] = {
     {"store",
      "cache_store",
-     "ID KEY VALUE [EXPIRE]",
+     "ID KEY VALUE [EXPIRE] [--nx]",
      3,
      1,
      {ID, KEY, KVI_CLI_K_VALUE, KVI_CLI_K_EXPIRE},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_store,
-     "store VALUE under KEY"},
+     "store VALUE under KEY (--nx: only if absent)",
+     KVI_CLI_O_NX},
     {"fetch",
      "cache_fetch",
      "ID KEY",
@@ -40,7 +41,8 @@ static const kvi__cli_command commands[] = {
      {ID, KEY},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_fetch,
-     "write the value of KEY"},
+     "write the value of KEY",
+     0},
     {"remove",
      "cache_remove",
      "ID KEY",
@@ -49,25 +51,28 @@ static const kvi__cli_command commands[] = {
      {ID, KEY},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_remove,
-     "remove KEY"},
+     "remove KEY",
+     0},
     {"add",
      "cache_add",
-     "ID KEY DELTA [EXPIRE]",
+     "ID KEY DELTA [EXPIRE] [--min N] [--max N]",
      3,
      1,
      {ID, KEY, KVI_CLI_K_DELTA, KVI_CLI_K_EXPIRE},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_add,
-     "add DELTA to a counter"},
+     "add DELTA to a counter (only within --min/--max)",
+     KVI_CLI_O_BOUNDS},
     {"sub",
      "cache_sub",
-     "ID KEY DELTA [EXPIRE]",
+     "ID KEY DELTA [EXPIRE] [--min N] [--max N]",
      3,
      1,
      {ID, KEY, KVI_CLI_K_DELTA, KVI_CLI_K_EXPIRE},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_sub,
-     "subtract DELTA from a counter"},
+     "subtract DELTA from a counter (only within --min/--max)",
+     KVI_CLI_O_BOUNDS},
     {"counter",
      "cache_counter_fetch",
      "ID KEY",
@@ -76,7 +81,8 @@ static const kvi__cli_command commands[] = {
      {ID, KEY},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_counter,
-     "print a counter"},
+     "print a counter",
+     0},
     {"raw",
      "cache_raw_query",
      "ID QUERY",
@@ -85,7 +91,8 @@ static const kvi__cli_command commands[] = {
      {ID, KVI_CLI_K_QUERY},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_raw,
-     "run a query in the engine's language"},
+     "run a query in the engine's language",
+     0},
     {"ttl",
      NULL,
      "ID KEY",
@@ -94,7 +101,8 @@ static const kvi__cli_command commands[] = {
      {ID, KEY},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_ttl,
-     "print remaining seconds (-1: none)"},
+     "print remaining seconds (-1: none)",
+     0},
     {"keys",
      NULL,
      "ID [GLOB]",
@@ -103,7 +111,8 @@ static const kvi__cli_command commands[] = {
      {ID, KVI_CLI_K_GLOB},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_keys,
-     "list keys matching GLOB"},
+     "list keys matching GLOB",
+     0},
     {"remove-chunk",
      NULL,
      "ID GLOB",
@@ -112,7 +121,8 @@ static const kvi__cli_command commands[] = {
      {ID, KVI_CLI_K_GLOB},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_remove_chunk,
-     "remove keys matching GLOB"},
+     "remove keys matching GLOB",
+     0},
     {"ping",
      NULL,
      "ID",
@@ -121,8 +131,9 @@ static const kvi__cli_command commands[] = {
      {ID},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_ping,
-     "check that the store answers"},
-    {"stats", NULL, "[ID]", 0, 1, {ID}, KVI_CLI_F_STORE, kvi__cli_cmd_stats, "print statistics"},
+     "check that the store answers",
+     0},
+    {"stats", NULL, "[ID]", 0, 1, {ID}, KVI_CLI_F_STORE, kvi__cli_cmd_stats, "print statistics", 0},
     {"engines",
      NULL,
      "",
@@ -131,7 +142,8 @@ static const kvi__cli_command commands[] = {
      {KVI_CLI_K_NONE},
      KVI_CLI_F_STORE,
      kvi__cli_cmd_engines,
-     "list engine ids and capabilities"},
+     "list engine ids and capabilities",
+     0},
     {"url",
      NULL,
      "URL",
@@ -140,7 +152,8 @@ static const kvi__cli_command commands[] = {
      {KVI_CLI_K_URL},
      0,
      kvi__cli_cmd_url,
-     "parse URL and show its parts"},
+     "parse URL and show its parts",
+     0},
     {"shell",
      NULL,
      "",
@@ -150,8 +163,9 @@ static const kvi__cli_command commands[] = {
      KVI_CLI_F_STORE | KVI_CLI_F_SHELL,
      NULL,
      "run commands: interactive with history on a terminal, else one per line from standard "
-     "input"},
-    {"help", NULL, "", 0, 0, {KVI_CLI_K_NONE}, 0, cmd_help, NULL},
+     "input",
+     0},
+    {"help", NULL, "", 0, 0, {KVI_CLI_K_NONE}, 0, cmd_help, NULL, 0},
 };
 
 #undef ID
@@ -259,6 +273,48 @@ static const kvi__cli_command *find_command(const kvi__cli_arg *w)
     return NULL;
 }
 
+static int word_is(const kvi__cli_arg *w, const char *s)
+{
+    return w->len == strlen(s) && memcmp(w->p, s, w->len) == 0;
+}
+
+/* Takes the flags of cmd (--min N, --max N, --nx) out of the words after its
+ * required arguments into o and leaves the positional words in pos[0..*npos).
+ * Returns -1 when all is well, else the exit status of the usage error. */
+static int take_flags(kvi__cli *cli, const kvi__cli_command *cmd, const kvi__cli_arg *a,
+                      size_t nargs, const kvi__cli_arg **pos, size_t *npos, kvi__cli_args *o)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        const kvi__cli_arg *w = &a[i];
+        int is_min = word_is(w, "--min"), is_max = word_is(w, "--max");
+        if (np >= cmd->nreq && (cmd->opts & KVI_CLI_O_BOUNDS) && (is_min || is_max)) {
+            int *has = is_min ? &o->has_min : &o->has_max;
+            if (*has)
+                return kvi__cli_usage_error(cli, cmd, "option given twice", w);
+            if (i + 1 == nargs || parse_i64(&a[i + 1], is_min ? &o->min : &o->max) != 0)
+                return kvi__cli_usage_error(cli, cmd,
+                                            is_min ? "--min needs a 64-bit integer"
+                                                   : "--max needs a 64-bit integer",
+                                            i + 1 < nargs ? &a[i + 1] : NULL);
+            *has = 1;
+            i++;
+        } else if (np >= cmd->nreq && (cmd->opts & KVI_CLI_O_NX) && word_is(w, "--nx")) {
+            if (o->nx)
+                return kvi__cli_usage_error(cli, cmd, "option given twice", w);
+            o->nx = 1;
+        } else if (np == cmd->nreq + cmd->nopt) {
+            return kvi__cli_usage_error(cli, cmd, "too many arguments", NULL);
+        } else {
+            pos[np++] = w;
+        }
+    }
+    if (o->min > o->max)
+        return kvi__cli_usage_error(cli, cmd, "--min is greater than --max", NULL);
+    *npos = np;
+    return -1;
+}
+
 int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const char *line,
                    size_t line_len, const size_t *word_ofs, kvi__cli_args *o)
 {
@@ -284,6 +340,17 @@ int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const cha
         nargs = 2;
         use_rest = 1;
     }
+    o->min = INT64_MIN;
+    o->max = INT64_MAX;
+    const kvi__cli_arg *pos[KVI_CLI_MAX_ARGS];
+    if (cmd->opts != 0) {
+        int rc = take_flags(cli, cmd, a, nargs, pos, &nargs, o);
+        if (rc >= 0)
+            return rc;
+    } else if (nargs <= KVI_CLI_MAX_ARGS) {
+        for (size_t i = 0; i < nargs; i++)
+            pos[i] = &a[i];
+    }
     if (nargs < cmd->nreq)
         return kvi__cli_usage_error(cli, cmd, "missing arguments", NULL);
     if (nargs > cmd->nreq + cmd->nopt)
@@ -292,7 +359,7 @@ int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const cha
         return kvi__cli_usage_error(cli, cmd, "already in the shell", NULL);
     o->expire_s = 0;
     for (size_t i = 0; i < nargs; i++) {
-        const kvi__cli_arg *w = &a[i];
+        const kvi__cli_arg *w = pos[i];
         if (use_rest && i == 1)
             w = &rest;
         switch (cmd->kinds[i]) {
@@ -368,7 +435,10 @@ void kvi__cli_help(FILE *f, int in_shell)
             continue;
         char head[64];
         snprintf(head, sizeof head, "%s %s", c->name, c->args);
-        fprintf(f, "  %-29s %s", head, c->what);
+        if (strlen(head) > 29) /* a long synopsis gets a line of its own */
+            fprintf(f, "  %s\n  %-29s %s", head, "", c->what);
+        else
+            fprintf(f, "  %-29s %s", head, c->what);
         if (c->alias != NULL)
             fprintf(f, " (alias %s)", c->alias);
         fputc('\n', f);
