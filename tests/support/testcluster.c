@@ -481,7 +481,9 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
     free(server);
     if (server == NULL || cli == NULL) {
         free(cli);
-        return fail(KVI_TS_MISSING, "redis-server or redis-cli not found on PATH");
+        kvi_ts_result miss = kvi_ts_missing(server == NULL ? "redis-server" : "redis-cli",
+                                            server == NULL ? "redis-server" : "redis-tools");
+        return fail(miss, "%s", kvi_ts_errmsg());
     }
     kvi_tc_cluster *cl = calloc(1, sizeof *cl);
     uint16_t *bus = calloc(n, sizeof *bus);

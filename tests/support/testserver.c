@@ -81,6 +81,24 @@ const char *kvi_ts_errmsg(void)
     return errbuf;
 }
 
+int kvi_ts_servers_required(void)
+{
+    const char *v = getenv("KVI_REQUIRE_SERVERS");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+kvi_ts_result kvi_ts_missing(const char *prog, const char *package)
+{
+    if (kvi_ts_servers_required())
+        return set_error(KVI_TS_FAILED,
+                         "%s not found on PATH (Debian package %s), and KVI_REQUIRE_SERVERS=1 "
+                         "says every server test must run here",
+                         prog, package);
+    return set_error(KVI_TS_MISSING,
+                     "%s not found on PATH; install it (Debian package %s) to run this test", prog,
+                     package);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -520,7 +538,7 @@ static kvi_ts_result start_ready_made(const char *name, const char *prog, kvi_ts
         *out = NULL;
     char *found = kvi_ts_find_program(prog);
     if (found == NULL)
-        return set_error(KVI_TS_MISSING, "%s not found on PATH; install it to run this test", prog);
+        return kvi_ts_missing(prog, strcmp(prog, "memcached") == 0 ? "memcached" : "redis-server");
     free(found);
     uint16_t port;
     char *dir;

@@ -48,6 +48,17 @@ typedef enum kvi_ts_result { KVI_TS_OK = 0, KVI_TS_MISSING = 1, KVI_TS_FAILED = 
  * thread's next kvi_ts_ call. */
 const char *kvi_ts_errmsg(void);
 
+/* 1 when the environment says every server a test needs must be there
+ * (KVI_REQUIRE_SERVERS=1, set by `make test` after installing them): then
+ * a missing server binary is a failure, not a skip. */
+int kvi_ts_servers_required(void);
+
+/* The one decision for a server binary that is not on PATH: stores the
+ * message "<prog> not found on PATH; install it (Debian: <package>) ..." and
+ * returns KVI_TS_MISSING, or KVI_TS_FAILED when kvi_ts_servers_required().
+ * The ready-made starters below and kvi_tc_start() use it. */
+kvi_ts_result kvi_ts_missing(const char *prog, const char *package);
+
 /* Full path of program `name` found on $PATH (or name itself when it holds a
  * '/' and is executable), malloc'd; NULL when there is none. */
 char *kvi_ts_find_program(const char *name);

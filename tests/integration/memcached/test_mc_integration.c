@@ -27,6 +27,7 @@
 
 #include "kvi/kvi.h"
 #include "mc_envelope.h"
+#include "kvitest.h"
 #include "testserver.h"
 
 #define NPOOL 3
@@ -860,6 +861,8 @@ static void test_sasl_authentication(void **state)
 
 int main(void)
 {
+    /* No memcached: one loud skip for the program, not a failure per test. */
+    kvi_test_need_program("memcached", "memcached");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_keys_spread_over_pool_and_readable_by_other_clients),
         cmocka_unit_test(test_mapped_key_is_stored_under_digest_with_envelope),

@@ -1,0 +1,102 @@
+/*
+ * kvitest.c -- the support library of kvi's test programs (kvitest.h).
+ */
+#include "kvitest.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void kvi_test_skip(const char *fmt, ...)
+{
+    va_list ap;
+    int required = kvi_ts_servers_required();
+    fputs(required ? "FAILED: " : "SKIPPED: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (required)
+        fputs(" -- KVI_REQUIRE_SERVERS=1 says this test must run here", stderr);
+    fputc('\n', stderr);
+    fflush(stderr);
+    exit(required ? 1 : KVI_TEST_SKIP);
+}
+
+void kvi_test_fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("FAILED: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    exit(1);
+}
+
+void kvi_test_need_program(const char *prog, const char *package)
+{
+    char *p = kvi_ts_find_program(prog);
+    if (p == NULL)
+        kvi_test_skip("%s not found on PATH (Debian package %s)", prog, package);
+    free(p);
+}
+
+static kvi_ts_server *started(kvi_ts_result r, kvi_ts_server *s, const char *what)
+{
+    if (r == KVI_TS_MISSING)
+        kvi_test_skip("%s", kvi_ts_errmsg());
+    if (r != KVI_TS_OK)
+        kvi_test_fail("cannot start %s: %s", what, kvi_ts_errmsg());
+    return s;
+}
+
+kvi_ts_server *kvi_test_redis(const char *const *extra)
+{
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_redis_start(&s, extra);
+    return started(r, s, "redis-server");
+}
+
+kvi_ts_server *kvi_test_memcached(const char *const *extra)
+{
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_memcached_start(&s, extra);
+    return started(r, s, "memcached");
+}
+
+void kvi_test_url(char *buf, size_t buflen, const char *scheme, const kvi_ts_server *s,
+                  const char *rest)
+{
+    int n = snprintf(buf, buflen, "%s://127.0.0.1:%u/%s", scheme, (unsigned)kvi_ts_port(s),
+                     rest != NULL ? rest : "");
+    if (n < 0 || (size_t)n >= buflen)
+        kvi_test_fail("kvi_test_url: buffer of %zu bytes too small", buflen);
+}
+
+kvi *kvi_test_context(const char *const *urls)
+{
+    kvi *k = NULL;
+    kvi_status st = kvi_new(&k);
+    if (st != KVI_OK)
+        kvi_test_fail("kvi_new: %s", kvi_strerror(st));
+    for (size_t i = 0; urls != NULL && urls[i] != NULL; i++) {
+        st = kvi_add_url(k, urls[i]);
+        if (st == KVI_OK)
+            continue;
+        /* The message names the engine and the module; never the password. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kvi_errmsg(k));
+        kvi_free(k);
+        if (st == KVI_E_MODULE_MISSING)
+            kvi_test_skip("engine module not built: %s", msg);
+        kvi_test_fail("kvi_add_url (URL %zu): %s: %s", i + 1, kvi_strerror(st), msg);
+    }
+    return k;
+}
+
+kvi *kvi_test_context1(const char *url)
+{
+    const char *urls[] = {url, NULL};
+    return kvi_test_context(urls);
+}

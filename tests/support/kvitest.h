@@ -1,0 +1,82 @@
+/*
+ * kvitest.h -- the support library of kvi's test programs (not part of
+ * libkvi; prefix kvi_test_).  Every test built with kvi_add_test()
+ * (tests/CMakeLists.txt) links it, together with testserver.c (throwaway
+ * servers, kvi_ts_) and testcluster.c (Redis Clusters, kvi_tc_).
+ *
+ *   skip codes      KVI_TEST_SKIP (77) is what CTest reads as "skipped";
+ *                   kvi_test_skip() prints why, loudly, and exits with it --
+ *                   or fails when KVI_REQUIRE_SERVERS=1 (set by `make test`);
+ *   servers         kvi_test_redis() / kvi_test_memcached(): start a server
+ *                   or skip loudly; a server that cannot start is a failure;
+ *   programs        kvi_test_need_program(): skip loudly when one is missing;
+ *   contexts, URLs  kvi_test_context(): a context with the given URLs, or a
+ *                   loud skip when their engine module is not built, or a
+ *                   failure; kvi_test_url(): "redis://127.0.0.1:PORT/..."
+ *                   for a started server.
+ *
+ * Everything here is for test programs: on a failure it prints what went
+ * wrong to standard error and exits the process (status 1).
+ */
+#ifndef KVI_TEST_SUPPORT_H
+#define KVI_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvi/kvi.h"
+#include "testserver.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Exit status CTest reads as "skipped" (SKIP_RETURN_CODE of every test). */
+#define KVI_TEST_SKIP 77
+
+#if defined(__GNUC__)
+#define KVI_TEST_NORETURN __attribute__((noreturn))
+#define KVI_TEST_FMT(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KVI_TEST_NORETURN
+#define KVI_TEST_FMT(f, a)
+#endif
+
+/* Prints "SKIPPED: <why>" to standard error and exits KVI_TEST_SKIP; under
+ * KVI_REQUIRE_SERVERS=1 prints "FAILED: ..." instead and exits 1.  Servers
+ * started through testserver.c are stopped by its exit hook. */
+void kvi_test_skip(const char *fmt, ...) KVI_TEST_FMT(1, 2) KVI_TEST_NORETURN;
+
+/* Prints "FAILED: <why>" to standard error and exits 1. */
+void kvi_test_fail(const char *fmt, ...) KVI_TEST_FMT(1, 2) KVI_TEST_NORETURN;
+
+/* Skips (kvi_test_skip) unless program `prog` is on PATH; `package` names
+ * the Debian package that has it, for the message. */
+void kvi_test_need_program(const char *prog, const char *package);
+
+/* Starts a throwaway redis-server (kvi_ts_redis_start, `extra` appended to
+ * its arguments, may be NULL) or memcached (kvi_ts_memcached_start).  A
+ * binary not on PATH is a loud skip; a server that does not start is a
+ * failure with its message.  Release with kvi_ts_free(). */
+kvi_ts_server *kvi_test_redis(const char *const *extra);
+kvi_ts_server *kvi_test_memcached(const char *const *extra);
+
+/* Writes "<scheme>://127.0.0.1:<port of s>/<rest>" into buf (rest may be
+ * "" or e.g. "?timeout=2000"); fails when it does not fit. */
+void kvi_test_url(char *buf, size_t buflen, const char *scheme, const kvi_ts_server *s,
+                  const char *rest);
+
+/* A new context with each URL of the NULL-terminated list added in order
+ * (none: an empty context).  An engine module that is not built is a loud
+ * skip; any other error a failure that names the URL (passwords redacted
+ * by the library's message).  Release with kvi_free(). */
+kvi *kvi_test_context(const char *const *urls);
+
+/* kvi_test_context() with one URL. */
+kvi *kvi_test_context1(const char *url);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVI_TEST_SUPPORT_H */
