@@ -1,0 +1,678 @@
+/*
+ * kvi_lua.c -- the Lua module "kvi": the script functions of kvi for Lua
+ * 5.1 (PUC Lua, LuaJIT: Kamailio's app_lua, OpenResty) and Lua 5.4, from
+ * this one source, over the public C API (kvi/kvi.h) only.
+ *
+ *     local kvi = require "kvi"
+ *     local k = kvi.new()
+ *     assert(k:store("local", "a", "1"))
+ *     local v, err, status = k:fetch("local", "a")
+ *
+ * Conventions (docs/lua.md has the whole API):
+ *  - success returns the value, or true where there is none;
+ *  - a miss and every store-side failure return nil, message, status name
+ *    ("KVI_NOT_FOUND", "KVI_E_TIMEOUT", ...); they never raise;
+ *  - wrong argument types, a non-integer delta and use of a closed
+ *    context raise a Lua error (programming errors);
+ *  - 64-bit counters: Lua integers on 5.3+; on 5.1 a number when it is
+ *    within +-2^53 (exact in a double), else its decimal string.
+ *
+ * No Lua error is ever raised while the C library holds a lock or while a
+ * result is owned only by a C local: results that are still to be turned
+ * into Lua values are parked in the context (freed on its next call, on
+ * close or by the garbage collector), and kvi_foreach_conn's callback only
+ * collects handles.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "kvi/kvi.h"
+
+/* Exported entry point; the build hides everything else. */
+#if defined(__GNUC__)
+#define KVI_LUA_EXPORT __attribute__((visibility("default")))
+#else
+#define KVI_LUA_EXPORT
+#endif
+
+KVI_LUA_EXPORT int luaopen_kvi(lua_State *L);
+
+#define CTX_MT "kvi.context"
+
+/* ---- what differs between the Lua versions ---------------------------- */
+
+#if LUA_VERSION_NUM < 502
+static void compat_setfuncs(lua_State *L, const luaL_Reg *l)
+{
+    for (; l->name != NULL; l++) {
+        lua_pushcfunction(L, l->func);
+        lua_setfield(L, -2, l->name);
+    }
+}
+#define LKVI_SETFUNCS(L, l) compat_setfuncs(L, l)
+#else
+#define LKVI_SETFUNCS(L, l) luaL_setfuncs(L, l, 0)
+#endif
+
+/* Lua integers hold every int64 (5.3+ with the default 64-bit lua_Integer). */
+#if LUA_VERSION_NUM >= 503 && defined(LUA_MAXINTEGER) && LUA_MAXINTEGER == INT64_MAX
+#define LKVI_INT64 1
+#else
+#define LKVI_INT64 0
+#endif
+
+/* The largest magnitude a double holds with every integer below it. */
+#define LKVI_EXACT_DOUBLE (INT64_C(1) << 53)
+
+/* ---- the context userdata ------------------------------------------- */
+
+typedef struct lkvi {
+    kvi *k;                   /* NULL once closed */
+    kvi_value pending;        /* fetched, not yet a Lua string */
+    kvi_reply *pending_tree;  /* a reply not yet converted */
+    kvi_conn **pending_conns; /* handles collected by stats() */
+} lkvi;
+
+static void drop_pending(lkvi *c)
+{
+    kvi_value_free(&c->pending);
+    kvi_reply_free(c->pending_tree);
+    c->pending_tree = NULL;
+    free(c->pending_conns);
+    c->pending_conns = NULL;
+}
+
+static void ctx_close(lkvi *c)
+{
+    drop_pending(c);
+    if (c->k != NULL) {
+        kvi_free(c->k);
+        c->k = NULL;
+    }
+}
+
+/* The open context at argument 1; a Lua error for anything else. */
+static lkvi *check_ctx(lua_State *L)
+{
+    lkvi *c = (lkvi *)luaL_checkudata(L, 1, CTX_MT);
+    if (c->k == NULL)
+        luaL_error(L, "kvi: context used after close()");
+    drop_pending(c);
+    return c;
+}
+
+/* nil, message, status name: the one way every call reports a miss or a
+ * failure.  The message is the call's detail (never a password) or, when
+ * there is none, the status' text. */
+static int push_fail(lua_State *L, const lkvi *c, kvi_status st)
+{
+    const char *msg = c->k != NULL ? kvi_errmsg(c->k) : "";
+    lua_pushnil(L);
+    lua_pushstring(L, msg[0] != '\0' ? msg : kvi_strerror(st));
+    lua_pushstring(L, kvi_status_name(st));
+    return 3;
+}
+
+static int push_ok(lua_State *L)
+{
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- 64-bit integers ------------------------------------------------- */
+
+static void push_int64(lua_State *L, int64_t v)
+{
+#if LKVI_INT64
+    lua_pushinteger(L, (lua_Integer)v);
+#else
+    if (v >= -LKVI_EXACT_DOUBLE && v <= LKVI_EXACT_DOUBLE) {
+        lua_pushnumber(L, (lua_Number)v);
+    } else {
+        char buf[24];
+        snprintf(buf, sizeof buf, "%" PRId64, v);
+        lua_pushstring(L, buf);
+    }
+#endif
+}
+
+static void push_uint64(lua_State *L, uint64_t v)
+{
+    if (v <= (uint64_t)INT64_MAX) {
+        push_int64(L, (int64_t)v);
+    } else {
+        char buf[24];
+        snprintf(buf, sizeof buf, "%" PRIu64, v);
+        lua_pushstring(L, buf);
+    }
+}
+
+/* Strict decimal: optional '-' or '+', then 1..19 digits, within int64. */
+static int parse_decimal(const char *s, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    uint64_t mag = 0;
+    const uint64_t limit = (uint64_t)INT64_MAX + 1u;
+    if (len > 0 && (s[0] == '-' || s[0] == '+')) {
+        neg = s[0] == '-';
+        i = 1;
+    }
+    if (i == len)
+        return 0;
+    for (; i < len; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        d = (unsigned)(s[i] - '0');
+        if (mag > (limit - d) / 10u)
+            return 0;
+        mag = mag * 10u + d;
+    }
+    if (!neg && mag > (uint64_t)INT64_MAX)
+        return 0;
+    *out = neg ? (int64_t)(0u - mag) : (int64_t)mag;
+    return 1;
+}
+
+/* Argument idx as an int64: an integer (5.3+), an integer-valued number
+ * that is exact (5.1: within +-2^53), or a decimal string.  Anything else
+ * is a Lua error naming the argument. */
+static int64_t check_int64(lua_State *L, int idx)
+{
+    int64_t v = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+#if LKVI_INT64
+        int isint = 0;
+        lua_Integer i = lua_tointegerx(L, idx, &isint);
+        if (!isint)
+            luaL_argerror(L, idx, "integer expected, got a number with a fraction or out of range");
+        v = (int64_t)i;
+#else
+        lua_Number d = lua_tonumber(L, idx);
+        if (d != floor(d))
+            luaL_argerror(L, idx, "integer expected, got a number with a fraction");
+        if (!(d >= (lua_Number)-LKVI_EXACT_DOUBLE && d <= (lua_Number)LKVI_EXACT_DOUBLE))
+            luaL_argerror(L, idx,
+                          "number outside +-2^53 is not exact; pass it as a decimal string");
+        v = (int64_t)d;
+#endif
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (!parse_decimal(s, len, &v))
+            luaL_argerror(L, idx, "decimal integer string expected (int64 range)");
+    } else {
+        lua_pushfstring(L, "integer or decimal string expected, got %s", luaL_typename(L, idx));
+        luaL_argerror(L, idx, lua_tostring(L, -1));
+    }
+    return v;
+}
+
+/* Optional expiry in seconds; nil or absent is 0 (never expires). */
+static int64_t opt_expire(lua_State *L, int idx)
+{
+    return lua_isnoneornil(L, idx) ? 0 : check_int64(L, idx);
+}
+
+/* ---- module functions ------------------------------------------------ */
+
+/* kvi.new() -> context | nil, msg, status */
+static int l_new(lua_State *L)
+{
+    lkvi *c = (lkvi *)lua_newuserdata(L, sizeof *c);
+    kvi_status st;
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, CTX_MT);
+    lua_setmetatable(L, -2);
+    st = kvi_new(&c->k);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    return 1;
+}
+
+/* ---- context methods ------------------------------------------------- */
+
+static int l_close(lua_State *L)
+{
+    lkvi *c = (lkvi *)luaL_checkudata(L, 1, CTX_MT);
+    ctx_close(c);
+    return push_ok(L);
+}
+
+static int l_gc(lua_State *L)
+{
+    lkvi *c = (lkvi *)luaL_checkudata(L, 1, CTX_MT);
+    ctx_close(c);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    lkvi *c = (lkvi *)luaL_checkudata(L, 1, CTX_MT);
+    if (c->k == NULL)
+        lua_pushliteral(L, "kvi context (closed)");
+    else
+        lua_pushfstring(L, "kvi context (%p)", (void *)c->k);
+    return 1;
+}
+
+static int l_is_closed(lua_State *L)
+{
+    lkvi *c = (lkvi *)luaL_checkudata(L, 1, CTX_MT);
+    lua_pushboolean(L, c->k == NULL);
+    return 1;
+}
+
+static int l_add_url(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    kvi_status st = kvi_add_url(c->k, luaL_checkstring(L, 2));
+    return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
+}
+
+static int l_load_config(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    kvi_status st = kvi_load_config(c->k, luaL_checkstring(L, 2));
+    return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
+}
+
+static int l_store(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    size_t klen, vlen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *key = luaL_checklstring(L, 3, &klen);
+    const char *val = luaL_checklstring(L, 4, &vlen);
+    int64_t expire_s = opt_expire(L, 5);
+    kvi_status st = kvi_store(c->k, id, key, klen, val, vlen, expire_s);
+    return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
+}
+
+static int l_fetch(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    size_t klen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *key = luaL_checklstring(L, 3, &klen);
+    kvi_status st = kvi_fetch(c->k, id, key, klen, &c->pending);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    lua_pushlstring(L, c->pending.data, c->pending.len);
+    kvi_value_free(&c->pending);
+    return 1;
+}
+
+static int l_remove(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    size_t klen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *key = luaL_checklstring(L, 3, &klen);
+    kvi_status st = kvi_remove(c->k, id, key, klen);
+    return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
+}
+
+typedef kvi_status (*counter_op)(kvi *k, const char *id, const void *key, size_t key_len,
+                                 int64_t delta, int64_t expire_s, int64_t *new_value);
+
+static int counter_change(lua_State *L, counter_op op)
+{
+    lkvi *c = check_ctx(L);
+    size_t klen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *key = luaL_checklstring(L, 3, &klen);
+    int64_t delta = check_int64(L, 4);
+    int64_t expire_s = opt_expire(L, 5);
+    int64_t value = 0;
+    kvi_status st = op(c->k, id, key, klen, delta, expire_s, &value);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    push_int64(L, value);
+    return 1;
+}
+
+static int l_add(lua_State *L)
+{
+    return counter_change(L, kvi_add);
+}
+
+static int l_sub(lua_State *L)
+{
+    return counter_change(L, kvi_sub);
+}
+
+typedef kvi_status (*key_int_op)(kvi *k, const char *id, const void *key, size_t key_len,
+                                 int64_t *out);
+
+/* counter_fetch and ttl: a key in, an integer out. */
+static int key_to_int(lua_State *L, key_int_op op)
+{
+    lkvi *c = check_ctx(L);
+    size_t klen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *key = luaL_checklstring(L, 3, &klen);
+    int64_t v = 0;
+    kvi_status st = op(c->k, id, key, klen, &v);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    push_int64(L, v);
+    return 1;
+}
+
+static int l_counter_fetch(lua_State *L)
+{
+    return key_to_int(L, kvi_counter_fetch);
+}
+
+static int l_ttl(lua_State *L)
+{
+    return key_to_int(L, kvi_ttl);
+}
+
+/* The sentinel for a nil reply inside a raw query's result (kvi.null). */
+static void push_null(lua_State *L)
+{
+    lua_pushlightuserdata(L, NULL);
+}
+
+/* Pushes one reply as a Lua value: strings, integers, tables for arrays,
+ * {ok = "OK"} for a status, {err = "..."} for an error inside an array,
+ * kvi.null for nil. */
+static void push_reply(lua_State *L, const kvi_reply *r)
+{
+    size_t len, i, n;
+    const char *s;
+    luaL_checkstack(L, 4, "kvi: reply too deep");
+    switch (kvi_reply_type_of(r)) {
+    case KVI_REPLY_INTEGER:
+        push_int64(L, kvi_reply_integer(r));
+        break;
+    case KVI_REPLY_STRING:
+        s = kvi_reply_str(r, &len);
+        lua_pushlstring(L, s, len);
+        break;
+    case KVI_REPLY_STATUS:
+    case KVI_REPLY_ERROR:
+        s = kvi_reply_str(r, &len);
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, s, len);
+        lua_setfield(L, -2, kvi_reply_type_of(r) == KVI_REPLY_STATUS ? "ok" : "err");
+        break;
+    case KVI_REPLY_ARRAY:
+        n = kvi_reply_count(r);
+        lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
+        for (i = 0; i < n; i++) {
+            push_reply(L, kvi_reply_element(r, i));
+            lua_rawseti(L, -2, (int)(i + 1));
+        }
+        break;
+    case KVI_REPLY_NIL:
+    default:
+        push_null(L);
+        break;
+    }
+}
+
+static int l_raw_query(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    size_t qlen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *q = luaL_checklstring(L, 3, &qlen);
+    kvi_status st = kvi_raw_query(c->k, id, q, qlen, &c->pending_tree);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    if (kvi_reply_type_of(c->pending_tree) == KVI_REPLY_ERROR) {
+        size_t len;
+        const char *s = kvi_reply_str(c->pending_tree, &len);
+        lua_pushnil(L);
+        lua_pushlstring(L, s, len);
+        lua_pushstring(L, kvi_status_name(KVI_E_BACKEND));
+        drop_pending(c);
+        return 3;
+    }
+    push_reply(L, c->pending_tree);
+    drop_pending(c);
+    return 1;
+}
+
+/* Optional glob at idx: nil/absent is "" (every key). */
+static const char *opt_glob(lua_State *L, int idx, size_t *len)
+{
+    if (lua_isnoneornil(L, idx)) {
+        *len = 0;
+        return "";
+    }
+    return luaL_checklstring(L, idx, len);
+}
+
+static int l_keys(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    size_t glen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *glob = opt_glob(L, 3, &glen);
+    kvi_status st = kvi_keys(c->k, id, glob, glen, &c->pending_tree);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    push_reply(L, c->pending_tree);
+    drop_pending(c);
+    return 1;
+}
+
+static int l_remove_chunk(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    size_t glen;
+    const char *id = luaL_checkstring(L, 2);
+    const char *glob = luaL_checklstring(L, 3, &glen);
+    uint64_t removed = 0;
+    kvi_status st = kvi_remove_glob(c->k, id, glob, glen, &removed);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    push_uint64(L, removed);
+    return 1;
+}
+
+static int l_ping(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    kvi_status st = kvi_ping(c->k, luaL_checkstring(L, 2));
+    return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
+}
+
+static void set_u64(lua_State *L, const char *name, uint64_t v)
+{
+    push_uint64(L, v);
+    lua_setfield(L, -2, name);
+}
+
+static void push_stats(lua_State *L, const kvi_stats *s)
+{
+    lua_createtable(L, 0, 12);
+    set_u64(L, "ops", s->ops);
+    set_u64(L, "errors", s->errors);
+    set_u64(L, "misses", s->misses);
+    set_u64(L, "slow_ops", s->slow_ops);
+    set_u64(L, "rejected", s->rejected);
+    set_u64(L, "total_us", s->total_us);
+    if (s->has_content) {
+        set_u64(L, "entries", s->entries);
+        set_u64(L, "bytes", s->bytes);
+        set_u64(L, "hits", s->hits);
+        set_u64(L, "expired", s->expired);
+        set_u64(L, "evicted", s->evicted);
+    }
+}
+
+struct conn_list {
+    kvi_conn **v;
+    size_t n, cap;
+    int nomem;
+};
+
+/* Runs under the context's iteration: collects only, never touches Lua. */
+static void collect_conn(void *ud, kvi_conn *conn)
+{
+    struct conn_list *l = (struct conn_list *)ud;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        kvi_conn **v = (kvi_conn **)realloc(l->v, cap * sizeof *v);
+        if (v == NULL) {
+            l->nomem = 1;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = conn;
+}
+
+/* k:stats(id) -> table of one id; k:stats() -> { [id] = table, ... } */
+static int l_stats(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    kvi_stats s;
+    kvi_status st;
+    struct conn_list l = {NULL, 0, 0, 0};
+    size_t i;
+    if (!lua_isnoneornil(L, 2)) {
+        st = kvi_stats_get(c->k, luaL_checkstring(L, 2), &s);
+        if (st != KVI_OK)
+            return push_fail(L, c, st);
+        push_stats(L, &s);
+        return 1;
+    }
+    st = kvi_foreach_conn(c->k, collect_conn, &l);
+    c->pending_conns = l.v; /* freed by drop_pending, also after a Lua error */
+    if (st == KVI_OK && l.nomem)
+        st = KVI_E_NOMEM;
+    if (st != KVI_OK) {
+        drop_pending(c);
+        return push_fail(L, c, st);
+    }
+    lua_createtable(L, 0, l.n > INT32_MAX ? INT32_MAX : (int)l.n);
+    for (i = 0; i < l.n; i++) {
+        st = kvi_conn_stats(l.v[i], &s);
+        if (st != KVI_OK) {
+            drop_pending(c);
+            return push_fail(L, c, st);
+        }
+        push_stats(L, &s);
+        lua_setfield(L, -2, kvi_conn_id(l.v[i]));
+    }
+    drop_pending(c);
+    return 1;
+}
+
+static const struct {
+    uint32_t bit;
+    const char *name;
+} cap_names[] = {
+    {KVI_CAP_TTL, "ttl"},
+    {KVI_CAP_COUNTERS, "counters"},
+    {KVI_CAP_NEG_COUNTERS, "negative_counters"},
+    {KVI_CAP_BINARY, "binary"},
+    {KVI_CAP_ITERATE, "iterate"},
+    {KVI_CAP_RAW_QUERY, "raw_query"},
+    {KVI_CAP_PERSISTENT, "persistent"},
+    {KVI_CAP_SHARED, "shared"},
+};
+
+/* k:caps(id) -> { ttl = true, counters = true, ... } (the bits it has) */
+static int l_caps(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    kvi_conn *conn;
+    uint32_t caps;
+    size_t i;
+    kvi_status st = kvi_conn_get(c->k, luaL_checkstring(L, 2), &conn);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    caps = kvi_conn_caps(conn);
+    lua_newtable(L);
+    for (i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++) {
+        if (caps & cap_names[i].bit) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, cap_names[i].name);
+        }
+    }
+    return 1;
+}
+
+/* Every method with its OpenSIPS alias where the script interface has one. */
+static const luaL_Reg ctx_methods[] = {
+    {"add_url", l_add_url},
+    {"load_config", l_load_config},
+    {"store", l_store},
+    {"fetch", l_fetch},
+    {"remove", l_remove},
+    {"add", l_add},
+    {"sub", l_sub},
+    {"counter_fetch", l_counter_fetch},
+    {"raw_query", l_raw_query},
+    {"ttl", l_ttl},
+    {"keys", l_keys},
+    {"remove_chunk", l_remove_chunk},
+    {"stats", l_stats},
+    {"ping", l_ping},
+    {"caps", l_caps},
+    {"close", l_close},
+    {"is_closed", l_is_closed},
+    {"cache_store", l_store},
+    {"cache_fetch", l_fetch},
+    {"cache_remove", l_remove},
+    {"cache_add", l_add},
+    {"cache_sub", l_sub},
+    {"cache_counter_fetch", l_counter_fetch},
+    {"cache_raw_query", l_raw_query},
+    {"cache_remove_chunk", l_remove_chunk},
+    {NULL, NULL},
+};
+
+static const luaL_Reg ctx_meta[] = {
+    {"__gc", l_gc},
+#if LUA_VERSION_NUM >= 504
+    {"__close", l_gc},
+#endif
+    {"__tostring", l_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_funcs[] = {
+    {"new", l_new},
+    {NULL, NULL},
+};
+
+KVI_LUA_EXPORT int luaopen_kvi(lua_State *L)
+{
+    if (luaL_newmetatable(L, CTX_MT)) {
+        LKVI_SETFUNCS(L, ctx_meta);
+        lua_newtable(L);
+        LKVI_SETFUNCS(L, ctx_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "kvi context");
+        lua_setfield(L, -2, "__name");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    LKVI_SETFUNCS(L, module_funcs);
+    push_null(L);
+    lua_setfield(L, -2, "null");
+    lua_pushstring(L, kvi_version());
+    lua_setfield(L, -2, "version");
+    lua_pushboolean(L, LKVI_INT64);
+    lua_setfield(L, -2, "int64");
+    return 1;
+}

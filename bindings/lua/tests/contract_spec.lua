@@ -1,0 +1,283 @@
+-- contract_spec.lua -- every kvi function through Lua on the engine under
+-- test (KVI_TEST_ENGINE: local, redis or memcached), with the return
+-- conventions: value or true; nil, message, status name otherwise.
+local kvi = require "kvi"
+local H = require "helper"
+local T = require "kvitest"
+
+describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
+    local k, id
+
+    before_each(function()
+        k, id = H.new()
+    end)
+    after_each(function()
+        k:close()
+    end)
+
+    it("runs under the Lua version CTest asked for", function()
+        assert.are.equal("Lua " .. H.lua_version, _VERSION)
+    end)
+
+    it("store returns true and fetch returns the value", function()
+        local key = H.key()
+        assert.are.equal(true, k:store(id, key, "v1"))
+        assert.are.equal("v1", k:fetch(id, key))
+        assert.are.equal(true, k:store(id, key, "v2"))
+        assert.are.equal("v2", k:fetch(id, key))
+    end)
+
+    it("fetch of a missing key returns nil, message, KVI_NOT_FOUND", function()
+        H.fails("KVI_NOT_FOUND", k:fetch(id, H.key("missing")))
+    end)
+
+    it("keeps binary values and keys exactly", function()
+        local bin = "a\0b\255\254 \r\n\t" .. string.rep("\0", 10) .. "end"
+        local key = H.key("bin\0 key\255")
+        assert(k:store(id, key, bin))
+        assert.are.equal(bin, k:fetch(id, key))
+        local all = {}
+        for i = 0, 255 do
+            all[#all + 1] = string.char(i)
+        end
+        all = table.concat(all)
+        assert(k:store(id, key, all))
+        assert.are.equal(all, k:fetch(id, key))
+    end)
+
+    it("stores an empty value as an empty string, not a miss", function()
+        local key = H.key()
+        assert(k:store(id, key, ""))
+        assert.are.equal("", k:fetch(id, key))
+    end)
+
+    it("stores 1 MiB values and 1024-byte keys; longer keys are KVI_E_INVALID", function()
+        local big = string.rep("0123456789abcdef", 65536)
+        local key = H.key()
+        assert(k:store(id, key, big))
+        assert.are.equal(big, k:fetch(id, key))
+        local long = H.key() .. string.rep("k", 1024)
+        long = long:sub(1, 1024)
+        assert(k:store(id, long, "x"))
+        assert.are.equal("x", k:fetch(id, long))
+        H.fails("KVI_E_INVALID", k:store(id, long .. "k", "x"))
+        H.fails("KVI_E_INVALID", k:store(id, "", "x"))
+    end)
+
+    it("remove returns true, then nil, message, KVI_NOT_FOUND", function()
+        local key = H.key()
+        assert(k:store(id, key, "x"))
+        assert.are.equal(true, k:remove(id, key))
+        H.fails("KVI_NOT_FOUND", k:remove(id, key))
+        H.fails("KVI_NOT_FOUND", k:fetch(id, key))
+    end)
+
+    it("store with an expiry gives a ttl; without one ttl is -1", function()
+        local key = H.key()
+        assert(k:store(id, key, "x", 100))
+        local ttl = k:ttl(id, key)
+        assert.is_true(ttl > 0 and ttl <= 100)
+        assert(k:store(id, key, "x"))
+        assert.are.equal(-1, k:ttl(id, key))
+        H.fails("KVI_NOT_FOUND", k:ttl(id, H.key("missing")))
+    end)
+
+    it("expire < 0 is KVI_E_INVALID and writes nothing", function()
+        local key = H.key()
+        H.fails("KVI_E_INVALID", k:store(id, key, "x", -1))
+        H.fails("KVI_NOT_FOUND", k:fetch(id, key))
+        H.fails("KVI_E_INVALID", k:add(id, key, 1, -5))
+        H.fails("KVI_NOT_FOUND", k:fetch(id, key))
+    end)
+
+    it("a key with expire 1 is gone after 2 seconds", function()
+        local key = H.key()
+        assert(k:store(id, key, "x", 1))
+        assert.are.equal("x", k:fetch(id, key))
+        T.sleep(2.2)
+        H.fails("KVI_NOT_FOUND", k:fetch(id, key))
+    end)
+
+    it("add and sub create the counter and return new values", function()
+        local key = H.key()
+        assert.are.equal("5", H.int_text(k:add(id, key, 5)))
+        assert.are.equal("2", H.int_text(k:sub(id, key, 3)))
+        assert.are.equal("-8", H.int_text(k:sub(id, key, 10)))
+        assert.are.equal("-8", H.int_text(k:counter_fetch(id, key)))
+        assert.are.equal("-8", k:fetch(id, key))
+        local key2 = H.key()
+        assert.are.equal("-4", H.int_text(k:sub(id, key2, 4, 100)))
+        local ttl = k:ttl(id, key2)
+        assert.is_true(ttl > 0 and ttl <= 100)
+    end)
+
+    it("a stored decimal string is a counter", function()
+        local key = H.key()
+        assert(k:store(id, key, "17"))
+        assert.are.equal("18", H.int_text(k:add(id, key, 1)))
+    end)
+
+    it("add on a non-integer is KVI_E_NOT_A_COUNTER and changes nothing", function()
+        local key = H.key()
+        assert(k:store(id, key, "abc"))
+        H.fails("KVI_E_NOT_A_COUNTER", k:add(id, key, 1))
+        H.fails("KVI_E_NOT_A_COUNTER", k:sub(id, key, 1))
+        H.fails("KVI_E_NOT_A_COUNTER", k:counter_fetch(id, key))
+        assert.are.equal("abc", k:fetch(id, key))
+        H.fails("KVI_NOT_FOUND", k:counter_fetch(id, H.key("missing")))
+    end)
+
+    it("counts up to INT64_MAX and refuses to overflow", function()
+        local key = H.key()
+        assert(k:store(id, key, "9223372036854775806"))
+        local v = k:add(id, key, 1)
+        assert.are.equal("9223372036854775807", H.int_text(v))
+        if H.int64 then
+            assert.are.equal(math.maxinteger, v)
+        else
+            assert.are.equal("string", type(v))
+        end
+        H.fails("KVI_E_OVERFLOW", k:add(id, key, 1))
+        assert.are.equal("9223372036854775807", H.int_text(k:counter_fetch(id, key)))
+    end)
+
+    it("counts down to INT64_MIN and refuses to overflow", function()
+        local key = H.key()
+        assert(k:store(id, key, "-9223372036854775807"))
+        local v = k:sub(id, key, 1)
+        assert.are.equal("-9223372036854775808", H.int_text(v))
+        if H.int64 then
+            assert.are.equal(math.mininteger, v)
+        end
+        H.fails("KVI_E_OVERFLOW", k:sub(id, key, 1))
+        assert.are.equal("-9223372036854775808", k:fetch(id, key))
+    end)
+
+    it("returns counters within +-2^53 as numbers and beyond as exact text", function()
+        local key = H.key()
+        assert(k:store(id, key, "9007199254740991"))
+        local v = k:add(id, key, 1)
+        assert.are.equal("number", type(v))
+        assert.are.equal(9007199254740992, v)
+        v = k:add(id, key, 1)
+        assert.are.equal("9007199254740993", H.int_text(v))
+        assert.are.equal(H.int64 and "number" or "string", type(v))
+        local neg = H.key()
+        assert(k:store(id, neg, "-9007199254740992"))
+        v = k:counter_fetch(id, neg)
+        assert.are.equal("number", type(v))
+        v = k:sub(id, neg, 1)
+        assert.are.equal("-9007199254740993", H.int_text(v))
+    end)
+
+    it("takes deltas as decimal strings over the whole int64 range", function()
+        local key = H.key()
+        assert.are.equal("9223372036854775807", H.int_text(k:add(id, key, "9223372036854775807")))
+        assert.are.equal("-1", H.int_text(k:add(id, key, "-9223372036854775808")))
+        assert.are.equal("9223372036854775806",
+            H.int_text(k:sub(id, key, "-9223372036854775807")))
+        -- DECRBY's rule: the negation of INT64_MIN does not exist.
+        H.fails("KVI_E_INVALID", k:sub(id, key, "-9223372036854775808"))
+        assert.are.equal("9223372036854775806", k:fetch(id, key))
+    end)
+
+    it("answers every alias of the OpenSIPS script functions", function()
+        local key = H.key()
+        assert.are.equal(true, k:cache_store(id, key, "10"))
+        assert.are.equal("10", k:cache_fetch(id, key))
+        assert.are.equal("13", H.int_text(k:cache_add(id, key, 3)))
+        assert.are.equal("11", H.int_text(k:cache_sub(id, key, 2)))
+        assert.are.equal("11", H.int_text(k:cache_counter_fetch(id, key)))
+        assert.are.equal(true, k:cache_remove(id, key))
+        H.fails("KVI_NOT_FOUND", k:cache_fetch(id, key))
+        local caps = k:caps(id)
+        if caps.raw_query then
+            assert.are.same({ ok = "PONG" }, k:cache_raw_query(id, "PING"))
+        else
+            H.fails("KVI_E_UNSUPPORTED", k:cache_raw_query(id, "PING"))
+        end
+        if caps.iterate then
+            assert(k:store(id, key .. "a", "1"))
+            assert.are.equal(1, k:cache_remove_chunk(id, key .. "*"))
+        else
+            H.fails("KVI_E_UNSUPPORTED", k:cache_remove_chunk(id, key .. "*"))
+        end
+    end)
+
+    it("lists and removes keys by glob where the engine can", function()
+        local p = H.key("glob")
+        for _, s in ipairs({ "a", "b", "c" }) do
+            assert(k:store(id, p .. s, s))
+        end
+        assert(k:store(id, H.key("other"), "x"))
+        if not k:caps(id).iterate then
+            H.fails("KVI_E_UNSUPPORTED", k:keys(id, p .. "*"))
+            H.fails("KVI_E_UNSUPPORTED", k:remove_chunk(id, p .. "*"))
+            return
+        end
+        local keys = assert(k:keys(id, p .. "*"))
+        table.sort(keys)
+        assert.are.same({ p .. "a", p .. "b", p .. "c" }, keys)
+        assert.are.same({ p .. "b" }, k:keys(id, p .. "[b]"))
+        assert.are.same({}, k:keys(id, p .. "zz*"))
+        assert.is_true(#assert(k:keys(id)) >= 4)
+        H.fails("KVI_E_INVALID", k:remove_chunk(id, ""))
+        assert.are.equal(3, k:remove_chunk(id, p .. "*"))
+        assert.are.equal(0, k:remove_chunk(id, p .. "*"))
+        assert.are.same({}, k:keys(id, p .. "*"))
+    end)
+
+    it("ping returns true", function()
+        assert.are.equal(true, k:ping(id))
+    end)
+
+    it("stats counts the operations of an id", function()
+        local key = H.key()
+        assert(k:store(id, key, "x"))
+        assert(k:fetch(id, key))
+        assert(not k:fetch(id, H.key("missing")))
+        local s = assert(k:stats(id))
+        assert.is_true(s.ops >= 3)
+        assert.is_true(s.misses >= 1)
+        assert.are.equal(0, s.errors)
+        local all = assert(k:stats())
+        assert.are.equal(s.ops, all[id].ops)
+        H.fails("KVI_E_UNKNOWN_ENGINE", k:stats("nosuch:id"))
+    end)
+
+    it("an undefined engine id is nil, message, KVI_E_UNKNOWN_ENGINE", function()
+        H.fails("KVI_E_UNKNOWN_ENGINE", k:fetch(H.engine .. ":undefined", "a"))
+        H.fails("KVI_E_UNKNOWN_ENGINE", k:store("redis:undefined", "a", "1"))
+        H.fails("KVI_E_UNKNOWN_ENGINE", k:ping("memcached:undefined"))
+    end)
+
+    it("defining the same id twice is KVI_E_EXISTS", function()
+        H.fails("KVI_E_EXISTS", k:add_url(H.url()))
+    end)
+
+    it("reports its capabilities", function()
+        local caps = assert(k:caps(id))
+        assert.is_true(caps.ttl)
+        assert.is_true(caps.counters)
+        assert.is_true(caps.binary)
+        H.fails("KVI_E_UNKNOWN_ENGINE", k:caps("nosuch:id"))
+    end)
+
+    it("a forked child uses the parent's context and the parent's still works", function()
+        local key = H.key()
+        assert(k:store(id, key, "parent"))
+        local pid = T.fork()
+        if pid == 0 then
+            -- The child: every failure is its exit status, read below.
+            local ok = k:fetch(id, key) == "parent" and k:store(id, key .. "c", "child")
+                and k:add(id, key .. "n", 1) ~= nil
+            T.exit(ok and 0 or 1)
+        end
+        assert.are.equal(0, T.wait(pid))
+        assert.are.equal("parent", k:fetch(id, key))
+        if k:caps(id).shared then
+            assert.are.equal("child", k:fetch(id, key .. "c"))
+            assert.are.equal("2", H.int_text(k:add(id, key .. "n", 1)))
+        end
+    end)
+end)

@@ -1,0 +1,135 @@
+/*
+ * lua_runner.c -- runs one Lua test command (busted under lua5.1 or lua5.4)
+ * with the real servers it needs, which this program starts on free
+ * 127.0.0.1 ports in temporary directories (tests/support/testserver.c) and
+ * always stops by PID, also when the Lua side fails or is killed.
+ *
+ *     kvi-lua-runner [--redis] [--memcached] [--need FILE]... -- CMD ARGS...
+ *
+ * The command gets in its environment, for each server started:
+ *     KVI_TEST_REDIS_URL=redis://127.0.0.1:P/0, KVI_TEST_REDIS_PORT=P
+ *     KVI_TEST_MEMCACHED_URL=memcached://127.0.0.1:P/, KVI_TEST_MEMCACHED_PORT=P
+ * and always KVI_TEST_DEAD_PORT (a 127.0.0.1 port nothing listens on).
+ * Exit status: the command's; 77 (CTest: skipped, with the reason printed)
+ * when a server binary or a --need file (an engine module) is missing.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testserver.h"
+
+#define SKIP 77
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: kvi-lua-runner [--redis] [--memcached] [--need FILE]... -- CMD...\n");
+    return 2;
+}
+
+static void export_port(const char *name, const char *url_fmt, uint16_t port)
+{
+    char var[64], val[128];
+    snprintf(var, sizeof var, "KVI_TEST_%s_PORT", name);
+    snprintf(val, sizeof val, "%u", (unsigned)port);
+    setenv(var, val, 1);
+    if (url_fmt != NULL) {
+        snprintf(var, sizeof var, "KVI_TEST_%s_URL", name);
+        snprintf(val, sizeof val, url_fmt, (unsigned)port);
+        setenv(var, val, 1);
+    }
+}
+
+/* Starts one server; SKIP when its binary is missing, 1 on failure. */
+static int start(const char *label, kvi_ts_result (*fn)(kvi_ts_server **, const char *const *),
+                 kvi_ts_server **out)
+{
+    kvi_ts_result r = fn(out, NULL);
+    if (r == KVI_TS_MISSING) {
+        printf("SKIP: %s is not installed: %s\n", label, kvi_ts_errmsg());
+        return SKIP;
+    }
+    if (r != KVI_TS_OK) {
+        fprintf(stderr, "FAIL: cannot start %s: %s\n", label, kvi_ts_errmsg());
+        return 1;
+    }
+    return 0;
+}
+
+static int run(char **cmd)
+{
+    int status;
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        /* Dies with the runner, so a killed test leaves nothing behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "FAIL: cannot run %s: %s\n", cmd[0], strerror(errno));
+        _exit(127);
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            perror("waitpid");
+            return 1;
+        }
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    fprintf(stderr, "FAIL: %s killed by signal %d\n", cmd[0], WTERMSIG(status));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    int want_redis = 0, want_mc = 0, i, rc = 0;
+    kvi_ts_server *redis = NULL, *mc = NULL;
+    uint16_t dead;
+
+    for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--redis") == 0) {
+            want_redis = 1;
+        } else if (strcmp(argv[i], "--memcached") == 0) {
+            want_mc = 1;
+        } else if (strcmp(argv[i], "--need") == 0 && i + 1 < argc) {
+            if (access(argv[++i], R_OK) != 0) {
+                printf("SKIP: %s is not built (%s)\n", argv[i], strerror(errno));
+                return SKIP;
+            }
+        } else {
+            return usage();
+        }
+    }
+    if (i + 1 >= argc)
+        return usage();
+
+    if (kvi_ts_free_port(&dead) != KVI_TS_OK) {
+        fprintf(stderr, "FAIL: no free port: %s\n", kvi_ts_errmsg());
+        return 1;
+    }
+    export_port("DEAD", NULL, dead);
+    if (want_redis && (rc = start("redis-server", kvi_ts_redis_start, &redis)) == 0)
+        export_port("REDIS", "redis://127.0.0.1:%u/0", kvi_ts_port(redis));
+    if (rc == 0 && want_mc && (rc = start("memcached", kvi_ts_memcached_start, &mc)) == 0)
+        export_port("MEMCACHED", "memcached://127.0.0.1:%u/", kvi_ts_port(mc));
+    fflush(stdout);
+    if (rc == 0)
+        rc = run(argv + i + 1);
+    if (rc != 0 && rc != SKIP) {
+        if (redis != NULL)
+            kvi_ts_print_log(redis, stderr, 2000);
+        if (mc != NULL)
+            kvi_ts_print_log(mc, stderr, 2000);
+    }
+    kvi_ts_free(redis);
+    kvi_ts_free(mc);
+    return rc;
+}
