@@ -34,10 +34,57 @@ extern "C" {
 /* ABI version of struct kvi_engine.  New slots are only ever taken from
  * reserved_, so the struct keeps its size; an engine built for an older ABI
  * has those slots NULL (zero-initialised reserved_) and the core accepts
- * any abi_version from 1 to its own.
- * ABI 2: add_bounded and store_nx (KVI_CAP_CONDITIONAL) from reserved_[0..1];
- * see docs/engines/writing.md for everything ABI 2 added. */
+ * any abi_version from 1 to its own (an ABI-1 engine's reserved_ words are
+ * ignored).  ABI 2: add_bounded and store_nx (KVI_CAP_CONDITIONAL) from
+ * reserved_[0..1], option_table and options_size from reserved_[2..3]; see
+ * docs/engines/writing.md for everything ABI 2 added. */
 #define KVI_ENGINE_ABI 2
+
+/* ---------------------------------------------------------------------- */
+/* Declared URL options (ABI 2)                                             */
+
+/* How the core reads an option's text and what it stores at the option's
+ * offset in the engine's options struct.  Words (yes/no, enum choices, size
+ * suffixes) match without regard to ASCII case; option names match exactly.
+ * Numbers are whole decimals as kvi_parse_int64 reads them: no '+', no
+ * blanks, no leading zeros. */
+typedef enum kvi_option_kind {
+    /* int: 1 for yes, true, on, 1; 0 for no, false, off, 0.  With min = -1
+     * the word auto is accepted too and stored as -1. */
+    KVI_OPT_BOOL = 1,
+    KVI_OPT_INT,    /* int64_t in [min, max] */
+    KVI_OPT_MS,     /* uint32_t milliseconds in [min, max] (within 0..UINT32_MAX) */
+    KVI_OPT_SIZE,   /* uint64_t bytes in [min, max]; suffix k, m or g (x1024), optional b */
+    KVI_OPT_ENUM,   /* int: the index of the word in choices */
+    KVI_OPT_PATH,   /* char *: 1..KVI_OPT_PATH_MAX bytes */
+    KVI_OPT_STRING  /* char *: any text, may be empty */
+} kvi_option_kind;
+
+/* Longest value of a KVI_OPT_PATH option, in bytes. */
+#define KVI_OPT_PATH_MAX 4000
+
+/*
+ * One URL option an engine accepts, as nginx modules declare directives.
+ * The core parses every option of a URL with one grammar before open(),
+ * into a zeroed struct of engine->options_size bytes that open() reads with
+ * kvi_conn_options(); an option the URL does not give gets default_value,
+ * parsed by the same rules (NULL: the field stays zero / NULL).  Strings
+ * (PATH, STRING) are copies owned by the core, valid until after close().
+ * A bad value is KVI_E_INVALID naming the option, the value and what is
+ * allowed; open() is then not called.  The table ends with an entry whose
+ * name is NULL (KVI_OPTION_END).  Checked at registration.
+ */
+typedef struct kvi_option {
+    const char *name;           /* [a-z][a-z0-9_]*, not a common option's name */
+    kvi_option_kind kind;
+    const char *default_value;  /* URL text or NULL */
+    int64_t min, max;           /* INT, MS, SIZE: inclusive range; BOOL: min -1 allows auto */
+    const char *const *choices; /* ENUM: NULL-terminated words */
+    size_t offset;              /* offsetof(the options struct, the field) */
+    const char *help;           /* one line, shown by `kvi url` */
+} kvi_option;
+
+#define KVI_OPTION_END {NULL, (kvi_option_kind)0, NULL, 0, 0, NULL, 0, NULL}
 
 struct kvi_engine {
     uint32_t abi_version; /* KVI_ENGINE_ABI */
@@ -46,9 +93,10 @@ struct kvi_engine {
     uint32_t caps;        /* KVI_CAP_* this engine guarantees */
     size_t conn_size;     /* bytes of private state per connection, zeroed */
     size_t max_value_len; /* largest value it accepts; 0 = KVI_MAX_VALUE_LEN */
-    /* Engine-specific URL options this engine accepts (NULL-terminated);
-     * the core rejects any other except the common ones (connect_timeout,
-     * timeout, lazy). */
+    /* ABI 1 style: names of the URL options this engine parses itself in
+     * open() (NULL-terminated); the core only rejects any other name except
+     * the common ones (connect_timeout, timeout, lazy).  Still accepted;
+     * new engines declare option_table instead (never both). */
     const char *const *options;
 
     /* Open a connection: parse the URL's hosts, database and options and
@@ -97,7 +145,12 @@ struct kvi_engine {
     kvi_status (*store_nx)(kvi_conn *c, const void *key, size_t key_len, const void *val,
                            size_t val_len, int64_t expire_s);
 
-    void *reserved_[6]; /* room to grow without breaking the ABI */
+    /* ABI 2: the engine's declared URL options (see struct kvi_option) and
+     * the size of the struct the core parses them into. */
+    const kvi_option *option_table;
+    size_t options_size;
+
+    void *reserved_[4]; /* room to grow without breaking the ABI */
 };
 
 /* Marks the one symbol a module exports. */
@@ -128,6 +181,11 @@ KVI_EXPORT kvi *kvi_conn_context(kvi_conn *c);
  * operations need slots (COUNTERS, ITERATE, RAW_QUERY, TTL, CONDITIONAL)
  * cannot be added beyond the engine's caps. */
 KVI_EXPORT void kvi_conn_set_caps(kvi_conn *c, uint32_t caps);
+
+/* The struct the core parsed the engine's option_table into
+ * (engine->options_size bytes; NULL without a table).  From open() until
+ * close() returns; read-only for the engine. */
+KVI_EXPORT const void *kvi_conn_options(const kvi_conn *c);
 
 /* Common options, parsed once by the core (defaults 1000 ms and 0). */
 KVI_EXPORT uint32_t kvi_conn_connect_timeout_ms(const kvi_conn *c);

@@ -511,6 +511,30 @@ KVI_EXPORT const char *kvi_url_option_get(const kvi_url *u, const char *name);
  * the full text needs, as snprintf. */
 KVI_EXPORT size_t kvi_url_format_redacted(const kvi_url *u, char *buf, size_t buflen);
 
+/* ---------------------------------------------------------------------- */
+/* The URL options an engine knows                                         */
+
+/* One URL option of an engine, as kvi_engine_option() describes it.  The
+ * strings are static or owned by the engine (valid while the context is). */
+typedef struct kvi_option_info {
+    const char *name;
+    /* "bool", "integer", "milliseconds", "size", "enum", "path", "string";
+     * "engine-parsed" for an engine that lists only option names (ABI 1). */
+    const char *kind;
+    const char *default_value; /* as URL text; NULL when there is none */
+    const char *help;          /* one line; "" when the engine gave none */
+    int common;                /* 1 for connect_timeout, timeout, lazy */
+    char allowed[128];         /* e.g. "1..3600000", "lru|none", "yes|no" */
+} kvi_option_info;
+
+/* Describes option number index (0, 1, ...) that URLs of engine scheme
+ * accept: the engine's own first, then the common ones.  Loads the engine's
+ * module when needed.  KVI_OK and *out filled; KVI_NOT_FOUND past the last
+ * one; KVI_E_INVALID for NULL arguments; a load error otherwise.
+ * Thread-safe. */
+KVI_EXPORT kvi_status kvi_engine_option(kvi *k, const char *scheme, size_t index,
+                                        kvi_option_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,6 @@
  * and lock-free: the list of handles is append-only until kvi_free(), and
  * each new handle is published with a release store after it is complete.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include "core/context.h"
 #include "core/module.h"
+#include "core/options.h"
 
 /* ---- allocator ---------------------------------------------------------- */
 
@@ -133,6 +133,7 @@ static void conn_destroy(kvi *k, struct kvi_conn *c)
 {
     if (c->engine->close != NULL)
         c->engine->close(c);
+    kvi__options_free(k, c);
     kvi__free(k, c->priv);
     kvi__free(k, c->id);
     if (c->secret != NULL) {
@@ -302,6 +303,9 @@ static kvi_status register_locked(kvi *k, const struct kvi_engine *engine, void 
                           engine->name);
     if ((engine->caps & KVI_CAP_TTL) && engine->ttl == NULL)
         return kvi__error(k, KVI_E_INVALID, "engine '%s' reports TTL without ttl", engine->name);
+    kvi_status st = kvi__options_check(k, engine);
+    if (st != KVI_OK)
+        return st;
     if (engine_find_locked(k, engine->name, strlen(engine->name)) != NULL)
         return kvi__error(k, KVI_E_EXISTS, "engine '%s' is already registered", engine->name);
     struct kvi__engine_entry *e = kvi__calloc(k, 1, sizeof *e);
@@ -353,6 +357,24 @@ static kvi_status engine_get_locked(kvi *k, const char *scheme, const struct kvi
     return KVI_OK;
 }
 
+kvi_status kvi_engine_option(kvi *k, const char *scheme, size_t index, kvi_option_info *out)
+{
+    if (k == NULL)
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    if (scheme == NULL || out == NULL)
+        return kvi__error(k, KVI_E_INVALID, "%s is NULL", scheme == NULL ? "scheme" : "output");
+    if (!valid_scheme(scheme))
+        return kvi__error(k, KVI_E_INVALID, "engine name must match [a-z][a-z0-9_]*");
+    const struct kvi_engine *e = NULL;
+    pthread_mutex_lock(&k->config_lock);
+    kvi_status st = engine_get_locked(k, scheme, &e);
+    pthread_mutex_unlock(&k->config_lock);
+    if (st != KVI_OK)
+        return st;
+    return kvi__option_describe(e, index, out);
+}
+
 /* ---- engine ids --------------------------------------------------------- */
 
 struct kvi_conn *kvi__conn_find(kvi *k, const char *id)
@@ -362,67 +384,6 @@ struct kvi_conn *kvi__conn_find(kvi *k, const char *id)
         if (strcmp(c->id, id) == 0)
             return c;
     return NULL;
-}
-
-static int engine_knows_option(const struct kvi_engine *e, const char *name)
-{
-    if (e->options == NULL)
-        return 0;
-    for (const char *const *o = e->options; *o != NULL; o++)
-        if (strcmp(*o, name) == 0)
-            return 1;
-    return 0;
-}
-
-static kvi_status parse_ms(kvi *k, const char *name, const char *v, uint32_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(v, &end, 10);
-    if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || n < 1 || n > 3600000)
-        return kvi__error(k, KVI_E_INVALID,
-                          "option '%s': '%s' is not a number of milliseconds in 1..3600000",
-                          name, v);
-    *out = (uint32_t)n;
-    return KVI_OK;
-}
-
-static kvi_status parse_bool(kvi *k, const char *name, const char *v, int *out)
-{
-    if (strcmp(v, "") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 ||
-        strcmp(v, "true") == 0 || strcmp(v, "on") == 0) {
-        *out = 1;
-        return KVI_OK;
-    }
-    if (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ||
-        strcmp(v, "off") == 0) {
-        *out = 0;
-        return KVI_OK;
-    }
-    return kvi__error(k, KVI_E_INVALID, "option '%s': '%s' is not yes/no", name, v);
-}
-
-static kvi_status apply_common_options(kvi *k, struct kvi_conn *c, const kvi_url *u)
-{
-    c->connect_timeout_ms = 1000;
-    c->timeout_ms = 1000;
-    c->lazy = 0;
-    for (size_t i = 0; i < u->noptions; i++) {
-        const kvi_url_option *o = &u->options[i];
-        kvi_status st = KVI_OK;
-        if (strcmp(o->name, "connect_timeout") == 0)
-            st = parse_ms(k, o->name, o->value, &c->connect_timeout_ms);
-        else if (strcmp(o->name, "timeout") == 0)
-            st = parse_ms(k, o->name, o->value, &c->timeout_ms);
-        else if (strcmp(o->name, "lazy") == 0)
-            st = parse_bool(k, o->name, o->value, &c->lazy);
-        else if (!engine_knows_option(c->engine, o->name))
-            st = kvi__error(k, KVI_E_INVALID, "unknown option '%s' for engine '%s' in URL of '%s'",
-                            o->name, c->engine->name, u->id);
-        if (st != KVI_OK)
-            return st;
-    }
-    return KVI_OK;
 }
 
 static int pending_has(const kvi *k, const char *id)
@@ -449,6 +410,7 @@ static void conn_discard(kvi *k, struct kvi_conn *c)
         memset(c->secret, 0, strlen(c->secret));
     kvi__free(k, c->secret);
     kvi__free(k, c->id);
+    kvi__options_free(k, c);
     kvi__free(k, c->priv);
     kvi__free(k, c);
 }
@@ -483,7 +445,7 @@ static kvi_status define_locked(kvi *k, const kvi_url *u)
         conn_discard(k, c);
         return kvi__error(k, KVI_E_NOMEM, "out of memory defining '%s'", u->id);
     }
-    st = apply_common_options(k, c, u);
+    st = kvi__options_apply(k, c, u);
     if (st != KVI_OK) {
         conn_discard(k, c);
         return st;
@@ -664,6 +626,11 @@ uint32_t kvi_conn_timeout_ms(const kvi_conn *c)
 int kvi_conn_lazy(const kvi_conn *c)
 {
     return c->lazy;
+}
+
+const void *kvi_conn_options(const kvi_conn *c)
+{
+    return c->options;
 }
 
 void *kvi_engine_malloc(kvi_conn *c, size_t size)

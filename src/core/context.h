@@ -37,6 +37,7 @@ struct kvi_conn {
     int lazy;
     size_t max_value_len;
     void *priv;     /* engine->conn_size bytes */
+    unsigned char *options; /* engine->options_size bytes, or NULL (options.c) */
     struct kvi_conn *_Atomic next; /* definition order; append-only */
     struct kvi__stat_stripe stats[KVI__STAT_STRIPES];
 };

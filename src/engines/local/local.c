@@ -5,8 +5,7 @@
  */
 #include "engines/local/local.h"
 
-#include <ctype.h>
-#include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,49 +32,36 @@ struct local_conn {
     pthread_cond_t save_cv;
 };
 
-static const char *const local_options[] = {"max_memory", "evict",      "file",
-                                            "save_s",     "on_corrupt", NULL};
+/* The URL options (docs/engines/local.md), parsed by the core. */
+struct local_options {
+    uint64_t max_memory;
+    int evict; /* index in evict_words */
+    char *file;
+    int64_t save_s;
+    int on_corrupt; /* index in corrupt_words */
+};
+
+static const char *const evict_words[] = {"none", "lru", NULL};
+static const char *const corrupt_words[] = {"fail", "empty", NULL};
+
+static const kvi_option local_options[] = {
+    {"max_memory", KVI_OPT_SIZE, "0", 0, INT64_MAX, NULL,
+     offsetof(struct local_options, max_memory), "memory cap of the collection (0 = none)"},
+    {"evict", KVI_OPT_ENUM, "none", 0, 0, evict_words, offsetof(struct local_options, evict),
+     "at the cap: none answers STORE_FULL, lru evicts cold keys"},
+    {"file", KVI_OPT_PATH, NULL, 0, 0, NULL, offsetof(struct local_options, file),
+     "snapshot file, loaded on open and written on close"},
+    {"save_s", KVI_OPT_INT, "0", 0, MAX_SAVE_S, NULL, offsetof(struct local_options, save_s),
+     "also save every N seconds when changed (0 = only on close); needs file"},
+    {"on_corrupt", KVI_OPT_ENUM, "fail", 0, 0, corrupt_words,
+     offsetof(struct local_options, on_corrupt),
+     "a corrupt snapshot: fail, or empty (start empty, keep it as FILE.corrupt)"},
+    KVI_OPTION_END,
+};
 
 static kvi__lt *table_of(kvi_conn *c)
 {
     return ((struct local_conn *)kvi_conn_priv(c))->table;
-}
-
-/* Parses "123", "64k", "10m", "2g" (powers of 1024) into *out. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    if (!s || !isdigit((unsigned char)s[0]))
-        return 0;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return 0;
-    unsigned shift = 0;
-    if (*end) {
-        switch (tolower((unsigned char)*end)) {
-        case 'k':
-            shift = 10;
-            break;
-        case 'm':
-            shift = 20;
-            break;
-        case 'g':
-            shift = 30;
-            break;
-        default:
-            return 0;
-        }
-        end++;
-        if (*end == 'b' || *end == 'B')
-            end++;
-        if (*end)
-            return 0;
-    }
-    if (v > (UINT64_MAX >> shift))
-        return 0;
-    *out = (uint64_t)v << shift;
-    return 1;
 }
 
 /* Writes the snapshot when the table changed since the last one. */
@@ -196,47 +182,16 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
     if (url->user || url->has_password)
         return kvi_engine_error(c, KVI_E_INVALID, "the local engine takes no user or password");
 
-    const char *v = kvi_url_option_get(url, "max_memory");
-    if (v && !parse_size(v, &cfg.max_memory))
-        return kvi_engine_error(c, KVI_E_INVALID,
-                                "bad max_memory '%s' (bytes, optional suffix k, m or g)", v);
-    v = kvi_url_option_get(url, "evict");
-    if (v) {
-        if (strcmp(v, "lru") == 0)
-            cfg.evict = KVI__LT_EVICT_LRU;
-        else if (strcmp(v, "none") == 0)
-            cfg.evict = KVI__LT_EVICT_NONE;
-        else
-            return kvi_engine_error(c, KVI_E_INVALID, "bad evict '%s' (lru or none)", v);
-    }
-
-    const char *file = kvi_url_option_get(url, "file");
-    if (file && !*file)
-        return kvi_engine_error(c, KVI_E_INVALID, "file= needs a path");
-    if (file && strlen(file) > 4000)
-        return kvi_engine_error(c, KVI_E_INVALID, "file= path is too long");
-    v = kvi_url_option_get(url, "save_s");
-    if (v) {
-        char *end;
-        errno = 0;
-        long long n = strtoll(v, &end, 10);
-        if (!file)
-            return kvi_engine_error(c, KVI_E_INVALID, "save_s needs file=");
-        if (errno || end == v || *end || n < 0 || n > MAX_SAVE_S)
-            return kvi_engine_error(c, KVI_E_INVALID,
-                                    "bad save_s '%s' (seconds, 0..%d; 0 = only on close)", v,
-                                    MAX_SAVE_S);
-        lc->save_s = n;
-    }
-    v = kvi_url_option_get(url, "on_corrupt");
-    if (v) {
-        if (!file)
-            return kvi_engine_error(c, KVI_E_INVALID, "on_corrupt needs file=");
-        if (strcmp(v, "empty") == 0)
-            corrupt_empty = 1;
-        else if (strcmp(v, "fail") != 0)
-            return kvi_engine_error(c, KVI_E_INVALID, "bad on_corrupt '%s' (fail or empty)", v);
-    }
+    const struct local_options *opt = kvi_conn_options(c);
+    cfg.max_memory = opt->max_memory;
+    cfg.evict = opt->evict == 1 ? KVI__LT_EVICT_LRU : KVI__LT_EVICT_NONE;
+    const char *file = opt->file;
+    if (!file && kvi_url_option_get(url, "save_s"))
+        return kvi_engine_error(c, KVI_E_INVALID, "save_s needs file=");
+    if (!file && kvi_url_option_get(url, "on_corrupt"))
+        return kvi_engine_error(c, KVI_E_INVALID, "on_corrupt needs file=");
+    lc->save_s = opt->save_s;
+    corrupt_empty = opt->on_corrupt == 1;
 
     kvi_status st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->table);
     if (st != KVI_OK)
@@ -437,7 +392,8 @@ const struct kvi_engine kvi__engine_local = {
             KVI_CAP_ITERATE | KVI_CAP_CONDITIONAL,
     .conn_size = sizeof(struct local_conn),
     .max_value_len = 0,
-    .options = local_options,
+    .option_table = local_options,
+    .options_size = sizeof(struct local_options),
     .open = local_open,
     .close = local_close,
     .store = local_store,

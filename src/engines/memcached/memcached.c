@@ -4,7 +4,7 @@
  * binary protocol, optional SASL.  This file opens and closes connections
  * and holds the engine table; mc_engine.h lists the other files.
  */
-#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -12,28 +12,19 @@
 
 #define MC_DEFAULT_HOST "127.0.0.1"
 #define MC_DEFAULT_PORT 11211
-#define MC_DEFAULT_RETRY_S 0
 #define MC_MAX_RETRY_S 3600
 
-static const char *const mc_options[] = {"retry_timeout", NULL};
+/* The URL options (docs/engines/memcached.md), parsed by the core. */
+struct mc_options {
+    int64_t retry_s;
+};
 
-static kvi_status mc_parse_retry(kvi_conn *c, const kvi_url *url, uint64_t *out)
-{
-    const char *v = kvi_url_option_get(url, "retry_timeout");
-    *out = MC_DEFAULT_RETRY_S;
-    if (v == NULL)
-        return KVI_OK;
-    char *end;
-    errno = 0;
-    unsigned long n = strtoul(v, &end, 10);
-    if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || n > MC_MAX_RETRY_S)
-        return kvi_engine_error(c, KVI_E_INVALID,
-                                "option 'retry_timeout': '%s' is not a number of seconds in "
-                                "0..%d",
-                                v, MC_MAX_RETRY_S);
-    *out = n;
-    return KVI_OK;
-}
+static const kvi_option mc_options[] = {
+    {"retry_timeout", KVI_OPT_INT, "0", 0, MC_MAX_RETRY_S, NULL,
+     offsetof(struct mc_options, retry_s),
+     "seconds a failed server rests before it is tried again (0 = retry at once)"},
+    KVI_OPTION_END,
+};
 
 static kvi_status mc_behave(kvi_conn *c, memcached_st *mc, memcached_behavior_t b, uint64_t v,
                             const char *what)
@@ -89,9 +80,8 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
     if ((url->user != NULL) != (url->has_password != 0))
         return kvi_engine_error(c, KVI_E_INVALID,
                                 "SASL authentication needs both a user name and a password");
-    kvi_status st = mc_parse_retry(c, url, &m->retry_s);
-    if (st != KVI_OK)
-        return st;
+    const struct mc_options *opt = kvi_conn_options(c);
+    m->retry_s = (uint64_t)opt->retry_s;
     uint64_t retry_s = m->retry_s;
 
     m->master = memcached_create(NULL);
@@ -124,7 +114,7 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
         {MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 0, "auto-eject"},
     };
     for (size_t i = 0; i < sizeof behaviours / sizeof behaviours[0]; i++) {
-        st = mc_behave(c, mc, behaviours[i].b, behaviours[i].v, behaviours[i].what);
+        kvi_status st = mc_behave(c, mc, behaviours[i].b, behaviours[i].v, behaviours[i].what);
         if (st != KVI_OK)
             return st;
     }
@@ -189,7 +179,8 @@ static const struct kvi_engine kvi_engine_memcached = {
     .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY | KVI_CAP_SHARED,
     .conn_size = sizeof(struct mc_conn),
     .max_value_len = 0,
-    .options = mc_options,
+    .option_table = mc_options,
+    .options_size = sizeof(struct mc_options),
     .open = mc_open,
     .close = mc_close,
     .store = kvi__mc_store,

@@ -5,11 +5,11 @@
  * Built as the module kvi_redis.so.  Documentation: docs/engines/redis.md.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "counter.h"
 #include "dispatch.h"
@@ -17,14 +17,34 @@
 #include "route.h"
 
 #define DEFAULT_PORT 6379
-#define DEFAULT_MAX_IDLE 16
 #define MAX_MAX_IDLE 1024
 #define MAX_WAIT_REPLICAS 64
 /* Keys asked for per SCAN step. */
 #define SCAN_COUNT "1000"
 
-static const char *const redis_options[] = {"cluster",       "socket",       "max_idle",
-                                            "wait_replicas", "wait_timeout", NULL};
+/* The URL options (docs/engines/redis.md), parsed by the core. */
+struct redis_options {
+    int cluster; /* 1 yes, 0 no, -1 auto */
+    char *socket;
+    int64_t max_idle;
+    int64_t wait_replicas;
+    uint32_t wait_timeout_ms; /* 0: the timeout */
+};
+
+static const kvi_option redis_options[] = {
+    {"cluster", KVI_OPT_BOOL, "auto", -1, 1, NULL, offsetof(struct redis_options, cluster),
+     "talk to a Redis Cluster (auto: detect it)"},
+    {"socket", KVI_OPT_PATH, NULL, 0, 0, NULL, offsetof(struct redis_options, socket),
+     "unix socket path instead of a host list"},
+    {"max_idle", KVI_OPT_INT, "16", 1, MAX_MAX_IDLE, NULL,
+     offsetof(struct redis_options, max_idle), "idle connections kept per node"},
+    {"wait_replicas", KVI_OPT_INT, "0", 0, MAX_WAIT_REPLICAS, NULL,
+     offsetof(struct redis_options, wait_replicas),
+     "after each write, WAIT for this many replicas (0 = no WAIT)"},
+    {"wait_timeout", KVI_OPT_MS, NULL, 1, INT32_MAX, NULL,
+     offsetof(struct redis_options, wait_timeout_ms), "time limit of that WAIT (default: timeout)"},
+    KVI_OPTION_END,
+};
 
 static struct kvi_redis *rpriv(kvi_conn *c)
 {
@@ -43,21 +63,6 @@ static char *dup_str(kvi_conn *c, const char *s)
 /* ---------------------------------------------------------------------- */
 /* open / close                                                            */
 
-static int parse_bool_opt(const char *v, int *cluster)
-{
-    if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-        strcasecmp(v, "on") == 0)
-        *cluster = KVI_REDIS_CLUSTER_YES;
-    else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0 ||
-             strcasecmp(v, "off") == 0)
-        *cluster = KVI_REDIS_CLUSTER_NO;
-    else if (strcasecmp(v, "auto") == 0)
-        *cluster = KVI_REDIS_CLUSTER_AUTO;
-    else
-        return -1;
-    return 0;
-}
-
 /* Whole decimal in lo..hi, else -1. */
 static long parse_range(const char *v, long lo, long hi)
 {
@@ -73,49 +78,24 @@ static long parse_range(const char *v, long lo, long hi)
 static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
 {
     struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
-    const char *opt;
+    const struct redis_options *opt = kvi_conn_options(c);
 
     cfg->connect_timeout_ms = kvi_conn_connect_timeout_ms(c);
     cfg->timeout_ms = kvi_conn_timeout_ms(c);
-    cfg->max_idle = DEFAULT_MAX_IDLE;
-    if ((opt = kvi_url_option_get(url, "cluster")) != NULL &&
-        parse_bool_opt(opt, &cfg->cluster) != 0)
-        return kvi_engine_error(c, KVI_E_INVALID,
-                                "option cluster: expected yes, no or auto, got \"%s\"", opt);
-    if ((opt = kvi_url_option_get(url, "max_idle")) != NULL) {
-        long n = parse_range(opt, 1, MAX_MAX_IDLE);
-        if (n < 0)
-            return kvi_engine_error(c, KVI_E_INVALID, "option max_idle: expected 1..%d, got \"%s\"",
-                                    MAX_MAX_IDLE, opt);
-        cfg->max_idle = (size_t)n;
-    }
-    if ((opt = kvi_url_option_get(url, "wait_replicas")) != NULL) {
-        long n = parse_range(opt, 0, MAX_WAIT_REPLICAS);
-        if (n < 0)
-            return kvi_engine_error(c, KVI_E_INVALID,
-                                    "option wait_replicas: expected 0..%d, got \"%s\"",
-                                    MAX_WAIT_REPLICAS, opt);
-        cfg->wait_replicas = (unsigned)n;
-    }
-    cfg->wait_timeout_ms = cfg->timeout_ms;
-    if ((opt = kvi_url_option_get(url, "wait_timeout")) != NULL) {
-        long n = parse_range(opt, 1, INT32_MAX);
-        if (n < 0)
-            return kvi_engine_error(c, KVI_E_INVALID,
-                                    "option wait_timeout: expected 1..%d ms, got \"%s\"", INT32_MAX,
-                                    opt);
-        cfg->wait_timeout_ms = (uint32_t)n;
-    }
-    if ((opt = kvi_url_option_get(url, "socket")) != NULL) {
-        if (opt[0] == '\0')
-            return kvi_engine_error(c, KVI_E_INVALID, "option socket: empty path");
+    cfg->cluster = opt->cluster < 0   ? KVI_REDIS_CLUSTER_AUTO
+                   : opt->cluster > 0 ? KVI_REDIS_CLUSTER_YES
+                                      : KVI_REDIS_CLUSTER_NO;
+    cfg->max_idle = (size_t)opt->max_idle;
+    cfg->wait_replicas = (unsigned)opt->wait_replicas;
+    cfg->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : cfg->timeout_ms;
+    if (opt->socket != NULL) {
         if (url->nhosts > 0)
             return kvi_engine_error(c, KVI_E_INVALID,
                                     "option socket and a host list exclude each other");
         if (cfg->cluster == KVI_REDIS_CLUSTER_YES)
             return kvi_engine_error(c, KVI_E_INVALID,
                                     "option socket: a cluster is reached over TCP");
-        if ((cfg->socket = dup_str(c, opt)) == NULL)
+        if ((cfg->socket = dup_str(c, opt->socket)) == NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
     if (url->database != NULL) {
@@ -668,7 +648,8 @@ static const struct kvi_engine kvi_engine_redis = {
             KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_PERSISTENT | KVI_CAP_SHARED,
     .conn_size = sizeof(struct kvi_redis),
     .max_value_len = KVI_MAX_VALUE_LEN,
-    .options = redis_options,
+    .option_table = redis_options,
+    .options_size = sizeof(struct redis_options),
     .open = redis_open,
     .close = redis_close,
     .store = redis_store,
