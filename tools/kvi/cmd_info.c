@@ -1,6 +1,7 @@
 /*
  * cmd_info.c -- the handlers of the commands that describe the
- * configuration rather than keys: stats, engines and url.
+ * configuration rather than keys: stats, engines and url (with the options
+ * an engine knows).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -192,6 +193,52 @@ static void url_field(const kvi__cli *cli, const char *name, const char *v, int 
     *first = 0;
 }
 
+/* The options URLs of scheme take, with their defaults: the engine's own
+ * first, then the common ones.  An engine that cannot be loaded is
+ * reported in their place (the URL itself is still shown). */
+static void url_known_options(const kvi__cli *cli, const char *scheme)
+{
+    kvi *k = NULL;
+    kvi_status st = kvi_new(&k);
+    if (cli->json)
+        fputs(",\"known_options\":[", stdout);
+    for (size_t i = 0; st == KVI_OK; i++) {
+        kvi_option_info info;
+        st = kvi_engine_option(k, scheme, i, &info);
+        if (st != KVI_OK)
+            break;
+        if (cli->json) {
+            fputs(i > 0 ? ",{\"name\":" : "{\"name\":", stdout);
+            kvi__cli_json_cstr(stdout, info.name);
+            fputs(",\"kind\":", stdout);
+            kvi__cli_json_cstr(stdout, info.kind);
+            fputs(",\"default\":", stdout);
+            kvi__cli_json_cstr(stdout, info.default_value);
+            fputs(",\"allowed\":", stdout);
+            kvi__cli_json_cstr(stdout, info.allowed);
+            fputs(",\"help\":", stdout);
+            kvi__cli_json_cstr(stdout, info.help);
+            printf(",\"common\":%s}", info.common ? "true" : "false");
+        } else {
+            printf("%-9s %s%s%s  [%s]%s%s\n", "known", info.name,
+                   info.default_value != NULL ? "=" : "",
+                   info.default_value != NULL ? info.default_value : "", info.allowed,
+                   info.help[0] != '\0' ? "  " : "", info.help);
+        }
+    }
+    if (cli->json) {
+        fputs("]", stdout);
+        if (st != KVI_NOT_FOUND) {
+            fputs(",\"known_options_error\":", stdout);
+            kvi__cli_json_cstr(stdout, k != NULL ? kvi_errmsg(k) : kvi_strerror(st));
+        }
+    } else if (st != KVI_NOT_FOUND) {
+        printf("%-9s (engine '%s' cannot be loaded: %s)\n", "known", scheme,
+               k != NULL && kvi_errmsg(k)[0] != '\0' ? kvi_errmsg(k) : kvi_strerror(st));
+    }
+    kvi_free(k);
+}
+
 int kvi__cli_cmd_url(kvi__cli *cli, const kvi__cli_args *o)
 {
     kvi_url *u = NULL;
@@ -260,6 +307,7 @@ int kvi__cli_cmd_url(kvi__cli *cli, const kvi__cli_args *o)
     if (cli->json)
         fputs("}", stdout);
     url_field(cli, "url", red, &first);
+    url_known_options(cli, u->scheme);
     if (cli->json)
         fputs("}}\n", stdout);
     free(red);
