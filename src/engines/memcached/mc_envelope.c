@@ -69,16 +69,19 @@ int kvi__mc_unwrap(const void *data, size_t len, const void *key, size_t key_len
     return 1;
 }
 
-uint32_t kvi__mc_stamp(int64_t now_s, int64_t expire_s)
+uint32_t kvi__mc_stamp(int64_t now_ms, int64_t expire_s)
 {
     if (expire_s <= 0)
         return 0;
-    int64_t at = now_s + expire_s;
+    /* Rounded up to the next whole second: the key lives at least
+     * expire_s from now, never less (rounding down dropped a 1-second key
+     * after as little as a few ms). */
+    int64_t at = now_ms / 1000 + (now_ms % 1000 != 0);
     /* Beyond 2106 the stamp cannot be written; such a lifetime (> 80
      * years from now) is kept as the largest stamp. */
-    if (at > (int64_t)UINT32_MAX)
-        at = (int64_t)UINT32_MAX;
-    return (uint32_t)at;
+    if (expire_s > (int64_t)UINT32_MAX - at)
+        return UINT32_MAX;
+    return (uint32_t)(at + expire_s);
 }
 
 int64_t kvi__mc_stamp_expiry(uint32_t flags)
@@ -86,14 +89,18 @@ int64_t kvi__mc_stamp_expiry(uint32_t flags)
     return flags >= KVI_MC_MIN_STAMP ? (int64_t)flags : 0;
 }
 
-int64_t kvi__mc_server_exptime(int64_t expiry_s, int64_t now_s)
+int64_t kvi__mc_server_exptime(int64_t expiry_s, int64_t now_ms)
 {
-    int64_t left = expiry_s - now_s;
-    if (left < 1)
-        left = 1;
+    /* memcached's clock counts whole seconds from a tick of its own, so an
+     * item sent with a relative exptime of n can be dropped up to a second
+     * before n seconds have passed: one second more keeps the server from
+     * dropping it before its stamp (kvi hides it at the stamp itself). */
+    int64_t left = (expiry_s * 1000 - now_ms + 999) / 1000 + 1;
+    if (left < 2)
+        left = 2;
     if (left <= KVI_MC_MAX_RELATIVE)
         return left;
-    if (expiry_s <= (int64_t)INT32_MAX)
-        return expiry_s;
+    if (expiry_s < (int64_t)INT32_MAX)
+        return expiry_s + 1;
     return 0;
 }

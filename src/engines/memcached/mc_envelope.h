@@ -55,17 +55,20 @@ void kvi__mc_wrap_header(const void *key, size_t key_len, unsigned char *out);
 int kvi__mc_unwrap(const void *data, size_t len, const void *key, size_t key_len,
                    size_t *payload_off);
 
-/* Flags to store for an item written at now_s with lifetime expire_s
- * (0 = never expires -> 0). */
-uint32_t kvi__mc_stamp(int64_t now_s, int64_t expire_s);
+/* Flags to store for an item written at now_ms (Unix ms) with lifetime
+ * expire_s (0 = never expires -> 0): the expiry rounded up to a whole
+ * second, so the item lives at least expire_s. */
+uint32_t kvi__mc_stamp(int64_t now_ms, int64_t expire_s);
 
 /* Absolute expiry (Unix seconds) recorded in flags, 0 when none is known. */
 int64_t kvi__mc_stamp_expiry(uint32_t flags);
 
-/* Exptime to send to memcached for an item that must expire at expiry_s
- * (> now_s): the remaining seconds when memcached takes them as relative,
- * else the absolute time when it fits memcached's signed 32-bit clock,
- * else 0 (the server keeps it; kvi hides it once expiry_s has passed). */
-int64_t kvi__mc_server_exptime(int64_t expiry_s, int64_t now_s);
+/* Exptime to send to memcached at now_ms for an item that must live until
+ * expiry_s: one second more than the time left (memcached's clock ticks in
+ * whole seconds of its own and may drop an item up to a second early), as
+ * relative seconds when memcached takes them so, else as the absolute time
+ * when it fits memcached's signed 32-bit clock, else 0 (the server keeps it;
+ * kvi hides it once expiry_s has passed).  Never 0 for a due item. */
+int64_t kvi__mc_server_exptime(int64_t expiry_s, int64_t now_ms);
 
 #endif /* KVI_MC_ENVELOPE_H */

@@ -25,9 +25,9 @@ kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const voi
     kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
-    int64_t now_s = kvi__mc_now_ms() / 1000;
-    uint32_t flags = kvi__mc_stamp(now_s, expire_s);
-    int64_t exptime = flags ? kvi__mc_server_exptime(flags, now_s) : 0;
+    int64_t now_ms = kvi__mc_now_ms();
+    uint32_t flags = kvi__mc_stamp(now_ms, expire_s);
+    int64_t exptime = flags ? kvi__mc_server_exptime(flags, now_ms) : 0;
     memcached_return_t rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
     if (kvi__mc_retry_once(c, l.mc, st)) {
@@ -78,6 +78,10 @@ kvi_status kvi__mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value
     return mc_read_live(c, key, key_len, "fetch", use_value, out);
 }
 
+/* memcached holds an item up to 2 s past its stamp (see
+ * kvi__mc_server_exptime), and kvi treats it as missing from the stamp on:
+ * remove reads the item first, so that removing an expired key is
+ * NOT_FOUND as on every engine (one round trip more than a bare delete). */
 kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
 {
     struct mc_key k;
@@ -85,17 +89,25 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
     kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
-    for (int attempt = 0;; attempt++) {
+    memcached_result_st res;
+    memcached_result_create(l.mc, &res);
+    struct mc_item it;
+    st = kvi__mc_read(c, l.mc, &k, &res, &it, kvi__mc_now_ms(), "remove");
+    if (st == KVI_OK && !it.present)
+        st = KVI_NOT_FOUND;
+    for (int attempt = 0; st == KVI_OK; attempt++) {
         memcached_return_t rc = memcached_delete(l.mc, k.mkey, k.mkey_len, 0);
         if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED)
-            st = KVI_OK;
+            st = it.live ? KVI_OK : KVI_NOT_FOUND;
         else if (rc == MEMCACHED_NOTFOUND)
             st = KVI_NOT_FOUND;
         else
             st = kvi__mc_fail(c, l.mc, rc, "remove");
         if (attempt > 0 || !kvi__mc_retry_once(c, l.mc, st))
             break;
+        st = KVI_OK;
     }
+    memcached_result_free(&res);
     kvi__mc_release(c, &l, st);
     return st;
 }
@@ -108,7 +120,6 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
 {
     *done = 0;
     int64_t now_ms = kvi__mc_now_ms();
-    int64_t now_s = now_ms / 1000;
     struct mc_item it;
     kvi_status st = kvi__mc_read(c, mc, k, res, &it, now_ms, "add");
     if (st != KVI_OK)
@@ -122,8 +133,8 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
         /* Missing (ADD: exactly one creator wins) or past its recorded
          * expiry while the server still holds it (CAS: replaced once). */
         mode = it.present ? MC_CAS : MC_ADD;
-        flags = kvi__mc_stamp(now_s, expire_s);
-        exptime = flags ? kvi__mc_server_exptime(flags, now_s) : 0;
+        flags = kvi__mc_stamp(now_ms, expire_s);
+        exptime = flags ? kvi__mc_server_exptime(flags, now_ms) : 0;
     } else {
         int64_t old;
         if (!kvi_parse_int64(it.data, it.len, &old))
@@ -136,7 +147,7 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
          * the time left of it. */
         mode = MC_CAS;
         flags = it.flags;
-        exptime = it.expiry_s ? kvi__mc_server_exptime(it.expiry_s, now_s) : 0;
+        exptime = it.expiry_s ? kvi__mc_server_exptime(it.expiry_s, now_ms) : 0;
     }
     char text[24];
     size_t text_len = kvi_format_int64(value, text);
@@ -203,7 +214,9 @@ static kvi_status use_ttl(kvi_conn *c, const struct mc_key *k, const struct mc_i
                           int64_t now_ms, void *out)
 {
     (void)c, (void)k;
-    *(int64_t *)out = it->expiry_s == 0 ? -1 : (it->expiry_s * 1000 - now_ms + 999) / 1000;
+    /* Whole seconds the item is sure to live (rounded down): never more
+     * than it has. */
+    *(int64_t *)out = it->expiry_s == 0 ? -1 : (it->expiry_s * 1000 - now_ms) / 1000;
     return KVI_OK;
 }
 

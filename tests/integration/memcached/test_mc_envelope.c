@@ -146,15 +146,22 @@ static void test_envelope_holds_a_1024_byte_key_and_empty_value(void **state)
     assert_int_equal(off, sizeof buf);
 }
 
-static void test_stamp_records_absolute_expiry(void **state)
+static void test_stamp_records_absolute_expiry_rounded_up(void **state)
 {
     (void)state;
     int64_t now = 1700000000;
-    assert_int_equal(kvi__mc_stamp(now, 0), 0);
-    assert_int_equal(kvi__mc_stamp(now, 10), 1700000010u);
-    assert_int_equal(kvi__mc_stamp_expiry(kvi__mc_stamp(now, 10)), 1700000010);
+    assert_int_equal(kvi__mc_stamp(now * 1000, 0), 0);
+    assert_int_equal(kvi__mc_stamp(now * 1000, 10), 1700000010u);
+    assert_int_equal(kvi__mc_stamp_expiry(kvi__mc_stamp(now * 1000, 10)), 1700000010);
+    /* Late in a second the key still gets its whole lifetime: never an
+     * expiry before now + expire_s. */
+    assert_int_equal(kvi__mc_stamp(now * 1000 + 959, 1), 1700000002u);
+    assert_int_equal(kvi__mc_stamp(now * 1000 + 1, 1), 1700000002u);
+    for (int64_t ms = 0; ms < 1000; ms += 37)
+        assert_true((int64_t)kvi__mc_stamp(now * 1000 + ms, 1) * 1000 >= now * 1000 + ms + 1000);
     /* The largest lifetime the contract allows still fits in 32 bits. */
-    assert_int_equal(kvi__mc_stamp(now, INT32_MAX), (uint32_t)(now + INT32_MAX));
+    assert_int_equal(kvi__mc_stamp(now * 1000, INT32_MAX), (uint32_t)(now + INT32_MAX));
+    assert_int_equal(kvi__mc_stamp(now * 1000, INT64_MAX / 2), UINT32_MAX);
     /* Small flags come from other clients, not from kvi. */
     assert_int_equal(kvi__mc_stamp_expiry(0), 0);
     assert_int_equal(kvi__mc_stamp_expiry(1), 0);
@@ -162,20 +169,24 @@ static void test_stamp_records_absolute_expiry(void **state)
     assert_int_equal(kvi__mc_stamp_expiry(KVI_MC_MIN_STAMP), (int64_t)KVI_MC_MIN_STAMP);
 }
 
-static void test_server_exptime_relative_absolute_or_kept_by_kvi(void **state)
+static void test_server_exptime_keeps_the_item_a_second_past_its_stamp(void **state)
 {
     (void)state;
-    int64_t now = 1700000000;
-    assert_int_equal(kvi__mc_server_exptime(now + 5, now), 5);
-    assert_int_equal(kvi__mc_server_exptime(now + KVI_MC_MAX_RELATIVE, now), KVI_MC_MAX_RELATIVE);
+    int64_t now = 1700000000, now_ms = now * 1000;
+    /* memcached's whole-second clock may drop an item up to a second early:
+     * the server gets one second more than the time left. */
+    assert_int_equal(kvi__mc_server_exptime(now + 5, now_ms), 6);
+    assert_int_equal(kvi__mc_server_exptime(now + 5, now_ms + 400), 6);
+    assert_int_equal(kvi__mc_server_exptime(now + KVI_MC_MAX_RELATIVE - 1, now_ms),
+                     KVI_MC_MAX_RELATIVE);
     /* Past 30 days memcached reads exptime as an absolute time. */
-    assert_int_equal(kvi__mc_server_exptime(now + KVI_MC_MAX_RELATIVE + 1, now),
+    assert_int_equal(kvi__mc_server_exptime(now + KVI_MC_MAX_RELATIVE, now_ms),
                      now + KVI_MC_MAX_RELATIVE + 1);
     /* Beyond memcached's signed 32-bit clock: the server keeps the item. */
-    assert_int_equal(kvi__mc_server_exptime((int64_t)INT32_MAX + 1, now), 0);
-    /* Due or overdue: one second, never 0 (which would mean "never"). */
-    assert_int_equal(kvi__mc_server_exptime(now, now), 1);
-    assert_int_equal(kvi__mc_server_exptime(now - 3, now), 1);
+    assert_int_equal(kvi__mc_server_exptime((int64_t)INT32_MAX, now_ms), 0);
+    /* Due or overdue: a short time, never 0 (which would mean "never"). */
+    assert_int_equal(kvi__mc_server_exptime(now, now_ms), 2);
+    assert_int_equal(kvi__mc_server_exptime(now - 3, now_ms), 2);
 }
 
 int main(void)
@@ -187,8 +198,8 @@ int main(void)
         cmocka_unit_test(test_key_with_mapping_prefix_is_mapped_so_it_cannot_meet_a_digest),
         cmocka_unit_test(test_envelope_round_trip_and_key_check),
         cmocka_unit_test(test_envelope_holds_a_1024_byte_key_and_empty_value),
-        cmocka_unit_test(test_stamp_records_absolute_expiry),
-        cmocka_unit_test(test_server_exptime_relative_absolute_or_kept_by_kvi),
+        cmocka_unit_test(test_stamp_records_absolute_expiry_rounded_up),
+        cmocka_unit_test(test_server_exptime_keeps_the_item_a_second_past_its_stamp),
     };
     return cmocka_run_group_tests_name("mc_envelope", tests, NULL, NULL);
 }
