@@ -3,7 +3,7 @@
 -- conventions: value or true; nil, message, status name otherwise.
 local kvi = require "kvi"
 local H = require "helper"
-local T = require "kvitest"
+local T = require "kviproc"
 
 describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
     local k, id

@@ -10,8 +10,9 @@
  *     KVI_TEST_REDIS_URL=redis://127.0.0.1:P/0, KVI_TEST_REDIS_PORT=P
  *     KVI_TEST_MEMCACHED_URL=memcached://127.0.0.1:P/, KVI_TEST_MEMCACHED_PORT=P
  * and always KVI_TEST_DEAD_PORT (a 127.0.0.1 port nothing listens on).
- * Exit status: the command's; 77 (CTest: skipped, with the reason printed)
- * when a server binary or a --need file (an engine module) is missing.
+ * Exit status: the command's; 77 (CTest: skipped, with the reason printed,
+ * kvi_test_skip) when a server binary or a --need file (an engine module)
+ * is missing -- a failure instead under KVI_REQUIRE_SERVERS=1.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,9 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kvitest.h"
 #include "testserver.h"
-
-#define SKIP 77
 
 static int usage(void)
 {
@@ -43,22 +43,6 @@ static void export_port(const char *name, const char *url_fmt, uint16_t port)
         snprintf(val, sizeof val, url_fmt, (unsigned)port);
         setenv(var, val, 1);
     }
-}
-
-/* Starts one server; SKIP when its binary is missing, 1 on failure. */
-static int start(const char *label, kvi_ts_result (*fn)(kvi_ts_server **, const char *const *),
-                 kvi_ts_server **out)
-{
-    kvi_ts_result r = fn(out, NULL);
-    if (r == KVI_TS_MISSING) {
-        printf("SKIP: %s is not installed: %s\n", label, kvi_ts_errmsg());
-        return SKIP;
-    }
-    if (r != KVI_TS_OK) {
-        fprintf(stderr, "FAIL: cannot start %s: %s\n", label, kvi_ts_errmsg());
-        return 1;
-    }
-    return 0;
 }
 
 static int run(char **cmd)
@@ -90,7 +74,7 @@ static int run(char **cmd)
 
 int main(int argc, char **argv)
 {
-    int want_redis = 0, want_mc = 0, i, rc = 0;
+    int want_redis = 0, want_mc = 0, i, rc;
     kvi_ts_server *redis = NULL, *mc = NULL;
     uint16_t dead;
 
@@ -100,10 +84,8 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--memcached") == 0) {
             want_mc = 1;
         } else if (strcmp(argv[i], "--need") == 0 && i + 1 < argc) {
-            if (access(argv[++i], R_OK) != 0) {
-                printf("SKIP: %s is not built (%s)\n", argv[i], strerror(errno));
-                return SKIP;
-            }
+            if (access(argv[++i], R_OK) != 0)
+                kvi_test_skip("%s is not built (%s)", argv[i], strerror(errno));
         } else {
             return usage();
         }
@@ -111,19 +93,20 @@ int main(int argc, char **argv)
     if (i + 1 >= argc)
         return usage();
 
-    if (kvi_ts_free_port(&dead) != KVI_TS_OK) {
-        fprintf(stderr, "FAIL: no free port: %s\n", kvi_ts_errmsg());
-        return 1;
-    }
+    if (kvi_ts_free_port(&dead) != KVI_TS_OK)
+        kvi_test_fail("no free port: %s", kvi_ts_errmsg());
     export_port("DEAD", NULL, dead);
-    if (want_redis && (rc = start("redis-server", kvi_ts_redis_start, &redis)) == 0)
+    if (want_redis) {
+        redis = kvi_test_redis(NULL);
         export_port("REDIS", "redis://127.0.0.1:%u/0", kvi_ts_port(redis));
-    if (rc == 0 && want_mc && (rc = start("memcached", kvi_ts_memcached_start, &mc)) == 0)
+    }
+    if (want_mc) {
+        mc = kvi_test_memcached(NULL);
         export_port("MEMCACHED", "memcached://127.0.0.1:%u/", kvi_ts_port(mc));
+    }
     fflush(stdout);
-    if (rc == 0)
-        rc = run(argv + i + 1);
-    if (rc != 0 && rc != SKIP) {
+    rc = run(argv + i + 1);
+    if (rc != 0) {
         if (redis != NULL)
             kvi_ts_print_log(redis, stderr, 2000);
         if (mc != NULL)

@@ -3,7 +3,7 @@
 -- that is down, big integers in replies.
 local kvi = require "kvi"
 local H = require "helper"
-local T = require "kvitest"
+local T = require "kviproc"
 
 -- Number of clients connected to the server, as redis counts them.
 local function clients(k, id)

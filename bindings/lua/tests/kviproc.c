@@ -1,8 +1,8 @@
 /*
- * kvitest.c -- a test-only Lua module (never installed) with the few
+ * kviproc.c -- a test-only Lua module (never installed) with the few
  * process functions the kvi specs need and plain Lua lacks:
  *
- *     local t = require "kvitest"
+ *     local t = require "kviproc"
  *     local pid = t.fork()        -- 0 in the child
  *     t.exit(code)                -- _exit(): the child leaves without
  *                                 -- running the parent's Lua finalizers
@@ -22,12 +22,12 @@
 #include <lua.h>
 
 #if defined(__GNUC__)
-#define KVITEST_EXPORT __attribute__((visibility("default")))
+#define KVIPROC_EXPORT __attribute__((visibility("default")))
 #else
-#define KVITEST_EXPORT
+#define KVIPROC_EXPORT
 #endif
 
-KVITEST_EXPORT int luaopen_kvitest(lua_State *L);
+KVIPROC_EXPORT int luaopen_kviproc(lua_State *L);
 
 static int t_fork(lua_State *L)
 {
@@ -81,7 +81,7 @@ static int t_getpid(lua_State *L)
     return 1;
 }
 
-KVITEST_EXPORT int luaopen_kvitest(lua_State *L)
+KVIPROC_EXPORT int luaopen_kviproc(lua_State *L)
 {
     static const struct {
         const char *name;
