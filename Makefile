@@ -15,7 +15,8 @@ DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
              libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev libcmocka-dev
 DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 lua-busted lua-sql-sqlite3 \
-             clang libclang-rt-14-dev sasl2-bin
+             clang libclang-rt-14-dev sasl2-bin \
+             kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3
 
 .PHONY: all build configure demo test check test-asan test-valgrind test-soak bench fuzz install clean \
         deps-build deps-test
@@ -71,11 +72,13 @@ check: configure
 	  sh tests/support/check-skips.sh $(BUILD)/ctest-check.log || rc=1; exit $$rc
 
 # The sanitizer build uses clang, so CI builds with both gcc and clang.
+# The sip tests (Kamailio + sipp) run in `make check` only: Debian's
+# kamailio is not built with the sanitizers.
 test-asan:
 	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke|install' \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke|install|sip' \
 	  --output-log $(ASAN_BUILD)/ctest-asan.log $(CTEST_ARGS); rc=$$?; \
 	  sh tests/support/check-skips.sh $(ASAN_BUILD)/ctest-asan.log || rc=1; exit $$rc
 

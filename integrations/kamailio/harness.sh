@@ -1,0 +1,332 @@
+# harness.sh -- run Kamailio with kvi_routing.lua, sipp and redis on
+# 127.0.0.1 in a private temporary directory.  Sourced (bash) by the sip tests
+# (tests/integration/kamailio/) and the benchmark (bench/sip/); usable by hand:
+#
+#     . integrations/kamailio/harness.sh
+#     kh_init                             # temp dir, cleanup trap
+#     kh_make_db "$KH_DIR/subscriber.db" 100 5   # users u0001..u0100 (+5 bad lines)
+#     kh_kam_start p1 KVI_SIP_CACHE=kvi KVI_SIP_URLS="local://?shm=x&max_memory=16m"
+#     kh_sipp_register p1 "$KH_DIR/users.csv" 200   # rate 200/s
+#     kh_dbq p1                           # "user count" per user queried
+#
+# Every process is started with a parent-death signal and stopped by its PID
+# at exit (also on failure, Ctrl-C or a test timeout); the directory is
+# removed unless KH_KEEP=1.  Nothing listens beyond 127.0.0.1.
+
+KH_SRC=${KH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+KH_BUILD=${KH_BUILD:-${KVI_BUILD_DIR:-}}
+declare -A KH_PID KH_PORT
+KH_PIDS=()
+KH_USED_PORTS=" "
+
+kh_log() { printf '%s %s\n' "[$(date +%T)]" "$*" >&2; }
+kh_die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+# A test that cannot run here says why and exits 77 (CTest: skipped).
+kh_skip() { printf '\n*** SKIPPED: %s ***\n\n' "$*" >&2; exit 77; }
+
+# Checks the programs and modules a Kamailio run needs; skips loudly when one
+# is missing.  $1 = "kvi" also needs the kvi Lua module in the build tree.
+kh_require() {
+    local p
+    for p in kamailio kamcmd sipp sqlite3 setpriv ss; do
+        command -v "$p" >/dev/null 2>&1 ||
+            kh_skip "$p not found (Debian: kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 util-linux iproute2; make deps-test installs them)"
+    done
+    local mdir=/usr/lib/x86_64-linux-gnu/kamailio/modules
+    mdir=$(kamailio -h 2>/dev/null | sed -n 's/.*Modules search path (default: \(.*\)).*/\1/p')
+    for p in app_lua db_sqlite auth_db dialog htable; do
+        [ -e "$mdir/$p.so" ] ||
+            kh_skip "Kamailio module $p.so missing in $mdir (Debian: kamailio-lua-modules, kamailio-sqlite-modules)"
+    done
+    if [ "${1:-}" = kvi ]; then
+        [ -n "$KH_BUILD" ] || kh_die "KVI_BUILD_DIR (the kvi build tree) is not set"
+        [ "${KVI_SIP_SANITIZE:-0}" = 1 ] &&
+            kh_skip "sanitizer build: its kvi Lua module cannot be loaded into Debian's uninstrumented kamailio (the normal build runs this test)"
+        [ -e "$KH_BUILD/bindings/lua/5.1/kvi.so" ] ||
+            kh_skip "kvi Lua 5.1 module $KH_BUILD/bindings/lua/5.1/kvi.so not built (needs liblua5.1-0-dev)"
+    fi
+}
+
+kh_cleanup() {
+    local i pid seg
+    for ((i = ${#KH_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${KH_PIDS[$i]}
+        kill -TERM "$pid" 2>/dev/null || continue
+    done
+    for pid in "${KH_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    KH_PIDS=()
+    for seg in ${KH_SHM_SEGMENTS:-}; do kh_shm_unlink "$seg"; done
+    if [ -n "${KH_DIR:-}" ] && [ "${KH_KEEP:-0}" != 1 ]; then
+        rm -rf "$KH_DIR"
+    elif [ -n "${KH_DIR:-}" ]; then
+        kh_log "kept $KH_DIR"
+    fi
+}
+
+kh_init() {
+    KH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kvi-sip-XXXXXX") || kh_die "mktemp failed"
+    trap kh_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+}
+
+# Starts a background process (argv) with a parent-death signal; records its
+# PID in KH_PIDS and prints nothing.  Output to file $1.
+kh_spawn() {
+    local out=$1
+    shift
+    setpriv --pdeathsig KILL -- "$@" >"$out" 2>&1 </dev/null &
+    KH_LAST_PID=$!
+    KH_PIDS+=("$KH_LAST_PID")
+}
+
+# Stops one process started by kh_spawn (TERM, up to 5 s, then KILL).
+kh_stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    local keep=() p
+    for p in "${KH_PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    KH_PIDS=("${keep[@]}")
+}
+
+# The shared-memory local engine (local://?shm=NAME): skips loudly when this
+# build of kvi does not have it.
+kh_require_shm() {
+    local out
+    out=$("$KH_BUILD/kvi" -u "local://?shm=kvi-sip-probe-$$&max_memory=1m" ping local 2>&1) ||
+        kh_skip "this kvi has no shared local engine (local://?shm=...): $out"
+    kh_shm_unlink "kvi-sip-probe-$$"
+}
+
+# kh_shm_url TAG: URL of a shared local collection private to this run (its
+# segment is unlinked at exit).
+kh_shm_url() {
+    local seg="kvi-sip-$1-$$"
+    KH_SHM_SEGMENTS="${KH_SHM_SEGMENTS:-} $seg"
+    echo "local://?shm=$seg&max_memory=${KH_SHM_SIZE:-32m}"
+}
+
+kh_shm_unlink() {
+    rm -f "/dev/shm/$1"
+}
+
+# A UDP (or TCP, $1=tcp) port on 127.0.0.1 nobody uses now, never the same
+# twice in one run.
+kh_free_port() {
+    local proto=${1:-udp} flag=-Hlun port used
+    [ "$proto" = tcp ] && flag=-Hltn
+    used=$(ss $flag 2>/dev/null | awk '{print $5}' | sed 's/.*://' | tr '\n' ' ')
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        case " $used $KH_USED_PORTS " in *" $port "*) continue ;; esac
+        KH_USED_PORTS+="$port "
+        echo "$port"
+        return
+    done
+}
+
+# kh_make_db FILE NGOOD NBAD: the subscriber database (Kamailio 5.6 schema,
+# table version 7, plain passwords) with users u0001..uNGOOD, password
+# "pw-<user>", and the sipp injection file $KH_DIR/users.csv: every good user
+# with its password, then NBAD lines of users u9001.. that are in the table
+# but are sent with a wrong password.
+kh_make_db() {
+    local db=$1 ngood=$2 nbad=${3:-0} i
+    rm -f "$db"
+    {
+        echo "BEGIN;"
+        echo "CREATE TABLE version (table_name VARCHAR(32) NOT NULL, table_version INTEGER DEFAULT 0 NOT NULL, CONSTRAINT version_table_name_idx UNIQUE (table_name));"
+        echo "INSERT INTO version VALUES ('subscriber', 7);"
+        echo "CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL, ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL, CONSTRAINT subscriber_account_idx UNIQUE (username, domain));"
+        echo "CREATE INDEX subscriber_username_idx ON subscriber (username);"
+        for ((i = 1; i <= ngood; i++)); do
+            printf "INSERT INTO subscriber (username, domain, password) VALUES ('u%04d', 'kvi.test', 'pw-u%04d');\n" "$i" "$i"
+        done
+        for ((i = 1; i <= nbad; i++)); do
+            printf "INSERT INTO subscriber (username, domain, password) VALUES ('u%04d', 'kvi.test', 'pw-u%04d');\n" $((9000 + i)) $((9000 + i))
+        done
+        echo "COMMIT;"
+    } | sqlite3 "$db" || kh_die "sqlite3 could not make $db"
+    {
+        echo "SEQUENTIAL"
+        for ((i = 1; i <= ngood; i++)); do printf 'u%04d;pw-u%04d;good\n' "$i" "$i"; done
+        for ((i = 1; i <= nbad; i++)); do printf 'u%04d;wrong-%d;bad\n' $((9000 + i)) "$i"; done
+    } >"$KH_DIR/users.csv"
+}
+
+# kh_kam_start NAME [VAR=VALUE ...]: Kamailio instance NAME on a free UDP port
+# of 127.0.0.1 (KH_PORT[NAME]) in $KH_DIR/NAME, foreground (-DD) under our
+# PID, with kamailio.cfg + kvi_routing.lua and the settings given (see
+# kvi_routing.lua; defaults: 8 workers, cache mode kvi, the database
+# $KH_DIR/subscriber.db).  Waits until its control socket answers and every
+# worker runs.
+kh_kam_start() {
+    local name=$1 dir=$KH_DIR/$1 try port
+    shift
+    mkdir -p "$dir"
+    for try in 1 2 3; do
+        port=$(kh_free_port udp)
+        kh_spawn "$dir/kamailio.log" env \
+            KVI_KAM_SCRIPT="$KH_SRC/kvi_routing.lua" \
+            KVI_KAM_DB_URL="sqlite:///$KH_DIR/subscriber.db" \
+            KVI_KAM_CTL="unix:$dir/ctl" \
+            KVI_KAM_CHILDREN=8 \
+            KVI_KAM_HTABLE="auth=>size=12;autoexpire=${KVI_SIP_LIFETIME:-7200};" \
+            KVI_KAM_MAX_CALL_S=60 \
+            KVI_MODULE_PATH="${KVI_MODULE_PATH:-$KH_BUILD/modules}" \
+            LUA_CPATH="$KH_BUILD/bindings/lua/5.1/?.so;;" \
+            "$@" \
+            kamailio -f "$KH_SRC/kamailio.cfg" -DD -E -w "$dir" -Y "$dir" -P "$dir/kamailio.pid" \
+            -l "udp:127.0.0.1:$port" -m "${KH_SHM_MB:-128}" -M 8
+        KH_PID[$name]=$KH_LAST_PID
+        KH_PORT[$name]=$port
+        local i
+        for ((i = 0; i < 200; i++)); do
+            if ! kill -0 "${KH_PID[$name]}" 2>/dev/null; then
+                break
+            fi
+            if kamcmd -s "unix:$dir/ctl" core.psx >"$dir/psx" 2>/dev/null &&
+                [ "$(grep -c 'udp receiver' "$dir/psx")" -ge "$(kh_env_children "$@")" ]; then
+                return 0
+            fi
+            sleep 0.1
+        done
+        if grep -q "Address already in use" "$dir/kamailio.log" 2>/dev/null; then
+            kh_stop_pid "${KH_PID[$name]}"
+            continue
+        fi
+        tail -n 30 "$dir/kamailio.log" >&2
+        kh_die "kamailio $name did not start (log above)"
+    done
+    kh_die "kamailio $name: no free port after 3 tries"
+}
+
+kh_env_children() {
+    local a n=8
+    for a in "$@"; do case $a in KVI_KAM_CHILDREN=*) n=${a#*=} ;; esac; done
+    echo "$n"
+}
+
+kh_kam_stop() {
+    kh_stop_pid "${KH_PID[$1]}"
+}
+
+kh_kamcmd() {
+    local name=$1
+    shift
+    kamcmd -s "unix:$KH_DIR/$name/ctl" "$@"
+}
+
+# Per-user count of subscriber-table queries the script made: "user count"
+# lines, sorted by user.
+kh_dbq() {
+    kh_kamcmd "$1" htable.dump dbq | awk '
+        /name:/  { n = $2 }
+        /value:/ { print n, $2 }' | sort
+}
+
+# Sum of the per-user counts.
+kh_dbq_total() {
+    kh_dbq "$1" | awk '{ s += $2 } END { print s + 0 }'
+}
+
+# CPU ticks (utime + stime, clock ticks) of an instance's main process and
+# all its children, from /proc.
+kh_cpu_ticks() {
+    local main=${KH_PID[$1]} total=0 f stat rest
+    for f in /proc/[0-9]*/stat; do
+        read -r stat <"$f" 2>/dev/null || continue
+        rest=${stat##*) }
+        set -- $rest
+        # after "pid (comm) ": state ppid ... utime=$12 stime=$13
+        if [ "${f//[^0-9]/}" = "$main" ] || [ "$2" = "$main" ]; then
+            total=$((total + ${12} + ${13}))
+        fi
+    done
+    echo "$total"
+}
+
+# kh_sipp NAME TAG [sipp args...]: runs sipp against instance NAME in
+# $KH_DIR/sipp-TAG (logs there), bounded by KH_SIPP_TIMEOUT seconds (60).
+# Returns sipp's status (0 = every call succeeded).
+kh_sipp() {
+    local name=$1 tag=$2 dir=$KH_DIR/sipp-$2 rc
+    shift 2
+    mkdir -p "$dir"
+    (cd "$dir" && timeout -k 5 "${KH_SIPP_TIMEOUT:-60}" setpriv --pdeathsig KILL -- \
+        sipp "127.0.0.1:${KH_PORT[$name]}" -i 127.0.0.1 -p "$(kh_free_port udp)" -nostdin \
+        -trace_logs -log_file "$dir/calls.log" -trace_err -error_file "$dir/errors.log" \
+        -trace_stat -stf "$dir/stat.csv" -fd 3600 "$@" >"$dir/sipp.out" 2>&1)
+    rc=$?
+    return $rc
+}
+
+# kh_sipp_register NAME TAG CSV RATE [more sipp args]: one REGISTER call per
+# injection line, at RATE calls/s.
+kh_sipp_register() {
+    local name=$1 tag=$2 csv=$3 rate=$4 n
+    shift 4
+    n=$(($(wc -l <"$csv") - 1))
+    kh_sipp "$name" "$tag" -sf "$KH_SRC/sipp/register.xml" -inf "$csv" -r "$rate" -m "$n" "$@"
+}
+
+# Last value of a column of a sipp statistics file (cumulative counters such
+# as SuccessfulCall(C), FailedCall(C), Retransmissions(C)).
+kh_sipp_stat() {
+    local file=$1 col=$2
+    awk -F';' -v want="$col" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == want) c = i; next }
+                              { last = $c } END { print last + 0 }' "$file"
+}
+
+# kh_check_register CSV LOG: every injection line of CSV has exactly one
+# result line in the sipp log; "good" lines got 200, "bad" ones 401 or 403.
+# Prints the counts; fails (status 1) with the offending lines otherwise.
+kh_check_register() {
+    awk -F'[; ]' '
+        FNR == NR { if (FNR > 1) { want[$1] = $3; n++ } next }
+        { got[$1]++; code[$1] = $3 }
+        END {
+            bad = 0; good200 = 0; bad40x = 0
+            for (u in want) {
+                if (got[u] != 1) { printf "user %s: %d results, want 1\n", u, got[u]; bad++; continue }
+                if (want[u] == "good") {
+                    if (code[u] == "200") good200++
+                    else { printf "user %s (right password): got %s, want 200\n", u, code[u]; bad++ }
+                } else {
+                    if (code[u] == "401" || code[u] == "403") bad40x++
+                    else { printf "user %s (wrong password): got %s, want 401/403\n", u, code[u]; bad++ }
+                }
+            }
+            for (u in got) if (!(u in want)) { printf "unexpected user %s in the log\n", u; bad++ }
+            printf "register results: %d lines, %d right passwords got 200, %d wrong got 401/403, %d wrong results\n",
+                   n, good200, bad40x, bad
+            exit bad != 0
+        }' "$1" "$2"
+}
+
+# kh_redis_start NAME [extra redis-server args]: a throwaway redis-server on a
+# free 127.0.0.1 port (KH_PORT[NAME]) in $KH_DIR/NAME, waits for PING.
+kh_redis_start() {
+    local name=$1 dir=$KH_DIR/$1 port i
+    shift
+    command -v redis-server >/dev/null 2>&1 || kh_skip "redis-server not found (Debian: redis-server)"
+    mkdir -p "$dir"
+    port=$(kh_free_port tcp)
+    kh_spawn "$dir/redis.log" redis-server --port "$port" --bind 127.0.0.1 --save "" \
+        --appendonly no --dir "$dir" "$@"
+    KH_PID[$name]=$KH_LAST_PID
+    KH_PORT[$name]=$port
+    for ((i = 0; i < 100; i++)); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$dir/redis.log" >&2
+    kh_die "redis-server $name did not start"
+}

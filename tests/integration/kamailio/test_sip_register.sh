@@ -1,0 +1,64 @@
+#!/bin/bash
+# sip_register_<mode>: Kamailio (8 workers) with kvi_routing.lua in cache
+# mode <mode>, a subscriber database of 40 users plus 6 users sent with a
+# wrong password, sipp registering every injection line three times.
+#   - every REGISTER with the right password gets 200, every wrong one 401/403;
+#   - subscriber-table queries per user (counted by the script): with a
+#     cache, exactly 1 per right-password user (the lifetime is longer than
+#     the run); without one ("none"), one per REGISTER; a wrong password is
+#     never cached, so 3 per such user in every mode.
+# Modes: none, htable (Kamailio's native cache), kvi-redis (kvi over a
+# redis-server), kvi-shm (kvi over the shared local engine).
+set -u
+mode=${1:?usage: test_sip_register.sh none|htable|kvi-redis|kvi-shm}
+. "${KVI_SOURCE_DIR:?}/integrations/kamailio/harness.sh"
+
+case $mode in kvi-*) kh_require kvi ;; *) kh_require ;; esac
+kh_init
+NGOOD=40 NBAD=6 ROUNDS=3
+kh_make_db "$KH_DIR/subscriber.db" $NGOOD $NBAD
+
+args=()
+case $mode in
+none | htable) args=(KVI_SIP_CACHE=$mode) ;;
+kvi-redis)
+    kh_redis_start redis
+    args=(KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=redis://127.0.0.1:${KH_PORT[redis]}/")
+    ;;
+kvi-shm)
+    kh_require_shm
+    args=(KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$(kh_shm_url auth)")
+    ;;
+*) kh_die "unknown mode $mode" ;;
+esac
+kh_kam_start p1 "${args[@]}"
+
+failed=0
+for ((r = 1; r <= ROUNDS; r++)); do
+    if ! kh_sipp_register p1 "r$r" "$KH_DIR/users.csv" 100; then
+        echo "sipp round $r: not every call completed (sipp status $?):"
+        tail -n 20 "$KH_DIR/sipp-r$r/sipp.out"
+        failed=1
+    fi
+    kh_check_register "$KH_DIR/users.csv" "$KH_DIR/sipp-r$r/calls.log" || failed=1
+done
+
+want_good=1
+[ "$mode" = none ] && want_good=$ROUNDS
+kh_dbq p1 >"$KH_DIR/dbq.txt"
+if ! awk -v ng="$want_good" -v nb="$ROUNDS" -v ngood=$NGOOD -v nbad=$NBAD '
+    { q[$1] = $2 }
+    END {
+        bad = 0
+        for (i = 1; i <= ngood; i++) { u = sprintf("u%04d", i)
+            if (q[u] != ng) { printf "user %s: %d subscriber queries, want %d\n", u, q[u], ng; bad++ } }
+        for (i = 1; i <= nbad; i++) { u = sprintf("u%04d", 9000 + i)
+            if (q[u] != nb) { printf "user %s (wrong password): %d queries, want %d\n", u, q[u], nb; bad++ } }
+        printf "subscriber queries: %d users checked, %d wrong counts\n", ngood + nbad, bad
+        exit bad != 0
+    }' "$KH_DIR/dbq.txt"; then
+    failed=1
+fi
+grep -E "ERROR|CRITICAL" "$KH_DIR/p1/kamailio.log" | grep -v "bad header" | head -n 5
+[ $failed = 0 ] || kh_die "sip_register_$mode (logs: run with KH_KEEP=1)"
+echo "sip_register_$mode: OK"
