@@ -4,6 +4,7 @@
  * first use of its scheme.
  */
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,26 @@ static int running_from_build_tree(void)
 #endif
 }
 
+/* Where an installed tree keeps its modules: "<directory of this
+ * libkvi.so>/kvi" ($libdir/kvi next to $libdir/libkvi.so), wherever the tree
+ * was installed or moved to.  When this code is not in a shared libkvi (a
+ * program linked with the static library) the configured prefix's
+ * directory. */
+static void installed_module_dir(char *buf, size_t len)
+{
+    Dl_info info;
+    snprintf(buf, len, "%s", KVI_INSTALL_MODULE_DIR);
+    if (dladdr((void *)&installed_module_dir, &info) == 0 || info.dli_fname == NULL)
+        return;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (slash == NULL || strncmp(slash + 1, "libkvi.so", 9) != 0)
+        return;
+    char dir[PATH_MAX], real[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
+    /* "/p/bin/../lib" (found through kvi's RUNPATH) reads better as "/p/lib". */
+    snprintf(buf, len, "%s/kvi", realpath(dir, real) != NULL ? real : dir);
+}
+
 kvi_status kvi__module_load(kvi *k, const char *path, const char *scheme,
                             const struct kvi_engine **engine, void **handle)
 {
@@ -53,11 +74,12 @@ kvi_status kvi__module_load(kvi *k, const char *path, const char *scheme,
          * its caller's environment. */
         const char *env = secure_getenv("KVI_MODULE_PATH");
         const char *first = running_from_build_tree() ? KVI_BUILD_MODULE_DIR : "";
+        char inst[1024];
+        installed_module_dir(inst, sizeof inst);
         if (env != NULL && env[0] != '\0')
             snprintf(dirs, sizeof dirs, "%s", env); /* overrides, as documented */
         else
-            snprintf(dirs, sizeof dirs, "%s%s%s", first, first[0] ? ":" : "",
-                     KVI_INSTALL_MODULE_DIR);
+            snprintf(dirs, sizeof dirs, "%s%s%s", first, first[0] ? ":" : "", inst);
     } else {
         snprintf(dirs, sizeof dirs, "%s", path);
     }
