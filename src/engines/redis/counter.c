@@ -8,7 +8,7 @@
 #include "error.h"
 
 /* Which script of struct kvi_redis.scripts does what. */
-enum { SCRIPT_ADD = 0 };
+enum { SCRIPT_ADD = 0, SCRIPT_ADD_BOUNDED = 1 };
 
 /* KEYS[1] += ARGV[1]; a key it creates expires after ARGV[2] s (0: never);
  * returns the new value as a string (exact beyond 2^53). */
@@ -18,17 +18,49 @@ static const char add_script[] =
     "if created and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
     "return redis.call('GET', KEYS[1])\n";
 
+/*
+ * KEYS[1] += ARGV[1] only when the result stays within [ARGV[3], ARGV[4]];
+ * a key it creates expires after ARGV[2] s (0: never), an existing key
+ * keeps its expiry.  Returns {1, new value} or, refused, {0, current value
+ * ("0" when missing)} with nothing changed.  Lua numbers are doubles, so
+ * INCRBY does the exact int64 arithmetic (and raises not-an-integer,
+ * WRONGTYPE and overflow errors before anything changed); a result out of
+ * bounds is put back as it was (byte for byte, KEEPTTL) in the same atomic
+ * script.  Bounds are compared as canonical decimal strings.
+ */
+static const char add_bounded_script[] =
+    "local function lt(a, b)\n"
+    "  local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'\n"
+    "  if na ~= nb then return na end\n"
+    "  if #a ~= #b then return (#a < #b) ~= na end\n"
+    "  if a == b then return false end\n"
+    "  return (a < b) ~= na\n"
+    "end\n"
+    "local old = redis.call('GET', KEYS[1])\n"
+    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+    "local new = redis.call('GET', KEYS[1])\n"
+    "if lt(new, ARGV[3]) or lt(ARGV[4], new) then\n"
+    "  if old then redis.call('SET', KEYS[1], old, 'KEEPTTL')\n"
+    "  else redis.call('DEL', KEYS[1]) end\n"
+    "  return {0, old or '0'}\n"
+    "end\n"
+    "if not old and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
+    "return {1, new}\n";
+
 /* See counter.h. */
 void kvi__redis_scripts_init(struct kvi_redis *rp)
 {
     rp->scripts[SCRIPT_ADD].text = add_script;
+    rp->scripts[SCRIPT_ADD_BOUNDED].text = add_bounded_script;
 }
 
 static kvi_status counter_error(kvi_conn *c, const redisReply *r)
 {
     if (strstr(r->str, "would overflow") != NULL)
         return kvi_engine_error(c, KVI_E_OVERFLOW, "increment or decrement would overflow");
-    if (strstr(r->str, "not an integer") != NULL || strncmp(r->str, "WRONGTYPE", 9) == 0)
+    /* Redis >= 7 passes a script's error code through; older servers
+     * wrap it ("ERR Error running script ...: WRONGTYPE ..."). */
+    if (strstr(r->str, "not an integer") != NULL || strstr(r->str, "WRONGTYPE") != NULL)
         return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
     return kvi__redis_reply_error(c, r);
 }
@@ -92,12 +124,45 @@ kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t 
 }
 
 /* See counter.h. */
-kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                  int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
-    redisReply *r;
-    kvi_status s = kvi__redis_get_string(c, key, key_len, &r, NULL);
+    char text[4][24];
+    const char *args[4] = {text[0], text[1], text[2], text[3]};
+    size_t lens[4] = {kvi_format_int64(delta, text[0]), kvi_format_int64(expire_s, text[1]),
+                      kvi_format_int64(min, text[2]), kvi_format_int64(max, text[3])};
+    redisReply *r = NULL;
+
+    kvi_status s = run_script(c, SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
     if (s != KVI_OK)
         return s;
+    if (r->type == REDIS_REPLY_ERROR) {
+        s = counter_error(c, r);
+        freeReplyObject(r);
+        return s;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
+        !kvi_parse_int64(r->element[1]->str, r->element[1]->len, value))
+        return kvi__redis_unexpected(c, r, "the bounded counter script");
+    s = r->element[0]->integer == 1 ? KVI_OK : KVI_OUT_OF_BOUNDS;
+    freeReplyObject(r);
+    return s;
+}
+
+/* See counter.h. */
+kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
+{
+    redisReply *r = NULL, *err = NULL;
+    kvi_status s = kvi__redis_get_string(c, key, key_len, &r, &err);
+    if (s != KVI_OK)
+        return s;
+    if (err != NULL) {
+        /* WRONGTYPE: a list or hash is not a counter either. */
+        s = counter_error(c, err);
+        freeReplyObject(err);
+        return s;
+    }
     if (!kvi_parse_int64(r->str, r->len, out))
         s = kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
     freeReplyObject(r);

@@ -16,7 +16,12 @@ void kvi__redis_scripts_init(struct kvi_redis *rp);
 kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                           int64_t expire_s, int64_t *new_value);
 
-/* The engine's counter_fetch slot. */
+/* The engine's add_bounded slot (engine.h): one round trip, one Lua
+ * script; KVI_OUT_OF_BOUNDS with the current value when refused. */
+kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                  int64_t expire_s, int64_t min, int64_t max, int64_t *value);
+
+/* The engine's counter_fetch slot; WRONGTYPE is KVI_E_NOT_A_COUNTER. */
 kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
 
 #endif /* KVI_REDIS_COUNTER_H */

@@ -177,6 +177,31 @@ static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, cons
     return KVI_OK;
 }
 
+/* SET key val NX [EX expire_s]: nil means the key exists.  Not resent: a
+ * second SET after a lost reply would report KEY_EXISTS for our own
+ * write. */
+static kvi_status redis_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                                 size_t val_len, int64_t expire_s)
+{
+    char ex[24];
+    const char *argv[6] = {"SET", key, val, "NX", "EX", ex};
+    size_t lens[6] = {3, key_len, val_len, 2, 2, 0};
+    redisReply *r;
+
+    if (expire_s > 0)
+        lens[5] = kvi_format_int64(expire_s, ex);
+    kvi_status s = kvi__redis_run(c, expire_s > 0 ? 6 : 4, argv, lens,
+                                  kvi__redis_slot_of(key, key_len), KVI_REDIS_WRITE, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type == REDIS_REPLY_NIL)
+        s = KVI_KEY_EXISTS;
+    else if (r->type != REDIS_REPLY_STATUS)
+        return kvi__redis_unexpected(c, r, "SET NX");
+    freeReplyObject(r);
+    return s;
+}
+
 static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     redisReply *r;
@@ -645,7 +670,8 @@ static const struct kvi_engine kvi_engine_redis = {
     .name = "redis",
     .description = "Redis (standalone, failover list or Redis Cluster) via hiredis",
     .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY |
-            KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_PERSISTENT | KVI_CAP_SHARED,
+            KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_PERSISTENT | KVI_CAP_SHARED |
+            KVI_CAP_CONDITIONAL,
     .conn_size = sizeof(struct kvi_redis),
     .max_value_len = KVI_MAX_VALUE_LEN,
     .option_table = redis_options,
@@ -661,6 +687,8 @@ static const struct kvi_engine kvi_engine_redis = {
     .keys = redis_keys,
     .remove_glob = redis_remove_glob,
     .ttl = redis_ttl,
+    .add_bounded = kvi__redis_add_bounded,
+    .store_nx = redis_store_nx,
     .ping = redis_ping,
 };
 

@@ -192,6 +192,38 @@ static void test_cluster_counters_ttl_and_remove(void **state)
     kvi_free(k);
 }
 
+/* Bounded add and store-if-absent are routed by key: keys of every master
+ * behave alike (one round trip each, no CROSSSLOT). */
+static void test_cluster_bounded_add_and_store_nx_on_every_master(void **state)
+{
+    (void)state;
+    kvi *k = cluster_kvi();
+    char key[32];
+    int64_t n = 0;
+    int on_master[8] = {0};
+    for (int i = 0; i < 60; i++) {
+        snprintf(key, sizeof key, "bnd:%d", i);
+        size_t len = strlen(key);
+        on_master[master_of(slot_of(key)) % 8] = 1;
+        assert_int_equal(kvi_add_bounded(k, "redis", key, len, 3, 60, 0, 5, &n), KVI_OK);
+        assert_int_equal(n, 3);
+        assert_int_equal(kvi_add_bounded(k, "redis", key, len, 3, 60, 0, 5, &n), KVI_OUT_OF_BOUNDS);
+        assert_int_equal(n, 3);
+        assert_int_equal(kvi_sub_bounded(k, "redis", key, len, 3, 0, 0, 5, &n), KVI_OK);
+        assert_int_equal(n, 0);
+        snprintf(key, sizeof key, "nx:%d", i);
+        len = strlen(key);
+        assert_int_equal(kvi_store_nx(k, "redis", key, len, "a", 1, 60), KVI_OK);
+        assert_int_equal(kvi_store_nx(k, "redis", key, len, "b", 1, 60), KVI_KEY_EXISTS);
+        assert_fetch_is(k, key, "a");
+    }
+    int masters = 0;
+    for (int i = 0; i < 8; i++)
+        masters += on_master[i];
+    assert_true(masters >= 3);
+    kvi_free(k);
+}
+
 static void test_cluster_keys_lists_every_master(void **state)
 {
     (void)state;
@@ -551,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_cluster_is_detected_and_keys_spread_over_masters),
         cmocka_unit_test(test_cluster_counters_ttl_and_remove),
         cmocka_unit_test(test_cluster_keys_lists_every_master),
+        cmocka_unit_test(test_cluster_bounded_add_and_store_nx_on_every_master),
         cmocka_unit_test(test_cluster_raw_query_routes_by_key_position),
         cmocka_unit_test(test_conformance_suite_passes_on_the_cluster),
         cmocka_unit_test(test_slot_migration_during_traffic_follows_ask_and_moved),
