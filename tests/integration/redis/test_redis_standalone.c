@@ -23,9 +23,7 @@
 #include <cmocka.h>
 
 #include "kvi/kvi.h"
-#include "testserver.h"
-
-#define SKIP_EXIT 77
+#include "kvitest.h"
 
 static int64_t mono_ms(void)
 {
@@ -34,17 +32,10 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A redis-server, or a loud skip when there is none (kvitest.h). */
 static kvi_ts_server *start_redis(const char *const *extra)
 {
-    kvi_ts_server *s = NULL;
-    kvi_ts_result r = kvi_ts_redis_start(&s, extra);
-    if (r == KVI_TS_MISSING) {
-        fprintf(stderr, "SKIP: %s\n", kvi_ts_errmsg());
-        exit(SKIP_EXIT);
-    }
-    if (r != KVI_TS_OK)
-        fail_msg("cannot start redis-server: %s", kvi_ts_errmsg());
-    return s;
+    return kvi_test_redis(extra);
 }
 
 static kvi *new_kvi(void)
