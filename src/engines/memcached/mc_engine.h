@@ -8,7 +8,7 @@
  *   mc_watch.c     the watchdog that ends a call at its deadline
  *   mc_lease.c     handles lent to calls; one generation per pid (fork)
  *   mc_item.c      reading and writing one item (envelope, stamps, retry)
- *   mc_slots.c     the operations (store, fetch, add, ...)
+ *   mc_slots.c     the operations (store, fetch, add, add_bounded, store_nx, ...)
  *   memcached.c    open/close, options, the engine table
  */
 #ifndef KVI_MC_ENGINE_H
@@ -168,6 +168,10 @@ kvi_status kvi__mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value
 kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len);
 kvi_status kvi__mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                        int64_t expire_s, int64_t *new_value);
+kvi_status kvi__mc_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                               int64_t expire_s, int64_t min, int64_t max, int64_t *value);
+kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s);
 kvi_status kvi__mc_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
 kvi_status kvi__mc_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s);
 kvi_status kvi__mc_ping(kvi_conn *c);

@@ -17,6 +17,14 @@ static kvi_status mc_begin(kvi_conn *c, struct mc_key *k, const void *key, size_
     return st != KVI_OK ? st : kvi__mc_acquire(c, l);
 }
 
+/* The flags (stamp) and server exptime of an item written now with
+ * lifetime expire_s (0 = none). */
+static void mc_new_expiry(int64_t now_ms, int64_t expire_s, uint32_t *flags, int64_t *exptime)
+{
+    *flags = kvi__mc_stamp(now_ms, expire_s);
+    *exptime = *flags ? kvi__mc_server_exptime(*flags, now_ms) : 0;
+}
+
 kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
                          size_t val_len, int64_t expire_s)
 {
@@ -25,9 +33,9 @@ kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const voi
     kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
-    int64_t now_ms = kvi__mc_now_ms();
-    uint32_t flags = kvi__mc_stamp(now_ms, expire_s);
-    int64_t exptime = flags ? kvi__mc_server_exptime(flags, now_ms) : 0;
+    uint32_t flags;
+    int64_t exptime;
+    mc_new_expiry(kvi__mc_now_ms(), expire_s, &flags, &exptime);
     memcached_return_t rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
     st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
     if (kvi__mc_retry_once(c, l.mc, st)) {
@@ -112,20 +120,28 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
     return st;
 }
 
+/* The bounds of a counter update; plain add/sub have the whole int64 range. */
+struct mc_bounds {
+    int64_t min, max;
+    const char *op; /* "add" or "add_bounded", for messages */
+};
+
 /* One attempt of add: KVI_OK with *done = 1 when written, *done = 0 when
- * another client changed the item meanwhile (try again). */
+ * another client changed the item meanwhile (try again);
+ * KVI_OUT_OF_BOUNDS (nothing written, *value = the current value, 0 when
+ * missing) when the result would leave b. */
 static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
                               memcached_result_st *res, int64_t delta, int64_t expire_s,
-                              int64_t *new_value, int *done)
+                              const struct mc_bounds *b, int64_t *value, int *done)
 {
     *done = 0;
     int64_t now_ms = kvi__mc_now_ms();
     struct mc_item it;
-    kvi_status st = kvi__mc_read(c, mc, k, res, &it, now_ms, "add");
+    kvi_status st = kvi__mc_read(c, mc, k, res, &it, now_ms, b->op);
     if (st != KVI_OK)
         return st;
 
-    int64_t value = delta;
+    int64_t old = 0, next = delta;
     enum mc_write_mode mode;
     uint32_t flags;
     int64_t exptime;
@@ -133,42 +149,47 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
         /* Missing (ADD: exactly one creator wins) or past its recorded
          * expiry while the server still holds it (CAS: replaced once). */
         mode = it.present ? MC_CAS : MC_ADD;
-        flags = kvi__mc_stamp(now_ms, expire_s);
-        exptime = flags ? kvi__mc_server_exptime(flags, now_ms) : 0;
+        mc_new_expiry(now_ms, expire_s, &flags, &exptime);
     } else {
-        int64_t old;
         if (!kvi_parse_int64(it.data, it.len, &old))
-            return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "add: value of '%s' is not an integer",
-                                    k->mkey);
-        if (__builtin_add_overflow(old, delta, &value))
-            return kvi_engine_error(c, KVI_E_OVERFLOW, "add: %lld + %lld does not fit in int64",
-                                    (long long)old, (long long)delta);
+            return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "%s: value of '%s' is not an integer",
+                                    b->op, k->mkey);
+        if (__builtin_add_overflow(old, delta, &next))
+            return kvi_engine_error(c, KVI_E_OVERFLOW, "%s: %lld + %lld does not fit in int64",
+                                    b->op, (long long)old, (long long)delta);
         /* Fixed window: keep the recorded expiry (flags unchanged) and send
          * the time left of it. */
         mode = MC_CAS;
         flags = it.flags;
         exptime = it.expiry_s ? kvi__mc_server_exptime(it.expiry_s, now_ms) : 0;
     }
+    if (next < b->min || next > b->max) {
+        /* Refused on the value read with this CAS: nothing is written, so
+         * the refusal is as atomic as the update would have been. */
+        *value = old;
+        return KVI_OUT_OF_BOUNDS;
+    }
     char text[24];
-    size_t text_len = kvi_format_int64(value, text);
+    size_t text_len = kvi_format_int64(next, text);
     memcached_return_t rc = kvi__mc_write(c, mc, k, mode, text, text_len, exptime, flags, it.cas);
     switch (rc) {
     case MEMCACHED_SUCCESS:
     case MEMCACHED_STORED:
         *done = 1;
-        *new_value = value;
+        *value = next;
         return KVI_OK;
     case MEMCACHED_DATA_EXISTS: /* CAS lost, or ADD found a key (binary) */
     case MEMCACHED_NOTSTORED:   /* ADD found a key */
     case MEMCACHED_NOTFOUND:    /* removed between read and CAS */
         return KVI_OK;
     default:
-        return kvi__mc_fail(c, mc, rc, "add");
+        return kvi__mc_fail(c, mc, rc, b->op);
     }
 }
 
-kvi_status kvi__mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
-                       int64_t expire_s, int64_t *new_value)
+/* The CAS loop of add, sub and their bounded forms. */
+static kvi_status mc_add_loop(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                              int64_t expire_s, const struct mc_bounds *b, int64_t *out)
 {
     struct mc_key k;
     struct mc_lease l;
@@ -182,16 +203,82 @@ kvi_status kvi__mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t del
     for (int tries = 0; st == KVI_OK && !done; tries++) {
         if (tries == MC_CAS_MAX_TRIES) {
             st = kvi_engine_error(c, KVI_E_BACKEND,
-                                  "add: gave up after %d conflicting concurrent updates",
+                                  "%s: gave up after %d conflicting concurrent updates", b->op,
                                   MC_CAS_MAX_TRIES);
             break;
         }
-        st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, &value, &done);
+        st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, b, &value, &done);
     }
     memcached_result_free(&res);
-    kvi__mc_release(c, &l, st);
-    if (st == KVI_OK && new_value != NULL)
-        *new_value = value;
+    kvi__mc_release(c, &l, st == KVI_OUT_OF_BOUNDS ? KVI_OK : st);
+    if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && out != NULL)
+        *out = value;
+    return st;
+}
+
+kvi_status kvi__mc_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                       int64_t expire_s, int64_t *new_value)
+{
+    static const struct mc_bounds any = {INT64_MIN, INT64_MAX, "add"};
+    return mc_add_loop(c, key, key_len, delta, expire_s, &any, new_value);
+}
+
+kvi_status kvi__mc_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                               int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    const struct mc_bounds b = {min, max, "add_bounded"};
+    return mc_add_loop(c, key, key_len, delta, expire_s, &b, value);
+}
+
+/* memcached's add command stores only where the server holds no item; an
+ * item past its stamp that the server still holds is absent for kvi and is
+ * replaced with CAS (one racer wins, the others see the winner's item). */
+kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s)
+{
+    struct mc_key k;
+    struct mc_lease l;
+    kvi_status st = mc_begin(c, &k, key, key_len, &l);
+    if (st != KVI_OK)
+        return st;
+    memcached_result_st res;
+    memcached_result_create(l.mc, &res);
+    struct mc_item it;
+    memset(&it, 0, sizeof it);
+    for (int tries = 0;; tries++) {
+        if (tries == MC_CAS_MAX_TRIES) {
+            st = kvi_engine_error(c, KVI_E_BACKEND,
+                                  "store_nx: gave up after %d conflicting concurrent updates",
+                                  MC_CAS_MAX_TRIES);
+            break;
+        }
+        int64_t now_ms = kvi__mc_now_ms();
+        uint32_t flags;
+        int64_t exptime;
+        mc_new_expiry(now_ms, expire_s, &flags, &exptime);
+        enum mc_write_mode mode = it.present ? MC_CAS : MC_ADD;
+        memcached_return_t rc =
+            kvi__mc_write(c, l.mc, &k, mode, val, val_len, exptime, flags, it.cas);
+        if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED) {
+            st = KVI_OK;
+            break;
+        }
+        if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_NOTFOUND) {
+            st = kvi__mc_fail(c, l.mc, rc, "store_nx");
+            if (tries == 0 && mode == MC_ADD && kvi__mc_retry_once(c, l.mc, st))
+                continue;
+            break;
+        }
+        /* The server holds an item (or lost the one we read): live means
+         * the key exists; expired means replace it with its CAS. */
+        st = kvi__mc_read(c, l.mc, &k, &res, &it, kvi__mc_now_ms(), "store_nx");
+        if (st == KVI_OK && it.live)
+            st = KVI_KEY_EXISTS;
+        if (st != KVI_OK)
+            break;
+    }
+    memcached_result_free(&res);
+    kvi__mc_release(c, &l, st == KVI_KEY_EXISTS ? KVI_OK : st);
     return st;
 }
 

@@ -558,6 +558,176 @@ static void test_threads_share_one_connection_with_exact_sums(void **state)
     kvi_free(k);
 }
 
+/* ---- bounded counters and store-if-absent (CAS) ----------------------------- */
+
+#define BOUNDED_START 120
+#define BOUNDED_OPS 40
+
+struct bounded_arg {
+    kvi_conn *c;
+    const char *key;
+    int ok, refused, errors, bad_refusal;
+};
+
+static void *thread_bounded_sub(void *p)
+{
+    struct bounded_arg *a = p;
+    for (int i = 0; i < BOUNDED_OPS; i++) {
+        int64_t v = -7;
+        kvi_status st = kvi_conn_sub_bounded(a->c, a->key, strlen(a->key), 1, 0, 0, 1000, &v);
+        if (st == KVI_OK)
+            a->ok++;
+        else if (st == KVI_OUT_OF_BOUNDS) {
+            a->refused++;
+            if (v != 0) /* refused only at the floor, which it reports */
+                a->bad_refusal++;
+        } else
+            a->errors++;
+    }
+    return NULL;
+}
+
+static void test_bounded_sub_races_never_pass_the_floor(void **state)
+{
+    (void)state;
+    kvi *k = ctx_for(pool_url);
+    kvi_conn *c;
+    assert_int_equal(kvi_conn_get(k, "memcached", &c), KVI_OK);
+    const char *keys[2] = {"credit", "credit of \xc3\xa9ric"}; /* plain and mapped */
+    for (int kk = 0; kk < 2; kk++) {
+        char start[8];
+        snprintf(start, sizeof start, "%d", BOUNDED_START);
+        ASSERT_KVI(k,
+                   kvi_store(k, "memcached", keys[kk], strlen(keys[kk]), start, strlen(start), 0),
+                   KVI_OK);
+        pthread_t t[NTHREADS];
+        struct bounded_arg args[NTHREADS];
+        for (int i = 0; i < NTHREADS; i++) {
+            memset(&args[i], 0, sizeof args[i]);
+            args[i].c = c;
+            args[i].key = keys[kk];
+            assert_int_equal(pthread_create(&t[i], NULL, thread_bounded_sub, &args[i]), 0);
+        }
+        int ok = 0, refused = 0;
+        for (int i = 0; i < NTHREADS; i++) {
+            pthread_join(t[i], NULL);
+            assert_int_equal(args[i].errors, 0);
+            assert_int_equal(args[i].bad_refusal, 0);
+            ok += args[i].ok;
+            refused += args[i].refused;
+        }
+        /* Exactly as many debits as the credit allowed. */
+        assert_int_equal(ok, BOUNDED_START);
+        assert_int_equal(refused, NTHREADS * BOUNDED_OPS - BOUNDED_START);
+        int64_t v = -1;
+        ASSERT_KVI(k, kvi_counter_fetch(k, "memcached", keys[kk], strlen(keys[kk]), &v), KVI_OK);
+        assert_int_equal(v, 0);
+    }
+    kvi_free(k);
+}
+
+static void test_bounded_add_creates_with_expiry_and_refuses_with_current_value(void **state)
+{
+    (void)state;
+    kvi *k = ctx_for(pool_url);
+    const char *key = "bounded-new";
+    int64_t v = -1, ttl = 0;
+    kvi_remove(k, "memcached", key, strlen(key));
+    /* Missing: 0 + delta outside the bounds is refused and reports 0. */
+    ASSERT_KVI(k, kvi_add_bounded(k, "memcached", key, strlen(key), 11, 60, 0, 10, &v),
+               KVI_OUT_OF_BOUNDS);
+    assert_int_equal(v, 0);
+    ASSERT_KVI(k, kvi_counter_fetch(k, "memcached", key, strlen(key), &v), KVI_NOT_FOUND);
+    /* Within: created with the expiry. */
+    ASSERT_KVI(k, kvi_add_bounded(k, "memcached", key, strlen(key), 7, 60, 0, 10, &v), KVI_OK);
+    assert_int_equal(v, 7);
+    ASSERT_KVI(k, kvi_ttl(k, "memcached", key, strlen(key), &ttl), KVI_OK);
+    assert_true(ttl >= 58 && ttl <= 60);
+    /* Refused: nothing changes, the current value comes back. */
+    v = -1;
+    ASSERT_KVI(k, kvi_add_bounded(k, "memcached", key, strlen(key), 4, 0, 0, 10, &v),
+               KVI_OUT_OF_BOUNDS);
+    assert_int_equal(v, 7);
+    ASSERT_KVI(k, kvi_sub_bounded(k, "memcached", key, strlen(key), 7, 0, 0, 10, &v), KVI_OK);
+    assert_int_equal(v, 0);
+    ASSERT_KVI(k, kvi_ttl(k, "memcached", key, strlen(key), &ttl), KVI_OK);
+    assert_true(ttl >= 58 && ttl <= 60); /* the window was kept */
+    /* Overflow and non-integers keep their own statuses. */
+    ASSERT_KVI(k, kvi_store(k, "memcached", key, strlen(key), "9223372036854775807", 19, 0),
+               KVI_OK);
+    ASSERT_KVI(k, kvi_add_bounded(k, "memcached", key, strlen(key), 1, 0, INT64_MIN, INT64_MAX, &v),
+               KVI_E_OVERFLOW);
+    ASSERT_KVI(k, kvi_store(k, "memcached", key, strlen(key), "x", 1, 0), KVI_OK);
+    ASSERT_KVI(k, kvi_add_bounded(k, "memcached", key, strlen(key), 1, 0, 0, 10, &v),
+               KVI_E_NOT_A_COUNTER);
+    kvi_free(k);
+}
+
+struct nx_arg {
+    kvi_conn *c;
+    const char *key;
+    char val[16];
+    kvi_status st;
+};
+
+static void *thread_store_nx(void *p)
+{
+    struct nx_arg *a = p;
+    a->st = kvi_conn_store_nx(a->c, a->key, strlen(a->key), a->val, strlen(a->val), 30);
+    return NULL;
+}
+
+static void test_store_nx_one_racer_wins_and_expired_counts_as_absent(void **state)
+{
+    (void)state;
+    kvi *k = ctx_for(pool_url);
+    kvi_conn *c;
+    assert_int_equal(kvi_conn_get(k, "memcached", &c), KVI_OK);
+    const char *keys[2] = {"lock", "lock of a mapped key"};
+    for (int kk = 0; kk < 2; kk++) {
+        kvi_remove(k, "memcached", keys[kk], strlen(keys[kk]));
+        for (int round = 0; round < 5; round++) {
+            pthread_t t[NTHREADS];
+            struct nx_arg args[NTHREADS];
+            for (int i = 0; i < NTHREADS; i++) {
+                args[i].c = c;
+                args[i].key = keys[kk];
+                snprintf(args[i].val, sizeof args[i].val, "owner-%d", i);
+                assert_int_equal(pthread_create(&t[i], NULL, thread_store_nx, &args[i]), 0);
+            }
+            int wins = 0, winner = -1;
+            for (int i = 0; i < NTHREADS; i++) {
+                pthread_join(t[i], NULL);
+                if (args[i].st == KVI_OK) {
+                    wins++;
+                    winner = i;
+                } else if (args[i].st != KVI_KEY_EXISTS) {
+                    fail_msg("store_nx: %s", kvi_status_name(args[i].st));
+                }
+            }
+            assert_int_equal(wins, 1);
+            kvi_value v = KVI_VALUE_INIT;
+            ASSERT_KVI(k, kvi_fetch(k, "memcached", keys[kk], strlen(keys[kk]), &v), KVI_OK);
+            assert_string_equal(v.data, args[winner].val);
+            kvi_value_free(&v);
+            ASSERT_KVI(k, kvi_remove(k, "memcached", keys[kk], strlen(keys[kk])), KVI_OK);
+        }
+    }
+    /* An item past its kvi expiry that the server still holds is absent:
+     * written by a raw client with a stamp 5 s in the past, no exptime. */
+    memcached_st *raw = raw_client(pool, NPOOL);
+    uint32_t past = (uint32_t)(time(NULL) - 5);
+    assert_int_equal(memcached_set(raw, "nx-expired", 10, "old", 3, 0, past), MEMCACHED_SUCCESS);
+    ASSERT_KVI(k, kvi_store_nx(k, "memcached", "nx-expired", 10, "new", 3, 0), KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    ASSERT_KVI(k, kvi_fetch(k, "memcached", "nx-expired", 10, &v), KVI_OK);
+    assert_string_equal(v.data, "new");
+    kvi_value_free(&v);
+    ASSERT_KVI(k, kvi_store_nx(k, "memcached", "nx-expired", 10, "newer", 5, 0), KVI_KEY_EXISTS);
+    memcached_free(raw);
+    kvi_free(k);
+}
+
 #define NPROCS 6
 #define PROC_OPS 250
 #define NRACE 3
@@ -983,6 +1153,9 @@ int main(void)
         cmocka_unit_test(test_lifetimes_beyond_30_days_are_kept),
         cmocka_unit_test(test_expiry_never_early_and_ttl_never_more_at_any_phase),
         cmocka_unit_test(test_threads_share_one_connection_with_exact_sums),
+        cmocka_unit_test(test_bounded_sub_races_never_pass_the_floor),
+        cmocka_unit_test(test_bounded_add_creates_with_expiry_and_refuses_with_current_value),
+        cmocka_unit_test(test_store_nx_one_racer_wins_and_expired_counts_as_absent),
         cmocka_unit_test(test_processes_race_creating_and_adding_same_counters),
         cmocka_unit_test(test_forked_child_uses_its_own_connections),
         cmocka_unit_test(test_server_killed_calls_fail_then_recover_by_themselves),
