@@ -4,7 +4,9 @@
  * (local://, local:sessions://) is its own connection and so its own table.
  */
 #include "engines/local/local.h"
+#include "engines/local/shm.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,8 +18,9 @@
 #define MAX_SAVE_S (366 * 86400)
 
 struct local_conn {
-    kvi__lt *table;
+    kvi__ltab tab; /* the in-process table or the shared one */
     kvi_conn *c;
+    int shm_created; /* this process made the segment (and so loads file=) */
     /* Persistence (file=): all zero without it. */
     char *path;
     int lock_fd; /* descriptor of PATH.lock + 1; 0 = none (state starts zeroed) */
@@ -39,6 +42,9 @@ struct local_options {
     char *file;
     int64_t save_s;
     int on_corrupt; /* index in corrupt_words */
+    char *shm;      /* segment name, NULL = in-process */
+    char *shm_mode; /* octal text */
+    int shm_unlink;
 };
 
 static const char *const evict_words[] = {"none", "lru", NULL};
@@ -56,22 +62,42 @@ static const kvi_option local_options[] = {
     {"on_corrupt", KVI_OPT_ENUM, "fail", 0, 0, corrupt_words,
      offsetof(struct local_options, on_corrupt),
      "a corrupt snapshot: fail, or empty (start empty, keep it as FILE.corrupt)"},
+    {"shm", KVI_OPT_STRING, NULL, 0, 0, NULL, offsetof(struct local_options, shm),
+     "share the collection through the POSIX shm segment /dev/shm/kvi.NAME"},
+    {"shm_mode", KVI_OPT_STRING, NULL, 0, 0, NULL, offsetof(struct local_options, shm_mode),
+     "with shm: permission bits of a new segment, octal (0600); an existing wider one is refused"},
+    {"shm_unlink", KVI_OPT_BOOL, "no", 0, 0, NULL, offsetof(struct local_options, shm_unlink),
+     "with shm: remove the segment's name when this connection closes"},
     KVI_OPTION_END,
 };
 
-static kvi__lt *table_of(kvi_conn *c)
+static kvi__ltab table_of(kvi_conn *c)
 {
-    return ((struct local_conn *)kvi_conn_priv(c))->table;
+    return ((struct local_conn *)kvi_conn_priv(c))->tab;
 }
 
 /* Writes the snapshot when the table changed since the last one. */
 static kvi_status local_save(struct local_conn *lc, char *err, size_t err_len)
 {
-    uint64_t changes = kvi__lt_changes(lc->table);
+    uint64_t changes = KVI__LTAB0(lc->tab, changes);
     if (changes == lc->saved_changes)
         return KVI_OK;
-    kvi_status st =
-        kvi__local_snapshot_save(lc->table, kvi_conn_context(lc->c), lc->path, err, err_len);
+    kvi_status st;
+    if (lc->tab.sh) {
+        /* Several processes may save the same segment: one at a time. */
+        int fd = -2;
+        for (int i = 0; i < 200 && fd == -2; i++) {
+            fd = kvi__local_snapshot_lock(lc->path, err, err_len);
+            if (fd == -2)
+                usleep(10000);
+        }
+        if (fd < 0)
+            return fd == -2 ? KVI_E_LOCKED : KVI_E_IO;
+        st = kvi__local_snapshot_save_tab(lc->tab, kvi_conn_context(lc->c), lc->path, err, err_len);
+        close(fd);
+    } else {
+        st = kvi__local_snapshot_save_tab(lc->tab, kvi_conn_context(lc->c), lc->path, err, err_len);
+    }
     if (st == KVI_OK)
         lc->saved_changes = changes;
     return st;
@@ -130,7 +156,9 @@ static void stop_saver(struct local_conn *lc)
     lc->saver_running = 0;
 }
 
-/* Takes the lock and reads the snapshot of lc->path into the table. */
+/* Takes the lock and reads the snapshot of lc->path into the table.  A
+ * shared collection holds the lock only while it reads (its processes
+ * save in turn); only the process that created the segment reads. */
 static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_config *cfg,
                             int corrupt_empty)
 {
@@ -141,7 +169,9 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
         return kvi_engine_error(c, fd == -2 ? KVI_E_LOCKED : KVI_E_IO, "%s", err);
     lc->lock_fd = fd + 1;
     int missing = 0;
-    kvi_status st = kvi__local_snapshot_read(lc->table, k, lc->path, &missing, err, sizeof(err));
+    kvi_status st = KVI_OK;
+    if (!lc->tab.sh || lc->shm_created)
+        st = kvi__local_snapshot_read_tab(lc->tab, k, lc->path, &missing, err, sizeof(err));
     if (st == KVI_E_CORRUPT && corrupt_empty) {
         /* Keep the bad file for inspection and start empty, as asked. */
         char aside[4200];
@@ -149,19 +179,65 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
         int moved = rename(lc->path, aside) == 0;
         kvi_engine_log(c, KVI_LOG_WARN, "%s; starting empty (on_corrupt=empty)%s%s", err,
                        moved ? ", bad file kept as " : "", moved ? aside : "");
-        kvi__lt_free(lc->table);
-        lc->table = NULL;
-        st = kvi__lt_new(k, cfg, &lc->table);
-        if (st != KVI_OK)
-            return kvi_engine_error(c, st, "cannot allocate the table");
+        if (lc->tab.sh) {
+            uint64_t n = 0;
+            kvi__sh_remove_glob(lc->tab.sh, "*", 1, &n);
+        } else {
+            kvi__lt_free(lc->tab.lt);
+            lc->tab.lt = NULL;
+            st = kvi__lt_new(k, cfg, &lc->tab.lt);
+            if (st != KVI_OK)
+                return kvi_engine_error(c, st, "cannot allocate the table");
+        }
+        st = KVI_OK;
     } else if (st != KVI_OK) {
         return kvi_engine_error(c, st, "%s%s", err,
                                 st == KVI_E_CORRUPT ? " (add on_corrupt=empty to start empty)"
                                                     : "");
     }
+    if (lc->tab.sh) {
+        close(fd);
+        lc->lock_fd = 0;
+    }
     lc->loaded = 1;
     lc->owner = getpid();
-    lc->saved_changes = missing ? UINT64_MAX : kvi__lt_changes(lc->table);
+    lc->saved_changes = missing ? UINT64_MAX : KVI__LTAB0(lc->tab, changes);
+    return KVI_OK;
+}
+
+/* Options of a shared collection (shm=NAME); refuses those that make no
+ * sense with or without it. */
+static kvi_status parse_shm(kvi_conn *c, const kvi_url *url, const struct local_options *opt,
+                            const kvi__lt_config *cfg, kvi__sh_config *sc)
+{
+    if (!opt->shm) {
+        if (opt->shm_mode || kvi_url_option_get(url, "shm_unlink"))
+            return kvi_engine_error(c, KVI_E_INVALID, "%s needs shm=NAME",
+                                    opt->shm_mode ? "shm_mode" : "shm_unlink");
+        return KVI_OK;
+    }
+    sc->name = opt->shm;
+    sc->max_memory = cfg->max_memory;
+    sc->evict = kvi_url_option_get(url, "evict") ? (int)cfg->evict : -1;
+    sc->unlink_on_close = opt->shm_unlink == 1;
+    const char *mm = kvi_url_option_get(url, "max_memory");
+    if (mm && cfg->max_memory == 0)
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "max_memory=%s (unlimited) does not go with shm=: a shared "
+                                "segment has a fixed size (default 128m)",
+                                mm);
+    if (opt->shm_mode) {
+        const char *mode = opt->shm_mode;
+        char *end;
+        errno = 0;
+        unsigned long m = strtoul(mode, &end, 8);
+        if (errno || end == mode || *end || m > 0777u || (m & 0600u) != 0600u)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "bad shm_mode '%s' (octal, 0600..0777, the owner must "
+                                    "read and write)",
+                                    mode);
+        sc->mode = (unsigned)m;
+    }
     return KVI_OK;
 }
 
@@ -192,10 +268,23 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
         return kvi_engine_error(c, KVI_E_INVALID, "on_corrupt needs file=");
     lc->save_s = opt->save_s;
     corrupt_empty = opt->on_corrupt == 1;
-
-    kvi_status st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->table);
+    kvi__sh_config sc = {NULL, 0, -1, 0, 0};
+    kvi_status st = parse_shm(c, url, opt, &cfg, &sc);
     if (st != KVI_OK)
-        return kvi_engine_error(c, st, "cannot allocate the table");
+        return st;
+
+    if (sc.name) {
+        char err[600];
+        st = kvi__sh_open(kvi_conn_context(c), &sc, &lc->tab.sh, &lc->shm_created, err,
+                          sizeof(err));
+        if (st != KVI_OK)
+            return kvi_engine_error(c, st, "%s", err);
+        kvi_conn_set_caps(c, kvi_conn_caps(c) | KVI_CAP_SHARED);
+    } else {
+        st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->tab.lt);
+        if (st != KVI_OK)
+            return kvi_engine_error(c, st, "cannot allocate the table");
+    }
     if (!file)
         return KVI_OK;
     lc->path = kvi__strdup(kvi_conn_context(c), file);
@@ -214,12 +303,16 @@ static void local_close(kvi_conn *c)
     struct local_conn *lc = kvi_conn_priv(c);
     if (lc->loaded && lc->owner != getpid()) {
         /* A forked child: the saver thread and the file belong to the
-         * parent; the child's copy of the table is private and dropped. */
+         * parent; the child's copy of the table is private and dropped
+         * (a shared one stays, and the parent saves it). */
         lc->saver_running = 0;
         lc->loaded = 0;
     }
     stop_saver(lc);
-    if (lc->loaded && lc->table) {
+    /* Of a shared collection, the last registered process to leave writes
+     * the file (the others' changes are in the segment it saves). */
+    int last = lc->tab.sh ? kvi__sh_leave(lc->tab.sh) : 1;
+    if (lc->loaded && last && (lc->tab.lt || lc->tab.sh)) {
         char err[512];
         if (local_save(lc, err, sizeof(err)) != KVI_OK)
             kvi_engine_log(c, KVI_LOG_ERROR,
@@ -227,20 +320,33 @@ static void local_close(kvi_conn *c)
                            "are lost: %s",
                            err);
     }
+    kvi__sh_close(lc->tab.sh);
+    lc->tab.sh = NULL;
     if (lc->lock_fd > 0)
         close(lc->lock_fd - 1);
     lc->lock_fd = 0;
     kvi__free(kvi_conn_context(c), lc->path);
     lc->path = NULL;
-    kvi__lt_free(lc->table);
-    lc->table = NULL;
+    kvi__lt_free(lc->tab.lt);
+    lc->tab.lt = NULL;
 }
 
 static kvi_status table_error(kvi_conn *c, kvi_status st)
 {
+    kvi__sh *sh = table_of(c).sh;
     switch (st) {
     case KVI_E_STORE_FULL:
+        if (sh)
+            return kvi_engine_error(c, st,
+                                    "segment %s is full: no room for the entry in its shard "
+                                    "(max_memory reached, or larger than a shard's arena)",
+                                    kvi__sh_path(sh));
         return kvi_engine_error(c, st, "store is full (max_memory reached)");
+    case KVI_E_CORRUPT:
+        return kvi_engine_error(c, st,
+                                "segment %s: a shard lock cannot be recovered (damaged undo "
+                                "log); the segment needs to be removed",
+                                sh ? kvi__sh_path(sh) : "?");
     case KVI_E_NOMEM:
         return kvi_engine_error(c, st, "out of memory");
     default:
@@ -251,7 +357,7 @@ static kvi_status table_error(kvi_conn *c, kvi_status st)
 static kvi_status local_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
                               size_t val_len, int64_t expire_s)
 {
-    return table_error(c, kvi__lt_store(table_of(c), key, key_len, val, val_len, expire_s));
+    return table_error(c, KVI__LTAB(table_of(c), store, key, key_len, val, val_len, expire_s));
 }
 
 struct fetch_ud {
@@ -273,18 +379,18 @@ static kvi_status fetch_copy(void *ud, const void *data, size_t len)
 static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     struct fetch_ud f = {c, out};
-    return table_error(c, kvi__lt_fetch(table_of(c), key, key_len, fetch_copy, &f));
+    return table_error(c, KVI__LTAB(table_of(c), fetch, key, key_len, fetch_copy, &f));
 }
 
 static kvi_status local_remove(kvi_conn *c, const void *key, size_t key_len)
 {
-    return kvi__lt_remove(table_of(c), key, key_len);
+    return table_error(c, KVI__LTAB(table_of(c), remove, key, key_len));
 }
 
 static kvi_status local_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
                                  size_t val_len, int64_t expire_s)
 {
-    return table_error(c, kvi__lt_store_nx(table_of(c), key, key_len, val, val_len, expire_s));
+    return table_error(c, KVI__LTAB(table_of(c), store_nx, key, key_len, val, val_len, expire_s));
 }
 
 /* The messages of a counter update's errors. */
@@ -303,7 +409,7 @@ static kvi_status counter_error(kvi_conn *c, kvi_status st, int64_t delta)
 static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                             int64_t expire_s, int64_t *new_value)
 {
-    return counter_error(c, kvi__lt_add(table_of(c), key, key_len, delta, expire_s, new_value),
+    return counter_error(c, KVI__LTAB(table_of(c), add, key, key_len, delta, expire_s, new_value),
                          delta);
 }
 
@@ -311,15 +417,15 @@ static kvi_status local_add_bounded(kvi_conn *c, const void *key, size_t key_len
                                     int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
     return counter_error(
-        c, kvi__lt_add_bounded(table_of(c), key, key_len, delta, expire_s, min, max, value), delta);
+        c, KVI__LTAB(table_of(c), add_bounded, key, key_len, delta, expire_s, min, max, value), delta);
 }
 
 static kvi_status local_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
 {
-    kvi_status st = kvi__lt_counter(table_of(c), key, key_len, out);
+    kvi_status st = KVI__LTAB(table_of(c), counter, key, key_len, out);
     if (st == KVI_E_NOT_A_COUNTER)
         return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
-    return st;
+    return table_error(c, st);
 }
 
 static kvi_status keys_append(void *ud, const void *key, size_t key_len, const void *val,
@@ -340,7 +446,7 @@ static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
     kvi_reply *arr = kvi_reply_new_array(0);
     if (!arr)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    kvi_status st = kvi__lt_foreach(table_of(c), glob, glob_len, keys_append, arr);
+    kvi_status st = KVI__LTAB(table_of(c), foreach, glob, glob_len, keys_append, arr);
     if (st != KVI_OK) {
         kvi_reply_free(arr);
         return table_error(c, st);
@@ -353,7 +459,7 @@ static kvi_status local_remove_glob(kvi_conn *c, const char *glob, size_t glob_l
                                     uint64_t *removed)
 {
     uint64_t n = 0;
-    kvi__lt_remove_glob(table_of(c), glob, glob_len, &n);
+    KVI__LTAB(table_of(c), remove_glob, glob, glob_len, &n);
     if (removed)
         *removed = n;
     return KVI_OK;
@@ -361,18 +467,19 @@ static kvi_status local_remove_glob(kvi_conn *c, const char *glob, size_t glob_l
 
 static kvi_status local_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    return kvi__lt_ttl(table_of(c), key, key_len, ttl_s);
+    return table_error(c, KVI__LTAB(table_of(c), ttl, key, key_len, ttl_s));
 }
 
 static kvi_status local_ping(kvi_conn *c)
 {
-    return table_of(c) ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table");
+    kvi__ltab t = table_of(c);
+    return t.lt || t.sh ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table");
 }
 
 static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
 {
     kvi__lt_stats s;
-    kvi__lt_stats_get(table_of(c), &s);
+    KVI__LTAB(table_of(c), stats_get, &s);
     out->has_content = 1;
     out->entries = s.entries;
     out->bytes = s.bytes;

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "core/internal.h"
 
@@ -46,6 +47,55 @@ typedef struct kvi__lt_stats {
 } kvi__lt_stats;
 
 typedef struct kvi__lt kvi__lt;
+
+static inline uint64_t kvi__lt_rotl64(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64u - r));
+}
+
+/* A 64-bit finaliser (splitmix64's). */
+static inline uint64_t kvi__lt_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x;
+}
+
+/* Seeded 64-bit hash of a key, 8 bytes per multiply; the seed is random
+ * per table so that chosen keys cannot pile into one chain.  Used by the
+ * in-process and the shared table. */
+static inline uint64_t kvi__lt_hash(uint64_t seed, const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = seed ^ ((uint64_t)n * UINT64_C(0x9E3779B97F4A7C15));
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        h ^= v * UINT64_C(0xff51afd7ed558ccd);
+        h = kvi__lt_rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t v = 0;
+        memcpy(&v, p, n);
+        h ^= v * UINT64_C(0xff51afd7ed558ccd);
+        h = kvi__lt_rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
+    }
+    return kvi__lt_mix64(h);
+}
+
+/* The absolute expiry (unix ms, clamped to KVI__LT_MAX_EXPIRE_MS, at
+ * least 1) of an entry stored at now_ms with expire_s > 0. */
+static inline int64_t kvi__lt_deadline(int64_t now_ms, int64_t expire_s)
+{
+    int64_t add = expire_s * 1000;
+    int64_t at = now_ms > KVI__LT_MAX_EXPIRE_MS - add ? KVI__LT_MAX_EXPIRE_MS : now_ms + add;
+    return at < 1 ? 1 : at;
+}
 
 /* Receives a value under the shard lock; must copy it and not call back
  * into the table.  Returns KVI_OK or an error that the operation returns. */
@@ -132,6 +182,22 @@ size_t kvi__lt_entry_cost(size_t key_len, size_t val_len);
  * ever made to the table; a snapshot is due when it moved.  Thread-safe. */
 uint64_t kvi__lt_changes(kvi__lt *t);
 
+/* ---- either table ---------------------------------------------------------- */
+
+typedef struct kvi__sh kvi__sh;
+
+/* The table of a local connection: the in-process one (lt) or the shared
+ * one (sh, shm.h), exactly one set.  KVI__LTAB(tab, op, args...) calls
+ * kvi__sh_op or kvi__lt_op, whose contracts are the same. */
+typedef struct kvi__ltab {
+    kvi__lt *lt;
+    kvi__sh *sh;
+} kvi__ltab;
+
+#define KVI__LTAB(tab, op, ...)                                                                    \
+    ((tab).sh ? kvi__sh_##op((tab).sh, __VA_ARGS__) : kvi__lt_##op((tab).lt, __VA_ARGS__))
+#define KVI__LTAB0(tab, op) ((tab).sh ? kvi__sh_##op((tab).sh) : kvi__lt_##op((tab).lt))
+
 /* ---- snapshot.c ---------------------------------------------------------- */
 
 /* Checks a whole snapshot image (format in snapshot.c) and, only when all
@@ -142,6 +208,12 @@ uint64_t kvi__lt_changes(kvi__lt *t);
  * len.  This is the entry point of the snapshot fuzz target. */
 kvi_status kvi__local_snapshot_load(kvi__lt *t, const void *buf, size_t len, uint64_t *bad_offset,
                                     char *why, size_t why_len);
+
+/* kvi__local_snapshot_read and _save on either table. */
+kvi_status kvi__local_snapshot_read_tab(kvi__ltab t, kvi *k, const char *path, int *missing,
+                                        char *err, size_t err_len);
+kvi_status kvi__local_snapshot_save_tab(kvi__ltab t, kvi *k, const char *path, char *err,
+                                        size_t err_len);
 
 /* Reads snapshot file path into t.  A file that does not exist sets
  * *missing and is KVI_OK.  Errors (KVI_E_IO, KVI_E_CORRUPT, ...) leave a

@@ -19,6 +19,7 @@
  * snapshot.  A reader checks everything before it inserts anything.
  */
 #include "engines/local/local.h"
+#include "engines/local/shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -118,8 +119,8 @@ static kvi_status corrupt(uint64_t *bad_offset, char *why, size_t why_len, uint6
 }
 
 /* Walks the records; inserts them into t when t is not NULL. */
-static kvi_status walk_records(kvi__lt *t, const unsigned char *p, size_t len, uint64_t count,
-                               uint64_t *bad_offset, char *why, size_t why_len)
+static kvi_status walk_records(const kvi__ltab *t, const unsigned char *p, size_t len,
+                               uint64_t count, uint64_t *bad_offset, char *why, size_t why_len)
 {
     size_t off = SNAP_HEADER;
     uint64_t n = 0;
@@ -144,7 +145,7 @@ static kvi_status walk_records(kvi__lt *t, const unsigned char *p, size_t len, u
                            (unsigned long long)n);
         if (t) {
             const unsigned char *key = p + off + SNAP_RECORD;
-            kvi_status st = kvi__lt_put_abs(t, key, klen, key + klen, vlen, expire_ms);
+            kvi_status st = KVI__LTAB(*t, put_abs, key, klen, key + klen, vlen, expire_ms);
             if (st != KVI_OK) {
                 *bad_offset = off;
                 snprintf(why, why_len, "cannot insert record %llu: %s", (unsigned long long)n,
@@ -161,8 +162,8 @@ static kvi_status walk_records(kvi__lt *t, const unsigned char *p, size_t len, u
     return KVI_OK;
 }
 
-kvi_status kvi__local_snapshot_load(kvi__lt *t, const void *buf, size_t len, uint64_t *bad_offset,
-                                    char *why, size_t why_len)
+static kvi_status snapshot_load(const kvi__ltab *t, const void *buf, size_t len,
+                                uint64_t *bad_offset, char *why, size_t why_len)
 {
     const unsigned char *p = buf;
     pthread_once(&crc_once, crc_init);
@@ -209,8 +210,22 @@ static void errno_text(int err, char *buf, size_t len)
         snprintf(buf, len, "%s", s);
 }
 
+kvi_status kvi__local_snapshot_load(kvi__lt *t, const void *buf, size_t len, uint64_t *bad_offset,
+                                    char *why, size_t why_len)
+{
+    kvi__ltab tab = {t, NULL};
+    return snapshot_load(&tab, buf, len, bad_offset, why, why_len);
+}
+
 kvi_status kvi__local_snapshot_read(kvi__lt *t, kvi *k, const char *path, int *missing, char *err,
                                     size_t err_len)
+{
+    kvi__ltab tab = {t, NULL};
+    return kvi__local_snapshot_read_tab(tab, k, path, missing, err, err_len);
+}
+
+kvi_status kvi__local_snapshot_read_tab(kvi__ltab t, kvi *k, const char *path, int *missing,
+                                        char *err, size_t err_len)
 {
     char etext[128];
     *missing = 0;
@@ -257,7 +272,7 @@ kvi_status kvi__local_snapshot_read(kvi__lt *t, kvi *k, const char *path, int *m
     }
     uint64_t bad = 0;
     char why[200];
-    kvi_status st = kvi__local_snapshot_load(t, buf, len, &bad, why, sizeof(why));
+    kvi_status st = snapshot_load(&t, buf, len, &bad, why, sizeof(why));
     kvi__free(k, buf);
     if (st != KVI_OK)
         snprintf(err, err_len, "snapshot %s: %s at byte offset %llu", path, why,
@@ -343,6 +358,13 @@ static int fsync_dir_of(const char *path)
 
 kvi_status kvi__local_snapshot_save(kvi__lt *t, kvi *k, const char *path, char *err, size_t err_len)
 {
+    kvi__ltab tab = {t, NULL};
+    return kvi__local_snapshot_save_tab(tab, k, path, err, err_len);
+}
+
+kvi_status kvi__local_snapshot_save_tab(kvi__ltab t, kvi *k, const char *path, char *err,
+                                        size_t err_len)
+{
     char tmp[PATH_MAX], etext[128];
     pthread_once(&crc_once, crc_init);
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
@@ -367,7 +389,7 @@ kvi_status kvi__local_snapshot_save(kvi__lt *t, kvi *k, const char *path, char *
     if (write(w->fd, header, sizeof(header)) != (ssize_t)sizeof(header))
         w->err = errno ? errno : EIO;
     if (!w->err)
-        (void)kvi__lt_foreach(t, "*", 1, w_record, w);
+        (void)KVI__LTAB(t, foreach, "*", 1, w_record, w);
     w_flush(w);
     if (!w->err) {
         memcpy(header, SNAP_MAGIC, 8);

@@ -169,43 +169,6 @@ static inline int e_dead(const struct lt_entry *e, struct lt_now *n)
     return x != 0 && now_ms(n) >= x;
 }
 
-static inline uint64_t rotl64(uint64_t x, unsigned r)
-{
-    return (x << r) | (x >> (64u - r));
-}
-
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
-
-/* Seeded 64-bit hash, 8 bytes per multiply; the seed is random per table
- * so that chosen keys cannot pile into one chain. */
-static uint64_t lt_hash(uint64_t seed, const unsigned char *p, size_t n)
-{
-    uint64_t h = seed ^ ((uint64_t)n * UINT64_C(0x9E3779B97F4A7C15));
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        h ^= v * UINT64_C(0xff51afd7ed558ccd);
-        h = rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
-        p += 8;
-        n -= 8;
-    }
-    if (n) {
-        uint64_t v = 0;
-        memcpy(&v, p, n);
-        h ^= v * UINT64_C(0xff51afd7ed558ccd);
-        h = rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
-    }
-    return mix64(h);
-}
-
 static inline uint64_t xorshift(uint64_t *s)
 {
     uint64_t x = *s;
@@ -433,7 +396,7 @@ static void lt_rehash_run(kvi__lt *t, struct lt_shard *sh, size_t n)
         while (r) {
             struct lt_entry *e = r_entry(r);
             r = e->next;
-            uint64_t h = lt_hash(t->seed, e->data, e_klen(e));
+            uint64_t h = kvi__lt_hash(t->seed, e->data, e_klen(e));
             size_t idx = (size_t)h & to->mask;
             e->next = to->b[idx];
             to->b[idx] = r_make(e);
@@ -538,8 +501,8 @@ static int lt_evict_one(kvi__lt *t)
 {
     struct lt_now n = {t->k, 0, 0};
     for (int attempt = 0; attempt < 8; attempt++) {
-        uint64_t r =
-            mix64(atomic_fetch_add_explicit(&t->evict_cursor, 1, memory_order_relaxed) ^ t->seed);
+        uint64_t r = kvi__lt_mix64(
+            atomic_fetch_add_explicit(&t->evict_cursor, 1, memory_order_relaxed) ^ t->seed);
         size_t a = (size_t)r & (KVI__LT_SHARDS - 1u);
         size_t b = (size_t)(r >> 8) & (KVI__LT_SHARDS - 1u);
         if (a == b)
@@ -610,12 +573,7 @@ static kvi_status lt_make_room(kvi__lt *t, size_t cost)
 
 static int64_t lt_expire_at(struct lt_now *n, int64_t expire_s)
 {
-    if (expire_s <= 0)
-        return 0;
-    int64_t now = now_ms(n);
-    int64_t add = expire_s * 1000;
-    int64_t at = now > KVI__LT_MAX_EXPIRE_MS - add ? KVI__LT_MAX_EXPIRE_MS : now + add;
-    return at < 1 ? 1 : at;
+    return expire_s <= 0 ? 0 : kvi__lt_deadline(now_ms(n), expire_s);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -639,7 +597,7 @@ kvi_status kvi__lt_new(kvi *k, const kvi__lt_config *cfg, kvi__lt **out)
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        seed = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)p);
+        seed = kvi__lt_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)p);
     }
     t->seed = seed;
     atomic_init(&t->used, 0);
@@ -656,7 +614,7 @@ kvi_status kvi__lt_new(kvi *k, const kvi__lt_config *cfg, kvi__lt **out)
     for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
         struct lt_shard *sh = &t->shards[i];
         pthread_mutex_init(&sh->lock, NULL);
-        sh->rng = mix64(seed + i + 1u) | 1u;
+        sh->rng = kvi__lt_mix64(seed + i + 1u) | 1u;
     }
     *out = t;
     return KVI_OK;
@@ -686,7 +644,7 @@ void kvi__lt_free(kvi__lt *t)
 static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *val, size_t vlen,
                          int64_t expire_ms, struct lt_now *n, int nx)
 {
-    uint64_t h = lt_hash(t->seed, key, klen);
+    uint64_t h = kvi__lt_hash(t->seed, key, klen);
     size_t cost = kvi__lt_entry_cost(klen, vlen);
     kvi_status st = lt_make_room(t, cost);
     if (st != KVI_OK)
@@ -755,7 +713,7 @@ kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const vo
 kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = lt_hash(t->seed, key, key_len);
+    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     lt_prefetch(sh, h);
     lt_ref dead = 0;
@@ -779,7 +737,7 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = lt_hash(t->seed, key, key_len);
+    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     lt_prefetch(sh, h);
     lt_ref dead = 0;
@@ -815,7 +773,7 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = lt_hash(t->seed, key, key_len);
+    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     lt_prefetch(sh, h);
     lt_ref dead = 0;
@@ -886,7 +844,7 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
 kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t *out)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = lt_hash(t->seed, key, key_len);
+    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     lt_prefetch(sh, h);
     lt_ref dead = 0;
@@ -911,7 +869,7 @@ kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t 
 kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl_s)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = lt_hash(t->seed, key, key_len);
+    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
     struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
     lt_prefetch(sh, h);
     lt_ref dead = 0;

@@ -1,0 +1,605 @@
+/*
+ * shm.c -- the shared collection's segment: creating, sizing, checking and
+ * attaching to the named POSIX shared-memory segment, its header, the
+ * per-shard locks with their repair after a dead owner, the undo log, and
+ * the registry of attached processes.  The table operations on top are in
+ * shm_table.c; the picture is in shm.h.
+ *
+ * Segment layout (byte offsets from its start; all links inside are
+ * 16-byte granule numbers, never pointers):
+ *
+ *   0            struct sh_header (magic, layout, size, uid, mode, geometry,
+ *                checksum; then the mutable ready flag, repair count and
+ *                the attached-process registry)
+ *   shards_off   SH_SHARDS x struct sh_shard (lock, arena bounds, bump top,
+ *                sums, free-list heads, statistics, undo log)
+ *   buckets      SH_SHARDS x nbuckets x uint32_t
+ *   arenas       SH_SHARDS x arena_bytes
+ */
+#include "engines/local/shm_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SH_MAGIC "KVISHM\r\n"
+#define SH_WAIT_MS 2000
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+static uint64_t header_sum(const struct sh_header *h)
+{
+    return fnv1a(h, offsetof(struct sh_header, checksum));
+}
+
+/* ---- undo log ------------------------------------------------------------- */
+
+void kvi__sh_log(kvi__sh *s, struct sh_shard *sh, void *addr, size_t len)
+{
+    unsigned char *p = addr;
+    while (len) {
+        size_t n = len > SH_UNDO_BYTES ? SH_UNDO_BYTES : len;
+        uint32_t i = sh->log_n;
+        if (i >= SH_LOG_MAX) {
+            /* A bug (an operation with more writes than the log holds):
+             * stopping here keeps the table repairable. */
+            abort();
+        }
+        struct sh_undo *u = &sh->log[i];
+        u->off = (uint64_t)(p - s->base);
+        u->len = (uint32_t)n;
+        memcpy(u->old, p, n);
+        /* The record must be complete before the count names it, and the
+         * count before the data write it covers (a kill, not a power
+         * loss, is the fault: compiler order is the whole question). */
+        atomic_signal_fence(memory_order_seq_cst);
+        __atomic_store_n(&sh->log_n, i + 1u, __ATOMIC_RELEASE);
+        atomic_signal_fence(memory_order_seq_cst);
+        p += n;
+        len -= n;
+    }
+}
+
+void kvi__sh_commit(struct sh_shard *sh)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    __atomic_store_n(&sh->log_n, 0u, __ATOMIC_RELEASE);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* Rolls back the dead owner's half-done operation: restores the logged old
+ * bytes newest first.  Idempotent, so a repairer killed half-way leaves a
+ * log the next one replays the same way. */
+static int sh_repair(kvi__sh *s, struct sh_shard *sh)
+{
+    uint32_t n = sh->log_n;
+    if (n > SH_LOG_MAX)
+        return -1;
+    for (uint32_t i = n; i-- > 0;) {
+        const struct sh_undo *u = &sh->log[i];
+        if (u->len > SH_UNDO_BYTES || u->off > s->size || s->size - u->off < u->len)
+            return -1;
+        memcpy(s->base + u->off, u->old, u->len);
+    }
+    kvi__sh_commit(sh);
+    return 0;
+}
+
+kvi_status kvi__sh_lock(kvi__sh *s, struct sh_shard *sh)
+{
+    int rc = pthread_mutex_lock(&sh->lock);
+    if (rc == 0)
+        return KVI_OK;
+    if (rc == EOWNERDEAD) {
+        if (sh_repair(s, sh) != 0) {
+            /* Leave the mutex inconsistent: unlocking it makes it
+             * unrecoverable, so nobody trusts this shard again. */
+            pthread_mutex_unlock(&sh->lock);
+            return KVI_E_CORRUPT;
+        }
+        sh->repairs++;
+        atomic_fetch_add_explicit(&s->h->repairs, 1, memory_order_relaxed);
+        pthread_mutex_consistent(&sh->lock);
+        return KVI_OK;
+    }
+    return KVI_E_CORRUPT;
+}
+
+/* ---- registry of attached processes ---------------------------------------- */
+
+static int reg_lock(struct sh_header *h)
+{
+    int rc = pthread_mutex_lock(&h->reg_lock);
+    if (rc == EOWNERDEAD) {
+        /* Slots are single int writes: nothing to roll back. */
+        pthread_mutex_consistent(&h->reg_lock);
+        rc = 0;
+    }
+    return rc;
+}
+
+static int pid_alive(int32_t pid)
+{
+    return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+}
+
+/* Adds (add = 1) or removes one slot of this process; returns the number
+ * of other live processes registered. */
+static uint64_t reg_update(kvi__sh *s, int add)
+{
+    struct sh_header *h = s->h;
+    if (reg_lock(h) != 0)
+        return 1;
+    int32_t me = (int32_t)getpid();
+    int done = 0;
+    uint64_t others = 0;
+    for (size_t i = 0; i < SH_SLOTS; i++) {
+        int32_t p = h->slots[i];
+        if (p != 0 && p != me && !pid_alive(p)) {
+            h->slots[i] = 0;
+            p = 0;
+        }
+        if (!done && add && p == 0) {
+            h->slots[i] = me;
+            done = 1;
+        } else if (!done && !add && p == me) {
+            h->slots[i] = 0;
+            done = 1;
+        } else if (p != 0) {
+            others++;
+        }
+    }
+    pthread_mutex_unlock(&h->reg_lock);
+    return others;
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+static kvi_status shm_name(const char *name, char *shm, size_t shm_len, char *err, size_t err_len)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > KVI__SH_MAX_NAME) {
+        snprintf(err, err_len, "shm= needs a name of 1..%u characters", KVI__SH_MAX_NAME);
+        return KVI_E_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-')) {
+            snprintf(err, err_len, "bad shm name '%s' (letters, digits, '.', '_', '-')", name);
+            return KVI_E_INVALID;
+        }
+    }
+    snprintf(shm, shm_len, "/kvi.%s", name);
+    return KVI_OK;
+}
+
+kvi_status kvi__sh_unlink(const char *name, char *err, size_t err_len)
+{
+    char shm[KVI__SH_MAX_NAME + 8];
+    kvi_status st = shm_name(name, shm, sizeof(shm), err, err_len);
+    if (st != KVI_OK)
+        return st;
+    if (shm_unlink(shm) == 0)
+        return KVI_OK;
+    int e = errno;
+    snprintf(err, err_len, "cannot remove segment /dev/shm%s: %s", shm, strerror(e));
+    if (e == ENOENT)
+        return KVI_NOT_FOUND;
+    return e == EACCES || e == EPERM ? KVI_E_AUTH : KVI_E_IO;
+}
+
+const char *kvi__sh_path(const kvi__sh *s)
+{
+    return s->path;
+}
+
+void kvi__sh_set_context(kvi__sh *s, kvi *k)
+{
+    s->k = k;
+}
+
+/* ---- geometry ------------------------------------------------------------- */
+
+/* Splits size into header, shards, buckets and arenas; 0 when too small. */
+static int sh_geometry(uint64_t size, uint64_t *nbuckets, uint64_t *arena)
+{
+    uint64_t fixed = SH_SHARDS_OFF + (uint64_t)SH_SHARDS * sizeof(struct sh_shard);
+    if (size <= fixed)
+        return 0;
+    uint64_t per = (size - fixed) / SH_SHARDS;
+    /* One bucket per ~96 arena bytes (an entry of a short key and value
+     * takes 48..96): chains stay short, buckets cost ~4% of memory. */
+    uint64_t nb = 16;
+    while (nb * 2u * 100u <= per && nb < (UINT64_C(1) << 26))
+        nb *= 2u;
+    uint64_t a = (per - nb * 4u) & ~(uint64_t)(SH_GRAN - 1u);
+    if (a < 4096u)
+        return 0;
+    *nbuckets = nb;
+    *arena = a;
+    return 1;
+}
+
+static void sh_bind(kvi__sh *s)
+{
+    s->h = (struct sh_header *)s->base;
+    s->shards = (struct sh_shard *)(s->base + s->h->shards_off);
+    s->seed = s->h->seed;
+    s->nbmask = s->h->nbuckets - 1u;
+    s->lru_shift = s->h->lru_shift;
+    s->evict = (int)s->h->evict;
+}
+
+static kvi_status init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    if (pthread_mutexattr_init(&a) != 0)
+        return KVI_E_NOMEM;
+    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (rc == 0)
+        rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (rc == 0)
+        rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc == 0 ? KVI_OK : KVI_E_INTERNAL;
+}
+
+/* Lays out a fresh (zero-filled) segment; ready is set last. */
+static kvi_status sh_format(kvi__sh *s, const kvi__sh_config *cfg, unsigned mode, uint64_t nb,
+                            uint64_t arena)
+{
+    struct sh_header *h = (struct sh_header *)s->base;
+    memcpy(h->magic, SH_MAGIC, 8);
+    h->layout = SH_LAYOUT;
+    h->header_size = (uint32_t)sizeof(struct sh_header);
+    h->size = s->size;
+    h->creator_uid = (uint32_t)geteuid();
+    h->mode = mode;
+    h->nshards = SH_SHARDS;
+    h->shard_size = (uint32_t)sizeof(struct sh_shard);
+    h->mutex_size = (uint32_t)sizeof(pthread_mutex_t);
+    h->evict = cfg->evict == KVI__LT_EVICT_LRU ? 1u : 0u;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed =
+            kvi__lt_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid());
+    }
+    h->seed = seed;
+    h->shards_off = SH_SHARDS_OFF;
+    h->nbuckets = nb;
+    h->arena_bytes = arena;
+    /* The 16-bit LRU stamp counts a shard's accesses >> lru_shift; its
+     * window spans a few times the entries a shard can hold. */
+    uint64_t est = arena / 48u;
+    uint32_t shift = 0;
+    while (shift < 40 && (UINT64_C(1) << (14u + shift)) < est)
+        shift++;
+    h->lru_shift = shift;
+    h->created_ms = kvi_now_ms(s->k);
+    h->checksum = header_sum(h);
+    if (init_mutex(&h->reg_lock) != KVI_OK)
+        return KVI_E_INTERNAL;
+    struct sh_shard *shards = (struct sh_shard *)(s->base + SH_SHARDS_OFF);
+    uint64_t buckets = SH_SHARDS_OFF + (uint64_t)SH_SHARDS * sizeof(struct sh_shard);
+    uint64_t arenas = buckets + (uint64_t)SH_SHARDS * nb * 4u;
+    arenas = (arenas + SH_GRAN - 1u) & ~(uint64_t)(SH_GRAN - 1u);
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        struct sh_shard *sh = &shards[i];
+        if (init_mutex(&sh->lock) != KVI_OK)
+            return KVI_E_INTERNAL;
+        sh->buckets_off = buckets + (uint64_t)i * nb * 4u;
+        sh->arena_off = arenas + (uint64_t)i * arena;
+        sh->arena_end = sh->arena_off + arena;
+        sh->top = sh->arena_off;
+        sh->rng = kvi__lt_mix64(seed + i + 1u) | 1u;
+    }
+    atomic_store_explicit(&h->ready, 1u, memory_order_release);
+    return KVI_OK;
+}
+
+/* ---- open ----------------------------------------------------------------- */
+
+static kvi_status sh_map(kvi__sh *s, int fd, char *err, size_t err_len)
+{
+    void *p = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, err_len, "cannot map segment %s (%llu bytes): %s", s->path,
+                 (unsigned long long)s->size, strerror(errno));
+        return KVI_E_NOMEM;
+    }
+    s->base = p;
+    return KVI_OK;
+}
+
+static kvi_status sh_create(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode,
+                            uint64_t size, char *err, size_t err_len)
+{
+    uint64_t nb = 0, arena = 0;
+    if (!sh_geometry(size, &nb, &arena)) {
+        snprintf(err, err_len, "max_memory=%llu is too small for segment %s",
+                 (unsigned long long)size, s->path);
+        return KVI_E_INVALID;
+    }
+    if (flock(fd, LOCK_EX) != 0 || fchmod(fd, mode) != 0) {
+        snprintf(err, err_len, "cannot prepare segment %s: %s", s->path, strerror(errno));
+        return KVI_E_IO;
+    }
+    if (ftruncate(fd, (off_t)size) != 0) {
+        snprintf(err, err_len, "cannot size segment %s to %llu bytes: %s", s->path,
+                 (unsigned long long)size, strerror(errno));
+        return KVI_E_NOMEM;
+    }
+    /* Reserve the memory now: a page that tmpfs cannot supply later would
+     * be a SIGBUS in the middle of a store. */
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+        snprintf(err, err_len, "cannot reserve %llu bytes for segment %s: %s",
+                 (unsigned long long)size, s->path, strerror(rc));
+        return KVI_E_NOMEM;
+    }
+    s->size = (size_t)size;
+    kvi_status st = sh_map(s, fd, err, err_len);
+    if (st != KVI_OK)
+        return st;
+    st = sh_format(s, cfg, mode, nb, arena);
+    if (st != KVI_OK) {
+        snprintf(err, err_len, "cannot initialise the locks of segment %s", s->path);
+        return st;
+    }
+    sh_bind(s);
+    flock(fd, LOCK_UN);
+    return KVI_OK;
+}
+
+static kvi_status corrupt(kvi__sh *s, char *err, size_t err_len, const char *why)
+{
+    snprintf(err, err_len,
+             "segment %s is not a usable kvi collection: %s (remove it with shm_unlink=yes "
+             "once no process uses it)",
+             s->path, why);
+    return KVI_E_CORRUPT;
+}
+
+static kvi_status sh_check_header(kvi__sh *s, char *err, size_t err_len)
+{
+    const struct sh_header *h = (const struct sh_header *)s->base;
+    char why[160];
+    if (memcmp(h->magic, SH_MAGIC, 8) != 0)
+        return corrupt(s, err, err_len, "bad magic");
+    if (h->layout != SH_LAYOUT) {
+        snprintf(why, sizeof(why), "layout version %u (this build uses %u)", h->layout, SH_LAYOUT);
+        return corrupt(s, err, err_len, why);
+    }
+    if (h->header_size != sizeof(struct sh_header) || h->nshards != SH_SHARDS ||
+        h->shard_size != sizeof(struct sh_shard) || h->mutex_size != sizeof(pthread_mutex_t))
+        return corrupt(s, err, err_len, "made by a build with another layout");
+    if (header_sum(h) != h->checksum)
+        return corrupt(s, err, err_len, "header checksum mismatch");
+    if (h->size != s->size) {
+        snprintf(why, sizeof(why), "header says %llu bytes, the segment has %llu",
+                 (unsigned long long)h->size, (unsigned long long)s->size);
+        return corrupt(s, err, err_len, why);
+    }
+    uint64_t nb = 0, arena = 0;
+    if (!sh_geometry(h->size, &nb, &arena) || nb != h->nbuckets || arena != h->arena_bytes ||
+        h->shards_off != SH_SHARDS_OFF || h->evict > 1u)
+        return corrupt(s, err, err_len, "inconsistent geometry");
+    if (atomic_load_explicit(&h->ready, memory_order_acquire) != 1u)
+        return corrupt(s, err, err_len, "never completely initialised (its creator died?)");
+    const struct sh_shard *shards = (const struct sh_shard *)(s->base + SH_SHARDS_OFF);
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        const struct sh_shard *sh = &shards[i];
+        if (sh->arena_end - sh->arena_off != arena || sh->arena_end > s->size ||
+            sh->buckets_off + nb * 4u > s->size || sh->top < sh->arena_off ||
+            sh->top > sh->arena_end)
+            return corrupt(s, err, err_len, "damaged shard table");
+    }
+    return KVI_OK;
+}
+
+static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode, char *err,
+                            size_t err_len)
+{
+    struct stat sb;
+    uid_t me = geteuid();
+    if (fstat(fd, &sb) != 0) {
+        snprintf(err, err_len, "cannot stat segment %s: %s", s->path, strerror(errno));
+        return KVI_E_IO;
+    }
+    if (sb.st_uid != me && me != 0) {
+        snprintf(err, err_len, "segment %s belongs to uid %u, not to this user (uid %u)", s->path,
+                 (unsigned)sb.st_uid, (unsigned)me);
+        return KVI_E_AUTH;
+    }
+    unsigned have = (unsigned)sb.st_mode & 0777u;
+    if (have & ~mode) {
+        snprintf(err, err_len,
+                 "segment %s has mode %04o, wider than shm_mode=%04o: refusing to trust it",
+                 s->path, have, mode);
+        return KVI_E_AUTH;
+    }
+    /* The creator holds an exclusive flock while it sizes and formats;
+     * between its shm_open and its flock the size is still 0. */
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    for (int waited = 0;; waited += 10) {
+        if (flock(fd, LOCK_SH) != 0 || fstat(fd, &sb) != 0) {
+            snprintf(err, err_len, "cannot read segment %s: %s", s->path, strerror(errno));
+            return KVI_E_IO;
+        }
+        if (sb.st_size > 0 || waited >= SH_WAIT_MS)
+            break;
+        flock(fd, LOCK_UN);
+        nanosleep(&pause, NULL);
+    }
+    kvi_status st;
+    if ((uint64_t)sb.st_size < KVI__SH_MIN_SIZE || (uint64_t)sb.st_size > KVI__SH_MAX_SIZE) {
+        st = corrupt(s, err, err_len, sb.st_size ? "wrong size" : "empty (its creator died?)");
+        flock(fd, LOCK_UN);
+        return st;
+    }
+    s->size = (size_t)sb.st_size;
+    st = sh_map(s, fd, err, err_len);
+    if (st == KVI_OK)
+        st = sh_check_header(s, err, err_len);
+    flock(fd, LOCK_UN);
+    if (st != KVI_OK)
+        return st;
+    sh_bind(s);
+    if (s->h->creator_uid != (uint32_t)sb.st_uid) {
+        snprintf(err, err_len, "segment %s was made by uid %u but belongs to uid %u", s->path,
+                 s->h->creator_uid, (unsigned)sb.st_uid);
+        return KVI_E_AUTH;
+    }
+    if (cfg->max_memory && cfg->max_memory != s->h->size) {
+        snprintf(err, err_len,
+                 "segment %s exists with max_memory=%llu (fixed when it was created); this URL "
+                 "asks max_memory=%llu (drop the option or remove the segment)",
+                 s->path, (unsigned long long)s->h->size, (unsigned long long)cfg->max_memory);
+        return KVI_E_INVALID;
+    }
+    if (cfg->evict >= 0 && (unsigned)cfg->evict != s->h->evict) {
+        snprintf(err, err_len,
+                 "segment %s exists with evict=%s (fixed when it was created); this URL asks "
+                 "evict=%s",
+                 s->path, s->h->evict ? "lru" : "none", cfg->evict ? "lru" : "none");
+        return KVI_E_INVALID;
+    }
+    return KVI_OK;
+}
+
+static void sh_free_handle(kvi__sh *s)
+{
+    if (s->base)
+        munmap(s->base, s->size);
+    kvi__free(s->k, s);
+}
+
+kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *created, char *err,
+                        size_t err_len)
+{
+    char shm[KVI__SH_MAX_NAME + 8];
+    *out = NULL;
+    *created = 0;
+    kvi_status st = shm_name(cfg->name, shm, sizeof(shm), err, err_len);
+    if (st != KVI_OK)
+        return st;
+    unsigned mode = cfg->mode ? cfg->mode : 0600u;
+    uint64_t size = cfg->max_memory ? cfg->max_memory : KVI__SH_DEFAULT_SIZE;
+    if (size < KVI__SH_MIN_SIZE || size > KVI__SH_MAX_SIZE) {
+        snprintf(err, err_len,
+                 "max_memory=%llu is outside what a shared collection can use (1m..64g: "
+                 "64 shards need room for their locks, buckets and arenas)",
+                 (unsigned long long)size);
+        return KVI_E_INVALID;
+    }
+    kvi__sh *s = kvi__calloc(k, 1, sizeof(*s));
+    if (!s) {
+        snprintf(err, err_len, "out of memory");
+        return KVI_E_NOMEM;
+    }
+    s->k = k;
+    s->pid = getpid();
+    s->unlink_on_close = cfg->unlink_on_close;
+    snprintf(s->name, sizeof(s->name), "%s", cfg->name);
+    snprintf(s->path, sizeof(s->path), "/dev/shm%s", shm);
+
+    st = KVI_E_IO;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (fd >= 0) {
+            st = sh_create(s, fd, cfg, mode, size, err, err_len);
+            close(fd);
+            if (st != KVI_OK)
+                shm_unlink(shm);
+            else
+                *created = 1;
+            break;
+        }
+        if (errno == EEXIST) {
+            fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0 && errno == ENOENT)
+                continue; /* removed meanwhile: create it */
+        }
+        if (fd < 0) {
+            int e = errno;
+            snprintf(err, err_len, "cannot open segment %s: %s", s->path, strerror(e));
+            st = e == EACCES || e == EPERM ? KVI_E_AUTH : KVI_E_IO;
+            break;
+        }
+        st = sh_attach(s, fd, cfg, mode, err, err_len);
+        close(fd);
+        break;
+    }
+    if (st == KVI_E_CORRUPT && cfg->unlink_on_close && shm_unlink(shm) == 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, err_len - n, "; removed it, as shm_unlink=yes asks");
+    }
+    if (st != KVI_OK) {
+        sh_free_handle(s);
+        return st;
+    }
+    (void)reg_update(s, 1);
+    *out = s;
+    return KVI_OK;
+}
+
+int kvi__sh_leave(kvi__sh *s)
+{
+    if (s->pid != getpid() || s->left)
+        return 0;
+    s->left = 1;
+    return reg_update(s, 0) == 0;
+}
+
+void kvi__sh_close(kvi__sh *s)
+{
+    if (!s)
+        return;
+    (void)kvi__sh_leave(s);
+    if (s->unlink_on_close && s->pid == getpid()) {
+        char shm[KVI__SH_MAX_NAME + 8];
+        snprintf(shm, sizeof(shm), "/kvi.%s", s->name);
+        shm_unlink(shm);
+    }
+    sh_free_handle(s);
+}
+
+void kvi__sh_info_get(kvi__sh *s, kvi__sh_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->size = s->size;
+    out->arena = s->h->arena_bytes * SH_SHARDS;
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        const struct sh_shard *sh = &s->shards[i];
+        out->carved += __atomic_load_n(&sh->top, __ATOMIC_RELAXED) - sh->arena_off;
+    }
+    out->repairs = atomic_load_explicit(&s->h->repairs, memory_order_relaxed);
+    out->max_entry = kvi__sh_max_entry(s);
+    if (reg_lock(s->h) == 0) {
+        for (size_t i = 0; i < SH_SLOTS; i++)
+            if (pid_alive(s->h->slots[i]))
+                out->attached++;
+        pthread_mutex_unlock(&s->h->reg_lock);
+    }
+}

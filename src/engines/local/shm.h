@@ -1,0 +1,121 @@
+/*
+ * shm.h -- the local engine's shared collection: one table in a named POSIX
+ * shared-memory segment that every process of a pre-fork server (and an
+ * operator's `kvi`) attaches to by name.  Not installed.
+ *
+ * The segment has a fixed size (max_memory) and holds, at offsets from its
+ * start (never pointers): a header (magic, layout version, size, creator
+ * uid, mode, checksum), 64 shards, each with a robust process-shared mutex,
+ * a fixed bucket array, its own arena of memory with size-class free lists,
+ * its statistics and an undo log.  Every structural write under a shard
+ * lock is preceded by an undo record (address and old bytes); a process
+ * killed while it holds the lock leaves the log behind, and the next locker
+ * (EOWNERDEAD) rolls the half-done operation back before it marks the mutex
+ * consistent.  So a kill loses at most the one operation in flight and
+ * leaks nothing (kvi__sh_check proves it: used + free == carved, per shard).
+ *
+ * The functions mirror kvi__lt_* (local.h), so local.c and snapshot.c call
+ * either through KVI__LTAB.
+ */
+#ifndef KVI_LOCAL_SHM_H
+#define KVI_LOCAL_SHM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "core/internal.h"
+
+/* Segment size when the URL gives no max_memory; the smallest accepted. */
+#define KVI__SH_DEFAULT_SIZE (UINT64_C(128) << 20)
+#define KVI__SH_MIN_SIZE (UINT64_C(1) << 20)
+#define KVI__SH_MAX_SIZE (UINT64_C(64) << 30)
+/* Longest NAME in shm=NAME ([A-Za-z0-9._-]). */
+#define KVI__SH_MAX_NAME 200u
+
+typedef struct kvi__sh kvi__sh;
+
+typedef struct kvi__sh_config {
+    const char *name;    /* shm=NAME; the segment is /dev/shm/kvi.NAME */
+    uint64_t max_memory; /* segment bytes; 0 = not given (default on creation) */
+    int evict;           /* KVI__LT_EVICT_*; -1 = not given (none on creation) */
+    unsigned mode;       /* permission bits; 0 = not given (0600) */
+    int unlink_on_close; /* shm_unlink=yes: remove the name at close */
+} kvi__sh_config;
+
+/* Content figures of the shared table; all counted across processes. */
+typedef struct kvi__sh_info {
+    uint64_t size;      /* segment bytes */
+    uint64_t arena;     /* bytes entries may use, over all shards */
+    uint64_t carved;    /* arena bytes ever handed out and not given back */
+    uint64_t repairs;   /* locks found with a dead owner and repaired */
+    uint64_t attached;  /* processes registered now (dead ones pruned) */
+    uint64_t max_entry; /* largest entry (24 + key + value) that fits */
+} kvi__sh_info;
+
+/* Opens (creating and sizing it when it does not exist) the segment of
+ * cfg->name and maps it.  KVI_E_INVALID (bad name, size, or an option that
+ * contradicts the existing segment), KVI_E_AUTH (another user's segment, a
+ * mode wider than asked, permission denied), KVI_E_CORRUPT (wrong magic,
+ * layout, size or checksum; never initialised), KVI_E_IO.  err names the
+ * segment.  *created says whether this call made it. */
+kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *created, char *err,
+                        size_t err_len);
+
+/* Unregisters this process (once; not in a forked child that did not open
+ * it) and returns 1 when no other registered live process remains. */
+int kvi__sh_leave(kvi__sh *s);
+
+/* Unmaps (after kvi__sh_leave); when asked (shm_unlink=yes) removes the
+ * name.  NULL is accepted. */
+void kvi__sh_close(kvi__sh *s);
+
+/* Removes the segment name /dev/shm/kvi.NAME.  KVI_OK, KVI_NOT_FOUND when
+ * there was none, KVI_E_INVALID for a bad name, KVI_E_AUTH, KVI_E_IO. */
+kvi_status kvi__sh_unlink(const char *name, char *err, size_t err_len);
+
+/* The segment's path for messages ("/dev/shm/kvi.NAME"). */
+const char *kvi__sh_path(const kvi__sh *s);
+
+/* Makes t's clock the context k (each process has its own). */
+void kvi__sh_set_context(kvi__sh *s, kvi *k);
+
+/* Operations: same contracts as the kvi__lt_* of the same name (local.h),
+ * plus KVI_E_CORRUPT when a lock cannot be recovered.  Thread- and
+ * process-safe. */
+kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s);
+kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s);
+kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_ms);
+kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
+                         kvi_status (*fn)(void *ud, const void *data, size_t len), void *ud);
+kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len);
+kvi_status kvi__sh_add(kvi__sh *s, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
+                       int64_t *new_value);
+/* Bounded add: applied only when min <= cur + delta <= max (cur = 0 for a
+ * missing key); else KVI_OUT_OF_BOUNDS with *value = cur. */
+kvi_status kvi__sh_add_bounded(kvi__sh *s, const void *key, size_t key_len, int64_t delta,
+                               int64_t expire_s, int64_t min, int64_t max, int64_t *value);
+kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t *out);
+kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl_s);
+kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
+                           kvi_status (*fn)(void *ud, const void *key, size_t key_len,
+                                            const void *val, size_t val_len, int64_t expire_ms),
+                           void *ud);
+void kvi__sh_remove_glob(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed);
+uint64_t kvi__sh_changes(kvi__sh *s);
+
+/* Content statistics in the layout of kvi__lt_stats (declared in local.h;
+ * the same fields in the same order). */
+struct kvi__lt_stats;
+void kvi__sh_stats_get(kvi__sh *s, struct kvi__lt_stats *out);
+void kvi__sh_info_get(kvi__sh *s, kvi__sh_info *out);
+
+/* Walks every shard under its lock and checks the structure: chains,
+ * hashes, lengths, free lists, sums, and that used + free bytes equal the
+ * carved bytes (nothing leaked).  KVI_OK or KVI_E_CORRUPT with the first
+ * fault in err. */
+kvi_status kvi__sh_check(kvi__sh *s, char *err, size_t err_len);
+
+#endif /* KVI_LOCAL_SHM_H */

@@ -1,0 +1,845 @@
+/*
+ * shm_table.c -- the shared table's operations: chained hashing over a
+ * fixed bucket array per shard, a per-shard arena allocator (size classes
+ * of 16-byte granules, exact up to 1 KiB then four per power of two; a
+ * bump top; larger free blocks split; an emptied shard starts its arena
+ * over), lazy expiry with an incremental sweep, and LRU eviction within a
+ * shard.  Every write of shared structure goes through W32/W64/kvi__sh_log
+ * before it is made, and each operation commits at its end (see shm.c).
+ *
+ * Invariants, per shard and under its lock (kvi__sh_check verifies them):
+ *  - every entry in a chain is SH_USED, in the shard's carved arena, and
+ *    hashes to that shard and bucket;
+ *  - entries, bytes, memory and expiring are the sums over the chains;
+ *  - every block on free list c is SH_FREE of class c, and the bytes of the
+ *    entries plus those of the free blocks equal top - arena_off.
+ */
+#include "engines/local/shm_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define ENT(s, idx) ((struct sh_ent *)((s)->base + (size_t)(idx)*SH_GRAN))
+#define IDX(s, e) ((uint32_t)(((const unsigned char *)(e) - (s)->base) / SH_GRAN))
+#define SAMPLES 5
+
+struct now {
+    kvi *k;
+    int64_t ms;
+    int have;
+};
+
+static int64_t now_ms(struct now *n)
+{
+    if (!n->have) {
+        n->ms = kvi_now_ms(n->k);
+        n->have = 1;
+    }
+    return n->ms;
+}
+
+static inline void w32(kvi__sh *s, struct sh_shard *sh, uint32_t *p, uint32_t v)
+{
+    kvi__sh_log(s, sh, p, sizeof(*p));
+    *p = v;
+}
+
+static inline void w64(kvi__sh *s, struct sh_shard *sh, uint64_t *p, uint64_t v)
+{
+    kvi__sh_log(s, sh, p, sizeof(*p));
+    *p = v;
+}
+
+static inline int64_t e_expire(const struct sh_ent *e)
+{
+    return (int64_t)(e->xl >> 16);
+}
+
+static inline int e_dead(const struct sh_ent *e, struct now *n)
+{
+    int64_t x = e_expire(e);
+    return x != 0 && now_ms(n) >= x;
+}
+
+static inline uint32_t *buckets(kvi__sh *s, struct sh_shard *sh)
+{
+    return (uint32_t *)(s->base + sh->buckets_off);
+}
+
+static inline struct sh_shard *shard_of(kvi__sh *s, uint64_t h)
+{
+    return &s->shards[(size_t)(h >> 58) & (SH_SHARDS - 1u)];
+}
+
+static inline uint32_t hash32(uint64_t h)
+{
+    return (uint32_t)(h >> 24);
+}
+
+/* ---- size classes --------------------------------------------------------- */
+
+/* The smallest class whose blocks hold g granules. */
+static uint32_t cls_of(uint64_t g)
+{
+    if (g <= 64u)
+        return (uint32_t)(g ? g - 1u : 0u);
+    uint64_t x = g - 1u;
+    unsigned b = 63u - (unsigned)__builtin_clzll(x);
+    unsigned sub = (unsigned)((x >> (b - 2u)) & 3u);
+    return 64u + (b - 6u) * 4u + sub;
+}
+
+static uint64_t cls_granules(uint32_t c)
+{
+    if (c < 64u)
+        return c + 1u;
+    uint32_t d = c - 64u;
+    unsigned b = d / 4u + 6u;
+    return (uint64_t)(5u + d % 4u) << (b - 2u);
+}
+
+/* The largest class whose blocks are at most g granules (g >= 1). */
+static uint32_t cls_floor(uint64_t g)
+{
+    uint32_t c = cls_of(g);
+    return cls_granules(c) == g ? c : c - 1u;
+}
+
+uint64_t kvi__sh_max_entry(const kvi__sh *s)
+{
+    uint64_t g = s->h->arena_bytes / SH_GRAN;
+    uint32_t c = cls_floor(g);
+    if (c >= SH_NCLASS)
+        c = SH_NCLASS - 1u;
+    return cls_granules(c) * SH_GRAN;
+}
+
+static inline int bit_get(const struct sh_shard *sh, uint32_t c)
+{
+    return (int)((sh->bits[c / 64u] >> (c % 64u)) & 1u);
+}
+
+static void bit_put(kvi__sh *s, struct sh_shard *sh, uint32_t c, int on)
+{
+    uint64_t w = sh->bits[c / 64u], m = UINT64_C(1) << (c % 64u);
+    uint64_t nw = on ? (w | m) : (w & ~m);
+    if (nw != w)
+        w64(s, sh, &sh->bits[c / 64u], nw);
+}
+
+/* First non-empty free list of class >= c, or SH_NCLASS. */
+static uint32_t bit_next(const struct sh_shard *sh, uint32_t c)
+{
+    while (c < SH_NCLASS) {
+        uint64_t w = sh->bits[c / 64u] >> (c % 64u);
+        if (w)
+            return c + (uint32_t)__builtin_ctzll(w);
+        c = (c / 64u + 1u) * 64u;
+    }
+    return SH_NCLASS;
+}
+
+/* ---- allocator (shard lock held, inside an operation) ---------------------- */
+
+static int in_arena(const struct sh_shard *sh, uint64_t off, uint64_t len)
+{
+    return off >= sh->arena_off && off <= sh->top && sh->top - off >= len;
+}
+
+/* Pushes a block that nothing links to yet (a piece of a split). */
+static void push_fresh(kvi__sh *s, struct sh_shard *sh, uint32_t idx, uint32_t c)
+{
+    struct sh_ent *e = ENT(s, idx);
+    e->next = bit_get(sh, c) ? sh->heads[c] : 0u;
+    e->cls = (uint8_t)c;
+    e->state = SH_FREE;
+    w32(s, sh, &sh->heads[c], idx);
+    bit_put(s, sh, c, 1);
+}
+
+/* Gives a block back: lowers top when it is the last carved one, else
+ * pushes it on its list.  The block may still be linked in the undo
+ * sense (unlinked earlier in this operation), so its header is logged. */
+static void block_free(kvi__sh *s, struct sh_shard *sh, uint32_t idx)
+{
+    struct sh_ent *e = ENT(s, idx);
+    uint64_t off = (uint64_t)idx * SH_GRAN, len = cls_granules(e->cls) * SH_GRAN;
+    if (off + len == sh->top) {
+        w64(s, sh, &sh->top, off);
+        return;
+    }
+    kvi__sh_log(s, sh, e, sizeof(*e));
+    push_fresh(s, sh, idx, e->cls);
+}
+
+static uint32_t pop(kvi__sh *s, struct sh_shard *sh, uint32_t c)
+{
+    uint32_t idx = sh->heads[c];
+    struct sh_ent *e = ENT(s, idx);
+    if (!idx || !in_arena(sh, (uint64_t)idx * SH_GRAN, cls_granules(c) * SH_GRAN) ||
+        e->state != SH_FREE || e->cls != c) {
+        /* A damaged list: drop it rather than follow it (check counts it). */
+        bit_put(s, sh, c, 0);
+        return 0;
+    }
+    kvi__sh_log(s, sh, e, sizeof(*e));
+    if (e->next)
+        w32(s, sh, &sh->heads[c], e->next);
+    else
+        bit_put(s, sh, c, 0);
+    e->state = SH_USED;
+    return idx;
+}
+
+/* A block of at least need bytes, or 0 when the shard has none. */
+static uint32_t block_alloc(kvi__sh *s, struct sh_shard *sh, size_t need)
+{
+    uint64_t g = (need + SH_GRAN - 1u) / SH_GRAN;
+    uint32_t c = cls_of(g);
+    if (c >= SH_NCLASS)
+        return 0;
+    uint64_t G = cls_granules(c);
+    uint32_t idx = 0;
+    if (bit_get(sh, c))
+        idx = pop(s, sh, c);
+    if (!idx && sh->arena_end - sh->top >= G * SH_GRAN) {
+        idx = (uint32_t)(sh->top / SH_GRAN);
+        w64(s, sh, &sh->top, sh->top + G * SH_GRAN);
+    }
+    if (!idx) {
+        uint32_t c2 = bit_next(sh, c + 1u);
+        if (c2 < SH_NCLASS && (idx = pop(s, sh, c2)) != 0) {
+            uint64_t rest = cls_granules(c2) - G;
+            uint32_t piece = idx + (uint32_t)G;
+            while (rest) {
+                uint32_t pc = cls_floor(rest);
+                push_fresh(s, sh, piece, pc);
+                piece += (uint32_t)cls_granules(pc);
+                rest -= cls_granules(pc);
+            }
+        }
+    }
+    if (idx) {
+        struct sh_ent *e = ENT(s, idx);
+        e->cls = (uint8_t)c;
+        e->state = SH_USED;
+    }
+    return idx;
+}
+
+/* ---- chains (shard lock held) --------------------------------------------- */
+
+static uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key, size_t klen)
+{
+    uint32_t *pp = &buckets(s, sh)[h & s->nbmask];
+    uint32_t want = hash32(h);
+    while (*pp) {
+        struct sh_ent *e = ENT(s, *pp);
+        if (e->hash == want && e->klen == klen && memcmp(e->data, key, klen) == 0)
+            return pp;
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+static size_t e_block(const struct sh_ent *e)
+{
+    return (size_t)(cls_granules(e->cls) * SH_GRAN);
+}
+
+/* Unlinks the entry *pp points at and frees its block (part of the current
+ * operation). */
+static void unlink_at(kvi__sh *s, struct sh_shard *sh, uint32_t *pp)
+{
+    uint32_t idx = *pp;
+    struct sh_ent *e = ENT(s, idx);
+    w32(s, sh, pp, e->next);
+    w64(s, sh, &sh->entries, sh->entries - 1u);
+    w64(s, sh, &sh->bytes, sh->bytes - e->klen - e->vlen);
+    w64(s, sh, &sh->memory, sh->memory - e_block(e));
+    if (e_expire(e))
+        w64(s, sh, &sh->expiring, sh->expiring - 1u);
+    sh->changes++;
+    block_free(s, sh, idx);
+}
+
+/* Removes a dead entry as an operation of its own. */
+static void drop_dead(kvi__sh *s, struct sh_shard *sh, uint32_t *pp)
+{
+    unlink_at(s, sh, pp);
+    sh->expired++;
+    kvi__sh_commit(sh);
+}
+
+static uint32_t *find_live(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key,
+                           size_t klen, struct now *n)
+{
+    uint32_t *pp = find(s, sh, h, key, klen);
+    if (pp && e_dead(ENT(s, *pp), n)) {
+        drop_dead(s, sh, pp);
+        pp = NULL;
+    }
+    return pp;
+}
+
+static void touch(kvi__sh *s, struct sh_shard *sh, struct sh_ent *e)
+{
+    if (s->evict != KVI__LT_EVICT_LRU)
+        return;
+    uint64_t c = sh->lru_clock++;
+    e->xl = (e->xl & ~UINT64_C(0xFFFF)) | ((c >> s->lru_shift) & UINT64_C(0xFFFF));
+}
+
+/* Looks at the next few buckets for dead entries. */
+static void sweep_step(kvi__sh *s, struct sh_shard *sh, struct now *n, size_t nbuckets)
+{
+    if (!sh->expiring)
+        return;
+    uint32_t *b = buckets(s, sh);
+    for (size_t i = 0; i < nbuckets; i++) {
+        uint32_t *pp = &b[sh->sweep_idx++ & s->nbmask];
+        while (*pp) {
+            if (e_dead(ENT(s, *pp), n))
+                drop_dead(s, sh, pp);
+            else
+                pp = &ENT(s, *pp)->next;
+        }
+    }
+}
+
+/* Evicts the least recently used of a few sampled entries (a dead one
+ * first), as an operation of its own; 0 when the shard is empty. */
+static int evict_one(kvi__sh *s, struct sh_shard *sh, struct now *n)
+{
+    if (!sh->entries)
+        return 0;
+    uint32_t *b = buckets(s, sh);
+    uint64_t clock = (sh->lru_clock >> s->lru_shift) & UINT64_C(0xFFFF);
+    uint32_t *best = NULL;
+    uint64_t best_age = 0;
+    int found = 0;
+    sh->rng ^= sh->rng << 13;
+    sh->rng ^= sh->rng >> 7;
+    sh->rng ^= sh->rng << 17;
+    size_t start = (size_t)sh->rng;
+    size_t window = 64u;
+    for (size_t scanned = 0; scanned <= s->nbmask && found < SAMPLES; scanned++) {
+        if (scanned >= window && best)
+            break;
+        for (uint32_t *pp = &b[(start + scanned) & s->nbmask]; *pp; pp = &ENT(s, *pp)->next) {
+            const struct sh_ent *e = ENT(s, *pp);
+            uint64_t age = e_dead(e, n) ? UINT64_MAX : ((clock - e->xl) & UINT64_C(0xFFFF));
+            if (!best || age > best_age) {
+                best = pp;
+                best_age = age;
+            }
+            if (++found >= SAMPLES)
+                break;
+        }
+    }
+    if (!best)
+        return 0;
+    if (best_age == UINT64_MAX)
+        sh->expired++;
+    else
+        sh->evicted++;
+    unlink_at(s, sh, best);
+    kvi__sh_commit(sh);
+    return 1;
+}
+
+/* Drops every dead entry of the shard (each its own operation). */
+static void sweep_all(kvi__sh *s, struct sh_shard *sh, struct now *n)
+{
+    sweep_step(s, sh, n, (size_t)s->nbmask + 1u);
+}
+
+/* Finds a block for an entry of need bytes, making room as the shard's
+ * policy allows: dead entries first, then (evict=lru) LRU victims, and an
+ * emptied shard starts its arena over, so that any entry up to
+ * kvi__sh_max_entry fits once enough is evicted.  Evictions commit on
+ * their own, so *pp (the entry being replaced, may be NULL) is looked up
+ * again after them. */
+static uint32_t make_room(kvi__sh *s, struct sh_shard *sh, size_t need, struct now *n, uint64_t h,
+                          const void *key, size_t klen, uint32_t **pp)
+{
+    int swept = 0, reset = 0;
+    for (;;) {
+        uint32_t idx = block_alloc(s, sh, need);
+        if (idx)
+            return idx;
+        if (!sh->entries && !reset) {
+            /* Nothing lives here: every carved byte is free, but maybe in
+             * pieces too small.  Start the arena over. */
+            for (uint32_t w = 0; w < (SH_NCLASS + 63u) / 64u; w++)
+                if (sh->bits[w])
+                    w64(s, sh, &sh->bits[w], 0);
+            w64(s, sh, &sh->top, sh->arena_off);
+            kvi__sh_commit(sh);
+            reset = 1;
+            continue;
+        }
+        if (!swept && sh->expiring) {
+            sweep_all(s, sh, n);
+            swept = 1;
+        } else if (s->evict != KVI__LT_EVICT_LRU || !evict_one(s, sh, n)) {
+            return 0;
+        }
+        if (pp)
+            *pp = find(s, sh, h, key, klen);
+    }
+}
+
+static void fill(struct sh_ent *e, uint64_t h, const void *key, size_t klen, const void *val,
+                 size_t vlen, int64_t expire_ms)
+{
+    e->hash = hash32(h);
+    e->xl = (uint64_t)expire_ms << 16;
+    e->vlen = (uint32_t)vlen;
+    e->klen = (uint16_t)klen;
+    memcpy(e->data, key, klen);
+    if (vlen)
+        memcpy(e->data + klen, val, vlen);
+}
+
+/* Links the filled entry idx in place of *old (replace) or at the head of
+ * its bucket, and books it. */
+static void place(kvi__sh *s, struct sh_shard *sh, uint64_t h, uint32_t idx, uint32_t *old)
+{
+    struct sh_ent *e = ENT(s, idx);
+    uint32_t *pp = old ? old : &buckets(s, sh)[h & s->nbmask];
+    e->next = old ? ENT(s, *old)->next : *pp;
+    if (old) {
+        /* Take the old one out of the sums, then free it. */
+        uint32_t oidx = *old;
+        struct sh_ent *o = ENT(s, oidx);
+        w32(s, sh, pp, idx);
+        w64(s, sh, &sh->bytes, sh->bytes - o->klen - o->vlen);
+        w64(s, sh, &sh->memory, sh->memory - e_block(o));
+        if (e_expire(o))
+            w64(s, sh, &sh->expiring, sh->expiring - 1u);
+        block_free(s, sh, oidx);
+    } else {
+        w32(s, sh, pp, idx);
+        w64(s, sh, &sh->entries, sh->entries + 1u);
+    }
+    w64(s, sh, &sh->bytes, sh->bytes + e->klen + e->vlen);
+    w64(s, sh, &sh->memory, sh->memory + e_block(e));
+    if (e_expire(e))
+        w64(s, sh, &sh->expiring, sh->expiring + 1u);
+    sh->changes++;
+}
+
+static int64_t deadline(struct now *n, int64_t expire_s)
+{
+    return expire_s <= 0 ? 0 : kvi__lt_deadline(now_ms(n), expire_s);
+}
+
+/* ---- operations ------------------------------------------------------------- */
+
+/* Stores (nx: only when absent; *exists then says it was there). */
+static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *val, size_t vlen,
+                         int64_t expire_ms, int nx, int *exists, struct now *n)
+{
+    size_t need = sizeof(struct sh_ent) + klen + vlen;
+    if (need > kvi__sh_max_entry(s))
+        return KVI_E_STORE_FULL;
+    uint64_t h = kvi__lt_hash(s->seed, key, klen);
+    struct sh_shard *sh = shard_of(s, h);
+    kvi_status st = kvi__sh_lock(s, sh);
+    if (st != KVI_OK)
+        return st;
+    uint32_t *old = find_live(s, sh, h, key, klen, n);
+    if (nx && old) {
+        *exists = 1;
+    } else {
+        uint32_t idx = make_room(s, sh, need, n, h, key, klen, &old);
+        if (!idx) {
+            st = KVI_E_STORE_FULL;
+        } else {
+            struct sh_ent *e = ENT(s, idx);
+            fill(e, h, key, klen, val, vlen, expire_ms);
+            touch(s, sh, e);
+            place(s, sh, h, idx, old);
+            kvi__sh_commit(sh);
+            sweep_step(s, sh, n, 4);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return st;
+}
+
+kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s)
+{
+    struct now n = {s->k, 0, 0};
+    int exists = 0;
+    return sh_put(s, key, key_len, val, val_len, deadline(&n, expire_s), 0, &exists, &n);
+}
+
+kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s)
+{
+    struct now n = {s->k, 0, 0};
+    int exists = 0;
+    kvi_status st = sh_put(s, key, key_len, val, val_len, deadline(&n, expire_s), 1, &exists, &n);
+    return st == KVI_OK && exists ? KVI_KEY_EXISTS : st;
+}
+
+kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_ms)
+{
+    struct now n = {s->k, 0, 0};
+    int exists = 0;
+    if (expire_ms < 0)
+        expire_ms = 1;
+    if (expire_ms > KVI__LT_MAX_EXPIRE_MS)
+        expire_ms = KVI__LT_MAX_EXPIRE_MS;
+    if (expire_ms != 0 && now_ms(&n) >= expire_ms)
+        return KVI_OK;
+    return sh_put(s, key, key_len, val, val_len, expire_ms, 0, &exists, &n);
+}
+
+kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
+                         kvi_status (*fn)(void *ud, const void *data, size_t len), void *ud)
+{
+    struct now n = {s->k, 0, 0};
+    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
+    struct sh_shard *sh = shard_of(s, h);
+    __builtin_prefetch(&buckets(s, sh)[h & s->nbmask]);
+    kvi_status st = kvi__sh_lock(s, sh);
+    if (st != KVI_OK)
+        return st;
+    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
+    if (pp) {
+        struct sh_ent *e = ENT(s, *pp);
+        sh->hits++;
+        touch(s, sh, e);
+        st = fn(ud, e->data + key_len, e->vlen);
+    } else {
+        st = KVI_NOT_FOUND;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return st;
+}
+
+kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
+{
+    struct now n = {s->k, 0, 0};
+    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
+    struct sh_shard *sh = shard_of(s, h);
+    kvi_status st = kvi__sh_lock(s, sh);
+    if (st != KVI_OK)
+        return st;
+    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
+    if (pp) {
+        unlink_at(s, sh, pp);
+        kvi__sh_commit(sh);
+        st = KVI_OK;
+    } else {
+        st = KVI_NOT_FOUND;
+    }
+    sweep_step(s, sh, &n, 4);
+    pthread_mutex_unlock(&sh->lock);
+    return st;
+}
+
+static int parse_counter(const struct sh_ent *e, int64_t *out)
+{
+    if (e->vlen == 0 || e->vlen > 20)
+        return 0;
+    return kvi_parse_int64((const char *)e->data + e->klen, e->vlen, out);
+}
+
+/* The counter update behind add and bounded add: bounded says whether
+ * [min, max] applies; *refused then says it did not. */
+static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta, int64_t expire_s,
+                         int bounded, int64_t min, int64_t max, int64_t *value, int *refused)
+{
+    struct now n = {s->k, 0, 0};
+    uint64_t h = kvi__lt_hash(s->seed, key, klen);
+    struct sh_shard *sh = shard_of(s, h);
+    kvi_status st = kvi__sh_lock(s, sh);
+    if (st != KVI_OK)
+        return st;
+    uint32_t *pp = find_live(s, sh, h, key, klen, &n);
+    int64_t cur = 0, result = 0;
+    struct sh_ent *e = pp ? ENT(s, *pp) : NULL;
+    if (e && !parse_counter(e, &cur)) {
+        st = KVI_E_NOT_A_COUNTER;
+    } else if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta)) {
+        st = KVI_E_OVERFLOW;
+    } else if (bounded && (cur + delta < min || cur + delta > max)) {
+        *refused = 1;
+        result = cur;
+    } else {
+        char text[24];
+        result = cur + delta;
+        size_t len = kvi_format_int64(result, text);
+        if (e && len == e->vlen) {
+            kvi__sh_log(s, sh, e->data + klen, len);
+            memcpy(e->data + klen, text, len);
+            sh->changes++;
+            touch(s, sh, e);
+        } else {
+            int64_t expire_ms = e ? e_expire(e) : deadline(&n, expire_s);
+            uint32_t idx =
+                make_room(s, sh, sizeof(struct sh_ent) + klen + len, &n, h, key, klen, &pp);
+            if (!idx) {
+                st = KVI_E_STORE_FULL;
+            } else {
+                /* An eviction may have taken the old counter: then it is
+                 * gone and the add starts from 0 like on a missing key. */
+                if (e && !pp) {
+                    result = delta;
+                    len = kvi_format_int64(result, text);
+                    expire_ms = deadline(&n, expire_s);
+                }
+                struct sh_ent *ne = ENT(s, idx);
+                fill(ne, h, key, klen, text, len, expire_ms);
+                touch(s, sh, ne);
+                place(s, sh, h, idx, pp);
+            }
+        }
+        if (st == KVI_OK) {
+            kvi__sh_commit(sh);
+            sweep_step(s, sh, &n, 4);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (st == KVI_OK && value)
+        *value = result;
+    return st;
+}
+
+kvi_status kvi__sh_add(kvi__sh *s, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
+                       int64_t *new_value)
+{
+    int refused = 0;
+    return sh_add(s, key, key_len, delta, expire_s, 0, 0, 0, new_value, &refused);
+}
+
+kvi_status kvi__sh_add_bounded(kvi__sh *s, const void *key, size_t key_len, int64_t delta,
+                               int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    int refused = 0;
+    kvi_status st = sh_add(s, key, key_len, delta, expire_s, 1, min, max, value, &refused);
+    return st == KVI_OK && refused ? KVI_OUT_OF_BOUNDS : st;
+}
+
+kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t *out)
+{
+    struct now n = {s->k, 0, 0};
+    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
+    struct sh_shard *sh = shard_of(s, h);
+    kvi_status st = kvi__sh_lock(s, sh);
+    if (st != KVI_OK)
+        return st;
+    int64_t v = 0;
+    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
+    if (pp) {
+        struct sh_ent *e = ENT(s, *pp);
+        sh->hits++;
+        touch(s, sh, e);
+        st = parse_counter(e, &v) ? KVI_OK : KVI_E_NOT_A_COUNTER;
+    } else {
+        st = KVI_NOT_FOUND;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (st == KVI_OK)
+        *out = v;
+    return st;
+}
+
+kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    struct now n = {s->k, 0, 0};
+    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
+    struct sh_shard *sh = shard_of(s, h);
+    kvi_status st = kvi__sh_lock(s, sh);
+    if (st != KVI_OK)
+        return st;
+    int64_t v = -1;
+    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
+    if (pp) {
+        int64_t x = e_expire(ENT(s, *pp));
+        if (x)
+            v = (x - now_ms(&n) + 999) / 1000;
+    } else {
+        st = KVI_NOT_FOUND;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (st == KVI_OK)
+        *ttl_s = v;
+    return st;
+}
+
+/* Walks one shard: drops dead entries; for each live one matching glob
+ * calls fn (when set) or, with remove, removes it. */
+static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, const char *glob, size_t glob_len,
+                             kvi_status (*fn)(void *, const void *, size_t, const void *, size_t,
+                                              int64_t),
+                             void *ud, uint64_t *removed, struct now *n)
+{
+    uint32_t *b = buckets(s, sh);
+    for (uint64_t i = 0; i <= s->nbmask; i++) {
+        uint32_t *pp = &b[i];
+        while (*pp) {
+            struct sh_ent *e = ENT(s, *pp);
+            if (e_dead(e, n)) {
+                drop_dead(s, sh, pp);
+                continue;
+            }
+            if (!kvi_glob_match(glob, glob_len, e->data, e->klen)) {
+                pp = &e->next;
+                continue;
+            }
+            if (!fn) {
+                unlink_at(s, sh, pp);
+                kvi__sh_commit(sh);
+                (*removed)++;
+                continue;
+            }
+            kvi_status st = fn(ud, e->data, e->klen, e->data + e->klen, e->vlen, e_expire(e));
+            if (st != KVI_OK)
+                return st;
+            pp = &e->next;
+        }
+    }
+    return KVI_OK;
+}
+
+kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
+                           kvi_status (*fn)(void *ud, const void *key, size_t key_len,
+                                            const void *val, size_t val_len, int64_t expire_ms),
+                           void *ud)
+{
+    struct now n = {s->k, 0, 0};
+    kvi_status st = KVI_OK;
+    for (uint32_t i = 0; i < SH_SHARDS && st == KVI_OK; i++) {
+        struct sh_shard *sh = &s->shards[i];
+        st = kvi__sh_lock(s, sh);
+        if (st != KVI_OK)
+            break;
+        if (sh->entries)
+            st = walk_shard(s, sh, glob, glob_len, fn, ud, NULL, &n);
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return st;
+}
+
+void kvi__sh_remove_glob(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed)
+{
+    struct now n = {s->k, 0, 0};
+    uint64_t count = 0;
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        struct sh_shard *sh = &s->shards[i];
+        if (kvi__sh_lock(s, sh) != KVI_OK)
+            continue;
+        if (sh->entries)
+            (void)walk_shard(s, sh, glob, glob_len, NULL, NULL, &count, &n);
+        pthread_mutex_unlock(&sh->lock);
+    }
+    *removed = count;
+}
+
+void kvi__sh_stats_get(kvi__sh *s, kvi__lt_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        const struct sh_shard *sh = &s->shards[i];
+        out->entries += __atomic_load_n(&sh->entries, __ATOMIC_RELAXED);
+        out->bytes += __atomic_load_n(&sh->bytes, __ATOMIC_RELAXED);
+        out->memory += __atomic_load_n(&sh->memory, __ATOMIC_RELAXED);
+        out->hits += __atomic_load_n(&sh->hits, __ATOMIC_RELAXED);
+        out->expired += __atomic_load_n(&sh->expired, __ATOMIC_RELAXED);
+        out->evicted += __atomic_load_n(&sh->evicted, __ATOMIC_RELAXED);
+    }
+}
+
+uint64_t kvi__sh_changes(kvi__sh *s)
+{
+    uint64_t c = 0;
+    for (uint32_t i = 0; i < SH_SHARDS; i++)
+        c += __atomic_load_n(&s->shards[i].changes, __ATOMIC_RELAXED);
+    return c;
+}
+
+/* ---- structure check -------------------------------------------------------- */
+
+static kvi_status bad(char *err, size_t err_len, uint32_t shard, const char *what,
+                      unsigned long long a)
+{
+    snprintf(err, err_len, "shard %u: %s (%llu)", shard, what, a);
+    return KVI_E_CORRUPT;
+}
+
+static kvi_status check_shard(kvi__sh *s, struct sh_shard *sh, uint32_t si, char *err,
+                              size_t err_len)
+{
+    if (sh->log_n != 0)
+        return bad(err, err_len, si, "undo log not empty under the lock", sh->log_n);
+    uint64_t limit = (sh->arena_end - sh->arena_off) / SH_GRAN + 1u;
+    uint64_t entries = 0, bytes = 0, memory = 0, expiring = 0, steps = 0, free_bytes = 0;
+    uint32_t *b = buckets(s, sh);
+    for (uint64_t i = 0; i <= s->nbmask; i++) {
+        for (uint32_t idx = b[i]; idx; idx = ENT(s, idx)->next) {
+            const struct sh_ent *e = ENT(s, idx);
+            if (++steps > limit)
+                return bad(err, err_len, si, "chain loops, bucket", i);
+            if (!in_arena(sh, (uint64_t)idx * SH_GRAN, sizeof(*e)) || e->state != SH_USED ||
+                e->cls >= SH_NCLASS)
+                return bad(err, err_len, si, "chain points at a block that is not an entry", idx);
+            if (e->klen == 0 || e->klen > KVI_MAX_KEY_LEN ||
+                sizeof(*e) + e->klen + e->vlen > e_block(e) ||
+                !in_arena(sh, (uint64_t)idx * SH_GRAN, e_block(e)))
+                return bad(err, err_len, si, "entry lengths do not fit its block", idx);
+            uint64_t h = kvi__lt_hash(s->seed, e->data, e->klen);
+            if (shard_of(s, h) != sh || (h & s->nbmask) != i || hash32(h) != e->hash)
+                return bad(err, err_len, si, "entry in the wrong chain", idx);
+            entries++;
+            bytes += e->klen + e->vlen;
+            memory += e_block(e);
+            if (e_expire(e))
+                expiring++;
+        }
+    }
+    if (entries != sh->entries || bytes != sh->bytes || memory != sh->memory ||
+        expiring != sh->expiring)
+        return bad(err, err_len, si, "sums differ from the chains; entries counted", entries);
+    steps = 0;
+    for (uint32_t c = 0; c < SH_NCLASS; c++) {
+        if (!bit_get(sh, c))
+            continue;
+        for (uint32_t idx = sh->heads[c]; idx; idx = ENT(s, idx)->next) {
+            const struct sh_ent *e = ENT(s, idx);
+            if (++steps > limit)
+                return bad(err, err_len, si, "free list loops, class", c);
+            if (!in_arena(sh, (uint64_t)idx * SH_GRAN, cls_granules(c) * SH_GRAN) ||
+                e->state != SH_FREE || e->cls != c)
+                return bad(err, err_len, si, "free list holds a bad block", idx);
+            free_bytes += cls_granules(c) * SH_GRAN;
+        }
+    }
+    if (memory + free_bytes != sh->top - sh->arena_off)
+        return bad(err, err_len, si, "used + free bytes differ from the carved bytes (a leak)",
+                   sh->top - sh->arena_off - memory - free_bytes);
+    return KVI_OK;
+}
+
+kvi_status kvi__sh_check(kvi__sh *s, char *err, size_t err_len)
+{
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        struct sh_shard *sh = &s->shards[i];
+        kvi_status st = kvi__sh_lock(s, sh);
+        if (st != KVI_OK) {
+            snprintf(err, err_len, "shard %u: lock cannot be recovered", i);
+            return st;
+        }
+        st = check_shard(s, sh, i, err, err_len);
+        pthread_mutex_unlock(&sh->lock);
+        if (st != KVI_OK)
+            return st;
+    }
+    return KVI_OK;
+}
