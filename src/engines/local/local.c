@@ -275,8 +275,8 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
 
     if (sc.name) {
         char err[600];
-        st = kvi__sh_open(kvi_conn_context(c), &sc, &lc->tab.sh, &lc->shm_created, err,
-                          sizeof(err));
+        st =
+            kvi__sh_open(kvi_conn_context(c), &sc, &lc->tab.sh, &lc->shm_created, err, sizeof(err));
         if (st != KVI_OK)
             return kvi_engine_error(c, st, "%s", err);
         kvi_conn_set_caps(c, kvi_conn_caps(c) | KVI_CAP_SHARED);
@@ -417,7 +417,8 @@ static kvi_status local_add_bounded(kvi_conn *c, const void *key, size_t key_len
                                     int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
     return counter_error(
-        c, KVI__LTAB(table_of(c), add_bounded, key, key_len, delta, expire_s, min, max, value), delta);
+        c, KVI__LTAB(table_of(c), add_bounded, key, key_len, delta, expire_s, min, max, value),
+        delta);
 }
 
 static kvi_status local_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
