@@ -108,11 +108,13 @@ static lkvi *check_ctx(lua_State *L)
 }
 
 /* nil, message, status name: the one way every call reports a miss or a
- * failure.  The message is the call's detail (never a password) or, when
- * there is none, the status' text. */
+ * failure.  The message of an error is the call's detail (never a
+ * password) or, when there is none, the status' text; an outcome (a miss,
+ * a refusal) gets the status' text, since kvi_errmsg() keeps the last
+ * *failed* call's detail, which may be an earlier call's. */
 static int push_fail(lua_State *L, const lkvi *c, kvi_status st)
 {
-    const char *msg = c->k != NULL ? kvi_errmsg(c->k) : "";
+    const char *msg = c->k != NULL && KVI_STATUS_IS_ERROR(st) ? kvi_errmsg(c->k) : "";
     lua_pushnil(L);
     lua_pushstring(L, msg[0] != '\0' ? msg : kvi_strerror(st));
     lua_pushstring(L, kvi_status_name(st));
@@ -181,10 +183,18 @@ static int parse_decimal(const char *s, size_t len, int64_t *out)
     return 1;
 }
 
-/* Argument idx as an int64: an integer (5.3+), an integer-valued number
- * that is exact (5.1: within +-2^53), or a decimal string.  Anything else
- * is a Lua error naming the argument. */
-static int64_t check_int64(lua_State *L, int idx)
+/* Raises "bad argument #argn to 'f' (<what><msg>)". */
+static void int_argerror(lua_State *L, int argn, const char *what, const char *msg)
+{
+    lua_pushfstring(L, "%s%s", what, msg);
+    luaL_argerror(L, argn, lua_tostring(L, -1));
+}
+
+/* The value at stack index idx as an int64: an integer (5.3+), an
+ * integer-valued number that is exact (5.1: within +-2^53), or a decimal
+ * string.  Anything else is a Lua error against argument argn, its message
+ * prefixed by what ("" or "bounds.min: "). */
+static int64_t to_int64(lua_State *L, int idx, int argn, const char *what)
 {
     int64_t v = 0;
     if (lua_type(L, idx) == LUA_TNUMBER) {
@@ -192,33 +202,77 @@ static int64_t check_int64(lua_State *L, int idx)
         int isint = 0;
         lua_Integer i = lua_tointegerx(L, idx, &isint);
         if (!isint)
-            luaL_argerror(L, idx, "integer expected, got a number with a fraction or out of range");
+            int_argerror(L, argn, what,
+                         "integer expected, got a number with a fraction or out of range");
         v = (int64_t)i;
 #else
         lua_Number d = lua_tonumber(L, idx);
         if (d != floor(d))
-            luaL_argerror(L, idx, "integer expected, got a number with a fraction");
+            int_argerror(L, argn, what, "integer expected, got a number with a fraction");
         if (!(d >= (lua_Number)-LKVI_EXACT_DOUBLE && d <= (lua_Number)LKVI_EXACT_DOUBLE))
-            luaL_argerror(L, idx,
-                          "number outside +-2^53 is not exact; pass it as a decimal string");
+            int_argerror(L, argn, what,
+                         "number outside +-2^53 is not exact; pass it as a decimal string");
         v = (int64_t)d;
 #endif
     } else if (lua_type(L, idx) == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
         if (!parse_decimal(s, len, &v))
-            luaL_argerror(L, idx, "decimal integer string expected (int64 range)");
+            int_argerror(L, argn, what, "decimal integer string expected (int64 range)");
     } else {
         lua_pushfstring(L, "integer or decimal string expected, got %s", luaL_typename(L, idx));
-        luaL_argerror(L, idx, lua_tostring(L, -1));
+        int_argerror(L, argn, what, lua_tostring(L, -1));
     }
     return v;
 }
 
-/* Optional expiry in seconds; nil or absent is 0 (never expires). */
-static int64_t opt_expire(lua_State *L, int idx)
+static int64_t check_int64(lua_State *L, int argn)
 {
-    return lua_isnoneornil(L, idx) ? 0 : check_int64(L, idx);
+    return to_int64(L, argn, argn, "");
+}
+
+/* Optional expiry in seconds; nil or absent is 0 (never expires). */
+static int64_t opt_expire(lua_State *L, int argn)
+{
+    return lua_isnoneornil(L, argn) ? 0 : check_int64(L, argn);
+}
+
+/* Checks that the options table at argn has only the given string keys,
+ * so that a misspelt option ({mn = 0}) is an error, not ignored. */
+static void check_option_names(lua_State *L, int argn, const char *const *names)
+{
+    luaL_checktype(L, argn, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, argn) != 0) {
+        const char *const *n = names;
+        lua_pop(L, 1); /* the value; the key stays for lua_next */
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            for (; *n != NULL; n++) {
+                if (strcmp(*n, lua_tostring(L, -1)) == 0)
+                    break;
+            }
+        }
+        if (*n == NULL || lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushfstring(L, "unknown option %s",
+                            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                           : luaL_typename(L, -1));
+            luaL_argerror(L, argn, lua_tostring(L, -1));
+        }
+    }
+}
+
+/* Field name of the options table at argn as an int64; dflt when nil. */
+static int64_t opt_field_int64(lua_State *L, int argn, const char *name, int64_t dflt)
+{
+    int64_t v = dflt;
+    char what[32];
+    lua_getfield(L, argn, name);
+    if (!lua_isnil(L, -1)) {
+        snprintf(what, sizeof what, "%s: ", name);
+        v = to_int64(L, lua_gettop(L), argn, what);
+    }
+    lua_pop(L, 1);
+    return v;
 }
 
 /* ---- module functions ------------------------------------------------ */
@@ -284,15 +338,30 @@ static int l_load_config(lua_State *L)
     return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
 }
 
+/* k:store(id, key, value [, expire [, {nx = true}]]) */
 static int l_store(lua_State *L)
 {
+    static const char *const names[] = {"nx", NULL};
     lkvi *c = check_ctx(L);
     size_t klen, vlen;
     const char *id = luaL_checkstring(L, 2);
     const char *key = luaL_checklstring(L, 3, &klen);
     const char *val = luaL_checklstring(L, 4, &vlen);
     int64_t expire_s = opt_expire(L, 5);
-    kvi_status st = kvi_store(c->k, id, key, klen, val, vlen, expire_s);
+    int nx = 0;
+    kvi_status st;
+    if (!lua_isnoneornil(L, 6)) {
+        check_option_names(L, 6, names);
+        lua_getfield(L, 6, "nx");
+        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            luaL_argerror(L, 6, "nx: boolean expected");
+        nx = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (nx)
+        st = kvi_store_nx(c->k, id, key, klen, val, vlen, expire_s);
+    else
+        st = kvi_store(c->k, id, key, klen, val, vlen, expire_s);
     return st == KVI_OK ? push_ok(L) : push_fail(L, c, st);
 }
 
@@ -322,9 +391,16 @@ static int l_remove(lua_State *L)
 
 typedef kvi_status (*counter_op)(kvi *k, const char *id, const void *key, size_t key_len,
                                  int64_t delta, int64_t expire_s, int64_t *new_value);
+typedef kvi_status (*bounded_op)(kvi *k, const char *id, const void *key, size_t key_len,
+                                 int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                                 int64_t *value);
 
-static int counter_change(lua_State *L, counter_op op)
+/* k:add / k:sub (id, key, delta [, expire [, {min = m, max = n}]]): with a
+ * bounds table the bounded form (an absent side is open); a refusal is
+ * nil, msg, "KVI_OUT_OF_BOUNDS", current value. */
+static int counter_change(lua_State *L, counter_op op, bounded_op bop)
 {
+    static const char *const names[] = {"min", "max", NULL};
     lkvi *c = check_ctx(L);
     size_t klen;
     const char *id = luaL_checkstring(L, 2);
@@ -332,7 +408,21 @@ static int counter_change(lua_State *L, counter_op op)
     int64_t delta = check_int64(L, 4);
     int64_t expire_s = opt_expire(L, 5);
     int64_t value = 0;
-    kvi_status st = op(c->k, id, key, klen, delta, expire_s, &value);
+    kvi_status st;
+    if (lua_isnoneornil(L, 6)) {
+        st = op(c->k, id, key, klen, delta, expire_s, &value);
+    } else {
+        int64_t min, max;
+        check_option_names(L, 6, names);
+        min = opt_field_int64(L, 6, "min", INT64_MIN);
+        max = opt_field_int64(L, 6, "max", INT64_MAX);
+        st = bop(c->k, id, key, klen, delta, expire_s, min, max, &value);
+        if (st == KVI_OUT_OF_BOUNDS) {
+            push_fail(L, c, st);
+            push_int64(L, value);
+            return 4;
+        }
+    }
     if (st != KVI_OK)
         return push_fail(L, c, st);
     push_int64(L, value);
@@ -341,12 +431,12 @@ static int counter_change(lua_State *L, counter_op op)
 
 static int l_add(lua_State *L)
 {
-    return counter_change(L, kvi_add);
+    return counter_change(L, kvi_add, kvi_add_bounded);
 }
 
 static int l_sub(lua_State *L)
 {
-    return counter_change(L, kvi_sub);
+    return counter_change(L, kvi_sub, kvi_sub_bounded);
 }
 
 typedef kvi_status (*key_int_op)(kvi *k, const char *id, const void *key, size_t key_len,
@@ -585,6 +675,7 @@ static const struct {
     {KVI_CAP_RAW_QUERY, "raw_query"},
     {KVI_CAP_PERSISTENT, "persistent"},
     {KVI_CAP_SHARED, "shared"},
+    {KVI_CAP_CONDITIONAL, "conditional"},
 };
 
 /* k:caps(id) -> { ttl = true, counters = true, ... } (the bits it has) */

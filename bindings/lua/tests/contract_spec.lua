@@ -263,6 +263,130 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
         H.fails("KVI_E_UNKNOWN_ENGINE", k:caps("nosuch:id"))
     end)
 
+    -- Bounded add/sub and store-if-absent: on an engine without
+    -- KVI_CAP_CONDITIONAL the calls must say KVI_E_UNSUPPORTED, and the
+    -- rows are reported as pending (loudly), not passed.
+    local function conditional()
+        if k:caps(id).conditional then
+            return true
+        end
+        H.fails("KVI_E_UNSUPPORTED", k:sub(id, H.key(), 1, nil, { min = 0 }))
+        H.fails("KVI_E_UNSUPPORTED", k:store(id, H.key(), "x", nil, { nx = true }))
+        pending(H.engine .. " lacks KVI_CAP_CONDITIONAL (bounded add/sub, store if absent)")
+        return false
+    end
+
+    it("a bounded sub applies only within [min, max]", function()
+        if not conditional() then return end
+        local key = H.key()
+        assert(k:store(id, key, "2"))
+        local v, msg, st, current = k:sub(id, key, 3, nil, { min = 0 })
+        H.fails("KVI_OUT_OF_BOUNDS", v, msg, st)
+        assert.are.equal("2", H.int_text(current))
+        assert.are.equal("2", k:fetch(id, key))
+        assert.are.equal("0", H.int_text(k:sub(id, key, 2, nil, { min = 0 })))
+        assert.are.equal("10", H.int_text(k:add(id, key, 10, nil, { max = 10 })))
+        v, msg, st, current = k:add(id, key, 1, nil, { min = 0, max = 10 })
+        H.fails("KVI_OUT_OF_BOUNDS", v, msg, st)
+        assert.are.equal("10", H.int_text(current))
+        assert.are.equal("-5", H.int_text(k:sub(id, key, 15, nil, {})))
+        assert.are.equal("-5", H.int_text(k:cache_counter_fetch(id, key)))
+        v, msg, st, current = k:cache_sub(id, key, 1, nil, { min = -5 })
+        H.fails("KVI_OUT_OF_BOUNDS", v, msg, st)
+        assert.are.equal("-5", H.int_text(current))
+        assert.are.equal("-4", H.int_text(k:cache_add(id, key, 1, nil, { min = -5, max = -4 })))
+    end)
+
+    it("a bounded sub creates a missing counter only within the bounds", function()
+        if not conditional() then return end
+        local key = H.key()
+        local v, msg, st, current = k:sub(id, key, 5, 100, { min = 0 })
+        H.fails("KVI_OUT_OF_BOUNDS", v, msg, st)
+        assert.are.equal("0", H.int_text(current))
+        H.fails("KVI_NOT_FOUND", k:fetch(id, key))
+        assert.are.equal("-5", H.int_text(k:sub(id, key, 5, 100, { min = -5 })))
+        local ttl = k:ttl(id, key)
+        assert.is_true(ttl > 0 and ttl <= 100)
+    end)
+
+    it("bounds take the whole int64 range; overflow, non-counters and min > max stay errors", function()
+        if not conditional() then return end
+        local key = H.key()
+        local lo, hi = "-9223372036854775808", "9223372036854775807"
+        assert(k:store(id, key, "9223372036854775806"))
+        assert.are.equal(hi, H.int_text(k:add(id, key, 1, nil, { min = lo, max = hi })))
+        H.fails("KVI_E_OVERFLOW", k:add(id, key, 1, nil, { min = lo, max = hi }))
+        assert.are.equal(hi, k:fetch(id, key))
+        assert(k:store(id, key, "abc"))
+        H.fails("KVI_E_NOT_A_COUNTER", k:sub(id, key, 1, nil, { min = 0 }))
+        assert.are.equal("abc", k:fetch(id, key))
+        assert(k:store(id, key, "1"))
+        H.fails("KVI_E_INVALID", k:add(id, key, 1, nil, { min = 5, max = 1 }))
+        H.fails("KVI_E_INVALID", k:sub(id, key, lo, nil, { min = 0 }))
+        assert.are.equal("1", k:fetch(id, key))
+    end)
+
+    it("store with nx writes only an absent key, with its expiry", function()
+        if not conditional() then return end
+        local key = H.key()
+        assert.are.equal(true, k:store(id, key, "first", 100, { nx = true }))
+        local ttl = k:ttl(id, key)
+        assert.is_true(ttl > 0 and ttl <= 100)
+        H.fails("KVI_KEY_EXISTS", k:store(id, key, "second", 0, { nx = true }))
+        H.fails("KVI_KEY_EXISTS", k:cache_store(id, key, "third", nil, { nx = true }))
+        assert.are.equal("first", k:fetch(id, key))
+        assert.are.equal(true, k:store(id, key, "plain", nil, { nx = false }))
+        assert.are.equal("plain", k:fetch(id, key))
+        local short = H.key()
+        assert(k:store(id, short, "old", 1, { nx = true }))
+        T.sleep(2.2)
+        assert.are.equal(true, k:store(id, short, "new", 0, { nx = true }))
+        assert.are.equal("new", k:fetch(id, short))
+    end)
+
+    it("racing processes: bounded subs never cross min, exactly one nx wins", function()
+        if not conditional() then return end
+        if not k:caps(id).shared then
+            pending("the " .. H.engine .. " store is per process; the races run on redis and memcached")
+            return
+        end
+        local credit, lock = H.key("credit"), H.key("lock")
+        assert(k:store(id, credit, "100"))
+        local pids = {}
+        for p = 1, 4 do
+            local pid = T.fork()
+            if pid == 0 then
+                local wins, bad = 0, false
+                for _ = 1, 40 do
+                    local v, _, st = k:sub(id, credit, 1, nil, { min = 0 })
+                    if v then
+                        wins = wins + 1
+                        bad = bad or tonumber(v) < 0
+                    elseif st ~= "KVI_OUT_OF_BOUNDS" then
+                        bad = true
+                    end
+                end
+                local nx = k:store(id, lock, tostring(p), 60, { nx = true })
+                -- exit status: wins (0..40), +64 when this one won the lock, 255 on error
+                T.exit(bad and 255 or wins + (nx and 64 or 0))
+            end
+            pids[#pids + 1] = pid
+        end
+        local wins, locks = 0, 0
+        for _, pid in ipairs(pids) do
+            local code = assert(T.wait(pid))
+            assert.are_not.equal(255, code)
+            if code >= 64 then
+                locks = locks + 1
+                code = code - 64
+            end
+            wins = wins + code
+        end
+        assert.are.equal(100, wins)
+        assert.are.equal(1, locks)
+        assert.are.equal("0", k:fetch(id, credit))
+    end)
+
     it("a forked child uses the parent's context and the parent's still works", function()
         local key = H.key()
         assert(k:store(id, key, "parent"))

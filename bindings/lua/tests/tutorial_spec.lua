@@ -125,6 +125,96 @@ describe("tutorial on " .. H.engine .. " under " .. _VERSION, function()
             H.fails("KVI_E_NOT_A_COUNTER", b:bye(user, 10))
         end)
 
+        local function conditional()
+            if k:caps(id).conditional then
+                return true
+            end
+            pending(H.engine .. " lacks KVI_CAP_CONDITIONAL: no reservation route")
+            return false
+        end
+
+        it("reserves at INVITE, extends while the call lasts, settles at BYE", function()
+            if not conditional() then return end
+            local b = billing.new(k, id, 2)
+            local user = H.key("bob")
+            assert(b:set_credit(user, 250))
+            local call, code = b:invite_reserve(user, 60)
+            assert.are.equal(200, code)
+            assert.are.equal("130", H.int_text(b:credit(user)))
+            assert.is_true(b:extend(call, 60))
+            assert.are.equal("10", H.int_text(b:credit(user)))
+            assert.are.same({ false, 402 }, { b:extend(call, 60) })
+            assert.are.equal("10", H.int_text(b:credit(user)))
+            -- 85 s of the 120 reserved at 2 per second: 70 come back.
+            assert.are.equal("80", H.int_text(b:settle(call, 85)))
+            local second = b:invite_reserve(user, 40)
+            assert.is_truthy(second)
+            assert.are.same({ nil, 402 }, { b:invite_reserve(user, 1) })
+            assert.are.equal("0", H.int_text(b:settle(second, 40)))
+            assert.has_error(function() b:settle(second, 1) end)
+            assert.are.same({ nil, 402 }, { b:invite_reserve(H.key("nobody"), 1) })
+        end)
+
+        it("never overdraws when calls of one user overlap", function()
+            if not conditional() then return end
+            local b = billing.new(k, id, 1)
+            local user = H.key("carol")
+            assert(b:set_credit(user, 50))
+            local open = {}
+            -- Ten overlapping calls: each reserves 10; five fit.
+            for _ = 1, 10 do
+                local call = b:invite_reserve(user, 10)
+                if call then
+                    open[#open + 1] = call
+                end
+                assert.is_true(tonumber(b:credit(user)) >= 0)
+            end
+            assert.are.equal(5, #open)
+            assert.are.equal("0", H.int_text(b:credit(user)))
+            for i, call in ipairs(open) do
+                b:settle(call, i)
+            end
+            assert.are.equal(tostring(50 - (1 + 2 + 3 + 4 + 5)), H.int_text(b:credit(user)))
+        end)
+
+        it("processes racing for one user's credit never take it below 0", function()
+            if not conditional() then return end
+            if not k:caps(id).shared then
+                pending("the " .. H.engine .. " store is per process; the race runs on redis and memcached")
+                return
+            end
+            local b = billing.new(k, id, 1)
+            local user = H.key("dave")
+            assert(b:set_credit(user, 300))
+            local pids = {}
+            for p = 1, 4 do
+                local pid = T.fork()
+                if pid == 0 then
+                    local calls = 0
+                    for _ = 1, 20 do
+                        local call = b:invite_reserve(user, 5)
+                        if call then
+                            calls = calls + 1
+                            if not b:settle(call, p) then
+                                T.exit(255)
+                            end
+                        end
+                    end
+                    T.exit(calls)
+                end
+                pids[p] = pid
+            end
+            local charged = 0
+            for p, pid in ipairs(pids) do
+                local calls = assert(T.wait(pid))
+                assert.are_not.equal(255, calls)
+                charged = charged + calls * p
+            end
+            local credit = tonumber(b:credit(user))
+            assert.is_true(credit >= 0)
+            assert.are.equal(300 - charged, credit)
+        end)
+
         it("loses no debit when several processes bill one user at once", function()
             if not k:caps(id).shared then
                 pending("the " .. H.engine .. " store is per process; concurrent billing runs "
