@@ -194,18 +194,41 @@ KVI_EXPORT int kvi_conn_lazy(const kvi_conn *c);
 
 /* Sets the calling thread's detail message for the current call and returns
  * st, so that a slot can `return kvi_engine_error(c, KVI_E_IO, "...")`.  The
- * message is prefixed with the engine id.  Never pass a password. */
+ * message is prefixed with the engine id.  Password-safe: the core replaces
+ * every occurrence of the URL's password (also a truncated tail of it) by
+ * "***", so an engine passes a server's error text as it is and need not
+ * mask it; still never format the password in on purpose. */
 KVI_EXPORT kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
     KVI_PRINTF(3, 4);
 
-/* Logs through the context's hook, prefixed with the engine id. */
+/* Logs through the context's hook, prefixed with the engine id, with the
+ * URL's password scrubbed as in kvi_engine_error(). */
 KVI_EXPORT void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)
     KVI_PRINTF(3, 4);
+
+/* Replaces the URL's password in msg (a NUL-terminated buffer, changed in
+ * place; the text never grows) by "***", for text an engine hands out
+ * other than through kvi_engine_error()/kvi_engine_log(), which do it
+ * themselves.  Thread-safe. */
+KVI_EXPORT void kvi_engine_scrub(const kvi_conn *c, char *msg);
 
 /* Allocation through the context's allocator. */
 KVI_EXPORT void *kvi_engine_malloc(kvi_conn *c, size_t size);
 KVI_EXPORT void *kvi_engine_realloc(kvi_conn *c, void *ptr, size_t size);
 KVI_EXPORT void kvi_engine_free(kvi_conn *c, void *ptr);
+
+/* A copy of the NUL-terminated s through the context's allocator (free it
+ * with kvi_engine_free); NULL when s is NULL or memory is short. */
+KVI_EXPORT char *kvi_engine_strdup(kvi_conn *c, const char *s);
+
+/* Milliseconds of CLOCK_MONOTONIC, for deadlines, intervals and back-off.
+ * Never the context's replaceable wall clock (kvi_now_ms), which is for
+ * expiry.  Thread-safe. */
+KVI_EXPORT int64_t kvi_monotonic_ms(void);
+
+/* Sleeps at least ms milliseconds (ms <= 0: returns at once), resuming
+ * after a signal interrupts it.  Thread-safe. */
+KVI_EXPORT void kvi_sleep_ms(int64_t ms);
 
 /* Fills a value with a copy of len bytes (plus a NUL).  KVI_E_NOMEM. */
 KVI_EXPORT kvi_status kvi_value_set(kvi_conn *c, kvi_value *out, const void *data, size_t len);

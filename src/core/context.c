@@ -546,7 +546,7 @@ kvi_status kvi_conn_get(kvi *k, const char *id, kvi_conn **out)
         while (pending_has(k, id)) {
             /* Another thread is opening it: wait for its outcome. */
             pthread_mutex_unlock(&k->config_lock);
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
+            kvi_sleep_ms(1);
             pthread_mutex_lock(&k->config_lock);
         }
         c = kvi__conn_find(k, id);
@@ -646,6 +646,11 @@ void *kvi_engine_realloc(kvi_conn *c, void *ptr, size_t size)
 void kvi_engine_free(kvi_conn *c, void *ptr)
 {
     kvi__free(c->k, ptr);
+}
+
+char *kvi_engine_strdup(kvi_conn *c, const char *s)
+{
+    return kvi__strdup(c->k, s);
 }
 
 char *kvi_value_alloc(kvi_conn *c, kvi_value *out, size_t len)

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/context.h"
 
@@ -117,6 +116,12 @@ kvi_status kvi__error(const kvi *k, kvi_status st, const char *fmt, ...)
     return st;
 }
 
+void kvi_engine_scrub(const kvi_conn *c, char *msg)
+{
+    if (c != NULL && msg != NULL)
+        kvi__scrub(msg, c->secret);
+}
+
 const char *kvi_errmsg(const kvi *k)
 {
     if (k == NULL || tl_err.k != k)
@@ -177,11 +182,4 @@ void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vlog_msg(c->k, c->secret, level, c->id, fmt, ap);
     va_end(ap);
-}
-
-uint64_t kvi__clock_us(int coarse)
-{
-    struct timespec ts;
-    clock_gettime(coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

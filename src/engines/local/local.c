@@ -287,7 +287,7 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
     }
     if (!file)
         return KVI_OK;
-    lc->path = kvi__strdup(kvi_conn_context(c), file);
+    lc->path = kvi_engine_strdup(c, file);
     if (!lc->path)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     st = open_file(c, lc, &cfg, corrupt_empty);
@@ -325,7 +325,7 @@ static void local_close(kvi_conn *c)
     if (lc->lock_fd > 0)
         close(lc->lock_fd - 1);
     lc->lock_fd = 0;
-    kvi__free(kvi_conn_context(c), lc->path);
+    kvi_engine_free(c, lc->path);
     lc->path = NULL;
     kvi__lt_free(lc->tab.lt);
     lc->tab.lt = NULL;

@@ -50,13 +50,6 @@ void kvi__mc_watch_destroy(struct mc_gen *g)
     pthread_cond_destroy(&g->wcond);
 }
 
-static int64_t mc_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int mc_port_of(const struct sockaddr_storage *a)
 {
     if (a->ss_family == AF_INET)
@@ -157,7 +150,7 @@ static void *mc_watch_main(void *arg)
             /* Waking call_ms from now is never later than the deadline of
              * a call that starts meanwhile, so calls need not wake the
              * watchdog (a wake-up per call would cost a context switch). */
-            int64_t wake = mc_mono_ms() + g->call_ms;
+            int64_t wake = kvi_monotonic_ms() + g->call_ms;
             struct timespec ts = {.tv_sec = (time_t)(wake / 1000),
                                   .tv_nsec = (long)(wake % 1000) * 1000000L};
             pthread_cond_timedwait(&g->wcond, &g->wlock, &ts);
@@ -165,7 +158,7 @@ static void *mc_watch_main(void *arg)
             continue;
         }
         idle_rounds = 0;
-        if (l->deadline_ms > mc_mono_ms()) {
+        if (l->deadline_ms > kvi_monotonic_ms()) {
             struct timespec ts = {.tv_sec = (time_t)(l->deadline_ms / 1000),
                                   .tv_nsec = (long)(l->deadline_ms % 1000) * 1000000L};
             pthread_cond_timedwait(&g->wcond, &g->wlock, &ts);
@@ -206,7 +199,7 @@ void kvi__mc_arm(const struct mc_conn *m, struct mc_lease *l)
     if (g->wstarted) {
         /* Deadlines are now + the same call_ms, taken under the lock:
          * appending keeps the list sorted. */
-        l->deadline_ms = mc_mono_ms() + m->call_ms;
+        l->deadline_ms = kvi_monotonic_ms() + m->call_ms;
         l->prev = g->wtail;
         if (g->wtail != NULL)
             g->wtail->next = l;

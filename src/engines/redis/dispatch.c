@@ -51,7 +51,7 @@ static kvi_status ensure_mode(kvi_conn *c, struct kvi_redis_state *st)
         if (s == KVI_OK) {
             kvi__redis_install_map(c, st, ranges, nranges);
             kvi_engine_free(c, ranges);
-            atomic_store(&st->last_refresh_ms, kvi__redis_mono_ms());
+            atomic_store(&st->last_refresh_ms, kvi_monotonic_ms());
             atomic_store(&rp->mode, KVI_REDIS_MODE_CLUSTER);
             return KVI_OK;
         }
@@ -71,7 +71,7 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
                                   const struct kvi_redis_cmd *cmd, redisReply **out)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    int64_t deadline = kvi__redis_mono_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
     int64_t backoff = BACKOFF_FIRST_MS;
     int sleeps = 0;
 
@@ -98,10 +98,10 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
             /* A restarted server answers -LOADING until its data is read
              * back; the command did not run, so it may be sent again. */
             if (kvi__redis_is_error_kind(*out, "LOADING") && sleeps < MAX_SLEEPS &&
-                kvi__redis_mono_ms() + backoff <= deadline) {
+                kvi_monotonic_ms() + backoff <= deadline) {
                 freeReplyObject(*out);
                 *out = NULL;
-                kvi__redis_sleep_ms(backoff);
+                kvi_sleep_ms(backoff);
                 sleeps++;
                 backoff *= 2;
                 attempt = -1;
@@ -157,7 +157,7 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
                                const struct kvi_redis_cmd *cmd, redisReply **out)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    int64_t deadline = kvi__redis_mono_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
     struct kvi_redis_node *target = NULL;
     int asking = 0, sleeps = 0, resent = 0;
     int64_t backoff = BACKOFF_FIRST_MS;
@@ -241,9 +241,9 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
         return KVI_OK;
 
     backoff:
-        if (sleeps >= MAX_SLEEPS || kvi__redis_mono_ms() + backoff > deadline)
+        if (sleeps >= MAX_SLEEPS || kvi_monotonic_ms() + backoff > deadline)
             break;
-        kvi__redis_sleep_ms(backoff);
+        kvi_sleep_ms(backoff);
         sleeps++;
         backoff *= 2;
     }

@@ -6,29 +6,6 @@
 
 #include "error.h"
 
-/* See error.h.  Servers do not echo the password, but a message must
- * never risk it. */
-const char *kvi__redis_masked(kvi_conn *c, const char *msg, char *buf, size_t buflen)
-{
-    const char *pw = kvi__redis_priv(c)->cfg.password;
-    size_t o = 0;
-
-    if (pw == NULL || pw[0] == '\0' || strstr(msg, pw) == NULL)
-        return msg;
-    size_t pwlen = strlen(pw);
-    while (*msg != '\0' && o + 4 < buflen) {
-        if (strncmp(msg, pw, pwlen) == 0) {
-            memcpy(buf + o, "***", 3);
-            o += 3;
-            msg += pwlen;
-        } else {
-            buf[o++] = *msg++;
-        }
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
 /* See error.h. */
 kvi_status kvi__redis_timed_out(kvi_conn *c, const char *name, int connecting)
 {
@@ -99,8 +76,8 @@ int kvi__redis_is_error_kind(const redisReply *r, const char *kind)
 /* See error.h. */
 kvi_status kvi__redis_reply_error(kvi_conn *c, const redisReply *r)
 {
-    char buf[512];
-    const char *msg = kvi__redis_masked(c, r->str != NULL ? r->str : "", buf, sizeof buf);
+    /* Passed as it is: kvi_engine_error scrubs the password. */
+    const char *msg = r->str != NULL ? r->str : "";
 
     if (kvi__redis_is_auth_error(r))
         return kvi_engine_error(c, KVI_E_AUTH, "authentication failed: %s", msg);

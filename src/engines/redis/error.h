@@ -14,7 +14,7 @@
  * Maps an error reply to a status and sets the detail message: -NOAUTH,
  * -WRONGPASS, -NOPERM and invalid-password errors are KVI_E_AUTH, -OOM is
  * KVI_E_STORE_FULL, everything else KVI_E_BACKEND with the server's text
- * (any occurrence of the password is masked).
+ * (kvi_engine_error masks any occurrence of the password).
  */
 kvi_status kvi__redis_reply_error(kvi_conn *c, const redisReply *r);
 
@@ -25,10 +25,6 @@ kvi_status kvi__redis_io_error(kvi_conn *c, const char *name, const redisContext
 
 /* KVI_E_TIMEOUT "connect to|request to NAME: timed out after N ms". */
 kvi_status kvi__redis_timed_out(kvi_conn *c, const char *name, int connecting);
-
-/* msg, or a copy in buf (buflen bytes) with every occurrence of the
- * password replaced by "***". */
-const char *kvi__redis_masked(kvi_conn *c, const char *msg, char *buf, size_t buflen);
 
 /* 1 when the error reply r is about authentication or permissions. */
 int kvi__redis_is_auth_error(const redisReply *r);

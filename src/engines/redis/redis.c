@@ -51,15 +51,6 @@ static struct kvi_redis *rpriv(kvi_conn *c)
     return kvi__redis_priv(c);
 }
 
-static char *dup_str(kvi_conn *c, const char *s)
-{
-    size_t len = strlen(s);
-    char *d = kvi_engine_malloc(c, len + 1);
-    if (d != NULL)
-        memcpy(d, s, len + 1);
-    return d;
-}
-
 /* ---------------------------------------------------------------------- */
 /* open / close                                                            */
 
@@ -95,7 +86,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         if (cfg->cluster == KVI_REDIS_CLUSTER_YES)
             return kvi_engine_error(c, KVI_E_INVALID,
                                     "option socket: a cluster is reached over TCP");
-        if ((cfg->socket = dup_str(c, opt->socket)) == NULL)
+        if ((cfg->socket = kvi_engine_strdup(c, opt->socket)) == NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
     if (url->database != NULL) {
@@ -106,11 +97,11 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         if (cfg->db > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
             return kvi_engine_error(c, KVI_E_INVALID, "a cluster has only database 0");
     }
-    if (url->user != NULL && (cfg->user = dup_str(c, url->user)) == NULL)
+    if (url->user != NULL && (cfg->user = kvi_engine_strdup(c, url->user)) == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     /* "user@" alone authenticates as that user (a nopass ACL user). */
     if ((url->password != NULL && url->password[0] != '\0') || url->user != NULL) {
-        if ((cfg->password = dup_str(c, url->password != NULL ? url->password : "")) == NULL)
+        if ((cfg->password = kvi_engine_strdup(c, url->password != NULL ? url->password : "")) == NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
     size_t nhosts = url->nhosts > 0 ? url->nhosts : (cfg->socket != NULL ? 0 : 1);
@@ -123,7 +114,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             const char *h = url->nhosts > 0 ? url->hosts[i].host : "127.0.0.1";
             uint16_t port = url->nhosts > 0 ? url->hosts[i].port : 0;
             cfg->hosts[i].port = port != 0 ? port : DEFAULT_PORT;
-            if ((cfg->hosts[i].host = dup_str(c, h)) == NULL)
+            if ((cfg->hosts[i].host = kvi_engine_strdup(c, h)) == NULL)
                 return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
             cfg->nhosts = i + 1;
         }

@@ -204,7 +204,7 @@ void kvi__redis_install_map(kvi_conn *c, struct kvi_redis_state *st,
 /* See slotmap.h. */
 kvi_status kvi__redis_refresh_map(kvi_conn *c, struct kvi_redis_state *st, int force)
 {
-    int64_t now = kvi__redis_mono_ms();
+    int64_t now = kvi_monotonic_ms();
     int_least64_t last = atomic_load(&st->last_refresh_ms);
 
     if (!force && (now - last < REFRESH_INTERVAL_MS ||

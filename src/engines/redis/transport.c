@@ -12,25 +12,9 @@
 #include "transport.h"
 
 /* See transport.h. */
-int64_t kvi__redis_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* See transport.h. */
-void kvi__redis_sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* See transport.h. */
 int64_t kvi__redis_deadline_after(uint32_t ms)
 {
-    return ms > 0 ? kvi__redis_mono_ms() + ms : 0;
+    return ms > 0 ? kvi_monotonic_ms() + ms : 0;
 }
 
 static struct timeval tv_ms(uint32_t ms)
@@ -65,7 +49,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
     for (;;) {
         int left = -1;
         if (deadline > 0) {
-            int64_t d = deadline - kvi__redis_mono_ms();
+            int64_t d = deadline - kvi_monotonic_ms();
             if (d <= 0)
                 return 0;
             left = d > INT32_MAX ? INT32_MAX : (int)d;
@@ -133,8 +117,7 @@ static kvi_status setup_error(kvi_conn *c, const struct kvi_redis_addr *a, int r
                               const redisReply *r)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    char buf[512];
-    const char *msg = kvi__redis_masked(c, r->str, buf, sizeof buf);
+    const char *msg = r->str; /* kvi_engine_error scrubs the password */
 
     if (req == REQ_AUTH)
         return kvi_engine_error(c, KVI_E_AUTH, "authentication%s%s failed on %s: %s",

@@ -19,12 +19,6 @@ struct kvi_redis_addr {
     char *name; /* "host:port", "[v6]:port" or the path, for messages */
 };
 
-/* Milliseconds on the monotonic clock. */
-int64_t kvi__redis_mono_ms(void);
-
-/* Sleeps ms milliseconds (resumed after signals). */
-void kvi__redis_sleep_ms(int64_t ms);
-
 /* The monotonic time ms from now, or 0 (= no deadline) when ms is 0. */
 int64_t kvi__redis_deadline_after(uint32_t ms);
 
