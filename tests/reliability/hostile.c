@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testclock.h"
+
 /* A connection is dropped by the server after this long at the latest, so
  * that a client that never gives up cannot hang the test forever. */
 #define MAX_CONN_MS 6000
@@ -48,13 +50,6 @@ static const char *const mode_names[REL_H_COUNT] = {
 const char *rel_hostile_mode_name(rel_hostile_mode m)
 {
     return (unsigned)m < REL_H_COUNT ? mode_names[m] : "?";
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Sends all of buf unless the peer goes away; 0 or -1. */
@@ -141,14 +136,14 @@ static void *conn_main(void *arg)
     rel_hostile *h = cn->h;
     int fd = cn->fd;
     int answered = 0;
-    int64_t start = mono_ms(), next_trickle = 0;
+    int64_t start = kvi_test_mono_ms(), next_trickle = 0;
     size_t trickled = 0;
     uint64_t streamed = 0;
     unsigned char req[4096], hdr[24];
     size_t req_len = 0;
     static char stream_buf[65536];
 
-    while (!atomic_load(&h->stop) && mono_ms() - start < MAX_CONN_MS) {
+    while (!atomic_load(&h->stop) && kvi_test_mono_ms() - start < MAX_CONN_MS) {
         int streaming = h->mode == REL_H_HUGE_STREAM && answered && streamed < MAX_STREAM_BYTES;
         struct pollfd pfd = {fd, (short)(POLLIN | (streaming ? POLLOUT : 0)), 0};
         int pr = poll(&pfd, 1, 20);
@@ -163,7 +158,7 @@ static void *conn_main(void *arg)
                 if (answer(h, fd, req, req_len, &answered) != 0)
                     break;
                 if (h->mode == REL_H_TRICKLE && next_trickle == 0)
-                    next_trickle = mono_ms();
+                    next_trickle = kvi_test_mono_ms();
             }
         }
         if (streaming && (pfd.revents & POLLOUT)) {
@@ -175,7 +170,7 @@ static void *conn_main(void *arg)
                 streamed += (uint64_t)n;
             }
         }
-        if (h->mode == REL_H_TRICKLE && next_trickle != 0 && mono_ms() >= next_trickle) {
+        if (h->mode == REL_H_TRICKLE && next_trickle != 0 && kvi_test_mono_ms() >= next_trickle) {
             /* redis: a status line that never ends; memcached: a header
              * then a body, one byte at a time. */
             unsigned char b;

@@ -133,22 +133,22 @@ static int run_redis_aof(void)
 
     /* Hang: requests in flight time out; those the server reads after
      * SIGCONT are applied although their caller saw TIMEOUT (unknown). */
-    rel_sleep_ms(1500);
+    kvi_test_sleep_ms(1500);
     if (kill(kvi_ts_pid(s), SIGSTOP) != 0)
         rel_fail("SIGSTOP");
-    rel_sleep_ms(1200);
+    kvi_test_sleep_ms(1200);
     kill(kvi_ts_pid(s), SIGCONT);
-    rel_sleep_ms(1000);
+    kvi_test_sleep_ms(1000);
     /* Crash: whatever was acknowledged must be in the AOF. */
     if (kvi_ts_kill(s) != KVI_TS_OK)
         rel_fail("kill: %s", kvi_ts_errmsg());
-    int64_t killed_at = rel_mono_ms();
-    rel_sleep_ms(1200);
+    int64_t killed_at = kvi_test_mono_ms();
+    kvi_test_sleep_ms(1200);
     if (kvi_ts_restart(s) != KVI_TS_OK) {
         kvi_ts_print_log(s, stdout, 2000);
         rel_fail("restart: %s", kvi_ts_errmsg());
     }
-    int64_t back_at = rel_mono_ms();
+    int64_t back_at = kvi_test_mono_ms();
     atomic_store(&b.mark_ms, back_at);
 
     if (rel_billing_join(&b, 5000) != 0)
@@ -206,7 +206,7 @@ static int wait_supported(void)
 static int wait_replica_online(kvi_tc_cluster *cl, size_t i)
 {
     const char *args[] = {"INFO", "replication", NULL};
-    int64_t until = rel_mono_ms() + 20000;
+    int64_t until = kvi_test_mono_ms() + 20000;
     do {
         char *out = NULL;
         int online = kvi_tc_cli(cl, i, &out, args) == KVI_TS_OK && out != NULL &&
@@ -214,8 +214,8 @@ static int wait_replica_online(kvi_tc_cluster *cl, size_t i)
         free(out);
         if (online)
             return 0;
-        rel_sleep_ms(100);
-    } while (rel_mono_ms() < until);
+        kvi_test_sleep_ms(100);
+    } while (kvi_test_mono_ms() < until);
     return -1;
 }
 
@@ -251,7 +251,7 @@ static int run_redis_cluster(int with_wait)
         rel_fail("setting credits: %s", kvi_errmsg(k));
     rel_billing_start(&b);
 
-    rel_sleep_ms(2500);
+    kvi_test_sleep_ms(2500);
     size_t victim = 0;
     if (kvi_tc_master_of(cl, 1, 0, &victim) != KVI_TS_OK)
         rel_fail("master of slot 0: %s", kvi_tc_errmsg());
@@ -266,12 +266,12 @@ static int run_redis_cluster(int with_wait)
     }
     if (kvi_ts_kill(kvi_tc_server(cl, victim)) != KVI_TS_OK)
         rel_fail("kill: %s", kvi_ts_errmsg());
-    int64_t killed_at = rel_mono_ms();
+    int64_t killed_at = kvi_test_mono_ms();
     atomic_store(&b.mark_ms, killed_at);
     /* The operator brings the dead node back: it rejoins as a replica of
      * the promoted one, which (with wait_replicas=1) can acknowledge writes
      * again only then. */
-    rel_sleep_ms(4000);
+    kvi_test_sleep_ms(4000);
     if (kvi_ts_restart(kvi_tc_server(cl, victim)) != KVI_TS_OK)
         rel_fail("restarting node %zu: %s", victim, kvi_ts_errmsg());
 
@@ -356,17 +356,17 @@ static int run_memcached(void)
     if (rel_billing_init(&b) != KVI_OK)
         rel_fail("setting credits: %s", kvi_errmsg(k));
     rel_billing_start(&b);
-    rel_sleep_ms(1500);
+    kvi_test_sleep_ms(1500);
     /* A hang first (calls time out), then a crash and a restart. */
     if (kill(kvi_ts_pid(s), SIGSTOP) != 0)
         rel_fail("SIGSTOP");
-    rel_sleep_ms(1000);
+    kvi_test_sleep_ms(1000);
     if (kvi_ts_kill(s) != KVI_TS_OK)
         rel_fail("kill: %s", kvi_ts_errmsg());
-    rel_sleep_ms(800);
+    kvi_test_sleep_ms(800);
     if (kvi_ts_restart(s) != KVI_TS_OK)
         rel_fail("restart: %s", kvi_ts_errmsg());
-    int64_t back_at = rel_mono_ms();
+    int64_t back_at = kvi_test_mono_ms();
     atomic_store(&b.mark_ms, back_at);
     if (rel_billing_join(&b, 5000) != 0)
         rel_fail("the workers did not finish by themselves");

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testclock.h"
 #include "hostile.h"
 #include "rel_util.h"
 
@@ -118,9 +119,9 @@ static void *job_main(void *arg)
     /* The open (no lazy) talks to the server at once. */
     snprintf(url, sizeof url, "%s://127.0.0.1:%u/?timeout=%d&connect_timeout=%d", id,
              rel_hostile_port(h), TIMEOUT_MS, TIMEOUT_MS);
-    int64_t t0 = rel_mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     kvi_status st = kvi_add_url(k, url);
-    int64_t took = rel_mono_ms() - t0;
+    int64_t took = kvi_test_mono_ms() - t0;
     if (st == KVI_E_MODULE_MISSING)
         rel_skip("engine module not built");
     check(j, k, OP_OPEN, st, took);
@@ -142,9 +143,9 @@ static void *job_main(void *arg)
             for (int op = OP_STORE; op < OP_N; op++) {
                 if (op == OP_RAW && j->proto != REL_PROTO_REDIS)
                     continue;
-                t0 = rel_mono_ms();
+                t0 = kvi_test_mono_ms();
                 st = run_op(k, id, (enum op)op);
-                took = rel_mono_ms() - t0;
+                took = kvi_test_mono_ms() - t0;
                 check(j, k, (enum op)op, st, took);
                 calls++;
                 if (j->failed)
@@ -178,7 +179,7 @@ static int run_child(rel_proto proto, rel_hostile_mode mode, const char *engine)
         uint64_t rss = rel_rss_kib();
         if (rss > peak)
             peak = rss;
-        rel_sleep_ms(20);
+        kvi_test_sleep_ms(20);
     }
     int bad_rss = peak > rss0 + RSS_LIMIT_KIB;
     printf("RESULT hostile %s %s: %s: %s; rss +%" PRIu64 " KiB\n", engine,
@@ -248,7 +249,7 @@ int main(int argc, char **argv)
         pids[m] = pid;
     }
     int status[REL_H_COUNT] = {0};
-    int64_t until = rel_mono_ms() + CHILD_LIMIT_MS;
+    int64_t until = kvi_test_mono_ms() + CHILD_LIMIT_MS;
     int hung[REL_H_COUNT] = {0};
     for (;;) {
         int running = 0;
@@ -263,7 +264,7 @@ int main(int argc, char **argv)
         }
         if (running == 0)
             break;
-        if (rel_mono_ms() > until) {
+        if (kvi_test_mono_ms() > until) {
             for (int m = 0; m < REL_H_COUNT; m++) {
                 if (pids[m] > 0) {
                     kill(pids[m], SIGKILL);
@@ -274,7 +275,7 @@ int main(int argc, char **argv)
             }
             break;
         }
-        rel_sleep_ms(50);
+        kvi_test_sleep_ms(50);
     }
     int failures = 0, known_seen = 0;
     for (int m = 0; m < REL_H_COUNT; m++) {

@@ -53,7 +53,7 @@ static void *worker(void *arg)
     uint64_t seed = atomic_fetch_add(&seeds, 0x9e3779b97f4a7c15u) | 1u;
     char val[MAX_VAL];
     memset(val, 'v', sizeof val);
-    while (rel_mono_ms() < sk->deadline) {
+    while (kvi_test_mono_ms() < sk->deadline) {
         for (int i = 0; i < 64; i++) {
             char key[32];
             int kl = snprintf(key, sizeof key, "soak:%" PRIu64, rnd(&seed) % KEYS);
@@ -141,7 +141,7 @@ static int soak(const char *engine, const char *url, const char *id, long second
     if (kvi_conn_get(k, id, &sk.conn) != KVI_OK)
         rel_fail("kvi_conn_get");
     sk.caps = kvi_conn_caps(sk.conn);
-    int64_t start = rel_mono_ms();
+    int64_t start = kvi_test_mono_ms();
     sk.deadline = start + seconds * 1000;
     pthread_t tids[THREADS];
     for (int i = 0; i < THREADS; i++)
@@ -154,9 +154,9 @@ static int soak(const char *engine, const char *url, const char *id, long second
     if (warm_until < start + 2000)
         warm_until = start + 2000;
     uint64_t rss_start = rel_rss_kib();
-    while (rel_mono_ms() < sk.deadline && n < MAX_SAMPLES) {
-        rel_sleep_ms(250);
-        if (rel_mono_ms() < warm_until) {
+    while (kvi_test_mono_ms() < sk.deadline && n < MAX_SAMPLES) {
+        kvi_test_sleep_ms(250);
+        if (kvi_test_mono_ms() < warm_until) {
             warm++;
             samples[n++] = rel_rss_kib();
             continue;

@@ -12,20 +12,6 @@
 
 #include "billing_logic.h"
 
-int64_t rel_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void rel_sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 uint64_t rel_rss_kib(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -102,10 +88,10 @@ kvi_status rel_billing_init(rel_billing *b)
     for (int u = 0; u < b->nusers; u++) {
         char user[32];
         rel_billing_user(u, user, sizeof user);
-        int64_t until = rel_mono_ms() + 10000;
+        int64_t until = kvi_test_mono_ms() + 10000;
         while ((st = billing_set_credit(b->conn, b->prefix, user, b->credit)) != KVI_OK &&
-               rel_mono_ms() < until)
-            rel_sleep_ms(100);
+               kvi_test_mono_ms() < until)
+            kvi_test_sleep_ms(100);
         if (st != KVI_OK)
             return st;
     }
@@ -162,12 +148,12 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     rel_billing *b = w->b;
-    uint64_t seed = (uint64_t)w->index * 7919u + (uint64_t)rel_mono_ms();
+    uint64_t seed = (uint64_t)w->index * 7919u + (uint64_t)kvi_test_mono_ms();
     int64_t deadline = b->started_ms + b->run_ms;
     /* Simulated SIP time: each call gets its own window, so BYE is always
      * later than INVITE. */
     int64_t sim_ms = 1700000000000 + (int64_t)w->index * 1000000000000;
-    for (uint64_t seq = 0; rel_mono_ms() < deadline; seq++) {
+    for (uint64_t seq = 0; kvi_test_mono_ms() < deadline; seq++) {
         int u = (int)(splitmix(&seed) % (uint64_t)b->nusers);
         char user[32], call_id[64];
         rel_billing_user(u, user, sizeof user);
@@ -177,9 +163,9 @@ static void *worker_main(void *arg)
         int64_t start = sim_ms;
         sim_ms += 100000;
 
-        int64_t t0 = rel_mono_ms();
+        int64_t t0 = kvi_test_mono_ms();
         int inv = billing_invite(b->conn, b->prefix, call_id, user, cost, start);
-        int64_t t1 = rel_mono_ms();
+        int64_t t1 = kvi_test_mono_ms();
         if (inv < 0) {
             count_status(b, (kvi_status)-inv);
             book_op(b, u, 0, t1, t1 - t0);
@@ -193,10 +179,10 @@ static void *worker_main(void *arg)
         char who[128] = "";
         int64_t charged = 0;
         int64_t amount = ((dur_ms + 999) / 1000) * cost;
-        t0 = rel_mono_ms();
+        t0 = kvi_test_mono_ms();
         kvi_status st =
             billing_bye(b->conn, b->prefix, call_id, start + dur_ms, who, sizeof who, &charged);
-        t1 = rel_mono_ms();
+        t1 = kvi_test_mono_ms();
         count_status(b, st);
         if (st == KVI_OK) {
             book_op(b, u, 1, t1, t1 - t0);
@@ -223,7 +209,7 @@ static void *worker_main(void *arg)
 
 void rel_billing_start(rel_billing *b)
 {
-    b->started_ms = rel_mono_ms();
+    b->started_ms = kvi_test_mono_ms();
     for (int i = 0; i < b->threads; i++) {
         struct worker *w = malloc(sizeof *w);
         if (w == NULL)
@@ -245,12 +231,12 @@ int rel_billing_join(rel_billing *b, int64_t grace_ms)
                 ok++;
                 break;
             }
-            if (rel_mono_ms() > limit)
+            if (kvi_test_mono_ms() > limit)
                 break;
-            rel_sleep_ms(20);
+            kvi_test_sleep_ms(20);
         }
     }
-    b->finished_ms = rel_mono_ms();
+    b->finished_ms = kvi_test_mono_ms();
     return ok == b->threads ? 0 : -1;
 }
 
@@ -259,14 +245,14 @@ kvi_status rel_billing_credit(rel_billing *b, int u, int64_t *credit)
     char user[32], key[256];
     rel_billing_user(u, user, sizeof user);
     int klen = snprintf(key, sizeof key, "%scredit_%s", b->prefix, user);
-    int64_t until = rel_mono_ms() + 15000;
+    int64_t until = kvi_test_mono_ms() + 15000;
     kvi_status st;
     do {
         st = kvi_conn_counter_fetch(b->conn, key, (size_t)klen, credit);
         if (st == KVI_OK || st == KVI_NOT_FOUND)
             return st;
-        rel_sleep_ms(100);
-    } while (rel_mono_ms() < until);
+        kvi_test_sleep_ms(100);
+    } while (kvi_test_mono_ms() < until);
     return st;
 }
 

@@ -12,15 +12,10 @@
 #include <stdint.h>
 
 #include "kvi/kvi.h"
+#include "testclock.h" /* kvi_test_mono_ms, kvi_test_sleep_ms */
 
 /* Exit status CTest reads as "skipped" (SKIP_RETURN_CODE). */
 #define REL_SKIP 77
-
-/* Monotonic milliseconds. */
-int64_t rel_mono_ms(void);
-
-/* Sleeps ms milliseconds (restarting after signals). */
-void rel_sleep_ms(int64_t ms);
 
 /* Resident set size of this process in KiB (/proc/self/statm), 0 when it
  * cannot be read. */

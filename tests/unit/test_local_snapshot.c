@@ -20,16 +20,12 @@
 
 #include <cmocka.h>
 
+#include "testclock.h"
+
 #include "engines/local/local.h"
 #include "kvi/kvi.h"
 
-static _Atomic int64_t fake_now_ms;
-
-static int64_t fake_clock(void *ud)
-{
-    (void)ud;
-    return atomic_load(&fake_now_ms);
-}
+static kvi_test_clock fake;
 
 struct fixture {
     char dir[256];
@@ -47,7 +43,7 @@ static int setup(void **state)
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/store.kvis", f->dir);
     snprintf(f->url, sizeof(f->url), "local:p://?file=%s", f->path);
-    atomic_store(&fake_now_ms, INT64_C(1700000000000));
+    kvi_test_clock_set(&fake, INT64_C(1700000000000));
     *state = f;
     return 0;
 }
@@ -67,7 +63,7 @@ static kvi *ctx(void)
 {
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
-    kvi_set_clock(k, fake_clock, NULL);
+    kvi_set_clock(k, kvi_test_clock_fn, &fake);
     return k;
 }
 
@@ -116,7 +112,7 @@ static void test_snapshot_round_trip_keeps_bytes_and_remaining_ttl(void **state)
     assert_int_equal(stat(f->path, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 
-    atomic_fetch_add(&fake_now_ms, 30000); /* 30 s later: "short" is gone */
+    kvi_test_clock_advance(&fake, 30000); /* 30 s later: "short" is gone */
     kvi *k = ctx();
     assert_int_equal(kvi_add_url(k, f->url), KVI_OK);
     kvi_value v = KVI_VALUE_INIT;

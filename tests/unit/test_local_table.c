@@ -15,23 +15,19 @@
 
 #include <cmocka.h>
 
+#include "testclock.h"
+
 #include "kvi/kvi.h"
 
-static _Atomic int64_t fake_now_ms;
-
-static int64_t fake_clock(void *ud)
-{
-    (void)ud;
-    return atomic_load(&fake_now_ms);
-}
+static kvi_test_clock fake;
 
 static int setup(void **state)
 {
     kvi *k = NULL;
     if (kvi_new(&k) != KVI_OK)
         return -1;
-    atomic_store(&fake_now_ms, INT64_C(1700000000000));
-    kvi_set_clock(k, fake_clock, NULL);
+    kvi_test_clock_set(&fake, INT64_C(1700000000000));
+    kvi_set_clock(k, kvi_test_clock_fn, &fake);
     *state = k;
     return 0;
 }
@@ -44,7 +40,7 @@ static int teardown(void **state)
 
 static void advance_s(int64_t s)
 {
-    atomic_fetch_add(&fake_now_ms, s * 1000);
+    kvi_test_clock_advance(&fake, s * 1000);
 }
 
 static size_t key_of(char *buf, const char *prefix, unsigned i)
@@ -211,17 +207,17 @@ static void test_ttl_rounds_up_and_add_keeps_window(void **state)
     int64_t ttl = 0, v = 0;
     assert_int_equal(kvi_add(k, "local", "w", 1, 5, 10, &v), KVI_OK);
     assert_int_equal(v, 5);
-    atomic_fetch_add(&fake_now_ms, 2500);
+    kvi_test_clock_advance(&fake, 2500);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_OK);
     assert_int_equal(ttl, 8); /* 7.5 s left, rounded up */
     assert_int_equal(kvi_add(k, "local", "w", 1, 100, 1000, &v), KVI_OK);
     assert_int_equal(v, 105);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_OK);
     assert_int_equal(ttl, 8); /* the existing window was kept */
-    atomic_fetch_add(&fake_now_ms, 7499);
+    kvi_test_clock_advance(&fake, 7499);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_OK);
     assert_int_equal(ttl, 1);
-    atomic_fetch_add(&fake_now_ms, 1);
+    kvi_test_clock_advance(&fake, 1);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_NOT_FOUND);
     /* Store with 0 clears an expiry. */
     assert_int_equal(kvi_store(k, "local", "w", 1, "1", 1, 3), KVI_OK);
@@ -264,9 +260,9 @@ static void test_conditional_ops_see_expired_as_absent(void **state)
     int64_t v = -1, ttl = 0;
     assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "a", 1, 2), KVI_OK);
     assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "b", 1, 0), KVI_KEY_EXISTS);
-    atomic_fetch_add(&fake_now_ms, 1999);
+    kvi_test_clock_advance(&fake, 1999);
     assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "b", 1, 0), KVI_KEY_EXISTS);
-    atomic_fetch_add(&fake_now_ms, 1);
+    kvi_test_clock_advance(&fake, 1);
     assert_int_equal(kvi_store_nx(k, "local", "lock", 4, "c", 1, 5), KVI_OK);
     kvi_value val = KVI_VALUE_INIT;
     assert_int_equal(kvi_fetch(k, "local", "lock", 4, &val), KVI_OK);
@@ -283,7 +279,7 @@ static void test_conditional_ops_see_expired_as_absent(void **state)
     assert_int_equal(v, 10);
     assert_int_equal(kvi_ttl(k, "local", "q", 1, &ttl), KVI_OK);
     assert_int_equal(ttl, 3); /* the window survived both */
-    atomic_fetch_add(&fake_now_ms, 3000);
+    kvi_test_clock_advance(&fake, 3000);
     /* Expired: absent, so -1 from 0 is refused at floor 0 and reports 0. */
     v = -1;
     assert_int_equal(kvi_sub_bounded(k, "local", "q", 1, 1, 0, 0, 10, &v), KVI_OUT_OF_BOUNDS);

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "testclock.h"
+
 #include "engines/local/local.h"
 
 #define MODEL_KEYS 6000u
@@ -27,13 +29,7 @@ struct model_entry {
     int64_t expire_ms; /* 0 = none */
 };
 
-static int64_t fake_now_ms = INT64_C(1700000000000);
-
-static int64_t fake_clock(void *ud)
-{
-    (void)ud;
-    return fake_now_ms;
-}
+static kvi_test_clock fake = {INT64_C(1700000000000)};
 
 static uint64_t rng_state = UINT64_C(0x9E3779B97F4A7C15);
 
@@ -69,7 +65,7 @@ static kvi_status copy_value(void *ud, const void *data, size_t len)
 
 static int model_live(const struct model_entry *m)
 {
-    return m->present && (m->expire_ms == 0 || fake_now_ms < m->expire_ms);
+    return m->present && (m->expire_ms == 0 || kvi_test_clock_fn(&fake) < m->expire_ms);
 }
 
 static void check_key(kvi__lt *t, struct model_entry *model, unsigned i)
@@ -93,7 +89,7 @@ static void test_random_operations_agree_with_a_model(void **state)
     (void)state;
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
-    kvi_set_clock(k, fake_clock, NULL);
+    kvi_set_clock(k, kvi_test_clock_fn, &fake);
     kvi__lt_config cfg = {0, KVI__LT_EVICT_NONE};
     kvi__lt *t = NULL;
     assert_int_equal(kvi__lt_new(k, &cfg, &t), KVI_OK);
@@ -116,7 +112,7 @@ static void test_random_operations_agree_with_a_model(void **state)
             m->present = 1;
             m->len = vl;
             memcpy(m->val, val, vl);
-            m->expire_ms = expire_s ? fake_now_ms + expire_s * 1000 : 0;
+            m->expire_ms = expire_s ? kvi_test_clock_fn(&fake) + expire_s * 1000 : 0;
         } else if (what < 60) {
             kvi_status st = kvi__lt_remove(t, key, kl);
             assert_int_equal(st, model_live(m) ? KVI_OK : KVI_NOT_FOUND);
@@ -132,7 +128,7 @@ static void test_random_operations_agree_with_a_model(void **state)
             m->val[0] = '7';
             m->expire_ms = 0;
         } else if (what < 66) {
-            fake_now_ms += 700;
+            kvi_test_clock_advance(&fake, 700);
         } else {
             check_key(t, model, i);
         }
