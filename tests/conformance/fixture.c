@@ -1,0 +1,61 @@
+/* fixture.c -- the run configuration and the per-test fixture of
+ * kvi-conformance (see conformance.h). */
+#include "conformance.h"
+
+struct conf_config conf_g;
+
+static int64_t fx_clock(void *ud)
+{
+    fx *f = ud;
+    return atomic_load(&f->now_ms);
+}
+
+int64_t conf_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+kvi_status conf_define_engine(kvi *k)
+{
+    if (conf_g.url_file != NULL)
+        return kvi_load_config(k, conf_g.url_file);
+    return kvi_add_url(k, conf_g.url);
+}
+
+int conf_setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(kvi_new(&f->k), KVI_OK);
+    atomic_store(&f->now_ms, conf_wall_ms());
+    if (conf_g.virtual_time)
+        kvi_set_clock(f->k, fx_clock, f);
+    kvi_status st = conf_define_engine(f->k);
+    if (st != KVI_OK)
+        fail_msg("cannot define %s: %s (%s)", conf_g.id, kvi_status_name(st), kvi_errmsg(f->k));
+    st = kvi_conn_get(f->k, conf_g.id, &f->c);
+    if (st != KVI_OK)
+        fail_msg("kvi_conn_get(%s): %s (%s)", conf_g.id, kvi_status_name(st), kvi_errmsg(f->k));
+    f->caps = kvi_conn_caps(f->c);
+    f->id = conf_g.id;
+    int n = snprintf(f->prefix, sizeof f->prefix, "kvi-conf:%s:%u:", conf_g.run, ++conf_g.test_no);
+    f->prefix_len = (size_t)n;
+    *state = f;
+    return 0;
+}
+
+int conf_teardown(void **state)
+{
+    fx *f = F;
+    if (f == NULL)
+        return 0;
+    for (size_t i = 0; i < f->nkeys; i++)
+        (void)kvi_conn_remove(f->c, f->keys[i].b, f->keys[i].n);
+    free(f->keys);
+    kvi_free(f->k);
+    free(f);
+    *state = NULL;
+    return 0;
+}
