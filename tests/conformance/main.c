@@ -144,7 +144,8 @@ static void print_caps(uint32_t caps)
                  {KVI_CAP_ITERATE, "iterate"},
                  {KVI_CAP_RAW_QUERY, "raw"},
                  {KVI_CAP_PERSISTENT, "persist"},
-                 {KVI_CAP_SHARED, "shared"}};
+                 {KVI_CAP_SHARED, "shared"},
+                 {KVI_CAP_CONDITIONAL, "conditional"}};
     const char *sep = "";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (caps & names[i].bit) {
