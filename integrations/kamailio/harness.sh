@@ -28,7 +28,7 @@ kh_skip() { printf '\n*** SKIPPED: %s ***\n\n' "$*" >&2; exit 77; }
 # is missing.  $1 = "kvi" also needs the kvi Lua module in the build tree.
 kh_require() {
     local p
-    for p in kamailio kamcmd sipp sqlite3 setpriv ss; do
+    for p in kamailio kamcmd sipp sqlite3 setpriv ss pgrep; do
         command -v "$p" >/dev/null 2>&1 ||
             kh_skip "$p not found (Debian: kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 util-linux iproute2; make deps-test installs them)"
     done
@@ -105,16 +105,21 @@ kh_require_shm() {
     kh_shm_unlink "kvi-sip-probe-$$"
 }
 
-# kh_shm_url TAG: URL of a shared local collection private to this run (its
-# segment is unlinked at exit).
+# kh_shm_url TAG: sets KH_SHM_URL to the URL of a shared local collection
+# private to this run (its segment is unlinked at exit).  Not in $(...): the
+# segment must be remembered by this shell.
 kh_shm_url() {
     local seg="kvi-sip-$1-$$"
     KH_SHM_SEGMENTS="${KH_SHM_SEGMENTS:-} $seg"
-    echo "local://?shm=$seg&max_memory=${KH_SHM_SIZE:-32m}"
+    KH_SHM_URL="local://?shm=$seg&max_memory=${KH_SHM_SIZE:-32m}"
 }
 
+# Removes a segment: the engine unlinks it when a connection opened with
+# shm_unlink=yes closes.
 kh_shm_unlink() {
-    rm -f "/dev/shm/$1"
+    [ -e "/dev/shm/kvi.$1" ] || return 0
+    "$KH_BUILD/kvi" -u "local://?shm=$1&shm_unlink=yes" ping local >/dev/null 2>&1 ||
+        echo "WARNING: could not remove shared-memory segment $1" >&2
 }
 
 # A UDP (or TCP, $1=tcp) port on 127.0.0.1 nobody uses now, never the same
@@ -174,7 +179,7 @@ kh_kam_start() {
     for try in 1 2 3; do
         port=$(kh_free_port udp)
         kh_spawn "$dir/kamailio.log" env \
-            KVI_KAM_SCRIPT="$KH_SRC/kvi_routing.lua" \
+            KVI_KAM_SCRIPT="${KH_SCRIPT:-$KH_SRC/kvi_routing.lua}" \
             KVI_KAM_DB_URL="sqlite:///$KH_DIR/subscriber.db" \
             KVI_KAM_CTL="unix:$dir/ctl" \
             KVI_KAM_CHILDREN=8 \
@@ -240,28 +245,26 @@ kh_dbq_total() {
 # CPU ticks (utime + stime, clock ticks) of an instance's main process and
 # all its children, from /proc.
 kh_cpu_ticks() {
-    local main=${KH_PID[$1]} total=0 f stat rest
-    for f in /proc/[0-9]*/stat; do
-        read -r stat <"$f" 2>/dev/null || continue
-        rest=${stat##*) }
-        set -- $rest
-        # after "pid (comm) ": state ppid ... utime=$12 stime=$13
-        if [ "${f//[^0-9]/}" = "$main" ] || [ "$2" = "$main" ]; then
-            total=$((total + ${12} + ${13}))
-        fi
+    local main=${KH_PID[$1]} total=0 p stat
+    for p in "$main" $(pgrep -P "$main"); do
+        { read -r stat <"/proc/$p/stat"; } 2>/dev/null || continue
+        set -- ${stat##*) }
+        # fields after "pid (comm) ": state ppid ... utime is the 12th, stime the 13th
+        total=$((total + ${12} + ${13}))
     done
     echo "$total"
 }
 
 # kh_sipp NAME TAG [sipp args...]: runs sipp against instance NAME in
-# $KH_DIR/sipp-TAG (logs there), bounded by KH_SIPP_TIMEOUT seconds (60).
+# $KH_DIR/sipp-TAG (logs there), bounded by KH_SIPP_TIMEOUT seconds (60),
+# from local port KH_SIPP_PORT (default: a free one).
 # Returns sipp's status (0 = every call succeeded).
 kh_sipp() {
     local name=$1 tag=$2 dir=$KH_DIR/sipp-$2 rc
     shift 2
     mkdir -p "$dir"
     (cd "$dir" && timeout -k 5 "${KH_SIPP_TIMEOUT:-60}" setpriv --pdeathsig KILL -- \
-        sipp "127.0.0.1:${KH_PORT[$name]}" -i 127.0.0.1 -p "$(kh_free_port udp)" -nostdin \
+        sipp "127.0.0.1:${KH_PORT[$name]}" -i 127.0.0.1 -p "${KH_SIPP_PORT:-$(kh_free_port udp)}" -nostdin \
         -trace_logs -log_file "$dir/calls.log" -trace_err -error_file "$dir/errors.log" \
         -trace_stat -stf "$dir/stat.csv" -fd 3600 "$@" >"$dir/sipp.out" 2>&1)
     rc=$?
@@ -329,4 +332,75 @@ kh_redis_start() {
     done
     tail -n 20 "$dir/redis.log" >&2
     kh_die "redis-server $name did not start"
+}
+
+# kh_check_dbq FILE NGOOD NBAD GMIN GMAX BMIN BMAX: FILE holds "user count"
+# lines (kh_dbq); every right-password user u0001..uNGOOD must have between
+# GMIN and GMAX subscriber queries, every wrong-password user u9001..
+# between BMIN and BMAX.  Prints a summary; status 1 on any other count.
+kh_check_dbq() {
+    awk -v ngood="$2" -v nbad="$3" -v gmin="$4" -v gmax="$5" -v bmin="$6" -v bmax="$7" '
+        { q[$1] = $2 }
+        END {
+            bad = 0; total = 0
+            for (i = 1; i <= ngood + nbad; i++) {
+                if (i <= ngood) { u = sprintf("u%04d", i); lo = gmin; hi = gmax; what = "" }
+                else { u = sprintf("u%04d", 9000 + i - ngood); lo = bmin; hi = bmax; what = " (wrong password)" }
+                total += q[u]
+                if (q[u] < lo || q[u] > hi) {
+                    if (lo == hi) printf "user %s%s: %d subscriber queries, want %d\n", u, what, q[u], lo
+                    else printf "user %s%s: %d subscriber queries, want %d..%d\n", u, what, q[u], lo, hi
+                    bad++
+                }
+            }
+            printf "subscriber queries: %d in all for %d users, %d users with a wrong count\n", total, ngood + nbad, bad
+            exit bad != 0
+        }' "$1"
+}
+
+# Seconds since the epoch with fractions (for the lifetime test's bounds).
+kh_now() { date +%s.%N; }
+
+# kh_cluster_start NAME [MASTERS]: a Redis Cluster of MASTERS (3) masters,
+# no replicas, each a redis-server on free 127.0.0.1 ports (client port and
+# bus port = port + 10000) in $KH_DIR/NAME-<i>, made with redis-cli --cluster
+# create; waits until every node says cluster_state:ok.  Sets
+# KH_CLUSTER_SEEDS to "127.0.0.1:P1,127.0.0.1:P2,...".
+kh_cluster_start() {
+    local name=$1 n=${2:-3} i port dir nodes=() seeds="" ok
+    command -v redis-server >/dev/null 2>&1 || kh_skip "redis-server not found (Debian: redis-server)"
+    command -v redis-cli >/dev/null 2>&1 || kh_skip "redis-cli not found (Debian: redis-tools)"
+    for ((i = 1; i <= n; i++)); do
+        while :; do
+            port=$(kh_free_port tcp)
+            [ "$port" -lt 55000 ] && ! ss -Hltn | awk '{print $4}' | grep -q ":$((port + 10000))\$" && break
+        done
+        dir=$KH_DIR/$name-$i
+        mkdir -p "$dir"
+        kh_spawn "$dir/redis.log" redis-server --port "$port" --bind 127.0.0.1 --save "" \
+            --appendonly no --dir "$dir" --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout 2000
+        KH_PID[$name-$i]=$KH_LAST_PID
+        KH_PORT[$name-$i]=$port
+        nodes+=("127.0.0.1:$port")
+        seeds+="${seeds:+,}127.0.0.1:$port"
+    done
+    for ((i = 1; i <= n; i++)); do
+        for _ in $(seq 100); do
+            [ "$(redis-cli -h 127.0.0.1 -p "${KH_PORT[$name-$i]}" ping 2>/dev/null)" = PONG ] && break
+            sleep 0.1
+        done
+    done
+    timeout 60 redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+        >"$KH_DIR/$name-create.log" 2>&1 || { cat "$KH_DIR/$name-create.log" >&2; kh_die "redis-cli --cluster create failed"; }
+    for _ in $(seq 300); do
+        ok=0
+        for ((i = 1; i <= n; i++)); do
+            redis-cli -h 127.0.0.1 -p "${KH_PORT[$name-$i]}" cluster info 2>/dev/null |
+                grep -q '^cluster_state:ok' && ok=$((ok + 1))
+        done
+        [ $ok = "$n" ] && { KH_CLUSTER_SEEDS=$seeds; return 0; }
+        sleep 0.1
+    done
+    kh_die "cluster $name not ok after 30 s"
 }

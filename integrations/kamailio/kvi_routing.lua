@@ -147,10 +147,13 @@ local function invite()
     end
     local user = KSR.pv.get("$fU")
     local reserve = MAX_CALL_S * COST
-    local left, err, st = kv():sub_bounded(BILLING, credit_key(user), reserve, 0, 0)
+    -- The bounded sub: applied only if the credit stays >= 0, atomically
+    -- (one round trip on redis and Redis Cluster), so concurrent calls of
+    -- one user on any proxy never spend more than there is.
+    local left, err, st, current = kv():sub(BILLING, credit_key(user), reserve, 0, {min = 0})
     if left == nil then
         if st == "KVI_OUT_OF_BOUNDS" then
-            KSR.notice("kvi-bill refused user=" .. user .. " credit=" .. tostring(err) .. "\n")
+            KSR.notice("kvi-bill refused user=" .. user .. " credit=" .. tostring(current) .. "\n")
             KSR.sl.sl_send_reply(403, "Insufficient credit")
         else
             KSR.err("kvi-bill reserve failed (" .. tostring(st) .. "): " .. tostring(err) .. "\n")

@@ -27,7 +27,8 @@ kvi-redis)
     ;;
 kvi-shm)
     kh_require_shm
-    args=(KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$(kh_shm_url auth)")
+    kh_shm_url auth
+    args=(KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$KH_SHM_URL")
     ;;
 *) kh_die "unknown mode $mode" ;;
 esac
@@ -46,19 +47,7 @@ done
 want_good=1
 [ "$mode" = none ] && want_good=$ROUNDS
 kh_dbq p1 >"$KH_DIR/dbq.txt"
-if ! awk -v ng="$want_good" -v nb="$ROUNDS" -v ngood=$NGOOD -v nbad=$NBAD '
-    { q[$1] = $2 }
-    END {
-        bad = 0
-        for (i = 1; i <= ngood; i++) { u = sprintf("u%04d", i)
-            if (q[u] != ng) { printf "user %s: %d subscriber queries, want %d\n", u, q[u], ng; bad++ } }
-        for (i = 1; i <= nbad; i++) { u = sprintf("u%04d", 9000 + i)
-            if (q[u] != nb) { printf "user %s (wrong password): %d queries, want %d\n", u, q[u], nb; bad++ } }
-        printf "subscriber queries: %d users checked, %d wrong counts\n", ngood + nbad, bad
-        exit bad != 0
-    }' "$KH_DIR/dbq.txt"; then
-    failed=1
-fi
+kh_check_dbq "$KH_DIR/dbq.txt" $NGOOD $NBAD $want_good $want_good $ROUNDS $ROUNDS || failed=1
 grep -E "ERROR|CRITICAL" "$KH_DIR/p1/kamailio.log" | grep -v "bad header" | head -n 5
 [ $failed = 0 ] || kh_die "sip_register_$mode (logs: run with KH_KEEP=1)"
 echo "sip_register_$mode: OK"
