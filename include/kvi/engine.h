@@ -25,6 +25,7 @@
 #define KVI_ENGINE_H
 
 #include <stdarg.h>
+#include <stddef.h> /* offsetof in KVI_BREAKER_OPTIONS */
 #include "kvi/kvi.h"
 
 #ifdef __cplusplus
@@ -263,6 +264,69 @@ KVI_EXPORT int kvi_glob_match(const char *glob, size_t glob_len, const void *str
 KVI_EXPORT kvi_status kvi_split_words(kvi_conn *c, const char *query, size_t query_len,
                                       char ***words, size_t **lens, size_t *count);
 KVI_EXPORT void kvi_words_free(char **words, size_t *lens, size_t count);
+
+/* ---------------------------------------------------------------------- */
+/* Circuit breaker: a server that stops answering costs one timeout        */
+
+/*
+ * One breaker per server (each standalone host, failover host, cluster
+ * node, memcached server).  After down_after consecutive calls that ended
+ * in KVI_E_TIMEOUT or KVI_E_CONNECT, the server is marked down for
+ * down_for_ms: calls to it fail at once with that status and a message
+ * that names the server and says until when it is marked down.  When the
+ * time is up, one call at a time goes through as a probe (the others still
+ * fail at once); a probe that gets any answer marks the server up, one
+ * that times out or cannot connect marks it down for down_for_ms again.
+ * Any answer (also an error reply) resets the count.  Thread-safe.
+ */
+typedef struct kvi_breaker kvi_breaker;
+
+/* The breaker's URL options, for an engine's option table. */
+typedef struct kvi_breaker_options {
+    int64_t down_after;   /* consecutive failures; 0 = never mark down */
+    uint32_t down_for_ms; /* how long a server stays marked down */
+} kvi_breaker_options;
+
+/* Defaults of the breaker's URL options (docs/urls.md). */
+#define KVI_BREAKER_DOWN_AFTER_DEFAULT "3"
+#define KVI_BREAKER_DOWN_FOR_DEFAULT "2000"
+
+/* The two kvi_option entries of the breaker (down_after, down_for) for a
+ * kvi_breaker_options member of the engine's options struct type. */
+#define KVI_BREAKER_OPTIONS(type, member)                                          \
+    {"down_after", KVI_OPT_INT, KVI_BREAKER_DOWN_AFTER_DEFAULT, 0, 1000000, NULL,  \
+     offsetof(type, member.down_after),                                            \
+     "timeouts or connect failures in a row that mark a server down (0: never)"},  \
+    {"down_for", KVI_OPT_MS, KVI_BREAKER_DOWN_FOR_DEFAULT, 1, 86400000, NULL,      \
+     offsetof(type, member.down_for_ms),                                           \
+     "how long a server marked down fails calls at once before one probe"}
+
+/* A new breaker (server up) with opt's settings, allocated through c's
+ * context; NULL when out of memory.  Free with kvi_breaker_free(). */
+KVI_EXPORT kvi_breaker *kvi_breaker_new(kvi_conn *c, const kvi_breaker_options *opt);
+
+/* Frees b (NULL is fine). */
+KVI_EXPORT void kvi_breaker_free(kvi_conn *c, kvi_breaker *b);
+
+/*
+ * Before a call to the server named server (for messages): KVI_OK when
+ * the call may go ahead (*probe = 1 when it is the one probe of a server
+ * marked down), else KVI_E_TIMEOUT or KVI_E_CONNECT (the kind of the
+ * failures that marked it down) with the detail message set, e.g.
+ * "127.0.0.1:6379 is marked down until 08:15:02.120 UTC after 3 timeouts
+ * in a row; calls fail at once until then".  b NULL: always KVI_OK.
+ */
+KVI_EXPORT kvi_status kvi_breaker_enter(kvi_conn *c, kvi_breaker *b, const char *server,
+                                        int *probe);
+
+/*
+ * After a call that kvi_breaker_enter() let through: st is its outcome as
+ * far as the server is concerned (KVI_E_TIMEOUT and KVI_E_CONNECT count as
+ * failures; anything else is an answer), probe what enter() said.  Logs
+ * (warning) when the server is marked down and (info) when it is back.
+ */
+KVI_EXPORT void kvi_breaker_leave(kvi_conn *c, kvi_breaker *b, const char *server, int probe,
+                                  kvi_status st);
 
 #ifdef __cplusplus
 }

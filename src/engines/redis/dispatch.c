@@ -77,14 +77,15 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
 
     for (int attempt = 0;; attempt++) {
         size_t cur = atomic_load(&st->current);
-        int reused = 0, connected = 0;
+        int reused = 0, phase = KVI_REDIS_REFUSED;
         kvi_status s = KVI_E_CONNECT;
-        /* The failover list: the host that worked last, then the others. */
+        /* The failover list: the host that worked last, then the others
+         * (one marked down costs nothing). */
         for (size_t i = 0; i < st->nseeds; i++) {
             size_t idx = (cur + i) % st->nseeds;
             struct kvi_redis_node *n = st->seeds[idx];
-            s = kvi__redis_node_call(c, n, cmd, 0, &reused, &connected, out);
-            if (connected) {
+            s = kvi__redis_node_call(c, n, cmd, 0, &reused, &phase, out);
+            if (phase == KVI_REDIS_SENT) {
                 if (idx != cur) {
                     atomic_store(&st->current, idx);
                     kvi_engine_log(c, KVI_LOG_WARN, "failed over to %s", n->addr.name);
@@ -109,7 +110,8 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
             }
             return KVI_OK;
         }
-        if (!(connected && reused && cmd->resend_ok && kvi__redis_retryable(s) && attempt == 0))
+        if (!(phase == KVI_REDIS_SENT && reused && cmd->resend_ok && kvi__redis_retryable(s) &&
+              attempt == 0))
             return s;
     }
 }
@@ -179,10 +181,20 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
                 goto backoff;
             }
         }
-        int reused, connected;
+        int reused, phase;
         redisReply *r = NULL;
-        kvi_status s = kvi__redis_node_call(c, n, cmd, ask_now, &reused, &connected, &r);
-        if (s != KVI_OK && !connected) {
+        kvi_status s = kvi__redis_node_call(c, n, cmd, ask_now, &reused, &phase, &r);
+        if (s != KVI_OK && phase == KVI_REDIS_REFUSED) {
+            /* Marked down: fail at once, unless the map now names another
+             * master for the slot (a replica took over). */
+            kvi__redis_refresh_map(c, st, 0);
+            if (cmd->slot >= 0 && kvi__redis_slot_node(st, cmd->slot) != n &&
+                kvi__redis_slot_node(st, cmd->slot) != NULL)
+                continue;
+            freeReplyObject(last_reply);
+            return s;
+        }
+        if (s != KVI_OK && phase != KVI_REDIS_SENT) {
             if (fatal(s)) {
                 freeReplyObject(last_reply);
                 return s;

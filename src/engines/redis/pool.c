@@ -42,6 +42,13 @@ struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16
             snprintf(a->name, len + 16, "%s:%u", host, (unsigned)port);
     }
     a->port = port;
+    n->breaker = kvi_breaker_new(c, &kvi__redis_priv(c)->cfg.breaker);
+    if (n->breaker == NULL) {
+        kvi_engine_free(c, a->name);
+        kvi_engine_free(c, copy);
+        kvi_engine_free(c, n);
+        return NULL;
+    }
     pthread_mutex_init(&n->mu, NULL);
     atomic_init(&n->script_loaded, 0);
     return n;
@@ -66,6 +73,11 @@ void kvi__redis_node_free(kvi_conn *c, struct kvi_redis_node *n, int destroy_mut
     }
     if (destroy_mutex)
         pthread_mutex_destroy(&n->mu);
+    /* A parent's breaker after fork: its mutex is not ours to destroy. */
+    if (destroy_mutex)
+        kvi_breaker_free(c, n->breaker);
+    else
+        kvi_engine_free(c, n->breaker);
     kvi_engine_free(c, n->addr.host);
     kvi_engine_free(c, n->addr.path);
     kvi_engine_free(c, n->addr.name);
@@ -150,16 +162,25 @@ int kvi__redis_retryable(kvi_status s)
 /* See pool.h. */
 kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *n,
                                 const struct kvi_redis_cmd *cmd, int asking, int *reused,
-                                int *connected, redisReply **out)
+                                int *phase, redisReply **out)
 {
     struct kvi_redis_link *l;
+    int probe, answered = 0;
 
-    *connected = 0;
-    kvi_status s = borrow(c, n, &l, reused);
+    *phase = KVI_REDIS_REFUSED;
+    *reused = 0;
+    kvi_status s = kvi_breaker_enter(c, n->breaker, n->addr.name, &probe);
     if (s != KVI_OK)
         return s;
-    *connected = 1;
-    s = kvi__redis_roundtrip(c, &n->addr, l->ctx, cmd, asking, out);
+    *phase = KVI_REDIS_NO_CONN;
+    s = borrow(c, n, &l, reused);
+    if (s != KVI_OK) {
+        kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
+        return s;
+    }
+    *phase = KVI_REDIS_SENT;
+    s = kvi__redis_roundtrip(c, &n->addr, l->ctx, cmd, asking, &answered, out);
+    kvi_breaker_leave(c, n->breaker, n->addr.name, probe, answered ? KVI_OK : s);
     if (s == KVI_OK)
         pool_push(c, n, l);
     else
@@ -172,9 +193,9 @@ kvi_status kvi__redis_exec_on(kvi_conn *c, struct kvi_redis_node *n,
                               const struct kvi_redis_cmd *cmd, redisReply **out)
 {
     for (int attempt = 0;; attempt++) {
-        int reused, connected;
-        kvi_status s = kvi__redis_node_call(c, n, cmd, 0, &reused, &connected, out);
-        if (s == KVI_OK || !connected)
+        int reused, phase;
+        kvi_status s = kvi__redis_node_call(c, n, cmd, 0, &reused, &phase, out);
+        if (s == KVI_OK || phase != KVI_REDIS_SENT)
             return s;
         if (!(reused && cmd->resend_ok && kvi__redis_retryable(s) && attempt == 0))
             return s;
@@ -186,12 +207,17 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t 
                                   const struct kvi_redis_cmd *cmds, redisReply **replies)
 {
     struct kvi_redis_link *l;
-    int reused;
+    int reused, probe;
     size_t got = 0;
 
-    kvi_status s = borrow(c, n, &l, &reused);
+    kvi_status s = kvi_breaker_enter(c, n->breaker, n->addr.name, &probe);
     if (s != KVI_OK)
         return s;
+    s = borrow(c, n, &l, &reused);
+    if (s != KVI_OK) {
+        kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
+        return s;
+    }
     for (size_t i = 0; i < count && s == KVI_OK; i++)
         if (redisAppendCommandArgv(l->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK)
             s = kvi__redis_io_error(c, n->addr.name, l->ctx, errno, 0);
@@ -203,6 +229,7 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t 
                                  &v);
         replies[got] = v;
     }
+    kvi_breaker_leave(c, n->breaker, n->addr.name, probe, got > 1 || s == KVI_OK ? KVI_OK : s);
     if (s != KVI_OK) {
         for (size_t i = 0; i < got; i++) {
             freeReplyObject(replies[i]);

@@ -27,6 +27,7 @@ struct kvi_redis_node {
     struct kvi_redis_link *idle;
     size_t nidle;
     atomic_int script_loaded;
+    kvi_breaker *breaker;        /* marks the node down after repeated failures */
     struct kvi_redis_node *next; /* the state's list of nodes */
 };
 
@@ -46,12 +47,20 @@ void kvi__redis_node_free(kvi_conn *c, struct kvi_redis_node *n, int destroy_mut
 kvi_status kvi__redis_exec_on(kvi_conn *c, struct kvi_redis_node *node,
                               const struct kvi_redis_cmd *cmd, redisReply **out);
 
+/* How far kvi__redis_node_call() got. */
+enum kvi_redis_phase {
+    KVI_REDIS_REFUSED = 0, /* the node is marked down: nothing tried */
+    KVI_REDIS_NO_CONN = 1, /* no connection (connect or set-up failed) */
+    KVI_REDIS_SENT = 2     /* the request went out on a connection */
+};
+
 /* One request (after ASKING when asking) on a pooled connection to node,
- * never re-sent.  *reused says whether the connection had served before
- * (a failure then may be a connection the server closed meanwhile). */
+ * never re-sent, through the node's breaker.  *phase says how far it got,
+ * *reused whether the connection had served before (a failure then may be
+ * a connection the server closed meanwhile). */
 kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *node,
                                 const struct kvi_redis_cmd *cmd, int asking, int *reused,
-                                int *connected, redisReply **out);
+                                int *phase, redisReply **out);
 
 /* Sends count commands to one node in one batch on one connection and
  * reads their replies into replies[0..count) (free each with

@@ -29,6 +29,7 @@ struct redis_options {
     int64_t max_idle;
     int64_t wait_replicas;
     uint32_t wait_timeout_ms; /* 0: the timeout */
+    kvi_breaker_options breaker;
 };
 
 static const kvi_option redis_options[] = {
@@ -36,13 +37,14 @@ static const kvi_option redis_options[] = {
      "talk to a Redis Cluster (auto: detect it)"},
     {"socket", KVI_OPT_PATH, NULL, 0, 0, NULL, offsetof(struct redis_options, socket),
      "unix socket path instead of a host list"},
-    {"max_idle", KVI_OPT_INT, "16", 1, MAX_MAX_IDLE, NULL,
-     offsetof(struct redis_options, max_idle), "idle connections kept per node"},
+    {"max_idle", KVI_OPT_INT, "16", 1, MAX_MAX_IDLE, NULL, offsetof(struct redis_options, max_idle),
+     "idle connections kept per node"},
     {"wait_replicas", KVI_OPT_INT, "0", 0, MAX_WAIT_REPLICAS, NULL,
      offsetof(struct redis_options, wait_replicas),
      "after each write, WAIT for this many replicas (0 = no WAIT)"},
     {"wait_timeout", KVI_OPT_MS, NULL, 1, INT32_MAX, NULL,
      offsetof(struct redis_options, wait_timeout_ms), "time limit of that WAIT (default: timeout)"},
+    KVI_BREAKER_OPTIONS(struct redis_options, breaker),
     KVI_OPTION_END,
 };
 
@@ -77,6 +79,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
                    : opt->cluster > 0 ? KVI_REDIS_CLUSTER_YES
                                       : KVI_REDIS_CLUSTER_NO;
     cfg->max_idle = (size_t)opt->max_idle;
+    cfg->breaker = opt->breaker;
     cfg->wait_replicas = (unsigned)opt->wait_replicas;
     cfg->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : cfg->timeout_ms;
     if (opt->socket != NULL) {

@@ -53,9 +53,10 @@ struct kvi_redis_cfg {
     size_t nhosts;
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
-    size_t max_idle;          /* idle connections kept per node */
-    unsigned wait_replicas;   /* WAIT for this many replicas after writes; 0 = no */
-    uint32_t wait_timeout_ms; /* the WAIT's own limit (default: timeout_ms) */
+    size_t max_idle;             /* idle connections kept per node */
+    unsigned wait_replicas;      /* WAIT for this many replicas after writes; 0 = no */
+    uint32_t wait_timeout_ms;    /* the WAIT's own limit (default: timeout_ms) */
+    kvi_breaker_options breaker; /* per node: down_after, down_for */
 };
 
 /* Number of Lua scripts the engine keeps loaded on its servers. */

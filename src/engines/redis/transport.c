@@ -240,7 +240,8 @@ kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a, int s
 
 /* See transport.h. */
 kvi_status kvi__redis_roundtrip(kvi_conn *c, const struct kvi_redis_addr *a, redisContext *ctx,
-                                const struct kvi_redis_cmd *cmd, int asking, redisReply **out)
+                                const struct kvi_redis_cmd *cmd, int asking, int *answered,
+                                redisReply **out)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     int wait = cmd->is_write && cfg->wait_replicas > 0;
@@ -274,6 +275,7 @@ kvi_status kvi__redis_roundtrip(kvi_conn *c, const struct kvi_redis_addr *a, red
     kvi_status s = kvi__redis_get_reply(c, a, ctx, deadline, 0, &v);
     if (s != KVI_OK)
         return s;
+    *answered = 1;
     if (wait) {
         void *w = NULL;
         s = kvi__redis_get_reply(c, a, ctx, deadline, 0, &w);

@@ -46,9 +46,12 @@ kvi_status kvi__redis_get_reply(kvi_conn *c, const struct kvi_redis_addr *a, red
  * One request on ctx and its reply (KVI_OK with *out, which may be an
  * error reply): preceded by ASKING when asking, followed in the same round
  * trip by WAIT when the command writes and cfg.wait_replicas > 0 (a write
- * that too few replicas confirmed is KVI_E_TIMEOUT).
+ * that too few replicas confirmed is KVI_E_TIMEOUT).  *answered becomes 1
+ * once the server has replied at all (a WAIT shortfall is not a silent
+ * server).
  */
 kvi_status kvi__redis_roundtrip(kvi_conn *c, const struct kvi_redis_addr *a, redisContext *ctx,
-                                const struct kvi_redis_cmd *cmd, int asking, redisReply **out);
+                                const struct kvi_redis_cmd *cmd, int asking, int *answered,
+                                redisReply **out);
 
 #endif /* KVI_REDIS_TRANSPORT_H */

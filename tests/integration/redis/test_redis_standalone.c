@@ -238,14 +238,15 @@ static void test_unix_socket(void **state)
 /* --------------------------------------------------------------------- */
 /* Dead, hung and late servers, failover, fork                            */
 
-/* A dead server: calls fail fast with CONNECT; once it is back the next
- * call succeeds without anything done by the application. */
+/* A dead server: calls fail fast with CONNECT (after down_after of them
+ * saying it is marked down); once it is back, calls succeed again by
+ * themselves within down_for, nothing done by the application. */
 static void test_killed_server_fails_fast_and_recovers(void **state)
 {
     struct fx *f = *state;
     kvi_value v = KVI_VALUE_INIT;
     int64_t n = 0;
-    add_urlf(f->k, "redis:t://127.0.0.1:%u/?timeout=500&connect_timeout=500", f->port);
+    add_urlf(f->k, "redis:t://127.0.0.1:%u/?timeout=500&connect_timeout=500&down_for=300", f->port);
     assert_int_equal(kvi_store(f->k, "redis:t", "k", 1, "v", 1, 0), KVI_OK);
 
     assert_int_equal(kvi_ts_kill(f->s), KVI_TS_OK);
@@ -259,9 +260,17 @@ static void test_killed_server_fails_fast_and_recovers(void **state)
         st = kvi_add(f->k, "redis:t", "n", 1, 1, 0, &n);
         assert_true(st == KVI_E_CONNECT || st == KVI_E_TIMEOUT);
     }
+    assert_non_null(strstr(kvi_errmsg(f->k), "is marked down until"));
     assert_int_equal(kvi_ts_restart(f->s), KVI_TS_OK);
-    /* The pooled connection is stale: the engine notices and reconnects. */
-    assert_int_equal(kvi_add(f->k, "redis:t", "n", 1, 5, 0, &n), KVI_OK);
+    /* The pooled connection is stale: the engine notices and reconnects
+     * (the first call after down_for is the probe). */
+    kvi_status st = KVI_E_CONNECT;
+    for (int i = 0; i < 300 && st != KVI_OK; i++) {
+        st = kvi_add(f->k, "redis:t", "n", 1, 5, 0, &n);
+        if (st != KVI_OK)
+            usleep(10000);
+    }
+    assert_int_equal(st, KVI_OK);
     assert_int_equal(n, 5);
     assert_int_equal(kvi_store(f->k, "redis:t", "k", 1, "w", 1, 0), KVI_OK);
     assert_fetch_is(f->k, "redis:t", "k", "w");
@@ -292,6 +301,113 @@ static void test_hung_server_times_out_and_add_is_not_resent(void **state)
     int64_t value = 0;
     assert_int_equal(kvi_counter_fetch(f->k, "redis:t", "ctr", 3, &value), KVI_OK);
     assert_int_equal(value, 17);
+}
+
+/* The circuit breaker against a stopped server: 4 threads x 500 calls. */
+#define BRK_THREADS 4
+#define BRK_CALLS 500
+#define BRK_TIMEOUT_MS 200
+#define BRK_DOWN_FOR_MS 1000
+
+struct brk_worker {
+    kvi *k;
+    int failed;      /* TIMEOUT or CONNECT */
+    int marked_down; /* ... with the marked-down message */
+    int other;       /* anything else */
+};
+
+static void *brk_main(void *arg)
+{
+    struct brk_worker *w = arg;
+    for (int i = 0; i < BRK_CALLS; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        kvi_status st = kvi_fetch(w->k, "redis:b", "k", 1, &v);
+        kvi_value_free(&v);
+        if (st == KVI_E_TIMEOUT || st == KVI_E_CONNECT) {
+            w->failed++;
+            const char *msg = kvi_errmsg(w->k);
+            if (strstr(msg, "is marked down") != NULL && strstr(msg, " UTC") != NULL)
+                w->marked_down++;
+        } else {
+            w->other++;
+        }
+    }
+    return NULL;
+}
+
+/* A stopped server costs a few timeouts, not one per call: after
+ * down_after timeouts in a row it is marked down and calls fail at once
+ * (saying so and until when); after SIGCONT the probe finds it back and
+ * calls succeed again. */
+static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(void **state)
+{
+    struct fx *f = *state;
+    struct brk_worker w[BRK_THREADS];
+    pthread_t th[BRK_THREADS];
+    add_urlf(f->k, "redis:b://127.0.0.1:%u/?timeout=%d&connect_timeout=%d&down_after=3&down_for=%d",
+             f->port, BRK_TIMEOUT_MS, BRK_TIMEOUT_MS, BRK_DOWN_FOR_MS);
+    assert_int_equal(kvi_store(f->k, "redis:b", "k", 1, "v", 1, 0), KVI_OK);
+
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < BRK_THREADS; i++) {
+        w[i] = (struct brk_worker){f->k, 0, 0, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, brk_main, &w[i]), 0);
+    }
+    int failed = 0, marked = 0, other = 0;
+    for (int i = 0; i < BRK_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        failed += w[i].failed;
+        marked += w[i].marked_down;
+        other += w[i].other;
+    }
+    int64_t elapsed = mono_ms() - t0;
+    fprintf(stderr,
+            "breaker: %d calls in %" PRId64 " ms against a stopped server (timeout %d ms): "
+            "%d failed, %d of them at once as marked down\n",
+            BRK_THREADS * BRK_CALLS, elapsed, BRK_TIMEOUT_MS, failed, marked);
+    assert_int_equal(other, 0);
+    assert_int_equal(failed, BRK_THREADS * BRK_CALLS);
+    /* Without the breaker: 2000 x 200 ms / 4 threads = 100 s.  With it:
+     * the first timeouts plus at most a probe per down_for. */
+    assert_true(elapsed < 20 * BRK_TIMEOUT_MS + 4 * BRK_DOWN_FOR_MS);
+    assert_true(marked >= BRK_THREADS * BRK_CALLS - 50);
+
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    /* Back: within down_for (and a probe) the calls succeed again, and from
+     * the first success on every call does. */
+    kvi_status st = KVI_E_TIMEOUT;
+    t0 = mono_ms();
+    while (st != KVI_OK && mono_ms() - t0 < 10 * BRK_DOWN_FOR_MS) {
+        kvi_value v = KVI_VALUE_INIT;
+        st = kvi_fetch(f->k, "redis:b", "k", 1, &v);
+        kvi_value_free(&v);
+        if (st != KVI_OK)
+            usleep(10000);
+    }
+    assert_int_equal(st, KVI_OK);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(kvi_store(f->k, "redis:b", "k", 1, "w", 1, 0), KVI_OK);
+    assert_fetch_is(f->k, "redis:b", "k", "w");
+}
+
+/* down_after=0 turns the breaker off: every call waits its timeout. */
+static void test_breaker_off_with_down_after_0(void **state)
+{
+    struct fx *f = *state;
+    add_urlf(f->k, "redis:b://127.0.0.1:%u/?timeout=100&down_after=0", f->port);
+    assert_int_equal(kvi_store(f->k, "redis:b", "k", 1, "v", 1, 0), KVI_OK);
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    int slow = 0;
+    for (int i = 0; i < 5; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        int64_t t0 = mono_ms();
+        assert_int_equal(kvi_fetch(f->k, "redis:b", "k", 1, &v), KVI_E_TIMEOUT);
+        slow += mono_ms() - t0 >= 80;
+        assert_null(strstr(kvi_errmsg(f->k), "marked down"));
+    }
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    assert_int_equal(slow, 5);
 }
 
 static void test_failover_list_uses_next_host_and_remembers_it(void **state)
@@ -722,6 +838,8 @@ int main(void)
         cmocka_unit_test(test_unix_socket),
         WITH_SERVER(test_killed_server_fails_fast_and_recovers),
         WITH_SERVER(test_hung_server_times_out_and_add_is_not_resent),
+        WITH_SERVER(test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call),
+        WITH_SERVER(test_breaker_off_with_down_after_0),
         WITH_SERVER(test_failover_list_uses_next_host_and_remembers_it),
         cmocka_unit_test(test_lazy_connection_to_a_server_that_starts_later),
         WITH_REDIS(test_forked_child_opens_its_own_connection),
