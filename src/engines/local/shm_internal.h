@@ -92,17 +92,21 @@ struct sh_shard {
 };
 
 /* A block of the arena: an entry (state SH_USED) or a free block (SH_FREE,
- * only next, cls and state meaningful).  24 bytes, then key and value. */
+ * only next, cls and state meaningful: they fit the smallest block, one
+ * granule).  24 bytes, then key and value. */
 struct sh_ent {
     uint32_t next; /* granule number of the next in the chain / free list */
-    uint32_t hash; /* bits 24..55 of the key's hash */
-    uint64_t xl;   /* expire_ms (48 bits, 0 = none) << 16 | lru stamp (16 bits) */
-    uint32_t vlen;
+    uint8_t cls;   /* size class of the block */
+    uint8_t state; /* SH_USED or SH_FREE */
     uint16_t klen;
-    uint8_t cls;
-    uint8_t state;
+    uint32_t hash; /* bits 24..55 of the key's hash */
+    uint32_t vlen;
+    uint64_t xl; /* expire_ms (48 bits, 0 = none) << 16 | lru stamp (16 bits) */
     unsigned char data[];
 };
+
+/* Bytes of a free block's header (next, cls, state). */
+#define SH_FREE_HEADER 8u
 
 _Static_assert(sizeof(struct sh_ent) == 24, "entry header must stay 24 bytes");
 

@@ -168,7 +168,7 @@ static void block_free(kvi__sh *s, struct sh_shard *sh, uint32_t idx)
         w64(s, sh, &sh->top, off);
         return;
     }
-    kvi__sh_log(s, sh, e, sizeof(*e));
+    kvi__sh_log(s, sh, e, SH_FREE_HEADER);
     push_fresh(s, sh, idx, e->cls);
 }
 
@@ -182,7 +182,7 @@ static uint32_t pop(kvi__sh *s, struct sh_shard *sh, uint32_t c)
         bit_put(s, sh, c, 0);
         return 0;
     }
-    kvi__sh_log(s, sh, e, sizeof(*e));
+    kvi__sh_log(s, sh, e, SH_FREE_HEADER);
     if (e->next)
         w32(s, sh, &sh->heads[c], e->next);
     else
