@@ -4,12 +4,16 @@
  * 127.0.0.1 ports in temporary directories (tests/support/testserver.c) and
  * always stops by PID, also when the Lua side fails or is killed.
  *
- *     kvi-lua-runner [--redis] [--memcached] [--need FILE]... -- CMD ARGS...
+ *     kvi-lua-runner [--redis] [--memcached] [--need FILE]... [--child-env VAR=VALUE]...
+ *                    -- CMD ARGS...
  *
  * The command gets in its environment, for each server started:
  *     KVI_TEST_REDIS_URL=redis://127.0.0.1:P/0, KVI_TEST_REDIS_PORT=P
  *     KVI_TEST_MEMCACHED_URL=memcached://127.0.0.1:P/, KVI_TEST_MEMCACHED_PORT=P
  * and always KVI_TEST_DEAD_PORT (a 127.0.0.1 port nothing listens on).
+ * --child-env sets a variable for CMD only (LD_PRELOAD of a sanitizer
+ * runtime, which this program, itself built with the sanitizer, must not
+ * get).
  * Exit status: the command's; 77 (CTest: skipped, with the reason printed,
  * kvi_test_skip) when a server binary or a --need file (an engine module)
  * is missing -- a failure instead under KVI_REQUIRE_SERVERS=1.
@@ -28,7 +32,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kvi-lua-runner [--redis] [--memcached] [--need FILE]... -- CMD...\n");
+    fprintf(stderr, "usage: kvi-lua-runner [--redis] [--memcached] [--need FILE]... "
+                    "[--child-env VAR=VALUE]... -- CMD...\n");
     return 2;
 }
 
@@ -45,7 +50,7 @@ static void export_port(const char *name, const char *url_fmt, uint16_t port)
     }
 }
 
-static int run(char **cmd)
+static int run(char **cmd, char **child_env, int n_child_env)
 {
     int status;
     pid_t pid = fork();
@@ -56,6 +61,8 @@ static int run(char **cmd)
     if (pid == 0) {
         /* Dies with the runner, so a killed test leaves nothing behind. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (int e = 0; e < n_child_env; e++)
+            putenv(child_env[e]);
         execvp(cmd[0], cmd);
         fprintf(stderr, "FAIL: cannot run %s: %s\n", cmd[0], strerror(errno));
         _exit(127);
@@ -74,7 +81,8 @@ static int run(char **cmd)
 
 int main(int argc, char **argv)
 {
-    int want_redis = 0, want_mc = 0, i, rc;
+    int want_redis = 0, want_mc = 0, i, rc, n_child_env = 0;
+    char *child_env[8];
     kvi_ts_server *redis = NULL, *mc = NULL;
     uint16_t dead;
 
@@ -83,6 +91,9 @@ int main(int argc, char **argv)
             want_redis = 1;
         } else if (strcmp(argv[i], "--memcached") == 0) {
             want_mc = 1;
+        } else if (strcmp(argv[i], "--child-env") == 0 && i + 1 < argc &&
+                   strchr(argv[i + 1], '=') != NULL && n_child_env < 8) {
+            child_env[n_child_env++] = argv[++i];
         } else if (strcmp(argv[i], "--need") == 0 && i + 1 < argc) {
             if (access(argv[++i], R_OK) != 0)
                 kvi_test_skip("%s is not built (%s)", argv[i], strerror(errno));
@@ -105,7 +116,7 @@ int main(int argc, char **argv)
         export_port("MEMCACHED", "memcached://127.0.0.1:%u/", kvi_ts_port(mc));
     }
     fflush(stdout);
-    rc = run(argv + i + 1);
+    rc = run(argv + i + 1, child_env, n_child_env);
     if (rc != 0) {
         if (redis != NULL)
             kvi_ts_print_log(redis, stderr, 2000);
