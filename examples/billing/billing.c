@@ -8,6 +8,10 @@
  * INVITE worker leaves its decision under inv_<i>, which the BYE worker
  * waits for.  Each worker books the charges the store acknowledged; at the
  * end every user's credit must equal its initial credit minus those.
+ *
+ * --overlap runs the other scenario (overlap.c): many calls of each user in
+ * flight at once on several proxies, with the old check-at-INVITE logic and
+ * with bounded reservations, side by side.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 
 #include "billing_logic.h"
+#include "overlap.h"
 
 typedef struct config {
     const char *url;
@@ -32,6 +37,12 @@ typedef struct config {
     uint64_t seed;
     char prefix[64];
     int use_processes;
+    int overlap;      /* --overlap */
+    int inflight;     /* --inflight */
+    unsigned logics;  /* --logic, OVERLAP_LOGIC_* (overlap mode) */
+    int users_given;  /* --users / --credit / --calls given: else the */
+    int credit_given; /* overlap mode has its own defaults */
+    int calls_given;
 } config;
 
 /* Per worker results, in shared memory when workers are processes. */
@@ -193,12 +204,18 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: billing [--url URL] [--engine ID] [--workers N] [--users N] [--calls N]\n"
             "               [--credit N] [--seed N]\n"
+            "       billing --overlap [--logic both|check|reserve] [--inflight N] [same options]\n"
             "  --url URL     engine to share (default: the embedded local engine)\n"
             "  --engine ID   engine id (default: the URL's id, else local)\n"
             "  --workers N   proxies (default 4): threads on local, processes otherwise\n"
             "  --users N     prepaid users (default 100)\n"
             "  --calls N     INVITEs (default 20000)\n"
-            "  --credit N    initial credit per user (default 20000)\n");
+            "  --credit N    initial credit per user (default 20000)\n"
+            "  --overlap     many concurrent calls per user on several proxies (defaults: 8\n"
+            "                users, credit 200, 2000 calls per logic), old and new logic\n"
+            "  --logic L     with --overlap: check (read credit at INVITE, charge at BYE),\n"
+            "                reserve (bounded reservations, settle at BYE) or both (default)\n"
+            "  --inflight N  with --overlap: calls in flight per proxy (default 16)\n");
 }
 
 static int parse_args(int argc, char **argv, config *c)
@@ -208,6 +225,11 @@ static int parse_args(int argc, char **argv, config *c)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
+        }
+        if (strcmp(a, "--overlap") == 0) {
+            c->overlap = 1;
+            i--; /* a flag without a value */
+            continue;
         }
         if (v == NULL)
             return -1;
@@ -222,11 +244,19 @@ static int parse_args(int argc, char **argv, config *c)
         else if (strcmp(a, "--workers") == 0 && num_ok && n <= 64)
             c->workers = (int)n;
         else if (strcmp(a, "--users") == 0 && num_ok && n <= 99999)
-            c->users = (int)n;
+            c->users = (int)n, c->users_given = 1;
         else if (strcmp(a, "--calls") == 0 && num_ok && n <= 100000000)
-            c->calls = (int)n;
+            c->calls = (int)n, c->calls_given = 1;
         else if (strcmp(a, "--credit") == 0 && num_ok)
-            c->credit = n;
+            c->credit = n, c->credit_given = 1;
+        else if (strcmp(a, "--inflight") == 0 && num_ok && n <= 256)
+            c->inflight = (int)n;
+        else if (strcmp(a, "--logic") == 0 && strcmp(v, "both") == 0)
+            c->logics = OVERLAP_LOGIC_CHECK | OVERLAP_LOGIC_RESERVE;
+        else if (strcmp(a, "--logic") == 0 && strcmp(v, "check") == 0)
+            c->logics = OVERLAP_LOGIC_CHECK;
+        else if (strcmp(a, "--logic") == 0 && strcmp(v, "reserve") == 0)
+            c->logics = OVERLAP_LOGIC_RESERVE;
         else if (strcmp(a, "--seed") == 0 && num_ok)
             c->seed = (uint64_t)n;
         else
@@ -237,9 +267,15 @@ static int parse_args(int argc, char **argv, config *c)
 
 int main(int argc, char **argv)
 {
-    static config conf = {.workers = 4, .users = 100, .calls = 20000, .credit = 20000,
-                          .seed = 1};
-    if (parse_args(argc, argv, &conf) != 0) {
+    static config conf = {.workers = 4,
+                          .users = 100,
+                          .calls = 20000,
+                          .credit = 20000,
+                          .seed = 1,
+                          .inflight = 16,
+                          .logics = OVERLAP_LOGIC_CHECK | OVERLAP_LOGIC_RESERVE};
+    if (parse_args(argc, argv, &conf) != 0 ||
+        (!conf.overlap && (conf.inflight != 16 || conf.logics != 3u))) {
         usage(stderr);
         return 2;
     }
@@ -259,6 +295,19 @@ int main(int argc, char **argv)
     }
     snprintf(conf.prefix, sizeof conf.prefix, "bill%ld.%ld:", (long)getpid(), (long)time(NULL));
     cfg = &conf;
+    if (conf.overlap) {
+        overlap_opts o = {conf.url,
+                          conf.id,
+                          conf.prefix,
+                          conf.workers,
+                          conf.users_given ? conf.users : 8,
+                          conf.calls_given ? conf.calls : 2000,
+                          conf.inflight,
+                          conf.credit_given ? conf.credit : 200,
+                          conf.seed,
+                          conf.logics};
+        return overlap_run(&o);
+    }
 
     kvi *k = NULL;
     kvi_conn *c = NULL;

@@ -59,3 +59,32 @@ kvi_status billing_bye(kvi_conn *c, const char *prefix, const char *call_id, int
     (void)rm; /* the charge stands even if the dialog record lingers */
     return KVI_OK;
 }
+
+int billing_check_invite(kvi_conn *c, const char *credit_key, int64_t *seen)
+{
+    *seen = 0;
+    kvi_status st = kvi_conn_counter_fetch(c, credit_key, strlen(credit_key), seen);
+    if (st == KVI_NOT_FOUND)
+        return BILLING_NO_CREDIT;
+    if (st != KVI_OK)
+        return -(int)st;
+    return *seen <= 1 ? BILLING_NO_CREDIT : BILLING_OK;
+}
+
+kvi_status billing_check_bye(kvi_conn *c, const char *credit_key, int64_t amount, int64_t *value)
+{
+    return kvi_conn_sub(c, credit_key, strlen(credit_key), amount, 0, value);
+}
+
+kvi_status billing_reserve(kvi_conn *c, const char *credit_key, int64_t amount, int64_t *value)
+{
+    return kvi_conn_sub_bounded(c, credit_key, strlen(credit_key), amount, 0, 0, INT64_MAX, value);
+}
+
+kvi_status billing_settle(kvi_conn *c, const char *credit_key, int64_t reserved, int64_t used,
+                          int64_t *value)
+{
+    if (reserved <= used)
+        return KVI_OK;
+    return kvi_conn_add(c, credit_key, strlen(credit_key), reserved - used, 0, value);
+}

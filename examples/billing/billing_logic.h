@@ -37,4 +37,34 @@ int billing_invite(kvi_conn *c, const char *prefix, const char *call_id, const c
 kvi_status billing_bye(kvi_conn *c, const char *prefix, const char *call_id, int64_t now_ms,
                        char *user_out, size_t user_len, int64_t *charged);
 
+/* ---- the two logics, one call at a time (billing --overlap) -------------- */
+
+/*
+ * Old logic, check at INVITE (the tutorial's): reads the credit under
+ * credit_key into *seen and admits the call (BILLING_OK) when it is > 1,
+ * else BILLING_NO_CREDIT (also when there is no credit).  Nothing is
+ * reserved, so calls of one user that overlap all pass the check.  A kvi
+ * error is returned negated (< 0).
+ */
+int billing_check_invite(kvi_conn *c, const char *credit_key, int64_t *seen);
+
+/* Old logic, BYE: charges amount with one (unbounded) atomic sub; *value
+ * is the credit after it, which may be negative. */
+kvi_status billing_check_bye(kvi_conn *c, const char *credit_key, int64_t amount, int64_t *value);
+
+/*
+ * New logic, reservation: takes amount from the credit only when at least
+ * that much is left (one bounded sub with floor 0).  KVI_OK: reserved,
+ * *value = what is left; KVI_OUT_OF_BOUNDS: refused, nothing taken, *value
+ * = the credit.  At INVITE a refusal is "403 Not enough credit"; during the
+ * call it ends the call.  Errors as kvi_sub_bounded.
+ */
+kvi_status billing_reserve(kvi_conn *c, const char *credit_key, int64_t amount, int64_t *value);
+
+/* New logic, BYE: gives back the unused part of the reservation (reserved -
+ * used, when > 0) with one add; *value is the credit after it.  KVI_OK
+ * without a call to the store when nothing is left over. */
+kvi_status billing_settle(kvi_conn *c, const char *credit_key, int64_t reserved, int64_t used,
+                          int64_t *value);
+
 #endif

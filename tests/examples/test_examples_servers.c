@@ -1,8 +1,10 @@
 /*
  * test_examples_servers.c -- the two use cases against real servers started
  * here on free 127.0.0.1 ports: billing on a standalone redis, on a 3-master
- * / 3-replica Redis Cluster and on memcached must end with exact credits;
- * password_cache must run on redis.
+ * / 3-replica Redis Cluster and on memcached must end with exact credits, and
+ * its --overlap mode must show the old check-at-INVITE logic going below 0
+ * and the reservation logic never, both with exact credits; password_cache
+ * must run on redis.
  *
  * usage: test_examples_servers BILLING_PROGRAM PASSWORD_CACHE_PROGRAM
  */
@@ -35,6 +37,26 @@ static int run(const char *cmd, char *out, size_t outlen)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The lowest credit on the result line of one logic of billing --overlap,
+ * "NAME: lowest credit N, below 0: yes|no, credits exact: yes"; fails when
+ * the line is missing or the credits were not exact. */
+static long long logic_lowest(const char *out, const char *name)
+{
+    char head[64];
+    snprintf(head, sizeof head, "\n%s: lowest credit ", name);
+    const char *p = strstr(out, head);
+    if (p == NULL)
+        fail_msg("no result line for %s", name);
+    long long lowest = 0;
+    char below[8] = "", exact[8] = "";
+    if (sscanf(p + strlen(head), "%lld, below 0: %7[a-z], credits exact: %7[a-z]", &lowest, below,
+               exact) != 3)
+        fail_msg("cannot read the result line of %s", name);
+    assert_string_equal(below, lowest < 0 ? "yes" : "no");
+    assert_string_equal(exact, "yes");
+    return lowest;
+}
+
 static void billing_exact(const char *url)
 {
     char cmd[2048], out[8192];
@@ -46,6 +68,26 @@ static void billing_exact(const char *url)
     /* The credit ran out for some users: both outcomes were exercised. */
     assert_null(strstr(out, "rejected (403 Not enough credit) 0,"));
     assert_null(strstr(out, "calls accepted 0,"));
+
+    /* Many calls per user in flight on 4 proxies: the old logic overdraws,
+     * the reservations never do; every credit is exact with both. */
+    snprintf(cmd, sizeof cmd, "%s --overlap --url '%s' --workers 4", billing_prog, url);
+    int rc = run(cmd, out, sizeof out);
+    if (rc == 77)
+        fail_msg("billing --overlap skipped the reservation logic: the engine lacks "
+                 "KVI_CAP_CONDITIONAL");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "4 processes"));
+    assert_true(logic_lowest(out, "check-at-INVITE") < 0);
+    assert_true(logic_lowest(out, "reserve") >= 0);
+    /* Both outcomes of a reservation were exercised. */
+    const char *line = strstr(out, "\nreserve ");
+    assert_non_null(line);
+    unsigned long long accepted = 0, rejected = 0;
+    assert_int_equal(
+        sscanf(line, " reserve accepted %llu rejected (403) %llu", &accepted, &rejected), 2);
+    assert_true(accepted > 0);
+    assert_true(rejected > 0);
 }
 
 static void test_billing_on_redis_standalone_is_exact(void **state)
