@@ -16,7 +16,7 @@ DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
 DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 lua-busted lua-sql-sqlite3 \
              clang libclang-rt-14-dev sasl2-bin \
-             kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3
+             kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 tmux
 
 .PHONY: all build configure demo test check test-asan test-valgrind test-soak bench fuzz install clean \
         deps-build deps-test

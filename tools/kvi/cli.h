@@ -12,6 +12,7 @@
  *     -> state.c     the default local store and its lock
  *   report.c    exit codes, error and usage messages   (called by all above)
  *   out.c       byte encodings, JSON, reply trees      (called by all above)
+ *   signals.c   SIGINT/SIGTERM/SIGHUP noted for main, shell.c, state.c
  */
 #ifndef KVI_TOOLS_CLI_H
 #define KVI_TOOLS_CLI_H
@@ -79,7 +80,7 @@ typedef struct kvi__cli_args {
     int64_t expire_s;
     int has_min, has_max, nx; /* --min, --max, --nx given */
     int64_t min, max;         /* INT64_MIN / INT64_MAX when not given */
-    char *owned; /* value read from standard input; freed by kvi__cli_args_free */
+    char *owned;              /* value read from standard input; freed by kvi__cli_args_free */
 } kvi__cli_args;
 
 /* Runs a checked command on cli; prints its result or error and returns
@@ -231,12 +232,26 @@ void kvi__cli_shell_close(kvi__cli_shell *sh);
 int kvi__cli_split(const char *line, size_t len, kvi__cli_arg **words, size_t **ofs, size_t *count,
                    const char **err);
 
+/* ---- signals.c --------------------------------------------------------- */
+
+/* Installs handlers that note SIGINT, SIGTERM and SIGHUP (SA_RESTART). */
+void kvi__cli_signals_install(void);
+
+/* The last signal noted and not cleared, 0 when none. */
+int kvi__cli_signal(void);
+
+/* Forgets the noted signal (the shell after Ctrl-C cancelled a line). */
+void kvi__cli_signal_clear(void);
+
 /* ---- state.c: the default local store --------------------------------- */
 
 /*
  * Defines the default "local" engine id for a run without -u/-c:
- * creates the state directory, takes an exclusive lock (waiting) on
- * <dir>/cli.lock that serialises kvi processes, then defines
+ * creates the state directory, takes an exclusive lock on <dir>/cli.lock
+ * that serialises kvi processes (waiting for another kvi; after a second
+ * it says which command and pid holds it; gives up with KVI_E_LOCKED after
+ * $KVI_LOCK_TIMEOUT seconds, default 30, or on SIGINT/SIGTERM/SIGHUP),
+ * then defines
  * local://?file=<dir>/local.kvis (with save_s=1 when interactive).  On
  * success *out holds the lock; release it with kvi__cli_state_close after
  * kvi_free(k) (which writes the snapshot).  On failure returns the status

@@ -33,7 +33,8 @@ static void log_to_stderr(void *ud, kvi_log_level level, const char *msg)
 
 /* Creates the context and defines the engine ids: the -u/-c sources in
  * order, or the default local store.  Returns -1 or an exit status. */
-static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc, int shell)
+static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc,
+                      const kvi__cli_command *cmd)
 {
     kvi_status st = kvi_new(&cli->k);
     if (st != KVI_OK) {
@@ -44,6 +45,7 @@ static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc, int 
     kvi_set_log(cli->k, log_to_stderr, cli, KVI_LOG_ERROR);
     if (nsrc == 0) {
         char err[1024] = "";
+        int shell = (cmd->flags & KVI_CLI_F_SHELL) != 0;
         st = kvi__cli_state_open(cli->k, shell && isatty(STDIN_FILENO), &cli->state, err,
                                  sizeof err);
         if (st != KVI_OK) {
@@ -184,12 +186,23 @@ int main(int argc, char **argv)
     kvi__cli_args a;
     int rc = kvi__cli_parse(&cli, words, nwords, NULL, 0, NULL, &a);
     int shell = rc < 0 && (a.cmd->flags & KVI_CLI_F_SHELL) != 0;
-    if (rc < 0 && (a.cmd->flags & KVI_CLI_F_STORE) != 0)
-        rc = open_store(&cli, src, nsrc, shell);
+    if (rc < 0 && (a.cmd->flags & KVI_CLI_F_STORE) != 0) {
+        /* From here on SIGINT/SIGTERM/SIGHUP end the run through the
+         * close below, which saves the default store. */
+        kvi__cli_signals_install();
+        rc = open_store(&cli, src, nsrc, a.cmd);
+    }
     if (rc < 0)
         rc = shell ? run_shell(&cli) : kvi__cli_execute(&cli, &a);
+    int saved = cli.state != NULL;
     if (cli.k != NULL)
         rc = close_store(&cli, rc);
+    int sig = kvi__cli_signal();
+    if (shell && sig != 0) {
+        fprintf(stderr, "kvi: %s: %s\n", strsignal(sig),
+                saved ? "the default store was saved, leaving the shell" : "leaving the shell");
+        rc = 128 + sig;
+    }
     kvi__cli_args_free(&a);
     free(words);
     free(src);

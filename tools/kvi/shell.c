@@ -2,8 +2,14 @@
  * shell.c -- reading `kvi shell` input: one command per line with the command line's
  * grammar, plus quoting so that keys and values can hold blanks and any
  * byte.  Line editing and history come from libedit when the build found it
- * (KVI_HAVE_LIBEDIT); otherwise lines are read plainly.
+ * (KVI_HAVE_LIBEDIT); otherwise lines are read plainly.  Input is read
+ * only once poll() says it is there, so a signal is seen at once: Ctrl-C on
+ * a terminal cancels the line being typed; SIGTERM, SIGHUP (and SIGINT in
+ * batch mode) end the shell, and main saves the store.
  */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,38 +152,162 @@ struct kvi__cli_shell {
     size_t cap, len;
     kvi__cli_arg *words;
     size_t *ofs;
-    int eof; /* the input ended (rather than "quit") */
+    int eof;        /* the input ended or a signal came (rather than "quit") */
+    char *in;       /* plain reader: bytes read from fd 0 ... */
+    size_t in_used; /* ... of which this many are consumed ... */
+    size_t in_len, in_cap;
+    int in_eof; /* ... and the end of input was seen */
 #ifdef KVI_HAVE_LIBEDIT
+    char *edit_line; /* the line libedit's callback got (NULL at end of input) */
+    int edit_done;
     char hist[4096]; /* history file, "" when there is none */
 #endif
 };
 
-/* Reads one line; returns NULL at the end of input.  sh->len gets its
- * length (it may hold NUL bytes in batch mode). */
-static char *read_line(kvi__cli_shell *sh)
+/* Waits until standard input is readable.  Returns 1 then (or on an error
+ * that read() will report), 0 when a signal is noted (kvi__cli_signal()).
+ * The signals are blocked except inside ppoll(), so one that arrives just
+ * before the wait is not missed. */
+static int wait_input(void)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    int ready = 0;
+    while (kvi__cli_signal() == 0) {
+        struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+        int r = ppoll(&p, 1, NULL, &old);
+        if (r > 0 || (r < 0 && errno != EINTR)) {
+            ready = 1;
+            break;
+        }
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return ready;
+}
+
+/* The plain reader (batch mode, or a terminal without libedit): the next
+ * line from fd 0, newline included, into sh->buf.  1 for a line, 0 at the
+ * end of input, -1 when a signal came first. */
+static int read_plain(kvi__cli_shell *sh)
+{
+    for (;;) {
+        char *from = sh->in + sh->in_used;
+        size_t avail = sh->in_len - sh->in_used;
+        char *nl = avail > 0 ? memchr(from, '\n', avail) : NULL;
+        if (nl != NULL || (sh->in_eof && avail > 0)) {
+            size_t n = nl != NULL ? (size_t)(nl - from) + 1 : avail;
+            if (n + 1 > sh->cap) {
+                char *nb = realloc(sh->buf, n + 1);
+                if (nb == NULL)
+                    return 0;
+                sh->buf = nb;
+                sh->cap = n + 1;
+            }
+            memcpy(sh->buf, from, n);
+            sh->buf[n] = '\0';
+            sh->len = n;
+            sh->in_used += n;
+            return 1;
+        }
+        if (sh->in_eof)
+            return 0;
+        memmove(sh->in, from, avail);
+        sh->in_len = avail;
+        sh->in_used = 0;
+        if (sh->in_len == sh->in_cap) {
+            size_t ncap = sh->in_cap ? sh->in_cap * 2 : 4096;
+            char *ni = realloc(sh->in, ncap);
+            if (ni == NULL)
+                return 0;
+            sh->in = ni;
+            sh->in_cap = ncap;
+        }
+        if (!wait_input())
+            return -1;
+        ssize_t got = read(STDIN_FILENO, sh->in + sh->in_len, sh->in_cap - sh->in_len);
+        if (got > 0)
+            sh->in_len += (size_t)got;
+        else if (got == 0 || errno != EINTR)
+            sh->in_eof = 1;
+    }
+}
+
+#ifdef KVI_HAVE_LIBEDIT
+/* libedit's line callback has no user pointer. */
+static kvi__cli_shell *edit_shell;
+
+static void edit_got_line(char *line)
+{
+    edit_shell->edit_line = line;
+    edit_shell->edit_done = 1;
+    rl_callback_handler_remove();
+}
+
+/* Line editing: libedit's callback interface, fed one character at a time
+ * once poll() says there is one, so that a signal is seen at once.  1 for a
+ * line, 0 at the end of input, -1 for a signal other than Ctrl-C's. */
+static int read_edit(kvi__cli_shell *sh)
+{
+    edit_shell = sh;
+    sh->edit_done = 0;
+    sh->edit_line = NULL;
+    rl_callback_handler_install("kvi> ", edit_got_line);
+    while (!sh->edit_done) {
+        if (wait_input()) {
+            rl_callback_read_char();
+            continue;
+        }
+        int sig = kvi__cli_signal();
+        /* Ctrl-C: the line typed so far is dropped, a fresh prompt. */
+        rl_replace_line("", 0);
+        rl_callback_handler_remove();
+        if (sig != SIGINT)
+            return -1;
+        fputs("^C\n", stdout);
+        fflush(stdout);
+        kvi__cli_signal_clear();
+        rl_callback_handler_install("kvi> ", edit_got_line);
+    }
+    if (sh->edit_line == NULL)
+        return 0;
+    free(sh->buf);
+    sh->buf = sh->edit_line;
+    sh->len = strlen(sh->buf);
+    sh->cap = sh->len + 1;
+    if (sh->len > 0)
+        add_history(sh->buf);
+    return 1;
+}
+#endif
+
+/* Reads one line into sh->buf/sh->len (it may hold NUL bytes in batch
+ * mode).  1 for a line, 0 at the end of input, -1 when a signal ends the
+ * shell.  On a terminal Ctrl-C cancels the line being typed and prompts
+ * again, as in redis-cli and psql. */
+static int read_line(kvi__cli_shell *sh)
 {
 #ifdef KVI_HAVE_LIBEDIT
-    if (sh->cli->interactive) {
-        free(sh->buf);
-        sh->buf = readline("kvi> ");
-        sh->cap = 0;
-        if (sh->buf == NULL)
-            return NULL;
-        sh->len = strlen(sh->buf);
-        if (sh->len > 0)
-            add_history(sh->buf);
-        return sh->buf;
-    }
+    if (sh->cli->interactive)
+        return read_edit(sh);
 #endif
-    if (sh->cli->interactive) {
-        fputs("kvi> ", stdout);
-        fflush(stdout);
+    for (;;) {
+        if (sh->cli->interactive) {
+            fputs("kvi> ", stdout);
+            fflush(stdout);
+        }
+        int r = read_plain(sh);
+        if (r >= 0)
+            return r;
+        if (!sh->cli->interactive || kvi__cli_signal() != SIGINT)
+            return -1;
+        /* The terminal dropped the partial line (its ISIG flushes input). */
+        fputs("^C\n", stdout);
+        kvi__cli_signal_clear();
     }
-    ssize_t got = getline(&sh->buf, &sh->cap, stdin);
-    if (got < 0)
-        return NULL;
-    sh->len = (size_t)got;
-    return sh->buf;
 }
 
 static void split_error(const kvi__cli *cli, const char *msg)
@@ -223,9 +353,10 @@ int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc)
         free(sh->ofs);
         sh->words = NULL;
         sh->ofs = NULL;
-        const char *line = read_line(sh);
-        if (line == NULL)
+        int got = read_line(sh);
+        if (got <= 0)
             return 0;
+        const char *line = sh->buf;
         const char *err;
         size_t n;
         int r = kvi__cli_split(line, sh->len, &sh->words, &sh->ofs, &n, &err);
@@ -269,5 +400,6 @@ void kvi__cli_shell_close(kvi__cli_shell *sh)
     free(sh->words);
     free(sh->ofs);
     free(sh->buf);
+    free(sh->in);
     free(sh);
 }

@@ -12,7 +12,10 @@
  *                    command, so kvi processes that use the default store
  *                    take turns instead of failing with KVI_E_LOCKED (a
  *                    counter incremented by two processes at once loses
- *                    nothing).
+ *                    nothing).  A command kept waiting (by a `kvi shell`,
+ *                    which holds it for its whole session) says who holds it
+ *                    (pid from /proc/locks, its command word); the wait ends
+ *                    after KVI_LOCK_TIMEOUT seconds (default 30).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -102,6 +106,141 @@ static int url_encode_path(const char *path, char *out, size_t outlen)
     return 0;
 }
 
+/* How long a command waits for the lock by default (KVI_LOCK_TIMEOUT). */
+#define LOCK_TIMEOUT_S 30
+/* A wait shorter than this is not worth a message (two kvi commands taking
+ * turns). */
+#define LOCK_QUIET_MS 1000
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* KVI_LOCK_TIMEOUT: whole seconds >= 0; anything else is the default. */
+static long lock_timeout_s(void)
+{
+    const char *v = getenv("KVI_LOCK_TIMEOUT");
+    if (v == NULL || *v == '\0')
+        return LOCK_TIMEOUT_S;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < 0 || n > 86400 || v[0] == '+' || v[0] == '-')
+        return LOCK_TIMEOUT_S;
+    return n;
+}
+
+/* The command word of kvi process pid (its first argument that is not an
+ * option), when it looks like one; only that word is shown: the other
+ * arguments may be values that are secrets. */
+static void holder_command(long pid, char *buf, size_t len)
+{
+    char path[64], args[4096];
+    buf[0] = '\0';
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(args, 1, sizeof args - 1, f);
+    fclose(f);
+    args[n] = '\0';
+    for (size_t i = strlen(args) + 1; i < n; i += strlen(args + i) + 1) {
+        const char *w = args + i;
+        if (w[0] == '-')
+            continue;
+        size_t wl = strlen(w);
+        if (wl == 0 || wl >= len || wl > 24 || strspn(w, "abcdefghijklmnopqrstuvwxyz_-") != wl)
+            return;
+        memcpy(buf, w, wl + 1);
+        return;
+    }
+}
+
+/* Who holds the flock() on fd, from /proc/locks: "kvi shell (pid 123)",
+ * or "another kvi process" when that cannot be told. */
+static void lock_holder(int fd, char *buf, size_t len)
+{
+    struct stat sb;
+    snprintf(buf, len, "another kvi process");
+    if (fstat(fd, &sb) != 0)
+        return;
+    FILE *f = fopen("/proc/locks", "r");
+    if (f == NULL)
+        return;
+    char line[256];
+    long pid = 0;
+    while (pid == 0 && fgets(line, sizeof line, f) != NULL) {
+        char kind[16];
+        long p;
+        unsigned maj, min;
+        unsigned long ino;
+        if (sscanf(line, "%*s %15s %*s %*s %ld %x:%x:%lu", kind, &p, &maj, &min, &ino) == 5 &&
+            strcmp(kind, "FLOCK") == 0 && ino == (unsigned long)sb.st_ino && p > 0 &&
+            p != (long)getpid())
+            pid = p;
+    }
+    fclose(f);
+    if (pid == 0)
+        return;
+    char cmd[32];
+    holder_command(pid, cmd, sizeof cmd);
+    snprintf(buf, len, "kvi %s%s(pid %ld)", cmd, cmd[0] ? " " : "", pid);
+}
+
+/*
+ * Takes the exclusive lock on fd (the file `path`).  When another kvi holds
+ * it, waits, saying after LOCK_QUIET_MS who holds it and how long it will
+ * wait; gives up with KVI_E_LOCKED after KVI_LOCK_TIMEOUT seconds (default
+ * 30) or when SIGINT/SIGTERM/SIGHUP comes.
+ */
+static kvi_status take_lock(int fd, const char *path, char *err, size_t errlen)
+{
+    long limit_s = lock_timeout_s();
+    int64_t start = now_ms();
+    long sleep_us = 1000;
+    int told = 0;
+    char holder[96] = "";
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+            return KVI_E_LOCKED;
+        }
+        int64_t waited = now_ms() - start;
+        if (!told && waited >= LOCK_QUIET_MS) {
+            lock_holder(fd, holder, sizeof holder);
+            fprintf(stderr,
+                    "kvi: waiting for the default store: %s holds %s; giving up after %ld s "
+                    "(KVI_LOCK_TIMEOUT)\n",
+                    holder, path, limit_s);
+            told = 1;
+        }
+        int sig = kvi__cli_signal();
+        if (waited >= limit_s * 1000 || sig != 0) {
+            if (holder[0] == '\0')
+                lock_holder(fd, holder, sizeof holder);
+            if (sig != 0)
+                snprintf(err, errlen,
+                         "the default store is in use by %s; interrupted while waiting", holder);
+            else
+                snprintf(err, errlen,
+                         "the default store is in use by %s; gave up after %ld s "
+                         "(KVI_LOCK_TIMEOUT sets the wait)",
+                         holder, limit_s);
+            return KVI_E_LOCKED;
+        }
+        struct timespec ts = {0, sleep_us * 1000};
+        nanosleep(&ts, NULL);
+        if (sleep_us < 50000)
+            sleep_us *= 2;
+    }
+    return KVI_OK;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Open and close                                                          */
 
@@ -127,12 +266,10 @@ kvi_status kvi__cli_state_open(kvi *k, int interactive, struct kvi__cli_state **
         free(st);
         return KVI_E_IO;
     }
-    while (flock(st->lock_fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            snprintf(err, errlen, "cannot lock %s: %s", lock, strerror(errno));
-            kvi__cli_state_close(st);
-            return KVI_E_LOCKED;
-        }
+    kvi_status lrc = take_lock(st->lock_fd, lock, err, errlen);
+    if (lrc != KVI_OK) {
+        kvi__cli_state_close(st);
+        return lrc;
     }
 
     strcpy(url, "local://?file=");
