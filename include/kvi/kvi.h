@@ -392,8 +392,9 @@ KVI_EXPORT kvi_status kvi_remove_glob(kvi *k, const char *id, const char *glob,
 KVI_EXPORT kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
                                            uint64_t *removed);
 
-/* Remaining lifetime of key in whole seconds (rounded up) in *ttl_s, or -1
- * when it never expires.  KVI_NOT_FOUND when missing. */
+/* Remaining lifetime of key in whole seconds, rounded down (never more than
+ * the key has: 0 in its last second), in *ttl_s, or -1 when it never
+ * expires.  KVI_NOT_FOUND when missing. */
 KVI_EXPORT kvi_status kvi_ttl(kvi *k, const char *id, const void *key, size_t key_len,
                               int64_t *ttl_s);
 KVI_EXPORT kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len,

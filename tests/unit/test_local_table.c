@@ -201,7 +201,7 @@ static void test_expired_keys_are_never_listed(void **state)
     assert_int_equal(stats_of(k, "local").expired, 1);
 }
 
-static void test_ttl_rounds_up_and_add_keeps_window(void **state)
+static void test_ttl_rounds_down_and_add_keeps_window(void **state)
 {
     kvi *k = *state;
     int64_t ttl = 0, v = 0;
@@ -209,14 +209,14 @@ static void test_ttl_rounds_up_and_add_keeps_window(void **state)
     assert_int_equal(v, 5);
     kvi_test_clock_advance(&fake, 2500);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_OK);
-    assert_int_equal(ttl, 8); /* 7.5 s left, rounded up */
+    assert_int_equal(ttl, 7); /* 7.5 s left, rounded down: never more than it has */
     assert_int_equal(kvi_add(k, "local", "w", 1, 100, 1000, &v), KVI_OK);
     assert_int_equal(v, 105);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_OK);
-    assert_int_equal(ttl, 8); /* the existing window was kept */
+    assert_int_equal(ttl, 7); /* the existing window was kept */
     kvi_test_clock_advance(&fake, 7499);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_OK);
-    assert_int_equal(ttl, 1);
+    assert_int_equal(ttl, 0); /* 1 ms left: live, not a whole second */
     kvi_test_clock_advance(&fake, 1);
     assert_int_equal(kvi_ttl(k, "local", "w", 1, &ttl), KVI_NOT_FOUND);
     /* Store with 0 clears an expiry. */
@@ -441,7 +441,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep_removes_expired_entries_nobody_reads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expired_keys_are_never_listed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ttl_rounds_up_and_add_keeps_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_rounds_down_and_add_keeps_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional_ops_see_expired_as_absent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_counter_growing_text_and_overflow, setup, teardown),

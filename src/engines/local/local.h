@@ -158,7 +158,8 @@ kvi_status kvi__lt_store_nx(kvi__lt *t, const void *key, size_t key_len, const v
 /* Reads a counter: KVI_NOT_FOUND, KVI_E_NOT_A_COUNTER. */
 kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t *out);
 
-/* Remaining lifetime in seconds rounded up, -1 when none; KVI_NOT_FOUND. */
+/* Remaining lifetime in whole seconds rounded down (never more than the
+ * key has), -1 when none; KVI_NOT_FOUND. */
 kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl_s);
 
 /* Calls fn for every live entry whose key matches glob (kvi_glob_match),

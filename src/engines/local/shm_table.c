@@ -663,8 +663,9 @@ kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl
     uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
     if (pp) {
         int64_t x = e_expire(ENT(s, *pp));
+        /* Rounded down: never more than the key has (as table.c). */
         if (x)
-            v = (x - now_ms(&n) + 999) / 1000;
+            v = (x - now_ms(&n)) / 1000;
     } else {
         st = KVI_NOT_FOUND;
     }

@@ -879,9 +879,10 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
         int64_t x = e_expire(r_entry(*loc.pp));
-        /* Live means x > now, so the rounded-up result is at least 1. */
+        /* Rounded down: whole seconds the key is sure to live, never more
+         * than it has (0 in its last second). */
         if (x)
-            v = (x - now_ms(&n) + 999) / 1000;
+            v = (x - now_ms(&n)) / 1000;
         st = KVI_OK;
     }
     pthread_mutex_unlock(&sh->lock);

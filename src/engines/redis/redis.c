@@ -241,7 +241,9 @@ static kvi_status redis_ttl(kvi_conn *c, const void *key, size_t key_len, int64_
     freeReplyObject(r);
     if (ms == -2)
         return KVI_NOT_FOUND;
-    *ttl_s = ms < 0 ? -1 : (int64_t)((ms + 999) / 1000);
+    /* Rounded down: whole seconds the key is sure to live, never more
+     * than it has (docs/semantics.md). */
+    *ttl_s = ms < 0 ? -1 : (int64_t)(ms / 1000);
     return KVI_OK;
 }
 
