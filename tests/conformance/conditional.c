@@ -446,8 +446,8 @@ static void test_concurrent_store_nx_exactly_one_wins(void **state)
 
 /* The built-in engines whose conditional slots have landed; a built-in
  * scheme not listed yet is reported as a loud skip, a listed one without
- * the bit fails.  (local: issue 13; redis and memcached: their owners.) */
-static const char *const conditional_required[] = {"local", "redis", NULL};
+ * the bit fails.  All three have landed (issue 13). */
+static const char *const conditional_required[] = {"local", "redis", "memcached", NULL};
 static const char *const builtin_schemes[] = {"local", "redis", "memcached", NULL};
 
 static int listed(const char *const *list, const char *s)

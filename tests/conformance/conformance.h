@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "kvi/kvi.h"
+#include "testclock.h"
 #include "testserver.h"
 #ifdef KVI_HAVE_TESTCLUSTER
 #include "testcluster.h"
@@ -85,7 +86,7 @@ typedef struct fx {
     kvi_conn *c;
     uint32_t caps;
     const char *id;
-    _Atomic int64_t now_ms; /* the virtual clock */
+    kvi_test_clock clock; /* the virtual clock */
     char prefix[128];
     size_t prefix_len;
     tkey *keys; /* removed at teardown */
@@ -95,9 +96,6 @@ typedef struct fx {
 
 #define F ((fx *)*state)
 
-
-/* Wall-clock time in ms since the epoch. */
-int64_t conf_wall_ms(void);
 
 /* Defines conf_g.id on a new context (from the URL, or the config file). */
 kvi_status conf_define_engine(kvi *k);
@@ -316,12 +314,10 @@ static inline int64_t short_expire(void)
 static inline void pass_ms(fx *f, int64_t ms)
 {
     if (conf_g.virtual_time) {
-        atomic_fetch_add(&f->now_ms, ms);
+        kvi_test_clock_advance(&f->clock, ms);
         return;
     }
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    kvi_test_sleep_ms(ms);
 }
 
 /* Lets the short expiry run out, with margin for real servers: an engine

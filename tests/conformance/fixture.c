@@ -4,19 +4,6 @@
 
 struct conf_config conf_g;
 
-static int64_t fx_clock(void *ud)
-{
-    fx *f = ud;
-    return atomic_load(&f->now_ms);
-}
-
-int64_t conf_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 kvi_status conf_define_engine(kvi *k)
 {
     if (conf_g.url_file != NULL)
@@ -29,9 +16,9 @@ int conf_setup(void **state)
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(kvi_new(&f->k), KVI_OK);
-    atomic_store(&f->now_ms, conf_wall_ms());
+    kvi_test_clock_set(&f->clock, kvi_test_wall_ms());
     if (conf_g.virtual_time)
-        kvi_set_clock(f->k, fx_clock, f);
+        kvi_set_clock(f->k, kvi_test_clock_fn, &f->clock);
     kvi_status st = conf_define_engine(f->k);
     if (st != KVI_OK)
         fail_msg("cannot define %s: %s (%s)", conf_g.id, kvi_status_name(st), kvi_errmsg(f->k));

@@ -217,7 +217,7 @@ int main(int argc, char **argv)
         conf_g.virtual_time = strcmp(time_mode, "virtual") == 0;
     else
         usage(argv[0]);
-    snprintf(conf_g.run, sizeof conf_g.run, "%ld-%lld", (long)getpid(), (long long)conf_wall_ms());
+    snprintf(conf_g.run, sizeof conf_g.run, "%ld-%lld", (long)getpid(), (long long)kvi_test_wall_ms());
     describe_engine(server != NULL);
     if (filter)
         cmocka_set_test_filter(filter);
