@@ -66,6 +66,16 @@ for s in "${SETUPS[@]}"; do
         kh_die "warm-up of setup $s failed (logs: KH_KEEP=1)"
 done
 
+# Idle CPU of each instance (its timer processes), to say how much of the
+# per-REGISTER figure is background.
+IDLE_S=3
+declare -A I0 IDLE_TPS ELAPSED_AT ELAPSED
+for s in "${SETUPS[@]}"; do I0[$s]=$(kh_cpu_ticks "$s"); done
+sleep $IDLE_S
+for s in "${SETUPS[@]}"; do
+    IDLE_TPS[$s]=$(awk -v a="${I0[$s]}" -v b="$(kh_cpu_ticks "$s")" -v t=$IDLE_S 'BEGIN { printf "%.3f", (b - a) / t }')
+done
+
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%-24s %8s %8s %8s %8s %9s %10s %s\n' setup "rate" calls failed retrans "achieved" "us/REG" clean
 for rate in $RATES; do
@@ -91,6 +101,7 @@ for rate in $RATES; do
                 CLEAN_RATE[$s]=$rate
                 TICKS_AT[$s,$rate]=$((t1 - t0))
                 CALLS_AT[$s,$rate]=$ok
+                ELAPSED_AT[$s,$rate]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
             fi
             printf '%-24s %8s %8s %8s %8s %9s %10s %s\n' "${LABEL[$s]}" "$rate" "$ok" "$bad" "$re" "$got/s" "$us" "$clean (try $try)"
             [ $clean = yes ] && break
@@ -109,14 +120,15 @@ for rate in $RATES; do
     common+="${common:+ }$rate"
     for s in "${SETUPS[@]}"; do
         TICKS[$s]=$((${TICKS[$s]:-0} + ${TICKS_AT[$s,$rate]}))
+        ELAPSED[$s]=$(awk -v a="${ELAPSED[$s]:-0}" -v b="${ELAPSED_AT[$s,$rate]}" 'BEGIN { print a + b }')
         CALLS[$s]=$((${CALLS[$s]:-0} + ${CALLS_AT[$s,$rate]}))
     done
 done
 
 echo
-echo "== Kamailio 5.6 REGISTER with digest auth, $USERS users, 8 workers; load before the run: $load; $(nproc) CPUs"
-printf '| %-26s | %-22s | %-28s | %-20s |\n' setup "highest clean rate" "Kamailio CPU per REGISTER" "subscriber queries"
-printf '|%s|%s|%s|%s|\n' "----------------------------" "------------------------" "------------------------------" "----------------------"
+echo "== Kamailio 5.6 REGISTER with digest auth, $USERS users, 8 workers; load average before the ladder: $load, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+printf '| %-26s | %-22s | %-28s | %-16s | %-20s |\n' setup "highest clean rate" "Kamailio CPU per REGISTER" "of it idle" "subscriber queries"
+printf '|%s|%s|%s|%s|%s|\n' "----------------------------" "------------------------" "------------------------------" "------------------" "----------------------"
 for s in "${SETUPS[@]}"; do
     us=$(awk -v t="${TICKS[$s]:-0}" -v k="$TCK" -v n="${CALLS[$s]:-0}" 'BEGIN { if (n > 0) printf "%.1f us", t * 1e6 / k / n; else print "-" }')
     ratio=""
@@ -124,7 +136,11 @@ for s in "${SETUPS[@]}"; do
         ratio=$(awk -v a="${TICKS[$s]}" -v na="${CALLS[$s]}" -v c="${TICKS[c]}" -v nc="${CALLS[c]}" \
             'BEGIN { if (c > 0) printf " (%.2fx htable)", (a / na) / (c / nc) }')
     fi
-    printf '| %-26s | %-22s | %-28s | %-20s |\n' "(${s}) ${LABEL[$s]}" "$([ -n "${CLEAN_RATE[$s]:-}" ] && echo "${CLEAN_RATE[$s]} calls/s" || echo "none clean")" "$us$ratio" "$(kh_dbq_total "$s")"
+    idle=$(awk -v r="${IDLE_TPS[$s]}" -v e="${ELAPSED[$s]:-0}" -v k="$TCK" -v n="${CALLS[$s]:-0}" \
+        'BEGIN { if (n > 0) printf "%.1f us", r * e * 1e6 / k / n; else print "-" }')
+    printf '| %-26s | %-22s | %-28s | %-16s | %-20s |\n' "(${s}) ${LABEL[$s]}" "$([ -n "${CLEAN_RATE[$s]:-}" ] && echo "${CLEAN_RATE[$s]} calls/s" || echo "none clean")" "$us$ratio" "$idle" "$(kh_dbq_total "$s")"
 done
 echo "(CPU: utime+stime of every Kamailio process of the setup / REGISTER pairs answered 200, summed over the"
-echo " rates at which all four setups were clean: ${common:-none}; step ${STEP_S} s, up to ${TRIES} tries per step)"
+echo " rates at which all four setups were clean; \"of it idle\": the instance's own idle CPU rate, measured"
+echo " for ${IDLE_S} s before the ladder, times the steps' duration, per REGISTER; rates:"
+echo " ${common:-none}; step ${STEP_S} s, up to ${TRIES} tries per step)"

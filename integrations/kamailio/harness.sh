@@ -17,7 +17,6 @@ KH_SRC=${KH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 KH_BUILD=${KH_BUILD:-${KVI_BUILD_DIR:-}}
 declare -A KH_PID KH_PORT
 KH_PIDS=()
-KH_USED_PORTS=" "
 
 kh_log() { printf '%s %s\n' "[$(date +%T)]" "$*" >&2; }
 kh_die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -28,9 +27,9 @@ kh_skip() { printf '\n*** SKIPPED: %s ***\n\n' "$*" >&2; exit 77; }
 # is missing.  $1 = "kvi" also needs the kvi Lua module in the build tree.
 kh_require() {
     local p
-    for p in kamailio kamcmd sipp sqlite3 setpriv ss pgrep; do
+    for p in kamailio kamcmd sipp sqlite3 setpriv; do
         command -v "$p" >/dev/null 2>&1 ||
-            kh_skip "$p not found (Debian: kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 util-linux iproute2; make deps-test installs them)"
+            kh_skip "$p not found (Debian: kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 util-linux; make deps-test installs them)"
     done
     local mdir=/usr/lib/x86_64-linux-gnu/kamailio/modules
     mdir=$(kamailio -h 2>/dev/null | sed -n 's/.*Modules search path (default: \(.*\)).*/\1/p')
@@ -122,16 +121,27 @@ kh_shm_unlink() {
         echo "WARNING: could not remove shared-memory segment $1" >&2
 }
 
-# A UDP (or TCP, $1=tcp) port on 127.0.0.1 nobody uses now, never the same
-# twice in one run.
+# Local ports in use for protocol $1 (udp|tcp), decimal, from /proc/net (no
+# iproute2 needed).
+kh_ports_in_use() {
+    local f
+    for f in /proc/net/$1 /proc/net/${1}6; do
+        [ -r "$f" ] && awk 'NR > 1 { split($2, a, ":"); print a[2] }' "$f"
+    done | while read -r hex; do echo $((16#$hex)); done | tr '\n' ' '
+}
+
+# kh_free_port [udp|tcp [LO HI]]: a port in [LO, HI) (default 15000..32000,
+# below Linux's ephemeral range, so no outgoing connection takes it between
+# here and the bind) on 127.0.0.1 that nobody uses now, never the same twice
+# in one run.
 kh_free_port() {
-    local proto=${1:-udp} flag=-Hlun port used
-    [ "$proto" = tcp ] && flag=-Hltn
-    used=$(ss $flag 2>/dev/null | awk '{print $5}' | sed 's/.*://' | tr '\n' ' ')
+    local proto=${1:-udp} lo=${2:-15000} hi=${3:-32000} port used
+    # Called in $(...): the ports given out are remembered in a file.
+    used="$(kh_ports_in_use "$proto") $(cat "$KH_DIR/ports-given" 2>/dev/null | tr '\n' ' ')"
     while :; do
-        port=$((20000 + RANDOM % 40000))
-        case " $used $KH_USED_PORTS " in *" $port "*) continue ;; esac
-        KH_USED_PORTS+="$port "
+        port=$((lo + RANDOM % (hi - lo)))
+        case " $used " in *" $port "*) continue ;; esac
+        echo "$port" >>"$KH_DIR/ports-given"
         echo "$port"
         return
     done
@@ -245,12 +255,14 @@ kh_dbq_total() {
 # CPU ticks (utime + stime, clock ticks) of an instance's main process and
 # all its children, from /proc.
 kh_cpu_ticks() {
-    local main=${KH_PID[$1]} total=0 p stat
-    for p in "$main" $(pgrep -P "$main"); do
-        { read -r stat <"/proc/$p/stat"; } 2>/dev/null || continue
+    local main=${KH_PID[$1]} total=0 f stat
+    for f in /proc/[0-9]*/stat; do
+        { read -r stat <"$f"; } 2>/dev/null || continue
         set -- ${stat##*) }
         # fields after "pid (comm) ": state ppid ... utime is the 12th, stime the 13th
-        total=$((total + ${12} + ${13}))
+        if [ "$2" = "$main" ] || [ "$f" = "/proc/$main/stat" ]; then
+            total=$((total + ${12} + ${13}))
+        fi
     done
     echo "$total"
 }
@@ -363,7 +375,7 @@ kh_now() { date +%s.%N; }
 
 # kh_cluster_start NAME [MASTERS]: a Redis Cluster of MASTERS (3) masters,
 # no replicas, each a redis-server on free 127.0.0.1 ports (client port and
-# bus port = port + 10000) in $KH_DIR/NAME-<i>, made with redis-cli --cluster
+# bus port = port + 10000, both below the ephemeral range) in $KH_DIR/NAME-<i>, made with redis-cli --cluster
 # create; waits until every node says cluster_state:ok.  Sets
 # KH_CLUSTER_SEEDS to "127.0.0.1:P1,127.0.0.1:P2,...".
 kh_cluster_start() {
@@ -372,8 +384,10 @@ kh_cluster_start() {
     command -v redis-cli >/dev/null 2>&1 || kh_skip "redis-cli not found (Debian: redis-tools)"
     for ((i = 1; i <= n; i++)); do
         while :; do
-            port=$(kh_free_port tcp)
-            [ "$port" -lt 55000 ] && ! ss -Hltn | awk '{print $4}' | grep -q ":$((port + 10000))\$" && break
+            port=$(kh_free_port tcp 10000 22000)
+            case " $(kh_ports_in_use tcp) " in *" $((port + 10000)) "*) continue ;; esac
+            echo "$((port + 10000))" >>"$KH_DIR/ports-given"
+            break
         done
         dir=$KH_DIR/$name-$i
         mkdir -p "$dir"
