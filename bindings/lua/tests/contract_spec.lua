@@ -387,7 +387,7 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
         assert.are.equal("0", k:fetch(id, credit))
     end)
 
-    it("a forked child uses the parent's context and the parent's still works", function()
+    it("a forked child uses and closes the parent's context; the parent's still works", function()
         local key = H.key()
         assert(k:store(id, key, "parent"))
         local pid = T.fork()
@@ -395,6 +395,8 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
             -- The child: every failure is its exit status, read below.
             local ok = k:fetch(id, key) == "parent" and k:store(id, key .. "c", "child")
                 and k:add(id, key .. "n", 1) ~= nil
+            -- Closing the child's copy must not close the parent's connections.
+            k:close()
             T.exit(ok and 0 or 1)
         end
         assert.are.equal(0, T.wait(pid))
