@@ -57,12 +57,12 @@ start_batch_shell
 printf 'store local held 1\nfetch local held\n' >&7
 check "holder shell runs" wait_for "$T/sh.out" 1
 start=$(date +%s)
-KVI_LOCK_TIMEOUT=2 run store local waiting 1
+KVI_LOCK_TIMEOUT=3 run store local waiting 1
 elapsed=$(($(date +%s) - start))
 expect "a command waiting for the lock gives up with KVI_E_LOCKED" 19 '' '*'
-expect_err_has "it says it waits and for how long" "giving up after 2 s (KVI_LOCK_TIMEOUT)"
+expect_err_has "it says it waits and for how long" "giving up after 3 s (KVI_LOCK_TIMEOUT)"
 expect_err_has "it names the holder and its pid" "kvi shell (pid $SH_PID)"
-check "it gave up after about 2 s, not never (took ${elapsed}s)" [ "$elapsed" -ge 1 ] && [ "$elapsed" -le 20 ]
+check "it gave up after about 3 s, not never (took ${elapsed}s)" [ "$elapsed" -ge 2 ] && [ "$elapsed" -le 20 ]
 # SIGTERM ends the wait at once (nothing written: the store is not open).
 t_spawn "$KVI" store local waiting 2 2>"$T/w.err"
 w=$T_LAST_PID

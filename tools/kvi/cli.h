@@ -248,7 +248,7 @@ void kvi__cli_signal_clear(void);
 /*
  * Defines the default "local" engine id for a run without -u/-c:
  * creates the state directory, takes an exclusive lock on <dir>/cli.lock
- * that serialises kvi processes (waiting for another kvi; after a second
+ * that serialises kvi processes (waiting for another kvi; after two seconds
  * it says which command and pid holds it; gives up with KVI_E_LOCKED after
  * $KVI_LOCK_TIMEOUT seconds, default 30, or on SIGINT/SIGTERM/SIGHUP),
  * then defines

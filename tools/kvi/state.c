@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,7 +112,9 @@ static int url_encode_path(const char *path, char *out, size_t outlen)
 #define LOCK_TIMEOUT_S 30
 /* A wait shorter than this is not worth a message (two kvi commands taking
  * turns). */
-#define LOCK_QUIET_MS 1000
+#define LOCK_QUIET_MS 2000
+/* How often the wait looks at the clock and at signals. */
+#define LOCK_TICK_MS 100
 
 static int64_t now_ms(void)
 {
@@ -192,24 +196,39 @@ static void lock_holder(int fd, char *buf, size_t len)
 
 /*
  * Takes the exclusive lock on fd (the file `path`).  When another kvi holds
- * it, waits, saying after LOCK_QUIET_MS who holds it and how long it will
+ * it, waits, saying after LOCK_QUIET_MS (2 s) who holds it and how long it will
  * wait; gives up with KVI_E_LOCKED after KVI_LOCK_TIMEOUT seconds (default
  * 30) or when SIGINT/SIGTERM/SIGHUP comes.
  */
+static void lock_tick(int sig)
+{
+    (void)sig;
+}
+
 static kvi_status take_lock(int fd, const char *path, char *err, size_t errlen)
 {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return KVI_OK;
+    if (errno != EWOULDBLOCK) {
+        snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+        return KVI_E_LOCKED;
+    }
+    /* A blocking flock() (the kernel hands the lock over in turn, which
+     * polling would not), interrupted every LOCK_TICK_MS by SIGALRM to look
+     * at the time and at the signals noted. */
     long limit_s = lock_timeout_s();
     int64_t start = now_ms();
-    long sleep_us = 1000;
     int told = 0;
     char holder[96] = "";
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = lock_tick; /* no SA_RESTART: flock() returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old_sa);
+    struct itimerval tick = {{0, LOCK_TICK_MS * 1000}, {0, LOCK_TICK_MS * 1000}}, old_tick;
+    setitimer(ITIMER_REAL, &tick, &old_tick);
+    kvi_status rc = KVI_OK;
     for (;;) {
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            break;
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
-            return KVI_E_LOCKED;
-        }
         int64_t waited = now_ms() - start;
         if (!told && waited >= LOCK_QUIET_MS) {
             lock_holder(fd, holder, sizeof holder);
@@ -221,8 +240,7 @@ static kvi_status take_lock(int fd, const char *path, char *err, size_t errlen)
         }
         int sig = kvi__cli_signal();
         if (waited >= limit_s * 1000 || sig != 0) {
-            if (holder[0] == '\0')
-                lock_holder(fd, holder, sizeof holder);
+            lock_holder(fd, holder, sizeof holder);
             if (sig != 0)
                 snprintf(err, errlen,
                          "the default store is in use by %s; interrupted while waiting", holder);
@@ -231,14 +249,20 @@ static kvi_status take_lock(int fd, const char *path, char *err, size_t errlen)
                          "the default store is in use by %s; gave up after %ld s "
                          "(KVI_LOCK_TIMEOUT sets the wait)",
                          holder, limit_s);
-            return KVI_E_LOCKED;
+            rc = KVI_E_LOCKED;
+            break;
         }
-        struct timespec ts = {0, sleep_us * 1000};
-        nanosleep(&ts, NULL);
-        if (sleep_us < 50000)
-            sleep_us *= 2;
+        if (flock(fd, LOCK_EX) == 0)
+            break;
+        if (errno != EINTR) {
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+            rc = KVI_E_LOCKED;
+            break;
+        }
     }
-    return KVI_OK;
+    setitimer(ITIMER_REAL, &old_tick, NULL);
+    sigaction(SIGALRM, &old_sa, NULL);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------- */
