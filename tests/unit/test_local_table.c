@@ -358,6 +358,47 @@ static void test_max_memory_with_lru_evicts_cold_keys(void **state)
     assert_true(hot_alive >= 90);
 }
 
+/* Issue 11 item 9: bucket arrays grown for entries since evicted must not
+ * keep a tiny cap full while the table is empty. */
+static void test_tiny_max_memory_with_lru_always_takes_a_small_write(void **state)
+{
+    kvi *k = *state;
+    static const char *const caps[] = {"100", "1k", "4k", "8k", "12k"};
+    for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+        char url[128], id[32], key[64];
+        snprintf(id, sizeof(id), "local:tiny%zu", c);
+        snprintf(url, sizeof(url), "%s://?max_memory=%s&evict=lru", id, caps[c]);
+        assert_int_equal(kvi_add_url(k, url), KVI_OK);
+        for (unsigned i = 0; i < 20000; i++) {
+            kvi_status st = kvi_store(k, id, key, key_of(key, "k", i), "v", 1, 0);
+            if (st != KVI_OK)
+                fail_msg("max_memory=%s: write %u: %s (%s)", caps[c], i, kvi_status_name(st),
+                         kvi_errmsg(k));
+        }
+        kvi_stats s = stats_of(k, id);
+        assert_true(s.entries >= 1);
+        assert_true(s.evicted > 0);
+    }
+}
+
+/* The same with evict=none: once everything is removed, writes fit again. */
+static void test_max_memory_with_evict_none_fits_again_after_removing_all(void **state)
+{
+    kvi *k = *state;
+    assert_int_equal(kvi_add_url(k, "local:small://?max_memory=8k&evict=none"), KVI_OK);
+    char key[64];
+    unsigned n = 0;
+    while (kvi_store(k, "local:small", key, key_of(key, "k", n), "v", 1, 0) == KVI_OK)
+        n++;
+    assert_true(n > 10);
+    uint64_t removed = 0;
+    assert_int_equal(kvi_remove_glob(k, "local:small", "*", 1, &removed), KVI_OK);
+    assert_int_equal(removed, n);
+    for (unsigned i = 0; i < n / 2; i++)
+        assert_int_equal(kvi_store(k, "local:small", key, key_of(key, "again", i), "v", 1, 0),
+                         KVI_OK);
+}
+
 static void test_lru_finds_victims_in_a_sparse_table(void **state)
 {
     kvi *k = *state;
@@ -449,6 +490,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_max_memory_with_lru_evicts_cold_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_finds_victims_in_a_sparse_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tiny_max_memory_with_lru_always_takes_a_small_write,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_max_memory_with_evict_none_fits_again_after_removing_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options_are_rejected_with_their_name, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_collections_are_independent_tables, setup, teardown),

@@ -556,17 +556,56 @@ static int lt_evict_one(kvi__lt *t)
 
 /* With evict=lru, evicts until `cost` more bytes fit (best effort; the
  * exact check is made under the shard lock). */
+/* Frees the bucket arrays of shards that hold no entry (they come back at
+ * the next insert), so that buckets grown for entries since evicted or
+ * removed do not keep a capped table full while it is empty.  Called with
+ * no shard lock held, only when a write does not fit. */
+static void lt_release_empty(kvi__lt *t)
+{
+    for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
+        struct lt_shard *sh = &t->shards[i];
+        lt_ref *free0 = NULL, *free1 = NULL;
+        pthread_mutex_lock(&sh->lock);
+        if (sh->ht[0].b && sh->ht[0].used + sh->ht[1].used == 0) {
+            free0 = sh->ht[0].b;
+            free1 = sh->ht[1].b;
+            size_t bytes = (sh->ht[0].mask + 1u) * sizeof(lt_ref);
+            if (free1)
+                bytes += (sh->ht[1].mask + 1u) * sizeof(lt_ref);
+            /* lt_prefetch may still read the old address: a prefetch of
+             * freed memory is harmless. */
+            lt_set_main(sh, NULL, 0);
+            sh->ht[1].b = NULL;
+            sh->ht[1].mask = 0;
+            sh->rehash_idx = 0;
+            sh->sweep_idx = 0;
+            lt_charge(t, sh, 0, bytes);
+        }
+        pthread_mutex_unlock(&sh->lock);
+        kvi__free(t->k, free0);
+        kvi__free(t->k, free1);
+    }
+}
+
+/* Makes room for `cost` more bytes (best effort; the exact check is made
+ * under the shard lock): with evict=lru evicts until they fit, and when
+ * the table holds too little to evict, gives back empty shards' buckets
+ * (with either policy), so a write that fits max_memory at all always
+ * fits once enough is evicted or removed. */
 static kvi_status lt_make_room(kvi__lt *t, size_t cost)
 {
     if (!t->cfg.max_memory)
         return KVI_OK;
     if (cost > t->cfg.max_memory)
         return KVI_E_STORE_FULL;
-    if (t->cfg.evict != KVI__LT_EVICT_LRU)
-        return KVI_OK;
+    int released = 0;
     while (lt_over(t, cost, 0)) {
-        if (!lt_evict_one(t))
+        if (t->cfg.evict == KVI__LT_EVICT_LRU && lt_evict_one(t))
+            continue;
+        if (released)
             break;
+        lt_release_empty(t);
+        released = 1;
     }
     return KVI_OK;
 }
