@@ -105,10 +105,8 @@ static void test_ttl_counts_down_in_whole_seconds(void **state)
 static int64_t test_now_ms(fx *f)
 {
     if (conf_g.virtual_time)
-        return atomic_load(&f->now_ms);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return kvi_test_clock_fn(&f->clock);
+    return kvi_test_mono_ms();
 }
 
 static void pass_until_ms(fx *f, int64_t at)
