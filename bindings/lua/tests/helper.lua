@@ -1,7 +1,9 @@
 -- helper.lua -- shared set-up of the kvi Lua specs.
 --
 -- The runner (lua_runner.c) and CTest pass, in the environment:
---   KVI_TEST_ENGINE       local | redis | memcached: the engine under test
+--   KVI_TEST_ENGINE       local | shm | redis | memcached: the engine under
+--                         test (shm: a local collection in the shared-memory
+--                         segment KVI_TEST_SHM_NAME, removed by its last closer)
 --   KVI_TEST_LUA_VERSION  5.1 | 5.4: the Lua this run must be
 --   KVI_TEST_REDIS_URL, KVI_TEST_MEMCACHED_URL: servers the runner started
 --   KVI_TEST_DEAD_PORT    a 127.0.0.1 port nothing listens on
@@ -16,17 +18,22 @@ H.int64 = kvi.int64
 
 local url_var = { redis = "KVI_TEST_REDIS_URL", memcached = "KVI_TEST_MEMCACHED_URL" }
 
--- The URL of the engine under test, defined as id "<engine>:t".
+-- The URL of the engine under test, defined as id "<scheme>:t".
 function H.url()
     if H.engine == "local" then
         return "local:t://"
+    end
+    if H.engine == "shm" then
+        local name = assert(os.getenv("KVI_TEST_SHM_NAME"), "KVI_TEST_SHM_NAME is not set")
+        return "local:t://?shm=" .. name .. "&shm_unlink=yes"
     end
     local url = os.getenv(url_var[H.engine] or "")
     assert(url, "no server URL for engine " .. H.engine .. " (run through kvi-lua-runner)")
     return (url:gsub("^(%w+)://", "%1:t://"))
 end
 
-H.id = H.engine .. ":t"
+H.scheme = H.engine == "shm" and "local" or H.engine
+H.id = H.scheme .. ":t"
 
 -- A new context with the engine under test defined; returns k, id.
 function H.new()
