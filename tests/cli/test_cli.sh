@@ -513,7 +513,7 @@ add local sc 5
 bogus
 counter local sc
 fetch local missing
-store local q 'it''s "quoted"'
+store local q 'its "quoted"'
 fetch local q
 store local nul "a\x00\xffb\n"
 store local "" v
@@ -526,13 +526,13 @@ remove local "x y"
 EOF
 "$KVI" shell <"$T/script" >"$T/out" 2>"$T/err"
 rc=$?
-sed -i '/^Commands:$/,/passed on verbatim\.$/d' "$T/out"
+sed -i '/^Commands:$/,/the engine reads them back\.$/d' "$T/out"
 expect "shell batch" 0 'hello world\n5\n5\nits "quoted"\nx y\n-1\n' '*'
 printf 'kvi: unknown command "bogus"\nusage: COMMAND [ARGS]   ("help" lists the commands)\nkvi: key not found\n' >"$T/want_err"
 checks=$((checks + 1))
 head -3 "$T/err" | cmp -s - "$T/want_err" || fail "shell stderr: $(cat "$T/err")"
 expect_err_has "shell empty key" "kvi: invalid argument"
-expect_err_has "shell unterminated quote" 'kvi: unterminated "'
+expect_err_has "shell unterminated quote" 'kvi: bad quoting: a quote is not closed'
 expect_err_has "shell bad number" 'usage: add ID KEY DELTA [EXPIRE]'
 run fetch local nul
 printf 'a\0\377b\n' >"$T/want"
@@ -550,6 +550,22 @@ run_in 'add local sc 1\nfetch local nothere\nshell\n' --json shell
 expect "shell --json" 2 '{"status":"ok","value":6}\n{"status":"not_found"}\n{"status":"error","error":"usage","exit":2,"message":"already in the shell"}\n' '*'
 run_in 'raw local PING "a b"\n' shell
 expect "shell raw on local" 7 "" '*'
+# One tokenizer for every shell line (the raw-query rules): a quote inside a
+# word, \' in single quotes, \xHH, a closing quote that must end the word.
+cat >"$T/script2" <<'EOS'
+store local t1 pre"fix x"
+store local t2 'it\'s'
+store local t3 "tab\there"
+store local t4 "a"b
+fetch local t1
+fetch local t2
+fetch local t3
+fetch local t4
+EOS
+"$KVI" shell <"$T/script2" >"$T/out" 2>"$T/err"
+rc=$?
+expect "shell uses the raw-query tokenizer" 1 'prefix x\nit'"'"'s\ntab\there\n' '*'
+expect_err_has "shell: closing quote must end the word" "kvi: bad quoting"
 
 # ---- a damaged state file is an error and is left alone -------------------------------------------
 

@@ -123,10 +123,11 @@ run keys redis 's*'
 expect "keys on redis" 0 "sk\n"
 run ping redis
 expect "ping on redis" 0 "PONG\n"
-printf 'raw redis SET shk "v w"\nfetch redis shk\n' |
+# The shell's words go to the engine re-quoted: the same bytes arrive.
+printf 'raw redis SET shk "v w"\nfetch redis shk\nraw redis SET bk "a\\x00\\"b"\nraw redis STRLEN bk\nraw redis APPEND bk "x y"\n' |
     "$KVI" -u "$URL" shell >"$T/out" 2>"$T/err"
 rc=$?
-expect "shell raw keeps redis quoting" 0 'OK\nv w\n'
+expect "shell raw keeps redis quoting" 0 'OK\nv w\nOK\n(integer) 4\n(integer) 7\n'
 
 # A wrong password is an authentication error that does not show it.
 "$KVI" -u "redis://:wrong-$PW@127.0.0.1:$port/" ping redis >"$T/out" 2>"$T/err"

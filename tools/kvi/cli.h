@@ -1,6 +1,7 @@
 /*
  * cli.h -- what the files of the `kvi` command share.  The command uses only
- * the public API (kvi/kvi.h); nothing here is installed.
+ * the public API (kvi/kvi.h, and kvi_split_words from kvi/engine.h for the
+ * shell); nothing here is installed.
  *
  * The files and who calls whom (no two files call each other):
  *
@@ -55,7 +56,7 @@ typedef enum kvi__cli_kind {
     KVI_CLI_K_DELTA,  /* int64 */
     KVI_CLI_K_EXPIRE, /* int64 >= 0 */
     KVI_CLI_K_GLOB,   /* any bytes */
-    KVI_CLI_K_QUERY,  /* any bytes; in the shell the rest of the line */
+    KVI_CLI_K_QUERY,  /* any bytes; in the shell the words after the ID */
     KVI_CLI_K_URL     /* no NUL */
 } kvi__cli_kind;
 
@@ -80,7 +81,8 @@ typedef struct kvi__cli_args {
     int64_t expire_s;
     int has_min, has_max, nx; /* --min, --max, --nx given */
     int64_t min, max;         /* INT64_MIN / INT64_MAX when not given */
-    char *owned;              /* value read from standard input; freed by kvi__cli_args_free */
+    char *owned;              /* value read from standard input, or the joined query of raw in
+                                 the shell; freed by kvi__cli_args_free */
 } kvi__cli_args;
 
 /* Runs a checked command on cli; prints its result or error and returns
@@ -103,14 +105,14 @@ typedef struct kvi__cli_command {
 } kvi__cli_command;
 
 /*
- * Checks words[0..n) (words[0] is the command; n >= 1) into *a.  `line`,
- * `line_len` and `word_ofs` are the shell line and where each word starts in
- * it (NULL outside the shell), so that a QUERY can take the rest of the line
- * verbatim.  Returns -1 when all is well, otherwise the exit status after
- * reporting the problem.  Release *a with kvi__cli_args_free either way.
+ * Checks words[0..n) (words[0] is the command; n >= 1) into *a.  In the
+ * shell, several words after the ID of a command whose second argument is a
+ * QUERY (raw) are joined into that query, quoted so that the engine's
+ * tokenizer reads back the same words.  Returns -1 when all is well,
+ * otherwise the exit status after reporting the problem.  Release *a with
+ * kvi__cli_args_free either way.
  */
-int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const char *line,
-                   size_t line_len, const size_t *word_ofs, kvi__cli_args *a);
+int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, kvi__cli_args *a);
 
 /* Frees what kvi__cli_parse allocated in a. */
 void kvi__cli_args_free(kvi__cli_args *a);
@@ -120,8 +122,7 @@ void kvi__cli_args_free(kvi__cli_args *a);
 int kvi__cli_execute(kvi__cli *cli, const kvi__cli_args *a);
 
 /* Parses and runs one shell line's words; returns the exit status. */
-int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords, const char *line,
-                       size_t line_len, const size_t *word_ofs);
+int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords);
 
 /* Writes the help text (the command list from the table; in the shell
  * without the options and exit codes). */
@@ -197,12 +198,10 @@ void kvi__cli_print_int(const kvi__cli *cli, const char *field, int64_t v);
 
 /* ---- shell.c: reading shell lines ------------------------------------- */
 
-/* One command read by the shell. */
+/* One command read by the shell: its words, split by the library's one
+ * tokenizer (kvi_split_words, the rules of raw queries). */
 typedef struct kvi__cli_line {
-    const char *text;    /* the line as typed */
-    size_t len;          /* its length (may hold NUL in batch mode) */
-    kvi__cli_arg *words; /* its words (n >= 1) */
-    size_t *ofs;         /* where each word starts in text */
+    kvi__cli_arg *words; /* n >= 1 */
     size_t n;
 } kvi__cli_line;
 
@@ -221,16 +220,6 @@ int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc);
 
 /* Saves the history and frees sh.  NULL is accepted. */
 void kvi__cli_shell_close(kvi__cli_shell *sh);
-
-/* Splits a shell line into words.  Blanks separate words; "..." quotes with
- * the escapes \" \\ \n \r \t \0 \xHH; '...' quotes literally; a word
- * starting with # begins a comment.  On success returns 0 and sets *words
- * (each word's bytes, NUL-terminated, in one allocation freed with free()
- * together with *words), *ofs (offset where each word starts in the line,
- * free()) and *count.  Returns -1 with *err set to a static message for an
- * unterminated quote or a bad escape, -2 when memory runs out. */
-int kvi__cli_split(const char *line, size_t len, kvi__cli_arg **words, size_t **ofs, size_t *count,
-                   const char **err);
 
 /* ---- signals.c --------------------------------------------------------- */
 

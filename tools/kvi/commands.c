@@ -315,8 +315,68 @@ static int take_flags(kvi__cli *cli, const kvi__cli_command *cmd, const kvi__cli
     return -1;
 }
 
-int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const char *line,
-                   size_t line_len, const size_t *word_ofs, kvi__cli_args *o)
+/* A word the tokenizer reads back as itself without quotes. */
+static int plain_word(const kvi__cli_arg *w)
+{
+    if (w->len == 0)
+        return 0;
+    for (size_t i = 0; i < w->len; i++) {
+        unsigned char c = (unsigned char)w->p[i];
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Joins words[0..n) with blanks into a malloc'd *out (length *len),
+ * double-quoting every word that is not plain, with the escapes \" \\ and
+ * \xHH, so that kvi_split_words() gives back exactly these words.  Returns
+ * 0, or -1 when memory runs out.
+ */
+static int join_words(const kvi__cli_arg *words, size_t n, char **out, size_t *len)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++)
+        cap += words[i].len * 4 + 3;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return -1;
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const kvi__cli_arg *w = &words[i];
+        if (i > 0)
+            buf[o++] = ' ';
+        if (plain_word(w)) {
+            memcpy(buf + o, w->p, w->len);
+            o += w->len;
+            continue;
+        }
+        buf[o++] = '"';
+        for (size_t j = 0; j < w->len; j++) {
+            unsigned char c = (unsigned char)w->p[j];
+            if (c == '"' || c == '\\') {
+                buf[o++] = '\\';
+                buf[o++] = (char)c;
+            } else if (c < ' ' || c >= 0x7f) {
+                buf[o++] = '\\';
+                buf[o++] = 'x';
+                buf[o++] = hex[c >> 4];
+                buf[o++] = hex[c & 15];
+            } else {
+                buf[o++] = (char)c;
+            }
+        }
+        buf[o++] = '"';
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *len = o;
+    return 0;
+}
+
+int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, kvi__cli_args *o)
 {
     memset(o, 0, sizeof *o);
     const kvi__cli_command *cmd = find_command(&words[0]);
@@ -325,18 +385,17 @@ int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, const cha
     o->cmd = cmd;
     size_t nargs = n - 1;
     const kvi__cli_arg *a = words + 1;
-    /* In the shell the query of raw is the rest of the line, verbatim, so
-     * that it keeps the engine's own quoting. */
+    /* In the shell several words after the ID of raw are its query: joined
+     * again, quoted where needed, so that the engine's tokenizer (the one
+     * that split the line) reads back the same words. */
     kvi__cli_arg rest = {NULL, 0};
     int use_rest = 0;
-    if (line != NULL && word_ofs != NULL && nargs > 2 && cmd->kinds[1] == KVI_CLI_K_QUERY) {
-        size_t from = word_ofs[2];
-        size_t to = line_len;
-        while (to > from && (line[to - 1] == '\n' || line[to - 1] == '\r' || line[to - 1] == ' ' ||
-                             line[to - 1] == '\t'))
-            to--;
-        rest.p = line + from;
-        rest.len = to - from;
+    if (cli->in_shell && nargs > 2 && cmd->kinds[1] == KVI_CLI_K_QUERY) {
+        if (join_words(a + 1, nargs - 1, &o->owned, &rest.len) != 0) {
+            kvi__cli_report(cli, KVI_E_NOMEM, "joining the words of the query");
+            return kvi__cli_exit_code(KVI_E_NOMEM);
+        }
+        rest.p = o->owned;
         nargs = 2;
         use_rest = 1;
     }
@@ -446,9 +505,10 @@ void kvi__cli_help(FILE *f, int in_shell)
     if (in_shell) {
         fputs("  help                          this list\n"
               "  quit, exit                    leave the shell\n"
-              "Words are separated by blanks; \"a b\" and 'a b' quote, and inside \"...\"\n"
-              "the escapes \\\" \\\\ \\n \\r \\t \\0 \\xHH give any byte.  When several words\n"
-              "follow the ID of raw, its QUERY is the rest of the line, passed on verbatim.\n",
+              "Words are separated by blanks (the rules of raw queries); \"a b\" and 'a b'\n"
+              "quote, and inside \"...\" the escapes \\\" \\\\ \\n \\r \\t \\xHH give any byte;\n"
+              "a line starting with # is a comment.  When several words follow the ID of\n"
+              "raw, they are its QUERY, quoted again where needed: the engine reads them back.\n",
               f);
         return;
     }
@@ -480,13 +540,12 @@ int kvi__cli_execute(kvi__cli *cli, const kvi__cli_args *a)
     return a->cmd->run(cli, a);
 }
 
-int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords, const char *line,
-                       size_t line_len, const size_t *word_ofs)
+int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords)
 {
     kvi__cli_args a;
     if (nwords == 0)
         return 0;
-    int rc = kvi__cli_parse(cli, words, nwords, line, line_len, word_ofs, &a);
+    int rc = kvi__cli_parse(cli, words, nwords, &a);
     if (rc < 0)
         rc = kvi__cli_execute(cli, &a);
     kvi__cli_args_free(&a);

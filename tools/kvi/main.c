@@ -91,7 +91,7 @@ static int run_shell(kvi__cli *cli)
     int rc = 0;
     kvi__cli_line ln;
     while (kvi__cli_shell_read(sh, &ln, &rc))
-        rc = kvi__cli_run_words(cli, ln.words, ln.n, ln.text, ln.len, ln.ofs);
+        rc = kvi__cli_run_words(cli, ln.words, ln.n);
     kvi__cli_shell_close(sh);
     return rc;
 }
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
     }
 
     kvi__cli_args a;
-    int rc = kvi__cli_parse(&cli, words, nwords, NULL, 0, NULL, &a);
+    int rc = kvi__cli_parse(&cli, words, nwords, &a);
     int shell = rc < 0 && (a.cmd->flags & KVI_CLI_F_SHELL) != 0;
     if (rc < 0 && (a.cmd->flags & KVI_CLI_F_STORE) != 0) {
         /* From here on SIGINT/SIGTERM/SIGHUP end the run through the

@@ -1,7 +1,9 @@
 /*
- * shell.c -- reading `kvi shell` input: one command per line with the command line's
- * grammar, plus quoting so that keys and values can hold blanks and any
- * byte.  Line editing and history come from libedit when the build found it
+ * shell.c -- reading `kvi shell` input: one command per line with the
+ * command line's grammar, split into words by the library's one tokenizer
+ * (kvi_split_words: the quoting rules of raw queries, "a b", 'a b', \xHH),
+ * so that keys and values can hold blanks and any byte; a line starting
+ * with # is a comment.  Line editing and history come from libedit when the build found it
  * (KVI_HAVE_LIBEDIT); otherwise lines are read plainly.  Input is read
  * only once poll() says it is there, so a signal is seen at once: Ctrl-C on
  * a terminal cancels the line being typed; SIGTERM, SIGHUP (and SIGINT in
@@ -19,139 +21,16 @@
 #endif
 
 #include "cli.h"
-
-static int is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int kvi__cli_split(const char *line, size_t len, kvi__cli_arg **words, size_t **ofs, size_t *count,
-                   const char **err)
-{
-    *words = NULL;
-    *ofs = NULL;
-    *count = 0;
-    *err = NULL;
-    /* At most one word per two bytes (a byte and a blank) plus one; every
-     * word's bytes fit in the line's length plus its NUL. */
-    size_t maxw = len / 2 + 1;
-    kvi__cli_arg *wv = malloc(maxw * sizeof *wv + 2 * len + 2);
-    size_t *ov = malloc(maxw * sizeof *ov);
-    if (wv == NULL || ov == NULL) {
-        free(wv);
-        free(ov);
-        return -2;
-    }
-    char *out = (char *)(wv + maxw);
-    size_t n = 0, i = 0;
-    for (;;) {
-        while (i < len && is_blank(line[i]))
-            i++;
-        if (i == len || line[i] == '#')
-            break;
-        char *start = out;
-        ov[n] = i;
-        while (i < len && !is_blank(line[i])) {
-            char c = line[i++];
-            if (c == '\'') {
-                while (i < len && line[i] != '\'')
-                    *out++ = line[i++];
-                if (i == len) {
-                    *err = "unterminated '";
-                    goto bad;
-                }
-                i++;
-            } else if (c == '"') {
-                while (i < len && line[i] != '"') {
-                    c = line[i++];
-                    if (c != '\\') {
-                        *out++ = c;
-                        continue;
-                    }
-                    if (i == len)
-                        break;
-                    c = line[i++];
-                    switch (c) {
-                    case '"':
-                    case '\\':
-                    case '\'':
-                        *out++ = c;
-                        break;
-                    case 'n':
-                        *out++ = '\n';
-                        break;
-                    case 'r':
-                        *out++ = '\r';
-                        break;
-                    case 't':
-                        *out++ = '\t';
-                        break;
-                    case '0':
-                        *out++ = '\0';
-                        break;
-                    case 'x': {
-                        int hi = i < len ? hex_digit(line[i]) : -1;
-                        int lo = i + 1 < len ? hex_digit(line[i + 1]) : -1;
-                        if (hi < 0 || lo < 0) {
-                            *err = "\\x needs two hex digits";
-                            goto bad;
-                        }
-                        *out++ = (char)(unsigned char)(hi * 16 + lo);
-                        i += 2;
-                        break;
-                    }
-                    default:
-                        *err = "unknown escape in \"...\"";
-                        goto bad;
-                    }
-                }
-                if (i == len) {
-                    *err = "unterminated \"";
-                    goto bad;
-                }
-                i++;
-            } else if (c == '\\') {
-                if (i == len) {
-                    *err = "backslash at the end of the line";
-                    goto bad;
-                }
-                *out++ = line[i++];
-            } else {
-                *out++ = c;
-            }
-        }
-        wv[n].p = start;
-        wv[n].len = (size_t)(out - start);
-        *out++ = '\0';
-        n++;
-    }
-    *words = wv;
-    *ofs = ov;
-    *count = n;
-    return 0;
-bad:
-    free(wv);
-    free(ov);
-    return -1;
-}
+#include "kvi/engine.h"
 
 struct kvi__cli_shell {
     kvi__cli *cli;
     char *buf; /* the line read */
     size_t cap, len;
+    char **w;     /* the words of the line (kvi_split_words) ... */
+    size_t *wlen; /* ... their lengths ... */
+    size_t nw;    /* ... and how many */
     kvi__cli_arg *words;
-    size_t *ofs;
     int eof;        /* the input ended or a signal came (rather than "quit") */
     char *in;       /* plain reader: bytes read from fd 0 ... */
     size_t in_used; /* ... of which this many are consumed ... */
@@ -345,44 +224,68 @@ kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli)
     return sh;
 }
 
+static void free_words(kvi__cli_shell *sh)
+{
+    kvi_words_free(sh->w, sh->wlen, sh->nw);
+    free(sh->words);
+    sh->w = NULL;
+    sh->wlen = NULL;
+    sh->nw = 0;
+    sh->words = NULL;
+}
+
+/* A line whose first non-blank byte is '#' is a comment. */
+static int is_comment(const char *line, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    return i < len && line[i] == '#';
+}
+
 int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc)
 {
     memset(ln, 0, sizeof *ln);
     for (;;) {
-        free(sh->words);
-        free(sh->ofs);
-        sh->words = NULL;
-        sh->ofs = NULL;
+        free_words(sh);
         int got = read_line(sh);
         if (got <= 0)
             return 0;
-        const char *line = sh->buf;
-        const char *err;
-        size_t n;
-        int r = kvi__cli_split(line, sh->len, &sh->words, &sh->ofs, &n, &err);
-        if (r == -2) {
+        if (is_comment(sh->buf, sh->len))
+            continue;
+        /* The one tokenizer of the library, the rules of raw queries. */
+        kvi_status st = kvi_split_words(NULL, sh->buf, sh->len, &sh->w, &sh->wlen, &sh->nw);
+        if (st == KVI_E_NOMEM) {
             kvi__cli_report(sh->cli, KVI_E_NOMEM, "reading a command");
             *rc = kvi__cli_exit_code(KVI_E_NOMEM);
             sh->eof = 0;
             return 0;
         }
-        if (r < 0) {
-            split_error(sh->cli, err);
+        if (st != KVI_OK) {
+            split_error(sh->cli, "bad quoting: a quote is not closed, or a closing quote is not "
+                                 "followed by a blank");
             *rc = KVI_CLI_EXIT_USAGE;
             continue;
         }
-        if (n == 0)
+        if (sh->nw == 0)
             continue;
-        if (n == 1 &&
-            (strcmp(sh->words[0].p, "quit") == 0 || strcmp(sh->words[0].p, "exit") == 0)) {
+        sh->words = calloc(sh->nw, sizeof *sh->words);
+        if (sh->words == NULL) {
+            kvi__cli_report(sh->cli, KVI_E_NOMEM, "reading a command");
+            *rc = kvi__cli_exit_code(KVI_E_NOMEM);
             sh->eof = 0;
             return 0;
         }
-        ln->text = line;
-        ln->len = sh->len;
+        for (size_t i = 0; i < sh->nw; i++) {
+            sh->words[i].p = sh->w[i];
+            sh->words[i].len = sh->wlen[i];
+        }
+        if (sh->nw == 1 && (strcmp(sh->w[0], "quit") == 0 || strcmp(sh->w[0], "exit") == 0)) {
+            sh->eof = 0;
+            return 0;
+        }
         ln->words = sh->words;
-        ln->ofs = sh->ofs;
-        ln->n = n;
+        ln->n = sh->nw;
         return 1;
     }
 }
@@ -397,8 +300,7 @@ void kvi__cli_shell_close(kvi__cli_shell *sh)
 #endif
     if (sh->cli->interactive && sh->eof)
         fputc('\n', stdout);
-    free(sh->words);
-    free(sh->ofs);
+    free_words(sh);
     free(sh->buf);
     free(sh->in);
     free(sh);
