@@ -67,7 +67,7 @@ static const kvi_option local_options[] = {
     {"shm_mode", KVI_OPT_STRING, NULL, 0, 0, NULL, offsetof(struct local_options, shm_mode),
      "with shm: permission bits of a new segment, octal (0600); an existing wider one is refused"},
     {"shm_unlink", KVI_OPT_BOOL, "no", 0, 0, NULL, offsetof(struct local_options, shm_unlink),
-     "with shm: remove the segment's name when this connection closes"},
+     "with shm: remove the segment name when this connection closes"},
     KVI_OPTION_END,
 };
 
