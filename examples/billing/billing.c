@@ -2,12 +2,19 @@
  * billing.c -- use case 2: several proxies behind DNS round robin debit
  * shared prepaid credit with atomic counters; nothing may be lost.
  *
- * N workers share one engine id: threads on the local engine (its store is
- * per process), processes on server engines.  Call i's INVITE lands on one
- * random worker and its BYE on another random one (often different): the
- * INVITE worker leaves its decision under inv_<i>, which the BYE worker
- * waits for.  Each worker books the charges the store acknowledged; at the
- * end every user's credit must equal its initial credit minus those.
+ * N workers share one engine id: processes when the store is shared between
+ * processes (KVI_CAP_SHARED: servers, local with shm=), else threads.  Call
+ * i's INVITE lands on one random worker and its BYE on another random one
+ * (often different): the INVITE worker leaves its decision under inv_<i>,
+ * which the BYE worker waits for.  Each worker books the charges the store
+ * acknowledged; at the end every user's credit must equal its initial
+ * credit minus those.
+ *
+ * --logic reserve (the default): the INVITE reserves the first minute with a
+ * bounded sub (403 when refused), the BYE reserves the further minutes the
+ * call used (the call is cut off where one is refused) and gives back the
+ * unused part.  --logic check: the old logic, read the credit at INVITE
+ * (403 when <= 1) and charge at BYE.
  *
  * --overlap runs the other scenario (overlap.c): many calls of each user in
  * flight at once on several proxies, with the old check-at-INVITE logic and
@@ -26,6 +33,9 @@
 
 #include "billing_logic.h"
 #include "overlap.h"
+
+/* Seconds one reservation of the reserve logic covers (the first minute). */
+#define CLASSIC_QUOTA_S 60
 
 typedef struct config {
     const char *url;
@@ -47,7 +57,7 @@ typedef struct config {
 
 /* Per worker results, in shared memory when workers are processes. */
 typedef struct worker_result {
-    uint64_t accepted, rejected, charged_calls, errors, ops;
+    uint64_t accepted, rejected, charged_calls, errors, ops, cut_off;
     int failed;
     int64_t charged[]; /* per user, acknowledged charges */
 } worker_result;
@@ -122,8 +132,12 @@ static void run_worker(kvi *k, kvi_conn *c, int w)
         user_name((int)(call_attr(i, 3) % (uint64_t)cfg->users), user, sizeof user);
         int64_t start = 1700000000000 + (int64_t)i * 10;
         if (inv_w == w) {
-            int64_t cost = 1 + (int64_t)(call_attr(i, 5) % 3);
-            int code = billing_invite(c, cfg->prefix, call_id, user, cost, start);
+            int64_t cost = 1 + (int64_t)(call_attr(i, 5) % 3), reserved = 0;
+            int code = cfg->logics == OVERLAP_LOGIC_CHECK
+                           ? billing_invite(c, cfg->prefix, call_id, user, cost, start)
+                           : billing_invite_reserve(c, cfg->prefix, call_id, user, cost,
+                                                    CLASSIC_QUOTA_S, start, &reserved);
+            r->charged[atoi(user + 1)] += reserved;
             r->ops += 2;
             if (code < 0) {
                 fprintf(stderr, "worker %d: INVITE %s: %s: %s\n", w, call_id,
@@ -158,12 +172,18 @@ static void run_worker(kvi *k, kvi_conn *c, int w)
             if (!admitted)
                 continue;
             int64_t end = start + 1000 * (1 + (int64_t)(call_attr(i, 4) % 300));
-            char who[32];
+            char who[32] = "u0";
             int64_t amount = 0;
-            st = billing_bye(c, cfg->prefix, call_id, end, who, sizeof who, &amount);
+            int cut = 0;
+            if (cfg->logics == OVERLAP_LOGIC_CHECK)
+                st = billing_bye(c, cfg->prefix, call_id, end, who, sizeof who, &amount);
+            else
+                st = billing_bye_reserve(c, cfg->prefix, call_id, end, CLASSIC_QUOTA_S, who,
+                                         sizeof who, &amount, &cut);
             r->ops += 3;
+            r->charged[atoi(who + 1)] += amount;
+            r->cut_off += (uint64_t)cut;
             if (st == KVI_OK) {
-                r->charged[atoi(who + 1)] += amount;
                 r->charged_calls++;
             } else {
                 fprintf(stderr, "worker %d: BYE %s: %s: %s\n", w, call_id, kvi_strerror(st),
@@ -213,8 +233,10 @@ static void usage(FILE *f)
             "  --credit N    initial credit per user (default 20000)\n"
             "  --overlap     many concurrent calls per user on several proxies (defaults: 8\n"
             "                users, credit 200, 2000 calls per logic), old and new logic\n"
-            "  --logic L     with --overlap: check (read credit at INVITE, charge at BYE),\n"
-            "                reserve (bounded reservations, settle at BYE) or both (default)\n"
+            "  --logic L     check: read the credit at INVITE (403 when <= 1), charge at BYE;\n"
+            "                reserve: bounded reservations of the credit (403 when refused),\n"
+            "                give back the unused part at BYE (default); with --overlap\n"
+            "                also both (its default), side by side\n"
             "  --inflight N  with --overlap: calls in flight per proxy (default 16)\n");
 }
 
@@ -274,8 +296,7 @@ int main(int argc, char **argv)
                           .seed = 1,
                           .inflight = 16,
                           .logics = OVERLAP_LOGIC_CHECK | OVERLAP_LOGIC_RESERVE};
-    if (parse_args(argc, argv, &conf) != 0 ||
-        (!conf.overlap && (conf.inflight != 16 || conf.logics != 3u))) {
+    if (parse_args(argc, argv, &conf) != 0 || (!conf.overlap && conf.inflight != 16)) {
         usage(stderr);
         return 2;
     }
@@ -313,7 +334,7 @@ int main(int argc, char **argv)
     kvi_conn *c = NULL;
     if (open_engine(&k, &c) != KVI_OK)
         return 1;
-    conf.use_processes = strcmp(kvi_conn_engine(c), "local") != 0;
+    conf.use_processes = (kvi_conn_caps(c) & KVI_CAP_SHARED) != 0;
 
     result_size = (sizeof(worker_result) + (size_t)conf.users * sizeof(int64_t) + 63) & ~(size_t)63;
     results = mmap(NULL, result_size * (size_t)conf.workers, PROT_READ | PROT_WRITE,
@@ -368,7 +389,7 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 
-    uint64_t accepted = 0, rejected = 0, errors = 0, ops = 0, charged_calls = 0;
+    uint64_t accepted = 0, rejected = 0, errors = 0, ops = 0, charged_calls = 0, cut_off = 0;
     int failed = 0;
     for (int w = 0; w < conf.workers; w++) {
         worker_result *r = result_of(w);
@@ -377,6 +398,7 @@ int main(int argc, char **argv)
         errors += r->errors;
         ops += r->ops;
         charged_calls += r->charged_calls;
+        cut_off += r->cut_off;
         failed |= r->failed;
     }
     int differ = 0;
@@ -396,11 +418,16 @@ int main(int argc, char **argv)
         }
         kvi_conn_remove(c, key, (size_t)klen);
     }
-    printf("billing on '%s': %d %s, %d users, %d calls\n", conf.id, conf.workers,
-           conf.use_processes ? "processes" : "threads", conf.users, conf.calls);
+    int check = conf.logics == OVERLAP_LOGIC_CHECK;
+    printf("billing on '%s': %d %s, %d users, %d calls, logic %s\n", conf.id, conf.workers,
+           conf.use_processes ? "processes" : "threads", conf.users, conf.calls,
+           check ? "check-at-INVITE" : "reserve");
     printf("calls accepted %" PRIu64 ", rejected (403 Not enough credit) %" PRIu64
-           ", charged %" PRIu64 ", errors %" PRIu64 "\n",
+           ", charged %" PRIu64 ", errors %" PRIu64,
            accepted, rejected, charged_calls, errors);
+    if (!check)
+        printf(", cut off when the credit ran out %" PRIu64, cut_off);
+    printf("\n");
     printf("%" PRIu64 " operations in %.2f s: %.0f ops/s\n", ops, secs, (double)ops / secs);
     if (differ == 0 && !failed)
         printf("credits exact: yes\n");

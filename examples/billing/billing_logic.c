@@ -32,19 +32,31 @@ int billing_invite(kvi_conn *c, const char *prefix, const char *call_id, const c
     return st == KVI_OK ? BILLING_OK : -(int)st;
 }
 
+/* Reads the dialog of call_id into user (128 bytes), cost, start and the
+ * reserved amount (0 for a dialog of the check logic). */
+static kvi_status read_dialog(kvi_conn *c, const char *key, size_t klen, char *user, int64_t *cost,
+                              int64_t *start, int64_t *reserved)
+{
+    kvi_value v = KVI_VALUE_INIT;
+    kvi_status st = kvi_conn_fetch(c, key, klen, &v);
+    if (st != KVI_OK)
+        return st;
+    *reserved = 0;
+    int n = sscanf(v.data, "%127s %" SCNd64 " %" SCNd64 " %" SCNd64, user, cost, start, reserved);
+    kvi_value_free(&v);
+    return n >= 3 && *cost > 0 ? KVI_OK : KVI_E_CORRUPT;
+}
+
 kvi_status billing_bye(kvi_conn *c, const char *prefix, const char *call_id, int64_t now_ms,
                        char *user_out, size_t user_len, int64_t *charged)
 {
     char key[256], user[128];
     int klen = snprintf(key, sizeof key, "%sdlg_%s", prefix, call_id);
-    kvi_value v = KVI_VALUE_INIT;
-    kvi_status st = kvi_conn_fetch(c, key, (size_t)klen, &v);
+    int64_t cost = 0, start = 0, reserved = 0;
+    kvi_status st = read_dialog(c, key, (size_t)klen, user, &cost, &start, &reserved);
     if (st != KVI_OK)
         return st;
-    int64_t cost = 0, start = 0;
-    int ok = sscanf(v.data, "%127s %" SCNd64 " %" SCNd64, user, &cost, &start) == 3;
-    kvi_value_free(&v);
-    if (!ok || now_ms < start)
+    if (now_ms < start)
         return KVI_E_CORRUPT;
     /* Charge whole seconds, rounded up: a started second is paid. */
     int64_t amount = ((now_ms - start + 999) / 1000) * cost;
@@ -87,4 +99,71 @@ kvi_status billing_settle(kvi_conn *c, const char *credit_key, int64_t reserved,
     if (reserved <= used)
         return KVI_OK;
     return kvi_conn_add(c, credit_key, strlen(credit_key), reserved - used, 0, value);
+}
+
+int billing_invite_reserve(kvi_conn *c, const char *prefix, const char *call_id, const char *user,
+                           int64_t cost_per_s, int64_t quota_s, int64_t now_ms, int64_t *charged)
+{
+    char key[256], dlg[160];
+    *charged = 0;
+    snprintf(key, sizeof key, "%scredit_%s", prefix, user);
+    int64_t amount = cost_per_s * quota_s, left = 0;
+    kvi_status st = billing_reserve(c, key, amount, &left);
+    if (st == KVI_OUT_OF_BOUNDS)
+        return BILLING_NO_CREDIT;
+    if (st != KVI_OK)
+        return -(int)st;
+    *charged = amount;
+    int klen = snprintf(key, sizeof key, "%sdlg_%s", prefix, call_id);
+    int dlen = snprintf(dlg, sizeof dlg, "%s %" PRId64 " %" PRId64 " %" PRId64, user, cost_per_s,
+                        now_ms, amount);
+    st = kvi_conn_store(c, key, (size_t)klen, dlg, (size_t)dlen, 0);
+    if (st == KVI_OK)
+        return BILLING_OK;
+    /* No dialog, no call: give the reservation back. */
+    snprintf(key, sizeof key, "%scredit_%s", prefix, user);
+    if (billing_settle(c, key, amount, 0, &left) == KVI_OK)
+        *charged = 0;
+    return -(int)st;
+}
+
+kvi_status billing_bye_reserve(kvi_conn *c, const char *prefix, const char *call_id, int64_t now_ms,
+                               int64_t quota_s, char *user_out, size_t user_len, int64_t *net,
+                               int *cut_off)
+{
+    char key[256], ckey[256], user[128];
+    *net = 0;
+    *cut_off = 0;
+    int klen = snprintf(key, sizeof key, "%sdlg_%s", prefix, call_id);
+    int64_t cost = 0, start = 0, reserved = 0, v = 0;
+    kvi_status st = read_dialog(c, key, (size_t)klen, user, &cost, &start, &reserved);
+    if (st != KVI_OK)
+        return st;
+    if (now_ms < start || reserved <= 0)
+        return KVI_E_CORRUPT;
+    snprintf(user_out, user_len, "%s", user);
+    snprintf(ckey, sizeof ckey, "%scredit_%s", prefix, user);
+    /* A started second is paid. */
+    int64_t seconds = (now_ms - start + 999) / 1000;
+    int64_t covered = reserved / cost;
+    while (covered < seconds) {
+        st = billing_reserve(c, ckey, cost * quota_s, &v);
+        if (st == KVI_OUT_OF_BOUNDS) {
+            *cut_off = 1; /* the proxy ended the call when its credit ran out */
+            seconds = covered;
+            break;
+        }
+        if (st != KVI_OK)
+            return st; /* the dialog stays for an operator */
+        *net += cost * quota_s;
+        reserved += cost * quota_s;
+        covered += quota_s;
+    }
+    st = billing_settle(c, ckey, reserved, cost * seconds, &v);
+    if (st != KVI_OK)
+        return st;
+    *net -= reserved - cost * seconds;
+    kvi_status rm = kvi_conn_remove(c, key, (size_t)klen);
+    (void)rm; /* the charge stands even if the dialog record lingers */
+    return KVI_OK;
 }

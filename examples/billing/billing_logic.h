@@ -37,6 +37,33 @@ int billing_invite(kvi_conn *c, const char *prefix, const char *call_id, const c
 kvi_status billing_bye(kvi_conn *c, const char *prefix, const char *call_id, int64_t now_ms,
                        char *user_out, size_t user_len, int64_t *charged);
 
+/* ---- the reservation logic with the dialog in the store ------------------- */
+
+/*
+ * INVITE with a reservation: takes quota_s seconds of the call's cost from
+ * the caller's credit with one bounded sub (floor 0) and records the dialog
+ * "user cost_per_s start_ms reserved".  BILLING_NO_CREDIT when the credit
+ * cannot cover it (nothing taken), BILLING_OK when the call may start; a kvi
+ * error negated (< 0).  *charged is what the store acknowledged taking from
+ * the credit (the reservation, or 0; also after an error, when a failed
+ * dialog write made it give the reservation back or not).
+ */
+int billing_invite_reserve(kvi_conn *c, const char *prefix, const char *call_id, const char *user,
+                           int64_t cost_per_s, int64_t quota_s, int64_t now_ms, int64_t *charged);
+
+/*
+ * BYE of a reserved call: reserves the further quota_s-second pieces the
+ * call used after its first one (as its interim timer would have), and when
+ * one is refused the call counts as ended there (*cut_off = 1); then gives
+ * back what was reserved but not used and removes the dialog.  *net is the
+ * change of the credit the store acknowledged for this BYE (further
+ * reservations minus the refund), also on error; *user_out names the user.
+ * KVI_NOT_FOUND without such a dialog.
+ */
+kvi_status billing_bye_reserve(kvi_conn *c, const char *prefix, const char *call_id, int64_t now_ms,
+                               int64_t quota_s, char *user_out, size_t user_len, int64_t *net,
+                               int *cut_off);
+
 /* ---- the two logics, one call at a time (billing --overlap) -------------- */
 
 /*
