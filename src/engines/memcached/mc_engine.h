@@ -91,6 +91,7 @@ struct mc_item {
     uint32_t flags;
     uint64_t cas;
     int64_t expiry_s; /* absolute expiry, 0 = none known */
+    char *owned;      /* the value buffer of a read without CAS (malloc) */
 };
 
 enum mc_write_mode { MC_SET, MC_ADD, MC_CAS };
@@ -143,11 +144,14 @@ int64_t kvi__mc_now_ms(void);
  * it is mapped.  KVI_E_BACKEND when libcrypto fails to give the digest. */
 kvi_status kvi__mc_key_init(kvi_conn *c, struct mc_key *k, const void *key, size_t key_len);
 
-/* Reads the item of k with its CAS into res / *it (retrying once on a stale
- * connection).  KVI_OK when memcached answered, present or not. */
+/* Reads the item of k (retrying once on a stale connection): with res, its
+ * CAS too (multi-get; the value lives in res); with res NULL one plain get
+ * (the value is owned by *it: kvi__mc_item_free).  KVI_OK when memcached
+ * answered, present or not. */
 kvi_status kvi__mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
                         memcached_result_st *res, struct mc_item *it, int64_t now_ms,
                         const char *op);
+void kvi__mc_item_free(struct mc_item *it);
 
 /* Writes payload under k (wrapped when k is mapped); the raw libmemcached
  * code (MEMCACHED_MEMORY_ALLOCATION_FAILURE when the envelope could not be

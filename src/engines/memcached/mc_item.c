@@ -2,6 +2,7 @@
  * mc_item.c -- reading and writing one item: the memcached key of a kvi key,
  * the envelope of mapped keys' values, the expiry stamp in the flags.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -28,41 +29,12 @@ kvi_status kvi__mc_key_init(kvi_conn *c, struct mc_key *k, const void *key, size
     return KVI_OK;
 }
 
-/* Reads the item of k with its CAS into res / *it.  KVI_OK when memcached
- * answered (present or not), otherwise an error status. */
-static kvi_status mc_read_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
-                               memcached_result_st *res, struct mc_item *it, int64_t now_ms,
-                               const char *op)
+/* The common end of both reads: the stamp, the envelope of a mapped key,
+ * whether the item is live. */
+static kvi_status mc_decode(kvi_conn *c, const struct mc_key *k, struct mc_item *it, int64_t now_ms,
+                            const char *op)
 {
-    memset(it, 0, sizeof *it);
-    const char *keys[1] = {k->mkey};
-    size_t lens[1] = {k->mkey_len};
-    memcached_return_t rc = memcached_mget(mc, keys, lens, 1);
-    if (rc != MEMCACHED_SUCCESS)
-        return kvi__mc_fail(c, mc, rc, op);
-    memcached_result_st *r = memcached_fetch_result(mc, res, &rc);
-    if (r == NULL) {
-        /* libmemcached 1.1 reports any failure of a fetch that returned no
-         * item as NOTFOUND (a garbage reply included); the handle's last
-         * error tells a miss from a failure. */
-        memcached_return_t last = memcached_last_error(mc);
-        if (last != MEMCACHED_SUCCESS && last != MEMCACHED_END && last != MEMCACHED_NOTFOUND)
-            return kvi__mc_fail(c, mc, last, op);
-        if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_SUCCESS)
-            return KVI_OK;
-        return kvi__mc_fail(c, mc, rc, op);
-    }
-    /* Drain the end of the reply so the handle is ready for the next call. */
-    memcached_return_t rc2;
-    memcached_result_st *extra;
-    while ((extra = memcached_fetch_result(mc, NULL, &rc2)) != NULL)
-        memcached_result_free(extra);
-
     it->present = 1;
-    it->data = memcached_result_value(r);
-    it->len = memcached_result_length(r);
-    it->flags = memcached_result_flags(r);
-    it->cas = memcached_result_cas(r);
     it->expiry_s = kvi__mc_stamp_expiry(it->flags);
     if (k->mapped) {
         size_t off;
@@ -80,13 +52,91 @@ static kvi_status mc_read_once(kvi_conn *c, memcached_st *mc, const struct mc_ke
     return KVI_OK;
 }
 
+/* After a read that returned no item: a miss (KVI_OK) or a failure.
+ * libmemcached 1.1 reports any failure of a fetch that returned no item as
+ * NOTFOUND (a garbage reply included); the handle's last error tells a miss
+ * from a failure. */
+static kvi_status mc_no_item(kvi_conn *c, memcached_st *mc, memcached_return_t rc, const char *op)
+{
+    memcached_return_t last = memcached_last_error(mc);
+    if (last != MEMCACHED_SUCCESS && last != MEMCACHED_END && last != MEMCACHED_NOTFOUND)
+        return kvi__mc_fail(c, mc, last, op);
+    if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_SUCCESS)
+        return KVI_OK;
+    return kvi__mc_fail(c, mc, rc, op);
+}
+
+/* Reads the item of k without its CAS: one GETK request and its reply (a
+ * multi-get would add a NOOP request and a second reply packet, a wait
+ * more per call).  The value is malloc'ed by libmemcached, owned by it. */
+static kvi_status mc_get_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
+                              struct mc_item *it, int64_t now_ms, const char *op)
+{
+    memset(it, 0, sizeof *it);
+    size_t len = 0;
+    uint32_t flags = 0;
+    memcached_return_t rc;
+    char *v = memcached_get(mc, k->mkey, k->mkey_len, &len, &flags, &rc);
+    /* An empty value comes back as NULL with SUCCESS. */
+    if (v == NULL && rc != MEMCACHED_SUCCESS)
+        return mc_no_item(c, mc, rc, op);
+    it->owned = v;
+    it->data = v;
+    it->len = v != NULL ? len : 0;
+    it->flags = flags;
+    return mc_decode(c, k, it, now_ms, op);
+}
+
+/* Reads the item of k with its CAS into res / *it. */
+static kvi_status mc_gets_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
+                               memcached_result_st *res, struct mc_item *it, int64_t now_ms,
+                               const char *op)
+{
+    memset(it, 0, sizeof *it);
+    const char *keys[1] = {k->mkey};
+    size_t lens[1] = {k->mkey_len};
+    memcached_return_t rc = memcached_mget(mc, keys, lens, 1);
+    if (rc != MEMCACHED_SUCCESS)
+        return kvi__mc_fail(c, mc, rc, op);
+    memcached_result_st *r = memcached_fetch_result(mc, res, &rc);
+    if (r == NULL)
+        return mc_no_item(c, mc, rc, op);
+    /* Drain the end of the reply so the handle is ready for the next call. */
+    memcached_return_t rc2;
+    memcached_result_st *extra;
+    while ((extra = memcached_fetch_result(mc, NULL, &rc2)) != NULL)
+        memcached_result_free(extra);
+    it->data = memcached_result_value(r);
+    it->len = memcached_result_length(r);
+    it->flags = memcached_result_flags(r);
+    it->cas = memcached_result_cas(r);
+    return mc_decode(c, k, it, now_ms, op);
+}
+
+static kvi_status mc_read_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
+                               memcached_result_st *res, struct mc_item *it, int64_t now_ms,
+                               const char *op)
+{
+    if (res == NULL)
+        return mc_get_once(c, mc, k, it, now_ms, op);
+    return mc_gets_once(c, mc, k, res, it, now_ms, op);
+}
+
+void kvi__mc_item_free(struct mc_item *it)
+{
+    free(it->owned);
+    it->owned = NULL;
+}
+
 kvi_status kvi__mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
                         memcached_result_st *res, struct mc_item *it, int64_t now_ms,
                         const char *op)
 {
     kvi_status st = mc_read_once(c, mc, k, res, it, now_ms, op);
-    if (kvi__mc_retry_once(c, mc, st))
+    if (kvi__mc_retry_once(c, mc, st)) {
+        kvi__mc_item_free(it);
         st = mc_read_once(c, mc, k, res, it, now_ms, op);
+    }
     return st;
 }
 

@@ -13,6 +13,7 @@
  * used or freed there (freeing would send QUIT on the parent's sockets).
  */
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mc_engine.h"
@@ -46,9 +47,48 @@ void kvi__mc_gen_free(kvi_conn *c, struct mc_gen *g)
     kvi_engine_free(c, g);
 }
 
+/* The calling process's pid without a system call per call: a page that
+ * fork() hands to the child zeroed (MADV_WIPEONFORK, Linux 4.14) caches
+ * it, so a zero means "first use or a new process" and getpid() runs once.
+ * Where the kernel lacks it every call asks getpid(). */
+struct mc_pid_page {
+    _Atomic pid_t pid;
+};
+static struct mc_pid_page *mc_pid_cache;
+static pthread_once_t mc_pid_once = PTHREAD_ONCE_INIT;
+
+static void mc_pid_cache_init(void)
+{
+#ifdef MADV_WIPEONFORK
+    long page = sysconf(_SC_PAGESIZE);
+    size_t size = page > 0 ? (size_t)page : 4096u;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+    if (madvise(p, size, MADV_WIPEONFORK) != 0) {
+        munmap(p, size);
+        return;
+    }
+    mc_pid_cache = p; /* kept for the life of the process */
+#endif
+}
+
+static pid_t mc_pid(void)
+{
+    pthread_once(&mc_pid_once, mc_pid_cache_init);
+    if (mc_pid_cache == NULL)
+        return getpid();
+    pid_t pid = atomic_load_explicit(&mc_pid_cache->pid, memory_order_relaxed);
+    if (pid == 0) {
+        pid = getpid();
+        atomic_store_explicit(&mc_pid_cache->pid, pid, memory_order_relaxed);
+    }
+    return pid;
+}
+
 static struct mc_gen *mc_gen_current(kvi_conn *c, struct mc_conn *m)
 {
-    pid_t pid = getpid();
+    pid_t pid = mc_pid();
     for (;;) {
         struct mc_gen *g = atomic_load_explicit(&m->gen, memory_order_acquire);
         if (g->pid == pid)

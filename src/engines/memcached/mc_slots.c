@@ -60,16 +60,14 @@ static kvi_status mc_read_live(kvi_conn *c, const void *key, size_t key_len, con
     kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
-    memcached_result_st res;
-    memcached_result_create(l.mc, &res);
     struct mc_item it;
     int64_t now_ms = kvi__mc_now_ms();
-    st = kvi__mc_read(c, l.mc, &k, &res, &it, now_ms, op);
+    st = kvi__mc_read(c, l.mc, &k, NULL, &it, now_ms, op);
     if (st == KVI_OK && !it.live)
         st = KVI_NOT_FOUND;
     if (st == KVI_OK)
         st = use(c, &k, &it, now_ms, out);
-    memcached_result_free(&res);
+    kvi__mc_item_free(&it);
     kvi__mc_release(c, &l, st);
     return st;
 }
@@ -97,10 +95,8 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
     kvi_status st = mc_begin(c, &k, key, key_len, &l);
     if (st != KVI_OK)
         return st;
-    memcached_result_st res;
-    memcached_result_create(l.mc, &res);
     struct mc_item it;
-    st = kvi__mc_read(c, l.mc, &k, &res, &it, kvi__mc_now_ms(), "remove");
+    st = kvi__mc_read(c, l.mc, &k, NULL, &it, kvi__mc_now_ms(), "remove");
     if (st == KVI_OK && !it.present)
         st = KVI_NOT_FOUND;
     for (int attempt = 0; st == KVI_OK; attempt++) {
@@ -115,7 +111,7 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
             break;
         st = KVI_OK;
     }
-    memcached_result_free(&res);
+    kvi__mc_item_free(&it);
     kvi__mc_release(c, &l, st);
     return st;
 }
