@@ -11,6 +11,12 @@
  * 1 and 2 threads.  Latency is sampled on every 32nd operation so that
  * reading the clock does not dominate the cost.
  *
+ * The shared local collection (local-shm: local://?shm=..., a segment
+ * made for this run and removed at its end) is measured beside the
+ * in-process one, with 1 process and with 2 processes: the second is a
+ * forked worker that opens the segment by URL with its own context, as a
+ * pre-fork server's worker does ("2p" in the th column).
+ *
  *   kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...
  */
 #include <inttypes.h>
@@ -56,6 +62,7 @@ static struct {
     int no_slow_timer;   /* kvi_set_slow_threshold(k, 0) on kvi targets */
     unsigned repeat;     /* runs per measurement, the fastest is kept */
     int no_baseline;
+    int no_shm;
 } opt;
 
 static char *keys;                               /* keys * KEY_STRIDE */
@@ -170,7 +177,10 @@ struct target {
     int (*store)(void *st, const char *key, const char *val, size_t vlen);
     int (*fetch)(void *st, const char *key, int expect_hit);
     int (*add)(void *st, const char *key, int64_t delta);
-    const char *url; /* kvi targets */
+    const char *url;     /* kvi targets */
+    int procs;           /* 2 workers are processes on the same store (shared) */
+    int rss;             /* bytes per entry from this process's RSS */
+    const char *ctr_url; /* a collection of its own for the counters */
 };
 
 struct kvi_state {
@@ -195,7 +205,13 @@ static void *kvi_create(struct target *tg)
         goto fail;
     }
     s->ctr = s->c;
-    if (!tg->url) {
+    if (tg->ctr_url) {
+        if (kvi_add_url(s->k, tg->ctr_url) != KVI_OK ||
+            kvi_conn_get(s->k, "local:shm_ctr", &s->ctr) != KVI_OK) {
+            fprintf(stderr, "kvi-bench: %s: %s\n", tg->ctr_url, kvi_errmsg(s->k));
+            goto fail;
+        }
+    } else if (!tg->url) {
         if (kvi_add_url(s->k, "local:bench_ctr://") != KVI_OK ||
             kvi_conn_get(s->k, "local:bench_ctr", &s->ctr) != KVI_OK)
             goto fail;
@@ -337,6 +353,19 @@ static int ghash_add(void *p, const char *key, int64_t delta)
 
 /* ---- measurements ------------------------------------------------------ */
 
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t r = read(fd, p, len);
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
 struct result {
     const char *engine;
     const char *op;
@@ -349,6 +378,7 @@ struct result {
     double bytes_per_entry; /* < 0: not measured */
     uint64_t peak_rss;      /* of the process that measured this target */
     double ratio;           /* < 0: no baseline */
+    int procs;              /* threads are processes */
 };
 
 static struct result *results;
@@ -451,9 +481,99 @@ static void finish(struct result *r, uint64_t *samples, size_t ns, double total_
     r->max_ns = ns ? samples[ns - 1] : 0;
 }
 
+/* The second worker of a 2-process measurement: a child with its own
+ * context on the same segment.  It reports ready, waits for go, runs, and
+ * sends back elapsed time, failures and samples. */
+static pid_t start_worker_process(struct target *tg, enum op op, const uint32_t *pick, int *to,
+                                  int *from)
+{
+    int down[2], up[2];
+    if (pipe(down) != 0 || pipe(up) != 0) {
+        perror("kvi-bench: pipe");
+        exit(1);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("kvi-bench: fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        void *st = tg->create(tg);
+        size_t per_sample = opt.ops / SAMPLE_EVERY + 1;
+        uint64_t *samples = malloc(per_sample * sizeof(uint64_t));
+        char c = st && samples ? 'r' : 'x';
+        if (write(up[1], &c, 1) != 1 || c != 'r' || read(down[0], &c, 1) != 1)
+            _exit(1);
+        struct worker w = {tg, st, op, pick, opt.ops, samples, 0, 0, 0, NULL};
+        worker_main(&w);
+        if (write(up[1], &w.elapsed_ns, sizeof(w.elapsed_ns)) < 0 ||
+            write(up[1], &w.failures, sizeof(w.failures)) < 0 ||
+            write(up[1], &w.nsamples, sizeof(w.nsamples)) < 0 ||
+            write(up[1], samples, w.nsamples * sizeof(uint64_t)) < 0)
+            _exit(1);
+        tg->destroy(st);
+        _exit(0);
+    }
+    close(down[0]);
+    close(up[1]);
+    char c = 0;
+    if (read_all(up[0], &c, 1) != 0 || c != 'r') {
+        fprintf(stderr, "kvi-bench: %s: the worker process could not open the store\n", tg->name);
+        exit(1);
+    }
+    *to = down[1];
+    *from = up[0];
+    return pid;
+}
+
+static void measure_procs(struct target *tg, void *st, enum op op, enum dist d, struct result *r)
+{
+    size_t per_sample = opt.ops / SAMPLE_EVERY + 1;
+    uint64_t *samples = malloc(2u * per_sample * sizeof(uint64_t));
+    if (!samples)
+        exit(1);
+    int to = -1, from = -1;
+    pid_t pid = start_worker_process(tg, op, picks[d][1], &to, &from);
+    struct worker w = {tg, st, op, picks[d][0], opt.ops, samples, 0, 0, 0, NULL};
+    if (write(to, "g", 1) != 1)
+        exit(1);
+    worker_main(&w);
+    uint64_t elapsed = 0;
+    size_t failures = 0, n = 0;
+    if (read_all(from, &elapsed, sizeof(elapsed)) != 0 ||
+        read_all(from, &failures, sizeof(failures)) != 0 || read_all(from, &n, sizeof(n)) != 0 ||
+        n > per_sample || read_all(from, samples + w.nsamples, n * sizeof(uint64_t)) != 0) {
+        fprintf(stderr, "kvi-bench: %s: the worker process failed\n", tg->name);
+        exit(1);
+    }
+    close(to);
+    close(from);
+    waitpid(pid, NULL, 0);
+    failures += w.failures;
+    if (failures && op != OP_ADD)
+        fprintf(stderr, "kvi-bench: %s %s: %zu unexpected outcomes\n", tg->name, op_names[op],
+                failures);
+    r->engine = tg->name;
+    r->op = op_names[op];
+    r->dist = dist_names[d];
+    r->threads = 2;
+    r->procs = 1;
+    r->keys = opt.keys;
+    finish(r, samples, w.nsamples + n, 2.0 * (double)opt.ops,
+           elapsed > w.elapsed_ns ? elapsed : w.elapsed_ns);
+    free(samples);
+}
+
 static void measure_once(struct target *tg, void *st, enum op op, enum dist d, int threads,
                          struct result *r)
 {
+    if (tg->procs && threads == 2) {
+        measure_procs(tg, st, op, d, r);
+        return;
+    }
     struct worker w[MAX_THREADS];
     pthread_t th[MAX_THREADS];
     pthread_barrier_t barrier;
@@ -544,7 +664,7 @@ static void measure_grow(struct target *tg, void *st)
     r->keys = opt.keys;
     finish(r, samples, opt.keys, (double)opt.keys, wall);
     /* Only an in-process store's memory shows in this process. */
-    if (!tg->url)
+    if (tg->rss)
         r->bytes_per_entry = (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (double)opt.keys;
     free(samples);
     free(order);
@@ -563,19 +683,6 @@ static void run_target(struct target *tg)
             for (int th = 1; th <= MAX_THREADS; th++)
                 measure(tg, st, (enum op)op, (enum dist)d, th);
     tg->destroy(st);
-}
-
-static int read_all(int fd, void *buf, size_t len)
-{
-    char *p = buf;
-    while (len) {
-        ssize_t r = read(fd, p, len);
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
 }
 
 /* Each target runs in a child process of its own, so that no store
@@ -642,11 +749,12 @@ static void compute_ratios(void)
 
 static void print_json(const struct result *r)
 {
-    printf("{\"engine\":\"%s\",\"op\":\"%s\",\"dist\":\"%s\",\"threads\":%d,\"keys\":%zu,"
+    printf("{\"engine\":\"%s\",\"op\":\"%s\",\"dist\":\"%s\",\"threads\":%d,"
+           "\"processes\":%s,\"keys\":%zu,"
            "\"ops_per_s\":%.0f,\"ns_per_op\":%.1f,\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64
            ",\"p999_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"peak_rss\":%" PRIu64 ",",
-           r->engine, r->op, r->dist, r->threads, r->keys, r->ops_per_s, r->ns_per_op, r->p50_ns,
-           r->p99_ns, r->p999_ns, r->max_ns, r->peak_rss);
+           r->engine, r->op, r->dist, r->threads, r->procs ? "true" : "false", r->keys,
+           r->ops_per_s, r->ns_per_op, r->p50_ns, r->p99_ns, r->p999_ns, r->max_ns, r->peak_rss);
     if (r->bytes_per_entry >= 0)
         printf("\"bytes_per_entry\":%.1f,", r->bytes_per_entry);
     else
@@ -668,10 +776,12 @@ static void print_table(void)
             snprintf(bpe, sizeof(bpe), "%.1f", r->bytes_per_entry);
         if (r->ratio >= 0)
             snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
-        printf("%-16s %-10s %-8s %2d %9zu %12.0f %8.1f %8" PRIu64 " %8" PRIu64 " %9" PRIu64
+        char th[8];
+        snprintf(th, sizeof(th), "%d%s", r->threads, r->procs ? "p" : "");
+        printf("%-16s %-10s %-8s %2s %9zu %12.0f %8.1f %8" PRIu64 " %8" PRIu64 " %9" PRIu64
                " %10" PRIu64 " %9s %8s\n",
-               r->engine, r->op, r->dist, r->threads, r->keys, r->ops_per_s, r->ns_per_op,
-               r->p50_ns, r->p99_ns, r->p999_ns, r->max_ns, bpe, ratio);
+               r->engine, r->op, r->dist, th, r->keys, r->ops_per_s, r->ns_per_op, r->p50_ns,
+               r->p99_ns, r->p999_ns, r->max_ns, bpe, ratio);
     }
     printf("\npeak RSS:");
     for (size_t i = 0; i < nresults; i++)
@@ -686,7 +796,8 @@ static void print_table(void)
 static void usage(FILE *fp)
 {
     fprintf(fp, "usage: kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...\n"
-                "                 [--op OP] [--repeat N] [--no-baseline] [--no-slow-timer]\n"
+                "                 [--op OP] [--repeat N] [--no-baseline] [--no-shm]\n"
+                "                 [--no-slow-timer]\n"
                 "  --quick    20000 keys, 100000 ops: a smoke run of a few seconds\n"
                 "  --big      10000000 keys instead of 1000000\n"
                 "  --keys N   number of keys;  --ops N  operations per thread per measurement\n"
@@ -695,6 +806,7 @@ static void usage(FILE *fp)
                 "  --repeat N run each measurement N times and keep the fastest run\n"
                 "  --op OP    only grow and OP (fetch-hit, fetch-miss, store, add, mix90)\n"
                 "  --no-baseline  leave the GHashTable baseline out\n"
+                "  --no-shm   leave the shared collection (local:shm, 1 and 2 processes) out\n"
                 "  --no-slow-timer  kvi_set_slow_threshold(0): kvi does not time each call\n");
 }
 
@@ -742,6 +854,8 @@ int main(int argc, char **argv)
             opt.no_slow_timer = 1;
         } else if (strcmp(a, "--no-baseline") == 0) {
             opt.no_baseline = 1;
+        } else if (strcmp(a, "--no-shm") == 0) {
+            opt.no_shm = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -752,17 +866,36 @@ int main(int argc, char **argv)
     }
     prepare_data();
 
-    struct target local = {"local",     kvi_create, kvi_destroy, kvi_t_store,
-                           kvi_t_fetch, kvi_t_add,  NULL};
+    struct target local = {"local",   kvi_create, kvi_destroy, kvi_t_store, kvi_t_fetch,
+                           kvi_t_add, NULL,       0,           1,           NULL};
+    /* The shared collection, sized for the keys and the counters (its
+     * memory is fixed), in a segment of this run. */
+    char shm_name[64], shm_url[160], ctr_url[160];
+    snprintf(shm_name, sizeof(shm_name), "kvi-bench-%ld", (long)getpid());
+    size_t shm_mib = opt.keys * 128u / (1024u * 1024u) + 16u;
+    snprintf(shm_url, sizeof(shm_url), "local:shm://?shm=%s&max_memory=%zum", shm_name, shm_mib);
+    snprintf(ctr_url, sizeof(ctr_url), "local:shm_ctr://?shm=%s-ctr&max_memory=%zum", shm_name,
+             shm_mib);
+    struct target shared = {"local:shm", kvi_create, kvi_destroy, kvi_t_store, kvi_t_fetch,
+                            kvi_t_add,   shm_url,    1,           1,           ctr_url};
 #ifdef KVI_BENCH_GLIB
-    struct target base = {"ghash+mutex", ghash_create, ghash_destroy, ghash_store,
-                          ghash_fetch,   ghash_add,    NULL};
+    struct target base = {
+        "ghash+mutex", ghash_create, ghash_destroy, ghash_store, ghash_fetch, ghash_add, NULL, 0, 1,
+        NULL};
     if (!opt.no_baseline)
         bench_target(&base);
 #else
     fprintf(stderr, "kvi-bench: built without GLib: no baseline, ratios omitted\n");
 #endif
     bench_target(&local);
+    if (!opt.no_shm) {
+        bench_target(&shared);
+        char rm[160];
+        snprintf(rm, sizeof(rm), "/dev/shm/kvi.%s", shm_name);
+        unlink(rm);
+        snprintf(rm, sizeof(rm), "/dev/shm/kvi.%s-ctr", shm_name);
+        unlink(rm);
+    }
     char ids[MAX_URLS][KVI_MAX_ID_LEN + 1];
     for (size_t i = 0; i < opt.nurls; i++) {
         kvi_url *u = NULL;
@@ -773,8 +906,8 @@ int main(int argc, char **argv)
         }
         snprintf(ids[i], sizeof(ids[i]), "%s", u->id);
         kvi_url_free(u);
-        struct target tg = {ids[i],      kvi_create, kvi_destroy, kvi_t_store,
-                            kvi_t_fetch, kvi_t_add,  opt.urls[i]};
+        struct target tg = {ids[i],    kvi_create,  kvi_destroy, kvi_t_store, kvi_t_fetch,
+                            kvi_t_add, opt.urls[i], 0,           0,           NULL};
         bench_target(&tg);
     }
     compute_ratios();
