@@ -267,6 +267,17 @@ kh_cpu_ticks() {
     echo "$total"
 }
 
+# PIDs of an instance: its main process and every child.
+kh_kam_pids() {
+    local main=${KH_PID[$1]} f stat
+    echo "$main"
+    for f in /proc/[0-9]*/stat; do
+        { read -r stat <"$f"; } 2>/dev/null || continue
+        set -- ${stat##*) }
+        [ "$2" = "$main" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+}
+
 # kh_sipp NAME TAG [sipp args...]: runs sipp against instance NAME in
 # $KH_DIR/sipp-TAG (logs there), bounded by KH_SIPP_TIMEOUT seconds (60),
 # from local port KH_SIPP_PORT (default: a free one).

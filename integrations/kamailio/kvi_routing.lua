@@ -84,7 +84,7 @@ local function cached_password(user)
         local pw, err, st = kv():fetch(ENGINE, "passwd_" .. user)
         if pw == nil and st ~= "KVI_NOT_FOUND" then
             -- The cache is down: authenticate from the database meanwhile.
-            KSR.warn("kvi fetch failed (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
+            KSR.warn("kvi fetch failed for " .. user .. " (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
         end
         return pw
     elseif MODE == "htable" then
@@ -97,7 +97,7 @@ local function cache_password(user, pw)
     if MODE == "kvi" then
         local ok, err, st = kv():store(ENGINE, "passwd_" .. user, pw, LIFETIME)
         if not ok then
-            KSR.warn("kvi store failed (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
+            KSR.warn("kvi store failed for " .. user .. " (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
         end
     elseif MODE == "htable" then
         KSR.htable.sht_sets("auth", user, pw) -- lifetime: the table's autoexpire
@@ -127,7 +127,7 @@ local function register()
     end
     KSR.auth.consume_credentials()
     if KSR.registrar.save("location", 0) < 0 then
-        KSR.sl.sl_reply_error()
+        KSR.sl.send_reply(500, "Server Error")
     end
 end
 
@@ -141,7 +141,7 @@ local function invite()
     if BILLING == nil then
         KSR.rr.record_route()
         if KSR.tm.t_relay() < 0 then
-            KSR.sl.sl_reply_error()
+            KSR.sl.send_reply(500, "Relay failed")
         end
         return
     end
@@ -154,10 +154,10 @@ local function invite()
     if left == nil then
         if st == "KVI_OUT_OF_BOUNDS" then
             KSR.notice("kvi-bill refused user=" .. user .. " credit=" .. tostring(current) .. "\n")
-            KSR.sl.sl_send_reply(403, "Insufficient credit")
+            KSR.sl.send_reply(403, "Insufficient credit")
         else
             KSR.err("kvi-bill reserve failed (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
-            KSR.sl.sl_send_reply(503, "Billing unavailable")
+            KSR.sl.send_reply(503, "Billing unavailable")
         end
         return
     end
@@ -168,7 +168,9 @@ local function invite()
     KSR.dialog.dlg_set_timeout(MAX_CALL_S)
     KSR.rr.record_route()
     if KSR.tm.t_relay() < 0 then
-        KSR.sl.sl_reply_error()
+        -- The transaction ends with this 500: dialog:failed gives the
+        -- reservation back.
+        KSR.sl.send_reply(500, "Relay failed")
     end
 end
 
@@ -230,10 +232,24 @@ function ksr_request_route()
         end
         return
     end
-    if method == "REGISTER" then
-        register()
-    elseif method == "INVITE" then
-        invite()
+    if method == "REGISTER" or method == "INVITE" then
+        -- A transaction first: a retransmission (sipp resends after 500 ms
+        -- without an answer) is absorbed here, or answered again by tm,
+        -- instead of asking the database or reserving credit a second time.
+        -- Replies below go out through it (send_reply, auth_challenge and
+        -- save reply statefully when a transaction exists).
+        local rc = KSR.tm.t_newtran()
+        if rc == 0 then
+            return
+        elseif rc < 0 then
+            KSR.sl.sl_reply_error()
+            return
+        end
+        if method == "REGISTER" then
+            register()
+        else
+            invite()
+        end
     else
         KSR.sl.sl_send_reply(405, "Method Not Allowed")
     end

@@ -103,5 +103,6 @@ awk -v ncalls=$((2 * NCALLS)) -v reserve=$RESERVE -v cost=$COST '
         printf "billing: %d calls, %d wrong results\n", calls, bad
         exit bad != 0
     }' "$KH_DIR/results.txt" "$KH_DIR/reserved.txt" "$KH_DIR/cdr.txt" "$KH_DIR/credits.txt" || failed=1
+grep -h -E "WARNING|ERROR|CRITICAL" "$KH_DIR/pa/kamailio.log" "$KH_DIR/pb/kamailio.log" | head -n 20
 [ $failed = 0 ] || kh_die "sip_billing_cluster"
 echo "sip_billing_cluster: OK"

@@ -66,5 +66,6 @@ beyond "${T1[r2]}" "${T0[r3]}" || kh_die "the pause between r2 and r3 was shorte
 
 kh_dbq p1 >"$KH_DIR/dbq.txt"
 kh_check_dbq "$KH_DIR/dbq.txt" $NGOOD $NBAD 2 $((2 + extra)) 4 4 || failed=1
+grep -E "WARNING|ERROR|CRITICAL" "$KH_DIR/p1/kamailio.log" | head -n 20
 [ $failed = 0 ] || kh_die "sip_cache_lifetime_$engine"
 echo "sip_cache_lifetime_$engine: OK (lifetime $L s, 4 rounds)"
