@@ -10,75 +10,10 @@
 set -u
 
 KVI=${1:?usage: test_cli.sh PATH_TO_KVI}
-T=$(mktemp -d "${TMPDIR:-/tmp}/kvi-cli-test.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-export XDG_STATE_HOME=$T/state
-export LC_ALL=C
-STATE=$XDG_STATE_HOME/kvi
-
-checks=0
-fails=0
-rc=0
-
-# run ARGS... : runs kvi, stdout -> $T/out, stderr -> $T/err, status -> rc.
-run() {
-    "$KVI" "$@" >"$T/out" 2>"$T/err" </dev/null
-    rc=$?
-    cat "$T/out" "$T/err" >>"$T/all_output"
-}
-
-# run_in INPUT ARGS... : same with INPUT (printf %b escapes) on stdin.
-run_in() {
-    local input=$1
-    shift
-    printf '%b' "$input" | "$KVI" "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    cat "$T/out" "$T/err" >>"$T/all_output"
-}
-
-fail() {
-    fails=$((fails + 1))
-    echo "FAIL: $*"
-}
-
-# expect NAME RC STDOUT [STDERR]: the last run ended with RC and wrote
-# exactly STDOUT (printf %b escapes; '*' = anything) and exactly STDERR
-# (default: nothing; '*' = anything).
-expect() {
-    local name=$1 erc=$2 eout=$3 eerr=${4-}
-    checks=$((checks + 1))
-    printf '%b' "$eout" >"$T/want_out"
-    local bad=""
-    [ "$rc" = "$erc" ] || bad="$bad exit $rc, want $erc;"
-    if [ "$eout" != '*' ]; then
-        cmp -s "$T/want_out" "$T/out" || bad="$bad stdout differs;"
-    fi
-    if [ "$eerr" != '*' ]; then
-        printf '%b' "$eerr" >"$T/want_err"
-        cmp -s "$T/want_err" "$T/err" || bad="$bad stderr differs;"
-    fi
-    if [ -n "$bad" ]; then
-        fail "$name:$bad"
-        echo "  stdout:"
-        od -c "$T/out" | head -8 | sed 's/^/    /'
-        echo "  wanted:"
-        od -c "$T/want_out" | head -8 | sed 's/^/    /'
-        echo "  stderr:"
-        sed 's/^/    /' "$T/err" | head -8
-    fi
-}
-
-# expect_err_has NAME TEXT: stderr of the last run contains TEXT.
-expect_err_has() {
-    checks=$((checks + 1))
-    grep -qF -- "$2" "$T/err" || fail "$1: stderr lacks '$2': $(cat "$T/err")"
-}
-
-# expect_out_has NAME TEXT: stdout of the last run contains TEXT.
-expect_out_has() {
-    checks=$((checks + 1))
-    grep -qF -- "$2" "$T/out" || fail "$1: stdout lacks '$2': $(head -c 400 "$T/out")"
-}
+# run/run_in/expect/fail/... and the temp dir come from the shell tests'
+# library.
+. "$(dirname "$0")/../support/testlib.sh"
+t_init cli-test
 
 # snapshot / unchanged NAME: the state directory is byte-for-byte as it was.
 snapshot() {
