@@ -41,6 +41,10 @@
 #define KVI_LUA_EXPORT
 #endif
 
+/* The module's entry point, called by require "kvi": pushes the module
+ * table {new, null, version, int64} and registers the context metatable in
+ * the registry (once per Lua state).  Lua states of different threads each
+ * load their own; a context belongs to the state that made it. */
 KVI_LUA_EXPORT int luaopen_kvi(lua_State *L);
 
 #define CTX_MT "kvi.context"
@@ -265,9 +269,9 @@ static void check_option_names(lua_State *L, int argn, const char *const *names)
 static int64_t opt_field_int64(lua_State *L, int argn, const char *name, int64_t dflt)
 {
     int64_t v = dflt;
-    char what[32];
     lua_getfield(L, argn, name);
     if (!lua_isnil(L, -1)) {
+        char what[32];
         snprintf(what, sizeof what, "%s: ", name);
         v = to_int64(L, lua_gettop(L), argn, what);
     }
@@ -615,7 +619,7 @@ static void collect_conn(void *ud, kvi_conn *conn)
     struct conn_list *l = (struct conn_list *)ud;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
-        kvi_conn **v = (kvi_conn **)realloc(l->v, cap * sizeof *v);
+        kvi_conn **v = (kvi_conn **)realloc(l->v, cap * sizeof(kvi_conn *));
         if (v == NULL) {
             l->nomem = 1;
             return;
