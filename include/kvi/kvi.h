@@ -233,9 +233,11 @@ KVI_EXPORT kvi_status kvi_set_clock(kvi *k, kvi_clock_fn fn, void *ud);
 /* The context's current time in ms (its clock); the real time for NULL. */
 KVI_EXPORT int64_t kvi_now_ms(kvi *k);
 
-/* Detail message of the last failed call made by this thread on this
- * context, or "" when there is none.  Valid until this thread's next call on
- * any kvi context.  Never contains a password. */
+/* Detail message of the last call made by this thread on this context when
+ * that call failed, or "" when there is none (after a call that succeeded
+ * or ended in an outcome such as KVI_NOT_FOUND it is "", even when the
+ * engine retried internally after a failure).  Valid until this thread's
+ * next call on any kvi context.  Never contains a password. */
 KVI_EXPORT const char *kvi_errmsg(const kvi *k);
 
 /* ---------------------------------------------------------------------- */

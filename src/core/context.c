@@ -492,6 +492,8 @@ kvi_status kvi_add_url(kvi *k, const char *url)
         snprintf(msg, sizeof msg, "%s", kvi_errmsg(k));
         kvi__set_errmsg(k, u->password, msg);
     }
+    if (st == KVI_OK)
+        kvi__discard_error(); /* e.g. a failover host that did not answer */
     kvi_url_free(u);
     return st;
 }

@@ -25,6 +25,13 @@ void kvi__clear_error(void)
     tl_err.set = 0;
 }
 
+void kvi__discard_error(void)
+{
+    tl_err.set = 0;
+    tl_err.k = NULL;
+    tl_err.msg[0] = '\0';
+}
+
 int kvi__error_is_set(void)
 {
     return tl_err.set;

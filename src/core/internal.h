@@ -17,6 +17,10 @@ kvi_status kvi__error(const kvi *k, kvi_status st, const char *fmt, ...) KVI_PRI
 kvi_status kvi__verror(const kvi *k, kvi_status st, const char *fmt, va_list ap);
 /* Clears the calling thread's detail message. */
 void kvi__clear_error(void);
+/* Forgets the calling thread's message, text included: after a call that
+ * succeeded, kvi_errmsg() must not show an earlier call's message nor one
+ * of an internal retry (the engine's failover, a resent request). */
+void kvi__discard_error(void);
 
 /* Logs through k's hook when level is enabled. */
 void kvi__log(kvi *k, kvi_log_level level, const char *fmt, ...) KVI_PRINTF(3, 4);

@@ -63,6 +63,8 @@ static kvi_status op_end(kvi_conn *c, op_timer t, const char *op, kvi_status st)
         st = kvi_engine_error(c, KVI_E_INTERNAL, "%s: engine returned unknown status %d", op,
                               (int)st);
     }
+    if (!KVI_STATUS_IS_ERROR(st))
+        kvi__discard_error(); /* a failed internal retry is not this call's failure */
     if (st == KVI_NOT_FOUND) {
         bump(&s->misses, 1);
     } else if (KVI_STATUS_IS_ERROR(st)) {

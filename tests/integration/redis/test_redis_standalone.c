@@ -205,6 +205,11 @@ static void test_database_is_selected(void **state)
     assert_fetch_is(f->k, "redis:db3", "only3", "x");
     assert_int_equal(kvi_fetch(f->k, "redis", "only3", 5, &v), KVI_NOT_FOUND);
 
+    /* A failed call's message is gone after the next call that works. */
+    assert_int_equal(kvi_add(f->k, "redis:db3", "only3", 5, 1, 0, NULL), KVI_E_NOT_A_COUNTER);
+    assert_non_null(strstr(kvi_errmsg(f->k), "not an integer"));
+    assert_fetch_is(f->k, "redis:db3", "only3", "x");
+    assert_string_equal(kvi_errmsg(f->k), "");
     /* A database the server does not have is refused at open. */
     assert_int_equal(try_urlf(f->k, "redis:db99://127.0.0.1:%u/99", f->port), KVI_E_INVALID);
     assert_int_equal(try_urlf(f->k, "redis:dbx://127.0.0.1:%u/x", f->port), KVI_E_BAD_URL);
@@ -421,6 +426,9 @@ static void test_failover_list_uses_next_host_and_remembers_it(void **state)
 
     assert_int_equal(kvi_ts_kill(f->s), KVI_TS_OK);
     assert_int_equal(kvi_store(f->k, "redis:fo", "on", 2, "b", 1, 0), KVI_OK);
+    /* The failed first host was an internal retry of a call that
+     * succeeded: no message. */
+    assert_string_equal(kvi_errmsg(f->k), "");
     assert_fetch_is(f->k, "redis:fo", "on", "b");
     /* It went to b: b's own port answers for it. */
     const char *q = "CONFIG GET port";
