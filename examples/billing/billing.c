@@ -194,18 +194,6 @@ static void run_worker(kvi *k, kvi_conn *c, int w)
     }
 }
 
-static kvi_status open_engine(kvi **k, kvi_conn **c)
-{
-    kvi_status st = kvi_new(k);
-    if (st == KVI_OK && cfg->url != NULL)
-        st = kvi_add_url(*k, cfg->url);
-    if (st == KVI_OK)
-        st = kvi_conn_get(*k, cfg->id, c);
-    if (st != KVI_OK)
-        fprintf(stderr, "billing: %s: %s\n", kvi_strerror(st), *k ? kvi_errmsg(*k) : "");
-    return st;
-}
-
 typedef struct thread_arg {
     kvi *k;
     kvi_conn *c;
@@ -332,7 +320,7 @@ int main(int argc, char **argv)
 
     kvi *k = NULL;
     kvi_conn *c = NULL;
-    if (open_engine(&k, &c) != KVI_OK)
+    if (billing_open(conf.url, conf.id, &k, &c) != KVI_OK)
         return 1;
     conf.use_processes = (kvi_conn_caps(c) & KVI_CAP_SHARED) != 0;
 
@@ -363,7 +351,7 @@ int main(int argc, char **argv)
                 /* A proxy of its own: its own context and connections. */
                 kvi *wk = NULL;
                 kvi_conn *wc = NULL;
-                if (open_engine(&wk, &wc) != KVI_OK)
+                if (billing_open(cfg->url, cfg->id, &wk, &wc) != KVI_OK)
                     _exit(1);
                 run_worker(wk, wc, w);
                 kvi_free(wk);

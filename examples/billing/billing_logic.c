@@ -5,6 +5,18 @@
 #include <stdio.h>
 #include <string.h>
 
+kvi_status billing_open(const char *url, const char *id, kvi **k, kvi_conn **c)
+{
+    kvi_status st = kvi_new(k);
+    if (st == KVI_OK && url != NULL)
+        st = kvi_add_url(*k, url);
+    if (st == KVI_OK)
+        st = kvi_conn_get(*k, id, c);
+    if (st != KVI_OK)
+        fprintf(stderr, "billing: %s: %s\n", kvi_strerror(st), *k ? kvi_errmsg(*k) : "");
+    return st;
+}
+
 kvi_status billing_set_credit(kvi_conn *c, const char *prefix, const char *user, int64_t credit)
 {
     char key[256], val[32];

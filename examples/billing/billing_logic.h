@@ -16,6 +16,11 @@
 #define BILLING_OK 200
 #define BILLING_NO_CREDIT 403 /* "403 Not enough credit" */
 
+/* Opens a context with url defined (NULL: none, for "local") and the handle
+ * of engine id; prints the reason on standard error when it fails.  *k is
+ * then still to be freed with kvi_free. */
+kvi_status billing_open(const char *url, const char *id, kvi **k, kvi_conn **c);
+
 /* Sets a user's credit (before traffic). */
 kvi_status billing_set_credit(kvi_conn *c, const char *prefix, const char *user,
                               int64_t credit);

@@ -261,18 +261,6 @@ static void *proxy_thread(void *p)
     return NULL;
 }
 
-static kvi_status open_engine(const overlap_opts *o, kvi **k, kvi_conn **c)
-{
-    kvi_status st = kvi_new(k);
-    if (st == KVI_OK && o->url != NULL)
-        st = kvi_add_url(*k, o->url);
-    if (st == KVI_OK)
-        st = kvi_conn_get(*k, o->id, c);
-    if (st != KVI_OK)
-        fprintf(stderr, "billing: %s: %s\n", kvi_strerror(st), *k ? kvi_errmsg(*k) : "");
-    return st;
-}
-
 /* Runs every proxy with run->logic; 0 when all of them ran. */
 static int run_proxies(ov_run *run, kvi *k, kvi_conn *c, int use_processes)
 {
@@ -292,7 +280,7 @@ static int run_proxies(ov_run *run, kvi *k, kvi_conn *c, int use_processes)
             }
             if (pids[w] == 0) {
                 ov_worker x = {run, w, NULL, NULL, result_of(run, w)};
-                if (open_engine(o, &x.k, &x.c) != KVI_OK)
+                if (billing_open(o->url, o->id, &x.k, &x.c) != KVI_OK)
                     _exit(1);
                 run_proxy(&x);
                 kvi_free(x.k);
@@ -415,7 +403,7 @@ int overlap_run(const overlap_opts *o)
     }
     kvi *k = NULL;
     kvi_conn *c = NULL;
-    if (open_engine(o, &k, &c) != KVI_OK) {
+    if (billing_open(o->url, o->id, &k, &c) != KVI_OK) {
         kvi_free(k);
         return 1;
     }

@@ -29,31 +29,34 @@ static kvi_status op_store_nx(fx *f, const tkey *k, const char *v, int64_t exp)
                     : kvi_conn_store_nx(f->c, k->b, k->n, v, strlen(v), exp);
 }
 
-/* A bounded change that must succeed with the new value want. */
-static void expect_bounded(fx *f, const tkey *k, int sub, int64_t d, int64_t exp, int64_t min,
-                           int64_t max, int64_t want)
+/* A bounded change whose outcome must be want_st (KVI_OK or
+ * KVI_OUT_OF_BOUNDS) with *value want_v: the new value, or the current one
+ * of a refusal. */
+static void expect_bounded_outcome(fx *f, const tkey *k, int sub, int64_t d, int64_t exp,
+                                   int64_t min, int64_t max, kvi_status want_st, int64_t want_v)
 {
     int64_t v = 12345;
     kvi_status st = sub ? op_sub_bounded(f, k, d, exp, min, max, &v)
                         : op_add_bounded(f, k, d, exp, min, max, &v);
-    assert_status(f, st, KVI_OK);
-    if (v != want)
-        fail_msg("%s %lld in [%lld, %lld] gave %lld, want %lld", sub ? "sub" : "add",
-                 (long long)d, (long long)min, (long long)max, (long long)v, (long long)want);
+    assert_status(f, st, want_st);
+    if (v != want_v)
+        fail_msg("%s %s %lld in [%lld, %lld] gave %lld, want %lld", kvi_status_name(st),
+                 sub ? "sub" : "add", (long long)d, (long long)min, (long long)max, (long long)v,
+                 (long long)want_v);
+}
+
+/* A bounded change that must succeed with the new value want. */
+static void expect_bounded(fx *f, const tkey *k, int sub, int64_t d, int64_t exp, int64_t min,
+                           int64_t max, int64_t want)
+{
+    expect_bounded_outcome(f, k, sub, d, exp, min, max, KVI_OK, want);
 }
 
 /* A bounded change that must be refused, reporting the current value cur. */
 static void expect_refused(fx *f, const tkey *k, int sub, int64_t d, int64_t exp, int64_t min,
                            int64_t max, int64_t cur)
 {
-    int64_t v = 12345;
-    kvi_status st = sub ? op_sub_bounded(f, k, d, exp, min, max, &v)
-                        : op_add_bounded(f, k, d, exp, min, max, &v);
-    assert_status(f, st, KVI_OUT_OF_BOUNDS);
-    if (v != cur)
-        fail_msg("refused %s %lld in [%lld, %lld] reported %lld, want the current %lld",
-                 sub ? "sub" : "add", (long long)d, (long long)min, (long long)max, (long long)v,
-                 (long long)cur);
+    expect_bounded_outcome(f, k, sub, d, exp, min, max, KVI_OUT_OF_BOUNDS, cur);
 }
 
 /* Without KVI_CAP_CONDITIONAL every conditional call is refused by the core

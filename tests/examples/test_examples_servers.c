@@ -92,9 +92,9 @@ static void billing_exact(const char *url)
     assert_true(rejected > 0);
 }
 
-static void test_billing_on_redis_standalone_is_exact(void **state)
+/* A throwaway redis-server, or a loud skip when its binary is missing. */
+static kvi_ts_server *redis_or_skip(void)
 {
-    (void)state;
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_redis_start(&s, NULL);
     if (r == KVI_TS_MISSING) {
@@ -102,6 +102,13 @@ static void test_billing_on_redis_standalone_is_exact(void **state)
         skip();
     }
     assert_int_equal(r, KVI_TS_OK);
+    return s;
+}
+
+static void test_billing_on_redis_standalone_is_exact(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = redis_or_skip();
     char url[128];
     snprintf(url, sizeof url, "redis://127.0.0.1:%u/", (unsigned)kvi_ts_port(s));
     billing_exact(url);
@@ -159,13 +166,7 @@ static void nap_ms(long ms)
 static void test_billing_counts_unknown_outcomes_on_redis(void **state)
 {
     (void)state;
-    kvi_ts_server *s = NULL;
-    kvi_ts_result r = kvi_ts_redis_start(&s, NULL);
-    if (r == KVI_TS_MISSING) {
-        printf("skipped: %s\n", kvi_ts_errmsg());
-        skip();
-    }
-    assert_int_equal(r, KVI_TS_OK);
+    kvi_ts_server *s = redis_or_skip();
     char cmd[1024], out[8192];
     snprintf(cmd, sizeof cmd,
              "%s --overlap --logic reserve --calls 60000 --credit 100000 --workers 4 "
@@ -203,13 +204,7 @@ static void test_billing_counts_unknown_outcomes_on_redis(void **state)
 static void test_password_cache_runs_on_redis(void **state)
 {
     (void)state;
-    kvi_ts_server *s = NULL;
-    kvi_ts_result r = kvi_ts_redis_start(&s, NULL);
-    if (r == KVI_TS_MISSING) {
-        printf("skipped: %s\n", kvi_ts_errmsg());
-        skip();
-    }
-    assert_int_equal(r, KVI_TS_OK);
+    kvi_ts_server *s = redis_or_skip();
     char cmd[1024], out[8192];
     /* 3 simulated minutes at 600x: about 0.3 s of real time per pass. */
     snprintf(cmd, sizeof cmd, "%s --url 'redis://127.0.0.1:%u/' --users 100 --hours 0.05 --scale 600",
