@@ -8,6 +8,7 @@
  *   mc_watch.c     the watchdog that ends a call at its deadline
  *   mc_lease.c     handles lent to calls; one generation per pid (fork)
  *   mc_item.c      reading and writing one item (envelope, stamps, retry)
+ *   mc_breaker.c   one circuit breaker per server of the pool
  *   mc_slots.c     the operations (store, fetch, add, add_bounded, store_nx, ...)
  *   memcached.c    open/close, options, the engine table
  */
@@ -56,11 +57,20 @@ struct mc_gen {
     uint32_t call_ms;
 };
 
+/* A server of the pool, in libmemcached's order, with its circuit breaker
+ * (the core's kvi_breaker). */
+struct mc_server {
+    kvi_breaker *breaker;
+    char name[300]; /* "host:port" for messages */
+};
+
 struct mc_conn {
     memcached_st *master; /* configuration only; never does I/O */
     _Atomic(struct mc_gen *) gen;
     uint64_t retry_s; /* retry_timeout option */
     uint32_t call_ms; /* longest a call may talk to the servers */
+    struct mc_server *servers;
+    uint32_t nservers;
 };
 
 /* A handle lent to one call, and the call's deadline. */
@@ -71,6 +81,8 @@ struct mc_lease {
     atomic_int expired;  /* the watchdog cut the call's connections */
     int armed;           /* in gen's watch list (under wlock) */
     struct mc_lease *prev, *next;
+    struct mc_server *server; /* a keyed call's server (its breaker), or NULL */
+    int probe;                /* the call is its breaker's one probe */
 };
 
 /* A kvi key and the memcached key it is stored under. */
@@ -163,6 +175,17 @@ memcached_return_t kvi__mc_write(kvi_conn *c, memcached_st *mc, const struct mc_
 /* Asks every server of mc for its statistics; *up counts those that
  * answered; warn logs the others. */
 memcached_return_t kvi__mc_stat_all(kvi_conn *c, memcached_st *mc, uint32_t *up, int warn);
+
+/* ---- mc_breaker.c -------------------------------------------------------- */
+
+/* Makes / frees the server table of m with one breaker per server of
+ * m->master; init returns KVI_OK or an error with its message. */
+kvi_status kvi__mc_servers_init(kvi_conn *c, struct mc_conn *m, const kvi_breaker_options *opt);
+void kvi__mc_servers_free(kvi_conn *c, struct mc_conn *m);
+
+/* The server a keyed call on mkey goes to, for its breaker. */
+struct mc_server *kvi__mc_server_of(const struct mc_conn *m, memcached_st *mc, const char *mkey,
+                                    size_t mkey_len);
 
 /* ---- mc_slots.c ---------------------------------------------------------- */
 

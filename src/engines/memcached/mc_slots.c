@@ -8,13 +8,36 @@
 
 #include "mc_engine.h"
 
-/* The start of every keyed operation: the key's memcached name, then a
- * leased handle. */
+/* The start of every keyed operation: the key's memcached name, a leased
+ * handle, and the breaker of the key's server (a server marked down fails
+ * the call at once).  End it with mc_end(). */
 static kvi_status mc_begin(kvi_conn *c, struct mc_key *k, const void *key, size_t key_len,
                            struct mc_lease *l)
 {
     kvi_status st = kvi__mc_key_init(c, k, key, key_len);
-    return st != KVI_OK ? st : kvi__mc_acquire(c, l);
+    if (st == KVI_OK)
+        st = kvi__mc_acquire(c, l);
+    if (st != KVI_OK)
+        return st;
+    const struct mc_conn *m = kvi_conn_priv(c);
+    l->server = kvi__mc_server_of(m, l->mc, k->mkey, k->mkey_len);
+    l->probe = 0;
+    if (l->server == NULL)
+        return KVI_OK;
+    st = kvi_breaker_enter(c, l->server->breaker, l->server->name, &l->probe);
+    if (st != KVI_OK)
+        kvi__mc_release(c, l, KVI_OK); /* no I/O happened */
+    return st;
+}
+
+/* The end of a keyed operation begun with mc_begin(): st is its outcome
+ * (NOT_FOUND, OUT_OF_BOUNDS and KEY_EXISTS are answers of the server). */
+static void mc_end(kvi_conn *c, struct mc_lease *l, kvi_status st)
+{
+    if (l->server != NULL)
+        kvi_breaker_leave(c, l->server->breaker, l->server->name, l->probe, st);
+    int answer = st == KVI_NOT_FOUND || st == KVI_OUT_OF_BOUNDS || st == KVI_KEY_EXISTS;
+    kvi__mc_release(c, l, answer ? KVI_OK : st);
 }
 
 /* The flags (stamp) and server exptime of an item written now with
@@ -42,7 +65,7 @@ kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const voi
         rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
         st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
     }
-    kvi__mc_release(c, &l, st);
+    mc_end(c, &l, st);
     return st;
 }
 
@@ -68,7 +91,7 @@ static kvi_status mc_read_live(kvi_conn *c, const void *key, size_t key_len, con
     if (st == KVI_OK)
         st = use(c, &k, &it, now_ms, out);
     kvi__mc_item_free(&it);
-    kvi__mc_release(c, &l, st);
+    mc_end(c, &l, st);
     return st;
 }
 
@@ -112,7 +135,7 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
         st = KVI_OK;
     }
     kvi__mc_item_free(&it);
-    kvi__mc_release(c, &l, st);
+    mc_end(c, &l, st);
     return st;
 }
 
@@ -206,7 +229,7 @@ static kvi_status mc_add_loop(kvi_conn *c, const void *key, size_t key_len, int6
         st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, b, &value, &done);
     }
     memcached_result_free(&res);
-    kvi__mc_release(c, &l, st == KVI_OUT_OF_BOUNDS ? KVI_OK : st);
+    mc_end(c, &l, st);
     if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && out != NULL)
         *out = value;
     return st;
@@ -274,7 +297,7 @@ kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const 
             break;
     }
     memcached_result_free(&res);
-    kvi__mc_release(c, &l, st == KVI_KEY_EXISTS ? KVI_OK : st);
+    mc_end(c, &l, st);
     return st;
 }
 

@@ -17,12 +17,14 @@
 /* The URL options (docs/engines/memcached.md), parsed by the core. */
 struct mc_options {
     int64_t retry_s;
+    kvi_breaker_options breaker; /* per server of the pool */
 };
 
 static const kvi_option mc_options[] = {
     {"retry_timeout", KVI_OPT_INT, "0", 0, MC_MAX_RETRY_S, NULL,
      offsetof(struct mc_options, retry_s),
      "seconds a failed server rests before it is tried again (0 = retry at once)"},
+    KVI_BREAKER_OPTIONS(struct mc_options, breaker),
     KVI_OPTION_END,
 };
 
@@ -141,6 +143,10 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
                 "cannot set up SASL for user '%s': %s", url->user, memcached_strerror(mc, rc));
     }
 
+    kvi_status st = kvi__mc_servers_init(c, m, &opt->breaker);
+    if (st != KVI_OK)
+        return st;
+
     struct mc_gen *g = kvi__mc_gen_new(c, getpid(), NULL);
     if (g == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
@@ -170,6 +176,7 @@ static void mc_close(kvi_conn *c)
     if (m->master != NULL)
         memcached_free(m->master);
     m->master = NULL;
+    kvi__mc_servers_free(c, m);
 }
 
 static const struct kvi_engine kvi_engine_memcached = {

@@ -865,7 +865,10 @@ static void test_server_killed_calls_fail_then_recover_by_themselves(void **stat
     (void)state;
     kvi_ts_server *s = start_memcached(NULL);
     char url[128];
-    snprintf(url, sizeof url, "memcached://127.0.0.1:%u/?timeout=500&connect_timeout=500",
+    /* down_after=0: libmemcached's own recovery, without the breaker's
+     * rest (tested above). */
+    snprintf(url, sizeof url,
+             "memcached://127.0.0.1:%u/?timeout=500&connect_timeout=500&down_after=0",
              kvi_ts_port(s));
     kvi *k = ctx_for(url);
     ASSERT_KVI(k, kvi_store(k, "memcached", "down", 4, "v", 1, 0), KVI_OK);
@@ -957,6 +960,146 @@ static void test_hung_server_times_out_within_timeout(void **state)
     kvi_ts_free(s);
 }
 
+/* ---- circuit breaker (per server of the pool) ------------------------------- */
+
+#define BRK_THREADS 4
+#define BRK_CALLS 500
+#define BRK_TIMEOUT_MS 200
+#define BRK_DOWN_FOR_MS 1000
+
+struct brk_worker {
+    kvi *k;
+    const char *id;
+    int failed, marked_down, other;
+};
+
+static void *brk_main(void *arg)
+{
+    struct brk_worker *w = arg;
+    for (int i = 0; i < BRK_CALLS; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        kvi_status st = kvi_fetch(w->k, w->id, "brk", 3, &v);
+        kvi_value_free(&v);
+        if (st == KVI_E_TIMEOUT || st == KVI_E_CONNECT) {
+            w->failed++;
+            /* kvi_errmsg is per thread: this call's message. */
+            if (strstr(kvi_errmsg(w->k), "marked down") != NULL)
+                w->marked_down++;
+        } else {
+            w->other++;
+        }
+    }
+    return NULL;
+}
+
+static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = start_memcached(NULL);
+    char url[200];
+    snprintf(url, sizeof url,
+             "memcached://127.0.0.1:%u/?timeout=%d&connect_timeout=%d&down_after=3&down_for=%d",
+             kvi_ts_port(s), BRK_TIMEOUT_MS, BRK_TIMEOUT_MS, BRK_DOWN_FOR_MS);
+    kvi *k = ctx_for(url);
+    ASSERT_KVI(k, kvi_store(k, "memcached", "brk", 3, "v", 1, 0), KVI_OK);
+    stop_process(kvi_ts_pid(s));
+    struct brk_worker w[BRK_THREADS];
+    pthread_t th[BRK_THREADS];
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < BRK_THREADS; i++) {
+        w[i] = (struct brk_worker){k, "memcached", 0, 0, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, brk_main, &w[i]), 0);
+    }
+    int failed = 0, marked = 0, other = 0;
+    for (int i = 0; i < BRK_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        failed += w[i].failed;
+        marked += w[i].marked_down;
+        other += w[i].other;
+    }
+    int64_t elapsed = mono_ms() - t0;
+    fprintf(stderr,
+            "breaker: %d calls in %lld ms against a stopped memcached (timeout %d ms): %d failed, "
+            "%d of them at once as marked down\n",
+            BRK_THREADS * BRK_CALLS, (long long)elapsed, BRK_TIMEOUT_MS, failed, marked);
+    assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
+    assert_int_equal(other, 0);
+    assert_int_equal(failed, BRK_THREADS * BRK_CALLS);
+    /* Without the breaker: 2000 x 200 ms / 4 threads = 100 s.  With it: the
+     * first timeouts plus at most one probe per down_for. */
+    assert_true(elapsed < 20 * BRK_TIMEOUT_MS + 4 * BRK_DOWN_FOR_MS);
+    assert_true(marked >= BRK_THREADS * BRK_CALLS - 50);
+
+    /* Back: within down_for (and one probe) calls succeed again, and from
+     * the first success on every call does. */
+    kvi_status st = KVI_E_TIMEOUT;
+    t0 = mono_ms();
+    while (st != KVI_OK && mono_ms() - t0 < 10 * BRK_DOWN_FOR_MS) {
+        kvi_value v = KVI_VALUE_INIT;
+        st = kvi_fetch(k, "memcached", "brk", 3, &v);
+        kvi_value_free(&v);
+        if (st != KVI_OK)
+            sleep_ms(10);
+    }
+    assert_int_equal(st, KVI_OK);
+    assert_true(mono_ms() - t0 < BRK_DOWN_FOR_MS + 5 * BRK_TIMEOUT_MS);
+    for (int i = 0; i < 100; i++)
+        ASSERT_KVI(k, kvi_store(k, "memcached", "brk", 3, "w", 1, 0), KVI_OK);
+    kvi_free(k);
+    kvi_ts_free(s);
+}
+
+/* In a pool, a stopped member's breaker fails only its keys at once; the
+ * other members' keys keep working; down_after=0 turns the breaker off. */
+static void test_breaker_is_per_pool_member_and_off_with_down_after_0(void **state)
+{
+    (void)state;
+    kvi_ts_server *a = start_memcached(NULL), *b = start_memcached(NULL);
+    char url[300];
+    snprintf(url, sizeof url,
+             "memcached://127.0.0.1:%u,127.0.0.1:%u/?timeout=150&down_after=1&down_for=60000",
+             kvi_ts_port(a), kvi_ts_port(b));
+    kvi *k = ctx_for(url);
+    snprintf(url, sizeof url, "memcached:off://127.0.0.1:%u/?timeout=150&down_after=0",
+             kvi_ts_port(b));
+    ASSERT_KVI(k, kvi_add_url(k, url), KVI_OK);
+    /* Keys on each member, found by where a raw ketama client puts them. */
+    memcached_st *raw = raw_client((kvi_ts_server *const[]){a, b}, 2);
+    char on_b[16] = "", on_a[16] = "";
+    for (int i = 0; i < 200 && (!on_a[0] || !on_b[0]); i++) {
+        char key[16];
+        snprintf(key, sizeof key, "brkpool%d", i);
+        uint32_t srv = memcached_generate_hash(raw, key, strlen(key));
+        strcpy(srv == 1 ? on_b : on_a, key);
+    }
+    memcached_free(raw);
+    assert_true(on_a[0] && on_b[0]);
+    ASSERT_KVI(k, kvi_store(k, "memcached", on_a, strlen(on_a), "a", 1, 0), KVI_OK);
+    ASSERT_KVI(k, kvi_store(k, "memcached", on_b, strlen(on_b), "b", 1, 0), KVI_OK);
+    stop_process(kvi_ts_pid(b));
+    kvi_value v = KVI_VALUE_INIT;
+    ASSERT_KVI(k, kvi_fetch(k, "memcached", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < 20; i++) {
+        ASSERT_KVI(k, kvi_fetch(k, "memcached", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
+        assert_non_null(strstr(kvi_errmsg(k), "marked down"));
+        ASSERT_KVI(k, kvi_fetch(k, "memcached", on_a, strlen(on_a), &v), KVI_OK);
+        kvi_value_free(&v);
+    }
+    assert_true(mono_ms() - t0 < 2000); /* 20 x 150 ms without the breaker */
+    /* down_after=0: every call waits for its timeout, never "marked down". */
+    for (int i = 0; i < 3; i++) {
+        t0 = mono_ms();
+        ASSERT_KVI(k, kvi_fetch(k, "memcached:off", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
+        assert_true(mono_ms() - t0 >= 100);
+        assert_null(strstr(kvi_errmsg(k), "marked down"));
+    }
+    assert_int_equal(kill(kvi_ts_pid(b), SIGCONT), 0);
+    kvi_free(k);
+    kvi_ts_free(a);
+    kvi_ts_free(b);
+}
+
 static void test_pool_member_down_only_its_keys_fail(void **state)
 {
     (void)state;
@@ -968,7 +1111,7 @@ static void test_pool_member_down_only_its_keys_fail(void **state)
         n += snprintf(url + n, sizeof url - (size_t)n, "%s127.0.0.1:%u", i ? "," : "",
                       kvi_ts_port(s[i]));
     }
-    snprintf(url + n, sizeof url - (size_t)n, "/?timeout=500");
+    snprintf(url + n, sizeof url - (size_t)n, "/?timeout=500&down_after=0");
     kvi *k = ctx_for(url);
     assert_int_equal(kvi_ts_kill(s[1]), KVI_TS_OK);
     int ok = 0, down = 0;
@@ -1161,6 +1304,8 @@ int main(void)
         cmocka_unit_test(test_server_killed_calls_fail_then_recover_by_themselves),
         cmocka_unit_test(test_restart_between_calls_does_not_fail_pooled_handles),
         cmocka_unit_test(test_hung_server_times_out_within_timeout),
+        cmocka_unit_test(test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call),
+        cmocka_unit_test(test_breaker_is_per_pool_member_and_off_with_down_after_0),
         cmocka_unit_test(test_pool_member_down_only_its_keys_fail),
         cmocka_unit_test(test_open_fails_only_when_no_server_answers),
         cmocka_unit_test(test_bad_urls_are_rejected_clearly),
