@@ -11,15 +11,15 @@
 # walked with the setups alternating at every step.  Per setup it reports the
 # highest clean rate (every call done, 0 failed, < 0.1 % retransmissions),
 # Kamailio CPU per authenticated REGISTER (utime+stime of all its processes,
-# from /proc, over the clean steps, in microseconds per REGISTER pair:
-# challenge + authenticated REGISTER) and the subscriber-table queries the
-# script made (user count = one per user).
+# from /proc, in microseconds per REGISTER pair = challenge + authenticated
+# REGISTER, over the rates at which every setup answered every call) and the
+# subscriber-table queries the script made (user count = one per user).
 #
 # Environment: KVI_BUILD_DIR (default ./build), SIP_BENCH_USERS (1000),
 # SIP_BENCH_RATES ("250 500 1000 2000 3000 4000 6000 8000" calls/s),
 # SIP_BENCH_STEP_S (4 s per step), SIP_BENCH_TRIES (2: a step that is not
-# clean is run once more before the setup counts as saturated -- the machine
-# is shared), KH_KEEP=1 keeps the logs.
+# clean is run once more; a setup stops after two rates in a row that were
+# not clean -- the machine is shared), KH_KEEP=1 keeps the logs.
 # --quick: 100 users, rates 100 200, 1 s steps (the smoke test).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +43,7 @@ kh_redis_start redis
 
 SETUPS=(a b c d)
 declare -A LABEL=([a]="kvi, shared local" [b]="kvi, redis" [c]="native htable" [d]="no cache")
-declare -A CLEAN_RATE TICKS_AT CALLS_AT TICKS CALLS DEAD
+declare -A CLEAN_RATE TICKS_AT CALLS_AT RETR_AT TICKS CALLS DEAD MISSES
 if "$KH_BUILD/kvi" -u "local://?shm=kvi-sip-probe-$$&max_memory=1m" ping local >/dev/null 2>&1; then
     kh_shm_unlink "kvi-sip-probe-$$"
     kh_shm_url bench
@@ -96,22 +96,35 @@ for rate in $RATES; do
             got=$(awk -v n="$ok" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
             us=$(awk -v t=$((t1 - t0)) -v k="$TCK" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / k / n; else print "-" }')
             clean=no
-            if [ "$ok" = "$n" ] && [ "$bad" = 0 ] && [ $((re * 1000)) -lt $((2 * n)) ]; then
-                clean=yes
-                CLEAN_RATE[$s]=$rate
-                TICKS_AT[$s,$rate]=$((t1 - t0))
-                CALLS_AT[$s,$rate]=$ok
-                ELAPSED_AT[$s,$rate]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+            if [ "$ok" = "$n" ] && [ "$bad" = 0 ]; then
+                # Every call done: CPU comparable.  Keep the try with the
+                # fewest retransmissions (each one is a message more).
+                if [ -z "${RETR_AT[$s,$rate]:-}" ] || [ "$re" -lt "${RETR_AT[$s,$rate]}" ]; then
+                    TICKS_AT[$s,$rate]=$((t1 - t0))
+                    CALLS_AT[$s,$rate]=$ok
+                    RETR_AT[$s,$rate]=$re
+                    ELAPSED_AT[$s,$rate]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+                fi
+                if [ $((re * 1000)) -lt $((2 * n)) ]; then
+                    clean=yes
+                    CLEAN_RATE[$s]=$rate
+                fi
             fi
             printf '%-24s %8s %8s %8s %8s %9s %10s %s\n' "${LABEL[$s]}" "$rate" "$ok" "$bad" "$re" "$got/s" "$us" "$clean (try $try)"
             [ $clean = yes ] && break
         done
-        # Higher rates will not be clean either.
-        [ $clean = yes ] || DEAD[$s]=1
+        # Two rates in a row not clean: higher ones will not be either.
+        if [ $clean = yes ]; then
+            MISSES[$s]=0
+        else
+            MISSES[$s]=$((${MISSES[$s]:-0} + 1))
+            [ "${MISSES[$s]}" -ge 2 ] && DEAD[$s]=1
+        fi
     done
 done
 
-# CPU is compared over the rates at which every setup was clean.
+# CPU is compared over the rates at which every setup answered every call
+# (retransmissions allowed: they cost the same work in every setup).
 common=""
 for rate in $RATES; do
     all=1
@@ -141,6 +154,6 @@ for s in "${SETUPS[@]}"; do
     printf '| %-26s | %-22s | %-28s | %-16s | %-20s |\n' "(${s}) ${LABEL[$s]}" "$([ -n "${CLEAN_RATE[$s]:-}" ] && echo "${CLEAN_RATE[$s]} calls/s" || echo "none clean")" "$us$ratio" "$idle" "$(kh_dbq_total "$s")"
 done
 echo "(CPU: utime+stime of every Kamailio process of the setup / REGISTER pairs answered 200, summed over the"
-echo " rates at which all four setups were clean; \"of it idle\": the instance's own idle CPU rate, measured"
+echo " rates at which all four setups answered every call; \"of it idle\": the instance's own idle CPU rate, measured"
 echo " for ${IDLE_S} s before the ladder, times the steps' duration, per REGISTER; rates:"
 echo " ${common:-none}; step ${STEP_S} s, up to ${TRIES} tries per step)"
