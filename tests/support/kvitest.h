@@ -15,6 +15,9 @@
  *                   failure; kvi_test_url(): "redis://127.0.0.1:PORT/..."
  *                   for a started server.
  *
+ * Clocks (monotonic/wall milliseconds, sleeping, a manual clock for
+ * kvi_set_clock) are in testclock.h, included here.
+ *
  * Everything here is for test programs: on a failure it prints what went
  * wrong to standard error and exits the process (status 1).
  */
@@ -25,6 +28,7 @@
 #include <stdint.h>
 
 #include "kvi/kvi.h"
+#include "testclock.h"
 #include "testserver.h"
 
 #ifdef __cplusplus
