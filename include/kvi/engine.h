@@ -53,12 +53,12 @@ typedef enum kvi_option_kind {
     /* int: 1 for yes, true, on, 1; 0 for no, false, off, 0.  With min = -1
      * the word auto is accepted too and stored as -1. */
     KVI_OPT_BOOL = 1,
-    KVI_OPT_INT,    /* int64_t in [min, max] */
-    KVI_OPT_MS,     /* uint32_t milliseconds in [min, max] (within 0..UINT32_MAX) */
-    KVI_OPT_SIZE,   /* uint64_t bytes in [min, max]; suffix k, m or g (x1024), optional b */
-    KVI_OPT_ENUM,   /* int: the index of the word in choices */
-    KVI_OPT_PATH,   /* char *: 1..KVI_OPT_PATH_MAX bytes */
-    KVI_OPT_STRING  /* char *: any text, may be empty */
+    KVI_OPT_INT,   /* int64_t in [min, max] */
+    KVI_OPT_MS,    /* uint32_t milliseconds in [min, max] (within 0..UINT32_MAX) */
+    KVI_OPT_SIZE,  /* uint64_t bytes in [min, max]; suffix k, m or g (x1024), optional b */
+    KVI_OPT_ENUM,  /* int: the index of the word in choices */
+    KVI_OPT_PATH,  /* char *: 1..KVI_OPT_PATH_MAX bytes */
+    KVI_OPT_STRING /* char *: any text, may be empty */
 } kvi_option_kind;
 
 /* Longest value of a KVI_OPT_PATH option, in bytes. */
@@ -76,7 +76,7 @@ typedef enum kvi_option_kind {
  * name is NULL (KVI_OPTION_END).  Checked at registration.
  */
 typedef struct kvi_option {
-    const char *name;           /* [a-z][a-z0-9_]*, not a common option's name */
+    const char *name; /* [a-z][a-z0-9_]*, not a common option's name */
     kvi_option_kind kind;
     const char *default_value;  /* URL text or NULL */
     int64_t min, max;           /* INT, MS, SIZE: inclusive range; BOOL: min -1 allows auto */
@@ -85,7 +85,9 @@ typedef struct kvi_option {
     const char *help;           /* one line, shown by `kvi url` */
 } kvi_option;
 
+/* clang-format off */
 #define KVI_OPTION_END {NULL, (kvi_option_kind)0, NULL, 0, 0, NULL, 0, NULL}
+/* clang-format on */
 
 struct kvi_engine {
     uint32_t abi_version; /* KVI_ENGINE_ABI */

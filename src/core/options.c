@@ -303,8 +303,7 @@ static kvi_status apply_one(kvi *k, const char *id, const kvi_option *o, const c
     case PARSED_OK:
         return KVI_OK;
     case PARSED_NOMEM:
-        return kvi__error(k, KVI_E_NOMEM, "out of memory reading option '%s' of '%s'", o->name,
-                          id);
+        return kvi__error(k, KVI_E_NOMEM, "out of memory reading option '%s' of '%s'", o->name, id);
     case PARSED_BAD:
         break;
     }
@@ -458,8 +457,8 @@ kvi_status kvi__options_check(const kvi *k, const struct kvi_engine *e)
         return kvi__error(k, KVI_E_INVALID, "engine '%s' has an option_table but options_size 0",
                           e->name);
     for (size_t i = 0; table[i].name != NULL; i++) {
-        const char *why = i >= MAX_TABLE ? "too many options" : declaration_fault(&table[i],
-                                                                                 e->options_size);
+        const char *why =
+            i >= MAX_TABLE ? "too many options" : declaration_fault(&table[i], e->options_size);
         if (why == NULL) {
             for (size_t j = 0; j < i; j++)
                 if (strcmp(table[j].name, table[i].name) == 0)

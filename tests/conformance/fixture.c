@@ -4,8 +4,21 @@
 
 struct conf_config conf_g;
 
+#ifdef KVI_CONFORMANCE_ENGINE
+#include "kvi/engine.h"
+
+/* An engine object the program registers itself, as an application may
+ * (kvi_register_engine): the example engine of tests/example_engine. */
+extern const struct kvi_engine KVI_CONFORMANCE_ENGINE;
+#endif
+
 kvi_status conf_define_engine(kvi *k)
 {
+#ifdef KVI_CONFORMANCE_ENGINE
+    kvi_status rs = kvi_register_engine(k, &KVI_CONFORMANCE_ENGINE);
+    if (rs != KVI_OK)
+        return rs;
+#endif
     if (conf_g.url_file != NULL)
         return kvi_load_config(k, conf_g.url_file);
     return kvi_add_url(k, conf_g.url);

@@ -195,8 +195,8 @@ static void test_bool_words_ignore_case(void **state)
     static const struct {
         const char *text;
         int value;
-    } words[] = {{"yes", 1}, {"YES", 1}, {"True", 1}, {"on", 1},   {"1", 1},     {"no", 0},
-                 {"NO", 0},  {"false", 0}, {"OFF", 0}, {"0", 0}};
+    } words[] = {{"yes", 1}, {"YES", 1}, {"True", 1},  {"on", 1},  {"1", 1},
+                 {"no", 0},  {"NO", 0},  {"false", 0}, {"OFF", 0}, {"0", 0}};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
         char q[32];
         snprintf(q, sizeof q, "flag=%s", words[i].text);
@@ -247,8 +247,9 @@ static void test_sizes_take_a_suffix_in_any_case(void **state)
     static const struct {
         const char *text;
         uint64_t value;
-    } sizes[] = {{"0", 0},       {"123", 123},         {"64k", 64u << 10}, {"64K", 64u << 10},
-                 {"64kb", 64u << 10}, {"10MB", 10u << 20}, {"2g", 2ull << 30}, {"2Gb", 2ull << 30}};
+    } sizes[] = {{"0", 0},           {"123", 123},        {"64k", 64u << 10},
+                 {"64K", 64u << 10}, {"64kb", 64u << 10}, {"10MB", 10u << 20},
+                 {"2g", 2ull << 30}, {"2Gb", 2ull << 30}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         char q[32];
         snprintf(q, sizeof q, "cap=%s", sizes[i].text);
@@ -331,15 +332,15 @@ static void test_malformed_tables_are_refused_at_registration(void **state)
 {
     (void)state;
     const kvi_option dup[] = {{"a", KVI_OPT_BOOL, NULL, 0, 1, NULL, 0, NULL},
-                              {"a", KVI_OPT_BOOL, NULL, 0, 1, NULL, 0, NULL}, KVI_OPTION_END};
+                              {"a", KVI_OPT_BOOL, NULL, 0, 1, NULL, 0, NULL},
+                              KVI_OPTION_END};
     assert_table_refused(dup, sizeof(int), "declared twice");
     const kvi_option common[] = {{"timeout", KVI_OPT_MS, NULL, 1, 10, NULL, 0, NULL},
                                  KVI_OPTION_END};
     assert_table_refused(common, sizeof(uint32_t), "common option");
     const kvi_option beyond[] = {{"n", KVI_OPT_INT, NULL, 0, 1, NULL, 8, NULL}, KVI_OPTION_END};
     assert_table_refused(beyond, 8, "offset");
-    const kvi_option misaligned[] = {{"n", KVI_OPT_INT, NULL, 0, 1, NULL, 4, NULL},
-                                     KVI_OPTION_END};
+    const kvi_option misaligned[] = {{"n", KVI_OPT_INT, NULL, 0, 1, NULL, 4, NULL}, KVI_OPTION_END};
     assert_table_refused(misaligned, 16, "aligned");
     const kvi_option bad_default[] = {{"n", KVI_OPT_INT, "+1", 0, 5, NULL, 0, NULL},
                                       KVI_OPTION_END};
@@ -347,8 +348,7 @@ static void test_malformed_tables_are_refused_at_registration(void **state)
     const kvi_option no_choices[] = {{"e", KVI_OPT_ENUM, NULL, 0, 0, NULL, 0, NULL},
                                      KVI_OPTION_END};
     assert_table_refused(no_choices, sizeof(int), "choices");
-    const kvi_option upper[] = {{"Name", KVI_OPT_BOOL, NULL, 0, 1, NULL, 0, NULL},
-                                KVI_OPTION_END};
+    const kvi_option upper[] = {{"Name", KVI_OPT_BOOL, NULL, 0, 1, NULL, 0, NULL}, KVI_OPTION_END};
     assert_table_refused(upper, sizeof(int), "name must match");
     const kvi_option range[] = {{"n", KVI_OPT_INT, NULL, 5, 1, NULL, 0, NULL}, KVI_OPTION_END};
     assert_table_refused(range, 8, "min > max");
@@ -476,8 +476,7 @@ static void test_redis_cluster_and_lazy_follow_the_same_rule(void **state)
     assert_int_equal(kvi_add_url(k, "redis:b://127.0.0.1:1/?cluster=sometimes&lazy=yes"),
                      KVI_E_INVALID);
     assert_non_null(strstr(kvi_errmsg(k), "yes or no or auto"));
-    assert_int_equal(kvi_add_url(k, "redis:c://127.0.0.1:1/?max_idle=+3&lazy=yes"),
-                     KVI_E_INVALID);
+    assert_int_equal(kvi_add_url(k, "redis:c://127.0.0.1:1/?max_idle=+3&lazy=yes"), KVI_E_INVALID);
     assert_non_null(strstr(kvi_errmsg(k), "option 'max_idle' of 'redis:c': '+3'"));
     assert_int_equal(kvi_add_url(k, "redis:d://127.0.0.1:1/?socket=&lazy=yes"), KVI_E_INVALID);
 }

@@ -104,7 +104,8 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     /* "user@" alone authenticates as that user (a nopass ACL user). */
     if ((url->password != NULL && url->password[0] != '\0') || url->user != NULL) {
-        if ((cfg->password = kvi_engine_strdup(c, url->password != NULL ? url->password : "")) == NULL)
+        if ((cfg->password = kvi_engine_strdup(c, url->password != NULL ? url->password : "")) ==
+            NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
     size_t nhosts = url->nhosts > 0 ? url->nhosts : (cfg->socket != NULL ? 0 : 1);
