@@ -299,8 +299,8 @@ static kvi_status ex_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *
     int64_t now = now_ms(c);
     struct ex_item **pp = find(c, key, key_len, now);
     kvi_status st = pp == NULL ? KVI_NOT_FOUND : KVI_OK;
-    if (pp != NULL) /* whole seconds, rounded up; -1 = never expires */
-        *ttl_s = (*pp)->expire_at_ms == 0 ? -1 : ((*pp)->expire_at_ms - now + 999) / 1000;
+    if (pp != NULL) /* whole seconds, rounded down (never more than is left); -1 = never */
+        *ttl_s = (*pp)->expire_at_ms == 0 ? -1 : ((*pp)->expire_at_ms - now) / 1000;
     pthread_mutex_unlock(&ex(c)->lock);
     return st;
 }
