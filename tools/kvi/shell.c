@@ -74,7 +74,7 @@ static int wait_input(void)
 static int read_plain(kvi__cli_shell *sh)
 {
     for (;;) {
-        char *from = sh->in + sh->in_used;
+        char *from = sh->in != NULL ? sh->in + sh->in_used : NULL;
         size_t avail = sh->in_len - sh->in_used;
         char *nl = avail > 0 ? memchr(from, '\n', avail) : NULL;
         if (nl != NULL || (sh->in_eof && avail > 0)) {
@@ -94,7 +94,8 @@ static int read_plain(kvi__cli_shell *sh)
         }
         if (sh->in_eof)
             return 0;
-        memmove(sh->in, from, avail);
+        if (avail > 0)
+            memmove(sh->in, from, avail);
         sh->in_len = avail;
         sh->in_used = 0;
         if (sh->in_len == sh->in_cap) {
