@@ -26,10 +26,11 @@ struct kvi_breaker {
     kvi_status kind;                    /* KVI_E_TIMEOUT or KVI_E_CONNECT */
 };
 
-static int64_t clock_ms(clockid_t id)
+/* Wall-clock ms, only for the "until HH:MM:SS" of messages. */
+static int64_t wall_ms(void)
 {
     struct timespec ts;
-    clock_gettime(id, &ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -81,7 +82,7 @@ kvi_status kvi_breaker_enter(kvi_conn *c, kvi_breaker *b, const char *server, in
         return KVI_OK;
     pthread_mutex_lock(&b->mu);
     int64_t until = atomic_load(&b->down_until_ms);
-    int64_t now = clock_ms(CLOCK_MONOTONIC);
+    int64_t now = kvi_monotonic_ms();
     if (until == 0 || (now >= until && !b->probing)) {
         /* Up again meanwhile, or this call is the one probe. */
         if (until != 0) {
@@ -112,8 +113,8 @@ kvi_status kvi_breaker_enter(kvi_conn *c, kvi_breaker *b, const char *server, in
 static void mark_down(kvi_breaker *b, kvi_status kind)
 {
     b->kind = kind;
-    b->down_until_wall_ms = clock_ms(CLOCK_REALTIME) + b->down_for_ms;
-    int64_t until = clock_ms(CLOCK_MONOTONIC) + b->down_for_ms;
+    b->down_until_wall_ms = wall_ms() + b->down_for_ms;
+    int64_t until = kvi_monotonic_ms() + b->down_for_ms;
     atomic_store(&b->down_until_ms, until > 0 ? until : 1);
 }
 

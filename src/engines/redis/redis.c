@@ -92,6 +92,24 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         if ((cfg->socket = kvi_engine_strdup(c, opt->socket)) == NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
+    /* A unix socket path as the host, as docs/urls.md shows it:
+     * "redis://%2Frun%2Fredis.sock/0" is "socket=/run/redis.sock". */
+    int socket_host = url->nhosts > 0 && url->hosts[0].host[0] == '/';
+    for (size_t i = 0; i < url->nhosts; i++) {
+        if (url->hosts[i].host[0] != '/')
+            continue;
+        if (url->nhosts > 1 || opt->socket != NULL)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "a unix socket path as host excludes other hosts and the "
+                                    "socket option");
+        if (url->hosts[i].port != 0)
+            return kvi_engine_error(c, KVI_E_INVALID, "a unix socket path as host takes no port");
+        if (cfg->cluster == KVI_REDIS_CLUSTER_YES)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "a unix socket path as host: a cluster is reached over TCP");
+        if ((cfg->socket = kvi_engine_strdup(c, url->hosts[i].host)) == NULL)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    }
     if (url->database != NULL) {
         cfg->db = parse_range(url->database, 0, INT_MAX);
         if (cfg->db < 0)
@@ -108,7 +126,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
-    size_t nhosts = url->nhosts > 0 ? url->nhosts : (cfg->socket != NULL ? 0 : 1);
+    size_t nhosts = url->nhosts > 0 && !socket_host ? url->nhosts : (cfg->socket != NULL ? 0 : 1);
     if (nhosts > 0) {
         cfg->hosts = kvi_engine_malloc(c, nhosts * sizeof *cfg->hosts);
         if (cfg->hosts == NULL)
@@ -117,6 +135,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         for (size_t i = 0; i < nhosts; i++) {
             const char *h = url->nhosts > 0 ? url->hosts[i].host : "127.0.0.1";
             uint16_t port = url->nhosts > 0 ? url->hosts[i].port : 0;
+            /* (a socket host never gets here: nhosts is 0 then) */
             cfg->hosts[i].port = port != 0 ? port : DEFAULT_PORT;
             if ((cfg->hosts[i].host = kvi_engine_strdup(c, h)) == NULL)
                 return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");

@@ -160,6 +160,18 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
         if (s != KVI_OK)
             return s;
     }
+    if (r->type == REDIS_REPLY_ERROR && kvi__redis_starts_with(r->str, r->len, "NOPERM")) {
+        /* An ACL user without the CLUSTER command (a standalone set-up's
+         * usual least-privilege user).  kvi_engine_error scrubs the
+         * password. */
+        s = kvi_engine_error(c, KVI_E_AUTH,
+                             "%s refused CLUSTER %s, which cluster=auto and cluster=yes use to "
+                             "read the cluster map (%s); for a standalone server use cluster=no, "
+                             "for a cluster allow the user +cluster|shards +cluster|slots",
+                             n->addr.name, shards ? "SHARDS" : "SLOTS", r->str);
+        freeReplyObject(r);
+        return s;
+    }
     if (r->type == REDIS_REPLY_ERROR) {
         s = kvi__redis_reply_error(c, r);
         freeReplyObject(r);

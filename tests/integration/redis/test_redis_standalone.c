@@ -187,6 +187,18 @@ static void test_acl_user_auth(void **state)
     /* The ACL limits alice to app:* keys: the server's refusal is AUTH. */
     assert_int_equal(kvi_store(f->k, "redis:alice", "other", 5, "v", 1, 0), KVI_E_AUTH);
 
+    /* cluster=auto asks CLUSTER SHARDS: an ACL user without it is told to
+     * use cluster=no, which then works. */
+    q = "ACL SETUSER carol on >carol-pw-42 ~* +@all -cluster";
+    assert_int_equal(kvi_raw_query(f->k, "redis", q, strlen(q), &r), KVI_OK);
+    kvi_reply_free(r);
+    assert_int_equal(try_urlf(f->k, "redis:carol://carol:carol-pw-42@127.0.0.1:%u/", f->port),
+                     KVI_E_AUTH);
+    assert_non_null(strstr(kvi_errmsg(f->k), "use cluster=no"));
+    assert_null(strstr(kvi_errmsg(f->k), "carol-pw-42"));
+    add_urlf(f->k, "redis:carol://carol:carol-pw-42@127.0.0.1:%u/?cluster=no", f->port);
+    assert_int_equal(kvi_store(f->k, "redis:carol", "c", 1, "1", 1, 0), KVI_OK);
+
     assert_int_equal(try_urlf(f->k, "redis:bad://alice:not-her-pw@127.0.0.1:%u/", f->port),
                      KVI_E_AUTH);
     assert_null(strstr(kvi_errmsg(f->k), "not-her-pw"));
@@ -231,6 +243,25 @@ static void test_unix_socket(void **state)
     /* Same server over TCP sees the key. */
     add_urlf(k, "redis:tcp://127.0.0.1:%u/", kvi_ts_port(s));
     assert_fetch_is(k, "redis:tcp", "via-socket", "1");
+    /* The socket path as the host, percent-encoded (docs/urls.md). */
+    char enc[1600];
+    size_t o = 0;
+    for (const char *p = path; *p != '\0' && o + 4 < sizeof enc; p++) {
+        if (*p == '/') {
+            memcpy(enc + o, "%2F", 3);
+            o += 3;
+        } else {
+            enc[o++] = *p;
+        }
+    }
+    enc[o] = '\0';
+    add_urlf(k, "redis:sockhost://%s/2", enc);
+    assert_int_equal(kvi_store(k, "redis:sockhost", "in2", 3, "y", 1, 0), KVI_OK);
+    assert_int_equal(kvi_ping(k, "redis:sockhost"), KVI_OK);
+    add_urlf(k, "redis:tcp2://127.0.0.1:%u/2", kvi_ts_port(s));
+    assert_fetch_is(k, "redis:tcp2", "in2", "y");
+    assert_int_equal(try_urlf(k, "redis:sockport://%s:6379/", enc), KVI_E_INVALID);
+    assert_int_equal(try_urlf(k, "redis:socklist://%s,127.0.0.1/", enc), KVI_E_INVALID);
     /* A socket plus a host list is ambiguous. */
     assert_int_equal(try_urlf(k, "redis:both://127.0.0.1:%u/?socket=%s", kvi_ts_port(s), path),
                      KVI_E_INVALID);
@@ -828,6 +859,14 @@ static void test_bad_options_are_rejected(void **state)
     assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/2?cluster=yes&lazy=1"), KVI_E_INVALID);
     assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?wait_replicas=x&lazy=1"), KVI_E_INVALID);
     assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?wait_timeout=0&lazy=1"), KVI_E_INVALID);
+    /* 0 is not "no limit" (docs/engines/redis.md): refused, naming the option. */
+    assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?timeout=0&lazy=1"), KVI_E_INVALID);
+    assert_non_null(strstr(kvi_errmsg(k), "timeout"));
+    assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?connect_timeout=0&lazy=1"),
+                     KVI_E_INVALID);
+    assert_non_null(strstr(kvi_errmsg(k), "connect_timeout"));
+    assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?down_for=0&lazy=1"), KVI_E_INVALID);
+    assert_int_equal(kvi_add_url(k, "redis://127.0.0.1:1/?down_after=-1&lazy=1"), KVI_E_INVALID);
     kvi_free(k);
 }
 
