@@ -2,7 +2,7 @@
  * rel_shm.c -- the shared local collection (local://?shm=NAME) against
  * processes that die at any moment, and seen from an unrelated `kvi`.
  *
- *   rel_shm SEGMENT_PREFIX KVI_BINARY
+ *   rel_shm SEGMENT_PREFIX KVI_BINARY CONFORMANCE_BINARY
  *
  * test_kill_workers_at_random_moments: rounds of forked workers, each its
  * own context on the same segment, adding random deltas to shared counters
@@ -15,6 +15,11 @@
  * test_unrelated_kvi_sees_what_a_worker_stored: a forked worker stores and
  * stays alive; the kvi command (another program) lists, fetches, reads
  * stats, removes.
+ *
+ * test_conformance_passes_with_forked_workers_attached: the whole
+ * conformance suite (another program) runs on a segment while forked
+ * workers keep writing their own keys in it and the parent SIGKILLs and
+ * replaces one of them every few milliseconds.
  *
  * Segments are SEGMENT_PREFIX-kill and -cli; they are removed at the end
  * of each test (CTest fixtures remove them too when this program dies).
@@ -47,6 +52,7 @@
 
 static const char *g_prefix;
 static const char *g_kvi;
+static const char *g_conformance;
 
 /* Shared with the workers (MAP_SHARED | MAP_ANONYMOUS). */
 struct worker_slot {
@@ -327,17 +333,109 @@ static void test_unrelated_kvi_sees_what_a_worker_stored(void **state)
     assert_int_equal(kvi__sh_unlink(name, err, sizeof(err)), KVI_NOT_FOUND);
 }
 
+/* A background worker: its own context, random traffic on bg:* keys. */
+static void bg_worker(const char *url, uint64_t seed)
+{
+    kvi *k = NULL;
+    kvi_conn *c = NULL;
+    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, url) != KVI_OK ||
+        kvi_conn_get(k, "local:bg", &c) != KVI_OK)
+        _exit(3);
+    char key[32], val[3000];
+    memset(val, 'b', sizeof(val));
+    for (;;) {
+        uint64_t r = rng_next(&seed);
+        int n = snprintf(key, sizeof(key), "bg:%u", (unsigned)((r >> 8) % 500u));
+        kvi_value v = KVI_VALUE_INIT;
+        switch (r % 4u) {
+        case 0:
+            (void)kvi_conn_store(c, key, (size_t)n, val, (size_t)((r >> 20) % 3000u),
+                                 (r >> 40) % 2u);
+            break;
+        case 1:
+            (void)kvi_conn_fetch(c, key, (size_t)n, &v);
+            kvi_value_free(&v);
+            break;
+        case 2:
+            (void)kvi_conn_add(c, key, (size_t)n, 1, 0, NULL);
+            break;
+        default:
+            (void)kvi_conn_remove(c, key, (size_t)n);
+        }
+    }
+}
+
+static pid_t spawn_bg(const char *url, uint64_t seed)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        bg_worker(url, seed);
+    return pid;
+}
+
+static void test_conformance_passes_with_forked_workers_attached(void **state)
+{
+    (void)state;
+    char name[300], url[400], bg_url[400], err[512];
+    seg_name(name, sizeof(name), "conf");
+    (void)kvi__sh_unlink(name, err, sizeof(err));
+    snprintf(url, sizeof(url), "local:shared://?shm=%s&max_memory=96m", name);
+    snprintf(bg_url, sizeof(bg_url), "local:bg://?shm=%s&max_memory=96m", name);
+    pid_t bg[3];
+    uint64_t seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < 3; i++)
+        bg[i] = spawn_bg(bg_url, seed + (uint64_t)i);
+    fflush(NULL);
+    pid_t conf = fork();
+    assert_true(conf >= 0);
+    if (conf == 0) {
+        execl(g_conformance, g_conformance, "--url", url, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0, kills = 0;
+    while (waitpid(conf, &status, WNOHANG) == 0) {
+        pause_us(5000 + (long)(rng_next(&seed) % 10000u));
+        int i = (int)(rng_next(&seed) % 3u);
+        kill(bg[i], SIGKILL);
+        waitpid(bg[i], NULL, 0);
+        kills++;
+        bg[i] = spawn_bg(bg_url, rng_next(&seed));
+    }
+    for (int i = 0; i < 3; i++) {
+        kill(bg[i], SIGKILL);
+        waitpid(bg[i], NULL, 0);
+    }
+    printf("rel_shm: conformance ran beside 3 writers, %d of them killed and replaced\n", kills);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    kvi__sh_config cfg = {name, 0, -1, 0, 0};
+    kvi__sh *s = NULL;
+    int created = 0;
+    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    if (kvi__sh_check(s, err, sizeof(err)) != KVI_OK)
+        fail_msg("structure check after the run: %s", err);
+    kvi__sh_close(s);
+    kvi_free(k);
+    assert_int_equal(kvi__sh_unlink(name, err, sizeof(err)), KVI_OK);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s SEGMENT_PREFIX KVI_BINARY\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s SEGMENT_PREFIX KVI_BINARY CONFORMANCE_BINARY\n", argv[0]);
         return 2;
     }
     g_prefix = argv[1];
     g_kvi = argv[2];
+    g_conformance = argv[3];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_workers_at_random_moments),
         cmocka_unit_test(test_unrelated_kvi_sees_what_a_worker_stored),
+        cmocka_unit_test(test_conformance_passes_with_forked_workers_attached),
     };
     return cmocka_run_group_tests_name("rel_shm", tests, NULL, NULL);
 }

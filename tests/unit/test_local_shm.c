@@ -154,6 +154,27 @@ static void test_bad_magic_is_corrupt_naming_the_segment(void **state)
     expect_refused(f, KVI_E_CORRUPT, "magic");
 }
 
+/* A creator killed after sizing the segment but before formatting it
+ * leaves zeros: the next opener makes it (after a short wait). */
+static void test_segment_whose_creator_died_is_made_again(void **state)
+{
+    fx *f = *state;
+    int fd = shm_open(f->shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 2 << 20), 0);
+    close(fd);
+    kvi *k = ctx(f->url, KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "a", 1, "1", 1, 0), KVI_OK);
+    kvi_free(k);
+    /* One that is not ours and not ready is left alone. */
+    size_t len;
+    unsigned char *p = map_raw(f, &len);
+    memcpy(p, "SOMEONE!", 8);
+    atomic_store(&((struct sh_header *)p)->ready, 0u);
+    munmap(p, len);
+    expect_refused(f, KVI_E_CORRUPT, "magic");
+}
+
 static void test_other_layout_version_is_corrupt(void **state)
 {
     fx *f = *state;
@@ -460,6 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_forked_child_and_parent_share_the_table),
         T(test_bad_magic_is_corrupt_naming_the_segment),
+        T(test_segment_whose_creator_died_is_made_again),
         T(test_other_layout_version_is_corrupt),
         T(test_damaged_header_is_corrupt),
         T(test_segment_of_another_size_is_corrupt),

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define SH_MAGIC "KVISHM\r\n"
-#define SH_WAIT_MS 2000
+#define SH_WAIT_MS 500
 
 static uint64_t fnv1a(const void *p, size_t n)
 {
@@ -332,16 +332,56 @@ static kvi_status sh_map(kvi__sh *s, int fd, char *err, size_t err_len)
     return KVI_OK;
 }
 
-static kvi_status sh_create(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode,
-                            uint64_t size, char *err, size_t err_len)
+/* Is this segment one whose creator died while it made it: never marked
+ * ready, its magic ours or not yet written?  Such a segment holds no data
+ * and may be made again.  Anything else not ready is somebody else's. */
+static int sh_unfinished(int fd, size_t size)
 {
+    if (size < sizeof(struct sh_header))
+        return 1;
+    void *p = mmap(NULL, sizeof(struct sh_header), PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return 0;
+    const struct sh_header *h = p;
+    static const char zero[8];
+    int r = atomic_load_explicit(&h->ready, memory_order_acquire) != 1u &&
+            (memcmp(h->magic, SH_MAGIC, 8) == 0 || memcmp(h->magic, zero, 8) == 0);
+    munmap(p, sizeof(struct sh_header));
+    return r;
+}
+
+/* Makes the segment: a new (empty) file, or one whose creator died half-way
+ * (sh_unfinished).  Formatting needs the exclusive flock, which attachers
+ * wait for; *retry when, with the lock, the segment turns out to be made
+ * by another process meanwhile (attach to it instead). */
+static kvi_status sh_create(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode,
+                            uint64_t size, int *retry, char *err, size_t err_len)
+{
+    *retry = 0;
     uint64_t nb = 0, arena = 0;
     if (!sh_geometry(size, &nb, &arena)) {
         snprintf(err, err_len, "max_memory=%llu is too small for segment %s",
                  (unsigned long long)size, s->path);
         return KVI_E_INVALID;
     }
-    if (flock(fd, LOCK_EX) != 0 || fchmod(fd, mode) != 0) {
+    struct stat sb;
+    if (flock(fd, LOCK_EX) != 0 || fstat(fd, &sb) != 0) {
+        snprintf(err, err_len, "cannot prepare segment %s: %s", s->path, strerror(errno));
+        return KVI_E_IO;
+    }
+    if (sb.st_size > 0) {
+        if (!sh_unfinished(fd, (size_t)sb.st_size)) {
+            flock(fd, LOCK_UN);
+            *retry = 1;
+            return KVI_OK;
+        }
+        /* Start from zeros: what the dead creator wrote goes. */
+        if (ftruncate(fd, 0) != 0) {
+            snprintf(err, err_len, "cannot reset segment %s: %s", s->path, strerror(errno));
+            return KVI_E_IO;
+        }
+    }
+    if (fchmod(fd, mode) != 0) {
         snprintf(err, err_len, "cannot prepare segment %s: %s", s->path, strerror(errno));
         return KVI_E_IO;
     }
@@ -418,9 +458,12 @@ static kvi_status sh_check_header(kvi__sh *s, char *err, size_t err_len)
     return KVI_OK;
 }
 
-static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode, char *err,
-                            size_t err_len)
+/* Attaches to an existing segment; *unfinished when its creator died
+ * before it was made (or has not begun): then the caller makes it. */
+static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode,
+                            int *unfinished, char *err, size_t err_len)
 {
+    *unfinished = 0;
     struct stat sb;
     uid_t me = geteuid();
     if (fstat(fd, &sb) != 0) {
@@ -440,21 +483,27 @@ static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsig
         return KVI_E_AUTH;
     }
     /* The creator holds an exclusive flock while it sizes and formats;
-     * between its shm_open and its flock the size is still 0. */
-    struct timespec pause = {0, 10 * 1000 * 1000};
-    for (int waited = 0;; waited += 10) {
+     * between its shm_open and its flock the size is still 0.  Holding the
+     * shared lock, an unfinished segment means its creator is not at work
+     * (not yet, or dead). */
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    for (int waited = 0;; waited += 5) {
         if (flock(fd, LOCK_SH) != 0 || fstat(fd, &sb) != 0) {
             snprintf(err, err_len, "cannot read segment %s: %s", s->path, strerror(errno));
             return KVI_E_IO;
         }
-        if (sb.st_size > 0 || waited >= SH_WAIT_MS)
+        if (!sh_unfinished(fd, (size_t)sb.st_size))
             break;
         flock(fd, LOCK_UN);
+        if (waited >= SH_WAIT_MS) {
+            *unfinished = 1;
+            return KVI_OK;
+        }
         nanosleep(&pause, NULL);
     }
     kvi_status st;
     if ((uint64_t)sb.st_size < KVI__SH_MIN_SIZE || (uint64_t)sb.st_size > KVI__SH_MAX_SIZE) {
-        st = corrupt(s, err, err_len, sb.st_size ? "wrong size" : "empty (its creator died?)");
+        st = corrupt(s, err, err_len, "wrong size");
         flock(fd, LOCK_UN);
         return st;
     }
@@ -524,22 +573,21 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
     snprintf(s->name, sizeof(s->name), "%s", cfg->name);
     snprintf(s->path, sizeof(s->path), "/dev/shm%s", shm);
 
-    st = KVI_E_IO;
-    for (int attempt = 0; attempt < 4; attempt++) {
+    int attempt;
+    for (attempt = 0; attempt < 50; attempt++) {
+        int retry = 0, unfinished = 0;
         int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-        if (fd >= 0) {
-            st = sh_create(s, fd, cfg, mode, size, err, err_len);
-            close(fd);
-            if (st != KVI_OK)
-                shm_unlink(shm);
-            else
-                *created = 1;
-            break;
-        }
-        if (errno == EEXIST) {
+        if (fd < 0 && errno == EEXIST) {
             fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
             if (fd < 0 && errno == ENOENT)
                 continue; /* removed meanwhile: create it */
+            if (fd >= 0) {
+                st = sh_attach(s, fd, cfg, mode, &unfinished, err, err_len);
+                if (st != KVI_OK || !unfinished) {
+                    close(fd);
+                    break;
+                }
+            }
         }
         if (fd < 0) {
             int e = errno;
@@ -547,9 +595,20 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
             st = e == EACCES || e == EPERM ? KVI_E_AUTH : KVI_E_IO;
             break;
         }
-        st = sh_attach(s, fd, cfg, mode, err, err_len);
+        /* A new segment, or one whose creator died before finishing. */
+        st = sh_create(s, fd, cfg, mode, size, &retry, err, err_len);
         close(fd);
+        if (retry)
+            continue;
+        if (st != KVI_OK)
+            shm_unlink(shm);
+        else
+            *created = 1;
         break;
+    }
+    if (attempt == 50) {
+        st = KVI_E_IO;
+        snprintf(err, err_len, "segment %s kept changing while it was opened", s->path);
     }
     if (st == KVI_E_CORRUPT && cfg->unlink_on_close && shm_unlink(shm) == 0) {
         size_t n = strlen(err);
