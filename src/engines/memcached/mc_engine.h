@@ -71,6 +71,7 @@ struct mc_conn {
     uint32_t call_ms; /* longest a call may talk to the servers */
     struct mc_server *servers;
     uint32_t nservers;
+    char *sasl_user; /* the SASL user name of the URL, NULL without SASL */
 };
 
 /* A handle lent to one call, and the call's deadline. */

@@ -86,23 +86,51 @@ static const char *mc_clean_message(const char *msg, char *buf, size_t size)
     return buf;
 }
 
+/* An authentication failure, said as one (libmemcached's own words are
+ * "AUTHENTICATION FAILURE" or, for a server without SASL, a read failure).
+ * The user name may show, the password never does. */
+static kvi_status mc_auth_error(kvi_conn *c, const struct mc_conn *m, memcached_return_t rc,
+                                const char *op)
+{
+    if (m->sasl_user == NULL)
+        return kvi_engine_error(c, KVI_E_AUTH,
+                                "%s: authentication required: the server uses SASL; give "
+                                "user:password in the URL",
+                                op);
+    if (rc == MEMCACHED_UNKNOWN_READ_FAILURE)
+        return kvi_engine_error(c, KVI_E_AUTH,
+                                "%s: authentication failed: the server does not do SASL (a "
+                                "memcached without -S refuses the SASL handshake); remove "
+                                "user:password from the URL or start the server with -S",
+                                op);
+    return kvi_engine_error(c, KVI_E_AUTH,
+                            "%s: authentication failed: the server refused user '%s' with the "
+                            "password given",
+                            op, m->sasl_user);
+}
+
 /* Turns a failed libmemcached call into a kvi status with a detail message.
  * libmemcached's messages name hosts, never the SASL password. */
 kvi_status kvi__mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, const char *op)
 {
     const struct mc_lease *l = mc != NULL ? memcached_get_user_data(mc) : NULL;
     if (l != NULL && atomic_load(&l->expired)) {
-        const struct mc_conn *m = kvi_conn_priv(c);
+        const struct mc_conn *mt = kvi_conn_priv(c);
         return kvi_engine_error(c, KVI_E_TIMEOUT,
                                 "%s: no complete reply within %u ms (the server answers too "
                                 "slowly or not at all)",
-                                op, (unsigned)m->call_ms);
+                                op, (unsigned)mt->call_ms);
     }
     /* FAILURE / SOME_ERRORS say little; the handle's last error says why. */
     if ((rc == MEMCACHED_FAILURE || rc == MEMCACHED_SOME_ERRORS) && mc != NULL &&
         memcached_last_error(mc) != MEMCACHED_SUCCESS)
         rc = memcached_last_error(mc);
+    const struct mc_conn *m = kvi_conn_priv(c);
+    if (mc != NULL && kvi__mc_map(memcached_last_error(mc)) == KVI_E_AUTH)
+        rc = memcached_last_error(mc);
     kvi_status st = kvi__mc_map(rc);
+    if (st == KVI_E_AUTH || (m->sasl_user != NULL && rc == MEMCACHED_UNKNOWN_READ_FAILURE))
+        return mc_auth_error(c, m, rc, op);
     if (st == KVI_OK || st == KVI_NOT_FOUND)
         st = KVI_E_BACKEND; /* an unexpected reply for this call */
     char buf[256];

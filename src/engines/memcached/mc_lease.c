@@ -142,10 +142,12 @@ static void mc_after_failure(kvi_conn *c, memcached_st *mc, kvi_status st)
     const struct mc_conn *m = kvi_conn_priv(c);
     /* After a reply that was not read to its end (garbage, a timeout, a
      * broken connection) the sockets may still hold the rest of it, which
-     * the next request would take for its own reply: close them. */
-    if (st == KVI_E_IO || st == KVI_E_PROTOCOL || st == KVI_E_TIMEOUT)
+     * the next request would take for its own reply: close them (also
+     * after a failed SASL handshake, so the next call tries it afresh). */
+    if (st == KVI_E_IO || st == KVI_E_PROTOCOL || st == KVI_E_TIMEOUT || st == KVI_E_AUTH)
         memcached_quit(mc);
-    if (m->retry_s == 0 && (st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO)) {
+    if (m->retry_s == 0 &&
+        (st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO || st == KVI_E_AUTH)) {
         uint32_t n = memcached_server_count(mc);
         for (uint32_t i = 0; i < n; i++)
             memcached_instance_next_retry(memcached_server_instance_by_position(mc, i), 0);

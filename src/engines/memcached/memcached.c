@@ -58,16 +58,8 @@ static kvi_status mc_probe(kvi_conn *c)
         if (rc2 == MEMCACHED_AUTH_FAILURE || rc2 == MEMCACHED_AUTH_PROBLEM)
             st = KVI_E_AUTH;
     }
-    if (rc != MEMCACHED_SUCCESS) {
-        memcached_return_t last = memcached_last_error(l.mc);
-        if (up == 0 &&
-            (st == KVI_E_AUTH || last == MEMCACHED_AUTH_FAILURE || last == MEMCACHED_AUTH_PROBLEM))
-            st = kvi_engine_error(c, KVI_E_AUTH,
-                                  "connect: the server requires SASL authentication: give "
-                                  "user:password in the URL");
-        else if (up == 0)
-            st = kvi__mc_fail(c, l.mc, rc, "connect");
-    }
+    if (rc != MEMCACHED_SUCCESS && up == 0)
+        st = kvi__mc_fail(c, l.mc, st == KVI_E_AUTH ? MEMCACHED_AUTH_FAILURE : rc, "connect");
     kvi__mc_release(c, &l, st);
     return st;
 }
@@ -136,6 +128,9 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
                                     memcached_strerror(mc, rc));
     }
     if (url->user != NULL) {
+        m->sasl_user = kvi_engine_strdup(c, url->user);
+        if (m->sasl_user == NULL)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
         memcached_return_t rc = memcached_set_sasl_auth_data(mc, url->user, url->password);
         if (rc != MEMCACHED_SUCCESS)
             return kvi_engine_error(
@@ -177,6 +172,8 @@ static void mc_close(kvi_conn *c)
         memcached_free(m->master);
     m->master = NULL;
     kvi__mc_servers_free(c, m);
+    kvi_engine_free(c, m->sasl_user);
+    m->sasl_user = NULL;
 }
 
 static const struct kvi_engine kvi_engine_memcached = {

@@ -1229,6 +1229,31 @@ static int make_sasldb(const char *dir, const char *prog)
     return fclose(f);
 }
 
+/* Credentials for a server without SASL: an authentication error that
+ * says so (libmemcached reports the refused handshake as a read failure),
+ * at open and on the calls of a lazy id; the password never shows. */
+static void test_credentials_for_a_server_without_sasl_say_authentication(void **state)
+{
+    (void)state;
+    char url[256];
+    kvi *k;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    snprintf(url, sizeof url, "memcached://alice:pw-no-sasl@127.0.0.1:%u/", kvi_ts_port(pool[0]));
+    ASSERT_KVI(k, kvi_add_url(k, url), KVI_E_AUTH);
+    fprintf(stderr, "credentials, no SASL: %s\n", kvi_errmsg(k));
+    assert_non_null(strstr(kvi_errmsg(k), "authentication"));
+    assert_null(strstr(kvi_errmsg(k), "pw-no-sasl"));
+    snprintf(url, sizeof url, "memcached://alice:pw-no-sasl@127.0.0.1:%u/?lazy=yes",
+             kvi_ts_port(pool[0]));
+    ASSERT_KVI(k, kvi_add_url(k, url), KVI_OK);
+    ASSERT_KVI(k, kvi_store(k, "memcached", "nosasl", 6, "x", 1, 0), KVI_E_AUTH);
+    assert_non_null(strstr(kvi_errmsg(k), "authentication"));
+    kvi_value out = KVI_VALUE_INIT;
+    ASSERT_KVI(k, kvi_fetch(k, "memcached", "nosasl", 6, &out), KVI_E_AUTH);
+    assert_null(strstr(kvi_errmsg(k), "pw-no-sasl"));
+    kvi_free(k);
+}
+
 static void test_sasl_authentication(void **state)
 {
     (void)state;
@@ -1261,6 +1286,15 @@ static void test_sasl_authentication(void **state)
 
     snprintf(url, sizeof url, "memcached:bad://alice:wrong-pw@127.0.0.1:%u/", kvi_ts_port(s));
     ASSERT_KVI(k, kvi_add_url(k, url), KVI_E_AUTH);
+    fprintf(stderr, "wrong password: %s\n", kvi_errmsg(k));
+    assert_null(strstr(kvi_errmsg(k), "wrong-pw"));
+    assert_non_null(strstr(kvi_errmsg(k), "authentication"));
+    snprintf(url, sizeof url, "memcached:badlazy://alice:wrong-pw@127.0.0.1:%u/?lazy=yes",
+             kvi_ts_port(s));
+    ASSERT_KVI(k, kvi_add_url(k, url), KVI_OK);
+    ASSERT_KVI(k, kvi_store(k, "memcached:badlazy", "sasl", 4, "x", 1, 0), KVI_E_AUTH);
+    fprintf(stderr, "wrong password, lazy: %s\n", kvi_errmsg(k));
+    assert_non_null(strstr(kvi_errmsg(k), "authentication"));
     assert_null(strstr(kvi_errmsg(k), "wrong-pw"));
 
     /* Without credentials: refused at open, and writes of a lazy id fail. */
@@ -1271,6 +1305,8 @@ static void test_sasl_authentication(void **state)
     ASSERT_KVI(k, kvi_add_url(k, url), KVI_OK);
     ASSERT_KVI(k, kvi_store(k, "memcached:anon", "sasl", 4, "x", 1, 0), KVI_E_AUTH);
     ASSERT_KVI(k, kvi_add(k, "memcached:anon", "sasl-counter", 12, 1, 0, &v), KVI_E_AUTH);
+    fprintf(stderr, "no credentials, lazy: %s\n", kvi_errmsg(k));
+    assert_non_null(strstr(kvi_errmsg(k), "authentication"));
     /* The authenticated id still reads its value. */
     kvi_value out = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "sasl", 4, &out), KVI_OK);
@@ -1310,6 +1346,7 @@ int main(void)
         cmocka_unit_test(test_open_fails_only_when_no_server_answers),
         cmocka_unit_test(test_bad_urls_are_rejected_clearly),
         cmocka_unit_test(test_capabilities_are_honest),
+        cmocka_unit_test(test_credentials_for_a_server_without_sasl_say_authentication),
         cmocka_unit_test(test_sasl_authentication),
     };
     return cmocka_run_group_tests_name("mc_integration", tests, pool_setup, pool_teardown);
