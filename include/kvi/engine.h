@@ -137,8 +137,8 @@ struct kvi_engine {
      * other operation on the key; a missing or expired key is created as
      * 0 + delta with expiry expire_s when that is within the bounds.  On
      * KVI_OK *value is the new value; on KVI_OUT_OF_BOUNDS nothing changed
-     * and *value is the current value (0 when missing), or left 0 where the
-     * engine cannot tell.  Overflow (KVI_E_OVERFLOW) and a non-integer
+     * and *value is the current value (0 when missing; the conformance
+     * suite checks it).  Overflow (KVI_E_OVERFLOW) and a non-integer
      * value (KVI_E_NOT_A_COUNTER) are checked before the bounds. */
     kvi_status (*add_bounded)(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                               int64_t expire_s, int64_t min, int64_t max, int64_t *value);

@@ -90,7 +90,8 @@ typedef enum kvi_status {
 /* 1 when st is an error (neither success nor one of the normal outcomes
  * KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS); what kvi_stats.errors
  * counts.  Codes 2..20 are the errors of this version; KVI_OUT_OF_BOUNDS
- * and KVI_KEY_EXISTS were appended later and are refusals, not errors. */
+ * and KVI_KEY_EXISTS were appended later and are refusals, not errors.
+ * st is evaluated more than once. */
 #define KVI_STATUS_IS_ERROR(st)                                                                    \
     ((st) != KVI_OK && (st) != KVI_NOT_FOUND && (st) != KVI_OUT_OF_BOUNDS && (st) != KVI_KEY_EXISTS)
 
