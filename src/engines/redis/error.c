@@ -36,6 +36,14 @@ kvi_status kvi__redis_io_error(kvi_conn *c, const char *name, const redisContext
         st = KVI_E_CONNECT;
         break;
     case REDIS_ERR_PROTOCOL:
+        if (strstr(ctx->errstr, "nested multi bulk") != NULL)
+            /* hiredis 0.14's reader has a fixed stack of 9 tasks (replies
+             * nest at most 7 levels); 1.0 and later grow it. */
+            return kvi_engine_error(c, KVI_E_PROTOCOL,
+                                    "reply from %s nests deeper than the 7 levels hiredis %d.%d "
+                                    "can read; ask for less (e.g. COMMAND DOCS with command "
+                                    "names) or build the engine against hiredis >= 1.0",
+                                    name, HIREDIS_MAJOR, HIREDIS_MINOR);
         st = KVI_E_PROTOCOL;
         break;
     case REDIS_ERR_OOM:

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h> /* HIREDIS_MAJOR: which reply depth to expect */
 
 #include "kvi/kvi.h"
 #include "kvitest.h"
@@ -814,6 +815,42 @@ static void test_raw_query_refuses_connection_state_commands(void **state)
     assert_fetch_is(k, "redis", "q", "a b");
 }
 
+static size_t reply_depth(const kvi_reply *r)
+{
+    size_t deepest = 0;
+    if (kvi_reply_type_of(r) != KVI_REPLY_ARRAY)
+        return 0;
+    for (size_t i = 0; i < kvi_reply_count(r); i++) {
+        size_t d = reply_depth(kvi_reply_element(r, i));
+        if (d > deepest)
+            deepest = d;
+    }
+    return deepest + 1;
+}
+
+/* COMMAND DOCS nests 8+ levels.  hiredis >= 1.0 reads any depth; 0.14
+ * stops at 7, which is the documented KVI_E_PROTOCOL naming the limit,
+ * and the connection keeps working for the next call. */
+static void test_raw_reply_depth_is_read_or_a_documented_error(void **state)
+{
+    struct fx *f = *state;
+    kvi_reply *r = NULL;
+    kvi_status st = kvi_raw_query(f->k, "redis", "COMMAND DOCS", 12, &r);
+#if HIREDIS_MAJOR >= 1
+    assert_int_equal(st, KVI_OK);
+    assert_true(reply_depth(r) >= 8);
+    kvi_reply_free(r);
+#else
+    assert_int_equal(st, KVI_E_PROTOCOL);
+    assert_null(r);
+    assert_non_null(strstr(kvi_errmsg(f->k), "nests deeper than the 7 levels"));
+#endif
+    assert_int_equal(kvi_raw_query(f->k, "redis", "COMMAND DOCS GET", 16, &r), KVI_OK);
+    assert_true(reply_depth(r) >= 3);
+    kvi_reply_free(r);
+    assert_int_equal(kvi_store(f->k, "redis", "after", 5, "1", 1, 0), KVI_OK);
+}
+
 /* wait_replicas=N: a write is only OK once N replicas have it. */
 static void test_wait_replicas_confirms_writes_on_replicas(void **state)
 {
@@ -897,6 +934,7 @@ int main(void)
         WITH_REDIS(test_add_bounded_is_exact_int64),
         WITH_REDIS(test_store_nx_writes_only_when_absent),
         WITH_REDIS(test_raw_query_refuses_connection_state_commands),
+        WITH_REDIS(test_raw_reply_depth_is_read_or_a_documented_error),
         WITH_REDIS(test_concurrent_adds_are_exact),
         WITH_REDIS(test_concurrent_bounded_subs_never_go_below_min),
         WITH_SERVER(test_wait_replicas_confirms_writes_on_replicas),
