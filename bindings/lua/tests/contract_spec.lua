@@ -251,6 +251,28 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
         H.fails("KVI_E_UNKNOWN_ENGINE", k:ping("memcached:undefined"))
     end)
 
+    it("a server that never answers is KVI_E_TIMEOUT, within the timeout", function()
+        if H.scheme == "local" then
+            pending("the local engine has no server to wait for")
+            return
+        end
+        local socket = require "socket"
+        -- Connections complete in the listen queue; nothing ever replies.
+        local mute = assert(socket.bind("127.0.0.1", 0))
+        local _, port = mute:getsockname()
+        local slow = kvi.new()
+        local sid = H.scheme .. ":slow"
+        assert(slow:add_url(("%s://127.0.0.1:%d/?timeout=300&connect_timeout=300&lazy=yes")
+            :format(sid, port)))
+        local t0 = socket.gettime()
+        H.fails("KVI_E_TIMEOUT", slow:ping(sid))
+        H.fails("KVI_E_TIMEOUT", slow:fetch(sid, "a"))
+        -- Two calls of 300 ms: far below this bound even on a loaded machine.
+        assert.is_true(socket.gettime() - t0 < 10)
+        slow:close()
+        mute:close()
+    end)
+
     it("defining the same id twice is KVI_E_EXISTS", function()
         H.fails("KVI_E_EXISTS", k:add_url(H.url()))
     end)

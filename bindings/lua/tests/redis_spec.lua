@@ -111,6 +111,37 @@ describe("redis under " .. _VERSION, function()
         down:close()
     end)
 
+    it("a wrong password is KVI_E_AUTH, the right one works, neither is shown", function()
+        local function with_password(group, pw)
+            return (H.url():gsub("^redis:t://", ("redis:%s://:%s@"):format(group, pw)))
+        end
+        assert.are.same({ ok = "OK" }, k:raw_query(id, "CONFIG SET requirepass Rig4tPa55"))
+        finally(function()
+            -- k's connection was authenticated before the password was set.
+            k:raw_query(id, 'CONFIG SET requirepass ""')
+        end)
+        local bad = kvi.new()
+        local ok, msg, st = bad:add_url(with_password("bad", "Wr0ngPa55"))
+        if ok then
+            ok, msg, st = bad:ping("redis:bad")
+        end
+        H.fails("KVI_E_AUTH", ok, msg, st)
+        assert.is_nil(msg:find("Wr0ngPa55", 1, true))
+        bad:close()
+        local good = kvi.new()
+        assert(good:add_url(with_password("good", "Rig4tPa55")))
+        assert.are.equal(true, good:ping("redis:good"))
+        assert(good:store("redis:good", H.key(), "authenticated"))
+        good:close()
+        local none = kvi.new()
+        ok, msg, st = none:add_url((H.url():gsub("^redis:t://", "redis:none://")))
+        if ok then
+            ok, msg, st = none:ping("redis:none")
+        end
+        H.fails("KVI_E_AUTH", ok, msg, st)
+        none:close()
+    end)
+
     it("never shows a password in a message", function()
         local other = kvi.new()
         -- This server has no password: AUTH fails, with the server's words.
