@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <time.h>
 
-#include "core/context.h"
+#include "core/types.h"
 
 uint64_t kvi__clock_us(int coarse)
 {

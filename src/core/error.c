@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/context.h"
+#include "core/types.h"
 
 #define ERRMSG_MAX 512
 

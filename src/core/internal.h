@@ -21,11 +21,23 @@ void kvi__clear_error(void);
  * succeeded, kvi_errmsg() must not show an earlier call's message nor one
  * of an internal retry (the engine's failover, a resent request). */
 void kvi__discard_error(void);
+/* True when the calling thread's message was set since kvi__clear_error(). */
+int kvi__error_is_set(void);
+/* Sets the detail message already formatted, scrubbing secret. */
+void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg);
+/* Replaces every occurrence of secret in msg by "***" in place (msg is a
+ * NUL-terminated buffer of at least strlen(msg)+1 bytes). */
+void kvi__scrub(char *msg, const char *secret);
 
 /* Logs through k's hook when level is enabled. */
 void kvi__log(kvi *k, kvi_log_level level, const char *fmt, ...) KVI_PRINTF(3, 4);
 
-/* Allocation through k's allocator. */
+/* Monotonic microseconds, for timing operations; coarse != 0 reads the
+ * cheaper coarse clock (resolution of a few ms).  (clock.c) */
+uint64_t kvi__clock_us(int coarse);
+
+/* Allocation through k's allocator (alloc.c); libc's is the default. */
+extern const kvi_allocator kvi__libc_allocator;
 void *kvi__malloc(const kvi *k, size_t size);
 void *kvi__calloc(const kvi *k, size_t n, size_t size);
 void *kvi__realloc(const kvi *k, void *ptr, size_t size);

@@ -9,7 +9,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include "core/context.h"
+#include "core/ids.h"
 
 #define GLOB_MAX_LEN 4096u
 

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/context.h"
+#include "core/types.h"
 #include "core/options.h"
 
 /* Longest option value quoted back in a message. */

@@ -1,9 +1,11 @@
 /*
- * context.h -- the layout of a context and of a connection handle, shared by
- * the core's files (context.c, ops.c, error.c).  Engines never see it.
+ * types.h -- the core's private types: the layout of a context (struct kvi)
+ * and of a connection handle (struct kvi_conn) and what they hold, shared
+ * by the core's files.  Types only; each file's functions are declared in
+ * its own header (or internal.h).  Engines never see it.
  */
-#ifndef KVI_CORE_CONTEXT_H
-#define KVI_CORE_CONTEXT_H
+#ifndef KVI_CORE_TYPES_H
+#define KVI_CORE_TYPES_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -79,23 +81,6 @@ struct kvi {
     _Atomic uint64_t slow_us;
 };
 
-/* Finds a defined id; NULL when none.  Lock-free. */
-struct kvi_conn *kvi__conn_find(kvi *k, const char *id);
-
-/* Replaces every occurrence of secret in msg by "***" in place (msg is a
- * NUL-terminated buffer of at least strlen(msg)+1 bytes). */
-void kvi__scrub(char *msg, const char *secret);
-
-/* Sets the detail message already formatted, scrubbing secret. */
-void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg);
-
-/* True when the calling thread's message was set since kvi__clear_error(). */
-int kvi__error_is_set(void);
-
-/* Monotonic microseconds, for timing operations; coarse != 0 reads the
- * cheaper coarse clock (resolution of a few ms). */
-uint64_t kvi__clock_us(int coarse);
-
 /* Thread-locals of libkvi use the initial-exec model: no __tls_get_addr
  * call on the hot path.  (libkvi's TLS is a few hundred bytes, well inside
  * the static TLS reserve even when the library is dlopen()ed.) */
@@ -105,4 +90,4 @@ uint64_t kvi__clock_us(int coarse);
 #define KVI__TLS_FAST
 #endif
 
-#endif /* KVI_CORE_CONTEXT_H */
+#endif /* KVI_CORE_TYPES_H */
