@@ -28,6 +28,7 @@
 #include "kvi/kvi.h"
 #include "mc_envelope.h"
 #include "kvitest.h"
+#include "testclock.h"
 #include "testserver.h"
 
 #define NPOOL 3
@@ -386,114 +387,6 @@ static void test_lifetimes_beyond_30_days_are_kept(void **state)
     ASSERT_KVI(k, kvi_store(k, "memcached", "long", 4, "x", 1, 0), KVI_OK);
     ASSERT_KVI(k, kvi_ttl(k, "memcached", "long", 4, &ttl), KVI_OK);
     assert_int_equal(ttl, -1);
-    kvi_free(k);
-}
-
-/* ---- expiry at every sub-second phase -------------------------------------- */
-
-#define PHASES 20
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_until_ms(int64_t at)
-{
-    int64_t now = mono_ms();
-    if (at > now)
-        sleep_ms((unsigned)(at - now));
-}
-
-enum phase_step { PH_STORE, PH_TTL, PH_CHECK, PH_DONE };
-
-struct phase_sample {
-    char key[40];
-    int64_t expire_s;
-    enum phase_step next;
-    int64_t due_ms;    /* monotonic: when the next step runs */
-    int64_t stored_ms; /* taken before the store was sent */
-    int64_t ttl_at_ms; /* taken before the ttl call was sent */
-    int64_t ttl;
-    int64_t limit_ms; /* the key must be there until then */
-};
-
-/* Keys stored at PHASES points spread over a second of the wall clock: a
- * 1-second key must still be there 850 ms after its store began (a key
- * dropped early at some phase fails), and a ttl of t read at moment m (on a
- * 2-second key, 500 ms after its store) promises the key until m + t s: it
- * must be there 150 ms before.  A check the machine delayed past its limit
- * proves nothing and is counted as inconclusive (loudly). */
-static void expiry_never_early_at_any_phase(kvi *k, const char *id)
-{
-    struct phase_sample s[PHASES];
-    int conclusive = 0, inconclusive = 0;
-    int64_t start = mono_ms();
-    for (int i = 0; i < PHASES; i++) {
-        snprintf(s[i].key, sizeof s[i].key, "phase:%s:%d", id, i);
-        s[i].expire_s = i % 2 ? 2 : 1;
-        s[i].next = PH_STORE;
-        /* A store every 1000/PHASES + 3 ms: the phases cover a bit more
-         * than one wall-clock second wherever it starts. */
-        s[i].due_ms = start + i * (1000 / PHASES + 3);
-    }
-    for (;;) {
-        struct phase_sample *p = NULL;
-        for (int i = 0; i < PHASES; i++)
-            if (s[i].next != PH_DONE && (p == NULL || s[i].due_ms < p->due_ms))
-                p = &s[i];
-        if (p == NULL)
-            break;
-        sleep_until_ms(p->due_ms);
-        size_t klen = strlen(p->key);
-        if (p->next == PH_STORE) {
-            p->stored_ms = mono_ms();
-            ASSERT_KVI(k, kvi_store(k, id, p->key, klen, "v", 1, p->expire_s), KVI_OK);
-            p->next = p->expire_s == 1 ? PH_CHECK : PH_TTL;
-            p->due_ms = p->stored_ms + (p->expire_s == 1 ? 850 : 500);
-            p->limit_ms = p->stored_ms + 1000 * p->expire_s;
-        } else if (p->next == PH_TTL) {
-            p->ttl_at_ms = mono_ms();
-            ASSERT_KVI(k, kvi_ttl(k, id, p->key, klen, &p->ttl), KVI_OK);
-            if (p->ttl < 0 || p->ttl > p->expire_s)
-                fail_msg("%s: ttl of a %lld s key is %lld", id, (long long)p->expire_s,
-                         (long long)p->ttl);
-            p->next = p->ttl > 0 ? PH_CHECK : PH_DONE; /* 0 promises nothing */
-            p->limit_ms = p->ttl_at_ms + 1000 * p->ttl;
-            p->due_ms = p->limit_ms - 150;
-        } else {
-            kvi_value v = KVI_VALUE_INIT;
-            kvi_status st = kvi_fetch(k, id, p->key, klen, &v);
-            int64_t done = mono_ms();
-            kvi_value_free(&v);
-            p->next = PH_DONE;
-            if (done >= p->limit_ms) {
-                inconclusive++;
-                continue;
-            }
-            conclusive++;
-            if (st != KVI_OK)
-                fail_msg("%s: %s key %s %lld ms after its store began, %lld ms before %s: %s", id,
-                         p->expire_s == 1 ? "1 s" : "2 s", st == KVI_NOT_FOUND ? "gone" : "failed",
-                         (long long)(done - p->stored_ms), (long long)(p->limit_ms - done),
-                         p->expire_s == 1 ? "its expiry" : "what ttl promised",
-                         kvi_status_name(st));
-        }
-    }
-    if (inconclusive > 0)
-        fprintf(stderr,
-                "NOTE: %s: %d of %d expiry checks came too late to count (loaded machine)\n", id,
-                inconclusive, conclusive + inconclusive);
-    assert_true(conclusive > 0);
-}
-
-static void test_expiry_never_early_and_ttl_never_more_at_any_phase(void **state)
-{
-    (void)state;
-    kvi *k = ctx_for(pool_url);
-    expiry_never_early_at_any_phase(k, "memcached");
     kvi_free(k);
 }
 
@@ -1005,7 +898,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
     stop_process(kvi_ts_pid(s));
     struct brk_worker w[BRK_THREADS];
     pthread_t th[BRK_THREADS];
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     for (int i = 0; i < BRK_THREADS; i++) {
         w[i] = (struct brk_worker){k, "memcached", 0, 0, 0};
         assert_int_equal(pthread_create(&th[i], NULL, brk_main, &w[i]), 0);
@@ -1017,7 +910,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
         marked += w[i].marked_down;
         other += w[i].other;
     }
-    int64_t elapsed = mono_ms() - t0;
+    int64_t elapsed = kvi_test_mono_ms() - t0;
     fprintf(stderr,
             "breaker: %d calls in %lld ms against a stopped memcached (timeout %d ms): %d failed, "
             "%d of them at once as marked down\n",
@@ -1033,8 +926,8 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
     /* Back: within down_for (and one probe) calls succeed again, and from
      * the first success on every call does. */
     kvi_status st = KVI_E_TIMEOUT;
-    t0 = mono_ms();
-    while (st != KVI_OK && mono_ms() - t0 < 10 * BRK_DOWN_FOR_MS) {
+    t0 = kvi_test_mono_ms();
+    while (st != KVI_OK && kvi_test_mono_ms() - t0 < 10 * BRK_DOWN_FOR_MS) {
         kvi_value v = KVI_VALUE_INIT;
         st = kvi_fetch(k, "memcached", "brk", 3, &v);
         kvi_value_free(&v);
@@ -1042,7 +935,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
             sleep_ms(10);
     }
     assert_int_equal(st, KVI_OK);
-    assert_true(mono_ms() - t0 < BRK_DOWN_FOR_MS + 5 * BRK_TIMEOUT_MS);
+    assert_true(kvi_test_mono_ms() - t0 < BRK_DOWN_FOR_MS + 5 * BRK_TIMEOUT_MS);
     for (int i = 0; i < 100; i++)
         ASSERT_KVI(k, kvi_store(k, "memcached", "brk", 3, "w", 1, 0), KVI_OK);
     kvi_free(k);
@@ -1079,19 +972,19 @@ static void test_breaker_is_per_pool_member_and_off_with_down_after_0(void **sta
     stop_process(kvi_ts_pid(b));
     kvi_value v = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     for (int i = 0; i < 20; i++) {
         ASSERT_KVI(k, kvi_fetch(k, "memcached", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
         assert_non_null(strstr(kvi_errmsg(k), "marked down"));
         ASSERT_KVI(k, kvi_fetch(k, "memcached", on_a, strlen(on_a), &v), KVI_OK);
         kvi_value_free(&v);
     }
-    assert_true(mono_ms() - t0 < 2000); /* 20 x 150 ms without the breaker */
+    assert_true(kvi_test_mono_ms() - t0 < 2000); /* 20 x 150 ms without the breaker */
     /* down_after=0: every call waits for its timeout, never "marked down". */
     for (int i = 0; i < 3; i++) {
-        t0 = mono_ms();
+        t0 = kvi_test_mono_ms();
         ASSERT_KVI(k, kvi_fetch(k, "memcached:off", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
-        assert_true(mono_ms() - t0 >= 100);
+        assert_true(kvi_test_mono_ms() - t0 >= 100);
         assert_null(strstr(kvi_errmsg(k), "marked down"));
     }
     assert_int_equal(kill(kvi_ts_pid(b), SIGCONT), 0);
@@ -1330,7 +1223,6 @@ int main(void)
         cmocka_unit_test(test_counter_update_keeps_fixed_window_expiry),
         cmocka_unit_test(test_counter_goes_below_zero_where_memcached_decr_stops),
         cmocka_unit_test(test_lifetimes_beyond_30_days_are_kept),
-        cmocka_unit_test(test_expiry_never_early_and_ttl_never_more_at_any_phase),
         cmocka_unit_test(test_threads_share_one_connection_with_exact_sums),
         cmocka_unit_test(test_bounded_sub_races_never_pass_the_floor),
         cmocka_unit_test(test_bounded_add_creates_with_expiry_and_refuses_with_current_value),
