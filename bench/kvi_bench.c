@@ -481,6 +481,26 @@ static void finish(struct result *r, uint64_t *samples, size_t ns, double total_
     r->max_ns = ns ? samples[ns - 1] : 0;
 }
 
+/* pipe() and fork() or exit: the bench cannot go on without them. */
+static void pipe_or_exit(int fds[2])
+{
+    if (pipe(fds) != 0) {
+        perror("kvi-bench: pipe");
+        exit(1);
+    }
+}
+
+static pid_t fork_or_exit(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("kvi-bench: fork");
+        exit(1);
+    }
+    return pid;
+}
+
 /* The second worker of a 2-process measurement: a child with its own
  * context on the same segment.  It reports ready, waits for go, runs, and
  * sends back elapsed time, failures and samples. */
@@ -488,16 +508,9 @@ static pid_t start_worker_process(struct target *tg, enum op op, const uint32_t 
                                   int *from)
 {
     int down[2], up[2];
-    if (pipe(down) != 0 || pipe(up) != 0) {
-        perror("kvi-bench: pipe");
-        exit(1);
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("kvi-bench: fork");
-        exit(1);
-    }
+    pipe_or_exit(down);
+    pipe_or_exit(up);
+    pid_t pid = fork_or_exit();
     if (pid == 0) {
         close(down[1]);
         close(up[0]);
@@ -692,16 +705,8 @@ static void run_target(struct target *tg)
 static void bench_target(struct target *tg)
 {
     int fds[2];
-    fflush(NULL);
-    if (pipe(fds) != 0) {
-        perror("kvi-bench: pipe");
-        exit(1);
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("kvi-bench: fork");
-        exit(1);
-    }
+    pipe_or_exit(fds);
+    pid_t pid = fork_or_exit();
     if (pid == 0) {
         close(fds[0]);
         nresults = 0;

@@ -437,6 +437,18 @@ static int64_t deadline(struct now *n, int64_t expire_s)
 
 /* ---- operations ------------------------------------------------------------- */
 
+/* Hashes key and locks its shard (repairing it after a dead owner); NULL
+ * with *st set when the lock cannot be recovered. */
+static struct sh_shard *lock_key(kvi__sh *s, const void *key, size_t klen, uint64_t *h,
+                                 kvi_status *st)
+{
+    *h = kvi__lt_hash(s->seed, key, klen);
+    struct sh_shard *sh = shard_of(s, *h);
+    __builtin_prefetch(&buckets(s, sh)[*h & s->nbmask]);
+    *st = kvi__sh_lock(s, sh);
+    return *st == KVI_OK ? sh : NULL;
+}
+
 /* Stores (nx: only when absent; *exists then says it was there). */
 static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *val, size_t vlen,
                          int64_t expire_ms, int nx, int *exists, struct now *n)
@@ -444,10 +456,10 @@ static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *v
     size_t need = sizeof(struct sh_ent) + klen + vlen;
     if (need > kvi__sh_max_entry(s))
         return KVI_E_STORE_FULL;
-    uint64_t h = kvi__lt_hash(s->seed, key, klen);
-    struct sh_shard *sh = shard_of(s, h);
-    kvi_status st = kvi__sh_lock(s, sh);
-    if (st != KVI_OK)
+    uint64_t h;
+    kvi_status st;
+    struct sh_shard *sh = lock_key(s, key, klen, &h, &st);
+    if (!sh)
         return st;
     uint32_t *old = find_live(s, sh, h, key, klen, n);
     if (nx && old) {
@@ -504,11 +516,10 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
                          kvi_status (*fn)(void *ud, const void *data, size_t len), void *ud)
 {
     struct now n = {s->k, 0, 0};
-    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
-    struct sh_shard *sh = shard_of(s, h);
-    __builtin_prefetch(&buckets(s, sh)[h & s->nbmask]);
-    kvi_status st = kvi__sh_lock(s, sh);
-    if (st != KVI_OK)
+    uint64_t h;
+    kvi_status st;
+    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
+    if (!sh)
         return st;
     uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
     if (pp) {
@@ -526,10 +537,10 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
 kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
 {
     struct now n = {s->k, 0, 0};
-    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
-    struct sh_shard *sh = shard_of(s, h);
-    kvi_status st = kvi__sh_lock(s, sh);
-    if (st != KVI_OK)
+    uint64_t h;
+    kvi_status st;
+    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
+    if (!sh)
         return st;
     uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
     if (pp) {
@@ -557,10 +568,10 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
                          int bounded, int64_t min, int64_t max, int64_t *value, int *refused)
 {
     struct now n = {s->k, 0, 0};
-    uint64_t h = kvi__lt_hash(s->seed, key, klen);
-    struct sh_shard *sh = shard_of(s, h);
-    kvi_status st = kvi__sh_lock(s, sh);
-    if (st != KVI_OK)
+    uint64_t h;
+    kvi_status st;
+    struct sh_shard *sh = lock_key(s, key, klen, &h, &st);
+    if (!sh)
         return st;
     uint32_t *pp = find_live(s, sh, h, key, klen, &n);
     int64_t cur = 0, result = 0;
@@ -630,10 +641,10 @@ kvi_status kvi__sh_add_bounded(kvi__sh *s, const void *key, size_t key_len, int6
 kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t *out)
 {
     struct now n = {s->k, 0, 0};
-    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
-    struct sh_shard *sh = shard_of(s, h);
-    kvi_status st = kvi__sh_lock(s, sh);
-    if (st != KVI_OK)
+    uint64_t h;
+    kvi_status st;
+    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
+    if (!sh)
         return st;
     int64_t v = 0;
     uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
@@ -654,10 +665,10 @@ kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t 
 kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl_s)
 {
     struct now n = {s->k, 0, 0};
-    uint64_t h = kvi__lt_hash(s->seed, key, key_len);
-    struct sh_shard *sh = shard_of(s, h);
-    kvi_status st = kvi__sh_lock(s, sh);
-    if (st != KVI_OK)
+    uint64_t h;
+    kvi_status st;
+    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
+    if (!sh)
         return st;
     int64_t v = -1;
     uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
