@@ -306,6 +306,7 @@ struct racer {
     int64_t lowest;    /* lowest value any OK or refusal reported */
     int unexpected;    /* statuses other than OK / OUT_OF_BOUNDS */
     kvi_status first_unexpected;
+    char first_detail[256]; /* its detail message (kvi_errmsg is per thread) */
 };
 
 static void racer_saw(struct racer *r, kvi_status st, int64_t v)
@@ -317,6 +318,7 @@ static void racer_saw(struct racer *r, kvi_status st, int64_t v)
             r->lowest = v;
     } else if (r->unexpected++ == 0) {
         r->first_unexpected = st;
+        snprintf(r->first_detail, sizeof r->first_detail, "%s", kvi_errmsg(r->f->k));
     }
 }
 
@@ -325,6 +327,8 @@ static void *sub_racer_main(void *arg)
     struct racer *r = arg;
     fx *f = r->f;
     pthread_barrier_wait(r->go);
+    /* Until refused: the counter only goes down, so once a sub of delta is
+     * refused no later one can succeed. */
     for (int64_t i = 0; i < r->rounds; i++) {
         int64_t v = 0;
         kvi_status st =
@@ -332,6 +336,8 @@ static void *sub_racer_main(void *arg)
                 ? kvi_sub_bounded(f->k, f->id, r->k->b, r->k->n, r->delta, 0, 0, INT64_MAX, &v)
                 : kvi_conn_sub_bounded(f->c, r->k->b, r->k->n, r->delta, 0, 0, INT64_MAX, &v);
         racer_saw(r, st, v);
+        if (st == KVI_OUT_OF_BOUNDS)
+            break;
     }
     return NULL;
 }
@@ -345,15 +351,15 @@ static int64_t race(fx *f, const tkey *k, void *(*fn)(void *), int64_t delta, in
     struct racer rs[NTHREADS];
     pthread_t th[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) {
-        rs[i] = (struct racer){f, k, i, delta, rounds, &go, 0, INT64_MAX, 0, KVI_OK};
+        rs[i] = (struct racer){f, k, i, delta, rounds, &go, 0, INT64_MAX, 0, KVI_OK, ""};
         assert_int_equal(pthread_create(&th[i], NULL, fn, &rs[i]), 0);
     }
     int64_t total = 0;
     for (int i = 0; i < NTHREADS; i++) {
         pthread_join(th[i], NULL);
         if (rs[i].unexpected)
-            fail_msg("racer %d: %d unexpected statuses, first %s", i, rs[i].unexpected,
-                     kvi_status_name(rs[i].first_unexpected));
+            fail_msg("racer %d: %d unexpected statuses, first %s (%s)", i, rs[i].unexpected,
+                     kvi_status_name(rs[i].first_unexpected), rs[i].first_detail);
         if (rs[i].lowest < 0)
             fail_msg("racer %d saw the counter at %lld, below min 0", i,
                      (long long)rs[i].lowest);
