@@ -224,6 +224,68 @@ static void test_cluster_bounded_add_and_store_nx_on_every_master(void **state)
     kvi_free(k);
 }
 
+/* The breaker is per cluster node: a stopped master costs down_after
+ * timeouts, then its keys fail at once saying it is marked down, while the
+ * keys of the other masters keep working; after SIGCONT it is used again.
+ * (Stopped well under cluster-node-timeout, so no failover starts.) */
+static void test_cluster_stopped_master_is_marked_down_alone(void **state)
+{
+    (void)state;
+    kvi *k = NULL;
+    char url[1100], key_b[32];
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    size_t n = kvi_tc_url(g_cluster, "redis", url, sizeof url);
+    snprintf(url + n - 1, sizeof url - (n - 1), "/?timeout=150&down_after=2&down_for=400");
+    assert_int_equal(kvi_add_url(k, url), KVI_OK);
+    const char *key_a = "brk:a";
+    size_t ma = master_of(slot_of(key_a));
+    for (int i = 0;; i++) {
+        snprintf(key_b, sizeof key_b, "brk:b%d", i);
+        if (master_of(slot_of(key_b)) != ma)
+            break;
+    }
+    assert_int_equal(kvi_store(k, "redis", key_a, strlen(key_a), "a", 1, 0), KVI_OK);
+    assert_int_equal(kvi_store(k, "redis", key_b, strlen(key_b), "b", 1, 0), KVI_OK);
+
+    pid_t pid = kvi_ts_pid(kvi_tc_server(g_cluster, ma));
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int64_t t0 = mono_ms();
+    int at_once = 0;
+    for (int i = 0; i < 50; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        kvi_status st = kvi_fetch(k, "redis", key_a, strlen(key_a), &v);
+        if (st != KVI_E_TIMEOUT) {
+            kill(pid, SIGCONT);
+            fail_msg("fetch on the stopped master: %s: %s", kvi_status_name(st), kvi_errmsg(k));
+        }
+        at_once += strstr(kvi_errmsg(k), "is marked down") != NULL;
+    }
+    int64_t elapsed = mono_ms() - t0;
+    int other_ok = 1;
+    for (int i = 0; i < 20; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        other_ok &= kvi_fetch(k, "redis", key_b, strlen(key_b), &v) == KVI_OK;
+        kvi_value_free(&v);
+    }
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    fprintf(stderr, "cluster breaker: 50 calls to a stopped master in %lld ms, %d at once\n",
+            (long long)elapsed, at_once);
+    assert_true(other_ok);
+    assert_true(at_once >= 45);
+    assert_true(elapsed < 50 * 150 / 4);
+    kvi_status st = KVI_E_TIMEOUT;
+    t0 = mono_ms();
+    while (st != KVI_OK && mono_ms() - t0 < 10000) {
+        kvi_value v = KVI_VALUE_INIT;
+        st = kvi_fetch(k, "redis", key_a, strlen(key_a), &v);
+        kvi_value_free(&v);
+        if (st != KVI_OK)
+            nap_ms(20);
+    }
+    assert_int_equal(st, KVI_OK);
+    kvi_free(k);
+}
+
 static void test_cluster_keys_lists_every_master(void **state)
 {
     (void)state;
@@ -589,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_slot_migration_during_traffic_follows_ask_and_moved),
         cmocka_unit_test(test_master_killed_replica_promoted_traffic_resumes),
         cmocka_unit_test(test_cluster_with_password),
+        cmocka_unit_test(test_cluster_stopped_master_is_marked_down_alone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
