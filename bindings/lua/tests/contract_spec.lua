@@ -246,7 +246,7 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
     end)
 
     it("an undefined engine id is nil, message, KVI_E_UNKNOWN_ENGINE", function()
-        H.fails("KVI_E_UNKNOWN_ENGINE", k:fetch(H.engine .. ":undefined", "a"))
+        H.fails("KVI_E_UNKNOWN_ENGINE", k:fetch(H.scheme .. ":undefined", "a"))
         H.fails("KVI_E_UNKNOWN_ENGINE", k:store("redis:undefined", "a", "1"))
         H.fails("KVI_E_UNKNOWN_ENGINE", k:ping("memcached:undefined"))
     end)

@@ -1,7 +1,7 @@
 -- helper.lua -- shared set-up of the kvi Lua specs.
 --
 -- The runner (lua_runner.c) and CTest pass, in the environment:
---   KVI_TEST_ENGINE       local | shm | redis | memcached: the engine under
+--   KVI_TEST_ENGINE       local | shm | redis | redis-cluster | memcached: the engine under
 --                         test (shm: a local collection in the shared-memory
 --                         segment KVI_TEST_SHM_NAME, removed by its last closer)
 --   KVI_TEST_LUA_VERSION  5.1 | 5.4: the Lua this run must be
@@ -16,7 +16,8 @@ H.lua_version = os.getenv("KVI_TEST_LUA_VERSION")
 H.dead_port = os.getenv("KVI_TEST_DEAD_PORT")
 H.int64 = kvi.int64
 
-local url_var = { redis = "KVI_TEST_REDIS_URL", memcached = "KVI_TEST_MEMCACHED_URL" }
+local url_var = { redis = "KVI_TEST_REDIS_URL", ["redis-cluster"] = "KVI_TEST_REDIS_URL",
+                  memcached = "KVI_TEST_MEMCACHED_URL" }
 
 -- The URL of the engine under test, defined as id "<scheme>:t".
 function H.url()
@@ -32,7 +33,7 @@ function H.url()
     return (url:gsub("^(%w+)://", "%1:t://"))
 end
 
-H.scheme = H.engine == "shm" and "local" or H.engine
+H.scheme = ({ shm = "local", ["redis-cluster"] = "redis" })[H.engine] or H.engine
 H.id = H.scheme .. ":t"
 
 -- A new context with the engine under test defined; returns k, id.

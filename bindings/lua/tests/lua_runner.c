@@ -4,11 +4,14 @@
  * 127.0.0.1 ports in temporary directories (tests/support/testserver.c) and
  * always stops by PID, also when the Lua side fails or is killed.
  *
- *     kvi-lua-runner [--redis] [--memcached] [--need FILE]... [--child-env VAR=VALUE]...
+ *     kvi-lua-runner [--redis | --redis-cluster] [--memcached] [--need FILE]...
+ *                    [--child-env VAR=VALUE]...
  *                    -- CMD ARGS...
  *
  * The command gets in its environment, for each server started:
  *     KVI_TEST_REDIS_URL=redis://127.0.0.1:P/0, KVI_TEST_REDIS_PORT=P
+ *     (--redis-cluster: a 3-master Redis Cluster, KVI_TEST_REDIS_URL=
+ *     redis://127.0.0.1:P1,...,127.0.0.1:P3/?cluster=yes)
  *     KVI_TEST_MEMCACHED_URL=memcached://127.0.0.1:P/, KVI_TEST_MEMCACHED_PORT=P
  * and always KVI_TEST_DEAD_PORT (a 127.0.0.1 port nothing listens on).
  * --child-env sets a variable for CMD only (LD_PRELOAD of a sanitizer
@@ -28,12 +31,14 @@
 #include <unistd.h>
 
 #include "kvitest.h"
+#include "testcluster.h"
 #include "testserver.h"
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kvi-lua-runner [--redis] [--memcached] [--need FILE]... "
-                    "[--child-env VAR=VALUE]... -- CMD...\n");
+    fprintf(stderr,
+            "usage: kvi-lua-runner [--redis | --redis-cluster] [--memcached] [--need FILE]... "
+            "[--child-env VAR=VALUE]... -- CMD...\n");
     return 2;
 }
 
@@ -81,7 +86,8 @@ static int run(char **cmd, char **child_env, int n_child_env)
 
 int main(int argc, char **argv)
 {
-    int want_redis = 0, want_mc = 0, i, rc, n_child_env = 0;
+    int want_redis = 0, want_cluster = 0, want_mc = 0, i, rc, n_child_env = 0;
+    kvi_tc_cluster *cluster = NULL;
     char *child_env[8];
     kvi_ts_server *redis = NULL, *mc = NULL;
     uint16_t dead;
@@ -89,6 +95,8 @@ int main(int argc, char **argv)
     for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "--redis") == 0) {
             want_redis = 1;
+        } else if (strcmp(argv[i], "--redis-cluster") == 0) {
+            want_cluster = 1;
         } else if (strcmp(argv[i], "--memcached") == 0) {
             want_mc = 1;
         } else if (strcmp(argv[i], "--child-env") == 0 && i + 1 < argc &&
@@ -111,6 +119,19 @@ int main(int argc, char **argv)
         redis = kvi_test_redis(NULL);
         export_port("REDIS", "redis://127.0.0.1:%u/0", kvi_ts_port(redis));
     }
+    if (want_cluster) {
+        kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+        char url[512];
+        kvi_ts_result r = kvi_tc_start(&spec, &cluster);
+        if (r == KVI_TS_MISSING)
+            kvi_test_skip("cannot run a Redis Cluster: %s", kvi_tc_errmsg());
+        if (r != KVI_TS_OK)
+            kvi_test_fail("cannot start a Redis Cluster: %s", kvi_tc_errmsg());
+        if (kvi_tc_url(cluster, "redis", url, sizeof url) + sizeof "?cluster=yes" > sizeof url)
+            kvi_test_fail("cluster URL too long");
+        strcat(url, "?cluster=yes");
+        setenv("KVI_TEST_REDIS_URL", url, 1);
+    }
     if (want_mc) {
         mc = kvi_test_memcached(NULL);
         export_port("MEMCACHED", "memcached://127.0.0.1:%u/", kvi_ts_port(mc));
@@ -124,6 +145,7 @@ int main(int argc, char **argv)
             kvi_ts_print_log(mc, stderr, 2000);
     }
     kvi_ts_free(redis);
+    kvi_tc_free(cluster);
     kvi_ts_free(mc);
     return rc;
 }
