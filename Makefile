@@ -69,7 +69,8 @@ check: configure
 	cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) -LE soak \
 	  --output-log $(BUILD)/ctest-check.log $(CTEST_ARGS); rc=$$?; \
-	  sh tests/support/check-skips.sh $(BUILD)/ctest-check.log || rc=1; exit $$rc
+	  sh tests/support/check-skips.sh $(BUILD)/ctest-check.log \
+	    $(BUILD)/Testing/Temporary/LastTest.log || rc=1; exit $$rc
 
 # The sanitizer build uses clang, so CI builds with both gcc and clang.
 test-asan:
@@ -78,7 +79,8 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke|install' \
 	  --output-log $(ASAN_BUILD)/ctest-asan.log $(CTEST_ARGS); rc=$$?; \
-	  sh tests/support/check-skips.sh $(ASAN_BUILD)/ctest-asan.log || rc=1; exit $$rc
+	  sh tests/support/check-skips.sh $(ASAN_BUILD)/ctest-asan.log \
+	    $(ASAN_BUILD)/Testing/Temporary/LastTest.log || rc=1; exit $$rc
 
 test-valgrind: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)

@@ -181,6 +181,20 @@ static void test_shell_helpers(void **state)
     assert_int_equal(write(fd, "100% tests passed\n", 18), 18);
     close(fd);
     assert_int_equal(sh(cmd), 0); /* nothing skipped */
+    /* Cases skipped inside a program are listed with their test, not fatal. */
+    char last[] = "/tmp/kvi-test-support-last-XXXXXX";
+    fd = mkstemp(last);
+    assert_true(fd >= 0);
+    const char *lt = "3/9 Test: conformance_local\n[  SKIPPED ] test_shared_between_processes\n"
+                     "[  SKIPPED ] 1 test(s), listed below:\n";
+    assert_int_equal(write(fd, lt, strlen(lt)), (ssize_t)strlen(lt));
+    close(fd);
+    snprintf(cmd, sizeof cmd,
+             "KVI_REQUIRE_SERVERS=1 sh %s/tests/support/check-skips.sh %s %s | grep -qx "
+             "'   conformance_local: test_shared_between_processes'",
+             src, log, last);
+    assert_int_equal(sh(cmd), 0);
+    unlink(last);
     unlink(log);
     snprintf(cmd, sizeof cmd,
              "KVI_REQUIRE_SERVERS= sh %s/tests/support/missing.sh t why 2>/dev/null", src);
