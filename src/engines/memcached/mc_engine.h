@@ -72,6 +72,7 @@ struct mc_conn {
     struct mc_server *servers;
     uint32_t nservers;
     char *sasl_user; /* the SASL user name of the URL, NULL without SASL */
+    void *sha256;    /* libcrypto's SHA-256 for mapped keys (kvi__mc_sha256_fetch) */
 };
 
 /* A handle lent to one call, and the call's deadline. */

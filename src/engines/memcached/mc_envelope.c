@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <pthread.h>
+
+/* Seconds memcached keeps an item past its kvi stamp. */
+#define MC_SERVER_SLACK_S 2
 
 static const unsigned char WRAP_MAGIC[4] = {'K', 'V', 'I', 1};
 
@@ -23,26 +25,13 @@ static int key_is_native(const unsigned char *k, size_t len)
     return 1;
 }
 
-/* SHA-256 fetched from libcrypto's provider once: the implicit fetch of
- * EVP_sha256() costs about 0.9 us more per digest (OpenSSL 3).  Kept for
- * the life of the process. */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-#if OPENSSL_VERSION_NUMBER >= 0x30000000L
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-#endif
-}
-
-static const EVP_MD *sha256(void)
-{
-    pthread_once(&sha256_once, sha256_fetch);
-    return sha256_md != NULL ? sha256_md : EVP_sha256();
-}
-
 size_t kvi__mc_key(const void *key, size_t key_len, char out[KVI_MC_KEY_BUF], int *mapped)
+{
+    return kvi__mc_key_md(key, key_len, NULL, out, mapped);
+}
+
+size_t kvi__mc_key_md(const void *key, size_t key_len, const void *sha256, char out[KVI_MC_KEY_BUF],
+                      int *mapped)
 {
     static const char hex[] = "0123456789abcdef";
     if (key_is_native(key, key_len)) {
@@ -53,7 +42,7 @@ size_t kvi__mc_key(const void *key, size_t key_len, char out[KVI_MC_KEY_BUF], in
     }
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
-    const EVP_MD *md = sha256();
+    const EVP_MD *md = sha256 != NULL ? sha256 : EVP_sha256();
     if (md == NULL || EVP_Digest(key, key_len, digest, &digest_len, md, NULL) != 1 ||
         digest_len != KVI_MC_DIGEST_LEN)
         return 0;
@@ -66,6 +55,24 @@ size_t kvi__mc_key(const void *key, size_t key_len, char out[KVI_MC_KEY_BUF], in
     out[n] = '\0';
     *mapped = 1;
     return n;
+}
+
+void *kvi__mc_sha256_fetch(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    return EVP_MD_fetch(NULL, "SHA256", NULL);
+#else
+    return NULL;
+#endif
+}
+
+void kvi__mc_sha256_free(void *sha256)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+    EVP_MD_free(sha256);
+#else
+    (void)sha256;
+#endif
 }
 
 void kvi__mc_wrap_header(const void *key, size_t key_len, unsigned char *out)
@@ -111,16 +118,17 @@ int64_t kvi__mc_stamp_expiry(uint32_t flags)
 
 int64_t kvi__mc_server_exptime(int64_t expiry_s, int64_t now_ms)
 {
-    /* memcached's clock counts whole seconds from a tick of its own, so an
-     * item sent with a relative exptime of n can be dropped up to a second
-     * before n seconds have passed: one second more keeps the server from
-     * dropping it before its stamp (kvi hides it at the stamp itself). */
-    int64_t left = (expiry_s * 1000 - now_ms + 999) / 1000 + 1;
-    if (left < 2)
-        left = 2;
+    /* memcached's clock is whole seconds of its own, set by a timer once a
+     * second: at the store it may be up to 2 s behind, when it next looks
+     * up to date, so an item sent with a relative exptime of n can go up to
+     * 2 s before n seconds have passed.  Two seconds more keep the server
+     * from dropping it before its stamp (kvi hides it at the stamp). */
+    int64_t left = (expiry_s * 1000 - now_ms + 999) / 1000 + MC_SERVER_SLACK_S;
+    if (left < 1 + MC_SERVER_SLACK_S)
+        left = 1 + MC_SERVER_SLACK_S;
     if (left <= KVI_MC_MAX_RELATIVE)
         return left;
-    if (expiry_s < (int64_t)INT32_MAX)
-        return expiry_s + 1;
+    if (expiry_s <= (int64_t)INT32_MAX - MC_SERVER_SLACK_S)
+        return expiry_s + MC_SERVER_SLACK_S;
     return 0;
 }

@@ -21,7 +21,8 @@ kvi_status kvi__mc_key_init(kvi_conn *c, struct mc_key *k, const void *key, size
 {
     k->key = key;
     k->key_len = key_len;
-    k->mkey_len = kvi__mc_key(key, key_len, k->mkey, &k->mapped);
+    const struct mc_conn *m = kvi_conn_priv(c);
+    k->mkey_len = kvi__mc_key_md(key, key_len, m->sha256, k->mkey, &k->mapped);
     if (k->mkey_len == 0)
         return kvi_engine_error(c, KVI_E_BACKEND,
                                 "cannot compute the SHA-256 that names this key in memcached "

@@ -107,7 +107,7 @@ kvi_status kvi__mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value
     return mc_read_live(c, key, key_len, "fetch", use_value, out);
 }
 
-/* memcached holds an item up to 2 s past its stamp (see
+/* memcached holds an item up to 3 s past its stamp (see
  * kvi__mc_server_exptime), and kvi treats it as missing from the stamp on:
  * remove reads the item first, so that removing an expired key is
  * NOT_FOUND as on every engine (one round trip more than a bare delete). */

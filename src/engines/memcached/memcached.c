@@ -138,6 +138,7 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
                 "cannot set up SASL for user '%s': %s", url->user, memcached_strerror(mc, rc));
     }
 
+    m->sha256 = kvi__mc_sha256_fetch(); /* NULL: the slower default */
     kvi_status st = kvi__mc_servers_init(c, m, &opt->breaker);
     if (st != KVI_OK)
         return st;
@@ -174,6 +175,8 @@ static void mc_close(kvi_conn *c)
     kvi__mc_servers_free(c, m);
     kvi_engine_free(c, m->sasl_user);
     m->sasl_user = NULL;
+    kvi__mc_sha256_free(m->sha256);
+    m->sha256 = NULL;
 }
 
 static const struct kvi_engine kvi_engine_memcached = {
