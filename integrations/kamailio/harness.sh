@@ -13,6 +13,8 @@
 # at exit (also on failure, Ctrl-C or a test timeout); the directory is
 # removed unless KH_KEEP=1.  Nothing listens beyond 127.0.0.1.
 
+# kamailio and kamcmd live in /usr/sbin, which a non-root PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
 KH_SRC=${KH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 KH_BUILD=${KH_BUILD:-${KVI_BUILD_DIR:-}}
 declare -A KH_PID KH_PORT
