@@ -11,7 +11,8 @@
 #   - no credit below 0: every reservation left >= 0, every final credit >= 0;
 #   - credits exact: final = initial - sum of the charges both instances
 #     logged, per user; one charge record per answered call, none lost;
-#   - each charge is at most the reservation and matches the call length.
+#   - each charge is secs * cost, at most the reservation, for a call of at
+#     most 10 s (the calls last 0.3..2.3 s; slack for a stalled machine).
 set -u
 . "${KVI_SOURCE_DIR:?}/integrations/kamailio/harness.sh"
 kh_require kvi
@@ -82,7 +83,7 @@ awk -v ncalls=$((2 * NCALLS)) -v reserve=$RESERVE -v cost=$COST '
         for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
         u = f["user"]; ncdr[u]++; charged[u] += f["charge"]
         if (f["event"] != "dialog:end") { printf "call not ended by BYE: %s\n", $0; bad++ }
-        if (f["charge"] < 0 || f["charge"] > reserve || f["charge"] != f["secs"] * cost || f["secs"] > 5) { printf "bad charge: %s\n", $0; bad++ }
+        if (f["charge"] < 0 || f["charge"] > reserve || f["charge"] != f["secs"] * cost || f["secs"] > 10) { printf "bad charge: %s\n", $0; bad++ }
         next
     }
     FILENAME ~ /credits/ {
