@@ -63,6 +63,12 @@ expect "a command waiting for the lock gives up with KVI_E_LOCKED" 19 '' '*'
 expect_err_has "it says it waits and for how long" "giving up after 3 s (KVI_LOCK_TIMEOUT)"
 expect_err_has "it names the holder and its pid" "kvi shell (pid $SH_PID)"
 check "it gave up after about 3 s, not never (took ${elapsed}s)" [ "$elapsed" -ge 2 ] && [ "$elapsed" -le 20 ]
+# A bad KVI_LOCK_TIMEOUT is a clear error, before anything is written.
+for bad in x -1 1.5 +2 86401 ' 3'; do
+    KVI_LOCK_TIMEOUT=$bad run store local badwait 1
+    expect "KVI_LOCK_TIMEOUT='$bad' is refused" 3 '' \
+        'kvi: invalid argument: KVI_LOCK_TIMEOUT must be a whole number of seconds, 0 to 86400\n'
+done
 # SIGTERM ends the wait at once (nothing written: the store is not open).
 t_spawn "$KVI" store local waiting 2 2>"$T/w.err"
 w=$T_LAST_PID

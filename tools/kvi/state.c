@@ -123,17 +123,20 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* KVI_LOCK_TIMEOUT: whole seconds >= 0; anything else is the default. */
+/* KVI_LOCK_TIMEOUT: whole seconds 0..86400 (unset or empty: the
+ * default); -1 for anything else. */
 static long lock_timeout_s(void)
 {
     const char *v = getenv("KVI_LOCK_TIMEOUT");
     if (v == NULL || *v == '\0')
         return LOCK_TIMEOUT_S;
+    if (v[0] < '0' || v[0] > '9')
+        return -1;
     char *end;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (errno != 0 || *end != '\0' || n < 0 || n > 86400 || v[0] == '+' || v[0] == '-')
-        return LOCK_TIMEOUT_S;
+    if (errno != 0 || *end != '\0' || n > 86400)
+        return -1;
     return n;
 }
 
@@ -207,6 +210,11 @@ static void lock_tick(int sig)
 
 static kvi_status take_lock(int fd, const char *path, char *err, size_t errlen)
 {
+    long limit_s = lock_timeout_s();
+    if (limit_s < 0) {
+        snprintf(err, errlen, "KVI_LOCK_TIMEOUT must be a whole number of seconds, 0 to 86400");
+        return KVI_E_INVALID;
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) == 0)
         return KVI_OK;
     if (errno != EWOULDBLOCK) {
@@ -216,7 +224,6 @@ static kvi_status take_lock(int fd, const char *path, char *err, size_t errlen)
     /* A blocking flock() (the kernel hands the lock over in turn, which
      * polling would not), interrupted every LOCK_TICK_MS by SIGALRM to look
      * at the time and at the signals noted. */
-    long limit_s = lock_timeout_s();
     int64_t start = now_ms();
     int told = 0;
     char holder[96] = "";
