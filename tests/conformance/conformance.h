@@ -1,6 +1,6 @@
 /*
  * conformance.h -- the shared fixture and helpers of kvi-conformance, the one
- * contract suite (DESIGN section 5, docs/semantics.md) run against any engine
+ * contract suite (docs/semantics.md) run against any engine
  * id through the public API only.  One file per block of docs/semantics.md:
  *
  *   store.c        store, fetch, remove, keys and values

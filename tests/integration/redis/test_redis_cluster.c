@@ -607,7 +607,7 @@ static void test_cluster_with_password(void **state)
     kvi_tc_free(cl);
 }
 
-/* The conformance suite (the contract of DESIGN section 5) against this
+/* The conformance suite (the contract of docs/semantics.md) against this
  * cluster, by running the kvi-conformance program with its URL. */
 static void test_conformance_suite_passes_on_the_cluster(void **state)
 {
