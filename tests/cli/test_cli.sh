@@ -36,7 +36,7 @@ for cmd in "store ID KEY VALUE \[EXPIRE\] \[--nx\]" "fetch ID KEY" "remove ID KE
     "sub ID KEY DELTA \[EXPIRE\] \[--min N\] \[--max N\]" "counter ID KEY" \
     "raw ID QUERY" "ttl ID KEY" "keys ID \[GLOB\]" "remove-chunk ID GLOB" "ping ID" \
     "stats \[ID\]" "engines" "url URL" "shell" cache_store cache_fetch cache_remove \
-    cache_add cache_sub cache_counter_fetch cache_raw_query; do
+    cache_add cache_sub cache_counter_fetch cache_raw_query cache_remove_chunk; do
     checks=$((checks + 1))
     grep -q -- "$cmd" "$T/out" || fail "--help does not mention $cmd"
 done
@@ -131,6 +131,10 @@ run cache_counter_fetch local alc
 expect "cache_counter_fetch" 0 "-2\n"
 # The local engine has no query language: the alias is recognised (not a
 # usage error) and the core's UNSUPPORTED comes back as exit 7.
+run cache_store local alr:1 x
+run cache_store local alr:2 y
+run cache_remove_chunk local 'alr:*'
+expect "cache_remove_chunk" 0 "2\n"
 run cache_raw_query local PING
 expect "cache_raw_query on local" 7 "" '*'
 expect_err_has "cache_raw_query on local" "kvi: operation not supported by this engine"

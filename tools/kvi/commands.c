@@ -114,7 +114,7 @@ static const kvi__cli_command commands[] = {
      "list keys matching GLOB",
      0},
     {"remove-chunk",
-     NULL,
+     "cache_remove_chunk",
      "ID GLOB",
      2,
      0,
