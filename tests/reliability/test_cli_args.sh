@@ -9,17 +9,9 @@
 # 3 (KVI_E_INVALID) and change nothing either.
 set -u
 KVI=${1:?usage: test_cli_args.sh PATH_TO_KVI}
-T=$(mktemp -d "${TMPDIR:-/tmp}/kvi-cli-args.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-export XDG_STATE_HOME=$T/state LC_ALL=C
-STATE=$XDG_STATE_HOME/kvi
-checks=0
-fails=0
-
-fail() {
-    fails=$((fails + 1))
-    echo "FAIL: $*"
-}
+# Temp dir, state dir, fail() and the tally: the shell tests' library.
+. "$(dirname "$0")/../support/testlib.sh"
+t_init cli-args
 
 # Create the store with one key so that there is state to compare.
 "$KVI" store local keep v >/dev/null 2>&1 || { echo "cannot create the store"; exit 1; }
@@ -145,5 +137,4 @@ diff -r "$T/snap" "$STATE" >/dev/null || fail "the state directory changed: $(di
 checks=$((checks + 1))
 [ "$("$KVI" keys local 2>&1)" = keep ] || fail "keys after the table: $("$KVI" keys local 2>&1)"
 
-echo "$checks checks, $fails failed"
-[ "$fails" = 0 ]
+t_done
