@@ -139,6 +139,13 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
     return st;
 }
 
+/* The end of a CAS loop that kept losing to other writers. */
+static kvi_status mc_gave_up(kvi_conn *c, const char *op)
+{
+    return kvi_engine_error(c, KVI_E_BACKEND, "%s: gave up after %d conflicting concurrent updates",
+                            op, MC_CAS_MAX_TRIES);
+}
+
 /* The bounds of a counter update; plain add/sub have the whole int64 range. */
 struct mc_bounds {
     int64_t min, max;
@@ -221,9 +228,7 @@ static kvi_status mc_add_loop(kvi_conn *c, const void *key, size_t key_len, int6
     int64_t value = 0;
     for (int tries = 0; st == KVI_OK && !done; tries++) {
         if (tries == MC_CAS_MAX_TRIES) {
-            st = kvi_engine_error(c, KVI_E_BACKEND,
-                                  "%s: gave up after %d conflicting concurrent updates", b->op,
-                                  MC_CAS_MAX_TRIES);
+            st = mc_gave_up(c, b->op);
             break;
         }
         st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, b, &value, &done);
@@ -266,9 +271,7 @@ kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const 
     memset(&it, 0, sizeof it);
     for (int tries = 0;; tries++) {
         if (tries == MC_CAS_MAX_TRIES) {
-            st = kvi_engine_error(c, KVI_E_BACKEND,
-                                  "store_nx: gave up after %d conflicting concurrent updates",
-                                  MC_CAS_MAX_TRIES);
+            st = mc_gave_up(c, "store_nx");
             break;
         }
         int64_t now_ms = kvi__mc_now_ms();
