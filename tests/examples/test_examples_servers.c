@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "testclock.h"
 #include "testcluster.h"
 #include "testserver.h"
 
@@ -149,13 +150,6 @@ static void test_billing_on_memcached_is_exact(void **state)
     kvi_ts_free(s);
 }
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
 /* The server stops answering for a while (SIGSTOP) under a 100 ms command
  * timeout: writes whose outcome is unknown are counted, never retried, and
  * the credits still agree with what was acknowledged plus that slack; the
@@ -175,9 +169,9 @@ static void test_billing_counts_unknown_outcomes_on_redis(void **state)
     printf("$ %s   (server stopped for 800 ms after 700 ms)\n", cmd);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
-    nap_ms(700);
+    kvi_test_sleep_ms(700);
     assert_int_equal(kill(kvi_ts_pid(s), SIGSTOP), 0);
-    nap_ms(800);
+    kvi_test_sleep_ms(800);
     assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = '\0';

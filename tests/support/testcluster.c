@@ -15,6 +15,8 @@
 
 #include "testcluster.h"
 
+#include "testclock.h"
+
 #define CLI_TIMEOUT_MS 15000
 #define CREATE_TIMEOUT_MS 60000
 
@@ -46,20 +48,6 @@ const char *kvi_tc_errmsg(void)
     return tc_msg[0] != '\0' ? tc_msg : kvi_ts_errmsg();
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void nap_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Runs argv (argv[0] a path), collecting stdout+stderr; kills it after
  * timeout_ms.  *status is the exit status (-1 when killed). */
 static kvi_ts_result run(const char *const *argv, unsigned timeout_ms, char **out, int *status)
@@ -87,10 +75,10 @@ static kvi_ts_result run(const char *const *argv, unsigned timeout_ms, char **ou
     close(fds[1]);
     size_t len = 0, cap = 4096;
     char *buf = malloc(cap);
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = ((uint64_t)kvi_test_mono_ms()) + timeout_ms;
     int killed = 0;
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = ((uint64_t)kvi_test_mono_ms());
         if (now >= deadline) {
             kill(pid, SIGKILL);
             killed = 1;
@@ -316,7 +304,7 @@ static char *slot_view(const char *nodes_text)
 
 kvi_ts_result kvi_tc_wait_ok(kvi_tc_cluster *cl, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = ((uint64_t)kvi_test_mono_ms()) + timeout_ms;
     char why[512] = "no node running";
 
     for (;;) {
@@ -358,9 +346,9 @@ kvi_ts_result kvi_tc_wait_ok(kvi_tc_cluster *cl, unsigned timeout_ms)
             tc_msg[0] = '\0';
             return KVI_TS_OK;
         }
-        if (now_ms() >= deadline)
+        if (((uint64_t)kvi_test_mono_ms()) >= deadline)
             return fail(KVI_TS_FAILED, "cluster not ok after %u ms: %s", timeout_ms, why);
-        nap_ms(200);
+        kvi_test_sleep_ms(200);
     }
 }
 
@@ -440,7 +428,7 @@ void kvi_tc_free(kvi_tc_cluster *cl)
 static kvi_ts_result wait_replicas_online(kvi_tc_cluster *cl, unsigned replicas,
                                           unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = ((uint64_t)kvi_test_mono_ms()) + timeout_ms;
     const char *args[] = {"INFO", "replication", NULL};
     for (;;) {
         int ok = 1;
@@ -461,9 +449,9 @@ static kvi_ts_result wait_replicas_online(kvi_tc_cluster *cl, unsigned replicas,
         }
         if (ok)
             return KVI_TS_OK;
-        if (now_ms() >= deadline)
+        if (((uint64_t)kvi_test_mono_ms()) >= deadline)
             return fail(KVI_TS_FAILED, "replicas not in sync after %u ms", timeout_ms);
-        nap_ms(100);
+        kvi_test_sleep_ms(100);
     }
 }
 

@@ -3,6 +3,8 @@
  */
 #include "testserver.h"
 
+#include "testclock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -97,20 +99,6 @@ kvi_ts_result kvi_ts_missing(const char *prog, const char *package)
     return set_error(KVI_TS_MISSING,
                      "%s not found on PATH; install it (Debian package %s) to run this test", prog,
                      package);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 static void on_signal(int sig)
@@ -357,7 +345,7 @@ static void log_tail(const kvi_ts_server *s, char *buf, size_t buflen)
 
 kvi_ts_result kvi_ts_wait_ready(kvi_ts_server *s, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = ((uint64_t)kvi_test_mono_ms()) + timeout_ms;
     for (;;) {
         int status = 0;
         if (!check_alive(s, &status)) {
@@ -369,9 +357,9 @@ kvi_ts_result kvi_ts_wait_ready(kvi_ts_server *s, unsigned timeout_ms)
         }
         if (s->port == 0 || try_ready(s))
             return KVI_TS_OK;
-        if (now_ms() >= deadline)
+        if (((uint64_t)kvi_test_mono_ms()) >= deadline)
             break;
-        sleep_ms(20);
+        kvi_test_sleep_ms(20);
     }
     char tail[600];
     log_tail(s, tail, sizeof tail);
@@ -633,11 +621,11 @@ kvi_ts_result kvi_ts_stop(kvi_ts_server *s)
     if (s == NULL || !check_alive(s, NULL))
         return KVI_TS_OK;
     kill(s->pid, SIGTERM);
-    uint64_t deadline = now_ms() + STOP_GRACE_MS;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ((uint64_t)kvi_test_mono_ms()) + STOP_GRACE_MS;
+    while (((uint64_t)kvi_test_mono_ms()) < deadline) {
         if (!check_alive(s, NULL))
             return KVI_TS_OK;
-        sleep_ms(10);
+        kvi_test_sleep_ms(10);
     }
     kill(s->pid, SIGKILL);
     reap_blocking(s);
