@@ -314,7 +314,7 @@ static kvi_status ping_standalone(kvi_conn *c, struct kvi_redis_state *st)
 {
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
-    struct kvi_redis_cmd ping = {1, argv, lens, -1, 1, 0};
+    struct kvi_redis_cmd ping = {1, argv, lens, -1, 1, 0, 0};
     redisReply *r = NULL;
     kvi_status s = exec_standalone(c, st, &ping, &r);
     if (s == KVI_OK && r->type == REDIS_REPLY_ERROR)
@@ -381,8 +381,13 @@ int kvi__redis_slot_of(const void *key, size_t key_len)
 kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
                           int flags, redisReply **out)
 {
-    struct kvi_redis_cmd cmd = {
-        argc, argv, lens, slot, (flags & KVI_REDIS_RESEND_OK) != 0, (flags & KVI_REDIS_WRITE) != 0};
+    struct kvi_redis_cmd cmd = {argc,
+                                argv,
+                                lens,
+                                slot,
+                                (flags & KVI_REDIS_RESEND_OK) != 0,
+                                (flags & KVI_REDIS_WRITE) != 0,
+                                (flags & KVI_REDIS_DEEP) != 0};
     return kvi__redis_exec(c, &cmd, out);
 }
 

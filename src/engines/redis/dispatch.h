@@ -27,6 +27,7 @@ kvi_status kvi__redis_exec(kvi_conn *c, const struct kvi_redis_cmd *cmd, redisRe
 /* Flags of kvi__redis_run(). */
 #define KVI_REDIS_RESEND_OK 1 /* may be sent again after its connection failed */
 #define KVI_REDIS_WRITE 2     /* changes data: followed by WAIT when wait_replicas > 0 */
+#define KVI_REDIS_DEEP 4      /* a raw reply: read it at any depth (deep.h) */
 
 /* kvi__redis_exec() of argv[0..argc) for slot with flags. */
 kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,

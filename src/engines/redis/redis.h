@@ -5,6 +5,7 @@
  *
  *   error.h     hiredis and server errors -> kvi statuses (lowest layer)
  *   transport.h one hiredis context: connect, set-up, deadlines, read/write
+ *   deep.h      RESP2 reader of raw replies (any depth up to 64)
  *   pool.h      nodes (one server each) and their idle connections
  *   state.h     the per-process state (fork), the node registry
  *   slotmap.h   the Redis Cluster slot map
@@ -91,6 +92,7 @@ struct kvi_redis_cmd {
     int slot;
     int resend_ok;
     int is_write; /* changes data: followed by WAIT when cfg.wait_replicas > 0 */
+    int deep;     /* read the reply with deep.c (raw queries: any depth to 64) */
 };
 
 /* The private part of c. */

@@ -139,7 +139,7 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
 {
     const char *argv[2] = {"CLUSTER", "SHARDS"};
     size_t lens[2] = {7, 6};
-    struct kvi_redis_cmd cmd = {2, argv, lens, -1, 1, 0};
+    struct kvi_redis_cmd cmd = {2, argv, lens, -1, 1, 0, 0};
     redisReply *r = NULL;
     int shards = 1;
 

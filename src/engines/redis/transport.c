@@ -8,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
+#include "deep.h"
 #include "error.h"
 #include "transport.h"
 
@@ -107,6 +110,52 @@ kvi_status kvi__redis_get_reply(kvi_conn *c, const struct kvi_redis_addr *a, red
         if (redisBufferRead(ctx) != REDIS_OK)
             return kvi__redis_io_error(c, a->name, ctx, errno, connecting);
     }
+}
+
+/* The reply to a request already written out, read with deep.c instead of
+ * hiredis's reader (which stops at 7 levels), before the deadline.  Bytes
+ * hiredis buffered already (after an ASKING reply) are taken over. */
+static kvi_status get_deep_reply(kvi_conn *c, const struct kvi_redis_addr *a, redisContext *ctx,
+                                 int64_t deadline, redisReply **out)
+{
+    struct kvi_redis_deep *d = kvi__redis_deep_new();
+    redisReader *rd = ctx->reader;
+    char err[128], chunk[16384];
+    redisReply *r = NULL;
+    int done = 0;
+
+    if (d == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    if (rd->buf != NULL && rd->pos < rd->len) {
+        done = kvi__redis_deep_feed(d, rd->buf + rd->pos, rd->len - rd->pos, KVI_MAX_VALUE_LEN, &r,
+                                    err, sizeof err);
+        rd->pos = rd->len;
+    }
+    while (done == 0) {
+        int w = wait_fd(ctx->fd, POLLIN, deadline);
+        if (w == 0) {
+            kvi__redis_deep_free(d);
+            return kvi__redis_timed_out(c, a->name, 0);
+        }
+        ssize_t n = w < 0 ? -1 : read(ctx->fd, chunk, sizeof chunk);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0) {
+            kvi_status st =
+                n == 0
+                    ? kvi_engine_error(c, KVI_E_CONNECT,
+                                       "request to %s: server closed the connection", a->name)
+                    : kvi_engine_error(c, KVI_E_IO, "request to %s: %s", a->name, strerror(errno));
+            kvi__redis_deep_free(d);
+            return st;
+        }
+        done = kvi__redis_deep_feed(d, chunk, (size_t)n, KVI_MAX_VALUE_LEN, &r, err, sizeof err);
+    }
+    kvi__redis_deep_free(d);
+    if (done < 0)
+        return kvi_engine_error(c, KVI_E_PROTOCOL, "reply from %s: %s", a->name, err);
+    *out = r;
+    return KVI_OK;
 }
 
 /* What each request of the set-up round trip was. */
@@ -272,7 +321,22 @@ kvi_status kvi__redis_roundtrip(kvi_conn *c, const struct kvi_redis_addr *a, red
         freeReplyObject(v);
         v = NULL;
     }
-    kvi_status s = kvi__redis_get_reply(c, a, ctx, deadline, 0, &v);
+    kvi_status s;
+    if (cmd->deep) {
+        /* Written out first; then deep.c reads the reply. */
+        int sent = 0;
+        while (!sent) {
+            if (redisBufferWrite(ctx, &sent) != REDIS_OK)
+                return kvi__redis_io_error(c, a->name, ctx, errno, 0);
+            if (!sent && wait_fd(ctx->fd, POLLOUT, deadline) == 0)
+                return kvi__redis_timed_out(c, a->name, 0);
+        }
+        redisReply *dr = NULL;
+        s = get_deep_reply(c, a, ctx, deadline, &dr);
+        v = dr;
+    } else {
+        s = kvi__redis_get_reply(c, a, ctx, deadline, 0, &v);
+    }
     if (s != KVI_OK)
         return s;
     *answered = 1;
