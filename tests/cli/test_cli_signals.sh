@@ -72,7 +72,9 @@ done
 # SIGTERM ends the wait at once (nothing written: the store is not open).
 t_spawn "$KVI" store local waiting 2 2>"$T/w.err"
 w=$T_LAST_PID
-sleep 0.3
+# Signal only once it is really waiting (it says so after 2 s): a fixed sleep
+# raced the start-up of a sanitizer build, whose SIGTERM then met no handler.
+check "the second command reports that it waits" wait_for "$T/w.err" "waiting for the default store" 30
 kill -TERM "$w"
 wait "$w"
 wrc=$?
