@@ -97,9 +97,28 @@ static inline int64_t kvi__lt_deadline(int64_t now_ms, int64_t expire_s)
     return at < 1 ? 1 : at;
 }
 
+/* An absolute expiry read back from a snapshot (unix ms, 0 = none) as the
+ * put_abs functions keep it: a negative one becomes 1 (long past), a later
+ * one than KVI__LT_MAX_EXPIRE_MS is clamped to it. */
+static inline int64_t kvi__lt_clamp_abs(int64_t expire_ms)
+{
+    if (expire_ms < 0)
+        return 1;
+    return expire_ms > KVI__LT_MAX_EXPIRE_MS ? KVI__LT_MAX_EXPIRE_MS : expire_ms;
+}
+
 /* Receives a value under the shard lock; must copy it and not call back
  * into the table.  Returns KVI_OK or an error that the operation returns. */
 typedef kvi_status (*kvi__lt_value_fn)(void *ud, const void *data, size_t len);
+
+/* A kvi__lt_value_fn reading the value as a counter into the int64_t *ud:
+ * KVI_E_NOT_A_COUNTER unless it is a whole decimal that fits. */
+static inline kvi_status kvi__lt_read_counter(void *ud, const void *data, size_t len)
+{
+    if (len == 0 || len > 20 || !kvi_parse_int64(data, len, ud))
+        return KVI_E_NOT_A_COUNTER;
+    return KVI_OK;
+}
 
 /* Receives one live entry under its shard lock (expire_ms 0 = none); same
  * rules as kvi__lt_value_fn. */

@@ -449,6 +449,27 @@ static struct sh_shard *lock_key(kvi__sh *s, const void *key, size_t klen, uint6
     return *st == KVI_OK ? sh : NULL;
 }
 
+/* A key's place: its shard (locked by lock_find) and the link of its live
+ * entry (NULL when absent). */
+struct sh_at {
+    struct now n;
+    uint64_t h;
+    struct sh_shard *sh;
+    uint32_t *pp;
+};
+
+/* lock_key, then the key's live entry: KVI_OK with at->sh locked, or the
+ * lock's error with nothing locked. */
+static kvi_status lock_find(kvi__sh *s, const void *key, size_t klen, struct sh_at *at)
+{
+    kvi_status st;
+    at->sh = lock_key(s, key, klen, &at->h, &st);
+    if (!at->sh)
+        return st;
+    at->pp = find_live(s, at->sh, at->h, key, klen, &at->n);
+    return KVI_OK;
+}
+
 /* Stores (nx: only when absent; *exists then says it was there). */
 static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *val, size_t vlen,
                          int64_t expire_ms, int nx, int *exists, struct now *n)
@@ -503,10 +524,7 @@ kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const vo
 {
     struct now n = {s->k, 0, 0};
     int exists = 0;
-    if (expire_ms < 0)
-        expire_ms = 1;
-    if (expire_ms > KVI__LT_MAX_EXPIRE_MS)
-        expire_ms = KVI__LT_MAX_EXPIRE_MS;
+    expire_ms = kvi__lt_clamp_abs(expire_ms);
     if (expire_ms != 0 && now_ms(&n) >= expire_ms)
         return KVI_OK;
     return sh_put(s, key, key_len, val, val_len, expire_ms, 0, &exists, &n);
@@ -515,43 +533,37 @@ kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const vo
 kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
                          kvi_status (*fn)(void *ud, const void *data, size_t len), void *ud)
 {
-    struct now n = {s->k, 0, 0};
-    uint64_t h;
-    kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
-    if (!sh)
+    struct sh_at at = {.n = {s->k, 0, 0}};
+    kvi_status st = lock_find(s, key, key_len, &at);
+    if (st != KVI_OK)
         return st;
-    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
-    if (pp) {
-        struct sh_ent *e = ENT(s, *pp);
-        sh->hits++;
-        touch(s, sh, e);
+    if (at.pp) {
+        struct sh_ent *e = ENT(s, *at.pp);
+        at.sh->hits++;
+        touch(s, at.sh, e);
         st = fn(ud, e->data + key_len, e->vlen);
     } else {
         st = KVI_NOT_FOUND;
     }
-    pthread_mutex_unlock(&sh->lock);
+    pthread_mutex_unlock(&at.sh->lock);
     return st;
 }
 
 kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
 {
-    struct now n = {s->k, 0, 0};
-    uint64_t h;
-    kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
-    if (!sh)
+    struct sh_at at = {.n = {s->k, 0, 0}};
+    kvi_status st = lock_find(s, key, key_len, &at);
+    if (st != KVI_OK)
         return st;
-    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
-    if (pp) {
-        unlink_at(s, sh, pp);
-        kvi__sh_commit(sh);
+    if (at.pp) {
+        unlink_at(s, at.sh, at.pp);
+        kvi__sh_commit(at.sh);
         st = KVI_OK;
     } else {
         st = KVI_NOT_FOUND;
     }
-    sweep_step(s, sh, &n, 4);
-    pthread_mutex_unlock(&sh->lock);
+    sweep_step(s, at.sh, &at.n, 4);
+    pthread_mutex_unlock(&at.sh->lock);
     return st;
 }
 
@@ -567,15 +579,12 @@ static int parse_counter(const struct sh_ent *e, int64_t *out)
 static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta, int64_t expire_s,
                          int bounded, int64_t min, int64_t max, int64_t *value, int *refused)
 {
-    struct now n = {s->k, 0, 0};
-    uint64_t h;
-    kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, klen, &h, &st);
-    if (!sh)
+    struct sh_at at = {.n = {s->k, 0, 0}};
+    kvi_status st = lock_find(s, key, klen, &at);
+    if (st != KVI_OK)
         return st;
-    uint32_t *pp = find_live(s, sh, h, key, klen, &n);
     int64_t cur = 0, result = 0;
-    struct sh_ent *e = pp ? ENT(s, *pp) : NULL;
+    struct sh_ent *e = at.pp ? ENT(s, *at.pp) : NULL;
     if (e && !parse_counter(e, &cur)) {
         st = KVI_E_NOT_A_COUNTER;
     } else if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta)) {
@@ -588,36 +597,36 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
         result = cur + delta;
         size_t len = kvi_format_int64(result, text);
         if (e && len == e->vlen) {
-            kvi__sh_log(s, sh, e->data + klen, len);
+            kvi__sh_log(s, at.sh, e->data + klen, len);
             memcpy(e->data + klen, text, len);
-            sh->changes++;
-            touch(s, sh, e);
+            at.sh->changes++;
+            touch(s, at.sh, e);
         } else {
-            int64_t expire_ms = e ? e_expire(e) : deadline(&n, expire_s);
-            uint32_t idx =
-                make_room(s, sh, sizeof(struct sh_ent) + klen + len, &n, h, key, klen, &pp);
+            int64_t expire_ms = e ? e_expire(e) : deadline(&at.n, expire_s);
+            uint32_t idx = make_room(s, at.sh, sizeof(struct sh_ent) + klen + len, &at.n, at.h, key,
+                                     klen, &at.pp);
             if (!idx) {
                 st = KVI_E_STORE_FULL;
             } else {
                 /* An eviction may have taken the old counter: then it is
                  * gone and the add starts from 0 like on a missing key. */
-                if (e && !pp) {
+                if (e && !at.pp) {
                     result = delta;
                     len = kvi_format_int64(result, text);
-                    expire_ms = deadline(&n, expire_s);
+                    expire_ms = deadline(&at.n, expire_s);
                 }
                 struct sh_ent *ne = ENT(s, idx);
-                fill(ne, h, key, klen, text, len, expire_ms);
-                touch(s, sh, ne);
-                place(s, sh, h, idx, pp);
+                fill(ne, at.h, key, klen, text, len, expire_ms);
+                touch(s, at.sh, ne);
+                place(s, at.sh, at.h, idx, at.pp);
             }
         }
         if (st == KVI_OK) {
-            kvi__sh_commit(sh);
-            sweep_step(s, sh, &n, 4);
+            kvi__sh_commit(at.sh);
+            sweep_step(s, at.sh, &at.n, 4);
         }
     }
-    pthread_mutex_unlock(&sh->lock);
+    pthread_mutex_unlock(&at.sh->lock);
     if (st == KVI_OK && value)
         *value = result;
     return st;
@@ -640,47 +649,25 @@ kvi_status kvi__sh_add_bounded(kvi__sh *s, const void *key, size_t key_len, int6
 
 kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t *out)
 {
-    struct now n = {s->k, 0, 0};
-    uint64_t h;
-    kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
-    if (!sh)
-        return st;
-    int64_t v = 0;
-    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
-    if (pp) {
-        struct sh_ent *e = ENT(s, *pp);
-        sh->hits++;
-        touch(s, sh, e);
-        st = parse_counter(e, &v) ? KVI_OK : KVI_E_NOT_A_COUNTER;
-    } else {
-        st = KVI_NOT_FOUND;
-    }
-    pthread_mutex_unlock(&sh->lock);
-    if (st == KVI_OK)
-        *out = v;
-    return st;
+    return kvi__sh_fetch(s, key, key_len, kvi__lt_read_counter, out);
 }
 
 kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    struct now n = {s->k, 0, 0};
-    uint64_t h;
-    kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, key_len, &h, &st);
-    if (!sh)
+    struct sh_at at = {.n = {s->k, 0, 0}};
+    kvi_status st = lock_find(s, key, key_len, &at);
+    if (st != KVI_OK)
         return st;
     int64_t v = -1;
-    uint32_t *pp = find_live(s, sh, h, key, key_len, &n);
-    if (pp) {
-        int64_t x = e_expire(ENT(s, *pp));
+    if (at.pp) {
+        int64_t x = e_expire(ENT(s, *at.pp));
         /* Rounded down: never more than the key has (as table.c). */
         if (x)
-            v = (x - now_ms(&n)) / 1000;
+            v = (x - now_ms(&at.n)) / 1000;
     } else {
         st = KVI_NOT_FOUND;
     }
-    pthread_mutex_unlock(&sh->lock);
+    pthread_mutex_unlock(&at.sh->lock);
     if (st == KVI_OK)
         *ttl_s = v;
     return st;
@@ -721,37 +708,43 @@ static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, const char *glob, 
     return KVI_OK;
 }
 
-kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
-                           kvi_status (*fn)(void *ud, const void *key, size_t key_len,
-                                            const void *val, size_t val_len, int64_t expire_ms),
-                           void *ud)
+/* Walks every shard (see walk_shard). A shard whose lock cannot be
+ * recovered ends a foreach (its error returned) and is skipped by a
+ * remove (keep_going). */
+static kvi_status walk_all(kvi__sh *s, const char *glob, size_t glob_len,
+                           kvi_status (*fn)(void *, const void *, size_t, const void *, size_t,
+                                            int64_t),
+                           void *ud, uint64_t *removed, int keep_going)
 {
     struct now n = {s->k, 0, 0};
     kvi_status st = KVI_OK;
     for (uint32_t i = 0; i < SH_SHARDS && st == KVI_OK; i++) {
         struct sh_shard *sh = &s->shards[i];
         st = kvi__sh_lock(s, sh);
-        if (st != KVI_OK)
-            break;
+        if (st != KVI_OK) {
+            if (keep_going)
+                st = KVI_OK;
+            continue;
+        }
         if (sh->entries)
-            st = walk_shard(s, sh, glob, glob_len, fn, ud, NULL, &n);
+            st = walk_shard(s, sh, glob, glob_len, fn, ud, removed, &n);
         pthread_mutex_unlock(&sh->lock);
     }
     return st;
 }
 
+kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
+                           kvi_status (*fn)(void *ud, const void *key, size_t key_len,
+                                            const void *val, size_t val_len, int64_t expire_ms),
+                           void *ud)
+{
+    return walk_all(s, glob, glob_len, fn, ud, NULL, 0);
+}
+
 void kvi__sh_remove_glob(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed)
 {
-    struct now n = {s->k, 0, 0};
     uint64_t count = 0;
-    for (uint32_t i = 0; i < SH_SHARDS; i++) {
-        struct sh_shard *sh = &s->shards[i];
-        if (kvi__sh_lock(s, sh) != KVI_OK)
-            continue;
-        if (sh->entries)
-            (void)walk_shard(s, sh, glob, glob_len, NULL, NULL, &count, &n);
-        pthread_mutex_unlock(&sh->lock);
-    }
+    (void)walk_all(s, glob, glob_len, NULL, NULL, &count, 1);
     *removed = count;
 }
 

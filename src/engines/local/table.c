@@ -338,6 +338,15 @@ static inline void lt_prefetch(struct lt_shard *sh, uint64_t h)
         __builtin_prefetch(b + ((size_t)h & mask));
 }
 
+/* Hashes key into *h and returns its shard, its bucket being prefetched. */
+static struct lt_shard *lt_shard_for(kvi__lt *t, const void *key, size_t klen, uint64_t *h)
+{
+    *h = kvi__lt_hash(t->seed, key, klen);
+    struct lt_shard *sh = &t->shards[LT_SHARD_OF(*h)];
+    lt_prefetch(sh, *h);
+    return sh;
+}
+
 static kvi_status lt_ensure_buckets(kvi__lt *t, struct lt_shard *sh)
 {
     if (sh->ht[0].b)
@@ -740,10 +749,7 @@ kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const vo
                            size_t val_len, int64_t expire_ms)
 {
     struct lt_now n = {t->k, 0, 0};
-    if (expire_ms < 0)
-        expire_ms = 1;
-    if (expire_ms > KVI__LT_MAX_EXPIRE_MS)
-        expire_ms = KVI__LT_MAX_EXPIRE_MS;
+    expire_ms = kvi__lt_clamp_abs(expire_ms);
     if (expire_ms != 0 && now_ms(&n) >= expire_ms)
         return KVI_OK;
     return lt_put(t, key, key_len, val, val_len, expire_ms, &n, 0);
@@ -752,9 +758,8 @@ kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const vo
 kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
-    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    lt_prefetch(sh, h);
+    uint64_t h;
+    struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
     kvi_status st;
     pthread_mutex_lock(&sh->lock);
@@ -776,9 +781,8 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
-    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    lt_prefetch(sh, h);
+    uint64_t h;
+    struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     pthread_mutex_lock(&sh->lock);
@@ -812,9 +816,8 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
-    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    lt_prefetch(sh, h);
+    uint64_t h;
+    struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
     char text[24];
     kvi_status st = lt_make_room(t, kvi__lt_entry_cost(key_len, 20));
@@ -882,35 +885,14 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
 
 kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t *out)
 {
-    struct lt_now n = {t->k, 0, 0};
-    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
-    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    lt_prefetch(sh, h);
-    lt_ref dead = 0;
-    kvi_status st = KVI_NOT_FOUND;
-    int64_t v = 0;
-    pthread_mutex_lock(&sh->lock);
-    lt_rehash_step(t, sh, 1);
-    struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
-    if (loc.pp) {
-        sh->hits++;
-        struct lt_entry *e = r_entry(*loc.pp);
-        lt_touch(t, e);
-        st = lt_parse_counter(e, &v) ? KVI_OK : KVI_E_NOT_A_COUNTER;
-    }
-    pthread_mutex_unlock(&sh->lock);
-    lt_free_list(t, dead);
-    if (st == KVI_OK)
-        *out = v;
-    return st;
+    return kvi__lt_fetch(t, key, key_len, kvi__lt_read_counter, out);
 }
 
 kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl_s)
 {
     struct lt_now n = {t->k, 0, 0};
-    uint64_t h = kvi__lt_hash(t->seed, key, key_len);
-    struct lt_shard *sh = &t->shards[LT_SHARD_OF(h)];
-    lt_prefetch(sh, h);
+    uint64_t h;
+    struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
     kvi_status st = KVI_NOT_FOUND;
     int64_t v = -1;
