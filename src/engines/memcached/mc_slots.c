@@ -8,6 +8,12 @@
 
 #include "mc_engine.h"
 
+/* A keyed operation's memcached name and leased handle (mc_begin). */
+struct mc_op {
+    struct mc_key k;
+    struct mc_lease l;
+};
+
 /* The start of every keyed operation: the key's memcached name, a leased
  * handle, and the breaker of the key's server (a server marked down fails
  * the call at once).  End it with mc_end(). */
@@ -48,24 +54,19 @@ static void mc_new_expiry(int64_t now_ms, int64_t expire_s, uint32_t *flags, int
     *exptime = *flags ? kvi__mc_server_exptime(*flags, now_ms) : 0;
 }
 
-kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
-                         size_t val_len, int64_t expire_s)
+/* One SET, sent again once after a broken connection. */
+static kvi_status mc_set(kvi_conn *c, const struct mc_key *k, const struct mc_lease *l,
+                         const void *val, size_t val_len, int64_t expire_s)
 {
-    struct mc_key k;
-    struct mc_lease l;
-    kvi_status st = mc_begin(c, &k, key, key_len, &l);
-    if (st != KVI_OK)
-        return st;
     uint32_t flags;
     int64_t exptime;
     mc_new_expiry(kvi__mc_now_ms(), expire_s, &flags, &exptime);
-    memcached_return_t rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
-    st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
-    if (kvi__mc_retry_once(c, l.mc, st)) {
-        rc = kvi__mc_write(c, l.mc, &k, MC_SET, val, val_len, exptime, flags, 0);
-        st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l.mc, rc, "store");
+    memcached_return_t rc = kvi__mc_write(c, l->mc, k, MC_SET, val, val_len, exptime, flags, 0);
+    kvi_status st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l->mc, rc, "store");
+    if (kvi__mc_retry_once(c, l->mc, st)) {
+        rc = kvi__mc_write(c, l->mc, k, MC_SET, val, val_len, exptime, flags, 0);
+        st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l->mc, rc, "store");
     }
-    mc_end(c, &l, st);
     return st;
 }
 
@@ -78,20 +79,19 @@ typedef kvi_status (*mc_use_fn)(kvi_conn *c, const struct mc_key *k, const struc
 static kvi_status mc_read_live(kvi_conn *c, const void *key, size_t key_len, const char *op,
                                mc_use_fn use, void *out)
 {
-    struct mc_key k;
-    struct mc_lease l;
-    kvi_status st = mc_begin(c, &k, key, key_len, &l);
+    struct mc_op o;
+    kvi_status st = mc_begin(c, &o.k, key, key_len, &o.l);
     if (st != KVI_OK)
         return st;
     struct mc_item it;
     int64_t now_ms = kvi__mc_now_ms();
-    st = kvi__mc_read(c, l.mc, &k, NULL, &it, now_ms, op);
+    st = kvi__mc_read(c, o.l.mc, &o.k, NULL, &it, now_ms, op);
     if (st == KVI_OK && !it.live)
         st = KVI_NOT_FOUND;
     if (st == KVI_OK)
-        st = use(c, &k, &it, now_ms, out);
+        st = use(c, &o.k, &it, now_ms, out);
     kvi__mc_item_free(&it);
-    mc_end(c, &l, st);
+    mc_end(c, &o.l, st);
     return st;
 }
 
@@ -113,29 +113,28 @@ kvi_status kvi__mc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value
  * NOT_FOUND as on every engine (one round trip more than a bare delete). */
 kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
 {
-    struct mc_key k;
-    struct mc_lease l;
-    kvi_status st = mc_begin(c, &k, key, key_len, &l);
+    struct mc_op o;
+    kvi_status st = mc_begin(c, &o.k, key, key_len, &o.l);
     if (st != KVI_OK)
         return st;
     struct mc_item it;
-    st = kvi__mc_read(c, l.mc, &k, NULL, &it, kvi__mc_now_ms(), "remove");
+    st = kvi__mc_read(c, o.l.mc, &o.k, NULL, &it, kvi__mc_now_ms(), "remove");
     if (st == KVI_OK && !it.present)
         st = KVI_NOT_FOUND;
     for (int attempt = 0; st == KVI_OK; attempt++) {
-        memcached_return_t rc = memcached_delete(l.mc, k.mkey, k.mkey_len, 0);
+        memcached_return_t rc = memcached_delete(o.l.mc, o.k.mkey, o.k.mkey_len, 0);
         if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_DELETED)
             st = it.live ? KVI_OK : KVI_NOT_FOUND;
         else if (rc == MEMCACHED_NOTFOUND)
             st = KVI_NOT_FOUND;
         else
-            st = kvi__mc_fail(c, l.mc, rc, "remove");
-        if (attempt > 0 || !kvi__mc_retry_once(c, l.mc, st))
+            st = kvi__mc_fail(c, o.l.mc, rc, "remove");
+        if (attempt > 0 || !kvi__mc_retry_once(c, o.l.mc, st))
             break;
         st = KVI_OK;
     }
     kvi__mc_item_free(&it);
-    mc_end(c, &l, st);
+    mc_end(c, &o.l, st);
     return st;
 }
 
@@ -217,13 +216,12 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
 static kvi_status mc_add_loop(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                               int64_t expire_s, const struct mc_bounds *b, int64_t *out)
 {
-    struct mc_key k;
-    struct mc_lease l;
-    kvi_status st = mc_begin(c, &k, key, key_len, &l);
+    struct mc_op o;
+    kvi_status st = mc_begin(c, &o.k, key, key_len, &o.l);
     if (st != KVI_OK)
         return st;
     memcached_result_st res;
-    memcached_result_create(l.mc, &res);
+    memcached_result_create(o.l.mc, &res);
     int done = 0;
     int64_t value = 0;
     for (int tries = 0; st == KVI_OK && !done; tries++) {
@@ -231,10 +229,10 @@ static kvi_status mc_add_loop(kvi_conn *c, const void *key, size_t key_len, int6
             st = mc_gave_up(c, b->op);
             break;
         }
-        st = mc_add_once(c, l.mc, &k, &res, delta, expire_s, b, &value, &done);
+        st = mc_add_once(c, o.l.mc, &o.k, &res, delta, expire_s, b, &value, &done);
     }
     memcached_result_free(&res);
-    mc_end(c, &l, st);
+    mc_end(c, &o.l, st);
     if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && out != NULL)
         *out = value;
     return st;
@@ -257,16 +255,12 @@ kvi_status kvi__mc_add_bounded(kvi_conn *c, const void *key, size_t key_len, int
 /* memcached's add command stores only where the server holds no item; an
  * item past its stamp that the server still holds is absent for kvi and is
  * replaced with CAS (one racer wins, the others see the winner's item). */
-kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
-                            size_t val_len, int64_t expire_s)
+static kvi_status mc_set_nx(kvi_conn *c, const struct mc_key *k, const struct mc_lease *l,
+                            const void *val, size_t val_len, int64_t expire_s)
 {
-    struct mc_key k;
-    struct mc_lease l;
-    kvi_status st = mc_begin(c, &k, key, key_len, &l);
-    if (st != KVI_OK)
-        return st;
+    kvi_status st = KVI_OK;
     memcached_result_st res;
-    memcached_result_create(l.mc, &res);
+    memcached_result_create(l->mc, &res);
     struct mc_item it;
     memset(&it, 0, sizeof it);
     for (int tries = 0;; tries++) {
@@ -280,28 +274,55 @@ kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const 
         mc_new_expiry(now_ms, expire_s, &flags, &exptime);
         enum mc_write_mode mode = it.present ? MC_CAS : MC_ADD;
         memcached_return_t rc =
-            kvi__mc_write(c, l.mc, &k, mode, val, val_len, exptime, flags, it.cas);
+            kvi__mc_write(c, l->mc, k, mode, val, val_len, exptime, flags, it.cas);
         if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_STORED) {
             st = KVI_OK;
             break;
         }
         if (rc != MEMCACHED_DATA_EXISTS && rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_NOTFOUND) {
-            st = kvi__mc_fail(c, l.mc, rc, "store_nx");
-            if (tries == 0 && mode == MC_ADD && kvi__mc_retry_once(c, l.mc, st))
+            st = kvi__mc_fail(c, l->mc, rc, "store_nx");
+            if (tries == 0 && mode == MC_ADD && kvi__mc_retry_once(c, l->mc, st))
                 continue;
             break;
         }
         /* The server holds an item (or lost the one we read): live means
          * the key exists; expired means replace it with its CAS. */
-        st = kvi__mc_read(c, l.mc, &k, &res, &it, kvi__mc_now_ms(), "store_nx");
+        st = kvi__mc_read(c, l->mc, k, &res, &it, kvi__mc_now_ms(), "store_nx");
         if (st == KVI_OK && it.live)
             st = KVI_KEY_EXISTS;
         if (st != KVI_OK)
             break;
     }
     memcached_result_free(&res);
-    mc_end(c, &l, st);
     return st;
+}
+
+/* The one bracket of store and store_nx (mc_begin .. mc_end). */
+static kvi_status mc_put(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s, int nx)
+{
+    struct mc_op o;
+    kvi_status st = mc_begin(c, &o.k, key, key_len, &o.l);
+    if (st != KVI_OK)
+        return st;
+    if (nx)
+        st = mc_set_nx(c, &o.k, &o.l, val, val_len, expire_s);
+    else
+        st = mc_set(c, &o.k, &o.l, val, val_len, expire_s);
+    mc_end(c, &o.l, st);
+    return st;
+}
+
+kvi_status kvi__mc_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                         size_t val_len, int64_t expire_s)
+{
+    return mc_put(c, key, key_len, val, val_len, expire_s, 0);
+}
+
+kvi_status kvi__mc_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
+                            size_t val_len, int64_t expire_s)
+{
+    return mc_put(c, key, key_len, val, val_len, expire_s, 1);
 }
 
 static kvi_status use_counter(kvi_conn *c, const struct mc_key *k, const struct mc_item *it,
