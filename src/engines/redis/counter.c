@@ -102,6 +102,25 @@ static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_le
     return kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, out);
 }
 
+/* run_script() of a counter script: KVI_OK with a reply that is not an
+ * error; an error reply becomes its status (counter_error) and is freed. */
+static kvi_status run_counter_script(kvi_conn *c, int id, const void *key, size_t key_len,
+                                     int nargs, const char *const *args, const size_t *arg_lens,
+                                     redisReply **out)
+{
+    redisReply *r = NULL;
+    kvi_status s = run_script(c, id, key, key_len, nargs, args, arg_lens, &r);
+    if (s != KVI_OK)
+        return s;
+    if (r->type == REDIS_REPLY_ERROR) {
+        s = counter_error(c, r);
+        freeReplyObject(r);
+        return s;
+    }
+    *out = r;
+    return KVI_OK;
+}
+
 /* See counter.h. */
 kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                           int64_t expire_s, int64_t *new_value)
@@ -111,16 +130,13 @@ kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t 
     size_t lens[2] = {kvi_format_int64(delta, dtext), kvi_format_int64(expire_s, etext)};
     redisReply *r = NULL;
 
-    kvi_status s = run_script(c, SCRIPT_ADD, key, key_len, 2, args, lens, &r);
+    kvi_status s = run_counter_script(c, SCRIPT_ADD, key, key_len, 2, args, lens, &r);
     if (s != KVI_OK)
         return s;
-    if (r->type == REDIS_REPLY_ERROR) {
-        s = counter_error(c, r);
-    } else if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value)) {
+    if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value))
         return kvi__redis_unexpected(c, r, "the counter script");
-    }
     freeReplyObject(r);
-    return s;
+    return KVI_OK;
 }
 
 /* See counter.h. */
@@ -133,14 +149,9 @@ kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, 
                       kvi_format_int64(min, text[2]), kvi_format_int64(max, text[3])};
     redisReply *r = NULL;
 
-    kvi_status s = run_script(c, SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
+    kvi_status s = run_counter_script(c, SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
     if (s != KVI_OK)
         return s;
-    if (r->type == REDIS_REPLY_ERROR) {
-        s = counter_error(c, r);
-        freeReplyObject(r);
-        return s;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
         !kvi_parse_int64(r->element[1]->str, r->element[1]->len, value))

@@ -392,15 +392,20 @@ kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t
 }
 
 /* See dispatch.h. */
+kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
+                              int flags, redisReply **out)
+{
+    const char *argv[2] = {cmd, key};
+    size_t lens[2] = {strlen(cmd), key_len};
+    return kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), flags, out);
+}
+
+/* See dispatch.h. */
 kvi_status kvi__redis_get_string(kvi_conn *c, const void *key, size_t key_len, redisReply **out,
                                  redisReply **err)
 {
-    const char *argv[2] = {"GET", key};
-    size_t lens[2] = {3, key_len};
     redisReply *r;
-
-    kvi_status s =
-        kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), KVI_REDIS_RESEND_OK, &r);
+    kvi_status s = kvi__redis_run_key(c, "GET", key, key_len, KVI_REDIS_RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
     if (r->type == REDIS_REPLY_NIL) {

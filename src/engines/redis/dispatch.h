@@ -33,6 +33,10 @@ kvi_status kvi__redis_exec(kvi_conn *c, const struct kvi_redis_cmd *cmd, redisRe
 kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
                           int flags, redisReply **out);
 
+/* kvi__redis_run() of the two words "cmd key" in the key's slot. */
+kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
+                              int flags, redisReply **out);
+
 /* The cluster slot of a key (as an int for struct kvi_redis_cmd). */
 int kvi__redis_slot_of(const void *key, size_t key_len);
 

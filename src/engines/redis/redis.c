@@ -227,38 +227,38 @@ static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_
     return s;
 }
 
-static kvi_status redis_remove(kvi_conn *c, const void *key, size_t key_len)
+/* kvi__redis_run_key() of a command that answers an integer: KVI_OK with
+ * it in *v. */
+static kvi_status run_key_integer(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
+                                  int flags, long long *v)
 {
-    const char *argv[2] = {"DEL", key};
-    size_t lens[2] = {3, key_len};
     redisReply *r;
-
-    /* Not resent: a second DEL would report NOT_FOUND for a removed key. */
-    kvi_status s =
-        kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), KVI_REDIS_WRITE, &r);
+    kvi_status s = kvi__redis_run_key(c, cmd, key, key_len, flags, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER)
-        return kvi__redis_unexpected(c, r, "DEL");
-    s = r->integer > 0 ? KVI_OK : KVI_NOT_FOUND;
+        return kvi__redis_unexpected(c, r, cmd);
+    *v = r->integer;
     freeReplyObject(r);
-    return s;
+    return KVI_OK;
+}
+
+static kvi_status redis_remove(kvi_conn *c, const void *key, size_t key_len)
+{
+    long long n = 0;
+    /* Not resent: a second DEL would report NOT_FOUND for a removed key. */
+    kvi_status s = run_key_integer(c, "DEL", key, key_len, KVI_REDIS_WRITE, &n);
+    if (s != KVI_OK)
+        return s;
+    return n > 0 ? KVI_OK : KVI_NOT_FOUND;
 }
 
 static kvi_status redis_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    const char *argv[2] = {"PTTL", key};
-    size_t lens[2] = {4, key_len};
-    redisReply *r;
-
-    kvi_status s =
-        kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), KVI_REDIS_RESEND_OK, &r);
+    long long ms = 0;
+    kvi_status s = run_key_integer(c, "PTTL", key, key_len, KVI_REDIS_RESEND_OK, &ms);
     if (s != KVI_OK)
         return s;
-    if (r->type != REDIS_REPLY_INTEGER)
-        return kvi__redis_unexpected(c, r, "PTTL");
-    long long ms = r->integer;
-    freeReplyObject(r);
     if (ms == -2)
         return KVI_NOT_FOUND;
     /* Rounded down: whole seconds the key is sure to live, never more
