@@ -44,6 +44,10 @@ void *kvi__realloc(const kvi *k, void *ptr, size_t size);
 void kvi__free(const kvi *k, void *ptr);
 char *kvi__strdup(const kvi *k, const char *s);
 
+/* The value of hex digit ch (either case), -1 when it is not one; used by
+ * the URL and the query word decoders.  (words.c) */
+int kvi__hexval(unsigned char ch);
+
 /* Parses configuration text (see kvi_load_config): calls line_fn for each
  * URL line with the trimmed, NUL-terminated line and its 1-based number;
  * stops at the first non-OK status and returns it.  Used by

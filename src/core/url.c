@@ -91,17 +91,6 @@ static const char *echo(const struct parser *ps, struct span s, char buf[ECHO_MA
     return buf;
 }
 
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s into a new NUL-terminated string in *out.  `what`
  * names the part in error messages ("the password", "host 2"). */
 static kvi_status decode(struct parser *ps, struct span s, const char *what, char **out)
@@ -116,8 +105,8 @@ static kvi_status decode(struct parser *ps, struct span s, const char *what, cha
             d[j++] = (char)ch;
             continue;
         }
-        int hi = i + 1 < s.n ? hexval((unsigned char)s.p[i + 1]) : -1;
-        int lo = i + 2 < s.n ? hexval((unsigned char)s.p[i + 2]) : -1;
+        int hi = i + 1 < s.n ? kvi__hexval((unsigned char)s.p[i + 1]) : -1;
+        int lo = i + 2 < s.n ? kvi__hexval((unsigned char)s.p[i + 2]) : -1;
         if (hi < 0 || lo < 0) {
             free(d);
             return fail(ps, KVI_E_BAD_URL,

@@ -25,7 +25,8 @@ static int is_blank(unsigned char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
 }
 
-static int hexval(unsigned char ch)
+/* See core/internal.h. */
+int kvi__hexval(unsigned char ch)
 {
     if (ch >= '0' && ch <= '9')
         return ch - '0';
@@ -167,8 +168,8 @@ kvi_status kvi_split_words(kvi_conn *c, const char *query, size_t query_len, cha
                         continue;
                     }
                     int hi, lo;
-                    if (e == 'x' && i + 3 < query_len && (hi = hexval(q[i + 2])) >= 0 &&
-                        (lo = hexval(q[i + 3])) >= 0) {
+                    if (e == 'x' && i + 3 < query_len && (hi = kvi__hexval(q[i + 2])) >= 0 &&
+                        (lo = kvi__hexval(q[i + 3])) >= 0) {
                         cur[n++] = (char)(hi * 16 + lo);
                         i += 4;
                         continue;
