@@ -325,21 +325,31 @@ static kvi_status reply_end(kvi_conn *c, op_timer t, const char *op, kvi_status 
     return op_end(c, t, op, st);
 }
 
-kvi_status kvi_conn_raw_query(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out)
+/* The checks before a reply-returning slot: *out emptied, then
+ * KVI_E_INVALID for no handle, no output or the argument problem bad (NULL
+ * for none), then the capability cap. */
+static kvi_status reply_begin(kvi_conn *c, const char *op, kvi_reply **out, const char *bad,
+                              uint32_t cap, const char *what)
 {
     if (out != NULL)
         *out = NULL;
     if (c == NULL)
         return KVI_E_INVALID;
-    kvi_status st = KVI_OK;
     if (out == NULL)
-        st = reject(c, KVI_E_INVALID, "raw_query", "output is NULL");
-    else if (query == NULL || query_len == 0)
-        st = reject(c, KVI_E_INVALID, "raw_query", "query is empty");
+        return reject(c, KVI_E_INVALID, op, "output is NULL");
+    if (bad != NULL)
+        return reject(c, KVI_E_INVALID, op, bad);
+    return check_cap(c, op, cap, what);
+}
+
+kvi_status kvi_conn_raw_query(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out)
+{
+    const char *bad = NULL;
+    if (query == NULL || query_len == 0)
+        bad = "query is empty";
     else if (query_len > KVI_MAX_QUERY_LEN)
-        st = reject(c, KVI_E_INVALID, "raw_query", "query is longer than 1 MiB");
-    if (st == KVI_OK)
-        st = check_cap(c, "raw_query", KVI_CAP_RAW_QUERY, "raw query language");
+        bad = "query is longer than 1 MiB";
+    kvi_status st = reply_begin(c, "raw_query", out, bad, KVI_CAP_RAW_QUERY, "raw query language");
     if (st != KVI_OK)
         return st;
     kvi_reply *r = NULL;
@@ -350,19 +360,12 @@ kvi_status kvi_conn_raw_query(kvi_conn *c, const char *query, size_t query_len, 
 
 kvi_status kvi_conn_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out)
 {
-    if (out != NULL)
-        *out = NULL;
-    if (c == NULL)
-        return KVI_E_INVALID;
-    kvi_status st = KVI_OK;
-    if (out == NULL)
-        st = reject(c, KVI_E_INVALID, "keys", "output is NULL");
-    else if (glob == NULL && glob_len > 0)
-        st = reject(c, KVI_E_INVALID, "keys", "glob is NULL");
+    const char *bad = NULL;
+    if (glob == NULL && glob_len > 0)
+        bad = "glob is NULL";
     else if (glob_len > GLOB_MAX_LEN)
-        st = reject(c, KVI_E_INVALID, "keys", "glob is longer than 4096 bytes");
-    if (st == KVI_OK)
-        st = check_cap(c, "keys", KVI_CAP_ITERATE, "key listing");
+        bad = "glob is longer than 4096 bytes";
+    kvi_status st = reply_begin(c, "keys", out, bad, KVI_CAP_ITERATE, "key listing");
     if (st != KVI_OK)
         return st;
     if (glob == NULL || glob_len == 0) {
