@@ -85,7 +85,7 @@ test-asan:
 test-valgrind: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure -L 'unit|conformance' -LE 'integration|cli|bench-smoke|examples' \
-	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect" \
+	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect --suppressions=$(CURDIR)/tests/valgrind/ld-so.supp" \
 	  -T memcheck -j$(JOBS)
 	@if grep -l -E 'definitely lost: [1-9]|indirectly lost: [1-9]|ERROR SUMMARY: [1-9]' \
 	    $(BUILD)/Testing/Temporary/MemoryChecker.*.log 2>/dev/null; then \
