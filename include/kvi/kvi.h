@@ -289,7 +289,10 @@ KVI_EXPORT kvi_status kvi_conn_store(kvi_conn *c, const void *key, size_t key_le
 
 /* Fetches the value of key into *out (caller frees with kvi_value_free).
  * KVI_NOT_FOUND when there is none; *out is then empty.  A counter fetches
- * as its decimal text. */
+ * as its decimal text.  *out must be KVI_VALUE_INIT or a value an earlier
+ * call filled: one that still holds data is released first, so one kvi_value
+ * may be reused across fetches without leaking (never pass an uninitialised
+ * one). */
 KVI_EXPORT kvi_status kvi_fetch(kvi *k, const char *id, const void *key, size_t key_len,
                                 kvi_value *out);
 KVI_EXPORT kvi_status kvi_conn_fetch(kvi_conn *c, const void *key, size_t key_len,

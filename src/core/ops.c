@@ -21,8 +21,8 @@ static _Thread_local unsigned tl_stripe KVI__TLS_FAST = UINT_MAX;
 static struct kvi__stat_stripe *my_stripe(kvi_conn *c)
 {
     if (tl_stripe == UINT_MAX)
-        tl_stripe = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) %
-                    KVI__STAT_STRIPES;
+        tl_stripe =
+            atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % KVI__STAT_STRIPES;
     return &c->stats[tl_stripe];
 }
 
@@ -118,8 +118,8 @@ static kvi_status check_cap(kvi_conn *c, const char *op, uint32_t cap, const cha
     if (c->caps & cap)
         return KVI_OK;
     bump(&my_stripe(c)->rejected, 1);
-    return kvi_engine_error(c, KVI_E_UNSUPPORTED, "%s: engine '%s' has no %s", op,
-                            c->engine->name, what);
+    return kvi_engine_error(c, KVI_E_UNSUPPORTED, "%s: engine '%s' has no %s", op, c->engine->name,
+                            what);
 }
 
 /* ---- handle form ---------------------------------------------------------- */
@@ -168,12 +168,8 @@ kvi_status kvi_conn_store_nx(kvi_conn *c, const void *key, size_t key_len, const
 
 kvi_status kvi_conn_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
-    if (out != NULL) {
-        out->data = NULL;
-        out->len = 0;
-        out->free_fn_ = NULL;
-        out->free_ud_ = NULL;
-    }
+    /* A value still holding an earlier fetch is released, not leaked. */
+    kvi_value_free(out);
     if (c == NULL)
         return KVI_E_INVALID;
     kvi_status st = check_key(c, "fetch", key, key_len);
@@ -313,8 +309,8 @@ kvi_status kvi_conn_counter_fetch(kvi_conn *c, const void *key, size_t key_len, 
 }
 
 /* Runs a reply-returning slot and empties *out unless it succeeded. */
-static kvi_status reply_end(kvi_conn *c, op_timer t, const char *op, kvi_status st,
-                            kvi_reply *r, kvi_reply **out)
+static kvi_status reply_end(kvi_conn *c, op_timer t, const char *op, kvi_status st, kvi_reply *r,
+                            kvi_reply **out)
 {
     if (st == KVI_OK && r == NULL)
         st = kvi_engine_error(c, KVI_E_INTERNAL, "%s: engine returned no reply", op);
@@ -378,8 +374,7 @@ kvi_status kvi_conn_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_rep
     return reply_end(c, t, "keys", st, r, out);
 }
 
-kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
-                                uint64_t *removed)
+kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len, uint64_t *removed)
 {
     if (removed != NULL)
         *removed = 0;
@@ -446,13 +441,13 @@ kvi_status kvi_conn_stats(kvi_conn *c, kvi_stats *out)
 /* ---- engine-id form ---------------------------------------------------- */
 
 /* Looks up id; on failure *out-style outputs are already zeroed by callers. */
-#define WITH_CONN(k, id, call)                                                                   \
-    do {                                                                                         \
-        kvi_conn *c_;                                                                            \
-        kvi_status st_ = kvi_conn_get((k), (id), &c_);                                           \
-        if (st_ != KVI_OK)                                                                       \
-            return st_;                                                                          \
-        return call;                                                                             \
+#define WITH_CONN(k, id, call)                                                                     \
+    do {                                                                                           \
+        kvi_conn *c_;                                                                              \
+        kvi_status st_ = kvi_conn_get((k), (id), &c_);                                             \
+        if (st_ != KVI_OK)                                                                         \
+            return st_;                                                                            \
+        return call;                                                                               \
     } while (0)
 
 kvi_status kvi_store(kvi *k, const char *id, const void *key, size_t key_len, const void *val,
@@ -463,8 +458,7 @@ kvi_status kvi_store(kvi *k, const char *id, const void *key, size_t key_len, co
 
 kvi_status kvi_fetch(kvi *k, const char *id, const void *key, size_t key_len, kvi_value *out)
 {
-    if (out != NULL)
-        memset(out, 0, sizeof *out);
+    kvi_value_free(out);
     WITH_CONN(k, id, kvi_conn_fetch(c_, key, key_len, out));
 }
 
@@ -511,8 +505,7 @@ kvi_status kvi_store_nx(kvi *k, const char *id, const void *key, size_t key_len,
     WITH_CONN(k, id, kvi_conn_store_nx(c_, key, key_len, val, val_len, expire_s));
 }
 
-kvi_status kvi_counter_fetch(kvi *k, const char *id, const void *key, size_t key_len,
-                             int64_t *out)
+kvi_status kvi_counter_fetch(kvi *k, const char *id, const void *key, size_t key_len, int64_t *out)
 {
     if (out != NULL)
         *out = 0;

@@ -247,6 +247,26 @@ static void test_stats_count_operations(void **state)
     assert_true(after.misses >= before.misses + 1);
 }
 
+/* A kvi_value that still holds an earlier fetch is released, not leaked, by
+ * the next fetch into it (ASan and valgrind runs of this suite would report
+ * the first value's bytes); a miss leaves it empty. */
+static void test_fetch_into_a_value_that_holds_data_releases_it(void **state)
+{
+    fx *f = F;
+    tkey a = key(f, "reuse_a"), b = key(f, "reuse_b"), gone = key(f, "reuse_missing");
+    store_str(f, &a, "the first value, long enough to be its own allocation", 0);
+    store_str(f, &b, "second", 0);
+    kvi_value out = KVI_VALUE_INIT;
+    assert_status(f, op_fetch(f, &a, &out), KVI_OK);
+    assert_status(f, op_fetch(f, &b, &out), KVI_OK);
+    assert_int_equal(out.len, 6);
+    assert_memory_equal(out.data, "second", 6);
+    assert_status(f, op_fetch(f, &gone, &out), KVI_NOT_FOUND);
+    assert_null(out.data);
+    assert_int_equal(out.len, 0);
+    kvi_value_free(&out);
+}
+
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_ping),
     CONF_TEST(test_handle_reports_its_id_and_engine),
@@ -260,6 +280,7 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_value_of_1_mib),
     CONF_TEST(test_many_keys_are_independent),
     CONF_TEST(test_fetch_missing_is_not_found_and_output_empty),
+    CONF_TEST(test_fetch_into_a_value_that_holds_data_releases_it),
     CONF_TEST(test_remove_reports_ok_then_not_found),
     CONF_TEST(test_id_and_handle_forms_agree),
     CONF_TEST(test_stats_count_operations),
