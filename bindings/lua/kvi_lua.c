@@ -569,7 +569,7 @@ static int l_remove_chunk(lua_State *L)
     const char *id = luaL_checkstring(L, 2);
     const char *glob = luaL_checklstring(L, 3, &glen);
     uint64_t removed = 0;
-    kvi_status st = kvi_remove_glob(c->k, id, glob, glen, &removed);
+    kvi_status st = kvi_remove_chunk(c->k, id, glob, glen, &removed);
     if (st != KVI_OK)
         return push_fail(L, c, st);
     push_uint64(L, removed);

@@ -124,7 +124,7 @@ struct kvi_engine {
     kvi_status (*raw_query)(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out);
     /* glob is never NULL (the core passes "*" for an empty one). */
     kvi_status (*keys)(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out);
-    kvi_status (*remove_glob)(kvi_conn *c, const char *glob, size_t glob_len,
+    kvi_status (*remove_chunk)(kvi_conn *c, const char *glob, size_t glob_len,
                               uint64_t *removed);
     kvi_status (*ttl)(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s);
     kvi_status (*ping)(kvi_conn *c);

@@ -250,7 +250,7 @@ KVI_EXPORT const char *kvi_errmsg(const kvi *k);
 #define KVI_CAP_COUNTERS (1u << 1)     /* add, sub, counter_fetch */
 #define KVI_CAP_NEG_COUNTERS (1u << 2) /* counters may go below zero */
 #define KVI_CAP_BINARY (1u << 3)       /* any bytes natively (others map keys) */
-#define KVI_CAP_ITERATE (1u << 4)      /* keys() and remove_glob() */
+#define KVI_CAP_ITERATE (1u << 4)      /* keys() and remove_chunk() */
 #define KVI_CAP_RAW_QUERY (1u << 5)    /* raw_query() in a native language */
 #define KVI_CAP_PERSISTENT (1u << 6)   /* data survives a restart */
 #define KVI_CAP_SHARED (1u << 7)       /* shared between processes */
@@ -393,9 +393,9 @@ KVI_EXPORT kvi_status kvi_conn_keys(kvi_conn *c, const char *glob, size_t glob_l
 /* Removes every key matching a glob (same syntax; an empty glob is
  * KVI_E_INVALID so that nothing is removed by accident: pass "*").
  * *removed (may be NULL) receives the number removed. */
-KVI_EXPORT kvi_status kvi_remove_glob(kvi *k, const char *id, const char *glob,
+KVI_EXPORT kvi_status kvi_remove_chunk(kvi *k, const char *id, const char *glob,
                                       size_t glob_len, uint64_t *removed);
-KVI_EXPORT kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+KVI_EXPORT kvi_status kvi_conn_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len,
                                            uint64_t *removed);
 
 /* Remaining lifetime of key in whole seconds, rounded down (never more than

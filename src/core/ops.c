@@ -374,7 +374,7 @@ kvi_status kvi_conn_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_rep
     return reply_end(c, t, "keys", st, r, out);
 }
 
-kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len, uint64_t *removed)
+kvi_status kvi_conn_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len, uint64_t *removed)
 {
     if (removed != NULL)
         *removed = 0;
@@ -382,19 +382,19 @@ kvi_status kvi_conn_remove_glob(kvi_conn *c, const char *glob, size_t glob_len, 
         return KVI_E_INVALID;
     kvi_status st = KVI_OK;
     if (glob == NULL || glob_len == 0)
-        st = reject(c, KVI_E_INVALID, "remove_glob", "glob is empty (use \"*\" to remove all)");
+        st = reject(c, KVI_E_INVALID, "remove_chunk", "glob is empty (use \"*\" to remove all)");
     else if (glob_len > GLOB_MAX_LEN)
-        st = reject(c, KVI_E_INVALID, "remove_glob", "glob is longer than 4096 bytes");
+        st = reject(c, KVI_E_INVALID, "remove_chunk", "glob is longer than 4096 bytes");
     if (st == KVI_OK)
-        st = check_cap(c, "remove_glob", KVI_CAP_ITERATE, "key listing");
+        st = check_cap(c, "remove_chunk", KVI_CAP_ITERATE, "key listing");
     if (st != KVI_OK)
         return st;
     uint64_t n = 0;
     op_timer t = op_begin(c);
-    st = c->engine->remove_glob(c, glob, glob_len, &n);
+    st = c->engine->remove_chunk(c, glob, glob_len, &n);
     if (st == KVI_OK && removed != NULL)
         *removed = n;
-    return op_end(c, t, "remove_glob", st);
+    return op_end(c, t, "remove_chunk", st);
 }
 
 kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
@@ -527,12 +527,12 @@ kvi_status kvi_keys(kvi *k, const char *id, const char *glob, size_t glob_len, k
     WITH_CONN(k, id, kvi_conn_keys(c_, glob, glob_len, out));
 }
 
-kvi_status kvi_remove_glob(kvi *k, const char *id, const char *glob, size_t glob_len,
+kvi_status kvi_remove_chunk(kvi *k, const char *id, const char *glob, size_t glob_len,
                            uint64_t *removed)
 {
     if (removed != NULL)
         *removed = 0;
-    WITH_CONN(k, id, kvi_conn_remove_glob(c_, glob, glob_len, removed));
+    WITH_CONN(k, id, kvi_conn_remove_chunk(c_, glob, glob_len, removed));
 }
 
 kvi_status kvi_ttl(kvi *k, const char *id, const void *key, size_t key_len, int64_t *ttl_s)

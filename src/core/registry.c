@@ -63,8 +63,8 @@ static kvi_status register_locked(kvi *k, const struct kvi_engine *engine, void 
     if ((engine->caps & KVI_CAP_COUNTERS) && (engine->add == NULL || engine->counter_fetch == NULL))
         return kvi__error(k, KVI_E_INVALID, "engine '%s' reports counters without add/counter_fetch",
                           engine->name);
-    if ((engine->caps & KVI_CAP_ITERATE) && (engine->keys == NULL || engine->remove_glob == NULL))
-        return kvi__error(k, KVI_E_INVALID, "engine '%s' reports iteration without keys/remove_glob",
+    if ((engine->caps & KVI_CAP_ITERATE) && (engine->keys == NULL || engine->remove_chunk == NULL))
+        return kvi__error(k, KVI_E_INVALID, "engine '%s' reports iteration without keys/remove_chunk",
                           engine->name);
     if ((engine->caps & KVI_CAP_RAW_QUERY) && engine->raw_query == NULL)
         return kvi__error(k, KVI_E_INVALID, "engine '%s' reports raw queries without raw_query",

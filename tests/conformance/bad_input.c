@@ -24,7 +24,7 @@ static void test_bad_input_is_invalid(void **state)
     assert_int_equal(kvi_counter_fetch(NULL, f->id, k.b, k.n, &n), KVI_E_INVALID);
     assert_int_equal(kvi_raw_query(NULL, f->id, "PING", 4, &r), KVI_E_INVALID);
     assert_int_equal(kvi_keys(NULL, f->id, "*", 1, &r), KVI_E_INVALID);
-    assert_int_equal(kvi_remove_glob(NULL, f->id, "*", 1, &u), KVI_E_INVALID);
+    assert_int_equal(kvi_remove_chunk(NULL, f->id, "*", 1, &u), KVI_E_INVALID);
     assert_int_equal(kvi_ttl(NULL, f->id, k.b, k.n, &n), KVI_E_INVALID);
     assert_int_equal(kvi_ping(NULL, f->id), KVI_E_INVALID);
     assert_int_equal(kvi_stats_get(NULL, f->id, &s), KVI_E_INVALID);
@@ -38,7 +38,7 @@ static void test_bad_input_is_invalid(void **state)
     assert_int_equal(kvi_conn_counter_fetch(NULL, k.b, k.n, &n), KVI_E_INVALID);
     assert_int_equal(kvi_conn_raw_query(NULL, "PING", 4, &r), KVI_E_INVALID);
     assert_int_equal(kvi_conn_keys(NULL, "*", 1, &r), KVI_E_INVALID);
-    assert_int_equal(kvi_conn_remove_glob(NULL, "*", 1, &u), KVI_E_INVALID);
+    assert_int_equal(kvi_conn_remove_chunk(NULL, "*", 1, &u), KVI_E_INVALID);
     assert_int_equal(kvi_conn_ttl(NULL, k.b, k.n, &n), KVI_E_INVALID);
     assert_int_equal(kvi_conn_ping(NULL), KVI_E_INVALID);
     assert_int_equal(kvi_conn_stats(NULL, &s), KVI_E_INVALID);
@@ -183,17 +183,17 @@ static void test_bad_glob_is_invalid(void **state)
     uint64_t n = 3;
     kvi_reply *r = (kvi_reply *)&r;
     /* An empty glob must not remove everything by accident. */
-    assert_status(f, kvi_remove_glob(f->k, f->id, NULL, 0, &n), KVI_E_INVALID);
+    assert_status(f, kvi_remove_chunk(f->k, f->id, NULL, 0, &n), KVI_E_INVALID);
     assert_int_equal(n, 0);
-    assert_status(f, kvi_conn_remove_glob(f->c, "", 0, &n), KVI_E_INVALID);
-    assert_status(f, kvi_conn_remove_glob(f->c, NULL, 1, &n), KVI_E_INVALID);
+    assert_status(f, kvi_conn_remove_chunk(f->c, "", 0, &n), KVI_E_INVALID);
+    assert_status(f, kvi_conn_remove_chunk(f->c, NULL, 1, &n), KVI_E_INVALID);
     assert_status(f, kvi_keys(f->k, f->id, NULL, 3, &r), KVI_E_INVALID);
     assert_null(r);
     char *huge = malloc(1u << 20);
     assert_non_null(huge);
     memset(huge, '*', 1u << 20);
     assert_status(f, kvi_conn_keys(f->c, huge, 1u << 20, &r), KVI_E_INVALID);
-    assert_status(f, kvi_conn_remove_glob(f->c, huge, 1u << 20, &n), KVI_E_INVALID);
+    assert_status(f, kvi_conn_remove_chunk(f->c, huge, 1u << 20, &n), KVI_E_INVALID);
     free(huge);
     expect_str(f, &k, "x");
 }

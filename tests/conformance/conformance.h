@@ -218,11 +218,11 @@ static inline kvi_status op_keys(fx *f, const char *glob, kvi_reply **out)
     return by_id(f) ? kvi_keys(f->k, f->id, glob, len, out) : kvi_conn_keys(f->c, glob, len, out);
 }
 
-static inline kvi_status op_remove_glob(fx *f, const char *glob, uint64_t *removed)
+static inline kvi_status op_remove_chunk(fx *f, const char *glob, uint64_t *removed)
 {
     size_t len = glob ? strlen(glob) : 0;
-    return by_id(f) ? kvi_remove_glob(f->k, f->id, glob, len, removed)
-                    : kvi_conn_remove_glob(f->c, glob, len, removed);
+    return by_id(f) ? kvi_remove_chunk(f->k, f->id, glob, len, removed)
+                    : kvi_conn_remove_chunk(f->c, glob, len, removed);
 }
 
 static inline kvi_status op_raw(fx *f, const char *q, kvi_reply **out)

@@ -93,7 +93,7 @@ static void test_raw_query(void **state)
 
 /* ---- keys and remove by glob ------------------------------------------------------------ */
 
-static void test_keys_and_remove_glob(void **state)
+static void test_keys_and_remove_chunk(void **state)
 {
     fx *f = F;
     char glob[256];
@@ -105,7 +105,7 @@ static void test_keys_and_remove_glob(void **state)
         assert_null(r);
         uint64_t n = 5;
         pattern(f, glob, sizeof glob, "*");
-        assert_status(f, op_remove_glob(f, glob, &n), KVI_E_UNSUPPORTED);
+        assert_status(f, op_remove_chunk(f, glob, &n), KVI_E_UNSUPPORTED);
         assert_int_equal(n, 0);
         expect_str(f, &k, "x");
         return;
@@ -155,7 +155,7 @@ static void test_keys_and_remove_glob(void **state)
 
     uint64_t n = 0;
     pattern(f, glob, sizeof glob, "g:a?");
-    assert_status(f, op_remove_glob(f, glob, &n), KVI_OK);
+    assert_status(f, op_remove_chunk(f, glob, &n), KVI_OK);
     assert_int_equal(n, 2);
     expect_missing(f, &a1);
     expect_missing(f, &a2);
@@ -163,11 +163,11 @@ static void test_keys_and_remove_glob(void **state)
 
     pattern(f, glob, sizeof glob, "g:nothing*");
     n = 9;
-    assert_status(f, op_remove_glob(f, glob, &n), KVI_OK);
+    assert_status(f, op_remove_chunk(f, glob, &n), KVI_OK);
     assert_int_equal(n, 0);
 
     pattern(f, glob, sizeof glob, "g:*");
-    assert_status(f, op_remove_glob(f, glob, NULL), KVI_OK);
+    assert_status(f, op_remove_chunk(f, glob, NULL), KVI_OK);
     r = list(f, "g:*");
     assert_int_equal(kvi_reply_count(r), 0);
     kvi_reply_free(r);
@@ -176,7 +176,7 @@ static void test_keys_and_remove_glob(void **state)
 
 static const struct CMUnitTest tests[] = {
     CONF_TEST(test_raw_query),
-    CONF_TEST(test_keys_and_remove_glob),
+    CONF_TEST(test_keys_and_remove_chunk),
 };
 
 const conf_block conf_query_block = {tests, sizeof tests / sizeof tests[0]};

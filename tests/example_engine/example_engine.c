@@ -305,7 +305,7 @@ static kvi_status ex_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *
     return st;
 }
 
-/* keys and remove_glob: every live key matching glob; with out, each is
+/* keys and remove_chunk: every live key matching glob; with out, each is
  * appended to it, otherwise removed and counted in *removed. */
 static kvi_status each_match(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply *out,
                              uint64_t *removed)
@@ -353,7 +353,7 @@ static kvi_status ex_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_re
     return KVI_OK;
 }
 
-static kvi_status ex_remove_glob(kvi_conn *c, const char *glob, size_t glob_len, uint64_t *removed)
+static kvi_status ex_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len, uint64_t *removed)
 {
     uint64_t n = 0;
     kvi_status st = each_match(c, glob, glob_len, NULL, &n);
@@ -383,7 +383,7 @@ const struct kvi_engine kvi_example_engine = {
     .add = ex_add,
     .counter_fetch = ex_counter_fetch,
     .keys = ex_keys,
-    .remove_glob = ex_remove_glob,
+    .remove_chunk = ex_remove_chunk,
     .ttl = ex_ttl,
     .ping = ex_ping,
     .add_bounded = ex_add_bounded,

@@ -225,8 +225,8 @@ static void api_checks(const char *url, const char *id)
         if (r != NULL)
             scan_str("raw reply", kvi_reply_str(r, NULL));
         kvi_reply_free(r);
-        kvi_remove_glob(k, id, "zz*", 3, &removed);
-        scan_str("kvi_errmsg(remove_glob)", kvi_errmsg(k));
+        kvi_remove_chunk(k, id, "zz*", 3, &removed);
+        scan_str("kvi_errmsg(remove_chunk)", kvi_errmsg(k));
         kvi_ping(k, id);
         scan_str("kvi_errmsg(ping)", kvi_errmsg(k));
         kvi_stats s;

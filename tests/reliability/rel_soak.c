@@ -86,7 +86,7 @@ static void *worker(void *arg)
                 st = kvi_conn_keys(sk->conn, "soak:1*", 7, &r);
                 kvi_reply_free(r);
             } else if (pick < 95 && (sk->caps & KVI_CAP_ITERATE) && rnd(&seed) % 20 == 0) {
-                st = kvi_conn_remove_glob(sk->conn, "soak:19*", 8, &removed);
+                st = kvi_conn_remove_chunk(sk->conn, "soak:19*", 8, &removed);
             } else if (pick < 98 && sk->is_redis) {
                 st = kvi_conn_raw_query(sk->conn, "MGET soak:1 soak:2", 18, &r);
                 kvi_reply_free(r);

@@ -239,7 +239,7 @@ static kvi_status f_rmglob(kvi_conn *c, const char *glob, size_t glob_len, uint6
         fs.outputs_were_zero = 0;
     if (fs.scribble || fs.next == KVI_OK)
         *removed = 17;
-    return answer(c, "remove_glob");
+    return answer(c, "remove_chunk");
 }
 
 static kvi_status f_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
@@ -312,7 +312,7 @@ static const struct kvi_engine fault_engine = {
     .counter_fetch = f_counter,
     .raw_query = f_raw,
     .keys = f_keys,
-    .remove_glob = f_rmglob,
+    .remove_chunk = f_rmglob,
     .ttl = f_ttl,
     .ping = f_ping,
     .add_bounded = f_add_bounded,
@@ -516,7 +516,7 @@ static kvi_status call_op(fx *f, enum op op, enum form form)
     }
     case OP_RMGLOB: {
         uint64_t n = 77;
-        st = h ? kvi_conn_remove_glob(c, "k*", 2, &n) : kvi_remove_glob(f->k, id, "k*", 2, &n);
+        st = h ? kvi_conn_remove_chunk(c, "k*", 2, &n) : kvi_remove_chunk(f->k, id, "k*", 2, &n);
         assert_int_equal(n, st == KVI_OK ? 17u : 0u);
         return st;
     }
@@ -555,7 +555,7 @@ static const char *op_name(enum op op)
 {
     static const char *const names[OP_COUNT] = {
         "open",      "close", "store",       "fetch", "remove", "add",         "counter_fetch",
-        "raw_query", "keys",  "remove_glob", "ttl",   "ping",   "add_bounded", "store_nx"};
+        "raw_query", "keys",  "remove_chunk", "ttl",   "ping",   "add_bounded", "store_nx"};
     return names[op];
 }
 
@@ -789,8 +789,8 @@ static void test_invalid_arguments_never_reach_the_engine(void **state)
     BAD(kvi_conn_keys(c, NULL, 4, &r));
     BAD(kvi_keys(k, id, "*", 1, NULL));
     BAD(kvi_conn_keys(c, big, SIZE_MAX, &r));
-    BAD(kvi_conn_remove_glob(c, NULL, 0, &u));
-    BAD(kvi_remove_glob(k, id, "", 0, &u));
+    BAD(kvi_conn_remove_chunk(c, NULL, 0, &u));
+    BAD(kvi_remove_chunk(k, id, "", 0, &u));
     BAD(kvi_conn_ttl(c, "k", 1, NULL));
     BAD(kvi_ttl(k, id, big, SIZE_MAX, &n));
     BAD(kvi_conn_add_bounded(c, "k", 1, 1, 0, 5, 4, &n)); /* min > max */
@@ -860,7 +860,7 @@ static void test_empty_glob_lists_everything(void **state)
     assert_int_equal(kvi_keys(f->k, f->id, "", 0, &r), KVI_OK);
     assert_string_equal(fs.last_glob, "*");
     kvi_reply_free(r);
-    assert_int_equal(kvi_conn_remove_glob(f->c, "a*", 2, NULL), KVI_OK);
+    assert_int_equal(kvi_conn_remove_chunk(f->c, "a*", 2, NULL), KVI_OK);
     assert_string_equal(fs.last_glob, "a*");
 }
 
@@ -887,7 +887,7 @@ static void test_missing_capability_is_unsupported_without_engine_call(void **st
     UNSUP(kvi_conn_raw_query(c, "PING", 4, &r));
     assert_null(r);
     UNSUP(kvi_keys(f->k, "faultbare", "*", 1, &r));
-    UNSUP(kvi_conn_remove_glob(c, "*", 1, &u));
+    UNSUP(kvi_conn_remove_chunk(c, "*", 1, &u));
     assert_int_equal(u, 0);
     UNSUP(kvi_conn_ttl(c, "k", 1, &n));
     UNSUP(kvi_conn_store(c, "k", 1, "v", 1, 10));
@@ -1001,7 +1001,7 @@ static void test_register_engine_rejects_duplicates_and_malformed(void **state)
     partial.caps = KVI_CAP_COUNTERS;
     partial.raw_query = NULL;
     partial.keys = NULL;
-    partial.remove_glob = NULL;
+    partial.remove_chunk = NULL;
     partial.ttl = NULL;
     assert_int_equal(kvi_register_engine(k, &partial), KVI_OK);
     assert_int_equal(kvi_add_url(k, "fault2://"), KVI_OK);

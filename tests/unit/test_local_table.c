@@ -120,7 +120,7 @@ static void test_growth_under_concurrent_access_loses_nothing(void **state)
         kvi_value_free(&v);
     }
     uint64_t removed = 0;
-    assert_int_equal(kvi_remove_glob(k, "local", "b*", 2, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "local", "b*", 2, &removed), KVI_OK);
     assert_int_equal(removed, GROW_KEYS);
     assert_int_equal(stats_of(k, "local").entries, (GROW_THREADS - 1) * GROW_KEYS);
 }
@@ -196,7 +196,7 @@ static void test_expired_keys_are_never_listed(void **state)
     }
     kvi_reply_free(r);
     uint64_t removed = 99;
-    assert_int_equal(kvi_remove_glob(k, "local", "short", 5, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "local", "short", 5, &removed), KVI_OK);
     assert_int_equal(removed, 0);
     assert_int_equal(stats_of(k, "local").expired, 1);
 }
@@ -392,7 +392,7 @@ static void test_max_memory_with_evict_none_fits_again_after_removing_all(void *
         n++;
     assert_true(n > 10);
     uint64_t removed = 0;
-    assert_int_equal(kvi_remove_glob(k, "local:small", "*", 1, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "local:small", "*", 1, &removed), KVI_OK);
     assert_int_equal(removed, n);
     for (unsigned i = 0; i < n / 2; i++)
         assert_int_equal(kvi_store(k, "local:small", key, key_of(key, "again", i), "v", 1, 0),
@@ -408,7 +408,7 @@ static void test_lru_finds_victims_in_a_sparse_table(void **state)
     for (unsigned i = 0; i < 20000; i++)
         assert_int_equal(kvi_store(k, "local:sparse", key, key_of(key, "s", i), "x", 1, 0), KVI_OK);
     uint64_t removed = 0;
-    assert_int_equal(kvi_remove_glob(k, "local:sparse", "*", 1, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "local:sparse", "*", 1, &removed), KVI_OK);
     assert_int_equal(removed, 20000);
     static char big[400 * 1024];
     for (unsigned i = 0; i < 30; i++)
@@ -444,7 +444,7 @@ static void test_collections_are_independent_tables(void **state)
     assert_memory_equal(v.data, "main", 4);
     kvi_value_free(&v);
     uint64_t removed = 0;
-    assert_int_equal(kvi_remove_glob(k, "local:sessions", "*", 1, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "local:sessions", "*", 1, &removed), KVI_OK);
     assert_int_equal(removed, 1);
     assert_int_equal(kvi_fetch(k, "local:sessions", "k", 1, &v), KVI_NOT_FOUND);
     assert_int_equal(kvi_fetch(k, "local", "k", 1, &v), KVI_OK);

@@ -142,7 +142,7 @@ int kvi__cli_cmd_raw(kvi__cli *cli, const kvi__cli_args *o)
 int kvi__cli_cmd_remove_chunk(kvi__cli *cli, const kvi__cli_args *o)
 {
     uint64_t removed = 0;
-    kvi_status st = kvi_remove_glob(cli->k, o->id, o->glob.p, o->glob.len, &removed);
+    kvi_status st = kvi_remove_chunk(cli->k, o->id, o->glob.p, o->glob.len, &removed);
     if (st != KVI_OK)
         return kvi__cli_fail(cli, st);
     if (cli->json)

@@ -181,7 +181,7 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
                        moved ? ", bad file kept as " : "", moved ? aside : "");
         if (lc->tab.sh) {
             uint64_t n = 0;
-            kvi__sh_remove_glob(lc->tab.sh, "*", 1, &n);
+            kvi__sh_remove_chunk(lc->tab.sh, "*", 1, &n);
         } else {
             kvi__lt_free(lc->tab.lt);
             lc->tab.lt = NULL;
@@ -456,11 +456,11 @@ static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
     return KVI_OK;
 }
 
-static kvi_status local_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+static kvi_status local_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len,
                                     uint64_t *removed)
 {
     uint64_t n = 0;
-    KVI__LTAB(table_of(c), remove_glob, glob, glob_len, &n);
+    KVI__LTAB(table_of(c), remove_chunk, glob, glob_len, &n);
     if (removed)
         *removed = n;
     return KVI_OK;
@@ -511,7 +511,7 @@ const struct kvi_engine kvi__engine_local = {
     .counter_fetch = local_counter_fetch,
     .raw_query = NULL,
     .keys = local_keys,
-    .remove_glob = local_remove_glob,
+    .remove_chunk = local_remove_chunk,
     .ttl = local_ttl,
     .ping = local_ping,
     .stats = local_stats,

@@ -189,7 +189,7 @@ kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__l
 
 /* Removes every live entry whose key matches glob; *removed gets the
  * number (expired entries dropped on the way are not counted). */
-void kvi__lt_remove_glob(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed);
+void kvi__lt_remove_chunk(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed);
 
 /* Fills *out with the table's content figures.  Thread-safe. */
 void kvi__lt_stats_get(kvi__lt *t, kvi__lt_stats *out);

@@ -103,7 +103,7 @@ kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
                            kvi_status (*fn)(void *ud, const void *key, size_t key_len,
                                             const void *val, size_t val_len, int64_t expire_ms),
                            void *ud);
-void kvi__sh_remove_glob(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed);
+void kvi__sh_remove_chunk(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed);
 uint64_t kvi__sh_changes(kvi__sh *s);
 
 /* Content statistics in the layout of kvi__lt_stats (declared in local.h;

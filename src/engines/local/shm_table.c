@@ -741,7 +741,7 @@ kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
     return walk_all(s, glob, glob_len, fn, ud, NULL, 0);
 }
 
-void kvi__sh_remove_glob(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed)
+void kvi__sh_remove_chunk(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed)
 {
     uint64_t count = 0;
     (void)walk_all(s, glob, glob_len, NULL, NULL, &count, 1);

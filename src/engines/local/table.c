@@ -968,7 +968,7 @@ kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__l
     return st;
 }
 
-void kvi__lt_remove_glob(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed)
+void kvi__lt_remove_chunk(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed)
 {
     struct lt_now n = {t->k, 0, 0};
     uint64_t count = 0;

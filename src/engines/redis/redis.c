@@ -671,7 +671,7 @@ out:
     return s;
 }
 
-static kvi_status redis_remove_glob(kvi_conn *c, const char *glob, size_t glob_len,
+static kvi_status redis_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len,
                                     uint64_t *removed)
 {
     uint64_t n = 0;
@@ -701,7 +701,7 @@ static const struct kvi_engine kvi_engine_redis = {
     .counter_fetch = kvi__redis_counter_fetch,
     .raw_query = redis_raw_query,
     .keys = redis_keys,
-    .remove_glob = redis_remove_glob,
+    .remove_chunk = redis_remove_chunk,
     .ttl = redis_ttl,
     .add_bounded = kvi__redis_add_bounded,
     .store_nx = redis_store_nx,

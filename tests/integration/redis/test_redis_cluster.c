@@ -170,7 +170,7 @@ static void test_cluster_is_detected_and_keys_spread_over_masters(void **state)
     }
     assert_true(masters_with_keys >= 3);
     uint64_t removed = 0;
-    assert_int_equal(kvi_remove_glob(k, "redis", "spread:*", 8, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "redis", "spread:*", 8, &removed), KVI_OK);
     assert_int_equal(removed, 300);
     kvi_free(k);
 }
@@ -305,7 +305,7 @@ static void test_cluster_keys_lists_every_master(void **state)
     assert_int_equal(kvi_reply_count(r), 11); /* 9 and 90..99 */
     kvi_reply_free(r);
     uint64_t removed = 0;
-    assert_int_equal(kvi_remove_glob(k, "redis", "glob*", 5, &removed), KVI_OK);
+    assert_int_equal(kvi_remove_chunk(k, "redis", "glob*", 5, &removed), KVI_OK);
     assert_int_equal(removed, 101);
     assert_int_equal(kvi_keys(k, "redis", "glob*", 5, &r), KVI_OK);
     assert_int_equal(kvi_reply_count(r), 0);
