@@ -667,37 +667,23 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
-static const struct {
-    uint32_t bit;
-    const char *name;
-} cap_names[] = {
-    {KVI_CAP_TTL, "ttl"},
-    {KVI_CAP_COUNTERS, "counters"},
-    {KVI_CAP_NEG_COUNTERS, "negative_counters"},
-    {KVI_CAP_BINARY, "binary"},
-    {KVI_CAP_ITERATE, "iterate"},
-    {KVI_CAP_RAW_QUERY, "raw_query"},
-    {KVI_CAP_PERSISTENT, "persistent"},
-    {KVI_CAP_SHARED, "shared"},
-    {KVI_CAP_CONDITIONAL, "conditional"},
-};
-
 /* k:caps(id) -> { ttl = true, counters = true, ... } (the bits it has) */
 static int l_caps(lua_State *L)
 {
     lkvi *c = check_ctx(L);
     kvi_conn *conn;
     uint32_t caps;
-    size_t i;
+    unsigned i;
     kvi_status st = kvi_conn_get(c->k, luaL_checkstring(L, 2), &conn);
     if (st != KVI_OK)
         return push_fail(L, c, st);
     caps = kvi_conn_caps(conn);
     lua_newtable(L);
-    for (i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++) {
-        if (caps & cap_names[i].bit) {
+    for (i = 0; i < KVI_CAP_BITS; i++) {
+        const char *name = kvi_cap_name(1u << i);
+        if ((caps & (1u << i)) != 0 && name != NULL) {
             lua_pushboolean(L, 1);
-            lua_setfield(L, -2, cap_names[i].name);
+            lua_setfield(L, -2, name);
         }
     }
     return 1;

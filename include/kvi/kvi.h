@@ -256,6 +256,16 @@ KVI_EXPORT const char *kvi_errmsg(const kvi *k);
 #define KVI_CAP_SHARED (1u << 7)       /* shared between processes */
 #define KVI_CAP_CONDITIONAL (1u << 8)  /* add_bounded/sub_bounded and store_nx, atomic */
 
+/* One past the highest capability bit this version defines: the bits are
+ * (1u << 0) .. (1u << (KVI_CAP_BITS - 1)). */
+#define KVI_CAP_BITS 9
+
+/* The lower-case name of one capability bit ("ttl", "neg_counters",
+ * "conditional", ...), the name the kvi command and the Lua binding show;
+ * NULL for 0, for a value with more than one bit set and for a bit this
+ * version does not know.  Static storage; thread-safe. */
+KVI_EXPORT const char *kvi_cap_name(uint32_t cap);
+
 /* Looks up (and on first use of "local", defines as local://) an engine id
  * and returns its handle, owned by the context.  KVI_E_UNKNOWN_ENGINE when
  * the id is not defined, KVI_E_INVALID for a malformed id.  Thread-safe. */

@@ -1,4 +1,5 @@
-/* status.c -- names and texts of kvi_status, made from KVI_STATUS_MAP. */
+/* status.c -- names and texts of kvi_status, made from KVI_STATUS_MAP, and
+ * the names of the capability bits. */
 #include "kvi/kvi.h"
 
 static const char *const status_text[] = {
@@ -30,6 +31,22 @@ const char *kvi_status_name(kvi_status st)
     if (i >= KVI_STATUS_COUNT || status_name[i] == NULL)
         return "KVI_UNKNOWN";
     return status_name[i];
+}
+
+static const char *const cap_name[KVI_CAP_BITS] = {
+    "ttl",       "counters",   "neg_counters", "binary",      "iterate",
+    "raw_query", "persistent", "shared",       "conditional",
+};
+
+_Static_assert(KVI_CAP_CONDITIONAL == 1u << (KVI_CAP_BITS - 1),
+               "KVI_CAP_BITS must follow the highest KVI_CAP_* bit");
+
+const char *kvi_cap_name(uint32_t cap)
+{
+    if (cap == 0 || (cap & (cap - 1)) != 0)
+        return NULL;
+    unsigned bit = (unsigned)__builtin_ctz(cap);
+    return bit < KVI_CAP_BITS ? cap_name[bit] : NULL;
 }
 
 const char *kvi_version(void)

@@ -31,21 +31,6 @@ static void collect_conn(void *ud, kvi_conn *c)
     l->v[l->n++] = c;
 }
 
-static const struct {
-    uint32_t bit;
-    const char *name;
-} cap_names[] = {
-    {KVI_CAP_TTL, "ttl"},
-    {KVI_CAP_COUNTERS, "counters"},
-    {KVI_CAP_NEG_COUNTERS, "neg_counters"},
-    {KVI_CAP_BINARY, "binary"},
-    {KVI_CAP_ITERATE, "iterate"},
-    {KVI_CAP_RAW_QUERY, "raw_query"},
-    {KVI_CAP_PERSISTENT, "persistent"},
-    {KVI_CAP_SHARED, "shared"},
-    {KVI_CAP_CONDITIONAL, "conditional"},
-};
-
 static int list_conns(kvi__cli *cli, struct conn_list *l)
 {
     memset(l, 0, sizeof *l);
@@ -87,13 +72,14 @@ int kvi__cli_cmd_engines(kvi__cli *cli, const kvi__cli_args *o)
             printf("%s\t%s\t", kvi_conn_id(l.v[i]), kvi_conn_engine(l.v[i]));
         }
         int first = 1;
-        for (size_t b = 0; b < sizeof cap_names / sizeof cap_names[0]; b++) {
-            if ((caps & cap_names[b].bit) == 0)
+        for (unsigned b = 0; b < KVI_CAP_BITS; b++) {
+            const char *name = kvi_cap_name(1u << b);
+            if ((caps & (1u << b)) == 0 || name == NULL)
                 continue;
             if (cli->json)
-                printf("%s\"%s\"", first ? "" : ",", cap_names[b].name);
+                printf("%s\"%s\"", first ? "" : ",", name);
             else
-                printf("%s%s", first ? "" : ",", cap_names[b].name);
+                printf("%s%s", first ? "" : ",", name);
             first = 0;
         }
         if (cli->json)
