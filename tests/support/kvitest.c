@@ -3,9 +3,11 @@
  */
 #include "kvitest.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void kvi_test_skip(const char *fmt, ...)
 {
@@ -99,4 +101,54 @@ kvi *kvi_test_context1(const char *url)
 {
     const char *urls[] = {url, NULL};
     return kvi_test_context(urls);
+}
+
+struct storm_worker {
+    kvi *k;
+    const char *id, *key;
+    int calls;
+    kvi_test_storm seen;
+};
+
+static void *storm_main(void *arg)
+{
+    struct storm_worker *w = arg;
+    for (int i = 0; i < w->calls; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        kvi_status st = kvi_fetch(w->k, w->id, w->key, strlen(w->key), &v);
+        kvi_value_free(&v);
+        if (st == KVI_E_TIMEOUT || st == KVI_E_CONNECT) {
+            w->seen.failed++;
+            /* kvi_errmsg is per thread: this call's message. */
+            const char *msg = kvi_errmsg(w->k);
+            if (strstr(msg, "is marked down") != NULL && strstr(msg, " UTC") != NULL)
+                w->seen.marked_down++;
+        } else {
+            w->seen.other++;
+        }
+    }
+    return NULL;
+}
+
+void kvi_test_fetch_storm(kvi *k, const char *id, const char *key, int threads, int calls,
+                          kvi_test_storm *out)
+{
+    struct storm_worker w[16];
+    pthread_t th[16];
+    if (threads <= 0 || threads > 16)
+        kvi_test_fail("kvi_test_fetch_storm: %d threads (1..16)", threads);
+    memset(out, 0, sizeof *out);
+    int64_t t0 = kvi_test_mono_ms();
+    for (int i = 0; i < threads; i++) {
+        w[i] = (struct storm_worker){.k = k, .id = id, .key = key, .calls = calls};
+        if (pthread_create(&th[i], NULL, storm_main, &w[i]) != 0)
+            kvi_test_fail("kvi_test_fetch_storm: cannot start thread %d", i);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        out->failed += w[i].seen.failed;
+        out->marked_down += w[i].seen.marked_down;
+        out->other += w[i].seen.other;
+    }
+    out->elapsed_ms = kvi_test_mono_ms() - t0;
 }

@@ -79,6 +79,20 @@ kvi *kvi_test_context(const char *const *urls);
 /* kvi_test_context() with one URL. */
 kvi *kvi_test_context1(const char *url);
 
+/* What kvi_test_fetch_storm() saw. */
+typedef struct kvi_test_storm {
+    int failed;      /* KVI_E_TIMEOUT or KVI_E_CONNECT */
+    int marked_down; /* ... whose message says the server "is marked down" until "... UTC" */
+    int other;       /* any other status */
+    int64_t elapsed_ms;
+} kvi_test_storm;
+
+/* Runs `threads` threads that each fetch `key` from engine id `id` `calls`
+ * times (the breaker tests: calls against a stopped server), joins them and
+ * fills *out.  Fails the test when a thread cannot be started. */
+void kvi_test_fetch_storm(kvi *k, const char *id, const char *key, int threads, int calls,
+                          kvi_test_storm *out);
+
 #ifdef __cplusplus
 }
 #endif

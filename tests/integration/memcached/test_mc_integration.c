@@ -860,31 +860,6 @@ static void test_hung_server_times_out_within_timeout(void **state)
 #define BRK_TIMEOUT_MS 200
 #define BRK_DOWN_FOR_MS 1000
 
-struct brk_worker {
-    kvi *k;
-    const char *id;
-    int failed, marked_down, other;
-};
-
-static void *brk_main(void *arg)
-{
-    struct brk_worker *w = arg;
-    for (int i = 0; i < BRK_CALLS; i++) {
-        kvi_value v = KVI_VALUE_INIT;
-        kvi_status st = kvi_fetch(w->k, w->id, "brk", 3, &v);
-        kvi_value_free(&v);
-        if (st == KVI_E_TIMEOUT || st == KVI_E_CONNECT) {
-            w->failed++;
-            /* kvi_errmsg is per thread: this call's message. */
-            if (strstr(kvi_errmsg(w->k), "marked down") != NULL)
-                w->marked_down++;
-        } else {
-            w->other++;
-        }
-    }
-    return NULL;
-}
-
 static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(void **state)
 {
     (void)state;
@@ -896,37 +871,25 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
     kvi *k = ctx_for(url);
     ASSERT_KVI(k, kvi_store(k, "memcached", "brk", 3, "v", 1, 0), KVI_OK);
     stop_process(kvi_ts_pid(s));
-    struct brk_worker w[BRK_THREADS];
-    pthread_t th[BRK_THREADS];
-    int64_t t0 = kvi_test_mono_ms();
-    for (int i = 0; i < BRK_THREADS; i++) {
-        w[i] = (struct brk_worker){k, "memcached", 0, 0, 0};
-        assert_int_equal(pthread_create(&th[i], NULL, brk_main, &w[i]), 0);
-    }
-    int failed = 0, marked = 0, other = 0;
-    for (int i = 0; i < BRK_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        failed += w[i].failed;
-        marked += w[i].marked_down;
-        other += w[i].other;
-    }
-    int64_t elapsed = kvi_test_mono_ms() - t0;
+    kvi_test_storm r;
+    kvi_test_fetch_storm(k, "memcached", "brk", BRK_THREADS, BRK_CALLS, &r);
     fprintf(stderr,
             "breaker: %d calls in %lld ms against a stopped memcached (timeout %d ms): %d failed, "
             "%d of them at once as marked down\n",
-            BRK_THREADS * BRK_CALLS, (long long)elapsed, BRK_TIMEOUT_MS, failed, marked);
+            BRK_THREADS * BRK_CALLS, (long long)r.elapsed_ms, BRK_TIMEOUT_MS, r.failed,
+            r.marked_down);
     assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
-    assert_int_equal(other, 0);
-    assert_int_equal(failed, BRK_THREADS * BRK_CALLS);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.failed, BRK_THREADS * BRK_CALLS);
     /* Without the breaker: 2000 x 200 ms / 4 threads = 100 s.  With it: the
      * first timeouts plus at most one probe per down_for. */
-    assert_true(elapsed < 20 * BRK_TIMEOUT_MS + 4 * BRK_DOWN_FOR_MS);
-    assert_true(marked >= BRK_THREADS * BRK_CALLS - 50);
+    assert_true(r.elapsed_ms < 20 * BRK_TIMEOUT_MS + 4 * BRK_DOWN_FOR_MS);
+    assert_true(r.marked_down >= BRK_THREADS * BRK_CALLS - 50);
 
     /* Back: within down_for (and one probe) calls succeed again, and from
      * the first success on every call does. */
     kvi_status st = KVI_E_TIMEOUT;
-    t0 = kvi_test_mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     while (st != KVI_OK && kvi_test_mono_ms() - t0 < 10 * BRK_DOWN_FOR_MS) {
         kvi_value v = KVI_VALUE_INIT;
         st = kvi_fetch(k, "memcached", "brk", 3, &v);

@@ -345,32 +345,6 @@ static void test_hung_server_times_out_and_add_is_not_resent(void **state)
 #define BRK_TIMEOUT_MS 200
 #define BRK_DOWN_FOR_MS 1000
 
-struct brk_worker {
-    kvi *k;
-    int failed;      /* TIMEOUT or CONNECT */
-    int marked_down; /* ... with the marked-down message */
-    int other;       /* anything else */
-};
-
-static void *brk_main(void *arg)
-{
-    struct brk_worker *w = arg;
-    for (int i = 0; i < BRK_CALLS; i++) {
-        kvi_value v = KVI_VALUE_INIT;
-        kvi_status st = kvi_fetch(w->k, "redis:b", "k", 1, &v);
-        kvi_value_free(&v);
-        if (st == KVI_E_TIMEOUT || st == KVI_E_CONNECT) {
-            w->failed++;
-            const char *msg = kvi_errmsg(w->k);
-            if (strstr(msg, "is marked down") != NULL && strstr(msg, " UTC") != NULL)
-                w->marked_down++;
-        } else {
-            w->other++;
-        }
-    }
-    return NULL;
-}
-
 /* A stopped server costs a few timeouts, not one per call: after
  * down_after timeouts in a row it is marked down and calls fail at once
  * (saying so and until when); after SIGCONT the probe finds it back and
@@ -378,42 +352,29 @@ static void *brk_main(void *arg)
 static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(void **state)
 {
     struct fx *f = *state;
-    struct brk_worker w[BRK_THREADS];
-    pthread_t th[BRK_THREADS];
     add_urlf(f->k, "redis:b://127.0.0.1:%u/?timeout=%d&connect_timeout=%d&down_after=3&down_for=%d",
              f->port, BRK_TIMEOUT_MS, BRK_TIMEOUT_MS, BRK_DOWN_FOR_MS);
     assert_int_equal(kvi_store(f->k, "redis:b", "k", 1, "v", 1, 0), KVI_OK);
 
     assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
-    int64_t t0 = mono_ms();
-    for (int i = 0; i < BRK_THREADS; i++) {
-        w[i] = (struct brk_worker){f->k, 0, 0, 0};
-        assert_int_equal(pthread_create(&th[i], NULL, brk_main, &w[i]), 0);
-    }
-    int failed = 0, marked = 0, other = 0;
-    for (int i = 0; i < BRK_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        failed += w[i].failed;
-        marked += w[i].marked_down;
-        other += w[i].other;
-    }
-    int64_t elapsed = mono_ms() - t0;
+    kvi_test_storm r;
+    kvi_test_fetch_storm(f->k, "redis:b", "k", BRK_THREADS, BRK_CALLS, &r);
     fprintf(stderr,
             "breaker: %d calls in %" PRId64 " ms against a stopped server (timeout %d ms): "
             "%d failed, %d of them at once as marked down\n",
-            BRK_THREADS * BRK_CALLS, elapsed, BRK_TIMEOUT_MS, failed, marked);
-    assert_int_equal(other, 0);
-    assert_int_equal(failed, BRK_THREADS * BRK_CALLS);
+            BRK_THREADS * BRK_CALLS, r.elapsed_ms, BRK_TIMEOUT_MS, r.failed, r.marked_down);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.failed, BRK_THREADS * BRK_CALLS);
     /* Without the breaker: 2000 x 200 ms / 4 threads = 100 s.  With it:
      * the first timeouts plus at most a probe per down_for. */
-    assert_true(elapsed < 20 * BRK_TIMEOUT_MS + 4 * BRK_DOWN_FOR_MS);
-    assert_true(marked >= BRK_THREADS * BRK_CALLS - 50);
+    assert_true(r.elapsed_ms < 20 * BRK_TIMEOUT_MS + 4 * BRK_DOWN_FOR_MS);
+    assert_true(r.marked_down >= BRK_THREADS * BRK_CALLS - 50);
 
     assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
     /* Back: within down_for (and a probe) the calls succeed again, and from
      * the first success on every call does. */
     kvi_status st = KVI_E_TIMEOUT;
-    t0 = mono_ms();
+    int64_t t0 = mono_ms();
     while (st != KVI_OK && mono_ms() - t0 < 10 * BRK_DOWN_FOR_MS) {
         kvi_value v = KVI_VALUE_INIT;
         st = kvi_fetch(f->k, "redis:b", "k", 1, &v);
