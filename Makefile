@@ -14,7 +14,7 @@ CMAKE_ARGS ?=
 DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
              libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev libcmocka-dev
 DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
-             liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 lua-busted lua-sql-sqlite3 lua-socket \
+             liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 luarocks lua-busted lua-sql-sqlite3 lua-socket \
              clang libclang-rt-14-dev sasl2-bin \
              kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 tmux
 
