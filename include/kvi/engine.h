@@ -197,15 +197,19 @@ KVI_EXPORT int kvi_conn_lazy(const kvi_conn *c);
 
 /* Sets the calling thread's detail message for the current call and returns
  * st, so that a slot can `return kvi_engine_error(c, KVI_E_IO, "...")`.  The
- * message is prefixed with the engine id.  Password-safe: the core replaces
- * every occurrence of the URL's password (also a truncated tail of it) by
- * "***", so an engine passes a server's error text as it is and need not
- * mask it; still never format the password in on purpose. */
+ * message is prefixed with the engine id.  Password-safe: in the text that
+ * each argument puts in (%s, %d, ...: URL parts, a server's reply) the core
+ * replaces every occurrence of the URL's password by "***" (a password of
+ * one or two bytes by '*'; with a precision, also a cut-off start of it),
+ * so an engine passes a server's error text as it is and need not mask it.
+ * The format's own words are never masked, so that a password such as "e"
+ * does not garble them: write fixed words into the format, not as
+ * arguments, and never format the password in on purpose. */
 KVI_EXPORT kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
     KVI_PRINTF(3, 4);
 
 /* Logs through the context's hook, prefixed with the engine id, with the
- * URL's password scrubbed as in kvi_engine_error(). */
+ * URL's password masked in the arguments' text as in kvi_engine_error(). */
 KVI_EXPORT void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)
     KVI_PRINTF(3, 4);
 

@@ -106,7 +106,7 @@ static kvi_status define_locked(kvi *k, const kvi_url *u)
     kvi__clear_error();
     st = e->open(c, u);
     if (st != KVI_OK && !kvi__error_is_set())
-        kvi_engine_error(c, st, "cannot open: %s", kvi_strerror(st));
+        kvi__error(k, st, "%s: cannot open: %s", c->id, kvi_strerror(st));
     pthread_mutex_lock(&k->config_lock);
     pending_drop(k, &mine);
     if (st != KVI_OK) {
@@ -135,12 +135,6 @@ kvi_status kvi_add_url(kvi *k, const char *url)
     pthread_mutex_lock(&k->config_lock);
     st = define_locked(k, u);
     pthread_mutex_unlock(&k->config_lock);
-    if (st != KVI_OK && u->password != NULL) {
-        /* Engines must not print it; make sure anyway. */
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(k));
-        kvi__set_errmsg(k, u->password, msg);
-    }
     if (st == KVI_OK)
         kvi__discard_error(); /* e.g. a failover host that did not answer */
     kvi_url_free(u);

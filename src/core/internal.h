@@ -23,10 +23,10 @@ void kvi__clear_error(void);
 void kvi__discard_error(void);
 /* True when the calling thread's message was set since kvi__clear_error(). */
 int kvi__error_is_set(void);
-/* Sets the detail message already formatted, scrubbing secret. */
-void kvi__set_errmsg(const kvi *k, const char *secret, const char *msg);
 /* Replaces every occurrence of secret in msg by "***" in place (msg is a
- * NUL-terminated buffer of at least strlen(msg)+1 bytes). */
+ * NUL-terminated buffer of at least strlen(msg)+1 bytes), and a tail of msg
+ * that is a cut-off start of secret by '*'.  For text that came whole from
+ * outside (kvi_engine_scrub); engine messages mask their arguments only. */
 void kvi__scrub(char *msg, const char *secret);
 
 /* Logs through k's hook when level is enabled. */

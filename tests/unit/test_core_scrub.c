@@ -1,7 +1,10 @@
 /*
  * test_core_scrub.c -- a password never survives in a detail message or a
  * log line, even when the text is longer than the message buffer and the
- * cut falls inside the password.
+ * cut falls inside the password; and only what came from outside (the
+ * arguments of the message: URL parts, a server's reply) is masked, never the
+ * message's own words, so a short or common-word password neither garbles a
+ * message nor can be read off it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -62,6 +65,28 @@ static const struct kvi_engine leaky = {
     .remove = no_remove,
 };
 
+/* An engine whose open() fails with fixed words, the engine id and a
+ * server's reply that echoes the password. */
+static const char *server_reply;
+
+static kvi_status wordy_open(kvi_conn *c, const kvi_url *url)
+{
+    (void)url;
+    kvi_engine_log(c, KVI_LOG_ERROR, "value is not an integer counter; server said: %s",
+                   server_reply);
+    return kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
+                            "value is not an integer counter; server said: %s", server_reply);
+}
+
+static const struct kvi_engine wordy = {
+    .abi_version = KVI_ENGINE_ABI,
+    .name = "wordy",
+    .open = wordy_open,
+    .store = no_store,
+    .fetch = no_fetch,
+    .remove = no_remove,
+};
+
 static void on_log(void *ud, kvi_log_level level, const char *msg)
 {
     (void)ud, (void)level;
@@ -102,10 +127,43 @@ static void test_cut_password_is_scrubbed_at_every_offset(void **state)
     }
 }
 
+/* Defines wordy://:PASSWORD@h/ (its open fails) and checks the message and
+ * the log line against want. */
+static void check_wordy(const char *password, const char *reply, const char *want)
+{
+    kvi *k = NULL;
+    char url[128];
+    snprintf(url, sizeof url, "wordy://:%s@h/", password);
+    server_reply = reply;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_register_engine(k, &wordy), KVI_OK);
+    assert_int_equal(kvi_set_log(k, on_log, NULL, KVI_LOG_ERROR), KVI_OK);
+    logged[0] = '\0';
+    assert_int_equal(kvi_add_url(k, url), KVI_E_NOT_A_COUNTER);
+    assert_string_equal(kvi_errmsg(k), want);
+    assert_string_equal(logged, want);
+    kvi_free(k);
+}
+
+static void test_fixed_words_are_never_masked(void **state)
+{
+    (void)state;
+    /* One letter: the message's words stay whole; the reply is masked. */
+    check_wordy("e", "ERR bad e", "wordy: value is not an integer counter; server said: ERR bad *");
+    /* A word of the message itself, and the engine id. */
+    check_wordy("counter", "WRONGPASS counter",
+                "wordy: value is not an integer counter; server said: WRONGPASS ***");
+    check_wordy("wordy", "no", "wordy: value is not an integer counter; server said: no");
+    /* Longer passwords are still masked wherever a reply has them. */
+    check_wordy("Pa55word", "Pa55word and Pa55word",
+                "wordy: value is not an integer counter; server said: *** and ***");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cut_password_is_scrubbed_at_every_offset),
+        cmocka_unit_test(test_fixed_words_are_never_masked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
