@@ -203,7 +203,7 @@ expect "short-lived key expired across runs" 1 "" 'kvi: key not found\n'
 
 snapshot
 for bad in x 1x " 1" "1 " "" + - 1.5 0x10 9223372036854775808 -9223372036854775809 \
-    99999999999999999999999; do
+    99999999999999999999999 +5 007 -0 -07 +0; do
     run add local nk "$bad"
     expect "add DELTA '$bad'" 2 "" '*'
     expect_err_has "add DELTA '$bad'" "kvi: DELTA is not a 64-bit integer \"$bad\""
@@ -211,7 +211,7 @@ for bad in x 1x " 1" "1 " "" + - 1.5 0x10 9223372036854775808 -92233720368547758
     run sub local nk "$bad"
     expect "sub DELTA '$bad'" 2 "" '*'
 done
-for bad in x -1 1x 1.5 " 5" 9223372036854775808; do
+for bad in x -1 1x 1.5 " 5" 9223372036854775808 +5 007 -0 00; do
     run store local nk v "$bad"
     expect "store EXPIRE '$bad'" 2 "" '*'
     expect_err_has "store EXPIRE '$bad'" "kvi: EXPIRE is not a non-negative integer \"$bad\""
@@ -575,7 +575,8 @@ run store local big 9223372036854775807
 run add local big 1 --min 0
 expect "bounded add overflow" 14 "" '*'
 snapshot
-for args in "--min" "--min x" "--max 1.5" "--min 1 --min 2" "--min 3 --max 2" "--nx"; do
+for args in "--min" "--min x" "--max 1.5" "--min 1 --min 2" "--min 3 --max 2" "--nx" \
+    "--min +5" "--max 007" "--min -0"; do
     # shellcheck disable=SC2086
     run sub local cr 1 $args
     expect "sub usage '$args'" 2 "" '*'

@@ -1,7 +1,7 @@
 /*
  * cli.h -- what the files of the `kvi` command share.  The command uses only
- * the public API (kvi/kvi.h, and kvi_split_words from kvi/engine.h for the
- * shell); nothing here is installed.
+ * the public API (kvi/kvi.h, and from kvi/engine.h kvi_split_words for the
+ * shell and kvi_parse_int64 for numbers); nothing here is installed.
  *
  * The files and who calls whom (no two files call each other):
  *

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kvi/engine.h"
 
 static int cmd_help(kvi__cli *cli, const kvi__cli_args *a)
 {
@@ -176,33 +177,12 @@ static const kvi__cli_command commands[] = {
 /* ---------------------------------------------------------------------- */
 /* Argument checking                                                       */
 
-/* Strict decimal int64: optional sign, digits, nothing else. */
+/* Strict decimal int64, the library's one definition of a counter's text
+ * (kvi_parse_int64): an optional '-', digits, no '+', no leading zeros, no
+ * "-0", no blanks (a NUL is no digit either). */
 static int parse_i64(const kvi__cli_arg *a, int64_t *out)
 {
-    size_t i = 0;
-    int neg = 0;
-    if (a->len > 0 && (a->p[0] == '-' || a->p[0] == '+')) {
-        neg = a->p[0] == '-';
-        i = 1;
-    }
-    if (i == a->len)
-        return -1;
-    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
-    uint64_t v = 0;
-    for (; i < a->len; i++) {
-        char c = a->p[i];
-        if (c < '0' || c > '9')
-            return -1;
-        unsigned d = (unsigned)(c - '0');
-        if (v > (limit - d) / 10u)
-            return -1;
-        v = v * 10u + d;
-    }
-    if (neg)
-        *out = v == (uint64_t)INT64_MAX + 1u ? INT64_MIN : -(int64_t)v;
-    else
-        *out = (int64_t)v;
-    return 0;
+    return kvi_parse_int64(a->p, a->len, out) ? 0 : -1;
 }
 
 static int has_nul(const kvi__cli_arg *a)
