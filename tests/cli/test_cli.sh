@@ -514,6 +514,22 @@ EOS
 rc=$?
 expect "shell uses the raw-query tokenizer" 1 'prefix x\nit'"'"'s\ntab\there\n' '*'
 expect_err_has "shell: closing quote must end the word" "kvi: bad quoting"
+# A word that starts with an unquoted # starts a comment to the end of the
+# line; quoted, or inside a word, # is an ordinary byte.
+cat >"$T/script3" <<'EOS'
+store local cm v # a trailing comment
+fetch local cm	# after a tab
+store local "#h" 'x # y' #"unclosed
+store local a#b z
+fetch local "#h"
+fetch local a#b
+EOS
+"$KVI" shell <"$T/script3" >"$T/out" 2>"$T/err"
+rc=$?
+expect "shell: trailing comments are not words" 0 'v
+x # y
+z
+' ''
 
 # ---- a damaged state file is an error and is left alone -------------------------------------------
 

@@ -64,6 +64,11 @@ printf 'raw redis SET shk "v w"\nfetch redis shk\nraw redis SET bk "a\\x00\\"b"\
     "$KVI" -u "$URL" shell >"$T/out" 2>"$T/err"
 rc=$?
 expect "shell raw keeps redis quoting" 0 'OK\nv w\nOK\n(integer) 4\n(integer) 7\n'
+# A trailing comment is not sent to the server (ECHO takes one argument).
+printf 'raw redis ECHO hi # not for the server\nraw redis ECHO "#x" #y\n' |
+    "$KVI" -u "$URL" shell >"$T/out" 2>"$T/err"
+rc=$?
+expect "shell raw: a comment is not sent" 0 '"hi"\n"#x"\n' ''
 
 # A wrong password is an authentication error that does not show it.
 "$KVI" -u "redis://:wrong-$PW@127.0.0.1:$port/" ping redis >"$T/out" 2>"$T/err"

@@ -487,8 +487,9 @@ void kvi__cli_help(FILE *f, int in_shell)
               "  quit, exit                    leave the shell\n"
               "Words are separated by blanks (the rules of raw queries); \"a b\" and 'a b'\n"
               "quote, and inside \"...\" the escapes \\\" \\\\ \\n \\r \\t \\xHH give any byte;\n"
-              "a line starting with # is a comment.  When several words follow the ID of\n"
-              "raw, they are its QUERY, quoted again where needed: the engine reads them back.\n",
+              "a word starting with # (unquoted) starts a comment to the end of the line.\n"
+              "When several words follow the ID of raw, they are its QUERY, quoted again\n"
+              "where needed: the engine reads them back.\n",
               f);
         return;
     }

@@ -2,12 +2,12 @@
  * shell.c -- reading `kvi shell` input: one command per line with the
  * command line's grammar, split into words by the library's one tokenizer
  * (kvi_split_words: the quoting rules of raw queries, "a b", 'a b', \xHH),
- * so that keys and values can hold blanks and any byte; a line starting
- * with # is a comment.  Line editing and history come from libedit when the build found it
- * (KVI_HAVE_LIBEDIT); otherwise lines are read plainly.  Input is read
- * only once poll() says it is there, so a signal is seen at once: Ctrl-C on
- * a terminal cancels the line being typed; SIGTERM, SIGHUP (and SIGINT in
- * batch mode) end the shell, and main saves the store.
+ * so that keys and values can hold blanks and any byte; a word starting
+ * with an unquoted # starts a comment to the end of the line.  Line editing and history come from
+ * libedit when the build found it (KVI_HAVE_LIBEDIT); otherwise lines are read plainly.  Input is
+ * read only once poll() says it is there, so a signal is seen at once: Ctrl-C on a terminal cancels
+ * the line being typed; SIGTERM, SIGHUP (and SIGINT in batch mode) end the shell, and main saves
+ * the store.
  */
 #include <errno.h>
 #include <poll.h>
@@ -235,13 +235,36 @@ static void free_words(kvi__cli_shell *sh)
     sh->words = NULL;
 }
 
-/* A line whose first non-blank byte is '#' is a comment. */
-static int is_comment(const char *line, size_t len)
+/*
+ * The length of line without its comment: a word that starts with a '#'
+ * outside quotes starts a comment that runs to the end of the line (a line
+ * whose first non-blank byte is '#' is all comment).  Quotes follow
+ * kvi_split_words: inside "..." a backslash escapes the next byte, inside
+ * '...' only \' is an escape, outside quotes every byte is literal, so
+ * "#x", 'a # b' and a#b are words, not comments.  With a quote left open
+ * the line is kept whole, for the tokenizer to refuse.
+ */
+static size_t uncommented_len(const char *line, size_t len)
 {
-    size_t i = 0;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    return i < len && line[i] == '#';
+    int word_start = 1;
+    for (size_t i = 0; i < len; i++) {
+        char ch = line[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f') {
+            word_start = 1;
+            continue;
+        }
+        if (ch == '#' && word_start)
+            return i;
+        word_start = 0;
+        if (ch == '"' || ch == '\'') {
+            for (i++; i < len && line[i] != ch; i++)
+                if (line[i] == '\\' && i + 1 < len && (ch == '"' || line[i + 1] == '\''))
+                    i++;
+            if (i >= len)
+                return len;
+        }
+    }
+    return len;
 }
 
 int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc)
@@ -252,10 +275,9 @@ int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc)
         int got = read_line(sh);
         if (got <= 0)
             return 0;
-        if (is_comment(sh->buf, sh->len))
-            continue;
+        size_t len = uncommented_len(sh->buf, sh->len);
         /* The one tokenizer of the library, the rules of raw queries. */
-        kvi_status st = kvi_split_words(NULL, sh->buf, sh->len, &sh->w, &sh->wlen, &sh->nw);
+        kvi_status st = kvi_split_words(NULL, sh->buf, len, &sh->w, &sh->wlen, &sh->nw);
         if (st == KVI_E_NOMEM) {
             kvi__cli_report(sh->cli, KVI_E_NOMEM, "reading a command");
             *rc = kvi__cli_exit_code(KVI_E_NOMEM);
