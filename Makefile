@@ -52,16 +52,20 @@ demo: build
 # the unit tests, the soak (KVI_SOAK_SECONDS, default 60) and the fuzzers
 # (FUZZ_SECONDS per target, default 60).  deps-test has installed every
 # server, so KVI_REQUIRE_SERVERS=1: a test that skips fails instead.
+# Every phase runs under KVI_REQUIRE_SERVERS=1: a skipped test or case fails.
 test: deps-test
 	KVI_REQUIRE_SERVERS=1 $(MAKE) check
 	KVI_REQUIRE_SERVERS=1 $(MAKE) test-asan
-	$(MAKE) test-valgrind
-	$(MAKE) test-soak
-	$(MAKE) fuzz
+	KVI_REQUIRE_SERVERS=1 $(MAKE) test-valgrind
+	KVI_REQUIRE_SERVERS=1 $(MAKE) test-soak
+	KVI_REQUIRE_SERVERS=1 $(MAKE) fuzz
 
 test-soak: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
-	ctest --test-dir $(BUILD) --output-on-failure -L soak -j3
+	ctest --test-dir $(BUILD) --output-on-failure -L soak -j3 \
+	  --output-log $(BUILD)/ctest-soak.log; rc=$$?; \
+	  sh tests/support/check-skips.sh $(BUILD)/ctest-soak.log \
+	    $(BUILD)/Testing/Temporary/LastTest.log || rc=1; exit $$rc
 
 # Skipped tests are listed at the end (check-skips.sh); with
 # KVI_REQUIRE_SERVERS=1 any skip fails the run.  CTEST_ARGS selects a subset
@@ -88,7 +92,9 @@ test-valgrind: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure -L 'unit|conformance' -LE 'integration|cli|bench-smoke|examples' \
 	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect --suppressions=$(CURDIR)/tests/valgrind/ld-so.supp" \
-	  -T memcheck -j$(JOBS)
+	  -T memcheck -j$(JOBS) --output-log $(BUILD)/ctest-valgrind.log; rc=$$?; \
+	  sh tests/support/check-skips.sh $(BUILD)/ctest-valgrind.log \
+	    $(BUILD)/Testing/Temporary/LastTest.log || rc=1; [ $$rc = 0 ] || exit $$rc
 	@if grep -l -E 'definitely lost: [1-9]|indirectly lost: [1-9]|ERROR SUMMARY: [1-9]' \
 	    $(BUILD)/Testing/Temporary/MemoryChecker.*.log 2>/dev/null; then \
 	  echo "valgrind found errors or leaks (logs above)"; exit 1; fi

@@ -55,7 +55,8 @@ if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
     mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list)
 fi
 [ -n "$mirror" ] || { echo "fresh-root-test: no bookworm mirror found in apt's sources; set FRESH_ROOT_MIRROR" >&2; exit 1; }
-security=$(grep -rhoE 'https?://[^ ]*debian-security' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1 || true)
+security=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]*debian-security' | head -1 || true)
 
 phase "installing debootstrap on the host if missing"
 sh "$here/tools/ensure-packages.sh" debootstrap

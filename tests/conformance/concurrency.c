@@ -106,10 +106,10 @@ static void test_concurrent_add_across_processes_exact_sums(void **state)
     if (counters_unsupported(f))
         return;
     if (!has(f, KVI_CAP_SHARED)) {
-        print_message("SKIP: engine %s does not share data between processes "
-                      "(no KVI_CAP_SHARED)\n",
-                      conf_g.scheme);
-        skip();
+        kvi_test_not_applicable("engine %s does not share data between processes "
+                                "(no KVI_CAP_SHARED)",
+                                conf_g.scheme);
+        return;
     }
     tkey keys[NCOUNTERS];
     char name[32];

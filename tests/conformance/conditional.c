@@ -60,11 +60,11 @@ static void expect_refused(fx *f, const tkey *k, int sub, int64_t d, int64_t exp
 }
 
 /* Without KVI_CAP_CONDITIONAL every conditional call is refused by the core
- * and writes nothing; the row is then skipped, loudly. */
-static void skip_unless_conditional(fx *f)
+ * and writes nothing; the row then does not apply (N/A, said loudly). */
+static int not_conditional(fx *f)
 {
     if (has(f, KVI_CAP_CONDITIONAL))
-        return;
+        return 0;
     tkey k = key(f, "no-conditional");
     int64_t v = 5;
     assert_status(f, op_add_bounded(f, &k, 1, 0, 0, 9, &v), KVI_E_UNSUPPORTED);
@@ -72,10 +72,10 @@ static void skip_unless_conditional(fx *f)
     assert_status(f, op_sub_bounded(f, &k, 1, 0, -9, 9, &v), KVI_E_UNSUPPORTED);
     assert_status(f, op_store_nx(f, &k, "x", 0), KVI_E_UNSUPPORTED);
     expect_missing(f, &k);
-    print_message("SKIP: engine %s has no KVI_CAP_CONDITIONAL (bounded add/sub, "
-                  "store-if-absent); this row is not checked\n",
-                  conf_g.scheme);
-    skip();
+    kvi_test_not_applicable("engine %s has no KVI_CAP_CONDITIONAL (bounded add/sub, "
+                            "store-if-absent): every call was refused, nothing written",
+                            conf_g.scheme);
+    return 1;
 }
 
 /* ---- bounded add/sub ---------------------------------------------------------- */
@@ -83,7 +83,8 @@ static void skip_unless_conditional(fx *f)
 static void test_bounded_change_within_bounds_returns_new_value(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey k = key(f, "b:in");
     store_str(f, &k, "5", 0);
     expect_bounded(f, &k, 0, 3, 0, 0, 10, 8);
@@ -100,7 +101,8 @@ static void test_bounded_change_within_bounds_returns_new_value(void **state)
 static void test_bounded_change_to_exactly_a_bound_is_allowed(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey k = key(f, "b:edge");
     store_str(f, &k, "3", 0);
     expect_bounded(f, &k, 1, 3, 0, 0, 10, 0);    /* down to min */
@@ -113,7 +115,8 @@ static void test_bounded_change_to_exactly_a_bound_is_allowed(void **state)
 static void test_bounded_refusal_leaves_value_and_reports_it(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey k = key(f, "b:refuse");
     store_str(f, &k, "2", 0);
     kvi_stats before, after;
@@ -138,7 +141,8 @@ static void test_bounded_refusal_leaves_value_and_reports_it(void **state)
 static void test_bounded_on_missing_key_creates_only_within_bounds(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     int ttl = has(f, KVI_CAP_TTL);
     int64_t exp = ttl ? short_expire() : 0;
     tkey out = key(f, "b:miss-out");
@@ -174,7 +178,8 @@ static void test_bounded_on_missing_key_creates_only_within_bounds(void **state)
 static void test_bounded_overflow_stays_overflow(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey top = key(f, "b:top");
     tkey bottom = key(f, "b:bottom");
     store_str(f, &top, "9223372036854775807", 0);
@@ -195,7 +200,8 @@ static void test_bounded_overflow_stays_overflow(void **state)
 static void test_bounded_on_non_integer_is_not_a_counter_unchanged(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     static const char *const bad[] = {"abc", "12a", "", " 1", "+1", "01", "-0", "1.5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char name[32];
@@ -215,7 +221,8 @@ static void test_bounded_on_non_integer_is_not_a_counter_unchanged(void **state)
 static void test_bounded_bad_arguments_are_invalid_and_write_nothing(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey k = key(f, "b:invalid");
     int64_t v = 7;
     /* min > max, a sub of INT64_MIN, a negative expiry: refused by the
@@ -235,7 +242,8 @@ static void test_bounded_bad_arguments_are_invalid_and_write_nothing(void **stat
 static void test_store_nx_on_absent_key_stores(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey k = key(f, "nx:absent");
     assert_status(f, op_store_nx(f, &k, "first", 0), KVI_OK);
     expect_str(f, &k, "first");
@@ -252,7 +260,8 @@ static void test_store_nx_on_absent_key_stores(void **state)
 static void test_store_nx_on_present_key_changes_nothing(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     tkey k = key(f, "nx:present");
     store_str(f, &k, "old", 0);
     kvi_stats before, after;
@@ -277,7 +286,8 @@ static void test_store_nx_on_present_key_changes_nothing(void **state)
 static void test_store_nx_sets_expiry_and_expired_counts_as_absent(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     if (ttl_unsupported(f))
         return;
     tkey k = key(f, "nx:exp");
@@ -372,7 +382,8 @@ static int64_t race(fx *f, const tkey *k, void *(*fn)(void *), int64_t delta, in
 static void test_concurrent_bounded_subs_never_pass_min_and_count_exactly(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     int64_t m = conf_g.ops < 200 ? conf_g.ops : 200; /* subs per thread */
     /* Start values that allow about half of all subs: of delta 1 exactly
      * start many succeed; of delta 2 on an odd start (start-1)/2 succeed and
@@ -417,7 +428,8 @@ static void *nx_racer_main(void *arg)
 static void test_concurrent_store_nx_exactly_one_wins(void **state)
 {
     fx *f = F;
-    skip_unless_conditional(f);
+    if (not_conditional(f))
+        return;
     enum { ROUNDS = 25 };
     for (int round = 0; round < ROUNDS; round++) {
         char name[32];
@@ -453,10 +465,8 @@ static void test_concurrent_store_nx_exactly_one_wins(void **state)
 
 /* ---- every built-in engine has the capability ------------------------------------ */
 
-/* The built-in engines whose conditional slots have landed; a built-in
- * scheme not listed yet is reported as a loud skip, a listed one without
- * the bit fails.  All three have landed (issue 13). */
-static const char *const conditional_required[] = {"local", "redis", "memcached", NULL};
+/* Every built-in engine has KVI_CAP_CONDITIONAL (issue 13); one without
+ * it fails. */
 static const char *const builtin_schemes[] = {"local", "redis", "memcached", NULL};
 
 static int listed(const char *const *list, const char *s)
@@ -471,19 +481,13 @@ static void test_builtin_engines_have_conditional(void **state)
 {
     fx *f = F;
     if (!listed(builtin_schemes, conf_g.scheme)) {
-        print_message("SKIP: %s is not a built-in engine; KVI_CAP_CONDITIONAL is optional "
-                      "for it\n",
-                      conf_g.scheme);
-        skip();
+        kvi_test_not_applicable("%s is not a built-in engine; KVI_CAP_CONDITIONAL is "
+                                "optional for it",
+                                conf_g.scheme);
+        return;
     }
     if (has(f, KVI_CAP_CONDITIONAL))
         return;
-    if (!listed(conditional_required, conf_g.scheme)) {
-        print_message("SKIP: built-in engine %s lacks KVI_CAP_CONDITIONAL: its bounded "
-                      "add/sub and store-if-absent slots have not landed (issue 13)\n",
-                      conf_g.scheme);
-        skip();
-    }
     fail_msg("built-in engine %s lacks KVI_CAP_CONDITIONAL (bounded add/sub, store-if-absent)",
              conf_g.scheme);
 }

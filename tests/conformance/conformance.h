@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "kvitest.h"
 
 #include <errno.h>
 #include <stdatomic.h>

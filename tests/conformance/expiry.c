@@ -132,18 +132,16 @@ struct phase_sample {
  * more seconds: it is there just before.  In virtual time "just before" is
  * 1 ms; in real time 150 ms, and a check the machine delayed past its limit
  * proves nothing (counted, reported, never failed). */
-static void test_expiry_never_early_and_ttl_never_more_at_any_phase(void **state)
+/* One round of PHASES samples; counts the checks that came in time
+ * (conclusive) and those the machine delayed past their limit (late). */
+static void expiry_phase_round(fx *f, int round, int *conclusive, int *late)
 {
-    fx *f = F;
-    if (ttl_unsupported(f))
-        return;
     int64_t before = conf_g.virtual_time ? 1 : 150;
     struct phase_sample s[PHASES];
-    int conclusive = 0, late = 0;
     int64_t start = test_now_ms(f);
     for (int i = 0; i < PHASES; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "phase:%d", i);
+        char name[24];
+        snprintf(name, sizeof name, "phase:%d:%d", round, i);
         s[i].k = key(f, name);
         s[i].expire_s = i % 2 ? 2 : 1;
         s[i].next = PH_STORE;
@@ -180,10 +178,10 @@ static void test_expiry_never_early_and_ttl_never_more_at_any_phase(void **state
             kvi_value_free(&v);
             p->next = PH_DONE;
             if (done >= p->limit_ms) {
-                late++;
+                (*late)++;
                 continue;
             }
-            conclusive++;
+            (*conclusive)++;
             if (st != KVI_OK)
                 fail_msg("%lld s key %s %lld ms after its store began, %lld ms before %s: %s",
                          (long long)p->expire_s, st == KVI_NOT_FOUND ? "gone" : "failed",
@@ -192,10 +190,32 @@ static void test_expiry_never_early_and_ttl_never_more_at_any_phase(void **state
                          kvi_status_name(st));
         }
     }
-    if (late > 0)
-        fprintf(stderr, "NOTE: %d of %d expiry checks came too late to count (loaded machine)\n",
-                late, conclusive + late);
-    assert_true(conclusive > 0);
+}
+
+/* The verdict rests on evidence: more than half of the PHASES checks of a
+ * round must have come in time (a check the machine delayed past its limit
+ * proves nothing either way).  A loaded machine gets up to three rounds to
+ * produce such a majority; the counts are always reported. */
+#define PHASE_MAJORITY (PHASES / 2 + 1)
+#define PHASE_ROUNDS 3
+
+static void test_expiry_never_early_and_ttl_never_more_at_any_phase(void **state)
+{
+    fx *f = F;
+    if (ttl_unsupported(f))
+        return;
+    int conclusive = 0, late = 0;
+    for (int round = 0; round < PHASE_ROUNDS; round++) {
+        conclusive = late = 0;
+        expiry_phase_round(f, round, &conclusive, &late);
+        fprintf(stderr, "expiry phases, round %d: %d of %d checks conclusive (%d too late); %d needed\n",
+                round + 1, conclusive, conclusive + late, late, PHASE_MAJORITY);
+        if (conclusive >= PHASE_MAJORITY)
+            return;
+    }
+    fail_msg("only %d of %d expiry phase checks came in time in each of %d rounds (need %d): "
+             "the machine is too loaded to decide",
+             conclusive, PHASES, PHASE_ROUNDS, PHASE_MAJORITY);
 }
 
 static void test_negative_expire_is_invalid_and_writes_nothing(void **state)

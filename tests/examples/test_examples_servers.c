@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include "kvitest.h"
 
 #include "testclock.h"
 #include "testcluster.h"
@@ -99,8 +100,7 @@ static kvi_ts_server *redis_or_skip(void)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_redis_start(&s, NULL);
     if (r == KVI_TS_MISSING) {
-        printf("skipped: %s\n", kvi_ts_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
     }
     assert_int_equal(r, KVI_TS_OK);
     return s;
@@ -123,8 +123,7 @@ static void test_billing_on_redis_cluster_is_exact(void **state)
     kvi_tc_cluster *cl = NULL;
     kvi_ts_result r = kvi_tc_start(&spec, &cl);
     if (r == KVI_TS_MISSING) {
-        printf("skipped: %s\n", kvi_tc_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_tc_errmsg());
     }
     if (r != KVI_TS_OK)
         fail_msg("cluster: %s", kvi_tc_errmsg());
@@ -140,8 +139,7 @@ static void test_billing_on_memcached_is_exact(void **state)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_memcached_start(&s, NULL);
     if (r == KVI_TS_MISSING) {
-        printf("skipped: %s\n", kvi_ts_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
     }
     assert_int_equal(r, KVI_TS_OK);
     char url[128];

@@ -18,9 +18,8 @@ t_need_program redis-server redis-server
 
 DEST=$T/dest
 PREFIX=$T/prefix
-DESTDIR=$DEST cmake --install "$BUILD" --prefix "$PREFIX" >"$T/install.log" 2>&1
-rc=$?
-check "cmake --install succeeds ($(tail -3 "$T/install.log"))" [ "$rc" = 0 ]
+check_ok "cmake --install succeeds" "$T/install.log" \
+    env DESTDIR="$DEST" cmake --install "$BUILD" --prefix "$PREFIX"
 
 # Nothing outside the prefix.
 outside=$(find "$DEST" \( -type f -o -type l \) ! -path "$DEST$PREFIX/*" | head -5)
@@ -32,7 +31,7 @@ for f in bin/kvi include/kvi/kvi.h; do
     check "installed $f" [ -e "$TREE/$f" ]
 done
 libdir=$(dirname "$(find "$TREE" -name 'libkvi.so.*' | head -1)")
-check "libkvi installed" [ -n "$libdir" ] && [ "$libdir" != . ]
+check_all "libkvi installed" -n "$libdir" -- "$libdir" != .
 check "redis module in \$libdir/kvi" [ -f "$libdir/kvi/kvi_redis.so" ]
 check "kvi.pc in \$libdir/pkgconfig" [ -f "$libdir/pkgconfig/kvi.pc" ]
 check "kvi has RUNPATH \$ORIGIN/../lib" \

@@ -250,9 +250,12 @@ static kvi_ts_server *start_sasl_memcached(void)
         prog = kvi_ts_find_program("/usr/sbin/saslpasswd2");
     char *mc = kvi_ts_find_program("memcached");
     if (prog == NULL || mc == NULL) {
-        printf("SKIP part: memcached or saslpasswd2 missing; memcached SASL not checked\n");
         free(prog);
         free(mc);
+        if (kvi_ts_servers_required())
+            rel_fail("memcached or saslpasswd2 missing (Debian packages memcached, sasl2-bin): "
+                     "memcached SASL not checked, and KVI_REQUIRE_SERVERS=1");
+        printf("SKIP part: memcached or saslpasswd2 missing; memcached SASL not checked\n");
         return NULL;
     }
     free(mc);
@@ -274,6 +277,8 @@ static kvi_ts_server *start_sasl_memcached(void)
     kvi_ts_result r = kvi_ts_memcached_start(&s, extra);
     unsetenv("SASL_CONF_PATH");
     if (r != KVI_TS_OK) {
+        if (r != KVI_TS_MISSING || kvi_ts_servers_required())
+            rel_fail("SASL memcached did not start: %s", kvi_ts_errmsg());
         printf("SKIP part: SASL memcached did not start: %s\n", kvi_ts_errmsg());
         return NULL;
     }

@@ -24,6 +24,32 @@ void kvi_test_skip(const char *fmt, ...)
     exit(required ? 1 : KVI_TEST_SKIP);
 }
 
+int kvi_test_skip_case_note(const char *fmt, ...)
+{
+    va_list ap;
+    int required = kvi_ts_servers_required();
+    fputs(required ? "FAILED: " : "SKIPPED: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (required)
+        fputs(" -- KVI_REQUIRE_SERVERS=1 says this case must run here", stderr);
+    fputc('\n', stderr);
+    fflush(stderr);
+    return required;
+}
+
+void kvi_test_not_applicable(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("N/A: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
 void kvi_test_fail(const char *fmt, ...)
 {
     va_list ap;

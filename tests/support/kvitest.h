@@ -51,6 +51,25 @@ extern "C" {
  * started through testserver.c are stopped by its exit hook. */
 void kvi_test_skip(const char *fmt, ...) KVI_TEST_FMT(1, 2) KVI_TEST_NORETURN;
 
+/* For one case of a cmocka program that cannot run here (a program, a
+ * module, root missing): KVI_TEST_SKIP_CASE("why %s", ...) prints
+ * "SKIPPED: why" and skips the case, or under KVI_REQUIRE_SERVERS=1 prints
+ * "FAILED: ..." and fails it.  Include <cmocka.h> before using it.
+ * kvi_test_skip_case_note() is its message half: returns 1 when the case
+ * must fail instead of being skipped. */
+int kvi_test_skip_case_note(const char *fmt, ...) KVI_TEST_FMT(1, 2);
+#define KVI_TEST_SKIP_CASE(...)                                                                \
+    do {                                                                                       \
+        if (kvi_test_skip_case_note(__VA_ARGS__))                                              \
+            fail();                                                                            \
+        skip();                                                                                \
+    } while (0)
+
+/* For a case that does not apply (the engine does not declare the
+ * capability the row is about): prints "N/A: why" and returns; the case
+ * passes on what it checked before.  Not a skip: nothing is missing. */
+void kvi_test_not_applicable(const char *fmt, ...) KVI_TEST_FMT(1, 2);
+
 /* Prints "FAILED: <why>" to standard error and exits 1. */
 void kvi_test_fail(const char *fmt, ...) KVI_TEST_FMT(1, 2) KVI_TEST_NORETURN;
 

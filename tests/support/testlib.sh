@@ -170,12 +170,56 @@ expect_out_has() {
     grep -qF -- "$2" "$T/out" || fail "$1: stdout lacks '$2': $(head -c 400 "$T/out")"
 }
 
-# check NAME CONDITION...: one check; fails NAME unless CONDITION succeeds.
+# Checks take a COMMAND, never a status: `check NAME CMD ARGS...` runs CMD
+# and counts it failed unless CMD exits 0.  What such a check must not be
+# written as (tests/support/lint-checks.sh fails the build's tests on both):
+#   check NAME [ a ] && [ b ]      -- `[ b ]` runs outside the check
+#   cmd; check NAME [ $? = 0 ]     -- after `check "$(...)"` $? is the
+#                                     substitution's status, always 0
+# Use check_all, check_between or check_ok instead.
+
+# check NAME CMD [ARGS...]: one check; fails NAME unless CMD exits 0.
 check() {
     local name=$1
     shift
     checks=$((checks + 1))
     "$@" || fail "$name"
+}
+
+# check_all NAME TEST1 -- TEST2 [-- TEST3...]: one check that passes only
+# when every `test` expression holds, e.g.
+#     check_all "x in range" "$x" -ge 2 -- "$x" -le 20
+check_all() {
+    local name=$1 ok=1 expr=()
+    shift
+    checks=$((checks + 1))
+    while [ $# -gt 0 ]; do
+        if [ "$1" = -- ]; then
+            test "${expr[@]}" || ok=0
+            expr=()
+        else
+            expr+=("$1")
+        fi
+        shift
+    done
+    [ ${#expr[@]} = 0 ] || test "${expr[@]}" || ok=0
+    [ "$ok" = 1 ] || fail "$name"
+}
+
+# check_between NAME VALUE LOW HIGH: LOW <= VALUE <= HIGH (integers).
+check_between() {
+    check_all "$1 (got $2, want $3..$4)" "$2" -ge "$3" -- "$2" -le "$4"
+}
+
+# check_ok NAME LOG CMD [ARGS...]: runs CMD with its output in LOG and fails
+# NAME (with LOG's last lines) unless CMD exits 0.
+check_ok() {
+    local name=$1 log=$2 st
+    shift 2
+    checks=$((checks + 1))
+    "$@" >"$log" 2>&1
+    st=$?
+    [ "$st" = 0 ] || fail "$name: exit status $st: $(tail -3 "$log")"
 }
 
 # t_no_secret TEXT: TEXT appears in no output of any run.

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "kvitest.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -237,8 +238,7 @@ static void test_segment_of_another_user_is_auth(void **state)
     fx *f = *state;
     if (geteuid() != 0) {
         /* Only root can give a segment to another user. */
-        print_message("SKIP: test_segment_of_another_user_is_auth needs root (chown)\n");
-        skip();
+        KVI_TEST_SKIP_CASE("test_segment_of_another_user_is_auth needs root (chown)");
     }
     create(f);
     assert_int_equal(chown(f->path, 65534, 65534), 0);

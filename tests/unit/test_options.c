@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "kvitest.h"
 
 #include "kvi/engine.h"
 
@@ -465,8 +466,7 @@ static void test_redis_cluster_and_lazy_follow_the_same_rule(void **state)
     kvi_option_info info;
     kvi_status st = kvi_engine_option(k, "redis", 0, &info);
     if (st == KVI_E_MODULE_MISSING) {
-        fprintf(stderr, "SKIP (loud): the redis module is not built: %s\n", kvi_errmsg(k));
-        skip();
+        KVI_TEST_SKIP_CASE("the redis module is not built: %s", kvi_errmsg(k));
     }
     assert_int_equal(st, KVI_OK);
     assert_string_equal(info.name, "cluster");
@@ -487,8 +487,7 @@ static void test_memcached_retry_timeout_uses_the_one_parser(void **state)
     kvi_option_info info;
     kvi_status st = kvi_engine_option(k, "memcached", 0, &info);
     if (st == KVI_E_MODULE_MISSING) {
-        fprintf(stderr, "SKIP (loud): the memcached module is not built: %s\n", kvi_errmsg(k));
-        skip();
+        KVI_TEST_SKIP_CASE("the memcached module is not built: %s", kvi_errmsg(k));
     }
     assert_int_equal(st, KVI_OK);
     assert_string_equal(info.name, "retry_timeout");

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include "kvitest.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -144,8 +145,7 @@ static void test_redis_starts_stops_and_restarts_on_same_port(void **state)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_redis_start(&s, NULL);
     if (r == KVI_TS_MISSING) {
-        print_message("SKIP: %s\n", kvi_ts_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
     }
     assert_int_equal(r, KVI_TS_OK);
     uint16_t port = kvi_ts_port(s);
@@ -183,8 +183,7 @@ static void test_redis_extra_args_are_passed(void **state)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_redis_start(&s, extra);
     if (r == KVI_TS_MISSING) {
-        print_message("SKIP: %s\n", kvi_ts_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
     }
     assert_int_equal(r, KVI_TS_OK);
     char reply[256];
@@ -199,8 +198,7 @@ static void test_memcached_starts_and_answers(void **state)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_memcached_start(&s, NULL);
     if (r == KVI_TS_MISSING) {
-        print_message("SKIP: %s\n", kvi_ts_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
     }
     assert_int_equal(r, KVI_TS_OK);
     char reply[256];
@@ -216,8 +214,7 @@ static void test_server_dies_with_its_starter(void **state)
     (void)state;
     char *prog = kvi_ts_find_program("sleep");
     if (prog == NULL) {
-        print_message("SKIP: sleep not found\n");
-        skip();
+        KVI_TEST_SKIP_CASE("sleep not found on PATH (Debian package coreutils)");
     }
     free(prog);
     char *dir = NULL;
@@ -269,8 +266,7 @@ static void test_child_exit_leaves_parent_servers_alone(void **state)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_start(&spec, &s);
     if (r == KVI_TS_MISSING) {
-        print_message("SKIP: %s\n", kvi_ts_errmsg());
-        skip();
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
     }
     assert_int_equal(r, KVI_TS_OK);
     fflush(NULL);
@@ -294,8 +290,7 @@ static void test_exit_removes_servers_and_dirs_never_freed(void **state)
     (void)state;
     char *prog = kvi_ts_find_program("sleep");
     if (prog == NULL) {
-        print_message("SKIP: sleep not found\n");
-        skip();
+        KVI_TEST_SKIP_CASE("sleep not found on PATH (Debian package coreutils)");
     }
     free(prog);
     int fds[2];

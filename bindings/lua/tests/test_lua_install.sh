@@ -27,8 +27,8 @@ for v in 5.1 5.4; do
 done
 
 PREFIX=$T/prefix
-DESTDIR=$T/dest cmake --install "$BUILD" --prefix "$PREFIX" >"$T/install.log" 2>&1
-check "cmake --install succeeds ($(tail -3 "$T/install.log"))" [ $? = 0 ]
+check_ok "cmake --install succeeds" "$T/install.log" \
+    env DESTDIR="$T/dest" cmake --install "$BUILD" --prefix "$PREFIX"
 TREE=$T/dest$PREFIX
 lib=$(dirname "$(find "$TREE" -name 'libkvi.so.*' | head -1)")
 lib=${lib#"$TREE"/}
@@ -65,9 +65,9 @@ done
 # luarocks make, from a copy of the binding, against the moved install.
 cp -r "$SRC/bindings/lua" "$T/rock"
 for v in "${versions[@]}"; do
-    (cd "$T/rock" && luarocks --lua-version="$v" make --tree "$T/rocks" KVI_DIR="$MOVED" \
-        KVI_LIBDIR="$MOVED/$lib") >"$T/rock-$v.log" 2>&1
-    check "luarocks make for Lua $v ($(tail -3 "$T/rock-$v.log"))" [ $? = 0 ]
+    check_ok "luarocks make for Lua $v" "$T/rock-$v.log" \
+        bash -c 'cd "$1" && shift && exec "$@"' rock "$T/rock" \
+        luarocks --lua-version="$v" make --tree "$T/rocks" KVI_DIR="$MOVED" KVI_LIBDIR="$MOVED/$lib"
     try "luarocks-$v" "$(command -v "lua$v")" "$T/rocks/lib/lua/$v/?.so"
 done
 t_done

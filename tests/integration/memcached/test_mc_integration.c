@@ -1118,9 +1118,7 @@ static void test_sasl_authentication(void **state)
     if (prog == NULL)
         prog = kvi_ts_find_program("/usr/sbin/saslpasswd2");
     if (prog == NULL) {
-        fprintf(stderr, "SKIP: saslpasswd2 not found (Debian package sasl2-bin); "
-                        "SASL not tested\n");
-        skip();
+        KVI_TEST_SKIP_CASE("saslpasswd2 not found (Debian package sasl2-bin); SASL not tested");
     }
     char *dir = NULL;
     assert_int_equal(kvi_ts_make_tempdir("mc-sasl", &dir), KVI_TS_OK);

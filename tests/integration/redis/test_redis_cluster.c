@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "kvitest.h"
 
 #include "engines/redis/route.c"
 #include "kvi/kvi.h"
@@ -621,8 +622,7 @@ static void test_conformance_suite_passes_on_the_cluster(void **state)
     char prog[1024];
     snprintf(prog, sizeof prog, "%s/tests/conformance/kvi-conformance", build ? build : ".");
     if (access(prog, X_OK) != 0) {
-        fprintf(stderr, "kvi-conformance not built (%s): skipped\n", prog);
-        skip();
+        KVI_TEST_SKIP_CASE("kvi-conformance not built (%s)", prog);
     }
     pid_t pid = fork();
     assert_true(pid >= 0);
