@@ -11,12 +11,16 @@ CMAKE_ARGS ?=
 
 # Packages to build the library, the command, the engines, the examples and
 # the test programs (cmocka, so that one build tree serves demo and test);
-# DEPS_TEST adds the servers and tools the tests run.
+# DEPS_TEST adds the servers and tools the tests run.  Installed without
+# Recommends, so what a test needs is named here even when Debian only
+# recommends it (libsasl2-modules: the PLAIN mechanism of memcached's SASL;
+# openssl: the command that makes the TLS tests' certificates).
+# tools/fresh-root-test.sh proves the list on a clean Debian 12 root.
 DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
              libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev libcmocka-dev
 DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 luarocks lua-busted lua-sql-sqlite3 lua-socket \
-             clang libclang-rt-14-dev sasl2-bin \
+             clang libclang-rt-14-dev sasl2-bin libsasl2-modules openssl \
              kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 tmux \
              gcovr
 
