@@ -24,8 +24,12 @@ DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 tmux \
              gcovr
 
+# DEPS_BENCH adds what the benchmarks and the measurements the docs show
+# use (perf stat, strace -c, hyperfine); `make bench` installs them.
+DEPS_BENCH = $(DEPS_TEST) linux-perf strace hyperfine
+
 .PHONY: all build configure demo test check test-asan test-valgrind test-soak coverage coverage-report bench fuzz install clean \
-        deps-build deps-test
+        deps-build deps-test deps-bench
 
 all: build
 
@@ -34,6 +38,9 @@ deps-build:
 
 deps-test:
 	@sh tools/ensure-packages.sh $(DEPS_TEST)
+
+deps-bench:
+	@sh tools/ensure-packages.sh $(DEPS_BENCH)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVI_WERROR=ON $(CMAKE_ARGS)
@@ -128,7 +135,7 @@ coverage-report:
 	  --html-details $(COV_BUILD)/coverage/index.html --print-summary
 	@echo "per file: $(COV_BUILD)/coverage-lines.txt, $(COV_BUILD)/coverage-branches.txt, $(COV_BUILD)/coverage/index.html"
 
-bench: build
+bench: deps-bench build
 	$(BUILD)/kvi-bench
 
 fuzz:
