@@ -72,6 +72,25 @@ checks=$((checks + 1))
 [ "$rc" = 0 ] && grep -Eq '^kvi [0-9]+\.[0-9]+\.[0-9]+ \(libkvi [0-9]+\.[0-9]+\.[0-9]+\)$' "$T/out" ||
     fail "--version: $(cat "$T/out")"
 
+# --json is honoured by --help and --version wherever it stands among the
+# options (and by the shell's help, below): one line, one JSON object.
+# one_json_line REGEX: the last run exited 0 and wrote one line matching REGEX.
+one_json_line() {
+    [ "$rc" = 0 ] && [ "$(wc -l <"$T/out")" = 1 ] && grep -Eq -- "$1" "$T/out"
+}
+for args in "--json --version" "--version --json"; do
+    # shellcheck disable=SC2086
+    run $args
+    check "$args: one JSON line ($(head -c 100 "$T/out"))" one_json_line \
+        '^\{"status":"ok","version":"[0-9]+\.[0-9]+\.[0-9]+","libkvi":"[0-9]+\.[0-9]+\.[0-9]+"\}$'
+done
+for args in "--json --help" "-h --json"; do
+    # shellcheck disable=SC2086
+    run $args
+    check "$args: one JSON line ($(head -c 100 "$T/out"))" one_json_line \
+        '^\{"status":"ok","help":"usage: kvi \[-u URL\]\.\.\. .*\\n  store ID KEY VALUE .*\\n"\}$'
+done
+
 run
 expect "no command" 2 "" 'kvi: no command given\nusage: kvi [OPTIONS] COMMAND [ARGS]   (kvi --help for more)\n'
 run frobnicate local
@@ -496,6 +515,9 @@ run_in 'fetch local q\nquit\nfetch local q\n' shell
 expect "shell quit" 0 "its \"quoted\"\n"
 run_in 'add local sc 1\nfetch local nothere\nshell\n' --json shell
 expect "shell --json" 2 '{"status":"ok","value":6}\n{"status":"not_found"}\n{"status":"error","error":"usage","exit":2,"message":"already in the shell"}\n' '*'
+run_in 'help\n' --json shell
+check "shell help --json: one JSON line ($(head -c 100 "$T/out"))" one_json_line \
+    '^\{"status":"ok","help":"Commands:\\n.*quit, exit .*"\}$'
 run_in 'raw local PING "a b"\n' shell
 expect "shell raw on local" 7 "" '*'
 # One tokenizer for every shell line (the raw-query rules): a quote inside a

@@ -127,6 +127,13 @@ int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords);
 /* Writes the help text (the command list from the table; in the shell
  * without the options and exit codes). */
 void kvi__cli_help(FILE *f, int in_shell);
+/* Prints the help (in_shell: the shell's) on standard output: as text, or
+ * under --json as one object {"status":"ok","help":"<the text>"}.  Returns
+ * 0, or the exit code of KVI_E_NOMEM. */
+int kvi__cli_print_help(const kvi__cli *cli, int in_shell);
+/* Prints the version of the command and of the library: "kvi X.Y.Z
+ * (libkvi X.Y.Z)", or under --json {"status":"ok","version":...,"libkvi":...}. */
+void kvi__cli_print_version(const kvi__cli *cli);
 
 /* ---- handlers (cmd_data.c, cmd_info.c) -------------------------------- */
 

@@ -15,8 +15,7 @@
 static int cmd_help(kvi__cli *cli, const kvi__cli_args *a)
 {
     (void)a;
-    kvi__cli_help(stdout, cli->in_shell);
-    return 0;
+    return kvi__cli_print_help(cli, cli->in_shell);
 }
 
 #define ID KVI_CLI_K_ID
@@ -534,4 +533,39 @@ int kvi__cli_run_words(kvi__cli *cli, const kvi__cli_arg *words, size_t nwords)
     kvi__cli_args_free(&a);
     fflush(stdout);
     return rc;
+}
+
+int kvi__cli_print_help(const kvi__cli *cli, int in_shell)
+{
+    if (!cli->json) {
+        kvi__cli_help(stdout, in_shell);
+        return 0;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (m == NULL) {
+        kvi__cli_report(cli, KVI_E_NOMEM, "writing the help");
+        return kvi__cli_exit_code(KVI_E_NOMEM);
+    }
+    kvi__cli_help(m, in_shell);
+    if (fclose(m) != 0 || text == NULL) {
+        free(text);
+        kvi__cli_report(cli, KVI_E_NOMEM, "writing the help");
+        return kvi__cli_exit_code(KVI_E_NOMEM);
+    }
+    fputs("{\"status\":\"ok\",\"help\":", stdout);
+    kvi__cli_json_string(stdout, text, len);
+    fputs("}\n", stdout);
+    free(text);
+    return 0;
+}
+
+void kvi__cli_print_version(const kvi__cli *cli)
+{
+    if (cli->json)
+        printf("{\"status\":\"ok\",\"version\":\"%s\",\"libkvi\":\"%s\"}\n", KVI_VERSION_STRING,
+               kvi_version());
+    else
+        printf("kvi %s (libkvi %s)\n", KVI_VERSION_STRING, kvi_version());
 }

@@ -143,14 +143,21 @@ int main(int argc, char **argv)
             break;
         if (strcmp(a, "--json") == 0) {
             cli.json = 1;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            kvi__cli_help(stdout, 0);
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 ||
+                   strcmp(a, "--version") == 0) {
+            /* --json counts also after them: kvi --help --json. */
+            for (int j = i + 1; j < argc && argv[j][0] == '-' && strcmp(argv[j], "--") != 0; j++)
+                if (strcmp(argv[j], "--json") == 0)
+                    cli.json = 1;
+            r = 0;
+            if (strcmp(a, "--version") == 0)
+                kvi__cli_print_version(&cli);
+            else
+                r = kvi__cli_print_help(&cli, 0);
             free(src);
-            return fflush(stdout) == 0 ? 0 : kvi__cli_exit_code(KVI_E_IO);
-        } else if (strcmp(a, "--version") == 0) {
-            printf("kvi %s (libkvi %s)\n", KVI_VERSION_STRING, kvi_version());
-            free(src);
-            return fflush(stdout) == 0 ? 0 : kvi__cli_exit_code(KVI_E_IO);
+            if (fflush(stdout) != 0)
+                return kvi__cli_exit_code(KVI_E_IO);
+            return r;
         } else if ((r = option_value(argc, argv, &i, "-u", "--url", &val)) != 0 ||
                    (r = option_value(argc, argv, &i, "-c", "--config", &val)) != 0) {
             if (r < 0) {
