@@ -366,6 +366,16 @@ run keys local
 expect "keys sorted and escaped" 0 'back\\\\slash\nbin\\xff\\x01\ncafé\nother\ntab\\x09here\nuser:1\nuser:2\n'
 run keys local 'user:*'
 expect "keys GLOB" 0 'user:1\nuser:2\n'
+# A listed key pasted back between double quotes in the shell is the same
+# key: a double quote is escaped too.
+run store local 'say "hi" x' h
+run keys local 'say*'
+expect "keys escapes a double quote" 0 'say \\"hi\\" x\n'
+listed=$(cat "$T/out")
+printf 'fetch local "%s"\nremove local "%s"\n' "$listed" "$listed" >"$T/paste"
+"$KVI" shell <"$T/paste" >"$T/out" 2>"$T/err"
+rc=$?
+expect "a listed key pasted back" 0 'h\n' ''
 run keys local 'user:[2]'
 expect "keys GLOB class" 0 'user:2\n'
 run --json keys local

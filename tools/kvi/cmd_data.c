@@ -208,7 +208,9 @@ int kvi__cli_cmd_keys(kvi__cli *cli, const kvi__cli_args *o)
                 fputc(',', stdout);
             kvi__cli_json_bytes_value(stdout, refs[i].p, refs[i].len);
         } else {
-            kvi__cli_write_escaped(stdout, refs[i].p, refs[i].len, 0);
+            /* \" too, so that a line pasted between double quotes in the
+             * shell is the same key. */
+            kvi__cli_write_escaped(stdout, refs[i].p, refs[i].len, 1);
             fputc('\n', stdout);
         }
     }
