@@ -111,6 +111,14 @@ static lkvi *check_ctx(lua_State *L)
     return c;
 }
 
+/* Checks again that c is open after reading an options table: lua_getfield
+ * may run Lua code (an __index metamethod) that closed the context. */
+static void recheck_ctx(lua_State *L, const lkvi *c)
+{
+    if (c->k == NULL)
+        luaL_error(L, "kvi: context used after close()");
+}
+
 /* nil, message, status name: the one way every call reports a miss or a
  * failure.  The message of an error is the call's detail (never a
  * password) or, when there is none, the status' text; an outcome (a miss,
@@ -361,6 +369,7 @@ static int l_store(lua_State *L)
             luaL_argerror(L, 6, "nx: boolean expected");
         nx = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        recheck_ctx(L, c);
     }
     if (nx)
         st = kvi_store_nx(c->k, id, key, klen, val, vlen, expire_s);
@@ -420,6 +429,7 @@ static int counter_change(lua_State *L, counter_op op, bounded_op bop)
         check_option_names(L, 6, names);
         min = opt_field_int64(L, 6, "min", INT64_MIN);
         max = opt_field_int64(L, 6, "max", INT64_MAX);
+        recheck_ctx(L, c);
         st = bop(c->k, id, key, klen, delta, expire_s, min, max, &value);
         if (st == KVI_OUT_OF_BOUNDS) {
             push_fail(L, c, st);

@@ -214,6 +214,30 @@ describe("lifetime", function()
         assert.has_error(function() k:stats() end)
     end)
 
+    it("closing from an option table's __index during a call is a Lua error", function()
+        -- Reading an option runs Lua code (a metatable's __index); that code
+        -- may close the context the call is using.
+        local function closer(k, value)
+            return setmetatable({}, {__index = function()
+                k:close()
+                return value
+            end})
+        end
+        local calls = {
+            {"store nx", function(k) return k:store("local", "a", "1", 0, closer(k, true)) end},
+            {"add min", function(k) return k:add("local", "c", 1, 0, closer(k, 0)) end},
+            {"sub max", function(k) return k:sub("local", "c", 1, 0, closer(k, 9)) end},
+        }
+        for _, case in ipairs(calls) do
+            local k = kvi.new()
+            local ok, err = pcall(case[2], k)
+            assert.is_false(ok, case[1] .. ": no error")
+            assert.is_truthy(tostring(err):match("context used after close%(%)"),
+                case[1] .. ": " .. tostring(err))
+            assert.is_true(k:is_closed())
+        end
+    end)
+
     it("the garbage collector closes a context (its snapshot is written)", function()
         local path = tmpname()
         do
