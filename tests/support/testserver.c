@@ -449,9 +449,21 @@ kvi_ts_result kvi_ts_start(const kvi_ts_spec *spec, kvi_ts_server **out)
                          spec->argv[0]);
     kvi_ts_server *s = calloc(1, sizeof *s);
     size_t argc = 0;
-    while (spec->argv[argc])
+    int is_redis = 0, has_dir = 0;
+    while (spec->argv[argc]) {
+        if (strcmp(spec->argv[argc], "--dir") == 0)
+            has_dir = 1;
         argc++;
-    if (s == NULL || (s->argv = calloc(argc + 1, sizeof *s->argv)) == NULL) {
+    }
+    {
+        const char *base = strrchr(prog, '/');
+        is_redis = strcmp(base ? base + 1 : prog, "redis-server") == 0;
+    }
+    /* A redis-server always gets "--dir DIR" (its own directory): whatever
+     * it saves (dump.rdb, appendonlydir, nodes.conf) lands there, never in
+     * the directory the test was started from. */
+    int add_dir = is_redis && !has_dir;
+    if (s == NULL || (s->argv = calloc(argc + 1 + (add_dir ? 2 : 0), sizeof *s->argv)) == NULL) {
         free(prog);
         free(s);
         return set_error(KVI_TS_FAILED, "out of memory");
@@ -479,6 +491,16 @@ kvi_ts_result kvi_ts_start(const kvi_ts_spec *spec, kvi_ts_server **out)
             return KVI_TS_FAILED;
         }
         s->own_dir = 1;
+    }
+    if (add_dir && s->dir != NULL) {
+        s->argv[argc] = strdup("--dir");
+        s->argv[argc + 1] = strdup(s->dir);
+        if (s->argv[argc] == NULL || s->argv[argc + 1] == NULL) {
+            if (s->own_dir)
+                kvi_ts_remove_tree(s->dir);
+            server_free_fields(s);
+            return set_error(KVI_TS_FAILED, "out of memory");
+        }
     }
     size_t need = (s->dir ? strlen(s->dir) : 0) + (s->name ? strlen(s->name) : 0) + 8;
     s->log_path = malloc(need);

@@ -192,6 +192,38 @@ static void test_redis_extra_args_are_passed(void **state)
     kvi_ts_free(s);
 }
 
+/* A redis-server started with no --dir (and saving on) writes its dump into
+ * its own directory, never into the directory the test runs in (a dump.rdb
+ * was once committed at the repository's root). */
+static void test_redis_saves_only_in_its_own_dir(void **state)
+{
+    (void)state;
+    uint16_t port = 0;
+    assert_int_equal(kvi_ts_free_port(&port), KVI_TS_OK);
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    const char *argv[] = {"redis-server", "--port", portstr, "--bind", "127.0.0.1", NULL};
+    kvi_ts_spec spec = {.name = "redis-bare", .argv = argv, .port = port};
+    kvi_ts_server *s = NULL;
+    kvi_ts_result r = kvi_ts_start(&spec, &s);
+    if (r == KVI_TS_MISSING) {
+        print_message("SKIP: %s\n", kvi_ts_errmsg());
+        skip();
+    }
+    assert_int_equal(r, KVI_TS_OK);
+    char cwd[4096], here[4200], there[4200], reply[256];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(here, sizeof here, "%s/dump.rdb", cwd);
+    int was_here = access(here, F_OK) == 0;
+    talk(port, "SAVE\r\n", reply, sizeof reply);
+    assert_string_equal(reply, "+OK\r\n");
+    snprintf(there, sizeof there, "%s/dump.rdb", kvi_ts_dir(s));
+    assert_int_equal(access(there, F_OK), 0);
+    if (!was_here)
+        assert_int_not_equal(access(here, F_OK), 0);
+    kvi_ts_free(s);
+}
+
 static void test_memcached_starts_and_answers(void **state)
 {
     (void)state;
@@ -345,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_server_that_exits_is_a_failure_with_its_log),
         cmocka_unit_test(test_redis_starts_stops_and_restarts_on_same_port),
         cmocka_unit_test(test_redis_extra_args_are_passed),
+        cmocka_unit_test(test_redis_saves_only_in_its_own_dir),
         cmocka_unit_test(test_memcached_starts_and_answers),
         cmocka_unit_test(test_server_dies_with_its_starter),
         cmocka_unit_test(test_child_exit_leaves_parent_servers_alone),
