@@ -28,7 +28,7 @@ DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
 # use (perf stat, strace -c, hyperfine); `make bench` installs them.
 DEPS_BENCH = $(DEPS_TEST) linux-perf strace hyperfine
 
-.PHONY: all build configure demo test check test-asan test-valgrind test-soak coverage coverage-report bench fuzz install clean \
+.PHONY: all build configure demo test check test-asan test-valgrind test-soak test-mutants test-mutants-check coverage coverage-report bench fuzz install clean \
         deps-build deps-test deps-bench
 
 all: build
@@ -135,6 +135,18 @@ coverage-report:
 	  --html-details $(COV_BUILD)/coverage/index.html --print-summary
 	@echo "per file: $(COV_BUILD)/coverage-lines.txt, $(COV_BUILD)/coverage-branches.txt, $(COV_BUILD)/coverage/index.html"
 
+# The mutation check (tests/mutants/run.sh; not part of `make test`): every
+# mutant in tests/mutants/*.patch is applied to a copy of the tree
+# (build-mutants/), built, and must make the tests its header names fail
+# within 5 minutes.  test-mutants-check only checks that every patch still
+# applies to the source (seconds).  MUTANTS="name ..." runs a subset.
+MUTANTS ?=
+test-mutants: deps-test
+	JOBS=$(JOBS) sh tests/mutants/run.sh $(MUTANTS)
+
+test-mutants-check:
+	sh tests/mutants/run.sh --check $(MUTANTS)
+
 bench: deps-bench build
 	$(BUILD)/kvi-bench
 
@@ -145,4 +157,4 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(COV_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(COV_BUILD) build-fuzz build-mutants

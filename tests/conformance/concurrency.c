@@ -1,8 +1,11 @@
 /* concurrency.c -- concurrent adds from threads and processes: exact sums (docs/semantics.md). */
 #include "conformance.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 
 /* ---- concurrency ------------------------------------------------------------------- */
 
@@ -79,15 +82,23 @@ static void test_concurrent_add_exact_sums(void **state)
     struct adder adders[NTHREADS];
     pthread_t th[NTHREADS];
     memset(adders, 0, sizeof adders);
+    int started = 0;
     for (int i = 0; i < NTHREADS; i++) {
         adders[i].f = f;
         adders[i].index = i;
         adders[i].keys = keys;
-        assert_int_equal(pthread_create(&th[i], NULL, adder_main, &adders[i]), 0);
+        if (pthread_create(&th[i], NULL, adder_main, &adders[i]) != 0)
+            break;
+        started++;
     }
+    /* Every thread is joined before anything is asserted: a failed
+     * assertion must not leave threads running on the fixture that the
+     * teardown frees. */
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(started, NTHREADS);
     int64_t want[NCOUNTERS] = {0};
     for (int i = 0; i < NTHREADS; i++) {
-        assert_int_equal(pthread_join(th[i], NULL), 0);
         if (adders[i].failures)
             fail_msg("thread %d: %d adds failed, first with %s", i, adders[i].failures,
                      kvi_status_name(adders[i].first_error));
@@ -96,6 +107,96 @@ static void test_concurrent_add_exact_sums(void **state)
     }
     for (int j = 0; j < NCOUNTERS; j++)
         expect_counter(f, &keys[j], want[j]);
+}
+
+/* What a worker process reports through its pipe. */
+struct proc_result {
+    int64_t sums[NCOUNTERS];
+    int failures;
+    kvi_status first_error;
+};
+
+/* A worker process may take this long; then it is killed (and the test
+ * fails naming it) instead of the suite hanging to CTest's timeout. */
+#define PROC_DEADLINE_S 60
+
+/* The body of a worker process: its own context; no cmocka (its signal
+ * handlers would turn a crash into a second copy of the test run), no exit
+ * hooks (_exit), killed by SIGALRM when it outlives the deadline. */
+static void proc_main(const tkey *keys, int p, int fd)
+{
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    alarm(PROC_DEADLINE_S);
+    struct proc_result res;
+    memset(&res, 0, sizeof res);
+    kvi *k = NULL;
+    kvi_conn *c = NULL;
+    if (kvi_new(&k) != KVI_OK || conf_define_engine(k) != KVI_OK ||
+        kvi_conn_get(k, conf_g.id, &c) != KVI_OK) {
+        res.failures = -1;
+    } else {
+        run_adds(k, c, conf_g.id, (tkey *)keys, 100 + p, res.sums, &res.failures, &res.first_error);
+    }
+    kvi_free(k);
+    ssize_t w = write(fd, &res, sizeof res);
+    _exit(w == (ssize_t)sizeof res ? 0 : 1);
+}
+
+/* Starts NPROCS workers, reads each one's result, and reaps every one of
+ * them before returning -- also when one crashed, hung (killed at the
+ * deadline) or could not be started -- so no assertion can leave a worker
+ * behind.  status[p] is the wait status (a worker never started reads as
+ * exit 127); res[p] is zeroed unless the worker reported. */
+static void run_procs(const tkey *keys, struct proc_result *res, pid_t *pids, int *status)
+{
+    int fds[NPROCS], hung[NPROCS];
+    memset(res, 0, NPROCS * sizeof *res);
+    fflush(NULL);
+    for (int p = 0; p < NPROCS; p++) {
+        int pfd[2];
+        pids[p] = -1;
+        fds[p] = -1;
+        hung[p] = 0;
+        status[p] = 127 << 8;
+        if (pipe(pfd) != 0)
+            continue;
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            close(pfd[0]);
+            proc_main(keys, p, pfd[1]);
+        }
+        close(pfd[1]);
+        if (pids[p] < 0)
+            close(pfd[0]);
+        else
+            fds[p] = pfd[0];
+    }
+    time_t deadline = time(NULL) + PROC_DEADLINE_S + 10;
+    for (int p = 0; p < NPROCS; p++) {
+        if (fds[p] < 0)
+            continue;
+        struct pollfd pf = {.fd = fds[p], .events = POLLIN};
+        int left = (int)(deadline - time(NULL));
+        if (left > 0 && poll(&pf, 1, left * 1000) == 1) {
+            /* A report, or end of file from a worker that died. */
+            struct proc_result r;
+            if (read(fds[p], &r, sizeof r) == (ssize_t)sizeof r)
+                res[p] = r;
+        } else {
+            hung[p] = 1;
+        }
+        close(fds[p]);
+    }
+    for (int p = 0; p < NPROCS; p++) {
+        if (pids[p] <= 0)
+            continue;
+        if (hung[p])
+            kill(pids[p], SIGKILL);
+        while (waitpid(pids[p], &status[p], 0) < 0 && errno == EINTR)
+            ;
+    }
 }
 
 /* Same with processes, each with its own context: only engines whose data
@@ -117,53 +218,21 @@ static void test_concurrent_add_across_processes_exact_sums(void **state)
         snprintf(name, sizeof name, "pconc:%d", i);
         keys[i] = key(f, name);
     }
-    int fds[NPROCS][2];
+    struct proc_result res[NPROCS];
     pid_t pids[NPROCS];
-    fflush(NULL);
-    for (int p = 0; p < NPROCS; p++) {
-        assert_int_equal(pipe(fds[p]), 0);
-        pids[p] = fork();
-        assert_true(pids[p] >= 0);
-        if (pids[p] == 0) {
-            /* Child: its own context; no cmocka, no exit hooks (_exit). */
-            struct {
-                int64_t sums[NCOUNTERS];
-                int failures;
-                kvi_status first_error;
-            } res;
-            memset(&res, 0, sizeof res);
-            kvi *k = NULL;
-            kvi_conn *c = NULL;
-            if (kvi_new(&k) != KVI_OK || conf_define_engine(k) != KVI_OK ||
-                kvi_conn_get(k, conf_g.id, &c) != KVI_OK) {
-                res.failures = -1;
-            } else {
-                run_adds(k, c, conf_g.id, keys, 100 + p, res.sums, &res.failures, &res.first_error);
-            }
-            kvi_free(k);
-            ssize_t w = write(fds[p][1], &res, sizeof res);
-            _exit(w == (ssize_t)sizeof res ? 0 : 1);
-        }
-        close(fds[p][1]);
-    }
+    int status[NPROCS];
+    run_procs(keys, res, pids, status);
     int64_t want[NCOUNTERS] = {0};
     for (int p = 0; p < NPROCS; p++) {
-        struct {
-            int64_t sums[NCOUNTERS];
-            int failures;
-            kvi_status first_error;
-        } res;
-        ssize_t r = read(fds[p][0], &res, sizeof res);
-        close(fds[p][0]);
-        int st = 0;
-        assert_int_equal(waitpid(pids[p], &st, 0), pids[p]);
-        assert_int_equal(r, (ssize_t)sizeof res);
-        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-        if (res.failures)
-            fail_msg("process %d: %d adds failed, first with %s", p, res.failures,
-                     kvi_status_name(res.first_error));
+        if (!WIFEXITED(status[p]) || WEXITSTATUS(status[p]) != 0)
+            fail_msg("worker process %d (pid %ld) %s %d", p, (long)pids[p],
+                     WIFSIGNALED(status[p]) ? "was killed by signal" : "exited with",
+                     WIFSIGNALED(status[p]) ? WTERMSIG(status[p]) : WEXITSTATUS(status[p]));
+        if (res[p].failures)
+            fail_msg("process %d: %d adds failed, first with %s", p, res[p].failures,
+                     kvi_status_name(res[p].first_error));
         for (int j = 0; j < NCOUNTERS; j++)
-            want[j] += res.sums[j];
+            want[j] += res[p].sums[j];
     }
     for (int j = 0; j < NCOUNTERS; j++)
         expect_counter(f, &keys[j], want[j]);

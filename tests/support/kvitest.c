@@ -133,13 +133,15 @@ struct storm_worker {
     kvi *k;
     const char *id, *key;
     int calls;
+    int64_t deadline_ms; /* kvi_test_mono_ms() after which no call starts */
     kvi_test_storm seen;
 };
 
 static void *storm_main(void *arg)
 {
     struct storm_worker *w = arg;
-    for (int i = 0; i < w->calls; i++) {
+    for (int i = 0; i < w->calls && kvi_test_mono_ms() < w->deadline_ms; i++) {
+        w->seen.calls++;
         kvi_value v = KVI_VALUE_INIT;
         kvi_status st = kvi_fetch(w->k, w->id, w->key, strlen(w->key), &v);
         kvi_value_free(&v);
@@ -157,7 +159,7 @@ static void *storm_main(void *arg)
 }
 
 void kvi_test_fetch_storm(kvi *k, const char *id, const char *key, int threads, int calls,
-                          kvi_test_storm *out)
+                          int64_t budget_ms, kvi_test_storm *out)
 {
     struct storm_worker w[16];
     pthread_t th[16];
@@ -166,7 +168,8 @@ void kvi_test_fetch_storm(kvi *k, const char *id, const char *key, int threads, 
     memset(out, 0, sizeof *out);
     int64_t t0 = kvi_test_mono_ms();
     for (int i = 0; i < threads; i++) {
-        w[i] = (struct storm_worker){.k = k, .id = id, .key = key, .calls = calls};
+        w[i] = (struct storm_worker){
+            .k = k, .id = id, .key = key, .calls = calls, .deadline_ms = t0 + budget_ms};
         if (pthread_create(&th[i], NULL, storm_main, &w[i]) != 0)
             kvi_test_fail("kvi_test_fetch_storm: cannot start thread %d", i);
     }
@@ -175,6 +178,7 @@ void kvi_test_fetch_storm(kvi *k, const char *id, const char *key, int threads, 
         out->failed += w[i].seen.failed;
         out->marked_down += w[i].seen.marked_down;
         out->other += w[i].seen.other;
+        out->calls += w[i].seen.calls;
     }
     out->elapsed_ms = kvi_test_mono_ms() - t0;
 }

@@ -103,14 +103,19 @@ typedef struct kvi_test_storm {
     int failed;      /* KVI_E_TIMEOUT or KVI_E_CONNECT */
     int marked_down; /* ... whose message says the server "is marked down" until "... UTC" */
     int other;       /* any other status */
+    int calls;       /* calls made: threads x calls unless the budget ran out */
     int64_t elapsed_ms;
 } kvi_test_storm;
 
 /* Runs `threads` threads that each fetch `key` from engine id `id` `calls`
  * times (the breaker tests: calls against a stopped server), joins them and
- * fills *out.  Fails the test when a thread cannot be started. */
+ * fills *out.  A thread makes no further call once budget_ms have passed
+ * since the start, so a breaker that never marks the server down fails the
+ * test (out->calls short) within about budget_ms plus one timeout, not after
+ * every call has waited for its timeout.  Fails the test when a thread
+ * cannot be started. */
 void kvi_test_fetch_storm(kvi *k, const char *id, const char *key, int threads, int calls,
-                          kvi_test_storm *out);
+                          int64_t budget_ms, kvi_test_storm *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,256 @@
+#!/bin/sh
+# run.sh -- the mutation check (`make test-mutants`): every mutant kept in
+# tests/mutants/*.patch must be caught, quickly, by the tests it names.
+#
+#   sh tests/mutants/run.sh                 every mutant: apply, build, run its tests, revert
+#   sh tests/mutants/run.sh --check         only check that every patch still applies (seconds)
+#   sh tests/mutants/run.sh --list          the mutants and the tests that must catch them
+#   sh tests/mutants/run.sh NAME...         only these mutants (file names, with or without .patch)
+#
+# A mutant is a small patch (`diff -U1`, paths a/... b/... from the
+# repository root) with a header before the diff, read by this script:
+#
+#   Mutant: what the change breaks, in words
+#   Test: ^conformance_memcached$          the CTest regex of the tests that must fail
+#
+# (git apply and patch ignore text before the first "--- " line.)
+#
+# The mutants never touch the source tree: it is copied (only files whose
+# content changed since the last run, so the build stays incremental) to
+# $KVI_MUTANT_DIR/tree (default build-mutants/tree, built in
+# build-mutants/build).  Each mutant is applied there with patch --fuzz=0,
+# the tree is built, only the named tests run (ctest --stop-on-failure)
+# under a time limit, and the patched files are copied back from the
+# source.  A crash or Ctrl-C in the middle leaves the source untouched; the
+# next run copies the original files over the mutated copy.
+#
+# Exit status 1 when any mutant survives (its tests pass), is stale (does
+# not apply), does not build, names no test, or is not caught within
+# KVI_MUTANT_LIMIT_S seconds (default 300).  Per mutant it prints the
+# build time and the time its tests took to catch it; then a summary.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+work=${KVI_MUTANT_DIR:-$src/build-mutants}
+limit=${KVI_MUTANT_LIMIT_S:-300}
+jobs=${JOBS:-2}
+mode=run
+names=""
+
+for a in "$@"; do
+    case "$a" in
+    --check) mode=check ;;
+    --list) mode=list ;;
+    -h | --help)
+        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    -*)
+        echo "run.sh: unknown option $a (try --help)" >&2
+        exit 2
+        ;;
+    *) names="$names ${a%.patch}" ;;
+    esac
+done
+
+# The mutants to use, in name order.
+patches=""
+if [ -n "$names" ]; then
+    for n in $names; do
+        n=$(basename "$n")
+        if [ ! -f "$here/$n.patch" ]; then
+            echo "run.sh: no mutant $here/$n.patch" >&2
+            exit 2
+        fi
+        patches="$patches $here/$n.patch"
+    done
+else
+    patches=$(ls "$here"/*.patch 2>/dev/null | sort)
+fi
+if [ -z "$patches" ]; then
+    echo "run.sh: no mutants in $here" >&2
+    exit 2
+fi
+
+# header FIELD FILE: the value of "FIELD: value" before the diff.
+header() {
+    sed -n "/^--- /q; s/^$1:[[:space:]]*//p" "$2" | head -n 1
+}
+
+# files PATCH: the repository paths a patch changes.
+files() {
+    sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$1"
+}
+
+if [ "$mode" = list ]; then
+    for p in $patches; do
+        printf '%-40s %-45s %s\n' "$(basename "$p" .patch)" "$(header Test "$p")" "$(header Mutant "$p")"
+    done
+    exit 0
+fi
+
+if [ "$mode" = check ]; then
+    bad=0
+    count=0
+    for p in $patches; do
+        count=$((count + 1))
+        name=$(basename "$p" .patch)
+        if [ -z "$(header Test "$p")" ]; then
+            echo "NO TEST   $name: no 'Test:' header line"
+            bad=$((bad + 1))
+        elif ! out=$(patch -p1 --dry-run --fuzz=0 --force -s -d "$src" <"$p" 2>&1); then
+            echo "STALE     $name: $(echo "$out" | head -n 3 | tr '\n' ' ')"
+            bad=$((bad + 1))
+        else
+            echo "applies   $name"
+        fi
+    done
+    echo "mutants: $count checked, $bad stale or without a test"
+    [ "$bad" -eq 0 ]
+    exit
+fi
+
+# ---- the copy of the tree ------------------------------------------------
+
+tree=$work/tree
+build=$work/build
+mkdir -p "$tree" "$build" || exit 1
+
+# The files of the source: tracked and untracked-but-not-ignored when it is
+# a git checkout, otherwise everything outside build*/ and .git.
+list_sources() {
+    if git -C "$src" rev-parse --show-toplevel >/dev/null 2>&1 &&
+        [ "$(git -C "$src" rev-parse --show-toplevel)" = "$src" ]; then
+        git -C "$src" ls-files --cached --others --exclude-standard
+    else
+        (cd "$src" && find . -path ./.git -prune -o -path './build*' -prune -o -type f -print |
+            sed 's|^\./||')
+    fi
+}
+
+# Copies each file whose content differs (cp gives it a new mtime, so make
+# rebuilds what depends on it); removes files the source no longer has.
+sync_tree() {
+    list_sources | sort >"$work/files.new"
+    while IFS= read -r f; do
+        [ -f "$src/$f" ] || continue
+        if ! cmp -s "$src/$f" "$tree/$f"; then
+            mkdir -p "$(dirname "$tree/$f")" && cp -p "$src/$f" "$tree/$f" && touch "$tree/$f" ||
+                return 1
+        fi
+    done <"$work/files.new"
+    if [ -f "$work/files" ]; then
+        comm -23 "$work/files" "$work/files.new" | while IFS= read -r f; do
+            rm -f "$tree/$f"
+        done
+    fi
+    mv "$work/files.new" "$work/files"
+}
+
+# restore PATCH: the original of every file the patch changed.
+restore() {
+    for f in $(files "$1"); do
+        if [ -f "$src/$f" ]; then
+            cp -p "$src/$f" "$tree/$f" && touch "$tree/$f"
+        else
+            rm -f "$tree/$f"
+        fi
+    done
+}
+
+now() { date +%s; }
+
+log=$work/log
+mkdir -p "$log"
+t_start=$(now)
+echo "mutants: copying $src to $tree"
+sync_tree || {
+    echo "run.sh: cannot copy the tree" >&2
+    exit 1
+}
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    # No -Werror: a mutant may leave a variable unused.
+    cmake -S "$tree" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVI_WERROR=OFF \
+        >"$log/configure.log" 2>&1 || {
+        echo "run.sh: cmake failed (log: $log/configure.log)" >&2
+        exit 1
+    }
+fi
+echo "mutants: building the unmutated tree in $build"
+cmake --build "$build" -j"$jobs" >"$log/build.log" 2>&1 || {
+    tail -n 30 "$log/build.log"
+    echo "run.sh: the unmutated tree does not build (log: $log/build.log)" >&2
+    exit 1
+}
+
+killed=0
+bad=0
+count=0
+report=$work/summary.txt
+: >"$report"
+for p in $patches; do
+    count=$((count + 1))
+    name=$(basename "$p" .patch)
+    regex=$(header Test "$p")
+    what=$(header Mutant "$p")
+    result=""
+    build_s=-
+    catch_s=-
+    echo "== $name: $what"
+    if [ -z "$regex" ]; then
+        result="NO TEST"
+    elif ! patch -p1 --fuzz=0 --force -s -d "$tree" <"$p" >"$log/$name.apply" 2>&1; then
+        result="STALE"
+        restore "$p"
+        cat "$log/$name.apply"
+    else
+        t0=$(now)
+        if ! cmake --build "$build" -j"$jobs" >"$log/$name.build" 2>&1; then
+            result="NO BUILD"
+            tail -n 20 "$log/$name.build"
+        fi
+        build_s=$(($(now) - t0))
+        if [ -z "$result" ]; then
+            t0=$(now)
+            # timeout kills the whole process group (servers the tests
+            # started included) when the limit is reached.
+            timeout -k 10 "$limit" ctest --test-dir "$build" -R "$regex" --stop-on-failure \
+                --output-on-failure --timeout "$limit" >"$log/$name.test" 2>&1
+            rc=$?
+            catch_s=$(($(now) - t0))
+            if grep -q "No tests were found" "$log/$name.test"; then
+                result="NO TEST"
+            elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$catch_s" -gt "$limit" ]; then
+                result="SLOW"
+            elif [ "$rc" -eq 0 ]; then
+                result="SURVIVED"
+            else
+                result="killed"
+                failed=$(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) .*/\1/p' "$log/$name.test" | head -n 3 |
+                    tr '\n' ' ')
+            fi
+        fi
+        restore "$p"
+    fi
+    if [ "$result" = killed ]; then
+        killed=$((killed + 1))
+        line=$(printf '%-9s %-40s build %4ss  caught in %4ss by %s' "$result" "$name" "$build_s" \
+            "$catch_s" "$failed")
+    else
+        bad=$((bad + 1))
+        line=$(printf '%-9s %-40s build %4ss  tests %4ss  (%s; log %s)' "$result" "$name" \
+            "$build_s" "$catch_s" "$regex" "$log/$name.test")
+    fi
+    echo "$line"
+    echo "$line" >>"$report"
+done
+
+# Leave the copy built as the source is (the next run starts from there).
+cmake --build "$build" -j"$jobs" >"$log/build.log" 2>&1
+
+echo
+echo "==== mutation check summary ($(($(now) - t_start)) s in all, limit ${limit} s per mutant)"
+sort "$report"
+echo "mutants: $count, killed $killed, not killed $bad"
+[ "$bad" -eq 0 ]
