@@ -159,7 +159,7 @@ static void test_kill_workers_at_random_moments(void **state)
 
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
-    kvi__sh_config cfg = {name, 2u << 20, KVI__LT_EVICT_NONE, 0, 0};
+    kvi__sh_config cfg = {.name = name, .max_memory = 2u << 20, .evict = KVI__LT_EVICT_NONE};
     kvi__sh *s = NULL;
     int created = 0;
     kvi_status st = kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err));
@@ -412,7 +412,7 @@ static void test_conformance_passes_with_forked_workers_attached(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
-    kvi__sh_config cfg = {name, 0, -1, 0, 0};
+    kvi__sh_config cfg = {.name = name, .evict = -1};
     kvi__sh *s = NULL;
     int created = 0;
     assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);

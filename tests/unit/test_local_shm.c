@@ -344,7 +344,7 @@ static void test_lru_makes_room_for_any_small_write(void **state)
             fail_msg("small store %d: %s (%s)", i, kvi_status_name(st), kvi_errmsg(k));
     }
     /* And the largest entry fits once enough is evicted. */
-    kvi__sh_config cfg = {f->name, 0, -1, 0, 0};
+    kvi__sh_config cfg = {.name = f->name, .evict = -1};
     kvi__sh *s = NULL;
     int created = 0;
     char err[512];
@@ -475,6 +475,291 @@ static void test_snapshot_is_written_by_the_last_process_to_close(void **state)
     close(done[1]);
 }
 
+/* ---- hostile segments: planted by another user, damaged links ---------- */
+
+/* Runs fn as uid/gid 65534 (nobody) in a child; returns its exit status. */
+static int as_nobody(void (*fn)(fx *), fx *f)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(90);
+        fn(f);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The attacker: makes the segment root will open, with a password in it. */
+static void plant(fx *f)
+{
+    kvi *k = NULL;
+    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, f->url) != KVI_OK ||
+        kvi_store(k, "local", "passwd_u0001", 12, "evil", 4, 0) != KVI_OK)
+        _exit(91);
+    kvi_free(k);
+}
+
+static uint64_t file_sum(fx *f)
+{
+    size_t len;
+    unsigned char *p = map_raw(f, &len);
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211u;
+    munmap(p, len);
+    return h;
+}
+
+static void test_segment_planted_by_another_user_is_refused_even_for_root(void **state)
+{
+    fx *f = *state;
+    if (geteuid() != 0) {
+        print_message("SKIP: test_segment_planted_by_another_user_is_refused_even_for_root "
+                      "needs root (setuid to nobody)\n");
+        skip();
+    }
+    assert_int_equal(as_nobody(plant, f), 0);
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_uid, 65534);
+    expect_refused(f, KVI_E_AUTH, "belongs to uid 65534");
+    /* An explicit read-only look sees it and changes nothing. */
+    uint64_t before = file_sum(f);
+    char url[600];
+    snprintf(url, sizeof(url), "local://?shm=%s&shm_readonly=yes", f->name);
+    kvi *k = ctx(url, KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "passwd_u0001", 12, &v), KVI_OK);
+    assert_memory_equal(v.data, "evil", 4);
+    kvi_value_free(&v);
+    assert_int_equal(kvi_store(k, "local", "x", 1, "1", 1, 0), KVI_E_UNSUPPORTED);
+    assert_int_equal(kvi_remove(k, "local", "passwd_u0001", 12), KVI_E_UNSUPPORTED);
+    kvi_free(k);
+    assert_true(file_sum(f) == before);
+}
+
+static void test_looking_at_a_missing_segment_never_creates_one(void **state)
+{
+    fx *f = *state;
+    const char *opts[] = {"shm_create=no", "shm_readonly=yes"};
+    for (size_t i = 0; i < 2; i++) {
+        char url[600];
+        snprintf(url, sizeof(url), "local://?shm=%s&%s", f->name, opts[i]);
+        kvi *k = ctx(url, KVI_E_IO);
+        assert_non_null(strstr(kvi_errmsg(k), "no such shared collection"));
+        kvi_free(k);
+        assert_int_equal(access(f->path, F_OK), -1);
+    }
+    /* An existing one is attached to. */
+    create(f);
+    char url[600];
+    snprintf(url, sizeof(url), "local://?shm=%s&shm_create=no", f->name);
+    kvi *k = ctx(url, KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "a", 1, &v), KVI_OK);
+    kvi_value_free(&v);
+    kvi_free(k);
+}
+
+static void test_hard_linked_segment_is_refused(void **state)
+{
+    fx *f = *state;
+    create(f);
+    char other[200];
+    snprintf(other, sizeof(other), "%s.link", f->path);
+    assert_int_equal(link(f->path, other), 0);
+    expect_refused(f, KVI_E_AUTH, "one link");
+    unlink(other);
+}
+
+/* The link in the segment that leads to key (its bucket head). */
+static uint32_t *bucket_of(unsigned char *p, const char *key)
+{
+    struct sh_header *h = (struct sh_header *)p;
+    uint64_t hv = kvi__lt_hash(h->seed, key, strlen(key));
+    struct sh_shard *sh = (struct sh_shard *)(p + h->shards_off) + ((hv >> 58) & (SH_SHARDS - 1u));
+    return (uint32_t *)(p + sh->buckets_off) + (hv & (h->nbuckets - 1u));
+}
+
+static struct sh_shard *shard_of_key(unsigned char *p, const char *key)
+{
+    struct sh_header *h = (struct sh_header *)p;
+    uint64_t hv = kvi__lt_hash(h->seed, key, strlen(key));
+    return (struct sh_shard *)(p + h->shards_off) + ((hv >> 58) & (SH_SHARDS - 1u));
+}
+
+/* Stores key "a", lets damage() change the segment, then expects every
+ * operation on "a" and a walk to be refused as damaged (never followed). */
+static void expect_damage_refused(fx *f, void (*damage)(unsigned char *p, size_t len))
+{
+    create(f);
+    size_t len;
+    unsigned char *p = map_raw(f, &len);
+    damage(p, len);
+    munmap(p, len);
+    kvi *k = ctx(f->url, KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "a", 1, &v), KVI_E_CORRUPT);
+    if (!strstr(kvi_errmsg(k), "damaged") || !strstr(kvi_errmsg(k), f->path))
+        fail_msg("message '%s'", kvi_errmsg(k));
+    assert_int_equal(kvi_store(k, "local", "a", 1, "2", 1, 0), KVI_E_CORRUPT);
+    int64_t n = 0;
+    assert_int_equal(kvi_add(k, "local", "a", 1, 1, 0, &n), KVI_E_CORRUPT);
+    assert_int_equal(kvi_remove(k, "local", "a", 1), KVI_E_CORRUPT);
+    kvi_reply *r = NULL;
+    assert_int_equal(kvi_keys(k, "local", "*", 1, &r), KVI_E_CORRUPT);
+    assert_null(r);
+    kvi_free(k);
+}
+
+static void link_past_the_mapping(unsigned char *p, size_t len)
+{
+    (void)len;
+    *bucket_of(p, "a") = 0xFFFFFFF0u;
+}
+
+static void link_into_the_header(unsigned char *p, size_t len)
+{
+    (void)len;
+    *bucket_of(p, "a") = 1u;
+}
+
+static void link_into_another_shard(unsigned char *p, size_t len)
+{
+    (void)len;
+    struct sh_shard *sh = shard_of_key(p, "a");
+    struct sh_shard *other = sh == (struct sh_shard *)(p + SH_SHARDS_OFF) ? sh + 1 : sh - 1;
+    *bucket_of(p, "a") = (uint32_t)(other->arena_off / SH_GRAN);
+}
+
+static struct sh_ent *entry_a(unsigned char *p)
+{
+    return (struct sh_ent *)(p + (size_t)*bucket_of(p, "a") * SH_GRAN);
+}
+
+static void value_length_past_the_block(unsigned char *p, size_t len)
+{
+    (void)len;
+    entry_a(p)->vlen = 0xFFFFFFF0u;
+}
+
+static void key_length_past_the_block(unsigned char *p, size_t len)
+{
+    (void)len;
+    entry_a(p)->klen = 0xFFFFu;
+}
+
+static void link_to_a_free_block(unsigned char *p, size_t len)
+{
+    (void)len;
+    entry_a(p)->state = SH_FREE;
+}
+
+static void chain_loops(unsigned char *p, size_t len)
+{
+    (void)len;
+    /* "a" links to itself; the walk must stop, and so must a lookup of
+     * "a" once its entry looks like another key's. */
+    struct sh_ent *e = entry_a(p);
+    e->next = *bucket_of(p, "a");
+    e->hash ^= 1u;
+}
+
+static void test_link_past_the_mapping_is_refused(void **state)
+{
+    expect_damage_refused(*state, link_past_the_mapping);
+}
+
+static void test_link_into_the_header_is_refused(void **state)
+{
+    expect_damage_refused(*state, link_into_the_header);
+}
+
+static void test_link_into_another_shard_is_refused(void **state)
+{
+    expect_damage_refused(*state, link_into_another_shard);
+}
+
+static void test_value_length_past_its_block_is_refused(void **state)
+{
+    expect_damage_refused(*state, value_length_past_the_block);
+}
+
+static void test_key_length_past_its_block_is_refused(void **state)
+{
+    expect_damage_refused(*state, key_length_past_the_block);
+}
+
+static void test_link_to_a_free_block_is_refused(void **state)
+{
+    expect_damage_refused(*state, link_to_a_free_block);
+}
+
+static void test_chain_that_loops_is_refused(void **state)
+{
+    expect_damage_refused(*state, chain_loops);
+}
+
+static void test_damaged_shard_offsets_are_refused_at_attach(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 3; i++) {
+        create(f);
+        size_t len;
+        unsigned char *p = map_raw(f, &len);
+        struct sh_shard *sh = shard_of_key(p, "a");
+        if (i == 0)
+            sh->buckets_off = UINT64_MAX - 8u; /* wraps past the end when added to */
+        else if (i == 1)
+            sh->arena_off = 64; /* the header */
+        else
+            sh->top = sh->arena_end + SH_GRAN;
+        munmap(p, len);
+        expect_refused(f, KVI_E_CORRUPT, "damaged shard table");
+        shm_unlink(f->shm);
+    }
+}
+
+static void test_undo_count_past_the_log_is_not_followed(void **state)
+{
+    fx *f = *state;
+    create(f);
+    size_t len;
+    unsigned char *p = map_raw(f, &len);
+    shard_of_key(p, "a")->log_n = 1000u;
+    munmap(p, len);
+    kvi *k = ctx(f->url, KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "a", 1, "2", 1, 0), KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "a", 1, &v), KVI_OK);
+    kvi_value_free(&v);
+    kvi_free(k);
+}
+
+static void test_free_list_head_past_the_mapping_is_dropped(void **state)
+{
+    fx *f = *state;
+    create(f);
+    size_t len;
+    unsigned char *p = map_raw(f, &len);
+    struct sh_shard *sh = shard_of_key(p, "a");
+    /* The class of a 32-byte block ("a" and a 1-byte value take 26). */
+    sh->bits[0] |= 2u;
+    sh->heads[1] = 0xFFFFFFF0u;
+    munmap(p, len);
+    kvi *k = ctx(f->url, KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "a", 1, "2", 1, 0), KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "a", 1, &v), KVI_OK);
+    assert_memory_equal(v.data, "2", 1);
+    kvi_value_free(&v);
+    kvi_free(k);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -496,6 +781,19 @@ int main(void)
         T(test_evict_none_answers_store_full_and_changes_nothing),
         T(test_stats_are_counted_across_processes),
         T(test_snapshot_is_written_by_the_last_process_to_close),
+        T(test_segment_planted_by_another_user_is_refused_even_for_root),
+        T(test_looking_at_a_missing_segment_never_creates_one),
+        T(test_hard_linked_segment_is_refused),
+        T(test_link_past_the_mapping_is_refused),
+        T(test_link_into_the_header_is_refused),
+        T(test_link_into_another_shard_is_refused),
+        T(test_value_length_past_its_block_is_refused),
+        T(test_key_length_past_its_block_is_refused),
+        T(test_link_to_a_free_block_is_refused),
+        T(test_chain_that_loops_is_refused),
+        T(test_damaged_shard_offsets_are_refused_at_attach),
+        T(test_undo_count_past_the_log_is_not_followed),
+        T(test_free_list_head_past_the_mapping_is_dropped),
     };
 #undef T
     return cmocka_run_group_tests_name("local_shm", tests, NULL, NULL);

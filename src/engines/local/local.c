@@ -21,6 +21,7 @@ struct local_conn {
     kvi__ltab tab; /* the in-process table or the shared one */
     kvi_conn *c;
     int shm_created; /* this process made the segment (and so loads file=) */
+    int readonly;    /* shm_readonly=yes: a private copy; writes are refused */
     /* Persistence (file=): all zero without it. */
     char *path;
     int lock_fd; /* descriptor of PATH.lock + 1; 0 = none (state starts zeroed) */
@@ -45,6 +46,8 @@ struct local_options {
     char *shm;      /* segment name, NULL = in-process */
     char *shm_mode; /* octal text */
     int shm_unlink;
+    int shm_create;
+    int shm_readonly;
 };
 
 static const char *const evict_words[] = {"none", "lru", NULL};
@@ -68,6 +71,10 @@ static const kvi_option local_options[] = {
      "with shm: permission bits of a new segment, octal (0600); an existing wider one is refused"},
     {"shm_unlink", KVI_OPT_BOOL, "no", 0, 0, NULL, offsetof(struct local_options, shm_unlink),
      "with shm: remove the segment name when this connection closes"},
+    {"shm_create", KVI_OPT_BOOL, "yes", 0, 0, NULL, offsetof(struct local_options, shm_create),
+     "with shm: create the segment when it does not exist (no: only attach)"},
+    {"shm_readonly", KVI_OPT_BOOL, "no", 0, 0, NULL, offsetof(struct local_options, shm_readonly),
+     "with shm: look at a private copy of an existing segment of any owner; writes refused"},
     KVI_OPTION_END,
 };
 
@@ -210,13 +217,20 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
 static kvi_status parse_shm(kvi_conn *c, const kvi_url *url, const struct local_options *opt,
                             const kvi__lt_config *cfg, kvi__sh_config *sc)
 {
+    static const char *const shm_only[] = {"shm_mode", "shm_unlink", "shm_create", "shm_readonly"};
     if (!opt->shm) {
-        if (opt->shm_mode || kvi_url_option_get(url, "shm_unlink"))
-            return kvi_engine_error(c, KVI_E_INVALID, "%s needs shm=NAME",
-                                    opt->shm_mode ? "shm_mode" : "shm_unlink");
+        for (size_t i = 0; i < sizeof(shm_only) / sizeof(shm_only[0]); i++)
+            if (kvi_url_option_get(url, shm_only[i]))
+                return kvi_engine_error(c, KVI_E_INVALID, "%s needs shm=NAME", shm_only[i]);
         return KVI_OK;
     }
     sc->name = opt->shm;
+    sc->attach_only = opt->shm_create == 0;
+    sc->readonly = opt->shm_readonly == 1;
+    if (sc->readonly && (opt->file || opt->shm_unlink == 1 || opt->shm_mode))
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "shm_readonly=yes only looks: it takes no file=, shm_unlink or "
+                                "shm_mode");
     sc->max_memory = cfg->max_memory;
     sc->evict = kvi_url_option_get(url, "evict") ? (int)cfg->evict : -1;
     sc->unlink_on_close = opt->shm_unlink == 1;
@@ -268,7 +282,7 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
         return kvi_engine_error(c, KVI_E_INVALID, "on_corrupt needs file=");
     lc->save_s = opt->save_s;
     corrupt_empty = opt->on_corrupt == 1;
-    kvi__sh_config sc = {NULL, 0, -1, 0, 0};
+    kvi__sh_config sc = {.evict = -1};
     kvi_status st = parse_shm(c, url, opt, &cfg, &sc);
     if (st != KVI_OK)
         return st;
@@ -279,6 +293,7 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
             kvi__sh_open(kvi_conn_context(c), &sc, &lc->tab.sh, &lc->shm_created, err, sizeof(err));
         if (st != KVI_OK)
             return kvi_engine_error(c, st, "%s", err);
+        lc->readonly = sc.readonly;
         kvi_conn_set_caps(c, kvi_conn_caps(c) | KVI_CAP_SHARED);
     } else {
         st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->tab.lt);
@@ -342,11 +357,15 @@ static kvi_status table_error(kvi_conn *c, kvi_status st)
                                     "(max_memory reached, or larger than a shard's arena)",
                                     kvi__sh_path(sh));
         return kvi_engine_error(c, st, "store is full (max_memory reached)");
-    case KVI_E_CORRUPT:
+    case KVI_E_CORRUPT: {
+        const char *why = sh ? kvi__sh_fault_reason(sh) : NULL;
         return kvi_engine_error(c, st,
-                                "segment %s: a shard lock cannot be recovered (damaged undo "
-                                "log); the segment needs to be removed",
-                                sh ? kvi__sh_path(sh) : "?");
+                                "segment %s is damaged: %s; refused, not followed (the segment "
+                                "needs to be removed)",
+                                sh ? kvi__sh_path(sh) : "?",
+                                why ? why
+                                    : "a shard lock cannot be recovered (damaged undo log)");
+    }
     case KVI_E_NOMEM:
         return kvi_engine_error(c, st, "out of memory");
     default:
@@ -354,9 +373,23 @@ static kvi_status table_error(kvi_conn *c, kvi_status st)
     }
 }
 
+/* A write on a read-only look (shm_readonly=yes): refused. */
+static int refuse_write(kvi_conn *c, kvi_status *st)
+{
+    if (!((struct local_conn *)kvi_conn_priv(c))->readonly)
+        return 0;
+    *st = kvi_engine_error(c, KVI_E_UNSUPPORTED,
+                           "this connection only looks at a copy of the segment "
+                           "(shm_readonly=yes): writes are refused");
+    return 1;
+}
+
 static kvi_status local_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
                               size_t val_len, int64_t expire_s)
 {
+    kvi_status st;
+    if (refuse_write(c, &st))
+        return st;
     return table_error(c, KVI__LTAB(table_of(c), store, key, key_len, val, val_len, expire_s));
 }
 
@@ -384,12 +417,18 @@ static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_
 
 static kvi_status local_remove(kvi_conn *c, const void *key, size_t key_len)
 {
+    kvi_status st;
+    if (refuse_write(c, &st))
+        return st;
     return table_error(c, KVI__LTAB(table_of(c), remove, key, key_len));
 }
 
 static kvi_status local_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
                                  size_t val_len, int64_t expire_s)
 {
+    kvi_status st;
+    if (refuse_write(c, &st))
+        return st;
     return table_error(c, KVI__LTAB(table_of(c), store_nx, key, key_len, val, val_len, expire_s));
 }
 
@@ -409,6 +448,9 @@ static kvi_status counter_error(kvi_conn *c, kvi_status st, int64_t delta)
 static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                             int64_t expire_s, int64_t *new_value)
 {
+    kvi_status st;
+    if (refuse_write(c, &st))
+        return st;
     return counter_error(c, KVI__LTAB(table_of(c), add, key, key_len, delta, expire_s, new_value),
                          delta);
 }
@@ -416,6 +458,9 @@ static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_
 static kvi_status local_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                                     int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
+    kvi_status st;
+    if (refuse_write(c, &st))
+        return st;
     return counter_error(
         c, KVI__LTAB(table_of(c), add_bounded, key, key_len, delta, expire_s, min, max, value),
         delta);
@@ -459,6 +504,9 @@ static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
 static kvi_status local_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len,
                                     uint64_t *removed)
 {
+    kvi_status st;
+    if (refuse_write(c, &st))
+        return st;
     uint64_t n = 0;
     KVI__LTAB(table_of(c), remove_chunk, glob, glob_len, &n);
     if (removed)

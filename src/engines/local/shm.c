@@ -95,7 +95,9 @@ static int sh_repair(kvi__sh *s, struct sh_shard *sh)
         return -1;
     for (uint32_t i = n; i-- > 0;) {
         const struct sh_undo *u = &sh->log[i];
-        if (u->len > SH_UNDO_BYTES || u->off > s->size || s->size - u->off < u->len)
+        /* Only the shards, buckets and arenas are ever logged. */
+        if (u->len > SH_UNDO_BYTES || u->off < SH_SHARDS_OFF || u->off > s->size ||
+            s->size - u->off < u->len)
             return -1;
         memcpy(s->base + u->off, u->old, u->len);
     }
@@ -103,11 +105,33 @@ static int sh_repair(kvi__sh *s, struct sh_shard *sh)
     return 0;
 }
 
+kvi_status kvi__sh_fault(kvi__sh *s, struct sh_shard *sh, const char *why)
+{
+    atomic_store_explicit(&s->fault, why, memory_order_relaxed);
+    /* Undo what this operation wrote before it met the bad link (logged
+     * offsets are the process's own, so this cannot fail but for a log
+     * damaged too; then the writes stay, as after a commit). */
+    if (sh && sh_repair(s, sh) != 0)
+        kvi__sh_commit(sh);
+    return KVI_E_CORRUPT;
+}
+
+const char *kvi__sh_fault_reason(kvi__sh *s)
+{
+    return atomic_load_explicit(&s->fault, memory_order_relaxed);
+}
+
 kvi_status kvi__sh_lock(kvi__sh *s, struct sh_shard *sh)
 {
     int rc = pthread_mutex_lock(&sh->lock);
-    if (rc == 0)
+    if (rc == 0) {
+        /* A log left under a lock released normally: its writer kept its
+         * writes (an operation that failed after logging).  Start clean,
+         * so a count read from the segment never overruns the log. */
+        if (sh->log_n != 0)
+            kvi__sh_commit(sh);
         return KVI_OK;
+    }
     if (rc == EOWNERDEAD) {
         if (sh_repair(s, sh) != 0) {
             /* Leave the mutex inconsistent: unlocking it makes it
@@ -142,10 +166,12 @@ static int pid_alive(int32_t pid)
 }
 
 /* Adds (add = 1) or removes one slot of this process; returns the number
- * of other live processes registered. */
+ * of other live processes registered.  A read-only look never registers. */
 static uint64_t reg_update(kvi__sh *s, int add)
 {
     struct sh_header *h = s->h;
+    if (s->readonly)
+        return 1;
     if (reg_lock(h) != 0)
         return 1;
     int32_t me = (int32_t)getpid();
@@ -239,6 +265,20 @@ static int sh_geometry(uint64_t size, uint64_t *nbuckets, uint64_t *arena)
     return 1;
 }
 
+/* Where shard i's buckets and arena lie in a segment of nb buckets and
+ * arena bytes per shard (the one layout sh_format writes). */
+static struct sh_geo sh_layout(uint64_t nb, uint64_t arena, uint32_t i)
+{
+    uint64_t buckets = SH_SHARDS_OFF + (uint64_t)SH_SHARDS * sizeof(struct sh_shard);
+    uint64_t arenas = buckets + (uint64_t)SH_SHARDS * nb * 4u;
+    arenas = (arenas + SH_GRAN - 1u) & ~(uint64_t)(SH_GRAN - 1u);
+    struct sh_geo g;
+    g.buckets_off = buckets + (uint64_t)i * nb * 4u;
+    g.arena_off = arenas + (uint64_t)i * arena;
+    g.arena_end = g.arena_off + arena;
+    return g;
+}
+
 static void sh_bind(kvi__sh *s)
 {
     s->h = (struct sh_header *)s->base;
@@ -247,6 +287,10 @@ static void sh_bind(kvi__sh *s)
     s->nbmask = s->h->nbuckets - 1u;
     s->lru_shift = s->h->lru_shift;
     s->evict = (int)s->h->evict;
+    for (uint32_t i = 0; i < SH_SHARDS; i++)
+        s->geo[i] = sh_layout(s->h->nbuckets, s->h->arena_bytes, i);
+    /* An entry takes two granules at least. */
+    s->max_steps = s->h->arena_bytes / (2u * SH_GRAN) + 1u;
 }
 
 static kvi_status init_mutex(pthread_mutex_t *m)
@@ -301,16 +345,14 @@ static kvi_status sh_format(kvi__sh *s, const kvi__sh_config *cfg, unsigned mode
     if (init_mutex(&h->reg_lock) != KVI_OK)
         return KVI_E_INTERNAL;
     struct sh_shard *shards = (struct sh_shard *)(s->base + SH_SHARDS_OFF);
-    uint64_t buckets = SH_SHARDS_OFF + (uint64_t)SH_SHARDS * sizeof(struct sh_shard);
-    uint64_t arenas = buckets + (uint64_t)SH_SHARDS * nb * 4u;
-    arenas = (arenas + SH_GRAN - 1u) & ~(uint64_t)(SH_GRAN - 1u);
     for (uint32_t i = 0; i < SH_SHARDS; i++) {
         struct sh_shard *sh = &shards[i];
         if (init_mutex(&sh->lock) != KVI_OK)
             return KVI_E_INTERNAL;
-        sh->buckets_off = buckets + (uint64_t)i * nb * 4u;
-        sh->arena_off = arenas + (uint64_t)i * arena;
-        sh->arena_end = sh->arena_off + arena;
+        struct sh_geo g = sh_layout(nb, arena, i);
+        sh->buckets_off = g.buckets_off;
+        sh->arena_off = g.arena_off;
+        sh->arena_end = g.arena_end;
         sh->top = sh->arena_off;
         sh->rng = kvi__lt_mix64(seed + i + 1u) | 1u;
     }
@@ -450,9 +492,14 @@ static kvi_status sh_check_header(kvi__sh *s, char *err, size_t err_len)
     const struct sh_shard *shards = (const struct sh_shard *)(s->base + SH_SHARDS_OFF);
     for (uint32_t i = 0; i < SH_SHARDS; i++) {
         const struct sh_shard *sh = &shards[i];
-        if (sh->arena_end - sh->arena_off != arena || sh->arena_end > s->size ||
-            sh->buckets_off + nb * 4u > s->size || sh->top < sh->arena_off ||
-            sh->top > sh->arena_end)
+        /* The offsets must be the very ones sh_format writes (the process
+         * keeps its own copy of them, see sh_bind); top is checked again
+         * wherever it is used. */
+        struct sh_geo g = sh_layout(nb, arena, i);
+        uint64_t top = __atomic_load_n(&sh->top, __ATOMIC_RELAXED);
+        if (g.arena_end > s->size || sh->arena_off != g.arena_off ||
+            sh->arena_end != g.arena_end || sh->buckets_off != g.buckets_off ||
+            top < g.arena_off || top > g.arena_end || top % SH_GRAN != 0)
             return corrupt(s, err, err_len, "damaged shard table");
     }
     return KVI_OK;
@@ -470,9 +517,19 @@ static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsig
         snprintf(err, err_len, "cannot stat segment %s: %s", s->path, strerror(errno));
         return KVI_E_IO;
     }
-    if (sb.st_uid != me && me != 0) {
-        snprintf(err, err_len, "segment %s belongs to uid %u, not to this user (uid %u)", s->path,
-                 (unsigned)sb.st_uid, (unsigned)me);
+    /* Root too: /dev/shm is world-writable and the names predictable, so
+     * a segment another user made first is theirs to fill (shm_readonly=yes
+     * looks at a copy of any segment). */
+    if (!S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
+        snprintf(err, err_len, "segment %s is not a plain file with one link: refusing to trust it",
+                 s->path);
+        return KVI_E_AUTH;
+    }
+    if (sb.st_uid != me) {
+        snprintf(err, err_len,
+                 "segment %s belongs to uid %u, not to this user (uid %u): refusing to trust it "
+                 "(shm_readonly=yes looks at a copy)",
+                 s->path, (unsigned)sb.st_uid, (unsigned)me);
         return KVI_E_AUTH;
     }
     unsigned have = (unsigned)sb.st_mode & 0777u;
@@ -537,6 +594,83 @@ static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsig
     return KVI_OK;
 }
 
+/* shm_readonly=yes: reads the whole segment into private memory, checks
+ * it like an attach, and makes its locks this process's own (released,
+ * undo logs rolled back).  Nothing is written to the segment, which may
+ * belong to any user; what the copy holds is checked at every use like a
+ * shared segment. */
+static kvi_status sh_copy(kvi__sh *s, const char *shm, const kvi__sh_config *cfg, char *err,
+                          size_t err_len)
+{
+    int fd = shm_open(shm, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT) {
+            snprintf(err, err_len, "no such shared collection: segment %s does not exist", s->path);
+            return KVI_E_IO;
+        }
+        snprintf(err, err_len, "cannot open segment %s: %s", s->path, strerror(e));
+        return e == EACCES || e == EPERM ? KVI_E_AUTH : KVI_E_IO;
+    }
+    struct stat sb;
+    kvi_status st = KVI_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, err_len, "segment %s is not a plain file", s->path);
+        st = KVI_E_IO;
+    } else if ((uint64_t)sb.st_size < KVI__SH_MIN_SIZE || (uint64_t)sb.st_size > KVI__SH_MAX_SIZE) {
+        st = corrupt(s, err, err_len, "wrong size");
+    }
+    if (st == KVI_OK) {
+        /* Wait while its creator formats it (it holds LOCK_EX). */
+        (void)flock(fd, LOCK_SH);
+        s->size = (size_t)sb.st_size;
+        void *p = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            snprintf(err, err_len, "cannot copy segment %s (%llu bytes): out of memory", s->path,
+                     (unsigned long long)s->size);
+            st = KVI_E_NOMEM;
+        } else {
+            s->base = p;
+            size_t got = 0;
+            while (got < s->size) {
+                ssize_t n = pread(fd, s->base + got, s->size - got, (off_t)got);
+                if (n <= 0) {
+                    if (n < 0 && errno == EINTR)
+                        continue;
+                    break;
+                }
+                got += (size_t)n;
+            }
+            if (got != s->size)
+                st = corrupt(s, err, err_len, "shorter than its size");
+        }
+        (void)flock(fd, LOCK_UN);
+    }
+    close(fd);
+    if (st == KVI_OK)
+        st = sh_check_header(s, err, err_len);
+    if (st != KVI_OK)
+        return st;
+    sh_bind(s);
+    if ((cfg->max_memory && cfg->max_memory != s->h->size) ||
+        (cfg->evict >= 0 && (unsigned)cfg->evict != s->h->evict)) {
+        snprintf(err, err_len, "segment %s exists with other max_memory or evict than this URL asks",
+                 s->path);
+        return KVI_E_INVALID;
+    }
+    if (init_mutex(&s->h->reg_lock) != KVI_OK)
+        return KVI_E_INTERNAL;
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        struct sh_shard *sh = &s->shards[i];
+        if (init_mutex(&sh->lock) != KVI_OK)
+            return KVI_E_INTERNAL;
+        /* Copied while a writer was half-way: undo it in the copy. */
+        if (sh->log_n != 0 && sh_repair(s, sh) != 0)
+            kvi__sh_commit(sh);
+    }
+    return KVI_OK;
+}
+
 static void sh_free_handle(kvi__sh *s)
 {
     if (s->base)
@@ -573,18 +707,46 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
     snprintf(s->name, sizeof(s->name), "%s", cfg->name);
     snprintf(s->path, sizeof(s->path), "/dev/shm%s", shm);
 
+    if (cfg->readonly) {
+        s->readonly = 1;
+        st = sh_copy(s, shm, cfg, err, err_len);
+        if (st != KVI_OK) {
+            sh_free_handle(s);
+            return st;
+        }
+        *out = s;
+        return KVI_OK;
+    }
     int attempt;
     for (attempt = 0; attempt < 50; attempt++) {
         int retry = 0, unfinished = 0;
-        int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        int fd = cfg->attach_only ? -1 : shm_open(shm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (cfg->attach_only)
+            errno = EEXIST;
         if (fd < 0 && errno == EEXIST) {
             fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0 && errno == ENOENT && cfg->attach_only) {
+                snprintf(err, err_len,
+                         "no such shared collection: segment %s does not exist (shm_create=no)",
+                         s->path);
+                st = KVI_E_IO;
+                break;
+            }
             if (fd < 0 && errno == ENOENT)
                 continue; /* removed meanwhile: create it */
             if (fd >= 0) {
                 st = sh_attach(s, fd, cfg, mode, &unfinished, err, err_len);
                 if (st != KVI_OK || !unfinished) {
                     close(fd);
+                    break;
+                }
+                if (cfg->attach_only) {
+                    close(fd);
+                    snprintf(err, err_len,
+                             "no such shared collection: segment %s was never completely made "
+                             "(shm_create=no)",
+                             s->path);
+                    st = KVI_E_IO;
                     break;
                 }
             }
@@ -625,7 +787,7 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
 
 int kvi__sh_leave(kvi__sh *s)
 {
-    if (s->pid != getpid() || s->left)
+    if (s->pid != getpid() || s->left || s->readonly)
         return 0;
     s->left = 1;
     return reg_update(s, 0) == 0;
@@ -636,7 +798,7 @@ void kvi__sh_close(kvi__sh *s)
     if (!s)
         return;
     (void)kvi__sh_leave(s);
-    if (s->unlink_on_close && s->pid == getpid()) {
+    if (s->unlink_on_close && s->pid == getpid() && !s->readonly) {
         char shm[KVI__SH_MAX_NAME + 8];
         snprintf(shm, sizeof(shm), "/kvi.%s", s->name);
         shm_unlink(shm);
@@ -651,11 +813,13 @@ void kvi__sh_info_get(kvi__sh *s, kvi__sh_info *out)
     out->arena = s->h->arena_bytes * SH_SHARDS;
     for (uint32_t i = 0; i < SH_SHARDS; i++) {
         const struct sh_shard *sh = &s->shards[i];
-        out->carved += __atomic_load_n(&sh->top, __ATOMIC_RELAXED) - sh->arena_off;
+        uint64_t top = __atomic_load_n(&sh->top, __ATOMIC_RELAXED);
+        if (top > s->geo[i].arena_off)
+            out->carved += top - s->geo[i].arena_off;
     }
     out->repairs = atomic_load_explicit(&s->h->repairs, memory_order_relaxed);
     out->max_entry = kvi__sh_max_entry(s);
-    if (reg_lock(s->h) == 0) {
+    if (!s->readonly && reg_lock(s->h) == 0) {
         for (size_t i = 0; i < SH_SLOTS; i++)
             if (pid_alive(s->h->slots[i]))
                 out->attached++;

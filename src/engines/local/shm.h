@@ -40,6 +40,8 @@ typedef struct kvi__sh_config {
     int evict;           /* KVI__LT_EVICT_*; -1 = not given (none on creation) */
     unsigned mode;       /* permission bits; 0 = not given (0600) */
     int unlink_on_close; /* shm_unlink=yes: remove the name at close */
+    int attach_only;     /* shm_create=no: a missing segment is an error */
+    int readonly;        /* shm_readonly=yes: look at a private copy (implies attach_only) */
 } kvi__sh_config;
 
 /* Content figures of the shared table; all counted across processes. */
@@ -52,12 +54,17 @@ typedef struct kvi__sh_info {
     uint64_t max_entry; /* largest entry (24 + key + value) that fits */
 } kvi__sh_info;
 
-/* Opens (creating and sizing it when it does not exist) the segment of
- * cfg->name and maps it.  KVI_E_INVALID (bad name, size, or an option that
- * contradicts the existing segment), KVI_E_AUTH (another user's segment, a
- * mode wider than asked, permission denied), KVI_E_CORRUPT (wrong magic,
- * layout, size or checksum; never initialised), KVI_E_IO.  err names the
- * segment.  *created says whether this call made it. */
+/* Opens (creating and sizing it when it does not exist, unless
+ * cfg->attach_only) the segment of cfg->name and maps it.  A segment is
+ * trusted only when it is a plain file with one link, owned by this
+ * process's effective uid (root included) and no wider than the mode
+ * asked; cfg->readonly instead reads a private copy of an existing
+ * segment of any owner (nothing is ever written to it).  KVI_E_INVALID
+ * (bad name, size, or an option that contradicts the existing segment),
+ * KVI_E_AUTH (another user's segment, a mode wider than asked, permission
+ * denied), KVI_E_CORRUPT (wrong magic, layout, size, checksum or geometry;
+ * never initialised), KVI_E_IO (also: no such segment with attach_only).
+ * err names the segment.  *created says whether this call made it. */
 kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *created, char *err,
                         size_t err_len);
 
@@ -79,8 +86,14 @@ const char *kvi__sh_path(const kvi__sh *s);
 /* Makes t's clock the context k (each process has its own). */
 void kvi__sh_set_context(kvi__sh *s, kvi *k);
 
+/* Why the last operation answered KVI_E_CORRUPT ("a chain link points
+ * outside its shard", ...); NULL when none did. */
+const char *kvi__sh_fault_reason(kvi__sh *s);
+
 /* Operations: same contracts as the kvi__lt_* of the same name (local.h),
- * plus KVI_E_CORRUPT when a lock cannot be recovered.  Thread- and
+ * plus KVI_E_CORRUPT when a lock cannot be recovered or a link, offset or
+ * length read from the segment points outside where it may (nothing is
+ * followed then: kvi__sh_fault_reason says what).  Thread- and
  * process-safe. */
 kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void *val,
                          size_t val_len, int64_t expire_s);

@@ -110,6 +110,15 @@ struct sh_ent {
 
 _Static_assert(sizeof(struct sh_ent) == 24, "entry header must stay 24 bytes");
 
+/* Where a shard's buckets and arena lie: computed from the header's
+ * geometry, checked against the segment once at attach and kept in the
+ * process, so that no offset read later from the segment is followed. */
+struct sh_geo {
+    uint64_t buckets_off;
+    uint64_t arena_off;
+    uint64_t arena_end;
+};
+
 /* The per-process handle (in the process's heap). */
 struct kvi__sh {
     kvi *k;
@@ -123,7 +132,11 @@ struct kvi__sh {
     int evict;
     pid_t pid;
     int unlink_on_close;
-    int left; /* kvi__sh_leave done */
+    int left;     /* kvi__sh_leave done */
+    int readonly; /* shm_readonly=yes: a private copy, never registered */
+    uint64_t max_steps; /* most entries a shard can hold: a longer chain loops */
+    const char *_Atomic fault; /* what the last refused link was (a literal) */
+    struct sh_geo geo[SH_SHARDS];
     char name[KVI__SH_MAX_NAME + 1];
     char path[KVI__SH_MAX_NAME + 16];
 };
@@ -136,6 +149,9 @@ void kvi__sh_commit(struct sh_shard *sh);
 /* Locks a shard, rolling back a dead owner's operation first.
  * KVI_E_CORRUPT when it cannot be recovered. */
 kvi_status kvi__sh_lock(kvi__sh *s, struct sh_shard *sh);
+/* Records why a shard was found damaged (a string literal), rolls back
+ * what the current operation of sh logged, and returns KVI_E_CORRUPT. */
+kvi_status kvi__sh_fault(kvi__sh *s, struct sh_shard *sh, const char *why);
 /* Largest entry (24 + key + value bytes) a shard can hold. */
 uint64_t kvi__sh_max_entry(const kvi__sh *s);
 

@@ -23,10 +23,14 @@
 #define IDX(s, e) ((uint32_t)(((const unsigned char *)(e) - (s)->base) / SH_GRAN))
 #define SAMPLES 5
 
+/* What one operation carries along: its clock reading (taken once, when
+ * first needed) and whether it met a damaged link (then it answers
+ * KVI_E_CORRUPT). */
 struct now {
     kvi *k;
     int64_t ms;
     int have;
+    int bad;
 };
 
 static int64_t now_ms(struct now *n)
@@ -61,9 +65,16 @@ static inline int e_dead(const struct sh_ent *e, struct now *n)
     return x != 0 && now_ms(n) >= x;
 }
 
+/* The shard's place in the segment as this process computed and checked
+ * it at attach (never the offsets stored in the segment). */
+static inline const struct sh_geo *geo(const kvi__sh *s, const struct sh_shard *sh)
+{
+    return &s->geo[sh - s->shards];
+}
+
 static inline uint32_t *buckets(kvi__sh *s, struct sh_shard *sh)
 {
-    return (uint32_t *)(s->base + sh->buckets_off);
+    return (uint32_t *)(s->base + geo(s, sh)->buckets_off);
 }
 
 static inline struct sh_shard *shard_of(kvi__sh *s, uint64_t h)
@@ -141,10 +152,42 @@ static uint32_t bit_next(const struct sh_shard *sh, uint32_t c)
 
 /* ---- allocator (shard lock held, inside an operation) ---------------------- */
 
-static int in_arena(const struct sh_shard *sh, uint64_t off, uint64_t len)
+/* Do len bytes at off lie in the shard's carved arena?  top is read from
+ * the segment, so it is checked too. */
+static int in_arena(const kvi__sh *s, const struct sh_shard *sh, uint64_t off, uint64_t len)
 {
-    return off >= sh->arena_off && off <= sh->top && sh->top - off >= len;
+    const struct sh_geo *g = geo(s, sh);
+    uint64_t top = sh->top;
+    return off >= g->arena_off && top <= g->arena_end && off <= top && top - off >= len;
 }
+
+/* The entry a link read from the segment names, or NULL when that is not
+ * a whole entry (header, key and value inside its block) in the shard's
+ * carved arena. */
+static inline struct sh_ent *ent_at(const kvi__sh *s, const struct sh_shard *sh, uint32_t idx)
+{
+    uint64_t off = (uint64_t)idx * SH_GRAN;
+    if (!in_arena(s, sh, off, sizeof(struct sh_ent)))
+        return NULL;
+    struct sh_ent *e = ENT(s, idx);
+    if (e->state != SH_USED || e->cls >= SH_NCLASS)
+        return NULL;
+    uint64_t blk = cls_granules(e->cls) * SH_GRAN;
+    if (sizeof(*e) + (uint64_t)e->klen + e->vlen > blk || !in_arena(s, sh, off, blk))
+        return NULL;
+    return e;
+}
+
+/* Refuses a damaged link: records why, undoes what the operation wrote so
+ * far and marks it failed; the walk that met it stops there. */
+static void bad_link(kvi__sh *s, struct sh_shard *sh, struct now *n, const char *why)
+{
+    n->bad = 1;
+    (void)kvi__sh_fault(s, sh, why);
+}
+
+#define WHY_LINK "a chain link points outside its shard or at no entry"
+#define WHY_LOOP "a chain loops"
 
 /* Pushes a block that nothing links to yet (a piece of a split). */
 static void push_fresh(kvi__sh *s, struct sh_shard *sh, uint32_t idx, uint32_t c)
@@ -176,7 +219,7 @@ static uint32_t pop(kvi__sh *s, struct sh_shard *sh, uint32_t c)
 {
     uint32_t idx = sh->heads[c];
     struct sh_ent *e = ENT(s, idx);
-    if (!idx || !in_arena(sh, (uint64_t)idx * SH_GRAN, cls_granules(c) * SH_GRAN) ||
+    if (!idx || !in_arena(s, sh, (uint64_t)idx * SH_GRAN, cls_granules(c) * SH_GRAN) ||
         e->state != SH_FREE || e->cls != c) {
         /* A damaged list: drop it rather than follow it (check counts it). */
         bit_put(s, sh, c, 0);
@@ -202,9 +245,10 @@ static uint32_t block_alloc(kvi__sh *s, struct sh_shard *sh, size_t need)
     uint32_t idx = 0;
     if (bit_get(sh, c))
         idx = pop(s, sh, c);
-    if (!idx && sh->arena_end - sh->top >= G * SH_GRAN) {
-        idx = (uint32_t)(sh->top / SH_GRAN);
-        w64(s, sh, &sh->top, sh->top + G * SH_GRAN);
+    uint64_t top = sh->top, end = geo(s, sh)->arena_end;
+    if (!idx && top >= geo(s, sh)->arena_off && top <= end && end - top >= G * SH_GRAN) {
+        idx = (uint32_t)(top / SH_GRAN);
+        w64(s, sh, &sh->top, top + G * SH_GRAN);
     }
     if (!idx) {
         uint32_t c2 = bit_next(sh, c + 1u);
@@ -229,12 +273,20 @@ static uint32_t block_alloc(kvi__sh *s, struct sh_shard *sh, size_t need)
 
 /* ---- chains (shard lock held) --------------------------------------------- */
 
-static uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key, size_t klen)
+/* The link to key's entry, or NULL (n->bad when a damaged link stopped
+ * the walk). */
+static uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key, size_t klen,
+                      struct now *n)
 {
     uint32_t *pp = &buckets(s, sh)[h & s->nbmask];
     uint32_t want = hash32(h);
+    uint64_t steps = 0;
     while (*pp) {
-        struct sh_ent *e = ENT(s, *pp);
+        struct sh_ent *e = ent_at(s, sh, *pp);
+        if (!e || ++steps > s->max_steps) {
+            bad_link(s, sh, n, e ? WHY_LOOP : WHY_LINK);
+            return NULL;
+        }
         if (e->hash == want && e->klen == klen && memcmp(e->data, key, klen) == 0)
             return pp;
         pp = &e->next;
@@ -274,7 +326,7 @@ static void drop_dead(kvi__sh *s, struct sh_shard *sh, uint32_t *pp)
 static uint32_t *find_live(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key,
                            size_t klen, struct now *n)
 {
-    uint32_t *pp = find(s, sh, h, key, klen);
+    uint32_t *pp = find(s, sh, h, key, klen, n);
     if (pp && e_dead(ENT(s, *pp), n)) {
         drop_dead(s, sh, pp);
         pp = NULL;
@@ -298,11 +350,17 @@ static void sweep_step(kvi__sh *s, struct sh_shard *sh, struct now *n, size_t nb
     uint32_t *b = buckets(s, sh);
     for (size_t i = 0; i < nbuckets; i++) {
         uint32_t *pp = &b[sh->sweep_idx++ & s->nbmask];
+        uint64_t steps = 0;
         while (*pp) {
-            if (e_dead(ENT(s, *pp), n))
+            struct sh_ent *e = ent_at(s, sh, *pp);
+            if (!e || ++steps > s->max_steps) {
+                bad_link(s, sh, n, e ? WHY_LOOP : WHY_LINK);
+                return;
+            }
+            if (e_dead(e, n))
                 drop_dead(s, sh, pp);
             else
-                pp = &ENT(s, *pp)->next;
+                pp = &e->next;
         }
     }
 }
@@ -327,7 +385,11 @@ static int evict_one(kvi__sh *s, struct sh_shard *sh, struct now *n)
         if (scanned >= window && best)
             break;
         for (uint32_t *pp = &b[(start + scanned) & s->nbmask]; *pp; pp = &ENT(s, *pp)->next) {
-            const struct sh_ent *e = ENT(s, *pp);
+            const struct sh_ent *e = ent_at(s, sh, *pp);
+            if (!e) {
+                bad_link(s, sh, n, WHY_LINK);
+                return 0;
+            }
             uint64_t age = e_dead(e, n) ? UINT64_MAX : ((clock - e->xl) & UINT64_C(0xFFFF));
             if (!best || age > best_age) {
                 best = pp;
@@ -374,7 +436,7 @@ static uint32_t make_room(kvi__sh *s, struct sh_shard *sh, size_t need, struct n
             for (uint32_t w = 0; w < (SH_NCLASS + 63u) / 64u; w++)
                 if (sh->bits[w])
                     w64(s, sh, &sh->bits[w], 0);
-            w64(s, sh, &sh->top, sh->arena_off);
+            w64(s, sh, &sh->top, geo(s, sh)->arena_off);
             kvi__sh_commit(sh);
             reset = 1;
             continue;
@@ -385,8 +447,12 @@ static uint32_t make_room(kvi__sh *s, struct sh_shard *sh, size_t need, struct n
         } else if (s->evict != KVI__LT_EVICT_LRU || !evict_one(s, sh, n)) {
             return 0;
         }
+        if (n->bad)
+            return 0;
         if (pp)
-            *pp = find(s, sh, h, key, klen);
+            *pp = find(s, sh, h, key, klen, n);
+        if (n->bad)
+            return 0;
     }
 }
 
@@ -483,12 +549,14 @@ static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *v
     if (!sh)
         return st;
     uint32_t *old = find_live(s, sh, h, key, klen, n);
-    if (nx && old) {
+    if (n->bad) {
+        st = KVI_E_CORRUPT;
+    } else if (nx && old) {
         *exists = 1;
     } else {
         uint32_t idx = make_room(s, sh, need, n, h, key, klen, &old);
         if (!idx) {
-            st = KVI_E_STORE_FULL;
+            st = n->bad ? KVI_E_CORRUPT : KVI_E_STORE_FULL;
         } else {
             struct sh_ent *e = ENT(s, idx);
             fill(e, h, key, klen, val, vlen, expire_ms);
@@ -499,13 +567,13 @@ static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *v
         }
     }
     pthread_mutex_unlock(&sh->lock);
-    return st;
+    return n->bad ? KVI_E_CORRUPT : st;
 }
 
 kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void *val,
                          size_t val_len, int64_t expire_s)
 {
-    struct now n = {s->k, 0, 0};
+    struct now n = {s->k, 0, 0, 0};
     int exists = 0;
     return sh_put(s, key, key_len, val, val_len, deadline(&n, expire_s), 0, &exists, &n);
 }
@@ -513,7 +581,7 @@ kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void
 kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const void *val,
                             size_t val_len, int64_t expire_s)
 {
-    struct now n = {s->k, 0, 0};
+    struct now n = {s->k, 0, 0, 0};
     int exists = 0;
     kvi_status st = sh_put(s, key, key_len, val, val_len, deadline(&n, expire_s), 1, &exists, &n);
     return st == KVI_OK && exists ? KVI_KEY_EXISTS : st;
@@ -522,7 +590,7 @@ kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const v
 kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const void *val,
                            size_t val_len, int64_t expire_ms)
 {
-    struct now n = {s->k, 0, 0};
+    struct now n = {s->k, 0, 0, 0};
     int exists = 0;
     expire_ms = kvi__lt_clamp_abs(expire_ms);
     if (expire_ms != 0 && now_ms(&n) >= expire_ms)
@@ -533,7 +601,7 @@ kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const vo
 kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
                          kvi_status (*fn)(void *ud, const void *data, size_t len), void *ud)
 {
-    struct sh_at at = {.n = {s->k, 0, 0}};
+    struct sh_at at = {.n = {s->k, 0, 0, 0}};
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
@@ -543,7 +611,7 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
         touch(s, at.sh, e);
         st = fn(ud, e->data + key_len, e->vlen);
     } else {
-        st = KVI_NOT_FOUND;
+        st = at.n.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
     }
     pthread_mutex_unlock(&at.sh->lock);
     return st;
@@ -551,7 +619,7 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
 
 kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
 {
-    struct sh_at at = {.n = {s->k, 0, 0}};
+    struct sh_at at = {.n = {s->k, 0, 0, 0}};
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
@@ -562,9 +630,10 @@ kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
     } else {
         st = KVI_NOT_FOUND;
     }
-    sweep_step(s, at.sh, &at.n, 4);
+    if (!at.n.bad)
+        sweep_step(s, at.sh, &at.n, 4);
     pthread_mutex_unlock(&at.sh->lock);
-    return st;
+    return at.n.bad ? KVI_E_CORRUPT : st;
 }
 
 static int parse_counter(const struct sh_ent *e, int64_t *out)
@@ -579,13 +648,15 @@ static int parse_counter(const struct sh_ent *e, int64_t *out)
 static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta, int64_t expire_s,
                          int bounded, int64_t min, int64_t max, int64_t *value, int *refused)
 {
-    struct sh_at at = {.n = {s->k, 0, 0}};
+    struct sh_at at = {.n = {s->k, 0, 0, 0}};
     kvi_status st = lock_find(s, key, klen, &at);
     if (st != KVI_OK)
         return st;
     int64_t cur = 0, result = 0;
     struct sh_ent *e = at.pp ? ENT(s, *at.pp) : NULL;
-    if (e && !parse_counter(e, &cur)) {
+    if (at.n.bad) {
+        st = KVI_E_CORRUPT;
+    } else if (e && !parse_counter(e, &cur)) {
         st = KVI_E_NOT_A_COUNTER;
     } else if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta)) {
         st = KVI_E_OVERFLOW;
@@ -606,7 +677,7 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
             uint32_t idx = make_room(s, at.sh, sizeof(struct sh_ent) + klen + len, &at.n, at.h, key,
                                      klen, &at.pp);
             if (!idx) {
-                st = KVI_E_STORE_FULL;
+                st = at.n.bad ? KVI_E_CORRUPT : KVI_E_STORE_FULL;
             } else {
                 /* An eviction may have taken the old counter: then it is
                  * gone and the add starts from 0 like on a missing key. */
@@ -627,6 +698,8 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
         }
     }
     pthread_mutex_unlock(&at.sh->lock);
+    if (st == KVI_OK && at.n.bad)
+        st = KVI_E_CORRUPT;
     if (st == KVI_OK && value)
         *value = result;
     return st;
@@ -654,7 +727,7 @@ kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t 
 
 kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    struct sh_at at = {.n = {s->k, 0, 0}};
+    struct sh_at at = {.n = {s->k, 0, 0, 0}};
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
@@ -665,7 +738,7 @@ kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl
         if (x)
             v = (x - now_ms(&at.n)) / 1000;
     } else {
-        st = KVI_NOT_FOUND;
+        st = at.n.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
     }
     pthread_mutex_unlock(&at.sh->lock);
     if (st == KVI_OK)
@@ -683,8 +756,13 @@ static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, const char *glob, 
     uint32_t *b = buckets(s, sh);
     for (uint64_t i = 0; i <= s->nbmask; i++) {
         uint32_t *pp = &b[i];
+        uint64_t steps = 0;
         while (*pp) {
-            struct sh_ent *e = ENT(s, *pp);
+            struct sh_ent *e = ent_at(s, sh, *pp);
+            if (!e || ++steps > s->max_steps) {
+                bad_link(s, sh, n, e ? WHY_LOOP : WHY_LINK);
+                return KVI_E_CORRUPT;
+            }
             if (e_dead(e, n)) {
                 drop_dead(s, sh, pp);
                 continue;
@@ -716,7 +794,7 @@ static kvi_status walk_all(kvi__sh *s, const char *glob, size_t glob_len,
                                             int64_t),
                            void *ud, uint64_t *removed, int keep_going)
 {
-    struct now n = {s->k, 0, 0};
+    struct now n = {s->k, 0, 0, 0};
     kvi_status st = KVI_OK;
     for (uint32_t i = 0; i < SH_SHARDS && st == KVI_OK; i++) {
         struct sh_shard *sh = &s->shards[i];
@@ -729,6 +807,8 @@ static kvi_status walk_all(kvi__sh *s, const char *glob, size_t glob_len,
         if (sh->entries)
             st = walk_shard(s, sh, glob, glob_len, fn, ud, removed, &n);
         pthread_mutex_unlock(&sh->lock);
+        if (st == KVI_E_CORRUPT && keep_going)
+            st = KVI_OK; /* the damaged shard is skipped, the fault recorded */
     }
     return st;
 }
@@ -784,7 +864,7 @@ static kvi_status check_shard(kvi__sh *s, struct sh_shard *sh, uint32_t si, char
 {
     if (sh->log_n != 0)
         return bad(err, err_len, si, "undo log not empty under the lock", sh->log_n);
-    uint64_t limit = (sh->arena_end - sh->arena_off) / SH_GRAN + 1u;
+    uint64_t limit = (geo(s, sh)->arena_end - geo(s, sh)->arena_off) / SH_GRAN + 1u;
     uint64_t entries = 0, bytes = 0, memory = 0, expiring = 0, steps = 0, free_bytes = 0;
     uint32_t *b = buckets(s, sh);
     for (uint64_t i = 0; i <= s->nbmask; i++) {
@@ -792,12 +872,12 @@ static kvi_status check_shard(kvi__sh *s, struct sh_shard *sh, uint32_t si, char
             const struct sh_ent *e = ENT(s, idx);
             if (++steps > limit)
                 return bad(err, err_len, si, "chain loops, bucket", i);
-            if (!in_arena(sh, (uint64_t)idx * SH_GRAN, sizeof(*e)) || e->state != SH_USED ||
+            if (!in_arena(s, sh, (uint64_t)idx * SH_GRAN, sizeof(*e)) || e->state != SH_USED ||
                 e->cls >= SH_NCLASS)
                 return bad(err, err_len, si, "chain points at a block that is not an entry", idx);
             if (e->klen == 0 || e->klen > KVI_MAX_KEY_LEN ||
                 sizeof(*e) + e->klen + e->vlen > e_block(e) ||
-                !in_arena(sh, (uint64_t)idx * SH_GRAN, e_block(e)))
+                !in_arena(s, sh, (uint64_t)idx * SH_GRAN, e_block(e)))
                 return bad(err, err_len, si, "entry lengths do not fit its block", idx);
             uint64_t h = kvi__lt_hash(s->seed, e->data, e->klen);
             if (shard_of(s, h) != sh || (h & s->nbmask) != i || hash32(h) != e->hash)
@@ -820,15 +900,15 @@ static kvi_status check_shard(kvi__sh *s, struct sh_shard *sh, uint32_t si, char
             const struct sh_ent *e = ENT(s, idx);
             if (++steps > limit)
                 return bad(err, err_len, si, "free list loops, class", c);
-            if (!in_arena(sh, (uint64_t)idx * SH_GRAN, cls_granules(c) * SH_GRAN) ||
+            if (!in_arena(s, sh, (uint64_t)idx * SH_GRAN, cls_granules(c) * SH_GRAN) ||
                 e->state != SH_FREE || e->cls != c)
                 return bad(err, err_len, si, "free list holds a bad block", idx);
             free_bytes += cls_granules(c) * SH_GRAN;
         }
     }
-    if (memory + free_bytes != sh->top - sh->arena_off)
+    if (memory + free_bytes != sh->top - geo(s, sh)->arena_off)
         return bad(err, err_len, si, "used + free bytes differ from the carved bytes (a leak)",
-                   sh->top - sh->arena_off - memory - free_bytes);
+                   sh->top - geo(s, sh)->arena_off - memory - free_bytes);
     return KVI_OK;
 }
 
