@@ -518,9 +518,8 @@ static void test_segment_planted_by_another_user_is_refused_even_for_root(void *
 {
     fx *f = *state;
     if (geteuid() != 0) {
-        print_message("SKIP: test_segment_planted_by_another_user_is_refused_even_for_root "
-                      "needs root (setuid to nobody)\n");
-        skip();
+        KVI_TEST_SKIP_CASE("test_segment_planted_by_another_user_is_refused_even_for_root "
+                           "needs root (setuid to nobody)");
     }
     assert_int_equal(as_nobody(plant, f), 0);
     struct stat sb;
