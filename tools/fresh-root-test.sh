@@ -20,6 +20,9 @@
 #   FRESH_ROOT_MIRROR overrides the mirror URL.
 set -euo pipefail
 
+# The whole script is one function, read before it runs: editing this file
+# while a run is under way (it takes half an hour) cannot change that run.
+main() {
 here=$(cd "$(dirname "$0")/.." && pwd)
 keep=0 root="" rev=HEAD
 while [ $# -gt 0 ]; do
@@ -108,3 +111,5 @@ rc=$?
 set -e
 phase ".ci/run finished with exit status $rc"
 exit $rc
+}
+main "$@"
