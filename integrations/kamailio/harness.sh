@@ -39,6 +39,9 @@ kh_require() {
         [ -e "$mdir/$p.so" ] ||
             kh_skip "Kamailio module $p.so missing in $mdir (Debian: kamailio-lua-modules, kamailio-sqlite-modules)"
     done
+    [ -n "$KH_BUILD" ] || kh_die "KVI_BUILD_DIR (the kvi build tree) is not set"
+    [ -e "$KH_BUILD/tests/integration/kamailio/kvi_sql_log.so" ] ||
+        kh_die "$KH_BUILD/tests/integration/kamailio/kvi_sql_log.so (the query counter) is not built"
     if [ "${1:-}" = kvi ]; then
         [ -n "$KH_BUILD" ] || kh_die "KVI_BUILD_DIR (the kvi build tree) is not set"
         [ -e "$KH_BUILD/bindings/lua/5.1/kvi.so" ] ||
@@ -211,11 +214,12 @@ kh_kam_start() {
             KVI_KAM_MAX_CALL_S=60 \
             KVI_MODULE_PATH="${KVI_MODULE_PATH:-$KH_BUILD/modules}" \
             LUA_CPATH="$KH_BUILD/bindings/lua/5.1/?.so;;" \
-            ${KVI_SIP_PRELOAD:+LD_PRELOAD="$KVI_SIP_PRELOAD"} \
+            LD_PRELOAD="${KVI_SIP_PRELOAD:+$KVI_SIP_PRELOAD:}$KH_BUILD/tests/integration/kamailio/kvi_sql_log.so" \
+            KVI_SQL_LOG="$dir/sql.log" \
             ${KVI_SIP_PRELOAD:+ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$dir/asan"} \
             "$@" \
             kamailio -f "$KH_SRC/kamailio.cfg" -DD -E -w "$dir" -Y "$dir" -P "$dir/kamailio.pid" \
-            -l "udp:127.0.0.1:$port" -m "${KH_SHM_MB:-128}" -M 8
+            -l "udp:127.0.0.1:$port" -m "${KH_SHM_MB:-512}" -M 8
         KH_PID[$name]=$KH_LAST_PID
         KH_PORT[$name]=$port
         local i
@@ -255,12 +259,13 @@ kh_kamcmd() {
     kamcmd -s "unix:$KH_DIR/$name/ctl" "$@"
 }
 
-# Per-user count of subscriber-table queries the script made: "user count"
+# Per-user count of subscriber-table queries, counted at the database: the
+# statements SQLite ran (tests/integration/kamailio/sql_log.c, preloaded into
+# every Kamailio process, logs them to $KH_DIR/NAME/sql.log).  "user count"
 # lines, sorted by user.
 kh_dbq() {
-    kh_kamcmd "$1" htable.dump dbq | awk '
-        /name:/  { n = $2 }
-        /value:/ { print n, $2 }' | sort
+    sed -n "s/.* from subscriber where .*username *= *'\([^']*\)'.*/\1/Ip" "$KH_DIR/$1/sql.log" 2>/dev/null |
+        sort | uniq -c | awk '{ print $2, $1 }'
 }
 
 # Sum of the per-user counts.
@@ -371,6 +376,53 @@ kh_redis_start() {
     done
     tail -n 20 "$dir/redis.log" >&2
     kh_die "redis-server $name did not start"
+}
+
+# kh_redis_stop NAME: kills redis-server NAME at once (SIGKILL: no goodbye,
+# like a crash); its port and directory stay for kh_redis_restart.
+kh_redis_stop() {
+    kill -KILL "${KH_PID[$1]}" 2>/dev/null
+    kh_stop_pid "${KH_PID[$1]}"
+}
+
+# kh_redis_restart NAME [extra args]: starts redis-server NAME again on its
+# port, in its directory (an append-only file there is loaded).
+kh_redis_restart() {
+    local name=$1 dir=$KH_DIR/$1 port=${KH_PORT[$1]} i
+    shift
+    kh_spawn "$dir/redis.log" redis-server --port "$port" --bind 127.0.0.1 --save "" --dir "$dir" "$@"
+    KH_PID[$name]=$KH_LAST_PID
+    for ((i = 0; i < 100; i++)); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$dir/redis.log" >&2
+    kh_die "redis-server $name did not start again"
+}
+
+# kh_uas_start NAME: the callee, a sipp running uas_call.xml on a free port
+# (KH_PORT[NAME], KH_PID[NAME]) in $KH_DIR/NAME.
+kh_uas_start() {
+    local name=$1 dir=$KH_DIR/$1 port
+    port=$(kh_free_port udp)
+    mkdir -p "$dir"
+    (cd "$dir" && exec setpriv --pdeathsig KILL -- sipp -sf "$KH_SRC/sipp/uas_call.xml" \
+        -i 127.0.0.1 -p "$port" -nostdin -trace_err -error_file "$dir/errors.log" \
+        >"$dir/sipp.out" 2>&1) &
+    KH_PID[$name]=$!
+    KH_PORT[$name]=$port
+    KH_PIDS+=("$!")
+    sleep 0.5
+    kill -0 "${KH_PID[$name]}" 2>/dev/null || { cat "$dir/sipp.out" >&2; kh_die "the callee sipp $name did not start"; }
+}
+
+# kh_log_lines NAME REGEX: how many lines of instance NAME's log match REGEX
+# (extended), and at most how many of them one process wrote (the log's
+# "rank(pid)" prefix): prints "TOTAL MAX_PER_PROCESS".
+kh_log_lines() {
+    grep -E -- "$2" "$KH_DIR/$1/kamailio.log" |
+        sed -n 's/^ *[0-9]*(\([0-9]*\)).*/\1/p' | sort | uniq -c |
+        awk '{ t += $1; if ($1 > m) m = $1 } END { print t + 0, m + 0 }'
 }
 
 # kh_check_dbq FILE NGOOD NBAD GMIN GMAX BMIN BMAX: FILE holds "user count"

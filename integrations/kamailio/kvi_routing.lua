@@ -3,13 +3,23 @@
 --
 --   * password caching for digest authentication of REGISTER: fetch
 --     passwd_<user> from kvi; on a hit check the credentials against it
---     (pv_auth_check); on a miss check them against the SQLite subscriber
---     table (auth_db) and store the password the check loaded with a
---     lifetime; challenge on every failure;
+--     (pv_auth_check); on a miss check them against the subscriber table
+--     (auth_db) and store the password the check loaded with a lifetime;
+--     challenge on every failure;
 --   * prepaid billing of INVITE: reserve the credit for the longest call with
 --     kvi's bounded sub (never below 0; 403 when refused), let the dialog
---     module track the call and settle on its end: give back what the call
---     did not use.
+--     module track the call and settle on its end: charge every started
+--     second of the answered call, give back the rest of the reservation.
+--
+-- Fails open: a cache that cannot be defined (redis down at start with a
+-- non-lazy URL, a shared segment that does not match the URL or belongs to
+-- another user), used or reached is logged -- once per KVI_SIP_RETRY_S
+-- seconds per process and kind of failure, with the number of repeats --
+-- and the database answers meanwhile; a definition that failed is tried
+-- again every KVI_SIP_RETRY_S seconds.  Billing never gives a free call:
+-- no credit store = 503.  A settlement (refund) the credit store could not
+-- take is kept in the journal (KVI_SIP_JOURNAL, a shared local collection)
+-- and replayed by the rtimer process every KVI_SIP_RETRY_S seconds.
 --
 -- Settings (environment of the Kamailio process):
 --   KVI_SIP_CACHE       kvi (default) | htable (Kamailio's native cache) | none
@@ -19,7 +29,12 @@
 --   KVI_SIP_LIFETIME    seconds a cached password lives (default 7200)
 --   KVI_SIP_REALM       digest realm (default "kvi.test")
 --   KVI_SIP_BILLING     kvi engine id of the credits; unset = INVITEs are not billed
+--   KVI_SIP_JOURNAL     kvi engine id of the settlement journal (e.g.
+--                       "local:journal", defined in KVI_SIP_URLS); unset =
+--                       a refund that fails is only logged (kvi-bill-lost)
 --   KVI_SIP_COST_PER_S  credit units per started call second (default 1)
+--   KVI_SIP_RETRY_S     seconds between retries and between two log lines of
+--                       one kind of cache failure, per process (default 10)
 --   KVI_KAM_MAX_CALL_S  longest call (s): the reservation, and the dialog timeout
 -- The kvi Lua module is found on package.cpath (LUA_CPATH).
 
@@ -29,32 +44,125 @@ local URLS = os.getenv("KVI_SIP_URLS") or ""
 local LIFETIME = tonumber(os.getenv("KVI_SIP_LIFETIME") or "7200")
 local REALM = os.getenv("KVI_SIP_REALM") or "kvi.test"
 local BILLING = os.getenv("KVI_SIP_BILLING")
+local JOURNAL = os.getenv("KVI_SIP_JOURNAL")
 local COST = tonumber(os.getenv("KVI_SIP_COST_PER_S") or "1")
+local RETRY_S = tonumber(os.getenv("KVI_SIP_RETRY_S") or "10")
 local MAX_CALL_S = tonumber(os.getenv("KVI_KAM_MAX_CALL_S") or "60")
 
 if MODE ~= "kvi" and MODE ~= "htable" and MODE ~= "none" then
     error("KVI_SIP_CACHE must be kvi, htable or none, not " .. MODE)
+end
+if LIFETIME == nil or COST == nil or RETRY_S == nil or RETRY_S < 1 or MAX_CALL_S == nil then
+    error("KVI_SIP_LIFETIME, KVI_SIP_COST_PER_S, KVI_SIP_RETRY_S (>= 1) and KVI_KAM_MAX_CALL_S must be numbers")
 end
 
 -- The native modes need no kvi; when kvi is used, a missing module stops
 -- Kamailio at start-up, not at the first request.
 local kvi = (MODE == "kvi" or BILLING ~= nil) and require "kvi" or nil
 
--- One kvi context per Kamailio process, made on first use: the script is
--- loaded in every process after fork, and a context must not cross a fork.
+-- The engine id each URL defines ("scheme" or "scheme:group"); a URL that
+-- is not one is a configuration error, found at start-up.  (The message
+-- names the position only: a URL may hold a password.)
+local URL_LIST = {}
+do
+    local i = 0
+    for url in URLS:gmatch("%S+") do
+        i = i + 1
+        local scheme, group = url:match("^([^:/?]+):?([^:/?]*)://")
+        if scheme == nil then
+            error("KVI_SIP_URLS: word " .. i .. " is not a kvi URL (scheme[:group]://...)")
+        end
+        URL_LIST[#URL_LIST + 1] = {id = group ~= "" and scheme .. ":" .. group or scheme, url = url}
+    end
+end
+
+---------------------------------------------------------------- failures, logged once per interval
+
+-- One line per kind of failure (WHAT) and process every RETRY_S seconds at
+-- most; the repeats in between are counted and told with the next line.
+local last_log = {}
+local function log_limited(what, msg)
+    local now = os.time()
+    local e = last_log[what]
+    if e == nil or now - e.t >= RETRY_S then
+        local more = ""
+        if e ~= nil and e.n > 0 then
+            more = string.format(" (and %d more like it in %d s)", e.n, now - e.t)
+        end
+        KSR.err("kvi: " .. msg .. more .. "\n")
+        last_log[what] = {t = now, n = 0}
+    else
+        e.n = e.n + 1
+    end
+end
+
+---------------------------------------------------------------- the kvi context
+
+-- One kvi context per Kamailio process, made on first use in that process:
+-- the script is loaded in every process after fork, so nothing is made
+-- before it.  (A context made before a fork would work in the child too --
+-- docs/lua.md -- but there is no such context here.)  An engine id is
+-- usable once its URL was added; ids that no URL names ("local") are kvi's
+-- own.  A URL that could not be added stays pending and is tried again
+-- every RETRY_S seconds; meanwhile ctx_for() returns nil: the caller falls
+-- back (database) or refuses (503).  "local" is never used in place of a
+-- shared collection that failed (kvi would define it per process).
 local ctx
-local function kv()
+local usable = {}     -- engine id -> true once usable in this process
+local pending = nil   -- URLs not added yet (nil = none tried yet)
+local next_try = 0
+
+local function define()
+    local now = os.time()
+    if now < next_try then
+        return
+    end
+    next_try = now + RETRY_S
     if ctx == nil then
-        local k = kvi.new()
-        for url in URLS:gmatch("%S+") do
-            local ok, err = k:add_url(url)
-            if not ok then
-                error("kvi: " .. tostring(err)) -- kvi's messages never hold a password
-            end
+        local k, err, st = kvi.new()
+        if k == nil then
+            log_limited("new", "cannot make a context (" .. tostring(st) .. "): " .. tostring(err))
+            return
         end
         ctx = k
+        pending = URL_LIST
     end
-    return ctx
+    local left = {}
+    for _, u in ipairs(pending) do
+        local ok, err, st = ctx:add_url(u.url)
+        if ok or st == "KVI_E_EXISTS" then
+            usable[u.id] = true
+            if last_log["define " .. u.id] ~= nil then
+                KSR.notice("kvi: " .. u.id .. " defined now\n")
+                last_log["define " .. u.id] = nil
+            end
+        else
+            left[#left + 1] = u
+            log_limited("define " .. u.id, "cannot define " .. u.id .. " (" .. tostring(st) .. "): " ..
+                        tostring(err) .. "; retried every " .. RETRY_S .. " s, the database answers meanwhile")
+        end
+    end
+    pending = left
+end
+
+local named = {}
+for _, u in ipairs(URL_LIST) do
+    named[u.id] = true
+end
+
+-- The context if engine id ID can be used now, else nil (failure logged).
+local function ctx_for(id)
+    if usable[id] then
+        return ctx
+    end
+    define()
+    if ctx ~= nil and not named[id] then
+        usable[id] = true
+    end
+    if usable[id] then
+        return ctx
+    end
+    return nil
 end
 
 ---------------------------------------------------------------- password cache
@@ -64,15 +172,9 @@ local function challenge()
 end
 
 -- Digest check against the subscriber table.  Returns auth_db's code and,
--- on success, the plain password it loaded (load_credentials).  Counts the
--- checks that reached the table in htable dbq, per user: auth_db queries
--- the table once for each of the codes counted here (OK, wrong password,
--- unknown user, To/auth user mismatch); the others stop before the query.
-local function db_check(user)
+-- on success, the plain password it loaded (load_credentials).
+local function db_check()
     local rc = KSR.auth_db.auth_check(REALM, "subscriber", 1)
-    if rc == 1 or rc == -2 or rc == -3 or rc == -8 then
-        KSR.htable.sht_inc("dbq", user)
-    end
     if rc == 1 then
         return rc, KSR.pv.get("$avp(kvi_pw)")
     end
@@ -81,10 +183,14 @@ end
 
 local function cached_password(user)
     if MODE == "kvi" then
-        local pw, err, st = kv():fetch(ENGINE, "passwd_" .. user)
+        local k = ctx_for(ENGINE)
+        if k == nil then
+            return nil -- not defined (logged): the database answers
+        end
+        local pw, err, st = k:fetch(ENGINE, "passwd_" .. user)
         if pw == nil and st ~= "KVI_NOT_FOUND" then
-            -- The cache is down: authenticate from the database meanwhile.
-            KSR.warn("kvi fetch failed for " .. user .. " (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
+            log_limited("fetch " .. ENGINE, "fetch from " .. ENGINE .. " failed (" .. tostring(st) .. "): " ..
+                        tostring(err) .. "; the database answers meanwhile")
         end
         return pw
     elseif MODE == "htable" then
@@ -95,20 +201,22 @@ end
 
 local function cache_password(user, pw)
     if MODE == "kvi" then
-        local ok, err, st = kv():store(ENGINE, "passwd_" .. user, pw, LIFETIME)
+        local k = ctx_for(ENGINE)
+        if k == nil then
+            return
+        end
+        local ok, err, st = k:store(ENGINE, "passwd_" .. user, pw, LIFETIME)
         if not ok then
-            KSR.warn("kvi store failed for " .. user .. " (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
+            log_limited("store " .. ENGINE, "store to " .. ENGINE .. " failed (" .. tostring(st) .. "): " .. tostring(err))
         end
     elseif MODE == "htable" then
         KSR.htable.sht_sets("auth", user, pw) -- lifetime: the table's autoexpire
     end
 end
 
+-- A REGISTER with credentials, in its transaction (the challenge before it
+-- was sent statelessly by ksr_request_route).
 local function register()
-    if KSR.auth.has_credentials(REALM) < 0 then
-        challenge()
-        return
-    end
     local user = KSR.pv.get("$au")
     local pw = cached_password(user)
     if pw ~= nil then
@@ -118,7 +226,7 @@ local function register()
         end
     else
         local rc
-        rc, pw = db_check(user)
+        rc, pw = db_check()
         if rc ~= 1 then
             challenge()
             return
@@ -137,6 +245,74 @@ local function credit_key(user)
     return "credit_" .. user
 end
 
+-- Puts a settlement the credit store did not take into the journal
+-- (refund_<call-id> = "<user> <amount>"); a journal that cannot take it
+-- either is logged as lost, with what an operator needs to settle by hand.
+local function journal_refund(user, callid, amount)
+    local j = JOURNAL and ctx_for(JOURNAL)
+    if j ~= nil then
+        local ok, err, st = j:store(JOURNAL, "refund_" .. callid, user .. " " .. amount)
+        if ok then
+            KSR.notice("kvi-bill journaled user=" .. user .. " callid=" .. callid .. " refund=" .. amount .. "\n")
+            return
+        end
+        KSR.crit("kvi-bill journal " .. JOURNAL .. " failed (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
+    end
+    KSR.crit("kvi-bill-lost user=" .. user .. " callid=" .. callid .. " refund=" .. amount ..
+             " (not applied, not journaled: give it back by hand)\n")
+end
+
+-- Replays the journal (rtimer, every second; does the work every RETRY_S
+-- seconds).  Each entry is claimed by removing it, so that of several
+-- processes exactly one applies it; one the credit store refuses again is
+-- put back.  An add that timed out may have been applied: it is put back
+-- and logged (a refund given twice rather than lost).
+local next_replay = 0
+local function replay_journal()
+    local now = os.time()
+    if now < next_replay then
+        return
+    end
+    next_replay = now + RETRY_S
+    local j = ctx_for(JOURNAL)
+    local b = ctx_for(BILLING)
+    if j == nil or b == nil then
+        return
+    end
+    local keys, err, st = j:keys(JOURNAL, "refund_*")
+    if keys == nil then
+        log_limited("journal", "cannot list the journal " .. JOURNAL .. " (" .. tostring(st) .. "): " .. tostring(err))
+        return
+    end
+    for _, key in ipairs(keys) do
+        local v = j:fetch(JOURNAL, key)
+        local user, amount = (v or ""):match("^(%S+) (%d+)$")
+        if user ~= nil and j:remove(JOURNAL, key) then
+            local left, aerr, ast = b:add(BILLING, credit_key(user), tonumber(amount))
+            if left == nil then
+                j:store(JOURNAL, key, v)
+                log_limited("billing", "replay of " .. key .. " failed (" .. tostring(ast) .. "): " ..
+                            tostring(aerr) .. "; kept in the journal")
+                if ast == "KVI_E_TIMEOUT" then
+                    KSR.crit("kvi-bill replay timed out, may have been applied: " .. key .. "\n")
+                end
+                return
+            end
+            KSR.notice("kvi-bill replayed user=" .. user .. " callid=" .. key:sub(8) .. " refund=" .. amount ..
+                       " left=" .. tostring(left) .. "\n")
+        elseif user == nil and v ~= nil then
+            log_limited("journal-bad", "journal entry " .. key .. " is not '<user> <amount>': left alone")
+        end
+    end
+end
+
+-- rtimer (kamailio.cfg): the journal replay.
+function ksr_kvi_timer()
+    if BILLING ~= nil and JOURNAL ~= nil then
+        replay_journal()
+    end
+end
+
 local function invite()
     if BILLING == nil then
         KSR.rr.record_route()
@@ -147,16 +323,27 @@ local function invite()
     end
     local user = KSR.pv.get("$fU")
     local reserve = MAX_CALL_S * COST
+    local b = ctx_for(BILLING)
+    if b == nil then
+        KSR.sl.send_reply(503, "Billing unavailable") -- never a free call
+        return
+    end
     -- The bounded sub: applied only if the credit stays >= 0, atomically
     -- (one round trip on redis and Redis Cluster), so concurrent calls of
     -- one user on any proxy never spend more than there is.
-    local left, err, st, current = kv():sub(BILLING, credit_key(user), reserve, 0, {min = 0})
+    local left, err, st, current = b:sub(BILLING, credit_key(user), reserve, 0, {min = 0})
     if left == nil then
         if st == "KVI_OUT_OF_BOUNDS" then
             KSR.notice("kvi-bill refused user=" .. user .. " credit=" .. tostring(current) .. "\n")
             KSR.sl.send_reply(403, "Insufficient credit")
         else
-            KSR.err("kvi-bill reserve failed (" .. tostring(st) .. "): " .. tostring(err) .. "\n")
+            log_limited("billing", "reserve on " .. BILLING .. " failed (" .. tostring(st) .. "): " .. tostring(err) ..
+                        "; INVITEs get 503 meanwhile")
+            if st == "KVI_E_TIMEOUT" then
+                -- The sub may have been applied: say so, for reconciliation.
+                KSR.crit("kvi-bill reserve timed out, may have been applied: user=" .. user .. " amount=" ..
+                         reserve .. " callid=" .. tostring(KSR.pv.get("$ci")) .. "\n")
+            end
             KSR.sl.send_reply(503, "Billing unavailable")
         end
         return
@@ -174,11 +361,26 @@ local function invite()
     end
 end
 
--- Dialog events (modparam dialog event_callback).  dialog:end comes once
--- per answered call (BYE or timeout), dialog:failed once per call that was
--- never answered; both give back the unused part of the reservation.
+-- Seconds since the epoch with microseconds ($TV(Sn) = "sec.usec").
+local function now_s()
+    return tonumber(KSR.pv.get("$TV(Sn)")) or os.time()
+end
+
+-- Dialog events (modparam dialog event_callback).  dialog:start (the call
+-- is answered) notes the answer time to the microsecond; dialog:end comes
+-- once per answered call (BYE or timeout), dialog:failed once per call that
+-- was never answered.  The rounding rule: every STARTED second of an
+-- answered call is charged (2.1 s = 3 s), at most the reservation; the rest
+-- of the reservation is given back.
 function ksr_dialog_event(evname)
-    if BILLING == nil or (evname ~= "dialog:end" and evname ~= "dialog:failed") then
+    if BILLING == nil then
+        return
+    end
+    if evname == "dialog:start" then
+        KSR.pv.sets("$dlg_var(kvi_t0)", string.format("%.6f", now_s()))
+        return
+    end
+    if evname ~= "dialog:end" and evname ~= "dialog:failed" then
         return
     end
     local user = KSR.pv.get("$dlg_var(kvi_user)")
@@ -186,22 +388,31 @@ function ksr_dialog_event(evname)
     if user == nil or reserve == nil then
         return
     end
-    local secs, charge = 0, 0
+    local callid = tostring(KSR.pv.get("$dlg(callid)"))
+    local secs, charge, dur = 0, 0, 0
     if evname == "dialog:end" then
-        local start = tonumber(KSR.pv.get("$dlg(start_ts)") or "") or os.time()
-        secs = math.max(0, os.time() - start)
+        local t0 = tonumber(KSR.pv.get("$dlg_var(kvi_t0)") or "") or
+                   tonumber(KSR.pv.get("$dlg(start_ts)") or "") or now_s()
+        dur = math.max(0, now_s() - t0)
+        secs = math.ceil(dur)
         charge = math.min(reserve, secs * COST)
     end
     local refund = reserve - charge
+    local how = "applied"
     if refund > 0 then
-        local v, err, st = kv():add(BILLING, credit_key(user), refund)
+        local b = ctx_for(BILLING)
+        local v, err, st
+        if b ~= nil then
+            v, err, st = b:add(BILLING, credit_key(user), refund)
+        end
         if v == nil then
-            KSR.err("kvi-bill refund failed (" .. tostring(st) .. "): " .. tostring(err) ..
-                    " user=" .. user .. " refund=" .. refund .. "\n")
+            log_limited("billing", "refund on " .. BILLING .. " failed (" .. tostring(st) .. "): " .. tostring(err))
+            how = "journaled"
+            journal_refund(user, callid, refund)
         end
     end
-    KSR.notice(string.format("kvi-cdr user=%s callid=%s event=%s secs=%d charge=%d refund=%d\n",
-                             user, tostring(KSR.pv.get("$dlg(callid)")), evname, secs, charge, refund))
+    KSR.notice(string.format("kvi-cdr user=%s callid=%s event=%s duration=%.3f secs=%d charge=%d refund=%d settled=%s\n",
+                             user, callid, evname, dur, secs, charge, refund, how))
 end
 
 ---------------------------------------------------------------- routing
@@ -232,12 +443,19 @@ function ksr_request_route()
         end
         return
     end
+    if method == "REGISTER" and KSR.auth.has_credentials(REALM) < 0 then
+        -- The challenge is stateless: no transaction (kept ~5 s, ~10 KB of
+        -- shared memory each) for a reply that costs nothing to send again.
+        challenge()
+        return
+    end
     if method == "REGISTER" or method == "INVITE" then
-        -- A transaction first: a retransmission (sipp resends after 500 ms
-        -- without an answer) is absorbed here, or answered again by tm,
-        -- instead of asking the database or reserving credit a second time.
-        -- Replies below go out through it (send_reply, auth_challenge and
-        -- save reply statefully when a transaction exists).
+        -- A transaction where work is done once: a retransmission (sipp
+        -- resends after 500 ms without an answer) is absorbed here, or
+        -- answered again by tm, instead of asking the database or reserving
+        -- credit a second time.  Replies below go out through it
+        -- (send_reply, auth_challenge and save reply statefully when a
+        -- transaction exists).
         local rc = KSR.tm.t_newtran()
         if rc == 0 then
             return

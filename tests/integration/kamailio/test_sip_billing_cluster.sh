@@ -69,7 +69,7 @@ grep -h 'kvi-cdr ' "$KH_DIR/pa/kamailio.log" "$KH_DIR/pb/kamailio.log" |
     sed 's/.*kvi-cdr //' >"$KH_DIR/cdr.txt"
 grep -h 'kvi-bill reserved ' "$KH_DIR/pa/kamailio.log" "$KH_DIR/pb/kamailio.log" |
     sed 's/.*kvi-bill reserved //' >"$KH_DIR/reserved.txt"
-grep -h 'kvi-bill .*failed' "$KH_DIR/pa/kamailio.log" "$KH_DIR/pb/kamailio.log" && failed=1
+grep -h -E 'kvi: (reserve|refund|cannot define)|kvi-bill-lost' "$KH_DIR/pa/kamailio.log" "$KH_DIR/pb/kamailio.log" && failed=1
 
 for u in $(printf '%s\n' "${!CREDIT[@]}" | sort); do
     final=$("$KVI" -u "$URL" counter redis:billing "credit_$u") || kh_die "cannot read the credit of $u"
