@@ -1,7 +1,8 @@
 /*
- * error.h -- the one place where hiredis and server errors of the redis
- * engine become kvi statuses (with the detail message set).  Lowest layer:
- * calls nothing else of the engine.
+ * error.h -- the one place where server error replies of the redis engine
+ * become kvi statuses (with the detail message set; connection failures
+ * get theirs in conn.c and net.c).  Lowest layer: calls nothing else of
+ * the engine.
  */
 #ifndef KVI_REDIS_ERROR_H
 #define KVI_REDIS_ERROR_H
@@ -17,14 +18,6 @@
  * (kvi_engine_error masks any occurrence of the password).
  */
 kvi_status kvi__redis_reply_error(kvi_conn *c, const redisReply *r);
-
-/* Maps a failed hiredis context of server name (err_no: errno right after
- * the failing call; connecting: during connect and set-up) to a status. */
-kvi_status kvi__redis_io_error(kvi_conn *c, const char *name, const redisContext *ctx, int err_no,
-                               int connecting);
-
-/* KVI_E_TIMEOUT "connect to|request to NAME: timed out after N ms". */
-kvi_status kvi__redis_timed_out(kvi_conn *c, const char *name, int connecting);
 
 /* 1 when the error reply r is about authentication or permissions. */
 int kvi__redis_is_auth_error(const redisReply *r);

@@ -2,8 +2,6 @@
  * pool.c -- nodes, their idle connections and calls on one node (see
  * pool.h).
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +48,7 @@ struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16
         return NULL;
     }
     pthread_mutex_init(&n->mu, NULL);
+    kvi__redis_tls_cache_init(&n->tls_cache);
     atomic_init(&n->script_loaded, 0);
     return n;
 }
@@ -58,7 +57,7 @@ static void link_free(kvi_conn *c, struct kvi_redis_link *l)
 {
     if (l == NULL)
         return;
-    redisFree(l->ctx);
+    kvi__redis_conn_close(&l->conn);
     kvi_engine_free(c, l);
 }
 
@@ -73,6 +72,7 @@ void kvi__redis_node_free(kvi_conn *c, struct kvi_redis_node *n, int destroy_mut
     }
     if (destroy_mutex)
         pthread_mutex_destroy(&n->mu);
+    kvi__redis_tls_cache_free(&n->tls_cache, destroy_mutex);
     /* A parent's breaker after fork: its mutex is not ours to destroy. */
     if (destroy_mutex)
         kvi_breaker_free(c, n->breaker);
@@ -92,10 +92,9 @@ const char *kvi__redis_node_name(const struct kvi_redis_node *node)
 
 /* A pooled connection is dead when the server closed it (or sent something
  * nobody asked for): readable while idle. */
-static int link_alive(const struct kvi_redis_link *l)
+static int link_alive(struct kvi_redis_link *l)
 {
-    struct pollfd p = {.fd = l->ctx->fd, .events = POLLIN};
-    return l->ctx->err == 0 && poll(&p, 1, 0) == 0;
+    return kvi__redis_conn_idle_ok(&l->conn);
 }
 
 static struct kvi_redis_link *pool_pop(kvi_conn *c, struct kvi_redis_node *n)
@@ -140,8 +139,8 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     int select_db = atomic_load(&kvi__redis_priv(c)->mode) != KVI_REDIS_MODE_CLUSTER;
     int loaded = 0;
-    kvi_status s = kvi__redis_connect(c, &n->addr, select_db, !atomic_load(&n->script_loaded),
-                                      &loaded, &l->ctx);
+    kvi_status s = kvi__redis_connect(c, &n->addr, &n->tls_cache, select_db,
+                                      !atomic_load(&n->script_loaded), &loaded, &l->conn);
     if (s != KVI_OK) {
         kvi_engine_free(c, l);
         return s;
@@ -179,7 +178,7 @@ kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *n,
         return s;
     }
     *phase = KVI_REDIS_SENT;
-    s = kvi__redis_roundtrip(c, &n->addr, l->ctx, cmd, asking, &answered, out);
+    s = kvi__redis_roundtrip(c, &l->conn, cmd, asking, &answered, out);
     kvi_breaker_leave(c, n->breaker, n->addr.name, probe, answered ? KVI_OK : s);
     if (s == KVI_OK)
         pool_push(c, n, l);
@@ -219,14 +218,12 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t 
         return s;
     }
     for (size_t i = 0; i < count && s == KVI_OK; i++)
-        if (redisAppendCommandArgv(l->ctx, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK)
-            s = kvi__redis_io_error(c, n->addr.name, l->ctx, errno, 0);
+        s = kvi__redis_append(c, &l->conn, &cmds[i]);
     for (; got < count && s == KVI_OK; got++) {
-        void *v = NULL;
+        redisReply *v = NULL;
         /* Each reply gets the full timeout: a big batch is not a slow one. */
-        s = kvi__redis_get_reply(c, &n->addr, l->ctx,
-                                 kvi__redis_deadline_after(kvi__redis_priv(c)->cfg.timeout_ms), 0,
-                                 &v);
+        s = kvi__redis_get_reply(c, &l->conn,
+                                 kvi__redis_deadline_after(kvi__redis_priv(c)->cfg.timeout_ms), &v);
         replies[got] = v;
     }
     kvi_breaker_leave(c, n->breaker, n->addr.name, probe, got > 1 || s == KVI_OK ? KVI_OK : s);

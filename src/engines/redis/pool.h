@@ -15,7 +15,7 @@
 
 /* One open connection. */
 struct kvi_redis_link {
-    redisContext *ctx;
+    struct kvi_redis_conn conn;
     struct kvi_redis_link *next;
 };
 
@@ -28,6 +28,7 @@ struct kvi_redis_node {
     size_t nidle;
     atomic_int script_loaded;
     kvi_breaker *breaker;        /* marks the node down after repeated failures */
+    struct kvi_redis_tls_cache tls_cache; /* its last TLS session, for resumption */
     struct kvi_redis_node *next; /* the state's list of nodes */
 };
 

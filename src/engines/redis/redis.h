@@ -3,8 +3,11 @@
  * per-connection private part and one command to run.  Types only; each
  * concern has its own header:
  *
- *   error.h     hiredis and server errors -> kvi statuses (lowest layer)
- *   transport.h one hiredis context: connect, set-up, deadlines, read/write
+ *   error.h     server error replies -> kvi statuses (lowest layer)
+ *   net.h       byte streams: TCP, unix socket, TLS (OpenSSL) behind one ops struct
+ *   conn.h      one connection as a non-blocking state machine (connect, TLS,
+ *               AUTH/SELECT, requests, replies via hiredis's public reader)
+ *   transport.h the engine's settings on a connection, scripts, ASKING, WAIT
  *   deep.h      RESP2 reader of raw replies (any depth up to 64)
  *   pool.h      nodes (one server each) and their idle connections
  *   state.h     the per-process state (fork), the node registry
@@ -58,6 +61,7 @@ struct kvi_redis_cfg {
     unsigned wait_replicas;      /* WAIT for this many replicas after writes; 0 = no */
     uint32_t wait_timeout_ms;    /* the WAIT's own limit (default: timeout_ms) */
     kvi_breaker_options breaker; /* per node: down_after, down_for */
+    struct kvi_redis_tls *tls;   /* tls=yes: shared by every connection; NULL = plain */
 };
 
 /* Number of Lua scripts the engine keeps loaded on its servers. */
@@ -71,6 +75,7 @@ struct kvi_redis_script {
     _Atomic int sha_state;
 };
 
+struct kvi_redis_tls;   /* TLS settings (net.h) */
 struct kvi_redis_state; /* per-process connection state (state.h) */
 struct kvi_redis_node;  /* one server (pool.h) */
 
