@@ -4,13 +4,17 @@
  *
  *   kvi-conformance --url local://                 engine id from the URL
  *   kvi-conformance --url-file FILE                 first URL line of a config file
- *   kvi-conformance --server redis|memcached|memcached-pool|redis-cluster
+ *   kvi-conformance --server redis|redis-tls|memcached|memcached-pool|redis-cluster
  *                                                   start throwaway servers first
  *   options: --time virtual|real   (default: virtual for local, real otherwise)
  *            --ops N               adds per thread in the concurrency tests
  *            --filter GLOB         run only matching tests (cmocka filter)
  */
 #include "conformance.h"
+#include "testtls.h"
+
+/* --server redis-tls: the directory of its certificates. */
+static char *conf_certdir;
 
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -19,7 +23,7 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s (--url URL | --url-file FILE | --server "
-            "redis|redis-cluster|memcached|memcached-pool)\n"
+            "redis|redis-tls|redis-cluster|memcached|memcached-pool)\n"
             "          [--time virtual|real] [--ops N] [--filter GLOB]\n",
             argv0);
     exit(2);
@@ -59,6 +63,9 @@ static void stop_servers(void)
     for (size_t i = 0; i < conf_g.nservers; i++)
         kvi_ts_free(conf_g.servers[i]);
     conf_g.nservers = 0;
+    kvi_ts_remove_tree(conf_certdir);
+    free(conf_certdir);
+    conf_certdir = NULL;
 #ifdef KVI_HAVE_TESTCLUSTER
     kvi_tc_free(conf_g.cluster);
     conf_g.cluster = NULL;
@@ -74,6 +81,20 @@ static void start_servers(const char *what)
         if (r == KVI_TS_OK) {
             conf_g.nservers = 1;
             snprintf(conf_g.url, sizeof conf_g.url, "redis://127.0.0.1:%u/", kvi_ts_port(conf_g.servers[0]));
+        }
+    } else if (strcmp(what, "redis-tls") == 0) {
+        /* TLS only on the port the URL names; the server's name is
+         * checked against its certificate (localhost). */
+        uint16_t tls_port = 0;
+        r = kvi_ts_make_tempdir("certs", &conf_certdir);
+        if (r == KVI_TS_OK)
+            r = kvi_tt_make_certs(conf_certdir);
+        if (r == KVI_TS_OK)
+            r = kvi_tt_redis_start(&conf_g.servers[0], conf_certdir, "server", 0, NULL, &tls_port);
+        if (r == KVI_TS_OK) {
+            conf_g.nservers = 1;
+            snprintf(conf_g.url, sizeof conf_g.url, "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem",
+                     (unsigned)tls_port, conf_certdir);
         }
     } else if (strcmp(what, "memcached") == 0 || strcmp(what, "memcached-pool") == 0) {
         size_t want = strcmp(what, "memcached") == 0 ? 1 : 3;

@@ -48,9 +48,18 @@ static int conn_fail(struct kvi_redis_conn *conn, kvi_status st, const char *fmt
     return -1;
 }
 
-/* The socket's failure as the connection's. */
+/* The socket's failure as the connection's.  A TLS server that drops the
+ * connection right after the handshake, before answering anything, has
+ * refused our certificate (TLS 1.3 says so after the handshake; its alert
+ * may be lost to the reset our first request causes). */
 static int sock_failed(struct kvi_redis_conn *conn)
 {
+    if (conn->cfg.tls != NULL && conn->state == KVI_REDIS_CS_SETUP && !conn->answered &&
+        conn->sock.st == KVI_E_CONNECT)
+        return conn_fail(conn, KVI_E_AUTH,
+                         "%s right after the TLS handshake (the server refused our certificate "
+                         "or wants one: tls_cert, tls_key)",
+                         conn->sock.err);
     return conn_fail(conn, conn->sock.st, "%s", conn->sock.err);
 }
 
@@ -215,11 +224,20 @@ int kvi__redis_conn_read(struct kvi_redis_conn *conn, int block, redisReply **ou
         block = 0;
         if (n == KVI_REDIS_NET_AGAIN)
             return 0;
+        if (n == 0 && conn->cfg.tls != NULL && conn->state == KVI_REDIS_CS_SETUP) {
+            conn->sock.st = KVI_E_CONNECT;
+            snprintf(conn->sock.err, sizeof conn->sock.err, "TLS: server closed the connection");
+            return sock_failed(conn);
+        }
         if (n == 0)
             return conn_fail(conn, KVI_E_CONNECT, "server closed the connection%s",
                              conn->answered || conn->cfg.tls != NULL
                                  ? ""
                                  : " (does it expect TLS on this port? then add tls=yes)");
+        if (n < 0 && !conn->answered && conn->cfg.tls == NULL && conn->sock.st == KVI_E_CONNECT)
+            return conn_fail(conn, KVI_E_CONNECT, "%s (does it expect TLS on this port? then add "
+                                                  "tls=yes)",
+                             conn->sock.err);
         if (n < 0)
             return sock_failed(conn);
         if (guard_scan(conn, buf, (size_t)n) != 0)
@@ -553,7 +571,9 @@ static int wait_or_fail(struct kvi_redis_conn *conn, int64_t deadline)
     int connecting = conn->state < KVI_REDIS_CS_READY;
     return conn_fail(conn, KVI_E_TIMEOUT, "timed out after %u ms%s",
                      (unsigned)(connecting ? conn->cfg.connect_timeout_ms : conn->cfg.timeout_ms),
-                     conn->state == KVI_REDIS_CS_HANDSHAKE ? " in the TLS handshake" : "");
+                     conn->state == KVI_REDIS_CS_HANDSHAKE
+                         ? " in the TLS handshake (does the server speak TLS on this port?)"
+                         : "");
 }
 
 /* See conn.h. */

@@ -170,19 +170,24 @@ static void tls_init_once(void)
     cache_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-/* A server sent a session (TLS 1.3: after the handshake): keep the newest
- * one per server for the next connect. */
-static int new_session(SSL *ssl, SSL_SESSION *sess)
+/* A server sent a session (TLS 1.3: after the handshake): keep a copy of
+ * the newest one per server for the next connect.  A copy: OpenSSL marks
+ * the connection's own session unusable when the connection ends without
+ * a close_notify, as ours do. */
+static int new_session(SSL *ssl, SSL_SESSION *given)
 {
     struct kvi_redis_tls_cache *tc = SSL_get_ex_data(ssl, cache_index);
-    if (tc == NULL || !SSL_SESSION_is_resumable(sess))
+    if (tc == NULL || !SSL_SESSION_is_resumable(given))
+        return 0;
+    SSL_SESSION *sess = SSL_SESSION_dup(given);
+    if (sess == NULL)
         return 0;
     pthread_mutex_lock(&tc->mu);
     SSL_SESSION *old = tc->session;
     tc->session = sess;
     pthread_mutex_unlock(&tc->mu);
     SSL_SESSION_free(old);
-    return 1; /* we keep the reference */
+    return 0; /* OpenSSL keeps its own reference to given */
 }
 
 /* The reason of the newest OpenSSL error, or NULL; clears the queue. */
@@ -241,8 +246,14 @@ static int tls_result(struct kvi_redis_sock *s, int ret, int handshaking)
     long vr = SSL_get_verify_result(s->ssl);
     if (handshaking && vr != X509_V_OK) {
         s->st = KVI_E_AUTH;
-        snprintf(s->err, sizeof s->err, "TLS: server certificate refused: %s",
-                 X509_verify_cert_error_string(vr));
+        const char *hint =
+            vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH
+                ? "it does not name this host; tls_sni sets the name to check"
+            : vr == X509_V_ERR_CERT_HAS_EXPIRED || vr == X509_V_ERR_CERT_NOT_YET_VALID
+                ? "the server needs a valid certificate"
+                : "is tls_ca the CA that signed it?";
+        snprintf(s->err, sizeof s->err, "TLS: server certificate refused: %s (%s)",
+                 X509_verify_cert_error_string(vr), hint);
         return -1;
     }
     if (ec != 0 && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING && !handshaking)
@@ -253,7 +264,10 @@ static int tls_result(struct kvi_redis_sock *s, int ret, int handshaking)
                 : not_tls_reason(reason) ? KVI_E_PROTOCOL
                                          : KVI_E_CONNECT;
         snprintf(s->err, sizeof s->err, "TLS: %s%s", why != NULL ? why : "error",
-                 not_tls_reason(reason) ? " (the server does not speak TLS on this port?)" : "");
+                 not_tls_reason(reason) ? " (the server does not speak TLS on this port?)"
+                 : cert_reason(reason)
+                     ? " (the server refused our certificate or wants one: tls_cert, tls_key)"
+                     : "");
         return -1;
     }
     if (e == SSL_ERROR_SYSCALL && err_no != 0 && ret < 0) {

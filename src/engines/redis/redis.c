@@ -30,6 +30,9 @@ struct redis_options {
     int64_t wait_replicas;
     uint32_t wait_timeout_ms; /* 0: the timeout */
     kvi_breaker_options breaker;
+    int tls;
+    char *tls_ca, *tls_cert, *tls_key, *tls_sni;
+    int tls_verify;
 };
 
 static const kvi_option redis_options[] = {
@@ -45,6 +48,19 @@ static const kvi_option redis_options[] = {
     {"wait_timeout", KVI_OPT_MS, NULL, 1, INT32_MAX, NULL,
      offsetof(struct redis_options, wait_timeout_ms), "time limit of that WAIT (default: timeout)"},
     KVI_BREAKER_OPTIONS(struct redis_options, breaker),
+    {"tls", KVI_OPT_BOOL, "no", 0, 1, NULL, offsetof(struct redis_options, tls),
+     "talk TLS to every server (seeds, cluster nodes learned later, sentinels)"},
+    {"tls_ca", KVI_OPT_PATH, NULL, 0, 0, NULL, offsetof(struct redis_options, tls_ca),
+     "CA certificates (PEM file or directory) to check servers against (default: the "
+     "system's)"},
+    {"tls_cert", KVI_OPT_PATH, NULL, 0, 0, NULL, offsetof(struct redis_options, tls_cert),
+     "client certificate chain (PEM), for servers with tls-auth-clients yes"},
+    {"tls_key", KVI_OPT_PATH, NULL, 0, 0, NULL, offsetof(struct redis_options, tls_key),
+     "private key of tls_cert (PEM; default: in tls_cert's file)"},
+    {"tls_sni", KVI_OPT_STRING, NULL, 0, 0, NULL, offsetof(struct redis_options, tls_sni),
+     "server name sent and checked (default: the host when it is a name)"},
+    {"tls_verify", KVI_OPT_BOOL, "yes", 0, 1, NULL, offsetof(struct redis_options, tls_verify),
+     "check the server's chain and its name or address"},
     KVI_OPTION_END,
 };
 
@@ -68,6 +84,36 @@ static long parse_range(const char *v, long lo, long hi)
     return n;
 }
 
+/* The TLS settings of the URL, when tls=yes. */
+static kvi_status open_tls(kvi_conn *c, const struct redis_options *opt)
+{
+    struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+    const char *lone = opt->tls_ca     ? "tls_ca"
+                       : opt->tls_cert ? "tls_cert"
+                       : opt->tls_key  ? "tls_key"
+                       : opt->tls_sni  ? "tls_sni"
+                                       : NULL;
+    if (!opt->tls) {
+        if (lone != NULL)
+            return kvi_engine_error(c, KVI_E_INVALID, "option %s needs tls=yes", lone);
+        return KVI_OK;
+    }
+    if (opt->tls_key != NULL && opt->tls_cert == NULL)
+        return kvi_engine_error(c, KVI_E_INVALID, "option tls_key needs tls_cert");
+    struct kvi_redis_tls_opts o = {
+        .ca = opt->tls_ca,
+        .cert = opt->tls_cert,
+        .key = opt->tls_key,
+        .sni = opt->tls_sni != NULL && opt->tls_sni[0] != '\0' ? opt->tls_sni : NULL,
+        .verify = opt->tls_verify,
+    };
+    char err[320];
+    kvi_status s = kvi__redis_tls_new(&o, &cfg->tls, err, sizeof err);
+    if (s != KVI_OK)
+        return kvi_engine_error(c, s, "%s", err);
+    return KVI_OK;
+}
+
 static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
 {
     struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
@@ -82,6 +128,9 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
     cfg->breaker = opt->breaker;
     cfg->wait_replicas = (unsigned)opt->wait_replicas;
     cfg->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : cfg->timeout_ms;
+    kvi_status ts = open_tls(c, opt);
+    if (ts != KVI_OK)
+        return ts;
     if (opt->socket != NULL) {
         if (url->nhosts > 0)
             return kvi_engine_error(c, KVI_E_INVALID,
@@ -163,6 +212,7 @@ static void redis_close(kvi_conn *c)
     for (size_t i = 0; i < cfg->nhosts; i++)
         kvi_engine_free(c, cfg->hosts[i].host);
     kvi_engine_free(c, cfg->hosts);
+    kvi__redis_tls_free(cfg->tls);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -684,7 +734,7 @@ static kvi_status redis_remove_chunk(kvi_conn *c, const char *glob, size_t glob_
 static const struct kvi_engine kvi_engine_redis = {
     .abi_version = KVI_ENGINE_ABI,
     .name = "redis",
-    .description = "Redis (standalone, failover list or Redis Cluster) via hiredis",
+    .description = "Redis (standalone, failover list or Redis Cluster; TLS)",
     .caps = KVI_CAP_TTL | KVI_CAP_COUNTERS | KVI_CAP_NEG_COUNTERS | KVI_CAP_BINARY |
             KVI_CAP_ITERATE | KVI_CAP_RAW_QUERY | KVI_CAP_PERSISTENT | KVI_CAP_SHARED |
             KVI_CAP_CONDITIONAL,

@@ -97,7 +97,9 @@ kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
     kvi_status s = kvi__redis_conn_open(conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms));
     if (s != KVI_OK)
         s = conn_error(c, conn);
-    else if (load)
+    else if (kvi__redis_tls_resumed(&conn->sock))
+        kvi_engine_log(c, KVI_LOG_DEBUG, "connected to %s, TLS session resumed", a->name);
+    if (s == KVI_OK && load)
         s = load_scripts(c, conn, scripts_loaded);
     if (s != KVI_OK)
         kvi__redis_conn_close(conn);
