@@ -37,9 +37,11 @@ extern "C" {
  * has those slots NULL (zero-initialised reserved_) and the core accepts
  * any abi_version from 1 to its own (an ABI-1 engine's reserved_ words are
  * ignored).  ABI 2: add_bounded and store_nx (KVI_CAP_CONDITIONAL) from
- * reserved_[0..1], option_table and options_size from reserved_[2..3]; see
- * docs/engines/writing.md for everything ABI 2 added. */
-#define KVI_ENGINE_ABI 2
+ * reserved_[0..1], option_table and options_size from reserved_[2..3].
+ * ABI 3: the optional batch slot, taken from the first word of the spare
+ * room (reserved_[0] of ABI 2); the core reads it only from engines of ABI
+ * 3 or later.  See docs/engines/writing.md for what each version added. */
+#define KVI_ENGINE_ABI 3
 
 /* ---------------------------------------------------------------------- */
 /* Declared URL options (ABI 2)                                             */
@@ -88,6 +90,54 @@ typedef struct kvi_option {
 /* clang-format off */
 #define KVI_OPTION_END {NULL, (kvi_option_kind)0, NULL, 0, 0, NULL, 0, NULL}
 /* clang-format on */
+
+/* ---------------------------------------------------------------------- */
+/* Batches (ABI 3)                                                          */
+
+/*
+ * One operation of a batch as the engine's batch slot sees it.  The core
+ * has checked its arguments as for the single call and emptied the
+ * results.  kind is never KVI_OP_SUB or KVI_OP_SUB_BOUNDED: those arrive as
+ * KVI_OP_ADD / KVI_OP_ADD_BOUNDED with delta already negated.  The engine
+ * ends every operation with kvi_batch_op_done() (or kvi_batch_op_single());
+ * one it leaves open becomes KVI_E_INTERNAL.
+ */
+typedef struct kvi_batch_op {
+    kvi_op_kind kind;
+    const void *key; /* 1..KVI_MAX_KEY_LEN bytes; NULL for KVI_OP_RAW_QUERY */
+    size_t key_len;
+    const void *val; /* store, store_nx: the value; raw query: the query text */
+    size_t val_len;
+    int64_t expire_s;
+    int64_t delta;    /* add, add_bounded (negated for sub) */
+    int64_t min, max; /* add_bounded */
+
+    /* Results, written by the engine before kvi_batch_op_done(). */
+    kvi_value value;  /* fetch: fill with kvi_value_set()/kvi_value_alloc() */
+    int64_t integer;  /* add, add_bounded (also on KVI_OUT_OF_BOUNDS), counter_fetch */
+    kvi_reply *reply; /* raw query */
+    /* Set by the core: whether the op changes state and must never be sent
+     * twice (store_nx, add, add_bounded). */
+    int no_resend;
+    /* Set by kvi_batch_op_done() (read-only for engines): the outcome, and
+     * whether the op has ended. */
+    kvi_status status;
+    int done;
+    void *reserved_[4];
+} kvi_batch_op;
+
+/* Ends op with status st (the normal outcomes or an error).  For an error
+ * the calling thread's current detail message (kvi_engine_error) becomes
+ * the op's message.  A state-changing op (op->no_resend) that was written
+ * to the server and got no answer must end with KVI_E_OUTCOME_UNKNOWN. */
+KVI_EXPORT void kvi_batch_op_done(kvi_conn *c, kvi_batch_op *op, kvi_status st);
+
+/* Runs op through the engine's own single-operation slot (store, fetch,
+ * ...) and ends it, for the ops a batch slot does not group.  A
+ * state-changing op failing with KVI_E_TIMEOUT, KVI_E_IO or KVI_E_PROTOCOL
+ * ends with KVI_E_OUTCOME_UNKNOWN (the slot cannot say whether it was
+ * sent).  Returns the op's final status. */
+KVI_EXPORT kvi_status kvi_batch_op_single(kvi_conn *c, kvi_batch_op *op);
 
 struct kvi_engine {
     uint32_t abi_version; /* KVI_ENGINE_ABI */
@@ -153,7 +203,17 @@ struct kvi_engine {
     const kvi_option *option_table;
     size_t options_size;
 
-    void *reserved_[4]; /* room to grow without breaking the ABI */
+    /* ABI 3, optional: runs n operations of this connection (n >= 1, in
+     * the order they were added) in as few round trips as the store
+     * allows, ending each with kvi_batch_op_done().  deadline_ms is the
+     * kvi_monotonic_ms() time by which the whole batch must be done (0:
+     * only the connection's own timeouts); an op not sent by then ends with
+     * KVI_E_TIMEOUT.  Operations on one key must take effect in their
+     * order.  Without this slot the core runs the ops one by one through
+     * the single-operation slots. */
+    void (*batch)(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms);
+
+    void *reserved_[3]; /* room to grow without breaking the ABI */
 };
 
 /* Marks the one symbol a module exports. */

@@ -76,7 +76,8 @@ extern "C" {
     X(E_CORRUPT, 19, "corrupt or unreadable data", 20)                                             \
     X(E_INTERNAL, 20, "internal error", 21)                                                        \
     X(OUT_OF_BOUNDS, 21, "change refused: result would leave [min, max]", 22)                      \
-    X(KEY_EXISTS, 22, "key exists; not stored", 23)
+    X(KEY_EXISTS, 22, "key exists; not stored", 23)                                               \
+    X(E_OUTCOME_UNKNOWN, 23, "sent but not answered: the change may or may not be applied", 24)
 
 typedef enum kvi_status {
 #define KVI__STATUS_ENUM(name, num, msg, exitcode) KVI_##name = num,
@@ -85,12 +86,14 @@ typedef enum kvi_status {
 } kvi_status;
 
 /* Number of status codes defined by this version (one past the largest). */
-#define KVI_STATUS_COUNT 23
+#define KVI_STATUS_COUNT 24
 
 /* 1 when st is an error (neither success nor one of the normal outcomes
  * KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS); what kvi_stats.errors
  * counts.  Codes 2..20 are the errors of this version; KVI_OUT_OF_BOUNDS
- * and KVI_KEY_EXISTS were appended later and are refusals, not errors.
+ * and KVI_KEY_EXISTS were appended later and are refusals, not errors;
+ * KVI_E_OUTCOME_UNKNOWN (a batch's state-changing operation that was sent
+ * but never answered) is an error.
  * st is evaluated more than once. */
 #define KVI_STATUS_IS_ERROR(st)                                                                    \
     ((st) != KVI_OK && (st) != KVI_NOT_FOUND && (st) != KVI_OUT_OF_BOUNDS && (st) != KVI_KEY_EXISTS)
@@ -421,6 +424,133 @@ KVI_EXPORT kvi_status kvi_conn_ttl(kvi_conn *c, const void *key, size_t key_len,
  * server (local) answers KVI_OK without I/O. */
 KVI_EXPORT kvi_status kvi_ping(kvi *k, const char *id);
 KVI_EXPORT kvi_status kvi_conn_ping(kvi_conn *c);
+
+/* ---------------------------------------------------------------------- */
+/* Batches: many operations, one round trip per server                     */
+
+/* Opaque batch of operations (docs/batch.md).  Owned by the caller, freed
+ * with kvi_batch_free(); used by one thread at a time (different batches of
+ * one context may run in different threads at once). */
+typedef struct kvi_batch kvi_batch;
+
+/* The kind of an operation of a batch. */
+typedef enum kvi_op_kind {
+    KVI_OP_STORE = 1,
+    KVI_OP_STORE_NX = 2,
+    KVI_OP_FETCH = 3,
+    KVI_OP_REMOVE = 4,
+    KVI_OP_ADD = 5,
+    KVI_OP_SUB = 6,
+    KVI_OP_ADD_BOUNDED = 7,
+    KVI_OP_SUB_BOUNDED = 8,
+    KVI_OP_COUNTER_FETCH = 9,
+    KVI_OP_RAW_QUERY = 10
+} kvi_op_kind;
+
+/* A new empty batch of context k in *out.  KVI_E_INVALID (NULL arguments),
+ * KVI_E_NOMEM.  The batch must be freed before the context. */
+KVI_EXPORT kvi_status kvi_batch_new(kvi *k, kvi_batch **out);
+
+/* Frees a batch with its copies of keys and values and every result
+ * (values, replies, messages).  NULL is accepted. */
+KVI_EXPORT void kvi_batch_free(kvi_batch *b);
+
+/* Empties a batch (operations and results) for reuse; keeps its memory. */
+KVI_EXPORT void kvi_batch_clear(kvi_batch *b);
+
+/*
+ * Adding operations.  Each call appends one operation to the batch, with
+ * the arguments of the single call of the same name (kvi_store, kvi_fetch,
+ * ...); keys, values and queries are copied, so the caller's buffers may
+ * be reused at once.  The operation's index is its position in the order
+ * of the calls, from 0 (kvi_batch_count() - 1 right after the call).
+ * Nothing is sent before kvi_batch_run().
+ * Returns KVI_OK when the operation is queued.  An argument that the
+ * single call would reject (KVI_E_INVALID, KVI_E_UNSUPPORTED,
+ * KVI_E_UNKNOWN_ENGINE for an id that is not defined) is returned here and
+ * also becomes the operation's final status: it still takes its index and
+ * is never sent.  Only KVI_E_NOMEM (nothing appended) and KVI_E_INVALID for
+ * a NULL batch leave the count unchanged.
+ */
+KVI_EXPORT kvi_status kvi_batch_store(kvi_batch *b, const char *id, const void *key,
+                                      size_t key_len, const void *val, size_t val_len,
+                                      int64_t expire_s);
+KVI_EXPORT kvi_status kvi_batch_store_nx(kvi_batch *b, const char *id, const void *key,
+                                         size_t key_len, const void *val, size_t val_len,
+                                         int64_t expire_s);
+KVI_EXPORT kvi_status kvi_batch_fetch(kvi_batch *b, const char *id, const void *key,
+                                      size_t key_len);
+KVI_EXPORT kvi_status kvi_batch_remove(kvi_batch *b, const char *id, const void *key,
+                                       size_t key_len);
+KVI_EXPORT kvi_status kvi_batch_add(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                                    int64_t delta, int64_t expire_s);
+KVI_EXPORT kvi_status kvi_batch_sub(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                                    int64_t delta, int64_t expire_s);
+KVI_EXPORT kvi_status kvi_batch_add_bounded(kvi_batch *b, const char *id, const void *key,
+                                            size_t key_len, int64_t delta, int64_t expire_s,
+                                            int64_t min, int64_t max);
+KVI_EXPORT kvi_status kvi_batch_sub_bounded(kvi_batch *b, const char *id, const void *key,
+                                            size_t key_len, int64_t delta, int64_t expire_s,
+                                            int64_t min, int64_t max);
+KVI_EXPORT kvi_status kvi_batch_counter_fetch(kvi_batch *b, const char *id, const void *key,
+                                              size_t key_len);
+KVI_EXPORT kvi_status kvi_batch_raw_query(kvi_batch *b, const char *id, const char *query,
+                                          size_t query_len);
+
+/*
+ * Runs every operation added since the last run: the operations of one
+ * engine id go to its engine together (a Redis pipeline, a memcached
+ * multi-get, ...; an engine without batch support runs them one by one),
+ * and operations on one key take effect in the order they were added.
+ * timeout_ms bounds the whole run (0: no bound beyond each connection's
+ * own timeouts); an operation not sent when it passes fails with
+ * KVI_E_TIMEOUT.  A state-changing operation (store_nx, add, sub and the
+ * bounded ones) is never sent twice: when it was sent and no answer came
+ * its status is KVI_E_OUTCOME_UNKNOWN.
+ * Returns KVI_OK when every operation ended in KVI_OK or a normal outcome
+ * (KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS), else the status of
+ * the first operation (by index) that ended in an error; the results of
+ * the others are valid either way.  KVI_E_INVALID for a NULL batch,
+ * KVI_E_NOMEM when the run could not start (nothing sent).  More
+ * operations may be added afterwards and run by the next call.
+ */
+KVI_EXPORT kvi_status kvi_batch_run(kvi_batch *b, uint32_t timeout_ms);
+
+/* Number of operations in the batch. */
+KVI_EXPORT size_t kvi_batch_count(const kvi_batch *b);
+
+/* Number of operations that ended in an error (KVI_STATUS_IS_ERROR). */
+KVI_EXPORT size_t kvi_batch_failed(const kvi_batch *b);
+
+/* Kind of operation i; 0 when i is out of range. */
+KVI_EXPORT kvi_op_kind kvi_batch_kind(const kvi_batch *b, size_t i);
+
+/* Status of operation i: its outcome once run (KVI_OK, KVI_NOT_FOUND,
+ * KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS or an error), the rejection of its
+ * arguments, or KVI_E_INVALID when i is out of range or it has not run. */
+KVI_EXPORT kvi_status kvi_batch_status(const kvi_batch *b, size_t i);
+
+/* Detail message of operation i when its status is an error, else "";
+ * owned by the batch, never contains a password. */
+KVI_EXPORT const char *kvi_batch_errmsg(const kvi_batch *b, size_t i);
+
+/* Value fetched by operation i (a fetch that ended KVI_OK): its bytes,
+ * NUL-terminated (the NUL not counted in *len, which may be NULL), owned
+ * by the batch until it is cleared or freed; NULL otherwise. */
+KVI_EXPORT const char *kvi_batch_value(const kvi_batch *b, size_t i, size_t *len);
+
+/* Moves the value of operation i into *out (which must be empty or
+ * KVI_VALUE_INIT); the caller then frees it with kvi_value_free.  KVI_OK,
+ * or KVI_E_INVALID (no value to take; *out left empty). */
+KVI_EXPORT kvi_status kvi_batch_take_value(kvi_batch *b, size_t i, kvi_value *out);
+
+/* Integer of operation i: the new value of add/sub and the bounded ones
+ * (the current value when refused with KVI_OUT_OF_BOUNDS), the counter of
+ * counter_fetch; 0 otherwise. */
+KVI_EXPORT int64_t kvi_batch_integer(const kvi_batch *b, size_t i);
+
+/* Reply tree of raw query i (KVI_OK), owned by the batch; NULL otherwise. */
+KVI_EXPORT const kvi_reply *kvi_batch_reply(const kvi_batch *b, size_t i);
 
 /* ---------------------------------------------------------------------- */
 /* Statistics                                                              */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/ids.h"
+#include "core/ops.h"
 
 #define GLOB_MAX_LEN 4096u
 
@@ -552,4 +553,96 @@ kvi_status kvi_stats_get(kvi *k, const char *id, kvi_stats *out)
     if (out != NULL)
         memset(out, 0, sizeof *out);
     WITH_CONN(k, id, kvi_conn_stats(c_, out));
+}
+
+/* ---- batches (batch.c) -------------------------------------------------- */
+
+/* The checks of the single call of kind, for one operation of a batch. */
+kvi_status kvi__op_check(kvi_conn *c, kvi_op_kind kind, const kvi_batch_op *op)
+{
+    static const char *const names[] = {
+        [KVI_OP_STORE] = "store",           [KVI_OP_STORE_NX] = "store_nx",
+        [KVI_OP_FETCH] = "fetch",           [KVI_OP_REMOVE] = "remove",
+        [KVI_OP_ADD] = "add",               [KVI_OP_SUB] = "sub",
+        [KVI_OP_ADD_BOUNDED] = "add_bounded", [KVI_OP_SUB_BOUNDED] = "sub_bounded",
+        [KVI_OP_COUNTER_FETCH] = "counter_fetch", [KVI_OP_RAW_QUERY] = "raw_query",
+    };
+    const char *name = names[kind];
+    kvi_status st = KVI_OK;
+    switch (kind) {
+    case KVI_OP_STORE_NX:
+        st = check_cap(c, name, KVI_CAP_CONDITIONAL, "store-if-absent");
+        /* fall through */
+    case KVI_OP_STORE:
+        if (st == KVI_OK)
+            st = check_store(c, name, op->key, op->key_len, op->val, op->val_len, op->expire_s);
+        return st;
+    case KVI_OP_FETCH:
+    case KVI_OP_REMOVE:
+        return check_key(c, name, op->key, op->key_len);
+    case KVI_OP_ADD:
+    case KVI_OP_SUB:
+    case KVI_OP_ADD_BOUNDED:
+    case KVI_OP_SUB_BOUNDED: {
+        int bounded = kind == KVI_OP_ADD_BOUNDED || kind == KVI_OP_SUB_BOUNDED;
+        st = check_key(c, name, op->key, op->key_len);
+        if (st == KVI_OK)
+            st = bounded ? check_cap(c, name, KVI_CAP_CONDITIONAL, "bounded counters")
+                         : check_cap(c, name, KVI_CAP_COUNTERS, "counters");
+        if (st == KVI_OK)
+            st = check_expire(c, name, op->expire_s);
+        if (st == KVI_OK && bounded && op->min > op->max)
+            st = reject(c, KVI_E_INVALID, name, "min is greater than max");
+        if (st == KVI_OK && op->delta == INT64_MIN && (kind == KVI_OP_SUB || kind == KVI_OP_SUB_BOUNDED))
+            st = reject(c, KVI_E_INVALID, name, "delta -9223372036854775808 cannot be negated");
+        return st;
+    }
+    case KVI_OP_COUNTER_FETCH:
+        st = check_key(c, name, op->key, op->key_len);
+        return st == KVI_OK ? check_cap(c, name, KVI_CAP_COUNTERS, "counters") : st;
+    case KVI_OP_RAW_QUERY:
+        if (op->val == NULL || op->val_len == 0)
+            return reject(c, KVI_E_INVALID, name, "query is empty");
+        if (op->val_len > KVI_MAX_QUERY_LEN)
+            return reject(c, KVI_E_INVALID, name, "query is longer than 1 MiB");
+        return check_cap(c, name, KVI_CAP_RAW_QUERY, "raw query language");
+    }
+    return kvi_engine_error(c, KVI_E_INVALID, "batch: unknown operation kind %d", (int)kind);
+}
+
+/* Start of a batch's timing on c: 0 when timing is off. */
+uint64_t kvi__op_batch_begin(kvi_conn *c, int *coarse)
+{
+    uint64_t slow_us = atomic_load_explicit(&c->k->slow_us, memory_order_relaxed);
+    *coarse = slow_us >= COARSE_MIN_THRESHOLD_US;
+    return slow_us ? kvi__clock_us(*coarse) : 0;
+}
+
+/* Counts the n ended ops of one batch on c (ops, errors, misses) and its
+ * time (one slow batch counts once, with its size in the log line). */
+void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, kvi_batch_op *const *ops, size_t n)
+{
+    struct kvi__stat_stripe *s = my_stripe(c);
+    uint64_t errors = 0, misses = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->status == KVI_NOT_FOUND)
+            misses++;
+        else if (KVI_STATUS_IS_ERROR(ops[i]->status))
+            errors++;
+    }
+    bump(&s->ops, n);
+    if (errors)
+        bump(&s->errors, errors);
+    if (misses)
+        bump(&s->misses, misses);
+    uint64_t slow_us = atomic_load_explicit(&c->k->slow_us, memory_order_relaxed);
+    if (t0 != 0 && slow_us != 0) {
+        uint64_t dt = kvi__clock_us(coarse) - t0;
+        bump(&s->total_us, dt);
+        if (dt > slow_us) {
+            bump(&s->slow_ops, 1);
+            kvi_engine_log(c, KVI_LOG_WARN, "slow batch of %zu operations: %llu us (threshold %llu us)",
+                           n, (unsigned long long)dt, (unsigned long long)slow_us);
+        }
+    }
 }

@@ -10,6 +10,7 @@
  *   query.c        raw query, keys and remove by glob
  *   conditional.c  bounded add/sub and store-if-absent (KVI_CAP_CONDITIONAL)
  *   bad_input.c    KVI_E_INVALID before any engine runs
+ *   batch.c        batches: many operations of any kind run together
  *   fixture.c      the run configuration and the per-test fixture
  *   main.c         options, throwaway servers, the list of blocks
  *
@@ -117,7 +118,8 @@ typedef struct conf_block {
 } conf_block;
 
 extern const conf_block conf_store_block, conf_expiry_block, conf_counters_block,
-    conf_concurrency_block, conf_query_block, conf_conditional_block, conf_bad_input_block;
+    conf_concurrency_block, conf_query_block, conf_conditional_block, conf_bad_input_block,
+    conf_batch_block;
 
 
 static inline void track(fx *f, const tkey *k)

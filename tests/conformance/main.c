@@ -247,7 +247,7 @@ int main(int argc, char **argv)
     const conf_block *blocks[] = {&conf_store_block,       &conf_expiry_block,
                                   &conf_counters_block,    &conf_concurrency_block,
                                   &conf_query_block,       &conf_conditional_block,
-                                  &conf_bad_input_block};
+                                  &conf_bad_input_block,   &conf_batch_block};
     size_t ntests = 0;
     for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
         ntests += blocks[i]->count;

@@ -1,0 +1,514 @@
+/*
+ * batch.c -- batches: many operations on any engine ids, run together.
+ *
+ * Adding an operation checks its arguments once, with the checks of the
+ * single call (ops.c), and copies its key and value into the batch's own
+ * memory.  Running groups the operations per engine id (in the order they
+ * were added) and hands each group to the engine's batch slot, or, for an
+ * engine without one, runs it one by one through the single-operation
+ * slots.  Every operation ends through kvi_batch_op_done(), the one place
+ * that stores its status and message and empties what a failure leaves.
+ * Invariant: items[0..nrun) have all ended; an item that ended at add time
+ * (a rejected argument) may sit anywhere after that.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/ops.h"
+
+#define CHUNK_MIN 65536u
+
+struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    max_align_t data[]; /* cap bytes */
+};
+
+struct batch_item {
+    kvi_batch_op op;  /* what the engine sees */
+    kvi_conn *c;      /* NULL when the id was not defined */
+    kvi_op_kind kind; /* the caller's (SUB kinds kept) */
+    int ended;
+    char *msg; /* detail message of an error, or NULL */
+};
+
+struct kvi_batch {
+    kvi *k;
+    struct batch_item *items;
+    size_t n, cap, nrun;
+    struct chunk *chunks; /* newest first */
+};
+
+#define ITEM_OF(op) ((struct batch_item *)(void *)((char *)(op) - offsetof(struct batch_item, op)))
+
+kvi_status kvi_batch_new(kvi *k, kvi_batch **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (k == NULL || out == NULL)
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    kvi_batch *b = kvi__calloc(k, 1, sizeof *b);
+    if (b == NULL)
+        return kvi__error(k, KVI_E_NOMEM, "out of memory creating a batch");
+    b->k = k;
+    *out = b;
+    return KVI_OK;
+}
+
+static void item_release(kvi *k, struct batch_item *it)
+{
+    kvi_value_free(&it->op.value);
+    kvi_reply_free(it->op.reply);
+    it->op.reply = NULL;
+    kvi__free(k, it->msg);
+    it->msg = NULL;
+}
+
+void kvi_batch_clear(kvi_batch *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        item_release(b->k, &b->items[i]);
+    b->n = 0;
+    b->nrun = 0;
+    /* Keep the newest chunk (the largest so far is likely enough next time). */
+    struct chunk *keep = b->chunks;
+    if (keep != NULL) {
+        struct chunk *ch = keep->next;
+        while (ch != NULL) {
+            struct chunk *next = ch->next;
+            kvi__free(b->k, ch);
+            ch = next;
+        }
+        keep->next = NULL;
+        keep->used = 0;
+    }
+}
+
+void kvi_batch_free(kvi_batch *b)
+{
+    if (b == NULL)
+        return;
+    kvi_batch_clear(b);
+    kvi__free(b->k, b->chunks);
+    kvi__free(b->k, b->items);
+    kvi__free(b->k, b);
+}
+
+/* A copy of len bytes (plus a NUL) in the batch's memory; NULL when short. */
+static void *copy_in(kvi_batch *b, const void *src, size_t len)
+{
+    size_t need = len + 1;
+    struct chunk *ch = b->chunks;
+    if (ch == NULL || ch->cap - ch->used < need) {
+        size_t cap = need > CHUNK_MIN ? need : CHUNK_MIN;
+        if (cap > SIZE_MAX - sizeof *ch)
+            return NULL;
+        ch = kvi__malloc(b->k, sizeof *ch + cap);
+        if (ch == NULL)
+            return NULL;
+        ch->cap = cap;
+        ch->used = 0;
+        ch->next = b->chunks;
+        b->chunks = ch;
+    }
+    char *p = (char *)ch->data + ch->used;
+    if (len > 0)
+        memcpy(p, src, len);
+    p[len] = '\0';
+    ch->used += need;
+    return p;
+}
+
+/* Ends it at add time (an id or argument the single call would refuse) with
+ * the detail message that refusal set. */
+static void end_rejected(kvi_batch *b, struct batch_item *it, kvi_status st)
+{
+    it->op.status = st;
+    it->op.done = 1;
+    it->ended = 1;
+    const char *m = kvi_errmsg(b->k);
+    it->msg = kvi__strdup(b->k, m[0] ? m : kvi_strerror(st));
+}
+
+/* The one adder behind kvi_batch_store, _fetch, ... */
+static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, const void *key,
+                            size_t key_len, const void *val, size_t val_len, int64_t expire_s,
+                            int64_t delta, int64_t min, int64_t max)
+{
+    if (b == NULL)
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct batch_item *items = kvi__realloc(b->k, b->items, cap * sizeof *items);
+        if (items == NULL)
+            return kvi__error(b->k, KVI_E_NOMEM, "out of memory adding to a batch");
+        b->items = items;
+        b->cap = cap;
+    }
+    struct batch_item *it = &b->items[b->n];
+    memset(it, 0, sizeof *it);
+    it->kind = kind;
+    kvi_batch_op *op = &it->op;
+    op->kind = kind;
+    op->key = key;
+    op->key_len = key_len;
+    op->val = val;
+    op->val_len = val_len;
+    op->expire_s = expire_s;
+    op->delta = delta;
+    op->min = min;
+    op->max = max;
+    op->status = KVI_E_INVALID; /* "not run yet" until it ends */
+
+    kvi_status st = kvi_conn_get(b->k, id, &it->c);
+    if (st == KVI_OK) {
+        kvi__clear_error();
+        st = kvi__op_check(it->c, kind, op);
+    }
+    if (st != KVI_OK) {
+        op->key = op->val = NULL;
+        end_rejected(b, it, st);
+        b->n++;
+        return st;
+    }
+    if (kind != KVI_OP_RAW_QUERY) {
+        op->key = copy_in(b, key, key_len);
+        if (op->key == NULL)
+            return kvi__error(b->k, KVI_E_NOMEM, "out of memory adding to a batch");
+    }
+    if (kind == KVI_OP_STORE || kind == KVI_OP_STORE_NX || kind == KVI_OP_RAW_QUERY) {
+        op->val = copy_in(b, val != NULL ? val : "", val_len);
+        if (op->val == NULL)
+            return kvi__error(b->k, KVI_E_NOMEM, "out of memory adding to a batch");
+    } else {
+        op->val = NULL;
+        op->val_len = 0;
+    }
+    if (kind == KVI_OP_SUB || kind == KVI_OP_SUB_BOUNDED) {
+        op->delta = -delta; /* the check refused INT64_MIN */
+        op->kind = kind == KVI_OP_SUB ? KVI_OP_ADD : KVI_OP_ADD_BOUNDED;
+    }
+    op->no_resend =
+        op->kind == KVI_OP_STORE_NX || op->kind == KVI_OP_ADD || op->kind == KVI_OP_ADD_BOUNDED;
+    b->n++;
+    kvi__discard_error();
+    return KVI_OK;
+}
+
+kvi_status kvi_batch_store(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                           const void *val, size_t val_len, int64_t expire_s)
+{
+    return batch_add(b, KVI_OP_STORE, id, key, key_len, val, val_len, expire_s, 0, 0, 0);
+}
+
+kvi_status kvi_batch_store_nx(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                              const void *val, size_t val_len, int64_t expire_s)
+{
+    return batch_add(b, KVI_OP_STORE_NX, id, key, key_len, val, val_len, expire_s, 0, 0, 0);
+}
+
+kvi_status kvi_batch_fetch(kvi_batch *b, const char *id, const void *key, size_t key_len)
+{
+    return batch_add(b, KVI_OP_FETCH, id, key, key_len, NULL, 0, 0, 0, 0, 0);
+}
+
+kvi_status kvi_batch_remove(kvi_batch *b, const char *id, const void *key, size_t key_len)
+{
+    return batch_add(b, KVI_OP_REMOVE, id, key, key_len, NULL, 0, 0, 0, 0, 0);
+}
+
+kvi_status kvi_batch_add(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                         int64_t delta, int64_t expire_s)
+{
+    return batch_add(b, KVI_OP_ADD, id, key, key_len, NULL, 0, expire_s, delta, 0, 0);
+}
+
+kvi_status kvi_batch_sub(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                         int64_t delta, int64_t expire_s)
+{
+    return batch_add(b, KVI_OP_SUB, id, key, key_len, NULL, 0, expire_s, delta, 0, 0);
+}
+
+kvi_status kvi_batch_add_bounded(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                                 int64_t delta, int64_t expire_s, int64_t min, int64_t max)
+{
+    return batch_add(b, KVI_OP_ADD_BOUNDED, id, key, key_len, NULL, 0, expire_s, delta, min, max);
+}
+
+kvi_status kvi_batch_sub_bounded(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                                 int64_t delta, int64_t expire_s, int64_t min, int64_t max)
+{
+    return batch_add(b, KVI_OP_SUB_BOUNDED, id, key, key_len, NULL, 0, expire_s, delta, min, max);
+}
+
+kvi_status kvi_batch_counter_fetch(kvi_batch *b, const char *id, const void *key, size_t key_len)
+{
+    return batch_add(b, KVI_OP_COUNTER_FETCH, id, key, key_len, NULL, 0, 0, 0, 0, 0);
+}
+
+kvi_status kvi_batch_raw_query(kvi_batch *b, const char *id, const char *query, size_t query_len)
+{
+    return batch_add(b, KVI_OP_RAW_QUERY, id, NULL, 0, query, query_len, 0, 0, 0, 0);
+}
+
+/* ---- ending an operation ------------------------------------------------- */
+
+void kvi_batch_op_done(kvi_conn *c, kvi_batch_op *op, kvi_status st)
+{
+    if (c == NULL || op == NULL || op->done)
+        return;
+    struct batch_item *it = ITEM_OF(op);
+    if ((unsigned)st >= KVI_STATUS_COUNT)
+        st = kvi_engine_error(c, KVI_E_INTERNAL, "batch: engine returned unknown status %d",
+                              (int)st);
+    if (st == KVI_OK && op->kind == KVI_OP_FETCH && op->value.data == NULL)
+        st = kvi_value_set(c, &op->value, "", 0);
+    if (st == KVI_OK && op->kind == KVI_OP_RAW_QUERY && op->reply == NULL)
+        st = kvi_engine_error(c, KVI_E_INTERNAL, "raw_query: engine returned no reply");
+    if (st != KVI_OK) {
+        kvi_value_free(&op->value);
+        kvi_reply_free(op->reply);
+        op->reply = NULL;
+        if (st != KVI_OUT_OF_BOUNDS)
+            op->integer = 0;
+    }
+    if (KVI_STATUS_IS_ERROR(st)) {
+        kvi *k = kvi_conn_context(c);
+        char fallback[128];
+        const char *m = kvi__error_is_set() ? kvi_errmsg(k) : "";
+        if (m[0] == '\0') {
+            snprintf(fallback, sizeof fallback, "%s: %s", kvi_conn_id(c), kvi_strerror(st));
+            m = fallback;
+        }
+        it->msg = kvi__strdup(k, m); /* NULL when short: the status still tells */
+    }
+    kvi__clear_error(); /* the next op starts without this one's message */
+    op->status = st;
+    op->done = 1;
+}
+
+/* Whether a failure of a state-changing op may have happened after the
+ * request was written: then it may have been applied. */
+static int maybe_applied(kvi_status st)
+{
+    return st == KVI_E_TIMEOUT || st == KVI_E_IO || st == KVI_E_PROTOCOL;
+}
+
+kvi_status kvi_batch_op_single(kvi_conn *c, kvi_batch_op *op)
+{
+    if (c == NULL || op == NULL)
+        return KVI_E_INVALID;
+    const struct kvi_engine *e = c->engine;
+    kvi_status st;
+    kvi__clear_error();
+    switch (op->kind) {
+    case KVI_OP_STORE:
+        st = e->store(c, op->key, op->key_len, op->val, op->val_len, op->expire_s);
+        break;
+    case KVI_OP_STORE_NX:
+        st = e->store_nx(c, op->key, op->key_len, op->val, op->val_len, op->expire_s);
+        break;
+    case KVI_OP_FETCH:
+        st = e->fetch(c, op->key, op->key_len, &op->value);
+        break;
+    case KVI_OP_REMOVE:
+        st = e->remove(c, op->key, op->key_len);
+        break;
+    case KVI_OP_ADD:
+        st = e->add(c, op->key, op->key_len, op->delta, op->expire_s, &op->integer);
+        break;
+    case KVI_OP_ADD_BOUNDED:
+        st = e->add_bounded(c, op->key, op->key_len, op->delta, op->expire_s, op->min, op->max,
+                            &op->integer);
+        break;
+    case KVI_OP_COUNTER_FETCH:
+        st = e->counter_fetch(c, op->key, op->key_len, &op->integer);
+        break;
+    case KVI_OP_RAW_QUERY:
+        st = e->raw_query(c, op->val, op->val_len, &op->reply);
+        break;
+    default:
+        st = kvi_engine_error(c, KVI_E_INTERNAL, "batch: operation kind %d reached an engine",
+                              (int)op->kind);
+        break;
+    }
+    if (op->no_resend && maybe_applied(st)) {
+        const char *m = kvi__error_is_set() ? kvi_errmsg(kvi_conn_context(c)) : "";
+        char was[512];
+        snprintf(was, sizeof was, "%s", m[0] ? m : kvi_strerror(st));
+        st = kvi_engine_error(c, KVI_E_OUTCOME_UNKNOWN,
+                              "%s (the request may have reached the server: whether it was "
+                              "applied is unknown, and it is not sent again)",
+                              was);
+    }
+    kvi_batch_op_done(c, op, st);
+    return op->status;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static int deadline_passed(int64_t deadline_ms)
+{
+    return deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms;
+}
+
+static void end_unsent(kvi_conn *c, kvi_batch_op *op)
+{
+    kvi_batch_op_done(c, op,
+                      kvi_engine_error(c, KVI_E_TIMEOUT,
+                                       "the batch's deadline passed before this operation was "
+                                       "sent"));
+}
+
+/* Runs the n ops of one engine id: its batch slot, or one by one. */
+static void run_group(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
+{
+    int coarse = 0;
+    uint64_t t0 = kvi__op_batch_begin(c, &coarse);
+    if (deadline_passed(deadline_ms)) {
+        for (size_t i = 0; i < n; i++)
+            end_unsent(c, ops[i]);
+    } else if (c->engine->abi_version >= 3 && c->engine->batch != NULL) {
+        kvi__clear_error();
+        c->engine->batch(c, ops, n, deadline_ms);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if (deadline_passed(deadline_ms))
+                end_unsent(c, ops[i]);
+            else
+                kvi_batch_op_single(c, ops[i]);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!ops[i]->done)
+            kvi_batch_op_done(c, ops[i],
+                              kvi_engine_error(c, KVI_E_INTERNAL,
+                                               "batch: the engine left the operation unanswered"));
+    kvi__op_batch_end(c, t0, coarse, ops, n);
+}
+
+kvi_status kvi_batch_run(kvi_batch *b, uint32_t timeout_ms)
+{
+    if (b == NULL)
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    int64_t deadline_ms = timeout_ms ? kvi_monotonic_ms() + (int64_t)timeout_ms : 0;
+    size_t from = b->nrun, todo = 0;
+    for (size_t i = from; i < b->n; i++)
+        todo += !b->items[i].ended;
+    if (todo > 0) {
+        kvi_batch_op **group = kvi__malloc(b->k, todo * sizeof *group);
+        if (group == NULL)
+            return kvi__error(b->k, KVI_E_NOMEM, "out of memory running a batch");
+        /* Group by engine id, each group in the order of addition; the
+         * groups run in the order of their first operation. */
+        for (size_t first = from; first < b->n; first++) {
+            if (b->items[first].ended)
+                continue;
+            kvi_conn *c = b->items[first].c;
+            size_t m = 0;
+            for (size_t i = first; i < b->n; i++) {
+                if (!b->items[i].ended && b->items[i].c == c) {
+                    group[m++] = &b->items[i].op;
+                    b->items[i].ended = 1;
+                }
+            }
+            run_group(c, group, m, deadline_ms);
+        }
+        kvi__free(b->k, group);
+    }
+    b->nrun = b->n;
+    for (size_t i = from; i < b->n; i++) {
+        const struct batch_item *it = &b->items[i];
+        if (KVI_STATUS_IS_ERROR(it->op.status))
+            return kvi__error(b->k, it->op.status, "batch operation %zu: %s", i,
+                              it->msg ? it->msg : kvi_strerror(it->op.status));
+    }
+    kvi__discard_error();
+    return KVI_OK;
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+static const struct batch_item *ended_item(const kvi_batch *b, size_t i)
+{
+    if (b == NULL || i >= b->n || !b->items[i].ended || !b->items[i].op.done)
+        return NULL;
+    return &b->items[i];
+}
+
+size_t kvi_batch_count(const kvi_batch *b)
+{
+    return b ? b->n : 0;
+}
+
+size_t kvi_batch_failed(const kvi_batch *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; b != NULL && i < b->n; i++)
+        if (ended_item(b, i) && KVI_STATUS_IS_ERROR(b->items[i].op.status))
+            n++;
+    return n;
+}
+
+kvi_op_kind kvi_batch_kind(const kvi_batch *b, size_t i)
+{
+    return b != NULL && i < b->n ? b->items[i].kind : (kvi_op_kind)0;
+}
+
+kvi_status kvi_batch_status(const kvi_batch *b, size_t i)
+{
+    const struct batch_item *it = ended_item(b, i);
+    return it ? it->op.status : KVI_E_INVALID;
+}
+
+const char *kvi_batch_errmsg(const kvi_batch *b, size_t i)
+{
+    const struct batch_item *it = ended_item(b, i);
+    if (it == NULL || !KVI_STATUS_IS_ERROR(it->op.status))
+        return "";
+    return it->msg ? it->msg : kvi_strerror(it->op.status);
+}
+
+const char *kvi_batch_value(const kvi_batch *b, size_t i, size_t *len)
+{
+    if (len != NULL)
+        *len = 0;
+    const struct batch_item *it = ended_item(b, i);
+    if (it == NULL || it->op.status != KVI_OK || it->op.value.data == NULL)
+        return NULL;
+    if (len != NULL)
+        *len = it->op.value.len;
+    return it->op.value.data;
+}
+
+kvi_status kvi_batch_take_value(kvi_batch *b, size_t i, kvi_value *out)
+{
+    if (out == NULL)
+        return KVI_E_INVALID;
+    kvi_value_free(out);
+    if (kvi_batch_value(b, i, NULL) == NULL)
+        return KVI_E_INVALID;
+    *out = b->items[i].op.value;
+    memset(&b->items[i].op.value, 0, sizeof b->items[i].op.value);
+    return KVI_OK;
+}
+
+int64_t kvi_batch_integer(const kvi_batch *b, size_t i)
+{
+    const struct batch_item *it = ended_item(b, i);
+    if (it == NULL)
+        return 0;
+    return it->op.status == KVI_OK || it->op.status == KVI_OUT_OF_BOUNDS ? it->op.integer : 0;
+}
+
+const kvi_reply *kvi_batch_reply(const kvi_batch *b, size_t i)
+{
+    const struct batch_item *it = ended_item(b, i);
+    return it != NULL && it->op.status == KVI_OK ? it->op.reply : NULL;
+}
