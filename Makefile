@@ -115,7 +115,8 @@ test-valgrind: $(BUILD)/CMakeCache.txt
 # `make test`; fails when a test failed, after writing the report:
 # $(COV_BUILD)/coverage-lines.txt and coverage-branches.txt (per file),
 # $(COV_BUILD)/coverage/index.html.  docs/coverage.md says what stays uncovered.
-GCOVR_FILTER = -r $(CURDIR) -f '$(CURDIR)/src/' -f '$(CURDIR)/tools/' -f '$(CURDIR)/bindings/'
+GCOVR_FILTER = -r $(CURDIR) -f '$(CURDIR)/src/' -f '$(CURDIR)/tools/' -f '$(CURDIR)/bindings/' \
+  -e '$(CURDIR)/bindings/lua/tests/'
 coverage: deps-test
 	cmake -S . -B $(COV_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_COVERAGE=ON $(CMAKE_ARGS)
 	cmake --build $(COV_BUILD) -j$(JOBS)
