@@ -296,8 +296,21 @@ static const char *echo(const char *v, char buf[ECHO_MAX + 4])
 }
 
 /* Parses v into base + o->offset, with the one message style on error. */
+/* echo() of v with every occurrence of secret (the URL's password, may be
+ * NULL) masked first, so that neither a whole password nor one cut by the
+ * echo's limit shows. */
+static const char *echo_masked(const char *v, const char *secret, char buf[ECHO_MAX + 4])
+{
+    if (secret == NULL || secret[0] == '\0' || strstr(v, secret) == NULL)
+        return echo(v, buf);
+    char copy[ECHO_MAX * 4];
+    snprintf(copy, sizeof copy, "%s", v);
+    kvi__scrub(copy, secret);
+    return echo(copy, buf);
+}
+
 static kvi_status apply_one(kvi *k, const char *id, const kvi_option *o, const char *v,
-                            unsigned char *base)
+                            const char *secret, unsigned char *base)
 {
     switch (parse_value(k, o, v, base + o->offset)) {
     case PARSED_OK:
@@ -310,7 +323,7 @@ static kvi_status apply_one(kvi *k, const char *id, const kvi_option *o, const c
     char e[ECHO_MAX + 4], expect[160];
     describe(o, 1, expect, sizeof expect);
     return kvi__error(k, KVI_E_INVALID, "option '%s' of '%s': '%s' is not allowed; expected %s",
-                      o->name, id, echo(v, e), expect);
+                      o->name, id, echo_masked(v, secret, e), expect);
 }
 
 static kvi_status apply_defaults(kvi *k, const char *id, const kvi_option *t, unsigned char *base)
@@ -318,7 +331,7 @@ static kvi_status apply_defaults(kvi *k, const char *id, const kvi_option *t, un
     for (; t != NULL && t->name != NULL; t++) {
         if (t->default_value == NULL)
             continue;
-        kvi_status st = apply_one(k, id, t, t->default_value, base);
+        kvi_status st = apply_one(k, id, t, t->default_value, NULL, base);
         if (st != KVI_OK)
             return st;
     }
@@ -359,15 +372,15 @@ kvi_status kvi__options_apply(kvi *k, struct kvi_conn *c, const kvi_url *u)
         const kvi_url_option *uo = &u->options[i];
         const kvi_option *o;
         if ((o = table_find(common_options, uo->name)) != NULL) {
-            st = apply_one(k, u->id, o, uo->value, conn_base);
+            st = apply_one(k, u->id, o, uo->value, u->password, conn_base);
         } else if ((o = table_find(table, uo->name)) != NULL) {
-            st = apply_one(k, u->id, o, uo->value, c->options);
+            st = apply_one(k, u->id, o, uo->value, u->password, c->options);
         } else if (!legacy_knows(e, uo->name)) {
-            char known[256];
+            char known[256], name[ECHO_MAX + 4];
             known_names(e, known, sizeof known);
             st = kvi__error(k, KVI_E_INVALID,
                             "unknown option '%s' for engine '%s' in URL of '%s' (known: %s)",
-                            uo->name, e->name, u->id, known);
+                            echo_masked(uo->name, u->password, name), e->name, u->id, known);
         }
     }
     return st;
