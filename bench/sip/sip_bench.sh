@@ -3,24 +3,40 @@
 # four ways, in one run: the same sipp REGISTER-with-digest-auth scenario
 # (integrations/kamailio/sipp/register.xml, every user with the right
 # password) against
-#   (a) kvi over the shared local engine (local://?shm=...),
-#   (b) kvi over redis (a redis-server on 127.0.0.1),
+#   (a) kvi over the shared local engine (local://?shm=...; required: a kvi
+#       without it fails the run, there is no per-process stand-in),
+#   (b) kvi over redis (a redis-server on 127.0.0.1; its CPU is counted),
 #   (c) Kamailio's native htable cache,
 #   (d) no cache (every REGISTER checked against the SQLite subscriber table).
-# Four Kamailio instances (8 workers each) run side by side; a rate ladder is
-# walked with the setups alternating at every step (the order rotating from
-# rate to rate).  Per setup it reports the
-# highest clean rate (every call done, 0 failed, < 0.1 % retransmissions),
-# Kamailio CPU per authenticated REGISTER (utime+stime of all its processes,
-# from /proc, in microseconds per REGISTER pair = challenge + authenticated
-# REGISTER, over the rates at which every setup answered every call) and the
-# subscriber-table queries the script made (user count = one per user).
+# Four Kamailio instances run side by side; a rate ladder is walked with the
+# setups alternating at every step (the order rotating from rate to rate).
+#
+# Honest by construction:
+#   - a call counts as done only when the credentialed REGISTER got 200 (read
+#     per call from sipp's call log); any other final reply is a failed call;
+#     a 401/403 to a right password is a wrong answer, never load: the run
+#     fails (exit 1), as it does when any warm-up REGISTER is not 200;
+#   - subscriber queries are counted at the database (kvi_sql_log.so wraps
+#     SQLite's sqlite3_step in every Kamailio process), and a cache (a, b, c)
+#     must have asked exactly once per user;
+#   - Kamailio CPU = utime+stime of all the instance's processes (/proc); for
+#     (b) redis-server's CPU is added (and shown apart); sipp's own CPU per
+#     call is a calibration column (it does the same work for every setup);
+#     the load average is printed at each step;
+#   - "out of mem" in any Kamailio log fails the run.
+# A step is clean when every call got 200, none failed, and retransmissions
+# stayed under 0.1 % of the calls.  Each setup's highest clean rate is
+# reported; a setup stops after two unclean rates in a row.
 #
 # Environment: KVI_BUILD_DIR (default ./build), SIP_BENCH_USERS (1000),
-# SIP_BENCH_RATES ("250 500 1000 2000 3000 4000 6000 8000" calls/s),
-# SIP_BENCH_STEP_S (4 s per step), SIP_BENCH_TRIES (2: a step that is not
-# clean is run once more; a setup stops after two rates in a row that were
-# not clean -- the machine is shared), KH_KEEP=1 keeps the logs.
+# SIP_BENCH_RATES ("500 1000 2000 4000 8000" calls/s), SIP_BENCH_STEP_S (3),
+# SIP_BENCH_TRIES (2: an unclean step is run once more), SIP_BENCH_WORKERS
+# ("8": Kamailio UDP workers; "8 2" runs the ladder for each),
+# SIP_BENCH_OUT (directory for sip_bench.json, sip_bench.tsv, sip_bench.svg;
+# default $KVI_BUILD_DIR/sip-bench), KH_KEEP=1 keeps the logs.
+# SIP_BENCH_CORRUPT=1 (for the test that the bench can fail): after the
+# warm-up, the cached passwords of (a) and (b) are overwritten with wrong
+# ones.
 # --quick: 100 users, rates 100 200, 1 s steps (the smoke test).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,9 +45,11 @@ KH_BUILD=$KVI_BUILD_DIR
 . "$here/../../integrations/kamailio/harness.sh"
 
 USERS=${SIP_BENCH_USERS:-1000}
-RATES=${SIP_BENCH_RATES:-"250 500 1000 2000 3000 4000 6000 8000"}
-STEP_S=${SIP_BENCH_STEP_S:-4}
+RATES=${SIP_BENCH_RATES:-"500 1000 2000 4000 8000"}
+STEP_S=${SIP_BENCH_STEP_S:-3}
 TRIES=${SIP_BENCH_TRIES:-2}
+WORKERS=${SIP_BENCH_WORKERS:-8}
+OUT=${SIP_BENCH_OUT:-$KVI_BUILD_DIR/sip-bench}
 if [ "${1:-}" = --quick ]; then
     USERS=100 RATES="100 200" STEP_S=1
 fi
@@ -39,141 +57,262 @@ TCK=$(getconf CLK_TCK)
 
 kh_require kvi
 kh_init
+kh_require_shm # no shared engine: the run fails, (a) is never run per process
 kh_make_db "$KH_DIR/subscriber.db" "$USERS" 0
 kh_redis_start redis
+mkdir -p "$OUT" || kh_die "cannot make $OUT"
 
 SETUPS=(a b c d)
 declare -A LABEL=([a]="kvi, shared local" [b]="kvi, redis" [c]="native htable" [d]="no cache")
-declare -A QUERIES CLEAN_RATE TICKS_AT CALLS_AT RETR_AT TICKS CALLS DEAD MISSES
-if "$KH_BUILD/kvi" -u "local://?shm=kvi-sip-probe-$$&max_memory=1m" ping local >/dev/null 2>&1; then
-    kh_shm_unlink "kvi-sip-probe-$$"
-    kh_shm_url bench
-    kh_kam_start a KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$KH_SHM_URL"
-else
-    echo "NOTE: this kvi has no shared local engine; (a) uses the in-process local engine (one cache per worker)"
-    LABEL[a]="kvi, local per process"
-    kh_kam_start a KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=local://"
-fi
-kh_kam_start b KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=redis://127.0.0.1:${KH_PORT[redis]}/"
-kh_kam_start c KVI_SIP_CACHE=htable
-kh_kam_start d KVI_SIP_CACHE=none
+HARD=0 # wrong answers, out of memory, wrong query counts: the run fails
 
 # The sipp injection file: every user, right password.
 grep -v ';bad$' "$KH_DIR/users.csv" >"$KH_DIR/bench.csv"
 
-# Warm-up: every user registers once on every setup (fills the caches).
-for s in "${SETUPS[@]}"; do
-    kh_sipp_register "$s" "warm-$s" "$KH_DIR/bench.csv" 200 >/dev/null ||
-        kh_die "warm-up of setup $s failed (logs: KH_KEEP=1)"
-done
+ticks_of() { # PID: utime+stime of one process, clock ticks
+    local stat
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || { echo 0; return; }
+    set -- ${stat##*) }
+    echo $((${12} + ${13}))
+}
 
-# Idle CPU of each instance (its timer processes), to say how much of the
-# per-REGISTER figure is background.
-IDLE_S=3
-declare -A I0 IDLE_TPS ELAPSED_AT ELAPSED
-for s in "${SETUPS[@]}"; do I0[$s]=$(kh_cpu_ticks "$s"); done
-sleep $IDLE_S
-for s in "${SETUPS[@]}"; do
-    IDLE_TPS[$s]=$(awk -v a="${I0[$s]}" -v b="$(kh_cpu_ticks "$s")" -v t=$IDLE_S 'BEGIN { printf "%.3f", (b - a) / t }')
-done
+# Results of one sipp run: "n200 non200 wrong" from its call log (wrong =
+# 401/403 to a right password).
+results_of() {
+    awk '{ c[$3]++ } END { n = 0; for (k in c) if (k != "200") n += c[k]
+                            printf "%d %d %d\n", c["200"] + 0, n, c["401"] + c["403"] }' "$1" 2>/dev/null || echo "0 0 0"
+}
 
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-printf '%-24s %8s %8s %8s %8s %9s %10s %s\n' setup "rate" calls failed retrans "achieved" "us/REG" clean
-step=0
-for rate in $RATES; do
-    # The order rotates from rate to rate, so that no setup always runs
-    # right after another one's load.
-    order=("${SETUPS[@]:$((step % 4))}" "${SETUPS[@]:0:$((step % 4))}")
-    step=$((step + 1))
-    for s in "${order[@]}"; do
-        [ -n "${DEAD[$s]:-}" ] && continue
-        n=$((rate * STEP_S))
-        for ((try = 1; try <= TRIES; try++)); do
-            t0=$(kh_cpu_ticks "$s")
-            start=$(kh_now)
-            KH_SIPP_TIMEOUT=$((STEP_S * 4 + 30)) kh_sipp "$s" "$s-$rate-$try" -sf "$KH_SRC/sipp/register.xml" \
-                -inf "$KH_DIR/bench.csv" -r "$rate" -m "$n" -l $((rate * 2)) >/dev/null 2>&1
-            end=$(kh_now)
-            t1=$(kh_cpu_ticks "$s")
-            stat=$KH_DIR/sipp-$s-$rate-$try/stat.csv
-            ok=$(kh_sipp_stat "$stat" "SuccessfulCall(C)")
-            bad=$(kh_sipp_stat "$stat" "FailedCall(C)")
-            re=$(kh_sipp_stat "$stat" "Retransmissions(C)")
-            got=$(awk -v n="$ok" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }')
-            us=$(awk -v t=$((t1 - t0)) -v k="$TCK" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / k / n; else print "-" }')
-            clean=no
-            if [ "$ok" = "$n" ] && [ "$bad" = 0 ]; then
-                # Every call done: CPU comparable.  Keep the try with the
-                # fewest retransmissions (each one is a message more).
-                if [ -z "${RETR_AT[$s,$rate]:-}" ] || [ "$re" -lt "${RETR_AT[$s,$rate]}" ]; then
-                    TICKS_AT[$s,$rate]=$((t1 - t0))
-                    CALLS_AT[$s,$rate]=$ok
-                    RETR_AT[$s,$rate]=$re
-                    ELAPSED_AT[$s,$rate]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
-                fi
-                if [ $((re * 1000)) -lt $((2 * n)) ]; then
-                    clean=yes
-                    CLEAN_RATE[$s]=$rate
-                fi
-            fi
-            printf '%-24s %8s %8s %8s %8s %9s %10s %s\n' "${LABEL[$s]}" "$rate" "$ok" "$bad" "$re" "$got/s" "$us" "$clean (try $try)"
-            [ $clean = yes ] && break
-        done
-        # Two rates in a row not clean: higher ones will not be either.
-        if [ $clean = yes ]; then
-            MISSES[$s]=0
-        else
-            MISSES[$s]=$((${MISSES[$s]:-0} + 1))
-            [ "${MISSES[$s]}" -ge 2 ] && DEAD[$s]=1
-        fi
-    done
-done
+TSV=$OUT/sip_bench.tsv
+printf 'workers\tsetup\trate\ttry\tcalls\tok200\tfailed\tretrans\telapsed_s\tkam_ticks\tredis_ticks\tsipp_cpu_s\tload1\tclean\n' >"$TSV"
+printf '%-7s %-20s %6s %6s %6s %6s %6s %9s %9s %9s %9s %9s %5s %s\n' workers setup rate calls ok200 failed retrans \
+    achieved "kam us" "redis us" "total us" "sipp us" load clean
+for w in $WORKERS; do
+    KH_SHM_SIZE=64m kh_shm_url "bench-w$w"
+    kh_kam_start "a$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$KH_SHM_URL"
+    A_URL=$KH_SHM_URL
+    B_URL="redis://127.0.0.1:${KH_PORT[redis]}/?lazy=yes&connect_timeout=200&timeout=200"
+    kh_kam_start "b$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=$B_URL"
+    kh_kam_start "c$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=htable
+    kh_kam_start "d$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=none
+    redis-cli -h 127.0.0.1 -p "${KH_PORT[redis]}" flushall >/dev/null
 
-# CPU is compared over the rates at which every setup answered every call
-# (retransmissions allowed: they cost the same work in every setup).
-common=""
-for rate in $RATES; do
-    all=1
-    for s in "${SETUPS[@]}"; do [ -n "${CALLS_AT[$s,$rate]:-}" ] || all=0; done
-    [ $all = 1 ] || continue
-    common+="${common:+ }$rate"
+    # Warm-up: every user registers once on every setup (fills the caches);
+    # every REGISTER must get 200.
     for s in "${SETUPS[@]}"; do
-        TICKS[$s]=$((${TICKS[$s]:-0} + ${TICKS_AT[$s,$rate]}))
-        ELAPSED[$s]=$(awk -v a="${ELAPSED[$s]:-0}" -v b="${ELAPSED_AT[$s,$rate]}" 'BEGIN { print a + b }')
-        CALLS[$s]=$((${CALLS[$s]:-0} + ${CALLS_AT[$s,$rate]}))
+        kh_sipp_register "$s$w" "warm-$s$w" "$KH_DIR/bench.csv" 200 >/dev/null
+        kh_check_register "$KH_DIR/bench.csv" "$KH_DIR/sipp-warm-$s$w/calls.log" >"$KH_DIR/warm-$s$w.txt" || {
+            head -n 5 "$KH_DIR/warm-$s$w.txt"
+            kh_die "warm-up of setup ($s) with $w workers: not every REGISTER got 200"
+        }
+    done
+    if [ "${SIP_BENCH_CORRUPT:-0}" = 1 ]; then
+        echo "SIP_BENCH_CORRUPT=1: the cached passwords of (a) and (b) are now wrong"
+        for ((i = 1; i <= USERS; i++)); do printf 'u%04d\n' "$i"; done | while read -r u; do
+            "$KH_BUILD/kvi" -u "$A_URL" store local "passwd_$u" corrupt >/dev/null
+            "$KH_BUILD/kvi" -u "$B_URL" store redis "passwd_$u" corrupt >/dev/null
+        done
+    fi
+
+    declare -A MISSES=() DEAD=()
+    step=0
+    for rate in $RATES; do
+        order=("${SETUPS[@]:$((step % 4))}" "${SETUPS[@]:0:$((step % 4))}")
+        step=$((step + 1))
+        for s in "${order[@]}"; do
+            [ -n "${DEAD[$s]:-}" ] && continue
+            n=$((rate * STEP_S))
+            clean=no
+            for ((try = 1; try <= TRIES; try++)); do
+                tag=$s$w-$rate-$try
+                k0=$(kh_cpu_ticks "$s$w")
+                r0=$(ticks_of "${KH_PID[redis]}")
+                start=$(kh_now)
+                TIMEFORMAT='%U %S'
+                { time KH_SIPP_TIMEOUT=$((STEP_S * 4 + 30)) kh_sipp "$s$w" "$tag" \
+                    -sf "$KH_SRC/sipp/register.xml" -inf "$KH_DIR/bench.csv" -r "$rate" -m "$n" \
+                    -l $((rate * 2)) >/dev/null 2>&1; } 2>"$KH_DIR/time-$tag"
+                end=$(kh_now)
+                k1=$(kh_cpu_ticks "$s$w")
+                r1=$(ticks_of "${KH_PID[redis]}")
+                sipp_cpu=$(awk '{ print $1 + $2 }' "$KH_DIR/time-$tag")
+                read -r ok non200 wrong < <(results_of "$KH_DIR/sipp-$tag/calls.log")
+                bad=$((n - ok))
+                re=$(kh_sipp_stat "$KH_DIR/sipp-$tag/stat.csv" "Retransmissions(C)")
+                rt=0
+                [ "$s" = b ] && rt=$((r1 - r0))
+                load=$(cut -d' ' -f1 /proc/loadavg)
+                elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')
+                if [ "$wrong" -gt 0 ]; then
+                    echo "FAIL: ($s) ${LABEL[$s]}, $rate calls/s: $wrong REGISTERs with the right password got 401/403"
+                    HARD=1
+                fi
+                if [ "$ok" = "$n" ] && [ $((re * 1000)) -lt "$n" ]; then
+                    clean=yes
+                fi
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$rate" "$try" "$n" "$ok" \
+                    "$bad" "$re" "$elapsed" $((k1 - k0)) "$rt" "$sipp_cpu" "$load" "$clean" >>"$TSV"
+                awk -v w="$w" -v lab="(${s}) ${LABEL[$s]}" -v rate="$rate" -v n="$n" -v ok="$ok" -v bad="$bad" \
+                    -v re="$re" -v el="$elapsed" -v kt=$((k1 - k0)) -v rt="$rt" -v sc="$sipp_cpu" -v tck="$TCK" \
+                    -v load="$load" -v clean="$clean" -v try="$try" 'BEGIN {
+                        f = ok > 0 ? 1e6 / ok : 0
+                        printf "%-7s %-20s %6d %6d %6d %6d %6d %7.0f/s %9.1f %9s %9.1f %9.1f %5s %s (try %d)\n",
+                               w, lab, rate, n, ok, bad, re, ok / el, kt / tck * f,
+                               (rt > 0 ? sprintf("%.1f", rt / tck * f) : "-"), (kt + rt) / tck * f, sc * f, load, clean, try }'
+                [ $clean = yes ] && break
+            done
+            if [ $clean = yes ]; then
+                MISSES[$s]=0
+            else
+                MISSES[$s]=$((${MISSES[$s]:-0} + 1))
+                [ "${MISSES[$s]}" -ge 2 ] && DEAD[$s]=1
+            fi
+        done
+    done
+    for s in "${SETUPS[@]}"; do
+        q=$(kh_dbq_total "$s$w")
+        echo "$w $s $q" >>"$KH_DIR/queries.txt"
+        if [ "$s" != d ] && [ "$q" != "$USERS" ]; then
+            echo "FAIL: ($s) ${LABEL[$s]} with $w workers: $q subscriber queries at the database for $USERS users (a cache asks once per user)"
+            HARD=1
+        fi
+        if grep -q "out of mem" "$KH_DIR/$s$w/kamailio.log"; then
+            echo "FAIL: ($s) ${LABEL[$s]} with $w workers: Kamailio ran out of shared memory (grep 'out of mem' in its log)"
+            HARD=1
+        fi
+        kh_kam_stop "$s$w"
     done
 done
 
+# The summary: per workers and setup, at each rate (the try kept: the
+# clean one, else the last), CPU per REGISTER pair and its ratio to the
+# native htable at the same rate; the highest clean rate; the goals.
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
-echo "== Kamailio 5.6 REGISTER with digest auth, $USERS users, 8 workers; load average before the ladder: $load, after: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
-printf '| %-26s | %-22s | %-28s | %-16s | %-20s |\n' setup "highest clean rate" "Kamailio CPU per REGISTER" "of it idle" "subscriber queries"
-printf '|%s|%s|%s|%s|%s|\n' "----------------------------" "------------------------" "------------------------------" "------------------" "----------------------"
-for s in "${SETUPS[@]}"; do
-    us=$(awk -v t="${TICKS[$s]:-0}" -v k="$TCK" -v n="${CALLS[$s]:-0}" 'BEGIN { if (n > 0) printf "%.1f us", t * 1e6 / k / n; else print "-" }')
-    ratio=""
-    if [ "$s" != c ] && [ "${CALLS[c]:-0}" -gt 0 ] && [ "${CALLS[$s]:-0}" -gt 0 ]; then
-        ratio=$(awk -v a="${TICKS[$s]}" -v na="${CALLS[$s]}" -v c="${TICKS[c]}" -v nc="${CALLS[c]}" \
-            'BEGIN { if (c > 0) printf " (%.2fx htable)", (a / na) / (c / nc) }')
-    fi
-    idle=$(awk -v r="${IDLE_TPS[$s]}" -v e="${ELAPSED[$s]:-0}" -v k="$TCK" -v n="${CALLS[$s]:-0}" \
-        'BEGIN { if (n > 0) printf "%.1f us", r * e * 1e6 / k / n; else print "-" }')
-    QUERIES[$s]=$(kh_dbq_total "$s")
-    printf '| %-26s | %-22s | %-28s | %-16s | %-20s |\n' "(${s}) ${LABEL[$s]}" "$([ -n "${CLEAN_RATE[$s]:-}" ] && echo "${CLEAN_RATE[$s]} calls/s" || echo "none clean")" "$us$ratio" "$idle" "${QUERIES[$s]}"
-done
-echo "(CPU: utime+stime of every Kamailio process of the setup / REGISTER pairs answered 200, summed over the"
-echo " rates at which all four setups answered every call; \"of it idle\": the instance's own idle CPU rate, measured"
-echo " for ${IDLE_S} s before the ladder, times the steps' duration, per REGISTER; rates:"
-echo " ${common:-none}; step ${STEP_S} s, up to ${TRIES} tries per step)"
+echo "== Kamailio 5.6 REGISTER with digest auth, $USERS users; $(nproc) CPUs; load average at the end: $load_end"
+awk -F'\t' -v tck="$TCK" -v users="$USERS" -v qfile="$KH_DIR/queries.txt" -v json="$OUT/sip_bench.json" \
+    -v svg="$OUT/sip_bench.svg" -v step_s="$STEP_S" -v cpus="$(nproc)" '
+    BEGIN {
+        lab["a"] = "kvi, shared local"; lab["b"] = "kvi, redis (+ redis-server)"; lab["c"] = "native htable"; lab["d"] = "no cache"
+        while ((getline line < qfile) > 0) { split(line, q, " "); queries[q[1] "," q[2]] = q[3] }
+    }
+    NR == 1 { next }
+    {
+        k = $1 "," $2 "," $3
+        # keep the clean try, else the last one
+        if (!(k in keep) || keep_clean[k] != "yes") {
+            keep[k] = 1; keep_clean[k] = $14
+            calls[k] = $5; ok[k] = $6; bad[k] = $7; re[k] = $8; kt[k] = $10; rt[k] = $11; sc[k] = $12; ld[k] = $13
+        }
+        W[$1] = 1; R[$3] = 1
+        if ($14 == "yes" && $3 + 0 > best[$1 "," $2] + 0) best[$1 "," $2] = $3
+    }
+    END {
+        nr = 0; for (r in R) rates[++nr] = r + 0
+        for (i = 1; i <= nr; i++) for (j = i + 1; j <= nr; j++) if (rates[j] < rates[i]) { t = rates[i]; rates[i] = rates[j]; rates[j] = t }
+        split("a b c d", S, " ")
+        printf "{\n  \"users\": %d, \"step_s\": %d, \"cpus\": %d,\n  \"steps\": [\n", users, step_s, cpus > json
+        first = 1
+        for (w in W) {
+            printf "\n%s workers: CPU per REGISTER pair (us; for (b) Kamailio + redis-server = total), ratio to the native htable at the same rate\n", w
+            printf "| %-32s |", "setup / rate (calls/s)"
+            for (i = 1; i <= nr; i++) printf " %16d |", rates[i]
+            printf " %-11s | %-9s |\n", "clean up to", "DB queries"
+            printf "|%s|", "----------------------------------"
+            for (i = 1; i <= nr; i++) printf "%s|", "------------------"
+            printf "%s|%s|\n", "-------------", "-----------"
+            for (si = 1; si <= 4; si++) {
+                s = S[si]
+                printf "| %-32s |", "(" s ") " lab[s]
+                for (i = 1; i <= nr; i++) {
+                    k = w "," s "," rates[i]; kc = w ",c," rates[i]
+                    if (!(k in keep) || ok[k] == 0) { printf " %16s |", "-"; continue }
+                    us = (kt[k] + rt[k]) / tck * 1e6 / ok[k]
+                    cell = sprintf("%.0f", us)
+                    if (keep_clean[k] != "yes") cell = cell "!"
+                    if (s != "c" && (kc in keep) && ok[kc] > 0 && kt[kc] > 0) cell = cell sprintf(" %.2fx", us / (kt[kc] / tck * 1e6 / ok[kc]))
+                    printf " %16s |", cell
+                    US[w "," s "," rates[i]] = us
+                }
+                printf " %-11s | %-9s |\n", (((w "," s) in best) ? best[w "," s] "/s" : "none"), queries[w "," s]
+            }
+            printf "| %-32s |", "redis-server part of (b)"
+            for (i = 1; i <= nr; i++) { k = w ",b," rates[i]; printf " %16s |", ((k in keep) && ok[k] > 0 ? sprintf("%.0f", rt[k] / tck * 1e6 / ok[k]) : "-") }
+            printf " %-11s | %-9s |\n", "", ""
+            printf "| %-32s |", "sipp CPU per call (calibration)"
+            for (i = 1; i <= nr; i++) { k = w ",c," rates[i]; printf " %16s |", ((k in keep) && ok[k] > 0 ? sprintf("%.0f", sc[k] * 1e6 / ok[k]) : "-") }
+            printf " %-11s | %-9s |\n", "", ""
+            printf "| %-32s |", "load average (1 min, at (c))"
+            for (i = 1; i <= nr; i++) { k = w ",c," rates[i]; printf " %16s |", ((k in keep) ? ld[k] : "-") }
+            printf " %-11s | %-9s |\n", "", ""
+            for (si = 1; si <= 4; si++) for (i = 1; i <= nr; i++) {
+                s = S[si]; k = w "," s "," rates[i]
+                if (!(k in keep)) continue
+                printf "%s    {\"workers\": %d, \"setup\": \"%s\", \"label\": \"%s\", \"rate\": %d, \"calls\": %d, \"ok200\": %d, \"failed\": %d, \"retransmissions\": %d, \"clean\": %s, \"kamailio_us_per_pair\": %.1f, \"redis_us_per_pair\": %.1f, \"sipp_us_per_call\": %.1f, \"load1\": %s}", \
+                    first ? "" : ",\n", w, s, lab[s], rates[i], calls[k], ok[k], bad[k], re[k], keep_clean[k] == "yes" ? "true" : "false", \
+                    ok[k] ? kt[k] / tck * 1e6 / ok[k] : 0, ok[k] ? rt[k] / tck * 1e6 / ok[k] : 0, ok[k] ? sc[k] * 1e6 / ok[k] : 0, ld[k] > json
+                first = 0
+            }
+        }
+        printf "\n  ],\n  \"highest_clean_rate\": {" > json
+        first = 1
+        for (w in W) for (si = 1; si <= 4; si++) { s = S[si]; printf "%s\"%s,%s\": %d", first ? "" : ", ", w, s, best[w "," s] + 0 > json; first = 0 }
+        printf "},\n  \"db_queries\": {" > json
+        first = 1
+        for (w in W) for (si = 1; si <= 4; si++) { s = S[si]; printf "%s\"%s,%s\": %d", first ? "" : ", ", w, s, queries[w "," s] + 0 > json; first = 0 }
+        printf "}\n}\n" > json
+        close(json)
 
-# Not a timing goal but a fact the run must show: a shared cache asks the
-# database once per user (the per-process fallback of (a) cannot).
-bad=0
-for s in a b c; do
-    [ "$s" = a ] && [ "${LABEL[a]}" != "kvi, shared local" ] && continue
-    if [ "${QUERIES[$s]}" != "$USERS" ]; then
-        echo "FAIL: (${s}) ${LABEL[$s]} queried the database ${QUERIES[$s]} times for $USERS users"
-        bad=1
-    fi
+        # The plot: CPU per pair against rate, one line per setup (solid:
+        # the most workers; dashed: fewer).
+        ymax = 0; for (k in US) if (US[k] > ymax) ymax = US[k]
+        if (ymax == 0) ymax = 1
+        ymax = ymax * 1.1; xmax = rates[nr] * 1.05
+        col["a"] = "#1f77b4"; col["b"] = "#d62728"; col["c"] = "#2ca02c"; col["d"] = "#7f7f7f"
+        X0 = 70; Y0 = 40; PW = 600; PH = 340
+        printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", X0 + PW + 220, Y0 + PH + 60 > svg
+        printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%d\" y=\"20\" font-size=\"14\">Kamailio CPU per REGISTER pair (us) against rate (calls/s), %d users</text>\n", X0, users > svg
+        printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/><line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", X0, Y0 + PH, X0 + PW, Y0 + PH, X0, Y0, X0, Y0 + PH > svg
+        for (t = 0; t <= 4; t++) {
+            yv = ymax * t / 4; yy = Y0 + PH - PH * t / 4
+            printf "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.0f</text><line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ddd\"/>\n", X0 - 5, yy + 4, yv, X0, yy, X0 + PW, yy > svg
+        }
+        for (i = 1; i <= nr; i++) printf "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", X0 + PW * rates[i] / xmax, Y0 + PH + 16, rates[i] > svg
+        li = 0
+        for (w in W) for (si = 1; si <= 4; si++) {
+            s = S[si]; pts = ""
+            for (i = 1; i <= nr; i++) { k = w "," s "," rates[i]; if (k in US) pts = pts sprintf("%.1f,%.1f ", X0 + PW * rates[i] / xmax, Y0 + PH - PH * US[k] / ymax) }
+            if (pts == "") continue
+            dash = (w + 0 < 8) ? " stroke-dasharray=\"6,4\"" : ""
+            printf "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"%s\"/>\n", col[s], dash, pts > svg
+            printf "<text x=\"%d\" y=\"%d\" fill=\"%s\">(%s) %s, %s workers</text>\n", X0 + PW + 10, Y0 + 14 + 16 * li++, col[s], s, lab[s], w > svg
+        }
+        printf "</svg>\n" > svg
+    }' "$TSV"
+echo "(cells: CPU per REGISTER pair = challenge + authenticated REGISTER answered 200, in us, with the ratio to"
+echo " the native htable at the same rate; '!' = the step was not clean (a failed call or >= 0.1 % retransmissions);"
+echo " CPU: utime+stime of every process of the Kamailio instance, for (b) plus redis-server's; step ${STEP_S} s,"
+echo " up to ${TRIES} tries per step; DB queries counted at the database for the whole run, warm-up included)"
+echo "table: $TSV  json: $OUT/sip_bench.json  plot: $OUT/sip_bench.svg"
+
+# The goals of issue 19 at 4000 calls/s, 8 workers (reported, not judged:
+# the machine is shared and its load decides).
+awk -F'\t' -v tck="$TCK" 'NR > 1 && $1 == 8 && $3 == 4000 && $14 == "yes" { us[$2] = ($10 + $11) / tck * 1e6 / $6 }
+    END {
+        if (!("c" in us)) { print "goals at 4000 calls/s, 8 workers: not measured (the native htable was not clean there)"; exit }
+        if ("a" in us) printf "goal (a) <= 1.05x htable at 4000/s: %.2fx %s\n", us["a"] / us["c"], us["a"] / us["c"] <= 1.05 ? "met" : "NOT met"
+        else print "goal (a) <= 1.05x htable at 4000/s: (a) not clean there"
+        if ("b" in us) printf "goal (b) <= 1.3x htable at 4000/s, redis-server included: %.2fx %s\n", us["b"] / us["c"], us["b"] / us["c"] <= 1.3 ? "met" : "NOT met"
+        else print "goal (b) <= 1.3x htable at 4000/s: (b) not clean there"
+    }' "$TSV"
+
+# A setup that never had every call answered 200, at any rate, did not
+# work (retransmissions aside: those are the machine's).
+for w in $WORKERS; do
+    for s in "${SETUPS[@]}"; do
+        awk -F'\t' -v w="$w" -v s="$s" '$1 == w && $2 == s && $5 == $6 { f = 1 } END { exit !f }' "$TSV" ||
+            { echo "FAIL: ($s) ${LABEL[$s]} with $w workers: at no rate did every call get 200"; HARD=1; }
+    done
 done
-[ $bad = 0 ] && echo "queries: every shared cache asked the database exactly once per user"
-exit $bad
+[ $HARD = 0 ] && echo "sip_bench: every REGISTER answered right (200 or not at all), every cache asked the database once per user"
+exit $HARD

@@ -70,6 +70,17 @@ kh_cleanup() {
         cat "$rep" >&2
         san=1
     done
+    # Kamailio out of shared memory answers 500 and says "out of mem": that
+    # fails every test and benchmark run (-m sizes it, docs/kamailio.md).
+    local oom
+    for oom in "${KH_DIR:-/nonexistent}"/*/kamailio.log; do
+        [ -e "$oom" ] || continue
+        if grep -q "out of mem" "$oom"; then
+            echo "FAIL: Kamailio ran out of shared memory: $oom" >&2
+            grep -m 3 "out of mem" "$oom" >&2
+            san=1
+        fi
+    done
     if [ -n "${KH_DIR:-}" ] && [ "${KH_KEEP:-0}" != 1 ]; then
         rm -rf "$KH_DIR"
     elif [ -n "${KH_DIR:-}" ]; then
