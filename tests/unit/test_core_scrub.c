@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 
@@ -68,6 +69,7 @@ static const struct kvi_engine leaky = {
 /* An engine whose open() fails with fixed words, the engine id and a
  * server's reply that echoes the password. */
 static const char *server_reply;
+static int convs_count;
 
 static kvi_status wordy_open(kvi_conn *c, const kvi_url *url)
 {
@@ -77,6 +79,30 @@ static kvi_status wordy_open(kvi_conn *c, const kvi_url *url)
     return kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
                             "value is not an integer counter; server said: %s", server_reply);
 }
+
+/* An engine whose message uses every kind of conversion the formatter
+ * knows; the password "7-up" shows up in strings and numbers. */
+static kvi_status convs_open(kvi_conn *c, const kvi_url *url)
+{
+    (void)url;
+    return kvi_engine_error(c, KVI_E_PROTOCOL,
+                            "%% d=%d i=%i ld=%ld lld=%lld zu=%zu zd=%zd jd=%jd td=%td hhd=%hhd "
+                            "hd=%hd u=%u lu=%lu llu=%llu x=%x X=%#X o=%o c=%c s=[%8s] "
+                            "p=%s f=%.2f e=%e g=%G Lf=%.1Lf w=[%*d] pr=[%.*s] cut=[%.5s]%n end",
+                            -7, 42, -7L, 7LL, (size_t)7, (ssize_t)-7, (intmax_t)7,
+                            (ptrdiff_t)-7, (signed char)7, (short)-7, 7u, 7UL, 7ULL, 255u, 255u,
+                            8u, '7', "7-up", "(pointer)", 7.25, 7.0, 0.5, (long double)7.5, 5, 7,
+                            4, "7-up and more", "xx7-up", &convs_count);
+}
+
+static const struct kvi_engine convs = {
+    .abi_version = KVI_ENGINE_ABI,
+    .name = "convs",
+    .open = convs_open,
+    .store = no_store,
+    .fetch = no_fetch,
+    .remove = no_remove,
+};
 
 static const struct kvi_engine wordy = {
     .abi_version = KVI_ENGINE_ABI,
@@ -159,11 +185,35 @@ static void test_fixed_words_are_never_masked(void **state)
                 "wordy: value is not an integer counter; server said: *** and ***");
 }
 
+static void test_every_conversion_formats_as_printf_and_is_masked(void **state)
+{
+    (void)state;
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_register_engine(k, &convs), KVI_OK);
+    assert_int_equal(kvi_add_url(k, "convs://:7-up@h/"), KVI_E_PROTOCOL);
+    /* As printf would write it, with "7-up" masked in what the arguments
+     * put in: %8s pads, a precision that cuts the password masks its start. */
+    assert_string_equal(kvi_errmsg(k),
+                        "convs: % d=-7 i=42 ld=-7 lld=7 zu=7 zd=-7 jd=7 td=-7 hhd=7 hd=-7 u=7 "
+                        "lu=7 llu=7 x=ff X=0XFF o=10 c=7 s=[    ***] p=(pointer) f=7.25 "
+                        "e=7.000000e+00 g=0.5 Lf=7.5 w=[    7] pr=[***] cut=[xx***] end");
+    kvi_free(k);
+    /* Without a password nothing is masked. */
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_register_engine(k, &convs), KVI_OK);
+    assert_int_equal(kvi_add_url(k, "convs://h/"), KVI_E_PROTOCOL);
+    assert_non_null(strstr(kvi_errmsg(k), "s=[    7-up] "));
+    assert_non_null(strstr(kvi_errmsg(k), "pr=[7-up] cut=[xx7-u] end"));
+    kvi_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cut_password_is_scrubbed_at_every_offset),
         cmocka_unit_test(test_fixed_words_are_never_masked),
+        cmocka_unit_test(test_every_conversion_formats_as_printf_and_is_masked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
