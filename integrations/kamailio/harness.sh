@@ -204,6 +204,7 @@ kh_make_db() {
 # into Debian's uninstrumented kamailio; reports go to $KH_DIR/NAME/asan.*
 # and fail the run (leak checking is off there: Kamailio never frees its Lua
 # states).
+# KH_KAM_ARGS: more kamailio options (e.g. "-u kamailio -g kamailio").
 # kh_kam_start NAME [VAR=VALUE ...]: Kamailio instance NAME on a free UDP port
 # of 127.0.0.1 (KH_PORT[NAME]) in $KH_DIR/NAME, foreground (-DD) under our
 # PID, with kamailio.cfg + kvi_routing.lua and the settings given (see
@@ -230,7 +231,7 @@ kh_kam_start() {
             ${KVI_SIP_PRELOAD:+ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$dir/asan"} \
             "$@" \
             kamailio -f "$KH_SRC/kamailio.cfg" -DD -E -w "$dir" -Y "$dir" -P "$dir/kamailio.pid" \
-            -l "udp:127.0.0.1:$port" -m "${KH_SHM_MB:-512}" -M 8
+            -l "udp:127.0.0.1:$port" -m "${KH_SHM_MB:-512}" -M 8 ${KH_KAM_ARGS:-}
         KH_PID[$name]=$KH_LAST_PID
         KH_PORT[$name]=$port
         local i

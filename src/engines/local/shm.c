@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,6 +506,31 @@ static kvi_status sh_check_header(kvi__sh *s, char *err, size_t err_len)
     return KVI_OK;
 }
 
+/* "uid 102 (kamailio)": a uid with its user name when there is one. */
+static void sh_uid_name(char *out, size_t out_len, uid_t uid)
+{
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != NULL)
+        snprintf(out, out_len, "uid %u (%s)", (unsigned)uid, found->pw_name);
+    else
+        snprintf(out, out_len, "uid %u", (unsigned)uid);
+}
+
+/* The part of a refusal that tells the operator what to do when the
+ * segment belongs to another user (e.g. made by a root `kvi` before the
+ * server, running as its own user, opened it). */
+static void sh_owner_hint(char *out, size_t out_len, uid_t owner, uid_t me)
+{
+    char o[300], m[300];
+    sh_uid_name(o, sizeof o, owner);
+    sh_uid_name(m, sizeof m, me);
+    snprintf(out, out_len,
+             "belongs to %s, not to this user (%s); run every program that opens it as its "
+             "owner (e.g. sudo -u <owner> kvi ...), or remove it and let the server make it",
+             o, m);
+}
+
 /* Attaches to an existing segment; *unfinished when its creator died
  * before it was made (or has not begun): then the caller makes it. */
 static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsigned mode,
@@ -526,10 +552,10 @@ static kvi_status sh_attach(kvi__sh *s, int fd, const kvi__sh_config *cfg, unsig
         return KVI_E_AUTH;
     }
     if (sb.st_uid != me) {
-        snprintf(err, err_len,
-                 "segment %s belongs to uid %u, not to this user (uid %u): refusing to trust it "
-                 "(shm_readonly=yes looks at a copy)",
-                 s->path, (unsigned)sb.st_uid, (unsigned)me);
+        char hint[800];
+        sh_owner_hint(hint, sizeof hint, sb.st_uid, me);
+        snprintf(err, err_len, "segment %s %s: refusing to trust it (shm_readonly=yes looks at a copy)",
+                 s->path, hint);
         return KVI_E_AUTH;
     }
     unsigned have = (unsigned)sb.st_mode & 0777u;
@@ -753,7 +779,15 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
         }
         if (fd < 0) {
             int e = errno;
-            snprintf(err, err_len, "cannot open segment %s: %s", s->path, strerror(e));
+            struct stat ob;
+            char hint[800];
+            if ((e == EACCES || e == EPERM) && stat(s->path, &ob) == 0 && ob.st_uid != geteuid()) {
+                sh_owner_hint(hint, sizeof hint, ob.st_uid, geteuid());
+                snprintf(err, err_len, "cannot open segment %s: %s: it %s", s->path, strerror(e),
+                         hint);
+            } else {
+                snprintf(err, err_len, "cannot open segment %s: %s", s->path, strerror(e));
+            }
             st = e == EACCES || e == EPERM ? KVI_E_AUTH : KVI_E_IO;
             break;
         }
