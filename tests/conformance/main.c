@@ -72,6 +72,89 @@ static void stop_servers(void)
 #endif
 }
 
+#ifdef KVI_HAVE_TESTCLUSTER
+#define LAST_SLOT 16383u
+
+/* Sends one command to cluster node i (a plain connection, no routing);
+ * returns 0 when it answered +OK. */
+static int node_ok(kvi *k, size_t i, const char *query)
+{
+    char id[32];
+    snprintf(id, sizeof id, "redis:node%zu", i);
+    kvi_reply *r = NULL;
+    int ok = kvi_raw_query(k, id, query, strlen(query), &r) == KVI_OK &&
+             kvi_reply_type_of(r) == KVI_REPLY_STATUS;
+    if (!ok)
+        fprintf(stderr, "kvi-conformance: %s on node %zu: %s%s\n", query, i, kvi_errmsg(k),
+                r != NULL && kvi_reply_type_of(r) == KVI_REPLY_ERROR ? kvi_reply_str(r, NULL) : "");
+    kvi_reply_free(r);
+    return ok ? 0 : -1;
+}
+
+/*
+ * Puts the slots of the first master (slot 0's) in the middle of a
+ * migration to the master of slot 16383: MIGRATING on the first, IMPORTING
+ * on the second, no key moved.  A key of those slots is then created and
+ * served on the second master through ASK (the first answers "ASK slot
+ * host:port" for every key it does not hold, and the engine must resend
+ * with ASKING), so about a third of the suite's keys go through ASK on
+ * every operation: the whole contract is checked across a migration, not
+ * one case.  Returns the number of slots so set, or -1.
+ */
+static int start_migration(void)
+{
+    size_t from = 0, to = 0;
+    char from_id[41], to_id[41];
+    if (kvi_tc_master_of(conf_g.cluster, 0, 0, &from) != KVI_TS_OK ||
+        kvi_tc_master_of(conf_g.cluster, 0, LAST_SLOT, &to) != KVI_TS_OK || from == to ||
+        kvi_tc_node_id(conf_g.cluster, from, from_id) != KVI_TS_OK ||
+        kvi_tc_node_id(conf_g.cluster, to, to_id) != KVI_TS_OK)
+        return -1;
+    kvi *k = NULL;
+    if (kvi_new(&k) != KVI_OK)
+        return -1;
+    char url[128];
+    size_t nodes[2] = {from, to};
+    for (size_t j = 0; j < 2; j++) {
+        snprintf(url, sizeof url, "redis:node%zu://127.0.0.1:%u/?cluster=no", nodes[j],
+                 kvi_tc_port(conf_g.cluster, nodes[j]));
+        if (kvi_add_url(k, url) != KVI_OK) {
+            kvi_free(k);
+            return -1;
+        }
+    }
+    /* The first master's slots: one range from 0 (as the test cluster
+     * assigns them); its end found by bisection, since each
+     * kvi_tc_master_of() asks the cluster. */
+    unsigned last = 0, beyond = LAST_SLOT; /* owner(last) == from, owner(beyond) == to */
+    while (beyond - last > 1) {
+        unsigned mid = last + (beyond - last) / 2;
+        size_t owner = 0;
+        if (kvi_tc_master_of(conf_g.cluster, 0, mid, &owner) != KVI_TS_OK) {
+            kvi_free(k);
+            return -1;
+        }
+        if (owner == from)
+            last = mid;
+        else
+            beyond = mid;
+    }
+    char q[128];
+    int n = 0;
+    for (unsigned slot = 0; slot <= last; slot++) {
+        snprintf(q, sizeof q, "CLUSTER SETSLOT %u IMPORTING %s", slot, from_id);
+        if (node_ok(k, to, q) != 0)
+            break;
+        snprintf(q, sizeof q, "CLUSTER SETSLOT %u MIGRATING %s", slot, to_id);
+        if (node_ok(k, from, q) != 0)
+            break;
+        n++;
+    }
+    kvi_free(k);
+    return n == (int)last + 1 ? n : -1;
+}
+#endif
+
 /* Starts the servers --server asks for and builds the URL. */
 static void start_servers(const char *what)
 {
@@ -116,6 +199,15 @@ static void start_servers(const char *what)
             size_t n = kvi_tc_url(conf_g.cluster, "redis", conf_g.url, sizeof conf_g.url);
             if (n + 1 < sizeof conf_g.url)
                 snprintf(conf_g.url + n, sizeof conf_g.url - n, "?cluster=yes");
+            int migrating = start_migration();
+            if (migrating < 0) {
+                fprintf(stderr, "kvi-conformance: cannot start the slot migration\n");
+                stop_servers();
+                exit(1);
+            }
+            printf("kvi-conformance: slots 0..%d migrating between two masters: their keys go "
+                   "through ASK\n",
+                   migrating - 1);
         } else {
             fprintf(stderr, "%s\n", kvi_tc_errmsg());
         }
