@@ -364,9 +364,14 @@ static int64_t race(fx *f, const tkey *k, void *(*fn)(void *), int64_t delta, in
         rs[i] = (struct racer){f, k, i, delta, rounds, &go, 0, INT64_MAX, 0, KVI_OK, ""};
         assert_int_equal(pthread_create(&th[i], NULL, fn, &rs[i]), 0);
     }
+    /* Every racer is joined before anything is asserted: a failed
+     * assertion leaves this function, and racers still running would
+     * write into its dead stack frame (rs, go). */
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
     int64_t total = 0;
     for (int i = 0; i < NTHREADS; i++) {
-        pthread_join(th[i], NULL);
         if (rs[i].unexpected)
             fail_msg("racer %d: %d unexpected statuses, first %s (%s)", i, rs[i].unexpected,
                      kvi_status_name(rs[i].first_unexpected), rs[i].first_detail);
@@ -375,7 +380,6 @@ static int64_t race(fx *f, const tkey *k, void *(*fn)(void *), int64_t delta, in
                      (long long)rs[i].lowest);
         total += rs[i].successes;
     }
-    pthread_barrier_destroy(&go);
     return total;
 }
 
@@ -443,9 +447,12 @@ static void test_concurrent_store_nx_exactly_one_wins(void **state)
             rs[i] = (struct nx_racer){f, &k, i, &go, KVI_E_INTERNAL};
             assert_int_equal(pthread_create(&th[i], NULL, nx_racer_main, &rs[i]), 0);
         }
+        /* Joined before anything is asserted (see race()). */
+        for (int i = 0; i < NTHREADS; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
         int winners = 0, winner = -1;
         for (int i = 0; i < NTHREADS; i++) {
-            pthread_join(th[i], NULL);
             if (rs[i].st == KVI_OK) {
                 winners++;
                 winner = i;
@@ -453,7 +460,6 @@ static void test_concurrent_store_nx_exactly_one_wins(void **state)
                 fail_msg("round %d racer %d: %s", round, i, kvi_status_name(rs[i].st));
             }
         }
-        pthread_barrier_destroy(&go);
         if (winners != 1)
             fail_msg("round %d: %d of %d store_nx racers won, want exactly 1", round, winners,
                      NTHREADS);

@@ -436,8 +436,11 @@ static void test_threads_share_one_connection_with_exact_sums(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, thread_adder, &args[i]), 0);
     }
     int64_t expect[2] = {0, 0};
-    for (int i = 0; i < NTHREADS; i++) {
+    /* Every thread joined before any assertion (a failed one must not leave
+     * threads running on this frame). */
+    for (int i = 0; i < NTHREADS; i++)
         pthread_join(t[i], NULL);
+    for (int i = 0; i < NTHREADS; i++) {
         assert_int_equal(args[i].errors, 0);
         expect[0] += args[i].sum[0];
         expect[1] += args[i].sum[1];
@@ -502,8 +505,11 @@ static void test_bounded_sub_races_never_pass_the_floor(void **state)
             assert_int_equal(pthread_create(&t[i], NULL, thread_bounded_sub, &args[i]), 0);
         }
         int ok = 0, refused = 0;
-        for (int i = 0; i < NTHREADS; i++) {
+        /* Every thread joined before any assertion (a failed one must not leave
+         * threads running on this frame). */
+        for (int i = 0; i < NTHREADS; i++)
             pthread_join(t[i], NULL);
+        for (int i = 0; i < NTHREADS; i++) {
             assert_int_equal(args[i].errors, 0);
             assert_int_equal(args[i].bad_refusal, 0);
             ok += args[i].ok;
@@ -589,8 +595,11 @@ static void test_store_nx_one_racer_wins_and_expired_counts_as_absent(void **sta
                 assert_int_equal(pthread_create(&t[i], NULL, thread_store_nx, &args[i]), 0);
             }
             int wins = 0, winner = -1;
-            for (int i = 0; i < NTHREADS; i++) {
+            /* Every thread joined before any assertion (a failed one must not leave
+             * threads running on this frame). */
+            for (int i = 0; i < NTHREADS; i++)
                 pthread_join(t[i], NULL);
+            for (int i = 0; i < NTHREADS; i++) {
                 if (args[i].st == KVI_OK) {
                     wins++;
                     winner = i;

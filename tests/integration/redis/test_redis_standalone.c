@@ -710,8 +710,11 @@ static void test_concurrent_adds_are_exact(void **state)
         assert_int_equal(pthread_create(&th[i], NULL, adder_main, &ad[i]), 0);
     }
     int64_t want = 0;
-    for (int i = 0; i < 8; i++) {
+    /* Every thread joined before any assertion (a failed one must not leave
+     * threads running on this frame). */
+    for (int i = 0; i < 8; i++)
         pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++) {
         assert_true(ad[i].sum != INT64_MIN);
         want += ad[i].sum;
     }
@@ -747,8 +750,11 @@ static void test_concurrent_bounded_subs_never_go_below_min(void **state)
         assert_int_equal(pthread_create(&th[i], NULL, bounded_sub_main, &ad[i]), 0);
     }
     int total = 0;
-    for (int i = 0; i < 4; i++) {
+    /* Every thread joined before any assertion (a failed one must not leave
+     * threads running on this frame). */
+    for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) {
         assert_true(ad[i].sum != INT64_MIN);
         total += ad[i].bounded_ok;
     }
