@@ -222,7 +222,10 @@ KVI_EXPORT kvi_status kvi_set_log(kvi *k, kvi_log_fn fn, void *ud, kvi_log_level
 
 /* Operations that take longer than threshold_us microseconds are counted as
  * slow in the stats and logged at KVI_LOG_WARN.  0 disables the check.  The
- * default is 100000 (100 ms). */
+ * default is 100000 (100 ms), applied once a log hook is installed
+ * (kvi_set_log): a context with neither a log hook nor an explicit
+ * threshold reads no clock per call, and its slow_ops and total_us stay 0.
+ * Thread-safe. */
 KVI_EXPORT void kvi_set_slow_threshold(kvi *k, uint64_t threshold_us);
 
 /* Clock used for expiry: returns the current time in milliseconds since the

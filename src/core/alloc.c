@@ -29,8 +29,12 @@ static void libc_free(void *ud, void *ptr)
 
 const kvi_allocator kvi__libc_allocator = {libc_malloc, libc_realloc, libc_free, NULL};
 
+/* With the default allocator libc is called directly: no hook call and
+ * wrapper per value handed out or entry stored. */
 void *kvi__malloc(const kvi *k, size_t size)
 {
+    if (k->alloc.malloc_fn == libc_malloc)
+        return malloc(size ? size : 1);
     return k->alloc.malloc_fn(k->alloc.ud, size ? size : 1);
 }
 
@@ -51,7 +55,9 @@ void *kvi__realloc(const kvi *k, void *ptr, size_t size)
 
 void kvi__free(const kvi *k, void *ptr)
 {
-    if (ptr != NULL)
+    if (k->alloc.free_fn == libc_free)
+        free(ptr);
+    else if (ptr != NULL)
         k->alloc.free_fn(k->alloc.ud, ptr);
 }
 

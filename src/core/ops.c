@@ -49,7 +49,7 @@ static inline op_timer op_begin(kvi_conn *c)
 {
     op_timer t;
     kvi__clear_error();
-    t.slow_us = atomic_load_explicit(&c->k->slow_us, memory_order_relaxed);
+    t.slow_us = atomic_load_explicit(&c->k->timed_us, memory_order_relaxed);
     t.coarse = t.slow_us >= COARSE_MIN_THRESHOLD_US;
     t.t0 = t.slow_us ? kvi__clock_us(t.coarse) : 0;
     return t;

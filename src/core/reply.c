@@ -142,7 +142,9 @@ void kvi_value_free(kvi_value *v)
 {
     if (v == NULL)
         return;
-    if (v->data != NULL && v->free_fn_ != NULL)
+    if (v->free_fn_ == kvi__libc_allocator.free_fn)
+        free(v->data);
+    else if (v->data != NULL && v->free_fn_ != NULL)
         v->free_fn_(v->free_ud_, v->data);
     v->data = NULL;
     v->len = 0;

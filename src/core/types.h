@@ -78,7 +78,9 @@ struct kvi {
     struct kvi__hook *_Atomic log;   /* NULL: logging off */
     struct kvi__hook *_Atomic clock; /* never NULL */
     struct kvi__hook *retired;       /* replaced hooks; under config_lock */
-    _Atomic uint64_t slow_us;
+    _Atomic uint64_t slow_us;  /* the slow threshold, as set or the default */
+    int slow_set;              /* kvi_set_slow_threshold was called; under config_lock */
+    _Atomic uint64_t timed_us; /* the threshold calls are timed against; 0 = untimed */
 };
 
 /* Thread-locals of libkvi use the initial-exec model: no __tls_get_addr
