@@ -63,6 +63,7 @@ static struct {
     unsigned repeat;     /* runs per measurement, the fastest is kept */
     int no_baseline;
     int no_shm;
+    const char *cost; /* --cost TARGET: the instruction-count run (bench/opcost.sh) */
 } opt;
 
 static char *keys;                               /* keys * KEY_STRIDE */
@@ -698,6 +699,52 @@ static void run_target(struct target *tg)
     tg->destroy(st);
 }
 
+/* --cost: one target, one thread, no clock: stores every key, then runs
+ * opt.ops fetches that hit, opt.ops that miss and opt.ops overwrites, each
+ * through a function of its own that callgrind counts (bench/opcost.sh:
+ * valgrind --tool=callgrind --toggle-collect=cost_*; instructions per
+ * operation = the function's inclusive count / opt.ops). */
+__attribute__((noinline, noipa)) static int cost_fetch_hit(struct target *tg, void *st,
+                                                           const char *key)
+{
+    return tg->fetch(st, key, 1);
+}
+
+__attribute__((noinline, noipa)) static int cost_fetch_miss(struct target *tg, void *st,
+                                                            const char *key)
+{
+    return tg->fetch(st, key, 0);
+}
+
+__attribute__((noinline, noipa)) static int cost_store(struct target *tg, void *st, const char *key)
+{
+    return tg->store(st, key, value32, VAL_LEN);
+}
+
+static int run_cost(struct target *tg)
+{
+    void *st = tg->create(tg);
+    if (!st)
+        return 1;
+    size_t failures = 0;
+    for (size_t i = 0; i < opt.keys; i++)
+        failures += (size_t)tg->store(st, key_at(i), value32, VAL_LEN);
+    const uint32_t *pick = picks[DIST_UNIFORM][0];
+    for (size_t i = 0; i < opt.ops; i++)
+        failures += (size_t)cost_fetch_hit(tg, st, key_at(pick[i]));
+    for (size_t i = 0; i < opt.ops; i++) {
+        char buf[KEY_STRIDE];
+        memcpy(buf, key_at(pick[i]), KEY_STRIDE);
+        buf[0] = 'm';
+        failures += (size_t)cost_fetch_miss(tg, st, buf);
+    }
+    for (size_t i = 0; i < opt.ops; i++)
+        failures += (size_t)cost_store(tg, st, key_at(pick[i]));
+    tg->destroy(st);
+    printf("cost %s keys %zu ops %zu failures %zu\n", tg->name, opt.keys, opt.ops, failures);
+    return failures != 0;
+}
+
 /* Each target runs in a child process of its own, so that no store
  * inherits another's heap (fragmentation, freed chunks) and its memory and
  * peak RSS are its own.  The results come back through a pipe; their
@@ -802,7 +849,7 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: kvi-bench [--quick] [--big] [--keys N] [--ops N] [--json] [--url URL]...\n"
                 "                 [--op OP] [--repeat N] [--no-baseline] [--no-shm]\n"
-                "                 [--no-slow-timer]\n"
+                "                 [--no-slow-timer] [--cost TARGET]\n"
                 "  --quick    20000 keys, 100000 ops: a smoke run of a few seconds\n"
                 "  --big      10000000 keys instead of 1000000\n"
                 "  --keys N   number of keys;  --ops N  operations per thread per measurement\n"
@@ -812,7 +859,9 @@ static void usage(FILE *fp)
                 "  --op OP    only grow and OP (fetch-hit, fetch-miss, store, add, mix90)\n"
                 "  --no-baseline  leave the GHashTable baseline out\n"
                 "  --no-shm   leave the shared collection (local:shm, 1 and 2 processes) out\n"
-                "  --no-slow-timer  kvi_set_slow_threshold(0): kvi does not time each call\n");
+                "  --no-slow-timer  kvi_set_slow_threshold(0): kvi does not time each call\n"
+                "  --cost T   instruction-count run of target T (ghash+mutex, local, local:shm)\n"
+                "             for callgrind: see bench/opcost.sh\n");
 }
 
 int main(int argc, char **argv)
@@ -861,6 +910,8 @@ int main(int argc, char **argv)
             opt.no_baseline = 1;
         } else if (strcmp(a, "--no-shm") == 0) {
             opt.no_shm = 1;
+        } else if (strcmp(a, "--cost") == 0 && i + 1 < argc) {
+            opt.cost = argv[++i];
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -887,11 +938,30 @@ int main(int argc, char **argv)
     struct target base = {
         "ghash+mutex", ghash_create, ghash_destroy, ghash_store, ghash_fetch, ghash_add, NULL, 0, 1,
         NULL};
-    if (!opt.no_baseline)
+    if (!opt.no_baseline && !opt.cost)
         bench_target(&base);
 #else
     fprintf(stderr, "kvi-bench: built without GLib: no baseline, ratios omitted\n");
 #endif
+    if (opt.cost) {
+        struct target *tg = !strcmp(opt.cost, "local")       ? &local
+                            : !strcmp(opt.cost, "local:shm") ? &shared
+#ifdef KVI_BENCH_GLIB
+                            : !strcmp(opt.cost, "ghash+mutex") ? &base
+#endif
+                                                               : NULL;
+        if (!tg) {
+            fprintf(stderr, "kvi-bench: --cost takes local, local:shm or ghash+mutex\n");
+            return 2;
+        }
+        int rc = run_cost(tg);
+        char rm[160];
+        snprintf(rm, sizeof(rm), "/dev/shm/kvi.%s", shm_name);
+        unlink(rm);
+        snprintf(rm, sizeof(rm), "/dev/shm/kvi.%s-ctr", shm_name);
+        unlink(rm);
+        return rc;
+    }
     bench_target(&local);
     if (!opt.no_shm) {
         bench_target(&shared);

@@ -363,8 +363,7 @@ static kvi_status table_error(kvi_conn *c, kvi_status st)
                                 "segment %s is damaged: %s; refused, not followed (the segment "
                                 "needs to be removed)",
                                 sh ? kvi__sh_path(sh) : "?",
-                                why ? why
-                                    : "a shard lock cannot be recovered (damaged undo log)");
+                                why ? why : "a shard lock cannot be recovered (damaged undo log)");
     }
     case KVI_E_NOMEM:
         return kvi_engine_error(c, st, "out of memory");
@@ -412,7 +411,10 @@ static kvi_status fetch_copy(void *ud, const void *data, size_t len)
 static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     struct fetch_ud f = {c, out};
-    return table_error(c, KVI__LTAB(table_of(c), fetch, key, key_len, fetch_copy, &f));
+    kvi__ltab t = table_of(c);
+    kvi_status st = KVI__LTAB(t, fetch, key, key_len, fetch_copy, &f);
+    /* The path of a hit or a miss does no more. */
+    return st == KVI_OK || st == KVI_NOT_FOUND ? st : table_error(c, st);
 }
 
 static kvi_status local_remove(kvi_conn *c, const void *key, size_t key_len)
@@ -502,7 +504,7 @@ static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
 }
 
 static kvi_status local_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len,
-                                    uint64_t *removed)
+                                     uint64_t *removed)
 {
     kvi_status st;
     if (refuse_write(c, &st))

@@ -88,6 +88,30 @@ static inline uint64_t kvi__lt_hash(uint64_t seed, const void *key, size_t n)
     return kvi__lt_mix64(h);
 }
 
+/* Do the n bytes at a and b match?  Keys of 4..16 bytes (most keys) in
+ * two overlapping loads each instead of a memcmp call. */
+static inline int kvi__lt_key_eq(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n >= 8 && n <= 16) {
+        uint64_t x0, x1, y0, y1;
+        memcpy(&x0, x, 8);
+        memcpy(&y0, y, 8);
+        memcpy(&x1, x + n - 8, 8);
+        memcpy(&y1, y + n - 8, 8);
+        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+    }
+    if (n >= 4 && n < 8) {
+        uint32_t x0, x1, y0, y1;
+        memcpy(&x0, x, 4);
+        memcpy(&y0, y, 4);
+        memcpy(&x1, x + n - 4, 4);
+        memcpy(&y1, y + n - 4, 4);
+        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+    }
+    return memcmp(x, y, n) == 0;
+}
+
 /* The absolute expiry (unix ms, clamped to KVI__LT_MAX_EXPIRE_MS, at
  * least 1) of an entry stored at now_ms with expire_s > 0. */
 static inline int64_t kvi__lt_deadline(int64_t now_ms, int64_t expire_s)

@@ -498,9 +498,9 @@ static kvi_status sh_check_header(kvi__sh *s, char *err, size_t err_len)
          * wherever it is used. */
         struct sh_geo g = sh_layout(nb, arena, i);
         uint64_t top = __atomic_load_n(&sh->top, __ATOMIC_RELAXED);
-        if (g.arena_end > s->size || sh->arena_off != g.arena_off ||
-            sh->arena_end != g.arena_end || sh->buckets_off != g.buckets_off ||
-            top < g.arena_off || top > g.arena_end || top % SH_GRAN != 0)
+        if (g.arena_end > s->size || sh->arena_off != g.arena_off || sh->arena_end != g.arena_end ||
+            sh->buckets_off != g.buckets_off || top < g.arena_off || top > g.arena_end ||
+            top % SH_GRAN != 0)
             return corrupt(s, err, err_len, "damaged shard table");
     }
     return KVI_OK;
@@ -680,8 +680,8 @@ static kvi_status sh_copy(kvi__sh *s, const char *shm, const kvi__sh_config *cfg
     sh_bind(s);
     if ((cfg->max_memory && cfg->max_memory != s->h->size) ||
         (cfg->evict >= 0 && (unsigned)cfg->evict != s->h->evict)) {
-        snprintf(err, err_len, "segment %s exists with other max_memory or evict than this URL asks",
-                 s->path);
+        snprintf(err, err_len,
+                 "segment %s exists with other max_memory or evict than this URL asks", s->path);
         return KVI_E_INVALID;
     }
     if (init_mutex(&s->h->reg_lock) != KVI_OK)

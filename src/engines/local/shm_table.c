@@ -287,7 +287,7 @@ static uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *k
             bad_link(s, sh, n, e ? WHY_LOOP : WHY_LINK);
             return NULL;
         }
-        if (e->hash == want && e->klen == klen && memcmp(e->data, key, klen) == 0)
+        if (e->hash == want && e->klen == klen && kvi__lt_key_eq(e->data, key, klen))
             return pp;
         pp = &e->next;
     }

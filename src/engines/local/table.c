@@ -255,7 +255,8 @@ static inline void lt_bury(lt_ref *dead, struct lt_entry *e)
 /* ---------------------------------------------------------------------- */
 /* Shard internals (shard lock held)                                        */
 
-static struct lt_loc lt_find(struct lt_shard *sh, uint64_t h, const void *key, size_t klen)
+static inline __attribute__((always_inline)) struct lt_loc lt_find(struct lt_shard *sh, uint64_t h,
+                                                                   const void *key, size_t klen)
 {
     struct lt_loc loc = {NULL, 0};
     uint64_t tag = LT_TAG(h);
@@ -271,7 +272,7 @@ static struct lt_loc lt_find(struct lt_shard *sh, uint64_t h, const void *key, s
         for (lt_ref r = *pp; r; r = *pp) {
             const struct lt_entry *e = r_entry(r);
             if ((r & LT_REF_TAG_MASK) == want && e_tag(e) == tag && e_klen(e) == klen &&
-                memcmp(e->data, key, klen) == 0) {
+                kvi__lt_key_eq(e->data, key, klen)) {
                 loc.pp = pp;
                 loc.which = i;
                 return loc;
@@ -457,8 +458,9 @@ static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, lt_
 
 /* Finds key and drops it when expired; loc.pp is NULL when there is no
  * live entry. */
-static struct lt_loc lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, const void *key,
-                                  size_t klen, struct lt_now *n, lt_ref *dead)
+static inline __attribute__((always_inline)) struct lt_loc
+lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, const void *key, size_t klen,
+             struct lt_now *n, lt_ref *dead)
 {
     struct lt_loc loc = lt_find(sh, h, key, klen);
     if (loc.pp && e_dead(r_entry(*loc.pp), n)) {
