@@ -81,6 +81,7 @@ typedef struct lkvi {
     kvi_value pending;        /* fetched, not yet a Lua string */
     kvi_reply *pending_tree;  /* a reply not yet converted */
     kvi_conn **pending_conns; /* handles collected by stats() */
+    kvi_batch *pending_batch; /* a batch being built or read by batch() */
 } lkvi;
 
 static void drop_pending(lkvi *c)
@@ -90,6 +91,8 @@ static void drop_pending(lkvi *c)
     c->pending_tree = NULL;
     free(c->pending_conns);
     c->pending_conns = NULL;
+    kvi_batch_free(c->pending_batch);
+    c->pending_batch = NULL;
 }
 
 static void ctx_close(lkvi *c)
@@ -548,6 +551,213 @@ static int l_raw_query(lua_State *L)
     return 1;
 }
 
+
+/* ---- batches ---------------------------------------------------------- */
+
+/* Pushes t[name] of the table at idx without metamethods: no Lua code may
+ * run (and close the context, freeing the batch) while a batch is built. */
+static void raw_field(lua_State *L, int idx, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, idx);
+}
+
+#if LUA_VERSION_NUM >= 502
+#define lua_objlen_compat lua_rawlen
+#else
+#define lua_objlen_compat lua_objlen
+#endif
+
+/* The {nx = true} table of a store operation at idx (argn names the
+ * argument for errors). */
+static int batch_nx(lua_State *L, int idx, int argn)
+{
+    int nx;
+    if (lua_isnil(L, idx))
+        return 0;
+    if (!lua_istable(L, idx))
+        luaL_argerror(L, argn, "store options: table expected");
+    raw_field(L, idx, "nx");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_argerror(L, argn, "nx: boolean expected");
+    nx = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return nx;
+}
+
+/* Adds the operation {name, id, ...} (the table at idx, operation number
+ * n for messages) to b; the arguments are those of the method of the same
+ * name.  A Lua error for an unknown name or an argument of the wrong type;
+ * what the library refuses becomes that operation's result. */
+static void batch_add_op(lua_State *L, kvi_batch *b, int idx, int n)
+{
+    size_t klen = 0, vlen = 0;
+    const char *name, *id, *key;
+    int base = lua_gettop(L);
+    int argn = 2;
+    char what[48];
+    if (!lua_istable(L, idx)) {
+        lua_pushfstring(L, "operation %d: table expected, got %s", n, luaL_typename(L, idx));
+        luaL_argerror(L, argn, lua_tostring(L, -1));
+    }
+    for (int i = 1; i <= 7; i++)
+        lua_rawgeti(L, idx, i); /* base+1 .. base+7 */
+    name = lua_tostring(L, base + 1);
+    id = lua_tostring(L, base + 2);
+    if (name == NULL || lua_type(L, base + 1) != LUA_TSTRING || id == NULL ||
+        lua_type(L, base + 2) != LUA_TSTRING) {
+        lua_pushfstring(L, "operation %d: {name, id, ...} with strings expected", n);
+        luaL_argerror(L, argn, lua_tostring(L, -1));
+    }
+    if (strncmp(name, "cache_", 6) == 0)
+        name += 6;
+    snprintf(what, sizeof what, "operation %d: ", n);
+    if (strcmp(name, "raw_query") == 0) {
+        const char *q = lua_tolstring(L, base + 3, &vlen);
+        if (q == NULL)
+            int_argerror(L, argn, what, "query string expected");
+        kvi_batch_raw_query(b, id, q, vlen);
+        lua_settop(L, base);
+        return;
+    }
+    key = lua_type(L, base + 3) == LUA_TSTRING ? lua_tolstring(L, base + 3, &klen) : NULL;
+    if (key == NULL)
+        int_argerror(L, argn, what, "key string expected");
+    if (strcmp(name, "fetch") == 0) {
+        kvi_batch_fetch(b, id, key, klen);
+    } else if (strcmp(name, "remove") == 0) {
+        kvi_batch_remove(b, id, key, klen);
+    } else if (strcmp(name, "counter_fetch") == 0) {
+        kvi_batch_counter_fetch(b, id, key, klen);
+    } else if (strcmp(name, "store") == 0) {
+        const char *val = lua_type(L, base + 4) == LUA_TSTRING || lua_type(L, base + 4) == LUA_TNUMBER
+                              ? lua_tolstring(L, base + 4, &vlen)
+                              : NULL;
+        int64_t expire_s = lua_isnil(L, base + 5) ? 0 : to_int64(L, base + 5, argn, what);
+        if (val == NULL)
+            int_argerror(L, argn, what, "value string expected");
+        if (batch_nx(L, base + 6, argn))
+            kvi_batch_store_nx(b, id, key, klen, val, vlen, expire_s);
+        else
+            kvi_batch_store(b, id, key, klen, val, vlen, expire_s);
+    } else if (strcmp(name, "add") == 0 || strcmp(name, "sub") == 0) {
+        int sub = name[0] == 's';
+        int64_t delta = to_int64(L, base + 4, argn, what);
+        int64_t expire_s = lua_isnil(L, base + 5) ? 0 : to_int64(L, base + 5, argn, what);
+        if (lua_isnil(L, base + 6)) {
+            (sub ? kvi_batch_sub : kvi_batch_add)(b, id, key, klen, delta, expire_s);
+        } else {
+            int64_t min = INT64_MIN, max = INT64_MAX;
+            if (!lua_istable(L, base + 6))
+                int_argerror(L, argn, what, "bounds table {min = m, max = n} expected");
+            raw_field(L, base + 6, "min");
+            if (!lua_isnil(L, -1))
+                min = to_int64(L, lua_gettop(L), argn, what);
+            raw_field(L, base + 6, "max");
+            if (!lua_isnil(L, -1))
+                max = to_int64(L, lua_gettop(L), argn, what);
+            (sub ? kvi_batch_sub_bounded : kvi_batch_add_bounded)(b, id, key, klen, delta,
+                                                                  expire_s, min, max);
+        }
+    } else {
+        lua_pushfstring(L, "operation %d: unknown operation '%s'", n, name);
+        luaL_argerror(L, argn, lua_tostring(L, -1));
+    }
+    lua_settop(L, base);
+}
+
+/* Pushes the result of operation i as a table: {value} on success (true
+ * for store and remove), {nil, msg, status} otherwise, with the current
+ * value as [4] for a refused bounded change. */
+static void push_batch_result(lua_State *L, kvi_batch *b, size_t i)
+{
+    kvi_status st = kvi_batch_status(b, i);
+    kvi_op_kind kind = kvi_batch_kind(b, i);
+    size_t len = 0;
+    const kvi_reply *r;
+    lua_createtable(L, 4, 0);
+    if (st != KVI_OK) {
+        const char *msg = kvi_batch_errmsg(b, i);
+        lua_pushstring(L, msg[0] != '\0' ? msg : kvi_strerror(st));
+        lua_rawseti(L, -2, 2);
+        lua_pushstring(L, kvi_status_name(st));
+        lua_rawseti(L, -2, 3);
+        if (st == KVI_OUT_OF_BOUNDS) {
+            push_int64(L, kvi_batch_integer(b, i));
+            lua_rawseti(L, -2, 4);
+        }
+        return;
+    }
+    switch (kind) {
+    case KVI_OP_FETCH: {
+        const char *v = kvi_batch_value(b, i, &len);
+        lua_pushlstring(L, v != NULL ? v : "", len);
+        break;
+    }
+    case KVI_OP_ADD:
+    case KVI_OP_SUB:
+    case KVI_OP_ADD_BOUNDED:
+    case KVI_OP_SUB_BOUNDED:
+    case KVI_OP_COUNTER_FETCH:
+        push_int64(L, kvi_batch_integer(b, i));
+        break;
+    case KVI_OP_RAW_QUERY:
+        r = kvi_batch_reply(b, i);
+        if (kvi_reply_type_of(r) == KVI_REPLY_ERROR) {
+            const char *s = kvi_reply_str(r, &len);
+            lua_pushlstring(L, s, len);
+            lua_rawseti(L, -2, 2);
+            lua_pushstring(L, kvi_status_name(KVI_E_BACKEND));
+            lua_rawseti(L, -2, 3);
+            return;
+        }
+        push_reply(L, r);
+        break;
+    default:
+        lua_pushboolean(L, 1);
+        break;
+    }
+    lua_rawseti(L, -2, 1);
+}
+
+/* k:batch({{"fetch", id, key}, {"add", id, key, delta [, expire [, bounds]]}, ...}
+ *         [, timeout_ms]) -> results, failed
+ * Runs the operations together (one round trip per server where the engine
+ * can) and returns one result table per operation, in order, and the number
+ * that failed. */
+static int l_batch(lua_State *L)
+{
+    lkvi *c = check_ctx(L);
+    int64_t timeout_ms = 0;
+    size_t n, i;
+    kvi_status st;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) {
+        timeout_ms = check_int64(L, 3);
+        if (timeout_ms < 0 || timeout_ms > UINT32_MAX)
+            luaL_argerror(L, 3, "timeout_ms: 0..4294967295 expected");
+    }
+    st = kvi_batch_new(c->k, &c->pending_batch);
+    if (st != KVI_OK)
+        return push_fail(L, c, st);
+    n = (size_t)lua_objlen_compat(L, 2);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, (int)i);
+        batch_add_op(L, c->pending_batch, lua_gettop(L), (int)i);
+        lua_pop(L, 1);
+        recheck_ctx(L, c);
+    }
+    (void)kvi_batch_run(c->pending_batch, (uint32_t)timeout_ms);
+    lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
+    for (i = 0; i < kvi_batch_count(c->pending_batch); i++) {
+        push_batch_result(L, c->pending_batch, i);
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
+    push_uint64(L, (uint64_t)kvi_batch_failed(c->pending_batch));
+    drop_pending(c);
+    return 2;
+}
+
 /* Optional glob at idx: nil/absent is "" (every key). */
 static const char *opt_glob(lua_State *L, int idx, size_t *len)
 {
@@ -716,6 +926,7 @@ static const luaL_Reg ctx_methods[] = {
     {"stats", l_stats},
     {"ping", l_ping},
     {"caps", l_caps},
+    {"batch", l_batch},
     {"close", l_close},
     {"is_closed", l_is_closed},
     {"cache_store", l_store},

@@ -35,13 +35,13 @@ for cmd in "store ID KEY VALUE \[EXPIRE\] \[--nx\]" "fetch ID KEY" "remove ID KE
     "add ID KEY DELTA \[EXPIRE\] \[--min N\] \[--max N\]" \
     "sub ID KEY DELTA \[EXPIRE\] \[--min N\] \[--max N\]" "counter ID KEY" \
     "raw ID QUERY" "ttl ID KEY" "keys ID \[GLOB\]" "remove-chunk ID GLOB" "ping ID" \
-    "stats \[ID\]" "engines" "url URL" "shell" cache_store cache_fetch cache_remove \
+    "stats \[ID\]" "engines" "url URL" "shell" "pipe ID \[--batch N\]" cache_store cache_fetch cache_remove \
     cache_add cache_sub cache_counter_fetch cache_raw_query cache_remove_chunk; do
     checks=$((checks + 1))
     grep -q -- "$cmd" "$T/out" || fail "--help does not mention $cmd"
 done
-# Every exit status 0..23 is listed with its meaning.
-for code in $(seq 0 23); do
+# Every exit status 0..24 is listed with its meaning.
+for code in $(seq 0 24); do
     checks=$((checks + 1))
     grep -Eq "^  $code +[A-Za-z]" "$T/out" || fail "--help does not list exit status $code"
 done

@@ -6,6 +6,7 @@
  * The files and who calls whom (no two files call each other):
  *
  *   main.c      options, the store, one command or the shell loop
+ *     -> pipe.c      `pipe ID`: shell lines run in batches, results in order
  *     -> commands.c  the command table, argument checking, running one command
  *          -> cmd_data.c     handlers of the operations on keys
  *          -> cmd_info.c     handlers of stats, engines, url
@@ -43,6 +44,7 @@ typedef struct kvi__cli {
     int stdout_tty;               /* standard output is a terminal */
     struct kvi__cli_state *state; /* default local store; NULL with -u/-c */
     unsigned log_errors;          /* KVI_LOG_ERROR messages seen */
+    int quiet;                    /* report nothing (pipe's trial parse) */
 } kvi__cli;
 
 /* ---- the command table (commands.c) ----------------------------------- */
@@ -62,12 +64,18 @@ typedef enum kvi__cli_kind {
 
 #define KVI_CLI_F_STORE 1u /* needs the store (a context with engine ids) */
 #define KVI_CLI_F_SHELL 2u /* the shell: main runs it, never from the shell */
+#define KVI_CLI_F_PIPE 4u  /* pipe: main runs it, never from the shell */
 
 #define KVI_CLI_MAX_ARGS 4
 
 /* Flags a command takes after its required arguments (kvi__cli_command.opts). */
 #define KVI_CLI_O_BOUNDS 1u /* --min N, --max N: bounded add/sub */
 #define KVI_CLI_O_NX 2u     /* --nx: store only if absent */
+#define KVI_CLI_O_BATCH 4u  /* --batch N: pipe's batch size */
+
+/* pipe's default and largest --batch. */
+#define KVI_CLI_PIPE_BATCH 1000
+#define KVI_CLI_PIPE_BATCH_MAX 1000000
 
 struct kvi__cli_command;
 
@@ -80,6 +88,7 @@ typedef struct kvi__cli_args {
     int64_t delta;
     int64_t expire_s;
     int has_min, has_max, nx; /* --min, --max, --nx given */
+    int64_t batch;            /* --batch N (pipe), KVI_CLI_PIPE_BATCH when not given */
     int64_t min, max;         /* INT64_MIN / INT64_MAX when not given */
     char *owned;              /* value read from standard input, or the joined query of raw in
                                  the shell; freed by kvi__cli_args_free */
@@ -141,6 +150,28 @@ kvi__cli_handler kvi__cli_cmd_store, kvi__cli_cmd_fetch, kvi__cli_cmd_remove, kv
     kvi__cli_cmd_sub, kvi__cli_cmd_counter, kvi__cli_cmd_raw, kvi__cli_cmd_ttl, kvi__cli_cmd_keys,
     kvi__cli_cmd_remove_chunk, kvi__cli_cmd_ping;
 kvi__cli_handler kvi__cli_cmd_stats, kvi__cli_cmd_engines, kvi__cli_cmd_url;
+
+/* Reports a refused conditional change (KVI_OUT_OF_BOUNDS with the current
+ * value, KVI_KEY_EXISTS): the JSON document with --json, the reason on
+ * standard error; returns its exit code. */
+int kvi__cli_refused(const kvi__cli *cli, kvi_status st, int64_t current);
+
+/* Writes a fetched value: its bytes (and a newline on a terminal or in the
+ * shell), or the JSON document with --json. */
+void kvi__cli_print_value(const kvi__cli *cli, const char *p, size_t n);
+
+/* Writes a raw query's reply (text or JSON); returns 0, or the exit code of
+ * KVI_E_BACKEND when the reply is an error reply. */
+int kvi__cli_print_reply(const kvi__cli *cli, const kvi_reply *r);
+
+/* ---- pipe.c ------------------------------------------------------------- */
+
+/* Runs `pipe ID`: commands in shell syntax without their ID, one per line
+ * of standard input, added to batches of a->batch operations on a->id; the
+ * results printed in order as the shell prints them, a summary on standard
+ * error.  Returns 0 when no command failed (KVI_NOT_FOUND and refusals are
+ * outcomes), else the exit status of the first that did. */
+int kvi__cli_run_pipe(kvi__cli *cli, const kvi__cli_args *a);
 
 /* ---- report.c: exit codes and messages -------------------------------- */
 
@@ -215,10 +246,17 @@ typedef struct kvi__cli_line {
 typedef struct kvi__cli_shell kvi__cli_shell;
 
 /* Starts reading commands for cli: interactive (prompt, and line editing
- * and history when built with libedit) when standard input is a terminal,
- * batch otherwise; sets cli->in_shell and cli->interactive.  NULL when
- * memory runs out. */
-kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli);
+ * and history when built with libedit) when standard input is a terminal
+ * and pipe is 0, batch otherwise; sets cli->in_shell and
+ * cli->interactive.  With pipe set, a line that cannot be split is not
+ * reported but returned with no words and *rc set, for the caller to
+ * report in its turn (kvi__cli_shell_bad_line).  NULL when memory runs
+ * out. */
+kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli, int pipe);
+
+/* Reports a line that cannot be split (bad quoting); returns its exit
+ * status. */
+int kvi__cli_shell_bad_line(const kvi__cli *cli);
 
 /* Reads the next command into *ln (valid until the next call).  Returns 1
  * for a command, 0 at the end (end of input, "quit", "exit").  A line that

@@ -13,7 +13,7 @@
 /* A conditional change that was refused (KVI_OUT_OF_BOUNDS with the current
  * value, KVI_KEY_EXISTS): an outcome, so nothing on standard output but the
  * JSON document with --json; the reason on standard error. */
-static int refused(const kvi__cli *cli, kvi_status st, int64_t current)
+int kvi__cli_refused(const kvi__cli *cli, kvi_status st, int64_t current)
 {
     int oob = st == KVI_OUT_OF_BOUNDS;
     if (cli->json) {
@@ -37,7 +37,7 @@ int kvi__cli_cmd_store(kvi__cli *cli, const kvi__cli_args *o)
                           : kvi_store(cli->k, o->id, o->key.p, o->key.len, o->value.p, o->value.len,
                                       o->expire_s);
     if (st == KVI_KEY_EXISTS)
-        return refused(cli, st, 0);
+        return kvi__cli_refused(cli, st, 0);
     if (st != KVI_OK)
         return kvi__cli_fail(cli, st);
     kvi__cli_print_ok(cli);
@@ -50,17 +50,22 @@ int kvi__cli_cmd_fetch(kvi__cli *cli, const kvi__cli_args *o)
     kvi_status st = kvi_fetch(cli->k, o->id, o->key.p, o->key.len, &v);
     if (st != KVI_OK)
         return kvi__cli_fail(cli, st);
+    kvi__cli_print_value(cli, v.data, v.len);
+    kvi_value_free(&v);
+    return 0;
+}
+
+void kvi__cli_print_value(const kvi__cli *cli, const char *p, size_t n)
+{
     if (cli->json) {
         fputs("{\"status\":\"ok\",", stdout);
-        kvi__cli_json_bytes_field(stdout, "value", v.data, v.len);
+        kvi__cli_json_bytes_field(stdout, "value", p, n);
         fputs("}\n", stdout);
     } else {
-        fwrite(v.data, 1, v.len, stdout);
+        fwrite(p, 1, n, stdout);
         if (cli->stdout_tty || cli->in_shell)
             fputc('\n', stdout);
     }
-    kvi_value_free(&v);
-    return 0;
 }
 
 int kvi__cli_cmd_remove(kvi__cli *cli, const kvi__cli_args *o)
@@ -93,7 +98,7 @@ static int counter_cmd(kvi__cli *cli, const kvi__cli_args *o, int sub)
         st = (sub ? kvi_sub : kvi_add)(cli->k, o->id, o->key.p, o->key.len, o->delta, o->expire_s,
                                        &n);
     if (st == KVI_OUT_OF_BOUNDS)
-        return refused(cli, st, n);
+        return kvi__cli_refused(cli, st, n);
     return int_result(cli, st, "value", n);
 }
 
@@ -127,6 +132,13 @@ int kvi__cli_cmd_raw(kvi__cli *cli, const kvi__cli_args *o)
     kvi_status st = kvi_raw_query(cli->k, o->id, o->query.p, o->query.len, &r);
     if (st != KVI_OK)
         return kvi__cli_fail(cli, st);
+    int rc = kvi__cli_print_reply(cli, r);
+    kvi_reply_free(r);
+    return rc;
+}
+
+int kvi__cli_print_reply(const kvi__cli *cli, const kvi_reply *r)
+{
     if (cli->json) {
         fputs("{\"status\":\"ok\",\"reply\":", stdout);
         kvi__cli_reply_json(r);
@@ -134,9 +146,7 @@ int kvi__cli_cmd_raw(kvi__cli *cli, const kvi__cli_args *o)
     } else {
         kvi__cli_reply_text(r);
     }
-    int rc = kvi_reply_type_of(r) == KVI_REPLY_ERROR ? kvi__cli_exit_code(KVI_E_BACKEND) : 0;
-    kvi_reply_free(r);
-    return rc;
+    return kvi_reply_type_of(r) == KVI_REPLY_ERROR ? kvi__cli_exit_code(KVI_E_BACKEND) : 0;
 }
 
 int kvi__cli_cmd_remove_chunk(kvi__cli *cli, const kvi__cli_args *o)

@@ -165,6 +165,16 @@ static const kvi__cli_command commands[] = {
      "run commands: interactive with history on a terminal, else one per line from standard "
      "input",
      0},
+    {"pipe",
+     NULL,
+     "ID [--batch N]",
+     1,
+     0,
+     {ID},
+     KVI_CLI_F_STORE | KVI_CLI_F_PIPE,
+     NULL,
+     "run standard input's lines (shell syntax, no ID) on ID in batches",
+     KVI_CLI_O_BATCH},
     {"help", NULL, "", 0, 0, {KVI_CLI_K_NONE}, 0, cmd_help, NULL, 0},
 };
 
@@ -278,6 +288,12 @@ static int take_flags(kvi__cli *cli, const kvi__cli_command *cmd, const kvi__cli
                                             i + 1 < nargs ? &a[i + 1] : NULL);
             *has = 1;
             i++;
+        } else if (np >= cmd->nreq && (cmd->opts & KVI_CLI_O_BATCH) && word_is(w, "--batch")) {
+            if (i + 1 == nargs || parse_i64(&a[i + 1], &o->batch) != 0 || o->batch < 1 ||
+                o->batch > KVI_CLI_PIPE_BATCH_MAX)
+                return kvi__cli_usage_error(cli, cmd, "--batch needs a whole number 1..1000000",
+                                            i + 1 < nargs ? &a[i + 1] : NULL);
+            i++;
         } else if (np >= cmd->nreq && (cmd->opts & KVI_CLI_O_NX) && word_is(w, "--nx")) {
             if (o->nx)
                 return kvi__cli_usage_error(cli, cmd, "option given twice", w);
@@ -380,6 +396,7 @@ int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, kvi__cli_
     }
     o->min = INT64_MIN;
     o->max = INT64_MAX;
+    o->batch = KVI_CLI_PIPE_BATCH;
     const kvi__cli_arg *pos[KVI_CLI_MAX_ARGS];
     if (cmd->opts != 0) {
         int rc = take_flags(cli, cmd, a, nargs, pos, &nargs, o);
@@ -393,7 +410,7 @@ int kvi__cli_parse(kvi__cli *cli, const kvi__cli_arg *words, size_t n, kvi__cli_
         return kvi__cli_usage_error(cli, cmd, "missing arguments", NULL);
     if (nargs > cmd->nreq + cmd->nopt)
         return kvi__cli_usage_error(cli, cmd, "too many arguments", NULL);
-    if ((cmd->flags & KVI_CLI_F_SHELL) != 0 && cli->in_shell)
+    if ((cmd->flags & (KVI_CLI_F_SHELL | KVI_CLI_F_PIPE)) != 0 && cli->in_shell)
         return kvi__cli_usage_error(cli, cmd, "already in the shell", NULL);
     o->expire_s = 0;
     for (size_t i = 0; i < nargs; i++) {
@@ -469,7 +486,7 @@ void kvi__cli_help(FILE *f, int in_shell)
     fputs("Commands:\n", f);
     for (size_t i = 0; i < NCOMMANDS; i++) {
         const kvi__cli_command *c = &commands[i];
-        if (c->what == NULL || (in_shell && (c->flags & KVI_CLI_F_SHELL) != 0))
+        if (c->what == NULL || (in_shell && (c->flags & (KVI_CLI_F_SHELL | KVI_CLI_F_PIPE)) != 0))
             continue;
         char head[64];
         snprintf(head, sizeof head, "%s %s", c->name, c->args);

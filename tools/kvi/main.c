@@ -83,7 +83,7 @@ static int close_store(kvi__cli *cli, int rc)
  * none). */
 static int run_shell(kvi__cli *cli)
 {
-    kvi__cli_shell *sh = kvi__cli_shell_open(cli);
+    kvi__cli_shell *sh = kvi__cli_shell_open(cli, 0);
     if (sh == NULL) {
         kvi__cli_report(cli, KVI_E_NOMEM, "starting the shell");
         return kvi__cli_exit_code(KVI_E_NOMEM);
@@ -199,7 +199,9 @@ int main(int argc, char **argv)
         kvi__cli_signals_install();
         rc = open_store(&cli, src, nsrc, a.cmd);
     }
-    if (rc < 0)
+    if (rc < 0 && (a.cmd->flags & KVI_CLI_F_PIPE) != 0)
+        rc = kvi__cli_run_pipe(&cli, &a);
+    else if (rc < 0)
         rc = shell ? run_shell(&cli) : kvi__cli_execute(&cli, &a);
     int saved = cli.state != NULL;
     if (cli.k != NULL)

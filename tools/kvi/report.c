@@ -43,6 +43,8 @@ void kvi__cli_print_exit_codes(FILE *f)
 
 void kvi__cli_report(const kvi__cli *cli, kvi_status st, const char *detail)
 {
+    if (cli->quiet)
+        return;
     const char *msg = kvi_strerror(st);
     size_t ml = strlen(msg);
     /* Some details already begin with the status text ("bad URL: ..."). */
@@ -111,6 +113,8 @@ static void usage_reason(FILE *f, const char *what, const kvi__cli_arg *arg)
 int kvi__cli_usage_error(const kvi__cli *cli, const kvi__cli_command *cmd, const char *what,
                          const kvi__cli_arg *arg)
 {
+    if (cli->quiet)
+        return KVI_CLI_EXIT_USAGE;
     if (cli->json) {
         char *msg = NULL;
         size_t len = 0;

@@ -36,6 +36,7 @@ struct kvi__cli_shell {
     size_t in_used; /* ... of which this many are consumed ... */
     size_t in_len, in_cap;
     int in_eof; /* ... and the end of input was seen */
+    int pipe;   /* bad lines are returned to the caller, not reported */
 #ifdef KVI_HAVE_LIBEDIT
     char *edit_line; /* the line libedit's callback got (NULL at end of input) */
     int edit_done;
@@ -201,7 +202,14 @@ static void split_error(const kvi__cli *cli, const char *msg)
     fprintf(stderr, "kvi: %s\n", msg);
 }
 
-kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli)
+int kvi__cli_shell_bad_line(const kvi__cli *cli)
+{
+    split_error(cli, "bad quoting: a quote is not closed, or a closing quote is not followed by a "
+                     "blank");
+    return KVI_CLI_EXIT_USAGE;
+}
+
+kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli, int pipe)
 {
     kvi__cli_shell *sh = calloc(1, sizeof *sh);
     if (sh == NULL)
@@ -209,7 +217,8 @@ kvi__cli_shell *kvi__cli_shell_open(kvi__cli *cli)
     sh->cli = cli;
     sh->eof = 1;
     cli->in_shell = 1;
-    cli->interactive = isatty(STDIN_FILENO);
+    cli->interactive = !pipe && isatty(STDIN_FILENO);
+    sh->pipe = pipe;
 #ifdef KVI_HAVE_LIBEDIT
     if (cli->interactive) {
         char dir[4000], err[256];
@@ -284,10 +293,12 @@ int kvi__cli_shell_read(kvi__cli_shell *sh, kvi__cli_line *ln, int *rc)
             sh->eof = 0;
             return 0;
         }
-        if (st != KVI_OK) {
-            split_error(sh->cli, "bad quoting: a quote is not closed, or a closing quote is not "
-                                 "followed by a blank");
+        if (st != KVI_OK && sh->pipe) {
             *rc = KVI_CLI_EXIT_USAGE;
+            return 1; /* no words: the caller reports it in its turn */
+        }
+        if (st != KVI_OK) {
+            *rc = kvi__cli_shell_bad_line(sh->cli);
             continue;
         }
         if (sh->nw == 0)

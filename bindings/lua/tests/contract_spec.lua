@@ -428,4 +428,56 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
             assert.are.equal("2", H.int_text(k:add(id, key .. "n", 1)))
         end
     end)
+    it("batch runs every kind of operation and returns one result per operation, in order", function()
+        local a, n, t, none = H.key("a"), H.key("n"), H.key("t"), H.key("none")
+        assert(k:store(id, t, "text"))
+        local ops = {
+            { "store", id, a, "apple" },
+            { "fetch", id, a },
+            { "cache_fetch", id, none },
+            { "add", id, n, 5 },
+            { "sub", id, n, 2 },
+            { "counter_fetch", id, n },
+            { "add", id, t, 1 },
+            { "sub", id, n, 10, 0, { min = 0 } },
+            { "add", id, n, 1, nil, { max = 100 } },
+            { "store", id, a, "other", 0, { nx = true } },
+            { "remove", id, a },
+            { "remove", id, a },
+            { "fetch", id, "" },
+        }
+        local res, failed = k:batch(ops, 5000)
+        assert.are.equal(#ops, #res)
+        assert.are.equal(2, failed)
+        assert.are.same({ true }, res[1])
+        assert.are.equal("apple", res[2][1])
+        H.fails("KVI_NOT_FOUND", res[3][1], res[3][2], res[3][3])
+        assert.are.equal("5", H.int_text(res[4][1]))
+        assert.are.equal("3", H.int_text(res[5][1]))
+        assert.are.equal("3", H.int_text(res[6][1]))
+        H.fails("KVI_E_NOT_A_COUNTER", res[7][1], res[7][2], res[7][3])
+        H.fails("KVI_OUT_OF_BOUNDS", res[8][1], res[8][2], res[8][3])
+        assert.are.equal("3", H.int_text(res[8][4]))
+        assert.are.equal("4", H.int_text(res[9][1]))
+        H.fails("KVI_KEY_EXISTS", res[10][1], res[10][2], res[10][3])
+        assert.are.same({ true }, res[11])
+        H.fails("KVI_NOT_FOUND", res[12][1], res[12][2], res[12][3])
+        H.fails("KVI_E_INVALID", res[13][1], res[13][2], res[13][3])
+        H.fails("KVI_NOT_FOUND", k:fetch(id, a))
+        assert.are.equal("4", H.int_text(k:counter_fetch(id, n)))
+        assert.are.same({}, (k:batch({})))
+    end)
+
+    it("batch raises a Lua error for a malformed operation and keeps the context usable", function()
+        assert.has_error(function() k:batch({ { "nosuch", id, "a" } }) end)
+        assert.has_error(function() k:batch({ { "fetch", id } }) end)
+        assert.has_error(function() k:batch({ "fetch" }) end)
+        assert.has_error(function() k:batch({ { "add", id, "a", 1.5 } }) end)
+        assert.has_error(function() k:batch({ { "store", id, "a", "v", 0, { nx = 1 } } }) end)
+        assert.has_error(function() k:batch({}, -1) end)
+        assert.has_error(function() k:batch("x") end)
+        local key = H.key()
+        local res = k:batch({ { "store", id, key, "ok" }, { "fetch", id, key } })
+        assert.are.equal("ok", res[2][1])
+    end)
 end)
