@@ -613,7 +613,7 @@ kvi_status kvi__op_check(kvi_conn *c, kvi_op_kind kind, const kvi_batch_op *op)
 /* Start of a batch's timing on c: 0 when timing is off. */
 uint64_t kvi__op_batch_begin(kvi_conn *c, int *coarse)
 {
-    uint64_t slow_us = atomic_load_explicit(&c->k->slow_us, memory_order_relaxed);
+    uint64_t slow_us = atomic_load_explicit(&c->k->timed_us, memory_order_relaxed);
     *coarse = slow_us >= COARSE_MIN_THRESHOLD_US;
     return slow_us ? kvi__clock_us(*coarse) : 0;
 }
@@ -635,7 +635,7 @@ void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, kvi_batch_op *const
         bump(&s->errors, errors);
     if (misses)
         bump(&s->misses, misses);
-    uint64_t slow_us = atomic_load_explicit(&c->k->slow_us, memory_order_relaxed);
+    uint64_t slow_us = atomic_load_explicit(&c->k->timed_us, memory_order_relaxed);
     if (t0 != 0 && slow_us != 0) {
         uint64_t dt = kvi__clock_us(coarse) - t0;
         bump(&s->total_us, dt);
