@@ -98,10 +98,11 @@ end
 
 ---------------------------------------------------------------- the kvi context
 
--- One kvi context per Kamailio process, made on first use in that process:
--- the script is loaded in every process after fork, so nothing is made
--- before it.  (A context made before a fork would work in the child too --
--- docs/lua.md -- but there is no such context here.)  An engine id is
+-- One kvi context per Kamailio process, made on first use in that process.
+-- app_lua loads this script in the main process at start-up and again in
+-- every child after the fork, each in its own Lua state, so no context
+-- crosses a fork here (docs/lua.md); made on first use, none is opened in
+-- the main process, which handles no requests.  An engine id is
 -- usable once its URL was added; ids that no URL names ("local") are kvi's
 -- own.  A URL that could not be added stays pending and is tried again
 -- every RETRY_S seconds; meanwhile ctx_for() returns nil: the caller falls
