@@ -14,7 +14,7 @@
 #include "engines/local/local.h"
 #include "engines/local/shm.h"
 
-#define SH_LAYOUT 1u
+#define SH_LAYOUT 2u /* 2: twice the buckets */
 #define SH_SHARDS 64u
 #define SH_GRAN 16u /* allocation granule: links are granule numbers */
 #define SH_NCLASS 144u
