@@ -35,7 +35,7 @@ kh_require() {
     done
     local mdir=/usr/lib/x86_64-linux-gnu/kamailio/modules
     mdir=$(kamailio -h 2>/dev/null | sed -n 's/.*Modules search path (default: \(.*\)).*/\1/p')
-    for p in app_lua db_sqlite auth_db dialog htable; do
+    for p in app_lua db_sqlite auth_db dialog htable rtimer; do
         [ -e "$mdir/$p.so" ] ||
             kh_skip "Kamailio module $p.so missing in $mdir (Debian: kamailio-lua-modules, kamailio-sqlite-modules)"
     done
