@@ -131,7 +131,8 @@ static kvi_status read_file(kvi *k, const char *path, char **out, size_t *out_le
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         int e = errno;
-        return kvi__error(k, KVI_E_IO, "cannot open config file '%s': %s", path, strerror(e));
+        return kvi__error(k, e == ENOMEM ? KVI_E_NOMEM : KVI_E_IO,
+                          "cannot open config file '%s': %s", path, strerror(e));
     }
     char *buf = NULL;
     size_t len = 0, cap = 0;
@@ -157,7 +158,8 @@ static kvi_status read_file(kvi *k, const char *path, char **out, size_t *out_le
         if (got == 0) {
             if (ferror(f)) {
                 int e = errno;
-                st = kvi__error(k, KVI_E_IO, "cannot read config file '%s': %s", path, strerror(e));
+                st = kvi__error(k, e == ENOMEM ? KVI_E_NOMEM : KVI_E_IO,
+                                "cannot read config file '%s': %s", path, strerror(e));
             }
             break;
         }
