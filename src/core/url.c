@@ -597,7 +597,13 @@ size_t kvi_url_format_redacted(const kvi_url *u, char *buf, size_t buflen)
         puts_(&o, i == 0 ? "?" : "&");
         put_enc(&o, u->options[i].name, "");
         puts_(&o, "=");
-        put_enc(&o, u->options[i].value, "/:,");
+        /* An option that holds a password (redis: sentinel_password) is
+         * hidden like the userinfo's. */
+        size_t nl = strlen(u->options[i].name);
+        if (nl >= 8 && strcmp(u->options[i].name + nl - 8, "password") == 0)
+            puts_(&o, "***");
+        else
+            put_enc(&o, u->options[i].value, "/:,");
     }
     if (buf != NULL && buflen > 0)
         buf[o.len < buflen ? o.len : buflen - 1] = '\0';

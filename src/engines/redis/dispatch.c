@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "error.h"
 #include "route.h"
+#include "sentinel.h"
 #include "slotmap.h"
 
 /* Redirections and retries one call may take in a cluster. */
@@ -26,7 +27,7 @@ static kvi_status ensure_mode(kvi_conn *c, struct kvi_redis_state *st)
 
     if (atomic_load(&rp->mode) != KVI_REDIS_MODE_UNKNOWN)
         return KVI_OK;
-    if (cfg->cluster == KVI_REDIS_CLUSTER_NO || cfg->socket != NULL) {
+    if (cfg->cluster == KVI_REDIS_CLUSTER_NO || cfg->socket != NULL || cfg->sentinel != NULL) {
         atomic_store(&rp->mode, KVI_REDIS_MODE_STANDALONE);
         return KVI_OK;
     }
@@ -114,6 +115,75 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
               attempt == 0))
             return s;
     }
+}
+
+/* Sentinel: the master the sentinels name.  A connection failure to it,
+ * -READONLY (it was demoted) or -LOADING make the sentinels be asked
+ * again, with backoff, until the call's timeout. */
+static kvi_status exec_sentinel(kvi_conn *c, struct kvi_redis_state *st,
+                                const struct kvi_redis_cmd *cmd, redisReply **out)
+{
+    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
+    int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    int64_t backoff = BACKOFF_FIRST_MS;
+    int resent = 0;
+    redisReply *last_reply = NULL;
+    kvi_status last = KVI_OK;
+
+    for (;;) {
+        struct kvi_redis_node *m = NULL;
+        kvi_status s = kvi__redis_sentinel_master(c, st, &m);
+        if (s != KVI_OK) {
+            if (fatal(s))
+                break;
+            last = s;
+            goto backoff;
+        }
+        int reused = 0, phase = KVI_REDIS_REFUSED;
+        redisReply *r = NULL;
+        s = kvi__redis_node_call(c, m, cmd, 0, &reused, &phase, &r);
+        if (s == KVI_OK) {
+            if (kvi__redis_is_error_kind(r, "READONLY") || kvi__redis_is_error_kind(r, "LOADING")) {
+                /* Not executed: a demoted or restarting master. */
+                kvi__redis_sentinel_forget(st, m);
+                freeReplyObject(last_reply);
+                last_reply = r;
+                last = KVI_OK;
+                goto backoff;
+            }
+            freeReplyObject(last_reply);
+            *out = r;
+            return KVI_OK;
+        }
+        kvi__redis_sentinel_forget(st, m);
+        if (fatal(s)) {
+            freeReplyObject(last_reply);
+            return s;
+        }
+        if (phase == KVI_REDIS_SENT) {
+            /* The request may have run: sent again only when that cannot
+             * change the outcome. */
+            if (!(cmd->resend_ok && kvi__redis_retryable(s) && !resent)) {
+                freeReplyObject(last_reply);
+                return s;
+            }
+            resent = 1;
+            continue;
+        }
+        last = s;
+    backoff:
+        if (kvi_monotonic_ms() + backoff > deadline)
+            break;
+        kvi_sleep_ms(backoff);
+        backoff = backoff * 2 > 200 ? 200 : backoff * 2;
+    }
+    if (last_reply != NULL && last == KVI_OK) {
+        kvi_status s = kvi__redis_reply_error(c, last_reply);
+        freeReplyObject(last_reply);
+        return s;
+    }
+    freeReplyObject(last_reply);
+    return last != KVI_OK ? last : kvi_engine_error(c, KVI_E_INTERNAL, "sentinel: no outcome");
 }
 
 /* Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into slot, host, port.
@@ -294,6 +364,8 @@ kvi_status kvi__redis_exec(kvi_conn *c, const struct kvi_redis_cmd *cmd, redisRe
         return s;
     if (in_cluster(c))
         return exec_cluster(c, st, cmd, out);
+    if (kvi__redis_priv(c)->cfg.sentinel != NULL)
+        return exec_sentinel(c, st, cmd, out);
     return exec_standalone(c, st, cmd, out);
 }
 
@@ -316,7 +388,8 @@ static kvi_status ping_standalone(kvi_conn *c, struct kvi_redis_state *st)
     size_t lens[1] = {4};
     struct kvi_redis_cmd ping = {1, argv, lens, -1, 1, 0, 0};
     redisReply *r = NULL;
-    kvi_status s = exec_standalone(c, st, &ping, &r);
+    kvi_status s = kvi__redis_priv(c)->cfg.sentinel != NULL ? exec_sentinel(c, st, &ping, &r)
+                                                            : exec_standalone(c, st, &ping, &r);
     if (s == KVI_OK && r->type == REDIS_REPLY_ERROR)
         s = kvi__redis_reply_error(c, r);
     freeReplyObject(r);
@@ -339,7 +412,13 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
     *nodes = kvi_engine_malloc(c, sizeof **nodes);
     if (*nodes == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    (*nodes)[0] = st->seeds[atomic_load(&st->current)];
+    struct kvi_redis_node *m = st->seeds[atomic_load(&st->current)];
+    if (kvi__redis_priv(c)->cfg.sentinel != NULL &&
+        (s = kvi__redis_sentinel_master(c, st, &m)) != KVI_OK) {
+        kvi_engine_free(c, *nodes);
+        return s;
+    }
+    (*nodes)[0] = m;
     *count = 1;
     return KVI_OK;
 }

@@ -137,10 +137,14 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis
     struct kvi_redis_link *l = kvi_engine_malloc(c, sizeof *l);
     if (l == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    int select_db = atomic_load(&kvi__redis_priv(c)->mode) != KVI_REDIS_MODE_CLUSTER;
+    int role = n->sentinel ? KVI_REDIS_ROLE_SENTINEL
+               : atomic_load(&kvi__redis_priv(c)->mode) == KVI_REDIS_MODE_CLUSTER
+                   ? KVI_REDIS_ROLE_DATA_NODB
+                   : KVI_REDIS_ROLE_DATA;
     int loaded = 0;
-    kvi_status s = kvi__redis_connect(c, &n->addr, &n->tls_cache, select_db,
-                                      !atomic_load(&n->script_loaded), &loaded, &l->conn);
+    kvi_status s = kvi__redis_connect(c, &n->addr, &n->tls_cache, role,
+                                      !n->sentinel && !atomic_load(&n->script_loaded), &loaded,
+                                      &l->conn);
     if (s != KVI_OK) {
         kvi_engine_free(c, l);
         return s;

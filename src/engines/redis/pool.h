@@ -29,6 +29,7 @@ struct kvi_redis_node {
     atomic_int script_loaded;
     kvi_breaker *breaker;        /* marks the node down after repeated failures */
     struct kvi_redis_tls_cache tls_cache; /* its last TLS session, for resumption */
+    int sentinel;                /* a sentinel (its own credentials), not a data node */
     struct kvi_redis_node *next; /* the state's list of nodes */
 };
 

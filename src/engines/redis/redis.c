@@ -33,6 +33,7 @@ struct redis_options {
     int tls;
     char *tls_ca, *tls_cert, *tls_key, *tls_sni;
     int tls_verify;
+    char *sentinel, *sentinel_user, *sentinel_password;
 };
 
 static const kvi_option redis_options[] = {
@@ -61,6 +62,13 @@ static const kvi_option redis_options[] = {
      "server name sent and checked (default: the host when it is a name)"},
     {"tls_verify", KVI_OPT_BOOL, "yes", 0, 1, NULL, offsetof(struct redis_options, tls_verify),
      "check the server's chain and its name or address"},
+    {"sentinel", KVI_OPT_STRING, NULL, 0, 0, NULL, offsetof(struct redis_options, sentinel),
+     "the hosts are sentinels; they name the master of this name"},
+    {"sentinel_user", KVI_OPT_STRING, NULL, 0, 0, NULL,
+     offsetof(struct redis_options, sentinel_user), "ACL user of the sentinels (AUTH)"},
+    {"sentinel_password", KVI_OPT_STRING, NULL, 0, 0, NULL,
+     offsetof(struct redis_options, sentinel_password),
+     "password of the sentinels (the URL's userinfo is the data nodes')"},
     KVI_OPTION_END,
 };
 
@@ -114,6 +122,33 @@ static kvi_status open_tls(kvi_conn *c, const struct redis_options *opt)
     return KVI_OK;
 }
 
+/* sentinel=NAME and the sentinels' credentials. */
+static kvi_status open_sentinel(kvi_conn *c, const struct redis_options *opt, const kvi_url *url)
+{
+    struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+    if (opt->sentinel == NULL || opt->sentinel[0] == '\0') {
+        if (opt->sentinel_user != NULL || opt->sentinel_password != NULL)
+            return kvi_engine_error(c, KVI_E_INVALID,
+                                    "options sentinel_user and sentinel_password need sentinel=NAME");
+        return KVI_OK;
+    }
+    if (opt->cluster > 0 || opt->socket != NULL || url->nhosts == 0 ||
+        url->hosts[0].host[0] == '/')
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "option sentinel needs a host list of sentinels (no cluster=yes, "
+                                "no socket)");
+    if ((cfg->sentinel = kvi_engine_strdup(c, opt->sentinel)) == NULL ||
+        (opt->sentinel_user != NULL &&
+         (cfg->sentinel_user = kvi_engine_strdup(c, opt->sentinel_user)) == NULL))
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    if (opt->sentinel_password != NULL || opt->sentinel_user != NULL) {
+        const char *pw = opt->sentinel_password != NULL ? opt->sentinel_password : "";
+        if ((cfg->sentinel_password = kvi_engine_strdup(c, pw)) == NULL)
+            return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    }
+    return KVI_OK;
+}
+
 static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
 {
     struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
@@ -130,6 +165,8 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
     cfg->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : cfg->timeout_ms;
     kvi_status ts = open_tls(c, opt);
     if (ts != KVI_OK)
+        return ts;
+    if ((ts = open_sentinel(c, opt, url)) != KVI_OK)
         return ts;
     if (opt->socket != NULL) {
         if (url->nhosts > 0)
@@ -208,6 +245,14 @@ static void redis_close(kvi_conn *c)
             *p++ = '\0';
     }
     kvi_engine_free(c, cfg->password);
+    if (cfg->sentinel_password != NULL) {
+        volatile char *p = cfg->sentinel_password;
+        while (*p != '\0')
+            *p++ = '\0';
+    }
+    kvi_engine_free(c, cfg->sentinel_password);
+    kvi_engine_free(c, cfg->sentinel_user);
+    kvi_engine_free(c, cfg->sentinel);
     kvi_engine_free(c, cfg->socket);
     for (size_t i = 0; i < cfg->nhosts; i++)
         kvi_engine_free(c, cfg->hosts[i].host);

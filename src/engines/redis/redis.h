@@ -62,6 +62,9 @@ struct kvi_redis_cfg {
     uint32_t wait_timeout_ms;    /* the WAIT's own limit (default: timeout_ms) */
     kvi_breaker_options breaker; /* per node: down_after, down_for */
     struct kvi_redis_tls *tls;   /* tls=yes: shared by every connection; NULL = plain */
+    char *sentinel;              /* master name: hosts are sentinels; NULL = none */
+    char *sentinel_user;         /* the sentinels' own credentials (NULL: no AUTH) */
+    char *sentinel_password;
 };
 
 /* Number of Lua scripts the engine keeps loaded on its servers. */

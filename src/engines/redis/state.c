@@ -69,6 +69,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
     atomic_init(&st->current, 0);
     atomic_init(&st->last_refresh_ms, 0);
     atomic_init(&st->rr, 0);
+    atomic_init(&st->master, NULL);
     size_t nseeds = cfg->socket != NULL ? 1 : cfg->nhosts;
     st->seeds = kvi_engine_malloc(c, nseeds * sizeof *st->seeds);
     st->slots = kvi_engine_malloc(c, KVI_REDIS_SLOTS * sizeof *st->slots);
@@ -93,6 +94,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
             kvi__redis_state_free(c, st);
             return NULL;
         }
+        n->sentinel = cfg->sentinel != NULL;
         st->seeds[st->nseeds++] = n;
     }
     return st;

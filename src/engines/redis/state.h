@@ -7,7 +7,7 @@
  *   struct kvi_redis (per kvi_conn, immutable cfg)
  *     -> state (per process: rebuilt in a child after fork())
  *          nodes: every server known, never freed before close
- *          seeds: the URL's hosts
+ *          seeds: the URL's hosts (with sentinel=: the sentinels)
  *          slots: cluster slot -> master node, under the rwlock
  */
 #ifndef KVI_REDIS_STATE_H
@@ -28,6 +28,7 @@ struct kvi_redis_state {
     atomic_int have_map;
     atomic_int_least64_t last_refresh_ms;
     atomic_uint rr;
+    struct kvi_redis_node *_Atomic master; /* sentinel: the master it named, NULL = ask */
     struct kvi_redis_state *retired; /* a parent process's state */
 };
 

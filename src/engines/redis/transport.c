@@ -23,7 +23,7 @@ static kvi_status conn_error(kvi_conn *c, const struct kvi_redis_conn *conn)
 
 /* See transport.h. */
 void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a, struct kvi_redis_tls_cache *tc,
-                         int select_db, struct kvi_redis_conn_cfg *out)
+                         int role, struct kvi_redis_conn_cfg *out)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     *out = (struct kvi_redis_conn_cfg){
@@ -33,9 +33,9 @@ void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a, struct kvi
         .name = a->name,
         .tls = cfg->tls,
         .tls_cache = tc,
-        .user = cfg->user,
-        .password = cfg->password,
-        .db = select_db ? cfg->db : 0,
+        .user = role == KVI_REDIS_ROLE_SENTINEL ? cfg->sentinel_user : cfg->user,
+        .password = role == KVI_REDIS_ROLE_SENTINEL ? cfg->sentinel_password : cfg->password,
+        .db = role == KVI_REDIS_ROLE_DATA ? cfg->db : 0,
         .connect_timeout_ms = cfg->connect_timeout_ms,
         .timeout_ms = cfg->timeout_ms,
     };
@@ -87,13 +87,13 @@ static kvi_status load_scripts(kvi_conn *c, struct kvi_redis_conn *conn, int *sc
 
 /* See transport.h. */
 kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
-                              struct kvi_redis_tls_cache *tc, int select_db, int load,
+                              struct kvi_redis_tls_cache *tc, int role, int load,
                               int *scripts_loaded, struct kvi_redis_conn *conn)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     struct kvi_redis_conn_cfg cc;
 
-    kvi__redis_conn_cfg(c, a, tc, select_db, &cc);
+    kvi__redis_conn_cfg(c, a, tc, role, &cc);
     kvi_status s = kvi__redis_conn_open(conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms));
     if (s != KVI_OK)
         s = conn_error(c, conn);

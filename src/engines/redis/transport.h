@@ -26,21 +26,25 @@ struct kvi_redis_addr {
 /* The monotonic time ms from now, or 0 (= no deadline) when ms is 0. */
 int64_t kvi__redis_deadline_after(uint32_t ms);
 
+/* Who a connection talks to: a data node (with or without SELECT) or a
+ * sentinel (its own credentials, no database). */
+enum kvi_redis_role { KVI_REDIS_ROLE_DATA = 0, KVI_REDIS_ROLE_DATA_NODB, KVI_REDIS_ROLE_SENTINEL };
+
 /* The settings of a connection to a for c (every node, seed or learned,
- * gets the same TLS, credentials and timeouts; the database only when
- * select_db). */
+ * gets the same TLS, credentials and timeouts; sentinels their own
+ * credentials). */
 void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a, struct kvi_redis_tls_cache *tc,
-                         int select_db, struct kvi_redis_conn_cfg *out);
+                         int role, struct kvi_redis_conn_cfg *out);
 
 /*
  * Opens conn to a within connect_timeout, with AUTH and SELECT as
- * kvi__redis_conn_cfg() says, then SCRIPT LOAD of every script of the
+ * kvi__redis_conn_cfg() says for role, then SCRIPT LOAD of every script of the
  * connection (when load_scripts; *scripts_loaded becomes 1 once all were
  * loaded).  KVI_OK with conn ready (release with kvi__redis_conn_close);
  * otherwise an error status with the detail message set and conn closed.
  */
 kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
-                              struct kvi_redis_tls_cache *tc, int select_db, int load_scripts,
+                              struct kvi_redis_tls_cache *tc, int role, int load_scripts,
                               int *scripts_loaded, struct kvi_redis_conn *conn);
 
 /*

@@ -1,0 +1,268 @@
+/*
+ * test_redis_sentinel.c -- the redis engine through Redis Sentinel against
+ * real servers (testsentinel.h): a master, 2 replicas and 3 sentinels with
+ * quorum 2.  The master is found through the sentinels (a dead sentinel
+ * first in the list costs nothing but its connect), an unknown master name
+ * and all sentinels down are clear errors within connect_timeout, and a
+ * failover (SENTINEL FAILOVER) is followed: the writes that kvi
+ * acknowledged with wait_replicas=2 are all on the new master, and writes
+ * resume.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kvi/kvi.h"
+#include "kvitest.h"
+#include "testsentinel.h"
+
+#define CONNECT_TIMEOUT_MS 500
+#define MARGIN_MS 1500
+
+static kvi_tsn_setup *g_setup;
+static char g_url[1024];
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    kvi_tsn_spec spec = {.replicas = 2, .sentinels = 3, .quorum = 2, .down_after_ms = 1000};
+    kvi_ts_result r = kvi_tsn_start(&spec, &g_setup);
+    if (r == KVI_TS_MISSING)
+        kvi_test_skip("%s", kvi_ts_errmsg());
+    if (r != KVI_TS_OK)
+        kvi_test_fail("cannot start the sentinel set-up: %s", kvi_ts_errmsg());
+    kvi_tsn_url(g_setup, "redis", g_url, sizeof g_url);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kvi_tsn_free(g_setup);
+    return 0;
+}
+
+static kvi *open_url(const char *url)
+{
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    kvi_status st = kvi_add_url(k, url);
+    if (st != KVI_OK)
+        fail_msg("kvi_add_url %s: %s: %s", url, kvi_status_name(st), kvi_errmsg(k));
+    return k;
+}
+
+/* The port of the master kvi talks to (ROLE answers "master" there, and
+ * INFO server names its port). */
+static unsigned master_port(kvi *k)
+{
+    kvi_reply *r = NULL;
+    const char *q = "CONFIG GET port";
+    kvi_status st = kvi_raw_query(k, "redis", q, strlen(q), &r);
+    if (st != KVI_OK)
+        fail_msg("CONFIG GET port: %s: %s", kvi_status_name(st), kvi_errmsg(k));
+    assert_int_equal(kvi_reply_type_of(r), KVI_REPLY_ARRAY);
+    assert_int_equal(kvi_reply_count(r), 2);
+    size_t len;
+    const char *p = kvi_reply_str(kvi_reply_element(r, 1), &len);
+    unsigned port = (unsigned)atoi(p);
+    kvi_reply_free(r);
+    return port;
+}
+
+static void test_sentinel_names_the_master(void **state)
+{
+    (void)state;
+    kvi *k = open_url(g_url);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_store(k, "redis", "sk", 2, "via sentinel", 12, 0), KVI_OK);
+    assert_int_equal(kvi_fetch(k, "redis", "sk", 2, &v), KVI_OK);
+    assert_memory_equal(v.data, "via sentinel", 12);
+    kvi_value_free(&v);
+    assert_int_equal(master_port(k), kvi_ts_port(kvi_tsn_data(g_setup, 0)));
+    kvi_free(k);
+}
+
+static void test_a_dead_sentinel_first_is_skipped(void **state)
+{
+    (void)state;
+    uint16_t dead;
+    assert_int_equal(kvi_ts_free_port(&dead), KVI_TS_OK);
+    char url[1200];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u,%s&connect_timeout=%d", (unsigned)dead,
+             g_url + strlen("redis://"), CONNECT_TIMEOUT_MS);
+    kvi *k = open_url(url);
+    int64_t n = 0;
+    assert_int_equal(kvi_add(k, "redis", "sc", 2, 5, 0, &n), KVI_OK);
+    kvi_free(k);
+}
+
+static void expect_open_error(const char *url, kvi_status want, const char *needle)
+{
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    int64_t t0 = mono_ms();
+    kvi_status st = kvi_add_url(k, url);
+    int64_t ms = mono_ms() - t0;
+    print_message("  %s -> %s in %lld ms: %s\n", url, kvi_status_name(st), (long long)ms,
+                  kvi_errmsg(k));
+    if (st != want)
+        fail_msg("got %s (%s), want %s", kvi_status_name(st), kvi_errmsg(k), kvi_status_name(want));
+    assert_non_null(strstr(kvi_errmsg(k), needle));
+    assert_true(ms < CONNECT_TIMEOUT_MS * 3 + MARGIN_MS);
+    kvi_free(k);
+}
+
+static void test_unknown_master_name_is_backend_error(void **state)
+{
+    (void)state;
+    char url[1200];
+    size_t n = strlen(g_url) - strlen("mymaster");
+    snprintf(url, sizeof url, "%.*snosuchmaster&connect_timeout=%d&timeout=%d", (int)n, g_url,
+             CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    expect_open_error(url, KVI_E_BACKEND, "does not know a master named \"nosuchmaster\"");
+}
+
+static void test_all_sentinels_down_is_connect_error(void **state)
+{
+    (void)state;
+    uint16_t a, b;
+    assert_int_equal(kvi_ts_free_port(&a), KVI_TS_OK);
+    assert_int_equal(kvi_ts_free_port(&b), KVI_TS_OK);
+    char url[256];
+    snprintf(url, sizeof url,
+             "redis://127.0.0.1:%u,127.0.0.1:%u/?sentinel=mymaster&connect_timeout=%d&timeout=%d",
+             (unsigned)a, (unsigned)b, CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    expect_open_error(url, KVI_E_CONNECT, "no sentinel answered");
+}
+
+/* Writers: counters with wait_replicas=2; each counts what kvi
+ * acknowledged. */
+#define WRITERS 4
+struct writer {
+    kvi *k;
+    int idx;
+    _Atomic int *stop;
+    int64_t acked;
+    int64_t last_ok_ms, longest_gap_ms;
+};
+
+static void *write_loop(void *arg)
+{
+    struct writer *w = arg;
+    char key[16];
+    snprintf(key, sizeof key, "ctr%d", w->idx);
+    w->last_ok_ms = mono_ms();
+    while (!__atomic_load_n(w->stop, __ATOMIC_SEQ_CST)) {
+        int64_t v = 0;
+        if (kvi_add(w->k, "redis", key, strlen(key), 1, 0, &v) == KVI_OK) {
+            w->acked++;
+            int64_t now = mono_ms();
+            if (now - w->last_ok_ms > w->longest_gap_ms)
+                w->longest_gap_ms = now - w->last_ok_ms;
+            w->last_ok_ms = now;
+        } else {
+            usleep(10 * 1000);
+        }
+    }
+    return NULL;
+}
+
+static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **state)
+{
+    (void)state;
+    char url[1200];
+    snprintf(url, sizeof url, "%s&wait_replicas=2&timeout=1000&connect_timeout=%d&down_after=0",
+             g_url, CONNECT_TIMEOUT_MS);
+    kvi *k = open_url(url);
+    unsigned before = master_port(k);
+    for (int i = 0; i < WRITERS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "ctr%d", i);
+        kvi_remove(k, "redis", key, strlen(key));
+    }
+    _Atomic int stop = 0;
+    struct writer w[WRITERS];
+    pthread_t th[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (struct writer){.k = k, .idx = i, .stop = &stop};
+        assert_int_equal(pthread_create(&th[i], NULL, write_loop, &w[i]), 0);
+    }
+    usleep(300 * 1000);
+    /* Ask a sentinel for the failover (retried while it still says no
+     * good replica). */
+    char sent_url[128];
+    snprintf(sent_url, sizeof sent_url, "redis:sent://127.0.0.1:%u/?cluster=no",
+             (unsigned)kvi_ts_port(kvi_tsn_sentinel(g_setup, 0)));
+    assert_int_equal(kvi_add_url(k, sent_url), KVI_OK);
+    int64_t t_failover = mono_ms();
+    for (int tries = 0;; tries++) {
+        kvi_reply *r = NULL;
+        const char *q = "SENTINEL FAILOVER mymaster";
+        kvi_status st = kvi_raw_query(k, "redis:sent", q, strlen(q), &r);
+        int ok = st == KVI_OK && kvi_reply_type_of(r) == KVI_REPLY_STATUS;
+        if (!ok && st == KVI_OK)
+            print_message("  SENTINEL FAILOVER: %s\n", kvi_reply_str(r, NULL));
+        kvi_reply_free(r);
+        if (ok)
+            break;
+        assert_true(tries < 100);
+        usleep(100 * 1000);
+    }
+    /* Writes go on; the master changes. */
+    unsigned after = before;
+    for (int i = 0; i < 150 && after == before; i++) {
+        usleep(100 * 1000);
+        after = master_port(k);
+    }
+    int64_t switched_ms = mono_ms() - t_failover;
+    usleep(1500 * 1000);
+    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(th[i], NULL);
+    print_message("  master %u -> %u after %lld ms\n", before, after, (long long)switched_ms);
+    assert_int_not_equal(before, after);
+    for (int i = 0; i < WRITERS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "ctr%d", i);
+        int64_t v = -1;
+        assert_int_equal(kvi_counter_fetch(k, "redis", key, strlen(key), &v), KVI_OK);
+        print_message("  writer %d: %lld acknowledged, counter %lld, longest gap %lld ms\n", i,
+                      (long long)w[i].acked, (long long)v, (long long)w[i].longest_gap_ms);
+        /* Every acknowledged add is there (an unacknowledged one may be
+         * too). */
+        assert_true(v >= w[i].acked);
+        assert_true(w[i].acked > 0);
+        /* Writes resumed within the failover plus a second or so. */
+        assert_true(w[i].longest_gap_ms < switched_ms + 2000);
+    }
+    kvi_free(k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sentinel_names_the_master),
+        cmocka_unit_test(test_a_dead_sentinel_first_is_skipped),
+        cmocka_unit_test(test_unknown_master_name_is_backend_error),
+        cmocka_unit_test(test_all_sentinels_down_is_connect_error),
+        cmocka_unit_test(test_failover_is_followed_and_no_acknowledged_write_is_lost),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

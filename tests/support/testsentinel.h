@@ -1,0 +1,62 @@
+/*
+ * testsentinel.h -- a throwaway Redis Sentinel set-up for kvi's tests
+ * (prefix kvi_tsn_), on top of testserver.h: one master, R replicas of it
+ * and S sentinels (redis-server --sentinel) monitoring it under a name with
+ * a quorum, all on free 127.0.0.1 ports in their own temp directories.
+ *
+ *     kvi_tsn_spec spec = {.replicas = 2, .sentinels = 3, .quorum = 2};
+ *     kvi_tsn_setup *s;
+ *     if (kvi_tsn_start(&spec, &s) == KVI_TS_MISSING) ... skip ...
+ *     kvi_tsn_url(s, "redis", buf, sizeof buf);  // redis://127.0.0.1:S1,.../?sentinel=mymaster
+ *     ...
+ *     kvi_tsn_free(s);
+ *
+ * kvi_tsn_start() returns once every replica is in sync and every
+ * sentinel knows the master.  Threads: one set-up from one thread.
+ */
+#ifndef KVI_TESTSENTINEL_H
+#define KVI_TESTSENTINEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "testserver.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kvi_tsn_spec {
+    unsigned replicas;         /* replicas of the master */
+    unsigned sentinels;        /* 0 = 3 */
+    unsigned quorum;           /* 0 = sentinels / 2 + 1 */
+    const char *name;          /* master name; NULL = "mymaster" */
+    unsigned down_after_ms;    /* sentinel down-after-milliseconds; 0 = 1000 */
+    unsigned failover_timeout_ms; /* 0 = 5000 */
+} kvi_tsn_spec;
+
+typedef struct kvi_tsn_setup kvi_tsn_setup;
+
+/* Starts everything.  KVI_TS_MISSING when redis-server is not on PATH
+ * (skip), KVI_TS_FAILED otherwise (kvi_ts_errmsg(); nothing left running). */
+kvi_ts_result kvi_tsn_start(const kvi_tsn_spec *spec, kvi_tsn_setup **out);
+
+/* Data node i (0 = the master as started, then the replicas) and sentinel
+ * i. */
+kvi_ts_server *kvi_tsn_data(kvi_tsn_setup *s, size_t i);
+size_t kvi_tsn_ndata(const kvi_tsn_setup *s);
+kvi_ts_server *kvi_tsn_sentinel(kvi_tsn_setup *s, size_t i);
+size_t kvi_tsn_nsentinels(const kvi_tsn_setup *s);
+
+/* "SCHEME://127.0.0.1:S1,...,127.0.0.1:Sn/?sentinel=NAME" into buf;
+ * returns the length the full text needs, as snprintf. */
+size_t kvi_tsn_url(const kvi_tsn_setup *s, const char *scheme_group, char *buf, size_t buflen);
+
+/* Stops everything, removes the directories, frees s (NULL accepted). */
+void kvi_tsn_free(kvi_tsn_setup *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVI_TESTSENTINEL_H */
