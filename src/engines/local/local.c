@@ -18,7 +18,9 @@
 #define MAX_SAVE_S (366 * 86400)
 
 struct local_conn {
-    kvi__ltab tab; /* the in-process table or the shared one */
+    kvi__tab tab; /* the table's operations: on lt or on sh */
+    kvi__lt *lt;  /* the in-process table, or */
+    kvi__sh *sh;  /* the shared one (its life: open, leave, close) */
     kvi_conn *c;
     int shm_created; /* this process made the segment (and so loads file=) */
     int readonly;    /* shm_readonly=yes: a private copy; writes are refused */
@@ -78,19 +80,19 @@ static const kvi_option local_options[] = {
     KVI_OPTION_END,
 };
 
-static kvi__ltab table_of(kvi_conn *c)
+static const kvi__tab *table_of(kvi_conn *c)
 {
-    return ((struct local_conn *)kvi_conn_priv(c))->tab;
+    return &((struct local_conn *)kvi_conn_priv(c))->tab;
 }
 
 /* Writes the snapshot when the table changed since the last one. */
 static kvi_status local_save(struct local_conn *lc, char *err, size_t err_len)
 {
-    uint64_t changes = KVI__LTAB0(lc->tab, changes);
+    uint64_t changes = lc->tab.ops->changes(lc->tab.self);
     if (changes == lc->saved_changes)
         return KVI_OK;
     kvi_status st;
-    if (lc->tab.sh) {
+    if (lc->sh) {
         /* Several processes may save the same segment: one at a time. */
         int fd = -2;
         for (int i = 0; i < 200 && fd == -2; i++) {
@@ -177,7 +179,7 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
     lc->lock_fd = fd + 1;
     int missing = 0;
     kvi_status st = KVI_OK;
-    if (!lc->tab.sh || lc->shm_created)
+    if (!lc->sh || lc->shm_created)
         st = kvi__local_snapshot_read_tab(lc->tab, k, lc->path, &missing, err, sizeof(err));
     if (st == KVI_E_CORRUPT && corrupt_empty) {
         /* Keep the bad file for inspection and start empty, as asked. */
@@ -186,13 +188,14 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
         int moved = rename(lc->path, aside) == 0;
         kvi_engine_log(c, KVI_LOG_WARN, "%s; starting empty (on_corrupt=empty)%s%s", err,
                        moved ? ", bad file kept as " : "", moved ? aside : "");
-        if (lc->tab.sh) {
+        if (lc->sh) {
             uint64_t n = 0;
-            kvi__sh_remove_chunk(lc->tab.sh, "*", 1, &n);
+            kvi__sh_remove_chunk(lc->sh, "*", 1, &n);
         } else {
-            kvi__lt_free(lc->tab.lt);
-            lc->tab.lt = NULL;
-            st = kvi__lt_new(k, cfg, &lc->tab.lt);
+            kvi__lt_free(lc->lt);
+            lc->lt = NULL;
+            st = kvi__lt_new(k, cfg, &lc->lt);
+            lc->tab.self = lc->lt;
             if (st != KVI_OK)
                 return kvi_engine_error(c, st, "cannot allocate the table");
         }
@@ -202,13 +205,13 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
                                 st == KVI_E_CORRUPT ? " (add on_corrupt=empty to start empty)"
                                                     : "");
     }
-    if (lc->tab.sh) {
+    if (lc->sh) {
         close(fd);
         lc->lock_fd = 0;
     }
     lc->loaded = 1;
     lc->owner = getpid();
-    lc->saved_changes = missing ? UINT64_MAX : KVI__LTAB0(lc->tab, changes);
+    lc->saved_changes = missing ? UINT64_MAX : lc->tab.ops->changes(lc->tab.self);
     return KVI_OK;
 }
 
@@ -289,17 +292,18 @@ static kvi_status local_open(kvi_conn *c, const kvi_url *url)
 
     if (sc.name) {
         char err[600];
-        st =
-            kvi__sh_open(kvi_conn_context(c), &sc, &lc->tab.sh, &lc->shm_created, err, sizeof(err));
+        st = kvi__sh_open(kvi_conn_context(c), &sc, &lc->sh, &lc->shm_created, err, sizeof(err));
         if (st != KVI_OK)
             return kvi_engine_error(c, st, "%s", err);
         lc->readonly = sc.readonly;
         kvi_conn_set_caps(c, kvi_conn_caps(c) | KVI_CAP_SHARED);
     } else {
-        st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->tab.lt);
+        st = kvi__lt_new(kvi_conn_context(c), &cfg, &lc->lt);
         if (st != KVI_OK)
             return kvi_engine_error(c, st, "cannot allocate the table");
     }
+    lc->tab.ops = lc->sh ? &kvi__sh_ops : &kvi__lt_ops;
+    lc->tab.self = lc->sh ? (void *)lc->sh : (void *)lc->lt;
     if (!file)
         return KVI_OK;
     lc->path = kvi_engine_strdup(c, file);
@@ -326,8 +330,8 @@ static void local_close(kvi_conn *c)
     stop_saver(lc);
     /* Of a shared collection, the last registered process to leave writes
      * the file (the others' changes are in the segment it saves). */
-    int last = lc->tab.sh ? kvi__sh_leave(lc->tab.sh) : 1;
-    if (lc->loaded && last && (lc->tab.lt || lc->tab.sh)) {
+    int last = lc->sh ? kvi__sh_leave(lc->sh) : 1;
+    if (lc->loaded && last && (lc->lt || lc->sh)) {
         char err[512];
         if (local_save(lc, err, sizeof(err)) != KVI_OK)
             kvi_engine_log(c, KVI_LOG_ERROR,
@@ -335,20 +339,21 @@ static void local_close(kvi_conn *c)
                            "are lost: %s",
                            err);
     }
-    kvi__sh_close(lc->tab.sh);
-    lc->tab.sh = NULL;
+    kvi__sh_close(lc->sh);
+    lc->sh = NULL;
     if (lc->lock_fd > 0)
         close(lc->lock_fd - 1);
     lc->lock_fd = 0;
     kvi_engine_free(c, lc->path);
     lc->path = NULL;
-    kvi__lt_free(lc->tab.lt);
-    lc->tab.lt = NULL;
+    kvi__lt_free(lc->lt);
+    lc->lt = NULL;
+    lc->tab.self = NULL;
 }
 
 static kvi_status table_error(kvi_conn *c, kvi_status st)
 {
-    kvi__sh *sh = table_of(c).sh;
+    kvi__sh *sh = ((struct local_conn *)kvi_conn_priv(c))->sh;
     switch (st) {
     case KVI_E_STORE_FULL:
         if (sh)
@@ -386,10 +391,11 @@ static int refuse_write(kvi_conn *c, kvi_status *st)
 static kvi_status local_store(kvi_conn *c, const void *key, size_t key_len, const void *val,
                               size_t val_len, int64_t expire_s)
 {
+    const kvi__tab *t = table_of(c);
     kvi_status st;
     if (refuse_write(c, &st))
         return st;
-    return table_error(c, KVI__LTAB(table_of(c), store, key, key_len, val, val_len, expire_s));
+    return table_error(c, t->ops->store(t->self, key, key_len, val, val_len, expire_s));
 }
 
 struct fetch_ud {
@@ -411,27 +417,29 @@ static kvi_status fetch_copy(void *ud, const void *data, size_t len)
 static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     struct fetch_ud f = {c, out};
-    kvi__ltab t = table_of(c);
-    kvi_status st = KVI__LTAB(t, fetch, key, key_len, fetch_copy, &f);
+    const kvi__tab *t = table_of(c);
+    kvi_status st = t->ops->fetch(t->self, key, key_len, fetch_copy, &f);
     /* The path of a hit or a miss does no more. */
     return st == KVI_OK || st == KVI_NOT_FOUND ? st : table_error(c, st);
 }
 
 static kvi_status local_remove(kvi_conn *c, const void *key, size_t key_len)
 {
+    const kvi__tab *t = table_of(c);
     kvi_status st;
     if (refuse_write(c, &st))
         return st;
-    return table_error(c, KVI__LTAB(table_of(c), remove, key, key_len));
+    return table_error(c, t->ops->remove(t->self, key, key_len));
 }
 
 static kvi_status local_store_nx(kvi_conn *c, const void *key, size_t key_len, const void *val,
                                  size_t val_len, int64_t expire_s)
 {
+    const kvi__tab *t = table_of(c);
     kvi_status st;
     if (refuse_write(c, &st))
         return st;
-    return table_error(c, KVI__LTAB(table_of(c), store_nx, key, key_len, val, val_len, expire_s));
+    return table_error(c, t->ops->store_nx(t->self, key, key_len, val, val_len, expire_s));
 }
 
 /* The messages of a counter update's errors. */
@@ -450,27 +458,28 @@ static kvi_status counter_error(kvi_conn *c, kvi_status st, int64_t delta)
 static kvi_status local_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                             int64_t expire_s, int64_t *new_value)
 {
+    const kvi__tab *t = table_of(c);
     kvi_status st;
     if (refuse_write(c, &st))
         return st;
-    return counter_error(c, KVI__LTAB(table_of(c), add, key, key_len, delta, expire_s, new_value),
-                         delta);
+    return counter_error(c, t->ops->add(t->self, key, key_len, delta, expire_s, new_value), delta);
 }
 
 static kvi_status local_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
                                     int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
+    const kvi__tab *t = table_of(c);
     kvi_status st;
     if (refuse_write(c, &st))
         return st;
     return counter_error(
-        c, KVI__LTAB(table_of(c), add_bounded, key, key_len, delta, expire_s, min, max, value),
-        delta);
+        c, t->ops->add_bounded(t->self, key, key_len, delta, expire_s, min, max, value), delta);
 }
 
 static kvi_status local_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out)
 {
-    kvi_status st = KVI__LTAB(table_of(c), counter, key, key_len, out);
+    const kvi__tab *t = table_of(c);
+    kvi_status st = t->ops->counter(t->self, key, key_len, out);
     if (st == KVI_E_NOT_A_COUNTER)
         return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
     return table_error(c, st);
@@ -491,10 +500,11 @@ static kvi_status keys_append(void *ud, const void *key, size_t key_len, const v
 
 static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi_reply **out)
 {
+    const kvi__tab *t = table_of(c);
     kvi_reply *arr = kvi_reply_new_array(0);
     if (!arr)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    kvi_status st = KVI__LTAB(table_of(c), foreach, glob, glob_len, keys_append, arr);
+    kvi_status st = t->ops->foreach (t->self, glob, glob_len, keys_append, arr);
     if (st != KVI_OK) {
         kvi_reply_free(arr);
         return table_error(c, st);
@@ -506,11 +516,12 @@ static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
 static kvi_status local_remove_chunk(kvi_conn *c, const char *glob, size_t glob_len,
                                      uint64_t *removed)
 {
+    const kvi__tab *t = table_of(c);
     kvi_status st;
     if (refuse_write(c, &st))
         return st;
     uint64_t n = 0;
-    KVI__LTAB(table_of(c), remove_chunk, glob, glob_len, &n);
+    t->ops->remove_chunk(t->self, glob, glob_len, &n);
     if (removed)
         *removed = n;
     return KVI_OK;
@@ -518,19 +529,20 @@ static kvi_status local_remove_chunk(kvi_conn *c, const char *glob, size_t glob_
 
 static kvi_status local_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    return table_error(c, KVI__LTAB(table_of(c), ttl, key, key_len, ttl_s));
+    const kvi__tab *t = table_of(c);
+    return table_error(c, t->ops->ttl(t->self, key, key_len, ttl_s));
 }
 
 static kvi_status local_ping(kvi_conn *c)
 {
-    kvi__ltab t = table_of(c);
-    return t.lt || t.sh ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table");
+    return table_of(c)->self ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table");
 }
 
 static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
 {
+    const kvi__tab *t = table_of(c);
     kvi__lt_stats s;
-    KVI__LTAB(table_of(c), stats_get, &s);
+    t->ops->stats_get(t->self, &s);
     out->has_content = 1;
     out->entries = s.entries;
     out->bytes = s.bytes;

@@ -226,21 +226,54 @@ size_t kvi__lt_entry_cost(size_t key_len, size_t val_len);
  * ever made to the table; a snapshot is due when it moved.  Thread-safe. */
 uint64_t kvi__lt_changes(kvi__lt *t);
 
-/* ---- either table ---------------------------------------------------------- */
+/* ---- the table interface ---------------------------------------------------- */
+
+/*
+ * The operations every table of the local engine offers, declared once
+ * (as SQLite declares a VFS): one const instance per implementation,
+ * kvi__lt_ops (table.c, in the process's heap) and kvi__sh_ops
+ * (shm_table.c, in a shared segment).  local.c and snapshot.c reach a
+ * table only through it.  Each slot has the contract of the kvi__lt_*
+ * function of the same name above, with self the implementation's table;
+ * the shared one adds KVI_E_CORRUPT (a lock that cannot be recovered, a
+ * damaged link: shm.h).  Invariants both keep: an entry whose expiry
+ * (unix ms) is <= now is never returned and is dropped by whoever meets
+ * it; keys are binary, 1..KVI_MAX_KEY_LEN bytes; the content figures and
+ * changes are counted per shard; every slot is thread-safe.
+ */
+typedef struct kvi__tab_ops {
+    const char *name; /* "heap" or "shm" */
+    kvi_status (*store)(void *self, const void *key, size_t key_len, const void *val,
+                        size_t val_len, int64_t expire_s);
+    kvi_status (*store_nx)(void *self, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_s);
+    kvi_status (*put_abs)(void *self, const void *key, size_t key_len, const void *val,
+                          size_t val_len, int64_t expire_ms);
+    kvi_status (*fetch)(void *self, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud);
+    kvi_status (*remove)(void *self, const void *key, size_t key_len);
+    kvi_status (*add)(void *self, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
+                      int64_t *new_value);
+    kvi_status (*add_bounded)(void *self, const void *key, size_t key_len, int64_t delta,
+                              int64_t expire_s, int64_t min, int64_t max, int64_t *value);
+    kvi_status (*counter)(void *self, const void *key, size_t key_len, int64_t *out);
+    kvi_status (*ttl)(void *self, const void *key, size_t key_len, int64_t *ttl_s);
+    kvi_status (*foreach)(void *self, const char *glob, size_t glob_len, kvi__lt_entry_fn fn,
+                          void *ud);
+    void (*remove_chunk)(void *self, const char *glob, size_t glob_len, uint64_t *removed);
+    void (*stats_get)(void *self, kvi__lt_stats *out);
+    uint64_t (*changes)(void *self);
+} kvi__tab_ops;
+
+extern const kvi__tab_ops kvi__lt_ops;
+extern const kvi__tab_ops kvi__sh_ops;
+
+/* A table: its operations and the implementation's object they take. */
+typedef struct kvi__tab {
+    const kvi__tab_ops *ops;
+    void *self;
+} kvi__tab;
 
 typedef struct kvi__sh kvi__sh;
-
-/* The table of a local connection: the in-process one (lt) or the shared
- * one (sh, shm.h), exactly one set.  KVI__LTAB(tab, op, args...) calls
- * kvi__sh_op or kvi__lt_op, whose contracts are the same. */
-typedef struct kvi__ltab {
-    kvi__lt *lt;
-    kvi__sh *sh;
-} kvi__ltab;
-
-#define KVI__LTAB(tab, op, ...)                                                                    \
-    ((tab).sh ? kvi__sh_##op((tab).sh, __VA_ARGS__) : kvi__lt_##op((tab).lt, __VA_ARGS__))
-#define KVI__LTAB0(tab, op) ((tab).sh ? kvi__sh_##op((tab).sh) : kvi__lt_##op((tab).lt))
 
 /* ---- snapshot.c ---------------------------------------------------------- */
 
@@ -254,9 +287,9 @@ kvi_status kvi__local_snapshot_load(kvi__lt *t, const void *buf, size_t len, uin
                                     char *why, size_t why_len);
 
 /* kvi__local_snapshot_read and _save on either table. */
-kvi_status kvi__local_snapshot_read_tab(kvi__ltab t, kvi *k, const char *path, int *missing,
+kvi_status kvi__local_snapshot_read_tab(kvi__tab t, kvi *k, const char *path, int *missing,
                                         char *err, size_t err_len);
-kvi_status kvi__local_snapshot_save_tab(kvi__ltab t, kvi *k, const char *path, char *err,
+kvi_status kvi__local_snapshot_save_tab(kvi__tab t, kvi *k, const char *path, char *err,
                                         size_t err_len);
 
 /* Reads snapshot file path into t.  A file that does not exist sets

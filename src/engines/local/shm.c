@@ -2,8 +2,9 @@
  * shm.c -- the shared collection's segment: creating, sizing, checking and
  * attaching to the named POSIX shared-memory segment, its header, the
  * per-shard locks with their repair after a dead owner, the undo log, and
- * the registry of attached processes.  The table operations on top are in
- * shm_table.c; the picture is in shm.h.
+ * the registry of attached processes: the segment's life only.  The table
+ * operations on top are in shm_table.c, which calls the lock, undo log and
+ * registry here; nothing here calls the table.  The picture is in shm.h.
  *
  * Segment layout (byte offsets from its start; all links inside are
  * 16-byte granule numbers, never pointers):
@@ -843,23 +844,14 @@ void kvi__sh_close(kvi__sh *s)
     sh_free_handle(s);
 }
 
-void kvi__sh_info_get(kvi__sh *s, kvi__sh_info *out)
+uint64_t kvi__sh_attached(kvi__sh *s)
 {
-    memset(out, 0, sizeof(*out));
-    out->size = s->size;
-    out->arena = s->h->arena_bytes * SH_SHARDS;
-    for (uint32_t i = 0; i < SH_SHARDS; i++) {
-        const struct sh_shard *sh = &s->shards[i];
-        uint64_t top = __atomic_load_n(&sh->top, __ATOMIC_RELAXED);
-        if (top > s->geo[i].arena_off)
-            out->carved += top - s->geo[i].arena_off;
-    }
-    out->repairs = atomic_load_explicit(&s->h->repairs, memory_order_relaxed);
-    out->max_entry = kvi__sh_max_entry(s);
+    uint64_t n = 0;
     if (!s->readonly && reg_lock(s->h) == 0) {
         for (size_t i = 0; i < SH_SLOTS; i++)
             if (pid_alive(s->h->slots[i]))
-                out->attached++;
+                n++;
         pthread_mutex_unlock(&s->h->reg_lock);
     }
+    return n;
 }

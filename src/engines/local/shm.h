@@ -14,8 +14,8 @@
  * consistent.  So a kill loses at most the one operation in flight and
  * leaks nothing (kvi__sh_check proves it: used + free == carved, per shard).
  *
- * The functions mirror kvi__lt_* (local.h), so local.c and snapshot.c call
- * either through KVI__LTAB.
+ * The table's operations are also kvi__sh_ops, the shared instance of the
+ * table interface (kvi__tab_ops, local.h) that local.c and snapshot.c use.
  */
 #ifndef KVI_LOCAL_SHM_H
 #define KVI_LOCAL_SHM_H

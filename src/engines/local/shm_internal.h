@@ -132,9 +132,9 @@ struct kvi__sh {
     int evict;
     pid_t pid;
     int unlink_on_close;
-    int left;     /* kvi__sh_leave done */
-    int readonly; /* shm_readonly=yes: a private copy, never registered */
-    uint64_t max_steps; /* most entries a shard can hold: a longer chain loops */
+    int left;                  /* kvi__sh_leave done */
+    int readonly;              /* shm_readonly=yes: a private copy, never registered */
+    uint64_t max_steps;        /* most entries a shard can hold: a longer chain loops */
     const char *_Atomic fault; /* what the last refused link was (a literal) */
     struct sh_geo geo[SH_SHARDS];
     char name[KVI__SH_MAX_NAME + 1];
@@ -152,6 +152,8 @@ kvi_status kvi__sh_lock(kvi__sh *s, struct sh_shard *sh);
 /* Records why a shard was found damaged (a string literal), rolls back
  * what the current operation of sh logged, and returns KVI_E_CORRUPT. */
 kvi_status kvi__sh_fault(kvi__sh *s, struct sh_shard *sh, const char *why);
+/* Processes registered now and alive (0 for a read-only look). */
+uint64_t kvi__sh_attached(kvi__sh *s);
 /* Largest entry (24 + key + value bytes) a shard can hold. */
 uint64_t kvi__sh_max_entry(const kvi__sh *s);
 

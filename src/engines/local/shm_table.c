@@ -928,3 +928,109 @@ kvi_status kvi__sh_check(kvi__sh *s, char *err, size_t err_len)
     }
     return KVI_OK;
 }
+
+void kvi__sh_info_get(kvi__sh *s, kvi__sh_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->size = s->size;
+    out->arena = s->h->arena_bytes * SH_SHARDS;
+    for (uint32_t i = 0; i < SH_SHARDS; i++) {
+        const struct sh_shard *sh = &s->shards[i];
+        uint64_t top = __atomic_load_n(&sh->top, __ATOMIC_RELAXED);
+        if (top > s->geo[i].arena_off)
+            out->carved += top - s->geo[i].arena_off;
+    }
+    out->repairs = atomic_load_explicit(&s->h->repairs, memory_order_relaxed);
+    out->max_entry = kvi__sh_max_entry(s);
+    out->attached = kvi__sh_attached(s);
+}
+
+/* ---- the table interface (local.h): the shared instance ------------------ */
+static kvi_status op_store(void *self, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_s)
+{
+    return kvi__sh_store(self, key, key_len, val, val_len, expire_s);
+}
+
+static kvi_status op_store_nx(void *self, const void *key, size_t key_len, const void *val,
+                              size_t val_len, int64_t expire_s)
+{
+    return kvi__sh_store_nx(self, key, key_len, val, val_len, expire_s);
+}
+
+static kvi_status op_put_abs(void *self, const void *key, size_t key_len, const void *val,
+                             size_t val_len, int64_t expire_ms)
+{
+    return kvi__sh_put_abs(self, key, key_len, val, val_len, expire_ms);
+}
+
+static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_value_fn fn,
+                           void *ud)
+{
+    return kvi__sh_fetch(self, key, key_len, fn, ud);
+}
+
+static kvi_status op_remove(void *self, const void *key, size_t key_len)
+{
+    return kvi__sh_remove(self, key, key_len);
+}
+
+static kvi_status op_add(void *self, const void *key, size_t key_len, int64_t delta,
+                         int64_t expire_s, int64_t *new_value)
+{
+    return kvi__sh_add(self, key, key_len, delta, expire_s, new_value);
+}
+
+static kvi_status op_add_bounded(void *self, const void *key, size_t key_len, int64_t delta,
+                                 int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    return kvi__sh_add_bounded(self, key, key_len, delta, expire_s, min, max, value);
+}
+
+static kvi_status op_counter(void *self, const void *key, size_t key_len, int64_t *out)
+{
+    return kvi__sh_counter(self, key, key_len, out);
+}
+
+static kvi_status op_ttl(void *self, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    return kvi__sh_ttl(self, key, key_len, ttl_s);
+}
+
+static kvi_status op_foreach(void *self, const char *glob, size_t glob_len, kvi__lt_entry_fn fn,
+                             void *ud)
+{
+    return kvi__sh_foreach(self, glob, glob_len, fn, ud);
+}
+
+static void op_remove_chunk(void *self, const char *glob, size_t glob_len, uint64_t *removed)
+{
+    kvi__sh_remove_chunk(self, glob, glob_len, removed);
+}
+
+static void op_stats_get(void *self, kvi__lt_stats *out)
+{
+    kvi__sh_stats_get(self, out);
+}
+
+static uint64_t op_changes(void *self)
+{
+    return kvi__sh_changes(self);
+}
+
+const kvi__tab_ops kvi__sh_ops = {
+    .name = "shm",
+    .store = op_store,
+    .store_nx = op_store_nx,
+    .put_abs = op_put_abs,
+    .fetch = op_fetch,
+    .remove = op_remove,
+    .add = op_add,
+    .add_bounded = op_add_bounded,
+    .counter = op_counter,
+    .ttl = op_ttl,
+    .foreach = op_foreach,
+    .remove_chunk = op_remove_chunk,
+    .stats_get = op_stats_get,
+    .changes = op_changes,
+};

@@ -119,7 +119,7 @@ static kvi_status corrupt(uint64_t *bad_offset, char *why, size_t why_len, uint6
 }
 
 /* Walks the records; inserts them into t when t is not NULL. */
-static kvi_status walk_records(const kvi__ltab *t, const unsigned char *p, size_t len,
+static kvi_status walk_records(const kvi__tab *t, const unsigned char *p, size_t len,
                                uint64_t count, uint64_t *bad_offset, char *why, size_t why_len)
 {
     size_t off = SNAP_HEADER;
@@ -145,7 +145,7 @@ static kvi_status walk_records(const kvi__ltab *t, const unsigned char *p, size_
                            (unsigned long long)n);
         if (t) {
             const unsigned char *key = p + off + SNAP_RECORD;
-            kvi_status st = KVI__LTAB(*t, put_abs, key, klen, key + klen, vlen, expire_ms);
+            kvi_status st = t->ops->put_abs(t->self, key, klen, key + klen, vlen, expire_ms);
             if (st != KVI_OK) {
                 *bad_offset = off;
                 snprintf(why, why_len, "cannot insert record %llu: %s", (unsigned long long)n,
@@ -162,7 +162,7 @@ static kvi_status walk_records(const kvi__ltab *t, const unsigned char *p, size_
     return KVI_OK;
 }
 
-static kvi_status snapshot_load(const kvi__ltab *t, const void *buf, size_t len,
+static kvi_status snapshot_load(const kvi__tab *t, const void *buf, size_t len,
                                 uint64_t *bad_offset, char *why, size_t why_len)
 {
     const unsigned char *p = buf;
@@ -213,18 +213,18 @@ static void errno_text(int err, char *buf, size_t len)
 kvi_status kvi__local_snapshot_load(kvi__lt *t, const void *buf, size_t len, uint64_t *bad_offset,
                                     char *why, size_t why_len)
 {
-    kvi__ltab tab = {t, NULL};
+    kvi__tab tab = {&kvi__lt_ops, t};
     return snapshot_load(&tab, buf, len, bad_offset, why, why_len);
 }
 
 kvi_status kvi__local_snapshot_read(kvi__lt *t, kvi *k, const char *path, int *missing, char *err,
                                     size_t err_len)
 {
-    kvi__ltab tab = {t, NULL};
+    kvi__tab tab = {&kvi__lt_ops, t};
     return kvi__local_snapshot_read_tab(tab, k, path, missing, err, err_len);
 }
 
-kvi_status kvi__local_snapshot_read_tab(kvi__ltab t, kvi *k, const char *path, int *missing,
+kvi_status kvi__local_snapshot_read_tab(kvi__tab t, kvi *k, const char *path, int *missing,
                                         char *err, size_t err_len)
 {
     char etext[128];
@@ -358,11 +358,11 @@ static int fsync_dir_of(const char *path)
 
 kvi_status kvi__local_snapshot_save(kvi__lt *t, kvi *k, const char *path, char *err, size_t err_len)
 {
-    kvi__ltab tab = {t, NULL};
+    kvi__tab tab = {&kvi__lt_ops, t};
     return kvi__local_snapshot_save_tab(tab, k, path, err, err_len);
 }
 
-kvi_status kvi__local_snapshot_save_tab(kvi__ltab t, kvi *k, const char *path, char *err,
+kvi_status kvi__local_snapshot_save_tab(kvi__tab t, kvi *k, const char *path, char *err,
                                         size_t err_len)
 {
     char tmp[PATH_MAX], etext[128];
@@ -389,7 +389,7 @@ kvi_status kvi__local_snapshot_save_tab(kvi__ltab t, kvi *k, const char *path, c
     if (write(w->fd, header, sizeof(header)) != (ssize_t)sizeof(header))
         w->err = errno ? errno : EIO;
     if (!w->err)
-        (void)KVI__LTAB(t, foreach, "*", 1, w_record, w);
+        (void)t.ops->foreach (t.self, "*", 1, w_record, w);
     w_flush(w);
     if (!w->err) {
         memcpy(header, SNAP_MAGIC, 8);

@@ -1012,3 +1012,95 @@ uint64_t kvi__lt_changes(kvi__lt *t)
     }
     return n;
 }
+
+/* ---------------------------------------------------------------------- */
+/* The table interface (local.h): this table's instance                    */
+
+static kvi_status op_store(void *self, const void *key, size_t key_len, const void *val,
+                           size_t val_len, int64_t expire_s)
+{
+    return kvi__lt_store(self, key, key_len, val, val_len, expire_s);
+}
+
+static kvi_status op_store_nx(void *self, const void *key, size_t key_len, const void *val,
+                              size_t val_len, int64_t expire_s)
+{
+    return kvi__lt_store_nx(self, key, key_len, val, val_len, expire_s);
+}
+
+static kvi_status op_put_abs(void *self, const void *key, size_t key_len, const void *val,
+                             size_t val_len, int64_t expire_ms)
+{
+    return kvi__lt_put_abs(self, key, key_len, val, val_len, expire_ms);
+}
+
+static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_value_fn fn,
+                           void *ud)
+{
+    return kvi__lt_fetch(self, key, key_len, fn, ud);
+}
+
+static kvi_status op_remove(void *self, const void *key, size_t key_len)
+{
+    return kvi__lt_remove(self, key, key_len);
+}
+
+static kvi_status op_add(void *self, const void *key, size_t key_len, int64_t delta,
+                         int64_t expire_s, int64_t *new_value)
+{
+    return kvi__lt_add(self, key, key_len, delta, expire_s, new_value);
+}
+
+static kvi_status op_add_bounded(void *self, const void *key, size_t key_len, int64_t delta,
+                                 int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    return kvi__lt_add_bounded(self, key, key_len, delta, expire_s, min, max, value);
+}
+
+static kvi_status op_counter(void *self, const void *key, size_t key_len, int64_t *out)
+{
+    return kvi__lt_counter(self, key, key_len, out);
+}
+
+static kvi_status op_ttl(void *self, const void *key, size_t key_len, int64_t *ttl_s)
+{
+    return kvi__lt_ttl(self, key, key_len, ttl_s);
+}
+
+static kvi_status op_foreach(void *self, const char *glob, size_t glob_len, kvi__lt_entry_fn fn,
+                             void *ud)
+{
+    return kvi__lt_foreach(self, glob, glob_len, fn, ud);
+}
+
+static void op_remove_chunk(void *self, const char *glob, size_t glob_len, uint64_t *removed)
+{
+    kvi__lt_remove_chunk(self, glob, glob_len, removed);
+}
+
+static void op_stats_get(void *self, kvi__lt_stats *out)
+{
+    kvi__lt_stats_get(self, out);
+}
+
+static uint64_t op_changes(void *self)
+{
+    return kvi__lt_changes(self);
+}
+
+const kvi__tab_ops kvi__lt_ops = {
+    .name = "heap",
+    .store = op_store,
+    .store_nx = op_store_nx,
+    .put_abs = op_put_abs,
+    .fetch = op_fetch,
+    .remove = op_remove,
+    .add = op_add,
+    .add_bounded = op_add_bounded,
+    .counter = op_counter,
+    .ttl = op_ttl,
+    .foreach = op_foreach,
+    .remove_chunk = op_remove_chunk,
+    .stats_get = op_stats_get,
+    .changes = op_changes,
+};
