@@ -30,6 +30,9 @@
 # build time and the time its tests took to catch it; then a summary.
 set -u
 
+# The whole script is one brace group, read before anything runs: editing
+# this file (or pulling) while a run is going on cannot change that run.
+{
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 work=${KVI_MUTANT_DIR:-$src/build-mutants}
@@ -116,6 +119,12 @@ fi
 tree=$work/tree
 build=$work/build
 mkdir -p "$tree" "$build" || exit 1
+# One run at a time per copy.
+exec 9>"$work/lock"
+if ! flock -n 9; then
+    echo "run.sh: another mutation run is using $work (set KVI_MUTANT_DIR for a second copy)" >&2
+    exit 2
+fi
 
 # The files of the source: tracked and untracked-but-not-ignored when it is
 # a git checkout, otherwise everything outside build*/ and .git.
@@ -160,6 +169,46 @@ restore() {
 }
 
 now() { date +%s; }
+
+# The tests matching regex, cheapest first (CTest's recorded average times;
+# a test never timed counts as free), one name a line.
+tests_by_cost() {
+    costs=$build/Testing/Temporary/CTestCostData.txt
+    ctest --test-dir "$build" -N -R "$1" 2>/dev/null | sed -n 's/^ *Test *#[0-9]*: *//p' |
+        while IFS= read -r t; do
+            c=$(awk -v t="$t" '/^---/ { exit } $1 == t && NF >= 3 { print $3; exit }' "$costs" 2>/dev/null)
+            echo "${c:-0} $t"
+        done | sort -g | cut -d' ' -f2-
+}
+
+# run_tests REGEX LOG: runs the matching tests one by one, cheapest first,
+# until one fails, within $limit seconds in all (timeout kills the whole
+# process group, servers the tests started included).  Sets run_result to
+# the failed test's name, "passed", "slow" or "none".
+run_tests() {
+    run_result=none
+    : >"$2"
+    start=$(now)
+    for t in $(tests_by_cost "$1"); do
+        left=$((limit - ($(now) - start)))
+        if [ "$left" -le 0 ]; then
+            run_result=slow
+            return
+        fi
+        timeout -k 10 "$left" ctest --test-dir "$build" -R "^$t\$" --output-on-failure \
+            --timeout "$left" >>"$2" 2>&1
+        rc=$?
+        if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ $(($(now) - start)) -gt "$limit" ]; then
+            run_result=slow
+            return
+        fi
+        if [ "$rc" -ne 0 ]; then
+            run_result=$t
+            return
+        fi
+        run_result=passed
+    done
+}
 
 log=$work/log
 mkdir -p "$log"
@@ -213,23 +262,17 @@ for p in $patches; do
         build_s=$(($(now) - t0))
         if [ -z "$result" ]; then
             t0=$(now)
-            # timeout kills the whole process group (servers the tests
-            # started included) when the limit is reached.
-            timeout -k 10 "$limit" ctest --test-dir "$build" -R "$regex" --stop-on-failure \
-                --output-on-failure --timeout "$limit" >"$log/$name.test" 2>&1
-            rc=$?
+            run_tests "$regex" "$log/$name.test"
             catch_s=$(($(now) - t0))
-            if grep -q "No tests were found" "$log/$name.test"; then
-                result="NO TEST"
-            elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$catch_s" -gt "$limit" ]; then
-                result="SLOW"
-            elif [ "$rc" -eq 0 ]; then
-                result="SURVIVED"
-            else
+            case "$run_result" in
+            none) result="NO TEST" ;;
+            slow) result="SLOW" ;;
+            passed) result="SURVIVED" ;;
+            *)
                 result="killed"
-                failed=$(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) .*/\1/p' "$log/$name.test" | head -n 3 |
-                    tr '\n' ' ')
-            fi
+                failed=$run_result
+                ;;
+            esac
         fi
         restore "$p"
     fi
@@ -254,3 +297,5 @@ echo "==== mutation check summary ($(($(now) - t_start)) s in all, limit ${limit
 sort "$report"
 echo "mutants: $count, killed $killed, not killed $bad"
 [ "$bad" -eq 0 ]
+exit
+}
