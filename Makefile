@@ -21,7 +21,8 @@ DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
 DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 luarocks lua-busted lua-sql-sqlite3 lua-socket \
              clang libclang-rt-14-dev sasl2-bin libsasl2-modules openssl \
-             kamailio kamailio-lua-modules kamailio-sqlite-modules sip-tester sqlite3 tmux \
+             kamailio kamailio-lua-modules kamailio-sqlite-modules kamailio-mysql-modules mariadb-server \
+             sip-tester sqlite3 tmux \
              gcovr
 
 # DEPS_BENCH adds what the benchmarks and the measurements the docs show

@@ -170,33 +170,110 @@ kh_free_port() {
     done
 }
 
-# kh_make_db FILE NGOOD NBAD: the subscriber database (Kamailio 5.6 schema,
-# table version 7, plain passwords) with users u0001..uNGOOD, password
-# "pw-<user>", and the sipp injection file $KH_DIR/users.csv: every good user
-# with its password, then NBAD lines of users u9001.. that are in the table
-# but are sent with a wrong password.
-kh_make_db() {
-    local db=$1 ngood=$2 nbad=${3:-0} i
-    rm -f "$db"
-    {
-        echo "BEGIN;"
-        echo "CREATE TABLE version (table_name VARCHAR(32) NOT NULL, table_version INTEGER DEFAULT 0 NOT NULL, CONSTRAINT version_table_name_idx UNIQUE (table_name));"
-        echo "INSERT INTO version VALUES ('subscriber', 7);"
-        echo "CREATE TABLE subscriber (id INTEGER PRIMARY KEY NOT NULL, username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL, ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL, CONSTRAINT subscriber_account_idx UNIQUE (username, domain));"
-        echo "CREATE INDEX subscriber_username_idx ON subscriber (username);"
+# kh_subscriber_sql DIALECT NGOOD NBAD [TABLE...]: the SQL of the subscriber
+# database (Kamailio 5.6 schema, table version 7, plain passwords) for
+# DIALECT sqlite or mysql, with users u0001..uNGOOD, password "pw-<user>",
+# and u9001..u(9000+NBAD), in each TABLE (default: subscriber; more tables
+# let several Kamailio instances share one server and be counted apart).
+kh_subscriber_sql() {
+    local dialect=$1 ngood=$2 nbad=$3 i t id
+    shift 3
+    [ $# -gt 0 ] || set -- subscriber
+    id="id INTEGER PRIMARY KEY NOT NULL"
+    [ "$dialect" = mysql ] && id="id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL"
+    echo "BEGIN;"
+    echo "CREATE TABLE version (table_name VARCHAR(32) NOT NULL, table_version INTEGER DEFAULT 0 NOT NULL, CONSTRAINT version_table_name_idx UNIQUE (table_name));"
+    for t in "$@"; do
+        echo "INSERT INTO version VALUES ('$t', 7);"
+        echo "CREATE TABLE $t ($id, username VARCHAR(64) DEFAULT '' NOT NULL, domain VARCHAR(64) DEFAULT '' NOT NULL, password VARCHAR(64) DEFAULT '' NOT NULL, ha1 VARCHAR(128) DEFAULT '' NOT NULL, ha1b VARCHAR(128) DEFAULT '' NOT NULL, CONSTRAINT ${t}_account_idx UNIQUE (username, domain));"
+        echo "CREATE INDEX ${t}_username_idx ON $t (username);"
         for ((i = 1; i <= ngood; i++)); do
-            printf "INSERT INTO subscriber (username, domain, password) VALUES ('u%04d', 'kvi.test', 'pw-u%04d');\n" "$i" "$i"
+            printf "INSERT INTO $t (username, domain, password) VALUES ('u%04d', 'kvi.test', 'pw-u%04d');\n" "$i" "$i"
         done
         for ((i = 1; i <= nbad; i++)); do
-            printf "INSERT INTO subscriber (username, domain, password) VALUES ('u%04d', 'kvi.test', 'pw-u%04d');\n" $((9000 + i)) $((9000 + i))
+            printf "INSERT INTO $t (username, domain, password) VALUES ('u%04d', 'kvi.test', 'pw-u%04d');\n" $((9000 + i)) $((9000 + i))
         done
-        echo "COMMIT;"
-    } | sqlite3 "$db" || kh_die "sqlite3 could not make $db"
+    done
+    echo "COMMIT;"
+}
+
+# kh_users_csv NGOOD NBAD: the sipp injection file $KH_DIR/users.csv: every
+# good user with its password, then NBAD lines of users u9001.. that are in
+# the table but are sent with a wrong password.
+kh_users_csv() {
+    local ngood=$1 nbad=$2 i
     {
         echo "SEQUENTIAL"
         for ((i = 1; i <= ngood; i++)); do printf 'u%04d;pw-u%04d;good\n' "$i" "$i"; done
         for ((i = 1; i <= nbad; i++)); do printf 'u%04d;wrong-%d;bad\n' $((9000 + i)) "$i"; done
     } >"$KH_DIR/users.csv"
+}
+
+# kh_make_db FILE NGOOD NBAD [TABLE...]: the SQLite subscriber database
+# (kh_subscriber_sql) in FILE and $KH_DIR/users.csv (kh_users_csv).
+kh_make_db() {
+    local db=$1 ngood=$2 nbad=${3:-0}
+    shift 3 2>/dev/null || shift $#
+    rm -f "$db"
+    kh_subscriber_sql sqlite "$ngood" "$nbad" "$@" | sqlite3 "$db" || kh_die "sqlite3 could not make $db"
+    kh_users_csv "$ngood" "$nbad"
+}
+
+# kh_mariadb_start NAME: a throwaway MariaDB server on a free 127.0.0.1 port
+# (KH_PORT[NAME], KH_PID[NAME]) with its data, socket and general query log
+# in $KH_DIR/NAME (every statement the server ran: the queries are counted
+# there), a database "kamailio" and a user "kamailio" for it.  Sets
+# KH_MY_URL (the Kamailio db_url) and KH_DBLOG (the query log).  Skips
+# loudly without mariadbd or Kamailio's db_mysql module.
+kh_mariadb_start() {
+    local name=$1 dir=$KH_DIR/$1 port i me mdir
+    for i in mariadbd mariadb-install-db mariadb; do
+        command -v "$i" >/dev/null 2>&1 || [ -x "/usr/sbin/$i" ] ||
+            kh_skip "$i not found (Debian: mariadb-server; make deps-test installs it)"
+    done
+    mdir=$(kamailio -h 2>/dev/null | sed -n 's/.*Modules search path (default: \(.*\)).*/\1/p')
+    [ -e "$mdir/db_mysql.so" ] || kh_skip "Kamailio module db_mysql.so missing in $mdir (Debian: kamailio-mysql-modules)"
+    me=$(id -un)
+    mkdir -p "$dir"
+    mariadb-install-db --no-defaults --datadir="$dir/data" --user="$me" --auth-root-authentication-method=normal \
+        --skip-test-db >"$dir/install.log" 2>&1 || { tail -n 20 "$dir/install.log" >&2; kh_die "mariadb-install-db failed"; }
+    port=$(kh_free_port tcp)
+    kh_spawn "$dir/server.log" mariadbd --no-defaults --datadir="$dir/data" --user="$me" --socket="$dir/sock" \
+        --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/pid" --skip-name-resolve \
+        --general-log=1 --general-log-file="$dir/general.log" --innodb-buffer-pool-size=32M --max-connections=300
+    KH_PID[$name]=$KH_LAST_PID
+    KH_PORT[$name]=$port
+    for ((i = 0; i < 150; i++)); do
+        kh_mysql "$name" -e "SELECT 1" >/dev/null 2>&1 && break
+        kill -0 "${KH_PID[$name]}" 2>/dev/null || break
+        sleep 0.2
+    done
+    kh_mysql "$name" -e "CREATE DATABASE kamailio; CREATE USER 'kamailio'@'127.0.0.1' IDENTIFIED BY 'kvi-test'; GRANT ALL ON kamailio.* TO 'kamailio'@'127.0.0.1'" ||
+        { tail -n 20 "$dir/server.log" >&2; kh_die "MariaDB $name did not start"; }
+    KH_MY_URL="mysql://kamailio:kvi-test@127.0.0.1:$port/kamailio"
+    KH_DBLOG=$dir/general.log
+}
+
+# kh_mysql NAME [mariadb args]: the client, as root over the server's socket.
+kh_mysql() {
+    local name=$1
+    shift
+    mariadb --no-defaults -S "$KH_DIR/$name/sock" -u root "$@"
+}
+
+# kh_mariadb_make_db NAME NGOOD NBAD [TABLE...]: the subscriber tables in
+# NAME's database "kamailio" and $KH_DIR/users.csv.
+kh_mariadb_make_db() {
+    local name=$1 ngood=$2 nbad=$3
+    shift 3
+    kh_subscriber_sql mysql "$ngood" "$nbad" "$@" | kh_mysql "$name" kamailio ||
+        kh_die "could not make the subscriber tables in MariaDB $name"
+    kh_users_csv "$ngood" "$nbad"
+}
+
+# The server's own count of SELECT statements (Com_select).
+kh_mariadb_selects() {
+    kh_mysql "$1" -N -e "SHOW GLOBAL STATUS LIKE 'Com_select'" | awk '{ print $2 }'
 }
 
 # With KVI_SIP_PRELOAD set (a sanitizer build: the path of the ASan runtime),
@@ -273,16 +350,19 @@ kh_kamcmd() {
 
 # Per-user count of subscriber-table queries, counted at the database: the
 # statements SQLite ran (tests/integration/kamailio/sql_log.c, preloaded into
-# every Kamailio process, logs them to $KH_DIR/NAME/sql.log).  "user count"
-# lines, sorted by user.
+# every Kamailio process, logs them to $KH_DIR/NAME/sql.log), or with
+# MariaDB (KH_DBLOG set by kh_mariadb_start) the server's general query log.
+# TABLE (default subscriber) tells apart instances that share a server.
+# "user count" lines, sorted by user.
 kh_dbq() {
-    sed -n "s/.* from subscriber where .*username *= *'\([^']*\)'.*/\1/Ip" "$KH_DIR/$1/sql.log" 2>/dev/null |
+    local log=${KH_DBLOG:-$KH_DIR/$1/sql.log} table=${2:-subscriber}
+    sed -n "s/.* from \`\\?$table\`\\? where .*username\`\\? *= *'\\([^']*\\)'.*/\\1/Ip" "$log" 2>/dev/null |
         sort | uniq -c | awk '{ print $2, $1 }'
 }
 
-# Sum of the per-user counts.
+# Sum of the per-user counts (kh_dbq NAME [TABLE]).
 kh_dbq_total() {
-    kh_dbq "$1" | awk '{ s += $2 } END { print s + 0 }'
+    kh_dbq "$@" | awk '{ s += $2 } END { print s + 0 }'
 }
 
 # CPU ticks (utime + stime, clock ticks) of an instance's main process and

@@ -28,6 +28,7 @@
 --                       "local://?shm=kvi-auth&max_memory=16m redis:billing://..."
 --   KVI_SIP_LIFETIME    seconds a cached password lives (default 7200)
 --   KVI_SIP_REALM       digest realm (default "kvi.test")
+--   KVI_SIP_DB_TABLE    the subscriber table (default "subscriber")
 --   KVI_SIP_BILLING     kvi engine id of the credits; unset = INVITEs are not billed
 --   KVI_SIP_JOURNAL     kvi engine id of the settlement journal (e.g.
 --                       "local:journal", defined in KVI_SIP_URLS); unset =
@@ -43,6 +44,7 @@ local ENGINE = os.getenv("KVI_SIP_ENGINE") or "local"
 local URLS = os.getenv("KVI_SIP_URLS") or ""
 local LIFETIME = tonumber(os.getenv("KVI_SIP_LIFETIME") or "7200")
 local REALM = os.getenv("KVI_SIP_REALM") or "kvi.test"
+local DB_TABLE = os.getenv("KVI_SIP_DB_TABLE") or "subscriber"
 local BILLING = os.getenv("KVI_SIP_BILLING")
 local JOURNAL = os.getenv("KVI_SIP_JOURNAL")
 local COST = tonumber(os.getenv("KVI_SIP_COST_PER_S") or "1")
@@ -175,7 +177,7 @@ end
 -- Digest check against the subscriber table.  Returns auth_db's code and,
 -- on success, the plain password it loaded (load_credentials).
 local function db_check()
-    local rc = KSR.auth_db.auth_check(REALM, "subscriber", 1)
+    local rc = KSR.auth_db.auth_check(REALM, DB_TABLE, 1)
     if rc == 1 then
         return rc, KSR.pv.get("$avp(kvi_pw)")
     end
