@@ -10,6 +10,7 @@
  *   mc_item.c      reading and writing one item (envelope, stamps, retry)
  *   mc_breaker.c   one circuit breaker per server of the pool
  *   mc_slots.c     the operations (store, fetch, add, add_bounded, store_nx, ...)
+ *   mc_batch.c     the batch slot: fetches as multi-gets, the rest in order
  *   memcached.c    open/close, options, the engine table
  */
 #ifndef KVI_MC_ENGINE_H
@@ -167,6 +168,11 @@ kvi_status kvi__mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
                         const char *op);
 void kvi__mc_item_free(struct mc_item *it);
 
+/* Decodes one reply r of a multi-get for k into *it (the value lives in
+ * r), as kvi__mc_read() decodes its own. */
+kvi_status kvi__mc_item_of_result(kvi_conn *c, const struct mc_key *k, memcached_result_st *r,
+                                  struct mc_item *it, int64_t now_ms, const char *op);
+
 /* Writes payload under k (wrapped when k is mapped); the raw libmemcached
  * code (MEMCACHED_MEMORY_ALLOCATION_FAILURE when the envelope could not be
  * built). */
@@ -205,5 +211,10 @@ kvi_status kvi__mc_counter_fetch(kvi_conn *c, const void *key, size_t key_len, i
 kvi_status kvi__mc_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s);
 kvi_status kvi__mc_ping(kvi_conn *c);
 kvi_status kvi__mc_stats(kvi_conn *c, kvi_stats *out);
+
+/* ---- mc_batch.c ---------------------------------------------------------- */
+
+/* The batch slot (struct kvi_engine.batch). */
+void kvi__mc_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms);
 
 #endif /* KVI_MC_ENGINE_H */

@@ -201,6 +201,7 @@ static const struct kvi_engine kvi_engine_memcached = {
     .ttl = kvi__mc_ttl,
     .ping = kvi__mc_ping,
     .stats = kvi__mc_stats,
+    .batch = kvi__mc_batch,
 };
 
 /* The macro defines this without a prototype; declared here to keep

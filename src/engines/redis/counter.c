@@ -179,3 +179,75 @@ kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len
     freeReplyObject(r);
     return s;
 }
+
+/* See counter.h. */
+int kvi__redis_counter_argv(kvi_conn *c, int bounded, const void *key, size_t key_len,
+                            int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                            char text[4][24], const char *argv[8], size_t lens[8])
+{
+    struct kvi_redis_script *sc =
+        &kvi__redis_priv(c)->scripts[bounded ? SCRIPT_ADD_BOUNDED : SCRIPT_ADD];
+    int nargs = bounded ? 4 : 2;
+    if (atomic_load(&sc->sha_state) == 2) {
+        argv[0] = "EVALSHA";
+        lens[0] = 7;
+        argv[1] = sc->sha;
+        lens[1] = 40;
+    } else {
+        argv[0] = "EVAL";
+        lens[0] = 4;
+        argv[1] = sc->text;
+        lens[1] = strlen(sc->text);
+    }
+    argv[2] = "1";
+    lens[2] = 1;
+    argv[3] = key;
+    lens[3] = key_len;
+    int64_t args[4] = {delta, expire_s, min, max};
+    for (int i = 0; i < nargs; i++) {
+        lens[4 + i] = kvi_format_int64(args[i], text[i]);
+        argv[4 + i] = text[i];
+    }
+    return 4 + nargs;
+}
+
+/* See counter.h. */
+kvi_status kvi__redis_counter_reply(kvi_conn *c, int bounded, redisReply *r, int64_t *value)
+{
+    kvi_status s;
+    if (r->type == REDIS_REPLY_ERROR) {
+        s = counter_error(c, r);
+        freeReplyObject(r);
+        return s;
+    }
+    if (!bounded) {
+        if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, value))
+            return kvi__redis_unexpected(c, r, "the counter script");
+        freeReplyObject(r);
+        return KVI_OK;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING ||
+        !kvi_parse_int64(r->element[1]->str, r->element[1]->len, value))
+        return kvi__redis_unexpected(c, r, "the bounded counter script");
+    s = r->element[0]->integer == 1 ? KVI_OK : KVI_OUT_OF_BOUNDS;
+    freeReplyObject(r);
+    return s;
+}
+
+/* See counter.h. */
+kvi_status kvi__redis_counter_get_reply(kvi_conn *c, redisReply *r, int64_t *out)
+{
+    kvi_status s = KVI_OK;
+    if (r->type == REDIS_REPLY_NIL) {
+        s = KVI_NOT_FOUND;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        s = counter_error(c, r); /* WRONGTYPE: a list or hash is not a counter either */
+    } else if (r->type != REDIS_REPLY_STRING) {
+        return kvi__redis_unexpected(c, r, "GET");
+    } else if (!kvi_parse_int64(r->str, r->len, out)) {
+        s = kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "value is not an integer counter");
+    }
+    freeReplyObject(r);
+    return s;
+}

@@ -5,6 +5,8 @@
 #ifndef KVI_REDIS_COUNTER_H
 #define KVI_REDIS_COUNTER_H
 
+#include <hiredis/hiredis.h>
+
 #include "redis.h"
 
 /* Points the connection's script slots at the counter scripts; call in
@@ -23,5 +25,21 @@ kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, 
 
 /* The engine's counter_fetch slot; WRONGTYPE is KVI_E_NOT_A_COUNTER. */
 kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
+
+/* For batches (batch.c): the words of an add (bounded: add_bounded) as
+ * EVALSHA when the script's SHA is known, else EVAL of its text, in
+ * argv/lens (8 entries; the numbers are written into text); returns argc.
+ * A NOSCRIPT reply means it did not run. */
+int kvi__redis_counter_argv(kvi_conn *c, int bounded, const void *key, size_t key_len,
+                            int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                            char text[4][24], const char *argv[8], size_t lens[8]);
+
+/* The status and value of a counter script's reply r (freed), as the add
+ * and add_bounded slots give them. */
+kvi_status kvi__redis_counter_reply(kvi_conn *c, int bounded, redisReply *r, int64_t *value);
+
+/* The status and value of counter_fetch from the reply r (freed) of
+ * GET key. */
+kvi_status kvi__redis_counter_get_reply(kvi_conn *c, redisReply *r, int64_t *out);
 
 #endif /* KVI_REDIS_COUNTER_H */

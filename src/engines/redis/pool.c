@@ -242,3 +242,93 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t 
     pool_push(c, n, l);
     return KVI_OK;
 }
+
+/* Replies a pipeline reads before it appends the next requests: bounds
+ * the memory of a big batch; the server works on one chunk while the next
+ * is written. */
+#define PIPE_CHUNK 1024
+
+/* Writes out what conn holds and reads one reply by deadline (monotonic,
+ * 0 = none); soon says the batch's deadline comes before the
+ * connection's timeout (then no read may block in recv()). */
+static kvi_status pipe_reply(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_conn *conn,
+                             int64_t deadline, int soon, redisReply **out)
+{
+    int w;
+    for (;;) {
+        int f = kvi__redis_conn_flush(conn);
+        if (f > 0)
+            break;
+        if (f < 0)
+            return kvi_engine_error(c, conn->st, "%s", conn->err);
+        if ((w = kvi__redis_conn_wait(conn, deadline)) <= 0)
+            goto wait_failed;
+    }
+    int block = conn->cfg.tls == NULL && !soon;
+    for (;;) {
+        int r = kvi__redis_conn_read(conn, block, out);
+        block = 0;
+        if (r > 0)
+            return KVI_OK;
+        if (r < 0)
+            return kvi_engine_error(c, conn->st, "%s", conn->err);
+        if ((w = kvi__redis_conn_wait(conn, deadline)) <= 0)
+            goto wait_failed;
+    }
+wait_failed:
+    if (w < 0)
+        return kvi_engine_error(c, KVI_E_IO, "request to %s: poll failed", n->addr.name);
+    if (soon)
+        return kvi_engine_error(c, KVI_E_TIMEOUT, "request to %s: no reply by the batch's deadline",
+                                n->addr.name);
+    return kvi_engine_error(c, KVI_E_TIMEOUT, "request to %s: timed out after %u ms", n->addr.name,
+                            (unsigned)kvi__redis_priv(c)->cfg.timeout_ms);
+}
+
+/* See pool.h. */
+kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, size_t count,
+                                       const struct kvi_redis_cmd *cmds, redisReply **replies,
+                                       int64_t deadline_ms, size_t *got, size_t *appended)
+{
+    struct kvi_redis_link *l;
+    int reused, probe;
+    uint32_t timeout_ms = kvi__redis_priv(c)->cfg.timeout_ms;
+
+    *got = 0;
+    *appended = 0;
+    kvi_status s = kvi_breaker_enter(c, n->breaker, n->addr.name, &probe);
+    if (s != KVI_OK)
+        return s;
+    s = borrow(c, n, &l, &reused);
+    if (s != KVI_OK) {
+        kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
+        return s;
+    }
+    while (*got < count && s == KVI_OK) {
+        /* Keep up to two chunks of requests ahead of the replies. */
+        if (*appended - *got <= PIPE_CHUNK) {
+            size_t end = *appended + PIPE_CHUNK < count ? *appended + PIPE_CHUNK : count;
+            while (*appended < end && s == KVI_OK) {
+                s = kvi__redis_append(c, &l->conn, &cmds[*appended]);
+                if (s == KVI_OK)
+                    (*appended)++;
+            }
+            if (s != KVI_OK)
+                break;
+        }
+        /* Each reply gets the connection's full timeout (a big batch is not
+         * a slow one), never beyond the batch's deadline. */
+        int64_t d = kvi__redis_deadline_after(timeout_ms);
+        int soon = deadline_ms != 0 && (d == 0 || deadline_ms < d);
+        redisReply *v = NULL;
+        s = pipe_reply(c, n, &l->conn, soon ? deadline_ms : d, soon, &v);
+        if (s == KVI_OK)
+            replies[(*got)++] = v;
+    }
+    kvi_breaker_leave(c, n->breaker, n->addr.name, probe, *got > 0 || s == KVI_OK ? KVI_OK : s);
+    if (s != KVI_OK)
+        link_free(c, l);
+    else
+        pool_push(c, n, l);
+    return s;
+}

@@ -71,6 +71,18 @@ kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *node,
 kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *node, size_t count,
                                   const struct kvi_redis_cmd *cmds, redisReply **replies);
 
+/* Sends count commands to node pipelined on one connection (written in
+ * chunks of 1024 kept ahead of the replies) and reads their replies in
+ * order into replies[0..*got) (free each with freeReplyObject), stopping at
+ * the first failure, whose status it returns (detail set).  Commands
+ * [*got, *appended) were handed to the connection and may have reached the
+ * server; those from *appended on were never sent.  No redirection
+ * handling, no WAIT, nothing re-sent.  Each reply waits at most the
+ * connection's timeout and never past deadline_ms (monotonic; 0 = none). */
+kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node, size_t count,
+                                       const struct kvi_redis_cmd *cmds, redisReply **replies,
+                                       int64_t deadline_ms, size_t *got, size_t *appended);
+
 /* "host:port" (or the socket path) of a node, for messages. */
 const char *kvi__redis_node_name(const struct kvi_redis_node *node);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "counter.h"
 #include "dispatch.h"
 #include "error.h"
@@ -801,6 +802,7 @@ static const struct kvi_engine kvi_engine_redis = {
     .add_bounded = kvi__redis_add_bounded,
     .store_nx = redis_store_nx,
     .ping = redis_ping,
+    .batch = kvi__redis_batch,
 };
 
 /* KVI_ENGINE_MODULE defines this function; its prototype keeps

@@ -15,6 +15,7 @@
  *   dispatch.h  routing: failover list, MOVED/ASK/TRYAGAIN/CLUSTERDOWN
  *   counter.h   the counter scripts and counter operations
  *   route.h     pure helpers (key slots, key positions, globs)
+ *   batch.h     the batch slot: ops pipelined per server (beside redis.c, on top)
  *
  * Each layer calls only the layers listed above it.
  */

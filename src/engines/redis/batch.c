@@ -1,0 +1,324 @@
+/*
+ * batch.c -- the redis engine's batch slot: a pipeline.
+ *
+ * The ops of a batch are turned into the commands their single slots send
+ * (SET, SET NX, GET, DEL, and the counter scripts as EVAL) and sent to each
+ * server in one write on one connection, the replies read in order: one
+ * round trip per server.  In a Redis Cluster the ops are grouped per
+ * master of their key's slot.  A reply that says the command did not run
+ * there (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, NOSCRIPT) sends that
+ * op once more through the single-operation path, which follows the
+ * redirection (such an op then takes effect after the later ops of its
+ * pipeline: only after a slot moved or the scripts were flushed).
+ * Raw queries (their key positions and deep replies) and everything under
+ * wait_replicas (a WAIT per write) run one by one, in their place.
+ *
+ * When the connection fails in the middle, the ops whose replies came
+ * back have their results; every later one that was written fails with the
+ * connection's status, a state-changing one with KVI_E_OUTCOME_UNKNOWN (it
+ * may have run), the ones not yet written with the status alone; none is
+ * sent again.  When no request could be handed to a
+ * connection at all (connect failed, server marked down), the first op
+ * runs alone through the single path, which tries the failover list and
+ * refreshes the slot map; if that reached a server, the rest is pipelined
+ * again, else it fails with the same status without waiting again.
+ */
+#include <string.h>
+
+#include "batch.h"
+#include "counter.h"
+#include "dispatch.h"
+#include "error.h"
+#include "slotmap.h"
+#include "state.h"
+
+/* The words of one op's command. */
+struct bcmd {
+    const char *argv[8];
+    size_t lens[8];
+    char text[4][24];
+};
+
+/* Fills cmd/bc with the command of op (not a raw query). */
+static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, struct bcmd *bc)
+{
+    int argc = 0;
+    memset(cmd, 0, sizeof *cmd);
+    cmd->slot = kvi__redis_slot_of(op->key, op->key_len);
+    switch (op->kind) {
+    case KVI_OP_STORE:
+    case KVI_OP_STORE_NX:
+        bc->argv[0] = "SET";
+        bc->lens[0] = 3;
+        bc->argv[1] = op->key;
+        bc->lens[1] = op->key_len;
+        bc->argv[2] = op->val;
+        bc->lens[2] = op->val_len;
+        argc = 3;
+        if (op->kind == KVI_OP_STORE_NX) {
+            bc->argv[argc] = "NX";
+            bc->lens[argc++] = 2;
+        }
+        /* Without EX, SET also removes an earlier TTL. */
+        if (op->expire_s > 0) {
+            bc->argv[argc] = "EX";
+            bc->lens[argc++] = 2;
+            bc->lens[argc] = kvi_format_int64(op->expire_s, bc->text[0]);
+            bc->argv[argc++] = bc->text[0];
+        }
+        cmd->is_write = 1;
+        break;
+    case KVI_OP_FETCH:
+    case KVI_OP_COUNTER_FETCH:
+    case KVI_OP_REMOVE:
+        bc->argv[0] = op->kind == KVI_OP_REMOVE ? "DEL" : "GET";
+        bc->lens[0] = 3;
+        bc->argv[1] = op->key;
+        bc->lens[1] = op->key_len;
+        argc = 2;
+        cmd->is_write = op->kind == KVI_OP_REMOVE;
+        break;
+    case KVI_OP_ADD:
+    case KVI_OP_ADD_BOUNDED:
+        argc = kvi__redis_counter_argv(c, op->kind == KVI_OP_ADD_BOUNDED, op->key, op->key_len,
+                                       op->delta, op->expire_s, op->min, op->max, bc->text,
+                                       bc->argv, bc->lens);
+        cmd->is_write = 1;
+        break;
+    default:
+        break;
+    }
+    cmd->argc = argc;
+    cmd->argv = bc->argv;
+    cmd->lens = bc->lens;
+    cmd->resend_ok = !op->no_resend;
+}
+
+/* A reply saying the command did not run on this server: send the op
+ * again through the single path, which knows what to do about it. */
+static int not_run_here(const redisReply *r)
+{
+    return kvi__redis_is_error_kind(r, "MOVED") || kvi__redis_is_error_kind(r, "ASK") ||
+           kvi__redis_is_error_kind(r, "TRYAGAIN") || kvi__redis_is_error_kind(r, "CLUSTERDOWN") ||
+           kvi__redis_is_error_kind(r, "LOADING") || kvi__redis_is_error_kind(r, "NOSCRIPT");
+}
+
+/* Ends op with the meaning of its reply r (freed), as its single slot would. */
+static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
+{
+    kvi_status s;
+    switch (op->kind) {
+    case KVI_OP_STORE:
+        s = r->type == REDIS_REPLY_STATUS ? KVI_OK : kvi__redis_unexpected(c, r, "SET");
+        if (s == KVI_OK)
+            freeReplyObject(r);
+        break;
+    case KVI_OP_STORE_NX:
+        if (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STATUS) {
+            s = r->type == REDIS_REPLY_NIL ? KVI_KEY_EXISTS : KVI_OK;
+            freeReplyObject(r);
+        } else {
+            s = kvi__redis_unexpected(c, r, "SET NX");
+        }
+        break;
+    case KVI_OP_FETCH:
+        if (r->type == REDIS_REPLY_NIL) {
+            s = KVI_NOT_FOUND;
+            freeReplyObject(r);
+        } else if (r->type == REDIS_REPLY_STRING) {
+            s = kvi_value_set(c, &op->value, r->str, r->len);
+            freeReplyObject(r);
+        } else {
+            s = kvi__redis_unexpected(c, r, "GET");
+        }
+        break;
+    case KVI_OP_REMOVE:
+        if (r->type == REDIS_REPLY_INTEGER) {
+            s = r->integer > 0 ? KVI_OK : KVI_NOT_FOUND;
+            freeReplyObject(r);
+        } else {
+            s = kvi__redis_unexpected(c, r, "DEL");
+        }
+        break;
+    case KVI_OP_COUNTER_FETCH:
+        s = kvi__redis_counter_get_reply(c, r, &op->integer);
+        break;
+    case KVI_OP_ADD:
+    case KVI_OP_ADD_BOUNDED:
+        s = kvi__redis_counter_reply(c, op->kind == KVI_OP_ADD_BOUNDED, r, &op->integer);
+        break;
+    default:
+        freeReplyObject(r);
+        s = kvi_engine_error(c, KVI_E_INTERNAL, "batch: unexpected operation kind");
+        break;
+    }
+    kvi_batch_op_done(c, op, s);
+}
+
+/* Ends the ops that did not get a reply after the connection failed with
+ * s (message msg): a state-changing one may have run. */
+static void end_cut(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg)
+{
+    if (op->no_resend)
+        s = kvi_engine_error(c, KVI_E_OUTCOME_UNKNOWN,
+                             "%s (sent in a pipeline that was cut before its reply: whether it "
+                             "ran is unknown, and it is not sent again)",
+                             msg);
+    else
+        s = kvi_engine_error(c, s, "%s (sent in a pipeline that was cut before its reply)", msg);
+    kvi_batch_op_done(c, op, s);
+}
+
+/* Ends op, never sent, with s (message msg). */
+static void end_unsent(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg)
+{
+    kvi_batch_op_done(c, op, kvi_engine_error(c, s, "%s", msg));
+}
+
+/* The calling thread's current detail message, copied. */
+static void copy_msg(kvi_conn *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", kvi_errmsg(kvi_conn_context(c)));
+}
+
+static int network_failure(kvi_status s)
+{
+    return s == KVI_E_CONNECT || s == KVI_E_TIMEOUT || s == KVI_E_IO;
+}
+
+/* Pipelines ops[0..n) (no raw queries) to node.  Scratch: cmds, bcs and
+ * replies of n entries. */
+static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op **ops, size_t n,
+                        int64_t deadline_ms, struct kvi_redis_cmd *cmds, struct bcmd *bcs,
+                        redisReply **replies)
+{
+    for (size_t i = 0; i < n; i++)
+        build(c, ops[i], &cmds[i], &bcs[i]);
+    size_t got = 0, appended = 0;
+    kvi_status s =
+        kvi__redis_pipeline_partial(c, node, n, cmds, replies, deadline_ms, &got, &appended);
+    char msg[400] = "";
+    if (s != KVI_OK)
+        copy_msg(c, msg, sizeof msg);
+    for (size_t i = 0; i < got; i++) {
+        if (not_run_here(replies[i])) {
+            freeReplyObject(replies[i]);
+            kvi_batch_op_single(c, ops[i]);
+        } else {
+            end_with_reply(c, ops[i], replies[i]);
+        }
+    }
+    if (s == KVI_OK)
+        return;
+    if (appended > 0) {
+        for (size_t i = got; i < appended; i++)
+            end_cut(c, ops[i], s, msg);
+        for (size_t i = appended; i < n; i++)
+            end_unsent(c, ops[i], s, msg);
+        return;
+    }
+    /* Nothing reached a server: one op alone through the single path
+     * (failover list, fresh slot map); if a server answered it, pipeline
+     * the rest again, else fail them at once with its status. */
+    kvi_status one = kvi_batch_op_single(c, ops[0]);
+    if (n == 1)
+        return;
+    if (!network_failure(one) && one != KVI_E_OUTCOME_UNKNOWN) {
+        kvi__redis_batch(c, ops + 1, n - 1, deadline_ms);
+        return;
+    }
+    for (size_t i = 1; i < n; i++)
+        end_unsent(c, ops[i], s, msg);
+}
+
+static int must_run_alone(kvi_batch_op *op)
+{
+    return op->kind == KVI_OP_RAW_QUERY;
+}
+
+/* See batch.h. */
+void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
+{
+    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
+    struct kvi_redis_state *st = NULL;
+    int cluster = 0;
+    kvi_status s = kvi__redis_is_cluster(c, &cluster);
+    if (s == KVI_OK)
+        s = kvi__redis_state_get(c, &st);
+    if (s != KVI_OK || cfg->wait_replicas > 0) {
+        /* No mode yet (nothing reachable), or a WAIT after every write:
+         * the single path for each. */
+        for (size_t i = 0; i < n; i++)
+            kvi_batch_op_single(c, ops[i]);
+        return;
+    }
+    kvi_batch_op **group = kvi_engine_malloc(c, n * sizeof *group);
+    struct kvi_redis_node **node_of = kvi_engine_malloc(c, n * sizeof *node_of);
+    unsigned char *taken = kvi_engine_malloc(c, n);
+    struct kvi_redis_cmd *cmds = kvi_engine_malloc(c, n * sizeof *cmds);
+    struct bcmd *bcs = kvi_engine_malloc(c, n * sizeof *bcs);
+    redisReply **replies = kvi_engine_malloc(c, n * sizeof *replies);
+    if (group == NULL || node_of == NULL || taken == NULL || cmds == NULL || bcs == NULL ||
+        replies == NULL) {
+        for (size_t i = 0; i < n; i++)
+            end_unsent(c, ops[i], KVI_E_NOMEM, "out of memory building a pipeline");
+        goto out;
+    }
+    /* Segments between ops that run alone keep the order of the batch. */
+    for (size_t from = 0; from < n;) {
+        if (must_run_alone(ops[from])) {
+            kvi_batch_op_single(c, ops[from++]);
+            continue;
+        }
+        size_t to = from;
+        while (to < n && !must_run_alone(ops[to]))
+            to++;
+        for (size_t i = from; i < to; i++) {
+            taken[i] = 0;
+            if (cluster) {
+                node_of[i] = kvi__redis_slot_node(st, kvi__redis_slot_of(ops[i]->key,
+                                                                          ops[i]->key_len));
+                if (node_of[i] == NULL) {
+                    kvi__redis_refresh_map(c, st, 1);
+                    node_of[i] = kvi__redis_slot_node(st, kvi__redis_slot_of(ops[i]->key,
+                                                                              ops[i]->key_len));
+                }
+            } else {
+                node_of[i] = st->seeds[atomic_load(&st->current)];
+            }
+        }
+        /* Per node, in the order of its first op; an op with no node known
+         * (no map) runs alone, which reports why. */
+        for (size_t first = from; first < to; first++) {
+            if (taken[first])
+                continue;
+            struct kvi_redis_node *node = node_of[first];
+            if (node == NULL) {
+                taken[first] = 1;
+                kvi_batch_op_single(c, ops[first]);
+                continue;
+            }
+            size_t m = 0;
+            for (size_t i = first; i < to; i++)
+                if (!taken[i] && node_of[i] == node) {
+                    group[m++] = ops[i];
+                    taken[i] = 1;
+                }
+            if (deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
+                for (size_t i = 0; i < m; i++)
+                    end_unsent(c, group[i], KVI_E_TIMEOUT,
+                               "the batch's deadline passed before this operation was sent");
+                continue;
+            }
+            run_on_node(c, node, group, m, deadline_ms, cmds, bcs, replies);
+        }
+        from = to;
+    }
+out:
+    kvi_engine_free(c, group);
+    kvi_engine_free(c, node_of);
+    kvi_engine_free(c, taken);
+    kvi_engine_free(c, cmds);
+    kvi_engine_free(c, bcs);
+    kvi_engine_free(c, replies);
+}

@@ -1,0 +1,14 @@
+/*
+ * batch.h -- the redis engine's batch slot (engine ABI 3): the ops of a
+ * batch pipelined per server (batch.c).  The top layer, beside redis.c:
+ * it calls dispatch, counter and pool.
+ */
+#ifndef KVI_REDIS_BATCH_H
+#define KVI_REDIS_BATCH_H
+
+#include "kvi/engine.h"
+
+/* The batch slot: see struct kvi_engine.batch and batch.c. */
+void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms);
+
+#endif /* KVI_REDIS_BATCH_H */
