@@ -134,7 +134,7 @@ static void test_a_segment_given_away_or_taken_over_is_refused(void **state)
     /* Made by us, given to another user: refused, a look is allowed. */
     make_segment();
     assert_int_equal(chown(g_path, 65534, 65534), 0);
-    open_expect("", KVI_E_AUTH, "belongs to uid 65534, not to this user");
+    open_expect("", KVI_E_AUTH, "belongs to uid 65534 (nobody), not to this user");
     open_expect("&shm_readonly=yes", KVI_OK, NULL);
     unlink(g_path);
     /* Made by another user (a child as uid 65534), then given to us. */
