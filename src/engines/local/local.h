@@ -144,6 +144,29 @@ static inline kvi_status kvi__lt_read_counter(void *ud, const void *data, size_t
     return KVI_OK;
 }
 
+/* The counter rule both tables apply under the shard lock (kvi_add,
+ * kvi_add_bounded): the current value is the decimal text val (vlen bytes)
+ * when present, else 0 (a missing or expired key).  KVI_OK with *result =
+ * current + delta; KVI_OUT_OF_BOUNDS with *result = current when that
+ * leaves [min, max]; KVI_E_NOT_A_COUNTER, KVI_E_OVERFLOW (both checked
+ * before the bounds; *result untouched). */
+static inline kvi_status kvi__lt_counter_step(int present, const void *val, size_t vlen,
+                                              int64_t delta, int64_t min, int64_t max,
+                                              int64_t *result)
+{
+    int64_t cur = 0;
+    if (present && (vlen == 0 || vlen > 20 || !kvi_parse_int64(val, vlen, &cur)))
+        return KVI_E_NOT_A_COUNTER;
+    if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta))
+        return KVI_E_OVERFLOW;
+    if (cur + delta < min || cur + delta > max) {
+        *result = cur;
+        return KVI_OUT_OF_BOUNDS;
+    }
+    *result = cur + delta;
+    return KVI_OK;
+}
+
 /* Receives one live entry under its shard lock (expire_ms 0 = none); same
  * rules as kvi__lt_value_fn. */
 typedef kvi_status (*kvi__lt_entry_fn)(void *ud, const void *key, size_t key_len, const void *val,

@@ -636,36 +636,24 @@ kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
     return at.n.bad ? KVI_E_CORRUPT : st;
 }
 
-static int parse_counter(const struct sh_ent *e, int64_t *out)
-{
-    if (e->vlen == 0 || e->vlen > 20)
-        return 0;
-    return kvi_parse_int64((const char *)e->data + e->klen, e->vlen, out);
-}
-
 /* The counter update behind add and bounded add: bounded says whether
  * [min, max] applies; *refused then says it did not. */
 static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta, int64_t expire_s,
-                         int bounded, int64_t min, int64_t max, int64_t *value, int *refused)
+                         int64_t min, int64_t max, int64_t *value)
 {
     struct sh_at at = {.n = {s->k, 0, 0, 0}};
     kvi_status st = lock_find(s, key, klen, &at);
     if (st != KVI_OK)
         return st;
-    int64_t cur = 0, result = 0;
+    int64_t result = 0;
     struct sh_ent *e = at.pp ? ENT(s, *at.pp) : NULL;
-    if (at.n.bad) {
+    if (at.n.bad)
         st = KVI_E_CORRUPT;
-    } else if (e && !parse_counter(e, &cur)) {
-        st = KVI_E_NOT_A_COUNTER;
-    } else if ((delta > 0 && cur > INT64_MAX - delta) || (delta < 0 && cur < INT64_MIN - delta)) {
-        st = KVI_E_OVERFLOW;
-    } else if (bounded && (cur + delta < min || cur + delta > max)) {
-        *refused = 1;
-        result = cur;
-    } else {
+    else
+        st = kvi__lt_counter_step(e != NULL, e ? e->data + klen : NULL, e ? e->vlen : 0, delta, min,
+                                  max, &result);
+    if (st == KVI_OK) {
         char text[24];
-        result = cur + delta;
         size_t len = kvi_format_int64(result, text);
         if (e && len == e->vlen) {
             kvi__sh_log(s, at.sh, e->data + klen, len);
@@ -700,7 +688,7 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
     pthread_mutex_unlock(&at.sh->lock);
     if (st == KVI_OK && at.n.bad)
         st = KVI_E_CORRUPT;
-    if (st == KVI_OK && value)
+    if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && value)
         *value = result;
     return st;
 }
@@ -708,16 +696,13 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
 kvi_status kvi__sh_add(kvi__sh *s, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                        int64_t *new_value)
 {
-    int refused = 0;
-    return sh_add(s, key, key_len, delta, expire_s, 0, 0, 0, new_value, &refused);
+    return sh_add(s, key, key_len, delta, expire_s, INT64_MIN, INT64_MAX, new_value);
 }
 
 kvi_status kvi__sh_add_bounded(kvi__sh *s, const void *key, size_t key_len, int64_t delta,
                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
-    int refused = 0;
-    kvi_status st = sh_add(s, key, key_len, delta, expire_s, 1, min, max, value, &refused);
-    return st == KVI_OK && refused ? KVI_OUT_OF_BOUNDS : st;
+    return sh_add(s, key, key_len, delta, expire_s, min, max, value);
 }
 
 kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t *out)

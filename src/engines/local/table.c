@@ -800,14 +800,6 @@ kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
     return st;
 }
 
-static int lt_parse_counter(const struct lt_entry *e, int64_t *out)
-{
-    size_t vlen = e_vlen(e);
-    if (vlen == 0 || vlen > 20)
-        return 0;
-    return kvi_parse_int64((const char *)e->data + e_klen(e), vlen, out);
-}
-
 kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                        int64_t *new_value)
 {
@@ -829,11 +821,13 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
     pthread_mutex_lock(&sh->lock);
     lt_rehash_step(t, sh, 8);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
+    struct lt_entry *old = loc.pp ? r_entry(*loc.pp) : NULL;
     int64_t result = 0;
-    if (!loc.pp && (delta < min || delta > max)) {
-        st = KVI_OUT_OF_BOUNDS; /* result stays 0: the missing key reads as 0 */
-    } else if (!loc.pp) {
-        result = delta;
+    st = kvi__lt_counter_step(old != NULL, old ? old->data + key_len : NULL, old ? e_vlen(old) : 0,
+                              delta, min, max, &result);
+    if (st != KVI_OK) {
+        /* refused, not a counter or overflow: nothing changes */
+    } else if (!old) {
         size_t len = kvi_format_int64(result, text);
         struct lt_entry *e = NULL;
         if (lt_over(t, kvi__lt_entry_cost(key_len, len), 0))
@@ -846,33 +840,21 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
             lt_link(t, sh, e, h);
         }
     } else {
-        struct lt_entry *e = r_entry(*loc.pp);
-        int64_t cur;
-        if (!lt_parse_counter(e, &cur)) {
-            st = KVI_E_NOT_A_COUNTER;
-        } else if ((delta > 0 && cur > INT64_MAX - delta) ||
-                   (delta < 0 && cur < INT64_MIN - delta)) {
-            st = KVI_E_OVERFLOW;
-        } else if (cur + delta < min || cur + delta > max) {
-            st = KVI_OUT_OF_BOUNDS;
-            result = cur;
+        struct lt_entry *e = old;
+        size_t len = kvi_format_int64(result, text);
+        if (len == e_vlen(e)) {
+            memcpy(e->data + key_len, text, len);
+            sh->changes++;
+            lt_touch(t, e);
+        } else if (lt_over(t, kvi__lt_entry_cost(key_len, len), e_cost(e))) {
+            st = KVI_E_STORE_FULL;
         } else {
-            result = cur + delta;
-            size_t len = kvi_format_int64(result, text);
-            if (len == e_vlen(e)) {
-                memcpy(e->data + key_len, text, len);
-                sh->changes++;
-                lt_touch(t, e);
-            } else if (lt_over(t, kvi__lt_entry_cost(key_len, len), e_cost(e))) {
-                st = KVI_E_STORE_FULL;
+            struct lt_entry *ne = lt_entry_new(t, key, key_len, text, len, e_expire(e), h);
+            if (!ne) {
+                st = KVI_E_NOMEM;
             } else {
-                struct lt_entry *ne = lt_entry_new(t, key, key_len, text, len, e_expire(e), h);
-                if (!ne) {
-                    st = KVI_E_NOMEM;
-                } else {
-                    lt_touch(t, ne);
-                    lt_bury(&dead, lt_replace(t, sh, loc, ne));
-                }
+                lt_touch(t, ne);
+                lt_bury(&dead, lt_replace(t, sh, loc, ne));
             }
         }
     }
