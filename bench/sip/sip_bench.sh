@@ -7,7 +7,11 @@
 #       without it fails the run, there is no per-process stand-in),
 #   (b) kvi over redis (a redis-server on 127.0.0.1; its CPU is counted),
 #   (c) Kamailio's native htable cache,
-#   (d) no cache (every REGISTER checked against the SQLite subscriber table).
+#   (d) no cache (every REGISTER checked against the subscriber table).
+# The subscriber database is SQLite (default) or, with SIP_BENCH_DB=mariadb,
+# a MariaDB server on a loopback port (a network round trip away; its CPU
+# per pair is shown in its own column).  Each setup has its own table, so
+# the queries are counted per setup at the database either way.
 # Four Kamailio instances run side by side; a rate ladder is walked with the
 # setups alternating at every step (the order rotating from rate to rate).
 #
@@ -32,7 +36,7 @@
 # SIP_BENCH_RATES ("500 1000 2000 4000 8000" calls/s), SIP_BENCH_STEP_S (3),
 # SIP_BENCH_TRIES (2: an unclean step is run once more), SIP_BENCH_WORKERS
 # ("8": Kamailio UDP workers; "8 2" runs the ladder for each),
-# SIP_BENCH_OUT (directory for sip_bench.json, sip_bench.tsv, sip_bench.svg;
+# SIP_BENCH_DB (sqlite | mariadb), SIP_BENCH_OUT (directory for sip_bench.json, sip_bench.tsv, sip_bench.svg;
 # default $KVI_BUILD_DIR/sip-bench), KH_KEEP=1 keeps the logs.
 # SIP_BENCH_CORRUPT=1 (for the test that the bench can fail): after the
 # warm-up, the cached passwords of (a) and (b) are overwritten with wrong
@@ -58,7 +62,19 @@ TCK=$(getconf CLK_TCK)
 kh_require kvi
 kh_init
 kh_require_shm # no shared engine: the run fails, (a) is never run per process
-kh_make_db "$KH_DIR/subscriber.db" "$USERS" 0
+DB=${SIP_BENCH_DB:-sqlite}
+TABLES=()
+for w in $WORKERS; do for s in a b c d; do TABLES+=("sub_$s$w"); done; done
+DB_ARGS=()
+case $DB in
+sqlite) kh_make_db "$KH_DIR/subscriber.db" "$USERS" 0 "${TABLES[@]}" ;;
+mariadb)
+    kh_mariadb_start my
+    kh_mariadb_make_db my "$USERS" 0 "${TABLES[@]}"
+    DB_ARGS=("KVI_KAM_DB_URL=$KH_MY_URL" KVI_KAM_DB_MODULE=db_mysql.so)
+    ;;
+*) kh_die "SIP_BENCH_DB must be sqlite or mariadb, not $DB" ;;
+esac
 kh_redis_start redis
 mkdir -p "$OUT" || kh_die "cannot make $OUT"
 
@@ -84,17 +100,17 @@ results_of() {
 }
 
 TSV=$OUT/sip_bench.tsv
-printf 'workers\tsetup\trate\ttry\tcalls\tok200\tfailed\tretrans\telapsed_s\tkam_ticks\tredis_ticks\tsipp_cpu_s\tload1\tclean\n' >"$TSV"
+printf 'workers\tsetup\trate\ttry\tcalls\tok200\tfailed\tretrans\telapsed_s\tkam_ticks\tredis_ticks\tsipp_cpu_s\tload1\tclean\tdb_ticks\n' >"$TSV"
 printf '%-7s %-20s %6s %6s %6s %6s %6s %9s %9s %9s %9s %9s %5s %s\n' workers setup rate calls ok200 failed retrans \
     achieved "kam us" "redis us" "total us" "sipp us" load clean
 for w in $WORKERS; do
     KH_SHM_SIZE=64m kh_shm_url "bench-w$w"
-    kh_kam_start "a$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$KH_SHM_URL"
+    kh_kam_start "a$w" KVI_KAM_CHILDREN="$w" "${DB_ARGS[@]}" KVI_SIP_DB_TABLE="sub_a$w" KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local "KVI_SIP_URLS=$KH_SHM_URL"
     A_URL=$KH_SHM_URL
     B_URL="redis://127.0.0.1:${KH_PORT[redis]}/?lazy=yes&connect_timeout=200&timeout=200"
-    kh_kam_start "b$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=$B_URL"
-    kh_kam_start "c$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=htable
-    kh_kam_start "d$w" KVI_KAM_CHILDREN="$w" KVI_SIP_CACHE=none
+    kh_kam_start "b$w" KVI_KAM_CHILDREN="$w" "${DB_ARGS[@]}" KVI_SIP_DB_TABLE="sub_b$w" KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=$B_URL"
+    kh_kam_start "c$w" KVI_KAM_CHILDREN="$w" "${DB_ARGS[@]}" KVI_SIP_DB_TABLE="sub_c$w" KVI_SIP_CACHE=htable
+    kh_kam_start "d$w" KVI_KAM_CHILDREN="$w" "${DB_ARGS[@]}" KVI_SIP_DB_TABLE="sub_d$w" KVI_SIP_CACHE=none
     redis-cli -h 127.0.0.1 -p "${KH_PORT[redis]}" flushall >/dev/null
 
     # Warm-up: every user registers once on every setup (fills the caches);
@@ -127,6 +143,7 @@ for w in $WORKERS; do
                 tag=$s$w-$rate-$try
                 k0=$(kh_cpu_ticks "$s$w")
                 r0=$(ticks_of "${KH_PID[redis]}")
+                d0=$([ "$DB" = mariadb ] && ticks_of "${KH_PID[my]}" || echo 0)
                 start=$(kh_now)
                 TIMEFORMAT='%U %S'
                 { time KH_SIPP_TIMEOUT=$((STEP_S * 4 + 30)) kh_sipp "$s$w" "$tag" \
@@ -135,6 +152,7 @@ for w in $WORKERS; do
                 end=$(kh_now)
                 k1=$(kh_cpu_ticks "$s$w")
                 r1=$(ticks_of "${KH_PID[redis]}")
+                d1=$([ "$DB" = mariadb ] && ticks_of "${KH_PID[my]}" || echo 0)
                 sipp_cpu=$(awk '{ print $1 + $2 }' "$KH_DIR/time-$tag")
                 read -r ok non200 wrong < <(results_of "$KH_DIR/sipp-$tag/calls.log")
                 bad=$((n - ok))
@@ -150,8 +168,8 @@ for w in $WORKERS; do
                 if [ "$ok" = "$n" ] && [ $((re * 1000)) -lt "$n" ]; then
                     clean=yes
                 fi
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$rate" "$try" "$n" "$ok" \
-                    "$bad" "$re" "$elapsed" $((k1 - k0)) "$rt" "$sipp_cpu" "$load" "$clean" >>"$TSV"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$rate" "$try" "$n" "$ok" \
+                    "$bad" "$re" "$elapsed" $((k1 - k0)) "$rt" "$sipp_cpu" "$load" "$clean" $((d1 - d0)) >>"$TSV"
                 awk -v w="$w" -v lab="(${s}) ${LABEL[$s]}" -v rate="$rate" -v n="$n" -v ok="$ok" -v bad="$bad" \
                     -v re="$re" -v el="$elapsed" -v kt=$((k1 - k0)) -v rt="$rt" -v sc="$sipp_cpu" -v tck="$TCK" \
                     -v load="$load" -v clean="$clean" -v try="$try" 'BEGIN {
@@ -170,7 +188,7 @@ for w in $WORKERS; do
         done
     done
     for s in "${SETUPS[@]}"; do
-        q=$(kh_dbq_total "$s$w")
+        q=$(kh_dbq_total "$s$w" "sub_$s$w")
         echo "$w $s $q" >>"$KH_DIR/queries.txt"
         if [ "$s" != d ] && [ "$q" != "$USERS" ]; then
             echo "FAIL: ($s) ${LABEL[$s]} with $w workers: $q subscriber queries at the database for $USERS users (a cache asks once per user)"
@@ -189,9 +207,9 @@ done
 # native htable at the same rate; the highest clean rate; the goals.
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
-echo "== Kamailio 5.6 REGISTER with digest auth, $USERS users; $(nproc) CPUs; load average at the end: $load_end"
+echo "== Kamailio 5.6 REGISTER with digest auth, $USERS users, database $DB; $(nproc) CPUs; load average at the end: $load_end"
 awk -F'\t' -v tck="$TCK" -v users="$USERS" -v qfile="$KH_DIR/queries.txt" -v json="$OUT/sip_bench.json" \
-    -v svg="$OUT/sip_bench.svg" -v step_s="$STEP_S" -v cpus="$(nproc)" '
+    -v svg="$OUT/sip_bench.svg" -v step_s="$STEP_S" -v cpus="$(nproc)" -v db="$DB" '
     BEGIN {
         lab["a"] = "kvi, shared local"; lab["b"] = "kvi, redis (+ redis-server)"; lab["c"] = "native htable"; lab["d"] = "no cache"
         while ((getline line < qfile) > 0) { split(line, q, " "); queries[q[1] "," q[2]] = q[3] }
@@ -202,7 +220,7 @@ awk -F'\t' -v tck="$TCK" -v users="$USERS" -v qfile="$KH_DIR/queries.txt" -v jso
         # keep the clean try, else the last one
         if (!(k in keep) || keep_clean[k] != "yes") {
             keep[k] = 1; keep_clean[k] = $14
-            calls[k] = $5; ok[k] = $6; bad[k] = $7; re[k] = $8; kt[k] = $10; rt[k] = $11; sc[k] = $12; ld[k] = $13
+            calls[k] = $5; ok[k] = $6; bad[k] = $7; re[k] = $8; kt[k] = $10; rt[k] = $11; sc[k] = $12; ld[k] = $13; dt[k] = $15
         }
         W[$1] = 1; R[$3] = 1
         if ($14 == "yes" && $3 + 0 > best[$1 "," $2] + 0) best[$1 "," $2] = $3
@@ -211,7 +229,7 @@ awk -F'\t' -v tck="$TCK" -v users="$USERS" -v qfile="$KH_DIR/queries.txt" -v jso
         nr = 0; for (r in R) rates[++nr] = r + 0
         for (i = 1; i <= nr; i++) for (j = i + 1; j <= nr; j++) if (rates[j] < rates[i]) { t = rates[i]; rates[i] = rates[j]; rates[j] = t }
         split("a b c d", S, " ")
-        printf "{\n  \"users\": %d, \"step_s\": %d, \"cpus\": %d,\n  \"steps\": [\n", users, step_s, cpus > json
+        printf "{\n  \"users\": %d, \"step_s\": %d, \"cpus\": %d, \"database\": \"%s\",\n  \"steps\": [\n", users, step_s, cpus, db > json
         first = 1
         for (w in W) {
             printf "\n%s workers: CPU per REGISTER pair (us; for (b) Kamailio + redis-server = total), ratio to the native htable at the same rate\n", w
@@ -239,6 +257,12 @@ awk -F'\t' -v tck="$TCK" -v users="$USERS" -v qfile="$KH_DIR/queries.txt" -v jso
             printf "| %-32s |", "redis-server part of (b)"
             for (i = 1; i <= nr; i++) { k = w ",b," rates[i]; printf " %16s |", ((k in keep) && ok[k] > 0 ? sprintf("%.0f", rt[k] / tck * 1e6 / ok[k]) : "-") }
             printf " %-11s | %-9s |\n", "", ""
+            if (db == "mariadb") for (si = 1; si <= 4; si++) {
+                s = S[si]
+                printf "| %-32s |", "MariaDB server CPU, (" s ")"
+                for (i = 1; i <= nr; i++) { k = w "," s "," rates[i]; printf " %16s |", ((k in keep) && ok[k] > 0 ? sprintf("%.0f", dt[k] / tck * 1e6 / ok[k]) : "-") }
+                printf " %-11s | %-9s |\n", "", ""
+            }
             printf "| %-32s |", "sipp CPU per call (calibration)"
             for (i = 1; i <= nr; i++) { k = w ",c," rates[i]; printf " %16s |", ((k in keep) && ok[k] > 0 ? sprintf("%.0f", sc[k] * 1e6 / ok[k]) : "-") }
             printf " %-11s | %-9s |\n", "", ""
@@ -248,9 +272,9 @@ awk -F'\t' -v tck="$TCK" -v users="$USERS" -v qfile="$KH_DIR/queries.txt" -v jso
             for (si = 1; si <= 4; si++) for (i = 1; i <= nr; i++) {
                 s = S[si]; k = w "," s "," rates[i]
                 if (!(k in keep)) continue
-                printf "%s    {\"workers\": %d, \"setup\": \"%s\", \"label\": \"%s\", \"rate\": %d, \"calls\": %d, \"ok200\": %d, \"failed\": %d, \"retransmissions\": %d, \"clean\": %s, \"kamailio_us_per_pair\": %.1f, \"redis_us_per_pair\": %.1f, \"sipp_us_per_call\": %.1f, \"load1\": %s}", \
+                printf "%s    {\"workers\": %d, \"setup\": \"%s\", \"label\": \"%s\", \"rate\": %d, \"calls\": %d, \"ok200\": %d, \"failed\": %d, \"retransmissions\": %d, \"clean\": %s, \"kamailio_us_per_pair\": %.1f, \"redis_us_per_pair\": %.1f, \"sipp_us_per_call\": %.1f, \"db_server_us_per_pair\": %.1f, \"load1\": %s}", \
                     first ? "" : ",\n", w, s, lab[s], rates[i], calls[k], ok[k], bad[k], re[k], keep_clean[k] == "yes" ? "true" : "false", \
-                    ok[k] ? kt[k] / tck * 1e6 / ok[k] : 0, ok[k] ? rt[k] / tck * 1e6 / ok[k] : 0, ok[k] ? sc[k] * 1e6 / ok[k] : 0, ld[k] > json
+                    ok[k] ? kt[k] / tck * 1e6 / ok[k] : 0, ok[k] ? rt[k] / tck * 1e6 / ok[k] : 0, ok[k] ? sc[k] * 1e6 / ok[k] : 0, ok[k] ? dt[k] / tck * 1e6 / ok[k] : 0, ld[k] > json
                 first = 0
             }
         }
