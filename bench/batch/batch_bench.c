@@ -1,0 +1,343 @@
+/*
+ * batch_bench.c -- batches (docs/batch.md) against the baselines they are
+ * meant to reach, all in one run, all servers throwaway on 127.0.0.1:
+ *
+ *   redis      kvi batches of 16 and of 100 GETs / SETs on one connection
+ *              vs `redis-benchmark -P 16 -c 1` (started here, same server,
+ *              3-byte values, 1000 keys): the pipelining client's rate
+ *   cluster    the same on a 3-master Redis Cluster (keys over all slots)
+ *              vs `redis-benchmark --cluster -P 16 -c 1`
+ *   pipe       `kvi pipe` of 200000 stores vs `redis-cli --pipe` of the same
+ *              SETs (with --pipe KVI: the path of the kvi command)
+ *   memcached  kvi batches of 100 fetches (a multi-get) vs raw libmemcached
+ *              memcached_mget + memcached_fetch_result of the same 100 keys
+ *   local      kvi batches of 100 fetches vs 100 single kvi_fetch calls
+ *
+ *     batch_bench [--quick] [--pipe PATH_TO_KVI]
+ *
+ * Each measurement runs ROUNDS times (alternating kvi and baseline) and the
+ * median rate is printed with the ratio kvi / baseline.  Short by design
+ * (the machine is shared).  A program, not a test.
+ */
+#include <libmemcached/memcached.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvi/kvi.h"
+#include "testcluster.h"
+#include "testserver.h"
+
+#define NKEYS 1000
+#define ROUNDS 5
+
+static long g_ops = 200000; /* per measurement */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "batch_bench: %s: %s\n", what, why);
+    kvi_ts_kill_all();
+    exit(1);
+}
+
+static void key_of(char *buf, size_t len, long i)
+{
+    snprintf(buf, len, "key:%012ld", i % NKEYS);
+}
+
+/* ---- kvi batches ----------------------------------------------------------- */
+
+/* ops/s of batches of `size` GETs (set 0) or SETs (set 1) on id. */
+static double kvi_batch_rate(kvi *k, const char *id, int set, int size)
+{
+    kvi_batch *b = NULL;
+    if (kvi_batch_new(k, &b) != KVI_OK)
+        die("kvi_batch_new", kvi_errmsg(k));
+    char key[32];
+    long done = 0, i = 0;
+    double t0 = now_s();
+    while (done < g_ops) {
+        kvi_batch_clear(b);
+        for (int j = 0; j < size; j++, i++) {
+            key_of(key, sizeof key, i);
+            if (set)
+                kvi_batch_store(b, id, key, 16, "xxx", 3, 0);
+            else
+                kvi_batch_fetch(b, id, key, 16);
+        }
+        kvi_status st = kvi_batch_run(b, 0);
+        if (st != KVI_OK)
+            die("kvi_batch_run", kvi_errmsg(k));
+        done += size;
+    }
+    double dt = now_s() - t0;
+    kvi_batch_free(b);
+    return (double)done / dt;
+}
+
+/* ---- redis-benchmark --------------------------------------------------------- */
+
+/* Runs redis-benchmark and returns the requests per second of test `t`
+ * ("SET" or "GET"). */
+static double redis_benchmark(uint16_t port, int cluster, const char *t)
+{
+    char cmd[512], line[512];
+    snprintf(cmd, sizeof cmd,
+             "redis-benchmark -h 127.0.0.1 -p %u %s -P 16 -c 1 -n %ld -r %d -d 3 -t %s -q 2>&1",
+             (unsigned)port, cluster ? "--cluster" : "", g_ops, NKEYS, t);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        die("popen redis-benchmark", "failed");
+    double rate = 0;
+    char want[16];
+    snprintf(want, sizeof want, "%s: ", t);
+    while (fgets(line, sizeof line, p) != NULL) {
+        /* -q prints progress with \r, then "SET: 123456.78 requests per second". */
+        char *s = strstr(line, want);
+        char *last = NULL;
+        while (s != NULL) {
+            last = s;
+            s = strstr(s + 1, want);
+        }
+        if (last != NULL)
+            rate = strtod(last + strlen(want), NULL);
+    }
+    if (pclose(p) != 0 || rate <= 0)
+        die("redis-benchmark", "no rate in its output (is redis-tools installed?)");
+    return rate;
+}
+
+static void print_row(const char *what, double kvi_rate, const char *base, double base_rate,
+                      const char *goal)
+{
+    printf("%-44s %12.0f/s   %-30s %12.0f/s   ratio %5.2fx   (goal %s)\n", what, kvi_rate, base,
+           base_rate, kvi_rate / base_rate, goal);
+    fflush(stdout);
+}
+
+/* GET and SET by batches of 16 and 100 against redis-benchmark -P 16. */
+static void redis_cases(const char *label, const char *url, uint16_t port, int cluster)
+{
+    kvi *k = NULL;
+    kvi_new(&k);
+    if (kvi_add_url(k, url) != KVI_OK)
+        die(url, kvi_errmsg(k));
+    const char *id = "redis";
+    (void)kvi_batch_rate(k, id, 1, 100); /* fill the keys, warm the connection */
+    const char *tests[2] = {"GET", "SET"};
+    for (int t = 0; t < 2; t++) {
+        double base[ROUNDS], b16[ROUNDS], b100[ROUNDS];
+        for (int r = 0; r < ROUNDS; r++) {
+            base[r] = redis_benchmark(port, cluster, tests[t]);
+            b16[r] = kvi_batch_rate(k, id, t == 1, 16);
+            b100[r] = kvi_batch_rate(k, id, t == 1, 100);
+        }
+        double mb = median(base, ROUNDS);
+        char what[128], bl[64];
+        snprintf(bl, sizeof bl, "redis-benchmark%s -P 16 -c 1", cluster ? " --cluster" : "");
+        snprintf(what, sizeof what, "%s: kvi batch of 16 %ss", label, tests[t]);
+        print_row(what, median(b16, ROUNDS), bl, mb, ">= 0.9x");
+        snprintf(what, sizeof what, "%s: kvi batch of 100 %ss", label, tests[t]);
+        print_row(what, median(b100, ROUNDS), bl, mb, ">= 0.9x");
+    }
+    kvi_free(k);
+}
+
+/* kvi pipe vs redis-cli --pipe: 200000 stores / SETs. */
+static void pipe_case(const char *kvi_bin, uint16_t port)
+{
+    char dir[] = "/tmp/kvi-batch-bench-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        die("mkdtemp", "failed");
+    char kf[128], rf[128], cmd[1024];
+    snprintf(kf, sizeof kf, "%s/kvi.txt", dir);
+    snprintf(rf, sizeof rf, "%s/redis.txt", dir);
+    FILE *a = fopen(kf, "w"), *b = fopen(rf, "w");
+    if (a == NULL || b == NULL)
+        die("writing the pipe input", "failed");
+    for (long i = 0; i < 200000; i++) {
+        fprintf(a, "store k%ld v%ld\n", i, i);
+        fprintf(b, "SET k%ld v%ld\r\n", i, i);
+    }
+    fclose(a);
+    fclose(b);
+    double tk[ROUNDS], tr[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s -u redis://127.0.0.1:%u/ pipe redis < %s > /dev/null 2>&1", kvi_bin,
+                 (unsigned)port, kf);
+        double t0 = now_s();
+        if (system(cmd) != 0)
+            die("kvi pipe", cmd);
+        tk[r] = now_s() - t0;
+        snprintf(cmd, sizeof cmd, "redis-cli -p %u --pipe < %s > /dev/null 2>&1", (unsigned)port,
+                 rf);
+        t0 = now_s();
+        if (system(cmd) != 0)
+            die("redis-cli --pipe", cmd);
+        tr[r] = now_s() - t0;
+    }
+    double mk = median(tk, ROUNDS), mr = median(tr, ROUNDS);
+    print_row("pipe: kvi pipe, 200000 stores (process)", 200000 / mk, "redis-cli --pipe (process)",
+              200000 / mr, ">= 0.8x");
+    unlink(kf);
+    unlink(rf);
+    rmdir(dir);
+}
+
+/* ---- memcached ------------------------------------------------------------------ */
+
+static double raw_mget_rate(memcached_st *mc, int size)
+{
+    const char *keys[100];
+    size_t lens[100];
+    char kb[100][32];
+    long done = 0, i = 0;
+    double t0 = now_s();
+    while (done < g_ops) {
+        for (int j = 0; j < size; j++, i++) {
+            key_of(kb[j], sizeof kb[j], i);
+            keys[j] = kb[j];
+            lens[j] = 16;
+        }
+        memcached_return_t rc = memcached_mget(mc, keys, lens, (size_t)size);
+        if (rc != MEMCACHED_SUCCESS)
+            die("memcached_mget", memcached_strerror(mc, rc));
+        memcached_result_st res, *r;
+        memcached_result_create(mc, &res);
+        int got = 0;
+        while ((r = memcached_fetch_result(mc, &res, &rc)) != NULL)
+            got++;
+        memcached_result_free(&res);
+        if (got != size)
+            die("memcached_mget", "not every key came back");
+        done += size;
+    }
+    return (double)done / (now_s() - t0);
+}
+
+static void memcached_case(void)
+{
+    kvi_ts_server *s = NULL;
+    if (kvi_ts_memcached_start(&s, NULL) != KVI_TS_OK)
+        die("memcached", kvi_ts_errmsg());
+    char url[128];
+    snprintf(url, sizeof url, "memcached://127.0.0.1:%u/", (unsigned)kvi_ts_port(s));
+    kvi *k = NULL;
+    kvi_new(&k);
+    if (kvi_add_url(k, url) != KVI_OK)
+        die(url, kvi_errmsg(k));
+    (void)kvi_batch_rate(k, "memcached", 1, 100); /* the keys, through kvi (stamp, flags) */
+    memcached_st *mc = memcached_create(NULL);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_server_add(mc, "127.0.0.1", kvi_ts_port(s));
+    double kr[ROUNDS], rr[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        rr[r] = raw_mget_rate(mc, 100);
+        kr[r] = kvi_batch_rate(k, "memcached", 0, 100);
+    }
+    print_row("memcached: kvi batch of 100 fetches", median(kr, ROUNDS),
+              "libmemcached memcached_mget of 100", median(rr, ROUNDS), ">= 0.95x");
+    memcached_free(mc);
+    kvi_free(k);
+    kvi_ts_free(s);
+}
+
+/* ---- local ----------------------------------------------------------------------- */
+
+static double local_single_rate(kvi *k)
+{
+    char key[32];
+    kvi_value v = KVI_VALUE_INIT;
+    double t0 = now_s();
+    for (long i = 0; i < g_ops * 5; i++) {
+        key_of(key, sizeof key, i);
+        if (kvi_fetch(k, "local", key, 16, &v) != KVI_OK)
+            die("kvi_fetch local", kvi_errmsg(k));
+    }
+    kvi_value_free(&v);
+    return (double)(g_ops * 5) / (now_s() - t0);
+}
+
+static void local_case(void)
+{
+    kvi *k = NULL;
+    kvi_new(&k);
+    (void)kvi_batch_rate(k, "local", 1, 100);
+    double kr[ROUNDS], sr[ROUNDS];
+    long ops = g_ops;
+    for (int r = 0; r < ROUNDS; r++) {
+        sr[r] = local_single_rate(k);
+        g_ops = ops * 5;
+        kr[r] = kvi_batch_rate(k, "local", 0, 100);
+        g_ops = ops;
+    }
+    print_row("local: kvi batch of 100 fetches", median(kr, ROUNDS), "100 single kvi_fetch calls",
+              median(sr, ROUNDS), ">= 2x");
+    kvi_free(k);
+}
+
+int main(int argc, char **argv)
+{
+    const char *kvi_bin = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            g_ops = 20000;
+        else if (strcmp(argv[i], "--pipe") == 0 && i + 1 < argc)
+            kvi_bin = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--pipe PATH_TO_KVI]\n", argv[0]);
+            return 2;
+        }
+    }
+    printf("batch_bench: %ld ops per measurement, median of %d rounds; one connection, one "
+           "thread\n",
+           g_ops, ROUNDS);
+    kvi_ts_server *rs = NULL;
+    if (kvi_ts_redis_start(&rs, NULL) != KVI_TS_OK)
+        die("redis-server", kvi_ts_errmsg());
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u/", (unsigned)kvi_ts_port(rs));
+    redis_cases("redis", url, kvi_ts_port(rs), 0);
+    if (kvi_bin != NULL)
+        pipe_case(kvi_bin, kvi_ts_port(rs));
+    kvi_ts_free(rs);
+
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_tc_cluster *cl = NULL;
+    if (kvi_tc_start(&spec, &cl) == KVI_TS_OK) {
+        char curl[512];
+        size_t n = kvi_tc_url(cl, "redis", curl, sizeof curl);
+        snprintf(curl + n, sizeof curl - n, "?cluster=yes");
+        redis_cases("cluster", curl, kvi_tc_port(cl, 0), 1);
+        kvi_tc_free(cl);
+    } else {
+        printf("cluster: not measured (%s)\n", kvi_tc_errmsg());
+    }
+    memcached_case();
+    local_case();
+    return 0;
+}
