@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,7 +170,7 @@ static void *write_loop(void *arg)
     char key[16];
     snprintf(key, sizeof key, "ctr%d", w->idx);
     w->last_ok_ms = mono_ms();
-    while (!__atomic_load_n(w->stop, __ATOMIC_SEQ_CST)) {
+    while (!atomic_load(w->stop)) {
         int64_t v = 0;
         if (kvi_add(w->k, "redis", key, strlen(key), 1, 0, &v) == KVI_OK) {
             w->acked++;
@@ -233,7 +234,7 @@ static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **s
     }
     int64_t switched_ms = mono_ms() - t_failover;
     usleep(1500 * 1000);
-    __atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+    atomic_store(&stop, 1);
     for (int i = 0; i < WRITERS; i++)
         pthread_join(th[i], NULL);
     print_message("  master %u -> %u after %lld ms\n", before, after, (long long)switched_ms);
