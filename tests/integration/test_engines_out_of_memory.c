@@ -74,6 +74,51 @@ static void expect(const char *what, kvi_status st, kvi_status want, kvi_status 
              kvi_status_name(st), kvi_status_name(want));
 }
 
+/* A batch of every kind of operation on id: adding may be refused (NOMEM);
+ * running may end NOMEM; each operation's status is then its normal result,
+ * NOMEM, or what an earlier refused write explains. */
+static void batch_round(kvi *k, const char *id, int raw)
+{
+    kvi_batch *b = NULL;
+    kvi_status st = kvi_batch_new(k, &b);
+    if (st != KVI_OK) {
+        if (st != KVI_E_NOMEM || g.fail_at == 0)
+            fail_msg("kvi_batch_new: %s", kvi_status_name(st));
+        return;
+    }
+    int added = 1;
+    added = added && kvi_batch_store(b, id, "b:s", 3, "bv", 2, 0) == KVI_OK;
+    added = added && kvi_batch_store_nx(b, id, "b:nx", 4, "1", 1, 60) == KVI_OK;
+    added = added && kvi_batch_fetch(b, id, "b:s", 3) == KVI_OK;
+    added = added && kvi_batch_add(b, id, "b:c", 3, 5, 0) == KVI_OK;
+    added = added && kvi_batch_sub(b, id, "b:c", 3, 1, 0) == KVI_OK;
+    added = added && kvi_batch_add_bounded(b, id, "b:c", 3, 1, 0, 0, 100) == KVI_OK;
+    added = added && kvi_batch_sub_bounded(b, id, "b:c", 3, 1000, 0, 0, 100) == KVI_OK;
+    added = added && kvi_batch_counter_fetch(b, id, "b:c", 3) == KVI_OK;
+    if (raw)
+        added = added && kvi_batch_raw_query(b, id, "PING", 4) == KVI_OK;
+    added = added && kvi_batch_remove(b, id, "b:s", 3) == KVI_OK;
+    if (!added && g.fail_at == 0)
+        fail_msg("adding to a batch failed with enough memory");
+    st = kvi_batch_run(b, 2000);
+    if (st != KVI_OK && !(g.fail_at != 0 && st == KVI_E_NOMEM))
+        fail_msg("kvi_batch_run: %s", kvi_status_name(st));
+    for (size_t i = 0; st == KVI_OK && i < kvi_batch_count(b); i++) {
+        kvi_status os = kvi_batch_status(b, i);
+        if (os == KVI_OK || os == KVI_NOT_FOUND || os == KVI_OUT_OF_BOUNDS ||
+            os == KVI_KEY_EXISTS || (g.fail_at != 0 && os == KVI_E_NOMEM))
+            continue;
+        fail_msg("batch operation %zu: %s (%s)", i, kvi_status_name(os), kvi_batch_errmsg(b, i));
+    }
+    if (st == KVI_OK && added && kvi_batch_status(b, 2) == KVI_OK) {
+        size_t len = 0;
+        const char *v = kvi_batch_value(b, 2, &len);
+        assert_int_equal(len, 2);
+        assert_memory_equal(v, "bv", 2);
+    }
+    kvi_batch_free(b);
+}
+
 static size_t scenario(size_t fail_at, unsigned round)
 {
     memset(&g, 0, sizeof g);
@@ -146,6 +191,7 @@ static size_t scenario(size_t fail_at, unsigned round)
         }
         kvi_reply_free(r);
     }
+    batch_round(k, id, (caps & KVI_CAP_RAW_QUERY) != 0);
     expect("ping", kvi_ping(k, id), KVI_OK, KVI_OK);
     kvi_stats s;
     expect("stats", kvi_stats_get(k, id, &s), KVI_OK, KVI_OK);
