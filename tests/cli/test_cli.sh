@@ -525,6 +525,9 @@ run_in 'fetch local q\nquit\nfetch local q\n' shell
 expect "shell quit" 0 "its \"quoted\"\n"
 run_in 'add local sc 1\nfetch local nothere\nshell\n' --json shell
 expect "shell --json" 2 '{"status":"ok","value":6}\n{"status":"not_found"}\n{"status":"error","error":"usage","exit":2,"message":"already in the shell"}\n' '*'
+# A line the tokenizer refuses is a JSON usage error too, and the shell goes on.
+run_in 'store local "open\nfetch local nothere\n' --json shell
+expect "shell --json bad quoting" 1 '{"status":"error","error":"usage","exit":2,"message":"bad quoting: a quote is not closed, or a closing quote is not followed by a blank"}\n{"status":"not_found"}\n' '*'
 run_in 'help\n' --json shell
 check "shell help --json: one JSON line ($(head -c 100 "$T/out"))" one_json_line \
     '^\{"status":"ok","help":"Commands:\\n.*quit, exit .*"\}$'
