@@ -13,7 +13,7 @@
  *              memcached_mget + memcached_fetch_result of the same 100 keys
  *   local      kvi batches of 100 fetches vs 100 single kvi_fetch calls
  *
- *     batch_bench [--quick] [--pipe PATH_TO_KVI]
+ *     batch_bench [--quick] [--pipe PATH_TO_KVI] [--only redis|cluster|memcached|local]
  *
  * Each measurement runs ROUNDS times (alternating kvi and baseline) and the
  * median rate is printed with the ratio kvi / baseline.  Short by design
@@ -300,6 +300,13 @@ static void local_case(void)
     kvi_free(k);
 }
 
+static const char *g_only; /* --only: one section */
+
+static int want(const char *section)
+{
+    return g_only == NULL || strcmp(g_only, section) == 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *kvi_bin = NULL;
@@ -308,27 +315,35 @@ int main(int argc, char **argv)
             g_ops = 20000;
         else if (strcmp(argv[i], "--pipe") == 0 && i + 1 < argc)
             kvi_bin = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            g_only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--pipe PATH_TO_KVI]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--quick] [--pipe PATH_TO_KVI] [--only "
+                    "redis|cluster|memcached|local]\n",
+                    argv[0]);
             return 2;
         }
     }
     printf("batch_bench: %ld ops per measurement, median of %d rounds; one connection, one "
            "thread\n",
            g_ops, ROUNDS);
-    kvi_ts_server *rs = NULL;
-    if (kvi_ts_redis_start(&rs, NULL) != KVI_TS_OK)
-        die("redis-server", kvi_ts_errmsg());
-    char url[128];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%u/", (unsigned)kvi_ts_port(rs));
-    redis_cases("redis", url, kvi_ts_port(rs), 0);
-    if (kvi_bin != NULL)
-        pipe_case(kvi_bin, kvi_ts_port(rs));
-    kvi_ts_free(rs);
-
+    if (want("redis")) {
+        kvi_ts_server *rs = NULL;
+        if (kvi_ts_redis_start(&rs, NULL) != KVI_TS_OK)
+            die("redis-server", kvi_ts_errmsg());
+        char url[128];
+        snprintf(url, sizeof url, "redis://127.0.0.1:%u/", (unsigned)kvi_ts_port(rs));
+        redis_cases("redis", url, kvi_ts_port(rs), 0);
+        if (kvi_bin != NULL)
+            pipe_case(kvi_bin, kvi_ts_port(rs));
+        kvi_ts_free(rs);
+    }
     kvi_tc_spec spec = {.masters = 3, .replicas = 0};
     kvi_tc_cluster *cl = NULL;
-    if (kvi_tc_start(&spec, &cl) == KVI_TS_OK) {
+    if (!want("cluster")) {
+        /* not asked for */
+    } else if (kvi_tc_start(&spec, &cl) == KVI_TS_OK) {
         char curl[512];
         size_t n = kvi_tc_url(cl, "redis", curl, sizeof curl);
         snprintf(curl + n, sizeof curl - n, "?cluster=yes");
@@ -337,7 +352,9 @@ int main(int argc, char **argv)
     } else {
         printf("cluster: not measured (%s)\n", kvi_tc_errmsg());
     }
-    memcached_case();
-    local_case();
+    if (want("memcached"))
+        memcached_case();
+    if (want("local"))
+        local_case();
     return 0;
 }

@@ -39,12 +39,13 @@ struct bcmd {
     char text[4][24];
 };
 
-/* Fills cmd/bc with the command of op (not a raw query). */
+/* Fills cmd/bc with the command of op (not a raw query).  The slot is not
+ * needed: the pipeline goes to one node chosen before. */
 static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, struct bcmd *bc)
 {
     int argc = 0;
     memset(cmd, 0, sizeof *cmd);
-    cmd->slot = kvi__redis_slot_of(op->key, op->key_len);
+    cmd->slot = -1;
     switch (op->kind) {
     case KVI_OP_STORE:
     case KVI_OP_STORE_NX:
@@ -98,6 +99,8 @@ static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, stru
  * again through the single path, which knows what to do about it. */
 static int not_run_here(const redisReply *r)
 {
+    if (r->type != REDIS_REPLY_ERROR)
+        return 0;
     return kvi__redis_is_error_kind(r, "MOVED") || kvi__redis_is_error_kind(r, "ASK") ||
            kvi__redis_is_error_kind(r, "TRYAGAIN") || kvi__redis_is_error_kind(r, "CLUSTERDOWN") ||
            kvi__redis_is_error_kind(r, "LOADING") || kvi__redis_is_error_kind(r, "NOSCRIPT");

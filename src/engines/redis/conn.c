@@ -156,6 +156,24 @@ static int obuf_reserve(struct kvi_redis_conn *conn, size_t more)
 }
 
 /* See conn.h. */
+/* Writes "<mark><n>\r\n" at p (a RESP header) and returns the end: a
+ * hand-made decimal, since sprintf cost a tenth of a pipelined GET. */
+static char *put_header(char *p, char mark, size_t n)
+{
+    char digits[24];
+    size_t len = 0;
+    do {
+        digits[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    *p++ = mark;
+    while (len > 0)
+        *p++ = digits[--len];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
 int kvi__redis_conn_append(struct kvi_redis_conn *conn, int argc, const char *const *argv,
                            const size_t *lens)
 {
@@ -164,10 +182,9 @@ int kvi__redis_conn_append(struct kvi_redis_conn *conn, int argc, const char *co
         need += lens[i] + 24;
     if (obuf_reserve(conn, need) != 0)
         return conn_fail(conn, KVI_E_NOMEM, "out of memory");
-    char *p = conn->obuf + conn->olen;
-    p += sprintf(p, "*%d\r\n", argc);
+    char *p = put_header(conn->obuf + conn->olen, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
-        p += sprintf(p, "$%zu\r\n", lens[i]);
+        p = put_header(p, '$', lens[i]);
         if (lens[i] > 0)
             memcpy(p, argv[i], lens[i]);
         p += lens[i];
