@@ -9,56 +9,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Prints "<lead><fmt...><tail>\n" to standard error. */
+static void vnote(const char *lead, const char *tail, const char *fmt, va_list ap)
+{
+    fputs(lead, stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(tail, stderr);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* The skip message, or under KVI_REQUIRE_SERVERS=1 the failure saying that
+ * `what` must run here; returns whether it is required. */
+static int vskip_note(const char *what, const char *fmt, va_list ap)
+{
+    int required = kvi_ts_servers_required();
+    char tail[96] = "";
+    if (required)
+        snprintf(tail, sizeof tail, " -- KVI_REQUIRE_SERVERS=1 says this %s must run here", what);
+    vnote(required ? "FAILED: " : "SKIPPED: ", tail, fmt, ap);
+    return required;
+}
+
 void kvi_test_skip(const char *fmt, ...)
 {
     va_list ap;
-    int required = kvi_ts_servers_required();
-    fputs(required ? "FAILED: " : "SKIPPED: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int required = vskip_note("test", fmt, ap);
     va_end(ap);
-    if (required)
-        fputs(" -- KVI_REQUIRE_SERVERS=1 says this test must run here", stderr);
-    fputc('\n', stderr);
-    fflush(stderr);
     exit(required ? 1 : KVI_TEST_SKIP);
 }
 
 int kvi_test_skip_case_note(const char *fmt, ...)
 {
     va_list ap;
-    int required = kvi_ts_servers_required();
-    fputs(required ? "FAILED: " : "SKIPPED: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int required = vskip_note("case", fmt, ap);
     va_end(ap);
-    if (required)
-        fputs(" -- KVI_REQUIRE_SERVERS=1 says this case must run here", stderr);
-    fputc('\n', stderr);
-    fflush(stderr);
     return required;
 }
 
 void kvi_test_not_applicable(const char *fmt, ...)
 {
     va_list ap;
-    fputs("N/A: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vnote("N/A: ", "", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
 }
 
 void kvi_test_fail(const char *fmt, ...)
 {
     va_list ap;
-    fputs("FAILED: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vnote("FAILED: ", "", fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
     exit(1);
 }
 
