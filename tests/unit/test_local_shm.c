@@ -759,6 +759,95 @@ static void test_free_list_head_past_the_mapping_is_dropped(void **state)
     kvi_free(k);
 }
 
+/* ---- the snapshot of a shared collection is never lost ------------------- */
+
+/* Writes f->file holding key "saved" (through a segment of its own, then
+ * removed). */
+static void write_snapshot(fx *f)
+{
+    char url[700];
+    snprintf(url, sizeof(url), "local://?shm=%s&max_memory=2m&file=%s", f->name, f->file);
+    kvi *k = ctx(url, KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "saved", 5, "yes", 3, 0), KVI_OK);
+    kvi_free(k);
+    assert_int_equal(access(f->file, F_OK), 0);
+    assert_int_equal(shm_unlink(f->shm), 0);
+}
+
+static void expect_key(kvi *k, const char *key, const char *val)
+{
+    kvi_value v = KVI_VALUE_INIT;
+    kvi_status st = kvi_fetch(k, "local", key, strlen(key), &v);
+    if (st != KVI_OK)
+        fail_msg("fetch %s: %s", key, kvi_status_name(st));
+    assert_int_equal(v.len, strlen(val));
+    assert_memory_equal(v.data, val, v.len);
+    kvi_value_free(&v);
+}
+
+/* After a reboot an operator looks first (no file=) and so makes the
+ * segment; the server that then opens it with file= still loads its
+ * snapshot, and a second server process does not load it again. */
+static void test_snapshot_is_loaded_when_a_look_made_the_segment(void **state)
+{
+    fx *f = *state;
+    write_snapshot(f);
+    kvi *look = ctx(f->url, KVI_OK); /* creates the segment, no file= */
+    char url[700];
+    snprintf(url, sizeof(url), "local://?shm=%s&file=%s", f->name, f->file);
+    kvi *server = ctx(url, KVI_OK);
+    expect_key(server, "saved", "yes");
+    expect_key(look, "saved", "yes");
+    assert_int_equal(kvi_store(server, "local", "saved", 5, "newer", 5, 0), KVI_OK);
+    kvi *second = ctx(url, KVI_OK); /* the snapshot is loaded already */
+    expect_key(second, "saved", "newer");
+    kvi_free(second);
+    kvi_free(server);
+    kvi_free(look);
+}
+
+/* The server (file=) leaves while an operator's look (no file=) is still
+ * attached: the server is the last that can save, so it saves. */
+static void test_snapshot_is_written_when_a_look_outlives_the_server(void **state)
+{
+    fx *f = *state;
+    char url[700];
+    snprintf(url, sizeof(url), "local://?shm=%s&max_memory=2m&file=%s", f->name, f->file);
+    kvi *server = ctx(url, KVI_OK);
+    kvi *look = ctx(f->url, KVI_OK);
+    assert_int_equal(kvi_store(server, "local", "s", 1, "server", 6, 0), KVI_OK);
+    assert_int_equal(kvi_store(look, "local", "l", 1, "look", 4, 0), KVI_OK);
+    kvi_free(server);
+    assert_int_equal(access(f->file, F_OK), 0);
+    kvi_free(look);
+    /* A new segment loads what the server saved. */
+    assert_int_equal(shm_unlink(f->shm), 0);
+    kvi *k = ctx(url, KVI_OK);
+    expect_key(k, "s", "server");
+    expect_key(k, "l", "look");
+    kvi_free(k);
+}
+
+/* Two server processes with file=: the one that opened first and stored
+ * closes first; the other, unchanged since it opened, still writes what
+ * the first stored. */
+static void test_last_server_saves_what_the_first_stored(void **state)
+{
+    fx *f = *state;
+    char url[700];
+    snprintf(url, sizeof(url), "local://?shm=%s&max_memory=2m&file=%s", f->name, f->file);
+    kvi *a = ctx(url, KVI_OK);
+    assert_int_equal(kvi_store(a, "local", "a", 1, "first", 5, 0), KVI_OK);
+    kvi *b = ctx(url, KVI_OK);
+    kvi_free(a); /* not the last with file= */
+    assert_int_equal(access(f->file, F_OK), -1);
+    kvi_free(b);
+    assert_int_equal(shm_unlink(f->shm), 0);
+    kvi *k = ctx(url, KVI_OK);
+    expect_key(k, "a", "first");
+    kvi_free(k);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -793,6 +882,9 @@ int main(void)
         T(test_damaged_shard_offsets_are_refused_at_attach),
         T(test_undo_count_past_the_log_is_not_followed),
         T(test_free_list_head_past_the_mapping_is_dropped),
+        T(test_snapshot_is_loaded_when_a_look_made_the_segment),
+        T(test_snapshot_is_written_when_a_look_outlives_the_server),
+        T(test_last_server_saves_what_the_first_stored),
     };
 #undef T
     return cmocka_run_group_tests_name("local_shm", tests, NULL, NULL);

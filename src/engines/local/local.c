@@ -85,21 +85,32 @@ static const kvi__tab *table_of(kvi_conn *c)
     return &((struct local_conn *)kvi_conn_priv(c))->tab;
 }
 
-/* Writes the snapshot when the table changed since the last one. */
-static kvi_status local_save(struct local_conn *lc, char *err, size_t err_len)
+/* The snapshot lock of a shared collection: its processes load and save
+ * in turn, each holding it a moment; waits up to 2 s.  The descriptor,
+ * -2 (still held by another) or -1 (err says why). */
+static int shared_snapshot_lock(const char *path, char *err, size_t err_len)
+{
+    int fd = -2;
+    for (int i = 0; i < 200 && fd == -2; i++) {
+        fd = kvi__local_snapshot_lock(path, err, err_len);
+        if (fd == -2)
+            usleep(10000);
+    }
+    return fd;
+}
+
+/* Writes the snapshot when the table changed since the last one, or
+ * always (force: the last process of a shared collection, whose table
+ * others changed too). */
+static kvi_status local_save(struct local_conn *lc, int force, char *err, size_t err_len)
 {
     uint64_t changes = lc->tab.ops->changes(lc->tab.self);
-    if (changes == lc->saved_changes)
+    if (changes == lc->saved_changes && !force)
         return KVI_OK;
     kvi_status st;
     if (lc->sh) {
         /* Several processes may save the same segment: one at a time. */
-        int fd = -2;
-        for (int i = 0; i < 200 && fd == -2; i++) {
-            fd = kvi__local_snapshot_lock(lc->path, err, err_len);
-            if (fd == -2)
-                usleep(10000);
-        }
+        int fd = shared_snapshot_lock(lc->path, err, err_len);
         if (fd < 0)
             return fd == -2 ? KVI_E_LOCKED : KVI_E_IO;
         st = kvi__local_snapshot_save_tab(lc->tab, kvi_conn_context(lc->c), lc->path, err, err_len);
@@ -126,7 +137,7 @@ static void *saver_main(void *arg)
             break;
         pthread_mutex_unlock(&lc->save_mu);
         char err[512];
-        if (local_save(lc, err, sizeof(err)) != KVI_OK)
+        if (local_save(lc, 0, err, sizeof(err)) != KVI_OK)
             kvi_engine_log(lc->c, KVI_LOG_ERROR, "periodic save failed: %s", err);
         pthread_mutex_lock(&lc->save_mu);
     }
@@ -167,19 +178,24 @@ static void stop_saver(struct local_conn *lc)
 
 /* Takes the lock and reads the snapshot of lc->path into the table.  A
  * shared collection holds the lock only while it reads (its processes
- * save in turn); only the process that created the segment reads. */
+ * load and save in turn); of its processes with file=, the first to find
+ * the segment without its snapshot loaded reads it (whoever made the
+ * segment: an operator's look without file= may have), and the segment
+ * remembers it. */
 static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_config *cfg,
                             int corrupt_empty)
 {
     char err[512];
     kvi *k = kvi_conn_context(c);
-    int fd = kvi__local_snapshot_lock(lc->path, err, sizeof(err));
+    int fd = lc->sh ? shared_snapshot_lock(lc->path, err, sizeof(err))
+                    : kvi__local_snapshot_lock(lc->path, err, sizeof(err));
     if (fd < 0)
         return kvi_engine_error(c, fd == -2 ? KVI_E_LOCKED : KVI_E_IO, "%s", err);
     lc->lock_fd = fd + 1;
     int missing = 0;
     kvi_status st = KVI_OK;
-    if (!lc->sh || lc->shm_created)
+    int load = !lc->sh || !kvi__sh_snapshot_loaded(lc->sh);
+    if (load)
         st = kvi__local_snapshot_read_tab(lc->tab, k, lc->path, &missing, err, sizeof(err));
     if (st == KVI_E_CORRUPT && corrupt_empty) {
         /* Keep the bad file for inspection and start empty, as asked. */
@@ -206,6 +222,8 @@ static kvi_status open_file(kvi_conn *c, struct local_conn *lc, const kvi__lt_co
                                                     : "");
     }
     if (lc->sh) {
+        if (load)
+            kvi__sh_set_snapshot_loaded(lc->sh);
         close(fd);
         lc->lock_fd = 0;
     }
@@ -229,6 +247,7 @@ static kvi_status parse_shm(kvi_conn *c, const kvi_url *url, const struct local_
     }
     sc->name = opt->shm;
     sc->attach_only = opt->shm_create == 0;
+    sc->saves = opt->file != NULL;
     sc->readonly = opt->shm_readonly == 1;
     if (sc->readonly && (opt->file || opt->shm_unlink == 1 || opt->shm_mode))
         return kvi_engine_error(c, KVI_E_INVALID,
@@ -328,12 +347,13 @@ static void local_close(kvi_conn *c)
         lc->loaded = 0;
     }
     stop_saver(lc);
-    /* Of a shared collection, the last registered process to leave writes
-     * the file (the others' changes are in the segment it saves). */
+    /* Of a shared collection, the last registered process with file= to
+     * leave writes the file, whatever the others without it still do (the
+     * others' changes are in the segment it saves). */
     int last = lc->sh ? kvi__sh_leave(lc->sh) : 1;
     if (lc->loaded && last && (lc->lt || lc->sh)) {
         char err[512];
-        if (local_save(lc, err, sizeof(err)) != KVI_OK)
+        if (local_save(lc, lc->sh != NULL, err, sizeof(err)) != KVI_OK)
             kvi_engine_log(c, KVI_LOG_ERROR,
                            "final save failed, changes since the last save "
                            "are lost: %s",

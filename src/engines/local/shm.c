@@ -167,8 +167,10 @@ static int pid_alive(int32_t pid)
     return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
 }
 
-/* Adds (add = 1) or removes one slot of this process; returns the number
- * of other live processes registered.  A read-only look never registers. */
+/* Adds (add = 1) or removes one slot of this process (one that saves as
+ * this handle does: a process may hold several handles); returns the number
+ * of other live registered processes that save.  A read-only look never
+ * registers. */
 static uint64_t reg_update(kvi__sh *s, int add)
 {
     struct sh_header *h = s->h;
@@ -181,17 +183,19 @@ static uint64_t reg_update(kvi__sh *s, int add)
     uint64_t others = 0;
     for (size_t i = 0; i < SH_SLOTS; i++) {
         int32_t p = h->slots[i];
+        int saves = h->saves[i] != 0;
         if (p != 0 && p != me && !pid_alive(p)) {
             h->slots[i] = 0;
             p = 0;
         }
         if (!done && add && p == 0) {
             h->slots[i] = me;
+            h->saves[i] = (uint8_t)(s->saves != 0);
             done = 1;
-        } else if (!done && !add && p == me) {
+        } else if (!done && !add && p == me && saves == (s->saves != 0)) {
             h->slots[i] = 0;
             done = 1;
-        } else if (p != 0) {
+        } else if (p != 0 && saves) {
             others++;
         }
     }
@@ -734,6 +738,7 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
     s->k = k;
     s->pid = getpid();
     s->unlink_on_close = cfg->unlink_on_close;
+    s->saves = cfg->saves && !cfg->readonly;
     snprintf(s->name, sizeof(s->name), "%s", cfg->name);
     snprintf(s->path, sizeof(s->path), "/dev/shm%s", shm);
 
@@ -821,6 +826,16 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
     (void)reg_update(s, 1);
     *out = s;
     return KVI_OK;
+}
+
+int kvi__sh_snapshot_loaded(kvi__sh *s)
+{
+    return atomic_load_explicit(&s->h->snap_loaded, memory_order_acquire) != 0;
+}
+
+void kvi__sh_set_snapshot_loaded(kvi__sh *s)
+{
+    atomic_store_explicit(&s->h->snap_loaded, 1u, memory_order_release);
 }
 
 int kvi__sh_leave(kvi__sh *s)

@@ -42,6 +42,7 @@ typedef struct kvi__sh_config {
     int unlink_on_close; /* shm_unlink=yes: remove the name at close */
     int attach_only;     /* shm_create=no: a missing segment is an error */
     int readonly;        /* shm_readonly=yes: look at a private copy (implies attach_only) */
+    int saves;           /* this process has file= and may write the snapshot */
 } kvi__sh_config;
 
 /* Content figures of the shared table; all counted across processes. */
@@ -69,8 +70,16 @@ kvi_status kvi__sh_open(kvi *k, const kvi__sh_config *cfg, kvi__sh **out, int *c
                         size_t err_len);
 
 /* Unregisters this process (once; not in a forked child that did not open
- * it) and returns 1 when no other registered live process remains. */
+ * it) and returns 1 when no other registered live process with file=
+ * (cfg->saves) remains: then this one is the last that can write the
+ * snapshot. */
 int kvi__sh_leave(kvi__sh *s);
+
+/* Whether a process with file= has loaded the snapshot into this segment
+ * (kept in the segment: a segment made by a process without file=, say an
+ * operator's look after a reboot, has not). */
+int kvi__sh_snapshot_loaded(kvi__sh *s);
+void kvi__sh_set_snapshot_loaded(kvi__sh *s);
 
 /* Unmaps (after kvi__sh_leave); when asked (shm_unlink=yes) removes the
  * name.  NULL is accepted. */

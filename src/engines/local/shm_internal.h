@@ -14,7 +14,7 @@
 #include "engines/local/local.h"
 #include "engines/local/shm.h"
 
-#define SH_LAYOUT 2u /* 2: twice the buckets */
+#define SH_LAYOUT 3u /* 2: twice the buckets; 3: snapshot flag, savers */
 #define SH_SHARDS 64u
 #define SH_GRAN 16u /* allocation granule: links are granule numbers */
 #define SH_NCLASS 144u
@@ -58,8 +58,11 @@ struct sh_header {
     _Atomic uint32_t ready; /* 1 once formatted */
     uint32_t pad2_;
     _Atomic uint64_t repairs;
-    pthread_mutex_t reg_lock; /* robust; guards slots */
+    _Atomic uint32_t snap_loaded; /* a process with file= loaded its snapshot */
+    uint32_t pad3_;
+    pthread_mutex_t reg_lock; /* robust; guards slots and saves */
     int32_t slots[SH_SLOTS];  /* pids of attached processes, 0 = free */
+    uint8_t saves[SH_SLOTS];  /* that process has file= (nonzero) */
 };
 
 _Static_assert(sizeof(struct sh_header) <= SH_SHARDS_OFF, "header must fit before the shards");
@@ -134,6 +137,7 @@ struct kvi__sh {
     int unlink_on_close;
     int left;                  /* kvi__sh_leave done */
     int readonly;              /* shm_readonly=yes: a private copy, never registered */
+    int saves;                 /* registered as a process with file= */
     uint64_t max_steps;        /* most entries a shard can hold: a longer chain loops */
     const char *_Atomic fault; /* what the last refused link was (a literal) */
     struct sh_geo geo[SH_SHARDS];
