@@ -294,6 +294,31 @@ static void test_batch_raw_query_returns_its_reply(void **state)
     kvi_batch_free(b);
 }
 
+/* Expired keys are missing for a batch's fetches too (engines that fetch
+ * many keys at once apply the expiry rule of a single fetch). */
+static void test_batch_fetch_of_expired_keys_is_not_found(void **state)
+{
+    fx *f = F;
+    if (ttl_unsupported(f))
+        return;
+    tkey a = key(f, "short"), b = key(f, "long"), c = key(f, "short2");
+    store_str(f, &a, "1", short_expire());
+    store_str(f, &b, "2", 0);
+    store_str(f, &c, "3", short_expire());
+    pass_short_expire(f);
+    kvi_batch *bt = new_batch(f);
+    assert_status(f, kvi_batch_fetch(bt, f->id, a.b, a.n), KVI_OK);
+    assert_status(f, kvi_batch_fetch(bt, f->id, b.b, b.n), KVI_OK);
+    assert_status(f, kvi_batch_fetch(bt, f->id, c.b, c.n), KVI_OK);
+    assert_status(f, kvi_batch_fetch(bt, f->id, b.b, b.n), KVI_OK);
+    assert_status(f, kvi_batch_run(bt, 10000), KVI_OK);
+    assert_op(f, bt, 0, KVI_NOT_FOUND);
+    assert_op_value(f, bt, 1, "2", 1);
+    assert_op(f, bt, 2, KVI_NOT_FOUND);
+    assert_op_value(f, bt, 3, "2", 1);
+    kvi_batch_free(bt);
+}
+
 static void test_batch_null_and_out_of_range_are_safe(void **state)
 {
     fx *f = F;
@@ -322,6 +347,7 @@ static const struct CMUnitTest tests[] = {
     CONF_TEST(test_batch_of_thousands_of_operations_and_reuse),
     CONF_TEST(test_batch_spans_engine_ids),
     CONF_TEST(test_batch_raw_query_returns_its_reply),
+    CONF_TEST(test_batch_fetch_of_expired_keys_is_not_found),
     CONF_TEST(test_batch_null_and_out_of_range_are_safe),
 };
 

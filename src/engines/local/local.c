@@ -574,6 +574,60 @@ static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
 
 /* KVI_CAP_PERSISTENT is not an engine-wide bit: a connection with file=
  * claims it for itself in local_open (see docs/engines/local.md). */
+/* The batch slot: runs of fetches go to the table's fetch_many (each shard
+ * locked once per chunk of keys), everything else one by one in its
+ * place. */
+static void local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *const *ops, size_t n)
+{
+    enum { CHUNK = 256 };
+    const void *keys[CHUNK];
+    size_t lens[CHUNK];
+    struct fetch_ud fu[CHUNK];
+    void *uds[CHUNK];
+    kvi_status sts[CHUNK];
+    for (size_t base = 0; base < n; base += CHUNK) {
+        size_t m = n - base < CHUNK ? n - base : CHUNK;
+        for (size_t i = 0; i < m; i++) {
+            keys[i] = ops[base + i]->key;
+            lens[i] = ops[base + i]->key_len;
+            fu[i].c = c;
+            fu[i].out = &ops[base + i]->value;
+            uds[i] = &fu[i];
+        }
+        t->ops->fetch_many(t->self, m, keys, lens, fetch_copy, uds, sts);
+        for (size_t i = 0; i < m; i++) {
+            kvi_status st = sts[i];
+            if (st != KVI_OK && st != KVI_NOT_FOUND)
+                st = table_error(c, st);
+            kvi_batch_op_done(c, ops[base + i], st);
+        }
+    }
+}
+
+static void local_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
+{
+    const kvi__tab *t = table_of(c);
+    for (size_t i = 0; i < n;) {
+        if (deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
+            for (; i < n; i++)
+                kvi_batch_op_done(c, ops[i],
+                                  kvi_engine_error(c, KVI_E_TIMEOUT,
+                                                   "the batch's deadline passed before this "
+                                                   "operation ran"));
+            return;
+        }
+        size_t j = i;
+        while (j < n && ops[j]->kind == KVI_OP_FETCH)
+            j++;
+        if (j - i >= 2 && t->ops->fetch_many != NULL) {
+            local_batch_fetches(c, t, ops + i, j - i);
+            i = j;
+        } else {
+            kvi_batch_op_single(c, ops[i++]);
+        }
+    }
+}
+
 const struct kvi_engine kvi__engine_local = {
     .abi_version = KVI_ENGINE_ABI,
     .name = "local",
@@ -599,4 +653,5 @@ const struct kvi_engine kvi__engine_local = {
     .stats = local_stats,
     .add_bounded = local_add_bounded,
     .store_nx = local_store_nx,
+    .batch = local_batch,
 };

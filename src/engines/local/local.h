@@ -197,6 +197,12 @@ kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const vo
 kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn,
                          void *ud);
 
+/* kvi__lt_fetch of keys[0..n) (lengths lens) for a batch, locking each
+ * shard once per chunk of keys: fn gets uds[i] for key i's value; sts[i]
+ * is KVI_NOT_FOUND or fn's status.  Thread-safe. */
+void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const size_t *lens,
+                        kvi__lt_value_fn fn, void *const *uds, kvi_status *sts);
+
 /* KVI_OK when key was removed, KVI_NOT_FOUND when there was none. */
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len);
 
@@ -273,6 +279,10 @@ typedef struct kvi__tab_ops {
     kvi_status (*put_abs)(void *self, const void *key, size_t key_len, const void *val,
                           size_t val_len, int64_t expire_ms);
     kvi_status (*fetch)(void *self, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud);
+    /* Optional (batches): fetch of n keys, each shard locked once (NULL:
+     * the engine fetches one by one). */
+    void (*fetch_many)(void *self, size_t n, const void *const *keys, const size_t *lens,
+                       kvi__lt_value_fn fn, void *const *uds, kvi_status *sts);
     kvi_status (*remove)(void *self, const void *key, size_t key_len);
     kvi_status (*add)(void *self, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                       int64_t *new_value);

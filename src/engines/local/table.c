@@ -780,6 +780,51 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
     return st;
 }
 
+/* See local.h.  Keys are taken in chunks: their hashes computed and
+ * their buckets prefetched first, then the chunk's keys are listed per
+ * shard and each shard met is locked once for all of them. */
+void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const size_t *lens,
+                        kvi__lt_value_fn fn, void *const *uds, kvi_status *sts)
+{
+    enum { CHUNK = 256 };
+    uint64_t h[CHUNK];
+    int16_t next[CHUNK], head[KVI__LT_SHARDS];
+    for (size_t base = 0; base < n; base += CHUNK) {
+        size_t m = n - base < CHUNK ? n - base : CHUNK;
+        for (size_t s = 0; s < KVI__LT_SHARDS; s++)
+            head[s] = -1;
+        for (size_t i = m; i-- > 0;) {
+            (void)lt_shard_for(t, keys[base + i], lens[base + i], &h[i]);
+            size_t s = LT_SHARD_OF(h[i]);
+            next[i] = head[s];
+            head[s] = (int16_t)i;
+        }
+        for (size_t s = 0; s < KVI__LT_SHARDS; s++) {
+            if (head[s] < 0)
+                continue;
+            struct lt_shard *sh = &t->shards[s];
+            struct lt_now now = {t->k, 0, 0};
+            lt_ref dead = 0;
+            pthread_mutex_lock(&sh->lock);
+            lt_rehash_step(t, sh, 1);
+            for (int16_t j = head[s]; j >= 0; j = next[j]) {
+                size_t x = base + (size_t)j;
+                struct lt_loc loc = lt_find_live(t, sh, h[j], keys[x], lens[x], &now, &dead);
+                if (loc.pp) {
+                    struct lt_entry *e = r_entry(*loc.pp);
+                    sh->hits++;
+                    lt_touch(t, e);
+                    sts[x] = fn(uds[x], e->data + lens[x], e_vlen(e));
+                } else {
+                    sts[x] = KVI_NOT_FOUND;
+                }
+            }
+            pthread_mutex_unlock(&sh->lock);
+            lt_free_list(t, dead);
+        }
+    }
+}
+
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
 {
     struct lt_now n = {t->k, 0, 0};
@@ -1022,6 +1067,12 @@ static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_
     return kvi__lt_fetch(self, key, key_len, fn, ud);
 }
 
+static void op_fetch_many(void *self, size_t n, const void *const *keys, const size_t *lens,
+                          kvi__lt_value_fn fn, void *const *uds, kvi_status *sts)
+{
+    kvi__lt_fetch_many(self, n, keys, lens, fn, uds, sts);
+}
+
 static kvi_status op_remove(void *self, const void *key, size_t key_len)
 {
     return kvi__lt_remove(self, key, key_len);
@@ -1076,6 +1127,7 @@ const kvi__tab_ops kvi__lt_ops = {
     .store_nx = op_store_nx,
     .put_abs = op_put_abs,
     .fetch = op_fetch,
+    .fetch_many = op_fetch_many,
     .remove = op_remove,
     .add = op_add,
     .add_bounded = op_add_bounded,
