@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +36,9 @@
 
 #ifdef KVI_BENCH_GLIB
 #include <glib.h>
+#endif
+#ifdef __linux__
+#include <linux/perf_event.h>
 #endif
 
 #define KEY_LEN 16u
@@ -380,6 +384,7 @@ struct result {
     uint64_t peak_rss;      /* of the process that measured this target */
     double ratio;           /* < 0: no baseline */
     int procs;              /* threads are processes */
+    double instr_per_op;    /* < 0: no CPU counter */
 };
 
 static struct result *results;
@@ -397,6 +402,7 @@ static struct result *add_result(void)
     memset(r, 0, sizeof(*r));
     r->bytes_per_entry = -1;
     r->ratio = -1;
+    r->instr_per_op = -1;
     return r;
 }
 
@@ -425,7 +431,33 @@ struct worker {
     uint64_t elapsed_ns;
     size_t failures;
     pthread_barrier_t *barrier;
+    uint64_t instructions; /* retired by the loop (user space) */
+    int have_instructions; /* the CPU counter could be read */
 };
+
+/* The CPU's count of instructions this thread retires in user space
+ * (perf_event_open); -1 where the kernel or the machine has no such
+ * counter (many VMs: then bench/opcost.sh counts them with callgrind). */
+static int instr_open(void)
+{
+#if defined(__linux__) && defined(SYS_perf_event_open)
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof(a));
+    a.type = PERF_TYPE_HARDWARE;
+    a.size = sizeof(a);
+    a.config = PERF_COUNT_HW_INSTRUCTIONS;
+    a.exclude_kernel = 1;
+    a.exclude_hv = 1;
+    return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+#else
+    return -1;
+#endif
+}
+
+static int instr_read(int fd, uint64_t *v)
+{
+    return fd >= 0 && read(fd, v, sizeof(*v)) == (ssize_t)sizeof(*v);
+}
 
 static int run_one(struct worker *w, size_t i)
 {
@@ -456,6 +488,9 @@ static void *worker_main(void *p)
     struct worker *w = p;
     if (w->barrier)
         pthread_barrier_wait(w->barrier);
+    int ifd = instr_open();
+    uint64_t i0 = 0, i1 = 0;
+    int counted = instr_read(ifd, &i0);
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < w->n; i++) {
         if (i % SAMPLE_EVERY == 0) {
@@ -467,6 +502,10 @@ static void *worker_main(void *p)
         }
     }
     w->elapsed_ns = now_ns() - t0;
+    w->have_instructions = counted && instr_read(ifd, &i1);
+    w->instructions = w->have_instructions ? i1 - i0 : 0;
+    if (ifd >= 0)
+        close(ifd);
     return NULL;
 }
 
@@ -521,7 +560,7 @@ static pid_t start_worker_process(struct target *tg, enum op op, const uint32_t 
         char c = st && samples ? 'r' : 'x';
         if (write(up[1], &c, 1) != 1 || c != 'r' || read(down[0], &c, 1) != 1)
             _exit(1);
-        struct worker w = {tg, st, op, pick, opt.ops, samples, 0, 0, 0, NULL};
+        struct worker w = {tg, st, op, pick, opt.ops, samples, 0, 0, 0, NULL, 0, 0};
         worker_main(&w);
         if (write(up[1], &w.elapsed_ns, sizeof(w.elapsed_ns)) < 0 ||
             write(up[1], &w.failures, sizeof(w.failures)) < 0 ||
@@ -551,7 +590,7 @@ static void measure_procs(struct target *tg, void *st, enum op op, enum dist d, 
         exit(1);
     int to = -1, from = -1;
     pid_t pid = start_worker_process(tg, op, picks[d][1], &to, &from);
-    struct worker w = {tg, st, op, picks[d][0], opt.ops, samples, 0, 0, 0, NULL};
+    struct worker w = {tg, st, op, picks[d][0], opt.ops, samples, 0, 0, 0, NULL, 0, 0};
     if (write(to, "g", 1) != 1)
         exit(1);
     worker_main(&w);
@@ -576,6 +615,8 @@ static void measure_procs(struct target *tg, void *st, enum op op, enum dist d, 
     r->threads = 2;
     r->procs = 1;
     r->keys = opt.keys;
+    if (w.have_instructions)
+        r->instr_per_op = (double)w.instructions / (double)opt.ops;
     finish(r, samples, w.nsamples + n, 2.0 * (double)opt.ops,
            elapsed > w.elapsed_ns ? elapsed : w.elapsed_ns);
     free(samples);
@@ -598,7 +639,7 @@ static void measure_once(struct target *tg, void *st, enum op op, enum dist d, i
         exit(1);
     for (int t = 0; t < threads; t++) {
         w[t] = (struct worker){tg, st, op, picks[d][t], opt.ops, samples + (size_t)t * per_sample,
-                               0,  0,  0,  &barrier};
+                               0,  0,  0,  &barrier,    0,       0};
         pthread_create(&th[t], NULL, worker_main, &w[t]);
     }
     uint64_t wall = 0;
@@ -621,6 +662,14 @@ static void measure_once(struct target *tg, void *st, enum op op, enum dist d, i
     r->dist = dist_names[d];
     r->threads = threads;
     r->keys = opt.keys;
+    uint64_t instr = 0;
+    int have = 1;
+    for (int t = 0; t < threads; t++) {
+        have = have && w[t].have_instructions;
+        instr += w[t].instructions;
+    }
+    if (have)
+        r->instr_per_op = (double)instr / ((double)opt.ops * threads);
     finish(r, samples, ns, (double)opt.ops * threads, wall);
     free(samples);
 }
@@ -817,6 +866,10 @@ static void print_json(const struct result *r)
         printf("\"bytes_per_entry\":%.1f,", r->bytes_per_entry);
     else
         printf("\"bytes_per_entry\":null,");
+    if (r->instr_per_op >= 0)
+        printf("\"instructions_per_op\":%.0f,", r->instr_per_op);
+    else
+        printf("\"instructions_per_op\":null,");
     if (r->ratio >= 0)
         printf("\"ratio_vs_baseline\":%.2f}\n", r->ratio);
     else
@@ -825,11 +878,14 @@ static void print_json(const struct result *r)
 
 static void print_table(void)
 {
-    printf("%-16s %-10s %-8s %2s %9s %12s %8s %8s %8s %9s %10s %9s %8s\n", "engine", "op", "dist",
-           "th", "keys", "ops/s", "ns/op", "p50", "p99", "p99.9", "max", "B/entry", "vs base");
+    printf("%-16s %-10s %-8s %2s %9s %12s %8s %8s %8s %9s %10s %9s %8s %7s\n", "engine", "op",
+           "dist", "th", "keys", "ops/s", "ns/op", "p50", "p99", "p99.9", "max", "B/entry",
+           "vs base", "Ir/op");
     for (size_t i = 0; i < nresults; i++) {
         const struct result *r = &results[i];
-        char bpe[32] = "-", ratio[32] = "-";
+        char bpe[32] = "-", ratio[32] = "-", ir[32] = "-";
+        if (r->instr_per_op >= 0)
+            snprintf(ir, sizeof(ir), "%.0f", r->instr_per_op);
         if (r->bytes_per_entry >= 0)
             snprintf(bpe, sizeof(bpe), "%.1f", r->bytes_per_entry);
         if (r->ratio >= 0)
@@ -837,9 +893,9 @@ static void print_table(void)
         char th[8];
         snprintf(th, sizeof(th), "%d%s", r->threads, r->procs ? "p" : "");
         printf("%-16s %-10s %-8s %2s %9zu %12.0f %8.1f %8" PRIu64 " %8" PRIu64 " %9" PRIu64
-               " %10" PRIu64 " %9s %8s\n",
+               " %10" PRIu64 " %9s %8s %7s\n",
                r->engine, r->op, r->dist, th, r->keys, r->ops_per_s, r->ns_per_op, r->p50_ns,
-               r->p99_ns, r->p999_ns, r->max_ns, bpe, ratio);
+               r->p99_ns, r->p999_ns, r->max_ns, bpe, ratio, ir);
     }
     printf("\npeak RSS:");
     for (size_t i = 0; i < nresults; i++)
@@ -847,7 +903,9 @@ static void print_table(void)
             printf(" %s %.1f MiB;", results[i].engine,
                    (double)results[i].peak_rss / (1024.0 * 1024.0));
     printf(" latencies in ns (every %uth op sampled, every op for grow); "
-           "B/entry = resident bytes per entry after grow, key %u + value %u bytes included\n",
+           "B/entry = resident bytes per entry after grow, key %u + value %u bytes included; "
+           "Ir/op = instructions per op from the CPU counter (bench loop included), - where "
+           "none (count them with bench/opcost.sh)\n",
            SAMPLE_EVERY, KEY_LEN, VAL_LEN);
 }
 
