@@ -668,8 +668,9 @@ static void batch_add_op(lua_State *L, kvi_batch *b, int idx, int n)
 
 /* Pushes the result of operation i as a table: {value} on success (true
  * for store and remove), {nil, msg, status} otherwise, with the current
- * value as [4] for a refused bounded change. */
-static void push_batch_result(lua_State *L, kvi_batch *b, size_t i)
+ * value as [4] for a refused bounded change.  Returns 1 for a raw query
+ * whose reply is an error reply (a failure here, status OK in the batch). */
+static int push_batch_result(lua_State *L, kvi_batch *b, size_t i)
 {
     kvi_status st = kvi_batch_status(b, i);
     kvi_op_kind kind = kvi_batch_kind(b, i);
@@ -686,7 +687,7 @@ static void push_batch_result(lua_State *L, kvi_batch *b, size_t i)
             push_int64(L, kvi_batch_integer(b, i));
             lua_rawseti(L, -2, 4);
         }
-        return;
+        return 0;
     }
     switch (kind) {
     case KVI_OP_FETCH: {
@@ -709,7 +710,7 @@ static void push_batch_result(lua_State *L, kvi_batch *b, size_t i)
             lua_rawseti(L, -2, 2);
             lua_pushstring(L, kvi_status_name(KVI_E_BACKEND));
             lua_rawseti(L, -2, 3);
-            return;
+            return 1;
         }
         push_reply(L, r);
         break;
@@ -718,6 +719,7 @@ static void push_batch_result(lua_State *L, kvi_batch *b, size_t i)
         break;
     }
     lua_rawseti(L, -2, 1);
+    return 0;
 }
 
 /* k:batch({{"fetch", id, key}, {"add", id, key, delta [, expire [, bounds]]}, ...}
@@ -749,11 +751,14 @@ static int l_batch(lua_State *L)
     }
     (void)kvi_batch_run(c->pending_batch, (uint32_t)timeout_ms);
     lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
+    /* An error reply of a raw query is a failure here as in k:raw_query(),
+     * so it counts in failed like the batch's own errors. */
+    size_t failed = kvi_batch_failed(c->pending_batch);
     for (i = 0; i < kvi_batch_count(c->pending_batch); i++) {
-        push_batch_result(L, c->pending_batch, i);
+        failed += (size_t)push_batch_result(L, c->pending_batch, i);
         lua_rawseti(L, -2, (int)(i + 1));
     }
-    push_uint64(L, (uint64_t)kvi_batch_failed(c->pending_batch));
+    push_uint64(L, (uint64_t)failed);
     drop_pending(c);
     return 2;
 }

@@ -79,6 +79,26 @@ describe("redis under " .. _VERSION, function()
         H.fails("KVI_E_INVALID", k:raw_query(id, ""))
     end)
 
+    it("batch runs raw queries: their replies as Lua values, error replies as failures", function()
+        local key = H.key("braw")
+        local res, failed = k:batch({
+            { "raw_query", id, ('SET %s "x y"'):format(key) },
+            { "raw_query", id, "GET " .. key },
+            { "raw_query", id, ("RPUSH %s a b"):format(H.key("blist")) },
+            { "raw_query", id, "NOSUCHCOMMAND z" },
+            { "cache_raw_query", id, "GET " .. H.key("bmissing") },
+        }, 5000)
+        assert.are.equal(1, failed)
+        assert.are.same({ ok = "OK" }, res[1][1])
+        assert.are.equal("x y", res[2][1])
+        assert.are.equal(2, res[3][1])
+        assert.is_nil(res[4][1])
+        assert.is_truthy(res[4][2]:match("unknown command"))
+        assert.are.equal("KVI_E_BACKEND", res[4][3])
+        assert.are.equal(kvi.null, res[5][1])
+        assert.has_error(function() k:batch({ { "raw_query", id, {} } }) end)
+    end)
+
     it("a list in a key is not a counter", function()
         local key = H.key()
         assert(k:raw_query(id, ("RPUSH %s a"):format(key)))
