@@ -525,6 +525,13 @@ run_in 'fetch local q\nquit\nfetch local q\n' shell
 expect "shell quit" 0 "its \"quoted\"\n"
 run_in 'add local sc 1\nfetch local nothere\nshell\n' --json shell
 expect "shell --json" 2 '{"status":"ok","value":6}\n{"status":"not_found"}\n{"status":"error","error":"usage","exit":2,"message":"already in the shell"}\n' '*'
+# A command word or URL with a NUL byte, or an empty command word, is a
+# usage error, not a lookup of a shorter name.
+run_in '"fe\\x00tch" local a\n"" local a\nurl "redis://h\\x00x/"\n' shell
+expect "shell: NUL or empty command words" 2 "" '*'
+expect_err_has "shell: NUL in a command word" 'kvi: unknown command "fe\x00tch"'
+expect_err_has "shell: empty command word" 'kvi: unknown command ""'
+expect_err_has "shell: NUL in a URL" 'kvi: bad URL'
 # A line the tokenizer refuses is a JSON usage error too, and the shell goes on.
 run_in 'store local "open\nfetch local nothere\n' --json shell
 expect "shell --json bad quoting" 1 '{"status":"error","error":"usage","exit":2,"message":"bad quoting: a quote is not closed, or a closing quote is not followed by a blank"}\n{"status":"not_found"}\n' '*'

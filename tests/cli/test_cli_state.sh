@@ -98,6 +98,16 @@ expect_err_has "final save fails" "kvi: local: final save failed"
 run fetch local a
 expect "final save failed: the old value stays" 0 "1"
 
+# Standard input that cannot be read (a directory) is an I/O error (11),
+# and nothing is stored.
+export XDG_STATE_HOME=$T/stdin
+"$KVI" store local k - <"$T" >"$T/out" 2>"$T/err"
+rc=$?
+expect "VALUE - from a directory" 11 "" '*'
+expect_err_has "VALUE - from a directory" "reading standard input"
+run fetch local k
+expect "nothing stored from a bad standard input" 1 "" '*'
+
 # ---- option forms ---------------------------------------------------------------------------
 
 export XDG_STATE_HOME=$T/forms
