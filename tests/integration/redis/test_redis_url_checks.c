@@ -3,7 +3,8 @@
  * they are added, naming what is wrong, before any connection is tried:
  * TLS options without tls=yes or a key without its certificate, a unix
  * socket together with hosts, a port or a cluster, a database that is not
- * a number or not 0 on a cluster.  No server is needed.
+ * a number or not 0 on a cluster (no server needed); cluster=yes against
+ * a server that is not a cluster node.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,10 +54,33 @@ static void test_impossible_urls_are_refused_naming_the_fault(void **state)
     }
 }
 
+/* cluster=yes against a server that is not a cluster node: refused when
+ * added (or on first use when lazy), naming the server. */
+static void test_cluster_yes_on_a_standalone_server_is_refused(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = kvi_test_redis(NULL);
+    char url[256];
+    kvi_test_url(url, sizeof url, "redis", s, "?cluster=yes");
+    kvi *k = kvi_test_context(NULL);
+    kvi_status st = kvi_add_url(k, url);
+    if (st != KVI_E_BACKEND || strstr(kvi_errmsg(k), "is not a cluster node") == NULL)
+        fail_msg("%s: %s '%s'", url, kvi_status_name(st), kvi_errmsg(k));
+    kvi_free(k);
+    kvi_test_url(url, sizeof url, "redis", s, "?cluster=yes&lazy=yes");
+    k = kvi_test_context1(url);
+    st = kvi_store(k, "redis", "a", 1, "1", 1, 0);
+    if (st != KVI_E_BACKEND || strstr(kvi_errmsg(k), "is not a cluster node") == NULL)
+        fail_msg("lazy %s: store: %s '%s'", url, kvi_status_name(st), kvi_errmsg(k));
+    kvi_free(k);
+    kvi_ts_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_impossible_urls_are_refused_naming_the_fault),
+        cmocka_unit_test(test_cluster_yes_on_a_standalone_server_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
