@@ -184,6 +184,18 @@ static kvi_status step_context(void)
     char conf[4200];
     snprintf(conf, sizeof conf, "%s/ids.conf", g_dir);
     st = kvi_load_config(k, conf);
+    /* Refusals whose messages are formatted (an engine's, with a password
+     * to mask, and the core's): the status stays, the message may be the
+     * out-of-memory stand-in. */
+    if (st == KVI_OK) {
+        kvi_status bad = kvi_add_url(k, "local:e://user:Pa55word@/");
+        if (bad != KVI_E_INVALID && bad != KVI_E_NOMEM)
+            fail_msg("local with a password: %s", kvi_status_name(bad));
+        bad = kvi_add_url(k, "local:f://?max_memory=lots");
+        if (bad != KVI_E_INVALID && bad != KVI_E_NOMEM)
+            fail_msg("local with a bad option: %s", kvi_status_name(bad));
+        st = bad == KVI_E_NOMEM ? bad : KVI_OK;
+    }
     if (st == KVI_OK)
         st = kvi_add_url(k, "local:m://?max_memory=1m");
     for (int i = 0; st == KVI_OK && i < 20; i++) {
