@@ -125,6 +125,11 @@ done
 run --url
 expect "--url without a value" 2 "" '*'
 expect_err_has "--url without a value" 'kvi: option needs a value "--url"'
+# Several ids: stats and engines list each, in order, in one JSON object.
+run -u local:a:// -u local:b:// --json stats
+check "stats --json of two ids" grep -Eq '^\{"status":"ok","stats":\{"local:a":\{"ops":0,[^{}]*\},"local:b":\{"ops":0,[^{}]*\}\}\}$' "$T/out"
+run -u local:a:// -u local:b:// --json engines
+check "engines --json of two ids" grep -Eq '^\{"status":"ok","engines":\[\{"id":"local:a",[^]]*\]\},\{"id":"local:b",' "$T/out"
 run -- fetch local nothere
 expect "-- ends the options" 1 "" 'kvi: key not found\n'
 run -- --json fetch local a
