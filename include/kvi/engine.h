@@ -38,9 +38,9 @@ extern "C" {
  * any abi_version from 1 to its own (an ABI-1 engine's reserved_ words are
  * ignored).  ABI 2: add_bounded and store_nx (KVI_CAP_CONDITIONAL) from
  * reserved_[0..1], option_table and options_size from reserved_[2..3].
- * ABI 3: the optional batch slot, taken from the first word of the spare
- * room (reserved_[0] of ABI 2); the core reads it only from engines of ABI
- * 3 or later.  See docs/engines/writing.md for what each version added. */
+ * ABI 3: the optional batch slot and async table, taken from the first two
+ * words of the spare room (reserved_[0..1] of ABI 2); the core reads them
+ * only from engines of ABI 3 or later.  See docs/engines/writing.md for what each version added. */
 #define KVI_ENGINE_ABI 3
 
 /* ---------------------------------------------------------------------- */
@@ -139,6 +139,23 @@ KVI_EXPORT void kvi_batch_op_done(kvi_conn *c, kvi_batch_op *op, kvi_status st);
  * sent).  Returns the op's final status. */
 KVI_EXPORT kvi_status kvi_batch_op_single(kvi_conn *c, kvi_batch_op *op);
 
+/* ABI 3, optional: running a batch's ops without blocking (the async
+ * member of struct kvi_engine).  start gets the ops as the batch slot
+ * does; it returns 1 when every op has ended, 0 when it waits (filling
+ * *w: fd, events; the core sets the deadline) with its progress in
+ * *state, or -1 when it cannot run these ops without blocking (nothing
+ * done: the core then runs them through the batch slot).  resume
+ * continues after the wait: 1 ended, 0 waits again.  cancel ends every op
+ * not yet ended with st (KVI_E_TIMEOUT or KVI_E_CANCELED; a state change
+ * already written with KVI_E_OUTCOME_UNKNOWN) and frees *state.  After 1
+ * the engine has freed its state. */
+struct kvi_engine_async {
+    int (*start)(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms,
+                 void **state, kvi_wait *w);
+    int (*resume)(kvi_conn *c, void *state, kvi_wait *w);
+    void (*cancel)(kvi_conn *c, void *state, kvi_status st);
+};
+
 struct kvi_engine {
     uint32_t abi_version; /* KVI_ENGINE_ABI */
     const char *name;     /* URL scheme: [a-z][a-z0-9_]* */
@@ -212,8 +229,10 @@ struct kvi_engine {
      * order.  Without this slot the core runs the ops one by one through
      * the single-operation slots. */
     void (*batch)(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms);
+    /* ABI 3, optional: non-blocking batches (struct kvi_engine_async). */
+    const struct kvi_engine_async *async;
 
-    void *reserved_[3]; /* room to grow without breaking the ABI */
+    void *reserved_[2]; /* room to grow without breaking the ABI */
 };
 
 /* Marks the one symbol a module exports. */

@@ -77,7 +77,8 @@ extern "C" {
     X(E_INTERNAL, 20, "internal error", 21)                                                        \
     X(OUT_OF_BOUNDS, 21, "change refused: result would leave [min, max]", 22)                      \
     X(KEY_EXISTS, 22, "key exists; not stored", 23)                                               \
-    X(E_OUTCOME_UNKNOWN, 23, "sent but not answered: the change may or may not be applied", 24)
+    X(E_OUTCOME_UNKNOWN, 23, "sent but not answered: the change may or may not be applied", 24) \
+    X(E_CANCELED, 24, "canceled before it was answered", 25)
 
 typedef enum kvi_status {
 #define KVI__STATUS_ENUM(name, num, msg, exitcode) KVI_##name = num,
@@ -86,14 +87,14 @@ typedef enum kvi_status {
 } kvi_status;
 
 /* Number of status codes defined by this version (one past the largest). */
-#define KVI_STATUS_COUNT 24
+#define KVI_STATUS_COUNT 25
 
 /* 1 when st is an error (neither success nor one of the normal outcomes
  * KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS); what kvi_stats.errors
  * counts.  Codes 2..20 are the errors of this version; KVI_OUT_OF_BOUNDS
  * and KVI_KEY_EXISTS were appended later and are refusals, not errors;
  * KVI_E_OUTCOME_UNKNOWN (a batch's state-changing operation that was sent
- * but never answered) is an error.
+ * but never answered) and KVI_E_CANCELED (kvi_batch_cancel) are errors.
  * st is evaluated more than once. */
 #define KVI_STATUS_IS_ERROR(st)                                                                    \
     ((st) != KVI_OK && (st) != KVI_NOT_FOUND && (st) != KVI_OUT_OF_BOUNDS && (st) != KVI_KEY_EXISTS)
@@ -458,7 +459,8 @@ KVI_EXPORT kvi_status kvi_batch_new(kvi *k, kvi_batch **out);
  * (values, replies, messages).  NULL is accepted. */
 KVI_EXPORT void kvi_batch_free(kvi_batch *b);
 
-/* Empties a batch (operations and results) for reuse; keeps its memory. */
+/* Empties a batch (operations and results) for reuse; keeps its memory.
+ * A pending batch (kvi_batch_start) is canceled first, as is one freed. */
 KVI_EXPORT void kvi_batch_clear(kvi_batch *b);
 
 /*
@@ -473,7 +475,8 @@ KVI_EXPORT void kvi_batch_clear(kvi_batch *b);
  * KVI_E_UNKNOWN_ENGINE for an id that is not defined) is returned here and
  * also becomes the operation's final status: it still takes its index and
  * is never sent.  Only KVI_E_NOMEM (nothing appended) and KVI_E_INVALID for
- * a NULL batch leave the count unchanged.
+ * a NULL batch or one that is pending (kvi_batch_start) leave the count
+ * unchanged.
  */
 KVI_EXPORT kvi_status kvi_batch_store(kvi_batch *b, const char *id, const void *key,
                                       size_t key_len, const void *val, size_t val_len,
@@ -514,8 +517,9 @@ KVI_EXPORT kvi_status kvi_batch_raw_query(kvi_batch *b, const char *id, const ch
  * (KVI_NOT_FOUND, KVI_OUT_OF_BOUNDS, KVI_KEY_EXISTS), else the status of
  * the first operation (by index) that ended in an error; the results of
  * the others are valid either way.  KVI_E_INVALID for a NULL batch,
- * KVI_E_NOMEM when the run could not start (nothing sent).  More
- * operations may be added afterwards and run by the next call.
+ * KVI_E_NOMEM when the run could not start (nothing sent), KVI_E_INVALID
+ * for a batch that is pending (kvi_batch_start).  More operations may be
+ * added afterwards and run by the next call.
  */
 KVI_EXPORT kvi_status kvi_batch_run(kvi_batch *b, uint32_t timeout_ms);
 
@@ -554,6 +558,57 @@ KVI_EXPORT int64_t kvi_batch_integer(const kvi_batch *b, size_t i);
 
 /* Reply tree of raw query i (KVI_OK), owned by the batch; NULL otherwise. */
 KVI_EXPORT const kvi_reply *kvi_batch_reply(const kvi_batch *b, size_t i);
+
+/* ---------------------------------------------------------------------- */
+/* Non-blocking batches (docs/async.md)                                    */
+
+/* What a pending batch waits for: readiness of fd (KVI_WAIT_READ and/or
+ * KVI_WAIT_WRITE), or the deadline (CLOCK_MONOTONIC milliseconds; 0 =
+ * none), whichever comes first; then call kvi_batch_resume().  fd is -1
+ * when only the deadline matters. */
+typedef struct kvi_wait {
+    int fd;
+    unsigned events;
+    int64_t deadline_ms;
+} kvi_wait;
+
+#define KVI_WAIT_READ 1u
+#define KVI_WAIT_WRITE 2u
+
+/* Called once when a started batch has ended (done, failed, timed out or
+ * canceled), from kvi_batch_start/_resume/_cancel; it may read the results
+ * but must not free, clear, run or start the batch. */
+typedef void (*kvi_batch_done_fn)(void *ud, kvi_batch *b);
+
+/*
+ * Starts running the operations added since the last run without
+ * blocking: returns 1 when the batch is done at once (its results are
+ * there, as after kvi_batch_run, and done was called), 0 when it is
+ * pending (wait as *w says, then kvi_batch_resume), -1 for a NULL
+ * argument or a batch already pending.  timeout_ms bounds the whole run
+ * (0: each connection's timeout).  done (may be NULL) is called with ud
+ * when it ends.  Engines that cannot work without blocking (memcached, a
+ * redis connection in cluster mode or whose mode is not known yet, raw
+ * queries, wait_replicas) run their operations within the call; the local
+ * engine never waits.  One pending batch per kvi_batch; many batches may
+ * be pending at once, each on its own connection.
+ */
+KVI_EXPORT int kvi_batch_start(kvi_batch *b, uint32_t timeout_ms, kvi_batch_done_fn done, void *ud,
+                               kvi_wait *w);
+
+/* Continues a pending batch after what *w named happened (or at any time:
+ * a step that cannot advance waits again).  Returns 1 when done, 0 when
+ * still pending (*w says for what: the descriptor may have changed), -1
+ * when b is not pending.  Past the deadline the operations not answered
+ * end with KVI_E_TIMEOUT (state changes already written with
+ * KVI_E_OUTCOME_UNKNOWN). */
+KVI_EXPORT int kvi_batch_resume(kvi_batch *b, kvi_wait *w);
+
+/* Ends a pending batch now: operations not answered end with
+ * KVI_E_CANCELED (a state change already written with
+ * KVI_E_OUTCOME_UNKNOWN); done is called.  No effect on a batch that is
+ * not pending. */
+KVI_EXPORT void kvi_batch_cancel(kvi_batch *b);
 
 /* ---------------------------------------------------------------------- */
 /* Statistics                                                              */

@@ -33,11 +33,29 @@ struct batch_item {
     char *msg; /* detail message of an error, or NULL */
 };
 
+/* One engine id's share of a run: group[from..to) of the run's ops. */
+struct run_group {
+    kvi_conn *c;
+    size_t from, to;
+    uint64_t t0; /* timing (ops.c) */
+    int coarse;
+};
+
 struct kvi_batch {
     kvi *k;
     struct batch_item *items;
     size_t n, cap, nrun;
     struct chunk *chunks; /* newest first */
+    /* A run in progress (kvi_batch_start): its ops grouped per engine id,
+     * the group being run, and the engine's state while it waits. */
+    int pending;
+    kvi_batch_op **ops;
+    struct run_group *groups;
+    size_t ngroups, gi;
+    int64_t deadline_ms;
+    void *estate; /* the current group's engine state; NULL when not waiting */
+    kvi_batch_done_fn done;
+    void *done_ud;
 };
 
 #define ITEM_OF(op) ((struct batch_item *)(void *)((char *)(op) - offsetof(struct batch_item, op)))
@@ -70,6 +88,7 @@ void kvi_batch_clear(kvi_batch *b)
 {
     if (b == NULL)
         return;
+    kvi_batch_cancel(b);
     for (size_t i = 0; i < b->n; i++)
         item_release(b->k, &b->items[i]);
     b->n = 0;
@@ -93,6 +112,8 @@ void kvi_batch_free(kvi_batch *b)
     if (b == NULL)
         return;
     kvi_batch_clear(b);
+    kvi__free(b->k, b->ops);
+    kvi__free(b->k, b->groups);
     kvi__free(b->k, b->chunks);
     kvi__free(b->k, b->items);
     kvi__free(b->k, b);
@@ -139,7 +160,7 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
                             size_t key_len, const void *val, size_t val_len, int64_t expire_s,
                             int64_t delta, int64_t min, int64_t max)
 {
-    if (b == NULL)
+    if (b == NULL || b->pending)
         return KVI_E_INVALID;
     kvi__clear_error();
     if (b->n == b->cap) {
@@ -365,11 +386,10 @@ static void end_unsent(kvi_conn *c, kvi_batch_op *op)
                                        "sent"));
 }
 
-/* Runs the n ops of one engine id: its batch slot, or one by one. */
-static void run_group(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
+/* The ops of one engine id, through its batch slot or one by one; every
+ * op has ended afterwards. */
+static void group_ops(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
 {
-    int coarse = 0;
-    uint64_t t0 = kvi__op_batch_begin(c, &coarse);
     if (deadline_passed(deadline_ms)) {
         for (size_t i = 0; i < n; i++)
             end_unsent(c, ops[i]);
@@ -384,44 +404,67 @@ static void run_group(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
                 kvi_batch_op_single(c, ops[i]);
         }
     }
-    for (size_t i = 0; i < n; i++)
-        if (!ops[i]->done)
-            kvi_batch_op_done(c, ops[i],
-                              kvi_engine_error(c, KVI_E_INTERNAL,
-                                               "batch: the engine left the operation unanswered"));
-    kvi__op_batch_end(c, t0, coarse, ops, n);
 }
 
-kvi_status kvi_batch_run(kvi_batch *b, uint32_t timeout_ms)
+/* The end of a group: an op the engine left open is an internal error;
+ * stats and timing. */
+static void group_end(const struct run_group *g, kvi_batch_op *const *ops)
 {
-    if (b == NULL)
-        return KVI_E_INVALID;
-    kvi__clear_error();
-    int64_t deadline_ms = timeout_ms ? kvi_monotonic_ms() + (int64_t)timeout_ms : 0;
-    size_t from = b->nrun, todo = 0;
-    for (size_t i = from; i < b->n; i++)
+    size_t n = g->to - g->from;
+    for (size_t i = 0; i < n; i++)
+        if (!ops[i]->done)
+            kvi_batch_op_done(g->c, ops[i],
+                              kvi_engine_error(g->c, KVI_E_INTERNAL,
+                                               "batch: the engine left the operation unanswered"));
+    kvi__op_batch_end(g->c, g->t0, g->coarse, ops, n);
+}
+
+/* Groups the ops added since the last run by engine id, each group in the
+ * order of addition, the groups in the order of their first op, into
+ * b->ops / b->groups.  KVI_E_NOMEM (nothing changed). */
+static kvi_status make_groups(kvi_batch *b)
+{
+    size_t todo = 0;
+    for (size_t i = b->nrun; i < b->n; i++)
         todo += !b->items[i].ended;
-    if (todo > 0) {
-        kvi_batch_op **group = kvi__malloc(b->k, todo * sizeof *group);
-        if (group == NULL)
-            return kvi__error(b->k, KVI_E_NOMEM, "out of memory running a batch");
-        /* Group by engine id, each group in the order of addition; the
-         * groups run in the order of their first operation. */
-        for (size_t first = from; first < b->n; first++) {
-            if (b->items[first].ended)
-                continue;
-            kvi_conn *c = b->items[first].c;
-            size_t m = 0;
-            for (size_t i = first; i < b->n; i++) {
-                if (!b->items[i].ended && b->items[i].c == c) {
-                    group[m++] = &b->items[i].op;
-                    b->items[i].ended = 1;
-                }
-            }
-            run_group(c, group, m, deadline_ms);
-        }
-        kvi__free(b->k, group);
+    kvi__free(b->k, b->ops);
+    kvi__free(b->k, b->groups);
+    b->ops = NULL;
+    b->groups = NULL;
+    b->ngroups = b->gi = 0;
+    if (todo == 0)
+        return KVI_OK;
+    b->ops = kvi__malloc(b->k, todo * sizeof *b->ops);
+    b->groups = kvi__malloc(b->k, todo * sizeof *b->groups);
+    if (b->ops == NULL || b->groups == NULL) {
+        kvi__free(b->k, b->ops);
+        kvi__free(b->k, b->groups);
+        b->ops = NULL;
+        b->groups = NULL;
+        return kvi__error(b->k, KVI_E_NOMEM, "out of memory running a batch");
     }
+    size_t m = 0;
+    for (size_t first = b->nrun; first < b->n; first++) {
+        if (b->items[first].ended)
+            continue;
+        struct run_group *g = &b->groups[b->ngroups++];
+        g->c = b->items[first].c;
+        g->from = m;
+        for (size_t i = first; i < b->n; i++) {
+            if (!b->items[i].ended && b->items[i].c == g->c) {
+                b->ops[m++] = &b->items[i].op;
+                b->items[i].ended = 1;
+            }
+        }
+        g->to = m;
+    }
+    return KVI_OK;
+}
+
+/* The run's summary: KVI_OK, or the status of the first op (from index
+ * from on) that ended in an error, with its message as this thread's. */
+static kvi_status run_summary(kvi_batch *b, size_t from)
+{
     b->nrun = b->n;
     for (size_t i = from; i < b->n; i++) {
         const struct batch_item *it = &b->items[i];
@@ -431,6 +474,149 @@ kvi_status kvi_batch_run(kvi_batch *b, uint32_t timeout_ms)
     }
     kvi__discard_error();
     return KVI_OK;
+}
+
+kvi_status kvi_batch_run(kvi_batch *b, uint32_t timeout_ms)
+{
+    if (b == NULL || b->pending)
+        return KVI_E_INVALID;
+    kvi__clear_error();
+    int64_t deadline_ms = timeout_ms ? kvi_monotonic_ms() + (int64_t)timeout_ms : 0;
+    size_t from = b->nrun;
+    kvi_status st = make_groups(b);
+    if (st != KVI_OK)
+        return st;
+    for (size_t gi = 0; gi < b->ngroups; gi++) {
+        struct run_group *g = &b->groups[gi];
+        g->t0 = kvi__op_batch_begin(g->c, &g->coarse);
+        group_ops(g->c, b->ops + g->from, g->to - g->from, deadline_ms);
+        group_end(g, b->ops + g->from);
+    }
+    return run_summary(b, from);
+}
+
+/* ---- non-blocking runs ------------------------------------------------- */
+
+static const struct kvi_engine_async *async_of(const kvi_conn *c)
+{
+    return c->engine->abi_version >= 3 ? c->engine->async : NULL;
+}
+
+/* Ends the pending run: summary, the done callback. */
+static int async_finish(kvi_batch *b)
+{
+    size_t from = b->nrun;
+    b->pending = 0;
+    (void)run_summary(b, from);
+    if (b->done != NULL)
+        b->done(b->done_ud, b);
+    return 1;
+}
+
+/* Runs groups from b->gi on until one waits (0, *w filled) or all are done
+ * (1). */
+static int async_advance(kvi_batch *b, kvi_wait *w)
+{
+    for (; b->gi < b->ngroups; b->gi++) {
+        struct run_group *g = &b->groups[b->gi];
+        kvi_batch_op **ops = b->ops + g->from;
+        size_t n = g->to - g->from;
+        const struct kvi_engine_async *as = async_of(g->c);
+        g->t0 = kvi__op_batch_begin(g->c, &g->coarse);
+        if (as != NULL && !deadline_passed(b->deadline_ms)) {
+            kvi__clear_error();
+            w->fd = -1;
+            w->events = 0;
+            int r = as->start(g->c, ops, n, b->deadline_ms, &b->estate, w);
+            if (r == 0) {
+                w->deadline_ms = b->deadline_ms;
+                return 0;
+            }
+            b->estate = NULL;
+            if (r == 1) {
+                group_end(g, ops);
+                continue;
+            }
+        }
+        group_ops(g->c, ops, n, b->deadline_ms);
+        group_end(g, ops);
+    }
+    return async_finish(b);
+}
+
+int kvi_batch_start(kvi_batch *b, uint32_t timeout_ms, kvi_batch_done_fn done, void *ud,
+                    kvi_wait *w)
+{
+    if (b == NULL || w == NULL || b->pending)
+        return -1;
+    kvi__clear_error();
+    w->fd = -1;
+    w->events = 0;
+    w->deadline_ms = 0;
+    if (make_groups(b) != KVI_OK)
+        return -1;
+    b->pending = 1;
+    b->done = done;
+    b->done_ud = ud;
+    b->estate = NULL;
+    b->deadline_ms = timeout_ms ? kvi_monotonic_ms() + (int64_t)timeout_ms : 0;
+    return async_advance(b, w);
+}
+
+/* Ends the group the engine is waiting on with st, then every later op
+ * not sent (they end in async_advance: the deadline has passed, or
+ * cancel's status below). */
+static void async_stop_group(kvi_batch *b, kvi_status st)
+{
+    struct run_group *g = &b->groups[b->gi];
+    kvi__clear_error();
+    async_of(g->c)->cancel(g->c, b->estate, st);
+    b->estate = NULL;
+    group_end(g, b->ops + g->from);
+    b->gi++;
+}
+
+int kvi_batch_resume(kvi_batch *b, kvi_wait *w)
+{
+    if (b == NULL || w == NULL || !b->pending)
+        return -1;
+    kvi__clear_error();
+    if (b->estate != NULL) {
+        struct run_group *g = &b->groups[b->gi];
+        if (deadline_passed(b->deadline_ms)) {
+            async_stop_group(b, KVI_E_TIMEOUT);
+        } else {
+            int r = async_of(g->c)->resume(g->c, b->estate, w);
+            if (r == 0) {
+                w->deadline_ms = b->deadline_ms;
+                return 0;
+            }
+            b->estate = NULL;
+            group_end(g, b->ops + g->from);
+            b->gi++;
+        }
+    }
+    return async_advance(b, w);
+}
+
+void kvi_batch_cancel(kvi_batch *b)
+{
+    if (b == NULL || !b->pending)
+        return;
+    if (b->estate != NULL)
+        async_stop_group(b, KVI_E_CANCELED);
+    for (; b->gi < b->ngroups; b->gi++) {
+        struct run_group *g = &b->groups[b->gi];
+        kvi_batch_op **ops = b->ops + g->from;
+        g->t0 = kvi__op_batch_begin(g->c, &g->coarse);
+        for (size_t i = 0; i < g->to - g->from; i++)
+            kvi_batch_op_done(g->c, ops[i],
+                              kvi_engine_error(g->c, KVI_E_CANCELED,
+                                               "the batch was canceled before this operation "
+                                               "was sent"));
+        group_end(g, ops);
+    }
+    (void)async_finish(b);
 }
 
 /* ---- results ------------------------------------------------------------- */

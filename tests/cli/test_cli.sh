@@ -40,8 +40,8 @@ for cmd in "store ID KEY VALUE \[EXPIRE\] \[--nx\]" "fetch ID KEY" "remove ID KE
     checks=$((checks + 1))
     grep -q -- "$cmd" "$T/out" || fail "--help does not mention $cmd"
 done
-# Every exit status 0..24 is listed with its meaning.
-for code in $(seq 0 24); do
+# Every exit status 0..25 is listed with its meaning.
+for code in $(seq 0 25); do
     checks=$((checks + 1))
     grep -Eq "^  $code +[A-Za-z]" "$T/out" || fail "--help does not list exit status $code"
 done

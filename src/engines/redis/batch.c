@@ -23,6 +23,7 @@
  * refreshes the slot map; if that reached a server, the rest is pipelined
  * again, else it fails with the same status without waiting again.
  */
+#include <poll.h>
 #include <string.h>
 
 #include "batch.h"
@@ -40,8 +41,10 @@ struct bcmd {
 };
 
 /* Fills cmd/bc with the command of op (not a raw query).  The slot is not
- * needed: the pipeline goes to one node chosen before. */
-static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, struct bcmd *bc)
+ * needed: the pipeline goes to one node chosen before.  allow_sha 0 sends
+ * counter scripts as EVAL of their text (no NOSCRIPT possible). */
+static void build_cmd(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, struct bcmd *bc,
+                      int allow_sha)
 {
     int argc = 0;
     memset(cmd, 0, sizeof *cmd);
@@ -81,9 +84,9 @@ static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, stru
         break;
     case KVI_OP_ADD:
     case KVI_OP_ADD_BOUNDED:
-        argc = kvi__redis_counter_argv(c, op->kind == KVI_OP_ADD_BOUNDED, op->key, op->key_len,
-                                       op->delta, op->expire_s, op->min, op->max, bc->text,
-                                       bc->argv, bc->lens);
+        argc = kvi__redis_counter_argv(c, op->kind == KVI_OP_ADD_BOUNDED, allow_sha, op->key,
+                                       op->key_len, op->delta, op->expire_s, op->min, op->max,
+                                       bc->text, bc->argv, bc->lens);
         cmd->is_write = 1;
         break;
     default:
@@ -93,6 +96,11 @@ static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, stru
     cmd->argv = bc->argv;
     cmd->lens = bc->lens;
     cmd->resend_ok = !op->no_resend;
+}
+
+static void build(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, struct bcmd *bc)
+{
+    build_cmd(c, op, cmd, bc, 1);
 }
 
 /* A reply saying the command did not run on this server: send the op
@@ -325,3 +333,185 @@ out:
     kvi_engine_free(c, bcs);
     kvi_engine_free(c, replies);
 }
+
+/* ---- non-blocking batches (struct kvi_engine_async) --------------------- */
+
+/* A pipeline driven by the caller's event loop: connect (a new connection
+ * is started without waiting), write, read the replies, each step
+ * resumed when the socket is ready.  Standalone connections whose mode is
+ * known only; the rest runs through the blocking slot (start says -1). */
+enum { RA_CONNECT, RA_WRITE, RA_FLUSH, RA_READ };
+
+struct redis_async {
+    struct kvi_redis_node *node;
+    struct kvi_redis_link *link;
+    kvi_batch_op *const *ops;
+    size_t n, got;
+    int phase;
+    int probe;
+};
+
+static void ra_free(kvi_conn *c, struct redis_async *ra, int keep_link, kvi_status st)
+{
+    if (ra->link != NULL) {
+        if (keep_link)
+            kvi__redis_link_give(c, ra->node, ra->link);
+        else
+            kvi__redis_link_drop(c, ra->link);
+    }
+    kvi_breaker_leave(c, ra->node->breaker, ra->node->addr.name, ra->probe, st);
+    kvi_engine_free(c, ra);
+}
+
+/* Ends the ops from ra->got on after a failure or a stop with s: a
+ * state change already written may have run. */
+static void ra_end_rest(kvi_conn *c, struct redis_async *ra, kvi_status s, const char *msg)
+{
+    int written = ra->phase >= RA_FLUSH;
+    for (size_t i = ra->got; i < ra->n; i++) {
+        if (written)
+            end_cut(c, ra->ops[i], s, msg);
+        else
+            end_unsent(c, ra->ops[i], s, msg);
+    }
+}
+
+/* The connection failed: ends the rest with its status, frees ra. */
+static int ra_fail(kvi_conn *c, struct redis_async *ra)
+{
+    struct kvi_redis_conn *conn = &ra->link->conn;
+    kvi_status s = conn->st != KVI_OK ? conn->st : KVI_E_IO;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", conn->err[0] ? conn->err : kvi_strerror(s));
+    ra_end_rest(c, ra, s, msg);
+    ra_free(c, ra, 0, ra->got > 0 ? KVI_OK : s);
+    return 1;
+}
+
+static int ra_wait(const struct redis_async *ra, kvi_wait *w)
+{
+    const struct kvi_redis_sock *sock = &ra->link->conn.sock;
+    w->fd = sock->fd;
+    w->events = sock->want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    return 0;
+}
+
+/* Advances ra as far as it goes without waiting: 1 done (ra freed), 0
+ * waiting (*w). */
+static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
+{
+    struct kvi_redis_conn *conn = &ra->link->conn;
+    for (;;) {
+        switch (ra->phase) {
+        case RA_CONNECT: {
+            int r = kvi__redis_conn_step(conn);
+            if (r < 0)
+                return ra_fail(c, ra);
+            if (r == 0)
+                return ra_wait(ra, w);
+            ra->phase = RA_WRITE;
+            break;
+        }
+        case RA_WRITE:
+            for (size_t i = 0; i < ra->n; i++) {
+                struct kvi_redis_cmd cmd;
+                struct bcmd bc;
+                build_cmd(c, ra->ops[i], &cmd, &bc, 0);
+                if (kvi__redis_conn_append(conn, cmd.argc, cmd.argv, cmd.lens) != 0)
+                    return ra_fail(c, ra); /* nothing written yet */
+            }
+            ra->phase = RA_FLUSH;
+            break;
+        case RA_FLUSH: {
+            int r = kvi__redis_conn_flush(conn);
+            if (r < 0)
+                return ra_fail(c, ra);
+            if (r == 0)
+                return ra_wait(ra, w);
+            ra->phase = RA_READ;
+            break;
+        }
+        case RA_READ:
+        default:
+            while (ra->got < ra->n) {
+                redisReply *r = NULL;
+                int x = kvi__redis_conn_read(conn, 0, &r);
+                if (x < 0)
+                    return ra_fail(c, ra);
+                if (x == 0)
+                    return ra_wait(ra, w);
+                /* Nothing is sent again here: an error reply (LOADING,
+                 * NOSCRIPT cannot happen: scripts go as EVAL) is the op's
+                 * outcome. */
+                end_with_reply(c, ra->ops[ra->got++], r);
+            }
+            ra_free(c, ra, 1, KVI_OK);
+            return 1;
+        }
+    }
+}
+
+static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms,
+                             void **state, kvi_wait *w)
+{
+    struct kvi_redis *rp = kvi__redis_priv(c);
+    struct kvi_redis_state *st = NULL;
+    (void)deadline_ms; /* the core stops us at the deadline */
+    if (atomic_load(&rp->mode) != KVI_REDIS_MODE_STANDALONE || rp->cfg.wait_replicas > 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (must_run_alone(ops[i]))
+            return -1;
+    if (kvi__redis_state_get(c, &st) != KVI_OK)
+        return -1;
+    struct redis_async *ra = kvi_engine_malloc(c, sizeof *ra);
+    if (ra == NULL)
+        return -1;
+    memset(ra, 0, sizeof *ra);
+    ra->node = st->seeds[atomic_load(&st->current)];
+    ra->ops = ops;
+    ra->n = n;
+    kvi_status s = kvi_breaker_enter(c, ra->node->breaker, ra->node->addr.name, &ra->probe);
+    if (s != KVI_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        for (size_t i = 0; i < n; i++)
+            end_unsent(c, ops[i], s, msg);
+        kvi_engine_free(c, ra);
+        return 1;
+    }
+    int t = kvi__redis_link_take(c, ra->node, &ra->link);
+    if (t < 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        for (size_t i = 0; i < n; i++)
+            end_unsent(c, ops[i], KVI_E_CONNECT, msg);
+        ra_free(c, ra, 0, KVI_E_CONNECT);
+        return 1;
+    }
+    ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
+    *state = ra;
+    return ra_step(c, ra, w);
+}
+
+static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
+{
+    return ra_step(c, state, w);
+}
+
+static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
+{
+    struct redis_async *ra = state;
+    ra_end_rest(c, ra, st,
+                st == KVI_E_TIMEOUT ? "no reply by the batch's deadline"
+                                    : "the batch was canceled before the reply came");
+    /* A connection left in the middle of a pipeline is not reused. */
+    ra_free(c, ra, 0, KVI_OK);
+}
+
+/* See batch.h. */
+const struct kvi_engine_async kvi__redis_async = {
+    .start = redis_async_start,
+    .resume = redis_async_resume,
+    .cancel = redis_async_cancel,
+};

@@ -181,14 +181,15 @@ kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len
 }
 
 /* See counter.h. */
-int kvi__redis_counter_argv(kvi_conn *c, int bounded, const void *key, size_t key_len,
+int kvi__redis_counter_argv(kvi_conn *c, int bounded, int allow_sha, const void *key,
+                            size_t key_len,
                             int64_t delta, int64_t expire_s, int64_t min, int64_t max,
                             char text[4][24], const char *argv[8], size_t lens[8])
 {
     struct kvi_redis_script *sc =
         &kvi__redis_priv(c)->scripts[bounded ? SCRIPT_ADD_BOUNDED : SCRIPT_ADD];
     int nargs = bounded ? 4 : 2;
-    if (atomic_load(&sc->sha_state) == 2) {
+    if (allow_sha && atomic_load(&sc->sha_state) == 2) {
         argv[0] = "EVALSHA";
         lens[0] = 7;
         argv[1] = sc->sha;

@@ -27,10 +27,11 @@ kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, 
 kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len, int64_t *out);
 
 /* For batches (batch.c): the words of an add (bounded: add_bounded) as
- * EVALSHA when the script's SHA is known, else EVAL of its text, in
+ * EVALSHA when allowed and the script's SHA is known, else EVAL of its text, in
  * argv/lens (8 entries; the numbers are written into text); returns argc.
  * A NOSCRIPT reply means it did not run. */
-int kvi__redis_counter_argv(kvi_conn *c, int bounded, const void *key, size_t key_len,
+int kvi__redis_counter_argv(kvi_conn *c, int bounded, int allow_sha, const void *key,
+                            size_t key_len,
                             int64_t delta, int64_t expire_s, int64_t min, int64_t max,
                             char text[4][24], const char *argv[8], size_t lens[8]);
 

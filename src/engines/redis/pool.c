@@ -332,3 +332,42 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, si
         pool_push(c, n, l);
     return s;
 }
+
+/* See pool.h. */
+int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link **out)
+{
+    *out = pool_pop(c, n);
+    if (*out != NULL)
+        return 1;
+    struct kvi_redis_link *l = kvi_engine_malloc(c, sizeof *l);
+    if (l == NULL) {
+        kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        return -1;
+    }
+    memset(l, 0, sizeof *l);
+    struct kvi_redis_conn_cfg cc;
+    int role = atomic_load(&kvi__redis_priv(c)->mode) == KVI_REDIS_MODE_CLUSTER
+                   ? KVI_REDIS_ROLE_DATA_NODB
+                   : KVI_REDIS_ROLE_DATA;
+    kvi__redis_conn_cfg(c, &n->addr, &n->tls_cache, role, &cc);
+    if (kvi__redis_conn_start(&l->conn, &cc) < 0) {
+        kvi_engine_error(c, l->conn.st, "%s", l->conn.err);
+        kvi__redis_conn_close(&l->conn);
+        kvi_engine_free(c, l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+/* See pool.h. */
+void kvi__redis_link_give(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link *l)
+{
+    pool_push(c, n, l);
+}
+
+/* See pool.h. */
+void kvi__redis_link_drop(kvi_conn *c, struct kvi_redis_link *l)
+{
+    link_free(c, l);
+}

@@ -83,6 +83,14 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node,
                                        const struct kvi_redis_cmd *cmds, redisReply **replies,
                                        int64_t deadline_ms, size_t *got, size_t *appended);
 
+/* For non-blocking batches (async.c), without waiting: an idle connection
+ * of node in *out (1), or a new one whose connect has started (0: drive it
+ * with kvi__redis_conn_step until ready), or -1 (detail message set).
+ * give puts a connection back in node's pool, drop closes it. */
+int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link **out);
+void kvi__redis_link_give(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link *l);
+void kvi__redis_link_drop(kvi_conn *c, struct kvi_redis_link *l);
+
 /* "host:port" (or the socket path) of a node, for messages. */
 const char *kvi__redis_node_name(const struct kvi_redis_node *node);
 

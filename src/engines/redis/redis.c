@@ -803,6 +803,7 @@ static const struct kvi_engine kvi_engine_redis = {
     .store_nx = redis_store_nx,
     .ping = redis_ping,
     .batch = kvi__redis_batch,
+    .async = &kvi__redis_async,
 };
 
 /* KVI_ENGINE_MODULE defines this function; its prototype keeps

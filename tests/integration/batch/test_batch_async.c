@@ -1,0 +1,275 @@
+/*
+ * test_batch_async.c -- non-blocking batches (kvi_batch_start / _resume /
+ * _cancel, docs/async.md) driven by a poll() loop as an event loop would:
+ * 10000 operations in batches of 100, ten batches pending at once, against
+ * a real redis-server; a hung server (SIGSTOP) where start returns at once
+ * and the deadline ends the batch; cancel; the local engine done at once;
+ * memcached (runs within start).
+ */
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "kvi/kvi.h"
+#include "kvitest.h"
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct done_count {
+    int calls;
+};
+
+static void on_done(void *ud, kvi_batch *b)
+{
+    (void)b;
+    ((struct done_count *)ud)->calls++;
+}
+
+/* Waits for what w asks (or its deadline) with poll(); 1 when the wait
+ * ended by readiness or deadline, fails on a poll error. */
+static void wait_for(const kvi_wait *w)
+{
+    int timeout = -1;
+    if (w->deadline_ms != 0) {
+        int64_t left = w->deadline_ms - mono_ms();
+        timeout = left > 0 ? (int)left : 0;
+    }
+    struct pollfd p = {w->fd, 0, 0};
+    if (w->events & KVI_WAIT_READ)
+        p.events |= POLLIN;
+    if (w->events & KVI_WAIT_WRITE)
+        p.events |= POLLOUT;
+    assert_true(poll(&p, w->fd >= 0 ? 1 : 0, timeout) >= 0);
+}
+
+static kvi_ts_server *g_redis;
+static char g_url[256];
+
+static void test_local_batch_is_done_at_once(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1("local://");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "local", "a", 1, "1", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "local", "a", 1), KVI_OK);
+    struct done_count dc = {0};
+    kvi_wait w;
+    assert_int_equal(kvi_batch_start(b, 0, on_done, &dc, &w), 1);
+    assert_int_equal(dc.calls, 1);
+    assert_string_equal(kvi_batch_value(b, 1, NULL), "1");
+    assert_int_equal(kvi_batch_resume(b, &w), -1); /* not pending */
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
+/* 100 batches of 100 ops, ten pending at once, one poll() loop. */
+static void test_ten_thousand_ops_ten_batches_in_flight(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1(g_url);
+    enum { NB = 10, ROUNDS = 10, PER = 100 };
+    kvi_batch *b[NB];
+    kvi_wait w[NB];
+    int pending[NB];
+    struct done_count dc = {0};
+    int64_t adds = 0;
+    for (int i = 0; i < NB; i++)
+        assert_int_equal(kvi_batch_new(k, &b[i]), KVI_OK);
+    char key[32];
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < NB; i++) {
+            kvi_batch_clear(b[i]);
+            for (int j = 0; j < PER / 4; j++) {
+                int n = snprintf(key, sizeof key, "a%d:%d", i, j);
+                assert_int_equal(kvi_batch_store(b[i], "redis", key, (size_t)n, key, (size_t)n, 0),
+                                 KVI_OK);
+                assert_int_equal(kvi_batch_fetch(b[i], "redis", key, (size_t)n), KVI_OK);
+                assert_int_equal(kvi_batch_add(b[i], "redis", "total", 5, 1, 0), KVI_OK);
+                assert_int_equal(kvi_batch_counter_fetch(b[i], "redis", "total", 5), KVI_OK);
+            }
+            int r = kvi_batch_start(b[i], 10000, on_done, &dc, &w[i]);
+            assert_true(r == 0 || r == 1);
+            pending[i] = r == 0;
+        }
+        for (;;) {
+            struct pollfd p[NB];
+            int idx[NB], np = 0;
+            for (int i = 0; i < NB; i++) {
+                if (!pending[i])
+                    continue;
+                p[np].fd = w[i].fd;
+                p[np].events = (short)(((w[i].events & KVI_WAIT_READ) ? POLLIN : 0) |
+                                       ((w[i].events & KVI_WAIT_WRITE) ? POLLOUT : 0));
+                p[np].revents = 0;
+                idx[np++] = i;
+            }
+            if (np == 0)
+                break;
+            assert_true(poll(p, (nfds_t)np, 5000) > 0);
+            for (int q = 0; q < np; q++) {
+                if (p[q].revents == 0)
+                    continue;
+                int r = kvi_batch_resume(b[idx[q]], &w[idx[q]]);
+                assert_true(r == 0 || r == 1);
+                pending[idx[q]] = r == 0;
+            }
+        }
+        for (int i = 0; i < NB; i++) {
+            assert_int_equal(kvi_batch_failed(b[i]), 0);
+            for (int j = 0; j < PER / 4; j++) {
+                int n = snprintf(key, sizeof key, "a%d:%d", i, j);
+                size_t len = 0;
+                const char *v = kvi_batch_value(b[i], (size_t)(4 * j + 1), &len);
+                assert_non_null(v);
+                assert_int_equal(len, (size_t)n);
+                assert_memory_equal(v, key, len);
+                assert_int_equal(kvi_batch_status(b[i], (size_t)(4 * j + 2)), KVI_OK);
+                adds++;
+            }
+        }
+    }
+    assert_int_equal(dc.calls, NB * ROUNDS);
+    int64_t total = 0;
+    assert_int_equal(kvi_counter_fetch(k, "redis", "total", 5, &total), KVI_OK);
+    assert_int_equal(total, adds);
+    for (int i = 0; i < NB; i++)
+        kvi_batch_free(b[i]);
+    kvi_free(k);
+}
+
+/* A hung server: start returns at once (never blocks), the deadline ends
+ * the batch: fetches KVI_E_TIMEOUT, the written adds unknown. */
+static void test_hung_server_start_returns_at_once_and_deadline_ends_it(void **state)
+{
+    (void)state;
+    char url[300];
+    snprintf(url, sizeof url, "%s?timeout=10000", g_url);
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "k", 1, "v", 1, 0), KVI_OK); /* mode known */
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(kvi_batch_fetch(b, "redis", "k", 1), KVI_OK);
+        assert_int_equal(kvi_batch_add(b, "redis", "n", 1, 1, 0), KVI_OK);
+    }
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
+    struct done_count dc = {0};
+    kvi_wait w;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, 300, on_done, &dc, &w);
+    int64_t start_ms = mono_ms() - t0;
+    while (r == 0) {
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    int64_t all_ms = mono_ms() - t0;
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
+    printf("# start returned after %lld ms, batch ended after %lld ms (deadline 300)\n",
+           (long long)start_ms, (long long)all_ms);
+    assert_true(start_ms < 100);
+    assert_true(all_ms >= 290 && all_ms < 2000);
+    assert_int_equal(dc.calls, 1);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(kvi_batch_status(b, i), i % 2 == 0 ? KVI_E_TIMEOUT : KVI_E_OUTCOME_UNKNOWN);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
+static void test_cancel_ends_a_pending_batch(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1(g_url);
+    assert_int_equal(kvi_store(k, "redis", "k", 1, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "k", 1), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "n", 1, 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "local", "x", 1, "y", 1, 0), KVI_OK);
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
+    struct done_count dc = {0};
+    kvi_wait w;
+    int r = kvi_batch_start(b, 0, on_done, &dc, &w);
+    assert_int_equal(r, 0);
+    assert_true(w.fd >= 0);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "k", 1), KVI_E_INVALID); /* pending */
+    assert_int_equal(kvi_batch_run(b, 0), KVI_E_INVALID);
+    kvi_batch_cancel(b);
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
+    assert_int_equal(dc.calls, 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_CANCELED);
+    assert_int_equal(kvi_batch_status(b, 1), KVI_E_OUTCOME_UNKNOWN);
+    assert_int_equal(kvi_batch_status(b, 2), KVI_E_CANCELED); /* local: never started */
+    assert_true(strlen(kvi_batch_errmsg(b, 0)) > 0);
+    kvi_batch_cancel(b); /* not pending: nothing */
+    assert_int_equal(dc.calls, 1);
+    /* The batch runs again afterwards. */
+    assert_int_equal(kvi_batch_fetch(b, "redis", "k", 1), KVI_OK);
+    assert_int_equal(kvi_batch_run(b, 5000), KVI_OK);
+    assert_string_equal(kvi_batch_value(b, 3, NULL), "v");
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
+/* memcached cannot run without blocking: start runs it and is done. */
+static void test_memcached_runs_within_start(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = kvi_test_memcached(NULL);
+    char url[256];
+    kvi_test_url(url, sizeof url, "memcached", s, "");
+    kvi *k = kvi_test_context1(url);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "memcached", "m", 1, "z", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "memcached", "m", 1), KVI_OK);
+    kvi_wait w;
+    assert_int_equal(kvi_batch_start(b, 0, NULL, NULL, &w), 1);
+    assert_string_equal(kvi_batch_value(b, 1, NULL), "z");
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(s);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    g_redis = kvi_test_redis(NULL);
+    kvi_test_url(g_url, sizeof g_url, "redis", g_redis, "");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (kvi_ts_pid(g_redis) != 0)
+        kill(kvi_ts_pid(g_redis), SIGCONT);
+    kvi_ts_free(g_redis);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_local_batch_is_done_at_once),
+        cmocka_unit_test(test_ten_thousand_ops_ten_batches_in_flight),
+        cmocka_unit_test(test_hung_server_start_returns_at_once_and_deadline_ends_it),
+        cmocka_unit_test(test_cancel_ends_a_pending_batch),
+        cmocka_unit_test(test_memcached_runs_within_start),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
