@@ -4,7 +4,7 @@
  *
  *   kvi-conformance --url local://                 engine id from the URL
  *   kvi-conformance --url-file FILE                 first URL line of a config file
- *   kvi-conformance --server redis|redis-tls|memcached|memcached-pool|redis-cluster
+ *   kvi-conformance --server redis|redis-tls|memcached|memcached-pool|redis-cluster|redis-tls-cluster
  *                                                   start throwaway servers first
  *   options: --time virtual|real   (default: virtual for local, real otherwise)
  *            --ops N               adds per thread in the concurrency tests
@@ -23,7 +23,7 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s (--url URL | --url-file FILE | --server "
-            "redis|redis-tls|redis-cluster|memcached|memcached-pool)\n"
+            "redis|redis-tls|redis-cluster|redis-tls-cluster|memcached|memcached-pool)\n"
             "          [--time virtual|real] [--ops N] [--filter GLOB]\n",
             argv0);
     exit(2);
@@ -191,6 +191,27 @@ static void start_servers(const char *what)
             }
         }
         snprintf(conf_g.url + n, sizeof conf_g.url - (size_t)n, "/");
+    } else if (strcmp(what, "redis-tls-cluster") == 0) {
+#ifdef KVI_HAVE_TESTCLUSTER
+        /* 3 masters + 3 replicas, tls-cluster yes; kvi is given the TLS
+         * ports and learns the others' TLS ports from the cluster. */
+        r = kvi_ts_make_tempdir("certs", &conf_certdir);
+        if (r == KVI_TS_OK)
+            r = kvi_tt_make_certs(conf_certdir);
+        kvi_tc_spec spec = {.masters = 3, .replicas = 1, .tls_dir = conf_certdir};
+        if (r == KVI_TS_OK)
+            r = kvi_tc_start(&spec, &conf_g.cluster);
+        if (r == KVI_TS_OK) {
+            snprintf(conf_g.url, sizeof conf_g.url,
+                     "redis://localhost:%u/?cluster=yes&tls=yes&tls_ca=%s/ca.pem",
+                     (unsigned)kvi_tc_tls_port(conf_g.cluster, 0), conf_certdir);
+        } else {
+            fprintf(stderr, "%s\n", kvi_tc_errmsg());
+        }
+#else
+        fprintf(stderr, "SKIP: --server redis-tls-cluster needs tests/support/testcluster.c\n");
+        exit(SKIP_EXIT);
+#endif
     } else if (strcmp(what, "redis-cluster") == 0) {
 #ifdef KVI_HAVE_TESTCLUSTER
         kvi_tc_spec spec = {.masters = 3, .replicas = 0};

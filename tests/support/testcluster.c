@@ -24,6 +24,7 @@ struct kvi_tc_cluster {
     size_t n;
     kvi_ts_server **nodes;
     uint16_t *ports;
+    uint16_t *tls_ports; /* NULL without TLS */
     char *password;
     char *cli;
 };
@@ -185,6 +186,11 @@ kvi_ts_server *kvi_tc_server(kvi_tc_cluster *cl, size_t i)
 uint16_t kvi_tc_port(const kvi_tc_cluster *cl, size_t i)
 {
     return cl != NULL && i < cl->n ? cl->ports[i] : 0;
+}
+
+uint16_t kvi_tc_tls_port(const kvi_tc_cluster *cl, size_t i)
+{
+    return cl != NULL && cl->tls_ports != NULL && i < cl->n ? cl->tls_ports[i] : 0;
 }
 
 size_t kvi_tc_url(const kvi_tc_cluster *cl, const char *scheme_group, char *buf, size_t buflen)
@@ -417,6 +423,7 @@ void kvi_tc_free(kvi_tc_cluster *cl)
         kvi_ts_free(cl->nodes[i]);
     free(cl->nodes);
     free(cl->ports);
+    free(cl->tls_ports);
     free(cl->password);
     free(cl->cli);
     free(cl);
@@ -487,8 +494,24 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
     if ((r = pick_ports(cl->ports, n, NULL, 0)) != KVI_TS_OK ||
         (r = pick_ports(bus, n, cl->ports, n)) != KVI_TS_OK)
         goto failed;
+    if (spec->tls_dir != NULL) {
+        /* Distinct from the client and bus ports picked above. */
+        uint16_t *avoid = calloc(2 * n, sizeof *avoid);
+        if (avoid == NULL || (cl->tls_ports = calloc(n, sizeof *cl->tls_ports)) == NULL) {
+            free(avoid);
+            r = fail(KVI_TS_FAILED, "out of memory");
+            goto failed;
+        }
+        memcpy(avoid, cl->ports, n * sizeof *avoid);
+        memcpy(avoid + n, bus, n * sizeof *avoid);
+        r = pick_ports(cl->tls_ports, n, avoid, 2 * n);
+        free(avoid);
+        if (r != KVI_TS_OK)
+            goto failed;
+    }
     for (size_t i = 0; i < n; i++) {
-        char port[8], busport[8], timeout[16], name[48];
+        char port[8], busport[8], timeout[16], name[48], tlsport[8];
+        char certfile[4096], keyfile[4096], cafile[4096];
         const char *argv[64];
         size_t k = 0;
         snprintf(port, sizeof port, "%u", (unsigned)cl->ports[i]);
@@ -512,6 +535,18 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out)
             argv[k++] = spec->password;
             argv[k++] = "--masterauth";
             argv[k++] = spec->password;
+        }
+        if (spec->tls_dir != NULL) {
+            snprintf(tlsport, sizeof tlsport, "%u", (unsigned)cl->tls_ports[i]);
+            snprintf(certfile, sizeof certfile, "%s/server.pem", spec->tls_dir);
+            snprintf(keyfile, sizeof keyfile, "%s/server.key", spec->tls_dir);
+            snprintf(cafile, sizeof cafile, "%s/ca.pem", spec->tls_dir);
+            const char *tls[] = {"--tls-port", tlsport, "--tls-cluster", "yes",
+                                 "--tls-replication", "yes", "--tls-cert-file", certfile,
+                                 "--tls-key-file", keyfile, "--tls-ca-cert-file", cafile,
+                                 "--tls-auth-clients", "no", NULL};
+            for (size_t j = 0; tls[j] != NULL; j++)
+                argv[k++] = tls[j];
         }
         for (size_t j = 0; spec->extra != NULL && spec->extra[j] != NULL && k < 63; j++)
             argv[k++] = spec->extra[j];

@@ -42,6 +42,12 @@ typedef struct kvi_tc_spec {
     const char *password;      /* requirepass and masterauth; NULL = none */
     const char *const *extra;  /* more redis-server arguments, NULL-terminated; may be NULL */
     unsigned ready_timeout_ms; /* for cluster_state:ok after create; 0 = 30000 */
+    /* TLS: a directory made by kvi_tt_make_certs() (testtls.h); NULL = none.
+     * Each node then also has a TLS port (kvi_tc_tls_port) with
+     * tls-cluster and tls-replication yes, so the bus and the replication
+     * are TLS and clients on TLS learn the nodes' TLS ports; the plain
+     * ports stay for redis-cli and the readiness probe. */
+    const char *tls_dir;
 } kvi_tc_spec;
 
 typedef struct kvi_tc_cluster kvi_tc_cluster;
@@ -61,6 +67,8 @@ kvi_ts_result kvi_tc_start(const kvi_tc_spec *spec, kvi_tc_cluster **out);
 size_t kvi_tc_size(const kvi_tc_cluster *cl);
 kvi_ts_server *kvi_tc_server(kvi_tc_cluster *cl, size_t i);
 uint16_t kvi_tc_port(const kvi_tc_cluster *cl, size_t i);
+/* The TLS port of node i (0 without spec.tls_dir). */
+uint16_t kvi_tc_tls_port(const kvi_tc_cluster *cl, size_t i);
 
 /* Writes "SCHEME://[:password@]127.0.0.1:P1,...,127.0.0.1:Pn/" (every node
  * a seed; the password percent-encoding is the caller's business) into buf.

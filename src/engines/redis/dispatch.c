@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "error.h"
@@ -446,7 +447,12 @@ kvi_status kvi__redis_net_open(kvi_conn *c)
 void kvi__redis_net_close(kvi_conn *c)
 {
     struct kvi_redis *r = kvi__redis_priv(c);
-    kvi__redis_state_free(c, atomic_load(&r->state));
+    struct kvi_redis_state *st = atomic_load(&r->state);
+    /* This process's listener thread, if any (a parent's does not exist
+     * here). */
+    if (st != NULL && st->pid == getpid())
+        kvi__redis_sentinel_watch_stop(c, st);
+    kvi__redis_state_free(c, st);
     atomic_store(&r->state, NULL);
 }
 

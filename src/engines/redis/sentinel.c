@@ -113,6 +113,120 @@ static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *
     return s;
 }
 
+/* ---------------------------------------------------------------------- */
+/* The +switch-master listener                                             */
+
+struct kvi_redis_watch {
+    kvi_conn *c;
+    struct kvi_redis_state *st;
+    pthread_t th;
+    atomic_int stop;
+};
+
+/* "NAME oldip oldport newip newport": installs the new master of our
+ * name. */
+static void switch_master(struct kvi_redis_watch *w, const redisReply *msg, const char *from)
+{
+    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(w->c)->cfg;
+    char name[256], oldip[64], newip[64];
+    unsigned oldport = 0, newport = 0;
+    if (msg->type != REDIS_REPLY_STRING || msg->len >= 400 ||
+        sscanf(msg->str, "%255s %63s %u %63s %u", name, oldip, &oldport, newip, &newport) != 5 ||
+        strcmp(name, cfg->sentinel) != 0 || newport == 0 || newport > 65535)
+        return;
+    struct kvi_redis_node *m = kvi__redis_node_get(w->c, w->st, newip, (uint16_t)newport);
+    if (m == NULL)
+        return;
+    struct kvi_redis_node *old = atomic_exchange(&w->st->master, m);
+    kvi_engine_log(w->c, KVI_LOG_INFO, "sentinel %s: +switch-master \"%s\": now %s%s", from,
+                   cfg->sentinel, m->addr.name, old == m ? " (already in use)" : "");
+}
+
+/* Listens on one sentinel until it fails or stop is set. */
+static void listen_one(struct kvi_redis_watch *w, struct kvi_redis_node *sn)
+{
+    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(w->c)->cfg;
+    struct kvi_redis_conn conn;
+    struct kvi_redis_conn_cfg cc;
+    const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
+    size_t lens[2] = {9, 14};
+
+    kvi__redis_conn_cfg(w->c, &sn->addr, &sn->tls_cache, KVI_REDIS_ROLE_SENTINEL, &cc);
+    if (kvi__redis_conn_open(&conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms)) !=
+            KVI_OK ||
+        kvi__redis_conn_append(&conn, 2, argv, lens) != 0) {
+        kvi__redis_conn_close(&conn);
+        return;
+    }
+    while (!atomic_load(&w->stop)) {
+        redisReply *r = NULL;
+        int got = kvi__redis_conn_flush(&conn);
+        if (got > 0)
+            got = kvi__redis_conn_read(&conn, 0, &r);
+        if (got < 0)
+            break;
+        if (got == 0) {
+            /* Short waits: stop is noticed within 200 ms. */
+            if (kvi__redis_conn_wait(&conn, kvi_monotonic_ms() + 200) < 0)
+                break;
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "message") == 0)
+            switch_master(w, r->element[2], sn->addr.name);
+        freeReplyObject(r);
+    }
+    kvi__redis_conn_close(&conn);
+}
+
+static void *watch_main(void *arg)
+{
+    struct kvi_redis_watch *w = arg;
+    size_t i = atomic_load(&w->st->current);
+    while (!atomic_load(&w->stop)) {
+        listen_one(w, w->st->seeds[i % w->st->nseeds]);
+        i++;
+        for (int t = 0; t < 5 && !atomic_load(&w->stop); t++)
+            kvi_sleep_ms(100);
+    }
+    return NULL;
+}
+
+/* Starts the listener once per state. */
+static void watch_start(kvi_conn *c, struct kvi_redis_state *st)
+{
+    if (atomic_load(&st->watch) != NULL)
+        return;
+    struct kvi_redis_watch *w = kvi_engine_malloc(c, sizeof *w);
+    if (w == NULL)
+        return;
+    w->c = c;
+    w->st = st;
+    atomic_init(&w->stop, 0);
+    struct kvi_redis_watch *none = NULL;
+    if (!atomic_compare_exchange_strong(&st->watch, &none, w)) {
+        kvi_engine_free(c, w);
+        return;
+    }
+    if (pthread_create(&w->th, NULL, watch_main, w) != 0) {
+        /* Failovers are then noticed at the first error only. */
+        atomic_store(&st->watch, NULL);
+        kvi_engine_free(c, w);
+        kvi_engine_log(c, KVI_LOG_WARN, "sentinel: cannot start the +switch-master listener");
+    }
+}
+
+/* See sentinel.h. */
+void kvi__redis_sentinel_watch_stop(kvi_conn *c, struct kvi_redis_state *st)
+{
+    struct kvi_redis_watch *w = atomic_exchange(&st->watch, NULL);
+    if (w == NULL)
+        return;
+    atomic_store(&w->stop, 1);
+    pthread_join(w->th, NULL);
+    kvi_engine_free(c, w);
+}
+
 /* See sentinel.h. */
 kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
                                       struct kvi_redis_node **out)
@@ -151,6 +265,9 @@ kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
                 kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s",
                                sn->addr.name, kvi__redis_priv(c)->cfg.sentinel, m->addr.name);
             *out = atomic_load(&st->master);
+            if (*out == NULL) /* forgotten meanwhile: ours is as good */
+                *out = m;
+            watch_start(c, st);
             return KVI_OK;
         }
         if (s == KVI_E_AUTH || s == KVI_E_NOMEM)

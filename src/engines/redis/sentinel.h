@@ -25,4 +25,14 @@ kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
  * did. */
 void kvi__redis_sentinel_forget(struct kvi_redis_state *st, struct kvi_redis_node *m);
 
+/*
+ * The +switch-master listener: a thread per process and connection that
+ * subscribes to +switch-master on one sentinel (the next one when that
+ * fails) and installs the new master the moment a failover ends, without
+ * waiting for an error.  Started by the first kvi__redis_sentinel_master()
+ * that finds a master; stopped (joined) by kvi__redis_sentinel_watch_stop(),
+ * which close calls before freeing the state.
+ */
+void kvi__redis_sentinel_watch_stop(kvi_conn *c, struct kvi_redis_state *st);
+
 #endif /* KVI_REDIS_SENTINEL_H */

@@ -48,8 +48,8 @@ static int add_range(struct kvi_redis_range *ranges, size_t *count, size_t cap, 
 
 /* CLUSTER SHARDS (Redis >= 7): shards of {slots: [s, e, ...], nodes: [...]}
  * with each map a flat key/value array under RESP2. */
-static int parse_shards(const redisReply *r, const char *asked, struct kvi_redis_range *ranges,
-                        size_t *count, size_t cap)
+static int parse_shards(const redisReply *r, const char *asked, int tls,
+                        struct kvi_redis_range *ranges, size_t *count, size_t cap)
 {
     if (r->type != REDIS_REPLY_ARRAY)
         return -1;
@@ -72,7 +72,11 @@ static int parse_shards(const redisReply *r, const char *asked, struct kvi_redis
         }
         if (master == NULL)
             continue;
-        const redisReply *port = map_get(master, "port");
+        /* Over TLS the node's TLS port (a node with only a TLS port lists
+         * no "port"). */
+        const redisReply *port = tls ? map_get(master, "tls-port") : NULL;
+        if (port == NULL)
+            port = map_get(master, "port");
         const redisReply *ep = map_get(master, "endpoint");
         const redisReply *ip = map_get(master, "ip");
         const char *host = NULL;
@@ -185,7 +189,8 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
     }
     *count = 0;
     const char *asked = n->addr.host != NULL ? n->addr.host : "127.0.0.1";
-    int bad = shards ? parse_shards(r, asked, *ranges, count, cap)
+    int bad = shards ? parse_shards(r, asked, kvi__redis_priv(c)->cfg.tls != NULL, *ranges, count,
+                                    cap)
                      : parse_slots(r, asked, *ranges, count, cap);
     freeReplyObject(r);
     if (bad) {

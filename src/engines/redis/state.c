@@ -21,6 +21,9 @@ void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st)
         }
         if (own)
             pthread_rwlock_destroy(&st->lock);
+        /* A parent's listener thread does not exist in a forked child (its
+         * own one was stopped by kvi__redis_sentinel_watch_stop). */
+        kvi_engine_free(c, atomic_load(&st->watch));
         kvi_engine_free(c, st->seeds);
         kvi_engine_free(c, st->slots);
         kvi_engine_free(c, st);
@@ -70,6 +73,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
     atomic_init(&st->last_refresh_ms, 0);
     atomic_init(&st->rr, 0);
     atomic_init(&st->master, NULL);
+    atomic_init(&st->watch, NULL);
     size_t nseeds = cfg->socket != NULL ? 1 : cfg->nhosts;
     st->seeds = kvi_engine_malloc(c, nseeds * sizeof *st->seeds);
     st->slots = kvi_engine_malloc(c, KVI_REDIS_SLOTS * sizeof *st->slots);

@@ -17,6 +17,8 @@
 
 #include "pool.h"
 
+struct kvi_redis_watch; /* sentinel.c */
+
 struct kvi_redis_state {
     pid_t pid;
     pthread_rwlock_t lock; /* nodes list and slots */
@@ -29,6 +31,7 @@ struct kvi_redis_state {
     atomic_int_least64_t last_refresh_ms;
     atomic_uint rr;
     struct kvi_redis_node *_Atomic master; /* sentinel: the master it named, NULL = ask */
+    struct kvi_redis_watch *_Atomic watch; /* sentinel: the +switch-master listener */
     struct kvi_redis_state *retired; /* a parent process's state */
 };
 

@@ -4,12 +4,14 @@
  * quorum 2.  The master is found through the sentinels (a dead sentinel
  * first in the list costs nothing but its connect), an unknown master name
  * and all sentinels down are clear errors within connect_timeout, and a
- * failover (SENTINEL FAILOVER) is followed: the writes that kvi
- * acknowledged with wait_replicas=2 are all on the new master, and writes
- * resume.
+ * failover (SENTINEL FAILOVER, then kill -9 of the master) is followed,
+ * also through +switch-master: the writes that kvi acknowledged with
+ * wait_replicas (2, then the 1 replica left) are all on the new master, and
+ * writes resume within the switch time plus 2 s.
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdatomic.h>
@@ -71,11 +73,13 @@ static kvi *open_url(const char *url)
 
 /* The port of the master kvi talks to (ROLE answers "master" there, and
  * INFO server names its port). */
-static unsigned master_port(kvi *k)
+static unsigned master_port_or_0(kvi *k, int must)
 {
     kvi_reply *r = NULL;
     const char *q = "CONFIG GET port";
     kvi_status st = kvi_raw_query(k, "redis", q, strlen(q), &r);
+    if (st != KVI_OK && !must)
+        return 0;
     if (st != KVI_OK)
         fail_msg("CONFIG GET port: %s: %s", kvi_status_name(st), kvi_errmsg(k));
     assert_int_equal(kvi_reply_type_of(r), KVI_REPLY_ARRAY);
@@ -85,6 +89,11 @@ static unsigned master_port(kvi *k)
     unsigned port = (unsigned)atoi(p);
     kvi_reply_free(r);
     return port;
+}
+
+static unsigned master_port(kvi *k)
+{
+    return master_port_or_0(k, 1);
 }
 
 static void test_sentinel_names_the_master(void **state)
@@ -185,13 +194,18 @@ static void *write_loop(void *arg)
     return NULL;
 }
 
-static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **state)
+static void count_switch(void *ud, kvi_log_level level, const char *msg)
 {
-    (void)state;
-    char url[1200];
-    snprintf(url, sizeof url, "%s&wait_replicas=2&timeout=1000&connect_timeout=%d&down_after=0",
-             g_url, CONNECT_TIMEOUT_MS);
-    kvi *k = open_url(url);
+    (void)level;
+    if (strstr(msg, "+switch-master") != NULL)
+        __atomic_fetch_add((int *)ud, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Runs WRITERS threads adding to ctr0..ctr3 on k while failover() makes
+ * the master change; checks that every acknowledged add is there and that
+ * writes resumed within the switch time plus 2 s. */
+static void writes_across_failover(kvi *k, void (*failover)(kvi *k, unsigned master_port))
+{
     unsigned before = master_port(k);
     for (int i = 0; i < WRITERS; i++) {
         char key[16];
@@ -206,31 +220,13 @@ static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **s
         assert_int_equal(pthread_create(&th[i], NULL, write_loop, &w[i]), 0);
     }
     usleep(300 * 1000);
-    /* Ask a sentinel for the failover (retried while it still says no
-     * good replica). */
-    char sent_url[128];
-    snprintf(sent_url, sizeof sent_url, "redis:sent://127.0.0.1:%u/?cluster=no",
-             (unsigned)kvi_ts_port(kvi_tsn_sentinel(g_setup, 0)));
-    assert_int_equal(kvi_add_url(k, sent_url), KVI_OK);
     int64_t t_failover = mono_ms();
-    for (int tries = 0;; tries++) {
-        kvi_reply *r = NULL;
-        const char *q = "SENTINEL FAILOVER mymaster";
-        kvi_status st = kvi_raw_query(k, "redis:sent", q, strlen(q), &r);
-        int ok = st == KVI_OK && kvi_reply_type_of(r) == KVI_REPLY_STATUS;
-        if (!ok && st == KVI_OK)
-            print_message("  SENTINEL FAILOVER: %s\n", kvi_reply_str(r, NULL));
-        kvi_reply_free(r);
-        if (ok)
-            break;
-        assert_true(tries < 100);
-        usleep(100 * 1000);
-    }
+    failover(k, before);
     /* Writes go on; the master changes. */
     unsigned after = before;
-    for (int i = 0; i < 150 && after == before; i++) {
+    for (int i = 0; i < 200 && (after == before || after == 0); i++) {
         usleep(100 * 1000);
-        after = master_port(k);
+        after = master_port_or_0(k, 0);
     }
     int64_t switched_ms = mono_ms() - t_failover;
     usleep(1500 * 1000);
@@ -253,6 +249,69 @@ static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **s
         /* Writes resumed within the failover plus a second or so. */
         assert_true(w[i].longest_gap_ms < switched_ms + 2000);
     }
+}
+
+/* SENTINEL FAILOVER (retried while it still says no good replica). */
+static void sentinel_failover(kvi *k, unsigned master)
+{
+    (void)master;
+    char sent_url[128];
+    snprintf(sent_url, sizeof sent_url, "redis:sent://127.0.0.1:%u/?cluster=no",
+             (unsigned)kvi_ts_port(kvi_tsn_sentinel(g_setup, 0)));
+    assert_int_equal(kvi_add_url(k, sent_url), KVI_OK);
+    for (int tries = 0;; tries++) {
+        kvi_reply *r = NULL;
+        const char *q = "SENTINEL FAILOVER mymaster";
+        kvi_status st = kvi_raw_query(k, "redis:sent", q, strlen(q), &r);
+        int ok = st == KVI_OK && kvi_reply_type_of(r) == KVI_REPLY_STATUS;
+        if (!ok && st == KVI_OK)
+            print_message("  SENTINEL FAILOVER: %s\n", kvi_reply_str(r, NULL));
+        kvi_reply_free(r);
+        if (ok)
+            break;
+        assert_true(tries < 100);
+        usleep(100 * 1000);
+    }
+}
+
+static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **state)
+{
+    (void)state;
+    static int switches;
+    char url[1200];
+    snprintf(url, sizeof url, "%s&wait_replicas=2&timeout=1000&connect_timeout=%d&down_after=0",
+             g_url, CONNECT_TIMEOUT_MS);
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_set_log(k, count_switch, &switches, KVI_LOG_INFO), KVI_OK);
+    assert_int_equal(kvi_add_url(k, url), KVI_OK);
+    writes_across_failover(k, sentinel_failover);
+    /* The +switch-master listener told kvi too (the sentinels publish it
+     * once the replicas are reconfigured: wait up to 15 s). */
+    for (int i = 0; i < 150 && __atomic_load_n(&switches, __ATOMIC_SEQ_CST) == 0; i++)
+        usleep(100 * 1000);
+    assert_true(__atomic_load_n(&switches, __ATOMIC_SEQ_CST) >= 1);
+    kvi_free(k);
+}
+
+/* kill -9 of the master. */
+static void kill_master(kvi *k, unsigned master)
+{
+    (void)k;
+    for (size_t i = 0; i < kvi_tsn_ndata(g_setup); i++)
+        if (kvi_ts_port(kvi_tsn_data(g_setup, i)) == master)
+            assert_int_equal(kvi_ts_kill(kvi_tsn_data(g_setup, i)), KVI_TS_OK);
+}
+
+static void test_killed_master_is_replaced(void **state)
+{
+    (void)state;
+    char url[1200];
+    /* One replica is left after the kill: WAIT for that one. */
+    snprintf(url, sizeof url, "%s&wait_replicas=1&timeout=1000&connect_timeout=%d&down_after=0",
+             g_url, CONNECT_TIMEOUT_MS);
+    kvi *k = open_url(url);
+    writes_across_failover(k, kill_master);
     kvi_free(k);
 }
 
@@ -264,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_unknown_master_name_is_backend_error),
         cmocka_unit_test(test_all_sentinels_down_is_connect_error),
         cmocka_unit_test(test_failover_is_followed_and_no_acknowledged_write_is_lost),
+        cmocka_unit_test(test_killed_master_is_replaced),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
