@@ -276,17 +276,22 @@ int kvi__cli_cmd_url(kvi__cli *cli, const kvi__cli_args *o)
         fputs(",\"options\":{", stdout);
     for (size_t i = 0; i < u->noptions; i++) {
         const kvi_url_option *op = &u->options[i];
+        /* An option holding a password (redis: sentinel_password) is shown
+         * as the userinfo's password is. */
+        size_t nl = strlen(op->name);
+        const char *value =
+            nl >= 8 && strcmp(op->name + nl - 8, "password") == 0 ? "***" : op->value;
         if (cli->json) {
             if (i > 0)
                 fputc(',', stdout);
             kvi__cli_json_cstr(stdout, op->name);
             fputc(':', stdout);
-            kvi__cli_json_cstr(stdout, op->value);
+            kvi__cli_json_cstr(stdout, value);
         } else {
             printf("%-9s ", "option");
             kvi__cli_write_escaped(stdout, op->name, strlen(op->name), 0);
             fputc('=', stdout);
-            kvi__cli_write_escaped(stdout, op->value, strlen(op->value), 0);
+            kvi__cli_write_escaped(stdout, value, strlen(value), 0);
             fputc('\n', stdout);
         }
     }

@@ -315,6 +315,20 @@ static void test_killed_master_is_replaced(void **state)
     kvi_free(k);
 }
 
+static void test_sentinel_password_is_hidden_like_the_password(void **state)
+{
+    (void)state;
+    kvi_url *u = NULL;
+    char err[256], out[512];
+    const char *url = "redis://:data-pw@127.0.0.1:26379/?sentinel=m&sentinel_password=sent-pw";
+    assert_int_equal(kvi_url_parse(url, &u, err, sizeof err), KVI_OK);
+    kvi_url_format_redacted(u, out, sizeof out);
+    kvi_url_free(u);
+    assert_null(strstr(out, "data-pw"));
+    assert_null(strstr(out, "sent-pw"));
+    assert_non_null(strstr(out, "sentinel_password=***"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_all_sentinels_down_is_connect_error),
         cmocka_unit_test(test_failover_is_followed_and_no_acknowledged_write_is_lost),
         cmocka_unit_test(test_killed_master_is_replaced),
+        cmocka_unit_test(test_sentinel_password_is_hidden_like_the_password),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
