@@ -170,6 +170,16 @@ static void tls_init_once(void)
     cache_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
+/* The module may be unloaded (dlclose) and loaded again: the BIO method
+ * goes with it.  (Only a plain free: at exit this may run after OpenSSL's
+ * own clean-up.  The ex_data index stays taken: a few bytes per load.) */
+__attribute__((destructor)) static void tls_fini(void)
+{
+    if (bio_method != NULL)
+        BIO_meth_free(bio_method);
+    bio_method = NULL;
+}
+
 /* A server sent a session (TLS 1.3: after the handshake): keep a copy of
  * the newest one per server for the next connect.  A copy: OpenSSL marks
  * the connection's own session unusable when the connection ends without
