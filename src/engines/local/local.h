@@ -121,6 +121,46 @@ static inline int64_t kvi__lt_deadline(int64_t now_ms, int64_t expire_s)
     return at < 1 ? 1 : at;
 }
 
+/* What one table operation carries along: the context's clock, read at
+ * most once and only when an expiry must be compared or set (ms), and, in
+ * the shared table, whether it met a damaged link (bad: it then answers
+ * KVI_E_CORRUPT).  Start it as {.k = k}. */
+typedef struct kvi__lt_op {
+    kvi *k;
+    int64_t ms;
+    int have;
+    int bad;
+} kvi__lt_op;
+
+static inline int64_t kvi__lt_now(kvi__lt_op *op)
+{
+    if (!op->have) {
+        op->ms = kvi_now_ms(op->k);
+        op->have = 1;
+    }
+    return op->ms;
+}
+
+/* The expiry rule of both tables: an entry whose expiry (unix ms, 0 =
+ * none) is at or before now is dead, to the millisecond. */
+static inline int kvi__lt_dead(int64_t expire_ms, kvi__lt_op *op)
+{
+    return expire_ms != 0 && kvi__lt_now(op) >= expire_ms;
+}
+
+/* The expiry of an entry stored now with expire_s (0 = none). */
+static inline int64_t kvi__lt_expire_at(kvi__lt_op *op, int64_t expire_s)
+{
+    return expire_s <= 0 ? 0 : kvi__lt_deadline(kvi__lt_now(op), expire_s);
+}
+
+/* A live entry's remaining time in whole seconds, rounded down (never more
+ * than it has: 0 in its last second), -1 without an expiry. */
+static inline int64_t kvi__lt_ttl_s(int64_t expire_ms, kvi__lt_op *op)
+{
+    return expire_ms ? (expire_ms - kvi__lt_now(op)) / 1000 : -1;
+}
+
 /* An absolute expiry read back from a snapshot (unix ms, 0 = none) as the
  * put_abs functions keep it: a negative one becomes 1 (long past), a later
  * one than KVI__LT_MAX_EXPIRE_MS is clamped to it. */

@@ -23,25 +23,6 @@
 #define IDX(s, e) ((uint32_t)(((const unsigned char *)(e) - (s)->base) / SH_GRAN))
 #define SAMPLES 5
 
-/* What one operation carries along: its clock reading (taken once, when
- * first needed) and whether it met a damaged link (then it answers
- * KVI_E_CORRUPT). */
-struct now {
-    kvi *k;
-    int64_t ms;
-    int have;
-    int bad;
-};
-
-static int64_t now_ms(struct now *n)
-{
-    if (!n->have) {
-        n->ms = kvi_now_ms(n->k);
-        n->have = 1;
-    }
-    return n->ms;
-}
-
 static inline void w32(kvi__sh *s, struct sh_shard *sh, uint32_t *p, uint32_t v)
 {
     kvi__sh_log(s, sh, p, sizeof(*p));
@@ -59,10 +40,9 @@ static inline int64_t e_expire(const struct sh_ent *e)
     return (int64_t)(e->xl >> 16);
 }
 
-static inline int e_dead(const struct sh_ent *e, struct now *n)
+static inline int e_dead(const struct sh_ent *e, kvi__lt_op *n)
 {
-    int64_t x = e_expire(e);
-    return x != 0 && now_ms(n) >= x;
+    return kvi__lt_dead(e_expire(e), n);
 }
 
 /* The shard's place in the segment as this process computed and checked
@@ -180,7 +160,7 @@ static inline struct sh_ent *ent_at(const kvi__sh *s, const struct sh_shard *sh,
 
 /* Refuses a damaged link: records why, undoes what the operation wrote so
  * far and marks it failed; the walk that met it stops there. */
-static void bad_link(kvi__sh *s, struct sh_shard *sh, struct now *n, const char *why)
+static void bad_link(kvi__sh *s, struct sh_shard *sh, kvi__lt_op *n, const char *why)
 {
     n->bad = 1;
     (void)kvi__sh_fault(s, sh, why);
@@ -276,7 +256,7 @@ static uint32_t block_alloc(kvi__sh *s, struct sh_shard *sh, size_t need)
 /* The link to key's entry, or NULL (n->bad when a damaged link stopped
  * the walk). */
 static uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key, size_t klen,
-                      struct now *n)
+                      kvi__lt_op *n)
 {
     uint32_t *pp = &buckets(s, sh)[h & s->nbmask];
     uint32_t want = hash32(h);
@@ -324,7 +304,7 @@ static void drop_dead(kvi__sh *s, struct sh_shard *sh, uint32_t *pp)
 }
 
 static uint32_t *find_live(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key,
-                           size_t klen, struct now *n)
+                           size_t klen, kvi__lt_op *n)
 {
     uint32_t *pp = find(s, sh, h, key, klen, n);
     if (pp && e_dead(ENT(s, *pp), n)) {
@@ -343,7 +323,7 @@ static void touch(kvi__sh *s, struct sh_shard *sh, struct sh_ent *e)
 }
 
 /* Looks at the next few buckets for dead entries. */
-static void sweep_step(kvi__sh *s, struct sh_shard *sh, struct now *n, size_t nbuckets)
+static void sweep_step(kvi__sh *s, struct sh_shard *sh, kvi__lt_op *n, size_t nbuckets)
 {
     if (!sh->expiring)
         return;
@@ -367,7 +347,7 @@ static void sweep_step(kvi__sh *s, struct sh_shard *sh, struct now *n, size_t nb
 
 /* Evicts the least recently used of a few sampled entries (a dead one
  * first), as an operation of its own; 0 when the shard is empty. */
-static int evict_one(kvi__sh *s, struct sh_shard *sh, struct now *n)
+static int evict_one(kvi__sh *s, struct sh_shard *sh, kvi__lt_op *n)
 {
     if (!sh->entries)
         return 0;
@@ -411,7 +391,7 @@ static int evict_one(kvi__sh *s, struct sh_shard *sh, struct now *n)
 }
 
 /* Drops every dead entry of the shard (each its own operation). */
-static void sweep_all(kvi__sh *s, struct sh_shard *sh, struct now *n)
+static void sweep_all(kvi__sh *s, struct sh_shard *sh, kvi__lt_op *n)
 {
     sweep_step(s, sh, n, (size_t)s->nbmask + 1u);
 }
@@ -422,7 +402,7 @@ static void sweep_all(kvi__sh *s, struct sh_shard *sh, struct now *n)
  * kvi__sh_max_entry fits once enough is evicted.  Evictions commit on
  * their own, so *pp (the entry being replaced, may be NULL) is looked up
  * again after them. */
-static uint32_t make_room(kvi__sh *s, struct sh_shard *sh, size_t need, struct now *n, uint64_t h,
+static uint32_t make_room(kvi__sh *s, struct sh_shard *sh, size_t need, kvi__lt_op *n, uint64_t h,
                           const void *key, size_t klen, uint32_t **pp)
 {
     int swept = 0, reset = 0;
@@ -496,11 +476,6 @@ static void place(kvi__sh *s, struct sh_shard *sh, uint64_t h, uint32_t idx, uin
     sh->changes++;
 }
 
-static int64_t deadline(struct now *n, int64_t expire_s)
-{
-    return expire_s <= 0 ? 0 : kvi__lt_deadline(now_ms(n), expire_s);
-}
-
 /* ---- operations ------------------------------------------------------------- */
 
 /* Hashes key and locks its shard (repairing it after a dead owner); NULL
@@ -518,7 +493,7 @@ static struct sh_shard *lock_key(kvi__sh *s, const void *key, size_t klen, uint6
 /* A key's place: its shard (locked by lock_find) and the link of its live
  * entry (NULL when absent). */
 struct sh_at {
-    struct now n;
+    kvi__lt_op n;
     uint64_t h;
     struct sh_shard *sh;
     uint32_t *pp;
@@ -538,7 +513,7 @@ static kvi_status lock_find(kvi__sh *s, const void *key, size_t klen, struct sh_
 
 /* Stores (nx: only when absent; *exists then says it was there). */
 static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *val, size_t vlen,
-                         int64_t expire_ms, int nx, int *exists, struct now *n)
+                         int64_t expire_ms, int nx, int *exists, kvi__lt_op *n)
 {
     size_t need = sizeof(struct sh_ent) + klen + vlen;
     if (need > kvi__sh_max_entry(s))
@@ -573,27 +548,28 @@ static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *v
 kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void *val,
                          size_t val_len, int64_t expire_s)
 {
-    struct now n = {s->k, 0, 0, 0};
+    kvi__lt_op n = {.k = s->k};
     int exists = 0;
-    return sh_put(s, key, key_len, val, val_len, deadline(&n, expire_s), 0, &exists, &n);
+    return sh_put(s, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), 0, &exists, &n);
 }
 
 kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const void *val,
                             size_t val_len, int64_t expire_s)
 {
-    struct now n = {s->k, 0, 0, 0};
+    kvi__lt_op n = {.k = s->k};
     int exists = 0;
-    kvi_status st = sh_put(s, key, key_len, val, val_len, deadline(&n, expire_s), 1, &exists, &n);
+    kvi_status st =
+        sh_put(s, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), 1, &exists, &n);
     return st == KVI_OK && exists ? KVI_KEY_EXISTS : st;
 }
 
 kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const void *val,
                            size_t val_len, int64_t expire_ms)
 {
-    struct now n = {s->k, 0, 0, 0};
+    kvi__lt_op n = {.k = s->k};
     int exists = 0;
     expire_ms = kvi__lt_clamp_abs(expire_ms);
-    if (expire_ms != 0 && now_ms(&n) >= expire_ms)
+    if (kvi__lt_dead(expire_ms, &n))
         return KVI_OK;
     return sh_put(s, key, key_len, val, val_len, expire_ms, 0, &exists, &n);
 }
@@ -601,7 +577,7 @@ kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const vo
 kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
                          kvi_status (*fn)(void *ud, const void *data, size_t len), void *ud)
 {
-    struct sh_at at = {.n = {s->k, 0, 0, 0}};
+    struct sh_at at = {.n = {.k = s->k}};
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
@@ -619,7 +595,7 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
 
 kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
 {
-    struct sh_at at = {.n = {s->k, 0, 0, 0}};
+    struct sh_at at = {.n = {.k = s->k}};
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
@@ -641,7 +617,7 @@ kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
 static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta, int64_t expire_s,
                          int64_t min, int64_t max, int64_t *value)
 {
-    struct sh_at at = {.n = {s->k, 0, 0, 0}};
+    struct sh_at at = {.n = {.k = s->k}};
     kvi_status st = lock_find(s, key, klen, &at);
     if (st != KVI_OK)
         return st;
@@ -661,7 +637,7 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
             at.sh->changes++;
             touch(s, at.sh, e);
         } else {
-            int64_t expire_ms = e ? e_expire(e) : deadline(&at.n, expire_s);
+            int64_t expire_ms = e ? e_expire(e) : kvi__lt_expire_at(&at.n, expire_s);
             uint32_t idx = make_room(s, at.sh, sizeof(struct sh_ent) + klen + len, &at.n, at.h, key,
                                      klen, &at.pp);
             if (!idx) {
@@ -672,7 +648,7 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
                 if (e && !at.pp) {
                     result = delta;
                     len = kvi_format_int64(result, text);
-                    expire_ms = deadline(&at.n, expire_s);
+                    expire_ms = kvi__lt_expire_at(&at.n, expire_s);
                 }
                 struct sh_ent *ne = ENT(s, idx);
                 fill(ne, at.h, key, klen, text, len, expire_ms);
@@ -712,16 +688,13 @@ kvi_status kvi__sh_counter(kvi__sh *s, const void *key, size_t key_len, int64_t 
 
 kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    struct sh_at at = {.n = {s->k, 0, 0, 0}};
+    struct sh_at at = {.n = {.k = s->k}};
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
     int64_t v = -1;
     if (at.pp) {
-        int64_t x = e_expire(ENT(s, *at.pp));
-        /* Rounded down: never more than the key has (as table.c). */
-        if (x)
-            v = (x - now_ms(&at.n)) / 1000;
+        v = kvi__lt_ttl_s(e_expire(ENT(s, *at.pp)), &at.n);
     } else {
         st = at.n.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
     }
@@ -736,7 +709,7 @@ kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl
 static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, const char *glob, size_t glob_len,
                              kvi_status (*fn)(void *, const void *, size_t, const void *, size_t,
                                               int64_t),
-                             void *ud, uint64_t *removed, struct now *n)
+                             void *ud, uint64_t *removed, kvi__lt_op *n)
 {
     uint32_t *b = buckets(s, sh);
     for (uint64_t i = 0; i <= s->nbmask; i++) {
@@ -779,7 +752,7 @@ static kvi_status walk_all(kvi__sh *s, const char *glob, size_t glob_len,
                                             int64_t),
                            void *ud, uint64_t *removed, int keep_going)
 {
-    struct now n = {s->k, 0, 0, 0};
+    kvi__lt_op n = {.k = s->k};
     kvi_status st = KVI_OK;
     for (uint32_t i = 0; i < SH_SHARDS && st == KVI_OK; i++) {
         struct sh_shard *sh = &s->shards[i];

@@ -76,14 +76,6 @@ struct lt_loc {
     int which;
 };
 
-/* The current time, read from the context's clock at most once per call
- * and only when an expiry must be compared. */
-struct lt_now {
-    kvi *k;
-    int64_t ms;
-    int have;
-};
-
 #define LT_HEADER ((size_t)sizeof(struct lt_entry))
 #define LT_MALLOC_WORD 8u
 #define LT_INITIAL_BUCKETS 16u
@@ -109,15 +101,6 @@ _Static_assert(KVI__LT_SHARDS == 64u, "LT_SHARD_OF takes the top 6 bits");
 
 /* ---------------------------------------------------------------------- */
 /* Small helpers                                                            */
-
-static int64_t now_ms(struct lt_now *n)
-{
-    if (!n->have) {
-        n->ms = kvi_now_ms(n->k);
-        n->have = 1;
-    }
-    return n->ms;
-}
 
 static inline int64_t e_expire(const struct lt_entry *e)
 {
@@ -163,10 +146,9 @@ static inline size_t e_cost(const struct lt_entry *e)
     return kvi__lt_entry_cost(e_klen(e), e_vlen(e));
 }
 
-static inline int e_dead(const struct lt_entry *e, struct lt_now *n)
+static inline int e_dead(const struct lt_entry *e, kvi__lt_op *n)
 {
-    int64_t x = e_expire(e);
-    return x != 0 && now_ms(n) >= x;
+    return kvi__lt_dead(e_expire(e), n);
 }
 
 static inline uint64_t xorshift(uint64_t *s)
@@ -437,7 +419,7 @@ static inline void lt_rehash_step(kvi__lt *t, struct lt_shard *sh, size_t n)
 }
 
 /* Looks at a few buckets for expired entries; they go on *dead. */
-static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, lt_ref *dead)
+static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, kvi__lt_op *n, lt_ref *dead)
 {
     if (!sh->expiring || sh->ht[1].b || !sh->ht[0].b)
         return;
@@ -460,7 +442,7 @@ static void lt_sweep_step(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, lt_
  * live entry. */
 static inline __attribute__((always_inline)) struct lt_loc
 lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, const void *key, size_t klen,
-             struct lt_now *n, lt_ref *dead)
+             kvi__lt_op *n, lt_ref *dead)
 {
     struct lt_loc loc = lt_find(sh, h, key, klen);
     if (loc.pp && e_dead(r_entry(*loc.pp), n)) {
@@ -474,7 +456,7 @@ lt_find_live(kvi__lt *t, struct lt_shard *sh, uint64_t h, const void *key, size_
 
 /* Samples a few entries of the shard and returns the location of the least
  * recently used one (an expired one first); loc.pp NULL when empty. */
-static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n, size_t window,
+static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, kvi__lt_op *n, size_t window,
                                uint64_t *age_out)
 {
     struct lt_loc best = {NULL, 0};
@@ -510,7 +492,7 @@ static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, struct lt_now *n
  * table looks empty.  Called with no shard lock held. */
 static int lt_evict_one(kvi__lt *t)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     for (int attempt = 0; attempt < 8; attempt++) {
         uint64_t r = kvi__lt_mix64(
             atomic_fetch_add_explicit(&t->evict_cursor, 1, memory_order_relaxed) ^ t->seed);
@@ -621,11 +603,6 @@ static kvi_status lt_make_room(kvi__lt *t, size_t cost)
     return KVI_OK;
 }
 
-static int64_t lt_expire_at(struct lt_now *n, int64_t expire_s)
-{
-    return expire_s <= 0 ? 0 : kvi__lt_deadline(now_ms(n), expire_s);
-}
-
 /* ---------------------------------------------------------------------- */
 /* Public (internal) operations                                            */
 
@@ -692,7 +669,7 @@ void kvi__lt_free(kvi__lt *t)
 /* Inserts or replaces key; with nx set a live entry is left alone and the
  * answer is KVI_KEY_EXISTS (an expired one is dropped and replaced). */
 static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *val, size_t vlen,
-                         int64_t expire_ms, struct lt_now *n, int nx)
+                         int64_t expire_ms, kvi__lt_op *n, int nx)
 {
     uint64_t h = kvi__lt_hash(t->seed, key, klen);
     size_t cost = kvi__lt_entry_cost(klen, vlen);
@@ -736,30 +713,30 @@ static kvi_status lt_put(kvi__lt *t, const void *key, size_t klen, const void *v
 kvi_status kvi__lt_store(kvi__lt *t, const void *key, size_t key_len, const void *val,
                          size_t val_len, int64_t expire_s)
 {
-    struct lt_now n = {t->k, 0, 0};
-    return lt_put(t, key, key_len, val, val_len, lt_expire_at(&n, expire_s), &n, 0);
+    kvi__lt_op n = {.k = t->k};
+    return lt_put(t, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), &n, 0);
 }
 
 kvi_status kvi__lt_store_nx(kvi__lt *t, const void *key, size_t key_len, const void *val,
                             size_t val_len, int64_t expire_s)
 {
-    struct lt_now n = {t->k, 0, 0};
-    return lt_put(t, key, key_len, val, val_len, lt_expire_at(&n, expire_s), &n, 1);
+    kvi__lt_op n = {.k = t->k};
+    return lt_put(t, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), &n, 1);
 }
 
 kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const void *val,
                            size_t val_len, int64_t expire_ms)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     expire_ms = kvi__lt_clamp_abs(expire_ms);
-    if (expire_ms != 0 && now_ms(&n) >= expire_ms)
+    if (kvi__lt_dead(expire_ms, &n))
         return KVI_OK;
     return lt_put(t, key, key_len, val, val_len, expire_ms, &n, 0);
 }
 
 kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     uint64_t h;
     struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
@@ -803,7 +780,7 @@ void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const siz
             if (head[s] < 0)
                 continue;
             struct lt_shard *sh = &t->shards[s];
-            struct lt_now now = {t->k, 0, 0};
+            kvi__lt_op now = {.k = t->k};
             lt_ref dead = 0;
             pthread_mutex_lock(&sh->lock);
             lt_rehash_step(t, sh, 1);
@@ -827,7 +804,7 @@ void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const siz
 
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     uint64_t h;
     struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
@@ -854,7 +831,7 @@ kvi_status kvi__lt_add(kvi__lt *t, const void *key, size_t key_len, int64_t delt
 kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int64_t delta,
                                int64_t expire_s, int64_t min, int64_t max, int64_t *value)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     uint64_t h;
     struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
@@ -878,7 +855,8 @@ kvi_status kvi__lt_add_bounded(kvi__lt *t, const void *key, size_t key_len, int6
         if (lt_over(t, kvi__lt_entry_cost(key_len, len), 0))
             st = KVI_E_STORE_FULL;
         else if ((st = lt_ensure_buckets(t, sh)) == KVI_OK &&
-                 !(e = lt_entry_new(t, key, key_len, text, len, lt_expire_at(&n, expire_s), h)))
+                 !(e = lt_entry_new(t, key, key_len, text, len, kvi__lt_expire_at(&n, expire_s),
+                                    h)))
             st = KVI_E_NOMEM;
         if (st == KVI_OK) {
             lt_touch(t, e);
@@ -919,7 +897,7 @@ kvi_status kvi__lt_counter(kvi__lt *t, const void *key, size_t key_len, int64_t 
 
 kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl_s)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     uint64_t h;
     struct lt_shard *sh = lt_shard_for(t, key, key_len, &h);
     lt_ref dead = 0;
@@ -928,11 +906,7 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
     pthread_mutex_lock(&sh->lock);
     struct lt_loc loc = lt_find_live(t, sh, h, key, key_len, &n, &dead);
     if (loc.pp) {
-        int64_t x = e_expire(r_entry(*loc.pp));
-        /* Rounded down: whole seconds the key is sure to live, never more
-         * than it has (0 in its last second). */
-        if (x)
-            v = (x - now_ms(&n)) / 1000;
+        v = kvi__lt_ttl_s(e_expire(r_entry(*loc.pp)), &n);
         st = KVI_OK;
     }
     pthread_mutex_unlock(&sh->lock);
@@ -946,7 +920,7 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
  * one matching glob calls fn (when set) or, with remove, unlinks it. */
 static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glob, size_t glob_len,
                                 kvi__lt_entry_fn fn, void *ud, int remove, uint64_t *removed,
-                                struct lt_now *n, lt_ref *dead)
+                                kvi__lt_op *n, lt_ref *dead)
 {
     for (int i = 0; i < 2; i++) {
         struct lt_ht *ht = &sh->ht[i];
@@ -984,7 +958,7 @@ static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glo
 kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__lt_entry_fn fn,
                            void *ud)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     kvi_status st = KVI_OK;
     for (size_t i = 0; i < KVI__LT_SHARDS && st == KVI_OK; i++) {
         struct lt_shard *sh = &t->shards[i];
@@ -999,7 +973,7 @@ kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__l
 
 void kvi__lt_remove_chunk(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed)
 {
-    struct lt_now n = {t->k, 0, 0};
+    kvi__lt_op n = {.k = t->k};
     uint64_t count = 0;
     for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
         struct lt_shard *sh = &t->shards[i];
