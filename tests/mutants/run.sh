@@ -157,11 +157,22 @@ sync_tree() {
     mv "$work/files.new" "$work/files"
 }
 
-# restore PATCH: the original of every file the patch changed.
+# save PATCH / restore PATCH: keep the copy's own version of every file the
+# patch changes, and put it back afterwards (not the source's: the source
+# may have changed since the copy was made, e.g. a pull during the run).
+orig=$work/orig
+save() {
+    rm -rf "$orig"
+    for f in $(files "$1"); do
+        if [ -f "$tree/$f" ]; then
+            mkdir -p "$(dirname "$orig/$f")" && cp -p "$tree/$f" "$orig/$f" || return 1
+        fi
+    done
+}
 restore() {
     for f in $(files "$1"); do
-        if [ -f "$src/$f" ]; then
-            cp -p "$src/$f" "$tree/$f" && touch "$tree/$f"
+        if [ -f "$orig/$f" ]; then
+            cp -p "$orig/$f" "$tree/$f" && touch "$tree/$f"
         else
             rm -f "$tree/$f"
         fi
@@ -249,6 +260,8 @@ for p in $patches; do
     echo "== $name: $what"
     if [ -z "$regex" ]; then
         result="NO TEST"
+    elif ! save "$p"; then
+        result="NO COPY"
     elif ! patch -p1 --fuzz=0 --force -s -d "$tree" <"$p" >"$log/$name.apply" 2>&1; then
         result="STALE"
         restore "$p"
