@@ -181,15 +181,28 @@ restore() {
 
 now() { date +%s; }
 
-# The tests matching regex, cheapest first (CTest's recorded average times;
-# a test never timed counts as free), one name a line.
+# The tests matching regex, cheapest first: by the seconds each took when
+# this script last ran it ($work/costs; else CTest's recorded average), a
+# test never timed first, ties in CTest's order (unit tests before the
+# server tests).  One name a line.
+costs=$work/costs
 tests_by_cost() {
-    costs=$build/Testing/Temporary/CTestCostData.txt
+    touch "$costs"
     ctest --test-dir "$build" -N -R "$1" 2>/dev/null | sed -n 's/^ *Test *#[0-9]*: *//p' |
         while IFS= read -r t; do
-            c=$(awk -v t="$t" '/^---/ { exit } $1 == t && NF >= 3 { print $3; exit }' "$costs" 2>/dev/null)
+            c=$(awk -v t="$t" '$1 == t { print $2; exit }' "$costs")
+            # Else CTest's own average, from runs outside this script.
+            [ -n "$c" ] || c=$(awk -v t="$t" '/^---/ { exit } $1 == t && NF >= 3 { print int($3); exit }' \
+                "$build/Testing/Temporary/CTestCostData.txt" 2>/dev/null)
             echo "${c:-0} $t"
-        done | sort -g | cut -d' ' -f2-
+        done | sort -s -k1,1n | cut -d' ' -f2-
+}
+
+# note_cost TEST SECONDS: remembers how long TEST took.
+note_cost() {
+    awk -v t="$1" '$1 != t' "$costs" >"$costs.new"
+    echo "$1 $2" >>"$costs.new"
+    mv "$costs.new" "$costs"
 }
 
 # run_tests REGEX LOG: runs the matching tests one by one, cheapest first,
@@ -206,9 +219,11 @@ run_tests() {
             run_result=slow
             return
         fi
+        t1=$(now)
         timeout -k 10 "$left" ctest --test-dir "$build" -R "^$t\$" --output-on-failure \
             --timeout "$left" >>"$2" 2>&1
         rc=$?
+        note_cost "$t" $(($(now) - t1))
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ $(($(now) - start)) -gt "$limit" ]; then
             run_result=slow
             return
