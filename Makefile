@@ -17,7 +17,8 @@ CMAKE_ARGS ?=
 # openssl: the command that makes the TLS tests' certificates).
 # tools/fresh-root-test.sh proves the list on a clean Debian 12 root.
 DEPS_BUILD = build-essential cmake pkg-config libhiredis-dev libmemcached-dev \
-             libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev libcmocka-dev
+             libglib2.0-dev libedit-dev libsqlite3-dev libssl-dev libcmocka-dev \
+             libuv1-dev libevent-dev
 DEPS_TEST  = $(DEPS_BUILD) redis-server redis-tools memcached valgrind \
              liblua5.1-0-dev liblua5.4-dev lua5.1 lua5.4 luarocks lua-busted lua-sql-sqlite3 lua-socket \
              clang libclang-rt-14-dev sasl2-bin libsasl2-modules openssl \

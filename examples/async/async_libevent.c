@@ -1,0 +1,52 @@
+/*
+ * async_libevent.c -- kvi's non-blocking batches on a libevent loop
+ * (docs/async.md): N operations on ID (default 10000), two chains of
+ * batches of 100 in flight at once, each next batch started from the
+ * previous one's done callback.
+ *
+ *     kvi-async-libevent URL ID [N]      e.g. redis://127.0.0.1:6379/ redis
+ *
+ * Prints "N ops: OK ok, F failed" and exits 0 when none failed.
+ */
+#include <stdlib.h>
+
+#include "async_loop.h"
+#include "kvi/adapters/libevent.h"
+
+static struct event_base *g_base;
+
+static int start_event(struct async_chain *ch)
+{
+    return kvi_event_batch_run(g_base, ch->b, 5000, async_done, ch);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s URL ID [N]\n", argv[0]);
+        return 2;
+    }
+    kvi *k = NULL;
+    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, argv[1]) != KVI_OK) {
+        fprintf(stderr, "%s: %s\n", argv[1], k ? kvi_errmsg(k) : "out of memory");
+        kvi_free(k);
+        return 1;
+    }
+    long n = argc > 3 ? atol(argv[3]) : 10000;
+    g_base = event_base_new();
+    struct async_chain ch[2];
+    for (int i = 0; i < 2; i++) {
+        ch[i] = (struct async_chain){NULL, argv[2], 0, n / 2, 0, 0, i, start_event};
+        kvi_batch_new(k, &ch[i].b);
+        if (async_fill(&ch[i]) && start_event(&ch[i]) != 0)
+            ch[i].failed = n / 2;
+    }
+    event_base_dispatch(g_base);
+    long ok = ch[0].ok + ch[1].ok, failed = ch[0].failed + ch[1].failed;
+    printf("%ld ops: %ld ok, %ld failed\n", ok + failed, ok, failed);
+    for (int i = 0; i < 2; i++)
+        kvi_batch_free(ch[i].b);
+    event_base_free(g_base);
+    kvi_free(k);
+    return failed == 0 && ok == n ? 0 : 1;
+}
