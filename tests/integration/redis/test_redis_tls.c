@@ -319,6 +319,31 @@ static void test_reconnect_resumes_the_tls_session(void **state)
     kvi_free(k);
 }
 
+/* A TLS server that completes the handshake, then sends an endless stream
+ * of lines that are no RESP (openssl s_server relaying `yes`). */
+static void test_garbage_after_the_handshake_is_protocol_error(void **state)
+{
+    (void)state;
+    kvi_test_need_program("openssl", "openssl");
+    uint16_t port;
+    assert_int_equal(kvi_ts_free_port(&port), KVI_TS_OK);
+    char script[8192];
+    snprintf(script, sizeof script,
+             "yes 'x garbage after the handshake' | exec openssl s_server -quiet -accept "
+             "127.0.0.1:%u -cert %s/server.pem -key %s/server.key",
+             (unsigned)port, g.dir, g.dir);
+    const char *argv[] = {"sh", "-c", script, NULL};
+    kvi_ts_spec spec = {.name = "tls-garbage", .argv = argv, .port = port};
+    kvi_ts_server *s = NULL;
+    if (kvi_ts_start(&spec, &s) != KVI_TS_OK)
+        fail_msg("cannot start openssl s_server: %s", kvi_ts_errmsg());
+    const char *words[] = {"Protocol error", NULL};
+    expect_open_error(KVI_E_PROTOCOL, words,
+                      "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&connect_timeout=%d",
+                      (unsigned)port, g.dir, CONNECT_TIMEOUT_MS);
+    kvi_ts_free(s);
+}
+
 static void test_tls_options_need_tls_yes(void **state)
 {
     (void)state;
@@ -347,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_tls_url_against_a_plain_port_says_so),
         cmocka_unit_test(test_stalled_handshake_times_out),
         cmocka_unit_test(test_reconnect_resumes_the_tls_session),
+        cmocka_unit_test(test_garbage_after_the_handshake_is_protocol_error),
         cmocka_unit_test(test_tls_options_need_tls_yes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
