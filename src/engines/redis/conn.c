@@ -237,7 +237,13 @@ int kvi__redis_conn_read(struct kvi_redis_conn *conn, int block, redisReply **ou
             *out = r;
             return 1;
         }
-        ssize_t n = conn->tp->read(&conn->sock, buf, sizeof buf, block);
+        if (block < 0 && conn->sock.ssl != NULL && SSL_pending(conn->sock.ssl) == 0) {
+            /* The reply cannot be there yet: wait before the first read
+             * rather than fail one (a syscall per request). */
+            conn->sock.want = POLLIN;
+            return 0;
+        }
+        ssize_t n = conn->tp->read(&conn->sock, buf, sizeof buf, block > 0);
         block = 0;
         if (n == KVI_REDIS_NET_AGAIN)
             return 0;
@@ -628,8 +634,9 @@ kvi_status kvi__redis_conn_reply(struct kvi_redis_conn *conn, int64_t deadline, 
     /* The first read of a plain socket waits in recv() (bounded by
      * SO_RCVTIMEO): most replies arrive in one read, without a poll()
      * first, which cost ~5% against raw hiredis.  Later reads poll
-     * against the whole call's deadline. */
-    int block = conn->cfg.tls == NULL;
+     * against the whole call's deadline.  Over TLS the first read waits
+     * for readiness first (block -1). */
+    int block = conn->cfg.tls == NULL ? 1 : -1;
     for (;;) {
         int r = kvi__redis_conn_read(conn, block, out);
         block = 0;

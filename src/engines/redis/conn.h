@@ -95,7 +95,9 @@ int kvi__redis_conn_append(struct kvi_redis_conn *conn, int argc, const char *co
 int kvi__redis_conn_flush(struct kvi_redis_conn *conn);
 
 /* Reads one reply: 1 with *out (free with freeReplyObject), 0 waiting,
- * -1 failed.  block: a plain socket may wait in read (SO_RCVTIMEO). */
+ * -1 failed.  block > 0: a plain socket may wait in read (SO_RCVTIMEO);
+ * block < 0: over TLS, wait (return 0) before trying the socket unless
+ * OpenSSL holds bytes already; 0: try the socket, never wait. */
 int kvi__redis_conn_read(struct kvi_redis_conn *conn, int block, redisReply **out);
 
 /* 1 when an idle connection still looks usable: no end of stream, no
