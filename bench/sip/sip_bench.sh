@@ -69,6 +69,10 @@ TCK=$(getconf CLK_TCK)
 # alike) with a cost that depends on each instance's fragmentation, which
 # made the setups differ by the order they ran in.  KH_KAM_ARGS overrides.
 export KH_KAM_ARGS=${KH_KAM_ARGS--x tlsf}
+# Shared memory by the sizing rule of docs/kamailio.md for the ladder's top
+# rate (8000/s: 8000 x 5 s x 10 KB = 400 MB, twice that; -m 512 ran out
+# there once a run had gone on for minutes).
+export KH_SHM_MB=${KH_SHM_MB:-1024}
 
 kh_require kvi
 kh_init
