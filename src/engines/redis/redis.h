@@ -12,6 +12,7 @@
  *   pool.h      nodes (one server each) and their idle connections
  *   state.h     the per-process state (fork), the node registry
  *   slotmap.h   the Redis Cluster slot map
+ *   sentinel.h  the master through Redis Sentinel, the +switch-master listener
  *   dispatch.h  routing: failover list, MOVED/ASK/TRYAGAIN/CLUSTERDOWN
  *   counter.h   the counter scripts and counter operations
  *   route.h     pure helpers (key slots, key positions, globs)
