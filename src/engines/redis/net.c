@@ -105,8 +105,11 @@ const struct kvi_redis_transport kvi__redis_unix = {
 /* OpenSSL talks to the socket through this BIO: send() with MSG_NOSIGNAL
  * (no SIGPIPE from a closed peer) and never a blocking call. */
 static BIO_METHOD *bio_method;
-/* SSL ex_data slot holding the connection's kvi_redis_tls_cache. */
-static int cache_index = -1;
+/* The connection's kvi_redis_tls_cache rides in the SSL's application
+ * data slot (SSL_set_app_data: ex_data index 0, always there).  A slot of
+ * our own (SSL_get_ex_new_index) would be allocated on every load of the
+ * module and could not be given back safely at exit: LeakSanitizer
+ * reported it on a fresh Debian root (OpenSSL 3.0.22). */
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
 static int bio_fd(BIO *b)
@@ -167,12 +170,11 @@ static void tls_init_once(void)
         BIO_meth_set_ctrl(bio_method, bio_ctrl);
         BIO_meth_set_create(bio_method, bio_create);
     }
-    cache_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 /* The module may be unloaded (dlclose) and loaded again: the BIO method
  * goes with it.  (Only a plain free: at exit this may run after OpenSSL's
- * own clean-up.  The ex_data index stays taken: a few bytes per load.) */
+ * own clean-up.) */
 __attribute__((destructor)) static void tls_fini(void)
 {
     if (bio_method != NULL)
@@ -186,7 +188,7 @@ __attribute__((destructor)) static void tls_fini(void)
  * a close_notify, as ours do. */
 static int new_session(SSL *ssl, SSL_SESSION *given)
 {
-    struct kvi_redis_tls_cache *tc = SSL_get_ex_data(ssl, cache_index);
+    struct kvi_redis_tls_cache *tc = SSL_get_app_data(ssl);
     if (tc == NULL || !SSL_SESSION_is_resumable(given))
         return 0;
     SSL_SESSION *sess = SSL_SESSION_dup(given);
@@ -300,7 +302,7 @@ static int tls_handshake(struct kvi_redis_sock *s)
     errno = 0;
     int r = SSL_connect(s->ssl);
     if (r == 1) {
-        struct kvi_redis_tls_cache *tc = SSL_get_ex_data(s->ssl, cache_index);
+        struct kvi_redis_tls_cache *tc = SSL_get_app_data(s->ssl);
         if (tc != NULL && SSL_session_reused(s->ssl)) {
             pthread_mutex_lock(&tc->mu);
             tc->resumed++;
@@ -369,7 +371,7 @@ kvi_status kvi__redis_tls_new(const struct kvi_redis_tls_opts *o, struct kvi_red
                               char *err, size_t errlen)
 {
     pthread_once(&tls_once, tls_init_once);
-    if (bio_method == NULL || cache_index < 0) {
+    if (bio_method == NULL) {
         snprintf(err, errlen, "TLS: OpenSSL could not be initialised");
         return KVI_E_INTERNAL;
     }
@@ -484,7 +486,7 @@ int kvi__redis_tls_attach(struct kvi_redis_sock *s, const struct kvi_redis_tls *
         return -1;
     }
     if (tc != NULL) {
-        SSL_set_ex_data(s->ssl, cache_index, tc);
+        SSL_set_app_data(s->ssl, tc);
         pthread_mutex_lock(&tc->mu);
         if (tc->session != NULL)
             SSL_set_session(s->ssl, tc->session);
