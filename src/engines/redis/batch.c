@@ -337,11 +337,19 @@ out:
 /* ---- non-blocking batches (struct kvi_engine_async) --------------------- */
 
 /* A pipeline driven by the caller's event loop: connect (a new connection
- * is started without waiting), write, read the replies, each step
- * resumed when the socket is ready.  Standalone connections whose mode is
- * known only; the rest runs through the blocking slot (start says -1). */
+ * is started without waiting), write, read the replies, each step resumed
+ * when the socket is ready.  In a Cluster one such pipeline per master, one
+ * after the other (the descriptor changes between them).  An op whose
+ * reply says it did not run there (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
+ * LOADING) goes, at the end, through the single path, which waits: only
+ * while slots move.  The rest runs through the blocking slot (start says
+ * -1): connections whose mode is not known yet, wait_replicas, raw queries,
+ * a cluster whose slot map lacks a key's slot. */
 enum { RA_CONNECT, RA_WRITE, RA_FLUSH, RA_READ };
 
+struct redis_arun;
+
+/* One node's pipeline. */
 struct redis_async {
     struct kvi_redis_node *node;
     struct kvi_redis_link *link;
@@ -349,18 +357,36 @@ struct redis_async {
     size_t n, got;
     int phase;
     int probe;
+    struct redis_arun *run;
 };
 
-static void ra_free(kvi_conn *c, struct redis_async *ra, int keep_link, kvi_status st)
+/* The whole run: the ops grouped per node, the node being served, the ops
+ * to send again through the single path at the end. */
+struct redis_arun {
+    kvi_batch_op **ops;
+    size_t n;
+    struct {
+        struct kvi_redis_node *node;
+        size_t from, to;
+    } *groups;
+    size_t ngroups, gi;
+    struct redis_async cur;
+    int active; /* cur waits */
+    kvi_batch_op **again;
+    size_t nagain;
+};
+
+/* Releases ra's connection (kept for reuse or closed) and breaker. */
+static void ra_close(kvi_conn *c, struct redis_async *ra, int keep_link, kvi_status st)
 {
     if (ra->link != NULL) {
         if (keep_link)
             kvi__redis_link_give(c, ra->node, ra->link);
         else
             kvi__redis_link_drop(c, ra->link);
+        ra->link = NULL;
     }
     kvi_breaker_leave(c, ra->node->breaker, ra->node->addr.name, ra->probe, st);
-    kvi_engine_free(c, ra);
 }
 
 /* Ends the ops from ra->got on after a failure or a stop with s: a
@@ -376,7 +402,7 @@ static void ra_end_rest(kvi_conn *c, struct redis_async *ra, kvi_status s, const
     }
 }
 
-/* The connection failed: ends the rest with its status, frees ra. */
+/* The connection failed: ends the rest with its status. */
 static int ra_fail(kvi_conn *c, struct redis_async *ra)
 {
     struct kvi_redis_conn *conn = &ra->link->conn;
@@ -384,7 +410,7 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra)
     char msg[400];
     snprintf(msg, sizeof msg, "%s", conn->err[0] ? conn->err : kvi_strerror(s));
     ra_end_rest(c, ra, s, msg);
-    ra_free(c, ra, 0, ra->got > 0 ? KVI_OK : s);
+    ra_close(c, ra, 0, ra->got > 0 ? KVI_OK : s);
     return 1;
 }
 
@@ -396,7 +422,7 @@ static int ra_wait(const struct redis_async *ra, kvi_wait *w)
     return 0;
 }
 
-/* Advances ra as far as it goes without waiting: 1 done (ra freed), 0
+/* Advances ra as far as it goes without waiting: 1 done (ra closed), 0
  * waiting (*w). */
 static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
 {
@@ -440,15 +466,75 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                     return ra_fail(c, ra);
                 if (x == 0)
                     return ra_wait(ra, w);
-                /* Nothing is sent again here: an error reply (LOADING,
-                 * NOSCRIPT cannot happen: scripts go as EVAL) is the op's
-                 * outcome. */
-                end_with_reply(c, ra->ops[ra->got++], r);
+                kvi_batch_op *op = ra->ops[ra->got++];
+                if (not_run_here(r)) {
+                    /* Did not run there: sent again at the end. */
+                    freeReplyObject(r);
+                    ra->run->again[ra->run->nagain++] = op;
+                } else {
+                    /* Scripts go as EVAL: no NOSCRIPT. */
+                    end_with_reply(c, op, r);
+                }
             }
-            ra_free(c, ra, 1, KVI_OK);
+            ra_close(c, ra, 1, KVI_OK);
             return 1;
         }
     }
+}
+
+/* Starts ra on node for ops[0..n): 1 when it ended at once, 0 waiting. */
+static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *node,
+                    kvi_batch_op *const *ops, size_t n, kvi_wait *w)
+{
+    struct redis_arun *run = ra->run;
+    memset(ra, 0, sizeof *ra);
+    ra->run = run;
+    ra->node = node;
+    ra->ops = ops;
+    ra->n = n;
+    char msg[400];
+    kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ra->probe);
+    if (s != KVI_OK) {
+        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        for (size_t i = 0; i < n; i++)
+            end_unsent(c, ops[i], s, msg);
+        return 1;
+    }
+    int t = kvi__redis_link_take(c, node, &ra->link);
+    if (t < 0) {
+        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        for (size_t i = 0; i < n; i++)
+            end_unsent(c, ops[i], KVI_E_CONNECT, msg);
+        ra_close(c, ra, 0, KVI_E_CONNECT);
+        return 1;
+    }
+    ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
+    return ra_step(c, ra, w);
+}
+
+static void arun_free(kvi_conn *c, struct redis_arun *ar)
+{
+    kvi_engine_free(c, ar->ops);
+    kvi_engine_free(c, ar->groups);
+    kvi_engine_free(c, ar->again);
+    kvi_engine_free(c, ar);
+}
+
+/* Runs the groups from ar->gi on: 0 when one waits, 1 when all are done
+ * (then the ops to send again, through the single path, and ar freed). */
+static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    for (; ar->gi < ar->ngroups; ar->gi++) {
+        size_t from = ar->groups[ar->gi].from, to = ar->groups[ar->gi].to;
+        if (ra_begin(c, &ar->cur, ar->groups[ar->gi].node, ar->ops + from, to - from, w) == 0) {
+            ar->active = 1;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < ar->nagain; i++)
+        kvi_batch_op_single(c, ar->again[i]);
+    arun_free(c, ar);
+    return 1;
 }
 
 static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms,
@@ -457,56 +543,87 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     struct kvi_redis *rp = kvi__redis_priv(c);
     struct kvi_redis_state *st = NULL;
     (void)deadline_ms; /* the core stops us at the deadline */
-    if (atomic_load(&rp->mode) != KVI_REDIS_MODE_STANDALONE || rp->cfg.wait_replicas > 0)
+    int mode = atomic_load(&rp->mode);
+    if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
+        rp->cfg.wait_replicas > 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         if (must_run_alone(ops[i]))
             return -1;
     if (kvi__redis_state_get(c, &st) != KVI_OK)
         return -1;
-    struct redis_async *ra = kvi_engine_malloc(c, sizeof *ra);
-    if (ra == NULL)
+    struct redis_arun *ar = kvi_engine_malloc(c, sizeof *ar);
+    if (ar == NULL)
         return -1;
-    memset(ra, 0, sizeof *ra);
-    ra->node = st->seeds[atomic_load(&st->current)];
-    ra->ops = ops;
-    ra->n = n;
-    kvi_status s = kvi_breaker_enter(c, ra->node->breaker, ra->node->addr.name, &ra->probe);
-    if (s != KVI_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
-        for (size_t i = 0; i < n; i++)
-            end_unsent(c, ops[i], s, msg);
-        kvi_engine_free(c, ra);
-        return 1;
+    memset(ar, 0, sizeof *ar);
+    ar->cur.run = ar;
+    struct kvi_redis_node **node_of = kvi_engine_malloc(c, n * sizeof *node_of);
+    ar->ops = kvi_engine_malloc(c, n * sizeof *ar->ops);
+    ar->groups = kvi_engine_malloc(c, n * sizeof *ar->groups);
+    ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
+    int ok = node_of != NULL && ar->ops != NULL && ar->groups != NULL && ar->again != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        node_of[i] = mode == KVI_REDIS_MODE_CLUSTER
+                         ? kvi__redis_slot_node(st, kvi__redis_slot_of(ops[i]->key, ops[i]->key_len))
+                         : st->seeds[atomic_load(&st->current)];
+        ok = node_of[i] != NULL; /* no map yet: the blocking path asks for one */
     }
-    int t = kvi__redis_link_take(c, ra->node, &ra->link);
-    if (t < 0) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
-        for (size_t i = 0; i < n; i++)
-            end_unsent(c, ops[i], KVI_E_CONNECT, msg);
-        ra_free(c, ra, 0, KVI_E_CONNECT);
-        return 1;
+    if (!ok) {
+        kvi_engine_free(c, node_of);
+        arun_free(c, ar);
+        return -1;
     }
-    ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
-    *state = ra;
-    return ra_step(c, ra, w);
+    /* Per node, in the order of its first op; each node's ops in order. */
+    for (size_t first = 0; first < n; first++) {
+        struct kvi_redis_node *node = node_of[first];
+        if (node == NULL)
+            continue;
+        ar->groups[ar->ngroups].node = node;
+        ar->groups[ar->ngroups].from = ar->n;
+        for (size_t i = first; i < n; i++)
+            if (node_of[i] == node) {
+                ar->ops[ar->n++] = ops[i];
+                node_of[i] = NULL;
+            }
+        ar->groups[ar->ngroups++].to = ar->n;
+    }
+    kvi_engine_free(c, node_of);
+    *state = ar;
+    return arun_next(c, ar, w);
 }
 
 static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
 {
-    return ra_step(c, state, w);
+    struct redis_arun *ar = state;
+    if (ra_step(c, &ar->cur, w) == 0)
+        return 0;
+    ar->active = 0;
+    ar->gi++;
+    return arun_next(c, ar, w);
 }
 
 static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
 {
-    struct redis_async *ra = state;
-    ra_end_rest(c, ra, st,
-                st == KVI_E_TIMEOUT ? "no reply by the batch's deadline"
-                                    : "the batch was canceled before the reply came");
-    /* A connection left in the middle of a pipeline is not reused. */
-    ra_free(c, ra, 0, KVI_OK);
+    struct redis_arun *ar = state;
+    const char *why = st == KVI_E_TIMEOUT ? "no reply by the batch's deadline"
+                                          : "the batch was canceled before the reply came";
+    if (ar->active) {
+        ra_end_rest(c, &ar->cur, st, why);
+        /* A connection left in the middle of a pipeline is not reused. */
+        ra_close(c, &ar->cur, 0, KVI_OK);
+        ar->gi++;
+    }
+    for (; ar->gi < ar->ngroups; ar->gi++)
+        for (size_t i = ar->groups[ar->gi].from; i < ar->groups[ar->gi].to; i++)
+            end_unsent(c, ar->ops[i], st,
+                       st == KVI_E_TIMEOUT ? "the batch's deadline passed before this operation "
+                                             "was sent"
+                                           : "the batch was canceled before this operation was "
+                                             "sent");
+    for (size_t i = 0; i < ar->nagain; i++)
+        end_unsent(c, ar->again[i], st,
+                   "redirected and not sent again before the batch ended");
+    arun_free(c, ar);
 }
 
 /* See batch.h. */

@@ -21,6 +21,7 @@
 
 #include "kvi/kvi.h"
 #include "kvitest.h"
+#include "testcluster.h"
 
 static int64_t mono_ms(void)
 {
@@ -225,6 +226,62 @@ static void test_cancel_ends_a_pending_batch(void **state)
     kvi_free(k);
 }
 
+/* A Redis Cluster: one pipeline per master, one after the other; the
+ * descriptor the batch waits on changes between them. */
+static void test_cluster_batch_moves_from_master_to_master(void **state)
+{
+    (void)state;
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_tc_cluster *cl = NULL;
+    kvi_ts_result tr = kvi_tc_start(&spec, &cl);
+    if (tr == KVI_TS_MISSING)
+        KVI_TEST_SKIP_CASE("%s", kvi_tc_errmsg());
+    if (tr != KVI_TS_OK)
+        fail_msg("cluster: %s", kvi_tc_errmsg());
+    char url[512];
+    size_t n = kvi_tc_url(cl, "redis", url, sizeof url);
+    snprintf(url + n, sizeof url - n, "?cluster=yes");
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "warm", 4, "1", 1, 0), KVI_OK); /* the slot map */
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        int kn = snprintf(key, sizeof key, "ck%d", i);
+        assert_int_equal(kvi_batch_store(b, "redis", key, (size_t)kn, key, (size_t)kn, 0), KVI_OK);
+        assert_int_equal(kvi_batch_fetch(b, "redis", key, (size_t)kn), KVI_OK);
+        assert_int_equal(kvi_batch_add(b, "redis", "{t}n", 4, 1, 0), KVI_OK);
+    }
+    kvi_wait w;
+    int fds[8], nfds = 0;
+    int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
+    while (r == 0) {
+        int seen = 0;
+        for (int i = 0; i < nfds; i++)
+            seen |= fds[i] == w.fd;
+        if (!seen && nfds < 8)
+            fds[nfds++] = w.fd;
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    assert_int_equal(r, 1);
+    printf("# the cluster batch waited on %d descriptors\n", nfds);
+    assert_true(nfds >= 2);
+    assert_int_equal(kvi_batch_failed(b), 0);
+    for (int i = 0; i < 100; i++) {
+        int kn = snprintf(key, sizeof key, "ck%d", i);
+        size_t len = 0;
+        const char *v = kvi_batch_value(b, (size_t)(3 * i + 1), &len);
+        assert_non_null(v);
+        assert_int_equal(len, (size_t)kn);
+        assert_memory_equal(v, key, len);
+        assert_int_equal(kvi_batch_integer(b, (size_t)(3 * i + 2)), i + 1);
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_tc_free(cl);
+}
+
 /* memcached cannot run without blocking: start runs it and is done. */
 static void test_memcached_runs_within_start(void **state)
 {
@@ -270,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_hung_server_start_returns_at_once_and_deadline_ends_it),
         cmocka_unit_test(test_cancel_ends_a_pending_batch),
         cmocka_unit_test(test_memcached_runs_within_start),
+        cmocka_unit_test(test_cluster_batch_moves_from_master_to_master),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
