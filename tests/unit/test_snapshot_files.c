@@ -209,6 +209,24 @@ static void test_a_directory_is_no_snapshot(void **state)
     kvi_free(k);
 }
 
+/* file= takes at most 4000 bytes, so that NAME.lock and NAME.tmp.PID always
+ * fit in PATH_MAX (the engine's own "too long" checks cannot trigger). */
+static void test_a_path_too_long_for_its_lock_file_is_refused(void **state)
+{
+    (void)state;
+    static char url[4096 + 64];
+    int n = snprintf(url, sizeof url, "local:s://?file=/");
+    while (n < 16 + 4093)
+        url[n++] = 'p';
+    url[n] = '\0';
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    kvi_status st = kvi_add_url(k, url);
+    if (st != KVI_E_INVALID || strstr(kvi_errmsg(k), "a path of 1..4000 bytes") == NULL)
+        fail_msg("%s: '%s'", kvi_status_name(st), kvi_errmsg(k));
+    kvi_free(k);
+}
+
 static void test_an_unusable_lock_file_is_io(void **state)
 {
     (void)state;
@@ -333,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_bad_records_with_good_checksums_are_corrupt),
         cmocka_unit_test(test_a_record_larger_than_the_collection_is_refused),
         cmocka_unit_test(test_a_directory_is_no_snapshot),
+        cmocka_unit_test(test_a_path_too_long_for_its_lock_file_is_refused),
         cmocka_unit_test(test_an_unusable_lock_file_is_io),
         cmocka_unit_test(test_a_failed_final_save_is_logged_and_leaves_no_file),
         cmocka_unit_test(test_a_failed_periodic_save_is_logged_and_retried),
