@@ -212,6 +212,39 @@ static inline kvi_status kvi__lt_counter_step(int present, const void *val, size
 typedef kvi_status (*kvi__lt_entry_fn)(void *ud, const void *key, size_t key_len, const void *val,
                                        size_t val_len, int64_t expire_ms);
 
+/* The rule of a walk by glob (foreach and remove_chunk), written once:
+ * each table walks its own chains under the shard lock and asks
+ * kvi__lt_walk_step what to do with each entry.  fn NULL: the walk
+ * removes the matching entries. */
+typedef enum kvi__lt_step {
+    KVI__LT_NEXT, /* go on to the next entry */
+    KVI__LT_DROP, /* dead: unlink it, counted as expired */
+    KVI__LT_TAKE, /* matches a removing walk: unlink it, counted as removed */
+    KVI__LT_STOP  /* fn answered w->st, not KVI_OK: end the walk with it */
+} kvi__lt_step;
+
+typedef struct kvi__lt_walk {
+    const char *glob;
+    size_t glob_len;
+    kvi__lt_entry_fn fn;
+    void *ud;
+    kvi__lt_op *op;
+    kvi_status st;
+} kvi__lt_walk;
+
+static inline kvi__lt_step kvi__lt_walk_step(kvi__lt_walk *w, const void *key, size_t key_len,
+                                             const void *val, size_t val_len, int64_t expire_ms)
+{
+    if (kvi__lt_dead(expire_ms, w->op))
+        return KVI__LT_DROP;
+    if (!kvi_glob_match(w->glob, w->glob_len, key, key_len))
+        return KVI__LT_NEXT;
+    if (!w->fn)
+        return KVI__LT_TAKE;
+    w->st = w->fn(w->ud, key, key_len, val, val_len, expire_ms);
+    return w->st == KVI_OK ? KVI__LT_NEXT : KVI__LT_STOP;
+}
+
 /* Creates an empty table whose memory comes from k's allocator and whose
  * time is kvi_now_ms(k).  KVI_E_NOMEM. */
 kvi_status kvi__lt_new(kvi *k, const kvi__lt_config *cfg, kvi__lt **out);

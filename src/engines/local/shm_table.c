@@ -706,11 +706,9 @@ kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl
 
 /* Walks one shard: drops dead entries; for each live one matching glob
  * calls fn (when set) or, with remove, removes it. */
-static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, const char *glob, size_t glob_len,
-                             kvi_status (*fn)(void *, const void *, size_t, const void *, size_t,
-                                              int64_t),
-                             void *ud, uint64_t *removed, kvi__lt_op *n)
+static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, kvi__lt_walk *w, uint64_t *removed)
 {
+    kvi__lt_op *n = w->op;
     uint32_t *b = buckets(s, sh);
     for (uint64_t i = 0; i <= s->nbmask; i++) {
         uint32_t *pp = &b[i];
@@ -721,24 +719,22 @@ static kvi_status walk_shard(kvi__sh *s, struct sh_shard *sh, const char *glob, 
                 bad_link(s, sh, n, e ? WHY_LOOP : WHY_LINK);
                 return KVI_E_CORRUPT;
             }
-            if (e_dead(e, n)) {
+            switch (
+                kvi__lt_walk_step(w, e->data, e->klen, e->data + e->klen, e->vlen, e_expire(e))) {
+            case KVI__LT_DROP:
                 drop_dead(s, sh, pp);
-                continue;
-            }
-            if (!kvi_glob_match(glob, glob_len, e->data, e->klen)) {
-                pp = &e->next;
-                continue;
-            }
-            if (!fn) {
+                break;
+            case KVI__LT_TAKE:
                 unlink_at(s, sh, pp);
                 kvi__sh_commit(sh);
                 (*removed)++;
-                continue;
+                break;
+            case KVI__LT_STOP:
+                return w->st;
+            case KVI__LT_NEXT:
+                pp = &e->next;
+                break;
             }
-            kvi_status st = fn(ud, e->data, e->klen, e->data + e->klen, e->vlen, e_expire(e));
-            if (st != KVI_OK)
-                return st;
-            pp = &e->next;
         }
     }
     return KVI_OK;
@@ -753,6 +749,7 @@ static kvi_status walk_all(kvi__sh *s, const char *glob, size_t glob_len,
                            void *ud, uint64_t *removed, int keep_going)
 {
     kvi__lt_op n = {.k = s->k};
+    kvi__lt_walk w = {glob, glob_len, fn, ud, &n, KVI_OK};
     kvi_status st = KVI_OK;
     for (uint32_t i = 0; i < SH_SHARDS && st == KVI_OK; i++) {
         struct sh_shard *sh = &s->shards[i];
@@ -763,7 +760,7 @@ static kvi_status walk_all(kvi__sh *s, const char *glob, size_t glob_len,
             continue;
         }
         if (sh->entries)
-            st = walk_shard(s, sh, glob, glob_len, fn, ud, removed, &n);
+            st = walk_shard(s, sh, &w, removed);
         pthread_mutex_unlock(&sh->lock);
         if (st == KVI_E_CORRUPT && keep_going)
             st = KVI_OK; /* the damaged shard is skipped, the fault recorded */

@@ -918,9 +918,8 @@ kvi_status kvi__lt_ttl(kvi__lt *t, const void *key, size_t key_len, int64_t *ttl
 
 /* Walks every entry of one shard: drops the expired ones; for each live
  * one matching glob calls fn (when set) or, with remove, unlinks it. */
-static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glob, size_t glob_len,
-                                kvi__lt_entry_fn fn, void *ud, int remove, uint64_t *removed,
-                                kvi__lt_op *n, lt_ref *dead)
+static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, kvi__lt_walk *w, uint64_t *removed,
+                                lt_ref *dead)
 {
     for (int i = 0; i < 2; i++) {
         struct lt_ht *ht = &sh->ht[i];
@@ -931,24 +930,22 @@ static kvi_status lt_walk_shard(kvi__lt *t, struct lt_shard *sh, const char *glo
             while (*loc.pp) {
                 struct lt_entry *e = r_entry(*loc.pp);
                 size_t klen = e_klen(e);
-                if (e_dead(e, n)) {
+                switch (
+                    kvi__lt_walk_step(w, e->data, klen, e->data + klen, e_vlen(e), e_expire(e))) {
+                case KVI__LT_DROP:
                     lt_bury(dead, lt_unlink(t, sh, loc));
                     sh->expired++;
-                    continue;
-                }
-                if (!kvi_glob_match(glob, glob_len, e->data, klen)) {
-                    loc.pp = &e->next;
-                    continue;
-                }
-                if (remove) {
+                    break;
+                case KVI__LT_TAKE:
                     lt_bury(dead, lt_unlink(t, sh, loc));
                     (*removed)++;
-                    continue;
+                    break;
+                case KVI__LT_STOP:
+                    return w->st;
+                case KVI__LT_NEXT:
+                    loc.pp = &e->next;
+                    break;
                 }
-                kvi_status st = fn(ud, e->data, klen, e->data + klen, e_vlen(e), e_expire(e));
-                if (st != KVI_OK)
-                    return st;
-                loc.pp = &e->next;
             }
         }
     }
@@ -959,12 +956,14 @@ kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__l
                            void *ud)
 {
     kvi__lt_op n = {.k = t->k};
+    kvi__lt_walk w = {glob, glob_len, fn, ud, &n, KVI_OK};
+    uint64_t none = 0;
     kvi_status st = KVI_OK;
     for (size_t i = 0; i < KVI__LT_SHARDS && st == KVI_OK; i++) {
         struct lt_shard *sh = &t->shards[i];
         lt_ref dead = 0;
         pthread_mutex_lock(&sh->lock);
-        st = lt_walk_shard(t, sh, glob, glob_len, fn, ud, 0, NULL, &n, &dead);
+        st = lt_walk_shard(t, sh, &w, &none, &dead);
         pthread_mutex_unlock(&sh->lock);
         lt_free_list(t, dead);
     }
@@ -974,12 +973,13 @@ kvi_status kvi__lt_foreach(kvi__lt *t, const char *glob, size_t glob_len, kvi__l
 void kvi__lt_remove_chunk(kvi__lt *t, const char *glob, size_t glob_len, uint64_t *removed)
 {
     kvi__lt_op n = {.k = t->k};
+    kvi__lt_walk w = {glob, glob_len, NULL, NULL, &n, KVI_OK};
     uint64_t count = 0;
     for (size_t i = 0; i < KVI__LT_SHARDS; i++) {
         struct lt_shard *sh = &t->shards[i];
         lt_ref dead = 0;
         pthread_mutex_lock(&sh->lock);
-        (void)lt_walk_shard(t, sh, glob, glob_len, NULL, NULL, 1, &count, &n, &dead);
+        (void)lt_walk_shard(t, sh, &w, &count, &dead);
         pthread_mutex_unlock(&sh->lock);
         lt_free_list(t, dead);
     }
