@@ -89,10 +89,10 @@ static kvi_status convs_open(kvi_conn *c, const kvi_url *url)
                             "%% d=%d i=%i ld=%ld lld=%lld zu=%zu zd=%zd jd=%jd td=%td hhd=%hhd "
                             "hd=%hd u=%u lu=%lu llu=%llu x=%x X=%#X o=%o c=%c s=[%8s] "
                             "p=%s f=%.2f e=%e g=%G Lf=%.1Lf w=[%*d] pr=[%.*s] cut=[%.5s]%n end",
-                            -7, 42, -7L, 7LL, (size_t)7, (ssize_t)-7, (intmax_t)7,
-                            (ptrdiff_t)-7, (signed char)7, (short)-7, 7u, 7UL, 7ULL, 255u, 255u,
-                            8u, '7', "7-up", "(pointer)", 7.25, 7.0, 0.5, (long double)7.5, 5, 7,
-                            4, "7-up and more", "xx7-up", &convs_count);
+                            -7, 42, -7L, 7LL, (size_t)7, (ssize_t)-7, (intmax_t)7, (ptrdiff_t)-7,
+                            (signed char)7, (short)-7, 7u, 7UL, 7ULL, 255u, 255u, 8u, '7', "7-up",
+                            "(pointer)", 7.25, 7.0, 0.5, (long double)7.5, 5, 7, 4, "7-up and more",
+                            "xx7-up", &convs_count);
 }
 
 static const struct kvi_engine convs = {
@@ -185,6 +185,40 @@ static void test_fixed_words_are_never_masked(void **state)
                 "wordy: value is not an integer counter; server said: *** and ***");
 }
 
+/* Unsigned sizes and pointers: the same text as snprintf gives. */
+static const void *const convs_ptr = &convs_count;
+
+static kvi_status convs2_open(kvi_conn *c, const kvi_url *url)
+{
+    (void)url;
+    return kvi_engine_error(c, KVI_E_PROTOCOL, "jx=%jx tx=%tx p=%p end", (uintmax_t)255,
+                            (ptrdiff_t)255, convs_ptr);
+}
+
+static const struct kvi_engine convs2 = {
+    .abi_version = KVI_ENGINE_ABI,
+    .name = "convstwo",
+    .open = convs2_open,
+    .store = no_store,
+    .fetch = no_fetch,
+    .remove = no_remove,
+};
+
+static void test_unsigned_sizes_and_pointers_format_as_printf(void **state)
+{
+    (void)state;
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_register_engine(k, &convs2), KVI_OK);
+    assert_int_equal(kvi_add_url(k, "convstwo://:7-up@h/"), KVI_E_PROTOCOL);
+    char want[128];
+    snprintf(want, sizeof want, "convstwo: jx=ff tx=ff p=%p end", convs_ptr);
+    assert_string_equal(kvi_errmsg(k), want);
+    kvi_free(k);
+    /* An engine may report without a connection: the status comes back. */
+    assert_int_equal(kvi_engine_error(NULL, KVI_E_IO, "no connection: %s", "x"), KVI_E_IO);
+}
+
 static void test_every_conversion_formats_as_printf_and_is_masked(void **state)
 {
     (void)state;
@@ -214,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_cut_password_is_scrubbed_at_every_offset),
         cmocka_unit_test(test_fixed_words_are_never_masked),
         cmocka_unit_test(test_every_conversion_formats_as_printf_and_is_masked),
+        cmocka_unit_test(test_unsigned_sizes_and_pointers_format_as_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
