@@ -212,6 +212,15 @@ static inline kvi_status kvi__lt_counter_step(int present, const void *val, size
 typedef kvi_status (*kvi__lt_entry_fn)(void *ud, const void *key, size_t key_len, const void *val,
                                        size_t val_len, int64_t expire_ms);
 
+/* The LRU rule of both tables' eviction: an entry's age is how far its
+ * 16-bit stamp lags the table's LRU clock (both in the low 16 bits of
+ * stamp and clock); a dead entry is older than any live one.  Of the few
+ * entries sampled, the oldest is evicted. */
+static inline uint64_t kvi__lt_lru_age(int dead, uint64_t clock, uint64_t stamp)
+{
+    return dead ? UINT64_MAX : ((clock - stamp) & UINT64_C(0xFFFF));
+}
+
 /* The rule of a walk by glob (foreach and remove_chunk), written once:
  * each table walks its own chains under the shard lock and asks
  * kvi__lt_walk_step what to do with each entry.  fn NULL: the walk

@@ -370,7 +370,7 @@ static int evict_one(kvi__sh *s, struct sh_shard *sh, kvi__lt_op *n)
                 bad_link(s, sh, n, WHY_LINK);
                 return 0;
             }
-            uint64_t age = e_dead(e, n) ? UINT64_MAX : ((clock - e->xl) & UINT64_C(0xFFFF));
+            uint64_t age = kvi__lt_lru_age(e_dead(e, n), clock, e->xl);
             if (!best || age > best_age) {
                 best = pp;
                 best_age = age;

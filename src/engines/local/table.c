@@ -473,7 +473,7 @@ static struct lt_loc lt_sample(kvi__lt *t, struct lt_shard *sh, kvi__lt_op *n, s
              scanned++, idx++) {
             for (lt_ref *pp = &ht->b[idx & ht->mask]; *pp; pp = &r_entry(*pp)->next) {
                 const struct lt_entry *e = r_entry(*pp);
-                uint64_t age = e_dead(e, n) ? UINT64_MAX : ((clock - e->w1) & UINT64_C(0xFFFF));
+                uint64_t age = kvi__lt_lru_age(e_dead(e, n), clock, e->w1);
                 if (!best.pp || age > best_age) {
                     best.pp = pp;
                     best.which = i;
