@@ -123,8 +123,8 @@ int main(int argc, char **argv)
 
     /* Rounds: each runs a block of every side, so that the load of a
      * shared machine hits all of them; ratios are medians of the rounds'. */
-    printf("tls_bench: %d ops per case in %d rounds, value 100 bytes, 1 thread, request/reply\n",
-           n, ROUNDS);
+    printf("tls_bench: %d ops per case in %d rounds, value 100 bytes, 1 thread, request/reply\n", n,
+           ROUNDS);
     printf("%-6s %12s %12s %16s %10s %10s\n", "", "plain kvi", "TLS kvi", "redis-benchmark",
            "TLS/plain", "TLS/r-b");
     const char *names[2] = {"SET", "GET"};

@@ -216,9 +216,10 @@ size_t kvi_tsn_url(const kvi_tsn_setup *s, const char *scheme_group, char *buf, 
     size_t n = (size_t)snprintf(buf, buflen, "%s://", scheme_group);
     for (size_t i = 0; i < s->nsentinels; i++)
         n += (size_t)snprintf(n < buflen ? buf + n : NULL, n < buflen ? buflen - n : 0,
-                              "%s127.0.0.1:%u", i ? "," : "", (unsigned)kvi_ts_port(s->sentinels[i]));
-    n += (size_t)snprintf(n < buflen ? buf + n : NULL, n < buflen ? buflen - n : 0,
-                          "/?sentinel=%s", s->name);
+                              "%s127.0.0.1:%u", i ? "," : "",
+                              (unsigned)kvi_ts_port(s->sentinels[i]));
+    n += (size_t)snprintf(n < buflen ? buf + n : NULL, n < buflen ? buflen - n : 0, "/?sentinel=%s",
+                          s->name);
     return n;
 }
 

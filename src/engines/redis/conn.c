@@ -201,8 +201,7 @@ int kvi__redis_conn_flush(struct kvi_redis_conn *conn)
     if (conn->state == KVI_REDIS_CS_FAILED)
         return -1;
     while (conn->opos < conn->olen) {
-        ssize_t n =
-            conn->tp->write(&conn->sock, conn->obuf + conn->opos, conn->olen - conn->opos);
+        ssize_t n = conn->tp->write(&conn->sock, conn->obuf + conn->opos, conn->olen - conn->opos);
         if (n == KVI_REDIS_NET_AGAIN)
             return 0;
         if (n < 0)
@@ -258,8 +257,9 @@ int kvi__redis_conn_read(struct kvi_redis_conn *conn, int block, redisReply **ou
                                  ? ""
                                  : " (does it expect TLS on this port? then add tls=yes)");
         if (n < 0 && !conn->answered && conn->cfg.tls == NULL && conn->sock.st == KVI_E_CONNECT)
-            return conn_fail(conn, KVI_E_CONNECT, "%s (does it expect TLS on this port? then add "
-                                                  "tls=yes)",
+            return conn_fail(conn, KVI_E_CONNECT,
+                             "%s (does it expect TLS on this port? then add "
+                             "tls=yes)",
                              conn->sock.err);
         if (n < 0)
             return sock_failed(conn);
@@ -332,8 +332,8 @@ static int setup_reply(struct kvi_redis_conn *conn, int kind, const redisReply *
     /* The server's text may hold the password; the engine's message
      * function scrubs it before anyone sees it. */
     if (kind == SETUP_AUTH)
-        return conn_fail(conn, KVI_E_AUTH, "authentication%s%s failed: %s",
-                         cfg->user ? " as " : "", cfg->user ? cfg->user : "", r->str);
+        return conn_fail(conn, KVI_E_AUTH, "authentication%s%s failed: %s", cfg->user ? " as " : "",
+                         cfg->user ? cfg->user : "", r->str);
     if (starts_with(r, "LOADING"))
         return conn_fail(conn, KVI_E_BACKEND, "%s", r->str);
     if (kind == SETUP_SELECT)
@@ -366,8 +366,8 @@ static int connected(struct kvi_redis_conn *conn)
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     if (conn->cfg.tls != NULL) {
-        if (kvi__redis_tls_attach(&conn->sock, conn->cfg.tls, conn->cfg.host, conn->cfg.tls_cache) !=
-            0)
+        if (kvi__redis_tls_attach(&conn->sock, conn->cfg.tls, conn->cfg.host,
+                                  conn->cfg.tls_cache) != 0)
             return sock_failed(conn);
         conn->state = KVI_REDIS_CS_HANDSHAKE;
         return 0;
@@ -413,8 +413,9 @@ int kvi__redis_conn_start(struct kvi_redis_conn *conn, const struct kvi_redis_co
     conn->cfg = *cfg;
     conn->sock.fd = -1;
     conn->state = KVI_REDIS_CS_CONNECT;
-    conn->tp = cfg->tls != NULL ? &kvi__redis_tls : cfg->path != NULL ? &kvi__redis_unix
-                                                                     : &kvi__redis_tcp;
+    conn->tp = cfg->tls != NULL    ? &kvi__redis_tls
+               : cfg->path != NULL ? &kvi__redis_unix
+                                   : &kvi__redis_tcp;
     conn->reader = redisReaderCreate();
     if (conn->reader == NULL)
         return conn_fail(conn, KVI_E_NOMEM, "out of memory");

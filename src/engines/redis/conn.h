@@ -26,17 +26,17 @@
 /* Where and how to connect.  Strings are borrowed: they must outlive the
  * connection. */
 struct kvi_redis_conn_cfg {
-    const char *host;                 /* name or address; NULL with path */
+    const char *host; /* name or address; NULL with path */
     uint16_t port;
-    const char *path;                 /* unix socket or NULL */
-    const char *name;                 /* "host:port" or the path, for messages */
-    const struct kvi_redis_tls *tls;  /* NULL: plain */
+    const char *path;                      /* unix socket or NULL */
+    const char *name;                      /* "host:port" or the path, for messages */
+    const struct kvi_redis_tls *tls;       /* NULL: plain */
     struct kvi_redis_tls_cache *tls_cache; /* session reuse; may be NULL */
-    const char *user;                 /* AUTH user or NULL */
-    const char *password;             /* NULL: no AUTH */
-    long db;                          /* SELECT when > 0 */
-    uint32_t connect_timeout_ms;      /* for messages; the caller's deadline enforces it */
-    uint32_t timeout_ms;              /* SO_RCVTIMEO of blocking reads; 0 = none */
+    const char *user;                      /* AUTH user or NULL */
+    const char *password;                  /* NULL: no AUTH */
+    long db;                               /* SELECT when > 0 */
+    uint32_t connect_timeout_ms;           /* for messages; the caller's deadline enforces it */
+    uint32_t timeout_ms;                   /* SO_RCVTIMEO of blocking reads; 0 = none */
 };
 
 enum kvi_redis_conn_state {
@@ -57,17 +57,17 @@ struct kvi_redis_conn {
     struct kvi_redis_conn_cfg cfg;
     const struct kvi_redis_transport *tp;
     struct kvi_redis_sock sock;
-    int state;                  /* enum kvi_redis_conn_state */
+    int state; /* enum kvi_redis_conn_state */
     struct addrinfo *ai, *ai_next;
     redisReader *reader;
     struct kvi_redis_guard guard;
-    char *obuf;                 /* requests not yet written: obuf[opos..olen) */
+    char *obuf; /* requests not yet written: obuf[opos..olen) */
     size_t olen, opos, ocap;
-    int setup[3];               /* kinds of the set-up replies awaited */
+    int setup[3]; /* kinds of the set-up replies awaited */
     int nsetup, setup_done;
-    int answered;               /* a reply has been read since connect */
-    kvi_status st;              /* after a failure */
-    char err[320];              /* after a failure: "connect to NAME: why" */
+    int answered;  /* a reply has been read since connect */
+    kvi_status st; /* after a failure */
+    char err[320]; /* after a failure: "connect to NAME: why" */
 };
 
 /*

@@ -387,7 +387,7 @@ static kvi_status ping_standalone(kvi_conn *c, struct kvi_redis_state *st)
 {
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
-    struct kvi_redis_cmd ping = {1, argv, lens, -1, 1, 0, 0};
+    struct kvi_redis_cmd ping = {.argc = 1, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
     redisReply *r = NULL;
     kvi_status s = kvi__redis_priv(c)->cfg.sentinel != NULL ? exec_sentinel(c, st, &ping, &r)
                                                             : exec_standalone(c, st, &ping, &r);
@@ -466,13 +466,13 @@ int kvi__redis_slot_of(const void *key, size_t key_len)
 kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
                           int flags, redisReply **out)
 {
-    struct kvi_redis_cmd cmd = {argc,
-                                argv,
-                                lens,
-                                slot,
-                                (flags & KVI_REDIS_RESEND_OK) != 0,
-                                (flags & KVI_REDIS_WRITE) != 0,
-                                (flags & KVI_REDIS_DEEP) != 0};
+    struct kvi_redis_cmd cmd = {.argc = argc,
+                                .argv = argv,
+                                .lens = lens,
+                                .slot = slot,
+                                .resend_ok = (flags & KVI_REDIS_RESEND_OK) != 0,
+                                .is_write = (flags & KVI_REDIS_WRITE) != 0,
+                                .deep = (flags & KVI_REDIS_DEEP) != 0};
     return kvi__redis_exec(c, &cmd, out);
 }
 

@@ -237,8 +237,8 @@ static int cert_reason(int reason)
 static int not_tls_reason(int reason)
 {
     return reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
-           reason == SSL_R_HTTP_REQUEST ||
-           reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_UNEXPECTED_RECORD;
+           reason == SSL_R_HTTP_REQUEST || reason == SSL_R_UNKNOWN_PROTOCOL ||
+           reason == SSL_R_UNEXPECTED_RECORD;
 }
 
 /* After a failed SSL call that returned ret: AGAIN (want set), 0 (end of
@@ -272,7 +272,7 @@ static int tls_result(struct kvi_redis_sock *s, int ret, int handshaking)
         return 0;
     if (ec != 0) {
         const char *why = ERR_reason_error_string(ec);
-        s->st = cert_reason(reason)     ? KVI_E_AUTH
+        s->st = cert_reason(reason)      ? KVI_E_AUTH
                 : not_tls_reason(reason) ? KVI_E_PROTOCOL
                                          : KVI_E_CONNECT;
         snprintf(s->err, sizeof s->err, "TLS: %s%s", why != NULL ? why : "error",
@@ -457,8 +457,8 @@ static int is_ip_address(const char *h)
 }
 
 /* See net.h. */
-int kvi__redis_tls_attach(struct kvi_redis_sock *s, const struct kvi_redis_tls *t,
-                          const char *host, struct kvi_redis_tls_cache *tc)
+int kvi__redis_tls_attach(struct kvi_redis_sock *s, const struct kvi_redis_tls *t, const char *host,
+                          struct kvi_redis_tls_cache *tc)
 {
     ERR_clear_error();
     s->ssl = SSL_new(t->ctx);

@@ -25,10 +25,10 @@
 /* One open socket, plain or TLS. */
 struct kvi_redis_sock {
     int fd;
-    SSL *ssl;        /* TLS only */
-    short want;      /* POLLIN or POLLOUT: what the last AGAIN waits for */
-    kvi_status st;   /* after an error: its status */
-    char err[224];   /* after an error: what happened (OpenSSL's reason) */
+    SSL *ssl;      /* TLS only */
+    short want;    /* POLLIN or POLLOUT: what the last AGAIN waits for */
+    kvi_status st; /* after an error: its status */
+    char err[224]; /* after an error: what happened (OpenSSL's reason) */
 };
 
 /*
@@ -88,8 +88,8 @@ void kvi__redis_tls_cache_free(struct kvi_redis_tls_cache *tc, int destroy_mutex
 /* Wraps the connected socket s->fd in TLS for a server reached as host
  * (NULL for a unix socket): SNI, name or address check, the cached session.
  * 0, or -1 with st/err set. */
-int kvi__redis_tls_attach(struct kvi_redis_sock *s, const struct kvi_redis_tls *t,
-                          const char *host, struct kvi_redis_tls_cache *tc);
+int kvi__redis_tls_attach(struct kvi_redis_sock *s, const struct kvi_redis_tls *t, const char *host,
+                          struct kvi_redis_tls_cache *tc);
 
 /* 1 when the TLS handshake of s resumed a session. */
 int kvi__redis_tls_resumed(const struct kvi_redis_sock *s);

@@ -369,7 +369,8 @@ static kvi_status redis_ping(kvi_conn *c)
     size_t count = 0;
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
-    struct kvi_redis_cmd cmd = {1, argv, lens, -1, 1, 0, 0};
+    struct kvi_redis_cmd cmd = {
+        .argc = 1, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
 
     /* Every master must answer. */
     kvi_status s = kvi__redis_masters(c, &nodes, &count);
@@ -602,7 +603,8 @@ static kvi_status scan_all(kvi_conn *c, const char *glob, size_t glob_len, page_
         do {
             const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
             size_t lens[6] = {4, strlen(cursor), 5, plen, 5, strlen(SCAN_COUNT)};
-            struct kvi_redis_cmd cmd = {6, argv, lens, -1, 1, 0, 0};
+            struct kvi_redis_cmd cmd = {
+                .argc = 6, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
             redisReply *r = NULL;
             s = kvi__redis_exec_on(c, nodes[i], &cmd, &r);
             if (s != KVI_OK)
@@ -687,8 +689,11 @@ static kvi_status remove_cluster_keys(kvi_conn *c, struct kvi_redis_node *node,
         lens[2 * i] = 3;
         argv[2 * i + 1] = keys[i]->str;
         lens[2 * i + 1] = keys[i]->len;
-        cmds[i] = (struct kvi_redis_cmd){
-            2, &argv[2 * i], &lens[2 * i], kvi__redis_slot_of(keys[i]->str, keys[i]->len), 0, 1, 0};
+        cmds[i] = (struct kvi_redis_cmd){.argc = 2,
+                                         .argv = &argv[2 * i],
+                                         .lens = &lens[2 * i],
+                                         .slot = kvi__redis_slot_of(keys[i]->str, keys[i]->len),
+                                         .is_write = 1};
         replies[i] = NULL;
     }
     /* With wait_replicas every DEL needs its own WAIT: the routed path. */
@@ -751,7 +756,8 @@ static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_c
         argv[i + 1] = matched[i]->str;
         lens[i + 1] = matched[i]->len;
     }
-    struct kvi_redis_cmd cmd = {(int)n + 1, argv, lens, -1, 0, 1, 0};
+    struct kvi_redis_cmd cmd = {
+        .argc = (int)n + 1, .argv = argv, .lens = lens, .slot = -1, .is_write = 1};
     redisReply *r;
     s = kvi__redis_exec_on(c, node, &cmd, &r);
     if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {

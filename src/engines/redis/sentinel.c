@@ -79,8 +79,7 @@ static kvi_status ask(kvi_conn *c, struct why *w, struct kvi_redis_node *sn, cha
 }
 
 /* KVI_OK when node says ROLE master. */
-static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *n,
-                             const char *from)
+static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *n, const char *from)
 {
     const char *argv[1] = {"ROLE"};
     size_t lens[1] = {4};
@@ -262,8 +261,8 @@ kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
             atomic_store(&st->current, idx);
             struct kvi_redis_node *none = NULL;
             if (atomic_compare_exchange_strong(&st->master, &none, m))
-                kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s",
-                               sn->addr.name, kvi__redis_priv(c)->cfg.sentinel, m->addr.name);
+                kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s", sn->addr.name,
+                               kvi__redis_priv(c)->cfg.sentinel, m->addr.name);
             *out = atomic_load(&st->master);
             if (*out == NULL) /* forgotten meanwhile: ours is as good */
                 *out = m;

@@ -143,7 +143,7 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
 {
     const char *argv[2] = {"CLUSTER", "SHARDS"};
     size_t lens[2] = {7, 6};
-    struct kvi_redis_cmd cmd = {2, argv, lens, -1, 1, 0, 0};
+    struct kvi_redis_cmd cmd = {.argc = 2, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
     redisReply *r = NULL;
     int shards = 1;
 
@@ -189,9 +189,9 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
     }
     *count = 0;
     const char *asked = n->addr.host != NULL ? n->addr.host : "127.0.0.1";
-    int bad = shards ? parse_shards(r, asked, kvi__redis_priv(c)->cfg.tls != NULL, *ranges, count,
-                                    cap)
-                     : parse_slots(r, asked, *ranges, count, cap);
+    int bad = shards
+                  ? parse_shards(r, asked, kvi__redis_priv(c)->cfg.tls != NULL, *ranges, count, cap)
+                  : parse_slots(r, asked, *ranges, count, cap);
     freeReplyObject(r);
     if (bad) {
         kvi_engine_free(c, *ranges);

@@ -22,8 +22,8 @@ static kvi_status conn_error(kvi_conn *c, const struct kvi_redis_conn *conn)
 }
 
 /* See transport.h. */
-void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a, struct kvi_redis_tls_cache *tc,
-                         int role, struct kvi_redis_conn_cfg *out)
+void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a,
+                         struct kvi_redis_tls_cache *tc, int role, struct kvi_redis_conn_cfg *out)
 {
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     *out = (struct kvi_redis_conn_cfg){
@@ -94,7 +94,8 @@ kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
     struct kvi_redis_conn_cfg cc;
 
     kvi__redis_conn_cfg(c, a, tc, role, &cc);
-    kvi_status s = kvi__redis_conn_open(conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms));
+    kvi_status s =
+        kvi__redis_conn_open(conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms));
     if (s != KVI_OK)
         s = conn_error(c, conn);
     else if (kvi__redis_tls_resumed(&conn->sock))
@@ -172,8 +173,7 @@ kvi_status kvi__redis_roundtrip(kvi_conn *c, struct kvi_redis_conn *conn,
         v = NULL;
     }
     if (cmd->deep)
-        s = kvi__redis_conn_reply_deep(conn, deadline, &v) == KVI_OK ? KVI_OK
-                                                                      : conn_error(c, conn);
+        s = kvi__redis_conn_reply_deep(conn, deadline, &v) == KVI_OK ? KVI_OK : conn_error(c, conn);
     else
         s = kvi__redis_get_reply(c, conn, deadline, &v);
     if (s != KVI_OK)

@@ -33,8 +33,8 @@ enum kvi_redis_role { KVI_REDIS_ROLE_DATA = 0, KVI_REDIS_ROLE_DATA_NODB, KVI_RED
 /* The settings of a connection to a for c (every node, seed or learned,
  * gets the same TLS, credentials and timeouts; sentinels their own
  * credentials). */
-void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a, struct kvi_redis_tls_cache *tc,
-                         int role, struct kvi_redis_conn_cfg *out);
+void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a,
+                         struct kvi_redis_tls_cache *tc, int role, struct kvi_redis_conn_cfg *out);
 
 /*
  * Opens conn to a within connect_timeout, with AUTH and SELECT as

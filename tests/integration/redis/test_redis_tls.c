@@ -209,9 +209,9 @@ static void test_name_mismatch_is_auth_error_unless_sni_names_it(void **state)
                       "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&connect_timeout=%d",
                       g.tls_wrongname, g.dir, CONNECT_TIMEOUT_MS);
     kvi *k;
-    kvi_status st = open_urlf(&k, NULL,
-                              "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&tls_sni=wrong.example",
-                              g.tls_wrongname, g.dir);
+    kvi_status st =
+        open_urlf(&k, NULL, "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&tls_sni=wrong.example",
+                  g.tls_wrongname, g.dir);
     if (st != KVI_OK)
         fail_msg("tls_sni=wrong.example: %s: %s", kvi_status_name(st), kvi_errmsg(k));
     store_fetch(k, "redis");
@@ -231,9 +231,10 @@ static void test_client_certificate_when_required(void **state)
                       "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&connect_timeout=%d",
                       g.tls_mtls, g.dir, CONNECT_TIMEOUT_MS);
     kvi *k;
-    kvi_status st = open_urlf(
-        &k, NULL, "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&tls_cert=%s/client.pem&tls_key=%s/client.key",
-        g.tls_mtls, g.dir, g.dir, g.dir);
+    kvi_status st = open_urlf(&k, NULL,
+                              "redis://localhost:%u/?tls=yes&tls_ca=%s/ca.pem&tls_cert=%s/"
+                              "client.pem&tls_key=%s/client.key",
+                              g.tls_mtls, g.dir, g.dir, g.dir);
     if (st != KVI_OK)
         fail_msg("with a client certificate: %s: %s", kvi_status_name(st), kvi_errmsg(k));
     store_fetch(k, "redis");
@@ -255,8 +256,9 @@ static void test_tls_url_against_a_plain_port_says_so(void **state)
      * or wait for the rest of an inline command (a timeout); either way
      * within connect_timeout and naming TLS. */
     char url[1024];
-    snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%u/?tls=yes&tls_ca=%s/ca.pem&connect_timeout=%d",
-             PASSWORD, kvi_ts_port(g.plain_auth), g.dir, CONNECT_TIMEOUT_MS);
+    snprintf(url, sizeof url,
+             "redis://:%s@127.0.0.1:%u/?tls=yes&tls_ca=%s/ca.pem&connect_timeout=%d", PASSWORD,
+             kvi_ts_port(g.plain_auth), g.dir, CONNECT_TIMEOUT_MS);
     kvi *k = new_kvi();
     int64_t t0 = mono_ms();
     kvi_status st = kvi_add_url(k, url);
@@ -352,9 +354,10 @@ static void test_tls_options_need_tls_yes(void **state)
                      KVI_E_INVALID);
     assert_non_null(strstr(kvi_errmsg(k), "tls=yes"));
     kvi_free(k);
-    assert_int_equal(
-        open_urlf(&k, NULL, "redis://127.0.0.1:1/?tls=yes&tls_ca=%s/nonexistent.pem&lazy=yes", g.dir),
-        KVI_E_INVALID);
+    assert_int_equal(open_urlf(&k, NULL,
+                               "redis://127.0.0.1:1/?tls=yes&tls_ca=%s/nonexistent.pem&lazy=yes",
+                               g.dir),
+                     KVI_E_INVALID);
     assert_non_null(strstr(kvi_errmsg(k), "nonexistent.pem"));
     kvi_free(k);
 }
