@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "testsentinel.h"
+#include "testtls.h"
 
 #define MAX_NODES 16
 
@@ -23,6 +24,8 @@ struct kvi_tsn_setup {
     size_t ndata;
     kvi_ts_server *sentinels[MAX_NODES];
     size_t nsentinels;
+    int tls;
+    uint16_t data_tls[MAX_NODES], sentinel_tls[MAX_NODES];
 };
 
 static long long now_ms(void)
@@ -85,9 +88,15 @@ static kvi_ts_result start_sentinel(kvi_tsn_setup *s, const kvi_tsn_spec *spec,
                                     uint16_t master_port, kvi_ts_server **out)
 {
     char *dir = NULL, conf[4096], portstr[8];
-    uint16_t port;
+    uint16_t port, tls_port = 0;
     if (kvi_ts_free_port(&port) != KVI_TS_OK || kvi_ts_make_tempdir("sentinel", &dir) != KVI_TS_OK)
         return KVI_TS_FAILED;
+    if (spec->tls_dir != NULL && kvi_ts_free_port(&tls_port) != KVI_TS_OK) {
+        kvi_ts_remove_tree(dir);
+        free(dir);
+        return KVI_TS_FAILED;
+    }
+    s->sentinel_tls[s->nsentinels] = tls_port;
     snprintf(conf, sizeof conf, "%s/sentinel.conf", dir);
     FILE *fp = fopen(conf, "w");
     if (fp == NULL) {
@@ -106,6 +115,11 @@ static kvi_ts_result start_sentinel(kvi_tsn_setup *s, const kvi_tsn_spec *spec,
             spec->quorum ? spec->quorum : n / 2 + 1, s->name,
             spec->down_after_ms ? spec->down_after_ms : 1000, s->name,
             spec->failover_timeout_ms ? spec->failover_timeout_ms : 5000, s->name);
+    if (spec->tls_dir != NULL)
+        fprintf(fp,
+                "tls-port %u\ntls-cert-file %s/server.pem\ntls-key-file %s/server.key\n"
+                "tls-ca-cert-file %s/ca.pem\ntls-replication yes\ntls-auth-clients no\n",
+                (unsigned)tls_port, spec->tls_dir, spec->tls_dir, spec->tls_dir);
     fclose(fp);
     snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
     const char *argv[] = {"redis-server", conf, "--sentinel", NULL};
@@ -136,18 +150,31 @@ kvi_ts_result kvi_tsn_start(const kvi_tsn_spec *spec, kvi_tsn_setup **out)
         free(s);
         return KVI_TS_FAILED;
     }
-    kvi_ts_result r = kvi_ts_redis_start(&s->data[0], NULL);
+    s->tls = spec->tls_dir != NULL;
+    const char *tls_extra[] = {"--tls-replication", "yes", NULL};
+    kvi_ts_result r = s->tls ? kvi_tt_redis_start(&s->data[0], spec->tls_dir, "server", 0,
+                                                  tls_extra, &s->data_tls[0])
+                             : kvi_ts_redis_start(&s->data[0], NULL);
     if (r != KVI_TS_OK) {
         free(s);
         return r;
     }
     s->ndata = 1;
     uint16_t mport = kvi_ts_port(s->data[0]);
+    /* Replicas and sentinels reach the master where clients do. */
+    uint16_t mport_seen = s->tls ? s->data_tls[0] : mport;
     char mportstr[8];
-    snprintf(mportstr, sizeof mportstr, "%u", (unsigned)mport);
+    snprintf(mportstr, sizeof mportstr, "%u", (unsigned)mport_seen);
     for (unsigned i = 0; i < spec->replicas && r == KVI_TS_OK; i++) {
-        const char *extra[] = {"--replicaof", "127.0.0.1", mportstr, NULL};
-        r = kvi_ts_redis_start(&s->data[s->ndata], extra);
+        const char *extra[] = {"--replicaof",       "127.0.0.1", mportstr,
+                               "--tls-replication", "yes",       NULL};
+        if (s->tls) {
+            r = kvi_tt_redis_start(&s->data[s->ndata], spec->tls_dir, "server", 0, extra,
+                                   &s->data_tls[s->ndata]);
+        } else {
+            extra[3] = NULL;
+            r = kvi_ts_redis_start(&s->data[s->ndata], extra);
+        }
         if (r == KVI_TS_OK)
             s->ndata++;
     }
@@ -162,7 +189,7 @@ kvi_ts_result kvi_tsn_start(const kvi_tsn_spec *spec, kvi_tsn_setup **out)
             0)
             r = KVI_TS_FAILED;
     for (unsigned i = 0; i < nsent && r == KVI_TS_OK; i++) {
-        r = start_sentinel(s, spec, mport, &s->sentinels[s->nsentinels]);
+        r = start_sentinel(s, spec, mport_seen, &s->sentinels[s->nsentinels]);
         if (r == KVI_TS_OK)
             s->nsentinels++;
     }
@@ -205,6 +232,11 @@ kvi_ts_server *kvi_tsn_sentinel(kvi_tsn_setup *s, size_t i)
     return i < s->nsentinels ? s->sentinels[i] : NULL;
 }
 
+uint16_t kvi_tsn_data_tls_port(const kvi_tsn_setup *s, size_t i)
+{
+    return s->tls && i < s->ndata ? s->data_tls[i] : 0;
+}
+
 size_t kvi_tsn_nsentinels(const kvi_tsn_setup *s)
 {
     return s->nsentinels;
@@ -215,9 +247,9 @@ size_t kvi_tsn_url(const kvi_tsn_setup *s, const char *scheme_group, char *buf, 
 {
     size_t n = (size_t)snprintf(buf, buflen, "%s://", scheme_group);
     for (size_t i = 0; i < s->nsentinels; i++)
-        n += (size_t)snprintf(n < buflen ? buf + n : NULL, n < buflen ? buflen - n : 0,
-                              "%s127.0.0.1:%u", i ? "," : "",
-                              (unsigned)kvi_ts_port(s->sentinels[i]));
+        n += (size_t)snprintf(
+            n < buflen ? buf + n : NULL, n < buflen ? buflen - n : 0, "%s127.0.0.1:%u",
+            i ? "," : "", (unsigned)(s->tls ? s->sentinel_tls[i] : kvi_ts_port(s->sentinels[i])));
     n += (size_t)snprintf(n < buflen ? buf + n : NULL, n < buflen ? buflen - n : 0, "/?sentinel=%s",
                           s->name);
     return n;

@@ -33,6 +33,11 @@ typedef struct kvi_tsn_spec {
     const char *name;          /* master name; NULL = "mymaster" */
     unsigned down_after_ms;    /* sentinel down-after-milliseconds; 0 = 1000 */
     unsigned failover_timeout_ms; /* 0 = 5000 */
+    /* TLS: certificates made by kvi_tt_make_certs() (testtls.h); NULL =
+     * none.  Every server and sentinel then also has a TLS port, the
+     * replicas and the sentinels reach the servers over TLS, and
+     * kvi_tsn_url() names the sentinels' TLS ports (add tls=yes). */
+    const char *tls_dir;
 } kvi_tsn_spec;
 
 typedef struct kvi_tsn_setup kvi_tsn_setup;
@@ -48,7 +53,11 @@ size_t kvi_tsn_ndata(const kvi_tsn_setup *s);
 kvi_ts_server *kvi_tsn_sentinel(kvi_tsn_setup *s, size_t i);
 size_t kvi_tsn_nsentinels(const kvi_tsn_setup *s);
 
-/* "SCHEME://127.0.0.1:S1,...,127.0.0.1:Sn/?sentinel=NAME" into buf;
+/* The TLS port of data node i (0 without spec.tls_dir). */
+uint16_t kvi_tsn_data_tls_port(const kvi_tsn_setup *s, size_t i);
+
+/* "SCHEME://127.0.0.1:S1,...,127.0.0.1:Sn/?sentinel=NAME" into buf (with
+ * tls_dir: the sentinels' TLS ports);
  * returns the length the full text needs, as snprintf. */
 size_t kvi_tsn_url(const kvi_tsn_setup *s, const char *scheme_group, char *buf, size_t buflen);
 

@@ -27,6 +27,7 @@
 #include "kvi/kvi.h"
 #include "kvitest.h"
 #include "testsentinel.h"
+#include "testtls.h"
 
 #define CONNECT_TIMEOUT_MS 500
 #define MARGIN_MS 1500
@@ -315,6 +316,42 @@ static void test_killed_master_is_replaced(void **state)
     kvi_free(k);
 }
 
+/* Sentinels, master and replica all on TLS ports: kvi reaches the
+ * sentinels and the master they name with the URL's TLS settings. */
+static void test_sentinels_and_master_over_tls(void **state)
+{
+    (void)state;
+    char *dir = NULL, url[2048];
+    assert_int_equal(kvi_ts_make_tempdir("sentinel-tls", &dir), KVI_TS_OK);
+    kvi_ts_result r = kvi_tt_make_certs(dir);
+    if (r == KVI_TS_MISSING)
+        kvi_test_skip("%s", kvi_ts_errmsg());
+    assert_int_equal(r, KVI_TS_OK);
+    kvi_tsn_spec spec = {.replicas = 1, .sentinels = 1, .quorum = 1, .tls_dir = dir};
+    kvi_tsn_setup *ts = NULL;
+    if (kvi_tsn_start(&spec, &ts) != KVI_TS_OK)
+        fail_msg("cannot start the TLS sentinel set-up: %s", kvi_ts_errmsg());
+    size_t n = kvi_tsn_url(ts, "redis", url, sizeof url);
+    snprintf(url + n, sizeof url - n, "&tls=yes&tls_ca=%s/ca.pem", dir);
+    kvi *k = open_url(url);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_store(k, "redis", "tk", 2, "tls sentinel", 12, 0), KVI_OK);
+    assert_int_equal(kvi_fetch(k, "redis", "tk", 2, &v), KVI_OK);
+    assert_memory_equal(v.data, "tls sentinel", 12);
+    kvi_value_free(&v);
+    kvi_free(k);
+    /* Without tls=yes the sentinels' TLS ports do not answer in RESP. */
+    size_t m = kvi_tsn_url(ts, "redis", url, sizeof url);
+    snprintf(url + m, sizeof url - m, "&connect_timeout=%d&timeout=%d", CONNECT_TIMEOUT_MS,
+             CONNECT_TIMEOUT_MS);
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_not_equal(kvi_add_url(k, url), KVI_OK);
+    kvi_free(k);
+    kvi_tsn_free(ts);
+    kvi_ts_remove_tree(dir);
+    free(dir);
+}
+
 static void test_sentinel_password_is_hidden_like_the_password(void **state)
 {
     (void)state;
@@ -338,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_all_sentinels_down_is_connect_error),
         cmocka_unit_test(test_failover_is_followed_and_no_acknowledged_write_is_lost),
         cmocka_unit_test(test_killed_master_is_replaced),
+        cmocka_unit_test(test_sentinels_and_master_over_tls),
         cmocka_unit_test(test_sentinel_password_is_hidden_like_the_password),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
