@@ -251,7 +251,7 @@ static void test_deadline_stops_sending(void **state)
         assert_int_equal(kvi_batch_add(b, "single", "a", 1, 1, 0), KVI_OK);
     es.sleep_ms = 20;
     assert_int_equal(kvi_batch_run(b, 50), KVI_E_TIMEOUT);
-    assert_true(es.calls >= 2 && es.calls <= 4);
+    assert_true(es.calls >= 1 && es.calls <= 4); /* 20 ms naps, 50 ms: 3 on a quiet machine */
     assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
     assert_int_equal(kvi_batch_status(b, 19), KVI_E_TIMEOUT);
     assert_non_null(strstr(kvi_batch_errmsg(b, 19), "deadline"));
