@@ -744,6 +744,29 @@ static void test_slow_ops_are_counted_and_logged(void **state)
     assert_int_equal(s.ops, 3);
 }
 
+/* Without a log hook and without an explicit threshold nobody can learn of
+ * a slow call, so calls are not timed (no clock read per call); a log hook
+ * brings the default 100 ms threshold back. */
+static void test_calls_are_timed_only_with_a_log_hook_or_a_threshold(void **state)
+{
+    fx *f = F;
+    assert_int_equal(kvi_set_log(f->k, NULL, NULL, KVI_LOG_DEBUG), KVI_OK);
+    fs.next = KVI_OK;
+    fs.sleep_us = 150000;
+    assert_int_equal(kvi_conn_store(f->c, "k", 1, "v", 1, 0), KVI_OK);
+    kvi_stats s;
+    assert_int_equal(kvi_conn_stats(f->c, &s), KVI_OK);
+    assert_int_equal(s.slow_ops, 0);
+    assert_int_equal(s.total_us, 0);
+
+    assert_int_equal(kvi_set_log(f->k, capture_log, NULL, KVI_LOG_DEBUG), KVI_OK);
+    assert_int_equal(kvi_conn_store(f->c, "k", 1, "v", 1, 0), KVI_OK);
+    assert_int_equal(kvi_conn_stats(f->c, &s), KVI_OK);
+    assert_int_equal(s.slow_ops, 1);
+    assert_true(s.total_us >= 100000);
+    assert_int_equal(s.ops, 2);
+}
+
 /* ---- checks before the engine ----------------------------------------------------- */
 
 static void test_invalid_arguments_never_reach_the_engine(void **state)
@@ -1174,6 +1197,7 @@ int main(void)
         T(test_engine_ok_fetch_without_value_is_empty_value),
         T(test_stats_count_ops_errors_and_misses),
         T(test_slow_ops_are_counted_and_logged),
+        T(test_calls_are_timed_only_with_a_log_hook_or_a_threshold),
         T(test_invalid_arguments_never_reach_the_engine),
         T(test_sub_reaches_the_engine_as_negated_add),
         T(test_empty_glob_lists_everything),
