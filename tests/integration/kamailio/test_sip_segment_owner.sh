@@ -2,7 +2,8 @@
 # sip_segment_owner: Kamailio runs as the `kamailio` user (-u/-g), the
 # operator's `kvi` must run as that user too.  Needs root (to start
 # Kamailio as another user); the user is KVI_SIP_USER (default kamailio,
-# made by Debian's kamailio package).
+# made by Debian's kamailio package).  Runs the files of a `cmake --install`
+# prefix in its temp dir (readable by that user).
 #   1. the operator's mistake: a root `kvi` made the segment first.  The
 #      workers cannot open it; they log an error that names the owner (root)
 #      and what to do, and the database answers every REGISTER (fail open);
@@ -21,13 +22,21 @@ id "$KUSER" >/dev/null 2>&1 || kh_skip "no user $KUSER (Debian's kamailio packag
 kh_init
 NGOOD=40 NBAD=4 RETRY_S=2
 kh_make_db "$KH_DIR/subscriber.db" $NGOOD $NBAD
-KVI=$KH_BUILD/kvi
 as_user() { setpriv --reuid="$KUSER" --regid="$KUSER" --init-groups -- "$@"; }
-as_user test -r "$KVI" -a -r "$KH_BUILD/bindings/lua/5.1/kvi.so" ||
-    kh_skip "the build tree $KH_BUILD is not readable by $KUSER"
+
+# What the kamailio user runs (the script and the Lua module, loaded after
+# Kamailio dropped root; kvi) must be readable by it, wherever the build
+# tree is (a clone under /root is not): an installed prefix in the test's
+# directory, as an operator would have.
+chmod 0711 "$KH_DIR"
+P=$KH_DIR/prefix
+cmake --install "$KH_BUILD" --prefix "$P" >"$KH_DIR/install.log" 2>&1 || { cat "$KH_DIR/install.log"; kh_die "cmake --install failed"; }
+chmod -R a+rX "$P"
+KH_SRC=$P/share/kvi/kamailio
+KVI=$P/bin/kvi
+as_user test -r "$P/lib/lua/5.1/kvi.so" -a -x "$KVI" || kh_die "$P is not readable by $KUSER"
 
 # Kamailio's files: its directory writable by it, the rest readable.
-chmod 0711 "$KH_DIR"
 mkdir -p "$KH_DIR/p1"
 chown "$KUSER:" "$KH_DIR/p1" "$KH_DIR/subscriber.db"
 kh_shm_url owner
@@ -45,7 +54,7 @@ round() {
 # 1. A root kvi makes the segment before Kamailio.
 "$KVI" -u "$URL" ping local >/dev/null || kh_die "root kvi could not make the segment"
 KH_KAM_ARGS="-u $KUSER -g $KUSER" kh_kam_start p1 KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=local \
-    KVI_SIP_RETRY_S=$RETRY_S "KVI_SIP_URLS=$URL"
+    KVI_SIP_RETRY_S=$RETRY_S "KVI_SIP_URLS=$URL" "LUA_CPATH=$P/lib/lua/5.1/?.so;;"
 round r1
 if grep -q "kvi: cannot define local (KVI_E_AUTH).*belongs to uid 0 (root).*run every program that opens it as its owner" \
     "$KH_DIR/p1/kamailio.log"; then
