@@ -183,6 +183,22 @@ static void test_tls_checks_an_ip_address_against_the_certificate(void **state)
     kvi_free(k);
 }
 
+static void test_tls_failover_list_uses_the_next_host(void **state)
+{
+    (void)state;
+    uint16_t dead;
+    assert_int_equal(kvi_ts_free_port(&dead), KVI_TS_OK);
+    kvi *k;
+    kvi_status st = open_urlf(&k, NULL,
+                              "redis://:%s@127.0.0.1:%u,localhost:%u/2?tls=yes&tls_ca=%s/ca.pem&"
+                              "connect_timeout=%d",
+                              PASSWORD, (unsigned)dead, g.tls_auth, g.dir, CONNECT_TIMEOUT_MS);
+    if (st != KVI_OK)
+        fail_msg("open: %s: %s", kvi_status_name(st), kvi_errmsg(k));
+    store_fetch(k, "redis");
+    kvi_free(k);
+}
+
 static void test_wrong_ca_is_auth_error(void **state)
 {
     (void)state;
@@ -367,6 +383,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tls_with_password_and_database),
         cmocka_unit_test(test_tls_checks_an_ip_address_against_the_certificate),
+        cmocka_unit_test(test_tls_failover_list_uses_the_next_host),
         cmocka_unit_test(test_wrong_ca_is_auth_error),
         cmocka_unit_test(test_expired_certificate_is_auth_error),
         cmocka_unit_test(test_name_mismatch_is_auth_error_unless_sni_names_it),
