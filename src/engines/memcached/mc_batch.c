@@ -63,6 +63,17 @@ static void end_timeout(kvi_conn *c, kvi_batch_op *op)
                                        "sent"));
 }
 
+/* The calling thread's detail message without its "id: " prefix (the
+ * kvi_engine_error that reuses it puts it back). */
+static void copy_msg(kvi_conn *c, char *buf, size_t len)
+{
+    const char *m = kvi_errmsg(kvi_conn_context(c));
+    size_t idl = strlen(kvi_conn_id(c));
+    if (strncmp(m, kvi_conn_id(c), idl) == 0 && m[idl] == ':' && m[idl + 1] == ' ')
+        m += idl + 2;
+    snprintf(buf, len, "%s", m);
+}
+
 /* Ends the op of one multi-get reply r (a single fetch's outcome). */
 static void end_with_result(kvi_conn *c, struct mg_ent *e, memcached_result_st *r, int64_t now_ms)
 {
@@ -106,7 +117,7 @@ static void mget_run(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t de
     st = kvi__mc_acquire(c, &l);
     if (st != KVI_OK) {
         char msg[400];
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        copy_msg(c, msg, sizeof msg);
         for (size_t i = 0; i < n; i++)
             kvi_batch_op_done(c, ops[i], kvi_engine_error(c, st, "%s", msg));
         goto out;
@@ -126,7 +137,7 @@ static void mget_run(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t de
                 u->st = kvi_breaker_enter(c, e->server->breaker, e->server->name, &u->probe);
                 u->entered = u->st == KVI_OK ? 1 : -1;
                 if (u->st != KVI_OK)
-                    snprintf(u->msg, sizeof u->msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+                    copy_msg(c, u->msg, sizeof u->msg);
             }
             if (u->entered < 0) {
                 kvi_batch_op_done(c, ops[i], kvi_engine_error(c, u->st, "%s", u->msg));
@@ -192,7 +203,7 @@ static void mget_run(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t de
     /* The keys memcached did not return: misses, or the failure's status. */
     char msg[400] = "";
     if (st != KVI_OK)
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        copy_msg(c, msg, sizeof msg);
     for (size_t i = 0; i < cnt; i++)
         if (!sorted[i]->op->done)
             kvi_batch_op_done(c, sorted[i]->op,

@@ -186,16 +186,25 @@ static void end_unsent(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *
     kvi_batch_op_done(c, op, kvi_engine_error(c, s, "%s", msg));
 }
 
-/* The calling thread's current detail message, copied. */
+/* The calling thread's current detail message, copied without its "id: "
+ * prefix (kvi_engine_error puts it back when the copy is used). */
 static void copy_msg(kvi_conn *c, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s", kvi_errmsg(kvi_conn_context(c)));
+    const char *m = kvi_errmsg(kvi_conn_context(c));
+    size_t idl = strlen(kvi_conn_id(c));
+    if (strncmp(m, kvi_conn_id(c), idl) == 0 && m[idl] == ':' && m[idl + 1] == ' ')
+        m += idl + 2;
+    snprintf(buf, len, "%s", m);
 }
 
 static int network_failure(kvi_status s)
 {
     return s == KVI_E_CONNECT || s == KVI_E_TIMEOUT || s == KVI_E_IO;
 }
+
+/* Set while the rest of a group is pipelined again after a connect
+ * failure: that happens once, never recursively. */
+static _Thread_local int regrouping;
 
 /* Pipelines ops[0..n) (no raw queries) to node.  Scratch: cmds, bcs and
  * replies of n entries. */
@@ -230,12 +239,14 @@ static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op *
     }
     /* Nothing reached a server: one op alone through the single path
      * (failover list, fresh slot map); if a server answered it, pipeline
-     * the rest again, else fail them at once with its status. */
+     * the rest again (once), else fail them at once with its status. */
     kvi_status one = kvi_batch_op_single(c, ops[0]);
     if (n == 1)
         return;
-    if (!network_failure(one) && one != KVI_E_OUTCOME_UNKNOWN) {
+    if (!network_failure(one) && one != KVI_E_OUTCOME_UNKNOWN && !regrouping) {
+        regrouping = 1;
         kvi__redis_batch(c, ops + 1, n - 1, deadline_ms);
+        regrouping = 0;
         return;
     }
     for (size_t i = 1; i < n; i++)
@@ -495,14 +506,14 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     char msg[400];
     kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ra->probe);
     if (s != KVI_OK) {
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        copy_msg(c, msg, sizeof msg);
         for (size_t i = 0; i < n; i++)
             end_unsent(c, ops[i], s, msg);
         return 1;
     }
     int t = kvi__redis_link_take(c, node, &ra->link);
     if (t < 0) {
-        snprintf(msg, sizeof msg, "%s", kvi_errmsg(kvi_conn_context(c)));
+        copy_msg(c, msg, sizeof msg);
         for (size_t i = 0; i < n; i++)
             end_unsent(c, ops[i], KVI_E_CONNECT, msg);
         ra_close(c, ra, 0, KVI_E_CONNECT);

@@ -288,6 +288,45 @@ static void test_breaker_fails_batches_fast_while_the_server_is_down(void **stat
     kvi_batch_free(b);
 }
 
+/* redis failover list whose first host is down: the pipeline cannot be
+ * sent there, one op goes through the single path (which fails over),
+ * then the rest is pipelined to the host that answered. */
+static void test_failover_list_first_host_down(void **state)
+{
+    struct fx *f = *state;
+    if (strcmp(engine, "redis") != 0) {
+        kvi_test_not_applicable("a failover list is redis's");
+        return;
+    }
+    uint16_t dead = 0;
+    assert_int_equal(kvi_ts_free_port(&dead), KVI_TS_OK);
+    char url[256];
+    snprintf(url, sizeof url, "redis:t://127.0.0.1:%u,127.0.0.1:%u/?cluster=no&lazy=yes&connect_timeout=300",
+             (unsigned)dead, (unsigned)kvi_ts_port(f->s));
+    kvi_free(f->k);
+    f->k = kvi_test_context1(url);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(f->k, &b), KVI_OK);
+    char key[16];
+    for (int i = 0; i < 50; i++) {
+        int n = snprintf(key, sizeof key, "f%d", i);
+        assert_int_equal(kvi_batch_store(b, id(), key, (size_t)n, key, (size_t)n, 0), KVI_OK);
+        assert_int_equal(kvi_batch_fetch(b, id(), key, (size_t)n), KVI_OK);
+    }
+    kvi_status st = kvi_batch_run(b, 10000);
+    if (st != KVI_OK)
+        fail_msg("%s: %s", kvi_status_name(st), kvi_errmsg(f->k));
+    for (int i = 0; i < 50; i++) {
+        int n = snprintf(key, sizeof key, "f%d", i);
+        size_t len = 0;
+        const char *v = kvi_batch_value(b, (size_t)(2 * i + 1), &len);
+        assert_non_null(v);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(v, key, len);
+    }
+    kvi_batch_free(b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 || (strcmp(argv[1], "redis") != 0 && strcmp(argv[1], "memcached") != 0)) {
@@ -302,6 +341,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_breaker_fails_batches_fast_while_the_server_is_down,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_list_first_host_down, setup, teardown),
     };
     char group[64];
     snprintf(group, sizeof group, "batch[%s]", engine);
