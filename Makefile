@@ -107,6 +107,7 @@ test-asan:
 # shell's own leaks (dash) are not kvi's: shell scripts (label shell) neither.
 test-valgrind: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
+	@rm -f $(BUILD)/Testing/Temporary/MemoryChecker.*.log  # judge this run's logs only
 	ctest --test-dir $(BUILD) --output-on-failure -L 'unit|conformance' -LE 'integration|cli|bench-smoke|examples|lua|shell' \
 	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect --suppressions=$(CURDIR)/tests/valgrind/ld-so.supp" \
 	  -T memcheck -j$(JOBS) --output-log $(BUILD)/ctest-valgrind.log; rc=$$?; \
