@@ -102,7 +102,7 @@ if [ "$mode" = check ]; then
         if [ -z "$(header Test "$p")" ]; then
             echo "NO TEST   $name: no 'Test:' header line"
             bad=$((bad + 1))
-        elif ! out=$(patch -p1 --dry-run --fuzz=0 --force -s -d "$src" <"$p" 2>&1); then
+        elif ! out=$(patch -p1 --dry-run --fuzz=0 --force --no-backup-if-mismatch -s -d "$src" <"$p" 2>&1); then
             echo "STALE     $name: $(echo "$out" | head -n 3 | tr '\n' ' ')"
             bad=$((bad + 1))
         else
@@ -277,7 +277,7 @@ for p in $patches; do
         result="NO TEST"
     elif ! save "$p"; then
         result="NO COPY"
-    elif ! patch -p1 --fuzz=0 --force -s -d "$tree" <"$p" >"$log/$name.apply" 2>&1; then
+    elif ! patch -p1 --fuzz=0 --force --no-backup-if-mismatch -r - -s -d "$tree" <"$p" >"$log/$name.apply" 2>&1; then
         result="STALE"
         restore "$p"
         cat "$log/$name.apply"
