@@ -74,12 +74,26 @@ for ((r = 1; r <= ROUNDS; r++)); do
     }
     kh_check_register "$KH_DIR/users.csv" "$KH_DIR/sipp-r$r/calls.log" || failed=1
 done
+# A wrong password for every user whose right one is cached by now: each
+# gets 401/403 from the cache's password, without a query (with no cache,
+# "none", one query each).  A route that took a cached password as proof
+# without checking the credentials against it answered these 200.
+{
+    echo SEQUENTIAL
+    awk -F';' '$3 == "good" { printf "%s;not-%s;bad\n", $1, $2 }' "$KH_DIR/users.csv"
+} >"$KH_DIR/wrong.csv"
+kh_sipp_register p1 wrong "$KH_DIR/wrong.csv" 100 || {
+    echo "sipp, wrong passwords of cached users: not every call completed:"
+    tail -n 20 "$KH_DIR/sipp-wrong/sipp.out"
+    failed=1
+}
+kh_check_register "$KH_DIR/wrong.csv" "$KH_DIR/sipp-wrong/calls.log" || failed=1
 retrans=$(kh_sipp_stat "$KH_DIR/sipp-r2/stat.csv" "Retransmissions(C)")
 echo "round 2 (Kamailio stopped for 1.5 s): $retrans retransmissions"
 [ "$retrans" -gt 0 ] || { echo "round 2 caused no retransmission: the stall did not happen"; failed=1; }
 
 want_good=1
-[ "$mode" = none ] && want_good=$ROUNDS
+[ "$mode" = none ] && want_good=$((ROUNDS + 1)) # + the wrong-password round
 kh_dbq p1 >"$KH_DIR/dbq.txt"
 kh_check_dbq "$KH_DIR/dbq.txt" $NGOOD $NBAD $want_good $want_good $ROUNDS $ROUNDS || failed=1
 if [ "$db" = mariadb ]; then
