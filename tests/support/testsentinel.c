@@ -57,13 +57,16 @@ static int query(uint16_t port, const char *cmd, char *buf, size_t buflen)
             if (n <= 0)
                 break;
             got += (size_t)n;
-            /* A bulk reply is complete once its announced length is in. */
+            /* A bulk reply is complete once its announced length is in;
+             * anything else (AUTH's +OK, then an array) once the server
+             * has been silent for 100 ms. */
             buf[got] = '\0';
-            if (buf[0] != '$')
-                break;
             char *nl = strstr(buf, "\r\n");
-            if (nl != NULL && (size_t)(nl - buf) + 2 + (size_t)atol(buf + 1) + 2 <= got)
+            if (buf[0] == '$' && nl != NULL &&
+                (size_t)(nl - buf) + 2 + (size_t)atol(buf + 1) + 2 <= got)
                 break;
+            if (end - now_ms() > 100)
+                end = now_ms() + 100;
         }
     }
     close(fd);
@@ -72,12 +75,16 @@ static int query(uint16_t port, const char *cmd, char *buf, size_t buflen)
 }
 
 /* Polls until cmd on port answers with text containing want. */
+/* The AUTH prefix of the sentinels' commands ("" when none). */
+static _Thread_local char auth_prefix[160];
+
 static int wait_for(uint16_t port, const char *cmd, const char *want, unsigned timeout_ms)
 {
-    char buf[8192];
+    char buf[8192], full[512];
     long long end = now_ms() + timeout_ms;
+    snprintf(full, sizeof full, "%s%s", auth_prefix, cmd);
     do {
-        if (query(port, cmd, buf, sizeof buf) == 0 && strstr(buf, want) != NULL)
+        if (query(port, full, buf, sizeof buf) == 0 && strstr(buf, want) != NULL)
             return 0;
         usleep(50 * 1000);
     } while (now_ms() < end);
@@ -115,6 +122,9 @@ static kvi_ts_result start_sentinel(kvi_tsn_setup *s, const kvi_tsn_spec *spec,
             spec->quorum ? spec->quorum : n / 2 + 1, s->name,
             spec->down_after_ms ? spec->down_after_ms : 1000, s->name,
             spec->failover_timeout_ms ? spec->failover_timeout_ms : 5000, s->name);
+    if (spec->sentinel_password != NULL)
+        fprintf(fp, "requirepass %s\nsentinel sentinel-pass %s\n", spec->sentinel_password,
+                spec->sentinel_password);
     if (spec->tls_dir != NULL)
         fprintf(fp,
                 "tls-port %u\ntls-cert-file %s/server.pem\ntls-key-file %s/server.key\n"
@@ -197,6 +207,9 @@ kvi_ts_result kvi_tsn_start(const kvi_tsn_spec *spec, kvi_tsn_setup **out)
      * sentinels (a failover needs all three). */
     char cmd[128], want_r[64], want_s[64];
     snprintf(cmd, sizeof cmd, "SENTINEL MASTER %s", s->name);
+    auth_prefix[0] = '\0';
+    if (spec->sentinel_password != NULL)
+        snprintf(auth_prefix, sizeof auth_prefix, "AUTH %s\r\n", spec->sentinel_password);
     snprintf(want_r, sizeof want_r, "num-slaves\r\n$%zu\r\n%u\r\n",
              (size_t)snprintf(NULL, 0, "%u", spec->replicas), spec->replicas);
     snprintf(want_s, sizeof want_s, "num-other-sentinels\r\n$%zu\r\n%u\r\n",
@@ -208,6 +221,7 @@ kvi_ts_result kvi_tsn_start(const kvi_tsn_spec *spec, kvi_tsn_setup **out)
             r = KVI_TS_FAILED;
         }
     }
+    auth_prefix[0] = '\0';
     if (r != KVI_TS_OK) {
         kvi_tsn_free(s);
         return r;

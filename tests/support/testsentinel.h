@@ -38,6 +38,9 @@ typedef struct kvi_tsn_spec {
      * replicas and the sentinels reach the servers over TLS, and
      * kvi_tsn_url() names the sentinels' TLS ports (add tls=yes). */
     const char *tls_dir;
+    /* The sentinels' requirepass (and sentinel-pass among them); NULL =
+     * none. */
+    const char *sentinel_password;
 } kvi_tsn_spec;
 
 typedef struct kvi_tsn_setup kvi_tsn_setup;

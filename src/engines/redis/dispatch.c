@@ -135,8 +135,10 @@ static kvi_status exec_sentinel(kvi_conn *c, struct kvi_redis_state *st,
         struct kvi_redis_node *m = NULL;
         kvi_status s = kvi__redis_sentinel_master(c, st, &m);
         if (s != KVI_OK) {
-            if (fatal(s))
-                break;
+            if (fatal(s)) {
+                freeReplyObject(last_reply);
+                return s;
+            }
             last = s;
             goto backoff;
         }

@@ -352,6 +352,35 @@ static void test_sentinels_and_master_over_tls(void **state)
     free(dir);
 }
 
+/* Sentinels with requirepass: sentinel_password is theirs, the URL's
+ * userinfo stays the data nodes' (none here). */
+static void test_sentinel_password_authenticates_to_the_sentinels(void **state)
+{
+    (void)state;
+    kvi_tsn_spec spec = {
+        .replicas = 0, .sentinels = 1, .quorum = 1, .sentinel_password = "sent-s3cret"};
+    kvi_tsn_setup *ts = NULL;
+    if (kvi_tsn_start(&spec, &ts) != KVI_TS_OK)
+        fail_msg("cannot start the set-up: %s", kvi_ts_errmsg());
+    char url[1024];
+    size_t n = kvi_tsn_url(ts, "redis", url, sizeof url);
+    snprintf(url + n, sizeof url - n, "&sentinel_password=sent-s3cret");
+    kvi *k = open_url(url);
+    assert_int_equal(kvi_store(k, "redis", "sp", 2, "x", 1, 0), KVI_OK);
+    kvi_free(k);
+    /* A wrong one: KVI_E_AUTH, the password nowhere in the message. */
+    n = kvi_tsn_url(ts, "redis", url, sizeof url);
+    snprintf(url + n, sizeof url - n, "&sentinel_password=wrong-pw&connect_timeout=%d",
+             CONNECT_TIMEOUT_MS);
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    kvi_status st = kvi_add_url(k, url);
+    print_message("  wrong sentinel_password -> %s: %s\n", kvi_status_name(st), kvi_errmsg(k));
+    assert_int_equal(st, KVI_E_AUTH);
+    assert_null(strstr(kvi_errmsg(k), "wrong-pw"));
+    kvi_free(k);
+    kvi_tsn_free(ts);
+}
+
 static void test_sentinel_password_is_hidden_like_the_password(void **state)
 {
     (void)state;
@@ -376,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_failover_is_followed_and_no_acknowledged_write_is_lost),
         cmocka_unit_test(test_killed_master_is_replaced),
         cmocka_unit_test(test_sentinels_and_master_over_tls),
+        cmocka_unit_test(test_sentinel_password_authenticates_to_the_sentinels),
         cmocka_unit_test(test_sentinel_password_is_hidden_like_the_password),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
