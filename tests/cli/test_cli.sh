@@ -683,6 +683,32 @@ expect "concurrent adds from two processes" 0 "$((2 * N))\n"
 checks=$((checks + 1))
 [ ! -s "$T/w1" ] && [ ! -s "$T/w2" ] || fail "concurrent workers: $(cat "$T/w1" "$T/w2")"
 
+# ---- looking at a shared collection never creates one ---------------------
+# (issue 21 item 5) keys, fetch, ttl, counter and stats attach only: a
+# missing segment is "no such shared collection", and none appears.
+SHM=kvi-cli-look-$$
+SEG=/dev/shm/kvi.$SHM
+rm -f "$SEG"
+KVI_CMD=("$KVI" -u "local://?shm=$SHM&max_memory=4m")
+for look in "keys local" "fetch local a" "ttl local a" "counter local a" "stats local"; do
+    run $look
+    expect "$look on a missing shared collection" 11 '' '*'
+    expect_err_has "$look names the missing collection" "no such shared collection"
+    check "$look created no segment" test ! -e "$SEG"
+done
+run store local a 7
+expect "store creates the shared collection" 0 ''
+check "the store made the segment" test -e "$SEG"
+run counter local a
+expect "counter then reads it" 0 '7\n'
+run keys local
+expect "keys lists it" 0 'a\n'
+KVI_CMD=("$KVI" -u "local://?shm=$SHM&max_memory=4m&shm_create=yes")
+run fetch local a
+expect "an explicit shm_create is kept" 0 '7'
+rm -f "$SEG"
+KVI_CMD=()
+
 # The password of the URLs above never appeared in any output of any run.
 checks=$((checks + 1))
 if grep -aqF "$PW" "$T/all_output"; then fail "password appears in output"; fi

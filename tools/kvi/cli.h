@@ -65,6 +65,7 @@ typedef enum kvi__cli_kind {
 #define KVI_CLI_F_STORE 1u /* needs the store (a context with engine ids) */
 #define KVI_CLI_F_SHELL 2u /* the shell: main runs it, never from the shell */
 #define KVI_CLI_F_PIPE 4u  /* pipe: main runs it, never from the shell */
+#define KVI_CLI_F_LOOK 8u  /* only looks: a shared collection is attached, never created */
 
 #define KVI_CLI_MAX_ARGS 4
 

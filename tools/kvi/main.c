@@ -31,6 +31,36 @@ static void log_to_stderr(void *ud, kvi_log_level level, const char *msg)
     fprintf(stderr, "kvi: %s\n", msg);
 }
 
+/* 1 when the query part q (after '?') has an option named name. */
+static int has_option(const char *q, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = q;;) {
+        if (strncmp(p, name, n) == 0 && p[n] == '=')
+            return 1;
+        if ((p = strchr(p, '&')) == NULL)
+            return 0;
+        p++;
+    }
+}
+
+/* A command that only looks (KVI_CLI_F_LOOK) attaches to a shared local
+ * collection and never creates one: "local...://...?shm=NAME" without its
+ * own shm_create gets "&shm_create=no", so a mistyped name or a look before
+ * the server's first request is "no such shared collection" instead of a
+ * new segment that would then lock the server out.  Returns url itself or
+ * a copy in buf (NULL when it does not fit). */
+static const char *look_only_url(const char *url, char *buf, size_t buflen)
+{
+    const char *q = strchr(url, '?');
+    if (strncmp(url, "local", 5) != 0 || (url[5] != ':' && url[5] != '\0') || q == NULL ||
+        !has_option(q + 1, "shm") || has_option(q + 1, "shm_create") ||
+        has_option(q + 1, "shm_readonly"))
+        return url;
+    int n = snprintf(buf, buflen, "%s%sshm_create=no", url, q[1] == '\0' ? "" : "&");
+    return n >= 0 && (size_t)n < buflen ? buf : NULL;
+}
+
 /* Creates the context and defines the engine ids: the -u/-c sources in
  * order, or the default local store.  Returns -1 or an exit status. */
 static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc,
@@ -55,8 +85,14 @@ static int open_store(kvi__cli *cli, const struct source *src, size_t nsrc,
         return -1;
     }
     for (size_t i = 0; i < nsrc; i++) {
-        st = src[i].is_config ? kvi_load_config(cli->k, src[i].text)
-                              : kvi_add_url(cli->k, src[i].text);
+        const char *url = src[i].text;
+        char look[4096];
+        if (!src[i].is_config && (cmd->flags & KVI_CLI_F_LOOK) != 0 &&
+            (url = look_only_url(url, look, sizeof look)) == NULL) {
+            kvi__cli_report(cli, KVI_E_BAD_URL, "a URL longer than 4 KiB");
+            return kvi__cli_exit_code(KVI_E_BAD_URL);
+        }
+        st = src[i].is_config ? kvi_load_config(cli->k, src[i].text) : kvi_add_url(cli->k, url);
         if (st != KVI_OK)
             return kvi__cli_fail(cli, st);
     }
