@@ -287,6 +287,14 @@ KVI_EXPORT int kvi_conn_lazy(const kvi_conn *c);
 KVI_EXPORT kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
     KVI_PRINTF(3, 4);
 
+/* kvi_engine_error() for fixed words that arrive in a variable: where (the
+ * operation's name, "fetch"; NULL or "" for none) is written after the
+ * engine id as it is, never masked: "memcached: fetch: <fmt...>".  Passing
+ * it as a %s argument instead would mask it where it holds the password
+ * ("f*tch" for the password "e"). */
+KVI_EXPORT kvi_status kvi_engine_error_in(kvi_conn *c, kvi_status st, const char *where,
+                                          const char *fmt, ...) KVI_PRINTF(4, 5);
+
 /* Logs through the context's hook, prefixed with the engine id, with the
  * URL's password masked in the arguments' text as in kvi_engine_error(). */
 KVI_EXPORT void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)

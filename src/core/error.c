@@ -320,23 +320,49 @@ const char *kvi_errmsg(const kvi *k)
     return tl_err.msg;
 }
 
+/* The message "ID: [WHERE: ]BODY": body formatted with the password masked
+ * in what its arguments put in; id and where are fixed words, never masked. */
+static kvi_status engine_verror(kvi_conn *c, kvi_status st, const char *where, const char *fmt,
+                                va_list ap)
+{
+    char *body = vformat_masked(c != NULL ? c->secret : NULL, fmt, ap);
+    const char *text = body ? body : "(out of memory formatting the message)";
+    int has_where = where != NULL && where[0] != '\0';
+    if (c == NULL && !has_where) {
+        set_errmsg(NULL, text);
+    } else {
+        char *full = NULL;
+        int n;
+        if (c == NULL)
+            n = asprintf(&full, "%.255s: %s", where, text);
+        else if (has_where)
+            n = asprintf(&full, "%.255s: %.255s: %s", c->id ? c->id : c->engine->name, where, text);
+        else
+            n = asprintf(&full, "%.255s: %s", c->id ? c->id : c->engine->name, text);
+        if (n < 0)
+            full = NULL;
+        set_errmsg(c != NULL ? c->k : NULL, full ? full : text);
+        free(full);
+    }
+    free(body);
+    return st;
+}
+
 kvi_status kvi_engine_error(kvi_conn *c, kvi_status st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *body = vformat_masked(c != NULL ? c->secret : NULL, fmt, ap);
+    engine_verror(c, st, NULL, fmt, ap);
     va_end(ap);
-    const char *text = body ? body : "(out of memory formatting the message)";
-    if (c == NULL) {
-        set_errmsg(NULL, text);
-    } else {
-        char *full = NULL;
-        if (asprintf(&full, "%.255s: %s", c->id ? c->id : c->engine->name, text) < 0)
-            full = NULL;
-        set_errmsg(c->k, full ? full : text);
-        free(full);
-    }
-    free(body);
+    return st;
+}
+
+kvi_status kvi_engine_error_in(kvi_conn *c, kvi_status st, const char *where, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    engine_verror(c, st, where, fmt, ap);
+    va_end(ap);
     return st;
 }
 

@@ -71,9 +71,14 @@ static const struct kvi_engine leaky = {
 static const char *server_reply;
 static int convs_count;
 
+static const char *wordy_where; /* when set, open() reports with it */
+
 static kvi_status wordy_open(kvi_conn *c, const kvi_url *url)
 {
     (void)url;
+    if (wordy_where != NULL)
+        return kvi_engine_error_in(c, KVI_E_NOT_A_COUNTER, wordy_where, "server said: %s",
+                                   server_reply);
     kvi_engine_log(c, KVI_LOG_ERROR, "value is not an integer counter; server said: %s",
                    server_reply);
     return kvi_engine_error(c, KVI_E_NOT_A_COUNTER,
@@ -242,11 +247,30 @@ static void test_every_conversion_formats_as_printf_and_is_masked(void **state)
     kvi_free(k);
 }
 
+static void test_fixed_words_in_a_variable_are_never_masked(void **state)
+{
+    (void)state;
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_register_engine(k, &wordy), KVI_OK);
+    wordy_where = "fetch";
+    server_reply = "bad e here";
+    assert_int_equal(kvi_add_url(k, "wordy://:e@h/"), KVI_E_NOT_A_COUNTER);
+    assert_string_equal(kvi_errmsg(k), "wordy: fetch: server said: bad * h*r*");
+    wordy_where = "";
+    assert_int_equal(kvi_add_url(k, "wordy://:e@h/"), KVI_E_NOT_A_COUNTER);
+    assert_string_equal(kvi_errmsg(k), "wordy: server said: bad * h*r*");
+    wordy_where = NULL;
+    kvi_free(k);
+    assert_int_equal(kvi_engine_error_in(NULL, KVI_E_IO, "fetch", "x"), KVI_E_IO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cut_password_is_scrubbed_at_every_offset),
         cmocka_unit_test(test_fixed_words_are_never_masked),
+        cmocka_unit_test(test_fixed_words_in_a_variable_are_never_masked),
         cmocka_unit_test(test_every_conversion_formats_as_printf_and_is_masked),
         cmocka_unit_test(test_unsigned_sizes_and_pointers_format_as_printf),
     };

@@ -93,20 +93,18 @@ static kvi_status mc_auth_error(kvi_conn *c, const struct mc_conn *m, memcached_
                                 const char *op)
 {
     if (m->sasl_user == NULL)
-        return kvi_engine_error(c, KVI_E_AUTH,
-                                "%s: authentication required: the server uses SASL; give "
-                                "user:password in the URL",
-                                op);
+        return kvi_engine_error_in(c, KVI_E_AUTH, op,
+                                   "authentication required: the server uses SASL; give "
+                                   "user:password in the URL");
     if (rc == MEMCACHED_UNKNOWN_READ_FAILURE)
-        return kvi_engine_error(c, KVI_E_AUTH,
-                                "%s: authentication failed: the server does not do SASL (a "
-                                "memcached without -S refuses the SASL handshake); remove "
-                                "user:password from the URL or start the server with -S",
-                                op);
-    return kvi_engine_error(c, KVI_E_AUTH,
-                            "%s: authentication failed: the server refused user '%s' with the "
-                            "password given",
-                            op, m->sasl_user);
+        return kvi_engine_error_in(c, KVI_E_AUTH, op,
+                                   "authentication failed: the server does not do SASL (a "
+                                   "memcached without -S refuses the SASL handshake); remove "
+                                   "user:password from the URL or start the server with -S");
+    return kvi_engine_error_in(c, KVI_E_AUTH, op,
+                               "authentication failed: the server refused user '%s' with the "
+                               "password given",
+                               m->sasl_user);
 }
 
 /* Turns a failed libmemcached call into a kvi status with a detail message.
@@ -116,10 +114,10 @@ kvi_status kvi__mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, co
     const struct mc_lease *l = mc != NULL ? memcached_get_user_data(mc) : NULL;
     if (l != NULL && atomic_load(&l->expired)) {
         const struct mc_conn *mt = kvi_conn_priv(c);
-        return kvi_engine_error(c, KVI_E_TIMEOUT,
-                                "%s: no complete reply within %u ms (the server answers too "
-                                "slowly or not at all)",
-                                op, (unsigned)mt->call_ms);
+        return kvi_engine_error_in(c, KVI_E_TIMEOUT, op,
+                                   "no complete reply within %u ms (the server answers too "
+                                   "slowly or not at all)",
+                                   (unsigned)mt->call_ms);
     }
     /* FAILURE / SOME_ERRORS say little; the handle's last error says why. */
     if ((rc == MEMCACHED_FAILURE || rc == MEMCACHED_SOME_ERRORS) && mc != NULL &&
@@ -142,9 +140,9 @@ kvi_status kvi__mc_fail(kvi_conn *c, memcached_st *mc, memcached_return_t rc, co
     if (msg == NULL || msg[0] == '\0')
         msg = memcached_strerror(mc, rc);
     if (rc == MEMCACHED_E2BIG)
-        return kvi_engine_error(c, st,
-                                "%s: value too large for the server's item size limit "
-                                "(memcached -I; 1 MiB values need -I 2m): %s",
-                                op, msg);
-    return kvi_engine_error(c, st, "%s: %s", op, msg);
+        return kvi_engine_error_in(c, st, op,
+                                   "value too large for the server's item size limit "
+                                   "(memcached -I; 1 MiB values need -I 2m): %s",
+                                   msg);
+    return kvi_engine_error_in(c, st, op, "%s", msg);
 }

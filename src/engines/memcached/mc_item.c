@@ -40,10 +40,10 @@ static kvi_status mc_decode(kvi_conn *c, const struct mc_key *k, struct mc_item 
     if (k->mapped) {
         size_t off;
         if (!kvi__mc_unwrap(it->data, it->len, k->key, k->key_len, &off))
-            return kvi_engine_error(c, KVI_E_CORRUPT,
-                                    "%s: item '%s' is not kvi's envelope for this key "
-                                    "(written by another client?)",
-                                    op, k->mkey);
+            return kvi_engine_error_in(c, KVI_E_CORRUPT, op,
+                                       "item '%s' is not kvi's envelope for this key "
+                                       "(written by another client?)",
+                                       k->mkey);
         it->data += off;
         it->len -= off;
     }

@@ -141,8 +141,8 @@ kvi_status kvi__mc_remove(kvi_conn *c, const void *key, size_t key_len)
 /* The end of a CAS loop that kept losing to other writers. */
 static kvi_status mc_gave_up(kvi_conn *c, const char *op)
 {
-    return kvi_engine_error(c, KVI_E_BACKEND, "%s: gave up after %d conflicting concurrent updates",
-                            op, MC_CAS_MAX_TRIES);
+    return kvi_engine_error_in(c, KVI_E_BACKEND, op,
+                               "gave up after %d conflicting concurrent updates", MC_CAS_MAX_TRIES);
 }
 
 /* The bounds of a counter update; plain add/sub have the whole int64 range. */
@@ -177,11 +177,12 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
         mc_new_expiry(now_ms, expire_s, &flags, &exptime);
     } else {
         if (!kvi_parse_int64(it.data, it.len, &old))
-            return kvi_engine_error(c, KVI_E_NOT_A_COUNTER, "%s: value of '%s' is not an integer",
-                                    b->op, k->mkey);
+            return kvi_engine_error_in(c, KVI_E_NOT_A_COUNTER, b->op,
+                                       "value of '%s' is not an integer", k->mkey);
         if (__builtin_add_overflow(old, delta, &next))
-            return kvi_engine_error(c, KVI_E_OVERFLOW, "%s: %lld + %lld does not fit in int64",
-                                    b->op, (long long)old, (long long)delta);
+            return kvi_engine_error_in(c, KVI_E_OVERFLOW, b->op,
+                                       "%lld + %lld does not fit in int64", (long long)old,
+                                       (long long)delta);
         /* Fixed window: keep the recorded expiry (flags unchanged) and send
          * the time left of it. */
         mode = MC_CAS;
