@@ -72,13 +72,30 @@ static int push_word(struct wordlist *wl, const char *bytes, size_t len)
     return 0;
 }
 
-static kvi_status syntax_error(kvi_conn *c, const char *what, size_t word, size_t offset)
+/* What went wrong: each is its own literal format, so that its words are
+ * never taken for the password (only arguments are masked). */
+enum syntax_fault { UNTERMINATED_DOUBLE, UNTERMINATED_SINGLE, QUOTE_NOT_ENDING_WORD };
+
+static kvi_status syntax_error(kvi_conn *c, enum syntax_fault what, size_t word, size_t offset)
 {
     /* The query itself is never quoted back: it may be "AUTH <password>". */
-    if (c != NULL)
-        return kvi_engine_error(c, KVI_E_INVALID, "raw query: %s (word %zu, byte offset %zu)", what,
+    if (c == NULL)
+        return KVI_E_INVALID;
+    switch (what) {
+    case UNTERMINATED_DOUBLE:
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "raw query: unterminated double quote (word %zu, byte offset %zu)",
                                 word, offset);
-    return KVI_E_INVALID;
+    case UNTERMINATED_SINGLE:
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "raw query: unterminated single quote (word %zu, byte offset %zu)",
+                                word, offset);
+    default:
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "raw query: closing quote must be followed by a blank (word %zu, "
+                                "byte offset %zu)",
+                                word, offset);
+    }
 }
 
 /*
@@ -139,17 +156,15 @@ kvi_status kvi_split_words(kvi_conn *c, const char *query, size_t query_len, cha
             size_t start = i++;
             for (;;) {
                 if (i >= query_len) {
-                    st = syntax_error(
-                        c, quote == '"' ? "unterminated double quote" : "unterminated single quote",
-                        wl.count + 1, start);
+                    st = syntax_error(c, quote == '"' ? UNTERMINATED_DOUBLE : UNTERMINATED_SINGLE,
+                                      wl.count + 1, start);
                     goto fail;
                 }
                 ch = q[i];
                 if (ch == quote) {
                     i++;
                     if (i < query_len && !is_blank(q[i])) {
-                        st = syntax_error(c, "closing quote must be followed by a blank",
-                                          wl.count + 1, i);
+                        st = syntax_error(c, QUOTE_NOT_ENDING_WORD, wl.count + 1, i);
                         goto fail;
                     }
                     done = 1;
