@@ -112,7 +112,8 @@ test-valgrind: $(BUILD)/CMakeCache.txt
 	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=97 --errors-for-leak-kinds=definite,indirect --suppressions=$(CURDIR)/tests/valgrind/ld-so.supp" \
 	  -T memcheck -j$(JOBS) --output-log $(BUILD)/ctest-valgrind.log; rc=$$?; \
 	  sh tests/support/check-skips.sh $(BUILD)/ctest-valgrind.log \
-	    $(BUILD)/Testing/Temporary/LastTest.log || rc=1; [ $$rc = 0 ] || exit $$rc
+	    "$$(ls -t $(BUILD)/Testing/Temporary/LastDynamicAnalysis_*.log 2>/dev/null | head -1)" \
+	    || rc=1; [ $$rc = 0 ] || exit $$rc
 	@if grep -l -E 'definitely lost: [1-9]|indirectly lost: [1-9]|ERROR SUMMARY: [1-9]' \
 	    $(BUILD)/Testing/Temporary/MemoryChecker.*.log 2>/dev/null; then \
 	  echo "valgrind found errors or leaks (logs above)"; exit 1; fi

@@ -172,7 +172,9 @@ static void test_hung_server_start_returns_at_once_and_deadline_ends_it(void **s
     struct done_count dc = {0};
     kvi_wait w;
     int64_t t0 = mono_ms();
-    int r = kvi_batch_start(b, 300, on_done, &dc, &w);
+    /* A deadline long enough that a start slowed down by a loaded machine
+     * (ASan, 2 cores) still shows it did not wait for it. */
+    int r = kvi_batch_start(b, 1000, on_done, &dc, &w);
     int64_t start_ms = mono_ms() - t0;
     while (r == 0) {
         wait_for(&w);
@@ -180,10 +182,10 @@ static void test_hung_server_start_returns_at_once_and_deadline_ends_it(void **s
     }
     int64_t all_ms = mono_ms() - t0;
     assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
-    printf("# start returned after %lld ms, batch ended after %lld ms (deadline 300)\n",
+    printf("# start returned after %lld ms, batch ended after %lld ms (deadline 1000)\n",
            (long long)start_ms, (long long)all_ms);
-    assert_true(start_ms < 100);
-    assert_true(all_ms >= 290 && all_ms < 2000);
+    assert_true(start_ms < 500);
+    assert_true(all_ms >= 990 && all_ms < 5000);
     assert_int_equal(dc.calls, 1);
     for (size_t i = 0; i < 10; i++)
         assert_int_equal(kvi_batch_status(b, i), i % 2 == 0 ? KVI_E_TIMEOUT : KVI_E_OUTCOME_UNKNOWN);

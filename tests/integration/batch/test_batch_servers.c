@@ -266,7 +266,7 @@ static void test_breaker_fails_batches_fast_while_the_server_is_down(void **stat
         printf("# round %d: %s after %lld ms\n", round, kvi_status_name(st), (long long)dt);
         assert_true(st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO);
         /* One connect failure at most per batch, not one per op. */
-        assert_true(dt < (round == 0 ? 1500 : 200));
+        assert_true(dt < (round == 0 ? 1500 : 800)); /* loose: ASan on 2 loaded cores */
         for (size_t i = 0; i < 100; i++) {
             kvi_status s = kvi_batch_status(b, i);
             if (s == KVI_E_OUTCOME_UNKNOWN)

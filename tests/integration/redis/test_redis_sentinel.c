@@ -67,8 +67,15 @@ static kvi *open_url(const char *url)
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
     kvi_status st = kvi_add_url(k, url);
-    if (st != KVI_OK)
-        fail_msg("kvi_add_url %s: %s: %s", url, kvi_status_name(st), kvi_errmsg(k));
+    if (st != KVI_OK) {
+        /* The URL holds passwords: only its redacted form goes to the log. */
+        char shown[1024] = "(unparsable)", err[256];
+        kvi_url *u = NULL;
+        if (kvi_url_parse(url, &u, err, sizeof err) == KVI_OK)
+            kvi_url_format_redacted(u, shown, sizeof shown);
+        kvi_url_free(u);
+        fail_msg("kvi_add_url %s: %s: %s", shown, kvi_status_name(st), kvi_errmsg(k));
+    }
     return k;
 }
 
