@@ -21,7 +21,11 @@
 #include "kvi/engine.h"
 #include "kvi/kvi.h"
 
-#define DOWN_FOR_MS 100
+/* Tests that wait for down_for to pass use DOWN_FOR_MS; the others a
+ * down_for no stall of a loaded machine (valgrind, ASan, 2 cores) can
+ * reach, so that "fails at once" never meets an early probe. */
+#define DOWN_FOR_MS 1000
+#define NO_WAIT_MS 600000
 #define SERVER "127.0.0.1:6379"
 
 struct fx {
@@ -42,17 +46,22 @@ static void log_hook(void *ud, kvi_log_level level, const char *msg)
     snprintf(f->last, sizeof f->last, "%s", msg);
 }
 
-static struct fx *fx_new(int64_t down_after)
+static struct fx *fx_new_for(int64_t down_after, uint32_t down_for_ms)
 {
     static struct fx f;
     memset(&f, 0, sizeof f);
     assert_int_equal(kvi_new(&f.k), KVI_OK);
     kvi_set_log(f.k, log_hook, &f, KVI_LOG_INFO);
     assert_int_equal(kvi_conn_get(f.k, "local", &f.c), KVI_OK);
-    kvi_breaker_options opt = {.down_after = down_after, .down_for_ms = DOWN_FOR_MS};
+    kvi_breaker_options opt = {.down_after = down_after, .down_for_ms = down_for_ms};
     f.b = kvi_breaker_new(f.c, &opt);
     assert_non_null(f.b);
     return &f;
+}
+
+static struct fx *fx_new(int64_t down_after)
+{
+    return fx_new_for(down_after, NO_WAIT_MS);
 }
 
 static void fx_free(struct fx *f)
@@ -128,7 +137,7 @@ static void test_an_answer_resets_the_count(void **state)
 static void test_one_probe_after_down_for_and_its_answer_marks_up(void **state)
 {
     (void)state;
-    struct fx *f = fx_new(1);
+    struct fx *f = fx_new_for(1, DOWN_FOR_MS);
     assert_int_equal(call(f, KVI_E_TIMEOUT, NULL), KVI_OK);
     assert_int_equal(call(f, KVI_OK, NULL), KVI_E_TIMEOUT);
     kvi_sleep_ms(DOWN_FOR_MS + 20);
@@ -155,7 +164,7 @@ static void test_one_probe_after_down_for_and_its_answer_marks_up(void **state)
 static void test_a_failed_probe_marks_down_again_for_down_for(void **state)
 {
     (void)state;
-    struct fx *f = fx_new(2);
+    struct fx *f = fx_new_for(2, DOWN_FOR_MS);
     assert_int_equal(call(f, KVI_E_CONNECT, NULL), KVI_OK);
     assert_int_equal(call(f, KVI_E_CONNECT, NULL), KVI_OK);
     kvi_sleep_ms(DOWN_FOR_MS + 20);
@@ -177,17 +186,18 @@ static void test_a_failed_probe_marks_down_again_for_down_for(void **state)
 static void test_down_for_is_kept_before_the_probe(void **state)
 {
     (void)state;
-    struct fx *f = fx_new(1);
-    int64_t t0 = kvi_monotonic_ms();
+    struct fx *f = fx_new_for(1, DOWN_FOR_MS);
     assert_int_equal(call(f, KVI_E_TIMEOUT, NULL), KVI_OK);
-    /* Until down_for has passed no call goes through (polled, so a slow
-     * machine only makes the loop shorter). */
+    int64_t t0 = kvi_monotonic_ms(); /* down_for runs from before this */
+    /* During the first half of down_for no call goes through (polled, so a
+     * slow machine only makes the loop shorter; half of it is margin for a
+     * stall between the clock read and the call). */
     int probe = 0;
-    while (kvi_monotonic_ms() - t0 < DOWN_FOR_MS - 20) {
+    while (kvi_monotonic_ms() - t0 < DOWN_FOR_MS / 2) {
         assert_int_equal(call(f, KVI_OK, &probe), KVI_E_TIMEOUT);
         kvi_sleep_ms(5);
     }
-    kvi_sleep_ms(40);
+    kvi_sleep_ms(DOWN_FOR_MS - (kvi_monotonic_ms() - t0) + 50);
     assert_int_equal(call(f, KVI_OK, &probe), KVI_OK);
     assert_int_equal(probe, 1);
     fx_free(f);
