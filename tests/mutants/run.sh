@@ -220,9 +220,16 @@ run_tests() {
             return
         fi
         t1=$(now)
+        shm_before=$(ls /dev/shm 2>/dev/null)
         timeout -k 10 "$left" ctest --test-dir "$build" -R "^$t\$" --output-on-failure \
             --timeout "$left" >>"$2" 2>&1
         rc=$?
+        # A mutant that crashes or hangs a test kills it before its teardown:
+        # the shared segments it made would stay in /dev/shm.
+        for f in $(ls /dev/shm 2>/dev/null); do
+            case "$f" in kvi.*) ;; *) continue ;; esac
+            printf '%s\n' "$shm_before" | grep -qxF "$f" || rm -f "/dev/shm/$f"
+        done
         note_cost "$t" $(($(now) - t1))
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ $(($(now) - start)) -gt "$limit" ]; then
             run_result=slow
