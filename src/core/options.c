@@ -295,7 +295,6 @@ static const char *echo(const char *v, char buf[ECHO_MAX + 4])
     return buf;
 }
 
-/* Parses v into base + o->offset, with the one message style on error. */
 /* echo() of v with every occurrence of secret (the URL's password, may be
  * NULL) masked first, so that neither a whole password nor one cut by the
  * echo's limit shows. */
@@ -309,6 +308,8 @@ static const char *echo_masked(const char *v, const char *secret, char buf[ECHO_
     return echo(copy, buf);
 }
 
+/* Parses v into base + o->offset, with the one message style on error;
+ * secret (the URL's password, may be NULL) never shows in it. */
 static kvi_status apply_one(kvi *k, const char *id, const kvi_option *o, const char *v,
                             const char *secret, unsigned char *base)
 {

@@ -706,6 +706,9 @@ expect "keys lists it" 0 'a\n'
 KVI_CMD=("$KVI" -u "local://?shm=$SHM&max_memory=4m&shm_create=yes")
 run fetch local a
 expect "an explicit shm_create is kept" 0 '7'
+KVI_CMD=("$KVI" -u "local://?shm%5Fcreate=yes&max_memory=4m&shm=$SHM")
+run fetch local a
+expect "an explicit, percent-encoded shm_create is kept" 0 '7'
 rm -f "$SEG"
 KVI_CMD=()
 

@@ -31,33 +31,29 @@ static void log_to_stderr(void *ud, kvi_log_level level, const char *msg)
     fprintf(stderr, "kvi: %s\n", msg);
 }
 
-/* 1 when the query part q (after '?') has an option named name. */
-static int has_option(const char *q, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = q;;) {
-        if (strncmp(p, name, n) == 0 && p[n] == '=')
-            return 1;
-        if ((p = strchr(p, '&')) == NULL)
-            return 0;
-        p++;
-    }
-}
-
 /* A command that only looks (KVI_CLI_F_LOOK) attaches to a shared local
- * collection and never creates one: "local...://...?shm=NAME" without its
- * own shm_create gets "&shm_create=no", so a mistyped name or a look before
- * the server's first request is "no such shared collection" instead of a
- * new segment that would then lock the server out.  Returns url itself or
- * a copy in buf (NULL when it does not fit). */
+ * collection and never creates one: a local URL with shm= and without its
+ * own shm_create or shm_readonly gets "&shm_create=no", so a mistyped name or
+ * a look before the server's first request is "no such shared collection"
+ * instead of a new segment that would then lock the server out.  The URL is
+ * read by the library's own parser (percent-encoded names included); one it
+ * refuses is left to kvi_add_url to report.  Returns url itself or a copy in
+ * buf (NULL when it does not fit). */
 static const char *look_only_url(const char *url, char *buf, size_t buflen)
 {
-    const char *q = strchr(url, '?');
-    if (strncmp(url, "local", 5) != 0 || (url[5] != ':' && url[5] != '\0') || q == NULL ||
-        !has_option(q + 1, "shm") || has_option(q + 1, "shm_create") ||
-        has_option(q + 1, "shm_readonly"))
+    kvi_url *u = NULL;
+    char err[256];
+    if (kvi_url_parse(url, &u, err, sizeof err) != KVI_OK)
         return url;
-    int n = snprintf(buf, buflen, "%s%sshm_create=no", url, q[1] == '\0' ? "" : "&");
+    int add = strcmp(u->scheme, "local") == 0 && kvi_url_option_get(u, "shm") != NULL &&
+              kvi_url_option_get(u, "shm_create") == NULL &&
+              kvi_url_option_get(u, "shm_readonly") == NULL;
+    kvi_url_free(u);
+    if (!add)
+        return url;
+    size_t len = strlen(url);
+    const char *sep = url[len - 1] == '?' || url[len - 1] == '&' ? "" : "&";
+    int n = snprintf(buf, buflen, "%s%sshm_create=no", url, sep);
     return n >= 0 && (size_t)n < buflen ? buf : NULL;
 }
 
