@@ -1,11 +1,34 @@
 /*
  * state.c -- the per-process state and its node registry (see state.h).
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "route.h"
 #include "state.h"
+
+/* Bumped in the child of every fork() (see kvi__redis_state_get).  glibc
+ * drops the handler when the module is unloaded. */
+static atomic_uint fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+
+static void fork_register(void)
+{
+    pthread_atfork(NULL, NULL, fork_child);
+}
+
+/* See state.h. */
+unsigned kvi__redis_fork_gen(void)
+{
+    return atomic_load_explicit(&fork_gen, memory_order_relaxed);
+}
 
 /* See state.h. */
 void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st)
@@ -67,6 +90,9 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
     if (st == NULL)
         return NULL;
     memset(st, 0, sizeof *st);
+    /* Registered before the generation is read: any later fork bumps it. */
+    pthread_once(&fork_once, fork_register);
+    st->fork_gen = kvi__redis_fork_gen();
     st->pid = getpid();
     pthread_rwlock_init(&st->lock, NULL);
     atomic_init(&st->current, 0);
@@ -110,7 +136,7 @@ kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out)
     struct kvi_redis *r = kvi__redis_priv(c);
     struct kvi_redis_state *st = atomic_load(&r->state);
 
-    if (st->pid == getpid()) {
+    if (st->fork_gen == kvi__redis_fork_gen()) {
         *out = st;
         return KVI_OK;
     }

@@ -20,7 +20,8 @@
 struct kvi_redis_watch; /* sentinel.c */
 
 struct kvi_redis_state {
-    pid_t pid;
+    pid_t pid;             /* the process it belongs to (checked when freed) */
+    unsigned fork_gen;     /* kvi__redis_fork_gen() when it was made */
     pthread_rwlock_t lock; /* nodes list and slots */
     struct kvi_redis_node *nodes;
     struct kvi_redis_node **seeds;
@@ -43,8 +44,17 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c);
 void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st);
 
 /* The state of this process in *out; after fork() a new one, so that the
- * child never touches its parent's sockets. */
+ * child never touches its parent's sockets.  A fork is noticed without a
+ * system call: a pthread_atfork() child handler bumps a generation number
+ * (kvi__redis_fork_gen), compared with the one the state was made in.  A
+ * child made without the handlers running (vfork, a raw clone system call)
+ * must not use the context before exec. */
 kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out);
+
+/* The fork generation of this process: 0 in the process that loaded the
+ * module, one more in a child after each fork() (the only process-wide
+ * value of the engine; it is per process by nature). */
+unsigned kvi__redis_fork_gen(void);
 
 /* Node host:port of st, created when unknown.  The _locked form expects
  * the caller to hold the write lock.  NULL when out of memory. */
