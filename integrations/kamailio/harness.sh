@@ -17,7 +17,7 @@
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
 KH_SRC=${KH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 KH_BUILD=${KH_BUILD:-${KVI_BUILD_DIR:-}}
-declare -A KH_PID KH_PORT
+declare -A KH_PID KH_PORT KH_MARIADB
 KH_PIDS=()
 
 kh_log() { printf '%s %s\n' "[$(date +%T)]" "$*" >&2; }
@@ -227,18 +227,20 @@ kh_make_db() {
 # loudly without mariadbd or Kamailio's db_mysql module.
 kh_mariadb_start() {
     local name=$1 dir=$KH_DIR/$1 port i me mdir
+    # Full paths: Debian puts mariadbd in /usr/sbin, which a user's PATH may lack.
     for i in mariadbd mariadb-install-db mariadb; do
-        command -v "$i" >/dev/null 2>&1 || [ -x "/usr/sbin/$i" ] ||
+        KH_MARIADB[$i]=$(command -v "$i" 2>/dev/null) || KH_MARIADB[$i]=
+        [ -n "${KH_MARIADB[$i]}" ] || { [ -x "/usr/sbin/$i" ] && KH_MARIADB[$i]=/usr/sbin/$i; } ||
             kh_skip "$i not found (Debian: mariadb-server; make deps-test installs it)"
     done
     mdir=$(kamailio -h 2>/dev/null | sed -n 's/.*Modules search path (default: \(.*\)).*/\1/p')
     [ -e "$mdir/db_mysql.so" ] || kh_skip "Kamailio module db_mysql.so missing in $mdir (Debian: kamailio-mysql-modules)"
     me=$(id -un)
     mkdir -p "$dir"
-    mariadb-install-db --no-defaults --datadir="$dir/data" --user="$me" --auth-root-authentication-method=normal \
+    "${KH_MARIADB[mariadb-install-db]}" --no-defaults --datadir="$dir/data" --user="$me" --auth-root-authentication-method=normal \
         --skip-test-db >"$dir/install.log" 2>&1 || { tail -n 20 "$dir/install.log" >&2; kh_die "mariadb-install-db failed"; }
     port=$(kh_free_port tcp)
-    kh_spawn "$dir/server.log" mariadbd --no-defaults --datadir="$dir/data" --user="$me" --socket="$dir/sock" \
+    kh_spawn "$dir/server.log" "${KH_MARIADB[mariadbd]}" --no-defaults --datadir="$dir/data" --user="$me" --socket="$dir/sock" \
         --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/pid" --skip-name-resolve \
         --general-log=1 --general-log-file="$dir/general.log" --innodb-buffer-pool-size=32M --max-connections=300
     KH_PID[$name]=$KH_LAST_PID
@@ -258,7 +260,7 @@ kh_mariadb_start() {
 kh_mysql() {
     local name=$1
     shift
-    mariadb --no-defaults -S "$KH_DIR/$name/sock" -u root "$@"
+    "${KH_MARIADB[mariadb]:-mariadb}" --no-defaults -S "$KH_DIR/$name/sock" -u root "$@"
 }
 
 # kh_mariadb_make_db NAME NGOOD NBAD [TABLE...]: the subscriber tables in
@@ -504,8 +506,15 @@ kh_uas_start() {
     KH_PID[$name]=$!
     KH_PORT[$name]=$port
     KH_PIDS+=("$!")
-    sleep 0.5
-    kill -0 "${KH_PID[$name]}" 2>/dev/null || { cat "$dir/sipp.out" >&2; kh_die "the callee sipp $name did not start"; }
+    # Ready when its UDP port is bound (up to 10 s), not when 0.5 s passed.
+    local i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "${KH_PID[$name]}" 2>/dev/null || break
+        case " $(kh_ports_in_use udp) " in *" $port "*) return 0 ;; esac
+        sleep 0.1
+    done
+    cat "$dir/sipp.out" >&2
+    kh_die "the callee sipp $name did not bind 127.0.0.1:$port"
 }
 
 # kh_log_lines NAME REGEX: how many lines of instance NAME's log match REGEX

@@ -249,10 +249,14 @@ static void test_deadline_stops_sending(void **state)
     assert_int_equal(kvi_batch_new(*state, &b), KVI_OK);
     for (int i = 0; i < 20; i++)
         assert_int_equal(kvi_batch_add(b, "single", "a", 1, 1, 0), KVI_OK);
-    es.sleep_ms = 20;
-    assert_int_equal(kvi_batch_run(b, 50), KVI_E_TIMEOUT);
-    assert_true(es.calls >= 1 && es.calls <= 4); /* 20 ms naps, 50 ms: 3 on a quiet machine */
-    assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
+    /* 200 ms naps, a 500 ms deadline: 3 calls on a quiet machine; a stall
+     * before the first send (valgrind on a loaded machine) may leave 0,
+     * and then every op has timed out. */
+    es.sleep_ms = 200;
+    assert_int_equal(kvi_batch_run(b, 500), KVI_E_TIMEOUT);
+    assert_true(es.calls <= 4);
+    if (es.calls > 0)
+        assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
     assert_int_equal(kvi_batch_status(b, 19), KVI_E_TIMEOUT);
     assert_non_null(strstr(kvi_batch_errmsg(b, 19), "deadline"));
     assert_int_equal(kvi_batch_failed(b), (size_t)(20 - es.calls));
