@@ -6,53 +6,7 @@
 #include "counter.h"
 #include "dispatch.h"
 #include "error.h"
-
-/* Which script of struct kvi_redis.scripts does what. */
-enum { SCRIPT_ADD = 0, SCRIPT_ADD_BOUNDED = 1 };
-
-/* KEYS[1] += ARGV[1]; a key it creates expires after ARGV[2] s (0: never);
- * returns the new value as a string (exact beyond 2^53). */
-static const char add_script[] =
-    "local created = redis.call('EXISTS', KEYS[1]) == 0\n"
-    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "if created and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
-    "return redis.call('GET', KEYS[1])\n";
-
-/*
- * KEYS[1] += ARGV[1] only when the result stays within [ARGV[3], ARGV[4]];
- * a key it creates expires after ARGV[2] s (0: never), an existing key
- * keeps its expiry.  Returns {1, new value} or, refused, {0, current value
- * ("0" when missing)} with nothing changed.  Lua numbers are doubles, so
- * INCRBY does the exact int64 arithmetic (and raises not-an-integer,
- * WRONGTYPE and overflow errors before anything changed); a result out of
- * bounds is put back as it was (byte for byte, KEEPTTL) in the same atomic
- * script.  Bounds are compared as canonical decimal strings.
- */
-static const char add_bounded_script[] =
-    "local function lt(a, b)\n"
-    "  local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'\n"
-    "  if na ~= nb then return na end\n"
-    "  if #a ~= #b then return (#a < #b) ~= na end\n"
-    "  if a == b then return false end\n"
-    "  return (a < b) ~= na\n"
-    "end\n"
-    "local old = redis.call('GET', KEYS[1])\n"
-    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "local new = redis.call('GET', KEYS[1])\n"
-    "if lt(new, ARGV[3]) or lt(ARGV[4], new) then\n"
-    "  if old then redis.call('SET', KEYS[1], old, 'KEEPTTL')\n"
-    "  else redis.call('DEL', KEYS[1]) end\n"
-    "  return {0, old or '0'}\n"
-    "end\n"
-    "if not old and ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end\n"
-    "return {1, new}\n";
-
-/* See counter.h. */
-void kvi__redis_scripts_init(struct kvi_redis *rp)
-{
-    rp->scripts[SCRIPT_ADD].text = add_script;
-    rp->scripts[SCRIPT_ADD_BOUNDED].text = add_bounded_script;
-}
+#include "scripts.h"
 
 static kvi_status counter_error(kvi_conn *c, const redisReply *r)
 {
@@ -72,9 +26,9 @@ static kvi_status counter_error(kvi_conn *c, const redisReply *r)
 static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_len, int nargs,
                              const char *const *args, const size_t *arg_lens, redisReply **out)
 {
-    struct kvi_redis_script *sc = &kvi__redis_priv(c)->scripts[id];
-    const char *argv[8] = {"EVALSHA", sc->sha, "1", key};
-    size_t lens[8] = {7, 40, 1, key_len};
+    struct kvi_redis_scripts *sc = &kvi__redis_priv(c)->scripts;
+    const char *argv[8] = {NULL, NULL, "1", key};
+    size_t lens[8] = {0, 0, 1, key_len};
     int slot = kvi__redis_slot_of(key, key_len);
     redisReply *r = NULL;
     kvi_status s;
@@ -83,7 +37,7 @@ static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_le
         argv[4 + i] = args[i];
         lens[4 + i] = arg_lens[i];
     }
-    if (atomic_load(&sc->sha_state) == 2) {
+    if (kvi__redis_script_words(sc, id, 1, argv, lens)) {
         s = kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, &r);
         if (s != KVI_OK)
             return s;
@@ -95,10 +49,7 @@ static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_le
     }
     /* The server lost the script (restart, SCRIPT FLUSH) or we never had
      * its SHA: EVAL runs it and caches it again. */
-    argv[0] = "EVAL";
-    lens[0] = 4;
-    argv[1] = sc->text;
-    lens[1] = strlen(sc->text);
+    kvi__redis_script_words(sc, id, 0, argv, lens);
     return kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, out);
 }
 
@@ -130,7 +81,7 @@ kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t 
     size_t lens[2] = {kvi_format_int64(delta, dtext), kvi_format_int64(expire_s, etext)};
     redisReply *r = NULL;
 
-    kvi_status s = run_counter_script(c, SCRIPT_ADD, key, key_len, 2, args, lens, &r);
+    kvi_status s = run_counter_script(c, KVI_REDIS_SCRIPT_ADD, key, key_len, 2, args, lens, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value))
@@ -149,7 +100,7 @@ kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, 
                       kvi_format_int64(min, text[2]), kvi_format_int64(max, text[3])};
     redisReply *r = NULL;
 
-    kvi_status s = run_counter_script(c, SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
+    kvi_status s = run_counter_script(c, KVI_REDIS_SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -186,20 +137,10 @@ int kvi__redis_counter_argv(kvi_conn *c, int bounded, int allow_sha, const void 
                             int64_t delta, int64_t expire_s, int64_t min, int64_t max,
                             char text[4][24], const char *argv[8], size_t lens[8])
 {
-    struct kvi_redis_script *sc =
-        &kvi__redis_priv(c)->scripts[bounded ? SCRIPT_ADD_BOUNDED : SCRIPT_ADD];
     int nargs = bounded ? 4 : 2;
-    if (allow_sha && atomic_load(&sc->sha_state) == 2) {
-        argv[0] = "EVALSHA";
-        lens[0] = 7;
-        argv[1] = sc->sha;
-        lens[1] = 40;
-    } else {
-        argv[0] = "EVAL";
-        lens[0] = 4;
-        argv[1] = sc->text;
-        lens[1] = strlen(sc->text);
-    }
+    kvi__redis_script_words(&kvi__redis_priv(c)->scripts,
+                            bounded ? KVI_REDIS_SCRIPT_ADD_BOUNDED : KVI_REDIS_SCRIPT_ADD, allow_sha,
+                            argv, lens);
     argv[2] = "1";
     lens[2] = 1;
     argv[3] = key;

@@ -1,6 +1,6 @@
 /*
- * counter.h -- the counter operations of the redis engine and the Lua
- * scripts they run (kept loaded on every server by transport.c's set-up).
+ * counter.h -- the counter operations of the redis engine, run as the Lua
+ * scripts of scripts.h.
  */
 #ifndef KVI_REDIS_COUNTER_H
 #define KVI_REDIS_COUNTER_H
@@ -8,10 +8,6 @@
 #include <hiredis/hiredis.h>
 
 #include "redis.h"
-
-/* Points the connection's script slots at the counter scripts; call in
- * open() before connecting. */
-void kvi__redis_scripts_init(struct kvi_redis *rp);
 
 /* The engine's add slot: atomic INCRBY with the expiry set on creation,
  * in one round trip (EVALSHA, EVAL after NOSCRIPT). */

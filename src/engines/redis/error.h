@@ -9,7 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis.h"
+#include "kvi/engine.h"
 
 /*
  * Maps an error reply to a status and sets the detail message: -NOAUTH,

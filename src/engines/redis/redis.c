@@ -1,7 +1,7 @@
 /*
  * redis.c -- the redis engine of kvi: URL options and the operations, on
  * top of dispatch.c's routing (standalone, failover list or Redis Cluster);
- * counters live in counter.c.
+ * counters live in counter.c, their Lua scripts in scripts.c.
  * Built as the module kvi_redis.so.  Documentation: docs/engines/redis.md.
  */
 #include <limits.h>
@@ -229,7 +229,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             cfg->nhosts = i + 1;
         }
     }
-    kvi__redis_scripts_init(rpriv(c));
+    kvi__redis_scripts_init(&rpriv(c)->scripts);
     return kvi__redis_net_open(c);
 }
 

@@ -7,6 +7,7 @@
  *   net.h       byte streams: TCP, unix socket, TLS (OpenSSL) behind one ops struct
  *   conn.h      one connection as a non-blocking state machine (connect, TLS,
  *               AUTH/SELECT, requests, replies via hiredis's public reader)
+ *   scripts.h   every Lua script: texts, SHAs, SCRIPT LOAD, EVALSHA/EVAL words
  *   transport.h the engine's settings on a connection, scripts, ASKING, WAIT
  *   deep.h      RESP2 reader of raw replies (any depth up to 64)
  *   pool.h      nodes (one server each) and their idle connections
@@ -14,7 +15,7 @@
  *   slotmap.h   the Redis Cluster slot map
  *   sentinel.h  the master through Redis Sentinel, the +switch-master listener
  *   dispatch.h  routing: failover list, MOVED/ASK/TRYAGAIN/CLUSTERDOWN
- *   counter.h   the counter scripts and counter operations
+ *   counter.h   the counter operations (run as scripts.h's scripts)
  *   route.h     pure helpers (key slots, key positions, globs)
  *   batch.h     the batch slot: ops pipelined per server (beside redis.c, on top)
  *
@@ -28,6 +29,7 @@
 #include <stdint.h>
 
 #include "kvi/engine.h"
+#include "scripts.h"
 
 /* Values of the "cluster" URL option. */
 enum kvi_redis_cluster_opt {
@@ -69,17 +71,6 @@ struct kvi_redis_cfg {
     char *sentinel_password;
 };
 
-/* Number of Lua scripts the engine keeps loaded on its servers. */
-#define KVI_REDIS_NSCRIPTS 2
-
-/* A Lua script (defined by counter.c) and its SHA1 as a server computed it
- * (SCRIPT LOAD on each new connection; valid once sha_state is 2). */
-struct kvi_redis_script {
-    const char *text;
-    char sha[41];
-    _Atomic int sha_state;
-};
-
 struct kvi_redis_tls;   /* TLS settings (net.h) */
 struct kvi_redis_state; /* per-process connection state (state.h) */
 struct kvi_redis_node;  /* one server (pool.h) */
@@ -89,7 +80,7 @@ struct kvi_redis {
     struct kvi_redis_cfg cfg;
     struct kvi_redis_state *_Atomic state;
     _Atomic int mode; /* enum kvi_redis_mode */
-    struct kvi_redis_script scripts[KVI_REDIS_NSCRIPTS];
+    struct kvi_redis_scripts scripts; /* the Lua scripts and their SHAs (scripts.h) */
 };
 
 /* One command: argc words.  slot is the cluster slot of its key or -1

@@ -41,50 +41,6 @@ void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a,
     };
 }
 
-/* SCRIPT LOAD of every script in one round trip; a refusal (ACL) is not
- * fatal: EVAL still works. */
-static kvi_status load_scripts(kvi_conn *c, struct kvi_redis_conn *conn, int *scripts_loaded)
-{
-    struct kvi_redis *rp = kvi__redis_priv(c);
-    struct kvi_redis_script *script_of[KVI_REDIS_NSCRIPTS];
-    int n = 0, nloaded = 0;
-
-    for (int i = 0; i < KVI_REDIS_NSCRIPTS; i++) {
-        if (rp->scripts[i].text == NULL)
-            continue;
-        const char *argv[3] = {"SCRIPT", "LOAD", rp->scripts[i].text};
-        size_t lens[3] = {6, 4, strlen(rp->scripts[i].text)};
-        if (kvi__redis_conn_append(conn, 3, argv, lens) != 0)
-            return conn_error(c, conn);
-        script_of[n++] = &rp->scripts[i];
-    }
-    kvi_status result = KVI_OK;
-    int64_t deadline = kvi__redis_deadline_after(rp->cfg.connect_timeout_ms);
-    for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
-        if (kvi__redis_conn_reply(conn, deadline, &r) != KVI_OK)
-            return conn_error(c, conn);
-        if (r->type == REDIS_REPLY_ERROR) {
-            if (result == KVI_OK && kvi__redis_starts_with(r->str, r->len, "LOADING"))
-                result = kvi_engine_error(c, KVI_E_BACKEND, "%s: %s", conn->cfg.name, r->str);
-            else if (result == KVI_OK && kvi__redis_is_auth_error(r))
-                result = kvi_engine_error(c, KVI_E_AUTH, "%s: %s", conn->cfg.name, r->str);
-        } else if (r->type == REDIS_REPLY_STRING && r->len == 40) {
-            struct kvi_redis_script *sc = script_of[i];
-            int expected = 0;
-            if (atomic_compare_exchange_strong(&sc->sha_state, &expected, 1)) {
-                memcpy(sc->sha, r->str, 41);
-                atomic_store(&sc->sha_state, 2);
-            }
-            nloaded++;
-        }
-        freeReplyObject(r);
-    }
-    if (result == KVI_OK && n > 0 && nloaded == n)
-        *scripts_loaded = 1;
-    return result;
-}
-
 /* See transport.h. */
 kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
                               struct kvi_redis_tls_cache *tc, int role, int load,
@@ -101,7 +57,9 @@ kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
     else if (kvi__redis_tls_resumed(&conn->sock))
         kvi_engine_log(c, KVI_LOG_DEBUG, "connected to %s, TLS session resumed", a->name);
     if (s == KVI_OK && load)
-        s = load_scripts(c, conn, scripts_loaded);
+        s = kvi__redis_scripts_load(c, &kvi__redis_priv(c)->scripts, conn,
+                                    kvi__redis_deadline_after(cfg->connect_timeout_ms),
+                                    scripts_loaded);
     if (s != KVI_OK)
         kvi__redis_conn_close(conn);
     return s;
