@@ -132,6 +132,16 @@ typedef struct kvi_batch_op {
  * to the server and got no answer must end with KVI_E_OUTCOME_UNKNOWN. */
 KVI_EXPORT void kvi_batch_op_done(kvi_conn *c, kvi_batch_op *op, kvi_status st);
 
+/* Fetch results in the batch's own memory: returns a buffer of len bytes
+ * (plus a NUL after them) that becomes op->value (an earlier value of op
+ * is released first), or NULL when out of memory (op->value empty).  The
+ * bytes live until the batch is cleared or freed; kvi_value_free() on
+ * op->value only empties it, and kvi_batch_take_value() hands the caller a
+ * heap copy.  Cheaper than kvi_value_set() (no allocation per value):
+ * meant for a batch slot's fetches.  Call it from the thread running the
+ * batch. */
+KVI_EXPORT char *kvi_batch_op_value_alloc(kvi_conn *c, kvi_batch_op *op, size_t len);
+
 /* Runs op through the engine's own single-operation slot (store, fetch,
  * ...) and ends it, for the ops a batch slot does not group.  A
  * state-changing op failing with KVI_E_TIMEOUT, KVI_E_IO or KVI_E_PROTOCOL

@@ -27,6 +27,7 @@ struct chunk {
 
 struct batch_item {
     kvi_batch_op op;  /* what the engine sees */
+    kvi_batch *b;     /* the batch holding it */
     kvi_conn *c;      /* NULL when the id was not defined */
     kvi_op_kind kind; /* the caller's (SUB kinds kept) */
     int ended;
@@ -119,7 +120,8 @@ void kvi_batch_free(kvi_batch *b)
     kvi__free(b->k, b);
 }
 
-/* A copy of len bytes (plus a NUL) in the batch's memory; NULL when short. */
+/* A copy of len bytes (plus a NUL) in the batch's memory (src NULL: room
+ * for them, uninitialised); NULL when short. */
 static void *copy_in(kvi_batch *b, const void *src, size_t len)
 {
     size_t need = len + 1;
@@ -137,10 +139,26 @@ static void *copy_in(kvi_batch *b, const void *src, size_t len)
         b->chunks = ch;
     }
     char *p = (char *)ch->data + ch->used;
-    if (len > 0)
+    if (len > 0 && src != NULL)
         memcpy(p, src, len);
     p[len] = '\0';
     ch->used += need;
+    return p;
+}
+
+char *kvi_batch_op_value_alloc(kvi_conn *c, kvi_batch_op *op, size_t len)
+{
+    if (c == NULL || op == NULL)
+        return NULL;
+    kvi_value_free(&op->value);
+    if (len >= SIZE_MAX - sizeof(struct chunk))
+        return NULL;
+    char *p = copy_in(ITEM_OF(op)->b, NULL, len);
+    if (p == NULL)
+        return NULL;
+    /* No free function: kvi_value_free() only empties it. */
+    op->value.data = p;
+    op->value.len = len;
     return p;
 }
 
@@ -173,6 +191,7 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
     }
     struct batch_item *it = &b->items[b->n];
     memset(it, 0, sizeof *it);
+    it->b = b;
     it->kind = kind;
     kvi_batch_op *op = &it->op;
     op->kind = kind;
@@ -680,8 +699,21 @@ kvi_status kvi_batch_take_value(kvi_batch *b, size_t i, kvi_value *out)
     kvi_value_free(out);
     if (kvi_batch_value(b, i, NULL) == NULL)
         return KVI_E_INVALID;
-    *out = b->items[i].op.value;
-    memset(&b->items[i].op.value, 0, sizeof b->items[i].op.value);
+    kvi_value *v = &b->items[i].op.value;
+    if (v->free_fn_ == NULL) {
+        /* In the batch's memory (kvi_batch_op_value_alloc): a heap copy. */
+        char *p = kvi__malloc(b->k, v->len + 1);
+        if (p == NULL)
+            return kvi__error(b->k, KVI_E_NOMEM, "out of memory taking a batch value");
+        memcpy(p, v->data, v->len + 1);
+        out->data = p;
+        out->len = v->len;
+        out->free_fn_ = b->k->alloc.free_fn;
+        out->free_ud_ = b->k->alloc.ud;
+    } else {
+        *out = *v;
+    }
+    memset(v, 0, sizeof *v);
     return KVI_OK;
 }
 

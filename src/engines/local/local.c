@@ -434,6 +434,23 @@ static kvi_status fetch_copy(void *ud, const void *data, size_t len)
     return KVI_OK;
 }
 
+/* A batch's fetch: the value goes into the batch's memory (ud is the op). */
+struct batch_fetch_ud {
+    kvi_conn *c;
+    kvi_batch_op *op;
+};
+
+static kvi_status batch_fetch_copy(void *ud, const void *data, size_t len)
+{
+    struct batch_fetch_ud *f = ud;
+    char *buf = kvi_batch_op_value_alloc(f->c, f->op, len);
+    if (!buf)
+        return KVI_E_NOMEM;
+    if (len)
+        memcpy(buf, data, len);
+    return KVI_OK;
+}
+
 static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     struct fetch_ud f = {c, out};
@@ -582,7 +599,7 @@ static void local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *co
     enum { CHUNK = 256 };
     const void *keys[CHUNK];
     size_t lens[CHUNK];
-    struct fetch_ud fu[CHUNK];
+    struct batch_fetch_ud fu[CHUNK];
     void *uds[CHUNK];
     kvi_status sts[CHUNK];
     for (size_t base = 0; base < n; base += CHUNK) {
@@ -591,10 +608,10 @@ static void local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *co
             keys[i] = ops[base + i]->key;
             lens[i] = ops[base + i]->key_len;
             fu[i].c = c;
-            fu[i].out = &ops[base + i]->value;
+            fu[i].op = ops[base + i];
             uds[i] = &fu[i];
         }
-        t->ops->fetch_many(t->self, m, keys, lens, fetch_copy, uds, sts);
+        t->ops->fetch_many(t->self, m, keys, lens, batch_fetch_copy, uds, sts);
         for (size_t i = 0; i < m; i++) {
             kvi_status st = sts[i];
             if (st != KVI_OK && st != KVI_NOT_FOUND)

@@ -17,7 +17,9 @@
  * back have their results; every later one that was written fails with the
  * connection's status, a state-changing one with KVI_E_OUTCOME_UNKNOWN (it
  * may have run), the ones not yet written with the status alone; none is
- * sent again.  When no request could be handed to a
+ * sent again -- save a pipeline of GET/SET/DEL only whose pooled
+ * connection turns out closed before any reply: the pool sends that again
+ * once (kvi__redis_pipeline_partial, docs/batch.md).  When no request could be handed to a
  * connection at all (connect failed, server marked down), the first op
  * runs alone through the single path, which tries the failover list and
  * refreshes the slot map; if that reached a server, the rest is pipelined
@@ -137,7 +139,10 @@ static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
             s = KVI_NOT_FOUND;
             freeReplyObject(r);
         } else if (r->type == REDIS_REPLY_STRING) {
-            s = kvi_value_set(c, &op->value, r->str, r->len);
+            char *p = kvi_batch_op_value_alloc(c, op, r->len);
+            if (p != NULL && r->len > 0)
+                memcpy(p, r->str, r->len);
+            s = p != NULL ? KVI_OK : kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
             freeReplyObject(r);
         } else {
             s = kvi__redis_unexpected(c, r, "GET");
@@ -274,18 +279,21 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
             kvi_batch_op_single(c, ops[i]);
         return;
     }
-    kvi_batch_op **group = kvi_engine_malloc(c, n * sizeof *group);
-    struct kvi_redis_node **node_of = kvi_engine_malloc(c, n * sizeof *node_of);
-    unsigned char *taken = kvi_engine_malloc(c, n);
-    struct kvi_redis_cmd *cmds = kvi_engine_malloc(c, n * sizeof *cmds);
-    struct bcmd *bcs = kvi_engine_malloc(c, n * sizeof *bcs);
-    redisReply **replies = kvi_engine_malloc(c, n * sizeof *replies);
-    if (group == NULL || node_of == NULL || taken == NULL || cmds == NULL || bcs == NULL ||
-        replies == NULL) {
+    /* One allocation for the scratch arrays, the most aligned first. */
+    size_t per = sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) + sizeof(kvi_batch_op *) +
+                 sizeof(struct kvi_redis_node *) + sizeof(redisReply *) + 1;
+    char *scratch = n <= SIZE_MAX / per ? kvi_engine_malloc(c, n * per) : NULL;
+    if (scratch == NULL) {
         for (size_t i = 0; i < n; i++)
             end_unsent(c, ops[i], KVI_E_NOMEM, "out of memory building a pipeline");
-        goto out;
+        return;
     }
+    struct kvi_redis_cmd *cmds = (struct kvi_redis_cmd *)(void *)scratch;
+    struct bcmd *bcs = (struct bcmd *)(void *)(cmds + n);
+    kvi_batch_op **group = (kvi_batch_op **)(void *)(bcs + n);
+    struct kvi_redis_node **node_of = (struct kvi_redis_node **)(void *)(group + n);
+    redisReply **replies = (redisReply **)(void *)(node_of + n);
+    unsigned char *taken = (unsigned char *)(replies + n);
     /* Segments between ops that run alone keep the order of the batch. */
     for (size_t from = 0; from < n;) {
         if (must_run_alone(ops[from])) {
@@ -336,13 +344,7 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
         }
         from = to;
     }
-out:
-    kvi_engine_free(c, group);
-    kvi_engine_free(c, node_of);
-    kvi_engine_free(c, taken);
-    kvi_engine_free(c, cmds);
-    kvi_engine_free(c, bcs);
-    kvi_engine_free(c, replies);
+    kvi_engine_free(c, scratch);
 }
 
 /* ---- non-blocking batches (struct kvi_engine_async) --------------------- */

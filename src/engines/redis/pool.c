@@ -97,7 +97,10 @@ static int link_alive(struct kvi_redis_link *l)
     return kvi__redis_conn_idle_ok(&l->conn);
 }
 
-static struct kvi_redis_link *pool_pop(kvi_conn *c, struct kvi_redis_node *n)
+/* An idle connection of n, or NULL.  check 0 skips link_alive()'s poll
+ * (a system call): for a caller that sends again, on a checked
+ * connection, what a dead one failed (kvi__redis_pipeline_partial). */
+static struct kvi_redis_link *pool_pop(kvi_conn *c, struct kvi_redis_node *n, int check)
 {
     for (;;) {
         pthread_mutex_lock(&n->mu);
@@ -107,7 +110,7 @@ static struct kvi_redis_link *pool_pop(kvi_conn *c, struct kvi_redis_node *n)
             n->nidle--;
         }
         pthread_mutex_unlock(&n->mu);
-        if (l == NULL || link_alive(l))
+        if (l == NULL || (check ? link_alive(l) : l->conn.state == KVI_REDIS_CS_READY))
             return l;
         link_free(c, l);
     }
@@ -128,9 +131,9 @@ static void pool_push(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_li
 
 /* A connection to node n: an idle one (*reused = 1) or a new one. */
 static kvi_status borrow(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link **out,
-                         int *reused)
+                         int *reused, int check)
 {
-    *out = pool_pop(c, n);
+    *out = pool_pop(c, n, check);
     *reused = *out != NULL;
     if (*out != NULL)
         return KVI_OK;
@@ -176,7 +179,7 @@ kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *n,
     if (s != KVI_OK)
         return s;
     *phase = KVI_REDIS_NO_CONN;
-    s = borrow(c, n, &l, reused);
+    s = borrow(c, n, &l, reused, 1);
     if (s != KVI_OK) {
         kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
         return s;
@@ -216,7 +219,7 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t 
     kvi_status s = kvi_breaker_enter(c, n->breaker, n->addr.name, &probe);
     if (s != KVI_OK)
         return s;
-    s = borrow(c, n, &l, &reused);
+    s = borrow(c, n, &l, &reused, 1);
     if (s != KVI_OK) {
         kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
         return s;
@@ -294,12 +297,22 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, si
     int reused, probe;
     uint32_t timeout_ms = kvi__redis_priv(c)->cfg.timeout_ms;
 
-    *got = 0;
-    *appended = 0;
+    /* A connection the server closed while it sat idle fails at its first
+     * read, before any reply: when every command may be sent twice, that
+     * is cheaper to notice then (and send again, once, on a checked or
+     * new connection) than with a poll before every borrow.  A pipeline
+     * holding a command that must never be sent twice checks first. */
+    int resendable = 1;
+    for (size_t i = 0; i < count && resendable; i++)
+        resendable = cmds[i].resend_ok;
+    int check = !resendable;
     kvi_status s = kvi_breaker_enter(c, n->breaker, n->addr.name, &probe);
     if (s != KVI_OK)
         return s;
-    s = borrow(c, n, &l, &reused);
+again:
+    *got = 0;
+    *appended = 0;
+    s = borrow(c, n, &l, &reused, check);
     if (s != KVI_OK) {
         kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
         return s;
@@ -325,6 +338,11 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, si
         if (s == KVI_OK)
             replies[(*got)++] = v;
     }
+    if (s != KVI_OK && *got == 0 && reused && resendable && !check && kvi__redis_retryable(s)) {
+        link_free(c, l);
+        check = 1;
+        goto again;
+    }
     kvi_breaker_leave(c, n->breaker, n->addr.name, probe, *got > 0 || s == KVI_OK ? KVI_OK : s);
     if (s != KVI_OK)
         link_free(c, l);
@@ -336,7 +354,7 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, si
 /* See pool.h. */
 int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link **out)
 {
-    *out = pool_pop(c, n);
+    *out = pool_pop(c, n, 1);
     if (*out != NULL)
         return 1;
     struct kvi_redis_link *l = kvi_engine_malloc(c, sizeof *l);

@@ -77,7 +77,10 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *node, size
  * the first failure, whose status it returns (detail set).  Commands
  * [*got, *appended) were handed to the connection and may have reached the
  * server; those from *appended on were never sent.  No redirection
- * handling, no WAIT, nothing re-sent.  Each reply waits at most the
+ * handling, no WAIT.  When every command is resend_ok the idle connection
+ * is taken without a poll, and if it fails before the first reply
+ * (closed while idle) everything is sent once more on a checked one;
+ * otherwise nothing is re-sent.  Each reply waits at most the
  * connection's timeout and never past deadline_ms (monotonic; 0 = none). */
 kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node, size_t count,
                                        const struct kvi_redis_cmd *cmds, redisReply **replies,

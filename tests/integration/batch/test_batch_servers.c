@@ -327,6 +327,62 @@ static void test_failover_list_first_host_down(void **state)
     kvi_batch_free(b);
 }
 
+/* Has the server close every client connection but the asking one (the
+ * fixture's pooled connections sit idle), and waits for the close to
+ * reach this side. */
+static void server_closes_idle_connections(struct fx *f)
+{
+    char url[512], named[600];
+    kvi_test_url(url, sizeof url, engine, f->s, "");
+    snprintf(named, sizeof named, "%s:t://%s", engine, url + strlen(engine) + 3);
+    kvi *k2 = kvi_test_context1(named);
+    kvi_reply *r = NULL;
+    const char *q = "CLIENT KILL TYPE normal SKIPME yes";
+    assert_int_equal(kvi_raw_query(k2, id(), q, strlen(q), &r), KVI_OK);
+    kvi_reply_free(r);
+    kvi_free(k2);
+    kvi_test_sleep_ms(50);
+}
+
+/* A pooled connection the server closed while it sat idle: a batch of
+ * ops that may be sent twice (GET, SET) is sent again on a new connection
+ * (no poll before the borrow), one holding an add is checked before it is
+ * sent (the add is not turned into KVI_E_OUTCOME_UNKNOWN): both succeed,
+ * the add counted once. */
+static void test_idle_connection_closed_by_the_server(void **state)
+{
+    struct fx *f = *state;
+    if (strcmp(engine, "redis") != 0) {
+        kvi_test_not_applicable("the idle-connection rule is the redis pipeline's");
+        return;
+    }
+    define(f, "?timeout=2000");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(f->k, &b), KVI_OK);
+    char key[16];
+    for (int round = 0; round < 3; round++) {
+        kvi_batch_clear(b);
+        for (int i = 0; i < 20; i++) {
+            int n = snprintf(key, sizeof key, "i%d", i);
+            assert_int_equal(kvi_batch_store(b, id(), key, (size_t)n, "v", 1, 0), KVI_OK);
+            assert_int_equal(kvi_batch_fetch(b, id(), key, (size_t)n), KVI_OK);
+        }
+        if (round == 2)
+            assert_int_equal(kvi_batch_add(b, id(), "ictr", 4, 1, 0), KVI_OK);
+        if (round > 0)
+            server_closes_idle_connections(f);
+        kvi_status st = kvi_batch_run(b, 10000);
+        if (st != KVI_OK)
+            fail_msg("round %d: %s: %s", round, kvi_status_name(st), kvi_errmsg(f->k));
+        assert_int_equal(kvi_batch_failed(b), 0);
+    }
+    assert_int_equal(kvi_batch_integer(b, 40), 1);
+    int64_t v = 0;
+    assert_int_equal(kvi_counter_fetch(f->k, id(), "ictr", 4, &v), KVI_OK);
+    assert_int_equal(v, 1);
+    kvi_batch_free(b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 || (strcmp(argv[1], "redis") != 0 && strcmp(argv[1], "memcached") != 0)) {
@@ -342,6 +398,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_breaker_fails_batches_fast_while_the_server_is_down,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover_list_first_host_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connection_closed_by_the_server, setup,
+                                        teardown),
     };
     char group[64];
     snprintf(group, sizeof group, "batch[%s]", engine);
