@@ -270,6 +270,12 @@ size_t kvi_tsn_url(const kvi_tsn_setup *s, const char *scheme_group, char *buf, 
 }
 
 /* See testsentinel.h. */
+int kvi_tsn_query(uint16_t port, const char *cmd, char *buf, size_t buflen)
+{
+    return query(port, cmd, buf, buflen);
+}
+
+/* See testsentinel.h. */
 void kvi_tsn_free(kvi_tsn_setup *s)
 {
     if (s == NULL)

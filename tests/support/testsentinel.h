@@ -64,6 +64,12 @@ uint16_t kvi_tsn_data_tls_port(const kvi_tsn_setup *s, size_t i);
  * returns the length the full text needs, as snprintf. */
 size_t kvi_tsn_url(const kvi_tsn_setup *s, const char *scheme_group, char *buf, size_t buflen);
 
+/* Sends the inline command cmd to 127.0.0.1:port (no TLS, no AUTH) and
+ * reads what comes back within 1 s into buf, NUL-terminated (a bulk reply
+ * up to its announced length, anything else until 100 ms of silence).
+ * 0 when something came, -1 otherwise.  Thread-safe. */
+int kvi_tsn_query(uint16_t port, const char *cmd, char *buf, size_t buflen);
+
 /* Stops everything, removes the directories, frees s (NULL accepted). */
 void kvi_tsn_free(kvi_tsn_setup *s);
 

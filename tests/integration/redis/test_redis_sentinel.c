@@ -4,21 +4,26 @@
  * quorum 2.  The master is found through the sentinels (a dead sentinel
  * first in the list costs nothing but its connect), an unknown master name
  * and all sentinels down are clear errors within connect_timeout, and a
- * failover (SENTINEL FAILOVER, then kill -9 of the master) is followed,
- * also through +switch-master: the writes that kvi acknowledged with
- * wait_replicas (2, then the 1 replica left) are all on the new master, and
- * writes resume within the switch time plus 2 s.
+ * failover (SENTINEL FAILOVER, then kill -9 of the master) is followed
+ * under 4 writers: every write that kvi acknowledged with wait_replicas (2,
+ * then the 1 replica left after the kill) is on the new master, and writes
+ * resume within the failover time plus 1 s, the failover time being what
+ * the test sees itself from the sentinels (+switch-master) and the new
+ * master (that many replicas online) -- a gap that never closes counts.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <stdatomic.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -170,16 +175,229 @@ static void test_all_sentinels_down_is_connect_error(void **state)
     expect_open_error(url, KVI_E_CONNECT, "no sentinel answered");
 }
 
-/* Writers: counters with wait_replicas=2; each counts what kvi
- * acknowledged. */
+/* ---------------------------------------------------------------------- */
+/* Sentinel's own account of a failover: the test subscribes (PSUBSCRIBE *)
+ * to every sentinel itself and keeps the time each event came. */
+
+#define MAX_EVENTS 512
+struct sentinel_event {
+    int64_t t_ms;
+    char channel[40];
+    char payload[200];
+};
+
+struct event_log {
+    pthread_mutex_t mu;
+    struct sentinel_event ev[MAX_EVENTS];
+    size_t n;
+    _Atomic int stop;
+    pthread_t th;
+};
+
+/* One RESP array of bulk strings / integers from buf[0..len): 1 with the
+ * elements (pointers into buf) and *used, 0 when incomplete, -1 when not
+ * understood. */
+static int parse_array(const char *buf, size_t len, const char **el, size_t *ellen, size_t maxel,
+                       size_t *nel, size_t *used)
+{
+    const char *end = buf + len, *p = buf;
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL)
+        return 0;
+    if (*p != '*')
+        return -1;
+    long n = atol(p + 1);
+    if (n < 0 || (size_t)n > maxel)
+        return -1;
+    p = nl + 1;
+    for (long i = 0; i < n; i++) {
+        if (p >= end || (nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+            return 0;
+        if (*p == ':') {
+            el[i] = p + 1;
+            ellen[i] = (size_t)(nl - p - 2);
+            p = nl + 1;
+            continue;
+        }
+        if (*p != '$')
+            return -1;
+        long l = atol(p + 1);
+        if (l < 0 || l > 4096)
+            return -1;
+        p = nl + 1;
+        if ((size_t)(end - p) < (size_t)l + 2)
+            return 0;
+        el[i] = p;
+        ellen[i] = (size_t)l;
+        p += l + 2;
+    }
+    *nel = (size_t)n;
+    *used = (size_t)(p - buf);
+    return 1;
+}
+
+static int connect_local(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *event_main(void *arg)
+{
+    struct event_log *log = arg;
+    size_t ns = kvi_tsn_nsentinels(g_setup);
+    struct pollfd pfd[8];
+    if (ns > 8)
+        ns = 8;
+    static char buf[8][16384];
+    size_t have[8] = {0};
+    for (size_t i = 0; i < ns; i++) {
+        pfd[i].fd = connect_local(kvi_ts_port(kvi_tsn_sentinel(g_setup, i)));
+        pfd[i].events = POLLIN;
+        if (pfd[i].fd >= 0 && write(pfd[i].fd, "PSUBSCRIBE *\r\n", 14) != 14) {
+            close(pfd[i].fd);
+            pfd[i].fd = -1;
+        }
+    }
+    while (!atomic_load(&log->stop)) {
+        if (poll(pfd, ns, 100) <= 0)
+            continue;
+        for (size_t i = 0; i < ns; i++) {
+            if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t got = read(pfd[i].fd, buf[i] + have[i], sizeof buf[i] - have[i]);
+            if (got <= 0) {
+                close(pfd[i].fd);
+                pfd[i].fd = -1;
+                continue;
+            }
+            have[i] += (size_t)got;
+            int64_t now = mono_ms();
+            for (;;) {
+                const char *el[4];
+                size_t ellen[4], nel = 0, used = 0;
+                int r = parse_array(buf[i], have[i], el, ellen, 4, &nel, &used);
+                if (r < 0) {
+                    have[i] = 0;
+                    break;
+                }
+                if (r == 0)
+                    break;
+                if (nel == 4 && ellen[0] == 8 && memcmp(el[0], "pmessage", 8) == 0) {
+                    pthread_mutex_lock(&log->mu);
+                    if (log->n < MAX_EVENTS) {
+                        struct sentinel_event *e = &log->ev[log->n++];
+                        e->t_ms = now;
+                        snprintf(e->channel, sizeof e->channel, "%.*s", (int)ellen[2], el[2]);
+                        snprintf(e->payload, sizeof e->payload, "%.*s", (int)ellen[3], el[3]);
+                    }
+                    pthread_mutex_unlock(&log->mu);
+                }
+                memmove(buf[i], buf[i] + used, have[i] - used);
+                have[i] -= used;
+            }
+            if (have[i] == sizeof buf[i])
+                have[i] = 0;
+        }
+    }
+    for (size_t i = 0; i < ns; i++)
+        if (pfd[i].fd >= 0)
+            close(pfd[i].fd);
+    return NULL;
+}
+
+static void events_start(struct event_log *log)
+{
+    memset(log, 0, sizeof *log);
+    pthread_mutex_init(&log->mu, NULL);
+    atomic_init(&log->stop, 0);
+    assert_int_equal(pthread_create(&log->th, NULL, event_main, log), 0);
+    usleep(200 * 1000); /* subscribed */
+}
+
+static void events_stop(struct event_log *log)
+{
+    atomic_store(&log->stop, 1);
+    pthread_join(log->th, NULL);
+    pthread_mutex_destroy(&log->mu);
+}
+
+/* Time of the first event on channel (whose payload contains needle, when
+ * not NULL) at or after since, copying its payload; -1 when none yet. */
+static int64_t event_time(struct event_log *log, const char *channel, const char *needle,
+                          int64_t since, char *payload, size_t plen)
+{
+    int64_t t = -1;
+    pthread_mutex_lock(&log->mu);
+    for (size_t i = 0; i < log->n && t < 0; i++)
+        if (log->ev[i].t_ms >= since && strcmp(log->ev[i].channel, channel) == 0 &&
+            (needle == NULL || strstr(log->ev[i].payload, needle) != NULL)) {
+            t = log->ev[i].t_ms;
+            if (payload != NULL)
+                snprintf(payload, plen, "%s", log->ev[i].payload);
+        }
+    pthread_mutex_unlock(&log->mu);
+    return t;
+}
+
+static void events_print(struct event_log *log, int64_t t0)
+{
+    pthread_mutex_lock(&log->mu);
+    for (size_t i = 0; i < log->n; i++)
+        if (log->ev[i].t_ms >= t0 && log->ev[i].channel[0] != '_' &&
+            strcmp(log->ev[i].channel, "__sentinel__:hello") != 0)
+            print_message("    %+6lld ms %s %s\n", (long long)(log->ev[i].t_ms - t0),
+                          log->ev[i].channel, log->ev[i].payload);
+    pthread_mutex_unlock(&log->mu);
+}
+
+/* Replicas of the server on port that say state=online (INFO
+ * replication); -1 when it does not answer or is not a master. */
+static int online_replicas(uint16_t port)
+{
+    char buf[4096];
+    if (kvi_tsn_query(port, "INFO replication", buf, sizeof buf) != 0 ||
+        strstr(buf, "role:master") == NULL)
+        return -1;
+    int n = 0;
+    for (const char *p = buf; (p = strstr(p, "state=online")) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Writers: each adds 1 to its own counter with wait_replicas set, and
+ * counts what kvi acknowledged. */
+
 #define WRITERS 4
 struct writer {
     kvi *k;
     int idx;
     _Atomic int *stop;
-    int64_t acked;
-    int64_t last_ok_ms, longest_gap_ms;
+    _Atomic int_least64_t *t0; /* failover start, 0 before */
+    int64_t acked, acked_after_t0;
+    int64_t last_ok_ms, longest_gap_ms, first_ok_after_t0_ms;
+    int64_t errors[KVI_STATUS_COUNT + 1];
+    char first_error[200], last_error[200];
 };
+
+/* A gap is the time without an acknowledged write; the one across the
+ * failover start is counted from t0 (writes before it are normal ones). */
+static void note_gap(struct writer *w, int64_t now)
+{
+    int64_t t0 = atomic_load(w->t0);
+    int64_t from = w->last_ok_ms;
+    if (t0 > 0 && from < t0 && now >= t0)
+        from = t0;
+    if (now - from > w->longest_gap_ms)
+        w->longest_gap_ms = now - from;
+}
 
 static void *write_loop(void *arg)
 {
@@ -189,13 +407,22 @@ static void *write_loop(void *arg)
     w->last_ok_ms = mono_ms();
     while (!atomic_load(w->stop)) {
         int64_t v = 0;
-        if (kvi_add(w->k, "redis", key, strlen(key), 1, 0, &v) == KVI_OK) {
+        kvi_status st = kvi_add(w->k, "redis", key, strlen(key), 1, 0, &v);
+        int64_t now = mono_ms(), t0 = atomic_load(w->t0);
+        if (st == KVI_OK) {
             w->acked++;
-            int64_t now = mono_ms();
-            if (now - w->last_ok_ms > w->longest_gap_ms)
-                w->longest_gap_ms = now - w->last_ok_ms;
+            if (t0 > 0 && now >= t0) {
+                if (w->acked_after_t0++ == 0)
+                    w->first_ok_after_t0_ms = now - t0;
+            }
+            note_gap(w, now);
             w->last_ok_ms = now;
         } else {
+            w->errors[(unsigned)st <= KVI_STATUS_COUNT ? (unsigned)st : KVI_STATUS_COUNT]++;
+            snprintf(w->last_error, sizeof w->last_error, "%s: %s", kvi_status_name(st),
+                     kvi_errmsg(w->k));
+            if (w->first_error[0] == '\0')
+                snprintf(w->first_error, sizeof w->first_error, "%s", w->last_error);
             usleep(10 * 1000);
         }
     }
@@ -206,13 +433,20 @@ static void count_switch(void *ud, kvi_log_level level, const char *msg)
 {
     (void)level;
     if (strstr(msg, "+switch-master") != NULL)
-        __atomic_fetch_add((int *)ud, 1, __ATOMIC_SEQ_CST);
+        atomic_fetch_add((_Atomic int *)ud, 1);
 }
 
-/* Runs WRITERS threads adding to ctr0..ctr3 on k while failover() makes
- * the master change; checks that every acknowledged add is there and that
- * writes resumed within the switch time plus 2 s. */
-static void writes_across_failover(kvi *k, void (*failover)(kvi *k, unsigned master_port))
+/* Runs WRITERS threads adding to ctr0..ctr3 on k (wait_replicas = want)
+ * while failover() makes the master change.  The failover time is
+ * Sentinel's: from the start until a sentinel published +switch-master
+ * and the new master has `want` replicas online (INFO replication), i.e.
+ * until the servers themselves can confirm a write to that many replicas.
+ * Checks that every acknowledged add is on the new master, that every
+ * writer had writes acknowledged after that, and that no writer was
+ * without an acknowledged write for longer than the failover time plus
+ * 1 s -- the gap that has not closed when the writers stop counts too. */
+static void writes_across_failover(kvi *k, unsigned want,
+                                   void (*failover)(kvi *k, unsigned master_port))
 {
     unsigned before = master_port(k);
     for (int i = 0; i < WRITERS; i++) {
@@ -220,43 +454,103 @@ static void writes_across_failover(kvi *k, void (*failover)(kvi *k, unsigned mas
         snprintf(key, sizeof key, "ctr%d", i);
         kvi_remove(k, "redis", key, strlen(key));
     }
+    static struct event_log log;
+    events_start(&log);
     _Atomic int stop = 0;
+    _Atomic int_least64_t t0_shared = 0;
     struct writer w[WRITERS];
     pthread_t th[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
-        w[i] = (struct writer){.k = k, .idx = i, .stop = &stop};
+        w[i] = (struct writer){.k = k, .idx = i, .stop = &stop, .t0 = &t0_shared};
         assert_int_equal(pthread_create(&th[i], NULL, write_loop, &w[i]), 0);
     }
     usleep(300 * 1000);
-    int64_t t_failover = mono_ms();
+    int64_t t0 = mono_ms();
+    atomic_store(&t0_shared, t0);
     failover(k, before);
-    /* Writes go on; the master changes. */
-    unsigned after = before;
-    for (int i = 0; i < 200 && (after == before || after == 0); i++) {
-        usleep(100 * 1000);
-        after = master_port_or_0(k, 0);
+    /* Sentinel's account: +switch-master names the new master; then wait
+     * (bounded) until it has `want` replicas online. */
+    char sw[200] = "";
+    int64_t t_switch = -1, t_ready = -1;
+    unsigned after = 0;
+    while (mono_ms() - t0 < 40000) {
+        if (t_switch < 0 &&
+            (t_switch = event_time(&log, "+switch-master", NULL, t0, sw, sizeof sw)) >= 0) {
+            char name[64], oldip[64], newip[64];
+            unsigned op = 0;
+            if (sscanf(sw, "%63s %63s %u %63s %u", name, oldip, &op, newip, &after) != 5)
+                fail_msg("cannot read +switch-master \"%s\"", sw);
+        }
+        if (t_switch >= 0 && online_replicas((uint16_t)after) >= (int)want) {
+            t_ready = mono_ms();
+            break;
+        }
+        usleep(20 * 1000);
     }
-    int64_t switched_ms = mono_ms() - t_failover;
-    usleep(1500 * 1000);
+    /* The writers go on for 2 s more: a gap longer than the failover time
+     * plus 1 s shows even when it never closes. */
+    int64_t t_end = (t_ready > 0 ? t_ready : mono_ms()) + 2000;
+    while (mono_ms() < t_end)
+        usleep(50 * 1000);
+    int64_t t_stop = mono_ms();
     atomic_store(&stop, 1);
     for (int i = 0; i < WRITERS; i++)
         pthread_join(th[i], NULL);
-    print_message("  master %u -> %u after %lld ms\n", before, after, (long long)switched_ms);
+    for (int i = 0; i < WRITERS; i++)
+        note_gap(&w[i], t_stop);
+    print_message("  events after the failover began (t0):\n");
+    events_print(&log, t0);
+    int64_t t_end_ev = event_time(&log, "+failover-end", NULL, t0, NULL, 0);
+    int64_t t_conv = event_time(&log, "+convert-to-slave", NULL, t0, NULL, 0);
+    events_stop(&log);
+    int64_t failover_ms = t_ready >= 0 ? t_ready - t0 : -1;
+    print_message("  master %u -> %u: +switch-master at %lld ms, +failover-end at %lld ms, "
+                  "+convert-to-slave at %lld ms, %u replica(s) online at %lld ms = failover "
+                  "time; writers stopped at %lld ms\n",
+                  before, after, (long long)(t_switch >= 0 ? t_switch - t0 : -1),
+                  (long long)(t_end_ev >= 0 ? t_end_ev - t0 : -1),
+                  (long long)(t_conv >= 0 ? t_conv - t0 : -1), want, (long long)failover_ms,
+                  (long long)(t_stop - t0));
+    if (t_switch < 0)
+        fail_msg("no sentinel published +switch-master within 40 s");
+    if (t_ready < 0)
+        fail_msg("the new master %u never had %u replica(s) online within 40 s", after, want);
     assert_int_not_equal(before, after);
+    int bad = 0;
     for (int i = 0; i < WRITERS; i++) {
         char key[16];
         snprintf(key, sizeof key, "ctr%d", i);
         int64_t v = -1;
-        assert_int_equal(kvi_counter_fetch(k, "redis", key, strlen(key), &v), KVI_OK);
-        print_message("  writer %d: %lld acknowledged, counter %lld, longest gap %lld ms\n", i,
-                      (long long)w[i].acked, (long long)v, (long long)w[i].longest_gap_ms);
+        kvi_status st = kvi_counter_fetch(k, "redis", key, strlen(key), &v);
+        print_message("  writer %d: %lld acknowledged (%lld after t0, the first at %lld ms), "
+                      "counter %lld (%s), longest gap %lld ms (limit %lld); errors: TIMEOUT %lld, "
+                      "CONNECT %lld, BACKEND %lld, IO %lld\n",
+                      i, (long long)w[i].acked, (long long)w[i].acked_after_t0,
+                      (long long)w[i].first_ok_after_t0_ms, (long long)v, kvi_status_name(st),
+                      (long long)w[i].longest_gap_ms, (long long)(failover_ms + 1000),
+                      (long long)w[i].errors[KVI_E_TIMEOUT], (long long)w[i].errors[KVI_E_CONNECT],
+                      (long long)w[i].errors[KVI_E_BACKEND], (long long)w[i].errors[KVI_E_IO]);
+        if (w[i].first_error[0] != '\0')
+            print_message("    first error: %s\n    last error:  %s\n", w[i].first_error,
+                          w[i].last_error);
         /* Every acknowledged add is there (an unacknowledged one may be
          * too). */
-        assert_true(v >= w[i].acked);
-        assert_true(w[i].acked > 0);
-        /* Writes resumed within the failover plus a second or so. */
-        assert_true(w[i].longest_gap_ms < switched_ms + 2000);
+        if (st != KVI_OK || v < w[i].acked) {
+            print_message("  FAIL writer %d: %lld acknowledged adds, counter %lld\n", i,
+                          (long long)w[i].acked, (long long)v);
+            bad = 1;
+        }
+        /* Writes resumed within the failover time plus 1 s. */
+        if (w[i].acked_after_t0 == 0 || w[i].last_ok_ms < t_ready ||
+            w[i].longest_gap_ms > failover_ms + 1000) {
+            print_message("  FAIL writer %d: no acknowledged write for %lld ms (failover time "
+                          "%lld ms + 1000), last one at %lld ms\n",
+                          i, (long long)w[i].longest_gap_ms, (long long)failover_ms,
+                          (long long)(w[i].last_ok_ms - t0));
+            bad = 1;
+        }
     }
+    assert_false(bad);
 }
 
 /* SENTINEL FAILOVER (retried while it still says no good replica). */
@@ -266,7 +560,8 @@ static void sentinel_failover(kvi *k, unsigned master)
     char sent_url[128];
     snprintf(sent_url, sizeof sent_url, "redis:sent://127.0.0.1:%u/?cluster=no",
              (unsigned)kvi_ts_port(kvi_tsn_sentinel(g_setup, 0)));
-    assert_int_equal(kvi_add_url(k, sent_url), KVI_OK);
+    kvi_status added = kvi_add_url(k, sent_url);
+    assert_true(added == KVI_OK || added == KVI_E_EXISTS);
     for (int tries = 0;; tries++) {
         kvi_reply *r = NULL;
         const char *q = "SENTINEL FAILOVER mymaster";
@@ -282,23 +577,25 @@ static void sentinel_failover(kvi *k, unsigned master)
     }
 }
 
+/* SENTINEL FAILOVER with wait_replicas=2 (both replicas): the old master
+ * comes back as a replica of the new one, so the set-up has 2 replicas
+ * again once Sentinel has converted it and it is in sync. */
 static void test_failover_is_followed_and_no_acknowledged_write_is_lost(void **state)
 {
     (void)state;
-    static int switches;
+    static _Atomic int switches;
     char url[1200];
-    snprintf(url, sizeof url, "%s&wait_replicas=2&timeout=1000&connect_timeout=%d&down_after=0",
+    snprintf(url, sizeof url, "%s&wait_replicas=2&timeout=1000&connect_timeout=%d",
              g_url, CONNECT_TIMEOUT_MS);
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
     assert_int_equal(kvi_set_log(k, count_switch, &switches, KVI_LOG_INFO), KVI_OK);
     assert_int_equal(kvi_add_url(k, url), KVI_OK);
-    writes_across_failover(k, sentinel_failover);
-    /* The +switch-master listener told kvi too (the sentinels publish it
-     * once the replicas are reconfigured: wait up to 15 s). */
-    for (int i = 0; i < 150 && __atomic_load_n(&switches, __ATOMIC_SEQ_CST) == 0; i++)
+    writes_across_failover(k, 2, sentinel_failover);
+    /* kvi's own +switch-master listener saw it too. */
+    for (int i = 0; i < 50 && atomic_load(&switches) == 0; i++)
         usleep(100 * 1000);
-    assert_true(__atomic_load_n(&switches, __ATOMIC_SEQ_CST) >= 1);
+    assert_true(atomic_load(&switches) >= 1);
     kvi_free(k);
 }
 
@@ -311,15 +608,16 @@ static void kill_master(kvi *k, unsigned master)
             assert_int_equal(kvi_ts_kill(kvi_tsn_data(g_setup, i)), KVI_TS_OK);
 }
 
+/* kill -9 of the master: one of the 2 replicas is promoted, one replica is
+ * left, so wait_replicas=1 is the replica count (see docs/engines/redis.md). */
 static void test_killed_master_is_replaced(void **state)
 {
     (void)state;
     char url[1200];
-    /* One replica is left after the kill: WAIT for that one. */
-    snprintf(url, sizeof url, "%s&wait_replicas=1&timeout=1000&connect_timeout=%d&down_after=0",
+    snprintf(url, sizeof url, "%s&wait_replicas=1&timeout=1000&connect_timeout=%d",
              g_url, CONNECT_TIMEOUT_MS);
     kvi *k = open_url(url);
-    writes_across_failover(k, kill_master);
+    writes_across_failover(k, 1, kill_master);
     kvi_free(k);
 }
 
