@@ -19,6 +19,44 @@
 #define BACKOFF_FIRST_MS 10
 #define MAX_SLEEPS 6
 
+/* A new state for this process from c's settings (the URL's hosts as
+ * seeds). */
+static struct kvi_redis_state *new_state(kvi_conn *c)
+{
+    const struct kvi_redis *rp = kvi__redis_priv(c);
+    struct kvi_redis_seeds seeds = {.hosts = rp->cfg.hosts,
+                                    .nhosts = rp->cfg.nhosts,
+                                    .socket = rp->cfg.socket,
+                                    .sentinels = rp->cfg.sentinel != NULL};
+    return kvi__redis_state_new(c, &rp->node_cfg, &seeds);
+}
+
+/* See dispatch.h. */
+kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out)
+{
+    struct kvi_redis *r = kvi__redis_priv(c);
+    struct kvi_redis_state *st = atomic_load(&r->state);
+
+    if (st->fork_gen == kvi__redis_fork_gen()) {
+        *out = st;
+        return KVI_OK;
+    }
+    struct kvi_redis_state *fresh = new_state(c);
+    if (fresh == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    fresh->retired = st;
+    if (!atomic_compare_exchange_strong(&r->state, &st, fresh)) {
+        /* Another thread of this child won; st is its state now. */
+        fresh->retired = NULL;
+        kvi__redis_state_free(c, fresh);
+    } else {
+        st = fresh;
+    }
+    *out = st;
+    return KVI_OK;
+}
+
+
 /* Decides standalone or cluster (cluster=auto asks the first seed that
  * answers). */
 static kvi_status ensure_mode(kvi_conn *c, struct kvi_redis_state *st)
@@ -133,7 +171,7 @@ static kvi_status exec_sentinel(kvi_conn *c, struct kvi_redis_state *st,
 
     for (;;) {
         struct kvi_redis_node *m = NULL;
-        kvi_status s = kvi__redis_sentinel_master(c, st, &m);
+        kvi_status s = kvi__redis_sentinel_master(c, st, kvi__redis_priv(c)->cfg.sentinel, &m);
         if (s != KVI_OK) {
             if (fatal(s)) {
                 freeReplyObject(last_reply);
@@ -417,7 +455,7 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     struct kvi_redis_node *m = st->seeds[atomic_load(&st->current)];
     if (kvi__redis_priv(c)->cfg.sentinel != NULL &&
-        (s = kvi__redis_sentinel_master(c, st, &m)) != KVI_OK) {
+        (s = kvi__redis_sentinel_master(c, st, kvi__redis_priv(c)->cfg.sentinel, &m)) != KVI_OK) {
         kvi_engine_free(c, *nodes);
         return s;
     }
@@ -430,7 +468,7 @@ kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_
 kvi_status kvi__redis_net_open(kvi_conn *c)
 {
     struct kvi_redis *r = kvi__redis_priv(c);
-    struct kvi_redis_state *st = kvi__redis_state_new(c);
+    struct kvi_redis_state *st = new_state(c);
 
     if (st == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");

@@ -8,7 +8,7 @@
 #ifndef KVI_REDIS_DISPATCH_H
 #define KVI_REDIS_DISPATCH_H
 
-#include "pool.h"
+#include "redis.h"
 
 /* Creates the connection state (and connects unless lazy).  Call once from
  * open() after cfg is filled. */
@@ -16,6 +16,14 @@ kvi_status kvi__redis_net_open(kvi_conn *c);
 
 /* Frees every connection and state of c, also those of a parent process. */
 void kvi__redis_net_close(kvi_conn *c);
+
+/* The state of this process in *out; after fork() a new one, so that the
+ * child never touches its parent's sockets.  A fork is noticed without a
+ * system call: a pthread_atfork() child handler bumps a generation number
+ * (kvi__redis_fork_gen, state.h), compared with the one the state was made
+ * in.  A child made without the handlers running (vfork, a raw clone
+ * system call) must not use the context before exec. */
+kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out);
 
 /*
  * Runs one command where it belongs.  KVI_OK with the reply in *out (free

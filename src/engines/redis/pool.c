@@ -9,13 +9,14 @@
 #include "pool.h"
 
 /* See pool.h. */
-struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16_t port,
-                                           const char *path)
+struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,
+                                           const char *host, uint16_t port, const char *path)
 {
     struct kvi_redis_node *n = kvi_engine_malloc(c, sizeof *n);
     if (n == NULL)
         return NULL;
     memset(n, 0, sizeof *n);
+    n->cfg = *cfg;
     const char *src = path != NULL ? path : host;
     size_t len = strlen(src);
     struct kvi_redis_addr *a = &n->addr;
@@ -40,7 +41,7 @@ struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16
             snprintf(a->name, len + 16, "%s:%u", host, (unsigned)port);
     }
     a->port = port;
-    n->breaker = kvi_breaker_new(c, &kvi__redis_priv(c)->cfg.breaker);
+    n->breaker = kvi_breaker_new(c, &n->cfg.breaker);
     if (n->breaker == NULL) {
         kvi_engine_free(c, a->name);
         kvi_engine_free(c, copy);
@@ -119,7 +120,7 @@ static struct kvi_redis_link *pool_pop(kvi_conn *c, struct kvi_redis_node *n, in
 static void pool_push(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link *l)
 {
     pthread_mutex_lock(&n->mu);
-    if (n->nidle < kvi__redis_priv(c)->cfg.max_idle) {
+    if (n->nidle < n->cfg.max_idle) {
         l->next = n->idle;
         n->idle = l;
         n->nidle++;
@@ -140,12 +141,9 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis
     struct kvi_redis_link *l = kvi_engine_malloc(c, sizeof *l);
     if (l == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    int role = n->sentinel ? KVI_REDIS_ROLE_SENTINEL
-               : atomic_load(&kvi__redis_priv(c)->mode) == KVI_REDIS_MODE_CLUSTER
-                   ? KVI_REDIS_ROLE_DATA_NODB
-                   : KVI_REDIS_ROLE_DATA;
+    int role = n->sentinel ? KVI_REDIS_ROLE_SENTINEL : KVI_REDIS_ROLE_DATA;
     int loaded = 0;
-    kvi_status s = kvi__redis_connect(c, &n->addr, &n->tls_cache, role,
+    kvi_status s = kvi__redis_connect(c, &n->cfg, &n->addr, &n->tls_cache, role,
                                       !n->sentinel && !atomic_load(&n->script_loaded), &loaded,
                                       &l->conn);
     if (s != KVI_OK) {
@@ -185,7 +183,7 @@ kvi_status kvi__redis_node_call(kvi_conn *c, struct kvi_redis_node *n,
         return s;
     }
     *phase = KVI_REDIS_SENT;
-    s = kvi__redis_roundtrip(c, &l->conn, cmd, asking, &answered, out);
+    s = kvi__redis_roundtrip(c, &n->cfg, &l->conn, cmd, asking, &answered, out);
     kvi_breaker_leave(c, n->breaker, n->addr.name, probe, answered ? KVI_OK : s);
     if (s == KVI_OK)
         pool_push(c, n, l);
@@ -229,8 +227,7 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *n, size_t 
     for (; got < count && s == KVI_OK; got++) {
         redisReply *v = NULL;
         /* Each reply gets the full timeout: a big batch is not a slow one. */
-        s = kvi__redis_get_reply(c, &l->conn,
-                                 kvi__redis_deadline_after(kvi__redis_priv(c)->cfg.timeout_ms), &v);
+        s = kvi__redis_get_reply(c, &l->conn, kvi__redis_deadline_after(n->cfg.timeout_ms), &v);
         replies[got] = v;
     }
     kvi_breaker_leave(c, n->breaker, n->addr.name, probe, got > 1 || s == KVI_OK ? KVI_OK : s);
@@ -285,7 +282,7 @@ wait_failed:
         return kvi_engine_error(c, KVI_E_TIMEOUT, "request to %s: no reply by the batch's deadline",
                                 n->addr.name);
     return kvi_engine_error(c, KVI_E_TIMEOUT, "request to %s: timed out after %u ms", n->addr.name,
-                            (unsigned)kvi__redis_priv(c)->cfg.timeout_ms);
+                            (unsigned)n->cfg.timeout_ms);
 }
 
 /* See pool.h. */
@@ -295,7 +292,7 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, si
 {
     struct kvi_redis_link *l;
     int reused, probe;
-    uint32_t timeout_ms = kvi__redis_priv(c)->cfg.timeout_ms;
+    uint32_t timeout_ms = n->cfg.timeout_ms;
 
     /* A connection the server closed while it sat idle fails at its first
      * read, before any reply: when every command may be sent twice, that
@@ -364,10 +361,7 @@ int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis
     }
     memset(l, 0, sizeof *l);
     struct kvi_redis_conn_cfg cc;
-    int role = atomic_load(&kvi__redis_priv(c)->mode) == KVI_REDIS_MODE_CLUSTER
-                   ? KVI_REDIS_ROLE_DATA_NODB
-                   : KVI_REDIS_ROLE_DATA;
-    kvi__redis_conn_cfg(c, &n->addr, &n->tls_cache, role, &cc);
+    kvi__redis_conn_cfg(&n->cfg, &n->addr, &n->tls_cache, KVI_REDIS_ROLE_DATA, &cc);
     if (kvi__redis_conn_start(&l->conn, &cc) < 0) {
         kvi_engine_error(c, l->conn.st, "%s", l->conn.err);
         kvi__redis_conn_close(&l->conn);

@@ -19,10 +19,12 @@ struct kvi_redis_link {
     struct kvi_redis_link *next;
 };
 
-/* One server: its address and its idle connections.  Nodes live in the
- * per-process state (state.h) and are never freed before it. */
+/* One server: its address, its settings (a copy of the kvi_conn's) and
+ * its idle connections.  Nodes live in the per-process state (state.h)
+ * and are never freed before it. */
 struct kvi_redis_node {
     struct kvi_redis_addr addr;
+    struct kvi_redis_node_cfg cfg;
     pthread_mutex_t mu;
     struct kvi_redis_link *idle;
     size_t nidle;
@@ -33,10 +35,10 @@ struct kvi_redis_node {
     struct kvi_redis_node *next; /* the state's list of nodes */
 };
 
-/* A new node for host:port or (path != NULL) a unix socket; NULL when out
- * of memory. */
-struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const char *host, uint16_t port,
-                                           const char *path);
+/* A new node for host:port or (path != NULL) a unix socket, with a copy
+ * of the settings cfg; NULL when out of memory. */
+struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,
+                                           const char *host, uint16_t port, const char *path);
 
 /* Frees a node and its idle connections.  destroy_mutex 0: a parent
  * process's node in a forked child, whose mutex is never touched. */

@@ -230,6 +230,21 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         }
     }
     kvi__redis_scripts_init(&rpriv(c)->scripts);
+    rpriv(c)->node_cfg = (struct kvi_redis_node_cfg){
+        .user = cfg->user,
+        .password = cfg->password,
+        .db = cfg->db,
+        .sentinel_user = cfg->sentinel_user,
+        .sentinel_password = cfg->sentinel_password,
+        .tls = cfg->tls,
+        .connect_timeout_ms = cfg->connect_timeout_ms,
+        .timeout_ms = cfg->timeout_ms,
+        .max_idle = cfg->max_idle,
+        .wait_replicas = cfg->wait_replicas,
+        .wait_timeout_ms = cfg->wait_timeout_ms,
+        .breaker = cfg->breaker,
+        .scripts = &rpriv(c)->scripts,
+    };
     return kvi__redis_net_open(c);
 }
 

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #include "kvi/engine.h"
-#include "scripts.h"
+#include "state.h"
 
 /* Values of the "cluster" URL option. */
 enum kvi_redis_cluster_opt {
@@ -43,11 +43,6 @@ enum kvi_redis_mode {
     KVI_REDIS_MODE_UNKNOWN = 0,
     KVI_REDIS_MODE_STANDALONE = 1,
     KVI_REDIS_MODE_CLUSTER = 2
-};
-
-struct kvi_redis_host {
-    char *host; /* NULL with a unix socket */
-    uint16_t port;
 };
 
 /* What open() parsed from the URL; read-only afterwards. */
@@ -71,29 +66,13 @@ struct kvi_redis_cfg {
     char *sentinel_password;
 };
 
-struct kvi_redis_tls;   /* TLS settings (net.h) */
-struct kvi_redis_state; /* per-process connection state (state.h) */
-struct kvi_redis_node;  /* one server (pool.h) */
-
 /* The private part of a kvi_conn (engine conn_size). */
 struct kvi_redis {
     struct kvi_redis_cfg cfg;
+    struct kvi_redis_node_cfg node_cfg; /* what every node gets, built from cfg by open() */
     struct kvi_redis_state *_Atomic state;
     _Atomic int mode; /* enum kvi_redis_mode */
     struct kvi_redis_scripts scripts; /* the Lua scripts and their SHAs (scripts.h) */
-};
-
-/* One command: argc words.  slot is the cluster slot of its key or -1
- * (any master).  resend_ok says that sending it a second time after a
- * connection failed mid-call cannot change the outcome (reads, SET). */
-struct kvi_redis_cmd {
-    int argc;
-    const char **argv;
-    const size_t *lens;
-    int slot;
-    int resend_ok;
-    int is_write; /* changes data: followed by WAIT when cfg.wait_replicas > 0 */
-    int deep;     /* read the reply with deep.c (raw queries: any depth to 64) */
 };
 
 /* The private part of c. */

@@ -33,12 +33,11 @@ static kvi_status fail(kvi_conn *c, struct why *w, kvi_status st, const char *fm
 
 /* Asks one sentinel: KVI_OK with the master's host and port, else an
  * error status with the detail message set. */
-static kvi_status ask(kvi_conn *c, struct why *w, struct kvi_redis_node *sn, char *host,
-                      size_t hostlen, uint16_t *port)
+static kvi_status ask(kvi_conn *c, struct why *w, struct kvi_redis_node *sn, const char *name,
+                      char *host, size_t hostlen, uint16_t *port)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cfg->sentinel};
-    size_t lens[3] = {8, 23, strlen(cfg->sentinel)};
+    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", name};
+    size_t lens[3] = {8, 23, strlen(name)};
     struct kvi_redis_cmd cmd = {.argc = 3, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
     redisReply *r = NULL;
 
@@ -49,7 +48,7 @@ static kvi_status ask(kvi_conn *c, struct why *w, struct kvi_redis_node *sn, cha
         freeReplyObject(r);
         return fail(c, w, KVI_E_BACKEND,
                     "sentinel %s does not know a master named \"%s\" (check the sentinel option)",
-                    sn->addr.name, cfg->sentinel);
+                    sn->addr.name, name);
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
@@ -78,8 +77,9 @@ static kvi_status ask(kvi_conn *c, struct why *w, struct kvi_redis_node *sn, cha
     return KVI_OK;
 }
 
-/* KVI_OK when node says ROLE master. */
-static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *n, const char *from)
+/* KVI_OK when node says ROLE master (of name, says sentinel from). */
+static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *n, const char *name,
+                             const char *from)
 {
     const char *argv[1] = {"ROLE"};
     size_t lens[1] = {4};
@@ -106,7 +106,7 @@ static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *
         s = fail(c, w, KVI_E_BACKEND,
                  "sentinel %s names %s as master of \"%s\", but it says it is a %.32s "
                  "(failover under way?)",
-                 from, n->addr.name, kvi__redis_priv(c)->cfg.sentinel, role);
+                 from, n->addr.name, name, role);
     }
     freeReplyObject(r);
     return s;
@@ -118,6 +118,7 @@ static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *
 struct kvi_redis_watch {
     kvi_conn *c;
     struct kvi_redis_state *st;
+    const char *name; /* the master's name */
     pthread_t th;
     atomic_int stop;
 };
@@ -126,32 +127,30 @@ struct kvi_redis_watch {
  * name. */
 static void switch_master(struct kvi_redis_watch *w, const redisReply *msg, const char *from)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(w->c)->cfg;
     char name[256], oldip[64], newip[64];
     unsigned oldport = 0, newport = 0;
     if (msg->type != REDIS_REPLY_STRING || msg->len >= 400 ||
         sscanf(msg->str, "%255s %63s %u %63s %u", name, oldip, &oldport, newip, &newport) != 5 ||
-        strcmp(name, cfg->sentinel) != 0 || newport == 0 || newport > 65535)
+        strcmp(name, w->name) != 0 || newport == 0 || newport > 65535)
         return;
     struct kvi_redis_node *m = kvi__redis_node_get(w->c, w->st, newip, (uint16_t)newport);
     if (m == NULL)
         return;
     struct kvi_redis_node *old = atomic_exchange(&w->st->master, m);
     kvi_engine_log(w->c, KVI_LOG_INFO, "sentinel %s: +switch-master \"%s\": now %s%s", from,
-                   cfg->sentinel, m->addr.name, old == m ? " (already in use)" : "");
+                   w->name, m->addr.name, old == m ? " (already in use)" : "");
 }
 
 /* Listens on one sentinel until it fails or stop is set. */
 static void listen_one(struct kvi_redis_watch *w, struct kvi_redis_node *sn)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(w->c)->cfg;
     struct kvi_redis_conn conn;
     struct kvi_redis_conn_cfg cc;
     const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
     size_t lens[2] = {9, 14};
 
-    kvi__redis_conn_cfg(w->c, &sn->addr, &sn->tls_cache, KVI_REDIS_ROLE_SENTINEL, &cc);
-    if (kvi__redis_conn_open(&conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms)) !=
+    kvi__redis_conn_cfg(&sn->cfg, &sn->addr, &sn->tls_cache, KVI_REDIS_ROLE_SENTINEL, &cc);
+    if (kvi__redis_conn_open(&conn, &cc, kvi__redis_deadline_after(sn->cfg.connect_timeout_ms)) !=
             KVI_OK ||
         kvi__redis_conn_append(&conn, 2, argv, lens) != 0) {
         kvi__redis_conn_close(&conn);
@@ -192,7 +191,7 @@ static void *watch_main(void *arg)
 }
 
 /* Starts the listener once per state. */
-static void watch_start(kvi_conn *c, struct kvi_redis_state *st)
+static void watch_start(kvi_conn *c, struct kvi_redis_state *st, const char *name)
 {
     if (atomic_load(&st->watch) != NULL)
         return;
@@ -201,6 +200,7 @@ static void watch_start(kvi_conn *c, struct kvi_redis_state *st)
         return;
     w->c = c;
     w->st = st;
+    w->name = name;
     atomic_init(&w->stop, 0);
     struct kvi_redis_watch *none = NULL;
     if (!atomic_compare_exchange_strong(&st->watch, &none, w)) {
@@ -227,7 +227,7 @@ void kvi__redis_sentinel_watch_stop(kvi_conn *c, struct kvi_redis_state *st)
 }
 
 /* See sentinel.h. */
-kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
+kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st, const char *name,
                                       struct kvi_redis_node **out)
 {
     struct kvi_redis_node *m = atomic_load(&st->master);
@@ -244,15 +244,15 @@ kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
         struct kvi_redis_node *sn = st->seeds[idx];
         char host[256];
         uint16_t port = 0;
-        s = ask(c, &w, sn, host, sizeof host, &port);
+        s = ask(c, &w, sn, name, host, sizeof host, &port);
         if (s == KVI_OK) {
             m = kvi__redis_node_get(c, st, host, port);
             if (m == NULL)
                 return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-            s = check_role(c, &w, m, sn->addr.name);
+            s = check_role(c, &w, m, name, sn->addr.name);
             if (s == KVI_E_CONNECT || s == KVI_E_TIMEOUT || s == KVI_E_IO)
                 fail(c, &w, s, "sentinel %s names %s as master of \"%s\", which cannot be reached",
-                     sn->addr.name, m->addr.name, kvi__redis_priv(c)->cfg.sentinel);
+                     sn->addr.name, m->addr.name, name);
         } else if (s == KVI_E_CONNECT || s == KVI_E_TIMEOUT || s == KVI_E_IO) {
             down++;
         }
@@ -262,11 +262,11 @@ kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
             struct kvi_redis_node *none = NULL;
             if (atomic_compare_exchange_strong(&st->master, &none, m))
                 kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s", sn->addr.name,
-                               kvi__redis_priv(c)->cfg.sentinel, m->addr.name);
+                               name, m->addr.name);
             *out = atomic_load(&st->master);
             if (*out == NULL) /* forgotten meanwhile: ours is as good */
                 *out = m;
-            watch_start(c, st);
+            watch_start(c, st, name);
             return KVI_OK;
         }
         if (s == KVI_E_AUTH || s == KVI_E_NOMEM)
@@ -276,7 +276,7 @@ kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
         return kvi_engine_error(c, s == KVI_E_TIMEOUT ? s : KVI_E_CONNECT,
                                 "no sentinel answered for master \"%s\" (%zu tried, each within "
                                 "connect_timeout)",
-                                kvi__redis_priv(c)->cfg.sentinel, st->nseeds);
+                                name, st->nseeds);
     return kvi_engine_error(c, w.st, "%s", w.msg);
 }
 

@@ -10,14 +10,15 @@
 #include "state.h"
 
 /*
- * The master named by the sentinels in *out: the one found before, or
+ * The master the sentinels name for name (the sentinel option; it must
+ * outlive st) in *out: the one found before, or
  * (none yet, or forgotten) asks the sentinels in turn, each within
  * connect_timeout and timeout, and checks that the server they name says
  * ROLE master.  Errors: KVI_E_CONNECT / KVI_E_TIMEOUT when no sentinel
  * answered, KVI_E_BACKEND when the sentinels do not know the name or name a
  * server that is not (yet) a master, KVI_E_AUTH for refused credentials.
  */
-kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st,
+kvi_status kvi__redis_sentinel_master(kvi_conn *c, struct kvi_redis_state *st, const char *name,
                                       struct kvi_redis_node **out);
 
 /* Forgets master m (after a connection error, -READONLY or -LOADING): the

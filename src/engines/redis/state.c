@@ -63,7 +63,7 @@ struct kvi_redis_node *kvi__redis_node_get_locked(kvi_conn *c, struct kvi_redis_
     for (n = st->nodes; n != NULL; n = n->next)
         if (n->addr.host != NULL && n->addr.port == port && strcmp(n->addr.host, host) == 0)
             return n;
-    n = kvi__redis_node_new(c, host, port, NULL);
+    n = kvi__redis_node_new(c, &st->node_cfg, host, port, NULL);
     if (n == NULL)
         return NULL;
     n->next = st->nodes;
@@ -82,9 +82,9 @@ struct kvi_redis_node *kvi__redis_node_get(kvi_conn *c, struct kvi_redis_state *
 }
 
 /* See state.h. */
-struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
+struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c, const struct kvi_redis_node_cfg *nc,
+                                             const struct kvi_redis_seeds *cfg)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     struct kvi_redis_state *st = kvi_engine_malloc(c, sizeof *st);
 
     if (st == NULL)
@@ -94,6 +94,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
     pthread_once(&fork_once, fork_register);
     st->fork_gen = kvi__redis_fork_gen();
     st->pid = getpid();
+    st->node_cfg = *nc;
     pthread_rwlock_init(&st->lock, NULL);
     atomic_init(&st->current, 0);
     atomic_init(&st->last_refresh_ms, 0);
@@ -111,7 +112,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
     for (size_t i = 0; i < nseeds; i++) {
         struct kvi_redis_node *n;
         if (cfg->socket != NULL) {
-            n = kvi__redis_node_new(c, NULL, 0, cfg->socket);
+            n = kvi__redis_node_new(c, nc, NULL, 0, cfg->socket);
             if (n != NULL) {
                 n->next = st->nodes;
                 st->nodes = n;
@@ -124,35 +125,10 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c)
             kvi__redis_state_free(c, st);
             return NULL;
         }
-        n->sentinel = cfg->sentinel != NULL;
+        n->sentinel = cfg->sentinels;
         st->seeds[st->nseeds++] = n;
     }
     return st;
-}
-
-/* See state.h. */
-kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out)
-{
-    struct kvi_redis *r = kvi__redis_priv(c);
-    struct kvi_redis_state *st = atomic_load(&r->state);
-
-    if (st->fork_gen == kvi__redis_fork_gen()) {
-        *out = st;
-        return KVI_OK;
-    }
-    struct kvi_redis_state *fresh = kvi__redis_state_new(c);
-    if (fresh == NULL)
-        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    fresh->retired = st;
-    if (!atomic_compare_exchange_strong(&r->state, &st, fresh)) {
-        /* Another thread of this child won; st is its state now. */
-        fresh->retired = NULL;
-        kvi__redis_state_free(c, fresh);
-    } else {
-        st = fresh;
-    }
-    *out = st;
-    return KVI_OK;
 }
 
 /* See state.h. */

@@ -5,7 +5,7 @@
  *
  * Layout:
  *   struct kvi_redis (per kvi_conn, immutable cfg)
- *     -> state (per process: rebuilt in a child after fork())
+ *     -> state (per process: rebuilt in a child after fork() by dispatch.c)
  *          nodes: every server known, never freed before close
  *          seeds: the URL's hosts (with sentinel=: the sentinels)
  *          slots: cluster slot -> master node, under the rwlock
@@ -19,9 +19,25 @@
 
 struct kvi_redis_watch; /* sentinel.c */
 
+/* A host of the URL. */
+struct kvi_redis_host {
+    char *host; /* NULL with a unix socket */
+    uint16_t port;
+};
+
+/* The servers a state starts from: the URL's hosts (failover list,
+ * cluster seeds, or with sentinel= the sentinels) or its unix socket. */
+struct kvi_redis_seeds {
+    const struct kvi_redis_host *hosts;
+    size_t nhosts;
+    const char *socket; /* a unix socket instead of the hosts, or NULL */
+    int sentinels;      /* the hosts are sentinels */
+};
+
 struct kvi_redis_state {
-    pid_t pid;             /* the process it belongs to (checked when freed) */
-    unsigned fork_gen;     /* kvi__redis_fork_gen() when it was made */
+    pid_t pid;                          /* the process it belongs to (checked when freed) */
+    unsigned fork_gen;                  /* kvi__redis_fork_gen() when it was made */
+    struct kvi_redis_node_cfg node_cfg; /* what every node of it gets */
     pthread_rwlock_t lock; /* nodes list and slots */
     struct kvi_redis_node *nodes;
     struct kvi_redis_node **seeds;
@@ -36,20 +52,14 @@ struct kvi_redis_state {
     struct kvi_redis_state *retired; /* a parent process's state */
 };
 
-/* A state with one node per seed of the URL; NULL when out of memory. */
-struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c);
+/* A state with one node per seed, every node (those learned later too)
+ * with a copy of nc; NULL when out of memory. */
+struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c, const struct kvi_redis_node_cfg *nc,
+                                             const struct kvi_redis_seeds *seeds);
 
 /* Frees st, its nodes and every retired state behind it (a parent's
  * connections are closed without touching its locks). */
 void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st);
-
-/* The state of this process in *out; after fork() a new one, so that the
- * child never touches its parent's sockets.  A fork is noticed without a
- * system call: a pthread_atfork() child handler bumps a generation number
- * (kvi__redis_fork_gen), compared with the one the state was made in.  A
- * child made without the handlers running (vfork, a raw clone system call)
- * must not use the context before exec. */
-kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out);
 
 /* The fork generation of this process: 0 in the process that loaded the
  * module, one more in a child after each fork() (the only process-wide

@@ -22,10 +22,9 @@ static kvi_status conn_error(kvi_conn *c, const struct kvi_redis_conn *conn)
 }
 
 /* See transport.h. */
-void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a,
+void kvi__redis_conn_cfg(const struct kvi_redis_node_cfg *cfg, const struct kvi_redis_addr *a,
                          struct kvi_redis_tls_cache *tc, int role, struct kvi_redis_conn_cfg *out)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     *out = (struct kvi_redis_conn_cfg){
         .host = a->host,
         .port = a->port,
@@ -42,22 +41,21 @@ void kvi__redis_conn_cfg(kvi_conn *c, const struct kvi_redis_addr *a,
 }
 
 /* See transport.h. */
-kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_addr *a,
-                              struct kvi_redis_tls_cache *tc, int role, int load,
-                              int *scripts_loaded, struct kvi_redis_conn *conn)
+kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,
+                              const struct kvi_redis_addr *a, struct kvi_redis_tls_cache *tc,
+                              int role, int load, int *scripts_loaded, struct kvi_redis_conn *conn)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     struct kvi_redis_conn_cfg cc;
 
-    kvi__redis_conn_cfg(c, a, tc, role, &cc);
+    kvi__redis_conn_cfg(cfg, a, tc, role, &cc);
     kvi_status s =
         kvi__redis_conn_open(conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms));
     if (s != KVI_OK)
         s = conn_error(c, conn);
     else if (kvi__redis_tls_resumed(&conn->sock))
         kvi_engine_log(c, KVI_LOG_DEBUG, "connected to %s, TLS session resumed", a->name);
-    if (s == KVI_OK && load)
-        s = kvi__redis_scripts_load(c, &kvi__redis_priv(c)->scripts, conn,
+    if (s == KVI_OK && load && cfg->scripts != NULL)
+        s = kvi__redis_scripts_load(c, cfg->scripts, conn,
                                     kvi__redis_deadline_after(cfg->connect_timeout_ms),
                                     scripts_loaded);
     if (s != KVI_OK)
@@ -84,11 +82,10 @@ kvi_status kvi__redis_append(kvi_conn *c, struct kvi_redis_conn *conn,
 }
 
 /* See transport.h. */
-kvi_status kvi__redis_roundtrip(kvi_conn *c, struct kvi_redis_conn *conn,
-                                const struct kvi_redis_cmd *cmd, int asking, int *answered,
-                                redisReply **out)
+kvi_status kvi__redis_roundtrip(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,
+                                struct kvi_redis_conn *conn, const struct kvi_redis_cmd *cmd,
+                                int asking, int *answered, redisReply **out)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     int wait = cmd->is_write && cfg->wait_replicas > 0;
     int64_t deadline = kvi__redis_deadline_after(cfg->timeout_ms);
     redisReply *v = NULL;
