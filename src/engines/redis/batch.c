@@ -42,7 +42,7 @@ struct bcmd {
     char text[4][24];
 };
 
-/* Fills cmd/bc with the command of op (not a raw query).  The slot is not
+/* Fills cmd/bc with the command of op (not a raw query).  No key is
  * needed: the pipeline goes to one node chosen before.  allow_sha 0 sends
  * counter scripts as EVAL of their text (no NOSCRIPT possible). */
 static void build_cmd(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, struct bcmd *bc,
@@ -50,7 +50,6 @@ static void build_cmd(kvi_conn *c, kvi_batch_op *op, struct kvi_redis_cmd *cmd, 
 {
     int argc = 0;
     memset(cmd, 0, sizeof *cmd);
-    cmd->slot = -1;
     switch (op->kind) {
     case KVI_OP_STORE:
     case KVI_OP_STORE_NX:
@@ -306,12 +305,10 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
         for (size_t i = from; i < to; i++) {
             taken[i] = 0;
             if (cluster) {
-                node_of[i] = kvi__redis_slot_node(st, kvi__redis_slot_of(ops[i]->key,
-                                                                          ops[i]->key_len));
+                node_of[i] = kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len);
                 if (node_of[i] == NULL) {
                     kvi__redis_refresh_map(c, st, 1);
-                    node_of[i] = kvi__redis_slot_node(st, kvi__redis_slot_of(ops[i]->key,
-                                                                              ops[i]->key_len));
+                    node_of[i] = kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len);
                 }
             } else {
                 node_of[i] = st->seeds[atomic_load(&st->current)];
@@ -577,7 +574,7 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     int ok = node_of != NULL && ar->ops != NULL && ar->groups != NULL && ar->again != NULL;
     for (size_t i = 0; ok && i < n; i++) {
         node_of[i] = mode == KVI_REDIS_MODE_CLUSTER
-                         ? kvi__redis_slot_node(st, kvi__redis_slot_of(ops[i]->key, ops[i]->key_len))
+                         ? kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len)
                          : st->seeds[atomic_load(&st->current)];
         ok = node_of[i] != NULL; /* no map yet: the blocking path asks for one */
     }

@@ -29,7 +29,6 @@ static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_le
     struct kvi_redis_scripts *sc = &kvi__redis_priv(c)->scripts;
     const char *argv[8] = {NULL, NULL, "1", key};
     size_t lens[8] = {0, 0, 1, key_len};
-    int slot = kvi__redis_slot_of(key, key_len);
     redisReply *r = NULL;
     kvi_status s;
 
@@ -38,7 +37,7 @@ static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_le
         lens[4 + i] = arg_lens[i];
     }
     if (kvi__redis_script_words(sc, id, 1, argv, lens)) {
-        s = kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, &r);
+        s = kvi__redis_run(c, 4 + nargs, argv, lens, 3, KVI_REDIS_WRITE, &r);
         if (s != KVI_OK)
             return s;
         if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0) {
@@ -50,7 +49,7 @@ static kvi_status run_script(kvi_conn *c, int id, const void *key, size_t key_le
     /* The server lost the script (restart, SCRIPT FLUSH) or we never had
      * its SHA: EVAL runs it and caches it again. */
     kvi__redis_script_words(sc, id, 0, argv, lens);
-    return kvi__redis_run(c, 4 + nargs, argv, lens, slot, KVI_REDIS_WRITE, out);
+    return kvi__redis_run(c, 4 + nargs, argv, lens, 3, KVI_REDIS_WRITE, out);
 }
 
 /* run_script() of a counter script: KVI_OK with a reply that is not an

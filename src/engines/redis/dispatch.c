@@ -272,23 +272,25 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
     const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
     int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
     struct kvi_redis_node *target = NULL;
+    /* The one place where a command's key becomes its slot. */
+    int slot = cmd->key != NULL ? (int)kvi__redis_key_slot(cmd->key, cmd->key_len) : -1;
     int asking = 0, sleeps = 0, resent = 0;
     int64_t backoff = BACKOFF_FIRST_MS;
     kvi_status last = KVI_OK;
     redisReply *last_reply = NULL;
 
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        struct kvi_redis_node *n = target != NULL ? target : kvi__redis_slot_node(st, cmd->slot);
+        struct kvi_redis_node *n = target != NULL ? target : kvi__redis_slot_node(st, slot);
         int ask_now = asking;
         target = NULL;
         asking = 0;
         if (n == NULL) {
             kvi_status s = kvi__redis_refresh_map(c, st, 1);
-            n = kvi__redis_slot_node(st, cmd->slot);
+            n = kvi__redis_slot_node(st, slot);
             if (n == NULL) {
                 last = s != KVI_OK ? s
                                    : kvi_engine_error(c, KVI_E_BACKEND,
-                                                      "no cluster node serves slot %d", cmd->slot);
+                                                      "no cluster node serves slot %d", slot);
                 goto backoff;
             }
         }
@@ -299,8 +301,8 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
             /* Marked down: fail at once, unless the map now names another
              * master for the slot (a replica took over). */
             kvi__redis_refresh_map(c, st, 0);
-            if (cmd->slot >= 0 && kvi__redis_slot_node(st, cmd->slot) != n &&
-                kvi__redis_slot_node(st, cmd->slot) != NULL)
+            if (slot >= 0 && kvi__redis_slot_node(st, slot) != n &&
+                kvi__redis_slot_node(st, slot) != NULL)
                 continue;
             freeReplyObject(last_reply);
             return s;
@@ -326,10 +328,10 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
             return s;
         }
         if (kvi__redis_is_error_kind(r, "MOVED") || kvi__redis_is_error_kind(r, "ASK")) {
-            int moved = r->str[0] == 'M', slot;
+            int moved = r->str[0] == 'M', to_slot;
             char host[256];
             uint16_t port;
-            if (parse_redirect(r, n, &slot, host, sizeof host, &port) != 0) {
+            if (parse_redirect(r, n, &to_slot, host, sizeof host, &port) != 0) {
                 s = kvi_engine_error(c, KVI_E_PROTOCOL, "bad redirection from %s: %.100s",
                                      n->addr.name, r->str);
                 freeReplyObject(r);
@@ -343,7 +345,7 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
                 return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
             }
             if (moved) {
-                kvi__redis_slot_moved(st, slot, target);
+                kvi__redis_slot_moved(st, to_slot, target);
                 kvi__redis_refresh_map(c, st, 0);
             } else {
                 asking = 1;
@@ -427,7 +429,7 @@ static kvi_status ping_standalone(kvi_conn *c, struct kvi_redis_state *st)
 {
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
-    struct kvi_redis_cmd ping = {.argc = 1, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
+    struct kvi_redis_cmd ping = {.argc = 1, .argv = argv, .lens = lens, .resend_ok = 1};
     redisReply *r = NULL;
     kvi_status s = kvi__redis_priv(c)->cfg.sentinel != NULL ? exec_sentinel(c, st, &ping, &r)
                                                             : exec_standalone(c, st, &ping, &r);
@@ -497,19 +499,14 @@ void kvi__redis_net_close(kvi_conn *c)
 }
 
 /* See dispatch.h. */
-int kvi__redis_slot_of(const void *key, size_t key_len)
-{
-    return (int)kvi__redis_key_slot(key, key_len);
-}
-
-/* See dispatch.h. */
-kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
+kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int key_at,
                           int flags, redisReply **out)
 {
     struct kvi_redis_cmd cmd = {.argc = argc,
                                 .argv = argv,
                                 .lens = lens,
-                                .slot = slot,
+                                .key = key_at > 0 && key_at < argc ? argv[key_at] : NULL,
+                                .key_len = key_at > 0 && key_at < argc ? lens[key_at] : 0,
                                 .resend_ok = (flags & KVI_REDIS_RESEND_OK) != 0,
                                 .is_write = (flags & KVI_REDIS_WRITE) != 0,
                                 .deep = (flags & KVI_REDIS_DEEP) != 0};
@@ -522,7 +519,7 @@ kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, siz
 {
     const char *argv[2] = {cmd, key};
     size_t lens[2] = {strlen(cmd), key_len};
-    return kvi__redis_run(c, 2, argv, lens, kvi__redis_slot_of(key, key_len), flags, out);
+    return kvi__redis_run(c, 2, argv, lens, 1, flags, out);
 }
 
 /* See dispatch.h. */

@@ -37,16 +37,14 @@ kvi_status kvi__redis_exec(kvi_conn *c, const struct kvi_redis_cmd *cmd, redisRe
 #define KVI_REDIS_WRITE 2     /* changes data: followed by WAIT when wait_replicas > 0 */
 #define KVI_REDIS_DEEP 4      /* a raw reply: read it at any depth (deep.h) */
 
-/* kvi__redis_exec() of argv[0..argc) for slot with flags. */
-kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int slot,
+/* kvi__redis_exec() of argv[0..argc) with flags, routed by its key
+ * argv[key_at] (0: no key, any master). */
+kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int key_at,
                           int flags, redisReply **out);
 
 /* kvi__redis_run() of the two words "cmd key" in the key's slot. */
 kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
                               int flags, redisReply **out);
-
-/* The cluster slot of a key (as an int for struct kvi_redis_cmd). */
-int kvi__redis_slot_of(const void *key, size_t key_len);
 
 /* GET key: KVI_OK with the string reply in *out (caller frees it),
  * KVI_NOT_FOUND for nil; an error reply comes back as KVI_OK with *err set

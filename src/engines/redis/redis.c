@@ -292,8 +292,8 @@ static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, cons
     if (expire_s > 0)
         lens[4] = kvi_format_int64(expire_s, ex);
     kvi_status s =
-        kvi__redis_run(c, expire_s > 0 ? 5 : 3, argv, lens, kvi__redis_slot_of(key, key_len),
-                       KVI_REDIS_RESEND_OK | KVI_REDIS_WRITE, &r);
+        kvi__redis_run(c, expire_s > 0 ? 5 : 3, argv, lens, 1, KVI_REDIS_RESEND_OK | KVI_REDIS_WRITE,
+                       &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_STATUS)
@@ -315,8 +315,7 @@ static kvi_status redis_store_nx(kvi_conn *c, const void *key, size_t key_len, c
 
     if (expire_s > 0)
         lens[5] = kvi_format_int64(expire_s, ex);
-    kvi_status s = kvi__redis_run(c, expire_s > 0 ? 6 : 4, argv, lens,
-                                  kvi__redis_slot_of(key, key_len), KVI_REDIS_WRITE, &r);
+    kvi_status s = kvi__redis_run(c, expire_s > 0 ? 6 : 4, argv, lens, 1, KVI_REDIS_WRITE, &r);
     if (s != KVI_OK)
         return s;
     if (r->type == REDIS_REPLY_NIL)
@@ -385,7 +384,7 @@ static kvi_status redis_ping(kvi_conn *c)
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
     struct kvi_redis_cmd cmd = {
-        .argc = 1, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
+        .argc = 1, .argv = argv, .lens = lens, .resend_ok = 1};
 
     /* Every master must answer. */
     kvi_status s = kvi__redis_masters(c, &nodes, &count);
@@ -432,15 +431,18 @@ static kvi_reply *convert(const redisReply *r)
     }
 }
 
-/* Slot of the first key of a command line in a cluster, or -1 for a
- * command without keys. */
-static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *lens, int *slot)
+/* The first key of cmd's command line (in a cluster) into cmd->key, left
+ * NULL for a command without keys.  A key the server named (COMMAND
+ * GETKEYS) lives in *hold: free it after cmd has run. */
+static kvi_status raw_key(kvi_conn *c, struct kvi_redis_cmd *cmd, char **words, redisReply **hold)
 {
+    int argc = cmd->argc;
+    const size_t *lens = cmd->lens;
     int pos = kvi__redis_first_key((size_t)argc, words, lens);
 
-    *slot = -1;
     if (pos > 0) {
-        *slot = kvi__redis_slot_of(words[pos], lens[pos]);
+        cmd->key = words[pos];
+        cmd->key_len = lens[pos];
         return KVI_OK;
     }
     if (pos == KVI_REDIS_NO_KEY)
@@ -462,17 +464,21 @@ static kvi_status raw_slot(kvi_conn *c, int argc, char **words, const size_t *le
         alens[i + 2] = lens[i];
     }
     redisReply *r = NULL;
-    kvi_status s = kvi__redis_run(c, argc + 2, argv, alens, -1, KVI_REDIS_RESEND_OK, &r);
+    kvi_status s = kvi__redis_run(c, argc + 2, argv, alens, 0, KVI_REDIS_RESEND_OK, &r);
     kvi_engine_free(c, argv);
     kvi_engine_free(c, alens);
     if (s != KVI_OK)
         return s;
-    /* An error ("no key arguments", unknown command) leaves the slot -1:
-     * the command then gets its own error from any node. */
+    /* An error ("no key arguments", unknown command) leaves no key: the
+     * command then gets its own error from any node. */
     if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-        r->element[0]->type == REDIS_REPLY_STRING)
-        *slot = kvi__redis_slot_of(r->element[0]->str, r->element[0]->len);
-    freeReplyObject(r);
+        r->element[0]->type == REDIS_REPLY_STRING) {
+        cmd->key = r->element[0]->str;
+        cmd->key_len = r->element[0]->len;
+        *hold = r;
+    } else {
+        freeReplyObject(r);
+    }
     return KVI_OK;
 }
 
@@ -480,7 +486,8 @@ static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_l
 {
     char **words;
     size_t *lens, count;
-    int is_cluster = 0, slot = -1;
+    int is_cluster = 0;
+    redisReply *hold = NULL;
 
     kvi_status s = kvi_split_words(c, query, query_len, &words, &lens, &count);
     if (s != KVI_OK)
@@ -494,12 +501,15 @@ static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_l
                              (int)(lens[0] > 32 ? 32 : lens[0]), words[0]);
     } else {
         s = kvi__redis_is_cluster(c, &is_cluster);
-        if (s == KVI_OK && is_cluster)
-            s = raw_slot(c, (int)count, words, lens, &slot);
     }
+    /* A raw reply is read at any depth; never resent (it may write). */
+    struct kvi_redis_cmd cmd = {
+        .argc = (int)count, .argv = (const char **)words, .lens = lens, .deep = 1};
+    if (s == KVI_OK && is_cluster)
+        s = raw_key(c, &cmd, words, &hold);
     if (s == KVI_OK) {
         redisReply *r = NULL;
-        s = kvi__redis_run(c, (int)count, (const char **)words, lens, slot, KVI_REDIS_DEEP, &r);
+        s = kvi__redis_exec(c, &cmd, &r);
         if (s == KVI_OK) {
             *out = convert(r);
             freeReplyObject(r);
@@ -507,6 +517,7 @@ static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_l
                 s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
         }
     }
+    freeReplyObject(hold);
     kvi_words_free(words, lens, count);
     return s;
 }
@@ -619,7 +630,7 @@ static kvi_status scan_all(kvi_conn *c, const char *glob, size_t glob_len, page_
             const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT};
             size_t lens[6] = {4, strlen(cursor), 5, plen, 5, strlen(SCAN_COUNT)};
             struct kvi_redis_cmd cmd = {
-                .argc = 6, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
+                .argc = 6, .argv = argv, .lens = lens, .resend_ok = 1};
             redisReply *r = NULL;
             s = kvi__redis_exec_on(c, nodes[i], &cmd, &r);
             if (s != KVI_OK)
@@ -707,7 +718,8 @@ static kvi_status remove_cluster_keys(kvi_conn *c, struct kvi_redis_node *node,
         cmds[i] = (struct kvi_redis_cmd){.argc = 2,
                                          .argv = &argv[2 * i],
                                          .lens = &lens[2 * i],
-                                         .slot = kvi__redis_slot_of(keys[i]->str, keys[i]->len),
+                                         .key = keys[i]->str,
+                                         .key_len = keys[i]->len,
                                          .is_write = 1};
         replies[i] = NULL;
     }
@@ -772,7 +784,7 @@ static kvi_status remove_page(kvi_conn *c, struct kvi_redis_node *node, int is_c
         lens[i + 1] = matched[i]->len;
     }
     struct kvi_redis_cmd cmd = {
-        .argc = (int)n + 1, .argv = argv, .lens = lens, .slot = -1, .is_write = 1};
+        .argc = (int)n + 1, .argv = argv, .lens = lens, .is_write = 1};
     redisReply *r;
     s = kvi__redis_exec_on(c, node, &cmd, &r);
     if (s == KVI_OK && r->type != REDIS_REPLY_INTEGER) {

@@ -38,7 +38,7 @@ static kvi_status ask(kvi_conn *c, struct why *w, struct kvi_redis_node *sn, con
 {
     const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", name};
     size_t lens[3] = {8, 23, strlen(name)};
-    struct kvi_redis_cmd cmd = {.argc = 3, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
+    struct kvi_redis_cmd cmd = {.argc = 3, .argv = argv, .lens = lens, .resend_ok = 1};
     redisReply *r = NULL;
 
     kvi_status s = kvi__redis_exec_on(c, sn, &cmd, &r);
@@ -83,7 +83,7 @@ static kvi_status check_role(kvi_conn *c, struct why *w, struct kvi_redis_node *
 {
     const char *argv[1] = {"ROLE"};
     size_t lens[1] = {4};
-    struct kvi_redis_cmd cmd = {.argc = 1, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
+    struct kvi_redis_cmd cmd = {.argc = 1, .argv = argv, .lens = lens, .resend_ok = 1};
     redisReply *r = NULL;
 
     kvi_status s = kvi__redis_exec_on(c, n, &cmd, &r);

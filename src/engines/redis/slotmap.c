@@ -143,7 +143,7 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
 {
     const char *argv[2] = {"CLUSTER", "SHARDS"};
     size_t lens[2] = {7, 6};
-    struct kvi_redis_cmd cmd = {.argc = 2, .argv = argv, .lens = lens, .slot = -1, .resend_ok = 1};
+    struct kvi_redis_cmd cmd = {.argc = 2, .argv = argv, .lens = lens, .resend_ok = 1};
     redisReply *r = NULL;
     int shards = 1;
 
@@ -269,6 +269,13 @@ struct kvi_redis_node *kvi__redis_slot_node(struct kvi_redis_state *st, int slot
     }
     pthread_rwlock_unlock(&st->lock);
     return n;
+}
+
+/* See slotmap.h. */
+struct kvi_redis_node *kvi__redis_key_node(struct kvi_redis_state *st, const void *key,
+                                           size_t key_len)
+{
+    return kvi__redis_slot_node(st, (int)kvi__redis_key_slot(key, key_len));
 }
 
 /* See slotmap.h. */

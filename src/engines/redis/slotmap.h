@@ -33,6 +33,11 @@ kvi_status kvi__redis_refresh_map(kvi_conn *c, struct kvi_redis_state *st, int f
  * has none. */
 struct kvi_redis_node *kvi__redis_slot_node(struct kvi_redis_state *st, int slot);
 
+/* The master of the slot of key (key_len bytes); NULL when the map has
+ * none. */
+struct kvi_redis_node *kvi__redis_key_node(struct kvi_redis_state *st, const void *key,
+                                           size_t key_len);
+
 /* Records that slot moved to node n (a MOVED redirection). */
 void kvi__redis_slot_moved(struct kvi_redis_state *st, int slot, struct kvi_redis_node *n);
 

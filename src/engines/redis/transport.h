@@ -37,14 +37,17 @@ struct kvi_redis_node_cfg {
     struct kvi_redis_scripts *scripts; /* loaded on each new data connection; NULL = none */
 };
 
-/* One command: argc words.  slot is the cluster slot of its key or -1
- * (any master).  resend_ok says that sending it a second time after a
- * connection failed mid-call cannot change the outcome (reads, SET). */
+/* One command: argc words.  key (key_len bytes) is the key that routes it
+ * in a cluster (dispatch.c computes its slot once), NULL for a command
+ * that any master may run.  resend_ok says that sending it a second time
+ * after a connection failed mid-call cannot change the outcome (reads,
+ * SET). */
 struct kvi_redis_cmd {
     int argc;
     const char **argv;
     const size_t *lens;
-    int slot;
+    const void *key;
+    size_t key_len;
     int resend_ok;
     int is_write; /* changes data: followed by WAIT when wait_replicas > 0 */
     int deep;     /* read the reply with deep.c (raw queries: any depth to 64) */
