@@ -830,6 +830,12 @@ static void push_stats(lua_State *L, const kvi_stats *s)
         set_u64(L, "expired", s->expired);
         set_u64(L, "evicted", s->evicted);
     }
+    if (s->shared) {
+        /* ops, errors, misses and hits are every attached process's. */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "shared");
+        set_u64(L, "processes", s->processes);
+    }
 }
 
 struct conn_list {

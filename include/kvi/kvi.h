@@ -631,7 +631,13 @@ typedef struct kvi_stats {
     uint64_t hits;       /* fetches that found a key */
     uint64_t expired;    /* entries removed by expiry */
     uint64_t evicted;    /* entries removed by eviction */
-    uint64_t reserved_[8];
+    /* Nonzero when ops, errors, misses and hits are the totals of every
+     * process attached to a shared collection (the local engine's shm=,
+     * counted in its segment), not this handle's alone; slow_ops, rejected
+     * and total_us stay this handle's. */
+    uint64_t shared;
+    uint64_t processes; /* with shared: processes attached now (0 for a read-only look) */
+    uint64_t reserved_[6];
 } kvi_stats;
 
 /* Fills *out with the handle's statistics (a consistent-enough snapshot:

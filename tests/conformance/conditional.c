@@ -134,7 +134,8 @@ static void test_bounded_refusal_leaves_value_and_reports_it(void **state)
     expect_counter(f, &k, 5);
     /* Refusals are outcomes: operations, not errors. */
     assert_status(f, kvi_conn_stats(f->c, &after), KVI_OK);
-    assert_int_equal(after.errors, before.errors);
+    if (!after.shared) /* else every process's: others may run beside */
+        assert_int_equal(after.errors, before.errors);
     assert_true(after.ops >= before.ops + 5);
 }
 

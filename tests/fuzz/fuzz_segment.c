@@ -15,7 +15,8 @@
  * Checks: opening answers OK, KVI_E_CORRUPT, KVI_E_INVALID or KVI_E_AUTH;
  * every operation then answers one of the statuses its contract allows
  * (KVI_E_CORRUPT included), never crashes and never touches memory
- * outside the mapping (ASan in the libFuzzer build).
+ * outside the mapping (ASan in the libFuzzer build); the statistics'
+ * operation counts stay consistent (hits + misses + errors <= ops).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,6 +136,10 @@ static void exercise(const char *u)
         FUZZ_CHECK(allowed(kvi_remove_chunk(k, "local", "k1*", 3, &removed)));
         kvi_stats s;
         FUZZ_CHECK(kvi_stats_get(k, "local", &s) == KVI_OK);
+        /* The operation counts (per shard and in the header) are clamped
+         * to what can be true, whatever the segment holds. */
+        FUZZ_CHECK(s.shared == 1 && s.hits <= s.ops && s.misses <= s.ops - s.hits &&
+                   s.errors <= s.ops - s.hits - s.misses);
     }
     kvi_free(k);
 }

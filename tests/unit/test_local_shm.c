@@ -423,6 +423,177 @@ static void test_stats_are_counted_across_processes(void **state)
     kvi_free(k);
 }
 
+/* One process's known work on the shared collection of url: hits fetches
+ * of "h" (stored), misses fetches of absent keys, and one of each other
+ * kind: a remove and a ttl of absent keys (2 misses), a counter read
+ * (1 hit), an add on a non-counter (1 error), a store, a keys walk and a
+ * ping.  So ops = hits + misses + 7, hits + 1, misses + 2, errors 1. */
+static int known_work(const char *url, int hits, int misses)
+{
+    kvi *k = NULL;
+    int ok = kvi_new(&k) == KVI_OK && kvi_add_url(k, url) == KVI_OK;
+    for (int i = 0; ok && i < hits; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        ok = kvi_fetch(k, "local", "h", 1, &v) == KVI_OK;
+        kvi_value_free(&v);
+    }
+    for (int i = 0; ok && i < misses; i++) {
+        kvi_value v = KVI_VALUE_INIT;
+        char key[32];
+        snprintf(key, sizeof key, "absent-%d", i);
+        ok = kvi_fetch(k, "local", key, strlen(key), &v) == KVI_NOT_FOUND;
+    }
+    int64_t n = 0;
+    kvi_reply *r = NULL;
+    ok = ok && kvi_remove(k, "local", "absent", 6) == KVI_NOT_FOUND;
+    ok = ok && kvi_ttl(k, "local", "absent", 6, &n) == KVI_NOT_FOUND;
+    ok = ok && kvi_counter_fetch(k, "local", "c", 1, &n) == KVI_OK;
+    ok = ok && kvi_add(k, "local", "h", 1, 1, 0, &n) == KVI_E_NOT_A_COUNTER;
+    ok = ok && kvi_store(k, "local", "s", 1, "x", 1, 0) == KVI_OK;
+    ok = ok && kvi_keys(k, "local", "*", 1, &r) == KVI_OK;
+    kvi_reply_free(r);
+    ok = ok && kvi_ping(k, "local") == KVI_OK;
+    kvi_free(k);
+    return ok;
+}
+
+static void test_operation_counts_are_every_processes(void **state)
+{
+    fx *f = *state;
+    kvi *k = ctx(f->url, KVI_OK); /* stays attached: 3 ops of its own */
+    assert_int_equal(kvi_store(k, "local", "h", 1, "hit", 3, 0), KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "c", 1, "7", 1, 0), KVI_OK);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "local", "h", 1, &v), KVI_OK);
+    kvi_value_free(&v);
+    const int hits[3] = {100, 7, 0}, misses[3] = {3, 50, 11};
+    pid_t pids[3];
+    for (int i = 0; i < 3; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0)
+            _exit(known_work(f->url, hits[i], misses[i]) ? 0 : 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    /* A third process reads the totals (reading counts nothing). */
+    kvi *look = ctx(f->url, KVI_OK);
+    kvi_stats st;
+    assert_int_equal(kvi_stats_get(look, "local", &st), KVI_OK);
+    assert_int_equal(st.shared, 1);
+    assert_int_equal(st.processes, 2); /* k and look */
+    assert_int_equal(st.ops, 3 + (100 + 3 + 7) + (7 + 50 + 7) + (0 + 11 + 7));
+    assert_int_equal(st.hits, 1 + (100 + 1) + (7 + 1) + (0 + 1));
+    assert_int_equal(st.misses, (3 + 2) + (50 + 2) + (11 + 2));
+    assert_int_equal(st.errors, 3);
+    /* The same totals through the attached writer. */
+    kvi_stats st2;
+    assert_int_equal(kvi_stats_get(k, "local", &st2), KVI_OK);
+    assert_int_equal(st2.ops, st.ops);
+    assert_int_equal(st2.hits, st.hits);
+    /* A read-only look reads them from its copy. */
+    char ro[600];
+    snprintf(ro, sizeof ro, "local://?shm=%s&shm_readonly=yes", f->name);
+    kvi *rk = ctx(ro, KVI_OK);
+    assert_int_equal(kvi_stats_get(rk, "local", &st2), KVI_OK);
+    assert_int_equal(st2.shared, 1);
+    assert_int_equal(st2.ops, st.ops);
+    assert_int_equal(st2.misses, st.misses);
+    assert_int_equal(st2.errors, st.errors);
+    assert_int_equal(st2.processes, 0);
+    kvi_free(rk);
+    kvi_free(look);
+    kvi_free(k);
+}
+
+static void test_snapshot_loads_are_not_counted_as_operations(void **state)
+{
+    fx *f = *state;
+    char url[700];
+    snprintf(url, sizeof(url), "local://?shm=%s&max_memory=2m&file=%s", f->name, f->file);
+    kvi *k = ctx(url, KVI_OK);
+    for (int i = 0; i < 20; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(kvi_store(k, "local", key, strlen(key), "v", 1, 0), KVI_OK);
+    }
+    kvi_free(k); /* saves 20 entries */
+    shm_unlink(f->shm);
+    k = ctx(url, KVI_OK); /* loads them into a new segment */
+    kvi_stats st;
+    assert_int_equal(kvi_stats_get(k, "local", &st), KVI_OK);
+    assert_int_equal(st.entries, 20);
+    assert_int_equal(st.ops, 0);
+    kvi_free(k);
+}
+
+/* Writes crafted operation counts into a closed segment: every shard's
+ * zeroed, then what set() puts. */
+static void craft_counts(fx *f, void (*set)(struct sh_header *h, struct sh_shard *sh))
+{
+    create(f);
+    size_t len;
+    unsigned char *p = map_raw(f, &len);
+    struct sh_header *h = (struct sh_header *)p;
+    struct sh_shard *sh = (struct sh_shard *)(p + h->shards_off);
+    for (uint32_t i = 0; i < SH_SHARDS; i++)
+        sh[i].ops = sh[i].hits = sh[i].misses = 0;
+    atomic_store(&h->ops_other, 0);
+    atomic_store(&h->errors, 0);
+    set(h, sh);
+    munmap(p, len);
+}
+
+static void more_hits_than_ops(struct sh_header *h, struct sh_shard *sh)
+{
+    sh[0].ops = 10;
+    sh[0].hits = 50;
+    sh[0].misses = 50;
+    sh[1].ops = 4;
+    sh[1].hits = 1;
+    sh[1].misses = 9;
+    atomic_store(&h->errors, 1000);
+}
+
+static void counts_that_overflow(struct sh_header *h, struct sh_shard *sh)
+{
+    for (uint32_t i = 0; i < 3; i++) {
+        sh[i].ops = UINT64_MAX - 1u;
+        sh[i].hits = UINT64_MAX - 1u;
+    }
+    sh[3].ops = 5;
+    sh[3].misses = 5;
+    atomic_store(&h->ops_other, UINT64_MAX);
+    atomic_store(&h->errors, UINT64_MAX);
+}
+
+static void test_damaged_operation_counts_are_clamped(void **state)
+{
+    fx *f = *state;
+    craft_counts(f, more_hits_than_ops);
+    kvi *k = ctx(f->url, KVI_OK);
+    kvi_stats st;
+    assert_int_equal(kvi_stats_get(k, "local", &st), KVI_OK);
+    assert_int_equal(st.ops, 14);
+    assert_int_equal(st.hits, 10 + 1);
+    assert_int_equal(st.misses, 0 + 3);
+    assert_int_equal(st.errors, 0); /* no operation is left to have failed */
+    kvi_free(k);
+    shm_unlink(f->shm);
+
+    craft_counts(f, counts_that_overflow);
+    k = ctx(f->url, KVI_OK);
+    assert_int_equal(kvi_stats_get(k, "local", &st), KVI_OK);
+    assert_true(st.ops == UINT64_MAX); /* saturated, not wrapped */
+    assert_true(st.hits <= st.ops && st.misses <= st.ops - st.hits &&
+                st.errors <= st.ops - st.hits - st.misses);
+    assert_true(st.hits == UINT64_MAX);
+    kvi_free(k);
+}
+
 static void test_snapshot_is_written_by_the_last_process_to_close(void **state)
 {
     fx *f = *state;
@@ -868,6 +1039,9 @@ int main(void)
         T(test_lru_makes_room_for_any_small_write),
         T(test_evict_none_answers_store_full_and_changes_nothing),
         T(test_stats_are_counted_across_processes),
+        T(test_operation_counts_are_every_processes),
+        T(test_snapshot_loads_are_not_counted_as_operations),
+        T(test_damaged_operation_counts_are_clamped),
         T(test_snapshot_is_written_by_the_last_process_to_close),
         T(test_segment_planted_by_another_user_is_refused_even_for_root),
         T(test_looking_at_a_missing_segment_never_creates_one),

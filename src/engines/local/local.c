@@ -371,9 +371,31 @@ static void local_close(kvi_conn *c)
     lc->tab.self = NULL;
 }
 
+/* An error status an operation of a shared collection ends with is
+ * counted in the segment (every process's errors, for kvi stats); the
+ * operation itself was counted where it ran. */
+static kvi_status count_error(kvi_conn *c, kvi_status st)
+{
+    kvi__sh *sh = ((struct local_conn *)kvi_conn_priv(c))->sh;
+    if (sh && KVI_STATUS_IS_ERROR(st))
+        kvi__sh_count_error(sh);
+    return st;
+}
+
+/* An operation of a shared collection that takes no shard's lock: counted
+ * in the segment as one (with its error). */
+static kvi_status count_other(kvi_conn *c, kvi_status st)
+{
+    kvi__sh *sh = ((struct local_conn *)kvi_conn_priv(c))->sh;
+    if (sh)
+        kvi__sh_count_other(sh, KVI_STATUS_IS_ERROR(st));
+    return st;
+}
+
 static kvi_status table_error(kvi_conn *c, kvi_status st)
 {
     kvi__sh *sh = ((struct local_conn *)kvi_conn_priv(c))->sh;
+    count_error(c, st);
     switch (st) {
     case KVI_E_STORE_FULL:
         if (sh)
@@ -402,9 +424,9 @@ static int refuse_write(kvi_conn *c, kvi_status *st)
 {
     if (!((struct local_conn *)kvi_conn_priv(c))->readonly)
         return 0;
-    *st = kvi_engine_error(c, KVI_E_UNSUPPORTED,
-                           "this connection only looks at a copy of the segment "
-                           "(shm_readonly=yes): writes are refused");
+    *st = count_other(c, kvi_engine_error(c, KVI_E_UNSUPPORTED,
+                                          "this connection only looks at a copy of the segment "
+                                          "(shm_readonly=yes): writes are refused"));
     return 1;
 }
 
@@ -484,8 +506,10 @@ static kvi_status counter_error(kvi_conn *c, kvi_status st, int64_t delta)
 {
     switch (st) {
     case KVI_E_NOT_A_COUNTER:
+        count_error(c, st);
         return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
     case KVI_E_OVERFLOW:
+        count_error(c, st);
         return kvi_engine_error(c, st, "adding %lld would overflow int64", (long long)delta);
     default:
         return table_error(c, st);
@@ -518,7 +542,7 @@ static kvi_status local_counter_fetch(kvi_conn *c, const void *key, size_t key_l
     const kvi__tab *t = table_of(c);
     kvi_status st = t->ops->counter(t->self, key, key_len, out);
     if (st == KVI_E_NOT_A_COUNTER)
-        return kvi_engine_error(c, st, "the value is not a decimal int64 counter");
+        return kvi_engine_error(c, count_error(c, st), "the value is not a decimal int64 counter");
     return table_error(c, st);
 }
 
@@ -540,8 +564,9 @@ static kvi_status local_keys(kvi_conn *c, const char *glob, size_t glob_len, kvi
     const kvi__tab *t = table_of(c);
     kvi_reply *arr = kvi_reply_new_array(0);
     if (!arr)
-        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        return count_other(c, kvi_engine_error(c, KVI_E_NOMEM, "out of memory"));
     kvi_status st = t->ops->foreach (t->self, glob, glob_len, keys_append, arr);
+    count_other(c, KVI_OK); /* the walk; an error is counted by table_error */
     if (st != KVI_OK) {
         kvi_reply_free(arr);
         return table_error(c, st);
@@ -561,7 +586,7 @@ static kvi_status local_remove_chunk(kvi_conn *c, const char *glob, size_t glob_
     t->ops->remove_chunk(t->self, glob, glob_len, &n);
     if (removed)
         *removed = n;
-    return KVI_OK;
+    return count_other(c, KVI_OK);
 }
 
 static kvi_status local_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s)
@@ -572,7 +597,8 @@ static kvi_status local_ttl(kvi_conn *c, const void *key, size_t key_len, int64_
 
 static kvi_status local_ping(kvi_conn *c)
 {
-    return table_of(c)->self ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table");
+    return count_other(
+        c, table_of(c)->self ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table"));
 }
 
 static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
@@ -586,6 +612,17 @@ static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
     out->hits = s.hits;
     out->expired = s.expired;
     out->evicted = s.evicted;
+    if (s.shared) {
+        /* The segment's counts: every process's operations, this one's
+         * included (the core counted only this handle's). */
+        out->shared = 1;
+        out->ops = s.ops;
+        out->misses = s.misses;
+        out->errors = s.errors;
+        kvi__sh_info info;
+        kvi__sh_info_get(((struct local_conn *)kvi_conn_priv(c))->sh, &info);
+        out->processes = info.attached;
+    }
     return KVI_OK;
 }
 
@@ -628,9 +665,9 @@ static void local_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t
         if (deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
             for (; i < n; i++)
                 kvi_batch_op_done(c, ops[i],
-                                  kvi_engine_error(c, KVI_E_TIMEOUT,
-                                                   "the batch's deadline passed before this "
-                                                   "operation ran"));
+                                  count_other(c, kvi_engine_error(c, KVI_E_TIMEOUT,
+                                                                  "the batch's deadline passed "
+                                                                  "before this operation ran")));
             return;
         }
         size_t j = i;

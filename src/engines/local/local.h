@@ -44,6 +44,13 @@ typedef struct kvi__lt_stats {
     uint64_t hits;
     uint64_t expired;
     uint64_t evicted;
+    /* Operation counts of every process, kept only by a shared table
+     * (shared = 1; hits then counts every process's too): the operations,
+     * those that ended KVI_NOT_FOUND and those that ended with an error. */
+    int shared;
+    uint64_t ops;
+    uint64_t misses;
+    uint64_t errors;
 } kvi__lt_stats;
 
 typedef struct kvi__lt kvi__lt;

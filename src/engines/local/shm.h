@@ -128,6 +128,13 @@ kvi_status kvi__sh_foreach(kvi__sh *s, const char *glob, size_t glob_len,
 void kvi__sh_remove_chunk(kvi__sh *s, const char *glob, size_t glob_len, uint64_t *removed);
 uint64_t kvi__sh_changes(kvi__sh *s);
 
+/* Counts, in the segment (for every process's kvi stats), one operation of
+ * this process that took no shard's lock (a walk, a ping, a refused write;
+ * error: it ended with an error), or the error status one operation ended
+ * with.  The key operations above count themselves. */
+void kvi__sh_count_other(kvi__sh *s, int error);
+void kvi__sh_count_error(kvi__sh *s);
+
 /* Content statistics in the layout of kvi__lt_stats (declared in local.h;
  * the same fields in the same order). */
 struct kvi__lt_stats;

@@ -9,12 +9,13 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #include "engines/local/local.h"
 #include "engines/local/shm.h"
 
-#define SH_LAYOUT 3u /* 2: twice the buckets; 3: snapshot flag, savers */
+#define SH_LAYOUT 4u /* 2: twice the buckets; 3: snapshot flag, savers; 4: operation counts */
 #define SH_SHARDS 64u
 #define SH_GRAN 16u /* allocation granule: links are granule numbers */
 #define SH_NCLASS 144u
@@ -60,6 +61,13 @@ struct sh_header {
     _Atomic uint64_t repairs;
     _Atomic uint32_t snap_loaded; /* a process with file= loaded its snapshot */
     uint32_t pad3_;
+    /* Operation counts of every process (kvi stats), beside the shards'
+     * own: calls that take no one shard's lock (walks, ping, refused
+     * writes, a lock that cannot be recovered), and the calls of every
+     * kind that ended with an error.  Both are rare, so an atomic add on
+     * this shared line costs nothing on the paths that matter. */
+    _Atomic uint64_t ops_other;
+    _Atomic uint64_t errors;
     pthread_mutex_t reg_lock; /* robust; guards slots and saves */
     int32_t slots[SH_SLOTS];  /* pids of attached processes, 0 = free */
     uint8_t saves[SH_SLOTS];  /* that process has file= (nonzero) */
@@ -68,9 +76,18 @@ struct sh_header {
 _Static_assert(sizeof(struct sh_header) <= SH_SHARDS_OFF, "header must fit before the shards");
 
 /* One shard.  Fields marked "logged" change only through kvi__sh_log'ged
- * writes; the statistics are plain counters (a kill may lose one tick). */
+ * writes; the statistics are plain counters (a kill may lose one tick).
+ * ops, hits and misses count the operations of every process on the
+ * shard's keys, each under the lock the operation holds anyway: they sit
+ * on the lock's cache line (glibc's mutex is 40 bytes), which the locker
+ * already owns, so counting moves no other line between processes.  They
+ * are untrusted like everything in the segment: the reader clamps them
+ * (hits + misses <= ops per shard, sums saturate). */
 struct sh_shard {
     _Alignas(64) pthread_mutex_t lock;      /* robust, process-shared */
+    uint64_t ops;                           /* key operations (the kind of each: sh_count) */
+    uint64_t hits;                          /* fetches and counter reads that found the key */
+    uint64_t misses;                        /* operations that ended KVI_NOT_FOUND */
     uint64_t buckets_off;                   /* fixed */
     uint64_t arena_off;                     /* fixed */
     uint64_t arena_end;                     /* fixed */
@@ -81,7 +98,6 @@ struct sh_shard {
     uint64_t expiring;                      /* logged: entries with an expiry */
     uint64_t bits[(SH_NCLASS + 63u) / 64u]; /* logged: non-empty free lists */
     uint32_t heads[SH_NCLASS];              /* logged: free-list heads (valid when bit set) */
-    uint64_t hits;
     uint64_t expired;
     uint64_t evicted;
     uint64_t changes;
@@ -93,6 +109,9 @@ struct sh_shard {
     uint32_t pad_;
     struct sh_undo log[SH_LOG_MAX];
 };
+
+_Static_assert(sizeof(pthread_mutex_t) != 40 || offsetof(struct sh_shard, misses) + 8u <= 64u,
+              "the operation counters share the lock's cache line");
 
 /* A block of the arena: an entry (state SH_USED) or a free block (SH_FREE,
  * only next, cls and state meaningful: they fit the smallest block, one

@@ -478,16 +478,50 @@ static void place(kvi__sh *s, struct sh_shard *sh, uint64_t h, uint32_t idx, uin
 
 /* ---- operations ------------------------------------------------------------- */
 
+/* ---- operation counts ---------------------------------------------------- */
+
+/* Every operation a process's engine makes on the shared table (not the
+ * snapshot's loads and saves) is counted once in the segment, so that any
+ * process reads every process's figures: a key operation in its shard's
+ * ops under the lock it holds (with a fetch's hit or any NOT_FOUND's miss),
+ * everything else in the header's ops_other; errors of any kind in the
+ * header (local.c counts them where the status is final). */
+
+void kvi__sh_count_other(kvi__sh *s, int error)
+{
+    atomic_fetch_add_explicit(&s->h->ops_other, 1, memory_order_relaxed);
+    if (error)
+        kvi__sh_count_error(s);
+}
+
+void kvi__sh_count_error(kvi__sh *s)
+{
+    atomic_fetch_add_explicit(&s->h->errors, 1, memory_order_relaxed);
+}
+
+/* Counts one key operation that ended with st in its locked shard. */
+static inline void sh_count(struct sh_shard *sh, kvi_status st)
+{
+    sh->ops++;
+    if (st == KVI_NOT_FOUND)
+        sh->misses++;
+}
+
 /* Hashes key and locks its shard (repairing it after a dead owner); NULL
- * with *st set when the lock cannot be recovered. */
+ * with *st set when the lock cannot be recovered (an operation that is
+ * counted, count, then counts there). */
 static struct sh_shard *lock_key(kvi__sh *s, const void *key, size_t klen, uint64_t *h,
-                                 kvi_status *st)
+                                 kvi_status *st, int count)
 {
     *h = kvi__lt_hash(s->seed, key, klen);
     struct sh_shard *sh = shard_of(s, *h);
     __builtin_prefetch(&buckets(s, sh)[*h & s->nbmask]);
     *st = kvi__sh_lock(s, sh);
-    return *st == KVI_OK ? sh : NULL;
+    if (*st == KVI_OK)
+        return sh;
+    if (count)
+        kvi__sh_count_other(s, 0);
+    return NULL;
 }
 
 /* A key's place: its shard (locked by lock_find) and the link of its live
@@ -504,25 +538,31 @@ struct sh_at {
 static kvi_status lock_find(kvi__sh *s, const void *key, size_t klen, struct sh_at *at)
 {
     kvi_status st;
-    at->sh = lock_key(s, key, klen, &at->h, &st);
+    at->sh = lock_key(s, key, klen, &at->h, &st, 1);
     if (!at->sh)
         return st;
     at->pp = find_live(s, at->sh, at->h, key, klen, &at->n);
     return KVI_OK;
 }
 
-/* Stores (nx: only when absent; *exists then says it was there). */
+/* Stores (nx: only when absent; *exists then says it was there); count:
+ * an operation of the process, not a snapshot's load. */
 static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *val, size_t vlen,
-                         int64_t expire_ms, int nx, int *exists, kvi__lt_op *n)
+                         int64_t expire_ms, int nx, int *exists, kvi__lt_op *n, int count)
 {
     size_t need = sizeof(struct sh_ent) + klen + vlen;
-    if (need > kvi__sh_max_entry(s))
+    if (need > kvi__sh_max_entry(s)) {
+        if (count)
+            kvi__sh_count_other(s, 0);
         return KVI_E_STORE_FULL;
+    }
     uint64_t h;
     kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, klen, &h, &st);
+    struct sh_shard *sh = lock_key(s, key, klen, &h, &st, count);
     if (!sh)
         return st;
+    if (count)
+        sh->ops++;
     uint32_t *old = find_live(s, sh, h, key, klen, n);
     if (n->bad) {
         st = KVI_E_CORRUPT;
@@ -550,7 +590,8 @@ kvi_status kvi__sh_store(kvi__sh *s, const void *key, size_t key_len, const void
 {
     kvi__lt_op n = {.k = s->k};
     int exists = 0;
-    return sh_put(s, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), 0, &exists, &n);
+    return sh_put(s, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), 0, &exists, &n,
+                  1);
 }
 
 kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const void *val,
@@ -559,7 +600,7 @@ kvi_status kvi__sh_store_nx(kvi__sh *s, const void *key, size_t key_len, const v
     kvi__lt_op n = {.k = s->k};
     int exists = 0;
     kvi_status st =
-        sh_put(s, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), 1, &exists, &n);
+        sh_put(s, key, key_len, val, val_len, kvi__lt_expire_at(&n, expire_s), 1, &exists, &n, 1);
     return st == KVI_OK && exists ? KVI_KEY_EXISTS : st;
 }
 
@@ -571,7 +612,7 @@ kvi_status kvi__sh_put_abs(kvi__sh *s, const void *key, size_t key_len, const vo
     expire_ms = kvi__lt_clamp_abs(expire_ms);
     if (kvi__lt_dead(expire_ms, &n))
         return KVI_OK;
-    return sh_put(s, key, key_len, val, val_len, expire_ms, 0, &exists, &n);
+    return sh_put(s, key, key_len, val, val_len, expire_ms, 0, &exists, &n, 0);
 }
 
 kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
@@ -583,12 +624,13 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
         return st;
     if (at.pp) {
         struct sh_ent *e = ENT(s, *at.pp);
-        at.sh->hits++;
         touch(s, at.sh, e);
         st = fn(ud, e->data + key_len, e->vlen);
+        at.sh->hits += st == KVI_OK;
     } else {
         st = at.n.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
     }
+    sh_count(at.sh, st);
     pthread_mutex_unlock(&at.sh->lock);
     return st;
 }
@@ -608,8 +650,11 @@ kvi_status kvi__sh_remove(kvi__sh *s, const void *key, size_t key_len)
     }
     if (!at.n.bad)
         sweep_step(s, at.sh, &at.n, 4);
+    if (at.n.bad)
+        st = KVI_E_CORRUPT;
+    sh_count(at.sh, st);
     pthread_mutex_unlock(&at.sh->lock);
-    return at.n.bad ? KVI_E_CORRUPT : st;
+    return st;
 }
 
 /* The counter update behind add and bounded add: bounded says whether
@@ -661,9 +706,10 @@ static kvi_status sh_add(kvi__sh *s, const void *key, size_t klen, int64_t delta
             sweep_step(s, at.sh, &at.n, 4);
         }
     }
-    pthread_mutex_unlock(&at.sh->lock);
     if (st == KVI_OK && at.n.bad)
         st = KVI_E_CORRUPT;
+    sh_count(at.sh, st);
+    pthread_mutex_unlock(&at.sh->lock);
     if ((st == KVI_OK || st == KVI_OUT_OF_BOUNDS) && value)
         *value = result;
     return st;
@@ -698,6 +744,7 @@ kvi_status kvi__sh_ttl(kvi__sh *s, const void *key, size_t key_len, int64_t *ttl
     } else {
         st = at.n.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
     }
+    sh_count(at.sh, st);
     pthread_mutex_unlock(&at.sh->lock);
     if (st == KVI_OK)
         *ttl_s = v;
@@ -783,18 +830,45 @@ void kvi__sh_remove_chunk(kvi__sh *s, const char *glob, size_t glob_len, uint64_
     *removed = count;
 }
 
+static inline uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static inline uint64_t at_most(uint64_t v, uint64_t max)
+{
+    return v < max ? v : max;
+}
+
+/* Sums every shard's figures.  The counts are read without the locks, from
+ * a segment other processes write (and a damaged one may hold anything), so
+ * each shard's are clamped to what can be true (hits + misses <= ops) and
+ * the sums saturate: the totals stay consistent (hits + misses + errors <=
+ * ops) whatever the segment holds, and the hit ratio within 0..1. */
 void kvi__sh_stats_get(kvi__sh *s, kvi__lt_stats *out)
 {
     memset(out, 0, sizeof(*out));
+    out->shared = 1;
     for (uint32_t i = 0; i < SH_SHARDS; i++) {
         const struct sh_shard *sh = &s->shards[i];
-        out->entries += __atomic_load_n(&sh->entries, __ATOMIC_RELAXED);
-        out->bytes += __atomic_load_n(&sh->bytes, __ATOMIC_RELAXED);
-        out->memory += __atomic_load_n(&sh->memory, __ATOMIC_RELAXED);
-        out->hits += __atomic_load_n(&sh->hits, __ATOMIC_RELAXED);
-        out->expired += __atomic_load_n(&sh->expired, __ATOMIC_RELAXED);
-        out->evicted += __atomic_load_n(&sh->evicted, __ATOMIC_RELAXED);
+        out->entries = sat_add(out->entries, __atomic_load_n(&sh->entries, __ATOMIC_RELAXED));
+        out->bytes = sat_add(out->bytes, __atomic_load_n(&sh->bytes, __ATOMIC_RELAXED));
+        out->memory = sat_add(out->memory, __atomic_load_n(&sh->memory, __ATOMIC_RELAXED));
+        out->expired = sat_add(out->expired, __atomic_load_n(&sh->expired, __ATOMIC_RELAXED));
+        out->evicted = sat_add(out->evicted, __atomic_load_n(&sh->evicted, __ATOMIC_RELAXED));
+        uint64_t ops = __atomic_load_n(&sh->ops, __ATOMIC_RELAXED);
+        uint64_t hits = at_most(__atomic_load_n(&sh->hits, __ATOMIC_RELAXED), ops);
+        uint64_t misses = at_most(__atomic_load_n(&sh->misses, __ATOMIC_RELAXED), ops - hits);
+        out->ops = sat_add(out->ops, ops);
+        out->hits = sat_add(out->hits, hits);
+        out->misses = sat_add(out->misses, misses);
     }
+    out->ops = sat_add(out->ops, atomic_load_explicit(&s->h->ops_other, memory_order_relaxed));
+    /* Saturated sums may break hits + misses <= ops: clamp once more. */
+    out->hits = at_most(out->hits, out->ops);
+    out->misses = at_most(out->misses, out->ops - out->hits);
+    out->errors = at_most(atomic_load_explicit(&s->h->errors, memory_order_relaxed),
+                          out->ops - out->hits - out->misses);
 }
 
 uint64_t kvi__sh_changes(kvi__sh *s)
