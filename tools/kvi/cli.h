@@ -73,6 +73,16 @@ typedef enum kvi__cli_kind {
 #define KVI_CLI_O_BOUNDS 1u /* --min N, --max N: bounded add/sub */
 #define KVI_CLI_O_NX 2u     /* --nx: store only if absent */
 #define KVI_CLI_O_BATCH 4u  /* --batch N: pipe's batch size */
+#define KVI_CLI_O_STATS 8u  /* --interval N, --count M, --format F: stats */
+
+/* What stats prints. */
+typedef enum kvi__cli_format {
+    KVI_CLI_FORMAT_TEXT = 0,      /* the default: "id:" then "  name  value" lines */
+    KVI_CLI_FORMAT_PROMETHEUS = 1 /* Prometheus text exposition format 0.0.4 */
+} kvi__cli_format;
+
+/* Largest stats --interval (seconds). */
+#define KVI_CLI_INTERVAL_MAX 86400
 
 /* pipe's default and largest --batch. */
 #define KVI_CLI_PIPE_BATCH 1000
@@ -90,6 +100,9 @@ typedef struct kvi__cli_args {
     int64_t expire_s;
     int has_min, has_max, nx; /* --min, --max, --nx given */
     int64_t batch;            /* --batch N (pipe), KVI_CLI_PIPE_BATCH when not given */
+    int64_t interval_s;       /* stats --interval N; 0 = print once */
+    int64_t count;            /* stats --count M; 0 = until interrupted (with --interval) */
+    kvi__cli_format format;   /* stats --format */
     int64_t min, max;         /* INT64_MIN / INT64_MAX when not given */
     char *owned;              /* value read from standard input, or the joined query of raw in
                                  the shell; freed by kvi__cli_args_free */

@@ -4,8 +4,10 @@
  * an engine knows).
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -93,8 +95,66 @@ int kvi__cli_cmd_engines(kvi__cli *cli, const kvi__cli_args *o)
     return 0;
 }
 
-static void print_stats(const kvi__cli *cli, const char *id, const kvi_stats *s)
+/* ---- stats ---------------------------------------------------------------- */
+
+/* One engine id's figures; prev/elapsed_s give the rates of an interval. */
+struct stat_row {
+    kvi_conn *c;
+    kvi_stats s, prev;
+    int has_prev;
+};
+
+/* c - p for a counter, or c when it went back (a segment made anew). */
+static uint64_t delta(uint64_t c, uint64_t p)
 {
+    return c >= p ? c - p : c;
+}
+
+/* Writes hits / (hits + misses) with 4 decimals, or none ("-" / null)
+ * when nothing was looked up. */
+static void print_ratio(const kvi__cli *cli, uint64_t hits, uint64_t misses)
+{
+    long double n = (long double)hits + (long double)misses;
+    if (n == 0)
+        fputs(cli->json ? "null" : "-", stdout);
+    else
+        printf("%.4Lf", (long double)hits / n);
+}
+
+static void field_u64(const kvi__cli *cli, const char *name, uint64_t v, int *first)
+{
+    if (cli->json)
+        printf("%s\"%s\":%" PRIu64, *first ? "" : ",", name, v);
+    else
+        printf("  %-9s %" PRIu64 "\n", name, v);
+    *first = 0;
+}
+
+static void field_rate(const kvi__cli *cli, const char *name, uint64_t d, double elapsed_s,
+                       int *first)
+{
+    if (cli->json)
+        printf("%s\"%s\":%.3f", *first ? "" : ",", name, (double)d / elapsed_s);
+    else
+        printf("  %-9s %.3f\n", name, (double)d / elapsed_s);
+    *first = 0;
+}
+
+static void field_name(const kvi__cli *cli, const char *name, int *first)
+{
+    if (cli->json)
+        printf("%s\"%s\":", *first ? "" : ",", name);
+    else
+        printf("  %-9s ", name);
+    *first = 0;
+}
+
+/* The text or JSON block of one id: the counters, the hit ratio (where
+ * the engine counts hits), shared/processes (a shared collection), and
+ * with a previous reading the rates over the interval. */
+static void print_stats(const kvi__cli *cli, const struct stat_row *r, double elapsed_s)
+{
+    const kvi_stats *s = &r->s;
     const struct {
         const char *name;
         uint64_t v;
@@ -106,61 +166,240 @@ static void print_stats(const kvi__cli *cli, const char *id, const kvi_stats *s)
         {"expired", s->expired, 1},   {"evicted", s->evicted, 1},
     };
     if (cli->json) {
-        kvi__cli_json_cstr(stdout, id);
+        kvi__cli_json_cstr(stdout, kvi_conn_id(r->c));
         fputs(":{", stdout);
     } else {
-        printf("%s:\n", id);
+        printf("%s:\n", kvi_conn_id(r->c));
     }
     int first = 1;
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         if (f[i].content && !s->has_content)
             continue;
+        field_u64(cli, f[i].name, f[i].v, &first);
+    }
+    if (s->has_content) {
+        field_name(cli, "hit_ratio", &first);
+        print_ratio(cli, s->hits, s->misses);
+        if (!cli->json)
+            fputc('\n', stdout);
+    }
+    if (s->shared) {
         if (cli->json)
-            printf("%s\"%s\":%" PRIu64, first ? "" : ",", f[i].name, f[i].v);
+            fputs(",\"shared\":true", stdout);
         else
-            printf("  %-9s %" PRIu64 "\n", f[i].name, f[i].v);
-        first = 0;
+            fputs("  shared    yes (ops, errors, misses, hits: every attached process)\n", stdout);
+        field_u64(cli, "processes", s->processes, &first);
+    }
+    if (r->has_prev && elapsed_s > 0) {
+        const kvi_stats *p = &r->prev;
+        field_rate(cli, "ops/s", delta(s->ops, p->ops), elapsed_s, &first);
+        field_rate(cli, "errors/s", delta(s->errors, p->errors), elapsed_s, &first);
+        field_rate(cli, "misses/s", delta(s->misses, p->misses), elapsed_s, &first);
+        if (s->has_content) {
+            uint64_t dh = delta(s->hits, p->hits);
+            field_rate(cli, "hits/s", dh, elapsed_s, &first);
+            field_name(cli, "hit_ratio/interval", &first);
+            print_ratio(cli, dh, delta(s->misses, p->misses));
+            if (!cli->json)
+                fputc('\n', stdout);
+        }
+        if (cli->json)
+            printf(",\"interval_s\":%.3f", elapsed_s);
+        else
+            printf("  %-9s %.3f\n", "interval_s", elapsed_s);
     }
     if (cli->json)
         fputc('}', stdout);
 }
 
-int kvi__cli_cmd_stats(kvi__cli *cli, const kvi__cli_args *o)
+/* A Prometheus label value: backslash, double quote and newline escaped
+ * (engine ids and engine names never hold a password: the URL's userinfo
+ * is not part of either). */
+static void prom_label(const char *v)
 {
-    kvi_stats s;
-    if (o->id != NULL) {
-        kvi_status st = kvi_stats_get(cli->k, o->id, &s);
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            printf("\\%c", *v);
+        else if (*v == '\n')
+            fputs("\\n", stdout);
+        else
+            fputc(*v, stdout);
+    }
+}
+
+enum prom_kind { PROM_U64, PROM_SECONDS, PROM_RATIO };
+
+/* One metric family: its HELP and TYPE lines, then one sample per id that
+ * has the figure. */
+static void prom_family(const struct stat_row *rows, size_t n, const char *name, const char *type,
+                        const char *help, size_t offset, int content, enum prom_kind kind)
+{
+    int header = 0;
+    for (size_t i = 0; i < n; i++) {
+        const kvi_stats *s = &rows[i].s;
+        uint64_t v;
+        memcpy(&v, (const char *)s + offset, sizeof v);
+        if (content && !s->has_content)
+            continue;
+        if (kind == PROM_RATIO && s->hits + s->misses == 0)
+            continue; /* nothing looked up: no ratio */
+        if (offset == offsetof(kvi_stats, processes) && !s->shared)
+            continue;
+        if (!header) {
+            printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+            header = 1;
+        }
+        printf("%s{engine=\"", name);
+        prom_label(kvi_conn_engine(rows[i].c));
+        fputs("\",id=\"", stdout);
+        prom_label(kvi_conn_id(rows[i].c));
+        fputs("\"} ", stdout);
+        if (kind == PROM_SECONDS)
+            printf("%" PRIu64 ".%06" PRIu64 "\n", v / 1000000u, v % 1000000u);
+        else if (kind == PROM_RATIO)
+            printf("%.6Lf\n", (long double)s->hits / ((long double)s->hits + (long double)s->misses));
+        else
+            printf("%" PRIu64 "\n", v);
+    }
+}
+
+static void print_prometheus(const struct stat_row *rows, size_t n)
+{
+#define F(name, type, help, field, content, kind)                                                  \
+    prom_family(rows, n, name, type, help, offsetof(kvi_stats, field), content, kind)
+    F("kvi_ops_total", "counter",
+      "Operations that reached the engine (a shared collection: of every attached process).", ops,
+      0, PROM_U64);
+    F("kvi_errors_total", "counter", "Operations that ended with an error.", errors, 0, PROM_U64);
+    F("kvi_misses_total", "counter", "Operations that ended with KVI_NOT_FOUND.", misses, 0,
+      PROM_U64);
+    F("kvi_hits_total", "counter", "Fetches and counter reads that found their key.", hits, 1,
+      PROM_U64);
+    F("kvi_hit_ratio", "gauge", "hits / (hits + misses) since the counts began.", hits, 1,
+      PROM_RATIO);
+    F("kvi_slow_ops_total", "counter", "Operations of this process slower than its threshold.",
+      slow_ops, 0, PROM_U64);
+    F("kvi_rejected_total", "counter", "Calls of this process refused before the engine.",
+      rejected, 0, PROM_U64);
+    F("kvi_engine_seconds_total", "counter", "Time this process's timed calls spent in the engine.",
+      total_us, 0, PROM_SECONDS);
+    F("kvi_entries", "gauge", "Live entries.", entries, 1, PROM_U64);
+    F("kvi_bytes", "gauge", "Bytes of keys and values.", bytes, 1, PROM_U64);
+    F("kvi_expired_total", "counter", "Entries removed by expiry.", expired, 1, PROM_U64);
+    F("kvi_evicted_total", "counter", "Entries removed by eviction.", evicted, 1, PROM_U64);
+    F("kvi_shared", "gauge",
+      "1 when ops, errors, misses and hits count every process of a shared collection.", shared, 0,
+      PROM_U64);
+    F("kvi_processes", "gauge", "Processes attached to the shared collection.", processes, 0,
+      PROM_U64);
+#undef F
+}
+
+/* Reads every row's statistics (the last reading kept as prev). */
+static int read_rows(kvi__cli *cli, struct stat_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kvi_stats s;
+        kvi_status st = kvi_conn_stats(rows[i].c, &s);
         if (st != KVI_OK)
             return kvi__cli_fail(cli, st);
-        if (cli->json)
-            fputs("{\"status\":\"ok\",\"stats\":{", stdout);
-        print_stats(cli, o->id, &s);
-        if (cli->json)
-            fputs("}}\n", stdout);
-        return 0;
+        rows[i].prev = rows[i].s;
+        rows[i].s = s;
     }
-    struct conn_list l;
-    int rc = list_conns(cli, &l);
-    if (rc >= 0)
-        return rc;
+    return -1;
+}
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sleeps until monotonic time `until`; 0, or -1 when a signal
+ * (SIGINT/SIGTERM/SIGHUP) asks to stop. */
+static int sleep_until(double until)
+{
+    for (;;) {
+        if (kvi__cli_signal() != 0)
+            return -1;
+        double left = until - monotonic_s();
+        if (left <= 0)
+            return 0;
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL); /* a signal cuts it short: checked above */
+    }
+}
+
+static void print_block(const kvi__cli *cli, const kvi__cli_args *o, const struct stat_row *rows,
+                        size_t n, double elapsed_s)
+{
+    if (o->format == KVI_CLI_FORMAT_PROMETHEUS) {
+        print_prometheus(rows, n);
+        return;
+    }
     if (cli->json)
         fputs("{\"status\":\"ok\",\"stats\":{", stdout);
-    for (size_t i = 0; i < l.n; i++) {
-        kvi_status st = kvi_conn_stats(l.v[i], &s);
-        if (st != KVI_OK) {
-            if (cli->json)
-                fputs("}}\n", stdout);
-            free(l.v);
-            return kvi__cli_fail(cli, st);
-        }
+    for (size_t i = 0; i < n; i++) {
         if (cli->json && i > 0)
             fputc(',', stdout);
-        print_stats(cli, kvi_conn_id(l.v[i]), &s);
+        print_stats(cli, &rows[i], elapsed_s);
     }
     if (cli->json)
         fputs("}}\n", stdout);
+}
+
+int kvi__cli_cmd_stats(kvi__cli *cli, const kvi__cli_args *o)
+{
+    struct conn_list l;
+    if (o->id != NULL) {
+        memset(&l, 0, sizeof l);
+        kvi_conn *c;
+        kvi_status st = kvi_conn_get(cli->k, o->id, &c);
+        if (st != KVI_OK)
+            return kvi__cli_fail(cli, st);
+        l.v = malloc(sizeof *l.v);
+        if (l.v == NULL) {
+            kvi__cli_report(cli, KVI_E_NOMEM, "reading statistics");
+            return kvi__cli_exit_code(KVI_E_NOMEM);
+        }
+        l.v[0] = c;
+        l.n = 1;
+    } else {
+        int rc = list_conns(cli, &l);
+        if (rc >= 0)
+            return rc;
+    }
+    struct stat_row *rows = calloc(l.n ? l.n : 1, sizeof *rows);
+    if (rows == NULL) {
+        free(l.v);
+        kvi__cli_report(cli, KVI_E_NOMEM, "reading statistics");
+        return kvi__cli_exit_code(KVI_E_NOMEM);
+    }
+    for (size_t i = 0; i < l.n; i++)
+        rows[i].c = l.v[i];
     free(l.v);
-    return 0;
+    int rc = -1;
+    double t = monotonic_s(), start = t;
+    for (int64_t block = 0; rc < 0; block++) {
+        double prev_t = t;
+        rc = read_rows(cli, rows, l.n);
+        if (rc >= 0)
+            break;
+        t = monotonic_s();
+        for (size_t i = 0; i < l.n; i++)
+            rows[i].has_prev = block > 0;
+        if (block > 0 && !cli->json)
+            fputc('\n', stdout); /* blocks apart */
+        print_block(cli, o, rows, l.n, t - prev_t);
+        fflush(stdout);
+        if (o->interval_s == 0 || (o->count != 0 && block + 1 >= o->count))
+            rc = 0;
+        else if (sleep_until(start + (double)(block + 1) * (double)o->interval_s) != 0)
+            rc = 0; /* asked to stop: what was printed stands */
+    }
+    free(rows);
+    return rc;
 }
 
 static void url_field(const kvi__cli *cli, const char *name, const char *v, int *first)

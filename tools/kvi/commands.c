@@ -133,7 +133,17 @@ static const kvi__cli_command commands[] = {
      kvi__cli_cmd_ping,
      "check that the store answers",
      0},
-    {"stats", NULL, "[ID]", 0, 1, {ID}, KVI_CLI_F_STORE | KVI_CLI_F_LOOK, kvi__cli_cmd_stats, "print statistics", 0},
+    {"stats",
+     NULL,
+     "[ID] [--interval N [--count M]] [--format text|prometheus]",
+     0,
+     1,
+     {ID},
+     KVI_CLI_F_STORE | KVI_CLI_F_LOOK,
+     kvi__cli_cmd_stats,
+     "print statistics (a shared collection: every process's, with the hit ratio); every N "
+     "seconds with rates, M times",
+     KVI_CLI_O_STATS},
     {"engines",
      NULL,
      "",
@@ -294,6 +304,28 @@ static int take_flags(kvi__cli *cli, const kvi__cli_command *cmd, const kvi__cli
                 return kvi__cli_usage_error(cli, cmd, "--batch needs a whole number 1..1000000",
                                             i + 1 < nargs ? &a[i + 1] : NULL);
             i++;
+        } else if ((cmd->opts & KVI_CLI_O_STATS) &&
+                   (word_is(w, "--interval") || word_is(w, "--count"))) {
+            int is_interval = word_is(w, "--interval");
+            int64_t *v = is_interval ? &o->interval_s : &o->count;
+            int64_t max = is_interval ? KVI_CLI_INTERVAL_MAX : INT64_MAX;
+            if (*v != 0)
+                return kvi__cli_usage_error(cli, cmd, "option given twice", w);
+            if (i + 1 == nargs || parse_i64(&a[i + 1], v) != 0 || *v < 1 || *v > max)
+                return kvi__cli_usage_error(cli, cmd,
+                                            is_interval ? "--interval needs whole seconds 1..86400"
+                                                        : "--count needs a whole number >= 1",
+                                            i + 1 < nargs ? &a[i + 1] : NULL);
+            i++;
+        } else if ((cmd->opts & KVI_CLI_O_STATS) && word_is(w, "--format")) {
+            if (i + 1 < nargs && word_is(&a[i + 1], "prometheus"))
+                o->format = KVI_CLI_FORMAT_PROMETHEUS;
+            else if (i + 1 < nargs && word_is(&a[i + 1], "text"))
+                o->format = KVI_CLI_FORMAT_TEXT;
+            else
+                return kvi__cli_usage_error(cli, cmd, "--format needs text or prometheus",
+                                            i + 1 < nargs ? &a[i + 1] : NULL);
+            i++;
         } else if (np >= cmd->nreq && (cmd->opts & KVI_CLI_O_NX) && word_is(w, "--nx")) {
             if (o->nx)
                 return kvi__cli_usage_error(cli, cmd, "option given twice", w);
@@ -306,6 +338,10 @@ static int take_flags(kvi__cli *cli, const kvi__cli_command *cmd, const kvi__cli
     }
     if (o->min > o->max)
         return kvi__cli_usage_error(cli, cmd, "--min is greater than --max", NULL);
+    if (o->count != 0 && o->interval_s == 0)
+        return kvi__cli_usage_error(cli, cmd, "--count needs --interval", NULL);
+    if (o->format == KVI_CLI_FORMAT_PROMETHEUS && cli->json)
+        return kvi__cli_usage_error(cli, cmd, "--format prometheus does not go with --json", NULL);
     *npos = np;
     return -1;
 }
@@ -488,7 +524,7 @@ void kvi__cli_help(FILE *f, int in_shell)
         const kvi__cli_command *c = &commands[i];
         if (c->what == NULL || (in_shell && (c->flags & (KVI_CLI_F_SHELL | KVI_CLI_F_PIPE)) != 0))
             continue;
-        char head[64];
+        char head[96];
         snprintf(head, sizeof head, "%s %s", c->name, c->args);
         if (strlen(head) > 29) /* a long synopsis gets a line of its own */
             fprintf(f, "  %s\n  %-29s %s", head, "", c->what);
@@ -522,6 +558,15 @@ void kvi__cli_help(FILE *f, int in_shell)
           "$XDG_STATE_HOME/kvi/local.kvis (default ~/.local/state/kvi); a command\n"
           "waits up to $KVI_LOCK_TIMEOUT seconds (default 30) while another kvi uses\n"
           "it.  In the shell Ctrl-C cancels the line; SIGTERM/SIGHUP save and leave.\n"
+          "\n"
+          "stats: ops, errors and misses count this process's calls, except on a\n"
+          "shared collection (local://?shm=NAME), where ops, errors, misses and hits\n"
+          "are the totals of every attached process (run kvi as the segment's owner,\n"
+          "e.g. sudo -u kamailio kvi -u 'local://?shm=NAME' stats local);\n"
+          "hit_ratio = hits / (hits + misses).  --interval N prints a block every N\n"
+          "seconds with per-second rates over the interval (until --count M blocks or\n"
+          "Ctrl-C); --format prometheus prints the Prometheus text format\n"
+          "(kvi_ops_total{engine=\"local\",id=\"local\"} ...).\n"
           "\n"
           "Exit status:\n"
           "  0   success\n"
