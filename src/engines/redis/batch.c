@@ -32,6 +32,7 @@
 #include "counter.h"
 #include "dispatch.h"
 #include "error.h"
+#include "nearcache.h"
 #include "slotmap.h"
 #include "state.h"
 
@@ -115,10 +116,21 @@ static int not_run_here(const redisReply *r)
            kvi__redis_is_error_kind(r, "LOADING") || kvi__redis_is_error_kind(r, "NOSCRIPT");
 }
 
+/* A write of the batch got its reply or was cut (it may have run): the near
+ * cache forgets the key. */
+static void written(kvi_conn *c, const kvi_batch_op *op)
+{
+    if (op->kind == KVI_OP_RAW_QUERY)
+        kvi__redis_nc_drop_all(c);
+    else if (op->kind != KVI_OP_FETCH && op->kind != KVI_OP_COUNTER_FETCH)
+        kvi__redis_nc_drop(c, op->key, op->key_len);
+}
+
 /* Ends op with the meaning of its reply r (freed), as its single slot would. */
 static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
 {
     kvi_status s;
+    written(c, op);
     switch (op->kind) {
     case KVI_OP_STORE:
         s = r->type == REDIS_REPLY_STATUS ? KVI_OK : kvi__redis_unexpected(c, r, "SET");
@@ -174,6 +186,7 @@ static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
  * s (message msg): a state-changing one may have run. */
 static void end_cut(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg)
 {
+    written(c, op);
     if (op->no_resend)
         s = kvi_engine_error(c, KVI_E_OUTCOME_UNKNOWN,
                              "%s (sent in a pipeline that was cut before its reply: whether it "

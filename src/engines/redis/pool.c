@@ -153,8 +153,16 @@ static kvi_status borrow(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis
     if (loaded)
         atomic_store(&n->script_loaded, 1);
     l->next = NULL;
+    l->nc_epoch = 0;
     *out = l;
     return KVI_OK;
+}
+
+/* See pool.h. */
+kvi_status kvi__redis_link_borrow(kvi_conn *c, struct kvi_redis_node *n,
+                                  struct kvi_redis_link **out, int *reused)
+{
+    return borrow(c, n, out, reused, 1);
 }
 
 /* See pool.h. */

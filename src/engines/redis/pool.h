@@ -17,6 +17,7 @@
 struct kvi_redis_link {
     struct kvi_redis_conn conn;
     struct kvi_redis_link *next;
+    uint64_t nc_epoch; /* near cache: the subscription its tracking redirects to (0: none) */
 };
 
 /* One server: its address, its settings (a copy of the kvi_conn's) and
@@ -95,6 +96,12 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node,
 int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link **out);
 void kvi__redis_link_give(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link *l);
 void kvi__redis_link_drop(kvi_conn *c, struct kvi_redis_link *l);
+
+/* A connection to node n for the caller alone: an idle one (*reused = 1)
+ * or a new one, connected and set up (detail message set on failure).
+ * Give it back with kvi__redis_link_give, or drop it after a failure. */
+kvi_status kvi__redis_link_borrow(kvi_conn *c, struct kvi_redis_node *n,
+                                  struct kvi_redis_link **out, int *reused);
 
 /* "host:port" (or the socket path) of a node, for messages. */
 const char *kvi__redis_node_name(const struct kvi_redis_node *node);

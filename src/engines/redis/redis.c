@@ -15,6 +15,7 @@
 #include "counter.h"
 #include "dispatch.h"
 #include "error.h"
+#include "nearcache.h"
 #include "route.h"
 
 #define DEFAULT_PORT 6379
@@ -35,6 +36,8 @@ struct redis_options {
     char *tls_ca, *tls_cert, *tls_key, *tls_sni;
     int tls_verify;
     char *sentinel, *sentinel_user, *sentinel_password;
+    int64_t client_cache;
+    uint64_t client_cache_max_value;
 };
 
 static const kvi_option redis_options[] = {
@@ -70,6 +73,13 @@ static const kvi_option redis_options[] = {
     {"sentinel_password", KVI_OPT_STRING, NULL, 0, 0, NULL,
      offsetof(struct redis_options, sentinel_password),
      "password of the sentinels (the URL's userinfo is the data nodes')"},
+    {"client_cache", KVI_OPT_INT, "0", 0, KVI_REDIS_NC_MAX_ENTRIES, NULL,
+     offsetof(struct redis_options, client_cache),
+     "near cache: fetched values kept per process, served without a round trip and "
+     "invalidated by the server (CLIENT TRACKING); 0 = off"},
+    {"client_cache_max_value", KVI_OPT_SIZE, "64k", 0, KVI_MAX_VALUE_LEN, NULL,
+     offsetof(struct redis_options, client_cache_max_value),
+     "longest value the near cache keeps"},
     KVI_OPTION_END,
 };
 
@@ -164,6 +174,12 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
     cfg->breaker = opt->breaker;
     cfg->wait_replicas = (unsigned)opt->wait_replicas;
     cfg->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : cfg->timeout_ms;
+    cfg->client_cache = (size_t)opt->client_cache;
+    cfg->client_cache_max_value = (size_t)opt->client_cache_max_value;
+    if (cfg->client_cache > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
+        return kvi_engine_error(c, KVI_E_INVALID,
+                                "option client_cache: the near cache works with a standalone "
+                                "server, a failover list or Sentinel, not with a Redis Cluster");
     kvi_status ts = open_tls(c, opt);
     if (ts != KVI_OK)
         return ts;
@@ -294,6 +310,7 @@ static kvi_status redis_store(kvi_conn *c, const void *key, size_t key_len, cons
     kvi_status s =
         kvi__redis_run(c, expire_s > 0 ? 5 : 3, argv, lens, 1, KVI_REDIS_RESEND_OK | KVI_REDIS_WRITE,
                        &r);
+    kvi__redis_nc_drop(c, key, key_len);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_STATUS)
@@ -316,6 +333,7 @@ static kvi_status redis_store_nx(kvi_conn *c, const void *key, size_t key_len, c
     if (expire_s > 0)
         lens[5] = kvi_format_int64(expire_s, ex);
     kvi_status s = kvi__redis_run(c, expire_s > 0 ? 6 : 4, argv, lens, 1, KVI_REDIS_WRITE, &r);
+    kvi__redis_nc_drop(c, key, key_len);
     if (s != KVI_OK)
         return s;
     if (r->type == REDIS_REPLY_NIL)
@@ -329,7 +347,10 @@ static kvi_status redis_store_nx(kvi_conn *c, const void *key, size_t key_len, c
 static kvi_status redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     redisReply *r;
-    kvi_status s = kvi__redis_get_string(c, key, key_len, &r, NULL);
+    kvi_status s;
+    if (kvi__redis_nc_fetch(c, key, key_len, out, &s))
+        return s;
+    s = kvi__redis_get_string(c, key, key_len, &r, NULL);
     if (s != KVI_OK)
         return s;
     s = kvi_value_set(c, out, r->str, r->len);
@@ -358,6 +379,7 @@ static kvi_status redis_remove(kvi_conn *c, const void *key, size_t key_len)
     long long n = 0;
     /* Not resent: a second DEL would report NOT_FOUND for a removed key. */
     kvi_status s = run_key_integer(c, "DEL", key, key_len, KVI_REDIS_WRITE, &n);
+    kvi__redis_nc_drop(c, key, key_len);
     if (s != KVI_OK)
         return s;
     return n > 0 ? KVI_OK : KVI_NOT_FOUND;
@@ -519,6 +541,8 @@ static kvi_status redis_raw_query(kvi_conn *c, const char *query, size_t query_l
     }
     freeReplyObject(hold);
     kvi_words_free(words, lens, count);
+    /* A raw query may write any key. */
+    kvi__redis_nc_drop_all(c);
     return s;
 }
 
@@ -805,8 +829,26 @@ static kvi_status redis_remove_chunk(kvi_conn *c, const char *glob, size_t glob_
 {
     uint64_t n = 0;
     kvi_status s = scan_all(c, glob, glob_len, remove_page, &n);
+    kvi__redis_nc_drop_all(c);
     /* Keys removed before a failure stay removed: report them anyway. */
     *removed = n;
+    return s;
+}
+
+/* The counter slots (counter.c), then the near cache's drop of the key. */
+static kvi_status redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                            int64_t expire_s, int64_t *new_value)
+{
+    kvi_status s = kvi__redis_add(c, key, key_len, delta, expire_s, new_value);
+    kvi__redis_nc_drop(c, key, key_len);
+    return s;
+}
+
+static kvi_status redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, int64_t delta,
+                                    int64_t expire_s, int64_t min, int64_t max, int64_t *value)
+{
+    kvi_status s = kvi__redis_add_bounded(c, key, key_len, delta, expire_s, min, max, value);
+    kvi__redis_nc_drop(c, key, key_len);
     return s;
 }
 
@@ -826,15 +868,16 @@ static const struct kvi_engine kvi_engine_redis = {
     .store = redis_store,
     .fetch = redis_fetch,
     .remove = redis_remove,
-    .add = kvi__redis_add,
+    .add = redis_add,
     .counter_fetch = kvi__redis_counter_fetch,
     .raw_query = redis_raw_query,
     .keys = redis_keys,
     .remove_chunk = redis_remove_chunk,
     .ttl = redis_ttl,
-    .add_bounded = kvi__redis_add_bounded,
+    .add_bounded = redis_add_bounded,
     .store_nx = redis_store_nx,
     .ping = redis_ping,
+    .stats = kvi__redis_nc_stats,
     .batch = kvi__redis_batch,
     .async = &kvi__redis_async,
 };

@@ -15,6 +15,7 @@
  *   slotmap.h   the Redis Cluster slot map
  *   sentinel.h  the master through Redis Sentinel, the +switch-master listener
  *   dispatch.h  routing: failover list, MOVED/ASK/TRYAGAIN/CLUSTERDOWN
+ *   nearcache.h the near cache (client_cache=N): CLIENT TRACKING, beside dispatch
  *   counter.h   the counter operations (run as scripts.h's scripts)
  *   route.h     pure helpers (key slots, key positions, globs)
  *   batch.h     the batch slot: ops pipelined per server (beside redis.c, on top)
@@ -64,6 +65,8 @@ struct kvi_redis_cfg {
     char *sentinel;              /* master name: hosts are sentinels; NULL = none */
     char *sentinel_user;         /* the sentinels' own credentials (NULL: no AUTH) */
     char *sentinel_password;
+    size_t client_cache;           /* near cache: entries per process; 0 = off */
+    size_t client_cache_max_value; /* longest value it keeps */
 };
 
 /* The private part of a kvi_conn (engine conn_size). */

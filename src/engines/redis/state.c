@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nearcache.h"
 #include "route.h"
 #include "state.h"
 
@@ -42,6 +43,7 @@ void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st)
             kvi__redis_node_free(c, n, own);
             n = next;
         }
+        kvi__redis_nc_free(c, atomic_load(&st->nc), own);
         if (own)
             pthread_rwlock_destroy(&st->lock);
         /* A parent's listener thread does not exist in a forked child (its
@@ -101,6 +103,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c, const struct kvi_redis
     atomic_init(&st->rr, 0);
     atomic_init(&st->master, NULL);
     atomic_init(&st->watch, NULL);
+    atomic_init(&st->nc, NULL);
     size_t nseeds = cfg->socket != NULL ? 1 : cfg->nhosts;
     st->seeds = kvi_engine_malloc(c, nseeds * sizeof *st->seeds);
     st->slots = kvi_engine_malloc(c, KVI_REDIS_SLOTS * sizeof *st->slots);

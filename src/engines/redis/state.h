@@ -18,6 +18,7 @@
 #include "pool.h"
 
 struct kvi_redis_watch; /* sentinel.c */
+struct kvi_redis_nc;    /* nearcache.c */
 
 /* A host of the URL. */
 struct kvi_redis_host {
@@ -49,6 +50,7 @@ struct kvi_redis_state {
     atomic_uint rr;
     struct kvi_redis_node *_Atomic master; /* sentinel: the master it named, NULL = ask */
     struct kvi_redis_watch *_Atomic watch; /* sentinel: the +switch-master listener */
+    struct kvi_redis_nc *_Atomic nc; /* client_cache: the near cache, made on first use */
     struct kvi_redis_state *retired; /* a parent process's state */
 };
 

@@ -1,0 +1,483 @@
+/*
+ * test_redis_near_cache.c -- the redis engine's near cache (client_cache=N,
+ * docs/engines/redis.md "Near cache") against a real redis-server started
+ * on a free 127.0.0.1 port: context A has the near cache, context B (no
+ * near cache) plays "another client".  Invalidation is asynchronous, so a
+ * change made by B must be seen by A within a bound (1 s), never at once;
+ * what must hold at once is said so in each test.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kvi/kvi.h"
+#include "kvitest.h"
+
+/* How long an invalidation may take to reach A. */
+#define SEEN_WITHIN_MS 1000
+
+struct fx {
+    kvi_ts_server *s;
+    kvi *a; /* client_cache=1000 */
+    kvi *b; /* plain */
+};
+
+static kvi *context(const kvi_ts_server *s, const char *rest)
+{
+    char url[256];
+    kvi_test_url(url, sizeof url, "redis", s, rest);
+    return kvi_test_context1(url);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    /* DEBUG SET-ACTIVE-EXPIRE: the TTL test stops the server's own sweep. */
+    const char *extra[] = {"--enable-debug-command", "yes", NULL};
+    f->s = kvi_test_redis(extra);
+    f->a = context(f->s, "?client_cache=1000");
+    f->b = context(f->s, "");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    kvi_free(f->a);
+    kvi_free(f->b);
+    kvi_ts_free(f->s);
+    free(f);
+    return 0;
+}
+
+/* fetch of key through k: the status, and the value in buf (NUL-ended). */
+static kvi_status fetch(kvi *k, const char *key, char *buf, size_t len)
+{
+    kvi_value v = KVI_VALUE_INIT;
+    kvi_status st = kvi_fetch(k, "redis", key, strlen(key), &v);
+    buf[0] = '\0';
+    if (st == KVI_OK)
+        snprintf(buf, len, "%.*s", (int)v.len, (const char *)v.data);
+    else if (st != KVI_NOT_FOUND)
+        fail_msg("fetch %s: %s: %s", key, kvi_status_name(st), kvi_errmsg(k));
+    kvi_value_free(&v);
+    return st;
+}
+
+/* Asserts that key reads want through k right now (want NULL: missing). */
+static void assert_reads(kvi *k, const char *key, const char *want)
+{
+    char buf[256];
+    kvi_status st = fetch(k, key, buf, sizeof buf);
+    if (want == NULL && st != KVI_NOT_FOUND)
+        fail_msg("%s: read '%s', want it missing", key, buf);
+    if (want != NULL && (st != KVI_OK || strcmp(buf, want) != 0))
+        fail_msg("%s: read %s '%s', want '%s'", key, kvi_status_name(st), buf, want);
+}
+
+/* Fetches key through k until it reads want (NULL: missing), at most
+ * bound_ms; the ms it took, or fails. */
+static int64_t until_reads(kvi *k, const char *key, const char *want, int64_t bound_ms)
+{
+    int64_t t0 = kvi_test_mono_ms();
+    char buf[256];
+    for (;;) {
+        kvi_status st = fetch(k, key, buf, sizeof buf);
+        if (want == NULL ? st == KVI_NOT_FOUND : st == KVI_OK && strcmp(buf, want) == 0)
+            return kvi_test_mono_ms() - t0;
+        if (kvi_test_mono_ms() - t0 > bound_ms)
+            fail_msg("%s: still '%s' (%s) %lld ms after the change, want %s%s%s", key, buf,
+                     kvi_status_name(st), (long long)bound_ms, want ? "'" : "missing",
+                     want ? want : "", want ? "'" : "");
+        kvi_test_sleep_ms(1);
+    }
+}
+
+static void store(kvi *k, const char *key, const char *val)
+{
+    kvi_status st = kvi_store(k, "redis", key, strlen(key), val, strlen(val), 0);
+    if (st != KVI_OK)
+        fail_msg("store %s: %s: %s", key, kvi_status_name(st), kvi_errmsg(k));
+}
+
+static void raw(kvi *k, const char *q, kvi_reply **out)
+{
+    kvi_reply *r = NULL;
+    kvi_status st = kvi_raw_query(k, "redis", q, strlen(q), &r);
+    if (st != KVI_OK)
+        fail_msg("raw %s: %s: %s", q, kvi_status_name(st), kvi_errmsg(k));
+    if (out != NULL)
+        *out = r;
+    else
+        kvi_reply_free(r);
+}
+
+static uint64_t hits(kvi *k)
+{
+    kvi_stats s;
+    assert_int_equal(kvi_stats_get(k, "redis", &s), KVI_OK);
+    assert_true(s.has_content);
+    return s.hits;
+}
+
+/* Stores key=val through B and reads it twice through A: the second read
+ * is a near-cache hit (checked). */
+static void cached(struct fx *f, const char *key, const char *val)
+{
+    store(f->b, key, val);
+    assert_reads(f->a, key, val);
+    uint64_t h = hits(f->a);
+    assert_reads(f->a, key, val);
+    if (hits(f->a) != h + 1)
+        fail_msg("%s: the second fetch was not served by the near cache", key);
+}
+
+/* The near cache serves repeated fetches without asking the server. */
+static void test_repeated_fetches_do_not_reach_the_server(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:hot", "v1");
+    kvi_reply *r = NULL;
+    raw(f->b, "INFO commandstats", &r);
+    const char *text = kvi_reply_str(r, NULL);
+    const char *g = strstr(text, "cmdstat_get:calls=");
+    assert_non_null(g);
+    long before = strtol(g + 18, NULL, 10);
+    kvi_reply_free(r);
+    for (int i = 0; i < 100; i++)
+        assert_reads(f->a, "nc:hot", "v1");
+    raw(f->b, "INFO commandstats", &r);
+    text = kvi_reply_str(r, NULL);
+    g = strstr(text, "cmdstat_get:calls=");
+    long after = strtol(g + 18, NULL, 10);
+    kvi_reply_free(r);
+    if (after != before)
+        fail_msg("100 cached fetches made %ld GETs at the server", after - before);
+}
+
+/* Another client changes a cached key: A sees the new value. */
+static void test_a_change_by_another_client_is_seen(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:k", "v1");
+    store(f->b, "nc:k", "v2");
+    until_reads(f->a, "nc:k", "v2", SEEN_WITHIN_MS);
+}
+
+/* Another client removes a cached key: A sees it missing. */
+static void test_a_removal_by_another_client_is_seen(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:k", "v1");
+    assert_int_equal(kvi_remove(f->b, "redis", "nc:k", 4), KVI_OK);
+    until_reads(f->a, "nc:k", NULL, SEEN_WITHIN_MS);
+}
+
+/* FLUSHALL (a nil invalidation: everything) is seen too. */
+static void test_flushall_by_another_client_is_seen(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:k", "v1");
+    raw(f->b, "FLUSHALL", NULL);
+    until_reads(f->a, "nc:k", NULL, SEEN_WITHIN_MS);
+}
+
+/* A key with a TTL is never served after it: not even when the server has
+ * not deleted it yet (no invalidation is sent before it does), here with
+ * the server's own expiry sweep stopped. */
+static void test_a_key_is_never_served_after_its_ttl(void **state)
+{
+    struct fx *f = *state;
+    raw(f->b, "DEBUG SET-ACTIVE-EXPIRE 0", NULL);
+    raw(f->b, "SET nc:ttl v1 PX 300", NULL);
+    /* The TTL began before t0 (+1: t0 is rounded down to the ms). */
+    int64_t t0 = kvi_test_mono_ms() + 1;
+    assert_reads(f->a, "nc:ttl", "v1");
+    uint64_t h0 = hits(f->a);
+    char buf[64];
+    int64_t last_seen = 0;
+    for (;;) {
+        int64_t start = kvi_test_mono_ms();
+        uint64_t h = hits(f->a);
+        kvi_status st = fetch(f->a, "nc:ttl", buf, sizeof buf);
+        if (st == KVI_NOT_FOUND)
+            break;
+        /* (The server itself answers a key until its clock, in ms, has
+         * passed the expiry: only a near-cache hit is judged.) */
+        if (start - t0 >= 300 && hits(f->a) != h)
+            fail_msg("the near cache served '%s' %lld ms after a 300 ms TTL began", buf,
+                     (long long)(start - t0));
+        last_seen = start - t0;
+        if (start - t0 > 2000)
+            fail_msg("never expired");
+    }
+    /* It was served from the near cache meanwhile. */
+    if (hits(f->a) == h0)
+        fail_msg("no near-cache hit while the key lived (last seen at %lld ms)",
+                 (long long)last_seen);
+    raw(f->b, "DEBUG SET-ACTIVE-EXPIRE 1", NULL);
+}
+
+/* The id of the connection subscribed to invalidations (CLIENT LIST TYPE
+ * pubsub: A's is the only one). */
+static long long subscriber_id(struct fx *f)
+{
+    kvi_reply *r = NULL;
+    raw(f->b, "CLIENT LIST TYPE pubsub", &r);
+    const char *text = kvi_reply_str(r, NULL);
+    assert_non_null(text);
+    const char *nl = strchr(text, '\n');
+    long long id = strncmp(text, "id=", 3) == 0 ? strtoll(text + 3, NULL, 10) : 0;
+    if (id <= 0 || nl == NULL || strstr(nl + 1, "id=") != NULL)
+        fail_msg("not one subscriber: %s", text);
+    kvi_reply_free(r);
+    return id;
+}
+
+/* The invalidation connection is killed: its messages are lost, so the
+ * near cache is flushed at once (the next fetch reads the server), and is
+ * used again once a new subscription stands. */
+static void test_a_killed_invalidation_connection_flushes_the_cache(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:k", "v1");
+    char q[64];
+    snprintf(q, sizeof q, "CLIENT KILL ID %lld", subscriber_id(f));
+    raw(f->b, q, NULL);
+    /* Its invalidation goes nowhere. */
+    store(f->b, "nc:k", "v2");
+    assert_reads(f->a, "nc:k", "v2");
+    /* Subscribed again: cached and invalidated as before. */
+    int64_t t0 = kvi_test_mono_ms();
+    uint64_t h = hits(f->a);
+    while (hits(f->a) == h) {
+        assert_reads(f->a, "nc:k", "v2");
+        if (kvi_test_mono_ms() - t0 > 3000)
+            fail_msg("no near-cache hit within 3 s after the subscription was killed");
+        kvi_test_sleep_ms(10);
+    }
+    store(f->b, "nc:k", "v3");
+    until_reads(f->a, "nc:k", "v3", SEEN_WITHIN_MS);
+}
+
+/* The server restarts (its data gone): no value from before is served. */
+static void test_a_restarted_server_flushes_the_cache(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:k", "v1");
+    cached(f, "nc:other", "o1");
+    assert_int_equal(kvi_ts_restart(f->s), KVI_TS_OK);
+    assert_reads(f->a, "nc:other", NULL);
+    store(f->b, "nc:k", "v2");
+    assert_reads(f->a, "nc:k", "v2");
+    /* And it caches again. */
+    int64_t t0 = kvi_test_mono_ms();
+    uint64_t h = hits(f->a);
+    while (hits(f->a) == h) {
+        assert_reads(f->a, "nc:k", "v2");
+        if (kvi_test_mono_ms() - t0 > 3000)
+            fail_msg("no near-cache hit within 3 s after the restart");
+        kvi_test_sleep_ms(10);
+    }
+}
+
+/* A's own writes are seen by A at once (read your writes), for every kind
+ * of write: store, store_nx after a removal, remove, add, a raw query, a
+ * batch. */
+static void test_own_writes_are_seen_at_once(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:own", "v1");
+    store(f->a, "nc:own", "v2");
+    assert_reads(f->a, "nc:own", "v2");
+    assert_reads(f->a, "nc:own", "v2");
+    assert_int_equal(kvi_remove(f->a, "redis", "nc:own", 6), KVI_OK);
+    assert_reads(f->a, "nc:own", NULL);
+    assert_int_equal(kvi_store_nx(f->a, "redis", "nc:own", 6, "v3", 2, 0), KVI_OK);
+    assert_reads(f->a, "nc:own", "v3");
+    assert_reads(f->a, "nc:own", "v3");
+    raw(f->a, "SET nc:own v4", NULL);
+    assert_reads(f->a, "nc:own", "v4");
+
+    cached(f, "nc:ctr", "10");
+    int64_t v = 0;
+    assert_int_equal(kvi_add(f->a, "redis", "nc:ctr", 6, 5, 0, &v), KVI_OK);
+    assert_reads(f->a, "nc:ctr", "15");
+    assert_reads(f->a, "nc:ctr", "15");
+    assert_int_equal(kvi_add_bounded(f->a, "redis", "nc:ctr", 6, 1, 0, 0, 100, &v), KVI_OK);
+    assert_reads(f->a, "nc:ctr", "16");
+
+    assert_reads(f->a, "nc:own", "v4");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(f->a, &b), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "redis", "nc:own", 6, "v5", 2, 0), KVI_OK);
+    assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
+    kvi_batch_free(b);
+    assert_reads(f->a, "nc:own", "v5");
+}
+
+/* Changes racing fetches under way: whatever a fetch read before a change
+ * it must not keep once the change's invalidation arrived, so A always
+ * ends up reading the last value. */
+struct racer {
+    kvi *k;
+    volatile int stop;
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *r = arg;
+    char buf[64];
+    while (!r->stop)
+        fetch(r->k, "nc:race", buf, sizeof buf);
+    return NULL;
+}
+
+static void test_a_fetch_racing_a_change_keeps_nothing_stale(void **state)
+{
+    struct fx *f = *state;
+    struct racer r = {.k = f->a, .stop = 0};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, racer_main, &r), 0);
+    char val[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(val, sizeof val, "v%d", i);
+        store(f->b, "nc:race", val);
+        until_reads(f->a, "nc:race", val, SEEN_WITHIN_MS);
+    }
+    r.stop = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    if (hits(f->a) == 0)
+        fail_msg("the near cache never served a fetch");
+}
+
+/* A child after fork() has its own near cache and subscription: it never
+ * reads the parent's invalidation connection (which would steal the
+ * parent's messages), and the parent still sees every change. */
+static void test_a_forked_child_has_its_own_near_cache(void **state)
+{
+    struct fx *f = *state;
+    cached(f, "nc:fork", "p1");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int ok = 1;
+        char buf[64];
+        /* The child's first fetch reads the server (its cache is new). */
+        kvi_value v = KVI_VALUE_INIT;
+        ok &= kvi_fetch(f->a, "redis", "nc:fork", 7, &v) == KVI_OK && v.len == 2;
+        kvi_value_free(&v);
+        /* Another client changes the key; the child keeps fetching (a
+         * child using the parent's connection would read its message). */
+        ok &= kvi_store(f->b, "redis", "nc:fork", 7, "c2", 2, 0) == KVI_OK;
+        int64_t t0 = kvi_test_mono_ms();
+        int seen = 0;
+        while (kvi_test_mono_ms() - t0 < 300) {
+            kvi_value w = KVI_VALUE_INIT;
+            if (kvi_fetch(f->a, "redis", "nc:fork", 7, &w) == KVI_OK && w.len == 2 &&
+                memcmp(w.data, "c2", 2) == 0)
+                seen = 1;
+            kvi_value_free(&w);
+        }
+        (void)buf;
+        _exit(ok && seen ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    until_reads(f->a, "nc:fork", "c2", SEEN_WITHIN_MS);
+}
+
+/* Values longer than client_cache_max_value are not kept. */
+static void test_long_values_are_not_kept(void **state)
+{
+    struct fx *f = *state;
+    kvi *k = context(f->s, "?client_cache=10&client_cache_max_value=4");
+    store(f->b, "nc:long", "12345");
+    char buf[16];
+    for (int i = 0; i < 3; i++)
+        fetch(k, "nc:long", buf, sizeof buf);
+    assert_int_equal(hits(k), 0);
+    kvi_free(k);
+}
+
+/* At most client_cache entries: the least recently used one goes. */
+static void test_the_least_recently_used_entry_is_evicted(void **state)
+{
+    struct fx *f = *state;
+    kvi *k = context(f->s, "?client_cache=2");
+    char buf[16];
+    store(f->b, "nc:e1", "1");
+    store(f->b, "nc:e2", "2");
+    store(f->b, "nc:e3", "3");
+    fetch(k, "nc:e1", buf, sizeof buf);
+    fetch(k, "nc:e2", buf, sizeof buf);
+    fetch(k, "nc:e1", buf, sizeof buf); /* hit: e2 is now the oldest */
+    fetch(k, "nc:e3", buf, sizeof buf); /* evicts e2 */
+    kvi_stats s;
+    assert_int_equal(kvi_stats_get(k, "redis", &s), KVI_OK);
+    assert_int_equal(s.entries, 2);
+    assert_int_equal(s.evicted, 1);
+    uint64_t h = s.hits;
+    fetch(k, "nc:e1", buf, sizeof buf);
+    assert_int_equal(hits(k), h + 1);
+    fetch(k, "nc:e2", buf, sizeof buf);
+    assert_int_equal(hits(k), h + 1);
+    kvi_free(k);
+}
+
+/* Without client_cache nothing is cached and stats have no content. */
+static void test_off_by_default(void **state)
+{
+    struct fx *f = *state;
+    kvi_stats s;
+    assert_int_equal(kvi_stats_get(f->b, "redis", &s), KVI_OK);
+    assert_false(s.has_content);
+}
+
+/* A Redis Cluster is refused with a clear message (no server needed). */
+static void test_a_cluster_is_refused(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context(NULL);
+    kvi_status st = kvi_add_url(k, "redis://127.0.0.1:1/?cluster=yes&client_cache=10&lazy=yes");
+    if (st != KVI_E_INVALID || strstr(kvi_errmsg(k), "not with a Redis Cluster") == NULL)
+        fail_msg("%s '%s'", kvi_status_name(st), kvi_errmsg(k));
+    kvi_free(k);
+}
+
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_repeated_fetches_do_not_reach_the_server),
+        T(test_a_change_by_another_client_is_seen),
+        T(test_a_removal_by_another_client_is_seen),
+        T(test_flushall_by_another_client_is_seen),
+        T(test_a_key_is_never_served_after_its_ttl),
+        T(test_a_killed_invalidation_connection_flushes_the_cache),
+        T(test_a_restarted_server_flushes_the_cache),
+        T(test_own_writes_are_seen_at_once),
+        T(test_a_fetch_racing_a_change_keeps_nothing_stale),
+        T(test_a_forked_child_has_its_own_near_cache),
+        T(test_long_values_are_not_kept),
+        T(test_the_least_recently_used_entry_is_evicted),
+        T(test_off_by_default),
+        cmocka_unit_test(test_a_cluster_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
