@@ -4,7 +4,7 @@
  *
  *   kvi-conformance --url local://                 engine id from the URL
  *   kvi-conformance --url-file FILE                 first URL line of a config file
- *   kvi-conformance --server redis|redis-tls|memcached|memcached-pool|redis-cluster|redis-tls-cluster
+ *   kvi-conformance --server redis|redis-near-cache|redis-tls|memcached|memcached-pool|redis-cluster|redis-tls-cluster
  *                                                   start throwaway servers first
  *   options: --time virtual|real   (default: virtual for local, real otherwise)
  *            --ops N               adds per thread in the concurrency tests
@@ -23,7 +23,7 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s (--url URL | --url-file FILE | --server "
-            "redis|redis-tls|redis-cluster|redis-tls-cluster|memcached|memcached-pool)\n"
+            "redis|redis-near-cache|redis-tls|redis-cluster|redis-tls-cluster|memcached|memcached-pool)\n"
             "          [--time virtual|real] [--ops N] [--filter GLOB]\n",
             argv0);
     exit(2);
@@ -159,11 +159,14 @@ static int start_migration(void)
 static void start_servers(const char *what)
 {
     kvi_ts_result r = KVI_TS_OK;
-    if (strcmp(what, "redis") == 0) {
+    if (strcmp(what, "redis") == 0 || strcmp(what, "redis-near-cache") == 0) {
         r = kvi_ts_redis_start(&conf_g.servers[0], NULL);
         if (r == KVI_TS_OK) {
             conf_g.nservers = 1;
-            snprintf(conf_g.url, sizeof conf_g.url, "redis://127.0.0.1:%u/", kvi_ts_port(conf_g.servers[0]));
+            /* redis-near-cache: the same contract with the near cache on. */
+            snprintf(conf_g.url, sizeof conf_g.url, "redis://127.0.0.1:%u/%s",
+                     kvi_ts_port(conf_g.servers[0]),
+                     strcmp(what, "redis") == 0 ? "" : "?client_cache=10000");
         }
     } else if (strcmp(what, "redis-tls") == 0) {
         /* TLS only on the port the URL names; the server's name is

@@ -186,7 +186,6 @@ static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
  * s (message msg): a state-changing one may have run. */
 static void end_cut(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg)
 {
-    written(c, op);
     if (op->no_resend)
         s = kvi_engine_error(c, KVI_E_OUTCOME_UNKNOWN,
                              "%s (sent in a pipeline that was cut before its reply: whether it "
@@ -194,6 +193,7 @@ static void end_cut(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg
                              msg);
     else
         s = kvi_engine_error(c, s, "%s (sent in a pipeline that was cut before its reply)", msg);
+    written(c, op);
     kvi_batch_op_done(c, op, s);
 }
 
