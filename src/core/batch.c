@@ -47,6 +47,7 @@ struct kvi_batch {
     struct batch_item *items;
     size_t n, cap, nrun;
     struct chunk *chunks; /* newest first */
+    kvi_conn *last_c;     /* the id of the last op added: most batches name one */
     /* A run in progress (kvi_batch_start): its ops grouped per engine id,
      * the group being run, and the engine's state while it waits. */
     int pending;
@@ -205,7 +206,13 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
     op->max = max;
     op->status = KVI_E_INVALID; /* "not run yet" until it ends */
 
-    kvi_status st = kvi_conn_get(b->k, id, &it->c);
+    kvi_status st = KVI_OK;
+    /* Connections live as long as their context: the last one found may be
+     * reused when the id is the same. */
+    if (b->last_c != NULL && id != NULL && strcmp(id, b->last_c->id) == 0)
+        it->c = b->last_c;
+    else if ((st = kvi_conn_get(b->k, id, &it->c)) == KVI_OK)
+        b->last_c = it->c;
     if (st == KVI_OK) {
         kvi__clear_error();
         st = kvi__op_check(it->c, kind, op);

@@ -26,6 +26,7 @@
  * again, else it fails with the same status without waiting again.
  */
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "batch.h"
@@ -294,7 +295,16 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
     /* One allocation for the scratch arrays, the most aligned first. */
     size_t per = sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) + sizeof(kvi_batch_op *) +
                  sizeof(struct kvi_redis_node *) + sizeof(redisReply *) + 1;
-    char *scratch = n <= SIZE_MAX / per ? kvi_engine_malloc(c, n * per) : NULL;
+    /* Small batches use the stack: a heap block of this size costs malloc a
+     * consolidation pass each time. */
+    enum { STACK_OPS = 16 };
+    _Alignas(max_align_t) char small[STACK_OPS * (sizeof(struct kvi_redis_cmd) +
+                                                  sizeof(struct bcmd) + sizeof(kvi_batch_op *) +
+                                                  sizeof(struct kvi_redis_node *) +
+                                                  sizeof(redisReply *) + 1)];
+    char *scratch = n <= STACK_OPS         ? small
+                    : n <= SIZE_MAX / per ? kvi_engine_malloc(c, n * per)
+                                          : NULL;
     if (scratch == NULL) {
         for (size_t i = 0; i < n; i++)
             end_unsent(c, ops[i], KVI_E_NOMEM, "out of memory building a pipeline");
@@ -354,7 +364,8 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
         }
         from = to;
     }
-    kvi_engine_free(c, scratch);
+    if (scratch != small)
+        kvi_engine_free(c, scratch);
 }
 
 /* ---- non-blocking batches (struct kvi_engine_async) --------------------- */

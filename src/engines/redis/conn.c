@@ -160,13 +160,22 @@ static int obuf_reserve(struct kvi_redis_conn *conn, size_t more)
  * hand-made decimal, since sprintf cost a tenth of a pipelined GET. */
 static char *put_header(char *p, char mark, size_t n)
 {
+    *p = mark;
+    if (n < 100) { /* nearly every header: argument counts, keys, small values */
+        if (n >= 10)
+            *++p = (char)('0' + n / 10);
+        p[1] = (char)('0' + n % 10);
+        p[2] = '\r';
+        p[3] = '\n';
+        return p + 4;
+    }
     char digits[24];
     size_t len = 0;
     do {
         digits[len++] = (char)('0' + n % 10);
         n /= 10;
     } while (n != 0);
-    *p++ = mark;
+    p++;
     while (len > 0)
         *p++ = digits[--len];
     *p++ = '\r';
