@@ -220,6 +220,156 @@ static int network_failure(kvi_status s)
     return s == KVI_E_CONNECT || s == KVI_E_TIMEOUT || s == KVI_E_IO;
 }
 
+/* ---- replies without reply objects -------------------------------------
+ *
+ * While a pipeline's replies are read, the reader's object functions are
+ * replaced (kvi__redis_pipeline_partial): a top-level reply an op expects
+ * in its simplest form -- a fetch's string or nil, a store's status (or
+ * nil for store_nx), a remove's integer -- becomes a small record in
+ * views[i] (a fetched string is copied straight into the batch's memory)
+ * and the reply is the marker VIEW; anything else (errors, arrays, the
+ * counters' replies, a type the op does not expect) is made by hiredis's
+ * own functions and ends as before.  Saves two allocations, a copy and a
+ * free per reply.  The reader hands the functions the replies in order, so
+ * the i-th top-level object is op i's. */
+struct view {
+    int type; /* REDIS_REPLY_STRING, _STATUS, _NIL or _INTEGER */
+    int nomem;
+    long long integer;
+};
+
+struct view_run {
+    kvi_conn *c;
+    kvi_batch_op *const *ops;
+    struct view *views;
+    size_t n, next; /* next: index of the next top-level reply */
+};
+
+static _Thread_local struct view_run *view_run;
+static char view_mark;
+#define VIEW ((redisReply *)(void *)&view_mark)
+
+/* hiredis's own object functions (a static table in libhiredis). */
+static redisReplyObjectFunctions *default_fns;
+static pthread_once_t default_fns_once = PTHREAD_ONCE_INIT;
+
+static void default_fns_init(void)
+{
+    redisReader *r = redisReaderCreate();
+    if (r != NULL) {
+        default_fns = r->fn;
+        redisReaderFree(r);
+    }
+}
+
+/* The op a top-level reply of this type belongs to, when the op takes it
+ * as a view; NULL otherwise (a nested element, or not the expected type). */
+static kvi_batch_op *view_op(const redisReadTask *task, int type)
+{
+    struct view_run *vr = view_run;
+    if (task->parent != NULL || vr == NULL || vr->next >= vr->n)
+        return NULL;
+    kvi_batch_op *op = vr->ops[vr->next];
+    switch (op->kind) {
+    case KVI_OP_FETCH:
+        return type == REDIS_REPLY_STRING || type == REDIS_REPLY_NIL ? op : NULL;
+    case KVI_OP_STORE:
+        return type == REDIS_REPLY_STATUS ? op : NULL;
+    case KVI_OP_STORE_NX:
+        return type == REDIS_REPLY_STATUS || type == REDIS_REPLY_NIL ? op : NULL;
+    case KVI_OP_REMOVE:
+        return type == REDIS_REPLY_INTEGER ? op : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* Counts a top-level reply made by hiredis's functions. */
+static void *counted(const redisReadTask *task, void *obj)
+{
+    if (task->parent == NULL && view_run != NULL)
+        view_run->next++;
+    return obj;
+}
+
+static void *view_string(const redisReadTask *task, char *str, size_t len)
+{
+    kvi_batch_op *op = view_op(task, task->type);
+    if (op == NULL)
+        return counted(task, default_fns->createString(task, str, len));
+    struct view *v = &view_run->views[view_run->next++];
+    v->type = task->type;
+    v->nomem = 0;
+    if (task->type == REDIS_REPLY_STRING) {
+        char *p = kvi_batch_op_value_alloc(view_run->c, op, len);
+        if (p == NULL)
+            v->nomem = 1;
+        else if (len > 0)
+            memcpy(p, str, len);
+    }
+    return VIEW;
+}
+
+static void *view_integer(const redisReadTask *task, long long value)
+{
+    if (view_op(task, REDIS_REPLY_INTEGER) == NULL)
+        return counted(task, default_fns->createInteger(task, value));
+    struct view *v = &view_run->views[view_run->next++];
+    v->type = REDIS_REPLY_INTEGER;
+    v->integer = value;
+    return VIEW;
+}
+
+static void *view_nil(const redisReadTask *task)
+{
+    if (view_op(task, REDIS_REPLY_NIL) == NULL)
+        return counted(task, default_fns->createNil(task));
+    view_run->views[view_run->next++].type = REDIS_REPLY_NIL;
+    return VIEW;
+}
+
+static void *view_array(const redisReadTask *task, int elements)
+{
+    return counted(task, default_fns->createArray(task, elements));
+}
+
+static void view_free(void *obj)
+{
+    if (obj != VIEW)
+        default_fns->freeObject(obj);
+}
+
+static redisReplyObjectFunctions view_fns = {
+    .createString = view_string,
+    .createArray = view_array,
+    .createInteger = view_integer,
+    .createNil = view_nil,
+    .freeObject = view_free,
+};
+
+/* Ends op with its view v, as end_with_reply would with the reply. */
+static void end_with_view(kvi_conn *c, kvi_batch_op *op, const struct view *v)
+{
+    kvi_status s;
+    switch (op->kind) {
+    case KVI_OP_FETCH:
+        s = v->type == REDIS_REPLY_NIL ? KVI_NOT_FOUND
+            : v->nomem                 ? kvi_engine_error(c, KVI_E_NOMEM, "out of memory")
+                                       : KVI_OK;
+        break;
+    case KVI_OP_STORE_NX:
+        s = v->type == REDIS_REPLY_NIL ? KVI_KEY_EXISTS : KVI_OK;
+        break;
+    case KVI_OP_REMOVE:
+        s = v->integer > 0 ? KVI_OK : KVI_NOT_FOUND;
+        break;
+    default: /* KVI_OP_STORE: its status */
+        s = KVI_OK;
+        break;
+    }
+    kvi_batch_op_done(c, op, s);
+}
+
 /* Set while the rest of a group is pipelined again after a connect
  * failure: that happens once, never recursively. */
 static _Thread_local int regrouping;
@@ -228,18 +378,26 @@ static _Thread_local int regrouping;
  * replies of n entries. */
 static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op **ops, size_t n,
                         int64_t deadline_ms, struct kvi_redis_cmd *cmds, struct bcmd *bcs,
-                        redisReply **replies)
+                        redisReply **replies, struct view *views)
 {
     for (size_t i = 0; i < n; i++)
         build(c, ops[i], &cmds[i], &bcs[i]);
     size_t got = 0, appended = 0;
-    kvi_status s =
-        kvi__redis_pipeline_partial(c, node, n, cmds, replies, deadline_ms, &got, &appended);
+    pthread_once(&default_fns_once, default_fns_init);
+    struct view_run vr = {c, ops, views, n, 0};
+    struct view_run *outer = view_run;
+    view_run = &vr;
+    kvi_status s = kvi__redis_pipeline_partial(c, node, n, cmds, replies, deadline_ms,
+                                               default_fns != NULL ? &view_fns : NULL, &got,
+                                               &appended);
+    view_run = outer;
     char msg[400] = "";
     if (s != KVI_OK)
         copy_msg(c, msg, sizeof msg);
     for (size_t i = 0; i < got; i++) {
-        if (not_run_here(replies[i])) {
+        if (replies[i] == VIEW) {
+            end_with_view(c, ops[i], &views[i]);
+        } else if (not_run_here(replies[i])) {
             freeReplyObject(replies[i]);
             kvi_batch_op_single(c, ops[i]);
         } else {
@@ -293,15 +451,16 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
         return;
     }
     /* One allocation for the scratch arrays, the most aligned first. */
-    size_t per = sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) + sizeof(kvi_batch_op *) +
-                 sizeof(struct kvi_redis_node *) + sizeof(redisReply *) + 1;
+    size_t per = sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) + sizeof(struct view) +
+                 sizeof(kvi_batch_op *) + sizeof(struct kvi_redis_node *) + sizeof(redisReply *) +
+                 1;
     /* Small batches use the stack: a heap block of this size costs malloc a
      * consolidation pass each time. */
     enum { STACK_OPS = 16 };
-    _Alignas(max_align_t) char small[STACK_OPS * (sizeof(struct kvi_redis_cmd) +
-                                                  sizeof(struct bcmd) + sizeof(kvi_batch_op *) +
-                                                  sizeof(struct kvi_redis_node *) +
-                                                  sizeof(redisReply *) + 1)];
+    _Alignas(max_align_t) char small[STACK_OPS *
+                                     (sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) +
+                                      sizeof(struct view) + sizeof(kvi_batch_op *) +
+                                      sizeof(struct kvi_redis_node *) + sizeof(redisReply *) + 1)];
     char *scratch = n <= STACK_OPS         ? small
                     : n <= SIZE_MAX / per ? kvi_engine_malloc(c, n * per)
                                           : NULL;
@@ -312,7 +471,8 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
     }
     struct kvi_redis_cmd *cmds = (struct kvi_redis_cmd *)(void *)scratch;
     struct bcmd *bcs = (struct bcmd *)(void *)(cmds + n);
-    kvi_batch_op **group = (kvi_batch_op **)(void *)(bcs + n);
+    struct view *views = (struct view *)(void *)(bcs + n);
+    kvi_batch_op **group = (kvi_batch_op **)(void *)(views + n);
     struct kvi_redis_node **node_of = (struct kvi_redis_node **)(void *)(group + n);
     redisReply **replies = (redisReply **)(void *)(node_of + n);
     unsigned char *taken = (unsigned char *)(replies + n);
@@ -360,7 +520,7 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
                                "the batch's deadline passed before this operation was sent");
                 continue;
             }
-            run_on_node(c, node, group, m, deadline_ms, cmds, bcs, replies);
+            run_on_node(c, node, group, m, deadline_ms, cmds, bcs, replies, views);
         }
         from = to;
     }

@@ -296,8 +296,10 @@ wait_failed:
 /* See pool.h. */
 kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, size_t count,
                                        const struct kvi_redis_cmd *cmds, redisReply **replies,
-                                       int64_t deadline_ms, size_t *got, size_t *appended)
+                                       int64_t deadline_ms, redisReplyObjectFunctions *fns,
+                                       size_t *got, size_t *appended)
 {
+    redisReplyObjectFunctions *saved_fns = NULL;
     struct kvi_redis_link *l;
     int reused, probe;
     uint32_t timeout_ms = n->cfg.timeout_ms;
@@ -322,6 +324,10 @@ again:
         kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);
         return s;
     }
+    if (fns != NULL) {
+        saved_fns = l->conn.reader->fn;
+        l->conn.reader->fn = fns;
+    }
     while (*got < count && s == KVI_OK) {
         /* Keep up to two chunks of requests ahead of the replies. */
         if (*appended - *got <= PIPE_CHUNK) {
@@ -343,6 +349,8 @@ again:
         if (s == KVI_OK)
             replies[(*got)++] = v;
     }
+    if (fns != NULL && l->conn.reader != NULL)
+        l->conn.reader->fn = saved_fns;
     if (s != KVI_OK && *got == 0 && reused && resendable && !check && kvi__redis_retryable(s)) {
         link_free(c, l);
         check = 1;

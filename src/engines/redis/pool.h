@@ -84,10 +84,16 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *node, size
  * is taken without a poll, and if it fails before the first reply
  * (closed while idle) everything is sent once more on a checked one;
  * otherwise nothing is re-sent.  Each reply waits at most the
- * connection's timeout and never past deadline_ms (monotonic; 0 = none). */
+ * connection's timeout and never past deadline_ms (monotonic; 0 = none).
+ * fns, when not NULL, replaces the reply object functions of the
+ * connection's reader while the replies are read (restored before the
+ * connection goes back to the pool or is closed): replies[i] is then
+ * whatever fns made of reply i.
+ */
 kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node, size_t count,
                                        const struct kvi_redis_cmd *cmds, redisReply **replies,
-                                       int64_t deadline_ms, size_t *got, size_t *appended);
+                                       int64_t deadline_ms, redisReplyObjectFunctions *fns,
+                                       size_t *got, size_t *appended);
 
 /* For non-blocking batches (async.c), without waiting: an idle connection
  * of node in *out (1), or a new one whose connect has started (0: drive it
