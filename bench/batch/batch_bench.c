@@ -387,7 +387,8 @@ int main(int argc, char **argv)
         if (kvi_ts_redis_start(&rs, NULL) != KVI_TS_OK)
             die("redis-server", kvi_ts_errmsg());
         char url[128];
-        snprintf(url, sizeof url, "redis://127.0.0.1:%u/", (unsigned)kvi_ts_port(rs));
+        /* A generous timeout: a loaded machine stalls the server for a second at times. */
+        snprintf(url, sizeof url, "redis://127.0.0.1:%u/?timeout=10000", (unsigned)kvi_ts_port(rs));
         redis_cases("redis", url, kvi_ts_port(rs), 0);
         if (kvi_bin != NULL)
             pipe_case(kvi_bin, kvi_ts_port(rs));
@@ -400,7 +401,7 @@ int main(int argc, char **argv)
     } else if (kvi_tc_start(&spec, &cl) == KVI_TS_OK) {
         char curl[512];
         size_t n = kvi_tc_url(cl, "redis", curl, sizeof curl);
-        snprintf(curl + n, sizeof curl - n, "?cluster=yes");
+        snprintf(curl + n, sizeof curl - n, "?cluster=yes&timeout=10000");
         redis_cases("cluster", curl, kvi_tc_port(cl, 0), 1);
         kvi_tc_free(cl);
     } else {
