@@ -9,9 +9,12 @@
 # measured: a round pair that took too long on a stalled machine to tell
 # "same lifetime" from "expired" widens the allowed count by one (said
 # loudly) instead of failing on timing.
-# Engines: redis (kvi over redis-server), shm (the shared local engine).
+# Engines: redis (kvi over redis-server), redis-nc (the same with the near
+# cache, client_cache: its entries must die with the key's TTL, which the
+# server does not announce before it deletes the key), shm (the shared
+# local engine).
 set -u
-engine=${1:?usage: test_sip_cache_lifetime.sh redis|shm}
+engine=${1:?usage: test_sip_cache_lifetime.sh redis|redis-nc|shm}
 . "${KVI_SOURCE_DIR:?}/integrations/kamailio/harness.sh"
 kh_require kvi
 kh_init
@@ -21,6 +24,10 @@ case $engine in
 redis)
     kh_redis_start redis
     args=(KVI_SIP_ENGINE=redis "KVI_SIP_URLS=redis://127.0.0.1:${KH_PORT[redis]}/")
+    ;;
+redis-nc)
+    kh_redis_start redis
+    args=(KVI_SIP_ENGINE=redis "KVI_SIP_URLS=redis://127.0.0.1:${KH_PORT[redis]}/?client_cache=1000")
     ;;
 shm)
     kh_require_shm

@@ -11,13 +11,14 @@
 #     never cached, so 3 per such user in every mode; retransmissions never
 #     add a query (the script absorbs them in a transaction).
 # Modes: none, htable (Kamailio's native cache), kvi-redis (kvi over a
-# redis-server), kvi-shm (kvi over the shared local engine).  Database
+# redis-server), kvi-redis-nc (the same with the near cache, client_cache),
+# kvi-shm (kvi over the shared local engine).  Database
 # (second argument): sqlite (default; queries counted by kvi_sql_log.so) or
 # mariadb (a MariaDB server on a loopback port, Kamailio's db_mysql; queries
 # counted from the server's general query log, and its Com_select must have
 # grown by at least as many).
 set -u
-mode=${1:?usage: test_sip_register.sh none|htable|kvi-redis|kvi-shm [sqlite|mariadb]}
+mode=${1:?usage: test_sip_register.sh none|htable|kvi-redis|kvi-redis-nc|kvi-shm [sqlite|mariadb]}
 db=${2:-sqlite}
 . "${KVI_SOURCE_DIR:?}/integrations/kamailio/harness.sh"
 
@@ -40,6 +41,10 @@ none | htable) args+=(KVI_SIP_CACHE=$mode) ;;
 kvi-redis)
     kh_redis_start redis
     args+=(KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=redis://127.0.0.1:${KH_PORT[redis]}/")
+    ;;
+kvi-redis-nc)
+    kh_redis_start redis
+    args+=(KVI_SIP_CACHE=kvi KVI_SIP_ENGINE=redis "KVI_SIP_URLS=redis://127.0.0.1:${KH_PORT[redis]}/?client_cache=1000")
     ;;
 kvi-shm)
     kh_require_shm
