@@ -110,14 +110,33 @@ static void text_add(struct text *t, const char *s, size_t n)
     t->s[t->len] = '\0';
 }
 
+/* The secrets of one engine id: the URL's password and an option that
+ * holds one (sentinel_password); either may be NULL. */
+struct secrets {
+    const char *s[2];
+};
+
+static struct secrets secrets_of(const struct kvi_conn *c)
+{
+    struct secrets z = {{NULL, NULL}};
+    if (c != NULL) {
+        z.s[0] = c->secret;
+        z.s[1] = c->secret2;
+    }
+    return z;
+}
+
 /* Appends one conversion's text, masked: it came from an argument. */
-static void text_add_masked(struct text *t, char *piece, int len, const char *secret, int cut)
+static void text_add_masked(struct text *t, char *piece, int len, const struct secrets *z, int cut)
 {
     if (len < 0) {
         t->oom = 1;
         return;
     }
-    if (secret != NULL && secret[0] != '\0') {
+    for (size_t i = 0; i < sizeof z->s / sizeof z->s[0]; i++) {
+        const char *secret = z->s[i];
+        if (secret == NULL || secret[0] == '\0')
+            continue;
         scrub_whole(piece, secret);
         if (cut) /* a precision may have cut a password in two */
             scrub_cut_tail(piece, secret);
@@ -135,7 +154,7 @@ static void text_add_masked(struct text *t, char *piece, int len, const char *se
  * Returns a heap string, NULL when out of memory or on a conversion it does
  * not know (the compiler checks every format, so that is a bug).
  */
-static char *vformat_masked(const char *secret, const char *fmt, va_list ap)
+static char *vformat_masked(const struct secrets *z, const char *fmt, va_list ap)
 {
     struct text t = {0};
     text_add(&t, "", 0);
@@ -262,7 +281,7 @@ static char *vformat_masked(const char *secret, const char *fmt, va_list ap)
             t.oom = 1;
             break;
         }
-        text_add_masked(&t, piece, r, secret, conv == 's' && has_precision);
+        text_add_masked(&t, piece, r, z, conv == 's' && has_precision);
         free(piece);
     }
     if (t.oom) {
@@ -309,8 +328,10 @@ kvi_status kvi__error(const kvi *k, kvi_status st, const char *fmt, ...)
 
 void kvi_engine_scrub(const kvi_conn *c, char *msg)
 {
-    if (c != NULL && msg != NULL)
+    if (c != NULL && msg != NULL) {
         kvi__scrub(msg, c->secret);
+        kvi__scrub(msg, c->secret2);
+    }
 }
 
 const char *kvi_errmsg(const kvi *k)
@@ -325,7 +346,8 @@ const char *kvi_errmsg(const kvi *k)
 static kvi_status engine_verror(kvi_conn *c, kvi_status st, const char *where, const char *fmt,
                                 va_list ap)
 {
-    char *body = vformat_masked(c != NULL ? c->secret : NULL, fmt, ap);
+    struct secrets z = secrets_of(c);
+    char *body = vformat_masked(&z, fmt, ap);
     const char *text = body ? body : "(out of memory formatting the message)";
     int has_where = where != NULL && where[0] != '\0';
     if (c == NULL && !has_where) {
@@ -366,13 +388,14 @@ kvi_status kvi_engine_error_in(kvi_conn *c, kvi_status st, const char *where, co
     return st;
 }
 
-static void vlog_msg(kvi *k, const char *secret, kvi_log_level level, const char *prefix,
+static void vlog_msg(kvi *k, const struct kvi_conn *c, kvi_log_level level, const char *prefix,
                      const char *fmt, va_list ap)
 {
     const struct kvi__hook *h = atomic_load_explicit(&k->log, memory_order_acquire);
     if (h == NULL || (int)level > h->level)
         return;
-    char *body = vformat_masked(secret, fmt, ap), *full = NULL;
+    struct secrets z = secrets_of(c);
+    char *body = vformat_masked(&z, fmt, ap), *full = NULL;
     const char *text = body ? body : "(out of memory formatting a log message)";
     if (prefix != NULL && asprintf(&full, "%.255s: %s", prefix, text) >= 0)
         text = full;
@@ -397,6 +420,6 @@ void kvi_engine_log(kvi_conn *c, kvi_log_level level, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vlog_msg(c->k, c->secret, level, c->id, fmt, ap);
+    vlog_msg(c->k, c, level, c->id, fmt, ap);
     va_end(ap);
 }

@@ -12,6 +12,31 @@
 #include "core/options.h"
 #include "core/registry.h"
 
+/* Wipes and frees the secrets kept to scrub messages. */
+static void wipe_secrets(kvi *k, struct kvi_conn *c)
+{
+    char *s[2] = {c->secret, c->secret2};
+    for (size_t i = 0; i < 2; i++)
+        if (s[i] != NULL) {
+            memset(s[i], 0, strlen(s[i]));
+            kvi__free(k, s[i]);
+        }
+    c->secret = c->secret2 = NULL;
+}
+
+/* The value of the first option of u that holds a password (its name ends
+ * in "password", as kvi_url_format_redacted hides it), or NULL. */
+static const char *option_secret(const kvi_url *u)
+{
+    for (size_t i = 0; i < u->noptions; i++) {
+        size_t nl = strlen(u->options[i].name);
+        if (nl >= 8 && strcmp(u->options[i].name + nl - 8, "password") == 0 &&
+            u->options[i].value != NULL && u->options[i].value[0] != '\0')
+            return u->options[i].value;
+    }
+    return NULL;
+}
+
 static void conn_destroy(kvi *k, struct kvi_conn *c)
 {
     if (c->engine->close != NULL)
@@ -19,10 +44,7 @@ static void conn_destroy(kvi *k, struct kvi_conn *c)
     kvi__options_free(k, c);
     kvi__free(k, c->priv);
     kvi__free(k, c->id);
-    if (c->secret != NULL) {
-        memset(c->secret, 0, strlen(c->secret));
-        kvi__free(k, c->secret);
-    }
+    wipe_secrets(k, c);
     kvi__free(k, c);
 }
 
@@ -55,9 +77,7 @@ static void pending_drop(kvi *k, const struct kvi__pending *mine)
 /* Frees a handle whose open() never ran. */
 static void conn_discard(kvi *k, struct kvi_conn *c)
 {
-    if (c->secret != NULL)
-        memset(c->secret, 0, strlen(c->secret));
-    kvi__free(k, c->secret);
+    wipe_secrets(k, c);
     kvi__free(k, c->id);
     kvi__options_free(k, c);
     kvi__free(k, c->priv);
@@ -89,8 +109,11 @@ static kvi_status define_locked(kvi *k, const kvi_url *u)
         c->max_value_len = KVI_MAX_VALUE_LEN;
     c->id = kvi__strdup(k, u->id);
     c->secret = u->password ? kvi__strdup(k, u->password) : NULL;
+    const char *secret2 = option_secret(u);
+    c->secret2 = secret2 ? kvi__strdup(k, secret2) : NULL;
     c->priv = kvi__calloc(k, 1, e->conn_size ? e->conn_size : 1);
-    if (c->id == NULL || c->priv == NULL || (u->password != NULL && c->secret == NULL)) {
+    if (c->id == NULL || c->priv == NULL || (u->password != NULL && c->secret == NULL) ||
+        (secret2 != NULL && c->secret2 == NULL)) {
         conn_discard(k, c);
         return kvi__error(k, KVI_E_NOMEM, "out of memory defining '%s'", u->id);
     }

@@ -33,6 +33,8 @@ struct kvi_conn {
     const struct kvi_engine *engine;
     char *id;       /* "scheme" or "scheme:group" */
     char *secret;   /* the URL's password, only to scrub messages; may be NULL */
+    char *secret2;  /* an option holding a password (name ending in "password",
+                       redis: sentinel_password), scrubbed like secret; may be NULL */
     uint32_t caps;  /* the engine's, or what open() set with kvi_conn_set_caps */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;

@@ -686,6 +686,66 @@ static void test_sentinel_password_authenticates_to_the_sentinels(void **state)
     kvi_tsn_free(ts);
 }
 
+/* Every log line of a context, joined (for "never in a message"). */
+struct log_text {
+    pthread_mutex_t mu;
+    char text[16384];
+    size_t len;
+};
+
+static void keep_log(void *ud, kvi_log_level level, const char *msg)
+{
+    (void)level;
+    struct log_text *l = ud;
+    pthread_mutex_lock(&l->mu);
+    int n = snprintf(l->text + l->len, sizeof l->text - l->len, "%s\n", msg);
+    if (n > 0)
+        l->len += (size_t)n < sizeof l->text - l->len ? (size_t)n : sizeof l->text - l->len - 1;
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* A "sentinel" that echoes what it was sent: a redis-server without AUTH
+ * answers "ERR unknown command 'AUTH', with args beginning with: '<the
+ * password>'" (so does a Redis 5 sentinel, which has no AUTH).  The
+ * sentinel_password is scrubbed from the message and the log like the
+ * URL's password. */
+static void test_sentinel_password_never_in_a_message(void **state)
+{
+    (void)state;
+    const char *extra[] = {"--rename-command", "AUTH", "", NULL};
+    kvi_ts_server *echo = NULL;
+    kvi_ts_result r = kvi_ts_redis_start(&echo, extra);
+    if (r == KVI_TS_MISSING)
+        kvi_test_skip("%s", kvi_ts_errmsg());
+    assert_int_equal(r, KVI_TS_OK);
+    static struct log_text log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    const char *users[] = {"", "sentinel_user=watcher&"};
+    for (size_t i = 0; i < 2; i++) {
+        char url[512];
+        snprintf(url, sizeof url,
+                 "redis://:data-pw-7@127.0.0.1:%u/?sentinel=mymaster&%ssentinel_password="
+                 "Sent1nel-pw-42&connect_timeout=%d&timeout=%d",
+                 (unsigned)kvi_ts_port(echo), users[i], CONNECT_TIMEOUT_MS, CONNECT_TIMEOUT_MS);
+        kvi *k = NULL;
+        assert_int_equal(kvi_new(&k), KVI_OK);
+        assert_int_equal(kvi_set_log(k, keep_log, &log, KVI_LOG_DEBUG), KVI_OK);
+        kvi_status st = kvi_add_url(k, url);
+        print_message("  echoing sentinel (%s) -> %s: %s\n", users[i][0] ? "user" : "no user",
+                      kvi_status_name(st), kvi_errmsg(k));
+        assert_int_not_equal(st, KVI_OK);
+        /* The server did echo something of the AUTH command. */
+        assert_non_null(strstr(kvi_errmsg(k), "AUTH"));
+        assert_null(strstr(kvi_errmsg(k), "Sent1nel"));
+        assert_null(strstr(kvi_errmsg(k), "data-pw"));
+        kvi_free(k);
+    }
+    pthread_mutex_lock(&log.mu);
+    print_message("  log:\n%s", log.text);
+    assert_null(strstr(log.text, "Sent1nel"));
+    pthread_mutex_unlock(&log.mu);
+    kvi_ts_free(echo);
+}
+
 static void test_sentinel_password_is_hidden_like_the_password(void **state)
 {
     (void)state;
@@ -712,6 +772,10 @@ int main(void)
         cmocka_unit_test(test_sentinels_and_master_over_tls),
         cmocka_unit_test(test_sentinel_password_authenticates_to_the_sentinels),
         cmocka_unit_test(test_sentinel_password_is_hidden_like_the_password),
+        cmocka_unit_test(test_sentinel_password_never_in_a_message),
     };
+    /* KVI_TEST_FILTER=test_sentinel_password* runs only those cases. */
+    if (getenv("KVI_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("KVI_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
