@@ -351,6 +351,7 @@ static redisReplyObjectFunctions view_fns = {
 static void end_with_view(kvi_conn *c, kvi_batch_op *op, const struct view *v)
 {
     kvi_status s;
+    written(c, op);
     switch (op->kind) {
     case KVI_OP_FETCH:
         s = v->type == REDIS_REPLY_NIL ? KVI_NOT_FOUND

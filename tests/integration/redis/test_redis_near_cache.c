@@ -401,6 +401,42 @@ static void test_a_forked_child_has_its_own_near_cache(void **state)
     until_reads(f->a, "nc:fork", "c2", SEEN_WITHIN_MS);
 }
 
+/* A failover list: the first server dies, fetches go to the second; no
+ * value cached from the first is served, and the near cache subscribes on
+ * the second. */
+static void test_a_failover_serves_nothing_from_the_old_server(void **state)
+{
+    struct fx *f = *state;
+    kvi_ts_server *s2 = kvi_test_redis(NULL);
+    kvi *other = context(s2, "");
+    store(other, "nc:fo", "second");
+    char url[256];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u,127.0.0.1:%u/?client_cache=100",
+             (unsigned)kvi_ts_port(f->s), (unsigned)kvi_ts_port(s2));
+    kvi *k = kvi_test_context1(url);
+    store(f->b, "nc:fo", "first");
+    assert_reads(k, "nc:fo", "first");
+    uint64_t h = hits(k);
+    assert_reads(k, "nc:fo", "first");
+    assert_int_equal(hits(k), h + 1);
+    assert_int_equal(kvi_ts_kill(f->s), KVI_TS_OK);
+    assert_reads(k, "nc:fo", "second");
+    /* Cached again, now from the second server, and invalidated by it. */
+    int64_t t0 = kvi_test_mono_ms();
+    h = hits(k);
+    while (hits(k) == h) {
+        assert_reads(k, "nc:fo", "second");
+        if (kvi_test_mono_ms() - t0 > 3000)
+            fail_msg("no near-cache hit within 3 s after the failover");
+        kvi_test_sleep_ms(10);
+    }
+    store(other, "nc:fo", "second-2");
+    until_reads(k, "nc:fo", "second-2", SEEN_WITHIN_MS);
+    kvi_free(k);
+    kvi_free(other);
+    kvi_ts_free(s2);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -474,6 +510,7 @@ int main(void)
         T(test_own_writes_are_seen_at_once),
         T(test_a_fetch_racing_a_change_keeps_nothing_stale),
         T(test_a_forked_child_has_its_own_near_cache),
+        T(test_a_failover_serves_nothing_from_the_old_server),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_off_by_default),
