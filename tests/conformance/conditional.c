@@ -273,7 +273,8 @@ static void test_store_nx_on_present_key_changes_nothing(void **state)
     if (has(f, KVI_CAP_TTL))
         assert_int_equal(ttl_of(f, &k), -1); /* the refused expiry was not applied */
     assert_status(f, kvi_conn_stats(f->c, &after), KVI_OK);
-    assert_int_equal(after.errors, before.errors);
+    if (!after.shared) /* else every process's: others may run beside */
+        assert_int_equal(after.errors, before.errors);
     /* A counter is present too; after remove the key is absent again. */
     tkey c = key(f, "nx:counter");
     expect_add(f, &c, 3, 0, 3);

@@ -395,7 +395,8 @@ static kvi_status count_other(kvi_conn *c, kvi_status st)
 static kvi_status table_error(kvi_conn *c, kvi_status st)
 {
     kvi__sh *sh = ((struct local_conn *)kvi_conn_priv(c))->sh;
-    count_error(c, st);
+    if (sh && KVI_STATUS_IS_ERROR(st))
+        kvi__sh_count_error(sh); /* as count_error */
     switch (st) {
     case KVI_E_STORE_FULL:
         if (sh)

@@ -88,9 +88,6 @@ struct sh_shard {
     uint64_t ops;                           /* key operations (the kind of each: sh_count) */
     uint64_t hits;                          /* fetches and counter reads that found the key */
     uint64_t misses;                        /* operations that ended KVI_NOT_FOUND */
-    uint64_t buckets_off;                   /* fixed */
-    uint64_t arena_off;                     /* fixed */
-    uint64_t arena_end;                     /* fixed */
     uint64_t top;                           /* logged: first never-carved byte */
     uint64_t entries;                       /* logged */
     uint64_t bytes;                         /* logged: key + value bytes */
@@ -98,6 +95,10 @@ struct sh_shard {
     uint64_t expiring;                      /* logged: entries with an expiry */
     uint64_t bits[(SH_NCLASS + 63u) / 64u]; /* logged: non-empty free lists */
     uint32_t heads[SH_NCLASS];              /* logged: free-list heads (valid when bit set) */
+    uint64_t buckets_off;                   /* fixed */
+    uint64_t arena_off;                     /* fixed */
+    uint64_t arena_end;                     /* fixed */
+    uint64_t pad2_[2]; /* the logged fields and the log keep layout 3's alignment */
     uint64_t expired;
     uint64_t evicted;
     uint64_t changes;

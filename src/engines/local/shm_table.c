@@ -508,20 +508,16 @@ static inline void sh_count(struct sh_shard *sh, kvi_status st)
 }
 
 /* Hashes key and locks its shard (repairing it after a dead owner); NULL
- * with *st set when the lock cannot be recovered (an operation that is
- * counted, count, then counts there). */
+ * with *st set when the lock cannot be recovered (the caller counts that
+ * operation with kvi__sh_count_other: no shard's count holds it). */
 static struct sh_shard *lock_key(kvi__sh *s, const void *key, size_t klen, uint64_t *h,
-                                 kvi_status *st, int count)
+                                 kvi_status *st)
 {
     *h = kvi__lt_hash(s->seed, key, klen);
     struct sh_shard *sh = shard_of(s, *h);
     __builtin_prefetch(&buckets(s, sh)[*h & s->nbmask]);
     *st = kvi__sh_lock(s, sh);
-    if (*st == KVI_OK)
-        return sh;
-    if (count)
-        kvi__sh_count_other(s, 0);
-    return NULL;
+    return *st == KVI_OK ? sh : NULL;
 }
 
 /* A key's place: its shard (locked by lock_find) and the link of its live
@@ -535,12 +531,22 @@ struct sh_at {
 
 /* lock_key, then the key's live entry: KVI_OK with at->sh locked, or the
  * lock's error with nothing locked. */
-static kvi_status lock_find(kvi__sh *s, const void *key, size_t klen, struct sh_at *at)
+#if defined(__GNUC__)
+#define SH_INLINE inline __attribute__((always_inline))
+#else
+#define SH_INLINE inline
+#endif
+
+/* (Inlined: its callers are the hot paths, and a call of its own costs a
+ * hit ~30 instructions.) */
+static SH_INLINE kvi_status lock_find(kvi__sh *s, const void *key, size_t klen, struct sh_at *at)
 {
     kvi_status st;
-    at->sh = lock_key(s, key, klen, &at->h, &st, 1);
-    if (!at->sh)
+    at->sh = lock_key(s, key, klen, &at->h, &st);
+    if (!at->sh) {
+        kvi__sh_count_other(s, 0);
         return st;
+    }
     at->pp = find_live(s, at->sh, at->h, key, klen, &at->n);
     return KVI_OK;
 }
@@ -558,9 +564,12 @@ static kvi_status sh_put(kvi__sh *s, const void *key, size_t klen, const void *v
     }
     uint64_t h;
     kvi_status st;
-    struct sh_shard *sh = lock_key(s, key, klen, &h, &st, count);
-    if (!sh)
+    struct sh_shard *sh = lock_key(s, key, klen, &h, &st);
+    if (!sh) {
+        if (count)
+            kvi__sh_count_other(s, 0);
         return st;
+    }
     if (count)
         sh->ops++;
     uint32_t *old = find_live(s, sh, h, key, klen, n);
