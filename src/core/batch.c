@@ -79,6 +79,9 @@ kvi_status kvi_batch_new(kvi *k, kvi_batch **out)
 
 static void item_release(kvi *k, struct batch_item *it)
 {
+    /* Most items hold nothing to free (values in the batch's memory). */
+    if (it->op.value.free_fn_ == NULL && it->op.reply == NULL && it->msg == NULL)
+        return;
     kvi_value_free(&it->op.value);
     kvi_reply_free(it->op.reply);
     it->op.reply = NULL;
@@ -123,7 +126,7 @@ void kvi_batch_free(kvi_batch *b)
 
 /* A copy of len bytes (plus a NUL) in the batch's memory (src NULL: room
  * for them, uninitialised); NULL when short. */
-static void *copy_in(kvi_batch *b, const void *src, size_t len)
+static void *copy_in_slow(kvi_batch *b, const void *src, size_t len)
 {
     size_t need = len + 1;
     struct chunk *ch = b->chunks;
@@ -147,11 +150,26 @@ static void *copy_in(kvi_batch *b, const void *src, size_t len)
     return p;
 }
 
+/* copy_in_slow, with the common case (room in the newest chunk) inline. */
+static inline void *copy_in(kvi_batch *b, const void *src, size_t len)
+{
+    struct chunk *ch = b->chunks;
+    if (ch == NULL || len >= ch->cap - ch->used)
+        return copy_in_slow(b, src, len);
+    char *p = (char *)ch->data + ch->used;
+    if (src != NULL)
+        memcpy(p, src, len);
+    p[len] = '\0';
+    ch->used += len + 1;
+    return p;
+}
+
 char *kvi_batch_op_value_alloc(kvi_conn *c, kvi_batch_op *op, size_t len)
 {
     if (c == NULL || op == NULL)
         return NULL;
-    kvi_value_free(&op->value);
+    if (op->value.data != NULL)
+        kvi_value_free(&op->value);
     if (len >= SIZE_MAX - sizeof(struct chunk))
         return NULL;
     char *p = copy_in(ITEM_OF(op)->b, NULL, len);
@@ -213,7 +231,9 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
         it->c = b->last_c;
     else if ((st = kvi_conn_get(b->k, id, &it->c)) == KVI_OK)
         b->last_c = it->c;
-    if (st == KVI_OK) {
+    if (st == KVI_OK && !(kind == KVI_OP_FETCH && key != NULL && key_len >= 1 &&
+                          key_len <= KVI_MAX_KEY_LEN)) {
+        /* (a fetch with a good key needs no more: its check is the key's) */
         kvi__clear_error();
         st = kvi__op_check(it->c, kind, op);
     }
@@ -309,6 +329,16 @@ void kvi_batch_op_done(kvi_conn *c, kvi_batch_op *op, kvi_status st)
 {
     if (c == NULL || op == NULL || op->done)
         return;
+    if ((st == KVI_OK && op->kind == KVI_OP_FETCH && op->value.data != NULL) ||
+        (st == KVI_NOT_FOUND && op->value.data == NULL && op->reply == NULL)) {
+        /* The common outcomes of a fetch: nothing to fix up, no message. */
+        if (st != KVI_OK)
+            op->integer = 0;
+        kvi__clear_error();
+        op->status = st;
+        op->done = 1;
+        return;
+    }
     struct batch_item *it = ITEM_OF(op);
     if ((unsigned)st >= KVI_STATUS_COUNT)
         st = kvi_engine_error(c, KVI_E_INTERNAL, "batch: engine returned unknown status %d",

@@ -218,8 +218,20 @@ static void test_batch_values_are_binary_safe_and_owned_by_the_batch(void **stat
     assert_null(v.data);
     assert_status(f, kvi_batch_take_value(b, 5, &v), KVI_OK);
     kvi_batch_free(b); /* the taken value outlives the batch */
+    /* ... and is the caller's own: another batch's 1 MiB result (likely in
+     * the memory the freed batch held) does not change it. */
+    char *other = malloc(big_len);
+    assert_non_null(other);
+    fill_random(other, big_len, 43);
+    assert_status(f, kvi_store(f->k, f->id, big.b, big.n, other, big_len, 0), KVI_OK);
+    b = new_batch(f);
+    assert_status(f, kvi_batch_fetch(b, f->id, big.b, big.n), KVI_OK);
+    assert_status(f, kvi_batch_run(b, 10000), KVI_OK);
+    assert_op_value(f, b, 0, other, big_len);
     assert_int_equal(v.len, big_len);
     assert_memory_equal(v.data, bigv, big_len);
+    kvi_batch_free(b);
+    free(other);
     kvi_value_free(&v);
     free(bigv);
 }

@@ -1008,6 +1008,63 @@ static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_
     return kvi__sh_fetch(self, key, key_len, fn, ud);
 }
 
+/* The batch's fetch of n keys: in chunks of 256, the keys are hashed (their
+ * buckets prefetched) and listed per shard, then each shard met is locked
+ * once for all its keys.  Each key ends as kvi__sh_fetch would end it
+ * (counted, touched, KVI_E_CORRUPT on a damaged link), and a shard whose
+ * lock cannot be recovered fails its keys with that lock's status. */
+static void op_fetch_many(void *self, size_t n, const void *const *keys, const size_t *lens,
+                          kvi__lt_value_fn fn, void *const *uds, kvi_status *sts)
+{
+    kvi__sh *s = self;
+    enum { CHUNK = 256 };
+    uint64_t h[CHUNK];
+    int16_t next[CHUNK], head[SH_SHARDS];
+    for (size_t base = 0; base < n; base += CHUNK) {
+        size_t m = n - base < CHUNK ? n - base : CHUNK;
+        for (size_t i = 0; i < SH_SHARDS; i++)
+            head[i] = -1;
+        for (size_t i = m; i-- > 0;) {
+            h[i] = kvi__lt_hash(s->seed, keys[base + i], lens[base + i]);
+            struct sh_shard *sh = shard_of(s, h[i]);
+            __builtin_prefetch(&buckets(s, sh)[h[i] & s->nbmask]);
+            size_t x = (size_t)(sh - s->shards);
+            next[i] = head[x];
+            head[x] = (int16_t)i;
+        }
+        for (size_t x = 0; x < SH_SHARDS; x++) {
+            if (head[x] < 0)
+                continue;
+            struct sh_shard *sh = &s->shards[x];
+            kvi_status lst = kvi__sh_lock(s, sh);
+            if (lst != KVI_OK) {
+                for (int16_t j = head[x]; j >= 0; j = next[j]) {
+                    kvi__sh_count_other(s, 0);
+                    sts[base + (size_t)j] = lst;
+                }
+                continue;
+            }
+            for (int16_t j = head[x]; j >= 0; j = next[j]) {
+                size_t i = base + (size_t)j;
+                kvi__lt_op now = {.k = s->k};
+                uint32_t *pp = find_live(s, sh, h[j], keys[i], lens[i], &now);
+                kvi_status st;
+                if (pp) {
+                    struct sh_ent *e = ENT(s, *pp);
+                    touch(s, sh, e);
+                    st = fn(uds[i], e->data + lens[i], e->vlen);
+                    sh->hits += st == KVI_OK;
+                } else {
+                    st = now.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
+                }
+                sh_count(sh, st);
+                sts[i] = st;
+            }
+            pthread_mutex_unlock(&sh->lock);
+        }
+    }
+}
+
 static kvi_status op_remove(void *self, const void *key, size_t key_len)
 {
     return kvi__sh_remove(self, key, key_len);
@@ -1062,6 +1119,7 @@ const kvi__tab_ops kvi__sh_ops = {
     .store_nx = op_store_nx,
     .put_abs = op_put_abs,
     .fetch = op_fetch,
+    .fetch_many = op_fetch_many,
     .remove = op_remove,
     .add = op_add,
     .add_bounded = op_add_bounded,

@@ -784,6 +784,15 @@ void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const siz
             lt_ref dead = 0;
             pthread_mutex_lock(&sh->lock);
             lt_rehash_step(t, sh, 1);
+            /* The buckets were prefetched when hashed; now that the lock
+             * makes them stable, start loading each key's first entry so
+             * that those misses overlap too. */
+            if (sh->ht[0].b != NULL)
+                for (int16_t j = head[s]; j >= 0; j = next[j]) {
+                    lt_ref r = sh->ht[0].b[(size_t)h[j] & sh->ht[0].mask];
+                    if (r)
+                        __builtin_prefetch(r_entry(r));
+                }
             for (int16_t j = head[s]; j >= 0; j = next[j]) {
                 size_t x = base + (size_t)j;
                 struct lt_loc loc = lt_find_live(t, sh, h[j], keys[x], lens[x], &now, &dead);
