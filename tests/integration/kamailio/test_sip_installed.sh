@@ -6,7 +6,8 @@
 # Kamailio runs the installed configuration and script with the installed
 # Lua module, password cache, credits and journal on shared local
 # collections: 10 users (+1 with a wrong password) register (200 / 401),
-# the installed `kvi` lists the cached passwords, seeds a credit, one call
+# the installed `kvi` lists the cached passwords and shows the workers'
+# counts (stats), seeds a credit, one call
 # is made and billed per started second, the CDR line is logged.
 set -u
 . "${KVI_SOURCE_DIR:?}/integrations/kamailio/harness.sh"
@@ -39,6 +40,13 @@ kh_check_register "$KH_DIR/users.csv" "$KH_DIR/sipp-reg/calls.log" || failed=1
 n=$("$KVI" -u "${AUTH%%&*}" keys local 'passwd_*' | wc -l)
 echo "the installed kvi sees $n cached passwords"
 [ "$n" = 10 ] || { echo "want 10"; failed=1; }
+# Step 4's stats, as the walkthrough shows them: every worker's operations
+# (11 fetches that missed, 10 stores, the keys listing above).
+"$KVI" -u "${AUTH%%&*}" stats local >"$KH_DIR/stats.txt" 2>&1 || failed=1
+for line in "ops 22" "misses 11" "hits 0" "errors 0" "hit_ratio 0.0000" "shared yes"; do
+    awk -v w="$line" '$1 " " $2 == w { found = 1 } END { exit !found }' "$KH_DIR/stats.txt" ||
+        { echo "kvi stats: no '$line' in: $(cat "$KH_DIR/stats.txt")"; failed=1; }
+done
 
 "$KVI" -u "${CREDIT%%&*}" store local:billing credit_u0001 100 || kh_die "cannot seed the credit"
 kh_uas_start uas

@@ -9,7 +9,9 @@
 #     cache, exactly 1 per right-password user (the lifetime is longer than
 #     the run); without one ("none"), one per REGISTER; a wrong password is
 #     never cached, so 3 per such user in every mode; retransmissions never
-#     add a query (the script absorbs them in a transaction).
+#     add a query (the script absorbs them in a transaction);
+#   - kvi-shm: `kvi stats` from outside shows the workers' hits and misses
+#     exactly (hits = right-password REGISTERs after each user's first).
 # Modes: none, htable (Kamailio's native cache), kvi-redis (kvi over a
 # redis-server), kvi-redis-nc (the same with the near cache, client_cache),
 # kvi-shm (kvi over the shared local engine).  Database
@@ -108,6 +110,32 @@ if [ "$db" = mariadb ]; then
     q=$(awk '{ s += $2 } END { print s + 0 }' "$KH_DIR/dbq.txt")
     echo "MariaDB Com_select grew by $sel while the query log shows $q subscriber queries"
     [ "$sel" -ge "$q" ] && [ "$q" -gt 0 ] || { echo "Com_select and the query log disagree"; failed=1; }
+fi
+if [ "$mode" = kvi-shm ]; then
+    # The workers' hit ratio, read from outside as an operator does (issue
+    # 19 item 6): the segment counts every Kamailio process's fetches.  A
+    # right password is a miss the first time and a hit in every later round
+    # and in the wrong-password round; a wrong one is never cached (a miss
+    # in each round).  Retransmissions are absorbed before the fetch.
+    want_hits=$((NGOOD * ROUNDS)) want_misses=$((NGOOD + NBAD * ROUNDS))
+    "$KH_BUILD/kvi" -u "$KH_SHM_URL" stats local >"$KH_DIR/stats.txt" 2>&1 || {
+        cat "$KH_DIR/stats.txt"
+        failed=1
+    }
+    sed 's/^/  kvi stats: /' "$KH_DIR/stats.txt"
+    hits=$(awk '$1 == "hits" { print $2 }' "$KH_DIR/stats.txt")
+    misses=$(awk '$1 == "misses" { print $2 }' "$KH_DIR/stats.txt")
+    ratio=$(awk '$1 == "hit_ratio" { print $2 }' "$KH_DIR/stats.txt")
+    want_ratio=$(awk -v h=$want_hits -v m=$want_misses 'BEGIN { printf "%.4f", h / (h + m) }')
+    if [ "$hits" != "$want_hits" ] || [ "$misses" != "$want_misses" ] || [ "$ratio" != "$want_ratio" ]; then
+        echo "kvi stats: hits $hits misses $misses ratio $ratio, want $want_hits $want_misses $want_ratio"
+        failed=1
+    fi
+    "$KH_BUILD/kvi" -u "$KH_SHM_URL" stats local --format prometheus >"$KH_DIR/stats.prom" 2>&1
+    grep -qx "kvi_hits_total{engine=\"local\",id=\"local\"} $want_hits" "$KH_DIR/stats.prom" || {
+        echo "kvi stats --format prometheus lacks the hits: $(grep hits "$KH_DIR/stats.prom")"
+        failed=1
+    }
 fi
 # Cache failures (the script then asks the database) and errors, if any.
 grep -E "WARNING|ERROR|CRITICAL" "$KH_DIR/p1/kamailio.log" | head -n 20
