@@ -6,7 +6,9 @@
 #include "counter.h"
 #include "dispatch.h"
 #include "error.h"
+#include "nearcache.h"
 #include "scripts.h"
+#include "values.h"
 
 static kvi_status counter_error(kvi_conn *c, const redisReply *r)
 {
@@ -81,6 +83,7 @@ kvi_status kvi__redis_add(kvi_conn *c, const void *key, size_t key_len, int64_t 
     redisReply *r = NULL;
 
     kvi_status s = run_counter_script(c, KVI_REDIS_SCRIPT_ADD, key, key_len, 2, args, lens, &r);
+    kvi__redis_nc_drop(c, key, key_len);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_STRING || !kvi_parse_int64(r->str, r->len, new_value))
@@ -100,6 +103,7 @@ kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, 
     redisReply *r = NULL;
 
     kvi_status s = run_counter_script(c, KVI_REDIS_SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
+    kvi__redis_nc_drop(c, key, key_len);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||

@@ -7,7 +7,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis.h"
+#include "kvi/engine.h"
 
 /* The engine's add slot: atomic INCRBY with the expiry set on creation,
  * in one round trip (EVALSHA, EVAL after NOSCRIPT). */

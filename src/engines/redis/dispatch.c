@@ -521,25 +521,3 @@ kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, siz
     size_t lens[2] = {strlen(cmd), key_len};
     return kvi__redis_run(c, 2, argv, lens, 1, flags, out);
 }
-
-/* See dispatch.h. */
-kvi_status kvi__redis_get_string(kvi_conn *c, const void *key, size_t key_len, redisReply **out,
-                                 redisReply **err)
-{
-    redisReply *r;
-    kvi_status s = kvi__redis_run_key(c, "GET", key, key_len, KVI_REDIS_RESEND_OK, &r);
-    if (s != KVI_OK)
-        return s;
-    if (r->type == REDIS_REPLY_NIL) {
-        freeReplyObject(r);
-        return KVI_NOT_FOUND;
-    }
-    if (r->type == REDIS_REPLY_ERROR && err != NULL) {
-        *err = r;
-        return KVI_OK;
-    }
-    if (r->type != REDIS_REPLY_STRING)
-        return kvi__redis_unexpected(c, r, "GET");
-    *out = r;
-    return KVI_OK;
-}

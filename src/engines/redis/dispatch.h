@@ -2,13 +2,14 @@
  * dispatch.h -- where a command of the redis engine runs: the working host
  * of the standalone failover list, or the master of its slot in a Redis
  * Cluster (following MOVED and ASK, retrying TRYAGAIN/CLUSTERDOWN/LOADING
- * with backoff).  The top layer of the connection code; redis.c and
- * counter.c call it.
+ * with backoff), the slot computed once from the command's key.  The top
+ * of the connection code: it runs commands it is given and builds none;
+ * the command files (values, counter, raw, scan, batch) call it.
  */
 #ifndef KVI_REDIS_DISPATCH_H
 #define KVI_REDIS_DISPATCH_H
 
-#include "redis.h"
+#include "priv.h"
 
 /* Creates the connection state (and connects unless lazy).  Call once from
  * open() after cfg is filled. */
@@ -45,12 +46,6 @@ kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t
 /* kvi__redis_run() of the two words "cmd key" in the key's slot. */
 kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
                               int flags, redisReply **out);
-
-/* GET key: KVI_OK with the string reply in *out (caller frees it),
- * KVI_NOT_FOUND for nil; an error reply comes back as KVI_OK with *err set
- * to it (caller frees it) when err is not NULL, else as its status. */
-kvi_status kvi__redis_get_string(kvi_conn *c, const void *key, size_t key_len, redisReply **out,
-                                 redisReply **err);
 
 /* *is_cluster = 1 when c talks to a cluster (detecting the mode first if
  * needed). */

@@ -97,8 +97,8 @@ kvi_status kvi__redis_scripts_load(kvi_conn *c, struct kvi_redis_scripts *sc,
 }
 
 /* See scripts.h. */
-int kvi__redis_script_words(struct kvi_redis_scripts *sc, int id, int allow_sha,
-                            const char **argv, size_t *lens)
+int kvi__redis_script_words(struct kvi_redis_scripts *sc, int id, int allow_sha, const char **argv,
+                            size_t *lens)
 {
     struct kvi_redis_script *s = &sc->script[id];
     if (allow_sha && atomic_load(&s->sha_state) == 2) {

@@ -50,7 +50,7 @@ kvi_status kvi__redis_scripts_load(kvi_conn *c, struct kvi_redis_scripts *sc,
  * lens[0..2): "EVALSHA sha" when allow_sha and the SHA is known (returns
  * 1), else "EVAL text" (returns 0).  The words stay valid as long as sc.
  */
-int kvi__redis_script_words(struct kvi_redis_scripts *sc, int id, int allow_sha,
-                            const char **argv, size_t *lens);
+int kvi__redis_script_words(struct kvi_redis_scripts *sc, int id, int allow_sha, const char **argv,
+                            size_t *lens);
 
 #endif /* KVI_REDIS_SCRIPTS_H */

@@ -1,29 +1,37 @@
 /*
- * redis.h -- the redis engine's private types: the parsed URL (cfg), the
- * per-connection private part and one command to run.  Types only; each
- * concern has its own header:
+ * priv.h -- the redis engine's private types (as src/core/types.h is the
+ * core's): the settings parsed from the URL and the private part of a
+ * kvi_conn.  Types only.  The engine's files, from the ground up; each
+ * calls only files listed above it:
  *
- *   error.h     server error replies -> kvi statuses (lowest layer)
+ *   error.h     server error replies -> kvi statuses
+ *   route.h     pure helpers: key slots, key positions, globs
  *   net.h       byte streams: TCP, unix socket, TLS (OpenSSL) behind one ops struct
+ *   deep.h      RESP2 reader of raw replies (any depth up to 64)
  *   conn.h      one connection as a non-blocking state machine (connect, TLS,
  *               AUTH/SELECT, requests, replies via hiredis's public reader)
+ *               -- net and conn know nothing of the engine --
  *   scripts.h   every Lua script: texts, SHAs, SCRIPT LOAD, EVALSHA/EVAL words
- *   transport.h the engine's settings on a connection, scripts, ASKING, WAIT
- *   deep.h      RESP2 reader of raw replies (any depth up to 64)
- *   pool.h      nodes (one server each) and their idle connections
- *   state.h     the per-process state (fork), the node registry
- *   slotmap.h   the Redis Cluster slot map
+ *   transport.h the node settings (struct kvi_redis_node_cfg, a value), a
+ *               connection's set-up and round trips (ASKING, WAIT)
+ *   pool.h      nodes (a server each, with a copy of the settings and a
+ *               breaker), their idle connections, calls on one node
+ *   state.h     the per-process state: the node registry, seeds, slot table
+ *   slotmap.h   the Redis Cluster slot map (a key's slot -> its master)
  *   sentinel.h  the master through Redis Sentinel, the +switch-master listener
- *   dispatch.h  routing: failover list, MOVED/ASK/TRYAGAIN/CLUSTERDOWN
- *   nearcache.h the near cache (client_cache=N): CLIENT TRACKING, beside dispatch
- *   counter.h   the counter operations (run as scripts.h's scripts)
- *   route.h     pure helpers (key slots, key positions, globs)
- *   batch.h     the batch slot: ops pipelined per server (beside redis.c, on top)
- *
- * Each layer calls only the layers listed above it.
+ *   priv.h      (this file)
+ *   dispatch.h  routing: failover list, Sentinel, cluster (the slot from the
+ *               command's key; MOVED/ASK/TRYAGAIN/CLUSTERDOWN); knows no command
+ *   nearcache.h the near cache (client_cache=N): CLIENT TRACKING; closed by redis.c
+ *   values.h    the commands: SET/GET/DEL/PTTL (store, fetch, remove, ttl)
+ *   counter.h   add, add_bounded, counter_fetch (run as scripts.h's scripts)
+ *   raw.h       raw queries
+ *   scan.h      keys and remove_chunk by glob (SCAN), ping: every master
+ *   batch.h     the batch slot: ops pipelined per server
+ *   redis.c     URL options, open/close, the engine table (on top)
  */
-#ifndef KVI_REDIS_H
-#define KVI_REDIS_H
+#ifndef KVI_REDIS_PRIV_H
+#define KVI_REDIS_PRIV_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -84,4 +92,4 @@ static inline struct kvi_redis *kvi__redis_priv(kvi_conn *c)
     return kvi_conn_priv(c);
 }
 
-#endif /* KVI_REDIS_H */
+#endif /* KVI_REDIS_PRIV_H */
