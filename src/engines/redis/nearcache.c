@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "error.h"
@@ -344,6 +345,24 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
     return drain(c, nc);
 }
 
+/* Frees nc (NULL: nothing).  own 0: a parent process's after fork: its
+ * mutex is not touched, its socket closed without a word. */
+static void nc_free(kvi_conn *c, struct kvi_redis_nc *nc, int own)
+{
+    if (nc == NULL)
+        return;
+    /* No pending fetch is left: the connection is being closed. */
+    nc->pending = NULL;
+    while (nc->head != NULL)
+        entry_free(c, nc, nc->head);
+    if (nc->link == NC_UP)
+        kvi__redis_conn_close(&nc->inv);
+    if (own)
+        pthread_mutex_destroy(&nc->mu);
+    kvi_engine_free(c, nc->buckets);
+    kvi_engine_free(c, nc);
+}
+
 /* This process's near cache, made on first use; NULL when out of memory. */
 static struct kvi_redis_nc *nc_of(kvi_conn *c, struct kvi_redis_state *st)
 {
@@ -371,7 +390,7 @@ static struct kvi_redis_nc *nc_of(kvi_conn *c, struct kvi_redis_state *st)
     pthread_mutex_init(&nc->mu, NULL);
     struct kvi_redis_nc *none = NULL;
     if (!atomic_compare_exchange_strong(&st->nc, &none, nc)) {
-        kvi__redis_nc_free(c, nc, 1);
+        nc_free(c, nc, 1);
         return none;
     }
     return nc;
@@ -614,18 +633,9 @@ kvi_status kvi__redis_nc_stats(kvi_conn *c, kvi_stats *out)
 }
 
 /* See nearcache.h. */
-void kvi__redis_nc_free(kvi_conn *c, struct kvi_redis_nc *nc, int own)
+void kvi__redis_nc_close(kvi_conn *c)
 {
-    if (nc == NULL)
-        return;
-    /* No pending fetch is left: the connection is being closed. */
-    nc->pending = NULL;
-    while (nc->head != NULL)
-        entry_free(c, nc, nc->head);
-    if (nc->link == NC_UP)
-        kvi__redis_conn_close(&nc->inv);
-    if (own)
-        pthread_mutex_destroy(&nc->mu);
-    kvi_engine_free(c, nc->buckets);
-    kvi_engine_free(c, nc);
+    for (struct kvi_redis_state *st = atomic_load(&kvi__redis_priv(c)->state); st != NULL;
+         st = st->retired)
+        nc_free(c, atomic_exchange(&st->nc, NULL), st->pid == getpid());
 }

@@ -15,8 +15,9 @@
  * kept.  Losing the connection (or its tracking) flushes everything and
  * bypasses the cache until a new subscription stands.
  *
- * Layer: above pool.h and state.h, beside dispatch.h; redis.c, counter.c
- * and batch.c call the hooks below.  Standalone, failover list and
+ * Layer: above dispatch.h (it reads the per-process state through it);
+ * the commands (values.c, counter.c, raw.c, scan.c, batch.c) call the hooks
+ * below, redis.c's close frees it.  Standalone, failover list and
  * Sentinel; a Redis Cluster is refused.  Thread-safe: one mutex per
  * process guards the table and the invalidation connection, whose reads
  * under it never block.
@@ -53,8 +54,10 @@ void kvi__redis_nc_drop_all(kvi_conn *c);
  * near cache (has_content only with client_cache). */
 kvi_status kvi__redis_nc_stats(kvi_conn *c, kvi_stats *out);
 
-/* Frees a state's near cache.  own 0: a parent process's after fork (its
- * mutex is not touched, its socket closed without a word). */
-void kvi__redis_nc_free(kvi_conn *c, struct kvi_redis_nc *nc, int own);
+/* Frees the near cache of every state of c (this process's, and a parent
+ * process's after fork: its mutex is not touched, its socket closed
+ * without a word).  close calls it before kvi__redis_net_close frees the
+ * states. */
+void kvi__redis_nc_close(kvi_conn *c);
 
 #endif /* KVI_REDIS_NEARCACHE_H */

@@ -269,6 +269,7 @@ static void redis_close(kvi_conn *c)
 {
     struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
 
+    kvi__redis_nc_close(c);
     kvi__redis_net_close(c);
     kvi_engine_free(c, cfg->user);
     if (cfg->password != NULL) {

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nearcache.h"
 #include "route.h"
 #include "state.h"
 
@@ -43,7 +42,6 @@ void kvi__redis_state_free(kvi_conn *c, struct kvi_redis_state *st)
             kvi__redis_node_free(c, n, own);
             n = next;
         }
-        kvi__redis_nc_free(c, atomic_load(&st->nc), own);
         if (own)
             pthread_rwlock_destroy(&st->lock);
         /* A parent's listener thread does not exist in a forked child (its

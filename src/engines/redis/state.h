@@ -50,7 +50,8 @@ struct kvi_redis_state {
     atomic_uint rr;
     struct kvi_redis_node *_Atomic master; /* sentinel: the master it named, NULL = ask */
     struct kvi_redis_watch *_Atomic watch; /* sentinel: the +switch-master listener */
-    struct kvi_redis_nc *_Atomic nc; /* client_cache: the near cache, made on first use */
+    struct kvi_redis_nc *_Atomic nc; /* client_cache: the near cache, made on first use,
+                                        freed by kvi__redis_nc_close */
     struct kvi_redis_state *retired; /* a parent process's state */
 };
 
