@@ -610,6 +610,58 @@ KVI_EXPORT int kvi_batch_resume(kvi_batch *b, kvi_wait *w);
  * not pending. */
 KVI_EXPORT void kvi_batch_cancel(kvi_batch *b);
 
+/*
+ * Non-blocking single operations: an operation is a batch of one.  Each
+ * kvi_start_X(b, <the arguments of kvi_X>, timeout_ms, done, ud, w)
+ * empties b (a pending run is canceled first, as by kvi_batch_clear),
+ * adds the one operation as kvi_batch_X would and starts it as
+ * kvi_batch_start does: 1 when it is done at once (the local engine, an
+ * argument the single call refuses, an engine that cannot wait; done has
+ * been called), 0 when it is pending (wait as *w says, then
+ * kvi_batch_resume(b, w) until it returns 1; kvi_batch_cancel(b) ends it
+ * early), -1 for a NULL b or w or when out of memory adding it.
+ * The result is operation 0 of b, read as for any batch and typed like
+ * the single call's out-parameters: kvi_batch_status(b, 0) (its status,
+ * KVI_E_OUTCOME_UNKNOWN for a state change sent and not answered),
+ * kvi_batch_errmsg(b, 0), kvi_batch_value(b, 0, &len) or
+ * kvi_batch_take_value(b, 0, &v) (fetch), kvi_batch_integer(b, 0) (add,
+ * sub, the bounded ones, counter_fetch), kvi_batch_reply(b, 0) (raw
+ * query); owned by b until the next start, clear or free.  One operation
+ * in flight per kvi_batch: keep one kvi_batch per operation you want
+ * pending at once (reusing it costs no allocation).  docs/async.md.
+ */
+KVI_EXPORT int kvi_start_store(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                               const void *val, size_t val_len, int64_t expire_s,
+                               uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_store_nx(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                                  const void *val, size_t val_len, int64_t expire_s,
+                                  uint32_t timeout_ms, kvi_batch_done_fn done, void *ud,
+                                  kvi_wait *w);
+KVI_EXPORT int kvi_start_fetch(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                               uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_remove(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                                uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_add(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                             int64_t delta, int64_t expire_s, uint32_t timeout_ms,
+                             kvi_batch_done_fn done, void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_sub(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                             int64_t delta, int64_t expire_s, uint32_t timeout_ms,
+                             kvi_batch_done_fn done, void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_add_bounded(kvi_batch *b, const char *id, const void *key,
+                                     size_t key_len, int64_t delta, int64_t expire_s, int64_t min,
+                                     int64_t max, uint32_t timeout_ms, kvi_batch_done_fn done,
+                                     void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_sub_bounded(kvi_batch *b, const char *id, const void *key,
+                                     size_t key_len, int64_t delta, int64_t expire_s, int64_t min,
+                                     int64_t max, uint32_t timeout_ms, kvi_batch_done_fn done,
+                                     void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_counter_fetch(kvi_batch *b, const char *id, const void *key,
+                                       size_t key_len, uint32_t timeout_ms, kvi_batch_done_fn done,
+                                       void *ud, kvi_wait *w);
+KVI_EXPORT int kvi_start_raw_query(kvi_batch *b, const char *id, const char *query,
+                                   size_t query_len, uint32_t timeout_ms, kvi_batch_done_fn done,
+                                   void *ud, kvi_wait *w);
+
 /* ---------------------------------------------------------------------- */
 /* Statistics                                                              */
 

@@ -767,3 +767,118 @@ const kvi_reply *kvi_batch_reply(const kvi_batch *b, size_t i)
     const struct batch_item *it = ended_item(b, i);
     return it != NULL && it->op.status == KVI_OK ? it->op.reply : NULL;
 }
+
+/* ---- non-blocking single operations --------------------------------------- */
+
+/* Empties b for one operation: -1 when b or w is NULL. */
+static int start_prepare(kvi_batch *b, kvi_wait *w)
+{
+    if (b == NULL || w == NULL)
+        return -1;
+    kvi_batch_clear(b);
+    return 0;
+}
+
+/* Starts b's one operation (a refused one ends at once with its status):
+ * -1 when it could not be appended (out of memory). */
+static int start_one(kvi_batch *b, uint32_t timeout_ms, kvi_batch_done_fn done, void *ud,
+                     kvi_wait *w)
+{
+    return b->n == 1 ? kvi_batch_start(b, timeout_ms, done, ud, w) : -1;
+}
+
+int kvi_start_store(kvi_batch *b, const char *id, const void *key, size_t key_len, const void *val,
+                    size_t val_len, int64_t expire_s, uint32_t timeout_ms, kvi_batch_done_fn done,
+                    void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_store(b, id, key, key_len, val, val_len, expire_s);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_store_nx(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                       const void *val, size_t val_len, int64_t expire_s, uint32_t timeout_ms,
+                       kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_store_nx(b, id, key, key_len, val, val_len, expire_s);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_fetch(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                    uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_fetch(b, id, key, key_len);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_remove(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                     uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_remove(b, id, key, key_len);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_add(kvi_batch *b, const char *id, const void *key, size_t key_len, int64_t delta,
+                  int64_t expire_s, uint32_t timeout_ms, kvi_batch_done_fn done, void *ud,
+                  kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_add(b, id, key, key_len, delta, expire_s);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_sub(kvi_batch *b, const char *id, const void *key, size_t key_len, int64_t delta,
+                  int64_t expire_s, uint32_t timeout_ms, kvi_batch_done_fn done, void *ud,
+                  kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_sub(b, id, key, key_len, delta, expire_s);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_add_bounded(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                          int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                          uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_add_bounded(b, id, key, key_len, delta, expire_s, min, max);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_sub_bounded(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                          int64_t delta, int64_t expire_s, int64_t min, int64_t max,
+                          uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_sub_bounded(b, id, key, key_len, delta, expire_s, min, max);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_counter_fetch(kvi_batch *b, const char *id, const void *key, size_t key_len,
+                            uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_counter_fetch(b, id, key, key_len);
+    return start_one(b, timeout_ms, done, ud, w);
+}
+
+int kvi_start_raw_query(kvi_batch *b, const char *id, const char *query, size_t query_len,
+                        uint32_t timeout_ms, kvi_batch_done_fn done, void *ud, kvi_wait *w)
+{
+    if (start_prepare(b, w) != 0)
+        return -1;
+    (void)kvi_batch_raw_query(b, id, query, query_len);
+    return start_one(b, timeout_ms, done, ud, w);
+}

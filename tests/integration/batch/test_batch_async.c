@@ -306,6 +306,160 @@ static void test_memcached_runs_within_start(void **state)
     kvi_ts_free(s);
 }
 
+/* ---- single operations (kvi_start_*) ---------------------------------- */
+
+/* Drives a started single operation to its end: returns after resume said
+ * 1 (r: what the start returned). */
+static void drive(kvi_batch *b, int r, kvi_wait *w)
+{
+    while (r == 0) {
+        wait_for(w);
+        r = kvi_batch_resume(b, w);
+    }
+    assert_int_equal(r, 1);
+}
+
+/* The local engine never waits: every kvi_start_* is done within the call,
+ * with the single call's result as operation 0 of the batch, the callback
+ * called once, and a refused argument done at once with its status. */
+static void test_single_ops_on_local_are_done_at_once(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1("local://");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    struct done_count dc = {0};
+    kvi_wait w;
+    assert_int_equal(kvi_start_store(b, "local", "a", 1, "va", 2, 0, 0, on_done, &dc, &w), 1);
+    assert_int_equal(dc.calls, 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
+    assert_int_equal(kvi_start_fetch(b, "local", "a", 1, 0, on_done, &dc, &w), 1);
+    assert_int_equal(dc.calls, 2);
+    assert_int_equal(kvi_batch_count(b), 1);
+    assert_string_equal(kvi_batch_value(b, 0, NULL), "va");
+    assert_int_equal(kvi_start_store_nx(b, "local", "a", 1, "x", 1, 0, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_KEY_EXISTS);
+    assert_int_equal(kvi_start_add(b, "local", "n", 1, 5, 0, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_integer(b, 0), 5);
+    assert_int_equal(kvi_start_sub(b, "local", "n", 1, 2, 0, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_integer(b, 0), 3);
+    assert_int_equal(kvi_start_sub_bounded(b, "local", "n", 1, 10, 0, 0, 100, 0, NULL, NULL, &w),
+                     1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_OUT_OF_BOUNDS);
+    assert_int_equal(kvi_batch_integer(b, 0), 3);
+    assert_int_equal(kvi_start_add_bounded(b, "local", "n", 1, 1, 0, 0, 100, 0, NULL, NULL, &w),
+                     1);
+    assert_int_equal(kvi_batch_integer(b, 0), 4);
+    assert_int_equal(kvi_start_counter_fetch(b, "local", "n", 1, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_integer(b, 0), 4);
+    assert_int_equal(kvi_start_remove(b, "local", "a", 1, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
+    assert_int_equal(kvi_start_fetch(b, "local", "a", 1, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_NOT_FOUND);
+    /* A refused argument: done at once, its status and message kept. */
+    assert_int_equal(kvi_start_fetch(b, "local", "", 0, 0, on_done, &dc, &w), 1);
+    assert_int_equal(dc.calls, 3);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_INVALID);
+    assert_true(strlen(kvi_batch_errmsg(b, 0)) > 0);
+    assert_int_equal(kvi_start_raw_query(b, "local", "GET a", 5, 0, NULL, NULL, &w), 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_UNSUPPORTED);
+    assert_int_equal(kvi_start_fetch(NULL, "local", "a", 1, 0, NULL, NULL, &w), -1);
+    assert_int_equal(kvi_start_fetch(b, "local", "a", 1, 0, NULL, NULL, NULL), -1);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
+/* Against redis a single operation is pending after its start (a
+ * descriptor to wait on), ends in resume with the single call's result,
+ * and two such operations are in flight at once on two batches. */
+static void test_single_ops_on_redis_are_pending_then_done(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1(g_url);
+    kvi_batch *b = NULL, *b2 = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_new(k, &b2), KVI_OK);
+    kvi_status rs = kvi_remove(k, "redis", "sctr", 4);
+    assert_true(rs == KVI_OK || rs == KVI_NOT_FOUND);
+    struct done_count dc = {0};
+    kvi_wait w, w2;
+    int r = kvi_start_store(b, "redis", "s1", 2, "v1", 2, 0, 5000, on_done, &dc, &w);
+    assert_int_equal(r, 0);
+    assert_true(w.fd >= 0);
+    assert_int_equal(dc.calls, 0);
+    drive(b, r, &w);
+    assert_int_equal(dc.calls, 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
+    r = kvi_start_fetch(b, "redis", "s1", 2, 5000, NULL, NULL, &w);
+    assert_int_equal(r, 0);
+    drive(b, r, &w);
+    assert_int_equal(kvi_batch_count(b), 1);
+    assert_string_equal(kvi_batch_value(b, 0, NULL), "v1");
+    r = kvi_start_add(b, "redis", "sctr", 4, 7, 0, 5000, NULL, NULL, &w);
+    assert_int_equal(r, 0);
+    drive(b, r, &w);
+    assert_int_equal(kvi_batch_integer(b, 0), 7);
+    r = kvi_start_sub_bounded(b, "redis", "sctr", 4, 10, 0, 0, 100, 5000, NULL, NULL, &w);
+    drive(b, r, &w);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_OUT_OF_BOUNDS);
+    assert_int_equal(kvi_batch_integer(b, 0), 7);
+    /* Two in flight at once, each on its own connection. */
+    int r1 = kvi_start_counter_fetch(b, "redis", "sctr", 4, 5000, NULL, NULL, &w);
+    int r2 = kvi_start_fetch(b2, "redis", "s1", 2, 5000, NULL, NULL, &w2);
+    assert_int_equal(r1, 0);
+    assert_int_equal(r2, 0);
+    assert_true(w.fd != w2.fd);
+    drive(b2, r2, &w2);
+    drive(b, r1, &w);
+    assert_int_equal(kvi_batch_integer(b, 0), 7);
+    assert_string_equal(kvi_batch_value(b2, 0, NULL), "v1");
+    r = kvi_start_remove(b, "redis", "s1", 2, 5000, NULL, NULL, &w);
+    drive(b, r, &w);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
+    r = kvi_start_fetch(b, "redis", "s1", 2, 5000, NULL, NULL, &w);
+    drive(b, r, &w);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_NOT_FOUND);
+    kvi_batch_free(b2);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
+/* A single operation on a hung server: start returns at once; cancel
+ * ends an add with KVI_E_OUTCOME_UNKNOWN (written, not answered); a
+ * fetch's deadline ends it with KVI_E_TIMEOUT. */
+static void test_single_op_cancel_and_deadline_on_a_hung_server(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1(g_url);
+    assert_int_equal(kvi_store(k, "redis", "h", 1, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    struct done_count dc = {0};
+    kvi_wait w;
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
+    int r = kvi_start_add(b, "redis", "hn", 2, 1, 0, 0, on_done, &dc, &w);
+    assert_int_equal(r, 0);
+    kvi_batch_cancel(b);
+    assert_int_equal(dc.calls, 1);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_OUTCOME_UNKNOWN);
+    int64_t t0 = mono_ms();
+    r = kvi_start_fetch(b, "redis", "h", 1, 200, on_done, &dc, &w);
+    assert_int_equal(r, 0);
+    assert_true(w.deadline_ms > 0);
+    drive(b, r, &w);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
+    assert_int_equal(dc.calls, 2);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_TIMEOUT);
+    assert_true(took >= 150 && took < 5000);
+    /* Back to normal afterwards. */
+    r = kvi_start_fetch(b, "redis", "h", 1, 5000, NULL, NULL, &w);
+    drive(b, r, &w);
+    assert_string_equal(kvi_batch_value(b, 0, NULL), "v");
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -332,6 +486,9 @@ int main(void)
         cmocka_unit_test(test_cancel_ends_a_pending_batch),
         cmocka_unit_test(test_memcached_runs_within_start),
         cmocka_unit_test(test_cluster_batch_moves_from_master_to_master),
+        cmocka_unit_test(test_single_ops_on_local_are_done_at_once),
+        cmocka_unit_test(test_single_ops_on_redis_are_pending_then_done),
+        cmocka_unit_test(test_single_op_cancel_and_deadline_on_a_hung_server),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
