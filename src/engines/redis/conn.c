@@ -392,16 +392,22 @@ static int connected(struct kvi_redis_conn *conn)
 /* Tries the next address of the host; -1 when none is left. */
 static int try_next_address(struct kvi_redis_conn *conn, int last_errno)
 {
-    while (conn->ai_next != NULL) {
-        struct addrinfo *a = conn->ai_next;
-        conn->ai_next = a->ai_next;
-        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    while (conn->next_addr < conn->addrs->n) {
+        size_t i = conn->next_addr++;
+        struct sockaddr_storage sa;
+        socklen_t len = conn->addrs->len[i];
+        memcpy(&sa, &conn->addrs->sa[i], sizeof sa);
+        if (sa.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&sa)->sin6_port = htons(conn->cfg.port);
+        else
+            ((struct sockaddr_in *)&sa)->sin_port = htons(conn->cfg.port);
+        int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             last_errno = errno;
             continue;
         }
         conn->sock.fd = fd;
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+        if (connect(fd, (struct sockaddr *)&sa, len) == 0)
             return connected(conn);
         if (errno == EINPROGRESS) {
             conn->state = KVI_REDIS_CS_CONNECT;
@@ -448,20 +454,17 @@ int kvi__redis_conn_start(struct kvi_redis_conn *conn, const struct kvi_redis_co
         }
         return conn_fail(conn, KVI_E_CONNECT, "%s", strerror(errno));
     }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)cfg->port);
-    /* A name is resolved here, blocking (getaddrinfo has no deadline);
-     * an address is not looked up. */
-    int rc = getaddrinfo(cfg->host, port, &hints, &conn->ai);
-    if (rc != 0)
-        return conn_fail(conn, KVI_E_CONNECT, "cannot resolve %s: %s", cfg->host,
-                         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-    conn->ai_next = conn->ai;
+    conn->addrs = cfg->addrs;
+    if (conn->addrs == NULL) {
+        /* Names were resolved before (resolve.h); here only an IP address
+         * is parsed, never looked up. */
+        char why[300];
+        if (kvi__redis_addrlist_fill(cfg->host, 1, &conn->own, why, sizeof why) != 0)
+            return conn_fail(conn, KVI_E_CONNECT, "%s",
+                             cfg->resolve_err[0] != '\0' ? cfg->resolve_err : why);
+        conn->addrs = &conn->own;
+    }
+    conn->next_addr = 0;
     return try_next_address(conn, ECONNREFUSED) < 0 ? -1 : 0;
 }
 
@@ -540,9 +543,8 @@ void kvi__redis_conn_close(struct kvi_redis_conn *conn)
     else if (conn->sock.fd >= 0)
         close(conn->sock.fd);
     conn->sock.fd = -1;
-    if (conn->ai != NULL)
-        freeaddrinfo(conn->ai);
-    conn->ai = conn->ai_next = NULL;
+    conn->addrs = NULL;
+    conn->next_addr = 0;
     if (conn->reader != NULL)
         redisReaderFree(conn->reader);
     conn->reader = NULL;

@@ -22,12 +22,17 @@
 #include <netdb.h>
 
 #include "net.h"
+#include "resolve.h"
 
 /* Where and how to connect.  Strings are borrowed: they must outlive the
  * connection. */
 struct kvi_redis_conn_cfg {
     const char *host; /* name or address; NULL with path */
     uint16_t port;
+    /* host's addresses, found before (resolve.h); NULL: host must be an IP
+     * address, parsed without any resolver call (a name then fails) */
+    const struct kvi_redis_addrlist *addrs;
+    char resolve_err[160]; /* with addrs NULL: why host was not resolved, or "" */
     const char *path;                      /* unix socket or NULL */
     const char *name;                      /* "host:port" or the path, for messages */
     const struct kvi_redis_tls *tls;       /* NULL: plain */
@@ -58,7 +63,9 @@ struct kvi_redis_conn {
     const struct kvi_redis_transport *tp;
     struct kvi_redis_sock sock;
     int state; /* enum kvi_redis_conn_state */
-    struct addrinfo *ai, *ai_next;
+    const struct kvi_redis_addrlist *addrs; /* cfg.addrs, or &own */
+    size_t next_addr;                       /* the next one to try */
+    struct kvi_redis_addrlist own;          /* an IP address parsed here */
     redisReader *reader;
     struct kvi_redis_guard guard;
     char *obuf; /* requests not yet written: obuf[opos..olen) */
@@ -71,7 +78,8 @@ struct kvi_redis_conn {
 };
 
 /*
- * Starts connecting: 0 under way (wait for conn->sock.want on
+ * Starts connecting (to each of cfg->addrs in turn; never a resolver
+ * call, so never a wait outside the caller's loop): 0 under way (wait for conn->sock.want on
  * conn->sock.fd, then call kvi__redis_conn_step), -1 failed (conn->st,
  * conn->err).  Always release with kvi__redis_conn_close, also after a
  * failure.

@@ -84,6 +84,7 @@ struct kvi_redis {
     struct kvi_redis_state *_Atomic state;
     _Atomic int mode; /* enum kvi_redis_mode */
     struct kvi_redis_scripts scripts; /* the Lua scripts and their SHAs (scripts.h) */
+    struct kvi_redis_names *names;    /* host addresses found once (resolve.h) */
 };
 
 /* The private part of c. */

@@ -246,6 +246,17 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             cfg->nhosts = i + 1;
         }
     }
+    /* Host names are resolved here, once, at definition (an IP address is
+     * only parsed); every connect and reconnect uses these addresses.  A
+     * name that does not resolve now is tried again at its first connect
+     * (resolve.h, docs/engines/redis.md "Host names"). */
+    if ((rpriv(c)->names = kvi__redis_names_new()) == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < cfg->nhosts; i++) {
+        char why[160];
+        if (kvi__redis_names_get(rpriv(c)->names, cfg->hosts[i].host, why, sizeof why) == NULL)
+            kvi_engine_log(c, KVI_LOG_WARN, "%s (tried again at the first connect)", why);
+    }
     kvi__redis_scripts_init(&rpriv(c)->scripts);
     rpriv(c)->node_cfg = (struct kvi_redis_node_cfg){
         .user = cfg->user,
@@ -261,6 +272,7 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
         .wait_timeout_ms = cfg->wait_timeout_ms,
         .breaker = cfg->breaker,
         .scripts = &rpriv(c)->scripts,
+        .names = rpriv(c)->names,
     };
     return kvi__redis_net_open(c);
 }
@@ -271,6 +283,8 @@ static void redis_close(kvi_conn *c)
 
     kvi__redis_nc_close(c);
     kvi__redis_net_close(c);
+    kvi__redis_names_free(rpriv(c)->names);
+    rpriv(c)->names = NULL;
     kvi_engine_free(c, cfg->user);
     if (cfg->password != NULL) {
         /* Do not leave the secret in freed memory. */

@@ -25,9 +25,18 @@ static kvi_status conn_error(kvi_conn *c, const struct kvi_redis_conn *conn)
 void kvi__redis_conn_cfg(const struct kvi_redis_node_cfg *cfg, const struct kvi_redis_addr *a,
                          struct kvi_redis_tls_cache *tc, int role, struct kvi_redis_conn_cfg *out)
 {
+    /* The URL's names were resolved when it was defined; a name learned
+     * later (from sentinels or a cluster) is resolved here the first time,
+     * then kept (resolve.h).  An IP address is parsed, never looked up.  A
+     * name that cannot be resolved leaves addrs NULL and the reason in
+     * resolve_err, which the connect reports. */
+    char why[160] = "";
+    const struct kvi_redis_addrlist *addrs =
+        a->host != NULL ? kvi__redis_names_get(cfg->names, a->host, why, sizeof why) : NULL;
     *out = (struct kvi_redis_conn_cfg){
         .host = a->host,
         .port = a->port,
+        .addrs = addrs,
         .path = a->path,
         .name = a->name,
         .tls = cfg->tls,
@@ -38,6 +47,8 @@ void kvi__redis_conn_cfg(const struct kvi_redis_node_cfg *cfg, const struct kvi_
         .connect_timeout_ms = cfg->connect_timeout_ms,
         .timeout_ms = cfg->timeout_ms,
     };
+    if (addrs == NULL && cfg->names != NULL)
+        snprintf(out->resolve_err, sizeof out->resolve_err, "%s", why);
 }
 
 /* See transport.h. */

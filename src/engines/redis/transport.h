@@ -35,6 +35,7 @@ struct kvi_redis_node_cfg {
     uint32_t wait_timeout_ms;        /* the WAIT's own limit */
     kvi_breaker_options breaker;     /* per node: down_after, down_for */
     struct kvi_redis_scripts *scripts; /* loaded on each new data connection; NULL = none */
+    struct kvi_redis_names *names;   /* host addresses found once (resolve.h); NULL = none */
 };
 
 /* One command: argc words.  key (key_len bytes) is the key that routes it

@@ -1,0 +1,60 @@
+/*
+ * resolve.h -- the addresses of the redis engine's servers, found once:
+ * an IP address is parsed (AI_NUMERICHOST: no resolver call at all); a host
+ * name is resolved with the system resolver when the URL is defined (the
+ * URL's hosts, by redis.c's open) or, for a name learned later (a master
+ * named by the sentinels, a cluster node announced by name), the first time
+ * a connection to it is made.  The addresses are kept for every connect and
+ * reconnect until the engine id is closed: a name is not looked up again
+ * (a DNS change needs the id defined anew, e.g. a restart).
+ *
+ * Connection layer: knows nothing of the engine.  Thread-safe and safe
+ * after fork(): the table is an append-only list without locks.
+ */
+#ifndef KVI_REDIS_RESOLVE_H
+#define KVI_REDIS_RESOLVE_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Addresses kept per host (the resolver's first ones, in its order). */
+#define KVI_REDIS_MAX_ADDRS 8
+
+/* The addresses of one host, port 0: the connect sets the port. */
+struct kvi_redis_addrlist {
+    size_t n;
+    struct sockaddr_storage sa[KVI_REDIS_MAX_ADDRS];
+    socklen_t len[KVI_REDIS_MAX_ADDRS];
+};
+
+/* Fills *out with the addresses of host: numeric_only = 1 parses an IP
+ * address and never calls the resolver (a name then fails); 0 resolves a
+ * name with the system resolver (blocking, no deadline).  0, or -1 with the
+ * reason in err (errlen bytes). */
+int kvi__redis_addrlist_fill(const char *host, int numeric_only, struct kvi_redis_addrlist *out,
+                             char *err, size_t errlen);
+
+/* 1 when host is an IP address (v4 or v6, no resolver call). */
+int kvi__redis_is_address(const char *host);
+
+struct kvi_redis_names;
+
+/* An empty table (NULL when out of memory) and its release (NULL
+ * accepted; no call may use it any more). */
+struct kvi_redis_names *kvi__redis_names_new(void);
+void kvi__redis_names_free(struct kvi_redis_names *t);
+
+/* The addresses of host, kept in t: the known ones, else found now (an
+ * address parsed; a name resolved with the system resolver, which blocks
+ * the calling thread) and kept.  NULL when host cannot be resolved (err
+ * says why; nothing kept, so a later call tries again).  The result lives
+ * as long as t. */
+const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t, const char *host,
+                                                      char *err, size_t errlen);
+
+/* Only the known addresses of host, never a resolver call: NULL when
+ * host is not in t yet. */
+const struct kvi_redis_addrlist *kvi__redis_names_find(const struct kvi_redis_names *t,
+                                                       const char *host);
+
+#endif /* KVI_REDIS_RESOLVE_H */
