@@ -65,6 +65,7 @@ PW=PromSeCrEt42
 KVI_CMD=("$KVI" -u "$U" -u "local:plain://" -u "redis:pw://u:$PW@127.0.0.1:1/?lazy=yes")
 if ! "$KVI" -u "redis:x://127.0.0.1:1/?lazy=yes" engines >/dev/null 2>&1; then
     echo "NOTE: no redis module: the prometheus check runs without a redis id (no password)"
+    [ "${KVI_REQUIRE_SERVERS:-0}" != 1 ] || fail "no redis module under KVI_REQUIRE_SERVERS=1"
     KVI_CMD=("$KVI" -u "$U" -u "local:plain://")
 fi
 run stats --format prometheus

@@ -243,6 +243,13 @@ describe("kvi on " .. H.engine .. " under " .. _VERSION, function()
         local all = assert(k:stats())
         assert.are.equal(s.ops, all[id].ops)
         H.fails("KVI_E_UNKNOWN_ENGINE", k:stats("nosuch:id"))
+        -- A shared collection says its counts are every process's.
+        if H.engine == "shm" then
+            assert.are.equal(true, s.shared)
+            assert.is_true(s.processes >= 1)
+        else
+            assert.is_nil(s.shared)
+        end
     end)
 
     it("an undefined engine id is nil, message, KVI_E_UNKNOWN_ENGINE", function()
