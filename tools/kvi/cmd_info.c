@@ -257,7 +257,8 @@ static void prom_family(const struct stat_row *rows, size_t n, const char *name,
         if (kind == PROM_SECONDS)
             printf("%" PRIu64 ".%06" PRIu64 "\n", v / 1000000u, v % 1000000u);
         else if (kind == PROM_RATIO)
-            printf("%.6Lf\n", (long double)s->hits / ((long double)s->hits + (long double)s->misses));
+            printf("%.6Lf\n",
+                   (long double)s->hits / ((long double)s->hits + (long double)s->misses));
         else
             printf("%" PRIu64 "\n", v);
     }
@@ -279,8 +280,8 @@ static void print_prometheus(const struct stat_row *rows, size_t n)
       PROM_RATIO);
     F("kvi_slow_ops_total", "counter", "Operations of this process slower than its threshold.",
       slow_ops, 0, PROM_U64);
-    F("kvi_rejected_total", "counter", "Calls of this process refused before the engine.",
-      rejected, 0, PROM_U64);
+    F("kvi_rejected_total", "counter", "Calls of this process refused before the engine.", rejected,
+      0, PROM_U64);
     F("kvi_engine_seconds_total", "counter", "Time this process's timed calls spent in the engine.",
       total_us, 0, PROM_SECONDS);
     F("kvi_entries", "gauge", "Live entries.", entries, 1, PROM_U64);

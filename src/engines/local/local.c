@@ -598,8 +598,8 @@ static kvi_status local_ttl(kvi_conn *c, const void *key, size_t key_len, int64_
 
 static kvi_status local_ping(kvi_conn *c)
 {
-    return count_other(
-        c, table_of(c)->self ? KVI_OK : kvi_engine_error(c, KVI_E_INTERNAL, "no table"));
+    return count_other(c, table_of(c)->self ? KVI_OK
+                                            : kvi_engine_error(c, KVI_E_INTERNAL, "no table"));
 }
 
 static kvi_status local_stats(kvi_conn *c, kvi_stats *out)

@@ -112,7 +112,7 @@ struct sh_shard {
 };
 
 _Static_assert(sizeof(pthread_mutex_t) != 40 || offsetof(struct sh_shard, misses) + 8u <= 64u,
-              "the operation counters share the lock's cache line");
+               "the operation counters share the lock's cache line");
 
 /* A block of the arena: an entry (state SH_USED) or a free block (SH_FREE,
  * only next, cls and state meaningful: they fit the smallest block, one
