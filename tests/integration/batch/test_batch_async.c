@@ -383,7 +383,10 @@ static void test_single_ops_on_redis_are_pending_then_done(void **state)
     assert_true(rs == KVI_OK || rs == KVI_NOT_FOUND);
     struct done_count dc = {0};
     kvi_wait w, w2;
+    /* With the server stopped the start cannot see its reply: pending. */
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
     int r = kvi_start_store(b, "redis", "s1", 2, "v1", 2, 0, 5000, on_done, &dc, &w);
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
     assert_int_equal(r, 0);
     assert_true(w.fd >= 0);
     assert_int_equal(dc.calls, 0);
@@ -391,12 +394,11 @@ static void test_single_ops_on_redis_are_pending_then_done(void **state)
     assert_int_equal(dc.calls, 1);
     assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
     r = kvi_start_fetch(b, "redis", "s1", 2, 5000, NULL, NULL, &w);
-    assert_int_equal(r, 0);
+    assert_true(r == 0 || r == 1); /* 1: the reply came within the start */
     drive(b, r, &w);
     assert_int_equal(kvi_batch_count(b), 1);
     assert_string_equal(kvi_batch_value(b, 0, NULL), "v1");
     r = kvi_start_add(b, "redis", "sctr", 4, 7, 0, 5000, NULL, NULL, &w);
-    assert_int_equal(r, 0);
     drive(b, r, &w);
     assert_int_equal(kvi_batch_integer(b, 0), 7);
     r = kvi_start_sub_bounded(b, "redis", "sctr", 4, 10, 0, 0, 100, 5000, NULL, NULL, &w);
@@ -404,8 +406,10 @@ static void test_single_ops_on_redis_are_pending_then_done(void **state)
     assert_int_equal(kvi_batch_status(b, 0), KVI_OUT_OF_BOUNDS);
     assert_int_equal(kvi_batch_integer(b, 0), 7);
     /* Two in flight at once, each on its own connection. */
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
     int r1 = kvi_start_counter_fetch(b, "redis", "sctr", 4, 5000, NULL, NULL, &w);
     int r2 = kvi_start_fetch(b2, "redis", "s1", 2, 5000, NULL, NULL, &w2);
+    assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
     assert_int_equal(r1, 0);
     assert_int_equal(r2, 0);
     assert_true(w.fd != w2.fd);
