@@ -438,7 +438,7 @@ static int must_run_alone(kvi_batch_op *op)
 /* See batch.h. */
 void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
+    const struct kvi_redis_node_cfg *cfg = &kvi__redis_priv(c)->node_cfg;
     struct kvi_redis_state *st = NULL;
     int cluster = 0;
     kvi_status s = kvi__redis_is_cluster(c, &cluster);
@@ -740,7 +740,7 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     (void)deadline_ms; /* the core stops us at the deadline */
     int mode = atomic_load(&rp->mode);
     if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
-        rp->cfg.wait_replicas > 0)
+        rp->node_cfg.wait_replicas > 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         if (must_run_alone(ops[i]))

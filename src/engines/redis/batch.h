@@ -1,7 +1,8 @@
 /*
  * batch.h -- the redis engine's batch slot (engine ABI 3): the ops of a
- * batch pipelined per server (batch.c).  The top layer, beside redis.c:
- * it calls dispatch, counter and pool.
+ * batch pipelined per server (batch.c).  Under redis.c, over the
+ * commands: it calls counter, the near cache, dispatch, the slot map and
+ * the pool.
  */
 #ifndef KVI_REDIS_BATCH_H
 #define KVI_REDIS_BATCH_H

@@ -110,8 +110,8 @@ static int fatal(kvi_status s)
 static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
                                   const struct kvi_redis_cmd *cmd, redisReply **out)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    uint32_t timeout_ms = kvi__redis_priv(c)->node_cfg.timeout_ms;
+    int64_t deadline = kvi_monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
     int64_t backoff = BACKOFF_FIRST_MS;
     int sleeps = 0;
 
@@ -162,8 +162,8 @@ static kvi_status exec_standalone(kvi_conn *c, struct kvi_redis_state *st,
 static kvi_status exec_sentinel(kvi_conn *c, struct kvi_redis_state *st,
                                 const struct kvi_redis_cmd *cmd, redisReply **out)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    uint32_t timeout_ms = kvi__redis_priv(c)->node_cfg.timeout_ms;
+    int64_t deadline = kvi_monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
     int64_t backoff = BACKOFF_FIRST_MS;
     int resent = 0;
     redisReply *last_reply = NULL;
@@ -269,8 +269,8 @@ static int parse_redirect(const redisReply *r, const struct kvi_redis_node *from
 static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
                                const struct kvi_redis_cmd *cmd, redisReply **out)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
-    int64_t deadline = kvi_monotonic_ms() + (cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000);
+    uint32_t timeout_ms = kvi__redis_priv(c)->node_cfg.timeout_ms;
+    int64_t deadline = kvi_monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
     struct kvi_redis_node *target = NULL;
     /* The one place where a command's key becomes its slot. */
     int slot = cmd->key != NULL ? (int)kvi__redis_key_slot(cmd->key, cmd->key_len) : -1;

@@ -421,7 +421,7 @@ struct fetched {
 static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *node, const void *key,
                            size_t key_len, uint64_t epoch, long long id, struct fetched *f)
 {
-    const struct kvi_redis_cfg *cfg = &kvi__redis_priv(c)->cfg;
+    const struct kvi_redis_node_cfg *cfg = &kvi__redis_priv(c)->node_cfg;
     struct kvi_redis_link *l;
     int probe, reused = 0;
 

@@ -54,21 +54,16 @@ enum kvi_redis_mode {
     KVI_REDIS_MODE_CLUSTER = 2
 };
 
-/* What open() parsed from the URL; read-only afterwards. */
+/* What open() parsed from the URL besides the node settings (struct
+ * kvi_redis.node_cfg, which points to the strings and TLS settings owned
+ * here): what routing and the near cache read.  Read-only after open(). */
 struct kvi_redis_cfg {
     char *user;     /* ACL user or NULL */
     char *password; /* NULL: no AUTH */
-    long db;        /* SELECT db when > 0 */
     int cluster;    /* enum kvi_redis_cluster_opt */
     char *socket;   /* unix socket path or NULL */
     struct kvi_redis_host *hosts;
     size_t nhosts;
-    uint32_t connect_timeout_ms;
-    uint32_t timeout_ms;
-    size_t max_idle;             /* idle connections kept per node */
-    unsigned wait_replicas;      /* WAIT for this many replicas after writes; 0 = no */
-    uint32_t wait_timeout_ms;    /* the WAIT's own limit (default: timeout_ms) */
-    kvi_breaker_options breaker; /* per node: down_after, down_for */
     struct kvi_redis_tls *tls;   /* tls=yes: shared by every connection; NULL = plain */
     char *sentinel;              /* master name: hosts are sentinels; NULL = none */
     char *sentinel_user;         /* the sentinels' own credentials (NULL: no AUTH) */
@@ -80,7 +75,7 @@ struct kvi_redis_cfg {
 /* The private part of a kvi_conn (engine conn_size). */
 struct kvi_redis {
     struct kvi_redis_cfg cfg;
-    struct kvi_redis_node_cfg node_cfg; /* what every node gets, built from cfg by open() */
+    struct kvi_redis_node_cfg node_cfg; /* what every node gets (timeouts, db, WAIT, ...) */
     struct kvi_redis_state *_Atomic state;
     _Atomic int mode; /* enum kvi_redis_mode */
     struct kvi_redis_scripts scripts; /* the Lua scripts and their SHAs (scripts.h) */

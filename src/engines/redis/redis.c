@@ -164,17 +164,18 @@ static kvi_status open_sentinel(kvi_conn *c, const struct redis_options *opt, co
 static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
 {
     struct kvi_redis_cfg *cfg = &rpriv(c)->cfg;
+    struct kvi_redis_node_cfg *nc = &rpriv(c)->node_cfg;
     const struct redis_options *opt = kvi_conn_options(c);
 
-    cfg->connect_timeout_ms = kvi_conn_connect_timeout_ms(c);
-    cfg->timeout_ms = kvi_conn_timeout_ms(c);
+    nc->connect_timeout_ms = kvi_conn_connect_timeout_ms(c);
+    nc->timeout_ms = kvi_conn_timeout_ms(c);
     cfg->cluster = opt->cluster < 0   ? KVI_REDIS_CLUSTER_AUTO
                    : opt->cluster > 0 ? KVI_REDIS_CLUSTER_YES
                                       : KVI_REDIS_CLUSTER_NO;
-    cfg->max_idle = (size_t)opt->max_idle;
-    cfg->breaker = opt->breaker;
-    cfg->wait_replicas = (unsigned)opt->wait_replicas;
-    cfg->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : cfg->timeout_ms;
+    nc->max_idle = (size_t)opt->max_idle;
+    nc->breaker = opt->breaker;
+    nc->wait_replicas = (unsigned)opt->wait_replicas;
+    nc->wait_timeout_ms = opt->wait_timeout_ms != 0 ? opt->wait_timeout_ms : nc->timeout_ms;
     cfg->client_cache = (size_t)opt->client_cache;
     cfg->client_cache_max_value = (size_t)opt->client_cache_max_value;
     if (cfg->client_cache > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
@@ -215,11 +216,11 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     }
     if (url->database != NULL) {
-        cfg->db = parse_range(url->database, 0, INT_MAX);
-        if (cfg->db < 0)
+        nc->db = parse_range(url->database, 0, INT_MAX);
+        if (nc->db < 0)
             return kvi_engine_error(c, KVI_E_BAD_URL, "database must be a number 0..%d, got \"%s\"",
                                     INT_MAX, url->database);
-        if (cfg->db > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
+        if (nc->db > 0 && cfg->cluster == KVI_REDIS_CLUSTER_YES)
             return kvi_engine_error(c, KVI_E_INVALID, "a cluster has only database 0");
     }
     if (url->user != NULL && (cfg->user = kvi_engine_strdup(c, url->user)) == NULL)
@@ -258,22 +259,14 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
             kvi_engine_log(c, KVI_LOG_WARN, "%s (tried again at the first connect)", why);
     }
     kvi__redis_scripts_init(&rpriv(c)->scripts);
-    rpriv(c)->node_cfg = (struct kvi_redis_node_cfg){
-        .user = cfg->user,
-        .password = cfg->password,
-        .db = cfg->db,
-        .sentinel_user = cfg->sentinel_user,
-        .sentinel_password = cfg->sentinel_password,
-        .tls = cfg->tls,
-        .connect_timeout_ms = cfg->connect_timeout_ms,
-        .timeout_ms = cfg->timeout_ms,
-        .max_idle = cfg->max_idle,
-        .wait_replicas = cfg->wait_replicas,
-        .wait_timeout_ms = cfg->wait_timeout_ms,
-        .breaker = cfg->breaker,
-        .scripts = &rpriv(c)->scripts,
-        .names = rpriv(c)->names,
-    };
+    /* The node settings point to what cfg owns. */
+    nc->user = cfg->user;
+    nc->password = cfg->password;
+    nc->sentinel_user = cfg->sentinel_user;
+    nc->sentinel_password = cfg->sentinel_password;
+    nc->tls = cfg->tls;
+    nc->scripts = &rpriv(c)->scripts;
+    nc->names = rpriv(c)->names;
     return kvi__redis_net_open(c);
 }
 
@@ -307,6 +300,7 @@ static void redis_close(kvi_conn *c)
     kvi_engine_free(c, cfg->hosts);
     kvi__redis_tls_free(cfg->tls);
     memset(cfg, 0, sizeof *cfg);
+    memset(&rpriv(c)->node_cfg, 0, sizeof rpriv(c)->node_cfg);
 }
 
 static const struct kvi_engine kvi_engine_redis = {
