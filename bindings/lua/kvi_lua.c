@@ -829,6 +829,8 @@ static void push_stats(lua_State *L, const kvi_stats *s)
         set_u64(L, "hits", s->hits);
         set_u64(L, "expired", s->expired);
         set_u64(L, "evicted", s->evicted);
+        if (s->near_hits > 0)
+            set_u64(L, "near_hits", s->near_hits);
     }
     if (s->shared) {
         /* ops, errors, misses and hits are every attached process's. */

@@ -689,7 +689,10 @@ typedef struct kvi_stats {
      * and total_us stay this handle's. */
     uint64_t shared;
     uint64_t processes; /* with shared: processes attached now (0 for a read-only look) */
-    uint64_t reserved_[6];
+    /* Of hits, the fetches a near cache of this process answered without
+     * asking the server (redis client_cache=N; 0 elsewhere). */
+    uint64_t near_hits;
+    uint64_t reserved_[5];
 } kvi_stats;
 
 /* Fills *out with the handle's statistics (a consistent-enough snapshot:

@@ -164,6 +164,7 @@ static void print_stats(const kvi__cli *cli, const struct stat_row *r, double el
         {"slow_ops", s->slow_ops, 0}, {"rejected", s->rejected, 0}, {"total_us", s->total_us, 0},
         {"entries", s->entries, 1},   {"bytes", s->bytes, 1},       {"hits", s->hits, 1},
         {"expired", s->expired, 1},   {"evicted", s->evicted, 1},
+        {"near_hits", s->near_hits, 2},
     };
     if (cli->json) {
         kvi__cli_json_cstr(stdout, kvi_conn_id(r->c));
@@ -175,6 +176,8 @@ static void print_stats(const kvi__cli *cli, const struct stat_row *r, double el
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         if (f[i].content && !s->has_content)
             continue;
+        if (f[i].content == 2 && f[i].v == 0)
+            continue; /* near_hits: only where a near cache answered */
         field_u64(cli, f[i].name, f[i].v, &first);
     }
     if (s->has_content) {

@@ -65,7 +65,8 @@ struct kvi_redis_nc {
     uint64_t epochs;             /* subscriptions made so far */
     int64_t retry_at_ms;         /* no new subscription before */
     int failure_logged;          /* a failed subscription was logged since the last one */
-    uint64_t hits, expired, evicted;
+    uint64_t hits;  /* fetches that found their key (here or at the server) */
+    uint64_t near_hits, expired, evicted;
 };
 
 static uint64_t hash_key(const void *key, size_t len)
@@ -527,6 +528,7 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
         list_unlink(nc, e);
         list_push(nc, e);
         nc->hits++;
+        nc->near_hits++;
         *st = kvi_value_set(c, out, e->data + e->key_len, e->val_len);
         pthread_mutex_unlock(&nc->mu);
         return 1;
@@ -558,6 +560,8 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
         f.val->len <= nc->max_value)
         insert(c, nc, key, key_len, h, f.val->str, f.val->len,
                f.pttl > 0 ? sent_ms + f.pttl : INT64_MAX);
+    if (rs == KVI_OK && !f.fallback)
+        nc->hits++;
     if (!f.tracked && up) {
         char why[300];
         snprintf(why, sizeof why, "CLIENT TRACKING refused (%s)", f.refused);
@@ -603,6 +607,17 @@ void kvi__redis_nc_drop(kvi_conn *c, const void *key, size_t key_len)
 }
 
 /* See nearcache.h. */
+void kvi__redis_nc_found(kvi_conn *c)
+{
+    struct kvi_redis_nc *nc = existing(c);
+    if (nc == NULL)
+        return;
+    pthread_mutex_lock(&nc->mu);
+    nc->hits++;
+    pthread_mutex_unlock(&nc->mu);
+}
+
+/* See nearcache.h. */
 void kvi__redis_nc_drop_all(kvi_conn *c)
 {
     struct kvi_redis_nc *nc = existing(c);
@@ -626,6 +641,7 @@ kvi_status kvi__redis_nc_stats(kvi_conn *c, kvi_stats *out)
     out->entries = nc->count;
     out->bytes = nc->bytes;
     out->hits = nc->hits;
+    out->near_hits = nc->near_hits;
     out->expired = nc->expired;
     out->evicted = nc->evicted;
     pthread_mutex_unlock(&nc->mu);

@@ -50,8 +50,13 @@ void kvi__redis_nc_drop(kvi_conn *c, const void *key, size_t key_len);
  * drops every entry. */
 void kvi__redis_nc_drop_all(kvi_conn *c);
 
-/* The stats slot: entries, bytes, hits, expired, evicted of this process's
- * near cache (has_content only with client_cache). */
+/* After a fetch with client_cache that found its key without the near
+ * cache's help (it was bypassed): counted in the stats' hits. */
+void kvi__redis_nc_found(kvi_conn *c);
+
+/* The stats slot, with client_cache only (has_content): entries, bytes,
+ * expired, evicted of this process's near cache; hits = this process's
+ * fetches that found their key, near_hits = those it answered itself. */
 kvi_status kvi__redis_nc_stats(kvi_conn *c, kvi_stats *out);
 
 /* Frees the near cache of every state of c (this process's, and a parent

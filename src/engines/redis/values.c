@@ -68,6 +68,8 @@ kvi_status kvi__redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_va
         return s;
     s = kvi_value_set(c, out, r->str, r->len);
     freeReplyObject(r);
+    /* With client_cache the stats count hits (found at the server here). */
+    kvi__redis_nc_found(c);
     return s;
 }
 

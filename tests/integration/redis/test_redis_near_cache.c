@@ -128,7 +128,7 @@ static uint64_t hits(kvi *k)
     kvi_stats s;
     assert_int_equal(kvi_stats_get(k, "redis", &s), KVI_OK);
     assert_true(s.has_content);
-    return s.hits;
+    return s.near_hits;
 }
 
 /* Stores key=val through B and reads it twice through A: the second read
@@ -467,11 +467,32 @@ static void test_the_least_recently_used_entry_is_evicted(void **state)
     assert_int_equal(kvi_stats_get(k, "redis", &s), KVI_OK);
     assert_int_equal(s.entries, 2);
     assert_int_equal(s.evicted, 1);
-    uint64_t h = s.hits;
+    uint64_t h = s.near_hits;
     fetch(k, "nc:e1", buf, sizeof buf);
     assert_int_equal(hits(k), h + 1);
     fetch(k, "nc:e2", buf, sizeof buf);
     assert_int_equal(hits(k), h + 1);
+    kvi_free(k);
+}
+
+/* The stats: hits counts every fetch that found its key, near_hits those
+ * the near cache answered; misses (the core's) the keys not found. */
+static void test_stats_count_hits_and_near_hits(void **state)
+{
+    struct fx *f = *state;
+    kvi *k = context(f->s, "?client_cache=10");
+    char buf[16];
+    store(f->b, "nc:st", "x");
+    for (int i = 0; i < 3; i++)
+        fetch(k, "nc:st", buf, sizeof buf);
+    fetch(k, "nc:missing", buf, sizeof buf);
+    kvi_stats s;
+    assert_int_equal(kvi_stats_get(k, "redis", &s), KVI_OK);
+    assert_true(s.has_content);
+    assert_int_equal(s.hits, 3);
+    assert_int_equal(s.near_hits, 2);
+    assert_int_equal(s.misses, 1);
+    assert_int_equal(s.entries, 1);
     kvi_free(k);
 }
 
@@ -513,6 +534,7 @@ int main(void)
         T(test_a_failover_serves_nothing_from_the_old_server),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
+        T(test_stats_count_hits_and_near_hits),
         T(test_off_by_default),
         cmocka_unit_test(test_a_cluster_is_refused),
     };
