@@ -28,6 +28,9 @@
 #define CHANNEL "__redis__:invalidate"
 /* Pause between two attempts to subscribe after one failed. */
 #define RETRY_MS 1000
+/* Silence on the invalidation connection after which a PING asks it for a
+ * sign of life (see alive()). */
+#define CHECK_MS 1000
 
 struct nc_entry {
     struct nc_entry *hnext;       /* hash chain */
@@ -64,6 +67,9 @@ struct kvi_redis_nc {
     uint64_t epoch;              /* of the subscription standing (0: none) */
     uint64_t epochs;             /* subscriptions made so far */
     int64_t retry_at_ms;         /* no new subscription before */
+    int64_t last_rx_ms;          /* when inv last brought a message */
+    int64_t ping_sent_ms;        /* a PING awaits its answer since (0: none) */
+    uint32_t timeout_ms;         /* the server's answer time (URL timeout) */
     int failure_logged;          /* a failed subscription was logged since the last one */
     uint64_t hits;  /* fetches that found their key (here or at the server) */
     uint64_t near_hits, expired, evicted;
@@ -211,7 +217,11 @@ static int apply(kvi_conn *c, struct kvi_redis_nc *nc, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2)
         return 0;
-    if (is_word(r->element[0], "pong") || is_word(r->element[0], "subscribe"))
+    if (is_word(r->element[0], "pong")) {
+        nc->ping_sent_ms = 0;
+        return 1;
+    }
+    if (is_word(r->element[0], "subscribe"))
         return 1;
     if (r->elements != 3 || !is_word(r->element[0], "message") || !is_word(r->element[1], CHANNEL))
         return 0;
@@ -250,6 +260,7 @@ static int drain(kvi_conn *c, struct kvi_redis_nc *nc)
             lose(c, nc, why, 0);
             return 0;
         }
+        nc->last_rx_ms = kvi_monotonic_ms();
         int ok = apply(c, nc, r);
         freeReplyObject(r);
         if (!ok) {
@@ -301,7 +312,35 @@ static int subscribe(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_
     return ok ? 0 : -1;
 }
 
-/* With nc->mu held: 1 when subscribed on node and drained.  Subscribes
+/* With nc->mu held, after a drain: 1 while the subscription shows life, so
+ * that a connection that died without a word (no reset: a network cut)
+ * cannot keep entries served.  After CHECK_MS without a message a PING is
+ * sent; no answer within the timeout loses the subscription; entries are
+ * served only while a message came within CHECK_MS + timeout. */
+static int alive(kvi_conn *c, struct kvi_redis_nc *nc)
+{
+    int64_t now = kvi_monotonic_ms();
+    if (nc->ping_sent_ms != 0 && now - nc->ping_sent_ms > (int64_t)nc->timeout_ms) {
+        lose(c, nc, "the invalidation connection did not answer a PING in time", 0);
+        return 0;
+    }
+    if (nc->ping_sent_ms == 0 && now - nc->last_rx_ms >= CHECK_MS) {
+        const char *a[1] = {"PING"};
+        size_t l[1] = {4};
+        if (kvi__redis_conn_append(&nc->inv, 1, a, l) != 0) {
+            lose(c, nc, "out of memory for a PING", 0);
+            return 0;
+        }
+        nc->ping_sent_ms = now;
+    }
+    if (nc->inv.opos < nc->inv.olen && kvi__redis_conn_flush(&nc->inv) < 0) {
+        lose(c, nc, "cannot write a PING to the invalidation connection", 0);
+        return 0;
+    }
+    return now - nc->last_rx_ms <= CHECK_MS + (int64_t)nc->timeout_ms;
+}
+
+/* With nc->mu held: 1 when subscribed on node, drained and alive.  Subscribes
  * when due (the mutex is let go meanwhile: one thread connects, the
  * others bypass the cache). */
 static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *node)
@@ -312,7 +351,7 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
         lose(c, nc, why, 0);
     }
     if (nc->link == NC_UP)
-        return drain(c, nc);
+        return drain(c, nc) && alive(c, nc);
     if (nc->link == NC_CONNECTING || kvi_monotonic_ms() < nc->retry_at_ms)
         return 0;
     nc->link = NC_CONNECTING;
@@ -343,7 +382,10 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
     nc->client_id = id;
     nc->epoch = ++nc->epochs;
     nc->link = NC_UP;
-    return drain(c, nc);
+    nc->last_rx_ms = kvi_monotonic_ms();
+    nc->ping_sent_ms = 0;
+    nc->timeout_ms = node->cfg.timeout_ms;
+    return drain(c, nc) && alive(c, nc);
 }
 
 /* Frees nc (NULL: nothing).  own 0: a parent process's after fork: its

@@ -8,6 +8,7 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -271,6 +272,52 @@ static void test_a_killed_invalidation_connection_flushes_the_cache(void **state
     until_reads(f->a, "nc:k", "v3", SEEN_WITHIN_MS);
 }
 
+/* A subscription that stops answering without closing (here the server is
+ * stopped with SIGSTOP; on a network, a cut without a reset) serves no hit
+ * once it has been silent for a second plus the timeout: every second of
+ * silence a PING must be answered. */
+static void test_a_silent_invalidation_connection_stops_the_hits(void **state)
+{
+    struct fx *f = *state;
+    kvi *k = context(f->s, "?client_cache=10&timeout=300&down_after=0");
+    store(f->b, "nc:quiet", "v1");
+    assert_reads(k, "nc:quiet", "v1");
+    uint64_t h = hits(k);
+    assert_reads(k, "nc:quiet", "v1");
+    assert_int_equal(hits(k), h + 1);
+    int64_t t0 = kvi_test_mono_ms();
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    int64_t last_hit = -1;
+    while (kvi_test_mono_ms() - t0 < 2500) {
+        uint64_t before = hits(k);
+        kvi_value v = KVI_VALUE_INIT;
+        (void)kvi_fetch(k, "redis", "nc:quiet", 8, &v); /* a hit, or a timeout */
+        kvi_value_free(&v);
+        if (hits(k) != before)
+            last_hit = kvi_test_mono_ms() - t0;
+        kvi_test_sleep_ms(20);
+    }
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    /* 1000 ms of silence, then 300 ms for the PING's answer (+ slack). */
+    if (last_hit > 1600)
+        fail_msg("a near-cache hit %lld ms after the server stopped answering",
+                 (long long)last_hit);
+    /* Back: cached again. */
+    int64_t t1 = kvi_test_mono_ms();
+    h = hits(k);
+    while (hits(k) == h) {
+        char buf[16];
+        kvi_value v = KVI_VALUE_INIT;
+        (void)kvi_fetch(k, "redis", "nc:quiet", 8, &v);
+        kvi_value_free(&v);
+        (void)buf;
+        if (kvi_test_mono_ms() - t1 > 5000)
+            fail_msg("no near-cache hit within 5 s after the server answered again");
+        kvi_test_sleep_ms(20);
+    }
+    kvi_free(k);
+}
+
 /* The server restarts (its data gone): no value from before is served. */
 static void test_a_restarted_server_flushes_the_cache(void **state)
 {
@@ -528,6 +575,7 @@ int main(void)
         T(test_a_key_is_never_served_after_its_ttl),
         T(test_a_killed_invalidation_connection_flushes_the_cache),
         T(test_a_restarted_server_flushes_the_cache),
+        T(test_a_silent_invalidation_connection_stops_the_hits),
         T(test_own_writes_are_seen_at_once),
         T(test_a_fetch_racing_a_change_keeps_nothing_stale),
         T(test_a_forked_child_has_its_own_near_cache),
