@@ -441,7 +441,13 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
     const struct kvi_redis_node_cfg *cfg = &kvi__redis_priv(c)->node_cfg;
     struct kvi_redis_state *st = NULL;
     int cluster = 0;
-    kvi_status s = kvi__redis_is_cluster(c, &cluster);
+    /* A known mode needs no lookup (is_cluster costs a getpid too). */
+    int mode = atomic_load(&kvi__redis_priv(c)->mode);
+    kvi_status s = KVI_OK;
+    if (mode == KVI_REDIS_MODE_STANDALONE || mode == KVI_REDIS_MODE_CLUSTER)
+        cluster = mode == KVI_REDIS_MODE_CLUSTER;
+    else
+        s = kvi__redis_is_cluster(c, &cluster);
     if (s == KVI_OK)
         s = kvi__redis_state_get(c, &st);
     if (s != KVI_OK || cfg->wait_replicas > 0) {
