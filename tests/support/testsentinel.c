@@ -112,13 +112,17 @@ static kvi_ts_result start_sentinel(kvi_tsn_setup *s, const kvi_tsn_spec *spec,
         return KVI_TS_FAILED;
     }
     unsigned n = spec->sentinels ? spec->sentinels : 3;
+    /* (before the monitor line, which needs them for a name) */
+    if (spec->monitor_host != NULL)
+        fprintf(fp, "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n");
     fprintf(fp,
             "port %u\nbind 127.0.0.1\ndir %s\n"
-            "sentinel monitor %s 127.0.0.1 %u %u\n"
+            "sentinel monitor %s %s %u %u\n"
             "sentinel down-after-milliseconds %s %u\n"
             "sentinel failover-timeout %s %u\n"
             "sentinel parallel-syncs %s 1\n",
-            (unsigned)port, dir, s->name, (unsigned)master_port,
+            (unsigned)port, dir, s->name, spec->monitor_host ? spec->monitor_host : "127.0.0.1",
+            (unsigned)master_port,
             spec->quorum ? spec->quorum : n / 2 + 1, s->name,
             spec->down_after_ms ? spec->down_after_ms : 1000, s->name,
             spec->failover_timeout_ms ? spec->failover_timeout_ms : 5000, s->name);

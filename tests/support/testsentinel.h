@@ -41,6 +41,11 @@ typedef struct kvi_tsn_spec {
     /* The sentinels' requirepass (and sentinel-pass among them); NULL =
      * none. */
     const char *sentinel_password;
+    /* The master's address as the sentinels monitor and announce it: NULL =
+     * 127.0.0.1; a name (tests: only "localhost") turns on the sentinels'
+     * resolve-hostnames and announce-hostnames, so that they name the
+     * master by it. */
+    const char *monitor_host;
 } kvi_tsn_spec;
 
 typedef struct kvi_tsn_setup kvi_tsn_setup;

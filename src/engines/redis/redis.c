@@ -249,14 +249,15 @@ static kvi_status redis_open(kvi_conn *c, const kvi_url *url)
     }
     /* Host names are resolved here, once, at definition (an IP address is
      * only parsed); every connect and reconnect uses these addresses.  A
-     * name that does not resolve now is tried again at its first connect
+     * name that does not resolve now is looked up again in the background
      * (resolve.h, docs/engines/redis.md "Host names"). */
     if ((rpriv(c)->names = kvi__redis_names_new()) == NULL)
         return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
     for (size_t i = 0; i < cfg->nhosts; i++) {
         char why[160];
-        if (kvi__redis_names_get(rpriv(c)->names, cfg->hosts[i].host, why, sizeof why) == NULL)
-            kvi_engine_log(c, KVI_LOG_WARN, "%s (tried again at the first connect)", why);
+        if (kvi__redis_names_resolve_now(rpriv(c)->names, cfg->hosts[i].host, why, sizeof why) ==
+            NULL)
+            kvi_engine_log(c, KVI_LOG_WARN, "%s (looked up again in the background)", why);
     }
     kvi__redis_scripts_init(&rpriv(c)->scripts);
     /* The node settings point to what cfg owns. */

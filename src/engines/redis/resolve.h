@@ -1,15 +1,20 @@
 /*
  * resolve.h -- the addresses of the redis engine's servers, found once:
  * an IP address is parsed (AI_NUMERICHOST: no resolver call at all); a host
- * name is resolved with the system resolver when the URL is defined (the
- * URL's hosts, by redis.c's open) or, for a name learned later (a master
- * named by the sentinels, a cluster node announced by name), the first time
- * a connection to it is made.  The addresses are kept for every connect and
- * reconnect until the engine id is closed: a name is not looked up again
- * (a DNS change needs the id defined anew, e.g. a restart).
+ * name of the URL is resolved with the system resolver when the URL is
+ * defined (redis.c's open, kvi__redis_names_resolve_now); a name learned
+ * later (a master named by the sentinels, a cluster node announced by name)
+ * is looked up in the background (getaddrinfo_a) the first time a
+ * connection to it is wanted, and that connect fails at once ("being
+ * resolved") until the addresses are in, so no step ever waits for the
+ * resolver.  The addresses are kept for every connect and reconnect until
+ * the engine id is closed: a resolved name is not looked up again (a DNS
+ * change needs the id defined anew, e.g. a restart); a name that failed is
+ * tried again, in the background, at most once a second.
  *
- * Connection layer: knows nothing of the engine.  Thread-safe and safe
- * after fork(): the table is an append-only list without locks.
+ * Connection layer: knows nothing of the engine.  Thread-safe without
+ * locks (an append-only list; each name's state moves by compare-and-swap),
+ * so also usable in a child after fork(), which starts its own lookups.
  */
 #ifndef KVI_REDIS_RESOLVE_H
 #define KVI_REDIS_RESOLVE_H
@@ -44,13 +49,22 @@ struct kvi_redis_names;
 struct kvi_redis_names *kvi__redis_names_new(void);
 void kvi__redis_names_free(struct kvi_redis_names *t);
 
-/* The addresses of host, kept in t: the known ones, else found now (an
- * address parsed; a name resolved with the system resolver, which blocks
- * the calling thread) and kept.  NULL when host cannot be resolved (err
- * says why; nothing kept, so a later call tries again).  The result lives
- * as long as t. */
+/* The addresses of host, kept in t, without waiting: the known ones; an
+ * address parsed now; a name not resolved yet: NULL with err "being
+ * resolved" while its background lookup runs (started here when none is),
+ * or the resolver's reason when it failed (looked up again after 1 s).
+ * The result lives as long as t. */
 const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t, const char *host,
                                                       char *err, size_t errlen);
+
+/* The addresses of host, resolved now if need be with the system resolver
+ * (blocking the calling thread for as long as it takes) and kept: for the
+ * URL's hosts, when the URL is defined.  NULL with err when it cannot be
+ * resolved (kept as failed: kvi__redis_names_get reports that reason,
+ * then looks the name up again in the background from 1 s on). */
+const struct kvi_redis_addrlist *kvi__redis_names_resolve_now(struct kvi_redis_names *t,
+                                                              const char *host, char *err,
+                                                              size_t errlen);
 
 /* Only the known addresses of host, never a resolver call: NULL when
  * host is not in t yet. */

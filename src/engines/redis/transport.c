@@ -26,10 +26,10 @@ void kvi__redis_conn_cfg(const struct kvi_redis_node_cfg *cfg, const struct kvi_
                          struct kvi_redis_tls_cache *tc, int role, struct kvi_redis_conn_cfg *out)
 {
     /* The URL's names were resolved when it was defined; a name learned
-     * later (from sentinels or a cluster) is resolved here the first time,
-     * then kept (resolve.h).  An IP address is parsed, never looked up.  A
-     * name that cannot be resolved leaves addrs NULL and the reason in
-     * resolve_err, which the connect reports. */
+     * later (from sentinels or a cluster) is looked up in the background
+     * and kept (resolve.h).  An IP address is parsed, never looked up.
+     * Until a name is resolved addrs is NULL and resolve_err says why,
+     * which the connect reports at once (the callers' retries try again). */
     char why[160] = "";
     const struct kvi_redis_addrlist *addrs =
         a->host != NULL ? kvi__redis_names_get(cfg->names, a->host, why, sizeof why) : NULL;

@@ -8,8 +8,8 @@
  * and is counted.  Two names exist only here and never reach a real
  * resolver: "kvi-test-alias" answers the address the test chooses (so the
  * test can move it, as a DNS change would), "kvi-test-no-such-host" does
- * not resolve.  The only real name resolved is "localhost".  Every server
- * is on 127.0.0.1.
+ * not resolve.  The only real name resolved is "localhost" (also as the
+ * name sentinels announce a master by).  Every server is on 127.0.0.1.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +30,7 @@
 
 #include "kvi/kvi.h"
 #include "kvitest.h"
+#include "testsentinel.h"
 #include "testserver.h"
 
 static atomic_int g_resolver_calls;
@@ -184,6 +185,44 @@ static void test_a_name_that_does_not_resolve_is_a_connect_error_naming_it(void 
     kvi_free(k);
 }
 
+static void keep_master_line(void *ud, kvi_log_level level, const char *msg)
+{
+    (void)level;
+    if (strstr(msg, "master \"mymaster\" is") != NULL)
+        snprintf(ud, 256, "%s", msg);
+}
+
+/* A name learned at run time: sentinels that announce the master by name
+ * ("localhost", announce-hostnames).  It is looked up in the background;
+ * the calls go on once it is in (the first connect to it fails at once,
+ * the sentinel path tries again). */
+static void test_a_master_named_by_name_by_the_sentinels_is_reached(void **state)
+{
+    (void)state;
+    kvi_tsn_spec spec = {.replicas = 0, .sentinels = 1, .quorum = 1, .monitor_host = "localhost"};
+    kvi_tsn_setup *ts = NULL;
+    kvi_ts_result r = kvi_tsn_start(&spec, &ts);
+    if (r == KVI_TS_MISSING)
+        kvi_test_skip("%s", kvi_ts_errmsg());
+    if (r != KVI_TS_OK)
+        fail_msg("cannot start the sentinel set-up: %s", kvi_ts_errmsg());
+    char url[256], master[256] = "";
+    kvi_tsn_url(ts, "redis", url, sizeof url);
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_set_log(k, keep_master_line, master, KVI_LOG_INFO), KVI_OK);
+    kvi_status st = kvi_add_url(k, url);
+    if (st != KVI_OK)
+        fail_msg("%s: %s: %s", url, kvi_status_name(st), kvi_errmsg(k));
+    assert_int_equal(kvi_store(k, "redis", "ln", 2, "x", 1, 0), KVI_OK);
+    print_message("  %s\n", master);
+    char want[64];
+    snprintf(want, sizeof want, "is localhost:%u", (unsigned)kvi_ts_port(kvi_tsn_data(ts, 0)));
+    assert_non_null(strstr(master, want));
+    kvi_free(k);
+    kvi_tsn_free(ts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +230,10 @@ int main(void)
         cmocka_unit_test(test_a_name_is_resolved_once_when_the_url_is_defined),
         cmocka_unit_test(test_localhost_is_resolved_once),
         cmocka_unit_test(test_a_name_that_does_not_resolve_is_a_connect_error_naming_it),
+        cmocka_unit_test(test_a_master_named_by_name_by_the_sentinels_is_reached),
     };
+    /* KVI_TEST_FILTER=test_localhost* runs only those cases. */
+    if (getenv("KVI_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("KVI_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
