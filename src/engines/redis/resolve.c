@@ -303,3 +303,25 @@ const struct kvi_redis_addrlist *kvi__redis_names_resolve_now(struct kvi_redis_n
     push(t, e);
     return &e->addrs;
 }
+
+/* See resolve.h. */
+void kvi__redis_names_wait(struct kvi_redis_names *t, const char *host, int64_t deadline_ms)
+{
+    char err[8];
+    if (t == NULL || host == NULL || kvi__redis_names_get(t, host, err, sizeof err) != NULL)
+        return;
+    if (deadline_ms == 0)
+        deadline_ms = now_ms() + 5000;
+    struct entry *e = find(t, host);
+    while (e != NULL && atomic_load(&e->state) == PENDING && e->pid == getpid()) {
+        int64_t left = deadline_ms - now_ms();
+        if (left <= 0)
+            return;
+        const struct gaicb *list[1] = {&e->cb};
+        struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000};
+        if (gai_suspend(list, 1, &ts) == EAI_AGAIN)
+            return;
+        if (gai_error(&e->cb) != EAI_INPROGRESS)
+            return;
+    }
+}

@@ -57,6 +57,12 @@ void kvi__redis_names_free(struct kvi_redis_names *t);
 const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t, const char *host,
                                                       char *err, size_t errlen);
 
+/* For a blocking connect: when host is a name being looked up in the
+ * background (started here if need be), waits until that lookup ends or
+ * deadline (monotonic ms; 0 = connect_timeout unset: up to 5 s) passes.
+ * Then kvi__redis_names_get says where it stands. */
+void kvi__redis_names_wait(struct kvi_redis_names *t, const char *host, int64_t deadline_ms);
+
 /* The addresses of host, resolved now if need be with the system resolver
  * (blocking the calling thread for as long as it takes) and kept: for the
  * URL's hosts, when the URL is defined.  NULL with err when it cannot be

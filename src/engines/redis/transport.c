@@ -57,10 +57,15 @@ kvi_status kvi__redis_connect(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,
                               int role, int load, int *scripts_loaded, struct kvi_redis_conn *conn)
 {
     struct kvi_redis_conn_cfg cc;
+    int64_t deadline = kvi__redis_deadline_after(cfg->connect_timeout_ms);
 
+    /* A blocking connect may wait for a name learned at run time, within
+     * its connect_timeout like the connect itself (the non-blocking paths
+     * never do). */
+    if (a->host != NULL)
+        kvi__redis_names_wait(cfg->names, a->host, deadline);
     kvi__redis_conn_cfg(cfg, a, tc, role, &cc);
-    kvi_status s =
-        kvi__redis_conn_open(conn, &cc, kvi__redis_deadline_after(cfg->connect_timeout_ms));
+    kvi_status s = kvi__redis_conn_open(conn, &cc, deadline);
     if (s != KVI_OK)
         s = conn_error(c, conn);
     else if (kvi__redis_tls_resumed(&conn->sock))
