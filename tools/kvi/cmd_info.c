@@ -163,8 +163,7 @@ static void print_stats(const kvi__cli *cli, const struct stat_row *r, double el
         {"ops", s->ops, 0},           {"errors", s->errors, 0},     {"misses", s->misses, 0},
         {"slow_ops", s->slow_ops, 0}, {"rejected", s->rejected, 0}, {"total_us", s->total_us, 0},
         {"entries", s->entries, 1},   {"bytes", s->bytes, 1},       {"hits", s->hits, 1},
-        {"expired", s->expired, 1},   {"evicted", s->evicted, 1},
-        {"near_hits", s->near_hits, 2},
+        {"expired", s->expired, 1},   {"evicted", s->evicted, 1},   {"near_hits", s->near_hits, 2},
     };
     if (cli->json) {
         kvi__cli_json_cstr(stdout, kvi_conn_id(r->c));
@@ -230,7 +229,7 @@ static void prom_label(const char *v)
     }
 }
 
-enum prom_kind { PROM_U64, PROM_SECONDS, PROM_RATIO };
+enum prom_kind { PROM_U64, PROM_U64_NONZERO, PROM_SECONDS, PROM_RATIO };
 
 /* One metric family: its HELP and TYPE lines, then one sample per id that
  * has the figure. */
@@ -246,6 +245,8 @@ static void prom_family(const struct stat_row *rows, size_t n, const char *name,
             continue;
         if (kind == PROM_RATIO && s->hits + s->misses == 0)
             continue; /* nothing looked up: no ratio */
+        if (kind == PROM_U64_NONZERO && v == 0)
+            continue; /* as in the text: only where it counted */
         if (offset == offsetof(kvi_stats, processes) && !s->shared)
             continue;
         if (!header) {
@@ -281,6 +282,9 @@ static void print_prometheus(const struct stat_row *rows, size_t n)
       PROM_U64);
     F("kvi_hit_ratio", "gauge", "hits / (hits + misses) since the counts began.", hits, 1,
       PROM_RATIO);
+    F("kvi_near_hits_total", "counter",
+      "Of the hits, fetches a near cache of this process answered (redis client_cache).", near_hits,
+      0, PROM_U64_NONZERO);
     F("kvi_slow_ops_total", "counter", "Operations of this process slower than its threshold.",
       slow_ops, 0, PROM_U64);
     F("kvi_rejected_total", "counter", "Calls of this process refused before the engine.", rejected,
