@@ -81,8 +81,14 @@ static void end_with_result(kvi_conn *c, struct mg_ent *e, memcached_result_st *
     kvi_status st = kvi__mc_item_of_result(c, &e->k, r, &it, now_ms, "fetch");
     if (st == KVI_OK && !it.live)
         st = KVI_NOT_FOUND;
-    if (st == KVI_OK)
-        st = kvi_value_set(c, &e->op->value, it.data, it.len);
+    if (st == KVI_OK) {
+        /* In the batch's memory: no allocation per value. */
+        char *p = kvi_batch_op_value_alloc(c, e->op, it.len);
+        if (p == NULL)
+            st = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        else if (it.len > 0)
+            memcpy(p, it.data, it.len);
+    }
     kvi_batch_op_done(c, e->op, st);
 }
 
