@@ -130,12 +130,14 @@ for line in "  ops/s     0.000" "  misses/s  0.000" "  hits/s    0.000" \
     checks=$((checks + 1))
     grep -qx -- "$line" "$T/out" || fail "interval block lacks '$line': $(cat "$T/out")"
 done
-check "the interval took about a second" grep -Eq '^  interval_s 1\.[0-9]{3}$' "$T/out"
+iv=$(awk '$1 == "interval_s" { print $2 }' "$T/out")
+check "the interval took about a second (a loaded machine may add some)" \
+    awk -v v="$iv" 'BEGIN { exit !(v >= 0.95 && v < 5) }'
 
 # With work in the interval: a worker runs once the first block is out.
 "$KVI" -u "$U" stats local --interval 3 --count 2 >"$T/iv.out" 2>"$T/iv.err" &
 ps=$!
-for _ in $(seq 100); do
+for _ in $(seq 400); do
     grep -q '^  processes' "$T/iv.out" && break
     sleep 0.05
 done
@@ -151,7 +153,7 @@ check "totals after the worker" grep -qx '  ops       132' "$T/out"
 run --json stats local --interval 1 --count 2
 expect "stats --json --interval" 0 '*' ''
 check "one JSON document per block" test "$(grep -c '^{"status":"ok","stats":{"local":{' "$T/out")" = 2
-check "rates in the second document" grep -q '"ops/s":0.000,.*"interval_s":1\.' "$T/out"
+check "rates in the second document" grep -q '"ops/s":0.000,.*"interval_s":[0-9]' "$T/out"
 
 run stats local --interval 1 --count 2 --format prometheus
 expect "prometheus every second" 0 '*' ''
