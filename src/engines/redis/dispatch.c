@@ -512,12 +512,3 @@ kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t
                                 .deep = (flags & KVI_REDIS_DEEP) != 0};
     return kvi__redis_exec(c, &cmd, out);
 }
-
-/* See dispatch.h. */
-kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
-                              int flags, redisReply **out)
-{
-    const char *argv[2] = {cmd, key};
-    size_t lens[2] = {strlen(cmd), key_len};
-    return kvi__redis_run(c, 2, argv, lens, 1, flags, out);
-}

@@ -43,10 +43,6 @@ kvi_status kvi__redis_exec(kvi_conn *c, const struct kvi_redis_cmd *cmd, redisRe
 kvi_status kvi__redis_run(kvi_conn *c, int argc, const char **argv, const size_t *lens, int key_at,
                           int flags, redisReply **out);
 
-/* kvi__redis_run() of the two words "cmd key" in the key's slot. */
-kvi_status kvi__redis_run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
-                              int flags, redisReply **out);
-
 /* *is_cluster = 1 when c talks to a cluster (detecting the mode first if
  * needed). */
 kvi_status kvi__redis_is_cluster(kvi_conn *c, int *is_cluster);

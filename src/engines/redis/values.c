@@ -73,13 +73,22 @@ kvi_status kvi__redis_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_va
     return s;
 }
 
-/* kvi__redis_run_key() of a command that answers an integer: KVI_OK with
+/* kvi__redis_run() of the two words "cmd key". */
+static kvi_status run_key(kvi_conn *c, const char *cmd, const void *key, size_t key_len, int flags,
+                          redisReply **out)
+{
+    const char *argv[2] = {cmd, key};
+    size_t lens[2] = {strlen(cmd), key_len};
+    return kvi__redis_run(c, 2, argv, lens, 1, flags, out);
+}
+
+/* run_key() of a command that answers an integer: KVI_OK with
  * it in *v. */
 static kvi_status run_key_integer(kvi_conn *c, const char *cmd, const void *key, size_t key_len,
                                   int flags, long long *v)
 {
     redisReply *r;
-    kvi_status s = kvi__redis_run_key(c, cmd, key, key_len, flags, &r);
+    kvi_status s = run_key(c, cmd, key, key_len, flags, &r);
     if (s != KVI_OK)
         return s;
     if (r->type != REDIS_REPLY_INTEGER)
@@ -121,7 +130,7 @@ kvi_status kvi__redis_get_string(kvi_conn *c, const void *key, size_t key_len, r
                                  redisReply **err)
 {
     redisReply *r;
-    kvi_status s = kvi__redis_run_key(c, "GET", key, key_len, KVI_REDIS_RESEND_OK, &r);
+    kvi_status s = run_key(c, "GET", key, key_len, KVI_REDIS_RESEND_OK, &r);
     if (s != KVI_OK)
         return s;
     if (r->type == REDIS_REPLY_NIL) {
