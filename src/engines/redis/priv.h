@@ -7,10 +7,11 @@
  *   error.h     server error replies -> kvi statuses
  *   route.h     pure helpers: key slots, key positions, globs
  *   net.h       byte streams: TCP, unix socket, TLS (OpenSSL) behind one ops struct
+ *   resolve.h   host names resolved once, their addresses kept
  *   deep.h      RESP2 reader of raw replies (any depth up to 64)
  *   conn.h      one connection as a non-blocking state machine (connect, TLS,
  *               AUTH/SELECT, requests, replies via hiredis's public reader)
- *               -- net and conn know nothing of the engine --
+ *               -- net, resolve and conn know nothing of the engine --
  *   scripts.h   every Lua script: texts, SHAs, SCRIPT LOAD, EVALSHA/EVAL words
  *   transport.h the node settings (struct kvi_redis_node_cfg, a value), a
  *               connection's set-up and round trips (ASKING, WAIT)
