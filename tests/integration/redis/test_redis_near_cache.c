@@ -22,6 +22,7 @@
 
 #include "kvi/kvi.h"
 #include "kvitest.h"
+#include "testsentinel.h"
 
 /* How long an invalidation may take to reach A. */
 #define SEEN_WITHIN_MS 1000
@@ -484,6 +485,68 @@ static void test_a_failover_serves_nothing_from_the_old_server(void **state)
     kvi_ts_free(s2);
 }
 
+/* Sentinel: the near cache follows the master Sentinel names; after a
+ * failover (SENTINEL FAILOVER) a change made on the new master is seen. */
+static void test_a_sentinel_failover_is_followed(void **state)
+{
+    (void)state;
+    kvi_tsn_spec spec = {.replicas = 1, .sentinels = 3, .quorum = 2};
+    kvi_tsn_setup *set = NULL;
+    kvi_ts_result tr = kvi_tsn_start(&spec, &set);
+    if (tr == KVI_TS_MISSING)
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
+    if (tr != KVI_TS_OK)
+        fail_msg("sentinel set-up: %s", kvi_ts_errmsg());
+    char base[512], url[600];
+    kvi_tsn_url(set, "redis", base, sizeof base);
+    snprintf(url, sizeof url, "%s&client_cache=100", base);
+    kvi *k = kvi_test_context1(url);
+    kvi *plain = kvi_test_context1(base);
+    store(plain, "nc:sn", "v1");
+    assert_reads(k, "nc:sn", "v1");
+    uint64_t h = hits(k);
+    assert_reads(k, "nc:sn", "v1");
+    assert_int_equal(hits(k), h + 1);
+
+    char sent[128], buf[256];
+    snprintf(sent, sizeof sent, "SENTINEL FAILOVER mymaster");
+    for (int tries = 0;; tries++) {
+        buf[0] = '\0';
+        if (kvi_tsn_query(kvi_ts_port(kvi_tsn_sentinel(set, 0)), sent, buf, sizeof buf) == 0 &&
+            strncmp(buf, "+OK", 3) == 0)
+            break;
+        if (tries > 100)
+            fail_msg("SENTINEL FAILOVER: %s", buf);
+        kvi_test_sleep_ms(100);
+    }
+    /* The plain context writes wherever Sentinel now says the master is;
+     * the near cache must end up reading that value. */
+    int64_t t0 = kvi_test_mono_ms();
+    for (;;) {
+        if (kvi_store(plain, "redis", "nc:sn", 5, "v2", 2, 0) == KVI_OK)
+            break;
+        if (kvi_test_mono_ms() - t0 > 20000)
+            fail_msg("no write after the failover within 20 s: %s", kvi_errmsg(plain));
+        kvi_test_sleep_ms(100);
+    }
+    t0 = kvi_test_mono_ms();
+    for (;;) {
+        kvi_value v = KVI_VALUE_INIT;
+        kvi_status st = kvi_fetch(k, "redis", "nc:sn", 5, &v);
+        int done = st == KVI_OK && v.len == 2 && memcmp(v.data, "v2", 2) == 0;
+        kvi_value_free(&v);
+        if (done)
+            break;
+        if (kvi_test_mono_ms() - t0 > 20000)
+            fail_msg("the near cache still does not read v2 20 s after the failover (%s)",
+                     kvi_status_name(st));
+        kvi_test_sleep_ms(50);
+    }
+    kvi_free(k);
+    kvi_free(plain);
+    kvi_tsn_free(set);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -580,6 +643,7 @@ int main(void)
         T(test_a_fetch_racing_a_change_keeps_nothing_stale),
         T(test_a_forked_child_has_its_own_near_cache),
         T(test_a_failover_serves_nothing_from_the_old_server),
+        T(test_a_sentinel_failover_is_followed),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_stats_count_hits_and_near_hits),
