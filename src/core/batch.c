@@ -181,6 +181,21 @@ char *kvi_batch_op_value_alloc(kvi_conn *c, kvi_batch_op *op, size_t len)
     return p;
 }
 
+kvi_status kvi__batch_op_fetched(kvi_conn *c, kvi_batch_op *op, const void *data, size_t len)
+{
+    if (op->value.data != NULL)
+        kvi_value_free(&op->value);
+    char *p = len < SIZE_MAX - sizeof(struct chunk) ? copy_in(ITEM_OF(op)->b, data, len) : NULL;
+    (void)c;
+    if (p == NULL)
+        return KVI_E_NOMEM; /* op still open */
+    op->value.data = p;
+    op->value.len = len;
+    op->status = KVI_OK;
+    op->done = 1;
+    return KVI_OK;
+}
+
 /* Ends it at add time (an id or argument the single call would refuse) with
  * the detail message that refusal set. */
 static void end_rejected(kvi_batch *b, struct batch_item *it, kvi_status st)
@@ -190,6 +205,14 @@ static void end_rejected(kvi_batch *b, struct batch_item *it, kvi_status st)
     it->ended = 1;
     const char *m = kvi_errmsg(b->k);
     it->msg = kvi__strdup(b->k, m[0] ? m : kvi_strerror(st));
+}
+
+/* strcmp(a, b) == 0 for the short strings ids are, without a call. */
+static inline int same_id(const char *a, const char *b)
+{
+    while (*a != '\0' && *a == *b)
+        a++, b++;
+    return *a == *b;
 }
 
 /* The one adder behind kvi_batch_store, _fetch, ... */
@@ -209,25 +232,26 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
         b->cap = cap;
     }
     struct batch_item *it = &b->items[b->n];
-    memset(it, 0, sizeof *it);
-    it->b = b;
-    it->kind = kind;
+    *it = (struct batch_item){
+        .op = {.kind = kind,
+               .key = key,
+               .key_len = key_len,
+               .val = val,
+               .val_len = val_len,
+               .expire_s = expire_s,
+               .delta = delta,
+               .min = min,
+               .max = max,
+               .status = KVI_E_INVALID}, /* "not run yet" until it ends */
+        .b = b,
+        .kind = kind,
+    };
     kvi_batch_op *op = &it->op;
-    op->kind = kind;
-    op->key = key;
-    op->key_len = key_len;
-    op->val = val;
-    op->val_len = val_len;
-    op->expire_s = expire_s;
-    op->delta = delta;
-    op->min = min;
-    op->max = max;
-    op->status = KVI_E_INVALID; /* "not run yet" until it ends */
 
     kvi_status st = KVI_OK;
     /* Connections live as long as their context: the last one found may be
      * reused when the id is the same. */
-    if (b->last_c != NULL && id != NULL && strcmp(id, b->last_c->id) == 0)
+    if (b->last_c != NULL && id != NULL && same_id(id, b->last_c->id))
         it->c = b->last_c;
     else if ((st = kvi_conn_get(b->k, id, &it->c)) == KVI_OK)
         b->last_c = it->c;
@@ -260,8 +284,8 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
         op->delta = -delta; /* the check refused INT64_MIN */
         op->kind = kind == KVI_OP_SUB ? KVI_OP_ADD : KVI_OP_ADD_BOUNDED;
     }
-    op->no_resend =
-        op->kind == KVI_OP_STORE_NX || op->kind == KVI_OP_ADD || op->kind == KVI_OP_ADD_BOUNDED;
+    op->no_resend = kind != KVI_OP_FETCH && (op->kind == KVI_OP_STORE_NX || op->kind == KVI_OP_ADD ||
+                                             op->kind == KVI_OP_ADD_BOUNDED);
     b->n++;
     kvi__discard_error();
     return KVI_OK;

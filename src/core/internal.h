@@ -44,6 +44,13 @@ void *kvi__realloc(const kvi *k, void *ptr, size_t size);
 void kvi__free(const kvi *k, void *ptr);
 char *kvi__strdup(const kvi *k, const char *s);
 
+/* A batch's fetch found data: copies it into the batch's memory as op's
+ * value and ends op with KVI_OK; KVI_E_NOMEM (op left open, to be ended by
+ * the caller) when short.  What kvi_batch_op_value_alloc + memcpy +
+ * kvi_batch_op_done do, in one call, for the local engine's batch slot.
+ * (batch.c) */
+kvi_status kvi__batch_op_fetched(kvi_conn *c, kvi_batch_op *op, const void *data, size_t len);
+
 /* The value of hex digit ch (either case), -1 when it is not one; used by
  * the URL and the query word decoders.  (words.c) */
 int kvi__hexval(unsigned char ch);

@@ -466,12 +466,8 @@ struct batch_fetch_ud {
 static kvi_status batch_fetch_copy(void *ud, const void *data, size_t len)
 {
     struct batch_fetch_ud *f = ud;
-    char *buf = kvi_batch_op_value_alloc(f->c, f->op, len);
-    if (!buf)
-        return KVI_E_NOMEM;
-    if (len)
-        memcpy(buf, data, len);
-    return KVI_OK;
+    /* Ends the op at once (KVI_OK; KVI_E_NOMEM leaves it to the caller). */
+    return kvi__batch_op_fetched(f->c, f->op, data, len);
 }
 
 static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
@@ -652,6 +648,8 @@ static void local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *co
         t->ops->fetch_many(t->self, m, keys, lens, batch_fetch_copy, uds, sts);
         for (size_t i = 0; i < m; i++) {
             kvi_status st = sts[i];
+            if (ops[base + i]->done)
+                continue; /* found: ended by batch_fetch_copy */
             if (st != KVI_OK && st != KVI_NOT_FOUND)
                 st = table_error(c, st);
             kvi_batch_op_done(c, ops[base + i], st);
