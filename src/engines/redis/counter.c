@@ -102,7 +102,8 @@ kvi_status kvi__redis_add_bounded(kvi_conn *c, const void *key, size_t key_len, 
                       kvi_format_int64(min, text[2]), kvi_format_int64(max, text[3])};
     redisReply *r = NULL;
 
-    kvi_status s = run_counter_script(c, KVI_REDIS_SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
+    kvi_status s =
+        run_counter_script(c, KVI_REDIS_SCRIPT_ADD_BOUNDED, key, key_len, 4, args, lens, &r);
     kvi__redis_nc_drop(c, key, key_len);
     if (s != KVI_OK)
         return s;
@@ -136,14 +137,13 @@ kvi_status kvi__redis_counter_fetch(kvi_conn *c, const void *key, size_t key_len
 
 /* See counter.h. */
 int kvi__redis_counter_argv(kvi_conn *c, int bounded, int allow_sha, const void *key,
-                            size_t key_len,
-                            int64_t delta, int64_t expire_s, int64_t min, int64_t max,
-                            char text[4][24], const char *argv[8], size_t lens[8])
+                            size_t key_len, int64_t delta, int64_t expire_s, int64_t min,
+                            int64_t max, char text[4][24], const char *argv[8], size_t lens[8])
 {
     int nargs = bounded ? 4 : 2;
     kvi__redis_script_words(&kvi__redis_priv(c)->scripts,
-                            bounded ? KVI_REDIS_SCRIPT_ADD_BOUNDED : KVI_REDIS_SCRIPT_ADD, allow_sha,
-                            argv, lens);
+                            bounded ? KVI_REDIS_SCRIPT_ADD_BOUNDED : KVI_REDIS_SCRIPT_ADD,
+                            allow_sha, argv, lens);
     argv[2] = "1";
     lens[2] = 1;
     argv[3] = key;

@@ -56,7 +56,6 @@ kvi_status kvi__redis_state_get(kvi_conn *c, struct kvi_redis_state **out)
     return KVI_OK;
 }
 
-
 /* Decides standalone or cluster (cluster=auto asks the first seed that
  * answers). */
 static kvi_status ensure_mode(kvi_conn *c, struct kvi_redis_state *st)

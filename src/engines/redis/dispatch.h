@@ -1,10 +1,11 @@
 /*
  * dispatch.h -- where a command of the redis engine runs: the working host
  * of the standalone failover list, the master the sentinels name, or the
- * master of its slot in a Redis Cluster (following MOVED and ASK, retrying TRYAGAIN/CLUSTERDOWN/LOADING
- * with backoff), the slot computed once from the command's key.  The top
- * of the connection code: it runs commands it is given and builds none;
- * the command files (values, counter, raw, scan, batch) call it.
+ * master of its slot in a Redis Cluster (following MOVED and ASK,
+ * retrying TRYAGAIN/CLUSTERDOWN/LOADING with backoff), the slot computed
+ * once from the command's key.  The top of the connection code: it runs
+ * commands it is given and builds none; the command files (values,
+ * counter, raw, scan, batch) call it.
  */
 #ifndef KVI_REDIS_DISPATCH_H
 #define KVI_REDIS_DISPATCH_H

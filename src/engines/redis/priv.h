@@ -65,9 +65,9 @@ struct kvi_redis_cfg {
     char *socket;   /* unix socket path or NULL */
     struct kvi_redis_host *hosts;
     size_t nhosts;
-    struct kvi_redis_tls *tls;   /* tls=yes: shared by every connection; NULL = plain */
-    char *sentinel;              /* master name: hosts are sentinels; NULL = none */
-    char *sentinel_user;         /* the sentinels' own credentials (NULL: no AUTH) */
+    struct kvi_redis_tls *tls; /* tls=yes: shared by every connection; NULL = plain */
+    char *sentinel;            /* master name: hosts are sentinels; NULL = none */
+    char *sentinel_user;       /* the sentinels' own credentials (NULL: no AUTH) */
     char *sentinel_password;
     size_t client_cache;           /* near cache: entries per process; 0 = off */
     size_t client_cache_max_value; /* longest value it keeps */
@@ -78,7 +78,7 @@ struct kvi_redis {
     struct kvi_redis_cfg cfg;
     struct kvi_redis_node_cfg node_cfg; /* what every node gets (timeouts, db, WAIT, ...) */
     struct kvi_redis_state *_Atomic state;
-    _Atomic int mode; /* enum kvi_redis_mode */
+    _Atomic int mode;                 /* enum kvi_redis_mode */
     struct kvi_redis_scripts scripts; /* the Lua scripts and their SHAs (scripts.h) */
     struct kvi_redis_names *names;    /* host addresses found once (resolve.h) */
 };

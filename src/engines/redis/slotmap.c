@@ -189,9 +189,8 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
     }
     *count = 0;
     const char *asked = n->addr.host != NULL ? n->addr.host : "127.0.0.1";
-    int bad = shards
-                  ? parse_shards(r, asked, n->cfg.tls != NULL, *ranges, count, cap)
-                  : parse_slots(r, asked, *ranges, count, cap);
+    int bad = shards ? parse_shards(r, asked, n->cfg.tls != NULL, *ranges, count, cap)
+                     : parse_slots(r, asked, *ranges, count, cap);
     freeReplyObject(r);
     if (bad) {
         kvi_engine_free(c, *ranges);

@@ -39,7 +39,7 @@ struct kvi_redis_state {
     pid_t pid;                          /* the process it belongs to (checked when freed) */
     unsigned fork_gen;                  /* kvi__redis_fork_gen() when it was made */
     struct kvi_redis_node_cfg node_cfg; /* what every node of it gets */
-    pthread_rwlock_t lock; /* nodes list and slots */
+    pthread_rwlock_t lock;              /* nodes list and slots */
     struct kvi_redis_node *nodes;
     struct kvi_redis_node **seeds;
     size_t nseeds;
@@ -50,9 +50,9 @@ struct kvi_redis_state {
     atomic_uint rr;
     struct kvi_redis_node *_Atomic master; /* sentinel: the master it named, NULL = ask */
     struct kvi_redis_watch *_Atomic watch; /* sentinel: the +switch-master listener */
-    struct kvi_redis_nc *_Atomic nc; /* client_cache: the near cache, made on first use,
-                                        freed by kvi__redis_nc_close */
-    struct kvi_redis_state *retired; /* a parent process's state */
+    struct kvi_redis_nc *_Atomic nc;       /* client_cache: the near cache, made on first use,
+                                              freed by kvi__redis_nc_close */
+    struct kvi_redis_state *retired;       /* a parent process's state */
 };
 
 /* A state with one node per seed, every node (those learned later too)

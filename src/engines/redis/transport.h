@@ -22,20 +22,20 @@
  * strings, TLS settings and scripts it points to live as long as the
  * kvi_conn. */
 struct kvi_redis_node_cfg {
-    const char *user;                /* data nodes' ACL user or NULL */
-    const char *password;            /* data nodes' password; NULL: no AUTH */
-    long db;                         /* SELECT db when > 0 */
-    const char *sentinel_user;       /* the sentinels' own credentials (NULL: no AUTH) */
+    const char *user;          /* data nodes' ACL user or NULL */
+    const char *password;      /* data nodes' password; NULL: no AUTH */
+    long db;                   /* SELECT db when > 0 */
+    const char *sentinel_user; /* the sentinels' own credentials (NULL: no AUTH) */
     const char *sentinel_password;
     const struct kvi_redis_tls *tls; /* NULL = plain */
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
-    size_t max_idle;                 /* idle connections kept per node */
-    unsigned wait_replicas;          /* WAIT for this many replicas after writes; 0 = no */
-    uint32_t wait_timeout_ms;        /* the WAIT's own limit */
-    kvi_breaker_options breaker;     /* per node: down_after, down_for */
+    size_t max_idle;                   /* idle connections kept per node */
+    unsigned wait_replicas;            /* WAIT for this many replicas after writes; 0 = no */
+    uint32_t wait_timeout_ms;          /* the WAIT's own limit */
+    kvi_breaker_options breaker;       /* per node: down_after, down_for */
     struct kvi_redis_scripts *scripts; /* loaded on each new data connection; NULL = none */
-    struct kvi_redis_names *names;   /* host addresses found once (resolve.h); NULL = none */
+    struct kvi_redis_names *names;     /* host addresses found once (resolve.h); NULL = none */
 };
 
 /* One command: argc words.  key (key_len bytes) is the key that routes it
@@ -111,8 +111,7 @@ kvi_status kvi__redis_append(kvi_conn *c, struct kvi_redis_conn *conn,
  * (a WAIT shortfall is not a silent server).
  */
 kvi_status kvi__redis_roundtrip(kvi_conn *c, const struct kvi_redis_node_cfg *nc,
-                                struct kvi_redis_conn *conn,
-                                const struct kvi_redis_cmd *cmd, int asking, int *answered,
-                                redisReply **out);
+                                struct kvi_redis_conn *conn, const struct kvi_redis_cmd *cmd,
+                                int asking, int *answered, redisReply **out);
 
 #endif /* KVI_REDIS_TRANSPORT_H */
