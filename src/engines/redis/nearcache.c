@@ -71,6 +71,7 @@ struct kvi_redis_nc {
     int64_t ping_sent_ms;        /* a PING awaits its answer since (0: none) */
     uint32_t timeout_ms;         /* the server's answer time (URL timeout) */
     int failure_logged;          /* a failed subscription was logged since the last one */
+    int refusal_logged;          /* CLIENT TRACKING refused was logged (once per process) */
     uint64_t hits;  /* fetches that found their key (here or at the server) */
     uint64_t near_hits, expired, evicted;
 };
@@ -199,10 +200,11 @@ static void lose(kvi_conn *c, struct kvi_redis_nc *nc, const char *why, int64_t 
     nc->link = NC_DOWN;
     nc->epoch = 0;
     nc->retry_at_ms = kvi_monotonic_ms() + retry_in_ms;
-    kvi_engine_log(c, KVI_LOG_WARN,
-                   "near cache: %s; flushed, fetches go to the server until a new subscription "
-                   "stands",
-                   why);
+    if (why != NULL)
+        kvi_engine_log(c, KVI_LOG_WARN,
+                       "near cache: %s; flushed, fetches go to the server until a new "
+                       "subscription stands",
+                       why);
 }
 
 static int is_word(const redisReply *r, const char *w)
@@ -606,8 +608,13 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
         nc->hits++;
     if (!f.tracked && up) {
         char why[300];
-        snprintf(why, sizeof why, "CLIENT TRACKING refused (%s)", f.refused);
-        lose(c, nc, why, RETRY_MS);
+        snprintf(why, sizeof why,
+                 "CLIENT TRACKING refused (%s); tried again every %d ms, this message is not "
+                 "repeated",
+                 f.refused, RETRY_MS);
+        /* (Redis < 6 or an ACL without it refuses every time: said once.) */
+        lose(c, nc, nc->refusal_logged ? NULL : why, RETRY_MS);
+        nc->refusal_logged = 1;
     }
     if (p.prev != NULL)
         p.prev->next = p.next;

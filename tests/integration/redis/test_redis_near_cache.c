@@ -547,6 +547,45 @@ static void test_a_sentinel_failover_is_followed(void **state)
     kvi_tsn_free(set);
 }
 
+static void count_refusals(void *ud, kvi_log_level level, const char *msg)
+{
+    (void)level;
+    if (strstr(msg, "CLIENT TRACKING refused") != NULL)
+        (*(int *)ud)++;
+}
+
+/* A user the server does not allow CLIENT TRACKING (an ACL; or Redis < 6):
+ * every fetch is answered right by the server, nothing is served from the
+ * near cache, and the refusal is logged once, not once a second. */
+static void test_tracking_refused_bypasses_the_cache_and_says_so_once(void **state)
+{
+    struct fx *f = *state;
+    raw(f->b, "ACL SETUSER nc on >nc-pw ~* &* +@all -client|tracking", NULL);
+    char url[256];
+    snprintf(url, sizeof url, "redis://nc:nc-pw@127.0.0.1:%u/?client_cache=10",
+             (unsigned)kvi_ts_port(f->s));
+    kvi *k = NULL;
+    int refusals = 0;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_set_log(k, count_refusals, &refusals, KVI_LOG_WARN), KVI_OK);
+    kvi_status st = kvi_add_url(k, url);
+    if (st != KVI_OK)
+        fail_msg("%s: %s", kvi_status_name(st), kvi_errmsg(k));
+    store(f->b, "nc:acl", "v1");
+    int64_t t0 = kvi_test_mono_ms();
+    int n = 0;
+    while (kvi_test_mono_ms() - t0 < 2500) {
+        assert_reads(k, "nc:acl", n % 2 ? "v2" : "v1");
+        store(f->b, "nc:acl", n % 2 ? "v1" : "v2");
+        n++;
+        kvi_test_sleep_ms(50);
+    }
+    assert_int_equal(hits(k), 0);
+    if (refusals != 1)
+        fail_msg("the refusal was logged %d times in 2.5 s, want once", refusals);
+    kvi_free(k);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -647,6 +686,7 @@ int main(void)
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_stats_count_hits_and_near_hits),
+        T(test_tracking_refused_bypasses_the_cache_and_says_so_once),
         T(test_off_by_default),
         cmocka_unit_test(test_a_cluster_is_refused),
     };
