@@ -757,6 +757,24 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
     return st;
 }
 
+/* Buckets per shard from which kvi__lt_fetch_many takes a table for one
+ * beyond the caches (64 shards x 16384 buckets: ~1M entries). */
+#define LT_BIG_MASK (16384u - 1u)
+
+/* Starts loading the first entry of each listed key's ht[0] bucket (sh
+ * locked). */
+static void lt_prefetch_entries(struct lt_shard *sh, int16_t first, const int16_t *next,
+                                const uint64_t *h)
+{
+    if (sh->ht[0].b == NULL)
+        return;
+    for (int16_t j = first; j >= 0; j = next[j]) {
+        lt_ref r = sh->ht[0].b[(size_t)h[j] & sh->ht[0].mask];
+        if (r)
+            __builtin_prefetch(r_entry(r));
+    }
+}
+
 /* See local.h.  Keys are taken in chunks: their hashes computed and
  * their buckets prefetched first, then the chunk's keys are listed per
  * shard and each shard met is locked once for all of them. */
@@ -776,6 +794,21 @@ void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const siz
             next[i] = head[s];
             head[s] = (int16_t)i;
         }
+        /* The buckets were prefetched when hashed.  Each key's first entry
+         * can only be found under its shard's lock: in a table too big for
+         * the caches, a first pass over the shards (lock, start loading the
+         * entries, unlock) lets all those misses overlap before the
+         * lookups; in a small one the entries are prefetched just before
+         * their lookups, under the one lock. */
+        int big = __atomic_load_n(&t->shards[0].ht[0].mask, __ATOMIC_RELAXED) >= LT_BIG_MASK;
+        for (size_t s = 0; big && s < KVI__LT_SHARDS; s++) {
+            if (head[s] < 0)
+                continue;
+            struct lt_shard *sh = &t->shards[s];
+            pthread_mutex_lock(&sh->lock);
+            lt_prefetch_entries(sh, head[s], next, h);
+            pthread_mutex_unlock(&sh->lock);
+        }
         for (size_t s = 0; s < KVI__LT_SHARDS; s++) {
             if (head[s] < 0)
                 continue;
@@ -784,15 +817,8 @@ void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const siz
             lt_ref dead = 0;
             pthread_mutex_lock(&sh->lock);
             lt_rehash_step(t, sh, 1);
-            /* The buckets were prefetched when hashed; now that the lock
-             * makes them stable, start loading each key's first entry so
-             * that those misses overlap too. */
-            if (sh->ht[0].b != NULL)
-                for (int16_t j = head[s]; j >= 0; j = next[j]) {
-                    lt_ref r = sh->ht[0].b[(size_t)h[j] & sh->ht[0].mask];
-                    if (r)
-                        __builtin_prefetch(r_entry(r));
-                }
+            if (!big)
+                lt_prefetch_entries(sh, head[s], next, h);
             for (int16_t j = head[s]; j >= 0; j = next[j]) {
                 size_t x = base + (size_t)j;
                 struct lt_loc loc = lt_find_live(t, sh, h[j], keys[x], lens[x], &now, &dead);

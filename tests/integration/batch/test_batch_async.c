@@ -78,6 +78,49 @@ static void test_local_batch_is_done_at_once(void **state)
     kvi_free(k);
 }
 
+/* A local table too big for the caches (600000 keys: the batch's fetch
+ * takes the shards twice, once to start loading the entries): every
+ * result is still the single call's -- found values, removed and missing
+ * keys -- across chunks of 256. */
+static void test_local_batch_over_a_big_table(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1("local://");
+    enum { N = 600000, M = 1000 };
+    char key[16];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "b%07d", i);
+        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
+    }
+    for (int i = 0; i < N; i += 7) {
+        int n = snprintf(key, sizeof key, "b%07d", i);
+        assert_int_equal(kvi_remove(k, "local", key, (size_t)n), KVI_OK);
+    }
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    for (int j = 0; j < M; j++) {
+        int i = (int)(((long)j * 7919) % (N + 1000)); /* some past the end: missing */
+        int n = snprintf(key, sizeof key, "b%07d", i);
+        assert_int_equal(kvi_batch_fetch(b, "local", key, (size_t)n), KVI_OK);
+    }
+    assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
+    for (int j = 0; j < M; j++) {
+        int i = (int)(((long)j * 7919) % (N + 1000));
+        int n = snprintf(key, sizeof key, "b%07d", i);
+        if (i >= N || i % 7 == 0) {
+            assert_int_equal(kvi_batch_status(b, (size_t)j), KVI_NOT_FOUND);
+        } else {
+            size_t len = 0;
+            const char *v = kvi_batch_value(b, (size_t)j, &len);
+            assert_non_null(v);
+            assert_int_equal(len, (size_t)n);
+            assert_memory_equal(v, key, len);
+        }
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 /* 100 batches of 100 ops, ten pending at once, one poll() loop. */
 static void test_ten_thousand_ops_ten_batches_in_flight(void **state)
 {
@@ -485,6 +528,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_batch_is_done_at_once),
+        cmocka_unit_test(test_local_batch_over_a_big_table),
         cmocka_unit_test(test_ten_thousand_ops_ten_batches_in_flight),
         cmocka_unit_test(test_hung_server_start_returns_at_once_and_deadline_ends_it),
         cmocka_unit_test(test_cancel_ends_a_pending_batch),
