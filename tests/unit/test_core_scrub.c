@@ -265,6 +265,55 @@ static void test_fixed_words_in_a_variable_are_never_masked(void **state)
     assert_int_equal(kvi_engine_error_in(NULL, KVI_E_IO, "fetch", "x"), KVI_E_IO);
 }
 
+/* An engine with an option that holds a password (its name ends in
+ * "password", like redis's sentinel_password): a server that echoes the
+ * AUTH it got shows it; the core masks it like the URL's password. */
+struct vault_options {
+    char *vault_password;
+};
+
+static const kvi_option vault_table[] = {
+    {"vault_password", KVI_OPT_STRING, NULL, 0, 0, NULL,
+     offsetof(struct vault_options, vault_password), "the vault's own password"},
+    KVI_OPTION_END,
+};
+
+static kvi_status vault_open(kvi_conn *c, const kvi_url *url)
+{
+    (void)url;
+    const struct vault_options *o = kvi_conn_options(c);
+    kvi_engine_log(c, KVI_LOG_ERROR, "vault said: unknown command 'AUTH', with args: '%s'",
+                   o->vault_password);
+    return kvi_engine_error(c, KVI_E_AUTH, "vault said: unknown command 'AUTH', with args: '%s'",
+                            o->vault_password);
+}
+
+static const struct kvi_engine vault = {
+    .abi_version = KVI_ENGINE_ABI,
+    .name = "vault",
+    .open = vault_open,
+    .store = no_store,
+    .fetch = no_fetch,
+    .remove = no_remove,
+    .option_table = vault_table,
+    .options_size = sizeof(struct vault_options),
+};
+
+static void test_an_option_holding_a_password_is_masked_too(void **state)
+{
+    (void)state;
+    kvi *k = NULL;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_register_engine(k, &vault), KVI_OK);
+    assert_int_equal(kvi_set_log(k, on_log, NULL, KVI_LOG_ERROR), KVI_OK);
+    logged[0] = '\0';
+    assert_int_equal(kvi_add_url(k, "vault://:url-pw-1@h/?vault_password=Vault-pw-99"), KVI_E_AUTH);
+    const char *want = "vault: vault said: unknown command 'AUTH', with args: '***'";
+    assert_string_equal(kvi_errmsg(k), want);
+    assert_string_equal(logged, want);
+    kvi_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_fixed_words_in_a_variable_are_never_masked),
         cmocka_unit_test(test_every_conversion_formats_as_printf_and_is_masked),
         cmocka_unit_test(test_unsigned_sizes_and_pointers_format_as_printf),
+        cmocka_unit_test(test_an_option_holding_a_password_is_masked_too),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
