@@ -389,8 +389,8 @@ static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op *
     struct view_run *outer = view_run;
     view_run = &vr;
     kvi_status s = kvi__redis_pipeline_partial(c, node, n, cmds, replies, deadline_ms,
-                                               default_fns != NULL ? &view_fns : NULL, &got,
-                                               &appended);
+                                               default_fns != NULL ? &view_fns : NULL, &vr.next,
+                                               &got, &appended);
     view_run = outer;
     char msg[400] = "";
     if (s != KVI_OK)

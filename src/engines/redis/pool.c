@@ -297,7 +297,7 @@ wait_failed:
 kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, size_t count,
                                        const struct kvi_redis_cmd *cmds, redisReply **replies,
                                        int64_t deadline_ms, redisReplyObjectFunctions *fns,
-                                       size_t *got, size_t *appended)
+                                       size_t *fns_seq, size_t *got, size_t *appended)
 {
     redisReplyObjectFunctions *saved_fns = NULL;
     struct kvi_redis_link *l;
@@ -319,6 +319,8 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *n, si
 again:
     *got = 0;
     *appended = 0;
+    if (fns_seq != NULL)
+        *fns_seq = 0;
     s = borrow(c, n, &l, &reused, check);
     if (s != KVI_OK) {
         kvi_breaker_leave(c, n->breaker, n->addr.name, probe, s);

@@ -88,12 +88,13 @@ kvi_status kvi__redis_pipeline_on(kvi_conn *c, struct kvi_redis_node *node, size
  * fns, when not NULL, replaces the reply object functions of the
  * connection's reader while the replies are read (restored before the
  * connection goes back to the pool or is closed): replies[i] is then
- * whatever fns made of reply i.
+ * whatever fns made of reply i.  fns_seq (may be NULL: fns's count of
+ * the replies it made) is zeroed when the pipeline is written again.
  */
 kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node, size_t count,
                                        const struct kvi_redis_cmd *cmds, redisReply **replies,
                                        int64_t deadline_ms, redisReplyObjectFunctions *fns,
-                                       size_t *got, size_t *appended);
+                                       size_t *fns_seq, size_t *got, size_t *appended);
 
 /* For non-blocking batches (async.c), without waiting: an idle connection
  * of node in *out (1), or a new one whose connect has started (0: drive it
