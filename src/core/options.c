@@ -295,23 +295,34 @@ static const char *echo(const char *v, char buf[ECHO_MAX + 4])
     return buf;
 }
 
-/* echo() of v with every occurrence of secret (the URL's password, may be
- * NULL) masked first, so that neither a whole password nor one cut by the
- * echo's limit shows. */
-static const char *echo_masked(const char *v, const char *secret, char buf[ECHO_MAX + 4])
+/* The secrets of a definition: the URL's password and the value of an
+ * option that holds one (sentinel_password); either may be NULL. */
+struct secrets {
+    const char *password, *option;
+};
+
+static int holds(const char *v, const char *secret)
 {
-    if (secret == NULL || secret[0] == '\0' || strstr(v, secret) == NULL)
+    return secret != NULL && secret[0] != '\0' && strstr(v, secret) != NULL;
+}
+
+/* echo() of v with every occurrence of a secret masked first, so that
+ * neither a whole password nor one cut by the echo's limit shows. */
+static const char *echo_masked(const char *v, const struct secrets *z, char buf[ECHO_MAX + 4])
+{
+    if (z == NULL || (!holds(v, z->password) && !holds(v, z->option)))
         return echo(v, buf);
     char copy[ECHO_MAX * 4];
     snprintf(copy, sizeof copy, "%s", v);
-    kvi__scrub(copy, secret);
+    kvi__scrub(copy, z->password);
+    kvi__scrub(copy, z->option);
     return echo(copy, buf);
 }
 
 /* Parses v into base + o->offset, with the one message style on error;
- * secret (the URL's password, may be NULL) never shows in it. */
+ * no secret of z (may be NULL) shows in it. */
 static kvi_status apply_one(kvi *k, const char *id, const kvi_option *o, const char *v,
-                            const char *secret, unsigned char *base)
+                            const struct secrets *z, unsigned char *base)
 {
     switch (parse_value(k, o, v, base + o->offset)) {
     case PARSED_OK:
@@ -324,7 +335,7 @@ static kvi_status apply_one(kvi *k, const char *id, const kvi_option *o, const c
     char e[ECHO_MAX + 4], expect[160];
     describe(o, 1, expect, sizeof expect);
     return kvi__error(k, KVI_E_INVALID, "option '%s' of '%s': '%s' is not allowed; expected %s",
-                      o->name, id, echo_masked(v, secret, e), expect);
+                      o->name, id, echo_masked(v, z, e), expect);
 }
 
 static kvi_status apply_defaults(kvi *k, const char *id, const kvi_option *t, unsigned char *base)
@@ -360,6 +371,8 @@ kvi_status kvi__options_apply(kvi *k, struct kvi_conn *c, const kvi_url *u)
     const struct kvi_engine *e = c->engine;
     const kvi_option *table = engine_table(e);
     unsigned char *conn_base = (unsigned char *)c;
+    /* (c->secret2 is set before the options are read: ids.c) */
+    const struct secrets z = {u->password, c->secret2};
 
     if (table != NULL) {
         c->options = kvi__calloc(k, 1, e->options_size);
@@ -373,15 +386,15 @@ kvi_status kvi__options_apply(kvi *k, struct kvi_conn *c, const kvi_url *u)
         const kvi_url_option *uo = &u->options[i];
         const kvi_option *o;
         if ((o = table_find(common_options, uo->name)) != NULL) {
-            st = apply_one(k, u->id, o, uo->value, u->password, conn_base);
+            st = apply_one(k, u->id, o, uo->value, &z, conn_base);
         } else if ((o = table_find(table, uo->name)) != NULL) {
-            st = apply_one(k, u->id, o, uo->value, u->password, c->options);
+            st = apply_one(k, u->id, o, uo->value, &z, c->options);
         } else if (!legacy_knows(e, uo->name)) {
             char known[256], name[ECHO_MAX + 4];
             known_names(e, known, sizeof known);
             st = kvi__error(k, KVI_E_INVALID,
                             "unknown option '%s' for engine '%s' in URL of '%s' (known: %s)",
-                            echo_masked(uo->name, u->password, name), e->name, u->id, known);
+                            echo_masked(uo->name, &z, name), e->name, u->id, known);
         }
     }
     return st;

@@ -270,11 +270,14 @@ static void test_fixed_words_in_a_variable_are_never_masked(void **state)
  * AUTH it got shows it; the core masks it like the URL's password. */
 struct vault_options {
     char *vault_password;
+    int64_t vault_retries;
 };
 
 static const kvi_option vault_table[] = {
     {"vault_password", KVI_OPT_STRING, NULL, 0, 0, NULL,
      offsetof(struct vault_options, vault_password), "the vault's own password"},
+    {"vault_retries", KVI_OPT_INT, "0", 0, 9, NULL, offsetof(struct vault_options, vault_retries),
+     "retries"},
     KVI_OPTION_END,
 };
 
@@ -311,6 +314,14 @@ static void test_an_option_holding_a_password_is_masked_too(void **state)
     const char *want = "vault: vault said: unknown command 'AUTH', with args: '***'";
     assert_string_equal(kvi_errmsg(k), want);
     assert_string_equal(logged, want);
+    /* A mistyped option that holds it: the message echoes the value,
+     * masked. */
+    kvi_status st =
+        kvi_add_url(k, "vault:b://h/?vault_password=Vault-pw-99&vault_retries=x-Vault-pw-99");
+    print_message("  %s: %s\n", kvi_status_name(st), kvi_errmsg(k));
+    assert_int_equal(st, KVI_E_INVALID);
+    assert_null(strstr(kvi_errmsg(k), "Vault-pw"));
+    assert_non_null(strstr(kvi_errmsg(k), "'x-***'"));
     kvi_free(k);
 }
 
