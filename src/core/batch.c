@@ -191,6 +191,7 @@ kvi_status kvi__batch_op_fetched(kvi_conn *c, kvi_batch_op *op, const void *data
         return KVI_E_NOMEM; /* op still open */
     op->value.data = p;
     op->value.len = len;
+    kvi__clear_error(); /* as kvi_batch_op_done */
     op->status = KVI_OK;
     op->done = 1;
     return KVI_OK;
