@@ -631,15 +631,20 @@ kvi_status kvi__sh_fetch(kvi__sh *s, const void *key, size_t key_len,
     kvi_status st = lock_find(s, key, key_len, &at);
     if (st != KVI_OK)
         return st;
+    /* Counted per branch (as sh_count would): the hit path adds twice. */
+    at.sh->ops++;
     if (at.pp) {
         struct sh_ent *e = ENT(s, *at.pp);
         touch(s, at.sh, e);
         st = fn(ud, e->data + key_len, e->vlen);
-        at.sh->hits += st == KVI_OK;
+        if (st == KVI_OK)
+            at.sh->hits++; /* else the value was not handed over: an error */
+    } else if (at.n.bad) {
+        st = KVI_E_CORRUPT;
     } else {
-        st = at.n.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
+        st = KVI_NOT_FOUND;
+        at.sh->misses++;
     }
-    sh_count(at.sh, st);
     pthread_mutex_unlock(&at.sh->lock);
     return st;
 }
