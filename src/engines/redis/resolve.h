@@ -5,9 +5,10 @@
  * defined (redis.c's open, kvi__redis_names_resolve_now); a name learned
  * later (a master named by the sentinels, a cluster node announced by name)
  * is looked up in the background (getaddrinfo_a) the first time a
- * connection to it is wanted, and that connect fails at once ("being
- * resolved") until the addresses are in, so no step ever waits for the
- * resolver.  The addresses are kept for every connect and reconnect until
+ * connection to it is wanted: a blocking connect waits for it within its
+ * deadline (kvi__redis_names_wait), a non-blocking one fails at once
+ * ("being resolved") until the addresses are in, so no step waits for the
+ * resolver beyond its connect deadline.  The addresses are kept for every connect and reconnect until
  * the engine id is closed: a resolved name is not looked up again (a DNS
  * change needs the id defined anew, e.g. a restart); a name that failed is
  * tried again, in the background, at most once a second.
