@@ -14,6 +14,7 @@
  *     counted from before the GET was sent.
  */
 #include <limits.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,6 +73,10 @@ struct kvi_redis_nc {
     uint32_t timeout_ms;         /* the server's answer time (URL timeout) */
     int failure_logged;          /* a failed subscription was logged since the last one */
     int refusal_logged;          /* CLIENT TRACKING refused was logged (once per process) */
+    /* A message to log once the mutex is let go (a log hook may call into
+     * kvi); the first one wins until it is written. */
+    char log_msg[480];
+    int log_level; /* kvi_log_level; 0: nothing pending */
     uint64_t hits;  /* fetches that found their key (here or at the server) */
     uint64_t near_hits, expired, evicted;
 };
@@ -188,6 +193,36 @@ static void insert(kvi_conn *c, struct kvi_redis_nc *nc, const void *key, size_t
     nc->bytes += key_len + val_len;
 }
 
+/* Keeps a message for unlock_and_log(), with nc->mu held. */
+static void nc_log(struct kvi_redis_nc *nc, kvi_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void nc_log(struct kvi_redis_nc *nc, kvi_log_level level, const char *fmt, ...)
+{
+    if (nc->log_level != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nc->log_msg, sizeof nc->log_msg, fmt, ap);
+    va_end(ap);
+    nc->log_level = (int)level;
+}
+
+/* Lets nc->mu go, then logs what nc_log() kept (never under the mutex: a
+ * log hook that calls kvi would wait for it). */
+static void unlock_and_log(kvi_conn *c, struct kvi_redis_nc *nc)
+{
+    char msg[sizeof nc->log_msg];
+    int level = nc->log_level;
+    if (level != 0) {
+        memcpy(msg, nc->log_msg, sizeof msg);
+        nc->log_level = 0;
+    }
+    pthread_mutex_unlock(&nc->mu);
+    if (level != 0)
+        kvi_engine_log(c, (kvi_log_level)level, "%s", msg);
+}
+
 /* Leaves NC_UP: flushes the table (nothing may be served once the
  * invalidations can be lost) and closes the connection.  A new
  * subscription is tried from retry_in_ms on. */
@@ -201,10 +236,10 @@ static void lose(kvi_conn *c, struct kvi_redis_nc *nc, const char *why, int64_t 
     nc->epoch = 0;
     nc->retry_at_ms = kvi_monotonic_ms() + retry_in_ms;
     if (why != NULL)
-        kvi_engine_log(c, KVI_LOG_WARN,
-                       "near cache: %s; flushed, fetches go to the server until a new "
-                       "subscription stands",
-                       why);
+        nc_log(nc, KVI_LOG_WARN,
+               "near cache: %s; flushed, fetches go to the server until a new subscription "
+               "stands",
+               why);
 }
 
 static int is_word(const redisReply *r, const char *w)
@@ -364,10 +399,10 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
     pthread_mutex_lock(&nc->mu);
     if (s != 0) {
         if (!nc->failure_logged)
-            kvi_engine_log(c, KVI_LOG_WARN,
-                           "near cache: cannot subscribe to invalidations: %s; fetches go to the "
-                           "server, retried every %d ms",
-                           conn.err, RETRY_MS);
+            nc_log(nc, KVI_LOG_WARN,
+                   "near cache: cannot subscribe to invalidations: %s; fetches go to the server, "
+                   "retried every %d ms",
+                   conn.err, RETRY_MS);
         nc->failure_logged = 1;
         kvi__redis_conn_close(&conn);
         nc->link = NC_DOWN;
@@ -375,8 +410,8 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
         return 0;
     }
     if (nc->failure_logged)
-        kvi_engine_log(c, KVI_LOG_INFO, "near cache: subscribed to invalidations on %s",
-                       kvi__redis_node_name(node));
+        nc_log(nc, KVI_LOG_INFO, "near cache: subscribed to invalidations on %s",
+               kvi__redis_node_name(node));
     nc->failure_logged = 0;
     flush(c, nc); /* empty already; spoils fetches begun before */
     nc->inv = conn;
@@ -564,7 +599,7 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
     uint64_t h = hash_key(key, key_len);
     pthread_mutex_lock(&nc->mu);
     if (!ready(c, nc, node)) {
-        pthread_mutex_unlock(&nc->mu);
+        unlock_and_log(c, nc);
         return 0;
     }
     struct nc_entry *e = find(nc, key, key_len, h);
@@ -574,7 +609,7 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
         nc->hits++;
         nc->near_hits++;
         *st = kvi_value_set(c, out, e->data + e->key_len, e->val_len);
-        pthread_mutex_unlock(&nc->mu);
+        unlock_and_log(c, nc);
         return 1;
     }
     if (e != NULL) {
@@ -588,7 +623,7 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
     nc->pending = &p;
     uint64_t epoch = nc->epoch;
     long long id = nc->client_id;
-    pthread_mutex_unlock(&nc->mu);
+    unlock_and_log(c, nc);
 
     /* Counted from before the request: the entry dies no later than the
      * key does on the server. */
@@ -622,7 +657,7 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
         nc->pending = p.next;
     if (p.next != NULL)
         p.next->prev = p.prev;
-    pthread_mutex_unlock(&nc->mu);
+    unlock_and_log(c, nc);
 
     if (f.fallback)
         return 0;
