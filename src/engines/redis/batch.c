@@ -558,6 +558,9 @@ struct redis_async {
     size_t n, got;
     int phase;
     int probe;
+    int reused;     /* the link came from the pool */
+    int resendable; /* every op may be sent twice (no store_nx, add, bounded) */
+    int checked;    /* the link was polled before use (or is new) */
     struct redis_arun *run;
 };
 
@@ -603,11 +606,35 @@ static void ra_end_rest(kvi_conn *c, struct redis_async *ra, kvi_status s, const
     }
 }
 
-/* The connection failed: ends the rest with its status. */
-static int ra_fail(kvi_conn *c, struct redis_async *ra)
+static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w);
+
+/* The connection failed: ends the rest with its status -- or, when a
+ * pooled connection taken without the idle poll failed before any reply
+ * and every op may be sent twice (it was closed while idle, as in the
+ * blocking pipeline: docs/batch.md), sends everything once more on a
+ * checked or new connection (*w, 0, when that waits). */
+static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
 {
     struct kvi_redis_conn *conn = &ra->link->conn;
     kvi_status s = conn->st != KVI_OK ? conn->st : KVI_E_IO;
+    if (ra->got == 0 && ra->reused && ra->resendable && !ra->checked &&
+        kvi__redis_retryable(s)) {
+        kvi__redis_link_drop(c, ra->link);
+        ra->link = NULL;
+        ra->checked = 1;
+        int t = kvi__redis_link_take(c, ra->node, &ra->link, 1);
+        if (t >= 0) {
+            ra->reused = t == 1;
+            ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
+            return ra_step(c, ra, w);
+        }
+        char msg[400];
+        copy_msg(c, msg, sizeof msg);
+        for (size_t i = 0; i < ra->n; i++)
+            end_unsent(c, ra->ops[i], KVI_E_CONNECT, msg);
+        ra_close(c, ra, 0, KVI_E_CONNECT);
+        return 1;
+    }
     char msg[400];
     snprintf(msg, sizeof msg, "%s", conn->err[0] ? conn->err : kvi_strerror(s));
     ra_end_rest(c, ra, s, msg);
@@ -633,7 +660,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         case RA_CONNECT: {
             int r = kvi__redis_conn_step(conn);
             if (r < 0)
-                return ra_fail(c, ra);
+                return ra_fail(c, ra, w);
             if (r == 0)
                 return ra_wait(ra, w);
             ra->phase = RA_WRITE;
@@ -645,14 +672,14 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 struct bcmd bc;
                 build_cmd(c, ra->ops[i], &cmd, &bc, 0);
                 if (kvi__redis_conn_append(conn, cmd.argc, cmd.argv, cmd.lens) != 0)
-                    return ra_fail(c, ra); /* nothing written yet */
+                    return ra_fail(c, ra, w); /* nothing written yet */
             }
             ra->phase = RA_FLUSH;
             break;
         case RA_FLUSH: {
             int r = kvi__redis_conn_flush(conn);
             if (r < 0)
-                return ra_fail(c, ra);
+                return ra_fail(c, ra, w);
             if (r == 0)
                 return ra_wait(ra, w);
             ra->phase = RA_READ;
@@ -664,7 +691,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 redisReply *r = NULL;
                 int x = kvi__redis_conn_read(conn, 0, &r);
                 if (x < 0)
-                    return ra_fail(c, ra);
+                    return ra_fail(c, ra, w);
                 if (x == 0)
                     return ra_wait(ra, w);
                 kvi_batch_op *op = ra->ops[ra->got++];
@@ -701,7 +728,12 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
             end_unsent(c, ops[i], s, msg);
         return 1;
     }
-    int t = kvi__redis_link_take(c, node, &ra->link);
+    ra->resendable = 1;
+    for (size_t i = 0; i < n && ra->resendable; i++)
+        ra->resendable = !ops[i]->no_resend;
+    ra->checked = !ra->resendable;
+    int t = kvi__redis_link_take(c, node, &ra->link, ra->checked);
+    ra->reused = t == 1;
     if (t < 0) {
         copy_msg(c, msg, sizeof msg);
         for (size_t i = 0; i < n; i++)

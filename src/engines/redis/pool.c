@@ -367,9 +367,10 @@ again:
 }
 
 /* See pool.h. */
-int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link **out)
+int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis_link **out,
+                         int check)
 {
-    *out = pool_pop(c, n, 1);
+    *out = pool_pop(c, n, check);
     if (*out != NULL)
         return 1;
     struct kvi_redis_link *l = kvi_engine_malloc(c, sizeof *l);

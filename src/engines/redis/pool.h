@@ -99,8 +99,11 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node,
 /* For non-blocking batches (async.c), without waiting: an idle connection
  * of node in *out (1), or a new one whose connect has started (0: drive it
  * with kvi__redis_conn_step until ready), or -1 (detail message set).
- * give puts a connection back in node's pool, drop closes it. */
-int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link **out);
+ * check 0 takes an idle one without polling it first (for a caller that
+ * sends again, on a checked one, what a dead one failed).  give puts a
+ * connection back in node's pool, drop closes it. */
+int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link **out,
+                         int check);
 void kvi__redis_link_give(kvi_conn *c, struct kvi_redis_node *node, struct kvi_redis_link *l);
 void kvi__redis_link_drop(kvi_conn *c, struct kvi_redis_link *l);
 

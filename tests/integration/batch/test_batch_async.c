@@ -507,6 +507,57 @@ static void test_single_op_cancel_and_deadline_on_a_hung_server(void **state)
     kvi_free(k);
 }
 
+/* Has the server close every client connection but the asking one (the
+ * test's pooled connections sit idle), and waits for the close to arrive. */
+static void server_closes_idle_connections(void)
+{
+    kvi *k2 = kvi_test_context1(g_url);
+    kvi_reply *r = NULL;
+    const char *q = "CLIENT KILL TYPE normal SKIPME yes";
+    assert_int_equal(kvi_raw_query(k2, "redis", q, strlen(q), &r), KVI_OK);
+    kvi_reply_free(r);
+    kvi_free(k2);
+    kvi_test_sleep_ms(50);
+}
+
+/* Non-blocking batches on a pooled connection the server closed while it
+ * sat idle: GET/SET only are taken without the idle poll and sent again
+ * on a new connection when the first read finds the close; a batch with
+ * an add is checked first.  Everything succeeds, the add counted once. */
+static void test_async_idle_connection_closed_by_the_server(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1(g_url);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    kvi_status rs = kvi_remove(k, "redis", "ictr", 4);
+    assert_true(rs == KVI_OK || rs == KVI_NOT_FOUND);
+    char key[16];
+    for (int round = 0; round < 3; round++) {
+        kvi_batch_clear(b);
+        for (int i = 0; i < 20; i++) {
+            int n = snprintf(key, sizeof key, "ai%d", i);
+            assert_int_equal(kvi_batch_store(b, "redis", key, (size_t)n, "v", 1, 0), KVI_OK);
+            assert_int_equal(kvi_batch_fetch(b, "redis", key, (size_t)n), KVI_OK);
+        }
+        if (round == 2)
+            assert_int_equal(kvi_batch_add(b, "redis", "ictr", 4, 1, 0), KVI_OK);
+        if (round > 0)
+            server_closes_idle_connections();
+        kvi_wait w;
+        drive(b, kvi_batch_start(b, 10000, NULL, NULL, &w), &w);
+        if (kvi_batch_failed(b) != 0)
+            fail_msg("round %d: %s: %s", round, kvi_status_name(kvi_batch_status(b, 0)),
+                     kvi_batch_errmsg(b, 0));
+    }
+    assert_int_equal(kvi_batch_integer(b, 40), 1);
+    int64_t v = 0;
+    assert_int_equal(kvi_counter_fetch(k, "redis", "ictr", 4, &v), KVI_OK);
+    assert_int_equal(v, 1);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -537,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_single_ops_on_local_are_done_at_once),
         cmocka_unit_test(test_single_ops_on_redis_are_pending_then_done),
         cmocka_unit_test(test_single_op_cancel_and_deadline_on_a_hung_server),
+        cmocka_unit_test(test_async_idle_connection_closed_by_the_server),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
