@@ -562,6 +562,11 @@ struct redis_async {
     int resendable; /* every op may be sent twice (no store_nx, add, bounded) */
     int checked;    /* the link was polled before use (or is new) */
     struct redis_arun *run;
+    /* Replies read as views (see "replies without reply objects"). */
+    struct view *views; /* n of them */
+    struct view_run vr;
+    redisReplyObjectFunctions *saved_fns;
+    int fns_on;
 };
 
 /* The whole run: the ops grouped per node, the node being served, the ops
@@ -578,11 +583,21 @@ struct redis_arun {
     int active; /* cur waits */
     kvi_batch_op **again;
     size_t nagain;
+    struct view *views; /* one per op, in the order of ops */
 };
 
 /* Releases ra's connection (kept for reuse or closed) and breaker. */
+/* Gives the link's reader its own object functions back. */
+static void ra_unhook(struct redis_async *ra)
+{
+    if (ra->fns_on && ra->link != NULL && ra->link->conn.reader != NULL)
+        ra->link->conn.reader->fn = ra->saved_fns;
+    ra->fns_on = 0;
+}
+
 static void ra_close(kvi_conn *c, struct redis_async *ra, int keep_link, kvi_status st)
 {
+    ra_unhook(ra);
     if (ra->link != NULL) {
         if (keep_link)
             kvi__redis_link_give(c, ra->node, ra->link);
@@ -619,6 +634,7 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
     kvi_status s = conn->st != KVI_OK ? conn->st : KVI_E_IO;
     if (ra->got == 0 && ra->reused && ra->resendable && !ra->checked &&
         kvi__redis_retryable(s)) {
+        ra_unhook(ra);
         kvi__redis_link_drop(c, ra->link);
         ra->link = NULL;
         ra->checked = 1;
@@ -687,15 +703,26 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         }
         case RA_READ:
         default:
+            if (!ra->fns_on && default_fns != NULL && conn->reader != NULL) {
+                ra->saved_fns = conn->reader->fn;
+                conn->reader->fn = &view_fns;
+                ra->fns_on = 1;
+                ra->vr = (struct view_run){c, ra->ops, ra->views, ra->n, ra->got};
+            }
             while (ra->got < ra->n) {
                 redisReply *r = NULL;
+                struct view_run *outer = view_run;
+                view_run = ra->fns_on ? &ra->vr : NULL;
                 int x = kvi__redis_conn_read(conn, 0, &r);
+                view_run = outer;
                 if (x < 0)
                     return ra_fail(c, ra, w);
                 if (x == 0)
                     return ra_wait(ra, w);
                 kvi_batch_op *op = ra->ops[ra->got++];
-                if (not_run_here(r)) {
+                if (r == VIEW) {
+                    end_with_view(c, op, &ra->views[ra->got - 1]);
+                } else if (not_run_here(r)) {
                     /* Did not run there: sent again at the end. */
                     freeReplyObject(r);
                     ra->run->again[ra->run->nagain++] = op;
@@ -720,6 +747,7 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     ra->node = node;
     ra->ops = ops;
     ra->n = n;
+    ra->views = run->views + (ops - run->ops);
     char msg[400];
     kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ra->probe);
     if (s != KVI_OK) {
@@ -750,6 +778,7 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->ops);
     kvi_engine_free(c, ar->groups);
     kvi_engine_free(c, ar->again);
+    kvi_engine_free(c, ar->views);
     kvi_engine_free(c, ar);
 }
 
@@ -794,7 +823,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->ops = kvi_engine_malloc(c, n * sizeof *ar->ops);
     ar->groups = kvi_engine_malloc(c, n * sizeof *ar->groups);
     ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
-    int ok = node_of != NULL && ar->ops != NULL && ar->groups != NULL && ar->again != NULL;
+    ar->views = kvi_engine_malloc(c, n * sizeof *ar->views);
+    pthread_once(&default_fns_once, default_fns_init);
+    int ok = node_of != NULL && ar->ops != NULL && ar->groups != NULL && ar->again != NULL &&
+             ar->views != NULL;
     for (size_t i = 0; ok && i < n; i++) {
         node_of[i] = mode == KVI_REDIS_MODE_CLUSTER
                          ? kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len)

@@ -558,6 +558,51 @@ static void test_async_idle_connection_closed_by_the_server(void **state)
     kvi_free(k);
 }
 
+/* A non-blocking batch of fetches whose replies arrive over many reads
+ * (300 values of up to 3000 bytes, some keys missing): each op gets its
+ * own value, in order. */
+static void test_async_fetches_get_their_own_values(void **state)
+{
+    (void)state;
+    kvi *k = kvi_test_context1(g_url);
+    enum { N = 300 };
+    static char val[3000];
+    char key[16];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "af%d", i);
+        if (i % 10 == 9) {
+            kvi_status rs = kvi_remove(k, "redis", key, (size_t)n);
+            assert_true(rs == KVI_OK || rs == KVI_NOT_FOUND);
+            continue;
+        }
+        memset(val, 'a' + i % 26, sizeof val);
+        assert_int_equal(kvi_store(k, "redis", key, (size_t)n, val, (size_t)(i * 10 % 3000), 0),
+                         KVI_OK);
+    }
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "af%d", i);
+        assert_int_equal(kvi_batch_fetch(b, "redis", key, (size_t)n), KVI_OK);
+    }
+    kvi_wait w;
+    drive(b, kvi_batch_start(b, 10000, NULL, NULL, &w), &w);
+    for (int i = 0; i < N; i++) {
+        if (i % 10 == 9) {
+            assert_int_equal(kvi_batch_status(b, (size_t)i), KVI_NOT_FOUND);
+            continue;
+        }
+        size_t len = 0;
+        const char *v = kvi_batch_value(b, (size_t)i, &len);
+        assert_non_null(v);
+        assert_int_equal(len, (size_t)(i * 10 % 3000));
+        for (size_t j = 0; j < len; j++)
+            assert_int_equal(v[j], 'a' + i % 26);
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -589,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_single_ops_on_redis_are_pending_then_done),
         cmocka_unit_test(test_single_op_cancel_and_deadline_on_a_hung_server),
         cmocka_unit_test(test_async_idle_connection_closed_by_the_server),
+        cmocka_unit_test(test_async_fetches_get_their_own_values),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
