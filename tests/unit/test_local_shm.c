@@ -509,6 +509,29 @@ static void test_operation_counts_are_every_processes(void **state)
     kvi_free(k);
 }
 
+static void test_batch_fetches_are_counted_in_the_segment(void **state)
+{
+    fx *f = *state;
+    kvi *k = ctx(f->url, KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "b1", 2, "1", 1, 0), KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "b2", 2, "2", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    const char *keys[] = {"b1", "b2", "x1", "b1", "x2", "x3"}; /* 3 hits, 3 misses */
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(kvi_batch_fetch(b, "local", keys[i], 2), KVI_OK);
+    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    kvi_batch_free(b);
+    kvi *look = ctx(f->url, KVI_OK);
+    kvi_stats st;
+    assert_int_equal(kvi_stats_get(look, "local", &st), KVI_OK);
+    assert_int_equal(st.ops, 2 + 6);
+    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.misses, 3);
+    kvi_free(look);
+    kvi_free(k);
+}
+
 static void test_snapshot_loads_are_not_counted_as_operations(void **state)
 {
     fx *f = *state;
@@ -1040,6 +1063,7 @@ int main(void)
         T(test_evict_none_answers_store_full_and_changes_nothing),
         T(test_stats_are_counted_across_processes),
         T(test_operation_counts_are_every_processes),
+        T(test_batch_fetches_are_counted_in_the_segment),
         T(test_snapshot_loads_are_not_counted_as_operations),
         T(test_damaged_operation_counts_are_clamped),
         T(test_snapshot_is_written_by_the_last_process_to_close),
