@@ -538,15 +538,25 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
 /* ---- non-blocking batches (struct kvi_engine_async) --------------------- */
 
 /* A pipeline driven by the caller's event loop: connect (a new connection
- * is started without waiting), write, read the replies, each step resumed
- * when the socket is ready.  In a Cluster one such pipeline per master, one
- * after the other (the descriptor changes between them).  An op whose
- * reply says it did not run there (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
- * LOADING) goes, at the end, through the single path, which waits: only
- * while slots move.  The rest runs through the blocking slot (start says
- * -1): connections whose mode is not known yet, wait_replicas, raw queries,
- * a cluster whose slot map lacks a key's slot. */
+ * is started without waiting: connect, TLS and AUTH are steps of
+ * kvi__redis_conn_step), write, read the replies, each step resumed when
+ * the socket is ready.  In a Cluster one such pipeline per master, one
+ * after the other (the descriptor changes between them).  An op answered
+ * MOVED or ASK did not run there: it is sent again, after the round of
+ * pipelines it was in, to the node the redirection names, through that
+ * node's non-blocking connection (after ASKING for ASK; a MOVED also
+ * records the slot's new master in the slot map, no full refresh), at most
+ * MAX_REDIRECTS times.  An op answered TRYAGAIN, CLUSTERDOWN, LOADING or
+ * NOSCRIPT goes, at the end, through the single path, which waits (its
+ * backoff): only while a cluster or a server is not ready.  The rest runs
+ * through the blocking slot (start says -1): connections whose mode is not
+ * known yet, wait_replicas, raw queries, a cluster whose slot map lacks a
+ * key's slot, Sentinel before the master is named. */
 enum { RA_CONNECT, RA_WRITE, RA_FLUSH, RA_READ };
+
+/* Redirections one op follows before it fails (as the single path's
+ * attempts). */
+enum { MAX_REDIRECTS = 5 };
 
 struct redis_arun;
 
@@ -555,9 +565,13 @@ struct redis_async {
     struct kvi_redis_node *node;
     struct kvi_redis_link *link;
     kvi_batch_op *const *ops;
+    const unsigned char *ask;  /* ask[i]: send ASKING before ops[i] */
+    const unsigned char *hops; /* redirections ops[i] followed so far */
     size_t n, got;
     int phase;
     int probe;
+    int ask_read;   /* the ASKING reply before ops[got]'s was read */
+    int any_ask;    /* some ask[i] is set */
     int reused;     /* the link came from the pool */
     int resendable; /* every op may be sent twice (no store_nx, add, bounded) */
     int checked;    /* the link was polled before use (or is new) */
@@ -569,10 +583,21 @@ struct redis_async {
     int fns_on;
 };
 
-/* The whole run: the ops grouped per node, the node being served, the ops
- * to send again through the single path at the end. */
+/* An op to send again where a redirection sent it. */
+struct redis_redir {
+    kvi_batch_op *op;
+    struct kvi_redis_node *node;
+    unsigned char ask, hops;
+};
+
+/* The whole run: the ops of this round grouped per node, the node being
+ * served, the redirected ops of the next round, the ops to send again
+ * through the single path at the end. */
 struct redis_arun {
+    struct kvi_redis_state *st;
+    int cluster;
     kvi_batch_op **ops;
+    unsigned char *ask, *hops;
     size_t n;
     struct {
         struct kvi_redis_node *node;
@@ -581,6 +606,8 @@ struct redis_arun {
     size_t ngroups, gi;
     struct redis_async cur;
     int active; /* cur waits */
+    struct redis_redir *next;
+    size_t nnext;
     kvi_batch_op **again;
     size_t nagain;
     struct view *views; /* one per op, in the order of ops */
@@ -638,6 +665,7 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         kvi__redis_link_drop(c, ra->link);
         ra->link = NULL;
         ra->checked = 1;
+        ra->ask_read = 0;
         int t = kvi__redis_link_take(c, ra->node, &ra->link, 1);
         if (t >= 0) {
             ra->reused = t == 1;
@@ -666,6 +694,42 @@ static int ra_wait(const struct redis_async *ra, kvi_wait *w)
     return 0;
 }
 
+/* ops[i] of ra was answered with the redirection r (MOVED or ASK, freed):
+ * it did not run there, so it goes to the named node in the next round --
+ * or ends, after too many redirections or a malformed one. */
+static void ra_redirect(kvi_conn *c, struct redis_async *ra, size_t i, redisReply *r)
+{
+    struct redis_arun *ar = ra->run;
+    kvi_batch_op *op = ra->ops[i];
+    int moved = r->str[0] == 'M', slot;
+    char host[256];
+    uint16_t port;
+    if (ra->hops[i] >= MAX_REDIRECTS) {
+        freeReplyObject(r);
+        end_unsent(c, op, KVI_E_BACKEND, "too many cluster redirections (the command did not run)");
+        return;
+    }
+    if (kvi__redis_parse_redirect(r, ra->node, &slot, host, sizeof host, &port) != 0) {
+        kvi_status s = kvi_engine_error(c, KVI_E_PROTOCOL, "bad redirection from %s: %.100s",
+                                        ra->node->addr.name, r->str);
+        freeReplyObject(r);
+        kvi_batch_op_done(c, op, s);
+        return;
+    }
+    freeReplyObject(r);
+    struct kvi_redis_node *to = kvi__redis_node_get(c, ar->st, host, port);
+    if (to == NULL) {
+        end_unsent(c, op, KVI_E_NOMEM, "out of memory");
+        return;
+    }
+    if (moved)
+        kvi__redis_slot_moved(ar->st, slot, to);
+    ar->next[ar->nnext].op = op;
+    ar->next[ar->nnext].node = to;
+    ar->next[ar->nnext].ask = (unsigned char)!moved;
+    ar->next[ar->nnext++].hops = (unsigned char)(ra->hops[i] + 1);
+}
+
 /* Advances ra as far as it goes without waiting: 1 done (ra closed), 0
  * waiting (*w). */
 static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
@@ -686,6 +750,11 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             for (size_t i = 0; i < ra->n; i++) {
                 struct kvi_redis_cmd cmd;
                 struct bcmd bc;
+                static const char *const asking[1] = {"ASKING"};
+                static const size_t asking_len[1] = {6};
+                if (ra->ask[i] &&
+                    kvi__redis_conn_append(conn, 1, (const char **)asking, asking_len) != 0)
+                    return ra_fail(c, ra, w); /* nothing written yet */
                 build_cmd(c, ra->ops[i], &cmd, &bc, 0);
                 if (kvi__redis_conn_append(conn, cmd.argc, cmd.argv, cmd.lens) != 0)
                     return ra_fail(c, ra, w); /* nothing written yet */
@@ -703,7 +772,9 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         }
         case RA_READ:
         default:
-            if (!ra->fns_on && default_fns != NULL && conn->reader != NULL) {
+            /* ASKING's own reply would be taken for an op's view: no
+             * views in a pipeline with ASKING. */
+            if (!ra->fns_on && !ra->any_ask && default_fns != NULL && conn->reader != NULL) {
                 ra->saved_fns = conn->reader->fn;
                 conn->reader->fn = &view_fns;
                 ra->fns_on = 1;
@@ -719,9 +790,22 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                     return ra_fail(c, ra, w);
                 if (x == 0)
                     return ra_wait(ra, w);
-                kvi_batch_op *op = ra->ops[ra->got++];
+                if (ra->ask[ra->got] && !ra->ask_read) {
+                    /* ASKING's reply (no views in such a pipeline): the
+                     * command's follows. */
+                    freeReplyObject(r);
+                    ra->ask_read = 1;
+                    continue;
+                }
+                ra->ask_read = 0;
+                size_t i = ra->got++;
+                kvi_batch_op *op = ra->ops[i];
                 if (r == VIEW) {
-                    end_with_view(c, op, &ra->views[ra->got - 1]);
+                    end_with_view(c, op, &ra->views[i]);
+                } else if (ra->run->cluster && r->type == REDIS_REPLY_ERROR &&
+                           (kvi__redis_is_error_kind(r, "MOVED") ||
+                            kvi__redis_is_error_kind(r, "ASK"))) {
+                    ra_redirect(c, ra, i, r);
                 } else if (not_run_here(r)) {
                     /* Did not run there: sent again at the end. */
                     freeReplyObject(r);
@@ -737,16 +821,22 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
     }
 }
 
-/* Starts ra on node for ops[0..n): 1 when it ended at once, 0 waiting. */
+/* Starts ra on node for ops[0..n) (ask/hops: theirs): 1 when it ended at
+ * once, 0 waiting. */
 static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *node,
-                    kvi_batch_op *const *ops, size_t n, kvi_wait *w)
+                    kvi_batch_op *const *ops, const unsigned char *ask, const unsigned char *hops,
+                    size_t n, kvi_wait *w)
 {
     struct redis_arun *run = ra->run;
     memset(ra, 0, sizeof *ra);
     ra->run = run;
     ra->node = node;
     ra->ops = ops;
+    ra->ask = ask;
+    ra->hops = hops;
     ra->n = n;
+    for (size_t i = 0; i < n && !ra->any_ask; i++)
+        ra->any_ask = ask[i];
     ra->views = run->views + (ops - run->ops);
     char msg[400];
     kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ra->probe);
@@ -776,22 +866,57 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
 static void arun_free(kvi_conn *c, struct redis_arun *ar)
 {
     kvi_engine_free(c, ar->ops);
+    kvi_engine_free(c, ar->ask);
+    kvi_engine_free(c, ar->hops);
     kvi_engine_free(c, ar->groups);
+    kvi_engine_free(c, ar->next);
     kvi_engine_free(c, ar->again);
     kvi_engine_free(c, ar->views);
     kvi_engine_free(c, ar);
 }
 
-/* Runs the groups from ar->gi on: 0 when one waits, 1 when all are done
- * (then the ops to send again, through the single path, and ar freed). */
+/* The redirected ops become the next round: grouped per node, in the
+ * order of each node's first op. */
+static void arun_next_round(struct redis_arun *ar)
+{
+    ar->n = 0;
+    ar->ngroups = 0;
+    ar->gi = 0;
+    for (size_t first = 0; first < ar->nnext; first++) {
+        struct kvi_redis_node *node = ar->next[first].node;
+        if (node == NULL)
+            continue;
+        ar->groups[ar->ngroups].node = node;
+        ar->groups[ar->ngroups].from = ar->n;
+        for (size_t i = first; i < ar->nnext; i++)
+            if (ar->next[i].node == node) {
+                ar->ops[ar->n] = ar->next[i].op;
+                ar->ask[ar->n] = ar->next[i].ask;
+                ar->hops[ar->n++] = ar->next[i].hops;
+                ar->next[i].node = NULL;
+            }
+        ar->groups[ar->ngroups++].to = ar->n;
+    }
+    ar->nnext = 0;
+}
+
+/* Runs the groups from ar->gi on, then the rounds of redirected ops: 0
+ * when one waits, 1 when all are done (then the ops to send again,
+ * through the single path, and ar freed). */
 static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
-    for (; ar->gi < ar->ngroups; ar->gi++) {
-        size_t from = ar->groups[ar->gi].from, to = ar->groups[ar->gi].to;
-        if (ra_begin(c, &ar->cur, ar->groups[ar->gi].node, ar->ops + from, to - from, w) == 0) {
-            ar->active = 1;
-            return 0;
+    for (;;) {
+        for (; ar->gi < ar->ngroups; ar->gi++) {
+            size_t from = ar->groups[ar->gi].from, to = ar->groups[ar->gi].to;
+            if (ra_begin(c, &ar->cur, ar->groups[ar->gi].node, ar->ops + from, ar->ask + from,
+                         ar->hops + from, to - from, w) == 0) {
+                ar->active = 1;
+                return 0;
+            }
         }
+        if (ar->nnext == 0)
+            break;
+        arun_next_round(ar);
     }
     for (size_t i = 0; i < ar->nagain; i++)
         kvi_batch_op_single(c, ar->again[i]);
@@ -819,25 +944,37 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         return -1;
     memset(ar, 0, sizeof *ar);
     ar->cur.run = ar;
+    ar->st = st;
+    ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
     struct kvi_redis_node **node_of = kvi_engine_malloc(c, n * sizeof *node_of);
     ar->ops = kvi_engine_malloc(c, n * sizeof *ar->ops);
+    ar->ask = kvi_engine_malloc(c, n);
+    ar->hops = kvi_engine_malloc(c, n);
     ar->groups = kvi_engine_malloc(c, n * sizeof *ar->groups);
+    ar->next = kvi_engine_malloc(c, n * sizeof *ar->next);
     ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
     ar->views = kvi_engine_malloc(c, n * sizeof *ar->views);
     pthread_once(&default_fns_once, default_fns_init);
-    int ok = node_of != NULL && ar->ops != NULL && ar->groups != NULL && ar->again != NULL &&
-             ar->views != NULL;
+    int ok = node_of != NULL && ar->ops != NULL && ar->ask != NULL && ar->hops != NULL &&
+             ar->groups != NULL && ar->next != NULL && ar->again != NULL && ar->views != NULL;
+    /* Standalone: the working host of the failover list, or with Sentinel
+     * the master the sentinels named (the seeds are the sentinels). */
+    struct kvi_redis_node *one = rp->cfg.sentinel != NULL ? atomic_load(&st->master)
+                                                          : st->seeds[atomic_load(&st->current)];
     for (size_t i = 0; ok && i < n; i++) {
         node_of[i] = mode == KVI_REDIS_MODE_CLUSTER
                          ? kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len)
-                         : st->seeds[atomic_load(&st->current)];
-        ok = node_of[i] != NULL; /* no map yet: the blocking path asks for one */
+                         : one;
+        /* no map yet, or no master named yet: the blocking path asks */
+        ok = node_of[i] != NULL;
     }
     if (!ok) {
         kvi_engine_free(c, node_of);
         arun_free(c, ar);
         return -1;
     }
+    memset(ar->ask, 0, n);
+    memset(ar->hops, 0, n);
     /* Per node, in the order of its first op; each node's ops in order. */
     for (size_t first = 0; first < n; first++) {
         struct kvi_redis_node *node = node_of[first];
@@ -872,6 +1009,9 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
     struct redis_arun *ar = state;
     const char *why = st == KVI_E_TIMEOUT ? "no reply by the batch's deadline"
                                           : "the batch was canceled before the reply came";
+    const char *unsent = st == KVI_E_TIMEOUT
+                             ? "the batch's deadline passed before this operation was sent"
+                             : "the batch was canceled before this operation was sent";
     if (ar->active) {
         ra_end_rest(c, &ar->cur, st, why);
         /* A connection left in the middle of a pipeline is not reused. */
@@ -880,11 +1020,10 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
     }
     for (; ar->gi < ar->ngroups; ar->gi++)
         for (size_t i = ar->groups[ar->gi].from; i < ar->groups[ar->gi].to; i++)
-            end_unsent(c, ar->ops[i], st,
-                       st == KVI_E_TIMEOUT ? "the batch's deadline passed before this operation "
-                                             "was sent"
-                                           : "the batch was canceled before this operation was "
-                                             "sent");
+            end_unsent(c, ar->ops[i], st, unsent);
+    /* A redirected op did not run where it was sent first. */
+    for (size_t i = 0; i < ar->nnext; i++)
+        end_unsent(c, ar->next[i].op, st, unsent);
     for (size_t i = 0; i < ar->nagain; i++)
         end_unsent(c, ar->again[i], st,
                    "redirected and not sent again before the batch ended");

@@ -226,9 +226,8 @@ static kvi_status exec_sentinel(kvi_conn *c, struct kvi_redis_state *st,
     return last != KVI_OK ? last : kvi_engine_error(c, KVI_E_INTERNAL, "sentinel: no outcome");
 }
 
-/* Parses "MOVED 3999 127.0.0.1:6381" / "ASK ..." into slot, host, port.
- * An empty host means the node that sent the redirection. */
-static int parse_redirect(const redisReply *r, const struct kvi_redis_node *from, int *slot,
+/* See dispatch.h. */
+int kvi__redis_parse_redirect(const redisReply *r, const struct kvi_redis_node *from, int *slot,
                           char *host, size_t hostlen, uint16_t *port)
 {
     const char *p = strchr(r->str, ' ');
@@ -330,7 +329,7 @@ static kvi_status exec_cluster(kvi_conn *c, struct kvi_redis_state *st,
             int moved = r->str[0] == 'M', to_slot;
             char host[256];
             uint16_t port;
-            if (parse_redirect(r, n, &to_slot, host, sizeof host, &port) != 0) {
+            if (kvi__redis_parse_redirect(r, n, &to_slot, host, sizeof host, &port) != 0) {
                 s = kvi_engine_error(c, KVI_E_PROTOCOL, "bad redirection from %s: %.100s",
                                      n->addr.name, r->str);
                 freeReplyObject(r);

@@ -53,4 +53,9 @@ kvi_status kvi__redis_is_cluster(kvi_conn *c, int *is_cluster);
  * host. */
 kvi_status kvi__redis_masters(kvi_conn *c, struct kvi_redis_node ***nodes, size_t *count);
 
+/* Parses the redirection r ("MOVED 3999 127.0.0.1:6381" / "ASK ...") that
+ * node from sent into slot, host (hostlen bytes) and port; an empty host
+ * means from's.  0, or -1 when r is malformed. */
+int kvi__redis_parse_redirect(const redisReply *r, const struct kvi_redis_node *from, int *slot,
+                              char *host, size_t hostlen, uint16_t *port);
 #endif /* KVI_REDIS_DISPATCH_H */

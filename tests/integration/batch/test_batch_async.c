@@ -6,7 +6,10 @@
  * and the deadline ends the batch; cancel; the local engine done at once;
  * memcached (runs within start).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,6 +25,7 @@
 #include "kvi/kvi.h"
 #include "kvitest.h"
 #include "testcluster.h"
+#include "testsentinel.h"
 
 static int64_t mono_ms(void)
 {
@@ -329,6 +333,203 @@ static void test_cluster_batch_moves_from_master_to_master(void **state)
     kvi_tc_free(cl);
 }
 
+/* The port of the peer of socket fd (0 when unknown). */
+static unsigned peer_port(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+        return 0;
+    if (sa.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    if (sa.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return 0;
+}
+
+static void cli_ok(kvi_tc_cluster *cl, size_t i, const char *const *args)
+{
+    char *out = NULL;
+    kvi_ts_result r = kvi_tc_cli(cl, i, &out, args);
+    if (r != KVI_TS_OK || out == NULL || strncmp(out, "ERR", 3) == 0)
+        fail_msg("redis-cli %s %s: %s", args[0], args[1], out != NULL ? out : kvi_tc_errmsg());
+    free(out);
+}
+
+/* Runs b without blocking while node `stopped` (port) is SIGSTOPped: the
+ * batch must come to wait on a socket to that node (it followed a
+ * redirection there through the node's own non-blocking connection, not
+ * the blocking single path, which would have waited out the timeout);
+ * then the node is let go and the batch ends.  Returns whether it waited
+ * on that node. */
+static int run_with_node_stopped(kvi_batch *b, kvi_ts_server *stopped, unsigned port)
+{
+    assert_int_equal(kill(kvi_ts_pid(stopped), SIGSTOP), 0);
+    int on_stopped = 0, stopped_now = 1;
+    kvi_wait w;
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    while (r == 0) {
+        if (stopped_now && peer_port(w.fd) == port) {
+            on_stopped = 1;
+            assert_int_equal(kill(kvi_ts_pid(stopped), SIGCONT), 0);
+            stopped_now = 0;
+        }
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    if (stopped_now)
+        kill(kvi_ts_pid(stopped), SIGCONT);
+    assert_int_equal(r, 1);
+    return on_stopped;
+}
+
+/* A Redis Cluster batch across a slot migration, with a slot map made stale
+ * on purpose: first ASK (the slot MIGRATING on its old master, IMPORTING on
+ * the new one), then MOVED (the slot given to the new master behind kvi's
+ * back).  The redirected ops go to the new master through its own
+ * non-blocking connection, proven by waiting on it while it is stopped;
+ * every op right, the adds counted once each; after the MOVED the slot map
+ * sends the next batch straight to the new master. */
+static void test_cluster_batch_follows_ask_and_moved_without_blocking(void **state)
+{
+    (void)state;
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_tc_cluster *cl = NULL;
+    kvi_ts_result tr = kvi_tc_start(&spec, &cl);
+    if (tr == KVI_TS_MISSING)
+        KVI_TEST_SKIP_CASE("%s", kvi_tc_errmsg());
+    if (tr != KVI_TS_OK)
+        fail_msg("cluster: %s", kvi_tc_errmsg());
+    char url[512];
+    size_t n = kvi_tc_url(cl, "redis", url, sizeof url);
+    snprintf(url + n, sizeof url - n, "?cluster=yes&timeout=5000");
+    kvi *k = kvi_test_context1(url);
+    /* Before the move: the slot map, and a key that stays on the old master. */
+    assert_int_equal(kvi_store(k, "redis", "{m}old", 6, "o", 1, 0), KVI_OK);
+
+    char *out = NULL;
+    const char *keyslot[] = {"CLUSTER", "KEYSLOT", "{m}", NULL};
+    assert_int_equal(kvi_tc_cli(cl, 0, &out, keyslot), KVI_TS_OK);
+    unsigned slot = (unsigned)atoi(out);
+    free(out);
+    size_t src = 0;
+    assert_int_equal(kvi_tc_master_of(cl, 0, slot, &src), KVI_TS_OK);
+    size_t dst = (src + 1) % 3, third = (src + 2) % 3;
+    char src_id[41], dst_id[41], slotstr[8];
+    assert_int_equal(kvi_tc_node_id(cl, src, src_id), KVI_TS_OK);
+    assert_int_equal(kvi_tc_node_id(cl, dst, dst_id), KVI_TS_OK);
+    snprintf(slotstr, sizeof slotstr, "%u", slot);
+    unsigned src_port = kvi_tc_port(cl, src), dst_port = kvi_tc_port(cl, dst);
+
+    /* ASK: new keys of the slot belong to dst while it migrates. */
+    const char *importing[] = {"CLUSTER", "SETSLOT", slotstr, "IMPORTING", src_id, NULL};
+    const char *migrating[] = {"CLUSTER", "SETSLOT", slotstr, "MIGRATING", dst_id, NULL};
+    cli_ok(cl, dst, importing);
+    cli_ok(cl, src, migrating);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "{m}old", 6), KVI_OK);   /* 0: on src */
+    assert_int_equal(kvi_batch_store(b, "redis", "{m}a", 4, "A", 1, 0), KVI_OK); /* 1 */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kvi_batch_add(b, "redis", "{m}n", 4, 1, 0), KVI_OK); /* 2-4 */
+    assert_int_equal(kvi_batch_fetch(b, "redis", "{m}a", 4), KVI_OK); /* 5 */
+    assert_int_equal(kvi_batch_store_nx(b, "redis", "{m}x", 4, "X", 1, 0), KVI_OK); /* 6 */
+    int waited = run_with_node_stopped(b, kvi_tc_server(cl, dst), dst_port);
+    printf("# ASK: waited on the stopped target: %d\n", waited);
+    for (size_t i = 0; i < 7; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("ASK op %zu: %s", i, kvi_batch_errmsg(b, i));
+    assert_true(waited);
+    assert_string_equal(kvi_batch_value(b, 0, NULL), "o");
+    assert_int_equal(kvi_batch_integer(b, 2), 1);
+    assert_int_equal(kvi_batch_integer(b, 3), 2);
+    assert_int_equal(kvi_batch_integer(b, 4), 3);
+    assert_string_equal(kvi_batch_value(b, 5, NULL), "A");
+
+    /* MOVED: the slot goes to dst; kvi's map still names src. */
+    const char *del_old[] = {"DEL", "{m}old", NULL};
+    cli_ok(cl, src, del_old);
+    const char *node_cmd[] = {"CLUSTER", "SETSLOT", slotstr, "NODE", dst_id, NULL};
+    cli_ok(cl, dst, node_cmd);
+    cli_ok(cl, src, node_cmd);
+    cli_ok(cl, third, node_cmd);
+    assert_int_equal(kvi_tc_wait_ok(cl, 20000), KVI_TS_OK);
+    kvi_batch_clear(b);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "{m}a", 4), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "{m}n", 4, 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_store_nx(b, "redis", "{m}x", 4, "Y", 1, 0), KVI_OK);
+    waited = run_with_node_stopped(b, kvi_tc_server(cl, dst), dst_port);
+    printf("# MOVED: waited on the stopped target: %d\n", waited);
+    for (size_t i = 0; i < 2; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("MOVED op %zu: %s", i, kvi_batch_errmsg(b, i));
+    assert_true(waited);
+    assert_string_equal(kvi_batch_value(b, 0, NULL), "A");
+    assert_int_equal(kvi_batch_integer(b, 1), 4);
+    assert_int_equal(kvi_batch_status(b, 2), KVI_KEY_EXISTS);
+
+    /* The MOVED updated the slot map: the next batch goes straight to dst,
+     * so it ends while the old master is stopped (else it would wait for
+     * the old master until the deadline). */
+    kvi_batch_clear(b);
+    assert_int_equal(kvi_batch_add(b, "redis", "{m}n", 4, 1, 0), KVI_OK);
+    assert_int_equal(kill(kvi_ts_pid(kvi_tc_server(cl, src)), SIGSTOP), 0);
+    kvi_wait w;
+    int on_src = 0;
+    int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
+    while (r == 0) {
+        on_src |= peer_port(w.fd) == src_port;
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    assert_int_equal(kill(kvi_ts_pid(kvi_tc_server(cl, src)), SIGCONT), 0);
+    printf("# after MOVED: waited on the old master: %d\n", on_src);
+    if (kvi_batch_status(b, 0) != KVI_OK)
+        fail_msg("after MOVED: %s", kvi_batch_errmsg(b, 0));
+    assert_int_equal(kvi_batch_integer(b, 0), 5);
+    assert_false(on_src);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_tc_free(cl);
+}
+
+/* Through Sentinel: once the sentinels named the master, a non-blocking
+ * batch goes to that master (the URL's hosts are the sentinels, which
+ * know no GET), waiting on its socket (proven with the master stopped). */
+static void test_sentinel_batch_goes_to_the_master(void **state)
+{
+    (void)state;
+    kvi_tsn_spec spec = {.replicas = 0, .sentinels = 1, .quorum = 1};
+    kvi_tsn_setup *sn = NULL;
+    kvi_ts_result tr = kvi_tsn_start(&spec, &sn);
+    if (tr == KVI_TS_MISSING)
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
+    if (tr != KVI_TS_OK)
+        fail_msg("sentinel: %s", kvi_ts_errmsg());
+    char url[512];
+    kvi_tsn_url(sn, "redis", url, sizeof url);
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "s", 1, "v", 1, 0), KVI_OK); /* the master named */
+    unsigned master_port = kvi_ts_port(kvi_tsn_data(sn, 0));
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "s", 1), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "redis", "t", 1, "w", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "sn", 2, 2, 0), KVI_OK);
+    /* The master stopped: the batch must come to wait on its socket. */
+    int on_master = run_with_node_stopped(b, kvi_tsn_data(sn, 0), master_port);
+    for (size_t i = 0; i < 3; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("sentinel op %zu: %s", i, kvi_batch_errmsg(b, i));
+    assert_string_equal(kvi_batch_value(b, 0, NULL), "v");
+    assert_int_equal(kvi_batch_integer(b, 2), 2);
+    printf("# sentinel batch: waited on the master's socket: %d\n", on_master);
+    assert_true(on_master);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_tsn_free(sn);
+}
+
 /* memcached cannot run without blocking: start runs it and is done. */
 static void test_memcached_runs_within_start(void **state)
 {
@@ -630,6 +831,8 @@ int main(void)
         cmocka_unit_test(test_cancel_ends_a_pending_batch),
         cmocka_unit_test(test_memcached_runs_within_start),
         cmocka_unit_test(test_cluster_batch_moves_from_master_to_master),
+        cmocka_unit_test(test_cluster_batch_follows_ask_and_moved_without_blocking),
+        cmocka_unit_test(test_sentinel_batch_goes_to_the_master),
         cmocka_unit_test(test_single_ops_on_local_are_done_at_once),
         cmocka_unit_test(test_single_ops_on_redis_are_pending_then_done),
         cmocka_unit_test(test_single_op_cancel_and_deadline_on_a_hung_server),
