@@ -606,6 +606,10 @@ struct redis_arun {
     size_t ngroups, gi;
     struct redis_async cur;
     int active; /* cur waits */
+    /* Standalone failover list: the host the run began with, how many
+     * after it were tried since. */
+    int failover;
+    size_t fo_first, fo_tried;
     struct redis_redir *next;
     size_t nnext;
     kvi_batch_op **again;
@@ -649,6 +653,28 @@ static void ra_end_rest(kvi_conn *c, struct redis_async *ra, kvi_status s, const
 }
 
 static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w);
+static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *node,
+                    kvi_batch_op *const *ops, const unsigned char *ask, const unsigned char *hops,
+                    size_t n, kvi_wait *w);
+
+/* Nothing of ra reached its host (status s, message msg; ra closed): in a
+ * failover list the next host is tried, on its own non-blocking
+ * connection -- one its breaker marks down is passed at once; else, or
+ * when every host was tried, the ops end with s.  1 ended, 0 waiting. */
+static int ra_unreached(kvi_conn *c, struct redis_async *ra, kvi_status s, const char *msg,
+                        kvi_wait *w)
+{
+    struct redis_arun *ar = ra->run;
+    if (ar->failover && ra->got == 0 && ar->fo_tried + 1 < ar->st->nseeds && s != KVI_E_AUTH &&
+        s != KVI_E_NOMEM && s != KVI_E_INVALID) {
+        ar->fo_tried++;
+        struct kvi_redis_node *n = ar->st->seeds[(ar->fo_first + ar->fo_tried) % ar->st->nseeds];
+        return ra_begin(c, ra, n, ra->ops, ra->ask, ra->hops, ra->n, w);
+    }
+    for (size_t i = ra->got; i < ra->n; i++)
+        end_unsent(c, ra->ops[i], s, msg);
+    return 1;
+}
 
 /* The connection failed: ends the rest with its status -- or, when a
  * pooled connection taken without the idle poll failed before any reply
@@ -674,13 +700,16 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         }
         char msg[400];
         copy_msg(c, msg, sizeof msg);
-        for (size_t i = 0; i < ra->n; i++)
-            end_unsent(c, ra->ops[i], KVI_E_CONNECT, msg);
         ra_close(c, ra, 0, KVI_E_CONNECT);
-        return 1;
+        return ra_unreached(c, ra, KVI_E_CONNECT, msg, w);
     }
     char msg[400];
     snprintf(msg, sizeof msg, "%s", conn->err[0] ? conn->err : kvi_strerror(s));
+    if (ra->phase < RA_FLUSH && ra->got == 0) {
+        /* Nothing written: another host of a failover list may take it. */
+        ra_close(c, ra, 0, s);
+        return ra_unreached(c, ra, s, msg, w);
+    }
     ra_end_rest(c, ra, s, msg);
     ra_close(c, ra, 0, ra->got > 0 ? KVI_OK : s);
     return 1;
@@ -768,6 +797,15 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             if (r == 0)
                 return ra_wait(ra, w);
             ra->phase = RA_READ;
+            if (ra->run->fo_tried > 0) {
+                /* The request went out to another host of the failover
+                 * list: it is the working one now. */
+                struct redis_arun *ar = ra->run;
+                atomic_store(&ar->st->current, (ar->fo_first + ar->fo_tried) % ar->st->nseeds);
+                ar->fo_first = atomic_load(&ar->st->current);
+                ar->fo_tried = 0;
+                kvi_engine_log(c, KVI_LOG_WARN, "failed over to %s", ra->node->addr.name);
+            }
             break;
         }
         case RA_READ:
@@ -842,9 +880,7 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ra->probe);
     if (s != KVI_OK) {
         copy_msg(c, msg, sizeof msg);
-        for (size_t i = 0; i < n; i++)
-            end_unsent(c, ops[i], s, msg);
-        return 1;
+        return ra_unreached(c, ra, s, msg, w);
     }
     ra->resendable = 1;
     for (size_t i = 0; i < n && ra->resendable; i++)
@@ -854,10 +890,8 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     ra->reused = t == 1;
     if (t < 0) {
         copy_msg(c, msg, sizeof msg);
-        for (size_t i = 0; i < n; i++)
-            end_unsent(c, ops[i], KVI_E_CONNECT, msg);
         ra_close(c, ra, 0, KVI_E_CONNECT);
-        return 1;
+        return ra_unreached(c, ra, KVI_E_CONNECT, msg, w);
     }
     ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
     return ra_step(c, ra, w);
@@ -959,8 +993,11 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
              ar->groups != NULL && ar->next != NULL && ar->again != NULL && ar->views != NULL;
     /* Standalone: the working host of the failover list, or with Sentinel
      * the master the sentinels named (the seeds are the sentinels). */
+    size_t cur = atomic_load(&st->current);
     struct kvi_redis_node *one = rp->cfg.sentinel != NULL ? atomic_load(&st->master)
-                                                          : st->seeds[atomic_load(&st->current)];
+                                                          : st->seeds[cur];
+    ar->failover = mode != KVI_REDIS_MODE_CLUSTER && rp->cfg.sentinel == NULL && st->nseeds > 1;
+    ar->fo_first = cur;
     for (size_t i = 0; ok && i < n; i++) {
         node_of[i] = mode == KVI_REDIS_MODE_CLUSTER
                          ? kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len)

@@ -530,6 +530,67 @@ static void test_sentinel_batch_goes_to_the_master(void **state)
     kvi_tsn_free(sn);
 }
 
+/* A failover list whose working host dies: the non-blocking batch moves to
+ * the next host through that host's own non-blocking connect (proven by
+ * waiting on it while it is stopped), every op right.  Then, with both
+ * hosts' breakers open (the first killed, the second stopped), a batch is
+ * failed within start: nothing is sent, nothing waits. */
+static void test_failover_list_moves_on_without_blocking_and_respects_the_breaker(void **state)
+{
+    (void)state;
+    kvi_ts_server *s1 = kvi_test_redis(NULL), *s2 = kvi_test_redis(NULL);
+    unsigned p2 = kvi_ts_port(s2);
+    char url[300];
+    snprintf(url, sizeof url,
+             "redis://127.0.0.1:%u,127.0.0.1:%u/?cluster=no&timeout=300&connect_timeout=2000"
+             "&down_after=1&down_for=60000",
+             (unsigned)kvi_ts_port(s1), p2);
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "f", 1, "v", 1, 0), KVI_OK); /* on s1 */
+    assert_int_equal(kvi_ts_kill(s1), KVI_TS_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "redis", "g", 1, "w", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "g", 1), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "fn", 2, 3, 0), KVI_OK);
+    int on_s2 = run_with_node_stopped(b, s2, p2);
+    for (size_t i = 0; i < 3; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("failover op %zu: %s", i, kvi_batch_errmsg(b, i));
+    assert_string_equal(kvi_batch_value(b, 1, NULL), "w");
+    assert_int_equal(kvi_batch_integer(b, 2), 3);
+    printf("# failover: waited on the second host while it was stopped: %d\n", on_s2);
+    assert_true(on_s2);
+
+    /* The second host stopped too: one blocking call times out there and
+     * opens its breaker (s1's opened when its connect was refused). */
+    assert_int_equal(kill(kvi_ts_pid(s2), SIGSTOP), 0);
+    kvi_value val = {0};
+    kvi_status st = kvi_fetch(k, "redis", "g", 1, &val);
+    kvi_value_free(&val);
+    printf("# blocking fetch with both hosts down: %s\n", kvi_status_name(st));
+    kvi_batch_clear(b);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "g", 1), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "fn", 2, 1, 0), KVI_OK);
+    kvi_wait w;
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    if (r == 0)
+        kvi_batch_cancel(b);
+    assert_int_equal(kill(kvi_ts_pid(s2), SIGCONT), 0);
+    printf("# with both breakers open start returned %d: %s / %s\n", r,
+           kvi_status_name(kvi_batch_status(b, 0)), kvi_status_name(kvi_batch_status(b, 1)));
+    assert_int_equal(r, 1);
+    for (size_t i = 0; i < 2; i++) {
+        kvi_status s = kvi_batch_status(b, i);
+        assert_true(KVI_STATUS_IS_ERROR(s));
+        assert_int_not_equal(s, KVI_E_OUTCOME_UNKNOWN); /* nothing was sent */
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(s1);
+    kvi_ts_free(s2);
+}
+
 /* memcached cannot run without blocking: start runs it and is done. */
 static void test_memcached_runs_within_start(void **state)
 {
@@ -833,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_cluster_batch_moves_from_master_to_master),
         cmocka_unit_test(test_cluster_batch_follows_ask_and_moved_without_blocking),
         cmocka_unit_test(test_sentinel_batch_goes_to_the_master),
+        cmocka_unit_test(test_failover_list_moves_on_without_blocking_and_respects_the_breaker),
         cmocka_unit_test(test_single_ops_on_local_are_done_at_once),
         cmocka_unit_test(test_single_ops_on_redis_are_pending_then_done),
         cmocka_unit_test(test_single_op_cancel_and_deadline_on_a_hung_server),
