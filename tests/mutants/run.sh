@@ -225,10 +225,13 @@ run_tests() {
             --timeout "$left" >>"$2" 2>&1
         rc=$?
         # A mutant that crashes or hangs a test kills it before its teardown:
-        # the shared segments it made would stay in /dev/shm.
+        # the shared segments it made would stay in /dev/shm.  A new segment
+        # that a live process still maps is not ours to remove (tests run
+        # elsewhere on this machine at the same time).
         for f in $(ls /dev/shm 2>/dev/null); do
             case "$f" in kvi.*) ;; *) continue ;; esac
-            printf '%s\n' "$shm_before" | grep -qxF "$f" || rm -f "/dev/shm/$f"
+            printf '%s\n' "$shm_before" | grep -qxF "$f" && continue
+            cat /proc/[0-9]*/maps 2>/dev/null | grep -qF "/dev/shm/$f" || rm -f "/dev/shm/$f"
         done
         note_cost "$t" $(($(now) - t1))
         if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ $(($(now) - start)) -gt "$limit" ]; then
