@@ -612,6 +612,16 @@ struct redis_arun {
     size_t fo_first, fo_tried;
     struct redis_redir *next;
     size_t nnext;
+    /* A Cluster whose map lacks a key's slot: CLUSTER SHARDS is read
+     * first, step by step (map != MAP_NONE), then the ops are grouped. */
+    int map;
+    struct kvi_redis_node *mnode;
+    struct kvi_redis_link *mlink;
+    int mprobe;
+    kvi_batch_op **orig; /* the batch's ops, in its order */
+    size_t norig;
+    struct kvi_redis_node **node_of;
+    int64_t deadline_ms;
     kvi_batch_op **again;
     size_t nagain;
     struct view *views; /* one per op, in the order of ops */
@@ -906,7 +916,135 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->next);
     kvi_engine_free(c, ar->again);
     kvi_engine_free(c, ar->views);
+    kvi_engine_free(c, ar->orig);
+    kvi_engine_free(c, ar->node_of);
     kvi_engine_free(c, ar);
+}
+
+/* ---- the slot map read without blocking ---- */
+
+enum { MAP_NONE, MAP_CONNECT, MAP_WRITE, MAP_FLUSH, MAP_READ };
+
+static void map_close(kvi_conn *c, struct redis_arun *ar, int keep_link, kvi_status st)
+{
+    if (ar->mlink != NULL) {
+        if (keep_link)
+            kvi__redis_link_give(c, ar->mnode, ar->mlink);
+        else
+            kvi__redis_link_drop(c, ar->mlink);
+        ar->mlink = NULL;
+    }
+    kvi_breaker_leave(c, ar->mnode->breaker, ar->mnode->addr.name, ar->mprobe, st);
+    ar->map = MAP_NONE;
+}
+
+/* Starts reading the slot map from the first seed on a non-blocking
+ * connection: 0 started, -1 not (nothing to close). */
+static int map_begin(kvi_conn *c, struct redis_arun *ar)
+{
+    ar->mnode = ar->st->seeds[atomic_load(&ar->st->current) % ar->st->nseeds];
+    if (kvi_breaker_enter(c, ar->mnode->breaker, ar->mnode->addr.name, &ar->mprobe) != KVI_OK)
+        return -1;
+    int t = kvi__redis_link_take(c, ar->mnode, &ar->mlink, 1);
+    if (t < 0) {
+        ar->map = MAP_CONNECT; /* for map_close */
+        map_close(c, ar, 0, KVI_E_CONNECT);
+        return -1;
+    }
+    ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
+    return 0;
+}
+
+/* Advances the map read: 0 waiting (*w), 1 ended (the map installed, or
+ * the read failed: the caller sees which by grouping again). */
+static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    struct kvi_redis_conn *conn = &ar->mlink->conn;
+    static const char *const shards[2] = {"CLUSTER", "SHARDS"};
+    static const size_t shards_len[2] = {7, 6};
+    int r;
+    for (;;) {
+        switch (ar->map) {
+        case MAP_CONNECT:
+            if ((r = kvi__redis_conn_step(conn)) < 0)
+                goto fail;
+            if (r == 0)
+                goto wait;
+            ar->map = MAP_WRITE;
+            break;
+        case MAP_WRITE:
+            if (kvi__redis_conn_append(conn, 2, (const char **)shards, shards_len) != 0)
+                goto fail;
+            ar->map = MAP_FLUSH;
+            break;
+        case MAP_FLUSH:
+            if ((r = kvi__redis_conn_flush(conn)) < 0)
+                goto fail;
+            if (r == 0)
+                goto wait;
+            ar->map = MAP_READ;
+            break;
+        default: {
+            redisReply *reply = NULL;
+            if ((r = kvi__redis_conn_read(conn, 0, &reply)) < 0)
+                goto fail;
+            if (r == 0)
+                goto wait;
+            struct kvi_redis_range *ranges = NULL;
+            size_t count = 0;
+            /* An error (a Redis before 7 knows no SHARDS) leaves the map as
+             * it was: the blocking path then reads it. */
+            if (kvi__redis_map_from_reply(c, ar->mnode, reply, 1, &ranges, &count) == KVI_OK) {
+                kvi__redis_install_map(c, ar->st, ranges, count);
+                atomic_store(&ar->st->last_refresh_ms, kvi_monotonic_ms());
+            }
+            kvi_engine_free(c, ranges);
+            freeReplyObject(reply);
+            map_close(c, ar, 1, KVI_OK);
+            return 1;
+        }
+        }
+    }
+wait:
+    w->fd = conn->sock.fd;
+    w->events = conn->sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    return 0;
+fail:
+    map_close(c, ar, 0, conn->st != KVI_OK ? conn->st : KVI_E_IO);
+    return 1;
+}
+
+/* Groups ar->orig per node (cluster: the master of each key's slot;
+ * standalone: one): 0, or -1 when a key's slot has no master in the map. */
+static int arun_group(struct redis_arun *ar, struct kvi_redis_node *one)
+{
+    size_t n = ar->norig;
+    for (size_t i = 0; i < n; i++) {
+        ar->node_of[i] = ar->cluster ? kvi__redis_key_node(ar->st, ar->orig[i]->key,
+                                                           ar->orig[i]->key_len)
+                                     : one;
+        if (ar->node_of[i] == NULL)
+            return -1;
+    }
+    memset(ar->ask, 0, n);
+    memset(ar->hops, 0, n);
+    ar->n = 0;
+    ar->ngroups = 0;
+    /* Per node, in the order of its first op; each node's ops in order. */
+    for (size_t first = 0; first < n; first++) {
+        struct kvi_redis_node *node = ar->node_of[first];
+        if (node == NULL)
+            continue;
+        ar->groups[ar->ngroups].node = node;
+        ar->groups[ar->ngroups].from = ar->n;
+        for (size_t i = first; i < n; i++)
+            if (ar->node_of[i] == node) {
+                ar->ops[ar->n++] = ar->orig[i];
+                ar->node_of[i] = NULL;
+            }
+        ar->groups[ar->ngroups++].to = ar->n;
+    }
+    return 0;
 }
 
 /* The redirected ops become the next round: grouped per node, in the
@@ -958,12 +1096,25 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     return 1;
 }
 
+/* The map read ended: group and run the ops -- or, when a key's slot
+ * still has no master (the read failed), run the batch on the blocking
+ * path here. */
+static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    if (arun_group(ar, NULL) != 0) {
+        kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
+        arun_free(c, ar);
+        return 1;
+    }
+    return arun_next(c, ar, w);
+}
+
 static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms,
                              void **state, kvi_wait *w)
 {
     struct kvi_redis *rp = kvi__redis_priv(c);
     struct kvi_redis_state *st = NULL;
-    (void)deadline_ms; /* the core stops us at the deadline */
+    /* The core stops us at the deadline; kept for the blocking fallback. */
     int mode = atomic_load(&rp->mode);
     if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
         rp->node_cfg.wait_replicas > 0)
@@ -980,7 +1131,9 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->cur.run = ar;
     ar->st = st;
     ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
-    struct kvi_redis_node **node_of = kvi_engine_malloc(c, n * sizeof *node_of);
+    ar->deadline_ms = deadline_ms;
+    ar->node_of = kvi_engine_malloc(c, n * sizeof *ar->node_of);
+    ar->orig = kvi_engine_malloc(c, n * sizeof *ar->orig);
     ar->ops = kvi_engine_malloc(c, n * sizeof *ar->ops);
     ar->ask = kvi_engine_malloc(c, n);
     ar->hops = kvi_engine_malloc(c, n);
@@ -989,8 +1142,14 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
     ar->views = kvi_engine_malloc(c, n * sizeof *ar->views);
     pthread_once(&default_fns_once, default_fns_init);
-    int ok = node_of != NULL && ar->ops != NULL && ar->ask != NULL && ar->hops != NULL &&
-             ar->groups != NULL && ar->next != NULL && ar->again != NULL && ar->views != NULL;
+    if (ar->node_of == NULL || ar->orig == NULL || ar->ops == NULL || ar->ask == NULL ||
+        ar->hops == NULL || ar->groups == NULL || ar->next == NULL || ar->again == NULL ||
+        ar->views == NULL) {
+        arun_free(c, ar);
+        return -1;
+    }
+    memcpy(ar->orig, ops, n * sizeof *ops);
+    ar->norig = n;
     /* Standalone: the working host of the failover list, or with Sentinel
      * the master the sentinels named (the seeds are the sentinels). */
     size_t cur = atomic_load(&st->current);
@@ -998,35 +1157,19 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
                                                           : st->seeds[cur];
     ar->failover = mode != KVI_REDIS_MODE_CLUSTER && rp->cfg.sentinel == NULL && st->nseeds > 1;
     ar->fo_first = cur;
-    for (size_t i = 0; ok && i < n; i++) {
-        node_of[i] = mode == KVI_REDIS_MODE_CLUSTER
-                         ? kvi__redis_key_node(st, ops[i]->key, ops[i]->key_len)
-                         : one;
-        /* no map yet, or no master named yet: the blocking path asks */
-        ok = node_of[i] != NULL;
+    if (arun_group(ar, one) != 0) {
+        /* No master named yet (Sentinel: the blocking path asks), or a
+         * key's slot without a master in the map (a new process's empty
+         * map): read the map first, without blocking. */
+        if (!ar->cluster || map_begin(c, ar) != 0) {
+            arun_free(c, ar);
+            return -1;
+        }
+        *state = ar;
+        if (map_step(c, ar, w) == 0)
+            return 0;
+        return arun_after_map(c, ar, w);
     }
-    if (!ok) {
-        kvi_engine_free(c, node_of);
-        arun_free(c, ar);
-        return -1;
-    }
-    memset(ar->ask, 0, n);
-    memset(ar->hops, 0, n);
-    /* Per node, in the order of its first op; each node's ops in order. */
-    for (size_t first = 0; first < n; first++) {
-        struct kvi_redis_node *node = node_of[first];
-        if (node == NULL)
-            continue;
-        ar->groups[ar->ngroups].node = node;
-        ar->groups[ar->ngroups].from = ar->n;
-        for (size_t i = first; i < n; i++)
-            if (node_of[i] == node) {
-                ar->ops[ar->n++] = ops[i];
-                node_of[i] = NULL;
-            }
-        ar->groups[ar->ngroups++].to = ar->n;
-    }
-    kvi_engine_free(c, node_of);
     *state = ar;
     return arun_next(c, ar, w);
 }
@@ -1034,6 +1177,11 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
 static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
 {
     struct redis_arun *ar = state;
+    if (ar->map != MAP_NONE) {
+        if (map_step(c, ar, w) == 0)
+            return 0;
+        return arun_after_map(c, ar, w);
+    }
     if (ra_step(c, &ar->cur, w) == 0)
         return 0;
     ar->active = 0;
@@ -1049,6 +1197,14 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
     const char *unsent = st == KVI_E_TIMEOUT
                              ? "the batch's deadline passed before this operation was sent"
                              : "the batch was canceled before this operation was sent";
+    if (ar->map != MAP_NONE) {
+        /* Nothing of the batch was sent yet. */
+        map_close(c, ar, 0, KVI_OK);
+        for (size_t i = 0; i < ar->norig; i++)
+            end_unsent(c, ar->orig[i], st, unsent);
+        arun_free(c, ar);
+        return;
+    }
     if (ar->active) {
         ra_end_rest(c, &ar->cur, st, why);
         /* A connection left in the middle of a pipeline is not reused. */

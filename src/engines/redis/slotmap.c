@@ -138,6 +138,32 @@ static size_t max_ranges(const redisReply *r, int shards)
 }
 
 /* See slotmap.h. */
+kvi_status kvi__redis_map_from_reply(kvi_conn *c, const struct kvi_redis_node *n,
+                                     const redisReply *r, int shards,
+                                     struct kvi_redis_range **ranges, size_t *count)
+{
+    *ranges = NULL;
+    *count = 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        return kvi__redis_reply_error(c, r);
+    size_t cap = max_ranges(r, shards);
+    *ranges = kvi_engine_malloc(c, cap * sizeof **ranges);
+    if (*ranges == NULL)
+        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+    const char *asked = n->addr.host != NULL ? n->addr.host : "127.0.0.1";
+    int bad = shards ? parse_shards(r, asked, n->cfg.tls != NULL, *ranges, count, cap)
+                     : parse_slots(r, asked, *ranges, count, cap);
+    if (bad) {
+        kvi_engine_free(c, *ranges);
+        *ranges = NULL;
+        *count = 0;
+        return kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected CLUSTER %s reply from %s",
+                                shards ? "SHARDS" : "SLOTS", n->addr.name);
+    }
+    return KVI_OK;
+}
+
+/* See slotmap.h. */
 kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
                                 struct kvi_redis_range **ranges, size_t *count)
 {
@@ -181,24 +207,9 @@ kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
         freeReplyObject(r);
         return s;
     }
-    size_t cap = max_ranges(r, shards);
-    *ranges = kvi_engine_malloc(c, cap * sizeof **ranges);
-    if (*ranges == NULL) {
-        freeReplyObject(r);
-        return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    }
-    *count = 0;
-    const char *asked = n->addr.host != NULL ? n->addr.host : "127.0.0.1";
-    int bad = shards ? parse_shards(r, asked, n->cfg.tls != NULL, *ranges, count, cap)
-                     : parse_slots(r, asked, *ranges, count, cap);
+    s = kvi__redis_map_from_reply(c, n, r, shards, ranges, count);
     freeReplyObject(r);
-    if (bad) {
-        kvi_engine_free(c, *ranges);
-        *ranges = NULL;
-        return kvi_engine_error(c, KVI_E_PROTOCOL, "unexpected CLUSTER %s reply from %s",
-                                shards ? "SHARDS" : "SLOTS", n->addr.name);
-    }
-    return KVI_OK;
+    return s;
 }
 
 /* See slotmap.h. */

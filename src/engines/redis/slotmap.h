@@ -21,6 +21,12 @@ struct kvi_redis_range {
 kvi_status kvi__redis_fetch_map(kvi_conn *c, struct kvi_redis_node *n,
                                 struct kvi_redis_range **ranges, size_t *count);
 
+/* The slot ranges of r, node n's reply to CLUSTER SHARDS (shards 1) or
+ * CLUSTER SLOTS, in *ranges (free with kvi_engine_free) and *count; an
+ * error reply is its status (detail set). */
+kvi_status kvi__redis_map_from_reply(kvi_conn *c, const struct kvi_redis_node *n,
+                                     const redisReply *r, int shards,
+                                     struct kvi_redis_range **ranges, size_t *count);
 /* Replaces the slot table of st with ranges[0..count). */
 void kvi__redis_install_map(kvi_conn *c, struct kvi_redis_state *st,
                             const struct kvi_redis_range *ranges, size_t count);

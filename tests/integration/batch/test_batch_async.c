@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -591,6 +593,98 @@ static void test_failover_list_moves_on_without_blocking_and_respects_the_breake
     kvi_ts_free(s2);
 }
 
+/* In a child process (fork: a new connection state, an empty slot map)
+ * with every node stopped: start reads the slot map without blocking, so
+ * it returns pending and the batch comes to wait on a node's socket; once
+ * the nodes go on, every op is right.  Returns the child's verdict: 0 ok. */
+static int child_reads_map_without_blocking(kvi *k, kvi_tc_cluster *cl)
+{
+    size_t nn = kvi_tc_size(cl);
+    for (size_t i = 0; i < nn; i++)
+        kill(kvi_ts_pid(kvi_tc_server(cl, i)), SIGSTOP);
+    kvi_batch *b = NULL;
+    if (kvi_batch_new(k, &b) != KVI_OK)
+        return 10;
+    char key[16];
+    for (int i = 0; i < 20; i++) {
+        int kn = snprintf(key, sizeof key, "fk%d", i);
+        kvi_batch_fetch(b, "redis", key, (size_t)kn);
+    }
+    kvi_batch_add(b, "redis", "{f}n", 4, 1, 0);
+    kvi_wait w;
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    int pending_at_start = r == 0, on_node = 0;
+    for (int spins = 0; r == 0 && !on_node && spins < 100; spins++) {
+        unsigned pp = peer_port(w.fd);
+        for (size_t i = 0; i < nn; i++)
+            on_node |= pp != 0 && pp == kvi_tc_port(cl, i);
+        if (on_node)
+            break;
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    for (size_t i = 0; i < nn; i++)
+        kill(kvi_ts_pid(kvi_tc_server(cl, i)), SIGCONT);
+    while (r == 0) {
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    printf("# child: start pending %d, waited on a node %d\n", pending_at_start, on_node);
+    fflush(stdout);
+    if (!pending_at_start || !on_node)
+        return 11;
+    for (int i = 0; i < 20; i++) {
+        size_t len = 0;
+        const char *v = kvi_batch_value(b, (size_t)i, &len);
+        int kn = snprintf(key, sizeof key, "fk%d", i);
+        if (kvi_batch_status(b, (size_t)i) != KVI_OK || v == NULL || len != (size_t)kn ||
+            memcmp(v, key, len) != 0) {
+            printf("# child: op %d: %s\n", i, kvi_batch_errmsg(b, (size_t)i));
+            return 12;
+        }
+    }
+    if (kvi_batch_status(b, 20) != KVI_OK || kvi_batch_integer(b, 20) != 2)
+        return 13;
+    kvi_batch_free(b);
+    return 0;
+}
+
+static void test_cluster_map_read_without_blocking_in_a_new_process(void **state)
+{
+    (void)state;
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_tc_cluster *cl = NULL;
+    kvi_ts_result tr = kvi_tc_start(&spec, &cl);
+    if (tr == KVI_TS_MISSING)
+        KVI_TEST_SKIP_CASE("%s", kvi_tc_errmsg());
+    if (tr != KVI_TS_OK)
+        fail_msg("cluster: %s", kvi_tc_errmsg());
+    char url[512];
+    size_t n = kvi_tc_url(cl, "redis", url, sizeof url);
+    snprintf(url + n, sizeof url - n, "?cluster=yes&timeout=1000&connect_timeout=1000");
+    kvi *k = kvi_test_context1(url);
+    char key[16];
+    for (int i = 0; i < 20; i++) {
+        int kn = snprintf(key, sizeof key, "fk%d", i);
+        assert_int_equal(kvi_store(k, "redis", key, (size_t)kn, key, (size_t)kn, 0), KVI_OK);
+    }
+    int64_t one = 0;
+    assert_int_equal(kvi_add(k, "redis", "{f}n", 4, 1, 0, &one), KVI_OK);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_reads_map_without_blocking(k, cl));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    for (size_t i = 0; i < kvi_tc_size(cl); i++)
+        kill(kvi_ts_pid(kvi_tc_server(cl, i)), SIGCONT);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    kvi_free(k);
+    kvi_tc_free(cl);
+}
+
 /* memcached cannot run without blocking: start runs it and is done. */
 static void test_memcached_runs_within_start(void **state)
 {
@@ -894,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_cluster_batch_moves_from_master_to_master),
         cmocka_unit_test(test_cluster_batch_follows_ask_and_moved_without_blocking),
         cmocka_unit_test(test_sentinel_batch_goes_to_the_master),
+        cmocka_unit_test(test_cluster_map_read_without_blocking_in_a_new_process),
         cmocka_unit_test(test_failover_list_moves_on_without_blocking_and_respects_the_breaker),
         cmocka_unit_test(test_single_ops_on_local_are_done_at_once),
         cmocka_unit_test(test_single_ops_on_redis_are_pending_then_done),
