@@ -492,6 +492,7 @@ struct fetched {
     long long pttl;  /* the PTTL reply; -2 when unknown */
     int tracked;     /* the connection's tracking redirects to the subscription */
     int fallback;    /* nothing known: fetch the usual way */
+    int refused_now; /* CLIENT TRACKING was answered, and not with OK */
     char refused[200]; /* CLIENT TRACKING's error text */
 };
 
@@ -550,9 +551,11 @@ static kvi_status roundtrip(kvi_conn *c, struct kvi_redis_node *node, const void
     f->tracked = !track || (t->type == REDIS_REPLY_STATUS && t->len == 2 && memcmp(t->str, "OK", 2) == 0);
     if (track && f->tracked)
         l->nc_epoch = epoch;
-    else if (track)
+    else if (track) {
+        f->refused_now = 1;
         snprintf(f->refused, sizeof f->refused, "%.190s",
                  t->type == REDIS_REPLY_ERROR ? t->str : "unexpected reply");
+    }
     freeReplyObject(t);
     f->pttl = p->type == REDIS_REPLY_INTEGER ? p->integer : -2;
     freeReplyObject(p);
@@ -641,7 +644,9 @@ int kvi__redis_nc_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value 
                f.pttl > 0 ? sent_ms + f.pttl : INT64_MAX);
     if (rs == KVI_OK && !f.fallback)
         nc->hits++;
-    if (!f.tracked && up) {
+    /* Only a refusal read from the server: a round trip that failed
+     * (timeout, cut) kept nothing and says nothing about tracking. */
+    if (f.refused_now && up) {
         char why[300];
         snprintf(why, sizeof why,
                  "CLIENT TRACKING refused (%s); tried again every %d ms, this message is not "

@@ -591,6 +591,35 @@ static void test_tracking_refused_bypasses_the_cache_and_says_so_once(void **sta
     kvi_free(k);
 }
 
+/* A fetch that fails (the server stopped answering: a timeout) is not
+ * taken for a refusal of CLIENT TRACKING: no such line is logged (which
+ * would also keep a real refusal from ever being logged). */
+static void test_a_failed_fetch_is_not_logged_as_a_tracking_refusal(void **state)
+{
+    struct fx *f = *state;
+    char url[256];
+    kvi_test_url(url, sizeof url, "redis", f->s, "?client_cache=10&timeout=200&down_after=0");
+    kvi *k = NULL;
+    int refusals = 0;
+    assert_int_equal(kvi_new(&k), KVI_OK);
+    assert_int_equal(kvi_set_log(k, count_refusals, &refusals, KVI_LOG_WARN), KVI_OK);
+    kvi_status st = kvi_add_url(k, url);
+    if (st != KVI_OK)
+        fail_msg("%s: %s", kvi_status_name(st), kvi_errmsg(k));
+    store(f->b, "nc:stop", "v1");
+    assert_reads(k, "nc:stop", "v1");
+    /* Another key: its fetch needs the server, which does not answer. */
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_value v = KVI_VALUE_INIT;
+    st = kvi_fetch(k, "redis", "nc:other", 8, &v);
+    kvi_value_free(&v);
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    assert_int_equal(st, KVI_E_TIMEOUT);
+    if (refusals != 0)
+        fail_msg("a timed-out fetch was logged as a CLIENT TRACKING refusal");
+    kvi_free(k);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -688,6 +717,7 @@ int main(void)
         T(test_a_forked_child_has_its_own_near_cache),
         T(test_a_failover_serves_nothing_from_the_old_server),
         T(test_a_sentinel_failover_is_followed),
+        T(test_a_failed_fetch_is_not_logged_as_a_tracking_refusal),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_stats_count_hits_and_near_hits),
