@@ -12,7 +12,8 @@
 /* The batch slot: see struct kvi_engine.batch and batch.c. */
 void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms);
 
-/* Non-blocking batches on a standalone connection (engine ABI 3). */
+/* Non-blocking batches: standalone, Sentinel's master, Cluster (engine ABI 3;
+ * docs/async.md). */
 extern const struct kvi_engine_async kvi__redis_async;
 
 #endif /* KVI_REDIS_BATCH_H */
