@@ -70,6 +70,7 @@ struct kvi_redis_nc {
     int64_t retry_at_ms;         /* no new subscription before */
     int64_t last_rx_ms;          /* when inv last brought a message */
     int64_t ping_sent_ms;        /* a PING awaits its answer since (0: none) */
+    uint64_t tracked_closed;     /* kvi__redis_tracked_closed() at the last check */
     uint32_t timeout_ms;         /* the server's answer time (URL timeout) */
     int failure_logged;          /* a failed subscription was logged since the last one */
     int refusal_logged;          /* CLIENT TRACKING refused was logged (once per process) */
@@ -387,8 +388,17 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
         snprintf(why, sizeof why, "the server is now %s", kvi__redis_node_name(node));
         lose(c, nc, why, 0);
     }
-    if (nc->link == NC_UP)
+    if (nc->link == NC_UP) {
+        /* A pooled connection that tracked keys was closed: the server
+         * sends nothing more for what it read, so nothing kept may be
+         * served (and no fetch under way kept). */
+        uint64_t closed = kvi__redis_tracked_closed();
+        if (closed != nc->tracked_closed) {
+            nc->tracked_closed = closed;
+            flush(c, nc);
+        }
         return drain(c, nc) && alive(c, nc);
+    }
     if (nc->link == NC_CONNECTING || kvi_monotonic_ms() < nc->retry_at_ms)
         return 0;
     nc->link = NC_CONNECTING;

@@ -2,6 +2,7 @@
  * pool.c -- nodes, their idle connections and calls on one node (see
  * pool.h).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,12 +55,32 @@ struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const struct kvi_redis_n
     return n;
 }
 
-static void link_free(kvi_conn *c, struct kvi_redis_link *l)
+/* Connections with near-cache tracking on that this process closed: the
+ * server sends no invalidation for what such a connection read (Redis
+ * finds no client of that id), so every near cache flushes when it changes
+ * (kvi__redis_tracked_closed, nearcache.c). */
+static _Atomic uint64_t tracked_closed;
+
+/* See pool.h. */
+uint64_t kvi__redis_tracked_closed(void)
+{
+    return atomic_load_explicit(&tracked_closed, memory_order_acquire);
+}
+
+static void link_close(kvi_conn *c, struct kvi_redis_link *l)
 {
     if (l == NULL)
         return;
     kvi__redis_conn_close(&l->conn);
     kvi_engine_free(c, l);
+}
+
+/* Closes l while the process runs (counted when its tracking was on). */
+static void link_free(kvi_conn *c, struct kvi_redis_link *l)
+{
+    if (l != NULL && l->nc_epoch != 0)
+        atomic_fetch_add_explicit(&tracked_closed, 1, memory_order_release);
+    link_close(c, l);
 }
 
 /* See pool.h. */
@@ -68,7 +89,7 @@ void kvi__redis_node_free(kvi_conn *c, struct kvi_redis_node *n, int destroy_mut
     struct kvi_redis_link *l = n->idle;
     while (l != NULL) {
         struct kvi_redis_link *next = l->next;
-        link_free(c, l);
+        link_close(c, l); /* the near caches are freed with the state */
         l = next;
     }
     if (destroy_mutex)

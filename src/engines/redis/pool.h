@@ -36,6 +36,12 @@ struct kvi_redis_node {
     struct kvi_redis_node *next; /* the state's list of nodes */
 };
 
+/* How many connections with near-cache tracking on (nc_epoch != 0) this
+ * process has closed so far; thread-safe.  The server sends no
+ * invalidation for the keys such a connection read, so a near cache must
+ * drop its entries when this changes (nearcache.c). */
+uint64_t kvi__redis_tracked_closed(void);
+
 /* A new node for host:port or (path != NULL) a unix socket, with a copy
  * of the settings cfg; NULL when out of memory. */
 struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,

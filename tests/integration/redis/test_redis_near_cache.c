@@ -620,6 +620,52 @@ static void test_a_failed_fetch_is_not_logged_as_a_tracking_refusal(void **state
     kvi_free(k);
 }
 
+/* How many normal (not pub/sub) clients the server has. */
+static int normal_clients(struct fx *f)
+{
+    kvi_reply *r = NULL;
+    raw(f->b, "CLIENT LIST TYPE normal", &r);
+    int n = 0;
+    for (const char *p = kvi_reply_str(r, NULL); p != NULL && (p = strstr(p, " laddr=")) != NULL;
+         p += 7)
+        n++;
+    kvi_reply_free(r);
+    return n;
+}
+
+/* The pooled connection that read a cached key is closed by this process
+ * (here: a fetch on it timed out): Redis sends no invalidation for what a
+ * closed connection read, even though the subscription stands, so the
+ * entry must not be served after a change made later. */
+static void test_a_closed_tracking_connection_serves_nothing_stale(void **state)
+{
+    struct fx *f = *state;
+    int before = normal_clients(f);
+    kvi *k = context(f->s, "?client_cache=10&timeout=200&down_after=0&max_idle=1");
+    store(f->b, "nc:cl", "v1");
+    assert_reads(k, "nc:cl", "v1");
+    uint64_t h = hits(k);
+    assert_reads(k, "nc:cl", "v1");
+    assert_int_equal(hits(k), h + 1);
+    /* The one pooled connection times out on another key and is closed. */
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_value v = KVI_VALUE_INIT;
+    kvi_status st = kvi_fetch(k, "redis", "nc:cl-other", 11, &v);
+    kvi_value_free(&v);
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    assert_int_equal(st, KVI_E_TIMEOUT);
+    /* The server has seen the close. */
+    int64_t t0 = kvi_test_mono_ms();
+    while (normal_clients(f) != before) {
+        if (kvi_test_mono_ms() - t0 > 5000)
+            fail_msg("the timed-out connection is still open on the server");
+        kvi_test_sleep_ms(10);
+    }
+    store(f->b, "nc:cl", "v2");
+    until_reads(k, "nc:cl", "v2", SEEN_WITHIN_MS);
+    kvi_free(k);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -718,6 +764,7 @@ int main(void)
         T(test_a_failover_serves_nothing_from_the_old_server),
         T(test_a_sentinel_failover_is_followed),
         T(test_a_failed_fetch_is_not_logged_as_a_tracking_refusal),
+        T(test_a_closed_tracking_connection_serves_nothing_stale),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_stats_count_hits_and_near_hits),
