@@ -255,11 +255,19 @@ static pthread_once_t default_fns_once = PTHREAD_ONCE_INIT;
 
 static void default_fns_init(void)
 {
+#if !defined(HIREDIS_MAJOR) || HIREDIS_MAJOR >= 1
+    /* A newer reader hands a RESP3 double, bool or big number (which a
+     * hostile server may send) to createDouble/createBool, which views do
+     * not set: it would then return a fake object pointer and every later
+     * view would belong to the wrong op.  No views there (default_fns
+     * stays NULL): replies are read as reply objects. */
+#else
     redisReader *r = redisReaderCreate();
     if (r != NULL) {
         default_fns = r->fn;
         redisReaderFree(r);
     }
+#endif
 }
 
 /* The op a top-level reply of this type belongs to, when the op takes it
