@@ -27,6 +27,7 @@
  */
 #include <poll.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "batch.h"
@@ -623,6 +624,7 @@ struct redis_arun {
     /* A Cluster whose map lacks a key's slot: CLUSTER SHARDS is read
      * first, step by step (map != MAP_NONE), then the ops are grouped. */
     int map;
+    const char *sentinel; /* Sentinel: the master's name (the read asks for it) */
     struct kvi_redis_node *mnode;
     struct kvi_redis_link *mlink;
     int mprobe;
@@ -946,7 +948,8 @@ static void map_close(kvi_conn *c, struct redis_arun *ar, int keep_link, kvi_sta
     ar->map = MAP_NONE;
 }
 
-/* Starts reading the slot map from the first seed on a non-blocking
+/* Starts reading the slot map from the working seed -- with Sentinel,
+ * asking the working sentinel for the master -- on a non-blocking
  * connection: 0 started, -1 not (nothing to close). */
 static int map_begin(kvi_conn *c, struct redis_arun *ar)
 {
@@ -963,6 +966,30 @@ static int map_begin(kvi_conn *c, struct redis_arun *ar)
     return 0;
 }
 
+/* r is a sentinel's answer to SENTINEL get-master-addr-by-name: its
+ * [host, port] becomes the master (unless one was named meanwhile).
+ * Anything else leaves none named: the blocking path then asks, with its
+ * checks and messages.  The listener of +switch-master starts with the
+ * first blocking lookup (sentinel.c). */
+static void sentinel_answer(kvi_conn *c, struct redis_arun *ar, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[0]->len == 0 || r->element[0]->len >= 256)
+        return;
+    char host[256], *end;
+    memcpy(host, r->element[0]->str, r->element[0]->len);
+    host[r->element[0]->len] = '\0';
+    long port = strtol(r->element[1]->str, &end, 10);
+    if (*end != '\0' || port <= 0 || port > 65535)
+        return;
+    struct kvi_redis_node *m = kvi__redis_node_get(c, ar->st, host, (uint16_t)port);
+    struct kvi_redis_node *none = NULL;
+    if (m != NULL && atomic_compare_exchange_strong(&ar->st->master, &none, m))
+        kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s",
+                       ar->mnode->addr.name, ar->sentinel, m->addr.name);
+}
+
 /* Advances the map read: 0 waiting (*w), 1 ended (the map installed, or
  * the read failed: the caller sees which by grouping again). */
 static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
@@ -970,6 +997,8 @@ static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     struct kvi_redis_conn *conn = &ar->mlink->conn;
     static const char *const shards[2] = {"CLUSTER", "SHARDS"};
     static const size_t shards_len[2] = {7, 6};
+    const char *ask[3] = {"SENTINEL", "get-master-addr-by-name", ar->sentinel};
+    size_t ask_len[3] = {8, 23, ar->sentinel != NULL ? strlen(ar->sentinel) : 0};
     int r;
     for (;;) {
         switch (ar->map) {
@@ -981,7 +1010,9 @@ static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             ar->map = MAP_WRITE;
             break;
         case MAP_WRITE:
-            if (kvi__redis_conn_append(conn, 2, (const char **)shards, shards_len) != 0)
+            if (ar->sentinel != NULL
+                    ? kvi__redis_conn_append(conn, 3, ask, ask_len) != 0
+                    : kvi__redis_conn_append(conn, 2, (const char **)shards, shards_len) != 0)
                 goto fail;
             ar->map = MAP_FLUSH;
             break;
@@ -998,6 +1029,12 @@ static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
                 goto fail;
             if (r == 0)
                 goto wait;
+            if (ar->sentinel != NULL) {
+                sentinel_answer(c, ar, reply);
+                freeReplyObject(reply);
+                map_close(c, ar, 1, KVI_OK);
+                return 1;
+            }
             struct kvi_redis_range *ranges = NULL;
             size_t count = 0;
             /* An error (a Redis before 7 knows no SHARDS) leaves the map as
@@ -1109,7 +1146,7 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
  * path here. */
 static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
-    if (arun_group(ar, NULL) != 0) {
+    if (arun_group(ar, ar->sentinel != NULL ? atomic_load(&ar->st->master) : NULL) != 0) {
         kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
         arun_free(c, ar);
         return 1;
@@ -1169,7 +1206,8 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         /* No master named yet (Sentinel: the blocking path asks), or a
          * key's slot without a master in the map (a new process's empty
          * map): read the map first, without blocking. */
-        if (!ar->cluster || map_begin(c, ar) != 0) {
+        ar->sentinel = rp->cfg.sentinel;
+        if ((!ar->cluster && ar->sentinel == NULL) || map_begin(c, ar) != 0) {
             arun_free(c, ar);
             return -1;
         }

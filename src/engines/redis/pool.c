@@ -401,7 +401,8 @@ int kvi__redis_link_take(kvi_conn *c, struct kvi_redis_node *n, struct kvi_redis
     }
     memset(l, 0, sizeof *l);
     struct kvi_redis_conn_cfg cc;
-    kvi__redis_conn_cfg(&n->cfg, &n->addr, &n->tls_cache, KVI_REDIS_ROLE_DATA, &cc);
+    kvi__redis_conn_cfg(&n->cfg, &n->addr, &n->tls_cache,
+                        n->sentinel ? KVI_REDIS_ROLE_SENTINEL : KVI_REDIS_ROLE_DATA, &cc);
     if (kvi__redis_conn_start(&l->conn, &cc) < 0) {
         kvi_engine_error(c, l->conn.st, "%s", l->conn.err);
         kvi__redis_conn_close(&l->conn);

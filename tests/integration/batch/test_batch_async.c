@@ -495,6 +495,50 @@ static void test_cluster_batch_follows_ask_and_moved_without_blocking(void **sta
     kvi_tc_free(cl);
 }
 
+/* The child of test_sentinel_batch_goes_to_the_master: 0 ok. */
+static int child_asks_sentinel_without_blocking(kvi *k, kvi_tsn_setup *sn)
+{
+    kvi_ts_server *m = kvi_tsn_data(sn, 0), *se = kvi_tsn_sentinel(sn, 0);
+    kill(kvi_ts_pid(m), SIGSTOP);
+    kill(kvi_ts_pid(se), SIGSTOP);
+    kvi_batch *b = NULL;
+    if (kvi_batch_new(k, &b) != KVI_OK)
+        return 10;
+    kvi_batch_fetch(b, "redis", "s", 1);
+    kvi_batch_add(b, "redis", "sn", 2, 5, 0);
+    kvi_wait w;
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    int pending_at_start = r == 0, on_sentinel = 0;
+    for (int spins = 0; r == 0 && spins < 100; spins++) {
+        if (peer_port(w.fd) == kvi_ts_port(se)) {
+            on_sentinel = 1;
+            break;
+        }
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    kill(kvi_ts_pid(se), SIGCONT);
+    kill(kvi_ts_pid(m), SIGCONT);
+    while (r == 0) {
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    printf("# sentinel child: start pending %d, waited on the sentinel %d\n", pending_at_start,
+           on_sentinel);
+    fflush(stdout);
+    if (!pending_at_start || !on_sentinel)
+        return 11;
+    const char *v = kvi_batch_value(b, 0, NULL);
+    if (kvi_batch_status(b, 0) != KVI_OK || v == NULL || strcmp(v, "v") != 0) {
+        printf("# sentinel child: fetch: %s\n", kvi_batch_errmsg(b, 0));
+        return 12;
+    }
+    if (kvi_batch_status(b, 1) != KVI_OK || kvi_batch_integer(b, 1) != 7)
+        return 13;
+    kvi_batch_free(b);
+    return 0;
+}
+
 /* Through Sentinel: once the sentinels named the master, a non-blocking
  * batch goes to that master (the URL's hosts are the sentinels, which
  * know no GET), waiting on its socket (proven with the master stopped). */
@@ -528,6 +572,21 @@ static void test_sentinel_batch_goes_to_the_master(void **state)
     printf("# sentinel batch: waited on the master's socket: %d\n", on_master);
     assert_true(on_master);
     kvi_batch_free(b);
+
+    /* A new process knows no master: with the sentinel and the master
+     * stopped, start asks the sentinel without blocking (pending, waiting
+     * on the sentinel's socket); once they go on, every op is right. */
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_asks_sentinel_without_blocking(k, sn));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    kill(kvi_ts_pid(kvi_tsn_data(sn, 0)), SIGCONT);
+    kill(kvi_ts_pid(kvi_tsn_sentinel(sn, 0)), SIGCONT);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     kvi_free(k);
     kvi_tsn_free(sn);
 }
