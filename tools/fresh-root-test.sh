@@ -65,7 +65,10 @@ phase "installing debootstrap on the host if missing"
 sh "$here/tools/ensure-packages.sh" debootstrap
 
 [ -n "$root" ] || root=$(mktemp -d /var/tmp/kvi-fresh-root.XXXXXX)
+# mktemp makes it 0700: as the chroot's / it would lock every other user
+# (kamailio, nobody: tests run programs as them) out of the whole root.
 mkdir -p "$root"
+chmod 755 "$root"
 cleanup() {
     if [ "$keep" = 0 ]; then rm -rf --one-file-system "$root"; else echo "fresh-root-test: root kept in $root"; fi
 }

@@ -230,11 +230,14 @@ out:
 /* See mc_engine.h. */
 void kvi__mc_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
 {
+    /* Every call below is cut at the batch's deadline (mc_watch.c). */
+    int64_t outer = kvi__mc_batch_deadline_ms;
+    kvi__mc_batch_deadline_ms = deadline_ms;
     for (size_t i = 0; i < n;) {
         if (deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
             for (; i < n; i++)
                 end_timeout(c, ops[i]);
-            return;
+            break;
         }
         size_t j = i;
         while (j < n && ops[j]->kind == KVI_OP_FETCH)
@@ -247,4 +250,5 @@ void kvi__mc_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t dead
             kvi_batch_op_single(c, ops[i++]);
         }
     }
+    kvi__mc_batch_deadline_ms = outer;
 }

@@ -134,6 +134,12 @@ void kvi__mc_watch_destroy(struct mc_gen *g);
  * expired (the call's connections were cut). */
 void kvi__mc_arm(const struct mc_conn *m, struct mc_lease *l);
 int kvi__mc_disarm(struct mc_lease *l);
+/* A batch's deadline (kvi_monotonic_ms(); 0: none) for the calls this
+ * thread makes while it runs the batch: kvi__mc_arm() cuts them by then
+ * when it is earlier than their own deadline, so an operation sent one by
+ * one cannot outlast the batch (a hung server, the connection's timeout
+ * long). */
+extern _Thread_local int64_t kvi__mc_batch_deadline_ms;
 
 /* ---- mc_lease.c ---------------------------------------------------------- */
 

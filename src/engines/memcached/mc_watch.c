@@ -19,6 +19,8 @@
 
 #include "mc_engine.h"
 
+_Thread_local int64_t kvi__mc_batch_deadline_ms;
+
 int kvi__mc_watch_init(struct mc_gen *g)
 {
     pthread_condattr_t ca;
@@ -222,19 +224,29 @@ void kvi__mc_arm(const struct mc_conn *m, struct mc_lease *l)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     if (g->wstarted) {
-        /* Deadlines are now + the same call_ms, taken under the lock:
-         * appending keeps the list sorted. */
         l->deadline_ms = kvi_monotonic_ms() + m->call_ms;
-        l->prev = g->wtail;
-        if (g->wtail != NULL)
-            g->wtail->next = l;
-        else
-            g->whead = l;
-        g->wtail = l;
-        l->armed = 1;
-        if (g->wasleep) {
+        int64_t bd = kvi__mc_batch_deadline_ms;
+        if (bd != 0 && bd < l->deadline_ms) {
+            /* A batch's earlier deadline: in its place in the list, and
+             * the watchdog told (it may be waiting for a later one). */
+            l->deadline_ms = bd;
+            mc_watch_insert(g, l);
             g->wasleep = 0;
             pthread_cond_signal(&g->wcond);
+        } else {
+            /* Deadlines are now + the same call_ms, taken under the lock,
+             * and a batch's only earlier: appending keeps the list sorted. */
+            l->prev = g->wtail;
+            if (g->wtail != NULL)
+                g->wtail->next = l;
+            else
+                g->whead = l;
+            g->wtail = l;
+            l->armed = 1;
+            if (g->wasleep) {
+                g->wasleep = 0;
+                pthread_cond_signal(&g->wcond);
+            }
         }
     }
     pthread_mutex_unlock(&g->wlock);

@@ -243,6 +243,34 @@ static void test_deadline_ends_a_batch_on_a_hung_server(void **state)
     kvi_batch_free(b);
 }
 
+/* Operations a batch sends one by one (memcached's counters) are bounded
+ * by the batch's deadline too, not only by the connection's timeout: a
+ * batch of adds alone on a hung server ends by its deadline. */
+static void test_deadline_bounds_adds_sent_one_by_one(void **state)
+{
+    struct fx *f = *state;
+    define(f, "?timeout=10000&down_after=0");
+    assert_int_equal(kvi_store(f->k, id(), "k", 1, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(f->k, &b), KVI_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(kvi_batch_add(b, id(), "n", 1, 1, 0), KVI_OK);
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    int64_t t0 = mono_ms();
+    kvi_status st = kvi_batch_run(b, 400);
+    int64_t dt = mono_ms() - t0;
+    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    printf("# adds on a hung server ended after %lld ms (deadline 400 ms)\n", (long long)dt);
+    assert_true(st == KVI_E_TIMEOUT || st == KVI_E_OUTCOME_UNKNOWN);
+    assert_true(dt >= 350 && dt < 5000);
+    for (size_t i = 0; i < 5; i++) {
+        kvi_status s = kvi_batch_status(b, i);
+        if (s != KVI_E_OUTCOME_UNKNOWN && s != KVI_E_TIMEOUT)
+            fail_msg("add %zu on a hung server: %s", i, kvi_status_name(s));
+    }
+    kvi_batch_free(b);
+}
+
 /* A stopped server behind the breaker: the first batch pays one connect
  * failure, the next fails at once; nothing was sent, so no add is
  * unknown.  After the server is back and the breaker's time is over, a
@@ -394,6 +422,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_server_killed_in_the_middle_of_a_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deadline_ends_a_batch_on_a_hung_server, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_bounds_adds_sent_one_by_one, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_breaker_fails_batches_fast_while_the_server_is_down,
                                         setup, teardown),
