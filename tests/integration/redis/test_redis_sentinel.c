@@ -347,6 +347,21 @@ static int64_t event_time(struct event_log *log, const char *channel, const char
     return t;
 }
 
+/* The payload of the last event on channel since `since`: its time, or -1. */
+static int64_t event_last(struct event_log *log, const char *channel, int64_t since,
+                          char *payload, size_t plen)
+{
+    int64_t t = -1;
+    pthread_mutex_lock(&log->mu);
+    for (size_t i = 0; i < log->n; i++)
+        if (log->ev[i].t_ms >= since && strcmp(log->ev[i].channel, channel) == 0) {
+            t = log->ev[i].t_ms;
+            snprintf(payload, plen, "%s", log->ev[i].payload);
+        }
+    pthread_mutex_unlock(&log->mu);
+    return t;
+}
+
 static void events_print(struct event_log *log, int64_t t0)
 {
     pthread_mutex_lock(&log->mu);
@@ -488,6 +503,15 @@ static void writes_across_failover(kvi *k, unsigned want,
                 fail_msg("cannot read +switch-master \"%s\"", sw);
             if (after_switch != NULL)
                 after_switch();
+        }
+        /* On a loaded machine the sentinels may fail over once more (the
+         * newly promoted master missed their pings): the master whose
+         * replicas count is the one the last +switch-master named. */
+        if (t_switch >= 0 && event_last(&log, "+switch-master", t0, sw, sizeof sw) >= 0) {
+            char name[64], oldip[64], newip[64];
+            unsigned op = 0, now_master = 0;
+            if (sscanf(sw, "%63s %63s %u %63s %u", name, oldip, &op, newip, &now_master) == 5)
+                after = now_master;
         }
         if (t_switch >= 0 && online_replicas((uint16_t)after) >= (int)want) {
             t_ready = mono_ms();
