@@ -3,11 +3,15 @@
  */
 #include "kvitest.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Prints "<lead><fmt...><tail>\n" to standard error. */
 static void vnote(const char *lead, const char *tail, const char *fmt, va_list ap)
@@ -95,6 +99,33 @@ kvi_ts_server *kvi_test_memcached(const char *const *extra)
     kvi_ts_server *s = NULL;
     kvi_ts_result r = kvi_ts_memcached_start(&s, extra);
     return started(r, s, "memcached");
+}
+
+void kvi_test_hang(kvi_ts_server *s)
+{
+    if (s == NULL || kvi_ts_pid(s) <= 0 || kill(kvi_ts_pid(s), SIGSTOP) != 0)
+        kvi_test_fail("cannot stop the server (SIGSTOP): it does not run");
+}
+
+void kvi_test_unhang(kvi_ts_server *s)
+{
+    if (s == NULL || kvi_ts_pid(s) <= 0)
+        return;
+    if (kill(kvi_ts_pid(s), SIGCONT) != 0)
+        kvi_test_fail("cannot let the server go on (SIGCONT)");
+}
+
+unsigned kvi_test_peer_port(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+        return 0;
+    if (sa.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    if (sa.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return 0;
 }
 
 void kvi_test_url(char *buf, size_t buflen, const char *scheme, const kvi_ts_server *s,

@@ -13,7 +13,13 @@
  *   contexts, URLs  kvi_test_context(): a context with the given URLs, or a
  *                   loud skip when their engine module is not built, or a
  *                   failure; kvi_test_url(): "redis://127.0.0.1:PORT/..."
- *                   for a started server.
+ *                   for a started server;
+ *   hung servers    kvi_test_hang() / kvi_test_unhang(): SIGSTOP / SIGCONT a
+ *                   started server; kvi_test_peer_port(): the port a socket
+ *                   is connected to (which server a call waits on);
+ *   set-ups, case   kvi_test_cluster_case() / kvi_test_sentinels_case()
+ *                   (testcase.c, cmocka): a Redis Cluster or Sentinel set-up
+ *                   for one case, or a loud skip of that case.
  *
  * Clocks (monotonic/wall milliseconds, sleeping, a manual clock for
  * kvi_set_clock) are in testclock.h, included here.
@@ -97,6 +103,32 @@ kvi *kvi_test_context(const char *const *urls);
 
 /* kvi_test_context() with one URL. */
 kvi *kvi_test_context1(const char *url);
+
+/* A hung server: SIGSTOP keeps its sockets open (connects still complete
+ * in the kernel's backlog) but it answers nothing until kvi_test_unhang()
+ * (SIGCONT).  A signal that cannot be sent fails the program (exit 1,
+ * also in a forked child: no cmocka jump).  kvi_test_unhang() of a server
+ * that does not run (pid 0) does nothing, so teardowns may call it. */
+void kvi_test_hang(kvi_ts_server *s);
+void kvi_test_unhang(kvi_ts_server *s);
+
+/* The port of the peer of socket fd (IPv4 or IPv6), 0 when fd is negative,
+ * not connected or not an internet socket: tells which server a kvi_wait's
+ * descriptor is connected to. */
+unsigned kvi_test_peer_port(int fd);
+
+/* For one case of a cmocka program (testcase.c; include <cmocka.h> and
+ * testcluster.h / testsentinel.h first): starts a Redis Cluster
+ * (kvi_tc_start) or a Sentinel set-up (kvi_tsn_start).  A program missing
+ * is KVI_TEST_SKIP_CASE (this case only), a set-up that does not start
+ * fails the case with the support library's message.  Release with
+ * kvi_tc_free() / kvi_tsn_free(). */
+struct kvi_tc_spec;
+struct kvi_tc_cluster;
+struct kvi_tsn_spec;
+struct kvi_tsn_setup;
+struct kvi_tc_cluster *kvi_test_cluster_case(const struct kvi_tc_spec *spec);
+struct kvi_tsn_setup *kvi_test_sentinels_case(const struct kvi_tsn_spec *spec);
 
 /* What kvi_test_fetch_storm() saw. */
 typedef struct kvi_test_storm {

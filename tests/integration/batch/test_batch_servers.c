@@ -12,7 +12,6 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,13 +27,6 @@
 #include "kvitest.h"
 
 static const char *engine; /* "redis" or "memcached" */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct fx {
     kvi_ts_server *s;
@@ -55,7 +47,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     kvi_free(f->k);
     if (kvi_ts_pid(f->s) != 0)
-        kill(kvi_ts_pid(f->s), SIGCONT);
+        kvi_test_unhang(f->s);
     kvi_ts_free(f->s);
     free(f);
     return 0;
@@ -93,8 +85,8 @@ struct killer {
 static void *kill_when_started(void *arg)
 {
     struct killer *kl = arg;
-    int64_t until = mono_ms() + 20000;
-    while (mono_ms() < until) {
+    int64_t until = kvi_test_mono_ms() + 20000;
+    while (kvi_test_mono_ms() < until) {
         int64_t v = 0;
         if (kvi_counter_fetch(kl->k, id(), "ctr", 3, &v) == KVI_OK && v >= kl->at)
             break;
@@ -207,27 +199,45 @@ static void test_server_killed_in_the_middle_of_a_batch(void **state)
     kvi_batch_free(b);
 }
 
+/* The hung-server set-up: defines "<engine>:t" with a 10 s timeout and no
+ * breaker, stores "k", then gives a new batch with `fetches` fetches of "k"
+ * followed by `adds` adds on "n" (the caller runs it on the hung server
+ * with run_hung()). */
+static kvi_batch *hung_batch(struct fx *f, int fetches, int adds)
+{
+    define(f, "?timeout=10000&down_after=0");
+    assert_int_equal(kvi_store(f->k, id(), "k", 1, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(f->k, &b), KVI_OK);
+    for (int i = 0; i < fetches; i++)
+        assert_int_equal(kvi_batch_fetch(b, id(), "k", 1), KVI_OK);
+    for (int i = 0; i < adds; i++)
+        assert_int_equal(kvi_batch_add(b, id(), "n", 1, 1, 0), KVI_OK);
+    return b;
+}
+
+/* Runs b with a 400 ms deadline while the fixture's server is hung
+ * (SIGSTOP); checks the batch failed (timeout or unknown) and ended after
+ * the deadline but before max_ms. */
+static void run_hung(struct fx *f, kvi_batch *b, const char *what, int64_t max_ms)
+{
+    kvi_test_hang(f->s);
+    int64_t t0 = kvi_test_mono_ms();
+    kvi_status st = kvi_batch_run(b, 400);
+    int64_t dt = kvi_test_mono_ms() - t0;
+    kvi_test_unhang(f->s);
+    printf("# %s on a hung server ended after %lld ms (deadline 400 ms)\n", what, (long long)dt);
+    assert_true(st == KVI_E_TIMEOUT || st == KVI_E_OUTCOME_UNKNOWN);
+    assert_true(dt >= 350 && dt < max_ms);
+}
+
 /* A hung server (SIGSTOP): a batch of fetches and adds ends by its
  * deadline, well before the connection's own timeout. */
 static void test_deadline_ends_a_batch_on_a_hung_server(void **state)
 {
     struct fx *f = *state;
-    define(f, "?timeout=10000&down_after=0");
-    assert_int_equal(kvi_store(f->k, id(), "k", 1, "v", 1, 0), KVI_OK);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(f->k, &b), KVI_OK);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(kvi_batch_fetch(b, id(), "k", 1), KVI_OK);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(kvi_batch_add(b, id(), "n", 1, 1, 0), KVI_OK);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
-    int64_t t0 = mono_ms();
-    kvi_status st = kvi_batch_run(b, 400);
-    int64_t dt = mono_ms() - t0;
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
-    printf("# batch on a hung server ended after %lld ms (deadline 400 ms)\n", (long long)dt);
-    assert_true(st == KVI_E_TIMEOUT || st == KVI_E_OUTCOME_UNKNOWN);
-    assert_true(dt >= 350 && dt < 3000);
+    kvi_batch *b = hung_batch(f, 10, 10);
+    run_hung(f, b, "batch", 3000);
     /* The fetches time out; an add was sent and is unknown (a pipeline,
      * redis) or was not sent when the deadline had passed (memcached sends
      * counters one by one, after the multi-get of the fetches). */
@@ -249,20 +259,8 @@ static void test_deadline_ends_a_batch_on_a_hung_server(void **state)
 static void test_deadline_bounds_adds_sent_one_by_one(void **state)
 {
     struct fx *f = *state;
-    define(f, "?timeout=10000&down_after=0");
-    assert_int_equal(kvi_store(f->k, id(), "k", 1, "v", 1, 0), KVI_OK);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(f->k, &b), KVI_OK);
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(kvi_batch_add(b, id(), "n", 1, 1, 0), KVI_OK);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
-    int64_t t0 = mono_ms();
-    kvi_status st = kvi_batch_run(b, 400);
-    int64_t dt = mono_ms() - t0;
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
-    printf("# adds on a hung server ended after %lld ms (deadline 400 ms)\n", (long long)dt);
-    assert_true(st == KVI_E_TIMEOUT || st == KVI_E_OUTCOME_UNKNOWN);
-    assert_true(dt >= 350 && dt < 5000);
+    kvi_batch *b = hung_batch(f, 0, 5);
+    run_hung(f, b, "adds", 5000);
     for (size_t i = 0; i < 5; i++) {
         kvi_status s = kvi_batch_status(b, i);
         if (s != KVI_E_OUTCOME_UNKNOWN && s != KVI_E_TIMEOUT)
@@ -288,9 +286,9 @@ static void test_breaker_fails_batches_fast_while_the_server_is_down(void **stat
             assert_int_equal(kvi_batch_add(b, id(), "n", 1, 1, 0), KVI_OK);
             assert_int_equal(kvi_batch_fetch(b, id(), "k", 1), KVI_OK);
         }
-        int64_t t0 = mono_ms();
+        int64_t t0 = kvi_test_mono_ms();
         kvi_status st = kvi_batch_run(b, 0);
-        int64_t dt = mono_ms() - t0;
+        int64_t dt = kvi_test_mono_ms() - t0;
         printf("# round %d: %s after %lld ms\n", round, kvi_status_name(st), (long long)dt);
         assert_true(st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO);
         /* One connect failure at most per batch, not one per op. */

@@ -8,7 +8,6 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -287,7 +286,7 @@ static void test_a_silent_invalidation_connection_stops_the_hits(void **state)
     assert_reads(k, "nc:quiet", "v1");
     assert_int_equal(hits(k), h + 1);
     int64_t t0 = kvi_test_mono_ms();
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_test_hang(f->s);
     int64_t last_hit = -1;
     while (kvi_test_mono_ms() - t0 < 2500) {
         uint64_t before = hits(k);
@@ -301,7 +300,7 @@ static void test_a_silent_invalidation_connection_stops_the_hits(void **state)
             last_hit = began;
         kvi_test_sleep_ms(20);
     }
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    kvi_test_unhang(f->s);
     /* 1000 ms of silence, then 300 ms for the PING's answer (+ slack). */
     if (last_hit > 1600)
         fail_msg("a near-cache hit %lld ms after the server stopped answering",
@@ -496,12 +495,7 @@ static void test_a_sentinel_failover_is_followed(void **state)
 {
     (void)state;
     kvi_tsn_spec spec = {.replicas = 1, .sentinels = 3, .quorum = 2};
-    kvi_tsn_setup *set = NULL;
-    kvi_ts_result tr = kvi_tsn_start(&spec, &set);
-    if (tr == KVI_TS_MISSING)
-        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
-    if (tr != KVI_TS_OK)
-        fail_msg("sentinel set-up: %s", kvi_ts_errmsg());
+    kvi_tsn_setup *set = kvi_test_sentinels_case(&spec);
     char base[512], url[600];
     kvi_tsn_url(set, "redis", base, sizeof base);
     snprintf(url, sizeof url, "%s&client_cache=100", base);
@@ -609,11 +603,11 @@ static void test_a_failed_fetch_is_not_logged_as_a_tracking_refusal(void **state
     store(f->b, "nc:stop", "v1");
     assert_reads(k, "nc:stop", "v1");
     /* Another key: its fetch needs the server, which does not answer. */
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_test_hang(f->s);
     kvi_value v = KVI_VALUE_INIT;
     st = kvi_fetch(k, "redis", "nc:other", 8, &v);
     kvi_value_free(&v);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    kvi_test_unhang(f->s);
     assert_int_equal(st, KVI_E_TIMEOUT);
     if (refusals != 0)
         fail_msg("a timed-out fetch was logged as a CLIENT TRACKING refusal");
@@ -648,11 +642,11 @@ static void test_a_closed_tracking_connection_serves_nothing_stale(void **state)
     assert_reads(k, "nc:cl", "v1");
     assert_int_equal(hits(k), h + 1);
     /* The one pooled connection times out on another key and is closed. */
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_test_hang(f->s);
     kvi_value v = KVI_VALUE_INIT;
     kvi_status st = kvi_fetch(k, "redis", "nc:cl-other", 11, &v);
     kvi_value_free(&v);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    kvi_test_unhang(f->s);
     assert_int_equal(st, KVI_E_TIMEOUT);
     /* The server has seen the close. */
     int64_t t0 = kvi_test_mono_ms();

@@ -41,13 +41,6 @@
 static kvi_tsn_setup *g_setup;
 static char g_url[1024];
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -141,9 +134,9 @@ static void expect_open_error(const char *url, kvi_status want, const char *need
 {
     kvi *k = NULL;
     assert_int_equal(kvi_new(&k), KVI_OK);
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     kvi_status st = kvi_add_url(k, url);
-    int64_t ms = mono_ms() - t0;
+    int64_t ms = kvi_test_mono_ms() - t0;
     print_message("  %s -> %s in %lld ms: %s\n", url, kvi_status_name(st), (long long)ms,
                   kvi_errmsg(k));
     if (st != want)
@@ -279,7 +272,7 @@ static void *event_main(void *arg)
                 continue;
             }
             have[i] += (size_t)got;
-            int64_t now = mono_ms();
+            int64_t now = kvi_test_mono_ms();
             for (;;) {
                 const char *el[4];
                 size_t ellen[4], nel = 0, used = 0;
@@ -424,11 +417,11 @@ static void *write_loop(void *arg)
     struct writer *w = arg;
     char key[16];
     snprintf(key, sizeof key, "ctr%d", w->idx);
-    w->last_ok_ms = mono_ms();
+    w->last_ok_ms = kvi_test_mono_ms();
     while (!atomic_load(w->stop)) {
         int64_t v = 0;
         kvi_status st = kvi_add(w->k, "redis", key, strlen(key), 1, 0, &v);
-        int64_t now = mono_ms(), t0 = atomic_load(w->t0);
+        int64_t now = kvi_test_mono_ms(), t0 = atomic_load(w->t0);
         if (st == KVI_OK) {
             w->acked++;
             if (t0 > 0 && now >= t0) {
@@ -486,7 +479,7 @@ static void writes_across_failover(kvi *k, unsigned want,
         assert_int_equal(pthread_create(&th[i], NULL, write_loop, &w[i]), 0);
     }
     usleep(300 * 1000);
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     atomic_store(&t0_shared, t0);
     failover(k, before);
     /* Sentinel's account: +switch-master names the new master; then wait
@@ -494,7 +487,7 @@ static void writes_across_failover(kvi *k, unsigned want,
     char sw[200] = "";
     int64_t t_switch = -1, t_ready = -1;
     unsigned after = 0;
-    while (mono_ms() - t0 < 40000) {
+    while (kvi_test_mono_ms() - t0 < 40000) {
         if (t_switch < 0 &&
             (t_switch = event_time(&log, "+switch-master", NULL, t0, sw, sizeof sw)) >= 0) {
             char name[64], oldip[64], newip[64];
@@ -514,17 +507,17 @@ static void writes_across_failover(kvi *k, unsigned want,
                 after = now_master;
         }
         if (t_switch >= 0 && online_replicas((uint16_t)after) >= (int)want) {
-            t_ready = mono_ms();
+            t_ready = kvi_test_mono_ms();
             break;
         }
         usleep(20 * 1000);
     }
     /* The writers go on for 2 s more: a gap longer than the failover time
      * plus 1 s shows even when it never closes. */
-    int64_t t_end = (t_ready > 0 ? t_ready : mono_ms()) + 2000;
-    while (mono_ms() < t_end)
+    int64_t t_end = (t_ready > 0 ? t_ready : kvi_test_mono_ms()) + 2000;
+    while (kvi_test_mono_ms() < t_end)
         usleep(50 * 1000);
-    int64_t t_stop = mono_ms();
+    int64_t t_stop = kvi_test_mono_ms();
     atomic_store(&stop, 1);
     for (int i = 0; i < WRITERS; i++)
         pthread_join(th[i], NULL);
@@ -649,9 +642,9 @@ static void kill_master(kvi *k, unsigned master)
  * the new master. */
 static void restart_killed(void)
 {
-    int64_t t = mono_ms();
+    int64_t t = kvi_test_mono_ms();
     assert_int_equal(kvi_ts_restart(g_killed), KVI_TS_OK);
-    print_message("  the killed server was restarted (%lld ms)\n", (long long)(mono_ms() - t));
+    print_message("  the killed server was restarted (%lld ms)\n", (long long)(kvi_test_mono_ms() - t));
 }
 
 /* kill -9 of the master with wait_replicas=2, the replica count: no write
@@ -683,9 +676,7 @@ static void test_sentinels_and_master_over_tls(void **state)
         kvi_test_skip("%s", kvi_ts_errmsg());
     assert_int_equal(r, KVI_TS_OK);
     kvi_tsn_spec spec = {.replicas = 1, .sentinels = 1, .quorum = 1, .tls_dir = dir};
-    kvi_tsn_setup *ts = NULL;
-    if (kvi_tsn_start(&spec, &ts) != KVI_TS_OK)
-        fail_msg("cannot start the TLS sentinel set-up: %s", kvi_ts_errmsg());
+    kvi_tsn_setup *ts = kvi_test_sentinels_case(&spec);
     size_t n = kvi_tsn_url(ts, "redis", url, sizeof url);
     snprintf(url + n, sizeof url - n, "&tls=yes&tls_ca=%s/ca.pem", dir);
     kvi *k = open_url(url);
@@ -714,9 +705,7 @@ static void test_sentinel_password_authenticates_to_the_sentinels(void **state)
     (void)state;
     kvi_tsn_spec spec = {
         .replicas = 0, .sentinels = 1, .quorum = 1, .sentinel_password = "sent-s3cret"};
-    kvi_tsn_setup *ts = NULL;
-    if (kvi_tsn_start(&spec, &ts) != KVI_TS_OK)
-        fail_msg("cannot start the set-up: %s", kvi_ts_errmsg());
+    kvi_tsn_setup *ts = kvi_test_sentinels_case(&spec);
     char url[1024];
     size_t n = kvi_tsn_url(ts, "redis", url, sizeof url);
     snprintf(url + n, sizeof url - n, "&sentinel_password=sent-s3cret");
