@@ -200,12 +200,7 @@ static void test_a_master_named_by_name_by_the_sentinels_is_reached(void **state
 {
     (void)state;
     kvi_tsn_spec spec = {.replicas = 0, .sentinels = 1, .quorum = 1, .monitor_host = "localhost"};
-    kvi_tsn_setup *ts = NULL;
-    kvi_ts_result r = kvi_tsn_start(&spec, &ts);
-    if (r == KVI_TS_MISSING)
-        kvi_test_skip("%s", kvi_ts_errmsg());
-    if (r != KVI_TS_OK)
-        fail_msg("cannot start the sentinel set-up: %s", kvi_ts_errmsg());
+    kvi_tsn_setup *ts = kvi_test_sentinels_case(&spec);
     char url[256], master[256] = "";
     kvi_tsn_url(ts, "redis", url, sizeof url);
     kvi *k = NULL;
