@@ -590,6 +590,10 @@ struct redis_async {
     struct view_run vr;
     redisReplyObjectFunctions *saved_fns;
     int fns_on;
+    /* wait_replicas (standalone, Sentinel): a WAIT follows the ops; the
+     * replies of the writes are held (held[i], n of them) until it answers. */
+    int wait, waited;
+    redisReply **held;
 };
 
 /* An op to send again where a redirection sent it. */
@@ -635,6 +639,7 @@ struct redis_arun {
     kvi_batch_op **again;
     size_t nagain;
     struct view *views; /* one per op, in the order of ops */
+    redisReply **held;  /* with wait_replicas: one per op, in the order of ops */
 };
 
 /* Releases ra's connection (kept for reuse or closed) and breaker. */
@@ -659,11 +664,76 @@ static void ra_close(kvi_conn *c, struct redis_async *ra, int keep_link, kvi_sta
     kvi_breaker_leave(c, ra->node->breaker, ra->node->addr.name, ra->probe, st);
 }
 
+static int is_write(const kvi_batch_op *op)
+{
+    return op->kind == KVI_OP_STORE || op->kind == KVI_OP_STORE_NX || op->kind == KVI_OP_REMOVE ||
+           op->kind == KVI_OP_ADD || op->kind == KVI_OP_ADD_BOUNDED;
+}
+
+/* A write answered and then not confirmed by the WAIT after it (as the
+ * single path: KVI_E_TIMEOUT -- applied on the master, not acknowledged
+ * -- and for a state change that must not run twice, as the batch's single
+ * path words it, KVI_E_OUTCOME_UNKNOWN). */
+static void end_unconfirmed(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg)
+{
+    written(c, op);
+    if (op->no_resend)
+        s = kvi_engine_error(c, KVI_E_OUTCOME_UNKNOWN,
+                             "%s (the request may have reached the server: whether it was "
+                             "applied is unknown, and it is not sent again)",
+                             msg);
+    else
+        s = kvi_engine_error(c, s, "%s", msg);
+    kvi_batch_op_done(c, op, s);
+}
+
+/* The WAIT after ra's writes got no answer (s, msg): the held writes
+ * were applied, whether the replicas have them is unknown. */
+static void ra_end_held(kvi_conn *c, struct redis_async *ra, kvi_status s, const char *msg)
+{
+    char m[480];
+    snprintf(m, sizeof m, "%s (the write was answered, the WAIT for its replicas was not)", msg);
+    for (size_t i = 0; i < ra->got; i++)
+        if (ra->held[i] != NULL) {
+            freeReplyObject(ra->held[i]);
+            ra->held[i] = NULL;
+            end_unconfirmed(c, ra->ops[i], s, m);
+        }
+}
+
+/* The WAIT after ra's writes answered acked (-1: not a count): each held
+ * write ends with its reply, or, when fewer replicas than wait_replicas
+ * confirmed it, as unconfirmed (an error reply keeps its error). */
+static void ra_end_waited(kvi_conn *c, struct redis_async *ra, long long acked)
+{
+    const struct kvi_redis_node_cfg *cfg = &ra->node->cfg;
+    char m[400];
+    snprintf(m, sizeof m,
+             "write applied on %s but confirmed by %lld of %u replicas within %u ms; it may be "
+             "lost in a failover",
+             ra->node->addr.name, acked < 0 ? 0 : acked, cfg->wait_replicas,
+             (unsigned)cfg->wait_timeout_ms);
+    for (size_t i = 0; i < ra->n; i++) {
+        redisReply *r = ra->held[i];
+        if (r == NULL)
+            continue;
+        ra->held[i] = NULL;
+        if (r->type != REDIS_REPLY_ERROR && acked < (long long)cfg->wait_replicas) {
+            freeReplyObject(r);
+            end_unconfirmed(c, ra->ops[i], KVI_E_TIMEOUT, m);
+        } else {
+            end_with_reply(c, ra->ops[i], r);
+        }
+    }
+}
+
 /* Ends the ops from ra->got on after a failure or a stop with s: a
  * state change already written may have run. */
 static void ra_end_rest(kvi_conn *c, struct redis_async *ra, kvi_status s, const char *msg)
 {
     int written = ra->phase >= RA_FLUSH;
+    if (ra->wait && !ra->waited)
+        ra_end_held(c, ra, s, msg);
     for (size_t i = ra->got; i < ra->n; i++) {
         if (written)
             end_cut(c, ra->ops[i], s, msg);
@@ -808,6 +878,19 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 if (kvi__redis_conn_append(conn, cmd.argc, cmd.argv, cmd.lens) != 0)
                     return ra_fail(c, ra, w); /* nothing written yet */
             }
+            if (ra->wait) {
+                /* One WAIT after the writes, in the same round trip: it
+                 * answers once that many replicas have every write before
+                 * it on this connection (or its time is up). */
+                char nrep[16], wms[16];
+                const struct kvi_redis_node_cfg *cfg = &ra->node->cfg;
+                snprintf(nrep, sizeof nrep, "%u", cfg->wait_replicas);
+                snprintf(wms, sizeof wms, "%u", (unsigned)cfg->wait_timeout_ms);
+                const char *wargv[3] = {"WAIT", nrep, wms};
+                size_t wlens[3] = {4, strlen(nrep), strlen(wms)};
+                if (kvi__redis_conn_append(conn, 3, wargv, wlens) != 0)
+                    return ra_fail(c, ra, w);
+            }
             ra->phase = RA_FLUSH;
             break;
         case RA_FLUSH: {
@@ -832,7 +915,8 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         default:
             /* ASKING's own reply would be taken for an op's view: no
              * views in a pipeline with ASKING. */
-            if (!ra->fns_on && !ra->any_ask && default_fns != NULL && conn->reader != NULL) {
+            if (!ra->fns_on && !ra->any_ask && !ra->wait && default_fns != NULL &&
+                conn->reader != NULL) {
                 ra->saved_fns = conn->reader->fn;
                 conn->reader->fn = &view_fns;
                 ra->fns_on = 1;
@@ -868,10 +952,24 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                     /* Did not run there: sent again at the end. */
                     freeReplyObject(r);
                     ra->run->again[ra->run->nagain++] = op;
+                } else if (ra->wait && is_write(op)) {
+                    ra->held[i] = r; /* ends when the WAIT answers */
                 } else {
                     /* Scripts go as EVAL: no NOSCRIPT. */
                     end_with_reply(c, op, r);
                 }
+            }
+            if (ra->wait && !ra->waited) {
+                redisReply *r = NULL;
+                int x = kvi__redis_conn_read(conn, 0, &r);
+                if (x < 0)
+                    return ra_fail(c, ra, w);
+                if (x == 0)
+                    return ra_wait(ra, w);
+                ra->waited = 1;
+                long long acked = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+                freeReplyObject(r);
+                ra_end_waited(c, ra, acked);
             }
             ra_close(c, ra, 1, KVI_OK);
             return 1;
@@ -896,6 +994,11 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     for (size_t i = 0; i < n && !ra->any_ask; i++)
         ra->any_ask = ask[i];
     ra->views = run->views + (ops - run->ops);
+    if (run->held != NULL) {
+        ra->held = run->held + (ops - run->ops);
+        for (size_t i = 0; i < n && !ra->wait; i++)
+            ra->wait = is_write(ops[i]);
+    }
     char msg[400];
     kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ra->probe);
     if (s != KVI_OK) {
@@ -926,6 +1029,7 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->next);
     kvi_engine_free(c, ar->again);
     kvi_engine_free(c, ar->views);
+    kvi_engine_free(c, ar->held);
     kvi_engine_free(c, ar->orig);
     kvi_engine_free(c, ar->node_of);
     kvi_engine_free(c, ar);
@@ -1162,7 +1266,7 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     /* The core stops us at the deadline; kept for the blocking fallback. */
     int mode = atomic_load(&rp->mode);
     if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
-        rp->node_cfg.wait_replicas > 0)
+        (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0))
         return -1;
     for (size_t i = 0; i < n; i++)
         if (must_run_alone(ops[i]))
@@ -1186,6 +1290,14 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->next = kvi_engine_malloc(c, n * sizeof *ar->next);
     ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
     ar->views = kvi_engine_malloc(c, n * sizeof *ar->views);
+    if (rp->node_cfg.wait_replicas > 0) {
+        ar->held = kvi_engine_malloc(c, n * sizeof *ar->held);
+        if (ar->held == NULL) {
+            arun_free(c, ar);
+            return -1;
+        }
+        memset(ar->held, 0, n * sizeof *ar->held);
+    }
     pthread_once(&default_fns_once, default_fns_init);
     if (ar->node_of == NULL || ar->orig == NULL || ar->ops == NULL || ar->ask == NULL ||
         ar->hops == NULL || ar->groups == NULL || ar->next == NULL || ar->again == NULL ||
