@@ -163,7 +163,8 @@ check "two prometheus blocks" test "$(grep -c '^# TYPE kvi_ops_total counter$' "
 
 # ---- usage ---------------------------------------------------------------------
 for args in "--count 2" "--interval 0" "--interval x" "--interval 86401" "--interval 1 --count 0" \
-    "--format xml" "--format" "--interval 1 --interval 2"; do
+    "--format xml" "--format" "--interval 1 --interval 2" "--count 1 --interval 1 --count 2" \
+    "--format text --format prometheus" "--format text --format text"; do
     run stats local $args
     expect "stats $args is a usage error" 2 '' '*'
 done

@@ -103,6 +103,7 @@ typedef struct kvi__cli_args {
     int64_t interval_s;       /* stats --interval N; 0 = print once */
     int64_t count;            /* stats --count M; 0 = until interrupted (with --interval) */
     kvi__cli_format format;   /* stats --format */
+    int has_format;           /* --format given */
     int64_t min, max;         /* INT64_MIN / INT64_MAX when not given */
     char *owned;              /* value read from standard input, or the joined query of raw in
                                  the shell; freed by kvi__cli_args_free */

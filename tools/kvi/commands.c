@@ -318,6 +318,9 @@ static int take_flags(kvi__cli *cli, const kvi__cli_command *cmd, const kvi__cli
                                             i + 1 < nargs ? &a[i + 1] : NULL);
             i++;
         } else if ((cmd->opts & KVI_CLI_O_STATS) && word_is(w, "--format")) {
+            if (o->has_format)
+                return kvi__cli_usage_error(cli, cmd, "option given twice", w);
+            o->has_format = 1;
             if (i + 1 < nargs && word_is(&a[i + 1], "prometheus"))
                 o->format = KVI_CLI_FORMAT_PROMETHEUS;
             else if (i + 1 < nargs && word_is(&a[i + 1], "text"))
