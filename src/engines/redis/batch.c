@@ -34,7 +34,10 @@
 #include "counter.h"
 #include "dispatch.h"
 #include "error.h"
+#include "conn.h"
+#include "deep.h"
 #include "nearcache.h"
+#include "raw.h"
 #include "slotmap.h"
 #include "state.h"
 
@@ -176,6 +179,9 @@ static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
     case KVI_OP_ADD_BOUNDED:
         s = kvi__redis_counter_reply(c, op->kind == KVI_OP_ADD_BOUNDED, r, &op->integer);
         break;
+    case KVI_OP_RAW_QUERY: /* only from the non-blocking pipeline */
+        s = kvi__redis_raw_reply(c, r, &op->reply);
+        break;
     default:
         freeReplyObject(r);
         s = kvi_engine_error(c, KVI_E_INTERNAL, "batch: unexpected operation kind");
@@ -188,7 +194,8 @@ static void end_with_reply(kvi_conn *c, kvi_batch_op *op, redisReply *r)
  * s (message msg): a state-changing one may have run. */
 static void end_cut(kvi_conn *c, kvi_batch_op *op, kvi_status s, const char *msg)
 {
-    if (op->no_resend)
+    /* A raw query's effect is unknown: whether it ran, too. */
+    if (op->no_resend || op->kind == KVI_OP_RAW_QUERY)
         s = kvi_engine_error(c, KVI_E_OUTCOME_UNKNOWN,
                              "%s (sent in a pipeline that was cut before its reply: whether it "
                              "ran is unknown, and it is not sent again)",
@@ -594,6 +601,10 @@ struct redis_async {
      * replies of the writes are held (held[i], n of them) until it answers. */
     int wait, waited;
     redisReply **held;
+    /* Raw queries among the ops: every reply is read with deep.c's reader
+     * (any depth), dr, instead of hiredis's. */
+    int deep;
+    struct kvi_redis_deep *dr;
 };
 
 /* An op to send again where a redirection sent it. */
@@ -654,6 +665,8 @@ static void ra_unhook(struct redis_async *ra)
 static void ra_close(kvi_conn *c, struct redis_async *ra, int keep_link, kvi_status st)
 {
     ra_unhook(ra);
+    kvi__redis_deep_free(ra->dr);
+    ra->dr = NULL;
     if (ra->link != NULL) {
         if (keep_link)
             kvi__redis_link_give(c, ra->node, ra->link);
@@ -805,6 +818,16 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
     return 1;
 }
 
+/* Out of memory building the request (nothing written): the ops end. */
+static int ra_nomem(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
+{
+    (void)w;
+    ra_close(c, ra, 0, KVI_OK);
+    for (size_t i = ra->got; i < ra->n; i++)
+        end_unsent(c, ra->ops[i], KVI_E_NOMEM, "out of memory building a pipeline");
+    return 1;
+}
+
 static int ra_wait(const struct redis_async *ra, kvi_wait *w)
 {
     const struct kvi_redis_sock *sock = &ra->link->conn.sock;
@@ -874,6 +897,20 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 if (ra->ask[i] &&
                     kvi__redis_conn_append(conn, 1, (const char **)asking, asking_len) != 0)
                     return ra_fail(c, ra, w); /* nothing written yet */
+                if (ra->ops[i]->kind == KVI_OP_RAW_QUERY) {
+                    /* Checked by start: only out of memory fails here. */
+                    char **words;
+                    size_t *lens, count;
+                    if (kvi__redis_raw_words(c, ra->ops[i]->val, ra->ops[i]->val_len, &words,
+                                             &lens, &count) != KVI_OK)
+                        return ra_nomem(c, ra, w);
+                    int a = kvi__redis_conn_append(conn, (int)count, (const char *const *)words,
+                                                   lens);
+                    kvi_words_free(words, lens, count);
+                    if (a != 0)
+                        return ra_fail(c, ra, w); /* nothing written yet */
+                    continue;
+                }
                 build_cmd(c, ra->ops[i], &cmd, &bc, 0);
                 if (kvi__redis_conn_append(conn, cmd.argc, cmd.argv, cmd.lens) != 0)
                     return ra_fail(c, ra, w); /* nothing written yet */
@@ -915,7 +952,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         default:
             /* ASKING's own reply would be taken for an op's view: no
              * views in a pipeline with ASKING. */
-            if (!ra->fns_on && !ra->any_ask && !ra->wait && default_fns != NULL &&
+            if (!ra->fns_on && !ra->any_ask && !ra->wait && !ra->deep && default_fns != NULL &&
                 conn->reader != NULL) {
                 ra->saved_fns = conn->reader->fn;
                 conn->reader->fn = &view_fns;
@@ -926,7 +963,8 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 redisReply *r = NULL;
                 struct view_run *outer = view_run;
                 view_run = ra->fns_on ? &ra->vr : NULL;
-                int x = kvi__redis_conn_read(conn, 0, &r);
+                int x = ra->deep ? kvi__redis_conn_read_deep(conn, &ra->dr, &r)
+                                 : kvi__redis_conn_read(conn, 0, &r);
                 view_run = outer;
                 if (x < 0)
                     return ra_fail(c, ra, w);
@@ -961,7 +999,8 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             }
             if (ra->wait && !ra->waited) {
                 redisReply *r = NULL;
-                int x = kvi__redis_conn_read(conn, 0, &r);
+                int x = ra->deep ? kvi__redis_conn_read_deep(conn, &ra->dr, &r)
+                                 : kvi__redis_conn_read(conn, 0, &r);
                 if (x < 0)
                     return ra_fail(c, ra, w);
                 if (x == 0)
@@ -1007,7 +1046,9 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     }
     ra->resendable = 1;
     for (size_t i = 0; i < n && ra->resendable; i++)
-        ra->resendable = !ops[i]->no_resend;
+        ra->resendable = !ops[i]->no_resend && ops[i]->kind != KVI_OP_RAW_QUERY;
+    for (size_t i = 0; i < n && !ra->deep; i++)
+        ra->deep = ops[i]->kind == KVI_OP_RAW_QUERY;
     ra->checked = !ra->resendable;
     int t = kvi__redis_link_take(c, node, &ra->link, ra->checked);
     ra->reused = t == 1;
@@ -1268,7 +1309,9 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
         (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0))
         return -1;
-    for (size_t i = 0; i < n; i++)
+    /* Raw queries in a Cluster (routed by their first key, maybe through
+     * COMMAND GETKEYS): the blocking path. */
+    for (size_t i = 0; i < n && mode == KVI_REDIS_MODE_CLUSTER; i++)
         if (must_run_alone(ops[i]))
             return -1;
     if (kvi__redis_state_get(c, &st) != KVI_OK)
@@ -1305,8 +1348,26 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         arun_free(c, ar);
         return -1;
     }
-    memcpy(ar->orig, ops, n * sizeof *ops);
-    ar->norig = n;
+    /* A raw query the raw_query slot would refuse (no command, one that
+     * changes the connection's state) ends here, never sent. */
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->kind == KVI_OP_RAW_QUERY) {
+            char **words;
+            size_t *lens, count;
+            kvi_status s = kvi__redis_raw_words(c, ops[i]->val, ops[i]->val_len, &words, &lens,
+                                                &count);
+            if (s != KVI_OK) {
+                kvi_batch_op_done(c, ops[i], s);
+                continue;
+            }
+            kvi_words_free(words, lens, count);
+        }
+        ar->orig[ar->norig++] = ops[i];
+    }
+    if (ar->norig == 0) {
+        arun_free(c, ar);
+        return 1;
+    }
     /* Standalone: the working host of the failover list, or with Sentinel
      * the master the sentinels named (the seeds are the sentinels). */
     size_t cur = atomic_load(&st->current);
@@ -1320,8 +1381,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
          * map): read the map first, without blocking. */
         ar->sentinel = rp->cfg.sentinel;
         if ((!ar->cluster && ar->sentinel == NULL) || map_begin(c, ar) != 0) {
+            /* (Not -1: some raw queries may have ended above.) */
+            kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
             arun_free(c, ar);
-            return -1;
+            return 1;
         }
         *state = ar;
         if (map_step(c, ar, w) == 0)

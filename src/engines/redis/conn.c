@@ -660,43 +660,44 @@ kvi_status kvi__redis_conn_reply(struct kvi_redis_conn *conn, int64_t deadline, 
 }
 
 /* See conn.h. */
+int kvi__redis_conn_read_deep(struct kvi_redis_conn *conn, struct kvi_redis_deep **d,
+                              redisReply **out)
+{
+    char chunk[READ_CHUNK], err[128];
+    if (conn->state == KVI_REDIS_CS_FAILED)
+        return -1;
+    if (*d == NULL && (*d = kvi__redis_deep_new()) == NULL)
+        return conn_fail(conn, KVI_E_NOMEM, "out of memory");
+    /* A reply may be complete in what an earlier read brought. */
+    int done = kvi__redis_deep_feed(*d, chunk, 0, KVI_MAX_VALUE_LEN, out, err, sizeof err);
+    while (done == 0) {
+        ssize_t n = conn->tp->read(&conn->sock, chunk, sizeof chunk, 0);
+        if (n == KVI_REDIS_NET_AGAIN)
+            return 0;
+        if (n == 0)
+            return conn_fail(conn, KVI_E_CONNECT, "server closed the connection");
+        if (n < 0)
+            return sock_failed(conn);
+        done = kvi__redis_deep_feed(*d, chunk, (size_t)n, KVI_MAX_VALUE_LEN, out, err, sizeof err);
+    }
+    if (done < 0)
+        return conn_fail(conn, KVI_E_PROTOCOL, "%s", err);
+    conn->answered = 1;
+    return 1;
+}
+
+/* See conn.h. */
 kvi_status kvi__redis_conn_reply_deep(struct kvi_redis_conn *conn, int64_t deadline,
                                       redisReply **out)
 {
     kvi_status s = flush_all(conn, deadline);
     if (s != KVI_OK)
         return s;
-    struct kvi_redis_deep *d = kvi__redis_deep_new();
-    if (d == NULL) {
-        conn_fail(conn, KVI_E_NOMEM, "out of memory");
-        return conn->st;
-    }
-    char chunk[READ_CHUNK], err[128];
-    redisReply *r = NULL;
-    int done = 0;
-    while (done == 0) {
-        ssize_t n = conn->tp->read(&conn->sock, chunk, sizeof chunk, 0);
-        if (n == KVI_REDIS_NET_AGAIN) {
-            if (wait_or_fail(conn, deadline) < 0)
-                break;
-            continue;
-        }
-        if (n == 0) {
-            conn_fail(conn, KVI_E_CONNECT, "server closed the connection");
+    struct kvi_redis_deep *d = NULL;
+    int r;
+    while ((r = kvi__redis_conn_read_deep(conn, &d, out)) == 0)
+        if (wait_or_fail(conn, deadline) < 0)
             break;
-        }
-        if (n < 0) {
-            sock_failed(conn);
-            break;
-        }
-        done = kvi__redis_deep_feed(d, chunk, (size_t)n, KVI_MAX_VALUE_LEN, &r, err, sizeof err);
-        if (done < 0)
-            conn_fail(conn, KVI_E_PROTOCOL, "%s", err);
-    }
     kvi__redis_deep_free(d);
-    if (done <= 0)
-        return conn->st;
-    conn->answered = 1;
-    *out = r;
-    return KVI_OK;
+    return r > 0 ? KVI_OK : conn->st;
 }

@@ -108,6 +108,16 @@ int kvi__redis_conn_flush(struct kvi_redis_conn *conn);
  * OpenSSL holds bytes already; 0: try the socket, never wait. */
 int kvi__redis_conn_read(struct kvi_redis_conn *conn, int block, redisReply **out);
 
+/* Reads one reply with deep.c's reader (any depth to KVI_REDIS_DEEP_MAX),
+ * never waiting: 1 with *out (free with freeReplyObject), 0 waiting
+ * (sock.want), -1 failed.  *d is the reader, made at the first call (NULL
+ * before) and kept for the next replies of the same pipeline (bytes of a
+ * later reply stay in it); free it with kvi__redis_deep_free.  Reads
+ * straight from the socket: nothing may be buffered in conn->reader. */
+struct kvi_redis_deep;
+int kvi__redis_conn_read_deep(struct kvi_redis_conn *conn, struct kvi_redis_deep **d,
+                              redisReply **out);
+
 /* 1 when an idle connection still looks usable: no end of stream, no
  * unexpected bytes (a TLS session ticket is consumed, not held against
  * it). */

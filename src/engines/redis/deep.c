@@ -209,7 +209,7 @@ bad:
 int kvi__redis_deep_feed(struct kvi_redis_deep *d, const char *data, size_t len, size_t max_str,
                          redisReply **out, char *err, size_t errlen)
 {
-    if (d->len + len > d->cap) {
+    if (len > 0 && d->len + len > d->cap) {
         size_t cap = d->cap ? d->cap : 4096;
         while (cap < d->len + len)
             cap *= 2;
@@ -221,12 +221,16 @@ int kvi__redis_deep_feed(struct kvi_redis_deep *d, const char *data, size_t len,
         d->buf = nb;
         d->cap = cap;
     }
-    memcpy(d->buf + d->len, data, len);
-    d->len += len;
+    if (len > 0) {
+        memcpy(d->buf + d->len, data, len);
+        d->len += len;
+    }
     size_t pos = 0;
     int r = parse(d, &pos, max_str, err, errlen);
-    memmove(d->buf, d->buf + pos, d->len - pos);
-    d->len -= pos;
+    if (pos > 0) {
+        memmove(d->buf, d->buf + pos, d->len - pos);
+        d->len -= pos;
+    }
     if (r == 1) {
         *out = d->root;
         d->root = NULL;

@@ -23,7 +23,7 @@ struct kvi_redis_deep *kvi__redis_deep_new(void);
 void kvi__redis_deep_free(struct kvi_redis_deep *d);
 
 /*
- * Feeds len bytes.  1: the reply is complete, in *out (caller frees it with
+ * Feeds len bytes (0: parses what earlier feeds left after a reply).  1: the reply is complete, in *out (caller frees it with
  * freeReplyObject); 0: more bytes are needed; -1: the bytes are not a valid
  * reply, nest deeper than KVI_REDIS_DEEP_MAX, announce a string longer than
  * max_str or out of memory -- err (errlen bytes) says which.

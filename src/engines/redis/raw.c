@@ -90,6 +90,36 @@ static kvi_status raw_key(kvi_conn *c, struct kvi_redis_cmd *cmd, char **words, 
 }
 
 /* See raw.h. */
+kvi_status kvi__redis_raw_reply(kvi_conn *c, redisReply *r, kvi_reply **out)
+{
+    *out = convert(r);
+    freeReplyObject(r);
+    return *out != NULL ? KVI_OK : kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+}
+
+/* See raw.h. */
+kvi_status kvi__redis_raw_words(kvi_conn *c, const char *query, size_t query_len, char ***words,
+                                size_t **lens, size_t *count)
+{
+    kvi_status s = kvi_split_words(c, query, query_len, words, lens, count);
+    if (s != KVI_OK)
+        return s;
+    if (*count == 0 || *count > INT_MAX)
+        s = kvi_engine_error(c, KVI_E_INVALID, "raw query: no command");
+    else if (kvi__redis_stateful_command(*count, *words, *lens))
+        s = kvi_engine_error(c, KVI_E_INVALID,
+                             "raw query: %.*s changes the connection's state, which pooled "
+                             "connections cannot keep",
+                             (int)((*lens)[0] > 32 ? 32 : (*lens)[0]), (*words)[0]);
+    if (s != KVI_OK) {
+        kvi_words_free(*words, *lens, *count);
+        *words = NULL;
+        *lens = NULL;
+    }
+    return s;
+}
+
+/* See raw.h. */
 kvi_status kvi__redis_raw_query(kvi_conn *c, const char *query, size_t query_len, kvi_reply **out)
 {
     char **words;
@@ -97,19 +127,12 @@ kvi_status kvi__redis_raw_query(kvi_conn *c, const char *query, size_t query_len
     int is_cluster = 0;
     redisReply *hold = NULL;
 
-    kvi_status s = kvi_split_words(c, query, query_len, &words, &lens, &count);
-    if (s != KVI_OK)
+    kvi_status s = kvi__redis_raw_words(c, query, query_len, &words, &lens, &count);
+    if (s != KVI_OK) {
+        kvi__redis_nc_drop_all(c);
         return s;
-    if (count == 0 || count > INT_MAX) {
-        s = kvi_engine_error(c, KVI_E_INVALID, "raw query: no command");
-    } else if (kvi__redis_stateful_command(count, words, lens)) {
-        s = kvi_engine_error(c, KVI_E_INVALID,
-                             "raw query: %.*s changes the connection's state, which pooled "
-                             "connections cannot keep",
-                             (int)(lens[0] > 32 ? 32 : lens[0]), words[0]);
-    } else {
-        s = kvi__redis_is_cluster(c, &is_cluster);
     }
+    s = kvi__redis_is_cluster(c, &is_cluster);
     /* A raw reply is read at any depth; never resent (it may write). */
     struct kvi_redis_cmd cmd = {
         .argc = (int)count, .argv = (const char **)words, .lens = lens, .deep = 1};
@@ -118,12 +141,8 @@ kvi_status kvi__redis_raw_query(kvi_conn *c, const char *query, size_t query_len
     if (s == KVI_OK) {
         redisReply *r = NULL;
         s = kvi__redis_exec(c, &cmd, &r);
-        if (s == KVI_OK) {
-            *out = convert(r);
-            freeReplyObject(r);
-            if (*out == NULL)
-                s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-        }
+        if (s == KVI_OK)
+            s = kvi__redis_raw_reply(c, r, out);
     }
     freeReplyObject(hold);
     kvi_words_free(words, lens, count);

@@ -218,10 +218,145 @@ static void test_wait_replicas_batch_runs_without_blocking(void **state)
     kvi_ts_free(m);
 }
 
+/* ---- raw queries -------------------------------------------------------- */
+
+static int reply_depth(const kvi_reply *r)
+{
+    int d = 0;
+    while (r != NULL && kvi_reply_type_of(r) == KVI_REPLY_ARRAY) {
+        d++;
+        r = kvi_reply_count(r) > 0 ? kvi_reply_element(r, 0) : NULL;
+    }
+    return d;
+}
+
+static const char *reply_text(kvi_batch *b, size_t i)
+{
+    const kvi_reply *r = kvi_batch_reply(b, i);
+    return r != NULL && kvi_reply_str(r, NULL) != NULL ? kvi_reply_str(r, NULL) : "";
+}
+
+#define NESTED_10                                                                          \
+    "EVAL \"local t = {} local c = t for i = 2, 10 do local x = {} c[1] = x c = x end "   \
+    "c[1] = 7 return t\" 0"
+
+static void add_raw_ops(kvi_batch *b)
+{
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "SET rq 1", 8), KVI_OK);            /* 0 */
+    assert_int_equal(kvi_batch_fetch(b, "redis", "r1", 2), KVI_OK);                       /* 1 */
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "INCR r1", 7), KVI_OK);             /* 2 */
+    assert_int_equal(kvi_batch_raw_query(b, "redis", NESTED_10, strlen(NESTED_10)), KVI_OK); /* 3 */
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "LRANGE nolist 0 -1", 18), KVI_OK); /* 4 */
+    /* refused as by kvi_raw_query: never sent */
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "MULTI", 5), KVI_OK);               /* 5 */
+    assert_int_equal(kvi_batch_add(b, "redis", "rn", 2, 2, 0), KVI_OK);                   /* 6 */
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "GET rq", 6), KVI_OK);              /* 7 */
+}
+
+static void check_raw_ops(kvi_batch *b, int64_t rn)
+{
+    expect_status(b, 0, KVI_OK);
+    assert_int_equal(kvi_reply_type_of(kvi_batch_reply(b, 0)), KVI_REPLY_STATUS);
+    assert_string_equal(reply_text(b, 0), "OK");
+    expect_status(b, 1, KVI_OK);
+    assert_string_equal(kvi_batch_value(b, 1, NULL), "v");
+    /* A server error is the reply, not the status (as kvi_raw_query). */
+    expect_status(b, 2, KVI_OK);
+    assert_int_equal(kvi_reply_type_of(kvi_batch_reply(b, 2)), KVI_REPLY_ERROR);
+    assert_non_null(strstr(reply_text(b, 2), "not an integer"));
+    /* Deeper than hiredis 0.14's reader goes (7 levels). */
+    expect_status(b, 3, KVI_OK);
+    assert_int_equal(reply_depth(kvi_batch_reply(b, 3)), 10);
+    expect_status(b, 4, KVI_OK);
+    assert_int_equal(kvi_reply_type_of(kvi_batch_reply(b, 4)), KVI_REPLY_ARRAY);
+    assert_int_equal(kvi_reply_count(kvi_batch_reply(b, 4)), 0);
+    expect_status(b, 5, KVI_E_INVALID);
+    expect_status(b, 6, KVI_OK);
+    assert_int_equal(kvi_batch_integer(b, 6), rn);
+    expect_status(b, 7, KVI_OK);
+    assert_string_equal(reply_text(b, 7), "1");
+}
+
+/* Raw queries go into the non-blocking pipeline (start pending, waiting on
+ * the stopped server), replies of any depth, a server error as the reply,
+ * a refused command never sent; the same results as the blocking batch;
+ * kvi_start_raw_query alone; a connection cut after the write: every raw
+ * query KVI_E_OUTCOME_UNKNOWN (its effect is unknown), never sent again. */
+static void test_raw_queries_run_without_blocking(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = kvi_test_redis(NULL);
+    unsigned port = kvi_ts_port(s);
+    char url[200];
+    kvi_test_url(url, sizeof url, "redis", s, "");
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "r1", 2, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_raw_ops(b);
+    kill(kvi_ts_pid(s), SIGSTOP);
+    struct run r = drive(b, 10000, kvi_ts_pid(s), port);
+    printf("# raw batch: start %d in %lld ms, waited on the server %d\n", r.start,
+           (long long)r.start_ms, r.waited_on);
+    for (size_t i = 0; i < 8; i++)
+        printf("#   op %zu: %s %s\n", i, kvi_status_name(kvi_batch_status(b, i)),
+               kvi_batch_errmsg(b, i));
+    assert_int_equal(r.start, 0);
+    assert_true(r.waited_on);
+    check_raw_ops(b, 2);
+    /* The blocking batch: the same. */
+    kvi_batch_clear(b);
+    add_raw_ops(b);
+    kvi_batch_run(b, 10000);
+    check_raw_ops(b, 4);
+
+    /* One raw query on its own. */
+    kvi_wait w;
+    kill(kvi_ts_pid(s), SIGSTOP);
+    int rs = kvi_start_raw_query(b, "redis", "ECHO hello", 10, 10000, NULL, NULL, &w);
+    int pending = rs == 0;
+    kill(kvi_ts_pid(s), SIGCONT);
+    while (rs == 0) {
+        wait_for(&w);
+        rs = kvi_batch_resume(b, &w);
+    }
+    assert_true(pending);
+    expect_status(b, 0, KVI_OK);
+    assert_string_equal(reply_text(b, 0), "hello");
+
+    /* Cut after the write (the server killed while stopped). */
+    kvi_batch_clear(b);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "SET cut 1", 9), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "r1", 2), KVI_OK);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "GET cut", 7), KVI_OK);
+    kill(kvi_ts_pid(s), SIGSTOP);
+    rs = kvi_batch_start(b, 10000, NULL, NULL, &w);
+    assert_int_equal(rs, 0);
+    for (int i = 0; i < 5 && rs == 0 && (w.events & KVI_WAIT_WRITE); i++) {
+        wait_for(&w);
+        rs = kvi_batch_resume(b, &w);
+    }
+    assert_int_equal(kvi_ts_kill(s), KVI_TS_OK);
+    while (rs == 0) {
+        wait_for(&w);
+        rs = kvi_batch_resume(b, &w);
+    }
+    for (size_t i = 0; i < 3; i++)
+        printf("#   cut op %zu: %s %s\n", i, kvi_status_name(kvi_batch_status(b, i)),
+               kvi_batch_errmsg(b, i));
+    expect_status(b, 0, KVI_E_OUTCOME_UNKNOWN);
+    assert_true(KVI_STATUS_IS_ERROR(kvi_batch_status(b, 1)));
+    expect_status(b, 2, KVI_E_OUTCOME_UNKNOWN);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_replicas_batch_runs_without_blocking),
+        cmocka_unit_test(test_raw_queries_run_without_blocking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
