@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,41 @@
 /* A name that failed to resolve is tried again after this long. */
 #define RETRY_AFTER_MS 1000
 
-/* See resolve.h. */
-int kvi__redis_addrlist_fill(const char *host, int numeric_only, struct kvi_redis_addrlist *out,
-                             char *err, size_t errlen)
+/* Why a lookup failed, as numbers (so that it can be kept in one atomic
+ * word): the resolver's EAI_* code, or 0 for "no IPv4 or IPv6 address";
+ * the errno of EAI_SYSTEM. */
+struct failure {
+    int rc, sys_errno;
+};
+
+static void failure_text(const char *host, struct failure f, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "cannot resolve %s: %s", host,
+             f.rc == 0            ? "no IPv4 or IPv6 address"
+             : f.rc == EAI_SYSTEM ? strerror(f.sys_errno)
+                                  : gai_strerror(f.rc));
+}
+
+/* Copies the IPv4 and IPv6 addresses of ai into out (at most
+ * KVI_REDIS_MAX_ADDRS); returns how many. */
+static int addrs_from(const struct addrinfo *ai, struct kvi_redis_addrlist *out)
+{
+    memset(out, 0, sizeof *out);
+    for (const struct addrinfo *a = ai; a != NULL && out->n < KVI_REDIS_MAX_ADDRS; a = a->ai_next) {
+        if (a->ai_addrlen > sizeof out->sa[0] ||
+            (a->ai_family != AF_INET && a->ai_family != AF_INET6))
+            continue;
+        memcpy(&out->sa[out->n], a->ai_addr, a->ai_addrlen);
+        out->len[out->n] = a->ai_addrlen;
+        out->n++;
+    }
+    return (int)out->n;
+}
+
+/* kvi__redis_addrlist_fill, with the reason of a failure as numbers in
+ * *why. */
+static int fill(const char *host, int numeric_only, struct kvi_redis_addrlist *out,
+                struct failure *why)
 {
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
@@ -30,35 +63,38 @@ int kvi__redis_addrlist_fill(const char *host, int numeric_only, struct kvi_redi
     memset(out, 0, sizeof *out);
     int rc = getaddrinfo(host, "0", &hints, &ai);
     if (rc != 0) {
-        if (numeric_only && rc == EAI_NONAME)
-            snprintf(err, errlen, "%s is not an IP address and was not resolved before", host);
-        else
-            snprintf(err, errlen, "cannot resolve %s: %s", host,
-                     rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        *why = (struct failure){rc, rc == EAI_SYSTEM ? errno : 0};
         return -1;
     }
-    for (const struct addrinfo *a = ai; a != NULL && out->n < KVI_REDIS_MAX_ADDRS; a = a->ai_next) {
-        if (a->ai_addrlen > sizeof out->sa[0] ||
-            (a->ai_family != AF_INET && a->ai_family != AF_INET6))
-            continue;
-        memcpy(&out->sa[out->n], a->ai_addr, a->ai_addrlen);
-        out->len[out->n] = a->ai_addrlen;
-        out->n++;
-    }
+    int n = addrs_from(ai, out);
     freeaddrinfo(ai);
-    if (out->n == 0) {
-        snprintf(err, errlen, "cannot resolve %s: no IPv4 or IPv6 address", host);
+    if (n == 0) {
+        *why = (struct failure){0, 0};
         return -1;
     }
     return 0;
 }
 
 /* See resolve.h. */
+int kvi__redis_addrlist_fill(const char *host, int numeric_only, struct kvi_redis_addrlist *out,
+                             char *err, size_t errlen)
+{
+    struct failure why;
+    if (fill(host, numeric_only, out, &why) == 0)
+        return 0;
+    if (numeric_only && why.rc == EAI_NONAME)
+        snprintf(err, errlen, "%s is not an IP address and was not resolved before", host);
+    else
+        failure_text(host, why, err, errlen);
+    return -1;
+}
+
+/* See resolve.h. */
 int kvi__redis_is_address(const char *host)
 {
     struct kvi_redis_addrlist l;
-    char err[8];
-    return kvi__redis_addrlist_fill(host, 1, &l, err, sizeof err) == 0;
+    struct failure why;
+    return fill(host, 1, &l, &why) == 0;
 }
 
 /* The life of one name: RESOLVED is final (addrs never change again);
@@ -66,12 +102,16 @@ int kvi__redis_is_address(const char *host)
  * or collects a lookup (BUSY while it does). */
 enum { RESOLVED = 0, PENDING, FAILED, BUSY };
 
+/* The reason and time of a failure are atomics: a thread that saw FAILED
+ * reads them while another one, which won FAILED -> BUSY, may already
+ * write the next round's (so they are numbers, not a text: the message is
+ * made by each reader from the host and these). */
 struct entry {
     struct entry *next;
     _Atomic int state;
-    pid_t pid;              /* PENDING: the process whose lookup it is */
-    int64_t failed_ms;      /* FAILED: when */
-    char why[160];          /* FAILED: the resolver's reason */
+    _Atomic pid_t pid;      /* PENDING: the process whose lookup it is */
+    _Atomic int64_t failed_ms;  /* FAILED: when */
+    _Atomic uint64_t failure;   /* FAILED: struct failure, packed (pack()) */
     struct gaicb cb;        /* PENDING: the lookup under way */
     struct addrinfo hints;
     struct kvi_redis_addrlist addrs; /* RESOLVED */
@@ -81,6 +121,25 @@ struct entry {
 struct kvi_redis_names {
     struct entry *_Atomic head;
 };
+
+static uint64_t pack(struct failure f)
+{
+    return (uint64_t)(uint32_t)f.rc << 32 | (uint32_t)f.sys_errno;
+}
+
+static struct failure unpack(uint64_t v)
+{
+    return (struct failure){(int)(int32_t)(uint32_t)(v >> 32), (int)(int32_t)(uint32_t)v};
+}
+
+/* Records a failed round of e (the caller holds BUSY, or e is not
+ * published yet) and makes it FAILED. */
+static void set_failed(struct entry *e, struct failure f, int64_t now)
+{
+    atomic_store(&e->failure, pack(f));
+    atomic_store(&e->failed_ms, now);
+    atomic_store(&e->state, FAILED);
+}
 
 static int64_t now_ms(void)
 {
@@ -106,7 +165,7 @@ void kvi__redis_names_free(struct kvi_redis_names *t)
     struct entry *e = atomic_load(&t->head);
     while (e != NULL) {
         struct entry *next = e->next;
-        if (atomic_load(&e->state) == PENDING && e->pid == getpid()) {
+        if (atomic_load(&e->state) == PENDING && atomic_load(&e->pid) == getpid()) {
             /* The resolver's thread still writes into e->cb: wait for it. */
             if (gai_cancel(&e->cb) == EAI_NOTCANCELED) {
                 const struct gaicb *list[1] = {&e->cb};
@@ -169,22 +228,19 @@ static void start_lookup(struct entry *e)
     e->hints.ai_socktype = SOCK_STREAM;
     e->cb.ar_name = e->host;
     e->cb.ar_request = &e->hints;
-    e->pid = getpid();
+    atomic_store(&e->pid, getpid());
     struct gaicb *list[1] = {&e->cb};
     int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
     if (rc != 0) {
-        snprintf(e->why, sizeof e->why, "cannot resolve %s: %s", e->host,
-                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        e->failed_ms = now_ms();
-        atomic_store(&e->state, FAILED);
+        set_failed(e, (struct failure){rc, rc == EAI_SYSTEM ? errno : 0}, now_ms());
         return;
     }
     atomic_store(&e->state, PENDING);
 }
 
-static void why_failed(const struct entry *e, char *err, size_t errlen)
+static void why_failed(struct entry *e, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "%s", e->why);
+    failure_text(e->host, unpack(atomic_load(&e->failure)), err, errlen);
 }
 
 /* See resolve.h. */
@@ -212,7 +268,7 @@ const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t,
     int st = atomic_load(&e->state);
     if (st == RESOLVED)
         return &e->addrs;
-    if (st == PENDING && e->pid != getpid()) {
+    if (st == PENDING && atomic_load(&e->pid) != getpid()) {
         /* A parent's lookup, whose thread is not in this process: the
          * child starts its own in a new entry (found first from now on);
          * the parent's stays untouched. */
@@ -231,32 +287,17 @@ const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t,
         int rc = gai_error(&e->cb);
         if (rc != EAI_INPROGRESS && atomic_compare_exchange_strong(&e->state, &st, BUSY)) {
             struct addrinfo *ai = e->cb.ar_result;
-            if (rc == 0) {
-                /* Copied as the numeric path does, from the result. */
-                struct kvi_redis_addrlist *a = &e->addrs;
-                a->n = 0;
-                for (const struct addrinfo *p = ai; p != NULL && a->n < KVI_REDIS_MAX_ADDRS;
-                     p = p->ai_next)
-                    if (p->ai_addrlen <= sizeof a->sa[0] &&
-                        (p->ai_family == AF_INET || p->ai_family == AF_INET6)) {
-                        memcpy(&a->sa[a->n], p->ai_addr, p->ai_addrlen);
-                        a->len[a->n++] = p->ai_addrlen;
-                    }
-            }
+            int n = rc == 0 ? addrs_from(ai, &e->addrs) : 0;
             if (ai != NULL)
                 freeaddrinfo(ai);
             e->cb.ar_result = NULL;
-            if (rc == 0 && e->addrs.n > 0) {
+            if (n > 0) {
                 atomic_store(&e->state, RESOLVED);
                 return &e->addrs;
             }
-            snprintf(e->why, sizeof e->why, "cannot resolve %s: %s", e->host,
-                     rc == 0 ? "no IPv4 or IPv6 address"
-                     : rc == EAI_SYSTEM ? strerror(errno)
-                                        : gai_strerror(rc));
-            e->failed_ms = now_ms();
-            atomic_store(&e->state, FAILED);
-            why_failed(e, err, errlen);
+            struct failure f = {rc, rc == EAI_SYSTEM ? errno : 0};
+            set_failed(e, f, now_ms());
+            failure_text(e->host, f, err, errlen);
             return NULL;
         }
         snprintf(err, errlen, "%s is being resolved (a name learned at run time is looked up "
@@ -265,7 +306,7 @@ const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t,
     }
     if (st == FAILED) {
         why_failed(e, err, errlen);
-        if (now_ms() - e->failed_ms >= RETRY_AFTER_MS &&
+        if (now_ms() - atomic_load(&e->failed_ms) >= RETRY_AFTER_MS &&
             atomic_compare_exchange_strong(&e->state, &st, BUSY))
             start_lookup(e);
         return NULL;
@@ -289,14 +330,13 @@ const struct kvi_redis_addrlist *kvi__redis_names_resolve_now(struct kvi_redis_n
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (kvi__redis_addrlist_fill(host, 1, &e->addrs, err, errlen) != 0 &&
-        kvi__redis_addrlist_fill(host, 0, &e->addrs, err, errlen) != 0) {
+    struct failure why;
+    if (fill(host, 1, &e->addrs, &why) != 0 && fill(host, 0, &e->addrs, &why) != 0) {
         /* Kept as failed: connects within the next second report this
          * reason; then a background lookup tries again. */
-        snprintf(e->why, sizeof e->why, "%s", err);
-        e->failed_ms = now_ms();
-        atomic_init(&e->state, FAILED);
+        set_failed(e, why, now_ms());
         push(t, e);
+        failure_text(host, why, err, errlen);
         return NULL;
     }
     atomic_init(&e->state, RESOLVED);
@@ -313,7 +353,7 @@ void kvi__redis_names_wait(struct kvi_redis_names *t, const char *host, int64_t 
     if (deadline_ms == 0)
         deadline_ms = now_ms() + 5000;
     struct entry *e = find(t, host);
-    while (e != NULL && atomic_load(&e->state) == PENDING && e->pid == getpid()) {
+    while (e != NULL && atomic_load(&e->state) == PENDING && atomic_load(&e->pid) == getpid()) {
         int64_t left = deadline_ms - now_ms();
         if (left <= 0)
             return;
