@@ -6,6 +6,8 @@
 #ifndef KVI_CORE_INTERNAL_H
 #define KVI_CORE_INTERNAL_H
 
+#include <string.h>
+
 #include "kvi/engine.h"
 
 /* The embedded engine, built into libkvi (src/engines/local/). */
@@ -44,12 +46,82 @@ void *kvi__realloc(const kvi *k, void *ptr, size_t size);
 void kvi__free(const kvi *k, void *ptr);
 char *kvi__strdup(const kvi *k, const char *s);
 
-/* A batch's fetch found data: copies it into the batch's memory as op's
- * value and ends op with KVI_OK; KVI_E_NOMEM (op left open, to be ended by
- * the caller) when short.  What kvi_batch_op_value_alloc + memcpy +
- * kvi_batch_op_done do, in one call, for the local engine's batch slot.
- * (batch.c) */
-kvi_status kvi__batch_op_fetched(kvi_conn *c, kvi_batch_op *op, const void *data, size_t len);
+/* Where the local engine's batch fetches put their values, under a shard
+ * lock, without a call per value: the free room [p, end) of the batch's
+ * newest chunk of memory.  Opened from any op of the batch, then values
+ * are put, then closed (which keeps what was put); nothing else may take
+ * the batch's memory in between.  (batch.c) */
+typedef struct kvi__batch_sink {
+    kvi_batch *b;
+    char *p, *end;
+} kvi__batch_sink;
+
+void kvi__batch_sink_open(kvi_batch_op *op, kvi__batch_sink *s);
+void kvi__batch_sink_close(kvi__batch_sink *s);
+/* A new chunk with room for need bytes (returns its start, the sink then
+ * points there); NULL when out of memory. */
+char *kvi__batch_sink_more(kvi__batch_sink *s, size_t need);
+
+/* memcpy of a short key or value (most are a few to 16 bytes) without a
+ * call. */
+static inline void kvi__copy_small(char *dst, const void *src, size_t len)
+{
+    const char *s = src;
+    if (len >= 8 && len <= 16) {
+        uint64_t a, z;
+        memcpy(&a, s, 8);
+        memcpy(&z, s + len - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + len - 8, &z, 8);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, z;
+        memcpy(&a, s, 4);
+        memcpy(&z, s + len - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + len - 4, &z, 4);
+    } else if (len > 0 && len < 4) {
+        dst[0] = s[0];
+        dst[len / 2] = s[len / 2];
+        dst[len - 1] = s[len - 1];
+    } else if (len > 0) {
+        memcpy(dst, s, len);
+    }
+}
+
+/* A copy of len bytes plus a NUL in the batch's memory; NULL when out of
+ * memory. */
+static inline char *kvi__batch_sink_put(kvi__batch_sink *s, const void *data, size_t len)
+{
+    char *p = s->p;
+    if ((size_t)(s->end - p) <= len) {
+        p = kvi__batch_sink_more(s, len + 1);
+        if (p == NULL)
+            return NULL;
+    }
+    kvi__copy_small(p, data, len);
+    p[len] = '\0';
+    s->p = p + len + 1;
+    return p;
+}
+
+/* Ends a batch's open fetch op (fresh: no value, reply nor message yet)
+ * with its common outcomes, as kvi_batch_op_done does for them: found
+ * (the value in the batch's memory) or KVI_NOT_FOUND.  The caller clears
+ * the thread's detail message once afterwards (kvi__clear_error). */
+static inline void kvi__batch_op_found(kvi_batch_op *op, char *data, size_t len)
+{
+    op->value.data = data;
+    op->value.len = len;
+    op->status = KVI_OK;
+    op->done = 1;
+}
+
+static inline void kvi__batch_op_missing(kvi_batch_op *op)
+{
+    op->integer = 0;
+    op->status = KVI_NOT_FOUND;
+    op->done = 1;
+}
 
 /* The value of hex digit ch (either case), -1 when it is not one; used by
  * the URL and the query word decoders.  (words.c) */

@@ -656,18 +656,13 @@ uint64_t kvi__op_batch_begin(kvi_conn *c, int *coarse)
     return slow_us ? kvi__clock_us(*coarse) : 0;
 }
 
-/* Counts the n ended ops of one batch on c (ops, errors, misses) and its
- * time (one slow batch counts once, with its size in the log line). */
-void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, kvi_batch_op *const *ops, size_t n)
+/* Counts the n ended ops of one batch on c (ops, of them errors and
+ * misses) and its time (one slow batch counts once, with its size in the
+ * log line). */
+void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, size_t n, size_t misses,
+                       size_t errors)
 {
     struct kvi__stat_stripe *s = my_stripe(c);
-    uint64_t errors = 0, misses = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ops[i]->status == KVI_NOT_FOUND)
-            misses++;
-        else if (KVI_STATUS_IS_ERROR(ops[i]->status))
-            errors++;
-    }
     bump(&s->ops, n);
     if (errors)
         bump(&s->errors, errors);

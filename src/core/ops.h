@@ -12,8 +12,9 @@
 kvi_status kvi__op_check(kvi_conn *c, kvi_op_kind kind, const kvi_batch_op *op);
 
 /* Timing of one batch on c: begin returns its start (0: timing off), end
- * counts the n ended ops (by their status) and the time. */
+ * counts the n ended ops (of them misses and errors) and the time. */
 uint64_t kvi__op_batch_begin(kvi_conn *c, int *coarse);
-void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, kvi_batch_op *const *ops, size_t n);
+void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, size_t n, size_t misses,
+                       size_t errors);
 
 #endif /* KVI_CORE_OPS_H */

@@ -457,19 +457,6 @@ static kvi_status fetch_copy(void *ud, const void *data, size_t len)
     return KVI_OK;
 }
 
-/* A batch's fetch: the value goes into the batch's memory (ud is the op). */
-struct batch_fetch_ud {
-    kvi_conn *c;
-    kvi_batch_op *op;
-};
-
-static kvi_status batch_fetch_copy(void *ud, const void *data, size_t len)
-{
-    struct batch_fetch_ud *f = ud;
-    /* Ends the op at once (KVI_OK; KVI_E_NOMEM leaves it to the caller). */
-    return kvi__batch_op_fetched(f->c, f->op, data, len);
-}
-
 static kvi_status local_fetch(kvi_conn *c, const void *key, size_t key_len, kvi_value *out)
 {
     struct fetch_ud f = {c, out};
@@ -625,36 +612,19 @@ static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
 
 /* KVI_CAP_PERSISTENT is not an engine-wide bit: a connection with file=
  * claims it for itself in local_open (see docs/engines/local.md). */
-/* The batch slot: runs of fetches go to the table's fetch_many (each shard
- * locked once per chunk of keys), everything else one by one in its
- * place. */
+/* The batch slot: runs of fetches go to the table's fetch_ops (each shard
+ * locked once per chunk of keys, values straight into the batch's memory),
+ * everything else one by one in its place. */
 static void local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *const *ops, size_t n)
 {
-    enum { CHUNK = 256 };
-    const void *keys[CHUNK];
-    size_t lens[CHUNK];
-    struct batch_fetch_ud fu[CHUNK];
-    void *uds[CHUNK];
-    kvi_status sts[CHUNK];
-    for (size_t base = 0; base < n; base += CHUNK) {
-        size_t m = n - base < CHUNK ? n - base : CHUNK;
-        for (size_t i = 0; i < m; i++) {
-            keys[i] = ops[base + i]->key;
-            lens[i] = ops[base + i]->key_len;
-            fu[i].c = c;
-            fu[i].op = ops[base + i];
-            uds[i] = &fu[i];
-        }
-        t->ops->fetch_many(t->self, m, keys, lens, batch_fetch_copy, uds, sts);
-        for (size_t i = 0; i < m; i++) {
-            kvi_status st = sts[i];
-            if (ops[base + i]->done)
-                continue; /* found: ended by batch_fetch_copy */
-            if (st != KVI_OK && st != KVI_NOT_FOUND)
-                st = table_error(c, st);
-            kvi_batch_op_done(c, ops[base + i], st);
-        }
-    }
+    kvi__batch_sink sink;
+    kvi__batch_sink_open(ops[0], &sink);
+    size_t open = t->ops->fetch_ops(t->self, ops, n, &sink);
+    kvi__batch_sink_close(&sink);
+    kvi__clear_error(); /* as kvi_batch_op_done after each */
+    for (size_t i = 0; open != 0 && i < n; i++)
+        if (!ops[i]->done)
+            kvi_batch_op_done(c, ops[i], table_error(c, ops[i]->status));
 }
 
 static void local_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
@@ -672,7 +642,7 @@ static void local_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t
         size_t j = i;
         while (j < n && ops[j]->kind == KVI_OP_FETCH)
             j++;
-        if (j - i >= 2 && t->ops->fetch_many != NULL) {
+        if (j - i >= 2 && t->ops->fetch_ops != NULL) {
             local_batch_fetches(c, t, ops + i, j - i);
             i = j;
         } else {

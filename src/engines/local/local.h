@@ -286,11 +286,17 @@ kvi_status kvi__lt_put_abs(kvi__lt *t, const void *key, size_t key_len, const vo
 kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_value_fn fn,
                          void *ud);
 
-/* kvi__lt_fetch of keys[0..n) (lengths lens) for a batch, locking each
- * shard once per chunk of keys: fn gets uds[i] for key i's value; sts[i]
- * is KVI_NOT_FOUND or fn's status.  Thread-safe. */
-void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const size_t *lens,
-                        kvi__lt_value_fn fn, void *const *uds, kvi_status *sts);
+/* A batch's run of fetches ops[0..n) (open KVI_OP_FETCH ops of one
+ * batch, fresh: no value yet), each shard locked once per chunk of keys:
+ * a found value is copied through sink into the batch's memory and its op
+ * ended KVI_OK, a missing or expired key's op ended KVI_NOT_FOUND (both as
+ * kvi_batch_op_done would end them; the thread's detail message is left
+ * for the caller to clear).  An op that failed (KVI_E_NOMEM; the shared
+ * table also KVI_E_CORRUPT or a lock's status) is left open with that
+ * status in op->status, for the caller to end; returns how many were left
+ * so.  Every expiry of one call is judged at one instant (the clock read
+ * once, when first needed).  Thread-safe. */
+size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink);
 
 /* KVI_OK when key was removed, KVI_NOT_FOUND when there was none. */
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len);
@@ -368,10 +374,9 @@ typedef struct kvi__tab_ops {
     kvi_status (*put_abs)(void *self, const void *key, size_t key_len, const void *val,
                           size_t val_len, int64_t expire_ms);
     kvi_status (*fetch)(void *self, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud);
-    /* Optional (batches): fetch of n keys, each shard locked once (NULL:
-     * the engine fetches one by one). */
-    void (*fetch_many)(void *self, size_t n, const void *const *keys, const size_t *lens,
-                       kvi__lt_value_fn fn, void *const *uds, kvi_status *sts);
+    /* Optional (batches): a run of fetches, each shard locked once per
+     * chunk (kvi__lt_fetch_ops; NULL: the engine fetches one by one). */
+    size_t (*fetch_ops)(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink);
     kvi_status (*remove)(void *self, const void *key, size_t key_len);
     kvi_status (*add)(void *self, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                       int64_t *new_value);

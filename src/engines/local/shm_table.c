@@ -1013,24 +1013,27 @@ static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_
     return kvi__sh_fetch(self, key, key_len, fn, ud);
 }
 
-/* The batch's fetch of n keys: in chunks of 256, the keys are hashed (their
- * buckets prefetched) and listed per shard, then each shard met is locked
- * once for all its keys.  Each key ends as kvi__sh_fetch would end it
- * (counted, touched, KVI_E_CORRUPT on a damaged link), and a shard whose
- * lock cannot be recovered fails its keys with that lock's status. */
-static void op_fetch_many(void *self, size_t n, const void *const *keys, const size_t *lens,
-                          kvi__lt_value_fn fn, void *const *uds, kvi_status *sts)
+/* A batch's run of fetches (kvi__lt_fetch_ops's contract, local.h): in
+ * chunks of 256, the keys are hashed (their buckets prefetched) and listed
+ * per shard, then each shard met is locked once for all its keys.  Each key
+ * ends as kvi__sh_fetch would end it (counted, touched, KVI_E_CORRUPT on a
+ * damaged link), and a shard whose lock cannot be recovered fails its keys
+ * with that lock's status.  The clock is read once per call. */
+static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink)
 {
+    size_t open = 0;
     kvi__sh *s = self;
     enum { CHUNK = 256 };
     uint64_t h[CHUNK];
     int16_t next[CHUNK], head[SH_SHARDS];
+    kvi__lt_op now = {.k = s->k};
     for (size_t base = 0; base < n; base += CHUNK) {
         size_t m = n - base < CHUNK ? n - base : CHUNK;
+        kvi_batch_op *const *cops = ops + base;
         for (size_t i = 0; i < SH_SHARDS; i++)
             head[i] = -1;
         for (size_t i = m; i-- > 0;) {
-            h[i] = kvi__lt_hash(s->seed, keys[base + i], lens[base + i]);
+            h[i] = kvi__lt_hash(s->seed, cops[i]->key, cops[i]->key_len);
             struct sh_shard *sh = shard_of(s, h[i]);
             __builtin_prefetch(&buckets(s, sh)[h[i] & s->nbmask]);
             size_t x = (size_t)(sh - s->shards);
@@ -1045,29 +1048,40 @@ static void op_fetch_many(void *self, size_t n, const void *const *keys, const s
             if (lst != KVI_OK) {
                 for (int16_t j = head[x]; j >= 0; j = next[j]) {
                     kvi__sh_count_other(s, 0);
-                    sts[base + (size_t)j] = lst;
+                    cops[j]->status = lst; /* left open */
+                    open++;
                 }
                 continue;
             }
             for (int16_t j = head[x]; j >= 0; j = next[j]) {
-                size_t i = base + (size_t)j;
-                kvi__lt_op now = {.k = s->k};
-                uint32_t *pp = find_live(s, sh, h[j], keys[i], lens[i], &now);
-                kvi_status st;
+                kvi_batch_op *op = cops[j];
+                size_t klen = op->key_len;
+                now.bad = 0;
+                uint32_t *pp = find_live(s, sh, h[j], op->key, klen, &now);
+                sh->ops++;
                 if (pp) {
                     struct sh_ent *e = ENT(s, *pp);
                     touch(s, sh, e);
-                    st = fn(uds[i], e->data + lens[i], e->vlen);
-                    sh->hits += st == KVI_OK;
+                    char *v = kvi__batch_sink_put(sink, e->data + klen, e->vlen);
+                    if (v == NULL) {
+                        op->status = KVI_E_NOMEM; /* left open */
+                        open++;
+                    } else {
+                        sh->hits++;
+                        kvi__batch_op_found(op, v, e->vlen);
+                    }
+                } else if (now.bad) {
+                    op->status = KVI_E_CORRUPT; /* left open */
+                    open++;
                 } else {
-                    st = now.bad ? KVI_E_CORRUPT : KVI_NOT_FOUND;
+                    sh->misses++;
+                    kvi__batch_op_missing(op);
                 }
-                sh_count(sh, st);
-                sts[i] = st;
             }
             pthread_mutex_unlock(&sh->lock);
         }
     }
+    return open;
 }
 
 static kvi_status op_remove(void *self, const void *key, size_t key_len)
@@ -1124,7 +1138,7 @@ const kvi__tab_ops kvi__sh_ops = {
     .store_nx = op_store_nx,
     .put_abs = op_put_abs,
     .fetch = op_fetch,
-    .fetch_many = op_fetch_many,
+    .fetch_ops = op_fetch_ops,
     .remove = op_remove,
     .add = op_add,
     .add_bounded = op_add_bounded,

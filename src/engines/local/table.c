@@ -757,7 +757,7 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
     return st;
 }
 
-/* Buckets per shard from which kvi__lt_fetch_many takes a table for one
+/* Buckets per shard from which kvi__lt_fetch_ops takes a table for one
  * beyond the caches (64 shards x 16384 buckets: ~1M entries). */
 #define LT_BIG_MASK (16384u - 1u)
 
@@ -775,23 +775,30 @@ static void lt_prefetch_entries(struct lt_shard *sh, int16_t first, const int16_
     }
 }
 
-/* See local.h.  Keys are taken in chunks: their hashes computed and
- * their buckets prefetched first, then the chunk's keys are listed per
- * shard and each shard met is locked once for all of them. */
-void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const size_t *lens,
-                        kvi__lt_value_fn fn, void *const *uds, kvi_status *sts)
+/* See local.h.  Ops are taken in chunks: their keys hashed and their
+ * buckets prefetched first, then the chunk's keys are listed per shard and
+ * each shard met is locked once for all of them.  The clock is read at
+ * most once per call (only when an entry with an expiry is met): every
+ * expiry of the call is judged at that one instant. */
+size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink)
 {
+    size_t open = 0;
     enum { CHUNK = 256 };
     uint64_t h[CHUNK];
     int16_t next[CHUNK], head[KVI__LT_SHARDS];
+    uint64_t met[KVI__LT_SHARDS / 64u];
+    kvi__lt_op now = {.k = t->k};
+    int lru = t->cfg.evict == KVI__LT_EVICT_LRU;
     for (size_t base = 0; base < n; base += CHUNK) {
         size_t m = n - base < CHUNK ? n - base : CHUNK;
-        for (size_t s = 0; s < KVI__LT_SHARDS; s++)
-            head[s] = -1;
+        kvi_batch_op *const *cops = ops + base;
+        memset(met, 0, sizeof met);
         for (size_t i = m; i-- > 0;) {
-            (void)lt_shard_for(t, keys[base + i], lens[base + i], &h[i]);
+            (void)lt_shard_for(t, cops[i]->key, cops[i]->key_len, &h[i]);
             size_t s = LT_SHARD_OF(h[i]);
-            next[i] = head[s];
+            uint64_t bit = UINT64_C(1) << (s & 63u);
+            next[i] = (met[s >> 6] & bit) ? head[s] : -1;
+            met[s >> 6] |= bit;
             head[s] = (int16_t)i;
         }
         /* The buckets were prefetched when hashed.  Each key's first entry
@@ -801,40 +808,52 @@ void kvi__lt_fetch_many(kvi__lt *t, size_t n, const void *const *keys, const siz
          * lookups; in a small one the entries are prefetched just before
          * their lookups, under the one lock. */
         int big = __atomic_load_n(&t->shards[0].ht[0].mask, __ATOMIC_RELAXED) >= LT_BIG_MASK;
-        for (size_t s = 0; big && s < KVI__LT_SHARDS; s++) {
-            if (head[s] < 0)
-                continue;
-            struct lt_shard *sh = &t->shards[s];
-            pthread_mutex_lock(&sh->lock);
-            lt_prefetch_entries(sh, head[s], next, h);
-            pthread_mutex_unlock(&sh->lock);
-        }
-        for (size_t s = 0; s < KVI__LT_SHARDS; s++) {
-            if (head[s] < 0)
-                continue;
-            struct lt_shard *sh = &t->shards[s];
-            kvi__lt_op now = {.k = t->k};
-            lt_ref dead = 0;
-            pthread_mutex_lock(&sh->lock);
-            lt_rehash_step(t, sh, 1);
-            if (!big)
-                lt_prefetch_entries(sh, head[s], next, h);
-            for (int16_t j = head[s]; j >= 0; j = next[j]) {
-                size_t x = base + (size_t)j;
-                struct lt_loc loc = lt_find_live(t, sh, h[j], keys[x], lens[x], &now, &dead);
-                if (loc.pp) {
-                    struct lt_entry *e = r_entry(*loc.pp);
-                    sh->hits++;
-                    lt_touch(t, e);
-                    sts[x] = fn(uds[x], e->data + lens[x], e_vlen(e));
-                } else {
-                    sts[x] = KVI_NOT_FOUND;
-                }
+        for (size_t w = 0; big && w < KVI__LT_SHARDS / 64u; w++) {
+            for (uint64_t bits = met[w]; bits != 0; bits &= bits - 1u) {
+                struct lt_shard *sh = &t->shards[w * 64u + (size_t)__builtin_ctzll(bits)];
+                pthread_mutex_lock(&sh->lock);
+                lt_prefetch_entries(sh, head[sh - t->shards], next, h);
+                pthread_mutex_unlock(&sh->lock);
             }
-            pthread_mutex_unlock(&sh->lock);
-            lt_free_list(t, dead);
+        }
+        for (size_t w = 0; w < KVI__LT_SHARDS / 64u; w++) {
+            for (uint64_t bits = met[w]; bits != 0; bits &= bits - 1u) {
+                size_t s = w * 64u + (size_t)__builtin_ctzll(bits);
+                struct lt_shard *sh = &t->shards[s];
+                lt_ref dead = 0;
+                pthread_mutex_lock(&sh->lock);
+                lt_rehash_step(t, sh, 1);
+                if (!big)
+                    lt_prefetch_entries(sh, head[s], next, h);
+                uint64_t hits = 0;
+                for (int16_t j = head[s]; j >= 0; j = next[j]) {
+                    kvi_batch_op *op = cops[j];
+                    size_t klen = op->key_len;
+                    struct lt_loc loc = lt_find_live(t, sh, h[j], op->key, klen, &now, &dead);
+                    if (loc.pp == NULL) {
+                        kvi__batch_op_missing(op);
+                        continue;
+                    }
+                    struct lt_entry *e = r_entry(*loc.pp);
+                    size_t vlen = e_vlen(e);
+                    char *v = kvi__batch_sink_put(sink, e->data + klen, vlen);
+                    if (v == NULL) {
+                        op->status = KVI_E_NOMEM; /* left open: see local.h */
+                        open++;
+                        continue;
+                    }
+                    hits++;
+                    if (lru)
+                        lt_touch(t, e);
+                    kvi__batch_op_found(op, v, vlen);
+                }
+                sh->hits += hits;
+                pthread_mutex_unlock(&sh->lock);
+                lt_free_list(t, dead);
+            }
         }
     }
+    return open;
 }
 
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len)
@@ -1076,10 +1095,9 @@ static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_
     return kvi__lt_fetch(self, key, key_len, fn, ud);
 }
 
-static void op_fetch_many(void *self, size_t n, const void *const *keys, const size_t *lens,
-                          kvi__lt_value_fn fn, void *const *uds, kvi_status *sts)
+static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink)
 {
-    kvi__lt_fetch_many(self, n, keys, lens, fn, uds, sts);
+    return kvi__lt_fetch_ops(self, ops, n, sink);
 }
 
 static kvi_status op_remove(void *self, const void *key, size_t key_len)
@@ -1136,7 +1154,7 @@ const kvi__tab_ops kvi__lt_ops = {
     .store_nx = op_store_nx,
     .put_abs = op_put_abs,
     .fetch = op_fetch,
-    .fetch_many = op_fetch_many,
+    .fetch_ops = op_fetch_ops,
     .remove = op_remove,
     .add = op_add,
     .add_bounded = op_add_bounded,
