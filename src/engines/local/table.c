@@ -760,6 +760,9 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
 /* Buckets per shard from which kvi__lt_fetch_ops takes a table for one
  * beyond the caches (64 shards x 16384 buckets: ~1M entries). */
 #define LT_BIG_MASK (16384u - 1u)
+/* ... and from which it prefetches entries under the lock (64 shards x
+ * 1024 buckets: ~50K entries, beyond a core's own caches). */
+#define LT_MID_MASK (1024u - 1u)
 
 /* Starts loading the first entry of each listed key's ht[0] bucket (sh
  * locked). */
@@ -793,9 +796,14 @@ size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__ba
         size_t m = n - base < CHUNK ? n - base : CHUNK;
         kvi_batch_op *const *cops = ops + base;
         memset(met, 0, sizeof met);
+        /* The hashes first, in a loop of their own: one key's hash is a
+         * chain of dependent multiplies, and a short loop body lets the CPU
+         * overlap many keys' chains. */
+        for (size_t i = 0; i < m; i++)
+            h[i] = kvi__lt_hash(t->seed, cops[i]->key, cops[i]->key_len);
         for (size_t i = m; i-- > 0;) {
-            (void)lt_shard_for(t, cops[i]->key, cops[i]->key_len, &h[i]);
             size_t s = LT_SHARD_OF(h[i]);
+            lt_prefetch(&t->shards[s], h[i]);
             uint64_t bit = UINT64_C(1) << (s & 63u);
             next[i] = (met[s >> 6] & bit) ? head[s] : -1;
             met[s >> 6] |= bit;
@@ -805,9 +813,11 @@ size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__ba
          * can only be found under its shard's lock: in a table too big for
          * the caches, a first pass over the shards (lock, start loading the
          * entries, unlock) lets all those misses overlap before the
-         * lookups; in a small one the entries are prefetched just before
-         * their lookups, under the one lock. */
-        int big = __atomic_load_n(&t->shards[0].ht[0].mask, __ATOMIC_RELAXED) >= LT_BIG_MASK;
+         * lookups; in a middle-sized one the entries are prefetched just
+         * before their lookups, under the one lock; in one that fits a
+         * core's caches, not at all (the loads would hit anyway). */
+        size_t mask0 = __atomic_load_n(&t->shards[0].ht[0].mask, __ATOMIC_RELAXED);
+        int big = mask0 >= LT_BIG_MASK, mid = !big && mask0 >= LT_MID_MASK;
         for (size_t w = 0; big && w < KVI__LT_SHARDS / 64u; w++) {
             for (uint64_t bits = met[w]; bits != 0; bits &= bits - 1u) {
                 struct lt_shard *sh = &t->shards[w * 64u + (size_t)__builtin_ctzll(bits)];
@@ -823,7 +833,7 @@ size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__ba
                 lt_ref dead = 0;
                 pthread_mutex_lock(&sh->lock);
                 lt_rehash_step(t, sh, 1);
-                if (!big)
+                if (mid)
                     lt_prefetch_entries(sh, head[s], next, h);
                 uint64_t hits = 0;
                 for (int16_t j = head[s]; j >= 0; j = next[j]) {
