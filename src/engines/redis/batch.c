@@ -391,26 +391,12 @@ static void end_with_view(kvi_conn *c, kvi_batch_op *op, const struct view *v)
  * failure: that happens once, never recursively. */
 static _Thread_local int regrouping;
 
-/* Pipelines ops[0..n) (no raw queries) to node.  Scratch: cmds, bcs and
- * replies of n entries. */
-static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op **ops, size_t n,
-                        int64_t deadline_ms, struct kvi_redis_cmd *cmds, struct bcmd *bcs,
-                        redisReply **replies, struct view *views)
+/* The ops[0..n) of a pipeline to one node end after it ran with s (msg),
+ * got replies and appended requests handed to the connection. */
+static void pipeline_done(kvi_conn *c, kvi_batch_op **ops, size_t n, int64_t deadline_ms,
+                          kvi_status s, const char *msg, size_t got, size_t appended,
+                          redisReply **replies, struct view *views)
 {
-    for (size_t i = 0; i < n; i++)
-        build(c, ops[i], &cmds[i], &bcs[i]);
-    size_t got = 0, appended = 0;
-    pthread_once(&default_fns_once, default_fns_init);
-    struct view_run vr = {c, ops, views, n, 0};
-    struct view_run *outer = view_run;
-    view_run = &vr;
-    kvi_status s = kvi__redis_pipeline_partial(c, node, n, cmds, replies, deadline_ms,
-                                               default_fns != NULL ? &view_fns : NULL, &vr.next,
-                                               &got, &appended);
-    view_run = outer;
-    char msg[400] = "";
-    if (s != KVI_OK)
-        copy_msg(c, msg, sizeof msg);
     for (size_t i = 0; i < got; i++) {
         if (replies[i] == VIEW) {
             end_with_view(c, ops[i], &views[i]);
@@ -446,6 +432,109 @@ static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op *
         end_unsent(c, ops[i], s, msg);
 }
 
+/* Pipelines ops[0..n) (no raw queries) to node.  Scratch: cmds, bcs and
+ * replies of n entries. */
+static void run_on_node(kvi_conn *c, struct kvi_redis_node *node, kvi_batch_op **ops, size_t n,
+                        int64_t deadline_ms, struct kvi_redis_cmd *cmds, struct bcmd *bcs,
+                        redisReply **replies, struct view *views)
+{
+    for (size_t i = 0; i < n; i++)
+        build(c, ops[i], &cmds[i], &bcs[i]);
+    size_t got = 0, appended = 0;
+    pthread_once(&default_fns_once, default_fns_init);
+    struct view_run vr = {c, ops, views, n, 0};
+    struct view_run *outer = view_run;
+    view_run = &vr;
+    kvi_status s = kvi__redis_pipeline_partial(c, node, n, cmds, replies, deadline_ms,
+                                               default_fns != NULL ? &view_fns : NULL, &vr.next,
+                                               &got, &appended);
+    view_run = outer;
+    char msg[400] = "";
+    if (s != KVI_OK)
+        copy_msg(c, msg, sizeof msg);
+    pipeline_done(c, ops, n, deadline_ms, s, msg, got, appended, replies, views);
+}
+
+/* A group of a batch: ops[from, to) of the grouped array go to node. */
+struct group {
+    struct kvi_redis_node *node;
+    size_t from, to;
+};
+
+/* One node's pipeline among several, with its replies' views. */
+struct npipe {
+    struct kvi_redis_pipe p;
+    struct view_run vr;
+    struct view_run *outer;
+};
+
+static void npipe_enter(void *ud, int on)
+{
+    struct npipe *np = ud;
+    if (on) {
+        np->outer = view_run;
+        view_run = &np->vr;
+    } else {
+        view_run = np->outer;
+    }
+}
+
+/* Pipelines the groups gs[0..ng) (ops grouped in ops[]) to their nodes at
+ * once: every node's requests are written before any reply is read, so
+ * the round trips overlap.  Scratch indexed like ops. */
+static void run_on_nodes(kvi_conn *c, const struct group *gs, size_t ng, kvi_batch_op **ops,
+                         int64_t deadline_ms, struct kvi_redis_cmd *cmds, struct bcmd *bcs,
+                         redisReply **replies, struct view *views)
+{
+    enum { SMALL = 4 };
+    struct npipe small[SMALL];
+    struct kvi_redis_pipe *small_pipes[SMALL];
+    struct npipe *np = small;
+    struct kvi_redis_pipe **pipes = small_pipes;
+    if (ng > SMALL) {
+        np = kvi_engine_malloc(c, ng * sizeof *np);
+        pipes = kvi_engine_malloc(c, ng * sizeof *pipes);
+    }
+    if (np == NULL || pipes == NULL) {
+        if (np != small)
+            kvi_engine_free(c, np);
+        if (pipes != small_pipes)
+            kvi_engine_free(c, pipes);
+        for (size_t g = 0; g < ng; g++)
+            run_on_node(c, gs[g].node, ops + gs[g].from, gs[g].to - gs[g].from, deadline_ms,
+                        cmds, bcs, replies, views);
+        return;
+    }
+    pthread_once(&default_fns_once, default_fns_init);
+    for (size_t g = 0; g < ng; g++) {
+        size_t from = gs[g].from, m = gs[g].to - from;
+        for (size_t i = from; i < gs[g].to; i++)
+            build(c, ops[i], &cmds[i], &bcs[i]);
+        np[g].vr = (struct view_run){c, ops + from, views + from, m, 0};
+        np[g].outer = NULL;
+        struct kvi_redis_pipe *p = &np[g].p;
+        p->node = gs[g].node;
+        p->count = m;
+        p->cmds = cmds + from;
+        p->replies = replies + from;
+        p->enter = npipe_enter;
+        p->ud = &np[g];
+        p->fns_seq = &np[g].vr.next;
+        pipes[g] = p;
+    }
+    kvi__redis_pipeline_multi(c, pipes, ng, deadline_ms, default_fns != NULL ? &view_fns : NULL);
+    for (size_t g = 0; g < ng; g++) {
+        size_t from = gs[g].from;
+        const struct kvi_redis_pipe *p = &np[g].p;
+        pipeline_done(c, ops + from, p->count, deadline_ms, p->st, p->err, p->got, p->appended,
+                      replies + from, views + from);
+    }
+    if (np != small) {
+        kvi_engine_free(c, np);
+        kvi_engine_free(c, pipes);
+    }
+}
+
 static int must_run_alone(kvi_batch_op *op)
 {
     return op->kind == KVI_OP_RAW_QUERY;
@@ -475,14 +564,15 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
     }
     /* One allocation for the scratch arrays, the most aligned first. */
     size_t per = sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) + sizeof(struct view) +
-                 sizeof(kvi_batch_op *) + sizeof(struct kvi_redis_node *) + sizeof(redisReply *) +
+                 sizeof(struct group) + sizeof(kvi_batch_op *) + sizeof(struct kvi_redis_node *) + sizeof(redisReply *) +
                  1;
     /* Small batches use the stack: a heap block of this size costs malloc a
      * consolidation pass each time. */
     enum { STACK_OPS = 16 };
     _Alignas(max_align_t) char small[STACK_OPS *
                                      (sizeof(struct kvi_redis_cmd) + sizeof(struct bcmd) +
-                                      sizeof(struct view) + sizeof(kvi_batch_op *) +
+                                      sizeof(struct view) + sizeof(struct group) +
+                                      sizeof(kvi_batch_op *) +
                                       sizeof(struct kvi_redis_node *) + sizeof(redisReply *) + 1)];
     char *scratch = n <= STACK_OPS         ? small
                     : n <= SIZE_MAX / per ? kvi_engine_malloc(c, n * per)
@@ -495,7 +585,8 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
     struct kvi_redis_cmd *cmds = (struct kvi_redis_cmd *)(void *)scratch;
     struct bcmd *bcs = (struct bcmd *)(void *)(cmds + n);
     struct view *views = (struct view *)(void *)(bcs + n);
-    kvi_batch_op **group = (kvi_batch_op **)(void *)(views + n);
+    struct group *gs = (struct group *)(void *)(views + n);
+    kvi_batch_op **group = (kvi_batch_op **)(void *)(gs + n);
     struct kvi_redis_node **node_of = (struct kvi_redis_node **)(void *)(group + n);
     redisReply **replies = (redisReply **)(void *)(node_of + n);
     unsigned char *taken = (unsigned char *)(replies + n);
@@ -522,6 +613,7 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
         }
         /* Per node, in the order of its first op; an op with no node known
          * (no map) runs alone, which reports why. */
+        size_t m = 0, ng = 0;
         for (size_t first = from; first < to; first++) {
             if (taken[first])
                 continue;
@@ -531,19 +623,25 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
                 kvi_batch_op_single(c, ops[first]);
                 continue;
             }
-            size_t m = 0;
+            gs[ng].node = node;
+            gs[ng].from = m;
             for (size_t i = first; i < to; i++)
                 if (!taken[i] && node_of[i] == node) {
                     group[m++] = ops[i];
                     taken[i] = 1;
                 }
-            if (deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
-                for (size_t i = 0; i < m; i++)
-                    end_unsent(c, group[i], KVI_E_TIMEOUT,
-                               "the batch's deadline passed before this operation was sent");
-                continue;
-            }
-            run_on_node(c, node, group, m, deadline_ms, cmds, bcs, replies, views);
+            gs[ng++].to = m;
+        }
+        if (ng > 0 && deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
+            for (size_t i = 0; i < m; i++)
+                end_unsent(c, group[i], KVI_E_TIMEOUT,
+                           "the batch's deadline passed before this operation was sent");
+        } else if (ng == 1) {
+            run_on_node(c, gs[0].node, group, m, deadline_ms, cmds, bcs, replies, views);
+        } else if (ng > 1) {
+            /* Several masters: all written first, the replies read as they
+             * come. */
+            run_on_nodes(c, gs, ng, group, deadline_ms, cmds, bcs, replies, views);
         }
         from = to;
     }

@@ -2,6 +2,8 @@
  * pool.c -- nodes, their idle connections and calls on one node (see
  * pool.h).
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -385,6 +387,234 @@ again:
     else
         pool_push(c, n, l);
     return s;
+}
+
+/* ---- several nodes at once ---- */
+
+/* The calling thread's detail message without its "id: " prefix. */
+static void copy_err(kvi_conn *c, char *buf, size_t len)
+{
+    const char *m = kvi_errmsg(kvi_conn_context(c));
+    size_t idl = strlen(kvi_conn_id(c));
+    if (strncmp(m, kvi_conn_id(c), idl) == 0 && m[idl] == ':' && m[idl + 1] == ' ')
+        m += idl + 2;
+    snprintf(buf, len, "%s", m);
+}
+
+static int pipe_open(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunctions *fns);
+
+/* p ends with s (detail msg when not KVI_OK) -- or, failed before its
+ * first reply on a pooled connection taken unchecked with only resendable
+ * commands, starts again on a checked one.  1 when p is active again. */
+static int pipe_end(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunctions *fns,
+                    kvi_status s, const char *msg)
+{
+    struct kvi_redis_node *n = p->node;
+    if (fns != NULL && p->l->conn.reader != NULL)
+        p->l->conn.reader->fn = p->saved_fns;
+    p->active = 0;
+    if (s != KVI_OK && p->got == 0 && p->reused && p->resendable && !p->check &&
+        kvi__redis_retryable(s)) {
+        link_free(c, p->l);
+        p->l = NULL;
+        p->check = 1;
+        return pipe_open(c, p, fns) == 0;
+    }
+    kvi_breaker_leave(c, n->breaker, n->addr.name, p->probe, p->got > 0 || s == KVI_OK ? KVI_OK : s);
+    if (s != KVI_OK) {
+        snprintf(p->err, sizeof p->err, "%s", msg);
+        kvi_engine_error(c, s, "%s", msg);
+        link_free(c, p->l);
+    } else {
+        pool_push(c, n, p->l);
+    }
+    p->l = NULL;
+    p->st = s;
+    return 0;
+}
+
+/* Appends p's next chunk of requests: 0, or -1 (p ended). */
+static int pipe_chunk(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunctions *fns)
+{
+    size_t end = p->appended + PIPE_CHUNK < p->count ? p->appended + PIPE_CHUNK : p->count;
+    while (p->appended < end) {
+        struct kvi_redis_conn *conn = &p->l->conn;
+        if (kvi__redis_conn_append(conn, p->cmds[p->appended].argc, p->cmds[p->appended].argv,
+                                   p->cmds[p->appended].lens) != 0) {
+            pipe_end(c, p, fns, conn->st != KVI_OK ? conn->st : KVI_E_NOMEM, conn->err);
+            return -1;
+        }
+        p->appended++;
+    }
+    return 0;
+}
+
+/* Takes a connection for p (the breaker was entered) and appends its
+ * first chunk: 0, or -1 when p ended. */
+static int pipe_open(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunctions *fns)
+{
+    struct kvi_redis_node *n = p->node;
+    p->got = 0;
+    p->appended = 0;
+    if (p->fns_seq != NULL)
+        *p->fns_seq = 0;
+    kvi_status s = borrow(c, n, &p->l, &p->reused, p->check);
+    if (s != KVI_OK) {
+        copy_err(c, p->err, sizeof p->err);
+        kvi_breaker_leave(c, n->breaker, n->addr.name, p->probe, s);
+        p->st = s;
+        p->active = 0;
+        return -1;
+    }
+    if (fns != NULL) {
+        p->saved_fns = p->l->conn.reader->fn;
+        p->l->conn.reader->fn = fns;
+    }
+    p->active = 1;
+    p->reply_deadline = kvi__redis_deadline_after(n->cfg.timeout_ms);
+    return pipe_chunk(c, p, fns);
+}
+
+/* Advances p as far as it goes without waiting; with write_only, only
+ * writes (right after the requests were appended no reply can be there:
+ * a read would be a system call for nothing). */
+static void pipe_progress(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunctions *fns,
+                          int write_only)
+{
+    while (p->active) {
+        struct kvi_redis_conn *conn = &p->l->conn;
+        /* Keep up to two chunks of requests ahead of the replies. */
+        if (p->appended < p->count && p->appended - p->got <= PIPE_CHUNK &&
+            pipe_chunk(c, p, fns) != 0)
+            return;
+        int f = kvi__redis_conn_flush(conn);
+        if (f < 0) {
+            pipe_end(c, p, fns, conn->st, conn->err);
+            continue; /* active again after a resend */
+        }
+        if (f == 0)
+            return;
+        if (write_only) {
+            conn->sock.want = POLLIN;
+            return;
+        }
+        while (p->got < p->count) {
+            redisReply *v = NULL;
+            if (p->enter != NULL)
+                p->enter(p->ud, 1);
+            int r = kvi__redis_conn_read(conn, 0, &v);
+            if (p->enter != NULL)
+                p->enter(p->ud, 0);
+            if (r < 0) {
+                pipe_end(c, p, fns, conn->st, conn->err);
+                break;
+            }
+            if (r == 0)
+                return;
+            p->replies[p->got++] = v;
+            p->reply_deadline = kvi__redis_deadline_after(p->node->cfg.timeout_ms);
+            if (p->appended < p->count && p->appended - p->got <= PIPE_CHUNK)
+                break; /* the next chunk */
+        }
+        if (p->active && p->got == p->count) {
+            pipe_end(c, p, fns, KVI_OK, "");
+            return;
+        }
+    }
+}
+
+/* See pool.h. */
+void kvi__redis_pipeline_multi(kvi_conn *c, struct kvi_redis_pipe *const *p, size_t k,
+                               int64_t deadline_ms, redisReplyObjectFunctions *fns)
+{
+    enum { SMALL = 8 };
+    struct pollfd small_fds[SMALL];
+    size_t small_at[SMALL];
+    struct pollfd *fds = small_fds;
+    size_t *at = small_at;
+    if (k > SMALL) {
+        fds = kvi_engine_malloc(c, k * sizeof *fds);
+        at = kvi_engine_malloc(c, k * sizeof *at);
+    }
+    for (size_t i = 0; i < k; i++) {
+        struct kvi_redis_pipe *q = p[i];
+        q->st = KVI_OK;
+        q->err[0] = '\0';
+        q->got = q->appended = 0;
+        q->active = 0;
+        q->l = NULL;
+        q->resendable = 1;
+        for (size_t j = 0; j < q->count && q->resendable; j++)
+            q->resendable = q->cmds[j].resend_ok;
+        q->check = !q->resendable;
+        if (fds == NULL || at == NULL) {
+            q->st = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+            snprintf(q->err, sizeof q->err, "out of memory");
+            continue;
+        }
+        kvi_status s = kvi_breaker_enter(c, q->node->breaker, q->node->addr.name, &q->probe);
+        if (s != KVI_OK) {
+            q->st = s;
+            copy_err(c, q->err, sizeof q->err);
+            continue;
+        }
+        /* The first chunk of every pipe is written before any reply is
+         * waited for. */
+        if (pipe_open(c, q, fns) == 0)
+            pipe_progress(c, q, fns, 1);
+    }
+    for (;;) {
+        size_t na = 0;
+        int64_t now = kvi_monotonic_ms(), first = 0;
+        for (size_t i = 0; i < k; i++) {
+            struct kvi_redis_pipe *q = p[i];
+            if (!q->active)
+                continue;
+            int64_t d = q->reply_deadline;
+            int soon = deadline_ms != 0 && (d == 0 || deadline_ms < d);
+            int64_t until = soon ? deadline_ms : d;
+            if (until != 0 && now >= until) {
+                char msg[400];
+                if (soon)
+                    snprintf(msg, sizeof msg, "request to %s: no reply by the batch's deadline",
+                             q->node->addr.name);
+                else
+                    snprintf(msg, sizeof msg, "request to %s: timed out after %u ms",
+                             q->node->addr.name, (unsigned)q->node->cfg.timeout_ms);
+                /* Not resent: the connection did not fail, it was slow. */
+                q->resendable = 0;
+                pipe_end(c, q, fns, KVI_E_TIMEOUT, msg);
+                continue;
+            }
+            if (until != 0 && (first == 0 || until < first))
+                first = until;
+            fds[na].fd = q->l->conn.sock.fd;
+            fds[na].events = q->l->conn.sock.want == POLLOUT ? POLLOUT : POLLIN;
+            fds[na].revents = 0;
+            at[na++] = i;
+        }
+        if (na == 0)
+            break;
+        int timeout = first == 0 ? -1 : (int)(first - now);
+        int r = poll(fds, (nfds_t)na, timeout);
+        if (r < 0 && errno != EINTR) {
+            for (size_t j = 0; j < na; j++) {
+                struct kvi_redis_pipe *q = p[at[j]];
+                char msg[400];
+                snprintf(msg, sizeof msg, "request to %s: poll failed", q->node->addr.name);
+                q->resendable = 0;
+                pipe_end(c, q, fns, KVI_E_IO, msg);
+            }
+            break;
+        }
+        for (size_t j = 0; r > 0 && j < na; j++)
+            if (fds[j].revents != 0)
+                pipe_progress(c, p[at[j]], fns, 0);
+    }
+    if (fds != small_fds)
+        kvi_engine_free(c, fds);
+    if (at != small_at)
+        kvi_engine_free(c, at);
 }
 
 /* See pool.h. */

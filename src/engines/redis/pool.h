@@ -102,6 +102,40 @@ kvi_status kvi__redis_pipeline_partial(kvi_conn *c, struct kvi_redis_node *node,
                                        int64_t deadline_ms, redisReplyObjectFunctions *fns,
                                        size_t *fns_seq, size_t *got, size_t *appended);
 
+/* One node's pipeline of kvi__redis_pipeline_multi: the caller fills
+ * the first fields; the results are st (KVI_OK, or the failure with its
+ * detail in err, without the "id: " prefix), got and appended, as
+ * kvi__redis_pipeline_partial's. */
+struct kvi_redis_pipe {
+    struct kvi_redis_node *node;
+    size_t count;
+    const struct kvi_redis_cmd *cmds;
+    redisReply **replies;
+    /* Called with 1 before this pipe's replies are read, 0 after (may be
+     * NULL): the caller's per-pipe context of fns. */
+    void (*enter)(void *ud, int on);
+    void *ud;
+    size_t *fns_seq; /* as kvi__redis_pipeline_partial's; may be NULL */
+    kvi_status st;
+    size_t got, appended;
+    char err[400];
+    /* private */
+    struct kvi_redis_link *l;
+    redisReplyObjectFunctions *saved_fns;
+    int64_t reply_deadline;
+    int reused, probe, check, resendable, active;
+};
+
+/* kvi__redis_pipeline_partial for k nodes at once: every pipe's requests
+ * are written first, then the replies read as they come (one poll over
+ * the sockets), so the round trips overlap.  Same rules per pipe (the
+ * breaker, the idle check, the one resend of a resendable pipeline whose
+ * unchecked pooled connection failed before any reply, each reply within
+ * the connection's timeout and the deadline); a new connection is still
+ * connected blocking, one after the other. */
+void kvi__redis_pipeline_multi(kvi_conn *c, struct kvi_redis_pipe *const *p, size_t k,
+                               int64_t deadline_ms, redisReplyObjectFunctions *fns);
+
 /* For non-blocking batches (async.c), without waiting: an idle connection
  * of node in *out (1), or a new one whose connect has started (0: drive it
  * with kvi__redis_conn_step until ready), or -1 (detail message set).

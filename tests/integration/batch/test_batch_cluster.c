@@ -1,0 +1,186 @@
+/*
+ * test_batch_cluster.c -- Redis Cluster batches against one real 3-master
+ * cluster (started once for the group): the pipelines to the masters are
+ * in flight at once, blocking (kvi_batch_run) and non-blocking
+ * (kvi_batch_start / _resume); a stopped master holds up only its own
+ * ops.  "Not waiting master after master" is shown by results, not by
+ * timing: with one master stopped and a short deadline, the ops of the
+ * other masters must still end KVI_OK.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kvi/kvi.h"
+#include "kvitest.h"
+#include "testcluster.h"
+
+static kvi_tc_cluster *g_cl;
+static char g_url[512];
+static int g_skip; /* no cluster: every test skips loudly */
+static char g_skip_why[256];
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The Redis Cluster slot of a key with no hash tag (CRC16/XMODEM). */
+static unsigned key_slot(const char *key)
+{
+    unsigned crc = 0;
+    for (const char *p = key; *p; p++) {
+        crc ^= (unsigned)(unsigned char)*p << 8;
+        for (int i = 0; i < 8; i++)
+            crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc % 16384;
+}
+
+/* tags[m] = a hash tag ("t3") whose slot master m serves, for the 3
+ * masters. */
+static void tags_per_master(char tags[3][8])
+{
+    int found = 0;
+    for (int i = 0; i < 3; i++)
+        tags[i][0] = '\0';
+    for (int t = 0; t < 200 && found < 3; t++) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "t%d", t);
+        size_t m = 99;
+        assert_int_equal(kvi_tc_master_of(g_cl, 0, key_slot(tag), &m), KVI_TS_OK);
+        if (m < 3 && tags[m][0] == '\0') {
+            memcpy(tags[m], tag, sizeof tag);
+            found++;
+        }
+    }
+    assert_int_equal(found, 3);
+}
+
+static kvi *cluster_context(const char *extra)
+{
+    char url[640];
+    snprintf(url, sizeof url, "%s?cluster=yes&timeout=5000%s", g_url, extra);
+    return kvi_test_context1(url);
+}
+
+/* The batch of test_*_overlap: per master m a store, a fetch and an add
+ * of keys {tags[m]}...; master `stopped`'s ops first, so that a batch
+ * going master after master would wait for it before the others. */
+static void add_ops(kvi_batch *b, char tags[3][8], size_t stopped, const char *pfx)
+{
+    char key[32];
+    for (size_t j = 0; j < 3; j++) {
+        size_t m = (stopped + j) % 3;
+        int kn = snprintf(key, sizeof key, "{%s}%s", tags[m], pfx);
+        assert_int_equal(kvi_batch_store(b, "redis", key, (size_t)kn, tags[m], strlen(tags[m]), 0),
+                         KVI_OK);
+        assert_int_equal(kvi_batch_fetch(b, "redis", key, (size_t)kn), KVI_OK);
+        kn = snprintf(key, sizeof key, "{%s}%sn", tags[m], pfx);
+        assert_int_equal(kvi_batch_add(b, "redis", key, (size_t)kn, 1, 0), KVI_OK);
+    }
+}
+
+/* Ops 3..8 (the running masters') right, ops 0..2 (the stopped one's)
+ * ended by the deadline: the store and fetch KVI_E_TIMEOUT, the add
+ * KVI_E_OUTCOME_UNKNOWN (written, not answered). */
+static void check_overlap(kvi_batch *b, char tags[3][8], size_t stopped, int64_t add_want)
+{
+    for (size_t i = 3; i < 9; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("op %zu (a running master's): %s %s", i,
+                     kvi_status_name(kvi_batch_status(b, i)), kvi_batch_errmsg(b, i));
+    for (size_t j = 1; j < 3; j++) {
+        size_t m = (stopped + j) % 3;
+        assert_string_equal(kvi_batch_value(b, 3 * j + 1, NULL), tags[m]);
+        assert_int_equal(kvi_batch_integer(b, 3 * j + 2), add_want);
+    }
+    assert_int_equal(kvi_batch_status(b, 1), KVI_E_TIMEOUT);
+    assert_int_equal(kvi_batch_status(b, 2), KVI_E_OUTCOME_UNKNOWN);
+}
+
+/* kvi_batch_run writes every master's pipeline before it reads: with
+ * master A stopped (its ops first in the batch) and a 1500 ms deadline,
+ * the ops of the other two masters end KVI_OK, A's by the deadline.  A
+ * batch going master after master would spend the deadline on A and end
+ * the others unsent (KVI_E_TIMEOUT). */
+static void test_blocking_batch_has_every_master_in_flight(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi *k = cluster_context("");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "bw"); /* warm: the map and a connection per master */
+    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    size_t stopped = 1;
+    kvi_batch_clear(b);
+    add_ops(b, tags, stopped, "b");
+    pid_t pid = kvi_ts_pid(kvi_tc_server(g_cl, stopped));
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int64_t t0 = mono_ms();
+    kvi_status s = kvi_batch_run(b, 1500);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    printf("# blocking batch with master %zu stopped: %s after %lld ms\n", stopped,
+           kvi_status_name(s), (long long)took);
+    check_overlap(b, tags, stopped, 1);
+    assert_true(took < 5000);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_ts_result tr = kvi_tc_start(&spec, &g_cl);
+    if (tr != KVI_TS_OK) {
+        g_skip = 1;
+        snprintf(g_skip_why, sizeof g_skip_why, "no Redis Cluster: %s", kvi_tc_errmsg());
+        if (tr != KVI_TS_MISSING) {
+            fprintf(stderr, "cluster: %s\n", kvi_tc_errmsg());
+            return -1;
+        }
+        return 0;
+    }
+    kvi_tc_url(g_cl, "redis", g_url, sizeof g_url);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (g_cl != NULL)
+        for (size_t i = 0; i < kvi_tc_size(g_cl); i++)
+            kill(kvi_ts_pid(kvi_tc_server(g_cl, i)), SIGCONT);
+    kvi_tc_free(g_cl);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blocking_batch_has_every_master_in_flight),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
