@@ -25,10 +25,15 @@
  * refreshes the slot map; if that reached a server, the rest is pipelined
  * again, else it fails with the same status without waiting again.
  */
+#include <errno.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include "batch.h"
 #include "counter.h"
@@ -654,8 +659,9 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
 /* A pipeline driven by the caller's event loop: connect (a new connection
  * is started without waiting: connect, TLS and AUTH are steps of
  * kvi__redis_conn_step), write, read the replies, each step resumed when
- * the socket is ready.  In a Cluster one such pipeline per master, one
- * after the other (the descriptor changes between them).  An op answered
+ * the socket is ready.  In a Cluster one such pipeline per master, all
+ * in flight at once (the caller waits on an epoll descriptor holding
+ * their sockets while more than one waits).  An op answered
  * MOVED or ASK did not run there: it is sent again, after the round of
  * pipelines it was in, to the node the redirection names, through that
  * node's non-blocking connection (after ASKING for ASK; a MOVED also
@@ -726,8 +732,18 @@ struct redis_arun {
         size_t from, to;
     } *groups;
     size_t ngroups, gi;
-    struct redis_async cur;
-    int active; /* cur waits */
+    /* The round's pipelines, one per group, all in flight at once:
+     * ras[g] waits for wts[g] while waiting[g].  With more than one
+     * waiting, the caller waits on epfd (Linux: an epoll descriptor on
+     * which each waiting pipeline's socket is registered, regfd[g]; it is
+     * readable when any of them is ready).  Without epoll the groups run
+     * one after the other. */
+    struct redis_async *ras;
+    kvi_wait *wts;
+    unsigned char *waiting;
+    int *regfd;
+    size_t nwait, lone;
+    int epfd, via_epoll, concurrent;
     /* Standalone failover list: the host the run began with, how many
      * after it were tried since. */
     int failover;
@@ -1171,6 +1187,14 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->held);
     kvi_engine_free(c, ar->orig);
     kvi_engine_free(c, ar->node_of);
+    kvi_engine_free(c, ar->ras);
+    kvi_engine_free(c, ar->wts);
+    kvi_engine_free(c, ar->waiting);
+    kvi_engine_free(c, ar->regfd);
+#ifdef __linux__
+    if (ar->epfd >= 0)
+        close(ar->epfd);
+#endif
     kvi_engine_free(c, ar);
 }
 
@@ -1360,20 +1384,117 @@ static void arun_next_round(struct redis_arun *ar)
     ar->nnext = 0;
 }
 
-/* Runs the groups from ar->gi on, then the rounds of redirected ops: 0
- * when one waits, 1 when all are done (then the ops to send again,
+/* ---- every pipeline of a round in flight at once ---- */
+
+/* ras[g]'s socket leaves the epoll set (it ended). */
+static void ar_unreg(struct redis_arun *ar, size_t g)
+{
+#ifdef __linux__
+    if (ar->regfd[g] >= 0 && ar->epfd >= 0)
+        epoll_ctl(ar->epfd, EPOLL_CTL_DEL, ar->regfd[g], NULL);
+#endif
+    ar->regfd[g] = -1;
+}
+
+/* ras[g] (waiting) is registered for what it waits for now -- after each
+ * of its steps, which may have changed its socket (a closed descriptor
+ * leaves the set by itself; its number may come back for a new socket).
+ * 0, or -1 when epoll failed (then no epoll any more). */
+static int ar_reg(struct redis_arun *ar, size_t g)
+{
+#ifdef __linux__
+    int fd = ar->wts[g].fd;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = ar->wts[g].events & KVI_WAIT_WRITE ? EPOLLOUT : EPOLLIN;
+    ev.data.u64 = g;
+    if (ar->regfd[g] >= 0 && ar->regfd[g] != fd)
+        epoll_ctl(ar->epfd, EPOLL_CTL_DEL, ar->regfd[g], NULL);
+    ar->regfd[g] = -1;
+    if (epoll_ctl(ar->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+        (errno != ENOENT || epoll_ctl(ar->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)) {
+        close(ar->epfd);
+        ar->epfd = -1;
+        return -1;
+    }
+    ar->regfd[g] = fd;
+    return 0;
+#else
+    (void)ar;
+    (void)g;
+    return -1;
+#endif
+}
+
+/* What the caller waits for while nwait > 0 pipelines wait: the one
+ * pipeline's own socket, or the epoll descriptor of them all.  Without
+ * epoll (it failed), the first waiting one's socket: every waiting
+ * pipeline is stepped at each resume. */
+static int arun_wait(struct redis_arun *ar, kvi_wait *w)
+{
+    ar->via_epoll = 0;
+#ifdef __linux__
+    if (ar->nwait > 1 && ar->epfd < 0 && ar->concurrent == 1) {
+        ar->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (ar->epfd < 0)
+            ar->concurrent = 2; /* no epoll: step them all */
+    }
+    if (ar->nwait > 1 && ar->epfd >= 0) {
+        size_t g;
+        for (g = 0; g < ar->gi; g++)
+            if (ar->waiting[g] && ar->regfd[g] != ar->wts[g].fd && ar_reg(ar, g) != 0)
+                break;
+        if (g == ar->gi) {
+            ar->via_epoll = 1;
+            w->fd = ar->epfd;
+            w->events = KVI_WAIT_READ;
+            return 0;
+        }
+        ar->concurrent = 2;
+    }
+#endif
+    for (size_t g = 0; g < ar->gi; g++)
+        if (ar->waiting[g]) {
+            ar->lone = g;
+            w->fd = ar->wts[g].fd;
+            w->events = ar->wts[g].events;
+            break;
+        }
+    return 0;
+}
+
+/* One step of waiting pipeline g. */
+static void arun_step(kvi_conn *c, struct redis_arun *ar, size_t g)
+{
+    if (ra_step(c, &ar->ras[g], &ar->wts[g]) != 0) {
+        ar->waiting[g] = 0;
+        ar->nwait--;
+        ar_unreg(ar, g);
+    } else if (ar->via_epoll && ar_reg(ar, g) != 0) {
+        ar->concurrent = 2;
+    }
+}
+
+/* Starts the groups from ar->gi on (all of them, or with concurrent 0
+ * the next one when none waits), then the rounds of redirected ops: 0
+ * when some wait, 1 when all are done (then the ops to send again,
  * through the single path, and ar freed). */
 static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
     for (;;) {
-        for (; ar->gi < ar->ngroups; ar->gi++) {
-            size_t from = ar->groups[ar->gi].from, to = ar->groups[ar->gi].to;
-            if (ra_begin(c, &ar->cur, ar->groups[ar->gi].node, ar->ops + from, ar->ask + from,
-                         ar->hops + from, to - from, w) == 0) {
-                ar->active = 1;
-                return 0;
-            }
+        while (ar->gi < ar->ngroups && (ar->nwait == 0 || ar->concurrent)) {
+            size_t g = ar->gi++;
+            size_t from = ar->groups[g].from, to = ar->groups[g].to;
+            ar->regfd[g] = -1;
+            ar->waiting[g] = ra_begin(c, &ar->ras[g], ar->groups[g].node, ar->ops + from,
+                                      ar->ask + from, ar->hops + from, to - from,
+                                      &ar->wts[g]) == 0;
+            ar->nwait += ar->waiting[g];
         }
+        if (ar->nwait > 0)
+            return arun_wait(ar, w);
+        if (ar->gi < ar->ngroups)
+            continue;
         if (ar->nnext == 0)
             break;
         arun_next_round(ar);
@@ -1418,7 +1539,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     if (ar == NULL)
         return -1;
     memset(ar, 0, sizeof *ar);
-    ar->cur.run = ar;
+    ar->epfd = -1;
+#ifdef __linux__
+    ar->concurrent = 1;
+#endif
     ar->st = st;
     ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
     ar->deadline_ms = deadline_ms;
@@ -1431,6 +1555,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->next = kvi_engine_malloc(c, n * sizeof *ar->next);
     ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
     ar->views = kvi_engine_malloc(c, n * sizeof *ar->views);
+    ar->ras = kvi_engine_malloc(c, n * sizeof *ar->ras);
+    ar->wts = kvi_engine_malloc(c, n * sizeof *ar->wts);
+    ar->waiting = kvi_engine_malloc(c, n);
+    ar->regfd = kvi_engine_malloc(c, n * sizeof *ar->regfd);
     if (rp->node_cfg.wait_replicas > 0) {
         ar->held = kvi_engine_malloc(c, n * sizeof *ar->held);
         if (ar->held == NULL) {
@@ -1442,9 +1570,15 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     pthread_once(&default_fns_once, default_fns_init);
     if (ar->node_of == NULL || ar->orig == NULL || ar->ops == NULL || ar->ask == NULL ||
         ar->hops == NULL || ar->groups == NULL || ar->next == NULL || ar->again == NULL ||
-        ar->views == NULL) {
+        ar->views == NULL || ar->ras == NULL || ar->wts == NULL || ar->waiting == NULL ||
+        ar->regfd == NULL) {
         arun_free(c, ar);
         return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ar->ras[i].run = ar;
+        ar->regfd[i] = -1;
+        ar->waiting[i] = 0;
     }
     /* A raw query the raw_query slot would refuse (no command, one that
      * changes the connection's state) ends here, never sent. */
@@ -1501,10 +1635,25 @@ static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
             return 0;
         return arun_after_map(c, ar, w);
     }
-    if (ra_step(c, &ar->cur, w) == 0)
-        return 0;
-    ar->active = 0;
-    ar->gi++;
+    if (ar->via_epoll) {
+#ifdef __linux__
+        struct epoll_event evs[16];
+        int k = epoll_wait(ar->epfd, evs, 16, 0);
+        for (int e = 0; e < k; e++) {
+            size_t g = (size_t)evs[e].data.u64;
+            if (g < ar->gi && ar->waiting[g])
+                arun_step(c, ar, g);
+        }
+#endif
+    } else if (ar->concurrent == 2) {
+        for (size_t g = 0; g < ar->gi; g++)
+            if (ar->waiting[g])
+                arun_step(c, ar, g);
+    } else if (ar->nwait > 0) {
+        arun_step(c, ar, ar->lone);
+    }
+    if (ar->nwait > 0)
+        return arun_wait(ar, w);
     return arun_next(c, ar, w);
 }
 
@@ -1524,12 +1673,16 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
         arun_free(c, ar);
         return;
     }
-    if (ar->active) {
-        ra_end_rest(c, &ar->cur, st, why);
+    for (size_t g = 0; g < ar->gi; g++) {
+        if (!ar->waiting[g])
+            continue;
+        ar_unreg(ar, g);
+        ra_end_rest(c, &ar->ras[g], st, why);
         /* A connection left in the middle of a pipeline is not reused. */
-        ra_close(c, &ar->cur, 0, KVI_OK);
-        ar->gi++;
+        ra_close(c, &ar->ras[g], 0, KVI_OK);
+        ar->waiting[g] = 0;
     }
+    ar->nwait = 0;
     for (; ar->gi < ar->ngroups; ar->gi++)
         for (size_t i = ar->groups[ar->gi].from; i < ar->groups[ar->gi].to; i++)
             end_unsent(c, ar->ops[i], st, unsent);
