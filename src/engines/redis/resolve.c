@@ -1,11 +1,10 @@
 /*
  * resolve.c -- host addresses found once (see resolve.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* getaddrinfo_a */
-#endif
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,8 +97,18 @@ int kvi__redis_is_address(const char *host)
 }
 
 /* The life of one name: RESOLVED is final (addrs never change again);
- * the others move by compare-and-swap, so that one thread at a time starts
- * or collects a lookup (BUSY while it does). */
+ * FAILED -> BUSY by compare-and-swap, so that one thread at a time starts
+ * the next round (BUSY while it does); PENDING while the round's lookup
+ * thread runs, which alone then writes the entry and ends it RESOLVED or
+ * FAILED.
+ *
+ * The lookup is a thread of kvi's own, not glibc's getaddrinfo_a: that
+ * one's helper threads and request lock have no fork handling, so a child
+ * forked while a lookup of the parent was under way could find its own
+ * lookups never answered or its getaddrinfo_a blocked on the copied lock
+ * (seen: 44 children of 100, forked with four lookups in flight).  A
+ * thread made here is known to be the parent's by the entry's pid: the
+ * child starts its own (kvi__redis_names_get). */
 enum { RESOLVED = 0, PENDING, FAILED, BUSY };
 
 /* The reason and time of a failure are atomics: a thread that saw FAILED
@@ -112,9 +121,7 @@ struct entry {
     _Atomic pid_t pid;      /* PENDING: the process whose lookup it is */
     _Atomic int64_t failed_ms;  /* FAILED: when */
     _Atomic uint64_t failure;   /* FAILED: struct failure, packed (pack()) */
-    struct gaicb cb;        /* PENDING: the lookup under way */
-    struct addrinfo hints;
-    struct kvi_redis_addrlist addrs; /* RESOLVED */
+    struct kvi_redis_addrlist addrs; /* RESOLVED (PENDING: the lookup thread's) */
     char host[];            /* NUL-terminated */
 };
 
@@ -148,6 +155,12 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void nap_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
 /* See resolve.h. */
 struct kvi_redis_names *kvi__redis_names_new(void)
 {
@@ -165,16 +178,10 @@ void kvi__redis_names_free(struct kvi_redis_names *t)
     struct entry *e = atomic_load(&t->head);
     while (e != NULL) {
         struct entry *next = e->next;
-        if (atomic_load(&e->state) == PENDING && atomic_load(&e->pid) == getpid()) {
-            /* The resolver's thread still writes into e->cb: wait for it. */
-            if (gai_cancel(&e->cb) == EAI_NOTCANCELED) {
-                const struct gaicb *list[1] = {&e->cb};
-                while (gai_error(&e->cb) == EAI_INPROGRESS)
-                    gai_suspend(list, 1, NULL);
-            }
-            if (gai_error(&e->cb) == 0 && e->cb.ar_result != NULL)
-                freeaddrinfo(e->cb.ar_result);
-        }
+        /* This process's lookup thread still writes into e: wait for it
+         * (a parent's, copied by fork, runs in no thread here). */
+        while (atomic_load(&e->state) == PENDING && atomic_load(&e->pid) == getpid())
+            nap_ms(1);
         free(e);
         e = next;
     }
@@ -218,24 +225,40 @@ static struct entry *entry_new(const char *host)
     return e;
 }
 
+/* One round's lookup, in a thread of its own (detached): resolves e's
+ * host with the system resolver and ends e RESOLVED or FAILED; touches e
+ * no more after that store. */
+static void *lookup_main(void *arg)
+{
+    struct entry *e = arg;
+    struct failure why;
+    if (fill(e->host, 0, &e->addrs, &why) == 0)
+        atomic_store(&e->state, RESOLVED);
+    else
+        set_failed(e, why, now_ms());
+    return NULL;
+}
+
 /* Starts e's lookup in the background (e is BUSY, made PENDING or
- * FAILED). */
+ * FAILED).  The thread takes no signal of the application's. */
 static void start_lookup(struct entry *e)
 {
-    memset(&e->cb, 0, sizeof e->cb);
-    memset(&e->hints, 0, sizeof e->hints);
-    e->hints.ai_family = AF_UNSPEC;
-    e->hints.ai_socktype = SOCK_STREAM;
-    e->cb.ar_name = e->host;
-    e->cb.ar_request = &e->hints;
     atomic_store(&e->pid, getpid());
-    struct gaicb *list[1] = {&e->cb};
-    int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
-    if (rc != 0) {
-        set_failed(e, (struct failure){rc, rc == EAI_SYSTEM ? errno : 0}, now_ms());
-        return;
-    }
     atomic_store(&e->state, PENDING);
+    pthread_attr_t attr;
+    sigset_t all, old;
+    sigfillset(&all);
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_t th;
+        rc = pthread_create(&th, &attr, lookup_main, e);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0)
+        set_failed(e, (struct failure){EAI_SYSTEM, rc}, now_ms());
 }
 
 static void why_failed(struct entry *e, char *err, size_t errlen)
@@ -284,22 +307,6 @@ const struct kvi_redis_addrlist *kvi__redis_names_get(struct kvi_redis_names *t,
         st = atomic_load(&e->state);
     }
     if (st == PENDING) {
-        int rc = gai_error(&e->cb);
-        if (rc != EAI_INPROGRESS && atomic_compare_exchange_strong(&e->state, &st, BUSY)) {
-            struct addrinfo *ai = e->cb.ar_result;
-            int n = rc == 0 ? addrs_from(ai, &e->addrs) : 0;
-            if (ai != NULL)
-                freeaddrinfo(ai);
-            e->cb.ar_result = NULL;
-            if (n > 0) {
-                atomic_store(&e->state, RESOLVED);
-                return &e->addrs;
-            }
-            struct failure f = {rc, rc == EAI_SYSTEM ? errno : 0};
-            set_failed(e, f, now_ms());
-            failure_text(e->host, f, err, errlen);
-            return NULL;
-        }
         snprintf(err, errlen, "%s is being resolved (a name learned at run time is looked up "
                               "in the background; try again)", host);
         return NULL;
@@ -357,11 +364,6 @@ void kvi__redis_names_wait(struct kvi_redis_names *t, const char *host, int64_t 
         int64_t left = deadline_ms - now_ms();
         if (left <= 0)
             return;
-        const struct gaicb *list[1] = {&e->cb};
-        struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (long)(left % 1000) * 1000000};
-        if (gai_suspend(list, 1, &ts) == EAI_AGAIN)
-            return;
-        if (gai_error(&e->cb) != EAI_INPROGRESS)
-            return;
+        nap_ms(left < 1 ? left : 1);
     }
 }

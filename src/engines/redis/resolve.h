@@ -4,7 +4,7 @@
  * name of the URL is resolved with the system resolver when the URL is
  * defined (redis.c's open, kvi__redis_names_resolve_now); a name learned
  * later (a master named by the sentinels, a cluster node announced by name)
- * is looked up in the background (getaddrinfo_a) the first time a
+ * is looked up in the background (a thread of its own) the first time a
  * connection to it is wanted: a blocking connect waits for it within its
  * deadline (kvi__redis_names_wait), a non-blocking one fails at once
  * ("being resolved") until the addresses are in, so no step waits for the
@@ -15,7 +15,8 @@
  *
  * Connection layer: knows nothing of the engine.  Thread-safe without
  * locks (an append-only list; each name's state moves by compare-and-swap),
- * so also usable in a child after fork(), which starts its own lookups.
+ * so also usable in a child after fork(), which starts its own lookups (no
+ * getaddrinfo_a: its helper threads and lock are not fork-safe).
  */
 #ifndef KVI_REDIS_RESOLVE_H
 #define KVI_REDIS_RESOLVE_H

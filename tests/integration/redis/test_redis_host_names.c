@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -218,6 +220,40 @@ static void test_a_master_named_by_name_by_the_sentinels_is_reached(void **state
     kvi_tsn_free(ts);
 }
 
+/* The same set-up, and a fork right after the URL is defined (the parent's
+ * lookup of the master's name may still be under way): the child looks
+ * the name up itself and reaches the master, and so does the parent. */
+static void test_a_child_after_fork_reaches_a_master_named_by_name(void **state)
+{
+    (void)state;
+    kvi_tsn_spec spec = {.replicas = 0, .sentinels = 1, .quorum = 1, .monitor_host = "localhost"};
+    kvi_tsn_setup *ts = kvi_test_sentinels_case(&spec);
+    char url[256];
+    kvi_tsn_url(ts, "redis", url, sizeof url);
+    kvi *k = kvi_test_context1(url);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(30);
+        kvi_status st = kvi_store(k, "redis", "fc", 2, "child", 5, 0);
+        if (st != KVI_OK)
+            printf("# child: %s: %s\n", kvi_status_name(st), kvi_errmsg(k));
+        fflush(stdout);
+        _exit(st == KVI_OK ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    kvi_value v = KVI_VALUE_INIT;
+    assert_int_equal(kvi_fetch(k, "redis", "fc", 2, &v), KVI_OK);
+    assert_memory_equal(v.data, "child", 5);
+    kvi_value_free(&v);
+    kvi_free(k);
+    kvi_tsn_free(ts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_localhost_is_resolved_once),
         cmocka_unit_test(test_a_name_that_does_not_resolve_is_a_connect_error_naming_it),
         cmocka_unit_test(test_a_master_named_by_name_by_the_sentinels_is_reached),
+        cmocka_unit_test(test_a_child_after_fork_reaches_a_master_named_by_name),
     };
     /* KVI_TEST_FILTER=test_localhost* runs only those cases. */
     if (getenv("KVI_TEST_FILTER") != NULL)
