@@ -27,7 +27,9 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,6 +45,7 @@
 #include "deep.h"
 #include "nearcache.h"
 #include "raw.h"
+#include "sentinel.h"
 #include "slotmap.h"
 #include "state.h"
 
@@ -672,7 +675,12 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
  * through the blocking slot (start says -1): connections whose mode is not
  * known yet, wait_replicas, raw queries, a cluster whose slot map lacks a
  * key's slot, Sentinel before the master is named. */
-enum { RA_CONNECT, RA_WRITE, RA_FLUSH, RA_READ };
+enum { RA_CONNECT, RA_ROLE, RA_ROLE_READ, RA_WRITE, RA_FLUSH, RA_READ };
+
+/* Sentinel: times one run asks the sentinels again after the master failed
+ * it (unreachable before anything was written, not a master by ROLE, a
+ * write answered READONLY). */
+enum { MAX_REASKS = 3 };
 
 /* Redirections one op follows before it fails (as the single path's
  * attempts). */
@@ -709,6 +717,9 @@ struct redis_async {
      * (any depth), dr, instead of hiredis's. */
     int deep;
     struct kvi_redis_deep *dr;
+    /* Sentinel: a new connection to the master asks ROLE before anything
+     * of the batch is written (role_sent: the request is out). */
+    int role, role_sent;
 };
 
 /* An op to send again where a redirection sent it. */
@@ -765,6 +776,16 @@ struct redis_arun {
     size_t nagain;
     struct view *views; /* one per op, in the order of ops */
     redisReply **held;  /* with wait_replicas: one per op, in the order of ops */
+    /* Sentinel: the master's name (NULL otherwise).  A question goes to the
+     * sentinels in turn from sn_first (sn_tried asked so far, sn_down of
+     * them unreachable; sn_st/sn_msg the most telling failure).  reask:
+     * the ops in next wait for the sentinels to be asked again (reasks
+     * times so far); lookup_next: the question under way is for them. */
+    const char *sname;
+    size_t sn_first, sn_tried, sn_down;
+    kvi_status sn_st;
+    char sn_msg[400];
+    int reask, reasks, lookup_next;
 };
 
 /* Releases ra's connection (kept for reuse or closed) and breaker. */
@@ -874,6 +895,20 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
                     kvi_batch_op *const *ops, const unsigned char *ask, const unsigned char *hops,
                     size_t n, kvi_wait *w);
 
+/* Sentinel: ops[i] of ra did not run on the master (unreached, or
+ * READONLY): it goes to the master the sentinels name when asked again
+ * (the one that failed is forgotten). */
+static void ra_again_after_lookup(struct redis_async *ra, size_t i)
+{
+    struct redis_arun *ar = ra->run;
+    kvi__redis_sentinel_forget(ar->st, ra->node);
+    ar->next[ar->nnext].op = ra->ops[i];
+    ar->next[ar->nnext].node = NULL; /* set after the answer */
+    ar->next[ar->nnext].ask = 0;
+    ar->next[ar->nnext++].hops = ra->hops[i];
+    ar->reask = 1;
+}
+
 /* Nothing of ra reached its host (status s, message msg; ra closed): in a
  * failover list the next host is tried, on its own non-blocking
  * connection -- one its breaker marks down is passed at once; else, or
@@ -887,6 +922,16 @@ static int ra_unreached(kvi_conn *c, struct redis_async *ra, kvi_status s, const
         ar->fo_tried++;
         struct kvi_redis_node *n = ar->st->seeds[(ar->fo_first + ar->fo_tried) % ar->st->nseeds];
         return ra_begin(c, ra, n, ra->ops, ra->ask, ra->hops, ra->n, w);
+    }
+    if (ar->sname != NULL && ra->got == 0 && ar->reasks < MAX_REASKS && s != KVI_E_AUTH &&
+        s != KVI_E_NOMEM && s != KVI_E_INVALID) {
+        /* The master the sentinels named failed before anything was
+         * written: they are asked again, the ops go to the one they name. */
+        kvi_engine_log(c, KVI_LOG_INFO, "master %s: %s; asking the sentinels again",
+                       ra->node->addr.name, msg);
+        for (size_t i = 0; i < ra->n; i++)
+            ra_again_after_lookup(ra, i);
+        return 1;
     }
     for (size_t i = ra->got; i < ra->n; i++)
         end_unsent(c, ra->ops[i], s, msg);
@@ -912,6 +957,8 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         int t = kvi__redis_link_take(c, ra->node, &ra->link, 1);
         if (t >= 0) {
             ra->reused = t == 1;
+            ra->role = ra->run->sname != NULL && t == 0;
+            ra->role_sent = 0;
             ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
             return ra_step(c, ra, w);
         }
@@ -999,8 +1046,58 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 return ra_fail(c, ra, w);
             if (r == 0)
                 return ra_wait(ra, w);
-            ra->phase = RA_WRITE;
+            ra->phase = ra->role ? RA_ROLE : RA_WRITE;
             break;
+        }
+        case RA_ROLE: {
+            /* A new connection to the master the sentinels named: is it
+             * still one (a demoted master must not get the batch)? */
+            static const char *const role[1] = {"ROLE"};
+            static const size_t role_len[1] = {4};
+            if (!ra->role_sent) {
+                if (kvi__redis_conn_append(conn, 1, (const char **)role, role_len) != 0)
+                    return ra_fail(c, ra, w);
+                ra->role_sent = 1;
+            }
+            int r = kvi__redis_conn_flush(conn);
+            if (r < 0)
+                return ra_fail(c, ra, w);
+            if (r == 0)
+                return ra_wait(ra, w);
+            ra->phase = RA_ROLE_READ;
+            break;
+        }
+        case RA_ROLE_READ: {
+            redisReply *r = NULL;
+            int x = kvi__redis_conn_read(conn, 0, &r);
+            if (x < 0)
+                return ra_fail(c, ra, w);
+            if (x == 0)
+                return ra_wait(ra, w);
+            int master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                         r->element[0]->type == REDIS_REPLY_STRING &&
+                         strcmp(r->element[0]->str, "master") == 0;
+            if (master) {
+                freeReplyObject(r);
+                ra->phase = RA_WRITE;
+                break;
+            }
+            char msg[400];
+            if (r->type == REDIS_REPLY_ERROR)
+                snprintf(msg, sizeof msg, "ROLE on %s (named master by the sentinels): %.200s",
+                         ra->node->addr.name, r->str);
+            else
+                snprintf(msg, sizeof msg,
+                         "the sentinels name %s as master of \"%s\", but it says it is a %.32s "
+                         "(failover under way?)",
+                         ra->node->addr.name, ra->run->sname,
+                         r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                                 r->element[0]->type == REDIS_REPLY_STRING
+                             ? r->element[0]->str
+                             : "?");
+            freeReplyObject(r);
+            ra_close(c, ra, 0, KVI_OK); /* it answered: not a breaker failure */
+            return ra_unreached(c, ra, KVI_E_BACKEND, msg, w);
         }
         case RA_WRITE:
             for (size_t i = 0; i < ra->n; i++) {
@@ -1100,6 +1197,13 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                            (kvi__redis_is_error_kind(r, "MOVED") ||
                             kvi__redis_is_error_kind(r, "ASK"))) {
                     ra_redirect(c, ra, i, r);
+                } else if (ra->run->sname != NULL && ra->run->reasks < MAX_REASKS &&
+                           r->type == REDIS_REPLY_ERROR &&
+                           kvi__redis_is_error_kind(r, "READONLY")) {
+                    /* A demoted master: it did not run; to the master the
+                     * sentinels name when asked again. */
+                    freeReplyObject(r);
+                    ra_again_after_lookup(ra, i);
                 } else if (not_run_here(r)) {
                     /* Did not run there: sent again at the end. */
                     freeReplyObject(r);
@@ -1166,6 +1270,7 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     ra->checked = !ra->resendable;
     int t = kvi__redis_link_take(c, node, &ra->link, ra->checked);
     ra->reused = t == 1;
+    ra->role = run->sname != NULL && t == 0;
     if (t < 0) {
         copy_msg(c, msg, sizeof msg);
         ra_close(c, ra, 0, KVI_E_CONNECT);
@@ -1220,7 +1325,9 @@ static void map_close(kvi_conn *c, struct redis_arun *ar, int keep_link, kvi_sta
  * connection: 0 started, -1 not (nothing to close). */
 static int map_begin(kvi_conn *c, struct redis_arun *ar)
 {
-    ar->mnode = ar->st->seeds[atomic_load(&ar->st->current) % ar->st->nseeds];
+    ar->mnode = ar->sentinel != NULL
+                    ? ar->st->seeds[(ar->sn_first + ar->sn_tried) % ar->st->nseeds]
+                    : ar->st->seeds[atomic_load(&ar->st->current) % ar->st->nseeds];
     if (kvi_breaker_enter(c, ar->mnode->breaker, ar->mnode->addr.name, &ar->mprobe) != KVI_OK)
         return -1;
     int t = kvi__redis_link_take(c, ar->mnode, &ar->mlink, 1);
@@ -1233,28 +1340,89 @@ static int map_begin(kvi_conn *c, struct redis_arun *ar)
     return 0;
 }
 
-/* r is a sentinel's answer to SENTINEL get-master-addr-by-name: its
- * [host, port] becomes the master (unless one was named meanwhile).
- * Anything else leaves none named: the blocking path then asks, with its
- * checks and messages.  The listener of +switch-master starts with the
- * first blocking lookup (sentinel.c). */
-static void sentinel_answer(kvi_conn *c, struct redis_arun *ar, const redisReply *r)
+/* Sentinel: the question to one sentinel failed with st (message fmt):
+ * remembered unless a connection failure came after a more telling one. */
+static void sentinel_failed(struct redis_arun *ar, kvi_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sentinel_failed(struct redis_arun *ar, kvi_status st, const char *fmt, ...)
 {
+    int conn = st == KVI_E_CONNECT || st == KVI_E_TIMEOUT || st == KVI_E_IO;
+    if (conn)
+        ar->sn_down++;
+    if (conn && ar->sn_st != KVI_OK && ar->sn_st != KVI_E_CONNECT)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ar->sn_msg, sizeof ar->sn_msg, fmt, ap);
+    va_end(ap);
+    ar->sn_st = conn ? KVI_E_CONNECT : st;
+}
+
+/* r is a sentinel's answer to SENTINEL get-master-addr-by-name: its
+ * [host, port] becomes the master (unless one was named meanwhile), and
+ * that sentinel is asked first next time: 0.  Anything else: -1 with the
+ * failure remembered (the next sentinel is asked).  The listener of
+ * +switch-master starts with the first blocking lookup (sentinel.c). */
+static int sentinel_answer(kvi_conn *c, struct redis_arun *ar, const redisReply *r)
+{
+    const char *sn = ar->mnode->addr.name;
+    if (r->type == REDIS_REPLY_NIL) {
+        sentinel_failed(ar, KVI_E_BACKEND,
+                        "sentinel %s does not know a master named \"%s\" (check the sentinel "
+                        "option)",
+                        sn, ar->sentinel);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        sentinel_failed(ar, kvi__redis_is_auth_error(r) ? KVI_E_AUTH : KVI_E_BACKEND,
+                        "sentinel %s: %.200s (sentinel_user, sentinel_password?)", sn, r->str);
+        return -1;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
-        r->element[0]->len == 0 || r->element[0]->len >= 256)
-        return;
+        r->element[0]->len == 0 || r->element[0]->len >= 256) {
+        sentinel_failed(ar, KVI_E_PROTOCOL,
+                        "sentinel %s: unexpected reply to SENTINEL get-master-addr-by-name", sn);
+        return -1;
+    }
     char host[256], *end;
     memcpy(host, r->element[0]->str, r->element[0]->len);
     host[r->element[0]->len] = '\0';
     long port = strtol(r->element[1]->str, &end, 10);
-    if (*end != '\0' || port <= 0 || port > 65535)
-        return;
+    if (*end != '\0' || port <= 0 || port > 65535) {
+        sentinel_failed(ar, KVI_E_PROTOCOL, "sentinel %s: bad master port", sn);
+        return -1;
+    }
     struct kvi_redis_node *m = kvi__redis_node_get(c, ar->st, host, (uint16_t)port);
+    if (m == NULL) {
+        sentinel_failed(ar, KVI_E_NOMEM, "out of memory");
+        return -1;
+    }
+    atomic_store(&ar->st->current, (ar->sn_first + ar->sn_tried) % ar->st->nseeds);
     struct kvi_redis_node *none = NULL;
-    if (m != NULL && atomic_compare_exchange_strong(&ar->st->master, &none, m))
-        kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s",
-                       ar->mnode->addr.name, ar->sentinel, m->addr.name);
+    if (atomic_compare_exchange_strong(&ar->st->master, &none, m))
+        kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s", sn, ar->sentinel,
+                       m->addr.name);
+    return 0;
+}
+
+static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+
+/* Sentinel: the question to the sentinel sn_tried failed; the next one is
+ * asked, on its own non-blocking connection (one whose breaker is open is
+ * passed): 0 waiting, 1 when none is left (no master named). */
+static int sentinel_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    while (++ar->sn_tried < ar->st->nseeds && ar->sn_st != KVI_E_AUTH &&
+           ar->sn_st != KVI_E_NOMEM) {
+        if (map_begin(c, ar) == 0)
+            return map_step(c, ar, w);
+        char msg[400];
+        copy_msg(c, msg, sizeof msg);
+        sentinel_failed(ar, KVI_E_CONNECT, "%s", msg);
+    }
+    return 1;
 }
 
 /* Advances the map read: 0 waiting (*w), 1 ended (the map installed, or
@@ -1297,10 +1465,10 @@ static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             if (r == 0)
                 goto wait;
             if (ar->sentinel != NULL) {
-                sentinel_answer(c, ar, reply);
+                int ok = sentinel_answer(c, ar, reply) == 0;
                 freeReplyObject(reply);
                 map_close(c, ar, 1, KVI_OK);
-                return 1;
+                return ok ? 1 : sentinel_next(c, ar, w);
             }
             struct kvi_redis_range *ranges = NULL;
             size_t count = 0;
@@ -1321,9 +1489,14 @@ wait:
     w->fd = conn->sock.fd;
     w->events = conn->sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
     return 0;
-fail:
-    map_close(c, ar, 0, conn->st != KVI_OK ? conn->st : KVI_E_IO);
-    return 1;
+fail: {
+    kvi_status st = conn->st != KVI_OK ? conn->st : KVI_E_IO;
+    if (ar->sentinel != NULL)
+        sentinel_failed(ar, st, "sentinel %s: %s", ar->mnode->addr.name,
+                        conn->err[0] ? conn->err : kvi_strerror(st));
+    map_close(c, ar, 0, st);
+    return ar->sentinel != NULL ? sentinel_next(c, ar, w) : 1;
+}
 }
 
 /* Groups ar->orig per node (cluster: the master of each key's slot;
@@ -1383,6 +1556,8 @@ static void arun_next_round(struct redis_arun *ar)
     }
     ar->nnext = 0;
 }
+
+static int arun_lookup(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
 
 /* ---- every pipeline of a round in flight at once ---- */
 
@@ -1497,6 +1672,20 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             continue;
         if (ar->nnext == 0)
             break;
+        if (ar->reask) {
+            /* Sentinel: the master failed before running some ops (and
+             * was forgotten).  Another thread or the +switch-master
+             * listener may have named the new one meanwhile. */
+            ar->reask = 0;
+            ar->reasks++;
+            struct kvi_redis_node *m = atomic_load(&ar->st->master);
+            if (m == NULL) {
+                ar->lookup_next = 1;
+                return arun_lookup(c, ar, w);
+            }
+            for (size_t i = 0; i < ar->nnext; i++)
+                ar->next[i].node = m;
+        }
         arun_next_round(ar);
     }
     for (size_t i = 0; i < ar->nagain; i++)
@@ -1505,17 +1694,77 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     return 1;
 }
 
-/* The map read ended: group and run the ops -- or, when a key's slot
- * still has no master (the read failed), run the batch on the blocking
- * path here. */
+/* Sentinel: every sentinel was asked and none named a master: the
+ * status, with the detail message set. */
+static kvi_status sentinel_none(kvi_conn *c, struct redis_arun *ar)
+{
+    if (ar->sn_st == KVI_OK || ar->sn_down >= ar->st->nseeds)
+        return kvi_engine_error(c, KVI_E_CONNECT,
+                                "no sentinel answered for master \"%s\" (%zu asked without "
+                                "blocking; %s)",
+                                ar->sname, ar->st->nseeds, ar->sn_msg);
+    return kvi_engine_error(c, ar->sn_st, "%s", ar->sn_msg);
+}
+
+/* The map read (or the question to the sentinels) ended: group and run
+ * the ops -- or, when a key's slot still has no master (the read failed),
+ * run the batch on the blocking path here; with Sentinel and no master
+ * named, the ops fail, nothing sent.  When the question was asked again
+ * for the ops that did not run (lookup_next), they go to the new master. */
 static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
-    if (arun_group(ar, ar->sentinel != NULL ? atomic_load(&ar->st->master) : NULL) != 0) {
-        kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
+    struct kvi_redis_node *m = ar->sname != NULL ? atomic_load(&ar->st->master) : NULL;
+    if (ar->lookup_next) {
+        ar->lookup_next = 0;
+        if (m == NULL) {
+            kvi_status s = sentinel_none(c, ar);
+            char msg[400];
+            copy_msg(c, msg, sizeof msg);
+            for (size_t i = 0; i < ar->nnext; i++)
+                end_unsent(c, ar->next[i].op, s, msg);
+            ar->nnext = 0;
+        }
+        for (size_t i = 0; i < ar->nnext; i++)
+            ar->next[i].node = m;
+        return arun_next(c, ar, w);
+    }
+    if (arun_group(ar, m) != 0) {
+        if (ar->sname != NULL) {
+            kvi_status s = sentinel_none(c, ar);
+            char msg[400];
+            copy_msg(c, msg, sizeof msg);
+            for (size_t i = 0; i < ar->norig; i++)
+                end_unsent(c, ar->orig[i], s, msg);
+        } else {
+            kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
+        }
         arun_free(c, ar);
         return 1;
     }
     return arun_next(c, ar, w);
+}
+
+/* Reads the slot map, or with Sentinel asks the sentinels in turn for the
+ * master (ar->sentinel set), then goes on with arun_after_map. */
+static int arun_lookup(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    int r = 1;
+    ar->sentinel = ar->sname;
+    ar->sn_first = atomic_load(&ar->st->current);
+    ar->sn_tried = ar->sn_down = 0;
+    ar->sn_st = KVI_OK;
+    snprintf(ar->sn_msg, sizeof ar->sn_msg, "none answered");
+    if (map_begin(c, ar) == 0) {
+        r = map_step(c, ar, w);
+    } else if (ar->sentinel != NULL) {
+        char msg[400];
+        copy_msg(c, msg, sizeof msg);
+        sentinel_failed(ar, KVI_E_CONNECT, "%s", msg);
+        r = sentinel_next(c, ar, w);
+    }
+    if (r == 0)
+        return 0;
+    return arun_after_map(c, ar, w);
 }
 
 static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms,
@@ -1607,21 +1856,19 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
                                                           : st->seeds[cur];
     ar->failover = mode != KVI_REDIS_MODE_CLUSTER && rp->cfg.sentinel == NULL && st->nseeds > 1;
     ar->fo_first = cur;
+    ar->sname = rp->cfg.sentinel;
     if (arun_group(ar, one) != 0) {
-        /* No master named yet (Sentinel: the blocking path asks), or a
-         * key's slot without a master in the map (a new process's empty
-         * map): read the map first, without blocking. */
-        ar->sentinel = rp->cfg.sentinel;
-        if ((!ar->cluster && ar->sentinel == NULL) || map_begin(c, ar) != 0) {
+        /* No master named yet (Sentinel: the sentinels are asked in
+         * turn), or a key's slot without a master in the map (a new
+         * process's empty map): read the map first, without blocking. */
+        if (!ar->cluster && ar->sname == NULL) {
             /* (Not -1: some raw queries may have ended above.) */
             kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
             arun_free(c, ar);
             return 1;
         }
         *state = ar;
-        if (map_step(c, ar, w) == 0)
-            return 0;
-        return arun_after_map(c, ar, w);
+        return arun_lookup(c, ar, w);
     }
     *state = ar;
     return arun_next(c, ar, w);
@@ -1666,12 +1913,15 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
                              ? "the batch's deadline passed before this operation was sent"
                              : "the batch was canceled before this operation was sent";
     if (ar->map != MAP_NONE) {
-        /* Nothing of the batch was sent yet. */
         map_close(c, ar, 0, KVI_OK);
-        for (size_t i = 0; i < ar->norig; i++)
-            end_unsent(c, ar->orig[i], st, unsent);
-        arun_free(c, ar);
-        return;
+        if (!ar->lookup_next) {
+            /* Nothing of the batch was sent yet. */
+            for (size_t i = 0; i < ar->norig; i++)
+                end_unsent(c, ar->orig[i], st, unsent);
+            arun_free(c, ar);
+            return;
+        }
+        /* Asking again for the ops in next (which did not run). */
     }
     for (size_t g = 0; g < ar->gi; g++) {
         if (!ar->waiting[g])
