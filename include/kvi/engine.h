@@ -152,7 +152,9 @@ KVI_EXPORT kvi_status kvi_batch_op_single(kvi_conn *c, kvi_batch_op *op);
 /* ABI 3, optional: running a batch's ops without blocking (the async
  * member of struct kvi_engine).  start gets the ops as the batch slot
  * does; it returns 1 when every op has ended, 0 when it waits (filling
- * *w: fd, events; the core sets the deadline) with its progress in
+ * *w: fd, events, and deadline_ms 0 or an earlier time of its own, when
+ * resume must be called even if nothing is ready -- a step's own time
+ * limit; the core keeps the earlier of that and the batch's) with its progress in
  * *state, or -1 when it cannot run these ops without blocking (nothing
  * done: the core then runs them through the batch slot).  resume
  * continues after the wait: 1 ended, 0 waits again.  cancel ends every op

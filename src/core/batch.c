@@ -710,6 +710,15 @@ static int async_finish(kvi_batch *b)
     return 1;
 }
 
+/* The wait's deadline: the batch's, or the engine's own earlier one (a
+ * step with its own time limit, e.g. a server that must answer within its
+ * timeout before the next is tried), which resume then handles. */
+static void wait_deadline(const kvi_batch *b, kvi_wait *w)
+{
+    if (w->deadline_ms == 0 || (b->deadline_ms != 0 && b->deadline_ms < w->deadline_ms))
+        w->deadline_ms = b->deadline_ms;
+}
+
 /* Runs groups from b->gi on until one waits (0, *w filled) or all are done
  * (1). */
 static int async_advance(kvi_batch *b, kvi_wait *w)
@@ -724,9 +733,10 @@ static int async_advance(kvi_batch *b, kvi_wait *w)
             kvi__clear_error();
             w->fd = -1;
             w->events = 0;
+            w->deadline_ms = 0;
             int r = as->start(g->c, ops, n, b->deadline_ms, &b->estate, w);
             if (r == 0) {
-                w->deadline_ms = b->deadline_ms;
+                wait_deadline(b, w);
                 return 0;
             }
             b->estate = NULL;
@@ -783,9 +793,10 @@ int kvi_batch_resume(kvi_batch *b, kvi_wait *w)
         if (deadline_passed(b->deadline_ms)) {
             async_stop_group(b, KVI_E_TIMEOUT);
         } else {
+            w->deadline_ms = 0;
             int r = async_of(g->c)->resume(g->c, b->estate, w);
             if (r == 0) {
-                w->deadline_ms = b->deadline_ms;
+                wait_deadline(b, w);
                 return 0;
             }
             b->estate = NULL;

@@ -785,6 +785,7 @@ struct redis_arun {
     size_t sn_first, sn_tried, sn_down;
     kvi_status sn_st;
     char sn_msg[400];
+    int64_t sn_deadline; /* the sentinel asked must answer by then */
     int reask, reasks, lookup_next;
 };
 
@@ -1337,6 +1338,12 @@ static int map_begin(kvi_conn *c, struct redis_arun *ar)
         return -1;
     }
     ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
+    /* A sentinel answers within its connect_timeout plus timeout (as the
+     * blocking question), else the next one is asked. */
+    const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
+    ar->sn_deadline = ar->sentinel != NULL ? kvi_monotonic_ms() + nc->connect_timeout_ms +
+                                                 nc->timeout_ms
+                                           : 0;
     return 0;
 }
 
@@ -1486,8 +1493,17 @@ static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
         }
     }
 wait:
+    if (ar->sn_deadline != 0 && kvi_monotonic_ms() >= ar->sn_deadline) {
+        const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
+        sentinel_failed(ar, KVI_E_TIMEOUT, "sentinel %s: no answer within %u ms",
+                        ar->mnode->addr.name,
+                        (unsigned)(nc->connect_timeout_ms + nc->timeout_ms));
+        map_close(c, ar, 0, KVI_E_TIMEOUT);
+        return sentinel_next(c, ar, w);
+    }
     w->fd = conn->sock.fd;
     w->events = conn->sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    w->deadline_ms = ar->sn_deadline;
     return 0;
 fail: {
     kvi_status st = conn->st != KVI_OK ? conn->st : KVI_E_IO;
@@ -1774,6 +1790,13 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     struct kvi_redis_state *st = NULL;
     /* The core stops us at the deadline; kept for the blocking fallback. */
     int mode = atomic_load(&rp->mode);
+    if (mode == KVI_REDIS_MODE_UNKNOWN &&
+        (rp->cfg.cluster == KVI_REDIS_CLUSTER_NO || rp->cfg.socket != NULL ||
+         rp->cfg.sentinel != NULL)) {
+        /* Known without asking a server (as dispatch.c's ensure_mode). */
+        mode = KVI_REDIS_MODE_STANDALONE;
+        atomic_store(&rp->mode, mode);
+    }
     if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
         (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0))
         return -1;

@@ -352,11 +352,255 @@ static void test_raw_queries_run_without_blocking(void **state)
     kvi_ts_free(s);
 }
 
+/* ---- Sentinel ----------------------------------------------------------- */
+
+static kvi_tsn_setup *g_sn;
+
+static int sn_setup(void)
+{
+    if (g_sn != NULL)
+        return 0;
+    kvi_tsn_spec spec = {.replicas = 1, .sentinels = 2, .quorum = 1};
+    kvi_ts_result tr = kvi_tsn_start(&spec, &g_sn);
+    if (tr == KVI_TS_MISSING)
+        return -1;
+    if (tr != KVI_TS_OK)
+        fail_msg("sentinel: %s", kvi_ts_errmsg());
+    return 0;
+}
+
+/* A context through the sentinels, in this process (the child of a fork()
+ * starts with no master named and no +switch-master listener). */
+static kvi *sn_context(void)
+{
+    char url[600], full[700];
+    kvi_tsn_url(g_sn, "redis", url, sizeof url);
+    snprintf(full, sizeof full, "%s&connect_timeout=300&timeout=300&lazy=1", url);
+    kvi *k = NULL;
+    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, full) != KVI_OK)
+        return NULL;
+    return k;
+}
+
+/* Runs child() in a fork()ed process and checks its exit status (0). */
+static void in_child(int (*child)(void), const char *what)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child());
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    for (size_t i = 0; i < kvi_tsn_nsentinels(g_sn); i++)
+        kill(kvi_ts_pid(kvi_tsn_sentinel(g_sn, i)), SIGCONT);
+    for (size_t i = 0; i < kvi_tsn_ndata(g_sn); i++)
+        kill(kvi_ts_pid(kvi_tsn_data(g_sn, i)), SIGCONT);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("%s: child exit status %d", what, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+#define CHILD_CHECK(cond, code)                                                           \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            printf("# child check failed: %s\n", #cond);                                  \
+            fflush(stdout);                                                               \
+            return code;                                                                  \
+        }                                                                                 \
+    } while (0)
+
+/* Drives b in the child: like drive() without cmocka asserts. */
+static struct run child_drive(kvi_batch *b, pid_t stopped, unsigned port)
+{
+    struct run out = {0};
+    kvi_wait w;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    out.start = r;
+    out.start_ms = mono_ms() - t0;
+    while (r == 0) {
+        if (port != 0 && peer_port(w.fd) == port) {
+            out.waited_on = 1;
+            if (stopped > 0) {
+                kill(stopped, SIGCONT);
+                stopped = 0;
+            }
+        }
+        struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
+                                         (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
+                           0};
+        int64_t left = w.deadline_ms != 0 ? w.deadline_ms - mono_ms() : 1000;
+        poll(&p, w.fd >= 0 ? 1 : 0, left > 0 ? (int)left : 0);
+        r = kvi_batch_resume(b, &w);
+    }
+    if (stopped > 0)
+        kill(stopped, SIGCONT);
+    out.total_ms = mono_ms() - t0;
+    return out;
+}
+
+static void child_print(kvi_batch *b, const char *what)
+{
+    for (size_t i = 0; i < kvi_batch_count(b); i++)
+        printf("#   %s op %zu: %s %s\n", what, i, kvi_status_name(kvi_batch_status(b, i)),
+               kvi_batch_errmsg(b, i));
+    fflush(stdout);
+}
+
+/* The first sentinel stopped: its question times out (connect_timeout +
+ * timeout, 600 ms) and the second is asked, all without blocking: start
+ * pending at once, the batch comes to wait on the second sentinel. */
+static int child_second_sentinel(void)
+{
+    kvi *k = sn_context();
+    CHILD_CHECK(k != NULL, 10);
+    kvi_ts_server *s0 = kvi_tsn_sentinel(g_sn, 0), *s1 = kvi_tsn_sentinel(g_sn, 1);
+    kill(kvi_ts_pid(s0), SIGSTOP);
+    kill(kvi_ts_pid(s1), SIGSTOP);
+    kvi_batch *b = NULL;
+    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 11);
+    kvi_batch_store(b, "redis", "s2", 2, "v", 1, 0);
+    kvi_batch_add(b, "redis", "s2n", 3, 4, 0);
+    kvi_batch_fetch(b, "redis", "s2", 2);
+    struct run r = child_drive(b, kvi_ts_pid(s1), kvi_ts_port(s1));
+    kill(kvi_ts_pid(s0), SIGCONT);
+    printf("# first sentinel stopped: start %d in %lld ms, waited on the second %d, done in "
+           "%lld ms\n",
+           r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
+    child_print(b, "second sentinel");
+    CHILD_CHECK(r.start == 0 && r.start_ms < 200, 12);
+    CHILD_CHECK(r.waited_on, 13);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 14);
+    CHILD_CHECK(kvi_batch_integer(b, 1) == 4, 15);
+    CHILD_CHECK(kvi_batch_value(b, 2, NULL) != NULL &&
+                    strcmp(kvi_batch_value(b, 2, NULL), "v") == 0,
+                16);
+    kvi_batch_free(b);
+    kvi_free(k);
+    return 0;
+}
+
+static kvi_ts_server *g_other; /* a standalone server the master is demoted under */
+
+/* The master the sentinels name demoted behind their back (REPLICAOF, with
+ * replica-read-only off, so a write would be taken): a new connection asks
+ * ROLE before anything is written, so the store is never written there. */
+static int child_demoted_master(void)
+{
+    kvi *k = sn_context();
+    CHILD_CHECK(k != NULL, 20);
+    kvi_batch *b = NULL;
+    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 21);
+    kvi_batch_store(b, "redis", "demoted", 7, "x", 1, 0);
+    struct run r = child_drive(b, 0, 0);
+    printf("# demoted master: start %d in %lld ms, done in %lld ms\n", r.start,
+           (long long)r.start_ms, (long long)r.total_ms);
+    child_print(b, "demoted");
+    CHILD_CHECK(r.start == 0, 22);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_E_BACKEND, 23);
+    CHILD_CHECK(strstr(kvi_batch_errmsg(b, 0), "says it is a slave") != NULL, 24);
+    kvi_batch_free(b);
+    kvi_free(k);
+    return 0;
+}
+
+/* Waits (10 s at most) until 127.0.0.1:port answers cmd with want. */
+static int wait_until(unsigned port, const char *cmd, const char *want)
+{
+    for (int i = 0; i < 200; i++) {
+        if (query_has(port, cmd, want))
+            return 1;
+        usleep(50000);
+    }
+    return 0;
+}
+
+/* A failover between two non-blocking batches, in a process without the
+ * +switch-master listener: the second batch's writes are answered READONLY
+ * by the demoted master (they did not run), the sentinels are asked again
+ * without blocking, and the writes reach the new master -- proven by
+ * waiting on its socket while it is stopped. */
+static int child_failover_between_batches(void)
+{
+    kvi *k = sn_context();
+    CHILD_CHECK(k != NULL, 30);
+    kvi_ts_server *m = kvi_tsn_data(g_sn, 0), *rep = kvi_tsn_data(g_sn, 1);
+    kvi_batch *b = NULL;
+    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 31);
+    kvi_batch_store(b, "redis", "fo", 2, "1", 1, 0);
+    kvi_batch_add(b, "redis", "fon", 3, 10, 0);
+    struct run r = child_drive(b, 0, 0);
+    child_print(b, "before the failover");
+    CHILD_CHECK(r.start == 0 && kvi_batch_status(b, 1) == KVI_OK, 32);
+    /* The replica must have the counter before it is promoted. */
+    CHILD_CHECK(wait_until(kvi_ts_port(rep), "GET fon", "10"), 33);
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(rep));
+    unsigned s0 = kvi_ts_port(kvi_tsn_sentinel(g_sn, 0));
+    int asked = 0;
+    for (int i = 0; i < 100 && !asked; i++) {
+        asked = query_has(s0, "SENTINEL FAILOVER mymaster", "OK");
+        if (!asked)
+            usleep(100000);
+    }
+    CHILD_CHECK(asked, 34);
+    CHILD_CHECK(wait_until(s0, "SENTINEL get-master-addr-by-name mymaster", port), 35);
+    CHILD_CHECK(wait_until(kvi_ts_port(m), "ROLE", "slave"), 36);
+    CHILD_CHECK(wait_until(kvi_ts_port(rep), "ROLE", "master"), 37);
+
+    kvi_batch_clear(b);
+    kvi_batch_store(b, "redis", "fo", 2, "2", 1, 0);
+    kvi_batch_add(b, "redis", "fon", 3, 5, 0);
+    kvi_batch_fetch(b, "redis", "fo", 2);
+    kill(kvi_ts_pid(rep), SIGSTOP);
+    r = child_drive(b, kvi_ts_pid(rep), kvi_ts_port(rep));
+    printf("# after the failover: start %d in %lld ms, waited on the new master %d, done in "
+           "%lld ms\n",
+           r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
+    child_print(b, "after the failover");
+    CHILD_CHECK(r.start == 0 && r.start_ms < 200, 38);
+    CHILD_CHECK(r.waited_on, 39);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 40);
+    CHILD_CHECK(kvi_batch_integer(b, 1) == 15, 41);
+    CHILD_CHECK(query_has(kvi_ts_port(rep), "GET fo", "2"), 42);
+    kvi_batch_free(b);
+    kvi_free(k);
+    return 0;
+}
+
+static void test_sentinel_without_blocking(void **state)
+{
+    (void)state;
+    if (sn_setup() != 0)
+        KVI_TEST_SKIP_CASE("%s", kvi_ts_errmsg());
+    in_child(child_second_sentinel, "the second sentinel asked");
+
+    /* Demote the master under another server, writes allowed there. */
+    unsigned mp = kvi_ts_port(kvi_tsn_data(g_sn, 0));
+    g_other = kvi_test_redis(NULL);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "REPLICAOF 127.0.0.1 %u", (unsigned)kvi_ts_port(g_other));
+    assert_true(query_has(mp, "CONFIG SET replica-read-only no", "OK"));
+    assert_true(query_has(mp, cmd, "OK"));
+    in_child(child_demoted_master, "a demoted master");
+    assert_true(query_has(mp, "REPLICAOF NO ONE", "OK"));
+    assert_true(query_has(mp, "CONFIG SET replica-read-only yes", "OK"));
+    /* Never written there (the other server has no such key either). */
+    assert_true(query_has(mp, "EXISTS demoted", ":0"));
+    kvi_ts_free(g_other);
+    g_other = NULL;
+
+    in_child(child_failover_between_batches, "a failover between two batches");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_replicas_batch_runs_without_blocking),
         cmocka_unit_test(test_raw_queries_run_without_blocking),
+        cmocka_unit_test(test_sentinel_without_blocking),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    kvi_tsn_free(g_sn);
+    return r;
 }
