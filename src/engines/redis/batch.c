@@ -720,6 +720,7 @@ struct redis_async {
     /* Sentinel: a new connection to the master asks ROLE before anything
      * of the batch is written (role_sent: the request is out). */
     int role, role_sent;
+    int readonly; /* a write was answered READONLY */
 };
 
 /* An op to send again where a redirection sent it. */
@@ -958,9 +959,9 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         int t = kvi__redis_link_take(c, ra->node, &ra->link, 1);
         if (t >= 0) {
             ra->reused = t == 1;
-            ra->role = ra->run->sname != NULL && t == 0;
+            ra->role = ra->run->sname != NULL && (t == 0 || ra->run->reasks > 0);
             ra->role_sent = 0;
-            ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
+            ra->phase = t == 1 ? (ra->role ? RA_ROLE : RA_WRITE) : RA_CONNECT;
             return ra_step(c, ra, w);
         }
         char msg[400];
@@ -1204,6 +1205,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                     /* A demoted master: it did not run; to the master the
                      * sentinels name when asked again. */
                     freeReplyObject(r);
+                    ra->readonly = 1;
                     ra_again_after_lookup(ra, i);
                 } else if (not_run_here(r)) {
                     /* Did not run there: sent again at the end. */
@@ -1229,7 +1231,8 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 freeReplyObject(r);
                 ra_end_waited(c, ra, acked);
             }
-            ra_close(c, ra, 1, KVI_OK);
+            /* A demoted master's connection (READONLY) is not kept. */
+            ra_close(c, ra, !ra->readonly, KVI_OK);
             return 1;
         }
     }
@@ -1271,13 +1274,15 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     ra->checked = !ra->resendable;
     int t = kvi__redis_link_take(c, node, &ra->link, ra->checked);
     ra->reused = t == 1;
-    ra->role = run->sname != NULL && t == 0;
+    /* ROLE on a new connection, and on any once the sentinels were asked
+     * again (a pooled one may lead to the master that failed us). */
+    ra->role = run->sname != NULL && (t == 0 || run->reasks > 0);
     if (t < 0) {
         copy_msg(c, msg, sizeof msg);
         ra_close(c, ra, 0, KVI_E_CONNECT);
         return ra_unreached(c, ra, KVI_E_CONNECT, msg, w);
     }
-    ra->phase = t == 1 ? RA_WRITE : RA_CONNECT;
+    ra->phase = t == 1 ? (ra->role ? RA_ROLE : RA_WRITE) : RA_CONNECT;
     return ra_step(c, ra, w);
 }
 
