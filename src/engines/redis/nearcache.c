@@ -391,7 +391,10 @@ static int ready(kvi_conn *c, struct kvi_redis_nc *nc, struct kvi_redis_node *no
     if (nc->link == NC_UP) {
         /* A pooled connection that tracked keys was closed: the server
          * sends nothing more for what it read, so nothing kept may be
-         * served (and no fetch under way kept). */
+         * served (and no fetch under way kept).  Idle ones the server
+         * closed (its `timeout`, CLIENT KILL) are found here, before the
+         * hit, not at their next borrow. */
+        kvi__redis_node_reap_tracked(c, node);
         uint64_t closed = kvi__redis_tracked_closed();
         if (closed != nc->tracked_closed) {
             nc->tracked_closed = closed;

@@ -121,6 +121,47 @@ static int link_alive(struct kvi_redis_link *l)
     return kvi__redis_conn_idle_ok(&l->conn);
 }
 
+/* See pool.h. */
+void kvi__redis_node_reap_tracked(kvi_conn *c, struct kvi_redis_node *n)
+{
+    enum { CHUNK = 64 };
+    struct kvi_redis_link *dead = NULL;
+    pthread_mutex_lock(&n->mu);
+    /* Under the mutex: the links polled cannot be borrowed meanwhile. */
+    struct kvi_redis_link **at = &n->idle;
+    while (*at != NULL) {
+        struct pollfd p[CHUNK];
+        struct kvi_redis_link **where[CHUNK];
+        nfds_t np = 0;
+        for (; *at != NULL && np < CHUNK; at = &(*at)->next)
+            if ((*at)->nc_epoch != 0) {
+                p[np] = (struct pollfd){.fd = (*at)->conn.sock.fd, .events = POLLIN};
+                where[np++] = at;
+            }
+        if (np == 0 || poll(p, np, 0) <= 0)
+            continue;
+        /* Unlinked from the last one back, so that the earlier places stay
+         * right. */
+        for (nfds_t i = np; i-- > 0;) {
+            struct kvi_redis_link *l = *where[i];
+            if (p[i].revents == 0 || link_alive(l))
+                continue;
+            if (at == &l->next)
+                at = where[i];
+            *where[i] = l->next;
+            n->nidle--;
+            l->next = dead;
+            dead = l;
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    while (dead != NULL) {
+        struct kvi_redis_link *next = dead->next;
+        link_free(c, dead);
+        dead = next;
+    }
+}
+
 /* An idle connection of n, or NULL.  check 0 skips link_alive()'s poll
  * (a system call): for a caller that sends again, on a checked
  * connection, what a dead one failed (kvi__redis_pipeline_partial). */

@@ -42,6 +42,13 @@ struct kvi_redis_node {
  * drop its entries when this changes (nearcache.c). */
 uint64_t kvi__redis_tracked_closed(void);
 
+/* Closes the idle connections of n with near-cache tracking on that the
+ * server has closed (a server `timeout`, CLIENT KILL) or that hold bytes
+ * nobody asked for, so that kvi__redis_tracked_closed() moves at once
+ * rather than at their next borrow: one poll() over them all, no system
+ * call when there is none.  Thread-safe. */
+void kvi__redis_node_reap_tracked(kvi_conn *c, struct kvi_redis_node *n);
+
 /* A new node for host:port or (path != NULL) a unix socket, with a copy
  * of the settings cfg; NULL when out of memory. */
 struct kvi_redis_node *kvi__redis_node_new(kvi_conn *c, const struct kvi_redis_node_cfg *cfg,

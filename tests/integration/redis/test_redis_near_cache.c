@@ -660,6 +660,36 @@ static void test_a_closed_tracking_connection_serves_nothing_stale(void **state)
     kvi_free(k);
 }
 
+/* The server closes the idle pooled connection that read a cached key
+ * (CLIENT KILL; so would its `timeout`): it sends no invalidation for what
+ * that connection read, so after a change made later the entry is not
+ * served, not even once (the close is seen before the next hit). */
+static void test_a_tracking_connection_the_server_closes_serves_nothing_stale(void **state)
+{
+    struct fx *f = *state;
+    kvi *k = context(f->s, "?client_cache=10");
+    store(f->b, "nc:sk", "v1");
+    assert_reads(k, "nc:sk", "v1");
+    uint64_t h = hits(k);
+    assert_reads(k, "nc:sk", "v1");
+    assert_int_equal(hits(k), h + 1);
+    /* Every normal client but B's asking one: k's data connection (its
+     * subscription is a pub/sub client and stays). */
+    kvi_reply *r = NULL;
+    raw(f->b, "CLIENT KILL TYPE normal SKIPME yes", &r);
+    print_message("  CLIENT KILL: %lld connection(s) closed\n", (long long)kvi_reply_integer(r));
+    assert_true(kvi_reply_integer(r) >= 1);
+    kvi_reply_free(r);
+    store(f->b, "nc:sk", "v2");
+    assert_reads(k, "nc:sk", "v2");
+    /* And it caches again. */
+    assert_reads(k, "nc:sk", "v2");
+    h = hits(k);
+    assert_reads(k, "nc:sk", "v2");
+    assert_int_equal(hits(k), h + 1);
+    kvi_free(k);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -759,6 +789,7 @@ int main(void)
         T(test_a_sentinel_failover_is_followed),
         T(test_a_failed_fetch_is_not_logged_as_a_tracking_refusal),
         T(test_a_closed_tracking_connection_serves_nothing_stale),
+        T(test_a_tracking_connection_the_server_closes_serves_nothing_stale),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_stats_count_hits_and_near_hits),
