@@ -54,6 +54,7 @@ struct kvi_batch {
     kvi_conn *run_c;
     int run_mixed;
     size_t nfailed;  /* ops that ended in an error since the last run began */
+    int held;        /* some item may hold heap memory (a value, reply or message) */
     size_t ops_cap;  /* room in ops and groups */
     /* A run in progress (kvi_batch_start): its ops grouped per engine id,
      * the group being run, and the engine's state while it waits. */
@@ -101,8 +102,9 @@ void kvi_batch_clear(kvi_batch *b)
     if (b == NULL)
         return;
     kvi_batch_cancel(b);
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; b->held && i < b->n; i++)
         item_release(b->k, &b->items[i]);
+    b->held = 0;
     b->n = 0;
     b->nrun = 0;
     b->run_c = NULL;
@@ -238,6 +240,7 @@ static void end_rejected(kvi_batch *b, struct batch_item *it, kvi_status st)
     it->ended = 1;
     b->nfailed++;
     b->run_mixed = 1;
+    b->held = 1;
     const char *m = kvi_errmsg(b->k);
     it->msg = kvi__strdup(b->k, m[0] ? m : kvi_strerror(st));
 }
@@ -458,12 +461,15 @@ void kvi_batch_op_done(kvi_conn *c, kvi_batch_op *op, kvi_status st)
         /* The common outcomes of a fetch: nothing to fix up, no message. */
         if (st != KVI_OK)
             op->integer = 0;
+        else if (op->value.free_fn_ != NULL)
+            ITEM_OF(op)->b->held = 1; /* a heap value (not the batch's memory) */
         kvi__clear_error();
         op->status = st;
         op->done = 1;
         return;
     }
     struct batch_item *it = ITEM_OF(op);
+    it->b->held = 1; /* kvi_batch_clear looks at every item */
     if ((unsigned)st >= KVI_STATUS_COUNT)
         st = kvi_engine_error(c, KVI_E_INTERNAL, "batch: engine returned unknown status %d",
                               (int)st);
@@ -592,12 +598,15 @@ static void group_end(kvi_batch *b, const struct run_group *g, kvi_batch_op *con
 {
     size_t n = g->to - g->from, misses = 0, errors = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!ops[i]->done)
-            kvi_batch_op_done(g->c, ops[i],
+        kvi_batch_op *op = ops[i];
+        if (op->done && op->status == KVI_OK)
+            continue; /* most */
+        if (!op->done)
+            kvi_batch_op_done(g->c, op,
                               kvi_engine_error(g->c, KVI_E_INTERNAL,
                                                "batch: the engine left the operation unanswered"));
-        misses += ops[i]->status == KVI_NOT_FOUND;
-        errors += KVI_STATUS_IS_ERROR(ops[i]->status);
+        misses += op->status == KVI_NOT_FOUND;
+        errors += KVI_STATUS_IS_ERROR(op->status);
     }
     b->nfailed += errors;
     kvi__op_batch_end(g->c, g->t0, g->coarse, n, misses, errors);

@@ -237,12 +237,30 @@ static inline void lt_bury(lt_ref *dead, struct lt_entry *e)
 /* ---------------------------------------------------------------------- */
 /* Shard internals (shard lock held)                                        */
 
+/* The link to key's entry in the chain of bucket idx of ht, or NULL. */
+static inline __attribute__((always_inline)) lt_ref *lt_find_in(struct lt_ht *ht, size_t idx,
+                                                                uint64_t h, const void *key,
+                                                                size_t klen)
+{
+    uint64_t tag = LT_TAG(h);
+    lt_ref want = LT_REF_TAG_OF(tag);
+    lt_ref *pp = &ht->b[idx];
+    for (lt_ref r = *pp; r; r = *pp) {
+        const struct lt_entry *e = r_entry(r);
+        if ((r & LT_REF_TAG_MASK) == want && e_tag(e) == tag && e_klen(e) == klen &&
+            kvi__lt_key_eq(e->data, key, klen))
+            return pp;
+        if (!(r & LT_REF_MORE))
+            break;
+        pp = &r_entry(r)->next;
+    }
+    return NULL;
+}
+
 static inline __attribute__((always_inline)) struct lt_loc lt_find(struct lt_shard *sh, uint64_t h,
                                                                    const void *key, size_t klen)
 {
     struct lt_loc loc = {NULL, 0};
-    uint64_t tag = LT_TAG(h);
-    lt_ref want = LT_REF_TAG_OF(tag);
     for (int i = 0; i < 2; i++) {
         struct lt_ht *ht = &sh->ht[i];
         if (!ht->b)
@@ -250,18 +268,11 @@ static inline __attribute__((always_inline)) struct lt_loc lt_find(struct lt_sha
         size_t idx = (size_t)h & ht->mask;
         if (i == 0 && sh->ht[1].b && idx < sh->rehash_idx)
             continue; /* that bucket already moved to ht[1] */
-        lt_ref *pp = &ht->b[idx];
-        for (lt_ref r = *pp; r; r = *pp) {
-            const struct lt_entry *e = r_entry(r);
-            if ((r & LT_REF_TAG_MASK) == want && e_tag(e) == tag && e_klen(e) == klen &&
-                kvi__lt_key_eq(e->data, key, klen)) {
-                loc.pp = pp;
-                loc.which = i;
-                return loc;
-            }
-            if (!(r & LT_REF_MORE))
-                break;
-            pp = &r_entry(r)->next;
+        lt_ref *pp = lt_find_in(ht, idx, h, key, klen);
+        if (pp) {
+            loc.pp = pp;
+            loc.which = i;
+            return loc;
         }
     }
     return loc;
@@ -836,10 +847,24 @@ size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__ba
                 if (mid)
                     lt_prefetch_entries(sh, head[s], next, h);
                 uint64_t hits = 0;
+                int one = sh->ht[1].b == NULL && sh->ht[0].b != NULL;
                 for (int16_t j = head[s]; j >= 0; j = next[j]) {
                     kvi_batch_op *op = cops[j];
                     size_t klen = op->key_len;
-                    struct lt_loc loc = lt_find_live(t, sh, h[j], op->key, klen, &now, &dead);
+                    struct lt_loc loc;
+                    if (one) {
+                        /* No rehash running: ht[0] only (lt_find_live's steps). */
+                        loc.pp = lt_find_in(&sh->ht[0], (size_t)h[j] & sh->ht[0].mask, h[j],
+                                            op->key, klen);
+                        loc.which = 0;
+                        if (loc.pp && e_dead(r_entry(*loc.pp), &now)) {
+                            lt_bury(&dead, lt_unlink(t, sh, loc));
+                            sh->expired++;
+                            loc.pp = NULL;
+                        }
+                    } else {
+                        loc = lt_find_live(t, sh, h[j], op->key, klen, &now, &dead);
+                    }
                     if (loc.pp == NULL) {
                         kvi__batch_op_missing(op);
                         continue;
