@@ -392,23 +392,33 @@ kvi_status kvi_batch_store_nx(kvi_batch *b, const char *id, const void *key, siz
     return batch_add(b, KVI_OP_STORE_NX, id, key, key_len, val, val_len, expire_s, 0, 0, 0);
 }
 
+/* kvi_batch_fetch's way when its fast path does not apply. */
+static __attribute__((noinline)) kvi_status fetch_add(kvi_batch *b, const char *id, const void *key,
+                                                      size_t key_len)
+{
+    return batch_add(b, KVI_OP_FETCH, id, key, key_len, NULL, 0, 0, 0, 0, 0);
+}
+
 kvi_status kvi_batch_fetch(kvi_batch *b, const char *id, const void *key, size_t key_len)
 {
     /* The common case without batch_add's general steps: an open batch
-     * with room for the item, a good key, the id of the op before.  What
-     * it records is what batch_add records for a fetch. */
-    if (b != NULL && !b->pending && b->n < b->cap && b->last_c != NULL && key != NULL &&
-        key_len - 1u < KVI_MAX_KEY_LEN && id != NULL && same_id(id, b->last_c->id)) {
-        char *kc = copy_in(b, key, key_len);
-        if (kc != NULL) {
-            item_init_fetch(&b->items[b->n], b, b->last_c, kc, key_len);
-            note_run(b, b->last_c);
-            b->n++;
-            kvi__discard_error();
-            return KVI_OK;
-        }
-    }
-    return batch_add(b, KVI_OP_FETCH, id, key, key_len, NULL, 0, 0, 0, 0, 0);
+     * with room for the item and the key, a good key, the id of the op
+     * before.  What it records is what batch_add records for a fetch. */
+    if (b == NULL || b->pending || b->n >= b->cap || b->last_c == NULL || key == NULL ||
+        key_len - 1u >= KVI_MAX_KEY_LEN || id == NULL || !same_id(id, b->last_c->id))
+        return fetch_add(b, id, key, key_len);
+    struct chunk *ch = b->chunks;
+    if (ch == NULL || key_len >= ch->cap - ch->used)
+        return fetch_add(b, id, key, key_len);
+    char *kc = (char *)ch->data + ch->used;
+    kvi__copy_small(kc, key, key_len);
+    kc[key_len] = '\0';
+    ch->used += key_len + 1;
+    item_init_fetch(&b->items[b->n], b, b->last_c, kc, key_len);
+    note_run(b, b->last_c);
+    b->n++;
+    kvi__discard_error_inline();
+    return KVI_OK;
 }
 
 kvi_status kvi_batch_remove(kvi_batch *b, const char *id, const void *key, size_t key_len)

@@ -17,13 +17,10 @@
 
 #include "core/types.h"
 
-#define ERRMSG_MAX 512
+#define ERRMSG_MAX KVI__ERRMSG_MAX
 
-static _Thread_local struct {
-    const kvi *k;
-    int set;
-    char msg[ERRMSG_MAX];
-} tl_err KVI__TLS_FAST;
+_Thread_local struct kvi__errstate kvi__tl_err KVI__TLS_FAST;
+#define tl_err kvi__tl_err
 
 void kvi__clear_error(void)
 {

@@ -94,4 +94,22 @@ struct kvi {
 #define KVI__TLS_FAST
 #endif
 
+/* The calling thread's detail message (error.c: set, cleared, read only
+ * there; here for kvi__discard_error_inline). */
+#define KVI__ERRMSG_MAX 512
+struct kvi__errstate {
+    const kvi *k;
+    int set;
+    char msg[KVI__ERRMSG_MAX];
+};
+extern _Thread_local struct kvi__errstate kvi__tl_err KVI__TLS_FAST;
+
+/* kvi__discard_error() without a call when there is nothing to discard
+ * (the end of every fetch added to a batch). */
+static inline void kvi__discard_error_inline(void)
+{
+    if (kvi__tl_err.set || kvi__tl_err.k != NULL || kvi__tl_err.msg[0] != '\0')
+        kvi__discard_error();
+}
+
 #endif /* KVI_CORE_TYPES_H */

@@ -78,6 +78,17 @@ static inline uint64_t kvi__lt_hash(uint64_t seed, const void *key, size_t n)
 {
     const unsigned char *p = key;
     uint64_t h = seed ^ ((uint64_t)n * UINT64_C(0x9E3779B97F4A7C15));
+    while (n >= 16) { /* the loop below, two words a turn */
+        uint64_t v, w;
+        memcpy(&v, p, 8);
+        memcpy(&w, p + 8, 8);
+        h ^= v * UINT64_C(0xff51afd7ed558ccd);
+        h = kvi__lt_rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
+        h ^= w * UINT64_C(0xff51afd7ed558ccd);
+        h = kvi__lt_rotl64(h, 29) * UINT64_C(0xc4ceb9fe1a85ec53);
+        p += 16;
+        n -= 16;
+    }
     while (n >= 8) {
         uint64_t v;
         memcpy(&v, p, 8);
