@@ -17,7 +17,9 @@
 #include <cmocka.h>
 #include "kvitest.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -799,6 +801,18 @@ static void expect_damage_refused(fx *f, void (*damage)(unsigned char *p, size_t
     assert_int_equal(kvi_fetch(k, "local", "a", 1, &v), KVI_E_CORRUPT);
     if (!strstr(kvi_errmsg(k), "damaged") || !strstr(kvi_errmsg(k), f->path))
         fail_msg("message '%s'", kvi_errmsg(k));
+    /* A batch's run of fetches (the tables' fetch_ops) refuses it too, with
+     * the same message, and still answers the other key. */
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "local", "zz-absent", 9), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "local", "a", 1), KVI_OK);
+    assert_int_equal(kvi_batch_run(b, 0), KVI_E_CORRUPT);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_NOT_FOUND);
+    assert_int_equal(kvi_batch_status(b, 1), KVI_E_CORRUPT);
+    if (!strstr(kvi_batch_errmsg(b, 1), "damaged") || !strstr(kvi_batch_errmsg(b, 1), f->path))
+        fail_msg("batch message '%s'", kvi_batch_errmsg(b, 1));
+    kvi_batch_free(b);
     assert_int_equal(kvi_store(k, "local", "a", 1, "2", 1, 0), KVI_E_CORRUPT);
     int64_t n = 0;
     assert_int_equal(kvi_add(k, "local", "a", 1, 1, 0, &n), KVI_E_CORRUPT);
@@ -1042,6 +1056,126 @@ static void test_last_server_saves_what_the_first_stored(void **state)
     kvi_free(k);
 }
 
+/* A child that dies holding every shard's lock (as a worker killed inside
+ * an operation): the next batch of fetches repairs each lock it meets
+ * (kvi__sh_lock's dead-owner repair, counted) and answers every key; the
+ * shards stay usable afterwards. */
+static void test_batch_fetch_repairs_locks_of_a_dead_owner(void **state)
+{
+    fx *f = *state;
+    kvi *k = ctx(f->url, KVI_OK);
+    char key[32];
+    enum { N = 400 };
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "d%d", i);
+        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
+    }
+    kvi__sh_config cfg = {.name = f->name, .evict = -1};
+    kvi__sh *s = NULL;
+    int created = 0;
+    char err[512];
+    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (size_t i = 0; i < SH_SHARDS; i++)
+            if (pthread_mutex_lock(&s->shards[i].lock) != 0)
+                _exit(1);
+        _exit(0); /* dies holding them all */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    kvi__sh_info before, after;
+    kvi__sh_info_get(s, &before);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "d%d", i);
+        assert_int_equal(kvi_batch_fetch(b, "local", key, (size_t)n), KVI_OK);
+    }
+    assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "d%d", i);
+        size_t len = 0;
+        const char *v = kvi_batch_value(b, (size_t)i, &len);
+        assert_non_null(v);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(v, key, len);
+    }
+    kvi_batch_free(b);
+    kvi__sh_info_get(s, &after);
+    assert_int_equal(after.repairs - before.repairs, SH_SHARDS); /* 400 keys meet all 64 */
+    /* Usable afterwards, by single calls and batches alike. */
+    expect_key(k, "d7", "d7");
+    assert_int_equal(kvi_store(k, "local", "d7", 2, "x", 1, 0), KVI_OK);
+    expect_key(k, "d7", "x");
+    assert_int_equal(kvi__sh_check(s, err, sizeof(err)), KVI_OK);
+    kvi__sh_close(s);
+    kvi_free(k);
+}
+
+/* A shard whose lock cannot be recovered (its dead owner's lock released
+ * without repair): the batch's fetches on it end KVI_E_CORRUPT with the
+ * segment's message, the other keys of the run are answered. */
+static void test_batch_fetch_on_an_unrecoverable_lock_is_corrupt(void **state)
+{
+    fx *f = *state;
+    kvi *k = ctx(f->url, KVI_OK);
+    char key[32];
+    enum { N = 200 };
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "u%d", i);
+        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
+    }
+    kvi__sh_config cfg = {.name = f->name, .evict = -1};
+    kvi__sh *s = NULL;
+    int created = 0;
+    char err[512];
+    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    unsigned char *p = (unsigned char *)s->h;
+    struct sh_shard *bad = shard_of_key(p, "u0");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(pthread_mutex_lock(&bad->lock) == 0 ? 0 : 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Taken over and released without being made consistent: never again. */
+    assert_int_equal(pthread_mutex_lock(&bad->lock), EOWNERDEAD);
+    assert_int_equal(pthread_mutex_unlock(&bad->lock), 0);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "u%d", i);
+        assert_int_equal(kvi_batch_fetch(b, "local", key, (size_t)n), KVI_OK);
+    }
+    assert_int_equal(kvi_batch_run(b, 0), KVI_E_CORRUPT);
+    size_t corrupt = 0;
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "u%d", i);
+        if (shard_of_key(p, key) == bad) {
+            assert_int_equal(kvi_batch_status(b, (size_t)i), KVI_E_CORRUPT);
+            if (!strstr(kvi_batch_errmsg(b, (size_t)i), f->path))
+                fail_msg("message '%s'", kvi_batch_errmsg(b, (size_t)i));
+            corrupt++;
+        } else {
+            size_t len = 0;
+            const char *v = kvi_batch_value(b, (size_t)i, &len);
+            assert_non_null(v);
+            assert_memory_equal(v, key, (size_t)n);
+        }
+    }
+    assert_true(corrupt > 0);
+    assert_int_equal(kvi_batch_failed(b), corrupt);
+    kvi_batch_free(b);
+    kvi__sh_close(s);
+    kvi_free(k);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1064,6 +1198,8 @@ int main(void)
         T(test_stats_are_counted_across_processes),
         T(test_operation_counts_are_every_processes),
         T(test_batch_fetches_are_counted_in_the_segment),
+        T(test_batch_fetch_repairs_locks_of_a_dead_owner),
+        T(test_batch_fetch_on_an_unrecoverable_lock_is_corrupt),
         T(test_snapshot_loads_are_not_counted_as_operations),
         T(test_damaged_operation_counts_are_clamped),
         T(test_snapshot_is_written_by_the_last_process_to_close),
