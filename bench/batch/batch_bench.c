@@ -13,9 +13,12 @@
  *              SETs (with --pipe KVI: the path of the kvi command)
  *   memcached  kvi batches of 100 fetches (a multi-get) vs raw libmemcached
  *              memcached_mget + memcached_fetch_result of the same 100 keys
- *   local      kvi batches of 100 fetches vs 100 single kvi_fetch calls
+ *   local      kvi batches of 100 fetches vs 100 single kvi_fetch calls: the
+ *              in-process table over 1000 keys (local) and 1M keys
+ *              (local-big), the shared one over 1000 keys (local-shm)
  *
- *     batch_bench [--quick] [--pipe PATH_TO_KVI] [--only redis|cluster|memcached|local]
+ *     batch_bench [--quick] [--pipe PATH_TO_KVI]
+ *                 [--only redis|cluster|memcached|local|local-big|local-shm]
  *
  * Each measurement runs ROUNDS times (alternating kvi and baseline) and the
  * median rate is printed with the ratio kvi / baseline.  Short by design
@@ -333,13 +336,13 @@ static void memcached_case(void)
 
 /* ---- local ----------------------------------------------------------------------- */
 
-static double local_single_rate(kvi *k)
+static double local_single_rate(kvi *k, const char *id)
 {
     kvi_value v = KVI_VALUE_INIT;
     double t0 = now_s();
     for (long i = 0; i < g_ops * 5; i++) {
         const char *key = key_at(i);
-        if (kvi_fetch(k, "local", key, 16, &v) != KVI_OK)
+        if (kvi_fetch(k, id, key, 16, &v) != KVI_OK)
             die("kvi_fetch local", kvi_errmsg(k));
     }
     kvi_value_free(&v);
@@ -349,21 +352,27 @@ static double local_single_rate(kvi *k)
 /* Batches of 100 fetches against single fetches over nkeys keys: NKEYS
  * (the table in the caches) and, as "big", 1M keys (about 100 MB: most
  * lookups miss the caches, where the batch's prefetching can overlap the
- * misses). */
-static void local_case(long nkeys, const char *label)
+ * misses); url NULL: the in-process table ("local"), else a shared one
+ * defined by url as "local:shm".  Both sides fetch the same keys in the
+ * same order and leave the values unread (the single side in one reused
+ * kvi_value, as a caller would). */
+static void local_case(long nkeys, const char *label, const char *url)
 {
     kvi *k = NULL;
     kvi_new(&k);
+    const char *id = url != NULL ? "local:shm" : "local";
+    if (url != NULL && kvi_add_url(k, url) != KVI_OK)
+        die(url, kvi_errmsg(k));
     keys_init(nkeys);
     for (long i = 0; i < nkeys; i++)
-        if (kvi_store(k, "local", key_at(i), 16, "xxx", 3, 0) != KVI_OK)
+        if (kvi_store(k, id, key_at(i), 16, "xxx", 3, 0) != KVI_OK)
             die("kvi_store local", kvi_errmsg(k));
     double kr[ROUNDS], sr[ROUNDS];
     long ops = g_ops;
     for (int r = 0; r < ROUNDS; r++) {
-        sr[r] = local_single_rate(k);
+        sr[r] = local_single_rate(k, id);
         g_ops = ops * 5;
-        kr[r] = kvi_batch_rate(k, "local", 0, 100);
+        kr[r] = kvi_batch_rate(k, id, 0, 100);
         g_ops = ops;
     }
     print_row(label, median(kr, ROUNDS), "100 single kvi_fetch calls", median(sr, ROUNDS),
@@ -393,7 +402,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s [--quick] [--pipe PATH_TO_KVI] [--only "
-                    "redis|cluster|memcached|local|local-big]\n",
+                    "redis|cluster|memcached|local|local-big|local-shm]\n",
                     argv[0]);
             return 2;
         }
@@ -429,8 +438,14 @@ int main(int argc, char **argv)
     if (want("memcached"))
         memcached_case();
     if (want("local"))
-        local_case(NKEYS, "local: kvi batch of 100 fetches");
+        local_case(NKEYS, "local: kvi batch of 100 fetches", NULL);
     if (want("local") || want("local-big"))
-        local_case(1L << 20, "local, 1M keys: batch of 100 fetches");
+        local_case(1L << 20, "local, 1M keys: batch of 100 fetches", NULL);
+    if (want("local") || want("local-shm")) {
+        /* The shared table (a segment of this run, removed at the end). */
+        char url[128];
+        snprintf(url, sizeof url, "local:shm://?shm=kvi-bench-%ld&shm_unlink=yes", (long)getpid());
+        local_case(NKEYS, "local shm: kvi batch of 100 fetches", url);
+    }
     return 0;
 }
