@@ -4,6 +4,7 @@
  * per call.  A keyed call asks the breaker of the server its key hashes to
  * (mc_slots.c); pool-wide calls (ping, stats, the probe at open) do not.
  */
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,21 @@ kvi_status kvi__mc_servers_init(kvi_conn *c, struct mc_conn *m, const kvi_breake
         snprintf(s->name, sizeof s->name, strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host,
                  (unsigned)memcached_server_port(in));
         m->nservers = i + 1;
+        /* Resolved now, at definition time: the batch path connects
+         * without blocking and never asks the resolver. */
+        char port[8];
+        snprintf(port, sizeof port, "%u", (unsigned)memcached_server_port(in));
+        struct addrinfo hints, *ai = NULL;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICSERV;
+        if (getaddrinfo(host, port, &hints, &ai) == 0 && ai != NULL &&
+            ai->ai_addrlen <= sizeof s->addr) {
+            memcpy(&s->addr, ai->ai_addr, ai->ai_addrlen);
+            s->addrlen = (socklen_t)ai->ai_addrlen;
+        }
+        if (ai != NULL)
+            freeaddrinfo(ai);
         s->breaker = kvi_breaker_new(c, opt);
         if (s->breaker == NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");

@@ -10,7 +10,10 @@
  *   mc_item.c      reading and writing one item (envelope, stamps, retry)
  *   mc_breaker.c   one circuit breaker per server of the pool
  *   mc_slots.c     the operations (store, fetch, add, add_bounded, store_nx, ...)
- *   mc_batch.c     the batch slot: fetches as multi-gets, the rest in order
+ *   mc_wire.c      binary protocol encoding and reply parsing (pure)
+ *   mc_pipe.c      kvi's own non-blocking connections and the pipelined
+ *                  op machines of batches (blocking driver + async table)
+ *   mc_batch.c     the batch slot: raw queries alone, the rest pipelined
  *   memcached.c    open/close, options, the engine table
  */
 #ifndef KVI_MC_ENGINE_H
@@ -19,6 +22,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <libmemcached/memcached.h>
@@ -58,6 +62,9 @@ struct mc_gen {
     int wstarted, wfailed, wstop;
     int wasleep; /* the watchdog waits without a time limit */
     uint32_t call_ms;
+    /* Idle non-blocking connections of batches (mc_pipe.c), under lock. */
+    struct mc_wc *wfree;
+    uint32_t nwfree;
 };
 
 /* A server of the pool, in libmemcached's order, with its circuit breaker
@@ -65,6 +72,10 @@ struct mc_gen {
 struct mc_server {
     kvi_breaker *breaker;
     char name[300]; /* "host:port" for messages */
+    /* Its address, resolved when the connection is defined (the batch
+     * path's non-blocking connections never resolve a name). */
+    struct sockaddr_storage addr;
+    socklen_t addrlen; /* 0: could not be resolved */
 };
 
 struct mc_conn {
@@ -75,6 +86,7 @@ struct mc_conn {
     struct mc_server *servers;
     uint32_t nservers;
     char *sasl_user; /* the SASL user name of the URL, NULL without SASL */
+    char *sasl_pass; /* its password (batch connections authenticate themselves) */
     void *sha256;    /* libcrypto's SHA-256 for mapped keys (kvi__mc_sha256_fetch) */
 };
 
@@ -176,6 +188,16 @@ kvi_status kvi__mc_read(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
                         const char *op);
 void kvi__mc_item_free(struct mc_item *it);
 
+/* Decodes an item read by any means: it->data/len/flags/cas as the server
+ * sent them; sets present, live, expiry_s and removes a mapped key's
+ * envelope (KVI_E_CORRUPT when it is not this key's). */
+kvi_status kvi__mc_decode(kvi_conn *c, const struct mc_key *k, struct mc_item *it, int64_t now_ms,
+                          const char *op);
+
+/* The flags (stamp) and server exptime of an item written at now_ms with
+ * lifetime expire_s (0 = none). */
+void kvi__mc_new_expiry(int64_t now_ms, int64_t expire_s, uint32_t *flags, int64_t *exptime);
+
 /* Decodes one reply r of a multi-get for k into *it (the value lives in
  * r), as kvi__mc_read() decodes its own. */
 kvi_status kvi__mc_item_of_result(kvi_conn *c, const struct mc_key *k, memcached_result_st *r,
@@ -219,6 +241,21 @@ kvi_status kvi__mc_counter_fetch(kvi_conn *c, const void *key, size_t key_len, i
 kvi_status kvi__mc_ttl(kvi_conn *c, const void *key, size_t key_len, int64_t *ttl_s);
 kvi_status kvi__mc_ping(kvi_conn *c);
 kvi_status kvi__mc_stats(kvi_conn *c, kvi_stats *out);
+
+/* ---- mc_pipe.c ----------------------------------------------------------- */
+
+/* Runs ops[0..n) (no raw query among them) on kvi's own pipelined
+ * connections, blocking in poll() until all ended or deadline_ms. */
+void kvi__mc_pipe_run(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms);
+
+/* The async table (struct kvi_engine.async). */
+extern const struct kvi_engine_async kvi__mc_async;
+
+/* Closes the idle batch connections of g (its own process only). */
+void kvi__mc_pipe_gen_free(kvi_conn *c, struct mc_gen *g);
+
+/* The calling process's generation (mc_lease.c); NULL when out of memory. */
+struct mc_gen *kvi__mc_gen_current(kvi_conn *c);
 
 /* ---- mc_batch.c ---------------------------------------------------------- */
 

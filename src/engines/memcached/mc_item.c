@@ -32,8 +32,8 @@ kvi_status kvi__mc_key_init(kvi_conn *c, struct mc_key *k, const void *key, size
 
 /* The common end of both reads: the stamp, the envelope of a mapped key,
  * whether the item is live. */
-static kvi_status mc_decode(kvi_conn *c, const struct mc_key *k, struct mc_item *it, int64_t now_ms,
-                            const char *op)
+kvi_status kvi__mc_decode(kvi_conn *c, const struct mc_key *k, struct mc_item *it, int64_t now_ms,
+                          const char *op)
 {
     it->present = 1;
     it->expiry_s = kvi__mc_stamp_expiry(it->flags);
@@ -85,7 +85,7 @@ static kvi_status mc_get_once(kvi_conn *c, memcached_st *mc, const struct mc_key
     it->data = v;
     it->len = v != NULL ? len : 0;
     it->flags = flags;
-    return mc_decode(c, k, it, now_ms, op);
+    return kvi__mc_decode(c, k, it, now_ms, op);
 }
 
 /* Reads the item of k with its CAS into res / *it. */
@@ -111,7 +111,7 @@ static kvi_status mc_gets_once(kvi_conn *c, memcached_st *mc, const struct mc_ke
     it->len = memcached_result_length(r);
     it->flags = memcached_result_flags(r);
     it->cas = memcached_result_cas(r);
-    return mc_decode(c, k, it, now_ms, op);
+    return kvi__mc_decode(c, k, it, now_ms, op);
 }
 
 static kvi_status mc_read_once(kvi_conn *c, memcached_st *mc, const struct mc_key *k,
@@ -182,6 +182,12 @@ memcached_return_t kvi__mc_write(kvi_conn *c, memcached_st *mc, const struct mc_
     return rc;
 }
 
+void kvi__mc_new_expiry(int64_t now_ms, int64_t expire_s, uint32_t *flags, int64_t *exptime)
+{
+    *flags = kvi__mc_stamp(now_ms, expire_s);
+    *exptime = *flags ? kvi__mc_server_exptime(*flags, now_ms) : 0;
+}
+
 /* Asks every server of mc for its statistics; *up counts the servers that
  * answered.  Used instead of VERSION: libmemcached 1.1 copies a binary
  * VERSION reply into a 32-byte stack buffer whatever length the server
@@ -222,5 +228,5 @@ kvi_status kvi__mc_item_of_result(kvi_conn *c, const struct mc_key *k, memcached
     it->len = memcached_result_length(r);
     it->flags = memcached_result_flags(r);
     it->cas = memcached_result_cas(r);
-    return mc_decode(c, k, it, now_ms, op);
+    return kvi__mc_decode(c, k, it, now_ms, op);
 }

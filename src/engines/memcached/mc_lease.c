@@ -43,6 +43,7 @@ void kvi__mc_gen_free(kvi_conn *c, struct mc_gen *g)
     kvi__mc_watch_destroy(g);
     for (size_t i = 0; i < g->nidle; i++)
         memcached_free(g->idle[i]);
+    kvi__mc_pipe_gen_free(c, g);
     pthread_mutex_destroy(&g->lock);
     kvi_engine_free(c, g);
 }
@@ -102,6 +103,11 @@ static struct mc_gen *mc_gen_current(kvi_conn *c, struct mc_conn *m)
         /* Another thread of this process won the race; use its generation. */
         kvi__mc_gen_free(c, fresh);
     }
+}
+
+struct mc_gen *kvi__mc_gen_current(kvi_conn *c)
+{
+    return mc_gen_current(c, kvi_conn_priv(c));
 }
 
 kvi_status kvi__mc_acquire(kvi_conn *c, struct mc_lease *l)

@@ -46,21 +46,13 @@ static void mc_end(kvi_conn *c, struct mc_lease *l, kvi_status st)
     kvi__mc_release(c, l, answer ? KVI_OK : st);
 }
 
-/* The flags (stamp) and server exptime of an item written now with
- * lifetime expire_s (0 = none). */
-static void mc_new_expiry(int64_t now_ms, int64_t expire_s, uint32_t *flags, int64_t *exptime)
-{
-    *flags = kvi__mc_stamp(now_ms, expire_s);
-    *exptime = *flags ? kvi__mc_server_exptime(*flags, now_ms) : 0;
-}
-
 /* One SET, sent again once after a broken connection. */
 static kvi_status mc_set(kvi_conn *c, const struct mc_key *k, const struct mc_lease *l,
                          const void *val, size_t val_len, int64_t expire_s)
 {
     uint32_t flags;
     int64_t exptime;
-    mc_new_expiry(kvi__mc_now_ms(), expire_s, &flags, &exptime);
+    kvi__mc_new_expiry(kvi__mc_now_ms(), expire_s, &flags, &exptime);
     memcached_return_t rc = kvi__mc_write(c, l->mc, k, MC_SET, val, val_len, exptime, flags, 0);
     kvi_status st = rc == MEMCACHED_SUCCESS ? KVI_OK : kvi__mc_fail(c, l->mc, rc, "store");
     if (kvi__mc_retry_once(c, l->mc, st)) {
@@ -174,7 +166,7 @@ static kvi_status mc_add_once(kvi_conn *c, memcached_st *mc, const struct mc_key
         /* Missing (ADD: exactly one creator wins) or past its recorded
          * expiry while the server still holds it (CAS: replaced once). */
         mode = it.present ? MC_CAS : MC_ADD;
-        mc_new_expiry(now_ms, expire_s, &flags, &exptime);
+        kvi__mc_new_expiry(now_ms, expire_s, &flags, &exptime);
     } else {
         if (!kvi_parse_int64(it.data, it.len, &old))
             return kvi_engine_error_in(c, KVI_E_NOT_A_COUNTER, b->op,
@@ -272,7 +264,7 @@ static kvi_status mc_set_nx(kvi_conn *c, const struct mc_key *k, const struct mc
         int64_t now_ms = kvi__mc_now_ms();
         uint32_t flags;
         int64_t exptime;
-        mc_new_expiry(now_ms, expire_s, &flags, &exptime);
+        kvi__mc_new_expiry(now_ms, expire_s, &flags, &exptime);
         enum mc_write_mode mode = it.present ? MC_CAS : MC_ADD;
         memcached_return_t rc =
             kvi__mc_write(c, l->mc, k, mode, val, val_len, exptime, flags, it.cas);

@@ -129,7 +129,8 @@ static kvi_status mc_open(kvi_conn *c, const kvi_url *url)
     }
     if (url->user != NULL) {
         m->sasl_user = kvi_engine_strdup(c, url->user);
-        if (m->sasl_user == NULL)
+        m->sasl_pass = kvi_engine_strdup(c, url->password != NULL ? url->password : "");
+        if (m->sasl_user == NULL || m->sasl_pass == NULL)
             return kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
         memcached_return_t rc = memcached_set_sasl_auth_data(mc, url->user, url->password);
         if (rc != MEMCACHED_SUCCESS)
@@ -175,6 +176,13 @@ static void mc_close(kvi_conn *c)
     kvi__mc_servers_free(c, m);
     kvi_engine_free(c, m->sasl_user);
     m->sasl_user = NULL;
+    if (m->sasl_pass != NULL) {
+        volatile char *p = m->sasl_pass;
+        while (*p != '\0')
+            *p++ = '\0';
+    }
+    kvi_engine_free(c, m->sasl_pass);
+    m->sasl_pass = NULL;
     kvi__mc_sha256_free(m->sha256);
     m->sha256 = NULL;
 }
@@ -202,6 +210,7 @@ static const struct kvi_engine kvi_engine_memcached = {
     .ping = kvi__mc_ping,
     .stats = kvi__mc_stats,
     .batch = kvi__mc_batch,
+    .async = &kvi__mc_async,
 };
 
 /* The macro defines this without a prototype; declared here to keep
