@@ -1166,7 +1166,7 @@ void kvi__mc_pipe_run(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
         /* Wake at least every 50 ms for the connections' own timeouts. */
         int wait = 50;
         if (deadline_ms != 0 && deadline_ms - now < wait)
-            wait = (int)(deadline_ms - now);
+            wait = deadline_ms > now ? (int)(deadline_ms - now) : 0;
         if (run_io(r, wait) == 0 && r->left > 0) {
             /* Nothing in flight yet ops open: cannot happen (every open
              * op is queued, sent or waits for one that is); end them
