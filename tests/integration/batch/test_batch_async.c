@@ -717,10 +717,10 @@ static void test_memcached_runs_without_blocking(void **state)
     assert_int_equal(kvi_batch_add(b, "memcached", "c", 1, 1, 0), KVI_OK);
     assert_int_equal(kill(kvi_ts_pid(s), SIGSTOP), 0);
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
-    int64_t dt = mono_ms() - t0;
-    unsigned port = peer_port(w.fd);
+    int64_t dt = kvi_test_mono_ms() - t0;
+    unsigned port = kvi_test_peer_port(w.fd);
     assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
     printf("# start on a stopped memcached: %d after %lld ms, fd peer port %u (server %u)\n", r,
            (long long)dt, port, (unsigned)kvi_ts_port(s));
