@@ -53,9 +53,9 @@ struct kvi_batch {
      * (run_c); then the run needs no grouping. */
     kvi_conn *run_c;
     int run_mixed;
-    size_t nfailed;  /* ops that ended in an error since the last run began */
-    int held;        /* some item may hold heap memory (a value, reply or message) */
-    size_t ops_cap;  /* room in ops and groups */
+    size_t nfailed; /* ops that ended in an error since the last run began */
+    int held;       /* some item may hold heap memory (a value, reply or message) */
+    size_t ops_cap; /* room in ops and groups */
     /* A run in progress (kvi_batch_start): its ops grouped per engine id,
      * the group being run, and the engine's state while it waits. */
     int pending;
@@ -267,9 +267,11 @@ static inline void note_run(kvi_batch *b, kvi_conn *c)
  * compilers zero a whole item with `rep stos`, whose start-up cost was a
  * third of adding a fetch.  (The assert makes a new field show up here.) */
 #if UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(struct batch_item) == sizeof(kvi_batch_op) + 3 * sizeof(void *) + 2 * sizeof(int),
+_Static_assert(sizeof(struct batch_item) ==
+                   sizeof(kvi_batch_op) + 3 * sizeof(void *) + 2 * sizeof(int),
                "batch_item changed: update item_init_fetch");
-_Static_assert(sizeof(kvi_batch_op) == 9 * 8 + sizeof(kvi_value) + 2 * 8 + 4 * 4 + 4 * sizeof(void *),
+_Static_assert(sizeof(kvi_batch_op) ==
+                   9 * 8 + sizeof(kvi_value) + 2 * 8 + 4 * 4 + 4 * sizeof(void *),
                "kvi_batch_op changed: update item_init_fetch");
 #endif
 static inline void item_init_fetch(struct batch_item *it, kvi_batch *b, kvi_conn *c,

@@ -659,8 +659,7 @@ uint64_t kvi__op_batch_begin(kvi_conn *c, int *coarse)
 /* Counts the n ended ops of one batch on c (ops, of them errors and
  * misses) and its time (one slow batch counts once, with its size in the
  * log line). */
-void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, size_t n, size_t misses,
-                       size_t errors)
+void kvi__op_batch_end(kvi_conn *c, uint64_t t0, int coarse, size_t n, size_t misses, size_t errors)
 {
     struct kvi__stat_stripe *s = my_stripe(c);
     bump(&s->ops, n);

@@ -216,25 +216,25 @@ static void mixed_kinds_keep_their_order(int shared)
     assert_int_equal(kvi_store(k, "local", "b", 1, "old-b", 5, 0), KVI_OK);
     kvi_batch *b = NULL;
     assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    kvi_batch_fetch(b, "local", "a", 1);              /* 0: old-a */
-    kvi_batch_fetch(b, "local", "b", 1);              /* 1: old-b */
-    kvi_batch_store(b, "local", "a", 1, "new-a", 5, 0); /* 2 */
-    kvi_batch_fetch(b, "local", "a", 1);              /* 3: new-a */
-    kvi_batch_fetch(b, "local", "b", 1);              /* 4: old-b */
-    kvi_batch_remove(b, "local", "b", 1);             /* 5 */
-    kvi_batch_fetch(b, "local", "b", 1);              /* 6: missing */
-    kvi_batch_fetch(b, "local", "a", 1);              /* 7: new-a */
-    kvi_batch_add(b, "local", "c", 1, 5, 0);          /* 8: 5 */
-    kvi_batch_fetch(b, "local", "c", 1);              /* 9: "5" */
-    kvi_batch_fetch(b, "local", "c", 1);              /* 10: "5" */
+    kvi_batch_fetch(b, "local", "a", 1);                  /* 0: old-a */
+    kvi_batch_fetch(b, "local", "b", 1);                  /* 1: old-b */
+    kvi_batch_store(b, "local", "a", 1, "new-a", 5, 0);   /* 2 */
+    kvi_batch_fetch(b, "local", "a", 1);                  /* 3: new-a */
+    kvi_batch_fetch(b, "local", "b", 1);                  /* 4: old-b */
+    kvi_batch_remove(b, "local", "b", 1);                 /* 5 */
+    kvi_batch_fetch(b, "local", "b", 1);                  /* 6: missing */
+    kvi_batch_fetch(b, "local", "a", 1);                  /* 7: new-a */
+    kvi_batch_add(b, "local", "c", 1, 5, 0);              /* 8: 5 */
+    kvi_batch_fetch(b, "local", "c", 1);                  /* 9: "5" */
+    kvi_batch_fetch(b, "local", "c", 1);                  /* 10: "5" */
     kvi_batch_store_nx(b, "local", "b", 1, "nx-b", 4, 0); /* 11 */
-    kvi_batch_fetch(b, "local", "b", 1);              /* 12: nx-b */
-    kvi_batch_fetch(b, "local", "", 0);               /* 13: refused at add */
-    kvi_batch_fetch(b, "local", "a", 1);              /* 14: new-a */
+    kvi_batch_fetch(b, "local", "b", 1);                  /* 12: nx-b */
+    kvi_batch_fetch(b, "local", "", 0);                   /* 13: refused at add */
+    kvi_batch_fetch(b, "local", "a", 1);                  /* 14: new-a */
     assert_int_equal(kvi_batch_run(b, 0), KVI_E_INVALID); /* op 13's */
-    static const char *const want[] = {"old-a", "old-b", NULL,  "new-a", "old-b",
-                                       NULL,    "",      "new-a", NULL,  "5",
-                                       "5",     NULL,    "nx-b", "",    "new-a"};
+    static const char *const want[] = {"old-a", "old-b", NULL,    "new-a", "old-b",
+                                       NULL,    "",      "new-a", NULL,    "5",
+                                       "5",     NULL,    "nx-b",  "",      "new-a"};
     for (size_t i = 0; i < 15; i++) {
         if (want[i] == NULL)
             continue;

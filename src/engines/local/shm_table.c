@@ -253,10 +253,18 @@ static uint32_t block_alloc(kvi__sh *s, struct sh_shard *sh, size_t need)
 
 /* ---- chains (shard lock held) --------------------------------------------- */
 
+/* Inlined where asked: the hot paths' helpers (a call of their own costs a
+ * hit some 10-30 instructions). */
+#if defined(__GNUC__)
+#define SH_INLINE inline __attribute__((always_inline))
+#else
+#define SH_INLINE inline
+#endif
+
 /* The link to key's entry, or NULL (n->bad when a damaged link stopped
  * the walk). */
-static uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key, size_t klen,
-                      kvi__lt_op *n)
+static SH_INLINE uint32_t *find(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key,
+                                size_t klen, kvi__lt_op *n)
 {
     uint32_t *pp = &buckets(s, sh)[h & s->nbmask];
     uint32_t want = hash32(h);
@@ -303,8 +311,8 @@ static void drop_dead(kvi__sh *s, struct sh_shard *sh, uint32_t *pp)
     kvi__sh_commit(sh);
 }
 
-static uint32_t *find_live(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key,
-                           size_t klen, kvi__lt_op *n)
+static SH_INLINE uint32_t *find_live(kvi__sh *s, struct sh_shard *sh, uint64_t h, const void *key,
+                                     size_t klen, kvi__lt_op *n)
 {
     uint32_t *pp = find(s, sh, h, key, klen, n);
     if (pp && e_dead(ENT(s, *pp), n)) {
@@ -531,12 +539,6 @@ struct sh_at {
 
 /* lock_key, then the key's live entry: KVI_OK with at->sh locked, or the
  * lock's error with nothing locked. */
-#if defined(__GNUC__)
-#define SH_INLINE inline __attribute__((always_inline))
-#else
-#define SH_INLINE inline
-#endif
-
 /* (Inlined: its callers are the hot paths, and a call of its own costs a
  * hit ~30 instructions.) */
 static SH_INLINE kvi_status lock_find(kvi__sh *s, const void *key, size_t klen, struct sh_at *at)

@@ -238,9 +238,8 @@ static inline void lt_bury(lt_ref *dead, struct lt_entry *e)
 /* Shard internals (shard lock held)                                        */
 
 /* The link to key's entry in the chain of bucket idx of ht, or NULL. */
-static inline __attribute__((always_inline)) lt_ref *lt_find_in(struct lt_ht *ht, size_t idx,
-                                                                uint64_t h, const void *key,
-                                                                size_t klen)
+static inline __attribute__((always_inline)) lt_ref *
+lt_find_in(struct lt_ht *ht, size_t idx, uint64_t h, const void *key, size_t klen)
 {
     uint64_t tag = LT_TAG(h);
     lt_ref want = LT_REF_TAG_OF(tag);
