@@ -101,6 +101,13 @@ kvi_ts_server *kvi_test_memcached(const char *const *extra)
     return started(r, s, "memcached");
 }
 
+int kvi_test_valgrind(void)
+{
+    /* valgrind preloads its vgpreload_*.so into the program. */
+    const char *pre = getenv("LD_PRELOAD");
+    return pre != NULL && strstr(pre, "vgpreload") != NULL;
+}
+
 void kvi_test_hang(kvi_ts_server *s)
 {
     if (s == NULL || kvi_ts_pid(s) <= 0 || kill(kvi_ts_pid(s), SIGSTOP) != 0)

@@ -44,7 +44,9 @@ extern "C" {
 /* 1 in a build with AddressSanitizer (KVI_SANITIZE=ON, clang or gcc): its
  * allocator has no fork handling (clang 14), so a child forked while
  * another thread allocates may block in malloc for good -- a test that
- * forks with threads at work waits for them first in such a build. */
+ * forks with threads at work waits for them first in such a build (and
+ * under valgrind, kvi_test_valgrind(), whose leak check of the child
+ * counts what the parent's other threads held as lost, and fails it). */
 #if defined(__SANITIZE_ADDRESS__)
 #define KVI_TEST_ASAN 1
 #elif defined(__has_feature)
@@ -55,6 +57,9 @@ extern "C" {
 #ifndef KVI_TEST_ASAN
 #define KVI_TEST_ASAN 0
 #endif
+
+/* 1 when the program runs under valgrind. */
+int kvi_test_valgrind(void);
 
 /* Exit status CTest reads as "skipped" (SKIP_RETURN_CODE of every test). */
 #define KVI_TEST_SKIP 77
