@@ -4,7 +4,9 @@
 #include "kvitest.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -120,6 +122,22 @@ void kvi_test_unhang(kvi_ts_server *s)
         return;
     if (kill(kvi_ts_pid(s), SIGCONT) != 0)
         kvi_test_fail("cannot let the server go on (SIGCONT)");
+}
+
+void kvi_test_wait(const kvi_wait *w)
+{
+    int timeout = -1;
+    if (w->deadline_ms != 0) {
+        int64_t left = w->deadline_ms - kvi_test_mono_ms();
+        timeout = left > 0 ? (int)left : 0;
+    }
+    struct pollfd p = {w->fd, 0, 0};
+    if (w->events & KVI_WAIT_READ)
+        p.events |= POLLIN;
+    if (w->events & KVI_WAIT_WRITE)
+        p.events |= POLLOUT;
+    if (poll(&p, w->fd >= 0 ? 1 : 0, timeout) < 0 && errno != EINTR)
+        kvi_test_fail("poll: %s", strerror(errno));
 }
 
 unsigned kvi_test_peer_port(int fd)

@@ -132,6 +132,13 @@ kvi *kvi_test_context1(const char *url);
 void kvi_test_hang(kvi_ts_server *s);
 void kvi_test_unhang(kvi_ts_server *s);
 
+/* Waits with poll() for what a pending kvi_batch_start/_resume asked in w:
+ * its descriptor ready as asked, or its deadline (w->deadline_ms, 0: none;
+ * fd -1: only the deadline) -- what an event loop does, for tests that
+ * drive a batch by hand.  A poll() error other than EINTR fails the
+ * program. */
+void kvi_test_wait(const kvi_wait *w);
+
 /* The port of the peer of socket fd (IPv4 or IPv6), 0 when fd is negative,
  * not connected or not an internet socket: tells which server a kvi_wait's
  * descriptor is connected to. */

@@ -35,23 +35,6 @@ static void on_done(void *ud, kvi_batch *b)
     ((struct done_count *)ud)->calls++;
 }
 
-/* Waits for what w asks (or its deadline) with poll(); 1 when the wait
- * ended by readiness or deadline, fails on a poll error. */
-static void wait_for(const kvi_wait *w)
-{
-    int timeout = -1;
-    if (w->deadline_ms != 0) {
-        int64_t left = w->deadline_ms - kvi_test_mono_ms();
-        timeout = left > 0 ? (int)left : 0;
-    }
-    struct pollfd p = {w->fd, 0, 0};
-    if (w->events & KVI_WAIT_READ)
-        p.events |= POLLIN;
-    if (w->events & KVI_WAIT_WRITE)
-        p.events |= POLLOUT;
-    assert_true(poll(&p, w->fd >= 0 ? 1 : 0, timeout) >= 0);
-}
-
 static kvi_ts_server *g_redis;
 static char g_url[256];
 
@@ -215,7 +198,7 @@ static void test_hung_server_start_returns_at_once_and_deadline_ends_it(void **s
     int r = kvi_batch_start(b, 1000, on_done, &dc, &w);
     int64_t start_ms = kvi_test_mono_ms() - t0;
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     int64_t all_ms = kvi_test_mono_ms() - t0;
@@ -297,7 +280,7 @@ static void test_cluster_batch_moves_from_master_to_master(void **state)
             seen |= fds[i] == w.fd;
         if (!seen && nfds < 8)
             fds[nfds++] = w.fd;
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     assert_int_equal(r, 1);
@@ -346,7 +329,7 @@ static int run_with_node_stopped(kvi_batch *b, kvi_ts_server *stopped, unsigned 
             kvi_test_unhang(stopped);
             stopped_now = 0;
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     if (stopped_now)
@@ -446,7 +429,7 @@ static void test_cluster_batch_follows_ask_and_moved_without_blocking(void **sta
     int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
     while (r == 0) {
         on_src |= kvi_test_peer_port(w.fd) == src_port;
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     kvi_test_unhang(kvi_tc_server(cl, src));
@@ -479,13 +462,13 @@ static int child_asks_sentinel_without_blocking(kvi *k, kvi_tsn_setup *sn)
             on_sentinel = 1;
             break;
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     kvi_test_unhang(se);
     kvi_test_unhang(m);
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     printf("# sentinel child: start pending %d, waited on the sentinel %d\n", pending_at_start,
@@ -639,13 +622,13 @@ static int child_reads_map_without_blocking(kvi *k, kvi_tc_cluster *cl)
             on_node |= pp != 0 && pp == kvi_tc_port(cl, i);
         if (on_node)
             break;
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     for (size_t i = 0; i < nn; i++)
         kvi_test_unhang(kvi_tc_server(cl, i));
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     printf("# child: start pending %d, waited on a node %d\n", pending_at_start, on_node);
@@ -727,7 +710,7 @@ static void test_memcached_runs_without_blocking(void **state)
     assert_int_equal(r, 0);
     assert_int_equal(port, kvi_ts_port(s));
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     assert_int_equal(r, 1);
@@ -747,7 +730,7 @@ static void test_memcached_runs_without_blocking(void **state)
 static void drive(kvi_batch *b, int r, kvi_wait *w)
 {
     while (r == 0) {
-        wait_for(w);
+        kvi_test_wait(w);
         r = kvi_batch_resume(b, w);
     }
     assert_int_equal(r, 1);
