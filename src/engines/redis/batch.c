@@ -35,6 +35,7 @@
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #endif
 
 #include "batch.h"
@@ -730,6 +731,13 @@ struct redis_async {
     int readonly; /* a write was answered READONLY */
 };
 
+/* An op to send again after a backoff, with the reply that said it did
+ * not run (NULL: no master known for its slot). */
+struct redis_retry {
+    kvi_batch_op *op;
+    redisReply *last;
+};
+
 /* An op to send again where a redirection sent it. */
 struct redis_redir {
     kvi_batch_op *op;
@@ -757,6 +765,23 @@ struct redis_arun {
      * which each waiting pipeline's socket is registered, regfd[g]; it is
      * readable when any of them is ready).  Without epoll the groups run
      * one after the other. */
+    /* TRYAGAIN, CLUSTERDOWN, LOADING (the command did not run), or no
+     * master for the key's slot: sent again after a backoff (MAX_SLEEPS
+     * times at most, within the connection's timeout), waited on a
+     * timerfd (tfd, backing); remap: read the slot map first. */
+    struct redis_retry *retry;
+    size_t nretry;
+    int tries, backing, remap, tfd;
+    int64_t backoff, retry_until;
+    /* The map read's nodes (mnodes[mi] being asked), what it got (1 a
+     * map, 2 a standalone server under cluster=auto), the last failure;
+     * detect: the connection's mode is decided by it; mretry: a map read
+     * before a retry round. */
+    struct kvi_redis_node **mnodes;
+    size_t nm, mi, mseed0;
+    int mshards, mgot, detect, mretry;
+    kvi_status mst;
+    char merr[400];
     struct redis_async *ras;
     kvi_wait *wts;
     unsigned char *waiting;
@@ -998,6 +1023,26 @@ static int ra_nomem(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
     return 1;
 }
 
+/* op of ra was answered r (freed or kept), a reply saying it did not
+ * run: TRYAGAIN, CLUSTERDOWN, LOADING go to the retry list (sent again
+ * after a backoff); NOSCRIPT (scripts go as EVAL: not expected) and,
+ * without timerfd, everything through the single path at the end. */
+static void ra_not_run(struct redis_async *ra, kvi_batch_op *op, redisReply *r)
+{
+    struct redis_arun *ar = ra->run;
+#ifdef __linux__
+    if (!kvi__redis_is_error_kind(r, "NOSCRIPT")) {
+        if (kvi__redis_is_error_kind(r, "CLUSTERDOWN"))
+            ar->remap = ar->cluster;
+        ar->retry[ar->nretry].op = op;
+        ar->retry[ar->nretry++].last = r;
+        return;
+    }
+#endif
+    freeReplyObject(r);
+    ar->again[ar->nagain++] = op;
+}
+
 static int ra_wait(const struct redis_async *ra, kvi_wait *w)
 {
     const struct kvi_redis_sock *sock = &ra->link->conn.sock;
@@ -1215,9 +1260,8 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                     ra->readonly = 1;
                     ra_again_after_lookup(ra, i);
                 } else if (not_run_here(r)) {
-                    /* Did not run there: sent again at the end. */
-                    freeReplyObject(r);
-                    ra->run->again[ra->run->nagain++] = op;
+                    /* Did not run there: sent again after a backoff. */
+                    ra_not_run(ra, op, r);
                 } else if (ra->wait && is_write(op)) {
                     ra->held[i] = r; /* ends when the WAIT answers */
                 } else {
@@ -1305,6 +1349,14 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->held);
     kvi_engine_free(c, ar->orig);
     kvi_engine_free(c, ar->node_of);
+    for (size_t i = 0; i < ar->nretry; i++)
+        freeReplyObject(ar->retry[i].last);
+    kvi_engine_free(c, ar->retry);
+    kvi_engine_free(c, ar->mnodes);
+#ifdef __linux__
+    if (ar->tfd >= 0)
+        close(ar->tfd);
+#endif
     kvi_engine_free(c, ar->ras);
     kvi_engine_free(c, ar->wts);
     kvi_engine_free(c, ar->waiting);
@@ -1336,8 +1388,13 @@ static void map_close(kvi_conn *c, struct redis_arun *ar, int keep_link, kvi_sta
 /* Starts reading the slot map from the working seed -- with Sentinel,
  * asking the working sentinel for the master -- on a non-blocking
  * connection: 0 started, -1 not (nothing to close). */
+static int cmap_begin(kvi_conn *c, struct redis_arun *ar);
+static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+
 static int map_begin(kvi_conn *c, struct redis_arun *ar)
 {
+    if (ar->sentinel == NULL)
+        return cmap_begin(c, ar);
     ar->mnode = ar->sentinel != NULL
                     ? ar->st->seeds[(ar->sn_first + ar->sn_tried) % ar->st->nseeds]
                     : ar->st->seeds[atomic_load(&ar->st->current) % ar->st->nseeds];
@@ -1448,6 +1505,8 @@ static int sentinel_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
  * the read failed: the caller sees which by grouping again). */
 static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
+    if (ar->sentinel == NULL)
+        return cmap_step(c, ar, w);
     struct kvi_redis_conn *conn = &ar->mlink->conn;
     static const char *const shards[2] = {"CLUSTER", "SHARDS"};
     static const size_t shards_len[2] = {7, 6};
@@ -1527,18 +1586,208 @@ fail: {
 }
 }
 
+/* Starts the map read on ar->mnodes[ar->mi], or the next node that can
+ * be tried (a breaker open or a connect that fails at once is noted in
+ * mst/merr and passed): 0 started, -1 none left. */
+static int cmap_try(kvi_conn *c, struct redis_arun *ar)
+{
+    for (; ar->mi < ar->nm; ar->mi++) {
+        ar->mnode = ar->mnodes[ar->mi];
+        ar->mshards = 1;
+        kvi_status s = kvi_breaker_enter(c, ar->mnode->breaker, ar->mnode->addr.name, &ar->mprobe);
+        if (s != KVI_OK) {
+            ar->mst = s;
+            copy_msg(c, ar->merr, sizeof ar->merr);
+            continue;
+        }
+        int t = kvi__redis_link_take(c, ar->mnode, &ar->mlink, 1);
+        if (t < 0) {
+            ar->mst = KVI_E_CONNECT;
+            copy_msg(c, ar->merr, sizeof ar->merr);
+            ar->map = MAP_CONNECT; /* for map_close */
+            map_close(c, ar, 0, KVI_E_CONNECT);
+            continue;
+        }
+        ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
+        return 0;
+    }
+    return -1;
+}
+
+/* The Cluster's map read (map_begin without Sentinel): the nodes tried in
+ * turn are the working seed, then every other known node (the seeds
+ * last); to decide the mode (detect) the seeds from the working one. */
+static int cmap_begin(kvi_conn *c, struct redis_arun *ar)
+{
+    struct kvi_redis_state *st = ar->st;
+    size_t cur = atomic_load(&st->current) % st->nseeds;
+    kvi_engine_free(c, ar->mnodes);
+    ar->mnodes = NULL;
+    ar->nm = ar->mi = 0;
+    ar->mgot = 0;
+    ar->mseed0 = cur;
+    ar->mst = kvi_engine_error(c, KVI_E_CONNECT, "no cluster node known");
+    copy_msg(c, ar->merr, sizeof ar->merr);
+    struct kvi_redis_node **all = NULL;
+    size_t count = 0;
+    if (!ar->detect && kvi__redis_node_snapshot(c, st, &all, &count) != KVI_OK)
+        return -1;
+    size_t k = ar->detect ? st->nseeds : count + 1;
+    ar->mnodes = kvi_engine_malloc(c, k * sizeof *ar->mnodes);
+    if (ar->mnodes == NULL) {
+        kvi_engine_free(c, all);
+        ar->mst = KVI_E_NOMEM;
+        snprintf(ar->merr, sizeof ar->merr, "out of memory");
+        return -1;
+    }
+    if (all == NULL) {
+        for (size_t i = 0; i < k; i++)
+            ar->mnodes[ar->nm++] = st->seeds[(cur + i) % st->nseeds];
+    } else {
+        ar->mnodes[ar->nm++] = st->seeds[cur];
+        for (size_t i = 0; i < count; i++)
+            if (all[i] != st->seeds[cur])
+                ar->mnodes[ar->nm++] = all[i];
+        kvi_engine_free(c, all);
+    }
+    return cmap_try(c, ar);
+}
+
+/* The map read of node mnodes[mi] failed (mst/merr set, link closed):
+ * the next node is tried.  1 when one was started. */
+static int cmap_next(kvi_conn *c, struct redis_arun *ar)
+{
+    ar->mi++;
+    return cmap_try(c, ar) == 0;
+}
+
+/* Node mnodes[mi] answered r (kept) to CLUSTER SHARDS / SLOTS: 1 the
+ * read ended (a map installed, or under cluster=auto a standalone server
+ * found), 0 ask again on the same connection (SLOTS), -1 try the next
+ * node (mst/merr set). */
+static int cmap_answer(kvi_conn *c, struct redis_arun *ar, const redisReply *r)
+{
+    struct kvi_redis *rp = kvi__redis_priv(c);
+    if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "cluster support disabled") != NULL) {
+        if (ar->detect && rp->cfg.cluster != KVI_REDIS_CLUSTER_YES) {
+            /* cluster=auto: a standalone server (as ensure_mode decides). */
+            atomic_store(&ar->st->current, (ar->mseed0 + ar->mi) % ar->st->nseeds);
+            int unknown = KVI_REDIS_MODE_UNKNOWN;
+            atomic_compare_exchange_strong(&rp->mode, &unknown, KVI_REDIS_MODE_STANDALONE);
+            ar->mgot = 2;
+            return 1;
+        }
+        ar->mst = kvi_engine_error(c, KVI_E_BACKEND, "%s is not a cluster node",
+                                   ar->mnode->addr.name);
+        copy_msg(c, ar->merr, sizeof ar->merr);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR && ar->mshards && strstr(r->str, "nknown") != NULL) {
+        ar->mshards = 0; /* before Redis 7: CLUSTER SLOTS */
+        return 0;
+    }
+    struct kvi_redis_range *ranges = NULL;
+    size_t count = 0;
+    ar->mst = kvi__redis_map_from_reply(c, ar->mnode, r, ar->mshards, &ranges, &count);
+    if (ar->mst != KVI_OK) {
+        copy_msg(c, ar->merr, sizeof ar->merr);
+        return -1;
+    }
+    kvi__redis_install_map(c, ar->st, ranges, count);
+    kvi_engine_free(c, ranges);
+    atomic_store(&ar->st->last_refresh_ms, kvi_monotonic_ms());
+    if (ar->detect) {
+        int unknown = KVI_REDIS_MODE_UNKNOWN;
+        atomic_compare_exchange_strong(&rp->mode, &unknown, KVI_REDIS_MODE_CLUSTER);
+    }
+    ar->mgot = 1;
+    return 1;
+}
+
+/* Advances the map read: 0 waiting (*w), 1 ended (ar->mgot says what it
+ * got; 0: every node failed, the last failure in mst/merr). */
+static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    static const char *const shards[2] = {"CLUSTER", "SHARDS"};
+    static const size_t shards_len[2] = {7, 6};
+    static const char *const slots[2] = {"CLUSTER", "SLOTS"};
+    static const size_t slots_len[2] = {7, 5};
+    int r;
+    for (;;) {
+        struct kvi_redis_conn *conn = &ar->mlink->conn;
+        switch (ar->map) {
+        case MAP_CONNECT:
+            if ((r = kvi__redis_conn_step(conn)) < 0)
+                goto fail;
+            if (r == 0)
+                goto wait;
+            ar->map = MAP_WRITE;
+            break;
+        case MAP_WRITE:
+            if (ar->mshards ? kvi__redis_conn_append(conn, 2, (const char **)shards, shards_len) != 0
+                            : kvi__redis_conn_append(conn, 2, (const char **)slots, slots_len) != 0)
+                goto fail;
+            ar->map = MAP_FLUSH;
+            break;
+        case MAP_FLUSH:
+            if ((r = kvi__redis_conn_flush(conn)) < 0)
+                goto fail;
+            if (r == 0)
+                goto wait;
+            ar->map = MAP_READ;
+            break;
+        default: {
+            redisReply *reply = NULL;
+            if ((r = kvi__redis_conn_read(conn, 0, &reply)) < 0)
+                goto fail;
+            if (r == 0)
+                goto wait;
+            int a = cmap_answer(c, ar, reply);
+            freeReplyObject(reply);
+            if (a == 0) {
+                ar->map = MAP_WRITE;
+                break;
+            }
+            map_close(c, ar, 1, KVI_OK);
+            if (a > 0 || !cmap_next(c, ar))
+                return 1;
+            break;
+        }
+        }
+        continue;
+    fail:
+        ar->mst = conn->st != KVI_OK ? conn->st : KVI_E_IO;
+        snprintf(ar->merr, sizeof ar->merr, "%s", conn->err[0] ? conn->err : kvi_strerror(ar->mst));
+        map_close(c, ar, 0, ar->mst);
+        if (!cmap_next(c, ar))
+            return 1;
+    }
+wait:
+    w->fd = ar->mlink->conn.sock.fd;
+    w->events = ar->mlink->conn.sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    return 0;
+}
+
 /* Groups ar->orig per node (cluster: the master of each key's slot;
  * standalone: one): 0, or -1 when a key's slot has no master in the map. */
-static int arun_group(struct redis_arun *ar, struct kvi_redis_node *one)
+static int arun_group(struct redis_arun *ar, struct kvi_redis_node *one, int retry_missing)
 {
     size_t n = ar->norig;
     for (size_t i = 0; i < n; i++) {
         ar->node_of[i] = ar->cluster ? kvi__redis_key_node(ar->st, ar->orig[i]->key,
                                                            ar->orig[i]->key_len)
                                      : one;
-        if (ar->node_of[i] == NULL)
+        if (ar->node_of[i] == NULL && !retry_missing)
             return -1;
     }
+    /* (retry_missing: an op with no master goes to the retry list.) */
+    for (size_t i = 0; i < n; i++)
+        if (ar->node_of[i] == NULL) {
+            ar->retry[ar->nretry].op = ar->orig[i];
+            ar->retry[ar->nretry++].last = NULL;
+            ar->remap = 1;
+        }
+    ar->gi = 0;
     memset(ar->ask, 0, n);
     memset(ar->hops, 0, n);
     ar->n = 0;
@@ -1586,6 +1835,7 @@ static void arun_next_round(struct redis_arun *ar)
 }
 
 static int arun_lookup(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+static int arun_backoff(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
 
 /* ---- every pipeline of a round in flight at once ---- */
 
@@ -1716,6 +1966,8 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
         }
         arun_next_round(ar);
     }
+    if (ar->nretry > 0 && arun_backoff(c, ar, w) == 0)
+        return 0;
     for (size_t i = 0; i < ar->nagain; i++)
         kvi_batch_op_single(c, ar->again[i]);
     arun_free(c, ar);
@@ -1734,6 +1986,136 @@ static kvi_status sentinel_none(kvi_conn *c, struct redis_arun *ar)
     return kvi_engine_error(c, ar->sn_st, "%s", ar->sn_msg);
 }
 
+/* Backoff before a retry round: the first 10 ms, then twice as long
+ * each time (as the single path's). */
+#define RETRY_BACKOFF_FIRST_MS 10
+#define RETRY_MAX_SLEEPS 6
+
+/* The retry list's ops end: each with the error its last reply was, or
+ * (no master known for its slot) the map read's failure. */
+static void arun_retry_end(kvi_conn *c, struct redis_arun *ar)
+{
+    for (size_t i = 0; i < ar->nretry; i++) {
+        kvi_batch_op *op = ar->retry[i].op;
+        if (ar->retry[i].last != NULL) {
+            kvi_status s = kvi__redis_reply_error(c, ar->retry[i].last);
+            freeReplyObject(ar->retry[i].last);
+            kvi_batch_op_done(c, op, s);
+        } else if (ar->mst != KVI_OK && ar->mgot == 0) {
+            end_unsent(c, op, ar->mst, ar->merr);
+        } else {
+            end_unsent(c, op, KVI_E_BACKEND,
+                       "no cluster node serves this key's slot (the command did not run)");
+        }
+    }
+    ar->nretry = 0;
+}
+
+/* The retry list is not empty and the rounds are over: waits the next
+ * backoff on the timerfd (0, *w) -- or, after RETRY_MAX_SLEEPS backoffs or
+ * past the connection's timeout, ends the ops (1).  Without a timerfd
+ * they go through the single path (its own backoff). */
+static int arun_backoff(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    int64_t now = kvi_monotonic_ms();
+    if (ar->retry_until == 0) {
+        uint32_t t = kvi__redis_priv(c)->node_cfg.timeout_ms;
+        ar->retry_until = now + (t > 0 ? t : 5000);
+        ar->backoff = RETRY_BACKOFF_FIRST_MS;
+    }
+    if (ar->tries >= RETRY_MAX_SLEEPS || now + ar->backoff > ar->retry_until) {
+        arun_retry_end(c, ar);
+        return 1;
+    }
+#ifdef __linux__
+    if (ar->tfd < 0)
+        ar->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(ar->backoff / 1000);
+    its.it_value.tv_nsec = (long)(ar->backoff % 1000) * 1000000L;
+    if (ar->tfd >= 0 && timerfd_settime(ar->tfd, 0, &its, NULL) == 0) {
+        ar->tries++;
+        ar->backoff *= 2;
+        ar->backing = 1;
+        w->fd = ar->tfd;
+        w->events = KVI_WAIT_READ;
+        return 0;
+    }
+#endif
+    for (size_t i = 0; i < ar->nretry; i++) {
+        freeReplyObject(ar->retry[i].last);
+        ar->again[ar->nagain++] = ar->retry[i].op;
+    }
+    ar->nretry = 0;
+    return 1;
+}
+
+/* The retry list's ops become the next round, each to the master of its
+ * slot (standalone: the working host, or the named master); one with no
+ * master stays for the next backoff. */
+static int arun_retry_go(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    struct kvi_redis_node *one =
+        ar->cluster ? NULL
+        : kvi__redis_priv(c)->cfg.sentinel != NULL
+            ? atomic_load(&ar->st->master)
+            : ar->st->seeds[atomic_load(&ar->st->current) % ar->st->nseeds];
+    size_t keep = 0;
+    for (size_t i = 0; i < ar->nretry; i++) {
+        kvi_batch_op *op = ar->retry[i].op;
+        struct kvi_redis_node *node =
+            ar->cluster ? kvi__redis_key_node(ar->st, op->key, op->key_len) : one;
+        if (node == NULL) {
+            ar->retry[keep++] = ar->retry[i];
+            ar->remap = ar->cluster;
+            continue;
+        }
+        freeReplyObject(ar->retry[i].last);
+        ar->next[ar->nnext].op = op;
+        ar->next[ar->nnext].node = node;
+        ar->next[ar->nnext].ask = 0;
+        ar->next[ar->nnext++].hops = 0;
+    }
+    ar->nretry = keep;
+    ar->gi = ar->ngroups = 0;
+    return arun_next(c, ar, w);
+}
+
+/* The backoff ended: the map is read first when a reply said CLUSTERDOWN
+ * or a slot had no master, then the retry round. */
+static int arun_retry(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    if (ar->remap) {
+        ar->remap = 0;
+        if (map_begin(c, ar) == 0) {
+            ar->mretry = 1;
+            if (map_step(c, ar, w) == 0)
+                return 0;
+            ar->mretry = 0;
+        }
+    }
+    return arun_retry_go(c, ar, w);
+}
+
+/* Every op not yet ended fails with the map read's failure (nothing was
+ * sent). */
+static int arun_fail_all(kvi_conn *c, struct redis_arun *ar)
+{
+    for (size_t i = 0; i < ar->norig; i++)
+        end_unsent(c, ar->orig[i], ar->mst != KVI_OK ? ar->mst : KVI_E_CONNECT, ar->merr);
+    arun_free(c, ar);
+    return 1;
+}
+
+static int any_raw(const struct redis_arun *ar)
+{
+    for (size_t i = 0; i < ar->norig; i++)
+        if (must_run_alone(ar->orig[i]))
+            return 1;
+    return 0;
+}
+
 /* The map read (or the question to the sentinels) ended: group and run
  * the ops -- or, when a key's slot still has no master (the read failed),
  * run the batch on the blocking path here; with Sentinel and no master
@@ -1741,6 +2123,45 @@ static kvi_status sentinel_none(kvi_conn *c, struct redis_arun *ar)
  * for the ops that did not run (lookup_next), they go to the new master. */
 static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
+    struct kvi_redis *rp = kvi__redis_priv(c);
+    if (ar->mretry) {
+        /* The map read before a retry round. */
+        ar->mretry = 0;
+        return arun_retry_go(c, ar, w);
+    }
+    if (ar->detect) {
+        /* The mode was being decided: standalone goes on as such (a
+         * failover list), a cluster is grouped by the map just read (with
+         * raw queries or wait_replicas: the blocking path, which knows the
+         * mode now); nothing found fails the ops, nothing sent. */
+        int mode = atomic_load(&rp->mode);
+        if (mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER)
+            return arun_fail_all(c, ar);
+        ar->detect = 0;
+        ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
+        if (ar->cluster && (rp->node_cfg.wait_replicas > 0 || any_raw(ar))) {
+            kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
+            arun_free(c, ar);
+            return 1;
+        }
+        if (!ar->cluster) {
+            size_t cur = atomic_load(&ar->st->current) % ar->st->nseeds;
+            ar->failover = ar->st->nseeds > 1;
+            ar->fo_first = cur;
+            arun_group(ar, ar->st->seeds[cur], 0);
+            return arun_next(c, ar, w);
+        }
+    }
+    if (ar->cluster) {
+        /* Grouped by the map; an op whose slot has no master goes to the
+         * retry list (after a backoff the map is read again).  No map
+         * read at all: the ops fail with its last failure. */
+        if (ar->mgot == 0 && arun_group(ar, NULL, 0) != 0)
+            return arun_fail_all(c, ar);
+        if (ar->mgot != 0)
+            arun_group(ar, NULL, 1);
+        return arun_next(c, ar, w);
+    }
     struct kvi_redis_node *m = ar->sname != NULL ? atomic_load(&ar->st->master) : NULL;
     if (ar->lookup_next) {
         ar->lookup_next = 0;
@@ -1756,7 +2177,7 @@ static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             ar->next[i].node = m;
         return arun_next(c, ar, w);
     }
-    if (arun_group(ar, m) != 0) {
+    if (arun_group(ar, m, 0) != 0) {
         if (ar->sname != NULL) {
             kvi_status s = sentinel_none(c, ar);
             char msg[400];
@@ -1809,8 +2230,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         mode = KVI_REDIS_MODE_STANDALONE;
         atomic_store(&rp->mode, mode);
     }
-    if ((mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER) ||
-        (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0))
+    /* Not known yet (cluster=auto, or cluster=yes before its first map):
+     * decided by a map read without blocking (detect). */
+    int detect = mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER;
+    if (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0)
         return -1;
     /* Raw queries in a Cluster (routed by their first key, maybe through
      * COMMAND GETKEYS): the blocking path. */
@@ -1824,6 +2247,7 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         return -1;
     memset(ar, 0, sizeof *ar);
     ar->epfd = -1;
+    ar->tfd = -1;
 #ifdef __linux__
     ar->concurrent = 1;
 #endif
@@ -1840,6 +2264,7 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->again = kvi_engine_malloc(c, n * sizeof *ar->again);
     ar->views = kvi_engine_malloc(c, n * sizeof *ar->views);
     ar->ras = kvi_engine_malloc(c, n * sizeof *ar->ras);
+    ar->retry = kvi_engine_malloc(c, n * sizeof *ar->retry);
     ar->wts = kvi_engine_malloc(c, n * sizeof *ar->wts);
     ar->waiting = kvi_engine_malloc(c, n);
     ar->regfd = kvi_engine_malloc(c, n * sizeof *ar->regfd);
@@ -1854,7 +2279,7 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     pthread_once(&default_fns_once, default_fns_init);
     if (ar->node_of == NULL || ar->orig == NULL || ar->ops == NULL || ar->ask == NULL ||
         ar->hops == NULL || ar->groups == NULL || ar->next == NULL || ar->again == NULL ||
-        ar->views == NULL || ar->ras == NULL || ar->wts == NULL || ar->waiting == NULL ||
+        ar->views == NULL || ar->ras == NULL || ar->retry == NULL || ar->wts == NULL || ar->waiting == NULL ||
         ar->regfd == NULL) {
         arun_free(c, ar);
         return -1;
@@ -1892,7 +2317,21 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->failover = mode != KVI_REDIS_MODE_CLUSTER && rp->cfg.sentinel == NULL && st->nseeds > 1;
     ar->fo_first = cur;
     ar->sname = rp->cfg.sentinel;
-    if (arun_group(ar, one) != 0) {
+    if (detect) {
+        /* The mode: CLUSTER SHARDS (SLOTS before Redis 7) asked of the
+         * seeds in turn, step by step; a map makes it a cluster (grouped
+         * by it), "cluster support disabled" under cluster=auto a
+         * standalone server (arun_after_map). */
+        ar->detect = 1;
+        ar->sentinel = NULL;
+        *state = ar;
+        if (map_begin(c, ar) != 0)
+            return arun_fail_all(c, ar);
+        if (map_step(c, ar, w) == 0)
+            return 0;
+        return arun_after_map(c, ar, w);
+    }
+    if (arun_group(ar, one, 0) != 0) {
         /* No master named yet (Sentinel: the sentinels are asked in
          * turn), or a key's slot without a master in the map (a new
          * process's empty map): read the map first, without blocking. */
@@ -1917,6 +2356,18 @@ static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
             return 0;
         return arun_after_map(c, ar, w);
     }
+#ifdef __linux__
+    if (ar->backing) {
+        uint64_t fired;
+        if (read(ar->tfd, &fired, sizeof fired) != (ssize_t)sizeof fired) {
+            w->fd = ar->tfd; /* not yet */
+            w->events = KVI_WAIT_READ;
+            return 0;
+        }
+        ar->backing = 0;
+        return arun_retry(c, ar, w);
+    }
+#endif
     if (ar->via_epoll) {
 #ifdef __linux__
         struct epoll_event evs[16];
@@ -1949,7 +2400,7 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
                              : "the batch was canceled before this operation was sent";
     if (ar->map != MAP_NONE) {
         map_close(c, ar, 0, KVI_OK);
-        if (!ar->lookup_next) {
+        if (!ar->lookup_next && !ar->mretry) {
             /* Nothing of the batch was sent yet. */
             for (size_t i = 0; i < ar->norig; i++)
                 end_unsent(c, ar->orig[i], st, unsent);
@@ -1958,6 +2409,13 @@ static void redis_async_cancel(kvi_conn *c, void *state, kvi_status st)
         }
         /* Asking again for the ops in next (which did not run). */
     }
+    /* Answered TRYAGAIN/CLUSTERDOWN/LOADING or without a master: did not
+     * run. */
+    for (size_t i = 0; i < ar->nretry; i++) {
+        freeReplyObject(ar->retry[i].last);
+        end_unsent(c, ar->retry[i].op, st, unsent);
+    }
+    ar->nretry = 0;
     for (size_t g = 0; g < ar->gi; g++) {
         if (!ar->waiting[g])
             continue;

@@ -236,6 +236,202 @@ static void test_nonblocking_batch_has_every_master_in_flight(void **state)
     kvi_free(k);
 }
 
+/* What kind of descriptor fd is ("socket", "timerfd", "eventpoll"...):
+ * 1 when its /proc link names `kind`. */
+static int fd_is(int fd, const char *kind)
+{
+    char path[64], target[128];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n <= 0)
+        return 0;
+    target[n] = '\0';
+    return strstr(target, kind) != NULL;
+}
+
+/* Starts b while the server of `pid` is stopped: start must return
+ * pending, waiting on a socket to `port` (the step that talks to it runs
+ * without blocking); then the server goes on and the batch is driven to
+ * its end.  Returns whether it waited there. */
+static int start_with_stopped(kvi_batch *b, pid_t pid, unsigned port, uint32_t timeout_ms)
+{
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    kvi_wait w;
+    int on_stopped = 0, stopped = 1;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, timeout_ms, NULL, NULL, &w);
+    int64_t start_ms = mono_ms() - t0;
+    while (r == 0) {
+        if (stopped && kvi_test_peer_port(w.fd) == port) {
+            on_stopped = 1;
+            stopped = 0;
+            assert_int_equal(kill(pid, SIGCONT), 0);
+        }
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    if (stopped)
+        kill(pid, SIGCONT);
+    printf("# start took %lld ms; waited on the stopped server (port %u): %d\n",
+           (long long)start_ms, port, on_stopped);
+    assert_int_equal(r, 1);
+    return on_stopped;
+}
+
+/* A connection whose mode is not known yet (lazy, cluster=auto) decides
+ * it without blocking: CLUSTER SHARDS is asked of the first seed on a
+ * non-blocking connection.  With that seed stopped, start returns pending
+ * on its socket (the blocking detection would wait inside start); then
+ * the batch runs on the cluster, every result right.  Same for a
+ * standalone server under cluster=auto ("cluster support disabled"). */
+static void test_mode_detected_without_blocking(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    char url[640];
+    snprintf(url, sizeof url, "%s?cluster=auto&lazy=yes&timeout=3000", g_url);
+    kvi *k = kvi_test_context1(url);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "md");
+    int waited = start_with_stopped(b, kvi_ts_pid(kvi_tc_server(g_cl, 0)), kvi_tc_port(g_cl, 0),
+                                    20000);
+    for (size_t i = 0; i < 9; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("op %zu: %s", i, kvi_batch_errmsg(b, i));
+    for (size_t m = 0; m < 3; m++)
+        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
+    assert_true(waited);
+    kvi_batch_free(b);
+    kvi_free(k);
+
+    /* A standalone server under cluster=auto. */
+    kvi_ts_server *one = kvi_test_redis(NULL);
+    char surl[256];
+    kvi_test_url(surl, sizeof surl, "redis", one, "?cluster=auto&lazy=yes&timeout=3000");
+    k = kvi_test_context1(surl);
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_store(b, "redis", "sa", 2, "v", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "sn", 2, 2, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "sa", 2), KVI_OK);
+    waited = start_with_stopped(b, kvi_ts_pid(one), kvi_ts_port(one), 20000);
+    for (size_t i = 0; i < 3; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("standalone op %zu: %s", i, kvi_batch_errmsg(b, i));
+    assert_int_equal(kvi_batch_integer(b, 1), 2);
+    assert_string_equal(kvi_batch_value(b, 2, NULL), "v");
+    assert_true(waited);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(one);
+}
+
+/* The map read moves on without blocking when a node cannot give it:
+ * cluster=yes with seeds [a closed port, a standalone server (answers
+ * "cluster support disabled"), the cluster's nodes]: the refused connect
+ * and the refusal are passed, and the read comes to wait on the first
+ * cluster node's socket (stopped) instead of running the blocking path
+ * inside start. */
+static void test_map_read_tries_the_next_node_without_blocking(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi_ts_server *one = kvi_test_redis(NULL);
+    uint16_t closed = 0;
+    assert_int_equal(kvi_ts_free_port(&closed), KVI_TS_OK);
+    char url[900];
+    /* g_url is "redis://127.0.0.1:P1,...,127.0.0.1:Pn/" */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u,127.0.0.1:%u,%s?cluster=yes&lazy=yes&timeout=3000",
+             (unsigned)closed, (unsigned)kvi_ts_port(one), g_url + strlen("redis://"));
+    kvi *k = kvi_test_context1(url);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "mr");
+    int waited = start_with_stopped(b, kvi_ts_pid(kvi_tc_server(g_cl, 0)), kvi_tc_port(g_cl, 0),
+                                    20000);
+    for (size_t i = 0; i < 9; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("op %zu: %s", i, kvi_batch_errmsg(b, i));
+    for (size_t m = 0; m < 3; m++)
+        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
+    assert_true(waited);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(one);
+}
+
+/* A batch across a CLUSTERDOWN window: a slot of master M is taken from it
+ * (CLUSTER DELSLOTS: M answers "CLUSTERDOWN Hash slot not served" -- and,
+ * the cluster not fully covered, CLUSTERDOWN for its other keys): the ops
+ * that did not run wait the backoff on a timerfd (not a sleep inside
+ * resume), the map is read again, and when the slot is back (ADDSLOTS,
+ * done when the batch first waits on the timer) they are sent again: every
+ * op right, the add counted once. */
+static void test_clusterdown_window_waits_on_a_timer(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi *k = cluster_context("");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "cw"); /* warm */
+    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    size_t m = 1;
+    char slot[8];
+    snprintf(slot, sizeof slot, "%u", key_slot(tags[m]));
+    const char *del[] = {"CLUSTER", "DELSLOTS", slot, NULL};
+    const char *add[] = {"CLUSTER", "ADDSLOTS", slot, NULL};
+    char *out = NULL;
+    assert_int_equal(kvi_tc_cli(g_cl, m, &out, del), KVI_TS_OK);
+    free(out);
+    kvi_batch_clear(b);
+    add_ops(b, tags, 0, "cd");
+    kvi_wait w;
+    int timer_waits = 0, restored = 0;
+    int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
+    while (r == 0) {
+        if (fd_is(w.fd, "timerfd")) {
+            timer_waits++;
+            if (!restored) {
+                out = NULL;
+                assert_int_equal(kvi_tc_cli(g_cl, m, &out, add), KVI_TS_OK);
+                free(out);
+                restored = 1;
+            }
+        }
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    if (!restored) {
+        out = NULL;
+        kvi_tc_cli(g_cl, m, &out, add);
+        free(out);
+    }
+    printf("# CLUSTERDOWN window: %d waits on a timerfd\n", timer_waits);
+    assert_int_equal(r, 1);
+    for (size_t i = 0; i < 9; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("op %zu: %s %s", i, kvi_status_name(kvi_batch_status(b, i)),
+                     kvi_batch_errmsg(b, i));
+    for (size_t j = 0; j < 3; j++) {
+        assert_string_equal(kvi_batch_value(b, 3 * j + 1, NULL), tags[j]);
+        assert_int_equal(kvi_batch_integer(b, 3 * j + 2), 1);
+    }
+    assert_true(timer_waits > 0);
+    assert_int_equal(kvi_tc_wait_ok(g_cl, 20000), KVI_TS_OK);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -269,6 +465,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocking_batch_has_every_master_in_flight),
         cmocka_unit_test(test_nonblocking_batch_has_every_master_in_flight),
+        cmocka_unit_test(test_mode_detected_without_blocking),
+        cmocka_unit_test(test_map_read_tries_the_next_node_without_blocking),
+        cmocka_unit_test(test_clusterdown_window_waits_on_a_timer),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
