@@ -670,9 +670,12 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
  * pipelines it was in, to the node the redirection names, through that
  * node's non-blocking connection (after ASKING for ASK; a MOVED also
  * records the slot's new master in the slot map, no full refresh), at most
- * MAX_REDIRECTS times.  An op answered TRYAGAIN, CLUSTERDOWN, LOADING or
- * NOSCRIPT goes, at the end, through the single path, which waits (its
- * backoff): only while a cluster or a server is not ready.  Standalone
+ * MAX_REDIRECTS times.  An op answered TRYAGAIN, CLUSTERDOWN or LOADING
+ * did not run: it is sent again after a backoff waited on a timerfd (the
+ * map read again first after CLUSTERDOWN or when its slot has no master);
+ * NOSCRIPT (not expected: EVAL) goes through the single path at the end.
+ * A connection whose mode is not known yet decides it with a map read by
+ * steps (detect); a Cluster's map read moves on node after node.  Standalone
  * and Sentinel also pipeline raw queries (replies read with deep.c) and,
  * under wait_replicas, one WAIT after the writes (their replies held until
  * it answers).  With Sentinel the sentinels are asked in turn by steps
@@ -680,9 +683,8 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
  * to the master asks ROLE before the batch is written, and a master that
  * fails before anything ran (unreachable, not a master, READONLY) makes
  * the sentinels be asked again for the ops that did not run.  The rest
- * runs through the blocking slot (start says -1): connections whose mode
- * is not known yet (cluster=auto/yes), a Cluster batch with wait_replicas
- * or raw queries, a cluster whose slot map cannot be read by steps. */
+ * runs through the blocking slot: a Cluster batch with wait_replicas or
+ * raw queries. */
 enum { RA_CONNECT, RA_ROLE, RA_ROLE_READ, RA_WRITE, RA_FLUSH, RA_READ };
 
 /* Sentinel: times one run asks the sentinels again after the master failed
