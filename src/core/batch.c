@@ -53,6 +53,11 @@ struct kvi_batch {
      * (run_c); then the run needs no grouping. */
     kvi_conn *run_c;
     int run_mixed;
+    int run_other_kinds; /* ... and whether any is not a fetch */
+    /* The group being run: all fetches (make_groups), and what its
+     * engine reported of it (kvi__batch_group_counted): ops ended, misses. */
+    int grp_all_fetches;
+    size_t grp_counted, grp_misses;
     size_t nfailed; /* ops that ended in an error since the last run began */
     int held;       /* some item may hold heap memory (a value, reply or message) */
     size_t ops_cap; /* room in ops and groups */
@@ -176,7 +181,20 @@ static inline void *copy_in(kvi_batch *b, const void *src, size_t len)
     return p;
 }
 
-/* ---- the sink of the local engine's fetches (internal.h) ------------------ */
+/* ---- the local engine's runs of fetches (internal.h) ----------------------- */
+
+int kvi__batch_group_all_fetches(kvi_batch_op *op)
+{
+    return ITEM_OF(op)->b->grp_all_fetches;
+}
+
+void kvi__batch_group_counted(kvi_batch_op *op, size_t n, size_t misses)
+{
+    kvi_batch *b = ITEM_OF(op)->b;
+    b->grp_counted = n;
+    b->grp_misses = misses;
+}
+
 
 void kvi__batch_sink_open(kvi_batch_op *op, kvi__batch_sink *s)
 {
@@ -377,6 +395,7 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
     op->no_resend = kind != KVI_OP_FETCH && (op->kind == KVI_OP_STORE_NX || op->kind == KVI_OP_ADD ||
                                              op->kind == KVI_OP_ADD_BOUNDED);
     note_run(b, it->c);
+    b->run_other_kinds |= kind != KVI_OP_FETCH;
     b->n++;
     kvi__discard_error();
     return KVI_OK;
@@ -609,6 +628,12 @@ static void group_ops(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
 static void group_end(kvi_batch *b, const struct run_group *g, kvi_batch_op *const *ops)
 {
     size_t n = g->to - g->from, misses = 0, errors = 0;
+    if (b->grp_counted == n && n > 0) {
+        /* The engine ended them all and counted them (local fetches). */
+        misses = b->grp_misses;
+        n = 0;
+    }
+    b->grp_counted = 0;
     for (size_t i = 0; i < n; i++) {
         kvi_batch_op *op = ops[i];
         if (op->done && op->status == KVI_OK)
@@ -621,7 +646,7 @@ static void group_end(kvi_batch *b, const struct run_group *g, kvi_batch_op *con
         errors += KVI_STATUS_IS_ERROR(op->status);
     }
     b->nfailed += errors;
-    kvi__op_batch_end(g->c, g->t0, g->coarse, n, misses, errors);
+    kvi__op_batch_end(g->c, g->t0, g->coarse, g->to - g->from, misses, errors);
 }
 
 /* Groups the ops added since the last run by engine id, each group in the
@@ -656,7 +681,9 @@ static kvi_status make_groups(kvi_batch *b)
             b->items[i].ended = 1;
         }
         g->to = m;
+        b->grp_all_fetches = !b->run_other_kinds;
     } else {
+        b->grp_all_fetches = 0;
         for (size_t first = b->nrun; first < b->n; first++) {
             if (b->items[first].ended)
                 continue;
@@ -674,6 +701,7 @@ static kvi_status make_groups(kvi_batch *b)
     }
     b->run_c = NULL;
     b->run_mixed = 0;
+    b->run_other_kinds = 0;
     return KVI_OK;
 }
 

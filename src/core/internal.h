@@ -46,6 +46,15 @@ void *kvi__realloc(const kvi *k, void *ptr, size_t size);
 void kvi__free(const kvi *k, void *ptr);
 char *kvi__strdup(const kvi *k, const char *s);
 
+/* For the local engine's batch slot, about the group it was given (ops
+ * op0..): whether the batch knows them all to be fetches (every op since
+ * the last run on one id, all fetches: then the slot need not look); and,
+ * from the slot, that it ended all n of them itself, misses of them
+ * KVI_NOT_FOUND and the rest KVI_OK (the core then counts them so without
+ * looking at each).  (batch.c) */
+int kvi__batch_group_all_fetches(kvi_batch_op *op0);
+void kvi__batch_group_counted(kvi_batch_op *op0, size_t n, size_t misses);
+
 /* Where the local engine's batch fetches put their values, under a shard
  * lock, without a call per value: the free room [p, end) of the batch's
  * newest chunk of memory.  Opened from any op of the batch, then values

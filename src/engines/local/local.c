@@ -615,21 +615,31 @@ static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
 /* The batch slot: runs of fetches go to the table's fetch_ops (each shard
  * locked once per chunk of keys, values straight into the batch's memory),
  * everything else one by one in its place. */
-static void local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *const *ops, size_t n)
+static size_t local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *const *ops,
+                                  size_t n, size_t *misses)
 {
     kvi__batch_sink sink;
     kvi__batch_sink_open(ops[0], &sink);
-    size_t open = t->ops->fetch_ops(t->self, ops, n, &sink);
+    size_t open = t->ops->fetch_ops(t->self, ops, n, &sink, misses);
     kvi__batch_sink_close(&sink);
     kvi__clear_error(); /* as kvi_batch_op_done after each */
     for (size_t i = 0; open != 0 && i < n; i++)
         if (!ops[i]->done)
             kvi_batch_op_done(c, ops[i], table_error(c, ops[i]->status));
+    return open;
 }
 
 static void local_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
 {
     const kvi__tab *t = table_of(c);
+    size_t misses = 0;
+    if (n >= 2 && t->ops->fetch_ops != NULL && kvi__batch_group_all_fetches(ops[0]) &&
+        (deadline_ms == 0 || kvi_monotonic_ms() < deadline_ms)) {
+        /* All fetches (the batch knows): one run, counted here. */
+        if (local_batch_fetches(c, t, ops, n, &misses) == 0)
+            kvi__batch_group_counted(ops[0], n, misses);
+        return;
+    }
     for (size_t i = 0; i < n;) {
         if (deadline_ms != 0 && kvi_monotonic_ms() >= deadline_ms) {
             for (; i < n; i++)
@@ -643,7 +653,7 @@ static void local_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t
         while (j < n && ops[j]->kind == KVI_OP_FETCH)
             j++;
         if (j - i >= 2 && t->ops->fetch_ops != NULL) {
-            local_batch_fetches(c, t, ops + i, j - i);
+            local_batch_fetches(c, t, ops + i, j - i, &misses);
             i = j;
         } else {
             kvi_batch_op_single(c, ops[i++]);

@@ -305,9 +305,10 @@ kvi_status kvi__lt_fetch(kvi__lt *t, const void *key, size_t key_len, kvi__lt_va
  * for the caller to clear).  An op that failed (KVI_E_NOMEM; the shared
  * table also KVI_E_CORRUPT or a lock's status) is left open with that
  * status in op->status, for the caller to end; returns how many were left
- * so.  Every expiry of one call is judged at one instant (the clock read
+ * so, and adds the number ended KVI_NOT_FOUND to *misses.  Every expiry of one call is judged at one instant (the clock read
  * once, when first needed).  Thread-safe. */
-size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink);
+size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink,
+                         size_t *misses);
 
 /* KVI_OK when key was removed, KVI_NOT_FOUND when there was none. */
 kvi_status kvi__lt_remove(kvi__lt *t, const void *key, size_t key_len);
@@ -387,7 +388,8 @@ typedef struct kvi__tab_ops {
     kvi_status (*fetch)(void *self, const void *key, size_t key_len, kvi__lt_value_fn fn, void *ud);
     /* Optional (batches): a run of fetches, each shard locked once per
      * chunk (kvi__lt_fetch_ops; NULL: the engine fetches one by one). */
-    size_t (*fetch_ops)(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink);
+    size_t (*fetch_ops)(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink,
+                        size_t *misses);
     kvi_status (*remove)(void *self, const void *key, size_t key_len);
     kvi_status (*add)(void *self, const void *key, size_t key_len, int64_t delta, int64_t expire_s,
                       int64_t *new_value);

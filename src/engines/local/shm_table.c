@@ -1021,7 +1021,8 @@ static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_
  * ends as kvi__sh_fetch would end it (counted, touched, KVI_E_CORRUPT on a
  * damaged link), and a shard whose lock cannot be recovered fails its keys
  * with that lock's status.  The clock is read once per call. */
-static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink)
+static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink,
+                           size_t *misses)
 {
     size_t open = 0;
     kvi__sh *s = self;
@@ -1077,6 +1078,7 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
                     open++;
                 } else {
                     sh->misses++;
+                    (*misses)++;
                     kvi__batch_op_missing(op);
                 }
             }

@@ -793,8 +793,10 @@ static void lt_prefetch_entries(struct lt_shard *sh, int16_t first, const int16_
  * each shard met is locked once for all of them.  The clock is read at
  * most once per call (only when an entry with an expiry is met): every
  * expiry of the call is judged at that one instant. */
-size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink)
+size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink,
+                         size_t *misses)
 {
+    size_t missing = 0;
     size_t open = 0;
     enum { CHUNK = 256 };
     uint64_t h[CHUNK];
@@ -866,6 +868,7 @@ size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__ba
                     }
                     if (loc.pp == NULL) {
                         kvi__batch_op_missing(op);
+                        missing++;
                         continue;
                     }
                     struct lt_entry *e = r_entry(*loc.pp);
@@ -887,6 +890,7 @@ size_t kvi__lt_fetch_ops(kvi__lt *t, kvi_batch_op *const *ops, size_t n, kvi__ba
             }
         }
     }
+    *misses += missing;
     return open;
 }
 
@@ -1129,9 +1133,10 @@ static kvi_status op_fetch(void *self, const void *key, size_t key_len, kvi__lt_
     return kvi__lt_fetch(self, key, key_len, fn, ud);
 }
 
-static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink)
+static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink,
+                           size_t *misses)
 {
-    return kvi__lt_fetch_ops(self, ops, n, sink);
+    return kvi__lt_fetch_ops(self, ops, n, sink, misses);
 }
 
 static kvi_status op_remove(void *self, const void *key, size_t key_len)
