@@ -790,14 +790,33 @@ static void wc_reply(struct mp_run *r, struct mc_wc *wc, const struct mcw_reply 
         wc->inflight--;
         if (rp->status != MCW_OK) {
             char msg[1024];
-            snprintf(msg, sizeof msg,
-                     "SASL authentication as '%s' refused by %s (memcached status 0x%02x); "
-                     "no operation was sent",
-                     r->m->sasl_user, r->m->servers[wc->server].name, (unsigned)rp->status);
+            if (rp->status == MCW_UNKNOWN_COMMAND)
+                snprintf(msg, sizeof msg,
+                         "authentication failed: %s does not do SASL (a memcached without -S); "
+                         "remove user:password from the URL; no operation was sent",
+                         r->m->servers[wc->server].name);
+            else
+                snprintf(msg, sizeof msg,
+                         "SASL authentication as '%s' refused by %s (memcached status 0x%02x); "
+                         "no operation was sent",
+                         r->m->sasl_user, r->m->servers[wc->server].name, (unsigned)rp->status);
             /* Nothing but the authentication left (the ops wait behind
              * it): no op is unknown. */
             server_fail(r, wc->server, KVI_E_AUTH, msg);
         }
+        return;
+    }
+    if (rp->status == MCW_AUTH_ERROR && r->m->sasl_user == NULL) {
+        /* A SASL server refuses every command of a connection that has not
+         * authenticated (and then closes it): nothing of it ran. */
+        char msg[1024];
+        snprintf(msg, sizeof msg,
+                 "authentication required: %s uses SASL; give user:password in the URL",
+                 r->m->servers[wc->server].name);
+        for (uint32_t i = 0; i < r->n; i++)
+            if (r->ops[i].server == wc->server && r->ops[i].state == MP_SENT)
+                r->ops[i].req_at = UINT64_MAX; /* refused, not unknown */
+        server_fail(r, wc->server, KVI_E_AUTH, msg);
         return;
     }
     uint32_t i = rp->opaque;

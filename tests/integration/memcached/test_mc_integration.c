@@ -5,6 +5,7 @@
  * envelope, fixed-window expiry of counters, server death and restart,
  * threads and forked processes racing on the same counters, SASL.
  */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1120,7 +1121,62 @@ static void test_credentials_for_a_server_without_sasl_say_authentication(void *
     kvi_value out = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "nosasl", 6, &out), KVI_E_AUTH);
     assert_null(strstr(kvi_errmsg(k), "pw-no-sasl"));
+    /* The batch path's own connections say the same, nothing sent. */
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "memcached", "nosasl", 6, 1, 0), KVI_OK);
+    (void)kvi_batch_run(b, 5000);
+    fprintf(stderr, "credentials, no SASL, batch: %s\n", kvi_batch_errmsg(b, 0));
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_AUTH);
+    assert_non_null(strstr(kvi_batch_errmsg(b, 0), "SASL"));
+    assert_null(strstr(kvi_batch_errmsg(b, 0), "pw-no-sasl"));
+    kvi_batch_free(b);
     kvi_free(k);
+}
+
+/* Batches run on the engine's own connections (mc_pipe.c), which
+ * authenticate themselves (SASL PLAIN) before any op leaves: blocking and
+ * non-blocking, right credentials, a wrong password, none. */
+static void sasl_batches(kvi *k)
+{
+    static const char *const ids[] = {"memcached", "memcached:badlazy", "memcached:anon"};
+    for (int nb = 0; nb < 2; nb++)
+        for (int i = 0; i < 3; i++) {
+            kvi_batch *b = NULL;
+            assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+            assert_int_equal(kvi_batch_fetch(b, ids[i], "sasl", 4), KVI_OK);
+            assert_int_equal(kvi_batch_add(b, ids[i], "sasl-counter", 12, 1, 0), KVI_OK);
+            if (nb) {
+                kvi_wait w;
+                int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
+                assert_int_equal(r, 0); /* pending: the connection is new */
+                while (r == 0) {
+                    struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
+                                                     (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
+                                       0};
+                    assert_true(poll(&p, 1, 5000) >= 0);
+                    r = kvi_batch_resume(b, &w);
+                }
+            } else {
+                (void)kvi_batch_run(b, 5000);
+            }
+            fprintf(stderr, "%s batch on %s: %s %s (%s)\n", nb ? "non-blocking" : "blocking",
+                    ids[i], kvi_status_name(kvi_batch_status(b, 0)),
+                    kvi_status_name(kvi_batch_status(b, 1)), kvi_batch_errmsg(b, 1));
+            if (i == 0) {
+                assert_int_equal(kvi_batch_status(b, 0), KVI_OK);
+                assert_string_equal(kvi_batch_value(b, 0, NULL), "ok");
+                assert_int_equal(kvi_batch_status(b, 1), KVI_OK);
+                assert_int_equal(kvi_batch_integer(b, 1), nb ? -1 : -2);
+            } else {
+                /* refused, nothing ran: not OUTCOME_UNKNOWN */
+                assert_int_equal(kvi_batch_status(b, 0), KVI_E_AUTH);
+                assert_int_equal(kvi_batch_status(b, 1), KVI_E_AUTH);
+                assert_null(strstr(kvi_batch_errmsg(b, 0), "wrong-pw"));
+                assert_null(strstr(kvi_batch_errmsg(b, 1), "wrong-pw"));
+            }
+            kvi_batch_free(b);
+        }
 }
 
 static void test_sasl_authentication(void **state)
@@ -1179,6 +1235,7 @@ static void test_sasl_authentication(void **state)
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "sasl", 4, &out), KVI_OK);
     assert_memory_equal(out.data, "ok", 2);
     kvi_value_free(&out);
+    sasl_batches(k);
     kvi_free(k);
     kvi_ts_free(s);
     kvi_ts_remove_tree(dir);
