@@ -782,6 +782,7 @@ struct redis_arun {
     struct kvi_redis_node **mnodes;
     size_t nm, mi, mseed0;
     int mshards, mgot, detect, mretry;
+    int64_t mdeadline; /* the node asked must answer by then (0: no limit) */
     kvi_status mst;
     char merr[400];
     struct redis_async *ras;
@@ -1611,6 +1612,11 @@ static int cmap_try(kvi_conn *c, struct redis_arun *ar)
             continue;
         }
         ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
+        /* A node answers within its connect_timeout plus timeout (as the
+         * blocking read), else the next one is asked. */
+        const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
+        uint32_t limit = nc->connect_timeout_ms + nc->timeout_ms;
+        ar->mdeadline = limit > 0 ? kvi_monotonic_ms() + limit : 0;
         return 0;
     }
     return -1;
@@ -1765,8 +1771,20 @@ static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             return 1;
     }
 wait:
+    if (ar->mdeadline != 0 && kvi_monotonic_ms() >= ar->mdeadline) {
+        const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
+        ar->mst = KVI_E_TIMEOUT;
+        snprintf(ar->merr, sizeof ar->merr, "%s: no answer to CLUSTER %s within %u ms",
+                 ar->mnode->addr.name, ar->mshards ? "SHARDS" : "SLOTS",
+                 (unsigned)(nc->connect_timeout_ms + nc->timeout_ms));
+        map_close(c, ar, 0, KVI_E_TIMEOUT);
+        if (!cmap_next(c, ar))
+            return 1;
+        return cmap_step(c, ar, w);
+    }
     w->fd = ar->mlink->conn.sock.fd;
     w->events = ar->mlink->conn.sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    w->deadline_ms = ar->mdeadline;
     return 0;
 }
 

@@ -325,6 +325,47 @@ static void test_mode_detected_without_blocking(void **state)
     kvi_batch_free(b);
     kvi_free(k);
 
+    /* Seed 0 stays stopped: after its connect_timeout + timeout (here
+     * 300 + 300 ms) the next seed is asked, without blocking; the ops on
+     * the other masters end right (seed 0 is a master too: none of its
+     * keys). */
+    snprintf(url, sizeof url, "%s?cluster=auto&lazy=yes&timeout=300&connect_timeout=300", g_url);
+    k = kvi_test_context1(url);
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    char key[32];
+    for (size_t j = 1; j < 3; j++) {
+        int kn = snprintf(key, sizeof key, "{%s}mh", tags[j]);
+        assert_int_equal(kvi_batch_store(b, "redis", key, (size_t)kn, tags[j], strlen(tags[j]), 0),
+                         KVI_OK);
+        assert_int_equal(kvi_batch_fetch(b, "redis", key, (size_t)kn), KVI_OK);
+    }
+    pid_t pid0 = kvi_ts_pid(kvi_tc_server(g_cl, 0));
+    assert_int_equal(kill(pid0, SIGSTOP), 0);
+    kvi_wait w;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, 8000, NULL, NULL, &w);
+    int64_t start_ms = mono_ms() - t0;
+    int on_seed0 = 0;
+    while (r == 0) {
+        on_seed0 |= kvi_test_peer_port(w.fd) == kvi_tc_port(g_cl, 0);
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(kill(pid0, SIGCONT), 0);
+    printf("# seed 0 kept stopped: start %lld ms, done after %lld ms, waited on it: %d\n",
+           (long long)start_ms, (long long)took, on_seed0);
+    assert_int_equal(r, 1);
+    for (size_t i = 0; i < 4; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("op %zu with seed 0 stopped: %s", i, kvi_batch_errmsg(b, i));
+    assert_string_equal(kvi_batch_value(b, 1, NULL), tags[1]);
+    assert_string_equal(kvi_batch_value(b, 3, NULL), tags[2]);
+    assert_true(on_seed0);
+    assert_true(start_ms < 200);
+    kvi_batch_free(b);
+    kvi_free(k);
+
     /* A standalone server under cluster=auto. */
     kvi_ts_server *one = kvi_test_redis(NULL);
     char surl[256];
