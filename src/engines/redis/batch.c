@@ -1440,9 +1440,9 @@ static void sentinel_failed(struct redis_arun *ar, kvi_status st, const char *fm
 
 /* r is a sentinel's answer to SENTINEL get-master-addr-by-name: its
  * [host, port] becomes the master (unless one was named meanwhile), and
- * that sentinel is asked first next time: 0.  Anything else: -1 with the
- * failure remembered (the next sentinel is asked).  The listener of
- * +switch-master starts with the first blocking lookup (sentinel.c). */
+ * that sentinel is asked first next time: 0; the +switch-master listener
+ * (sentinel.c, a thread) is started if it does not run yet.  Anything
+ * else: -1 with the failure remembered (the next sentinel is asked). */
 static int sentinel_answer(kvi_conn *c, struct redis_arun *ar, const redisReply *r)
 {
     const char *sn = ar->mnode->addr.name;
@@ -1483,6 +1483,8 @@ static int sentinel_answer(kvi_conn *c, struct redis_arun *ar, const redisReply 
     if (atomic_compare_exchange_strong(&ar->st->master, &none, m))
         kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s", sn, ar->sentinel,
                        m->addr.name);
+    /* From now on a failover is learned from +switch-master too. */
+    kvi__redis_sentinel_watch(c, ar->st, ar->sentinel);
     return 0;
 }
 

@@ -216,6 +216,12 @@ static void watch_start(kvi_conn *c, struct kvi_redis_state *st, const char *nam
 }
 
 /* See sentinel.h. */
+void kvi__redis_sentinel_watch(kvi_conn *c, struct kvi_redis_state *st, const char *name)
+{
+    watch_start(c, st, name);
+}
+
+/* See sentinel.h. */
 void kvi__redis_sentinel_watch_stop(kvi_conn *c, struct kvi_redis_state *st)
 {
     struct kvi_redis_watch *w = atomic_exchange(&st->watch, NULL);

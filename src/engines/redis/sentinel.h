@@ -31,9 +31,12 @@ void kvi__redis_sentinel_forget(struct kvi_redis_state *st, struct kvi_redis_nod
  * subscribes to +switch-master on one sentinel (the next one when that
  * fails) and installs the new master the moment a failover ends, without
  * waiting for an error.  Started by the first kvi__redis_sentinel_master()
- * that finds a master; stopped (joined) by kvi__redis_sentinel_watch_stop(),
- * which close calls before freeing the state.
+ * that finds a master, or by kvi__redis_sentinel_watch() (the non-blocking
+ * lookup's: starting the thread does no I/O in the caller); stopped
+ * (joined) by kvi__redis_sentinel_watch_stop(), which close calls before
+ * freeing the state.
  */
+void kvi__redis_sentinel_watch(kvi_conn *c, struct kvi_redis_state *st, const char *name);
 void kvi__redis_sentinel_watch_stop(kvi_conn *c, struct kvi_redis_state *st);
 
 #endif /* KVI_REDIS_SENTINEL_H */

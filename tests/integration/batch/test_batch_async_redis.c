@@ -545,16 +545,42 @@ static int wait_until(unsigned port, const char *cmd, const char *want)
     return 0;
 }
 
-/* A failover between two non-blocking batches, in a process without the
- * +switch-master listener: the second batch's writes are answered READONLY
- * by the demoted master (they did not run), the sentinels are asked again
- * without blocking, and the writes reach the new master -- proven by
- * waiting on its socket while it is stopped. */
+/* SENTINEL FAILOVER through sentinel port (retried while it says there
+ * is no good replica yet); 1 when accepted. */
+static int failover_via(unsigned port)
+{
+    for (int i = 0; i < 100; i++) {
+        if (query_has(port, "SENTINEL FAILOVER mymaster", "OK"))
+            return 1;
+        usleep(100000);
+    }
+    return 0;
+}
+
+/* Waits until the failover to `to` is done as seen from sentinel port and
+ * both servers. */
+static int failover_done(unsigned sentinel, kvi_ts_server *from, kvi_ts_server *to)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(to));
+    return wait_until(sentinel, "SENTINEL get-master-addr-by-name mymaster", port) &&
+           wait_until(kvi_ts_port(from), "ROLE", "slave") &&
+           wait_until(kvi_ts_port(to), "ROLE", "master");
+}
+
+/* A failover between two non-blocking batches that the +switch-master
+ * listener cannot see (its sentinel, the one that answered, is stopped;
+ * the other one fails over): the second batch meets the old master (its
+ * connection closed by the sentinels, or READONLY; ROLE says replica on a
+ * new one), nothing is written there, the sentinels are asked again --
+ * the stopped one passed after its time limit -- and the writes reach the
+ * new master, proven by waiting on its socket while it is stopped. */
 static int child_failover_between_batches(void)
 {
     kvi *k = sn_context();
     CHILD_CHECK(k != NULL, 30);
     kvi_ts_server *m = kvi_tsn_data(g_sn, 0), *rep = kvi_tsn_data(g_sn, 1);
+    kvi_ts_server *s0 = kvi_tsn_sentinel(g_sn, 0), *s1 = kvi_tsn_sentinel(g_sn, 1);
     kvi_batch *b = NULL;
     CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 31);
     kvi_batch_store(b, "redis", "fo", 2, "1", 1, 0);
@@ -564,19 +590,9 @@ static int child_failover_between_batches(void)
     CHILD_CHECK(r.start == 0 && kvi_batch_status(b, 1) == KVI_OK, 32);
     /* The replica must have the counter before it is promoted. */
     CHILD_CHECK(wait_until(kvi_ts_port(rep), "GET fon", "10"), 33);
-    char port[16];
-    snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(rep));
-    unsigned s0 = kvi_ts_port(kvi_tsn_sentinel(g_sn, 0));
-    int asked = 0;
-    for (int i = 0; i < 100 && !asked; i++) {
-        asked = query_has(s0, "SENTINEL FAILOVER mymaster", "OK");
-        if (!asked)
-            usleep(100000);
-    }
-    CHILD_CHECK(asked, 34);
-    CHILD_CHECK(wait_until(s0, "SENTINEL get-master-addr-by-name mymaster", port), 35);
-    CHILD_CHECK(wait_until(kvi_ts_port(m), "ROLE", "slave"), 36);
-    CHILD_CHECK(wait_until(kvi_ts_port(rep), "ROLE", "master"), 37);
+    kill(kvi_ts_pid(s0), SIGSTOP);
+    CHILD_CHECK(failover_via(kvi_ts_port(s1)), 34);
+    CHILD_CHECK(failover_done(kvi_ts_port(s1), m, rep), 35);
 
     kvi_batch_clear(b);
     kvi_batch_store(b, "redis", "fo", 2, "2", 1, 0);
@@ -584,6 +600,7 @@ static int child_failover_between_batches(void)
     kvi_batch_fetch(b, "redis", "fo", 2);
     kill(kvi_ts_pid(rep), SIGSTOP);
     r = child_drive(b, kvi_ts_pid(rep), kvi_ts_port(rep));
+    kill(kvi_ts_pid(s0), SIGCONT);
     printf("# after the failover: start %d in %lld ms, waited on the new master %d, done in "
            "%lld ms\n",
            r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
@@ -593,6 +610,54 @@ static int child_failover_between_batches(void)
     CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 40);
     CHILD_CHECK(kvi_batch_integer(b, 1) == 15, 41);
     CHILD_CHECK(query_has(kvi_ts_port(rep), "GET fo", "2"), 42);
+    kvi_batch_free(b);
+    kvi_free(k);
+    return 0;
+}
+
+/* The +switch-master listener, started by the non-blocking lookup: after a
+ * failover the next batch goes straight to the new master (the old one is
+ * stopped: a batch that went there would wait until its deadline). */
+static int child_listener_follows_failover(void)
+{
+    kvi *k = sn_context();
+    CHILD_CHECK(k != NULL, 60);
+    /* After the first failover: data 1 is the master, data 0 its replica. */
+    kvi_ts_server *old = kvi_tsn_data(g_sn, 1), *now = kvi_tsn_data(g_sn, 0);
+    unsigned s0 = kvi_ts_port(kvi_tsn_sentinel(g_sn, 0));
+    kvi_batch *b = NULL;
+    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 61);
+    kvi_batch_store(b, "redis", "li", 2, "1", 1, 0);
+    struct run r = child_drive(b, 0, 0);
+    child_print(b, "listener, before");
+    CHILD_CHECK(r.start == 0 && kvi_batch_status(b, 0) == KVI_OK, 62);
+    CHILD_CHECK(wait_until(kvi_ts_port(now), "GET li", "1"), 63);
+    CHILD_CHECK(failover_via(s0), 64);
+    CHILD_CHECK(failover_done(s0, old, now), 65);
+    usleep(500000); /* the listener's message, the sentinel's CLIENT KILL */
+    kill(kvi_ts_pid(old), SIGSTOP);
+    kvi_batch_clear(b);
+    kvi_batch_store(b, "redis", "li", 2, "2", 1, 0);
+    kvi_batch_add(b, "redis", "lin", 3, 3, 0);
+    kvi_wait w;
+    int64_t t0 = mono_ms();
+    int x = kvi_batch_start(b, 3000, NULL, NULL, &w);
+    int64_t start_ms = mono_ms() - t0;
+    while (x == 0) {
+        struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
+                                         (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
+                           0};
+        int64_t left = w.deadline_ms != 0 ? w.deadline_ms - mono_ms() : 1000;
+        poll(&p, w.fd >= 0 ? 1 : 0, left > 0 ? (int)left : 0);
+        x = kvi_batch_resume(b, &w);
+    }
+    kill(kvi_ts_pid(old), SIGCONT);
+    printf("# listener: start in %lld ms, done in %lld ms\n", (long long)start_ms,
+           (long long)(mono_ms() - t0));
+    child_print(b, "listener, after");
+    CHILD_CHECK(start_ms < 200, 66);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 67);
+    CHILD_CHECK(kvi_batch_integer(b, 1) == 3, 68);
     kvi_batch_free(b);
     kvi_free(k);
     return 0;
@@ -623,6 +688,13 @@ static void test_sentinel_without_blocking(void **state)
     g_other = NULL;
 
     in_child(child_failover_between_batches, "a failover between two batches");
+    /* Both sentinels name the new master before the next child asks. */
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(kvi_tsn_data(g_sn, 1)));
+    for (size_t i = 0; i < kvi_tsn_nsentinels(g_sn); i++)
+        assert_true(wait_until(kvi_ts_port(kvi_tsn_sentinel(g_sn, i)),
+                               "SENTINEL get-master-addr-by-name mymaster", port));
+    in_child(child_listener_follows_failover, "the listener after a failover");
 }
 
 int main(void)
