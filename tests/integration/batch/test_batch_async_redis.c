@@ -557,15 +557,28 @@ static int failover_via(unsigned port)
     return 0;
 }
 
-/* Waits until the failover to `to` is done as seen from sentinel port and
- * both servers. */
+/* Waits (40 s at most: a loaded machine, sanitizers) until the failover
+ * to `to` is done as seen from sentinel port and both servers; asks for it
+ * again every 10 s (a failover the sentinel gave up, e.g. a replica not
+ * yet good enough). */
 static int failover_done(unsigned sentinel, kvi_ts_server *from, kvi_ts_server *to)
 {
     char port[16];
     snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(to));
-    return wait_until(sentinel, "SENTINEL get-master-addr-by-name mymaster", port) &&
-           wait_until(kvi_ts_port(from), "ROLE", "slave") &&
-           wait_until(kvi_ts_port(to), "ROLE", "master");
+    int named = 0, demoted = 0, promoted = 0;
+    for (int i = 1; i <= 800; i++) {
+        named = named || query_has(sentinel, "SENTINEL get-master-addr-by-name mymaster", port);
+        demoted = named && query_has(kvi_ts_port(from), "ROLE", "slave");
+        promoted = named && query_has(kvi_ts_port(to), "ROLE", "master");
+        if (named && demoted && promoted)
+            return 1;
+        if (!named && i % 200 == 0)
+            query_has(sentinel, "SENTINEL FAILOVER mymaster", "OK");
+        usleep(50000);
+    }
+    printf("# failover not done: sentinel names it %d, old master demoted %d, new promoted %d\n",
+           named, demoted, promoted);
+    return 0;
 }
 
 /* A failover between two non-blocking batches that the +switch-master
