@@ -4,6 +4,7 @@
 #include "kvitest.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -110,10 +111,48 @@ int kvi_test_valgrind(void)
     return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
+/* 1 when every thread of pid is stopped (state T or t in its
+ * /proc/PID/task/TID/stat), -1 when that cannot be read (no /proc). */
+static int process_stopped(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int stopped = 1;
+    struct dirent *e;
+    while (stopped == 1 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char file[400], buf[512];
+        snprintf(file, sizeof file, "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(file, "r");
+        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        buf[n] = '\0';
+        /* "tid (comm) S ...": the state follows the last ')' and a space. */
+        const char *close = strrchr(buf, ')');
+        stopped = close != NULL && (size_t)(close - buf) + 2 < n &&
+                  (close[2] == 'T' || close[2] == 't');
+    }
+    closedir(d);
+    return stopped;
+}
+
 void kvi_test_hang(kvi_ts_server *s)
 {
-    if (s == NULL || kvi_ts_pid(s) <= 0 || kill(kvi_ts_pid(s), SIGSTOP) != 0)
+    pid_t pid = s != NULL ? kvi_ts_pid(s) : 0;
+    if (pid <= 0 || kill(pid, SIGSTOP) != 0)
         kvi_test_fail("cannot stop the server (SIGSTOP): it does not run");
+    /* kill() returns before a running thread has stopped, and that thread
+     * could still answer the next request: wait for every one. */
+    int stopped = 0;
+    for (int tries = 0; tries < 2000 && (stopped = process_stopped(pid)) == 0; tries++)
+        kvi_test_sleep_ms(1);
+    if (stopped == 0)
+        kvi_test_fail("the server (pid %d) did not stop within 2 s of SIGSTOP", (int)pid);
 }
 
 void kvi_test_unhang(kvi_ts_server *s)

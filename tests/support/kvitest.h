@@ -126,7 +126,8 @@ kvi *kvi_test_context1(const char *url);
 
 /* A hung server: SIGSTOP keeps its sockets open (connects still complete
  * in the kernel's backlog) but it answers nothing until kvi_test_unhang()
- * (SIGCONT).  A signal that cannot be sent fails the program (exit 1,
+ * (SIGCONT); kvi_test_hang() returns once every thread of the server has
+ * stopped (Linux /proc; at most 2 s, else a failure).  A signal that cannot be sent fails the program (exit 1,
  * also in a forked child: no cmocka jump).  kvi_test_unhang() of a server
  * that does not run (pid 0) does nothing, so teardowns may call it. */
 void kvi_test_hang(kvi_ts_server *s);

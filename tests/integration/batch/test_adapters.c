@@ -111,7 +111,7 @@ static void test_deadline_inside_each_loop(void **state)
         kvi_batch *b = NULL;
         assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
         assert_int_equal(kvi_batch_fetch(b, "redis", "k", 1), KVI_OK);
-        assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
+        kvi_test_hang(g_redis);
         struct seen s = {0, KVI_OK};
         if (uv) {
             assert_int_equal(kvi_uv_batch_run(&g_loop, b, 300, record, &s), 0);
@@ -120,7 +120,7 @@ static void test_deadline_inside_each_loop(void **state)
             assert_int_equal(kvi_event_batch_run(g_base, b, 300, record, &s), 0);
             event_base_dispatch(g_base);
         }
-        assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
+        kvi_test_unhang(g_redis);
         assert_int_equal(s.calls, 1);
         assert_int_equal(s.first, KVI_E_TIMEOUT);
         kvi_batch_free(b);
@@ -138,7 +138,7 @@ static void test_cancel_releases_the_adapter(void **state)
         kvi_batch *b = NULL;
         assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
         assert_int_equal(kvi_batch_fetch(b, "redis", "k", 1), KVI_OK);
-        assert_int_equal(kill(kvi_ts_pid(g_redis), SIGSTOP), 0);
+        kvi_test_hang(g_redis);
         struct seen s = {0, KVI_OK};
         if (uv)
             assert_int_equal(kvi_uv_batch_run(&g_loop, b, 0, record, &s), 0);
@@ -152,7 +152,7 @@ static void test_cancel_releases_the_adapter(void **state)
             uv_run(&g_loop, UV_RUN_DEFAULT);
         else
             event_base_dispatch(g_base);
-        assert_int_equal(kill(kvi_ts_pid(g_redis), SIGCONT), 0);
+        kvi_test_unhang(g_redis);
         kvi_batch_free(b);
     }
     kvi_free(k);
@@ -174,7 +174,7 @@ static int teardown(void **state)
 {
     (void)state;
     if (kvi_ts_pid(g_redis) != 0)
-        kill(kvi_ts_pid(g_redis), SIGCONT);
+        kvi_test_unhang(g_redis);
     kvi_ts_free(g_redis);
     kvi_ts_free(g_mc);
     uv_loop_close(&g_loop);

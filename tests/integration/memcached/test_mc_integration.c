@@ -16,7 +16,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -44,46 +43,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* 1 when every thread of pid is stopped (state T in its stat file). */
-static int process_stopped(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return 0;
-    int stopped = 1;
-    struct dirent *e;
-    while (stopped && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char file[400], buf[512];
-        snprintf(file, sizeof file, "%s/%s/stat", path, e->d_name);
-        FILE *f = fopen(file, "r");
-        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        buf[n] = '\0';
-        const char *close = strrchr(buf, ')');
-        stopped = close != NULL && (close[2] == 'T' || close[2] == 't');
-    }
-    closedir(d);
-    return stopped;
-}
-
-/* Sends SIGSTOP to pid and waits until every thread of it has stopped:
- * kill() returns before a running thread stops, and that thread could
- * still answer the next request. */
-static void stop_process(pid_t pid)
-{
-    assert_int_equal(kill(pid, SIGSTOP), 0);
-    for (int tries = 0; tries < 1000 && !process_stopped(pid); tries++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    assert_true(process_stopped(pid));
 }
 
 static void sleep_ms(unsigned ms)
@@ -850,13 +809,13 @@ static void test_hung_server_times_out_within_timeout(void **state)
     snprintf(url, sizeof url, "memcached://127.0.0.1:%u/?timeout=300", kvi_ts_port(s));
     kvi *k = ctx_for(url);
     ASSERT_KVI(k, kvi_store(k, "memcached", "hung", 4, "v", 1, 0), KVI_OK);
-    stop_process(kvi_ts_pid(s));
+    kvi_test_hang(s);
     double t0 = now_s();
     kvi_value out = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "hung", 4, &out), KVI_E_TIMEOUT);
     double took = now_s() - t0;
     assert_true(took >= 0.25 && took < 1.5);
-    assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
+    kvi_test_unhang(s);
     ASSERT_KVI(k, kvi_fetch(k, "memcached", "hung", 4, &out), KVI_OK);
     kvi_value_free(&out);
     kvi_free(k);
@@ -880,7 +839,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
              kvi_ts_port(s), BRK_TIMEOUT_MS, BRK_TIMEOUT_MS, BRK_DOWN_FOR_MS);
     kvi *k = ctx_for(url);
     ASSERT_KVI(k, kvi_store(k, "memcached", "brk", 3, "v", 1, 0), KVI_OK);
-    stop_process(kvi_ts_pid(s));
+    kvi_test_hang(s);
     /* Without the breaker: 2000 x 200 ms / 4 threads = 100 s.  With it: the
      * first timeouts plus at most one probe per down_for.  The storm stops
      * at that budget, so a breaker that never marks down fails here in
@@ -893,7 +852,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
             "%d failed, %d of them at once as marked down\n",
             r.calls, BRK_THREADS * BRK_CALLS, (long long)r.elapsed_ms, BRK_TIMEOUT_MS, r.failed,
             r.marked_down);
-    assert_int_equal(kill(kvi_ts_pid(s), SIGCONT), 0);
+    kvi_test_unhang(s);
     assert_int_equal(r.calls, BRK_THREADS * BRK_CALLS);
     assert_int_equal(r.other, 0);
     assert_int_equal(r.failed, BRK_THREADS * BRK_CALLS);
@@ -946,7 +905,7 @@ static void test_breaker_is_per_pool_member_and_off_with_down_after_0(void **sta
     assert_true(on_a[0] && on_b[0]);
     ASSERT_KVI(k, kvi_store(k, "memcached", on_a, strlen(on_a), "a", 1, 0), KVI_OK);
     ASSERT_KVI(k, kvi_store(k, "memcached", on_b, strlen(on_b), "b", 1, 0), KVI_OK);
-    stop_process(kvi_ts_pid(b));
+    kvi_test_hang(b);
     kvi_value v = KVI_VALUE_INIT;
     ASSERT_KVI(k, kvi_fetch(k, "memcached", on_b, strlen(on_b), &v), KVI_E_TIMEOUT);
     int64_t t0 = kvi_test_mono_ms();
@@ -964,7 +923,7 @@ static void test_breaker_is_per_pool_member_and_off_with_down_after_0(void **sta
         assert_true(kvi_test_mono_ms() - t0 >= 100);
         assert_null(strstr(kvi_errmsg(k), "marked down"));
     }
-    assert_int_equal(kill(kvi_ts_pid(b), SIGCONT), 0);
+    kvi_test_unhang(b);
     kvi_free(k);
     kvi_ts_free(a);
     kvi_ts_free(b);

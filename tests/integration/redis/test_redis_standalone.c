@@ -323,7 +323,7 @@ static void test_hung_server_times_out_and_add_is_not_resent(void **state)
     add_urlf(f->k, "redis:t://127.0.0.1:%u/?timeout=300", f->port);
     assert_int_equal(kvi_add(f->k, "redis:t", "ctr", 3, 10, 0, &n), KVI_OK);
 
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_test_hang(f->s);
     int64_t t0 = mono_ms();
     assert_int_equal(kvi_add(f->k, "redis:t", "ctr", 3, 7, 0, &n), KVI_E_TIMEOUT);
     int64_t elapsed = mono_ms() - t0;
@@ -331,7 +331,7 @@ static void test_hung_server_times_out_and_add_is_not_resent(void **state)
     t0 = mono_ms();
     assert_int_equal(kvi_fetch(f->k, "redis:t", "ctr", 3, &v), KVI_E_TIMEOUT);
     assert_true(mono_ms() - t0 < 300 + 300);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    kvi_test_unhang(f->s);
 
     /* The timed-out add reached the server and was applied exactly once. */
     int64_t value = 0;
@@ -356,7 +356,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
              f->port, BRK_TIMEOUT_MS, BRK_TIMEOUT_MS, BRK_DOWN_FOR_MS);
     assert_int_equal(kvi_store(f->k, "redis:b", "k", 1, "v", 1, 0), KVI_OK);
 
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_test_hang(f->s);
     /* Without the breaker: 2000 x 200 ms / 4 threads = 100 s.  With it:
      * the first timeouts plus at most a probe per down_for.  The storm
      * stops at that budget, so a breaker that never marks down fails
@@ -369,7 +369,7 @@ static void test_breaker_stopped_server_costs_a_few_timeouts_not_one_per_call(vo
             "%d failed, %d of them at once as marked down\n",
             r.calls, BRK_THREADS * BRK_CALLS, r.elapsed_ms, BRK_TIMEOUT_MS, r.failed,
             r.marked_down);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    kvi_test_unhang(f->s);
     assert_int_equal(r.calls, BRK_THREADS * BRK_CALLS);
     assert_int_equal(r.other, 0);
     assert_int_equal(r.failed, BRK_THREADS * BRK_CALLS);
@@ -398,7 +398,7 @@ static void test_breaker_off_with_down_after_0(void **state)
     struct fx *f = *state;
     add_urlf(f->k, "redis:b://127.0.0.1:%u/?timeout=100&down_after=0", f->port);
     assert_int_equal(kvi_store(f->k, "redis:b", "k", 1, "v", 1, 0), KVI_OK);
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGSTOP), 0);
+    kvi_test_hang(f->s);
     int slow = 0;
     for (int i = 0; i < 5; i++) {
         kvi_value v = KVI_VALUE_INIT;
@@ -407,7 +407,7 @@ static void test_breaker_off_with_down_after_0(void **state)
         slow += mono_ms() - t0 >= 80;
         assert_null(strstr(kvi_errmsg(f->k), "marked down"));
     }
-    assert_int_equal(kill(kvi_ts_pid(f->s), SIGCONT), 0);
+    kvi_test_unhang(f->s);
     assert_int_equal(slow, 5);
 }
 
