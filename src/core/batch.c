@@ -49,6 +49,7 @@ struct kvi_batch {
     size_t n, cap, nrun;
     struct chunk *chunks; /* newest first */
     kvi_conn *last_c;     /* the id of the last op added: most batches name one */
+    size_t last_id_len;   /* strlen(last_c->id) */
     /* Since the last run: whether every op added is open and on one id
      * (run_c); then the run needs no grouping. */
     kvi_conn *run_c;
@@ -195,7 +196,6 @@ void kvi__batch_group_counted(kvi_batch_op *op, size_t n, size_t misses)
     b->grp_misses = misses;
 }
 
-
 void kvi__batch_sink_open(kvi_batch_op *op, kvi__batch_sink *s)
 {
     kvi_batch *b = ITEM_OF(op)->b;
@@ -263,12 +263,21 @@ static void end_rejected(kvi_batch *b, struct batch_item *it, kvi_status st)
     it->msg = kvi__strdup(b->k, m[0] ? m : kvi_strerror(st));
 }
 
-/* strcmp(a, b) == 0 for the short strings ids are, without a call. */
-static inline int same_id(const char *a, const char *b)
+/* strcmp(a, b) == 0 for a the caller's id and b a known id of length n,
+ * without a call: two bytes a turn.  a is read only as far as it matches b
+ * (whose bytes before n are not NUL), so never past its own NUL. */
+static inline int same_id(const char *a, const char *b, size_t n)
 {
-    while (*a != '\0' && *a == *b)
-        a++, b++;
-    return *a == *b;
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        if (a[i] != b[i])
+            return 0;
+        if (a[i + 1] != b[i + 1])
+            return 0;
+    }
+    if (i < n && a[i] != b[i])
+        return 0;
+    return a[n] == '\0';
 }
 
 /* Notes that an open op on c was appended (the run's one-id fast path). */
@@ -359,10 +368,10 @@ static kvi_status batch_add(kvi_batch *b, kvi_op_kind kind, const char *id, cons
     kvi_status st = KVI_OK;
     /* Connections live as long as their context: the last one found may be
      * reused when the id is the same. */
-    if (b->last_c != NULL && id != NULL && same_id(id, b->last_c->id))
+    if (b->last_c != NULL && id != NULL && same_id(id, b->last_c->id, b->last_id_len))
         it->c = b->last_c;
     else if ((st = kvi_conn_get(b->k, id, &it->c)) == KVI_OK)
-        b->last_c = it->c;
+        b->last_c = it->c, b->last_id_len = strlen(it->c->id);
     if (st == KVI_OK && !(kind == KVI_OP_FETCH && key != NULL && key_len >= 1 &&
                           key_len <= KVI_MAX_KEY_LEN)) {
         /* (a fetch with a good key needs no more: its check is the key's) */
@@ -426,7 +435,8 @@ kvi_status kvi_batch_fetch(kvi_batch *b, const char *id, const void *key, size_t
      * with room for the item and the key, a good key, the id of the op
      * before.  What it records is what batch_add records for a fetch. */
     if (b == NULL || b->pending || b->n >= b->cap || b->last_c == NULL || key == NULL ||
-        key_len - 1u >= KVI_MAX_KEY_LEN || id == NULL || !same_id(id, b->last_c->id))
+        key_len - 1u >= KVI_MAX_KEY_LEN || id == NULL ||
+        !same_id(id, b->last_c->id, b->last_id_len))
         return fetch_add(b, id, key, key_len);
     struct chunk *ch = b->chunks;
     if (ch == NULL || key_len >= ch->cap - ch->used)

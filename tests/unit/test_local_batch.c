@@ -330,6 +330,40 @@ static void test_two_ids_in_one_batch(void **state)
     kvi_free(k);
 }
 
+/* The id of each fetch is compared whole with the last one's: a longer,
+ * a shorter and an even-length id after it are their own (refused when
+ * not defined), however the two strings start. */
+static void test_ids_are_compared_whole(void **state)
+{
+    (void)state;
+    kvi *k = ctx(0);
+    assert_int_equal(kvi_add_url(k, "local:ab://"), KVI_OK);
+    assert_int_equal(kvi_store(k, "local", "x", 1, "main", 4, 0), KVI_OK);
+    assert_int_equal(kvi_store(k, "local:ab", "x", 1, "ab", 2, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    static const char *const ids[] = {"local",     "local",    "localx",   "local",   "loca",
+                                      "local",     "local:ab", "local:ab", "local:a", "local:ab",
+                                      "local:abc", "local:ab", "local"};
+    static const char *const want[] = {"main", "main", NULL, "main", NULL, "main", "ab",
+                                       "ab",   NULL,   "ab", NULL,   "ab", "main"};
+    enum { N = sizeof ids / sizeof ids[0] };
+    for (size_t i = 0; i < N; i++) {
+        kvi_status st = kvi_batch_fetch(b, ids[i], "x", 1);
+        if ((st == KVI_OK) != (want[i] != NULL))
+            fail_msg("add %zu (%s): %s", i, ids[i], kvi_status_name(st));
+    }
+    (void)kvi_batch_run(b, 0);
+    for (size_t i = 0; i < N; i++) {
+        const char *v = kvi_batch_value(b, i, NULL);
+        if (want[i] == NULL ? v != NULL : v == NULL || strcmp(v, want[i]) != 0)
+            fail_msg("op %zu (%s): '%s', wanted '%s'", i, ids[i], v ? v : "(null)",
+                     want[i] ? want[i] : "(null)");
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 /* A fetch added after a failed call leaves no message behind (the single
  * calls' rule: a call that succeeded shows none). */
 static void test_added_fetch_discards_an_earlier_message(void **state)
@@ -461,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_mixed_kinds_keep_their_order),
         cmocka_unit_test_setup(test_mixed_kinds_keep_their_order_shared, shm_setup),
         cmocka_unit_test(test_two_ids_in_one_batch),
+        cmocka_unit_test(test_ids_are_compared_whole),
         cmocka_unit_test(test_added_fetch_discards_an_earlier_message),
         cmocka_unit_test(test_cleared_batches_free_what_their_ops_hold),
     };
