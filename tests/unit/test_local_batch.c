@@ -342,11 +342,11 @@ static void test_ids_are_compared_whole(void **state)
     assert_int_equal(kvi_store(k, "local:ab", "x", 1, "ab", 2, 0), KVI_OK);
     kvi_batch *b = NULL;
     assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    static const char *const ids[] = {"local",     "local",    "localx",   "local",   "loca",
-                                      "local",     "local:ab", "local:ab", "local:a", "local:ab",
-                                      "local:abc", "local:ab", "local"};
-    static const char *const want[] = {"main", "main", NULL, "main", NULL, "main", "ab",
-                                       "ab",   NULL,   "ab", NULL,   "ab", "main"};
+    static const char *const ids[] = {"local",    "local",    "localx",    "local",    "loca",
+                                      "locax",    "local",    "local:ab",  "local:ab", "local:a",
+                                      "local:ac", "local:ab", "local:abc", "local:ab", "local"};
+    static const char *const want[] = {"main", "main", NULL, "main", NULL, NULL, "main", "ab",
+                                       "ab",   NULL,   NULL, "ab",   NULL, "ab", "main"};
     enum { N = sizeof ids / sizeof ids[0] };
     for (size_t i = 0; i < N; i++) {
         kvi_status st = kvi_batch_fetch(b, ids[i], "x", 1);
