@@ -5,13 +5,16 @@
  * try it again every second.
  *
  * The name "kvi..test" has an empty label, so the resolver refuses it
- * itself (EAI_NONAME) without asking DNS: no network needed.
+ * itself (EAI_NONAME) without asking DNS: no network needed.  The program
+ * interposes getaddrinfo() (resolve.c's lookup threads call it): the name
+ * "kvi-slow..test" takes SLOW_MS to fail, like a DNS answer that is late.
  *
  * resolve.c is compiled into this test directly: it is part of the
  * kvi_redis module, whose internals a statically linked test cannot reach.
  * Built with -fsanitize=thread this is also the check that a failed
  * round's reason is not read while the next round writes it.
  */
+#include <dlfcn.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -31,6 +34,30 @@
 #include "kvitest.h"
 
 #define BAD_NAME "kvi..test"
+#define SLOW_NAME "kvi-slow..test"
+#define SLOW_MS 500
+
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+static gai_fn real;
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+static void find_real(void)
+{
+    *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    pthread_once(&real_once, find_real);
+    if (node != NULL && strcmp(node, SLOW_NAME) == 0) {
+        struct timespec ts = {0, SLOW_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        return EAI_NONAME;
+    }
+    return real != NULL ? real(node, service, hints, res) : EAI_SYSTEM;
+}
 
 struct asker {
     struct kvi_redis_names *t;
@@ -165,12 +192,33 @@ static void test_a_child_after_fork_resolves_its_own_names(void **state)
     assert_int_equal(stuck, 0);
 }
 
+/* Freeing the table while a lookup is under way does not wait for the
+ * resolver: the lookup's thread frees the entry when it ends (under ASan
+ * or valgrind: nothing leaks, nothing is used after its release). */
+static void test_free_does_not_wait_for_a_lookup_under_way(void **state)
+{
+    (void)state;
+    struct kvi_redis_names *t = kvi__redis_names_new();
+    assert_non_null(t);
+    char err[256];
+    assert_null(kvi__redis_names_get(t, SLOW_NAME, err, sizeof err));
+    assert_non_null(strstr(err, "is being resolved"));
+    int64_t t0 = now_ms();
+    kvi__redis_names_free(t);
+    int64_t dt = now_ms() - t0;
+    print_message("  freed in %lld ms with a %d ms lookup under way\n", (long long)dt, SLOW_MS);
+    /* Let the thread end (and free its entry) before the program's end. */
+    nap_ms(SLOW_MS + 500);
+    assert_true(dt < SLOW_MS / 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_failed_name_reports_the_reason_to_every_thread),
         cmocka_unit_test(test_a_name_failed_at_definition_keeps_its_reason),
         cmocka_unit_test(test_a_child_after_fork_resolves_its_own_names),
+        cmocka_unit_test(test_free_does_not_wait_for_a_lookup_under_way),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,8 +108,13 @@ int kvi__redis_is_address(const char *host)
  * lookups never answered or its getaddrinfo_a blocked on the copied lock
  * (seen: 44 children of 100, forked with four lookups in flight).  A
  * thread made here is known to be the parent's by the entry's pid: the
- * child starts its own (kvi__redis_names_get). */
-enum { RESOLVED = 0, PENDING, FAILED, BUSY };
+ * child starts its own (kvi__redis_names_get).
+ *
+ * ORPHANED: the table was freed while the lookup ran (PENDING ->
+ * ORPHANED by kvi__redis_names_free, which then leaves e alone); the
+ * lookup thread, whose PENDING -> RESOLVED/FAILED then fails, frees e.
+ * So freeing never waits for the resolver (up to its own timeouts). */
+enum { RESOLVED = 0, PENDING, FAILED, BUSY, ORPHANED };
 
 /* The reason and time of a failure are atomics: a thread that saw FAILED
  * reads them while another one, which won FAILED -> BUSY, may already
@@ -178,11 +183,13 @@ void kvi__redis_names_free(struct kvi_redis_names *t)
     struct entry *e = atomic_load(&t->head);
     while (e != NULL) {
         struct entry *next = e->next;
-        /* This process's lookup thread still writes into e: wait for it
-         * (a parent's, copied by fork, runs in no thread here). */
-        while (atomic_load(&e->state) == PENDING && atomic_load(&e->pid) == getpid())
-            nap_ms(1);
-        free(e);
+        /* This process's lookup thread still writes into e: it frees e
+         * when it ends (a parent's, copied by fork, runs in no thread
+         * here). */
+        int st = PENDING;
+        if (atomic_load(&e->pid) != getpid() ||
+            !atomic_compare_exchange_strong(&e->state, &st, ORPHANED))
+            free(e);
         e = next;
     }
     free(t);
@@ -226,16 +233,22 @@ static struct entry *entry_new(const char *host)
 }
 
 /* One round's lookup, in a thread of its own (detached): resolves e's
- * host with the system resolver and ends e RESOLVED or FAILED; touches e
- * no more after that store. */
+ * host with the system resolver and ends e RESOLVED or FAILED, touching e
+ * no more after that compare-and-swap -- or, when the table was freed
+ * meanwhile (ORPHANED), frees e. */
 static void *lookup_main(void *arg)
 {
     struct entry *e = arg;
     struct failure why;
-    if (fill(e->host, 0, &e->addrs, &why) == 0)
-        atomic_store(&e->state, RESOLVED);
-    else
-        set_failed(e, why, now_ms());
+    int end = RESOLVED;
+    if (fill(e->host, 0, &e->addrs, &why) != 0) {
+        atomic_store(&e->failure, pack(why));
+        atomic_store(&e->failed_ms, now_ms());
+        end = FAILED;
+    }
+    int st = PENDING;
+    if (!atomic_compare_exchange_strong(&e->state, &st, end))
+        free(e);
     return NULL;
 }
 

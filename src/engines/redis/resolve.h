@@ -47,7 +47,8 @@ int kvi__redis_is_address(const char *host);
 struct kvi_redis_names;
 
 /* An empty table (NULL when out of memory) and its release (NULL
- * accepted; no call may use it any more). */
+ * accepted; no call may use it any more).  The release does not wait for
+ * lookups under way: each one's thread frees its entry when it ends. */
 struct kvi_redis_names *kvi__redis_names_new(void);
 void kvi__redis_names_free(struct kvi_redis_names *t);
 
