@@ -208,7 +208,7 @@ static void test_free_does_not_wait_for_a_lookup_under_way(void **state)
     int64_t dt = now_ms() - t0;
     print_message("  freed in %lld ms with a %d ms lookup under way\n", (long long)dt, SLOW_MS);
     /* Let the thread end (and free its entry) before the program's end. */
-    nap_ms(SLOW_MS + 500);
+    kvi_test_sleep_ms(SLOW_MS + 500);
     assert_true(dt < SLOW_MS / 2);
 }
 
