@@ -690,6 +690,34 @@ static void test_a_tracking_connection_the_server_closes_serves_nothing_stale(vo
     kvi_free(k);
 }
 
+/* The same through the server's `timeout` setting: the idle data
+ * connection is closed by the server after 1 s (a subscription is not:
+ * Redis spares pub/sub clients), and the change made after that is read
+ * at once. */
+static void test_a_tracking_connection_the_server_times_out_serves_nothing_stale(void **state)
+{
+    struct fx *f = *state;
+    kvi *k = context(f->s, "?client_cache=10");
+    store(f->b, "nc:to", "v1");
+    assert_reads(k, "nc:to", "v1");
+    uint64_t h = hits(k);
+    assert_reads(k, "nc:to", "v1");
+    assert_int_equal(hits(k), h + 1);
+    raw(f->b, "CONFIG SET timeout 1", NULL);
+    /* Until only the asking connection is left (k's and B's idle ones
+     * timed out). */
+    int64_t t0 = kvi_test_mono_ms();
+    while (normal_clients(f) > 1) {
+        if (kvi_test_mono_ms() - t0 > 5000)
+            fail_msg("the server's timeout closed no idle connection within 5 s");
+        kvi_test_sleep_ms(100);
+    }
+    raw(f->b, "CONFIG SET timeout 0", NULL);
+    store(f->b, "nc:to", "v2");
+    assert_reads(k, "nc:to", "v2");
+    kvi_free(k);
+}
+
 /* Values longer than client_cache_max_value are not kept. */
 static void test_long_values_are_not_kept(void **state)
 {
@@ -790,6 +818,7 @@ int main(void)
         T(test_a_failed_fetch_is_not_logged_as_a_tracking_refusal),
         T(test_a_closed_tracking_connection_serves_nothing_stale),
         T(test_a_tracking_connection_the_server_closes_serves_nothing_stale),
+        T(test_a_tracking_connection_the_server_times_out_serves_nothing_stale),
         T(test_long_values_are_not_kept),
         T(test_the_least_recently_used_entry_is_evicted),
         T(test_stats_count_hits_and_near_hits),
