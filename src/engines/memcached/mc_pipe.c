@@ -51,6 +51,8 @@
 #define MP_IDLE_MAX 64u
 /* The opaque of a connection's SASL request (ops use their index). */
 #define MP_SASL_OPAQUE UINT32_MAX
+/* Largest body of a reply that carries no value (a status text). */
+#define MP_SMALL_BODY 65536u
 /* Bytes read at once (the buffer grows for a bigger reply). */
 #define MP_READ_CHUNK 65536u
 
@@ -70,7 +72,10 @@ struct mc_wc {
     size_t rlen, rcap;
     uint64_t queued, sent; /* bytes queued / written since the connection began */
     size_t inflight;       /* requests queued, not answered */
-    int64_t last_ms;       /* monotonic time of the last progress */
+    /* Monotonic time of the last progress: connected, a whole reply read,
+     * or a request queued while nothing was in flight (bytes alone are no
+     * progress: a server sending one byte a second still times out). */
+    int64_t last_ms;
     kvi_status fail_st;    /* WC_BROKEN: why */
     char fail_msg[1024];
     int registered; /* in the run's epoll set, with these events */
@@ -532,6 +537,8 @@ static int op_write(struct mp_run *r, uint32_t i, struct mc_wc *wc)
             memcpy(p + at + head, val, val_len);
     }
     o->req_at = wc->queued;
+    if (wc->inflight == 0)
+        wc->last_ms = kvi_monotonic_ms();
     wc->wlen += len;
     wc->queued += len;
     wc->inflight++;
@@ -770,7 +777,6 @@ static void wc_flush(struct mp_run *r, struct mc_wc *wc)
         if (k > 0) {
             wc->wpos += (size_t)k;
             wc->sent += (uint64_t)k;
-            wc->last_ms = kvi_monotonic_ms();
             continue;
         }
         if (k < 0 && errno == EINTR)
@@ -829,6 +835,20 @@ static void wc_reply(struct mp_run *r, struct mc_wc *wc, const struct mcw_reply 
     op_reply(r, i, rp);
 }
 
+/* The largest body the reply starting at p may have: a GET's value may be
+ * as big as any value; every other reply kvi asks for carries at most a
+ * short error text.  Read from the header before the body is buffered. */
+static size_t reply_cap(const struct mp_run *r, const uint8_t *p, size_t len)
+{
+    if (len < MCW_HEADER)
+        return MCW_MAX_BODY;
+    uint32_t opaque = (uint32_t)p[12] << 24 | (uint32_t)p[13] << 16 | (uint32_t)p[14] << 8 | p[15];
+    if (p[1] == MCW_OP_GET && opaque < r->n && r->ops[opaque].state == MP_SENT &&
+        r->ops[opaque].step == MP_GET)
+        return MCW_MAX_BODY;
+    return MP_SMALL_BODY;
+}
+
 /* Reads what wc has and handles the complete replies. */
 static void wc_read(struct mp_run *r, struct mc_wc *wc)
 {
@@ -855,11 +875,11 @@ static void wc_read(struct mp_run *r, struct mc_wc *wc)
             return;
         }
         wc->rlen += (size_t)k;
-        wc->last_ms = kvi_monotonic_ms();
         size_t pos = 0, need = MCW_HEADER;
         while (wc->state == WC_READY) {
             struct mcw_reply rp;
-            long used = kvi__mcw_parse(wc->rbuf + pos, wc->rlen - pos, MCW_MAX_BODY, &rp, &need);
+            long used = kvi__mcw_parse(wc->rbuf + pos, wc->rlen - pos,
+                                       reply_cap(r, wc->rbuf + pos, wc->rlen - pos), &rp, &need);
             if (used < 0) {
                 wc_broken(r, wc, KVI_E_PROTOCOL, "reading from",
                           "not a valid memcached binary protocol reply");
@@ -872,21 +892,15 @@ static void wc_read(struct mp_run *r, struct mc_wc *wc)
                 return;
             }
             pos += (size_t)used;
+            wc->last_ms = kvi_monotonic_ms();
             wc_reply(r, wc, &rp);
         }
         if (wc->state != WC_READY)
             return;
         memmove(wc->rbuf, wc->rbuf + pos, wc->rlen - pos);
         wc->rlen -= pos;
-        if (need > wc->rcap) {
-            uint8_t *nb = kvi_engine_realloc(r->c, wc->rbuf, need);
-            if (nb == NULL) {
-                wc_broken(r, wc, KVI_E_NOMEM, "reading from", "out of memory");
-                return;
-            }
-            wc->rbuf = nb;
-            wc->rcap = need;
-        }
+        /* A big reply's buffer grows (doubling, above) only as its bytes
+         * arrive, never to the length its header announces. */
         if ((size_t)k < offered)
             return; /* drained: wait for more */
     }
