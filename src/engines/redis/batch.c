@@ -783,6 +783,7 @@ struct redis_arun {
     size_t nm, mi, mseed0;
     int mshards, mgot, detect, mretry;
     int64_t mdeadline; /* the node asked must answer by then (0: no limit) */
+    struct kvi_redis_node *mhint; /* ask it first (a MOVED named it) */
     kvi_status mst;
     char merr[400];
     struct redis_async *ras;
@@ -1082,8 +1083,12 @@ static void ra_redirect(kvi_conn *c, struct redis_async *ra, size_t i, redisRepl
         end_unsent(c, op, KVI_E_NOMEM, "out of memory");
         return;
     }
-    if (moved)
+    if (moved) {
+        /* This slot now; the others that moved with it are learned by the
+         * next non-blocking batch, which reads the map first. */
         kvi__redis_slot_moved(ar->st, slot, to);
+        atomic_store(&ar->st->map_stale, to);
+    }
     ar->next[ar->nnext].op = op;
     ar->next[ar->nnext].node = to;
     ar->next[ar->nnext].ask = (unsigned char)!moved;
@@ -1654,9 +1659,11 @@ static int cmap_begin(kvi_conn *c, struct redis_arun *ar)
         for (size_t i = 0; i < k; i++)
             ar->mnodes[ar->nm++] = st->seeds[(cur + i) % st->nseeds];
     } else {
-        ar->mnodes[ar->nm++] = st->seeds[cur];
+        struct kvi_redis_node *first = ar->mhint != NULL ? ar->mhint : st->seeds[cur];
+        ar->mhint = NULL;
+        ar->mnodes[ar->nm++] = first;
         for (size_t i = 0; i < count; i++)
-            if (all[i] != st->seeds[cur])
+            if (all[i] != first)
                 ar->mnodes[ar->nm++] = all[i];
         kvi_engine_free(c, all);
     }
@@ -2352,6 +2359,16 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         if (map_step(c, ar, w) == 0)
             return 0;
         return arun_after_map(c, ar, w);
+    }
+    struct kvi_redis_node *hint = atomic_load(&st->map_stale);
+    if (ar->cluster && hint != NULL &&
+        atomic_compare_exchange_strong(&st->map_stale, &hint, NULL)) {
+        /* A MOVED was seen (once per MOVED, by one batch): the map is read
+         * again first, by steps, from the node the MOVED named (it just
+         * answered), then the ops grouped by it. */
+        ar->mhint = hint;
+        *state = ar;
+        return arun_lookup(c, ar, w);
     }
     if (arun_group(ar, one, 0) != 0) {
         /* No master named yet (Sentinel: the sentinels are asked in

@@ -225,6 +225,7 @@ void kvi__redis_install_map(kvi_conn *c, struct kvi_redis_state *st,
             st->slots[s] = n;
     }
     atomic_store(&st->have_map, 1);
+    atomic_store(&st->map_stale, NULL);
     pthread_rwlock_unlock(&st->lock);
 }
 

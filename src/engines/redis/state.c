@@ -98,6 +98,7 @@ struct kvi_redis_state *kvi__redis_state_new(kvi_conn *c, const struct kvi_redis
     pthread_rwlock_init(&st->lock, NULL);
     atomic_init(&st->current, 0);
     atomic_init(&st->last_refresh_ms, 0);
+    atomic_init(&st->map_stale, NULL);
     atomic_init(&st->rr, 0);
     atomic_init(&st->master, NULL);
     atomic_init(&st->watch, NULL);

@@ -46,6 +46,9 @@ struct kvi_redis_state {
     atomic_size_t current;         /* standalone: seed that worked last */
     struct kvi_redis_node **slots; /* KVI_REDIS_SLOTS entries */
     atomic_int have_map;
+    /* A non-blocking batch saw a MOVED from this node's slot to it: the next
+     * one reads the map first, asking it first (NULL: not stale). */
+    struct kvi_redis_node *_Atomic map_stale;
     atomic_int_least64_t last_refresh_ms;
     atomic_uint rr;
     struct kvi_redis_node *_Atomic master; /* sentinel: the master it named, NULL = ask */

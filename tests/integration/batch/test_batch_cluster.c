@@ -490,6 +490,100 @@ static void test_clusterdown_window_waits_on_a_timer(void **state)
     kvi_free(k);
 }
 
+/* redis-cli ARGS on node i; its output must not be an error. */
+static void cli_ok(size_t i, const char *const *args)
+{
+    char *out = NULL;
+    kvi_ts_result r = kvi_tc_cli(g_cl, i, &out, args);
+    if (r != KVI_TS_OK || out == NULL || strncmp(out, "ERR", 3) == 0)
+        fail_msg("redis-cli %s %s %s on node %zu: %s", args[0], args[1], args[2] ? args[2] : "", i,
+                 out != NULL ? out : kvi_tc_errmsg());
+    free(out);
+}
+
+/* After a MOVED the next non-blocking batch reads the map first (from
+ * the node the MOVED named): two empty slots of master src move to dst
+ * behind kvi's back; batch 1 on the first slot is redirected (MOVED);
+ * batch 2 on the second slot, with src stopped, goes straight to dst --
+ * with only the first slot recorded it would wait on src until its
+ * deadline. */
+static void test_moved_makes_the_next_batch_read_the_map(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    size_t src = 1, dst = 2;
+    char tag[2][8];
+    int found = 0;
+    for (int t = 0; t < 400 && found < 2; t++) {
+        snprintf(tag[found], sizeof tag[found], "u%d", t);
+        size_t m = 99;
+        assert_int_equal(kvi_tc_master_of(g_cl, 0, key_slot(tag[found]), &m), KVI_TS_OK);
+        if (m == src && (found == 0 || key_slot(tag[0]) != key_slot(tag[found])))
+            found++;
+    }
+    assert_int_equal(found, 2);
+    kvi *k = cluster_context("");
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "mw"); /* warm: the map */
+    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    char src_id[41], dst_id[41];
+    assert_int_equal(kvi_tc_node_id(g_cl, src, src_id), KVI_TS_OK);
+    assert_int_equal(kvi_tc_node_id(g_cl, dst, dst_id), KVI_TS_OK);
+    for (int i = 0; i < 2; i++) {
+        /* The migration's steps (dst IMPORTING, src MIGRATING, then NODE on
+         * dst first: it bumps dst's config epoch, so that the cluster
+         * keeps the new owner). */
+        char slot[8];
+        snprintf(slot, sizeof slot, "%u", key_slot(tag[i]));
+        const char *importing[] = {"CLUSTER", "SETSLOT", slot, "IMPORTING", src_id, NULL};
+        const char *migrating[] = {"CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id, NULL};
+        const char *node_cmd[] = {"CLUSTER", "SETSLOT", slot, "NODE", dst_id, NULL};
+        cli_ok(dst, importing);
+        cli_ok(src, migrating);
+        for (size_t n = 0; n < 3; n++)
+            cli_ok((n + dst) % 3, node_cmd);
+    }
+    assert_int_equal(kvi_tc_wait_ok(g_cl, 20000), KVI_TS_OK);
+    for (int i = 0; i < 2; i++) {
+        size_t m0 = 99, m2 = 99;
+        kvi_tc_master_of(g_cl, 0, key_slot(tag[i]), &m0);
+        kvi_tc_master_of(g_cl, src, key_slot(tag[i]), &m2);
+        printf("# slot %u now on node %zu (node 0 says), %zu (src says)\n", key_slot(tag[i]), m0, m2);
+    }
+    char key[32];
+    kvi_wait w;
+    for (int i = 0; i < 2; i++) {
+        kvi_batch_clear(b);
+        int kn = snprintf(key, sizeof key, "{%s}m", tag[i]);
+        assert_int_equal(kvi_batch_add(b, "redis", key, (size_t)kn, 1, 0), KVI_OK);
+        pid_t pid = kvi_ts_pid(kvi_tc_server(g_cl, src));
+        if (i == 1)
+            assert_int_equal(kill(pid, SIGSTOP), 0);
+        int on_src = 0;
+        int r = kvi_batch_start(b, 3000, NULL, NULL, &w);
+        while (r == 0) {
+            on_src |= kvi_test_peer_port(w.fd) == kvi_tc_port(g_cl, src);
+            wait_for(&w);
+            r = kvi_batch_resume(b, &w);
+        }
+        if (i == 1)
+            assert_int_equal(kill(pid, SIGCONT), 0);
+        printf("# batch %d on a moved slot: waited on the old master: %d\n", i + 1, on_src);
+        assert_int_equal(r, 1);
+        if (kvi_batch_status(b, 0) != KVI_OK)
+            fail_msg("batch %d: %s", i + 1, kvi_batch_errmsg(b, 0));
+        assert_int_equal(kvi_batch_integer(b, 0), 1);
+        if (i == 1)
+            assert_false(on_src);
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -526,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_mode_detected_without_blocking),
         cmocka_unit_test(test_map_read_tries_the_next_node_without_blocking),
         cmocka_unit_test(test_clusterdown_window_waits_on_a_timer),
+        cmocka_unit_test(test_moved_makes_the_next_batch_read_the_map),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
