@@ -1003,6 +1003,25 @@ static void run_timeouts(struct mp_run *r, int64_t now)
     }
 }
 
+/* The earliest time a waiting connection's timeout passes (0: none). */
+static int64_t run_next_timeout(const struct mp_run *r)
+{
+    uint32_t conn_ms = kvi_conn_connect_timeout_ms(r->c), io_ms = kvi_conn_timeout_ms(r->c);
+    int64_t next = 0;
+    for (uint32_t s = 0; s < r->m->nservers; s++) {
+        const struct mc_wc *wc = r->srv[s].wc;
+        if (wc_events(wc) == 0)
+            continue;
+        uint32_t lim = wc->state == WC_CONNECTING ? conn_ms : io_ms;
+        if (lim == 0)
+            continue;
+        int64_t t = wc->last_ms + (int64_t)lim;
+        if (next == 0 || t < next)
+            next = t;
+    }
+    return next;
+}
+
 /* ---- runs ------------------------------------------------------------------ */
 
 static uint32_t key_hash(const char *k, size_t len)
@@ -1218,7 +1237,8 @@ void kvi__mc_pipe_run(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
 
 /* Fills *w: the one connection's socket when a single one waits, else the
  * run's epoll descriptor (readable when any registered socket is ready for
- * what it waits for).  0 pending, 1 done. */
+ * what it waits for), and the time the first waiting connection's own
+ * timeout passes (resume then fails it).  0 pending, 1 done. */
 static int run_wait(struct mp_run *r, kvi_wait *w)
 {
     if (r->left == 0)
@@ -1243,6 +1263,7 @@ static int run_wait(struct mp_run *r, kvi_wait *w)
         short ev = wc_events(only);
         w->fd = only->fd;
         w->events = (ev & POLLIN ? KVI_WAIT_READ : 0) | (ev & POLLOUT ? KVI_WAIT_WRITE : 0);
+        w->deadline_ms = run_next_timeout(r);
         return 0;
     }
     if (r->epfd < 0) {
@@ -1274,6 +1295,7 @@ static int run_wait(struct mp_run *r, kvi_wait *w)
     }
     w->fd = r->epfd;
     w->events = KVI_WAIT_READ;
+    w->deadline_ms = run_next_timeout(r);
     return 0;
 }
 
@@ -1305,6 +1327,7 @@ static int mp_resume(kvi_conn *c, void *state, kvi_wait *w)
     (void)c;
     struct mp_run *r = state;
     run_io(r, 0);
+    run_timeouts(r, kvi_monotonic_ms());
     if (run_wait(r, w)) {
         run_free(r);
         return 1;

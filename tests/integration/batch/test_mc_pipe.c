@@ -602,6 +602,44 @@ static void test_deadline_and_cancel_on_a_hung_server(void **state)
     kvi_free(k);
 }
 
+/* Without a batch deadline a non-blocking batch still ends by the
+ * connection's own timeout: w.deadline_ms is when it passes. */
+static void test_connection_timeout_without_a_deadline(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "memcached:h://127.0.0.1:%u/?timeout=300&down_after=0",
+             (unsigned)kvi_ts_port(g_s[1]));
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "memcached:h", "hk", 2, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    hung_batch(k, b, "warm");
+    int waits;
+    (void)drive(b, 5000, &waits);
+    hung_batch(k, b, "t");
+    stop(g_s[1]);
+    kvi_wait w;
+    int64_t t0 = kvi_test_mono_ms();
+    int r = kvi_batch_start(b, 0, NULL, NULL, &w);
+    assert_int_equal(r, 0);
+    assert_true(w.deadline_ms != 0 && w.deadline_ms - t0 <= 300);
+    while (r == 0) {
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    int64_t dt = kvi_test_mono_ms() - t0;
+    assert_int_equal(kill(kvi_ts_pid(g_s[1]), SIGCONT), 0);
+    printf("# no deadline, timeout=300: ended after %lld ms: %s (%s)\n", (long long)dt,
+           kvi_status_name(kvi_batch_status(b, 0)), kvi_batch_errmsg(b, 0));
+    assert_true(dt >= 250 && dt < 3000);
+    assert_int_equal(kvi_batch_status(b, 0), KVI_E_TIMEOUT);
+    assert_int_equal(kvi_batch_status(b, 1), KVI_E_TIMEOUT);
+    assert_int_equal(kvi_batch_status(b, 3), KVI_E_OUTCOME_UNKNOWN);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 /* ---- idle connections ------------------------------------------------------ */
 
 static void test_pooled_connection_closed_by_a_restart(void **state)
@@ -654,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_every_kind_matches_the_single_calls),
         cmocka_unit_test(test_stores_and_adds_are_pipelined_without_blocking),
         cmocka_unit_test(test_deadline_and_cancel_on_a_hung_server),
+        cmocka_unit_test(test_connection_timeout_without_a_deadline),
         cmocka_unit_test(test_pooled_connection_closed_by_a_restart),
         cmocka_unit_test(test_server_killed_in_a_non_blocking_batch),
     };
