@@ -21,12 +21,13 @@
 #include "kvi/engine.h"
 
 static struct {
-    kvi_status next;     /* what every data slot answers */
-    int calls;           /* data-slot calls */
-    int batch_calls;     /* batch-slot calls */
+    kvi_status next; /* what every data slot answers */
+    int calls;       /* data-slot calls */
+    int batch_calls; /* batch-slot calls */
     size_t batch_sizes[8];
-    int leave_open;      /* the batch slot ends no op */
-    unsigned sleep_ms;   /* per single call */
+    int leave_open;    /* the batch slot ends no op */
+    int dirty_fetches; /* fetch ops the batch slot got with inputs not emptied */
+    unsigned sleep_ms; /* per single call */
 } es;
 
 static kvi_status ans(kvi_conn *c)
@@ -97,6 +98,14 @@ static void e_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t dea
     if (es.batch_calls < 8)
         es.batch_sizes[es.batch_calls] = n;
     es.batch_calls++;
+    for (size_t i = 0; i < n; i++) {
+        const kvi_batch_op *op = ops[i];
+        int dirty = op->val != NULL || op->val_len != 0 || op->expire_s != 0 || op->delta != 0 ||
+                    op->min != 0 || op->max != 0 || op->no_resend != 0;
+        for (size_t r = 0; r < sizeof op->reserved_ / sizeof op->reserved_[0]; r++)
+            dirty |= op->reserved_[r] != NULL;
+        es.dirty_fetches += op->kind == KVI_OP_FETCH && dirty;
+    }
     if (es.leave_open)
         return;
     for (size_t i = 0; i < n; i++)
@@ -226,6 +235,34 @@ static void test_ops_are_grouped_per_engine_id_in_one_slot_call(void **state)
     kvi_batch_free(b);
 }
 
+/* Fetches added in the slots that stores and bounded counters held before
+ * (a batch cleared and filled again) reach an engine's batch slot with
+ * their unused inputs empty, whether grouped in one pass or per id. */
+static void test_fetches_reach_the_engine_with_empty_inputs(void **state)
+{
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(*state, &b), KVI_OK);
+    for (int mixed = 0; mixed < 2; mixed++) {
+        kvi_batch_clear(b);
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(kvi_batch_store(b, "grouped", "k", 1, "value", 5, 0), KVI_OK);
+            assert_int_equal(kvi_batch_add_bounded(b, "grouped", "k", 1, 3, 0, -9, 9), KVI_OK);
+        }
+        assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
+        kvi_batch_clear(b);
+        for (int i = 0; i < 8; i++) {
+            assert_int_equal(kvi_batch_fetch(b, "grouped", "k", 1), KVI_OK);
+            if (mixed && i == 3)
+                assert_int_equal(kvi_batch_fetch(b, "grouped:two", "k", 1), KVI_OK);
+        }
+        es.dirty_fetches = 0;
+        assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
+        assert_int_equal(es.dirty_fetches, 0);
+        assert_string_equal(kvi_batch_value(b, 0, NULL), "v");
+    }
+    kvi_batch_free(b);
+}
+
 static void test_op_left_open_by_the_engine_is_internal_error(void **state)
 {
     kvi_batch *b = NULL;
@@ -281,6 +318,7 @@ int main(void)
         T(test_batch_slot_single_marks_io_errors_unknown),
         T(test_connect_failure_is_not_unknown),
         T(test_ops_are_grouped_per_engine_id_in_one_slot_call),
+        T(test_fetches_reach_the_engine_with_empty_inputs),
         T(test_op_left_open_by_the_engine_is_internal_error),
         T(test_deadline_stops_sending),
         T(test_engine_status_out_of_range_is_internal),
