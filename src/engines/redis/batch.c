@@ -46,6 +46,7 @@
 #include "deep.h"
 #include "nearcache.h"
 #include "raw.h"
+#include "route.h"
 #include "sentinel.h"
 #include "slotmap.h"
 #include "state.h"
@@ -549,6 +550,21 @@ static int must_run_alone(kvi_batch_op *op)
     return op->kind == KVI_OP_RAW_QUERY;
 }
 
+/* A raw query's first key is at a position route.h's table knows (or it
+ * has none): 0; RAW_UNKNOWN when only the server can say (COMMAND
+ * GETKEYS).  A query the raw_query slot refuses is 0 (it ends unsent). */
+enum { RAW_UNKNOWN = -2 };
+static int raw_slot(kvi_conn *c, const kvi_batch_op *op)
+{
+    char **words;
+    size_t *lens, count;
+    if (kvi__redis_raw_words(c, op->val, op->val_len, &words, &lens, &count) != KVI_OK)
+        return 0;
+    int pos = kvi__redis_first_key(count, words, lens);
+    kvi_words_free(words, lens, count);
+    return pos > 0 || pos == KVI_REDIS_NO_KEY ? 0 : RAW_UNKNOWN;
+}
+
 /* See batch.h. */
 void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
 {
@@ -813,6 +829,7 @@ struct redis_arun {
     size_t nagain;
     struct view *views; /* one per op, in the order of ops */
     redisReply **held;  /* with wait_replicas: one per op, in the order of ops */
+    int *rslot; /* with raw queries: the slot of orig[i]'s first key (-1: none) */
     /* Sentinel: the master's name (NULL otherwise).  A question goes to the
      * sentinels in turn from sn_first (sn_tried asked so far, sn_down of
      * them unreachable; sn_st/sn_msg the most telling failure).  reask:
@@ -1355,6 +1372,7 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->again);
     kvi_engine_free(c, ar->views);
     kvi_engine_free(c, ar->held);
+    kvi_engine_free(c, ar->rslot);
     kvi_engine_free(c, ar->orig);
     kvi_engine_free(c, ar->node_of);
     for (size_t i = 0; i < ar->nretry; i++)
@@ -1797,15 +1815,25 @@ wait:
     return 0;
 }
 
+/* The master of op's slot in the map (NULL: none known); a raw query's
+ * slot is its first key's (rslot), or any master for one without keys. */
+static struct kvi_redis_node *op_master(struct redis_arun *ar, const kvi_batch_op *op)
+{
+    if (op->kind != KVI_OP_RAW_QUERY)
+        return kvi__redis_key_node(ar->st, op->key, op->key_len);
+    for (size_t i = 0; i < ar->norig; i++)
+        if (ar->orig[i] == op)
+            return kvi__redis_slot_node(ar->st, ar->rslot[i]);
+    return NULL;
+}
+
 /* Groups ar->orig per node (cluster: the master of each key's slot;
  * standalone: one): 0, or -1 when a key's slot has no master in the map. */
 static int arun_group(struct redis_arun *ar, struct kvi_redis_node *one, int retry_missing)
 {
     size_t n = ar->norig;
     for (size_t i = 0; i < n; i++) {
-        ar->node_of[i] = ar->cluster ? kvi__redis_key_node(ar->st, ar->orig[i]->key,
-                                                           ar->orig[i]->key_len)
-                                     : one;
+        ar->node_of[i] = ar->cluster ? op_master(ar, ar->orig[i]) : one;
         if (ar->node_of[i] == NULL && !retry_missing)
             return -1;
     }
@@ -2094,7 +2122,7 @@ static int arun_retry_go(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     for (size_t i = 0; i < ar->nretry; i++) {
         kvi_batch_op *op = ar->retry[i].op;
         struct kvi_redis_node *node =
-            ar->cluster ? kvi__redis_key_node(ar->st, op->key, op->key_len) : one;
+            ar->cluster ? op_master(ar, op) : one;
         if (node == NULL) {
             ar->retry[keep++] = ar->retry[i];
             ar->remap = ar->cluster;
@@ -2264,11 +2292,17 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     int detect = mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER;
     if (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0)
         return -1;
-    /* Raw queries in a Cluster (routed by their first key, maybe through
-     * COMMAND GETKEYS): the blocking path. */
-    for (size_t i = 0; i < n && mode == KVI_REDIS_MODE_CLUSTER; i++)
-        if (must_run_alone(ops[i]))
-            return -1;
+    /* Raw queries in a Cluster go to the master of their first key's
+     * slot (route.h's table, as the blocking path); one whose keys only
+     * the server can name (COMMAND GETKEYS, a round trip) makes the batch
+     * run on the blocking path. */
+    int raws = 0;
+    for (size_t i = 0; i < n; i++)
+        if (must_run_alone(ops[i])) {
+            raws = 1;
+            if ((mode == KVI_REDIS_MODE_CLUSTER || detect) && raw_slot(c, ops[i]) == RAW_UNKNOWN)
+                return -1;
+        }
     if (kvi__redis_state_get(c, &st) != KVI_OK)
         return -1;
     struct redis_arun *ar = kvi_engine_malloc(c, sizeof *ar);
@@ -2297,6 +2331,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     ar->wts = kvi_engine_malloc(c, n * sizeof *ar->wts);
     ar->waiting = kvi_engine_malloc(c, n);
     ar->regfd = kvi_engine_malloc(c, n * sizeof *ar->regfd);
+    if (raws && (ar->rslot = kvi_engine_malloc(c, n * sizeof *ar->rslot)) == NULL) {
+        arun_free(c, ar);
+        return -1;
+    }
     if (rp->node_cfg.wait_replicas > 0) {
         ar->held = kvi_engine_malloc(c, n * sizeof *ar->held);
         if (ar->held == NULL) {
@@ -2330,6 +2368,8 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
                 kvi_batch_op_done(c, ops[i], s);
                 continue;
             }
+            int pos = kvi__redis_first_key(count, words, lens);
+            ar->rslot[ar->norig] = pos > 0 ? (int)kvi__redis_key_slot(words[pos], lens[pos]) : -1;
             kvi_words_free(words, lens, count);
         }
         ar->orig[ar->norig++] = ops[i];

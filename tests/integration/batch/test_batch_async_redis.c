@@ -29,6 +29,7 @@
 
 #include "kvi/kvi.h"
 #include "kvitest.h"
+#include "testcluster.h"
 #include "testsentinel.h"
 
 static int64_t mono_ms(void)
@@ -350,6 +351,60 @@ static void test_raw_queries_run_without_blocking(void **state)
     kvi_batch_free(b);
     kvi_free(k);
     kvi_ts_free(s);
+}
+
+/* Raw queries in a Redis Cluster: routed by their first key (route.h's
+ * table, as the blocking path) to that slot's master, in its non-blocking
+ * pipeline (start pending, waiting on that master while it is stopped);
+ * one without a key goes to some master. */
+static void test_cluster_raw_queries_run_without_blocking(void **state)
+{
+    (void)state;
+    kvi_tc_spec spec = {.masters = 3, .replicas = 0};
+    kvi_tc_cluster *cl = NULL;
+    kvi_ts_result tr = kvi_tc_start(&spec, &cl);
+    if (tr == KVI_TS_MISSING)
+        KVI_TEST_SKIP_CASE("%s", kvi_tc_errmsg());
+    if (tr != KVI_TS_OK)
+        fail_msg("cluster: %s", kvi_tc_errmsg());
+    char url[600], buf[64];
+    kvi_tc_url(cl, "redis", url, sizeof url);
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "{r}f", 4, "v", 1, 0), KVI_OK); /* mode, map */
+    assert_int_equal(kvi_tsn_query(kvi_tc_port(cl, 0), "CLUSTER KEYSLOT {r}a", buf, sizeof buf),
+                     0);
+    assert_true(buf[0] == ':');
+    size_t owner = 0;
+    assert_int_equal(kvi_tc_master_of(cl, 0, (unsigned)atoi(buf + 1), &owner), KVI_TS_OK);
+    kvi_ts_server *m = kvi_tc_server(cl, owner);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "SET {r}a 1", 10), KVI_OK);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "INCRBY {r}a 4", 13), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "{r}f", 4), KVI_OK);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "PING", 4), KVI_OK);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "MGET {r}a {r}f", 14), KVI_OK);
+    kill(kvi_ts_pid(m), SIGSTOP);
+    struct run r = drive(b, 20000, kvi_ts_pid(m), kvi_tc_port(cl, owner));
+    printf("# cluster raw: start %d in %lld ms, waited on the key's master %d\n", r.start,
+           (long long)r.start_ms, r.waited_on);
+    for (size_t i = 0; i < 5; i++)
+        printf("#   op %zu: %s %s\n", i, kvi_status_name(kvi_batch_status(b, i)),
+               kvi_batch_errmsg(b, i));
+    assert_int_equal(r.start, 0);
+    assert_true(r.waited_on);
+    for (size_t i = 0; i < 5; i++)
+        expect_status(b, i, KVI_OK);
+    assert_string_equal(reply_text(b, 0), "OK");
+    assert_int_equal(kvi_reply_integer(kvi_batch_reply(b, 1)), 5);
+    assert_string_equal(kvi_batch_value(b, 2, NULL), "v");
+    assert_string_equal(reply_text(b, 3), "PONG");
+    const kvi_reply *mg = kvi_batch_reply(b, 4);
+    assert_int_equal(kvi_reply_count(mg), 2);
+    assert_string_equal(kvi_reply_str(kvi_reply_element(mg, 0), NULL), "5");
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_tc_free(cl);
 }
 
 /* ---- Sentinel ----------------------------------------------------------- */
@@ -715,6 +770,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wait_replicas_batch_runs_without_blocking),
         cmocka_unit_test(test_raw_queries_run_without_blocking),
+        cmocka_unit_test(test_cluster_raw_queries_run_without_blocking),
         cmocka_unit_test(test_sentinel_without_blocking),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
