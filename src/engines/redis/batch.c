@@ -698,9 +698,10 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
  * (each within its own time limit, the wait's deadline), a new connection
  * to the master asks ROLE before the batch is written, and a master that
  * fails before anything ran (unreachable, not a master, READONLY) makes
- * the sentinels be asked again for the ops that did not run.  The rest
- * runs through the blocking slot: a Cluster batch with wait_replicas or
- * raw queries. */
+ * the sentinels be asked again for the ops that did not run.  Raw queries
+ * in a Cluster go to the master of their first key's slot (route.h's
+ * table).  The rest runs through the blocking slot: a Cluster batch with
+ * wait_replicas, or with a raw query whose keys need COMMAND GETKEYS. */
 enum { RA_CONNECT, RA_ROLE, RA_ROLE_READ, RA_WRITE, RA_FLUSH, RA_READ };
 
 /* Sentinel: times one run asks the sentinels again after the master failed
@@ -2165,14 +2166,6 @@ static int arun_fail_all(kvi_conn *c, struct redis_arun *ar)
     return 1;
 }
 
-static int any_raw(const struct redis_arun *ar)
-{
-    for (size_t i = 0; i < ar->norig; i++)
-        if (must_run_alone(ar->orig[i]))
-            return 1;
-    return 0;
-}
-
 /* The map read (or the question to the sentinels) ended: group and run
  * the ops -- or, when a key's slot still has no master (the read failed),
  * run the batch on the blocking path here; with Sentinel and no master
@@ -2189,14 +2182,15 @@ static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     if (ar->detect) {
         /* The mode was being decided: standalone goes on as such (a
          * failover list), a cluster is grouped by the map just read (with
-         * raw queries or wait_replicas: the blocking path, which knows the
-         * mode now); nothing found fails the ops, nothing sent. */
+         * wait_replicas: the blocking path, which knows the mode now; raw
+         * queries were routed by start); nothing found fails the ops,
+         * nothing sent. */
         int mode = atomic_load(&rp->mode);
         if (mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER)
             return arun_fail_all(c, ar);
         ar->detect = 0;
         ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
-        if (ar->cluster && (rp->node_cfg.wait_replicas > 0 || any_raw(ar))) {
+        if (ar->cluster && rp->node_cfg.wait_replicas > 0) {
             kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
             arun_free(c, ar);
             return 1;
