@@ -132,16 +132,45 @@ static uint64_t hits(kvi *k)
     return s.near_hits;
 }
 
+/* Reads key (which holds val) through k twice: the second read must be a
+ * near-cache hit. */
+static void second_read_hits(kvi *k, const char *key, const char *val)
+{
+    assert_reads(k, key, val);
+    uint64_t h = hits(k);
+    assert_reads(k, key, val);
+    if (hits(k) != h + 1)
+        fail_msg("%s: the second fetch was not served by the near cache", key);
+}
+
+/* Reads key (which holds val) through k until a read is a near-cache hit
+ * (the cache serves again once a new subscription stands), at most 3 s;
+ * fails naming `after` otherwise. */
+static void until_hit(kvi *k, const char *key, const char *val, const char *after)
+{
+    int64_t t0 = kvi_test_mono_ms();
+    uint64_t h = hits(k);
+    while (hits(k) == h) {
+        assert_reads(k, key, val);
+        if (kvi_test_mono_ms() - t0 > 3000)
+            fail_msg("no near-cache hit within 3 s after %s", after);
+        kvi_test_sleep_ms(10);
+    }
+}
+
+/* Stores key=val through writer and reads it twice through k (the second
+ * read a hit, checked). */
+static void cached_in(kvi *writer, kvi *k, const char *key, const char *val)
+{
+    store(writer, key, val);
+    second_read_hits(k, key, val);
+}
+
 /* Stores key=val through B and reads it twice through A: the second read
  * is a near-cache hit (checked). */
 static void cached(struct fx *f, const char *key, const char *val)
 {
-    store(f->b, key, val);
-    assert_reads(f->a, key, val);
-    uint64_t h = hits(f->a);
-    assert_reads(f->a, key, val);
-    if (hits(f->a) != h + 1)
-        fail_msg("%s: the second fetch was not served by the near cache", key);
+    cached_in(f->b, f->a, key, val);
 }
 
 /* The near cache serves repeated fetches without asking the server. */
@@ -260,14 +289,7 @@ static void test_a_killed_invalidation_connection_flushes_the_cache(void **state
     store(f->b, "nc:k", "v2");
     assert_reads(f->a, "nc:k", "v2");
     /* Subscribed again: cached and invalidated as before. */
-    int64_t t0 = kvi_test_mono_ms();
-    uint64_t h = hits(f->a);
-    while (hits(f->a) == h) {
-        assert_reads(f->a, "nc:k", "v2");
-        if (kvi_test_mono_ms() - t0 > 3000)
-            fail_msg("no near-cache hit within 3 s after the subscription was killed");
-        kvi_test_sleep_ms(10);
-    }
+    until_hit(f->a, "nc:k", "v2", "the subscription was killed");
     store(f->b, "nc:k", "v3");
     until_reads(f->a, "nc:k", "v3", SEEN_WITHIN_MS);
 }
@@ -280,11 +302,7 @@ static void test_a_silent_invalidation_connection_stops_the_hits(void **state)
 {
     struct fx *f = *state;
     kvi *k = context(f->s, "?client_cache=10&timeout=300&down_after=0");
-    store(f->b, "nc:quiet", "v1");
-    assert_reads(k, "nc:quiet", "v1");
-    uint64_t h = hits(k);
-    assert_reads(k, "nc:quiet", "v1");
-    assert_int_equal(hits(k), h + 1);
+    cached_in(f->b, k, "nc:quiet", "v1");
     int64_t t0 = kvi_test_mono_ms();
     kvi_test_hang(f->s);
     int64_t last_hit = -1;
@@ -307,7 +325,7 @@ static void test_a_silent_invalidation_connection_stops_the_hits(void **state)
                  (long long)last_hit);
     /* Back: cached again. */
     int64_t t1 = kvi_test_mono_ms();
-    h = hits(k);
+    uint64_t h = hits(k);
     while (hits(k) == h) {
         char buf[16];
         kvi_value v = KVI_VALUE_INIT;
@@ -332,14 +350,7 @@ static void test_a_restarted_server_flushes_the_cache(void **state)
     store(f->b, "nc:k", "v2");
     assert_reads(f->a, "nc:k", "v2");
     /* And it caches again. */
-    int64_t t0 = kvi_test_mono_ms();
-    uint64_t h = hits(f->a);
-    while (hits(f->a) == h) {
-        assert_reads(f->a, "nc:k", "v2");
-        if (kvi_test_mono_ms() - t0 > 3000)
-            fail_msg("no near-cache hit within 3 s after the restart");
-        kvi_test_sleep_ms(10);
-    }
+    until_hit(f->a, "nc:k", "v2", "the restart");
 }
 
 /* A's own writes are seen by A at once (read your writes), for every kind
@@ -466,22 +477,11 @@ static void test_a_failover_serves_nothing_from_the_old_server(void **state)
     snprintf(url, sizeof url, "redis://127.0.0.1:%u,127.0.0.1:%u/?client_cache=100",
              (unsigned)kvi_ts_port(f->s), (unsigned)kvi_ts_port(s2));
     kvi *k = kvi_test_context1(url);
-    store(f->b, "nc:fo", "first");
-    assert_reads(k, "nc:fo", "first");
-    uint64_t h = hits(k);
-    assert_reads(k, "nc:fo", "first");
-    assert_int_equal(hits(k), h + 1);
+    cached_in(f->b, k, "nc:fo", "first");
     assert_int_equal(kvi_ts_kill(f->s), KVI_TS_OK);
     assert_reads(k, "nc:fo", "second");
     /* Cached again, now from the second server, and invalidated by it. */
-    int64_t t0 = kvi_test_mono_ms();
-    h = hits(k);
-    while (hits(k) == h) {
-        assert_reads(k, "nc:fo", "second");
-        if (kvi_test_mono_ms() - t0 > 3000)
-            fail_msg("no near-cache hit within 3 s after the failover");
-        kvi_test_sleep_ms(10);
-    }
+    until_hit(k, "nc:fo", "second", "the failover");
     store(other, "nc:fo", "second-2");
     until_reads(k, "nc:fo", "second-2", SEEN_WITHIN_MS);
     kvi_free(k);
@@ -501,11 +501,7 @@ static void test_a_sentinel_failover_is_followed(void **state)
     snprintf(url, sizeof url, "%s&client_cache=100", base);
     kvi *k = kvi_test_context1(url);
     kvi *plain = kvi_test_context1(base);
-    store(plain, "nc:sn", "v1");
-    assert_reads(k, "nc:sn", "v1");
-    uint64_t h = hits(k);
-    assert_reads(k, "nc:sn", "v1");
-    assert_int_equal(hits(k), h + 1);
+    cached_in(plain, k, "nc:sn", "v1");
 
     char sent[128], buf[256];
     snprintf(sent, sizeof sent, "SENTINEL FAILOVER mymaster");
@@ -636,11 +632,7 @@ static void test_a_closed_tracking_connection_serves_nothing_stale(void **state)
     struct fx *f = *state;
     int before = normal_clients(f);
     kvi *k = context(f->s, "?client_cache=10&timeout=200&down_after=0&max_idle=1");
-    store(f->b, "nc:cl", "v1");
-    assert_reads(k, "nc:cl", "v1");
-    uint64_t h = hits(k);
-    assert_reads(k, "nc:cl", "v1");
-    assert_int_equal(hits(k), h + 1);
+    cached_in(f->b, k, "nc:cl", "v1");
     /* The one pooled connection times out on another key and is closed. */
     kvi_test_hang(f->s);
     kvi_value v = KVI_VALUE_INIT;
@@ -668,11 +660,7 @@ static void test_a_tracking_connection_the_server_closes_serves_nothing_stale(vo
 {
     struct fx *f = *state;
     kvi *k = context(f->s, "?client_cache=10");
-    store(f->b, "nc:sk", "v1");
-    assert_reads(k, "nc:sk", "v1");
-    uint64_t h = hits(k);
-    assert_reads(k, "nc:sk", "v1");
-    assert_int_equal(hits(k), h + 1);
+    cached_in(f->b, k, "nc:sk", "v1");
     /* Every normal client but B's asking one: k's data connection (its
      * subscription is a pub/sub client and stays). */
     kvi_reply *r = NULL;
@@ -683,10 +671,7 @@ static void test_a_tracking_connection_the_server_closes_serves_nothing_stale(vo
     store(f->b, "nc:sk", "v2");
     assert_reads(k, "nc:sk", "v2");
     /* And it caches again. */
-    assert_reads(k, "nc:sk", "v2");
-    h = hits(k);
-    assert_reads(k, "nc:sk", "v2");
-    assert_int_equal(hits(k), h + 1);
+    second_read_hits(k, "nc:sk", "v2");
     kvi_free(k);
 }
 
@@ -698,11 +683,7 @@ static void test_a_tracking_connection_the_server_times_out_serves_nothing_stale
 {
     struct fx *f = *state;
     kvi *k = context(f->s, "?client_cache=10");
-    store(f->b, "nc:to", "v1");
-    assert_reads(k, "nc:to", "v1");
-    uint64_t h = hits(k);
-    assert_reads(k, "nc:to", "v1");
-    assert_int_equal(hits(k), h + 1);
+    cached_in(f->b, k, "nc:to", "v1");
     raw(f->b, "CONFIG SET timeout 1", NULL);
     /* Until only the asking connection is left (k's and B's idle ones
      * timed out). */
