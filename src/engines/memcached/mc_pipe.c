@@ -1091,7 +1091,11 @@ static struct mp_run *run_new(kvi_conn *c, kvi_batch_op *const *ops, size_t n, i
         char msg[300];
         snprintf(msg, sizeof msg, "%s", "out of memory");
         if (st != KVI_E_NOMEM) {
+            /* without its "id: " prefix, which kvi_engine_error adds back */
             const char *e = kvi_errmsg(kvi_conn_context(c));
+            size_t idl = strlen(kvi_conn_id(c));
+            if (strncmp(e, kvi_conn_id(c), idl) == 0 && e[idl] == ':' && e[idl + 1] == ' ')
+                e += idl + 2;
             snprintf(msg, sizeof msg, "%s", e);
         }
         for (size_t i = 0; i < n; i++)
