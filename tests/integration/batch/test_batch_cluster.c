@@ -584,6 +584,75 @@ static void test_moved_makes_the_next_batch_read_the_map(void **state)
     kvi_free(k);
 }
 
+/* Every master closes kvi's idle pooled connections (CLIENT KILL). */
+static void kill_idle_clients(void)
+{
+    const char *kill_cmd[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
+    for (size_t m = 0; m < 3; m++) {
+        char *out = NULL;
+        assert_int_equal(kvi_tc_cli(g_cl, m, &out, kill_cmd), KVI_TS_OK);
+        free(out);
+    }
+    usleep(50 * 1000); /* the FINs reach kvi's sockets */
+}
+
+/* Connections the masters closed while they sat in the pool, with every
+ * master in flight at once: a pipeline of GET/SET only is written again
+ * once on a new connection (its first read saw the close), one holding an
+ * add is checked before it is written; every op right, the adds counted
+ * once -- blocking and non-blocking. */
+static void test_idle_connections_closed_on_every_master(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi *k = cluster_context("");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "ic"); /* warm: a pooled connection per master; adds at 1 */
+    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    char key[32];
+    for (int round = 0; round < 4; round++) {
+        int async = round >= 2, with_add = round % 2;
+        kill_idle_clients();
+        kvi_batch_clear(b);
+        for (size_t m = 0; m < 3; m++) {
+            int kn = snprintf(key, sizeof key, "{%s}ic", tags[m]);
+            assert_int_equal(kvi_batch_fetch(b, "redis", key, (size_t)kn), KVI_OK);
+            kn = snprintf(key, sizeof key, "{%s}icn", tags[m]);
+            if (with_add)
+                assert_int_equal(kvi_batch_add(b, "redis", key, (size_t)kn, 1, 0), KVI_OK);
+            else
+                assert_int_equal(kvi_batch_counter_fetch(b, "redis", key, (size_t)kn), KVI_OK);
+        }
+        if (async) {
+            kvi_wait w;
+            int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
+            while (r == 0) {
+                wait_for(&w);
+                r = kvi_batch_resume(b, &w);
+            }
+            assert_int_equal(r, 1);
+        } else {
+            kvi_batch_run(b, 10000);
+        }
+        /* adds: 1 (warm), +1 in round 1, +1 in round 3 */
+        int64_t want = round < 1 ? 1 : round < 3 ? 2 : 3;
+        for (size_t m = 0; m < 3; m++) {
+            if (kvi_batch_status(b, 2 * m) != KVI_OK || kvi_batch_status(b, 2 * m + 1) != KVI_OK)
+                fail_msg("round %d (%s, %s) master %zu: %s / %s", round,
+                         async ? "non-blocking" : "blocking", with_add ? "add" : "reads", m,
+                         kvi_batch_errmsg(b, 2 * m), kvi_batch_errmsg(b, 2 * m + 1));
+            assert_string_equal(kvi_batch_value(b, 2 * m, NULL), tags[m]);
+            assert_int_equal(kvi_batch_integer(b, 2 * m + 1), want);
+        }
+    }
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -621,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_map_read_tries_the_next_node_without_blocking),
         cmocka_unit_test(test_clusterdown_window_waits_on_a_timer),
         cmocka_unit_test(test_moved_makes_the_next_batch_read_the_map),
+        cmocka_unit_test(test_idle_connections_closed_on_every_master),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
