@@ -1919,11 +1919,17 @@ static int ar_reg(struct redis_arun *ar, size_t g)
     memset(&ev, 0, sizeof ev);
     ev.events = ar->wts[g].events & KVI_WAIT_WRITE ? EPOLLOUT : EPOLLIN;
     ev.data.u64 = g;
-    if (ar->regfd[g] >= 0 && ar->regfd[g] != fd)
+    if (ar->regfd[g] >= 0 && ar->regfd[g] != fd) {
         epoll_ctl(ar->epfd, EPOLL_CTL_DEL, ar->regfd[g], NULL);
+        ar->regfd[g] = -1;
+    }
+    /* Not registered yet: ADD (EEXIST: MOD); registered: MOD (ENOENT --
+     * the socket was closed and its number reused --: ADD). */
+    int add = ar->regfd[g] < 0;
     ar->regfd[g] = -1;
-    if (epoll_ctl(ar->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
-        (errno != ENOENT || epoll_ctl(ar->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)) {
+    if (epoll_ctl(ar->epfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0 &&
+        (errno != (add ? EEXIST : ENOENT) ||
+         epoll_ctl(ar->epfd, add ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)) {
         close(ar->epfd);
         ar->epfd = -1;
         return -1;
