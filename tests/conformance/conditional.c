@@ -12,6 +12,10 @@
 static kvi_status op_add_bounded(fx *f, const tkey *k, int64_t d, int64_t exp, int64_t min,
                                  int64_t max, int64_t *v)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_add_bounded(f->nb, f->id, k->b, k->n, d, exp, min, max, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, v);
+    }
     return by_id(f) ? kvi_add_bounded(f->k, f->id, k->b, k->n, d, exp, min, max, v)
                     : kvi_conn_add_bounded(f->c, k->b, k->n, d, exp, min, max, v);
 }
@@ -19,12 +23,20 @@ static kvi_status op_add_bounded(fx *f, const tkey *k, int64_t d, int64_t exp, i
 static kvi_status op_sub_bounded(fx *f, const tkey *k, int64_t d, int64_t exp, int64_t min,
                                  int64_t max, int64_t *v)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_sub_bounded(f->nb, f->id, k->b, k->n, d, exp, min, max, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, v);
+    }
     return by_id(f) ? kvi_sub_bounded(f->k, f->id, k->b, k->n, d, exp, min, max, v)
                     : kvi_conn_sub_bounded(f->c, k->b, k->n, d, exp, min, max, v);
 }
 
 static kvi_status op_store_nx(fx *f, const tkey *k, const char *v, int64_t exp)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_store_nx(f->nb, f->id, k->b, k->n, v, strlen(v), exp, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, NULL);
+    }
     return by_id(f) ? kvi_store_nx(f->k, f->id, k->b, k->n, v, strlen(v), exp)
                     : kvi_conn_store_nx(f->c, k->b, k->n, v, strlen(v), exp);
 }

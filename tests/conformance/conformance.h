@@ -66,6 +66,7 @@ struct conf_config {
     int ops;          /* adds per thread */
     char run[64];     /* unique per run: part of every key */
     unsigned test_no;
+    int nonblocking; /* --nonblocking: the op_* helpers go through kvi_start_* */
     kvi_ts_server *servers[3];
     size_t nservers;
 #ifdef KVI_HAVE_TESTCLUSTER
@@ -94,6 +95,7 @@ typedef struct fx {
     tkey *keys; /* removed at teardown */
     size_t nkeys, capkeys;
     unsigned calls; /* alternates id form and handle form */
+    kvi_batch *nb;  /* --nonblocking: the batch of the single ops */
 } fx;
 
 #define F ((fx *)*state)
@@ -170,6 +172,13 @@ static inline int has(const fx *f, uint32_t cap)
 
 /* ---- operations, alternating the engine-id and the handle form ------------- */
 
+/* --nonblocking: drives the single op kvi_start_X started on f->nb (r: what
+ * it returned, w its wait) with poll() to its end and returns its status,
+ * with *out (fetch: the value, taken from the batch) and *iv (counters:
+ * the integer, 0 on failure) as the single call gives them. */
+kvi_status conf_nb_end(fx *f, int r, kvi_wait *w, kvi_value *out, int64_t *iv);
+#define CONF_NB_TIMEOUT_MS 30000u
+
 static inline int by_id(fx *f)
 {
     return (f->calls++ & 1u) != 0;
@@ -177,35 +186,59 @@ static inline int by_id(fx *f)
 
 static inline kvi_status op_store(fx *f, const tkey *k, const void *v, size_t vlen, int64_t exp)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_store(f->nb, f->id, k->b, k->n, v, vlen, exp, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, NULL);
+    }
     return by_id(f) ? kvi_store(f->k, f->id, k->b, k->n, v, vlen, exp)
                     : kvi_conn_store(f->c, k->b, k->n, v, vlen, exp);
 }
 
 static inline kvi_status op_fetch(fx *f, const tkey *k, kvi_value *out)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_fetch(f->nb, f->id, k->b, k->n, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, out, NULL);
+    }
     return by_id(f) ? kvi_fetch(f->k, f->id, k->b, k->n, out)
                     : kvi_conn_fetch(f->c, k->b, k->n, out);
 }
 
 static inline kvi_status op_remove(fx *f, const tkey *k)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_remove(f->nb, f->id, k->b, k->n, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, NULL);
+    }
     return by_id(f) ? kvi_remove(f->k, f->id, k->b, k->n) : kvi_conn_remove(f->c, k->b, k->n);
 }
 
 static inline kvi_status op_add(fx *f, const tkey *k, int64_t d, int64_t exp, int64_t *nv)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_add(f->nb, f->id, k->b, k->n, d, exp, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, nv);
+    }
     return by_id(f) ? kvi_add(f->k, f->id, k->b, k->n, d, exp, nv)
                     : kvi_conn_add(f->c, k->b, k->n, d, exp, nv);
 }
 
 static inline kvi_status op_sub(fx *f, const tkey *k, int64_t d, int64_t exp, int64_t *nv)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_sub(f->nb, f->id, k->b, k->n, d, exp, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, nv);
+    }
     return by_id(f) ? kvi_sub(f->k, f->id, k->b, k->n, d, exp, nv)
                     : kvi_conn_sub(f->c, k->b, k->n, d, exp, nv);
 }
 
 static inline kvi_status op_counter(fx *f, const tkey *k, int64_t *out)
 {
+    if (conf_g.nonblocking) {
+        kvi_wait w;
+        return conf_nb_end(f, kvi_start_counter_fetch(f->nb, f->id, k->b, k->n, CONF_NB_TIMEOUT_MS, NULL, NULL, &w), &w, NULL, out);
+    }
     return by_id(f) ? kvi_counter_fetch(f->k, f->id, k->b, k->n, out)
                     : kvi_conn_counter_fetch(f->c, k->b, k->n, out);
 }

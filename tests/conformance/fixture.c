@@ -2,6 +2,8 @@
  * kvi-conformance (see conformance.h). */
 #include "conformance.h"
 
+#include <poll.h>
+
 struct conf_config conf_g;
 
 #ifdef KVI_CONFORMANCE_ENGINE
@@ -24,6 +26,28 @@ kvi_status conf_define_engine(kvi *k)
     return kvi_add_url(k, conf_g.url);
 }
 
+kvi_status conf_nb_end(fx *f, int r, kvi_wait *w, kvi_value *out, int64_t *iv)
+{
+    if (r < 0)
+        fail_msg("kvi_start_*: -1 (misuse or out of memory)");
+    while (r == 0) {
+        struct pollfd p = {w->fd, (short)((w->events & KVI_WAIT_READ ? POLLIN : 0) |
+                                          (w->events & KVI_WAIT_WRITE ? POLLOUT : 0)),
+                           0};
+        int64_t left = w->deadline_ms != 0 ? w->deadline_ms - kvi_test_mono_ms() : 1000;
+        (void)poll(&p, w->fd >= 0 ? 1 : 0, left > 0 ? (int)left : 0);
+        r = kvi_batch_resume(f->nb, w);
+    }
+    kvi_status st = kvi_batch_status(f->nb, 0);
+    if (out != NULL)
+        kvi_value_free(out); /* as the single call: an earlier value is released */
+    if (out != NULL && st == KVI_OK && kvi_batch_take_value(f->nb, 0, out) != KVI_OK)
+        fail_msg("kvi_batch_take_value failed");
+    if (iv != NULL)
+        *iv = st == KVI_OK || st == KVI_OUT_OF_BOUNDS ? kvi_batch_integer(f->nb, 0) : 0;
+    return st;
+}
+
 int conf_setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
@@ -40,6 +64,8 @@ int conf_setup(void **state)
         fail_msg("kvi_conn_get(%s): %s (%s)", conf_g.id, kvi_status_name(st), kvi_errmsg(f->k));
     f->caps = kvi_conn_caps(f->c);
     f->id = conf_g.id;
+    if (conf_g.nonblocking)
+        assert_int_equal(kvi_batch_new(f->k, &f->nb), KVI_OK);
     int n = snprintf(f->prefix, sizeof f->prefix, "kvi-conf:%s:%u:", conf_g.run, ++conf_g.test_no);
     f->prefix_len = (size_t)n;
     *state = f;
@@ -54,6 +80,7 @@ int conf_teardown(void **state)
     for (size_t i = 0; i < f->nkeys; i++)
         (void)kvi_conn_remove(f->c, f->keys[i].b, f->keys[i].n);
     free(f->keys);
+    kvi_batch_free(f->nb);
     kvi_free(f->k);
     free(f);
     *state = NULL;

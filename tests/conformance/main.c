@@ -9,6 +9,9 @@
  *   options: --time virtual|real   (default: virtual for local, real otherwise)
  *            --ops N               adds per thread in the concurrency tests
  *            --filter GLOB         run only matching tests (cmocka filter)
+ *            --nonblocking         the single operations the tests check (store, fetch,
+ *                                  remove, add/sub, bounded, store_nx, counter_fetch) go
+ *                                  through kvi_start_* and a poll() loop instead
  */
 #include "conformance.h"
 #include "testtls.h"
@@ -24,7 +27,7 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s (--url URL | --url-file FILE | --server "
             "redis|redis-near-cache|redis-tls|redis-cluster|redis-tls-cluster|memcached|memcached-pool)\n"
-            "          [--time virtual|real] [--ops N] [--filter GLOB]\n",
+            "          [--time virtual|real] [--ops N] [--filter GLOB] [--nonblocking]\n",
             argv0);
     exit(2);
 }
@@ -324,6 +327,10 @@ int main(int argc, char **argv)
     conf_g.ops = 500;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--nonblocking") == 0) {
+            conf_g.nonblocking = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             usage(argv[0]);
         if (strcmp(a, "--url") == 0)
