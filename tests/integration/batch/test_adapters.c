@@ -60,8 +60,8 @@ static void drive(const char *url, const char *id, int uv)
     kvi_free(k);
 }
 
-static kvi_ts_server *g_redis, *g_mc;
-static char g_redis_url[256], g_mc_url[256];
+static kvi_ts_server *g_redis, *g_mc, *g_mc2;
+static char g_redis_url[256], g_mc_url[256], g_mc_pool_url[256];
 
 static void test_libuv_redis(void **state)
 {
@@ -85,6 +85,19 @@ static void test_libevent_memcached(void **state)
 {
     (void)state;
     drive(g_mc_url, "memcached", 0);
+}
+
+/* A pool of two: a batch waits on its epoll descriptor (docs/async.md). */
+static void test_libuv_memcached_pool(void **state)
+{
+    (void)state;
+    drive(g_mc_pool_url, "memcached", 1);
+}
+
+static void test_libevent_memcached_pool(void **state)
+{
+    (void)state;
+    drive(g_mc_pool_url, "memcached", 0);
 }
 
 struct seen {
@@ -165,6 +178,9 @@ static int setup(void **state)
     g_mc = kvi_test_memcached(NULL);
     kvi_test_url(g_redis_url, sizeof g_redis_url, "redis", g_redis, "");
     kvi_test_url(g_mc_url, sizeof g_mc_url, "memcached", g_mc, "");
+    g_mc2 = kvi_test_memcached(NULL);
+    snprintf(g_mc_pool_url, sizeof g_mc_pool_url, "memcached://127.0.0.1:%u,127.0.0.1:%u/",
+             (unsigned)kvi_ts_port(g_mc), (unsigned)kvi_ts_port(g_mc2));
     uv_loop_init(&g_loop);
     g_base = event_base_new();
     return g_base == NULL;
@@ -177,6 +193,7 @@ static int teardown(void **state)
         kvi_test_unhang(g_redis);
     kvi_ts_free(g_redis);
     kvi_ts_free(g_mc);
+    kvi_ts_free(g_mc2);
     uv_loop_close(&g_loop);
     event_base_free(g_base);
     return 0;
@@ -189,6 +206,8 @@ int main(void)
         cmocka_unit_test(test_libevent_redis),
         cmocka_unit_test(test_libuv_memcached),
         cmocka_unit_test(test_libevent_memcached),
+        cmocka_unit_test(test_libuv_memcached_pool),
+        cmocka_unit_test(test_libevent_memcached_pool),
         cmocka_unit_test(test_deadline_inside_each_loop),
         cmocka_unit_test(test_cancel_releases_the_adapter),
     };
