@@ -115,6 +115,7 @@ void kvi_batch_clear(kvi_batch *b)
     b->nrun = 0;
     b->run_c = NULL;
     b->run_mixed = 0;
+    b->run_other_kinds = 0;
     b->nfailed = 0;
     /* Keep the newest chunk (the largest so far is likely enough next time). */
     struct chunk *keep = b->chunks;
