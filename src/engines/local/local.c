@@ -614,7 +614,9 @@ static kvi_status local_stats(kvi_conn *c, kvi_stats *out)
  * claims it for itself in local_open (see docs/engines/local.md). */
 /* The batch slot: runs of fetches go to the table's fetch_ops (each shard
  * locked once per chunk of keys, values straight into the batch's memory),
- * everything else one by one in its place. */
+ * everything else one by one in its place.  Of a fetch op only its key is
+ * read: the core leaves a fetch's unused inputs (val, expire_s, ...) as its
+ * slot held them for this engine (batch.c, item_init_fetch). */
 static size_t local_batch_fetches(kvi_conn *c, const kvi__tab *t, kvi_batch_op *const *ops,
                                   size_t n, size_t *misses)
 {
