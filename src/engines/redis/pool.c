@@ -518,9 +518,10 @@ static int pipe_open(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunc
 
 /* Advances p as far as it goes without waiting; with write_only, only
  * writes (right after the requests were appended no reply can be there:
- * a read would be a system call for nothing). */
+ * a read would be a system call for nothing); with block, its first read
+ * may wait in recv (SO_RCVTIMEO: the connection's timeout). */
 static void pipe_progress(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjectFunctions *fns,
-                          int write_only)
+                          int write_only, int block)
 {
     while (p->active) {
         struct kvi_redis_conn *conn = &p->l->conn;
@@ -543,7 +544,8 @@ static void pipe_progress(kvi_conn *c, struct kvi_redis_pipe *p, redisReplyObjec
             redisReply *v = NULL;
             if (p->enter != NULL)
                 p->enter(p->ud, 1);
-            int r = kvi__redis_conn_read(conn, 0, &v);
+            int r = kvi__redis_conn_read(conn, block, &v);
+            block = 0;
             if (p->enter != NULL)
                 p->enter(p->ud, 0);
             if (r < 0) {
@@ -602,7 +604,29 @@ void kvi__redis_pipeline_multi(kvi_conn *c, struct kvi_redis_pipe *const *p, siz
         /* The first chunk of every pipe is written before any reply is
          * waited for. */
         if (pipe_open(c, q, fns) == 0)
-            pipe_progress(c, q, fns, 1);
+            pipe_progress(c, q, fns, 1, 0);
+    }
+    /* Everything written (the usual case): the first waiting pipe's read
+     * waits in recv -- one system call where poll + recv are two --, then
+     * the others take what has come meanwhile; as the single-node
+     * pipeline, not over TLS nor when the batch's deadline comes before
+     * the connection's timeout (then every wait is a poll). */
+    struct kvi_redis_pipe *lead = NULL;
+    int all_read = 1;
+    for (size_t i = 0; i < k; i++) {
+        if (!p[i]->active)
+            continue;
+        if (lead == NULL)
+            lead = p[i];
+        all_read &= p[i]->l->conn.sock.want == POLLIN;
+    }
+    if (lead != NULL && all_read && lead->l->conn.cfg.tls == NULL &&
+        !(deadline_ms != 0 &&
+          (lead->reply_deadline == 0 || deadline_ms < lead->reply_deadline))) {
+        pipe_progress(c, lead, fns, 0, 1);
+        for (size_t i = 0; i < k; i++)
+            if (p[i]->active && p[i] != lead)
+                pipe_progress(c, p[i], fns, 0, 0);
     }
     for (;;) {
         size_t na = 0;
@@ -650,7 +674,7 @@ void kvi__redis_pipeline_multi(kvi_conn *c, struct kvi_redis_pipe *const *p, siz
         }
         for (size_t j = 0; r > 0 && j < na; j++)
             if (fds[j].revents != 0)
-                pipe_progress(c, p[at[j]], fns, 0);
+                pipe_progress(c, p[at[j]], fns, 0, 0);
     }
     if (fds != small_fds)
         kvi_engine_free(c, fds);
