@@ -1332,6 +1332,12 @@ static int mp_resume(kvi_conn *c, void *state, kvi_wait *w)
     struct mp_run *r = state;
     run_io(r, 0);
     run_timeouts(r, kvi_monotonic_ms());
+    /* A timeout may have ended ops whose successors on their keys are now
+     * queued: end or write them before deciding what to wait for. */
+    run_fill(r);
+    for (uint32_t s = 0; s < r->m->nservers; s++)
+        if (r->srv[s].wc != NULL)
+            wc_flush(r, r->srv[s].wc);
     if (run_wait(r, w)) {
         run_free(r);
         return 1;

@@ -618,6 +618,8 @@ static void test_connection_timeout_without_a_deadline(void **state)
     int waits;
     (void)drive(b, 5000, &waits);
     hung_batch(k, b, "t");
+    /* waits for the add on its key: ends with the server's timeout too */
+    assert_int_equal(kvi_batch_fetch(b, "memcached:h", "hnt", 3), KVI_OK);
     stop(g_s[1]);
     kvi_wait w;
     int64_t t0 = kvi_test_mono_ms();
@@ -636,6 +638,9 @@ static void test_connection_timeout_without_a_deadline(void **state)
     assert_int_equal(kvi_batch_status(b, 0), KVI_E_TIMEOUT);
     assert_int_equal(kvi_batch_status(b, 1), KVI_E_TIMEOUT);
     assert_int_equal(kvi_batch_status(b, 3), KVI_E_OUTCOME_UNKNOWN);
+    if (kvi_batch_status(b, 4) != KVI_E_TIMEOUT)
+        fail_msg("the op waiting behind a timed-out one: %s (%s)",
+                 kvi_status_name(kvi_batch_status(b, 4)), kvi_batch_errmsg(b, 4));
     kvi_batch_free(b);
     kvi_free(k);
 }
