@@ -928,6 +928,19 @@ static void wc_ready(struct mp_run *r, struct mc_wc *wc, short revents)
         wc_read(r, wc);
 }
 
+/* Queues every ready op's request and writes what can be written, until no
+ * op is left ready (a write that breaks a connection ends its ops, whose
+ * successors on their keys become ready). */
+static void run_settle(struct mp_run *r)
+{
+    do {
+        run_fill(r);
+        for (uint32_t s = 0; s < r->m->nservers; s++)
+            if (r->srv[s].wc != NULL)
+                wc_flush(r, r->srv[s].wc);
+    } while (r->qlen > 0);
+}
+
 /* Fills and writes, then waits up to wait_ms (0: only looks) for the
  * connections and handles what they have; repeats while replies let ops
  * move on without waiting. */
@@ -950,13 +963,12 @@ static nfds_t run_io(struct mp_run *r, int wait_ms)
             return 0;
         }
     }
-    run_fill(r);
+    run_settle(r);
     nfds_t np = 0;
     for (uint32_t s = 0; s < ns; s++) {
         struct mc_wc *wc = r->srv[s].wc;
         if (wc == NULL)
             continue;
-        wc_flush(r, wc);
         short ev = wc_events(wc);
         if (ev != 0) {
             p[np].fd = wc->fd;
@@ -971,10 +983,7 @@ static nfds_t run_io(struct mp_run *r, int wait_ms)
             if (p[j].revents != 0 && wc->state != WC_BROKEN)
                 wc_ready(r, wc, p[j].revents);
         }
-        run_fill(r);
-        for (uint32_t s = 0; s < ns; s++)
-            if (r->srv[s].wc != NULL)
-                wc_flush(r, r->srv[s].wc);
+        run_settle(r);
     }
     if (p != stack_p) {
         kvi_engine_free(r->c, p);
@@ -1334,10 +1343,7 @@ static int mp_resume(kvi_conn *c, void *state, kvi_wait *w)
     run_timeouts(r, kvi_monotonic_ms());
     /* A timeout may have ended ops whose successors on their keys are now
      * queued: end or write them before deciding what to wait for. */
-    run_fill(r);
-    for (uint32_t s = 0; s < r->m->nservers; s++)
-        if (r->srv[s].wc != NULL)
-            wc_flush(r, r->srv[s].wc);
+    run_settle(r);
     if (run_wait(r, w)) {
         run_free(r);
         return 1;
