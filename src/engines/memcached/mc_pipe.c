@@ -51,6 +51,8 @@
 #define MP_IDLE_MAX 64u
 /* The opaque of a connection's SASL request (ops use their index). */
 #define MP_SASL_OPAQUE UINT32_MAX
+/* Buffers larger than this are freed when a connection goes idle. */
+#define MP_KEEP_BUF (256u << 10)
 /* Largest body of a reply that carries no value (a status text). */
 #define MP_SMALL_BODY 65536u
 /* Bytes read at once (the buffer grows for a bigger reply). */
@@ -132,10 +134,22 @@ struct mp_run {
 
 /* ---- connections --------------------------------------------------------- */
 
+/* Clears the SASL request (it holds the password) from wc's buffer. */
+static void wc_forget_auth(struct mc_wc *wc)
+{
+    if (wc->auth_end > 0 && wc->wbuf != NULL) {
+        volatile uint8_t *p = wc->wbuf;
+        for (size_t i = 0; i < wc->auth_end; i++)
+            p[i] = 0;
+    }
+    wc->auth_end = 0;
+}
+
 static void wc_close(kvi_conn *c, struct mc_wc *wc)
 {
     if (wc == NULL)
         return;
+    wc_forget_auth(wc);
     if (wc->fd >= 0)
         close(wc->fd);
     kvi_engine_free(c, wc->wbuf);
@@ -263,6 +277,17 @@ static void wc_give(struct mp_run *r, struct mc_wc *wc)
     }
     wc->wlen = wc->wpos = 0;
     wc->registered = 0;
+    /* A big batch's buffers are not kept while the connection idles. */
+    if (wc->wcap > MP_KEEP_BUF) {
+        kvi_engine_free(r->c, wc->wbuf);
+        wc->wbuf = NULL;
+        wc->wcap = 0;
+    }
+    if (wc->rcap > MP_KEEP_BUF) {
+        kvi_engine_free(r->c, wc->rbuf);
+        wc->rbuf = NULL;
+        wc->rcap = 0;
+    }
     pthread_mutex_lock(&r->gen->lock);
     int keep = r->gen->nwfree < MP_IDLE_MAX;
     if (keep) {
@@ -279,8 +304,8 @@ static void wc_give(struct mp_run *r, struct mc_wc *wc)
 static uint8_t *wc_room(kvi_conn *c, struct mc_wc *wc, size_t len)
 {
     if (wc->wpos == wc->wlen) {
+        wc_forget_auth(wc); /* the SASL request, if any, has left */
         wc->wpos = wc->wlen = 0;
-        wc->auth_end = 0; /* the SASL request, if any, has left */
     }
     if (wc->wlen + len > wc->wcap) {
         size_t cap = wc->wcap ? wc->wcap : 4096;
@@ -794,6 +819,9 @@ static void wc_reply(struct mp_run *r, struct mc_wc *wc, const struct mcw_reply 
     if (rp->opaque == MP_SASL_OPAQUE && wc->auth_wait && rp->opcode == MCW_OP_SASL_AUTH) {
         wc->auth_wait = 0;
         wc->inflight--;
+        /* Answered, so wholly sent: its bytes (the password) are cleared;
+         * the ops queued after it keep their place in the buffer. */
+        wc_forget_auth(wc);
         if (rp->status != MCW_OK) {
             char msg[1024];
             if (rp->status == MCW_UNKNOWN_COMMAND)
