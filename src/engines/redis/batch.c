@@ -744,8 +744,9 @@ struct redis_async {
      * (any depth), dr, instead of hiredis's. */
     int deep;
     struct kvi_redis_deep *dr;
-    /* Sentinel: a new connection to the master asks ROLE before anything
-     * of the batch is written (role_sent: the request is out). */
+    /* Sentinel: ROLE is asked before anything of the batch is written
+     * when the run's question named the master (role_sent: the request is
+     * out). */
     int role, role_sent;
     int readonly; /* a write was answered READONLY */
 };
@@ -842,6 +843,7 @@ struct redis_arun {
     char sn_msg[400];
     int64_t sn_deadline; /* the sentinel asked must answer by then */
     int reask, reasks, lookup_next;
+    int named; /* this run's question named the master (ROLE is checked) */
 };
 
 /* Releases ra's connection (kept for reuse or closed) and breaker. */
@@ -1013,7 +1015,7 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
         int t = kvi__redis_link_take(c, ra->node, &ra->link, 1);
         if (t >= 0) {
             ra->reused = t == 1;
-            ra->role = ra->run->sname != NULL && (t == 0 || ra->run->reasks > 0);
+            ra->role = ra->run->sname != NULL && (ra->run->named || ra->run->reasks > 0);
             ra->role_sent = 0;
             ra->phase = t == 1 ? (ra->role ? RA_ROLE : RA_WRITE) : RA_CONNECT;
             return ra_step(c, ra, w);
@@ -1351,9 +1353,11 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     ra->checked = !ra->resendable;
     int t = kvi__redis_link_take(c, node, &ra->link, ra->checked);
     ra->reused = t == 1;
-    /* ROLE on a new connection, and on any once the sentinels were asked
-     * again (a pooled one may lead to the master that failed us). */
-    ra->role = run->sname != NULL && (t == 0 || run->reasks > 0);
+    /* ROLE (one round trip more) when this run's question named the
+     * master, or once the sentinels were asked again: as the blocking
+     * lookup checks the master it finds; a master named before (checked
+     * then) or by +switch-master is taken as it is. */
+    ra->role = run->sname != NULL && (run->named || run->reasks > 0);
     if (t < 0) {
         copy_msg(c, msg, sizeof msg);
         ra_close(c, ra, 0, KVI_E_CONNECT);
@@ -1503,6 +1507,7 @@ static int sentinel_answer(kvi_conn *c, struct redis_arun *ar, const redisReply 
         return -1;
     }
     atomic_store(&ar->st->current, (ar->sn_first + ar->sn_tried) % ar->st->nseeds);
+    ar->named = 1;
     struct kvi_redis_node *none = NULL;
     if (atomic_compare_exchange_strong(&ar->st->master, &none, m))
         kvi_engine_log(c, KVI_LOG_INFO, "sentinel %s: master \"%s\" is %s", sn, ar->sentinel,
