@@ -731,6 +731,59 @@ static int child_listener_follows_failover(void)
     return 0;
 }
 
+/* The master killed, then failed over by the sentinel the listener does
+ * not follow (its own is stopped): the next batch's connection to the old
+ * master is refused before anything is written, the sentinels are asked
+ * again (the stopped one passed after its limit) and the ops reach the new
+ * master, proven by waiting on it while it is stopped.  Last: the killed
+ * server stays down. */
+static int child_master_killed(void)
+{
+    kvi *k = sn_context();
+    CHILD_CHECK(k != NULL, 70);
+    /* After the second failover: data 0 is the master, data 1 its replica. */
+    kvi_ts_server *old = kvi_tsn_data(g_sn, 0), *now = kvi_tsn_data(g_sn, 1);
+    kvi_ts_server *s0 = kvi_tsn_sentinel(g_sn, 0), *s1 = kvi_tsn_sentinel(g_sn, 1);
+    kvi_batch *b = NULL;
+    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 71);
+    kvi_batch_store(b, "redis", "kk", 2, "1", 1, 0);
+    kvi_batch_add(b, "redis", "kn", 2, 7, 0);
+    (void)child_drive(b, 0, 0);
+    child_print(b, "killed, before");
+    CHILD_CHECK(kvi_batch_status(b, 1) == KVI_OK, 72);
+    CHILD_CHECK(wait_until(kvi_ts_port(now), "GET kn", "7"), 73);
+    kill(kvi_ts_pid(s0), SIGSTOP);
+    kill(kvi_ts_pid(old), SIGKILL);
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(now));
+    int done = 0;
+    for (int i = 0; i < 400 && !done; i++) {
+        if (i % 100 == 0)
+            query_has(kvi_ts_port(s1), "SENTINEL FAILOVER mymaster", "OK");
+        done = query_has(kvi_ts_port(s1), "SENTINEL get-master-addr-by-name mymaster", port) &&
+               query_has(kvi_ts_port(now), "ROLE", "master");
+        if (!done)
+            usleep(100000);
+    }
+    CHILD_CHECK(done, 74);
+    kvi_batch_clear(b);
+    kvi_batch_store(b, "redis", "kk", 2, "2", 1, 0);
+    kvi_batch_add(b, "redis", "kn", 2, 1, 0);
+    kill(kvi_ts_pid(now), SIGSTOP);
+    struct run r = child_drive(b, kvi_ts_pid(now), kvi_ts_port(now));
+    kill(kvi_ts_pid(s0), SIGCONT);
+    printf("# master killed: start %d in %lld ms, waited on the new master %d, done in %lld ms\n",
+           r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
+    child_print(b, "killed, after");
+    CHILD_CHECK(r.start == 0 && r.start_ms < 200, 75);
+    CHILD_CHECK(r.waited_on, 76);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 77);
+    CHILD_CHECK(kvi_batch_integer(b, 1) == 8, 78);
+    kvi_batch_free(b);
+    kvi_free(k);
+    return 0;
+}
+
 static void test_sentinel_without_blocking(void **state)
 {
     (void)state;
@@ -763,6 +816,11 @@ static void test_sentinel_without_blocking(void **state)
         assert_true(wait_until(kvi_ts_port(kvi_tsn_sentinel(g_sn, i)),
                                "SENTINEL get-master-addr-by-name mymaster", port));
     in_child(child_listener_follows_failover, "the listener after a failover");
+    snprintf(port, sizeof port, "%u", (unsigned)kvi_ts_port(kvi_tsn_data(g_sn, 0)));
+    for (size_t i = 0; i < kvi_tsn_nsentinels(g_sn); i++)
+        assert_true(wait_until(kvi_ts_port(kvi_tsn_sentinel(g_sn, i)),
+                               "SENTINEL get-master-addr-by-name mymaster", port));
+    in_child(child_master_killed, "the master killed");
 }
 
 int main(void)
