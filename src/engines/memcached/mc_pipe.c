@@ -1117,26 +1117,13 @@ static struct mp_run *run_new(kvi_conn *c, kvi_batch_op *const *ops, size_t n, i
             memset(r->srv, 0, m->nservers * sizeof *r->srv);
         hash = kvi_engine_malloc(c, hsize * sizeof *hash);
     }
-    struct mc_lease l;
-    kvi_status st = KVI_E_NOMEM;
-    if (r == NULL || r->ops == NULL || r->queue == NULL || r->srv == NULL || hash == NULL) {
-        kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
-    } else {
-        st = kvi__mc_acquire(c, &l);
-    }
-    if (st != KVI_OK) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "%s", "out of memory");
-        if (st != KVI_E_NOMEM) {
-            /* without its "id: " prefix, which kvi_engine_error adds back */
-            const char *e = kvi_errmsg(kvi_conn_context(c));
-            size_t idl = strlen(kvi_conn_id(c));
-            if (strncmp(e, kvi_conn_id(c), idl) == 0 && e[idl] == ':' && e[idl + 1] == ' ')
-                e += idl + 2;
-            snprintf(msg, sizeof msg, "%s", e);
-        }
+    /* The calling process's generation holds its pooled connections. */
+    struct mc_gen *gen = NULL;
+    if (r != NULL && r->ops != NULL && r->queue != NULL && r->srv != NULL && hash != NULL)
+        gen = kvi__mc_gen_current(c);
+    if (gen == NULL) {
         for (size_t i = 0; i < n; i++)
-            kvi_batch_op_done(c, ops[i], kvi_engine_error(c, st, "%s", msg));
+            kvi_batch_op_done(c, ops[i], kvi_engine_error(c, KVI_E_NOMEM, "out of memory"));
         kvi_engine_free(c, hash);
         if (r != NULL) {
             r->left = 0;
@@ -1145,7 +1132,7 @@ static struct mp_run *run_new(kvi_conn *c, kvi_batch_op *const *ops, size_t n, i
         }
         return NULL;
     }
-    r->gen = l.gen;
+    r->gen = gen;
     memset(hash, 0xff, hsize * sizeof *hash);
     for (size_t i = 0; i < n; i++) {
         struct mp_op *o = &r->ops[i];
@@ -1169,7 +1156,9 @@ static struct mp_run *run_new(kvi_conn *c, kvi_batch_op *const *ops, size_t n, i
         } else {
             o->mkey = ops[i]->key; /* a native key is the kvi key itself */
         }
-        struct mc_server *sv = kvi__mc_server_of(m, l.mc, k.mkey, k.mkey_len);
+        /* libmemcached's own placement, read from the configured handle
+         * (memcached_generate_hash only reads it: no lease, no lock). */
+        struct mc_server *sv = kvi__mc_server_of(m, m->master, k.mkey, k.mkey_len);
         if (sv == NULL) {
             o->state = MP_DONE;
             r->left--;
@@ -1210,7 +1199,6 @@ static struct mp_run *run_new(kvi_conn *c, kvi_batch_op *const *ops, size_t n, i
             }
         }
     }
-    kvi__mc_release(c, &l, KVI_OK);
     kvi_engine_free(c, hash);
     /* Each op's first request. */
     for (size_t i = 0; i < n; i++) {
