@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <pthread.h>
 
 #include <cmocka.h>
 
@@ -673,6 +674,104 @@ static void test_pooled_connection_closed_by_a_restart(void **state)
     kvi_free(k);
 }
 
+/* ---- threads racing on counters ------------------------------------------ */
+
+enum { RT = 4, RB = 60, RK = 3, RPER = 6 }; /* threads, batches each, keys, adds per key */
+
+struct racer {
+    kvi *k;
+    int t;
+    int failed;
+    char why[256];
+    unsigned char *seen; /* [RK][RT*RB*RPER + 1] values returned */
+};
+
+static void *race(void *arg)
+{
+    struct racer *rc = arg;
+    kvi_batch *b = NULL;
+    if (kvi_batch_new(rc->k, &b) != KVI_OK) {
+        rc->failed = 1;
+        return NULL;
+    }
+    char key[16];
+    for (int i = 0; i < RB && !rc->failed; i++) {
+        kvi_batch_clear(b);
+        for (int j = 0; j < RK * RPER; j++) {
+            snprintf(key, sizeof key, "race%d", j % RK);
+            (void)kvi_batch_add(b, "memcached", key, strlen(key), 1, 0);
+        }
+        int non_blocking = (i + rc->t) % 2;
+        if (non_blocking) {
+            kvi_wait w;
+            int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+            while (r == 0) {
+                struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
+                                                 (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
+                                   0};
+                (void)poll(&p, 1, 1000);
+                r = kvi_batch_resume(b, &w);
+            }
+        } else {
+            (void)kvi_batch_run(b, 20000);
+        }
+        for (int j = 0; j < RK * RPER; j++) {
+            kvi_status st = kvi_batch_status(b, (size_t)j);
+            int64_t v = kvi_batch_integer(b, (size_t)j);
+            if (st != KVI_OK || v < 1 || v > RT * RB * RPER) {
+                snprintf(rc->why, sizeof rc->why, "thread %d batch %d op %d: %s %lld (%s)",
+                         rc->t, i, j, kvi_status_name(st), (long long)v,
+                         kvi_batch_errmsg(b, (size_t)j));
+                rc->failed = 1;
+                break;
+            }
+            /* each value of a counter is returned once over all threads */
+            __atomic_fetch_add(&rc->seen[(size_t)(j % RK) * (RT * RB * RPER + 1) + (size_t)v], 1,
+                               __ATOMIC_RELAXED);
+        }
+    }
+    kvi_batch_free(b);
+    return NULL;
+}
+
+/* Threads run blocking and non-blocking batches of adds on the same few
+ * counters at once (one context, its pooled connections shared): the CAS
+ * races between them are retried, every add counts once, every value is
+ * handed out once. */
+static void test_threads_race_on_counters(void **state)
+{
+    (void)state;
+    kvi *k = pool_context("?timeout=10000");
+    unsigned char *seen = calloc((size_t)RK * (RT * RB * RPER + 1), 1);
+    assert_non_null(seen);
+    struct racer rc[RT];
+    pthread_t th[RT];
+    for (int t = 0; t < RT; t++) {
+        rc[t] = (struct racer){.k = k, .t = t, .seen = seen};
+        assert_int_equal(pthread_create(&th[t], NULL, race, &rc[t]), 0);
+    }
+    for (int t = 0; t < RT; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < RT; t++)
+        if (rc[t].failed)
+            fail_msg("%s", rc[t].why);
+    char key[16];
+    for (int j = 0; j < RK; j++) {
+        snprintf(key, sizeof key, "race%d", j);
+        int64_t v = 0;
+        assert_int_equal(kvi_counter_fetch(k, "memcached", key, strlen(key), &v), KVI_OK);
+        assert_int_equal(v, RT * RB * RPER);
+        for (int x = 1; x <= RT * RB * RPER; x++)
+            if (seen[(size_t)j * (RT * RB * RPER + 1) + (size_t)x] != 1)
+                fail_msg("counter %d: value %d handed out %d times", j, x,
+                         seen[(size_t)j * (RT * RB * RPER + 1) + (size_t)x]);
+    }
+    printf("# %d threads x %d batches of %d adds on %d counters: every add once\n", RT, RB,
+           RK * RPER, RK);
+    free(seen);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -699,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_deadline_and_cancel_on_a_hung_server),
         cmocka_unit_test(test_connection_timeout_without_a_deadline),
         cmocka_unit_test(test_pooled_connection_closed_by_a_restart),
+        cmocka_unit_test(test_threads_race_on_counters),
         cmocka_unit_test(test_server_killed_in_a_non_blocking_batch),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
