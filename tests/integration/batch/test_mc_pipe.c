@@ -30,6 +30,8 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -790,6 +792,64 @@ static void test_threads_race_on_counters(void **state)
     kvi_free(k);
 }
 
+/* ---- fork ------------------------------------------------------------------ */
+
+static int fork_batch(kvi *k, int64_t want, int non_blocking)
+{
+    kvi_batch *b = NULL;
+    if (kvi_batch_new(k, &b) != KVI_OK)
+        return 0;
+    (void)kvi_batch_add(b, "memcached", "fk", 2, 1, 0);
+    (void)kvi_batch_fetch(b, "memcached", "fv", 2);
+    if (non_blocking) {
+        kvi_wait w;
+        int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
+        while (r == 0) {
+            struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
+                                             (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
+                               0};
+            (void)poll(&p, 1, 1000);
+            r = kvi_batch_resume(b, &w);
+        }
+    } else {
+        (void)kvi_batch_run(b, 5000);
+    }
+    const char *v = kvi_batch_value(b, 1, NULL);
+    int ok = kvi_batch_status(b, 0) == KVI_OK && kvi_batch_integer(b, 0) == want &&
+             v != NULL && strcmp(v, "forked") == 0;
+    if (!ok)
+        fprintf(stderr, "pid %d: add %s %lld (want %lld), fetch %s\n", (int)getpid(),
+                kvi_status_name(kvi_batch_status(b, 0)), (long long)kvi_batch_integer(b, 0),
+                (long long)want, kvi_status_name(kvi_batch_status(b, 1)));
+    kvi_batch_free(b);
+    return ok;
+}
+
+/* A child after fork() runs batches on connections of its own (the
+ * parent's pooled ones are never used there), and the parent's pooled
+ * connections still work afterwards: each add counted once. */
+static void test_batches_across_fork(void **state)
+{
+    (void)state;
+    cont_all();
+    kvi *k = pool_context("?timeout=5000");
+    assert_int_equal(kvi_store(k, "memcached", "fv", 2, "forked", 6, 0), KVI_OK);
+    assert_true(fork_batch(k, 1, 0)); /* the parent's connections, now pooled */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int ok = fork_batch(k, 2, 1) && fork_batch(k, 3, 0);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(fork_batch(k, 4, 1));
+    assert_true(fork_batch(k, 5, 0));
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -817,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_connection_timeout_without_a_deadline),
         cmocka_unit_test(test_pooled_connection_closed_by_a_restart),
         cmocka_unit_test(test_threads_race_on_counters),
+        cmocka_unit_test(test_batches_across_fork),
         cmocka_unit_test(test_server_killed_in_a_non_blocking_batch),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
