@@ -198,11 +198,6 @@ kvi_status kvi__mc_decode(kvi_conn *c, const struct mc_key *k, struct mc_item *i
  * lifetime expire_s (0 = none). */
 void kvi__mc_new_expiry(int64_t now_ms, int64_t expire_s, uint32_t *flags, int64_t *exptime);
 
-/* Decodes one reply r of a multi-get for k into *it (the value lives in
- * r), as kvi__mc_read() decodes its own. */
-kvi_status kvi__mc_item_of_result(kvi_conn *c, const struct mc_key *k, memcached_result_st *r,
-                                  struct mc_item *it, int64_t now_ms, const char *op);
-
 /* Writes payload under k (wrapped when k is mapped); the raw libmemcached
  * code (MEMCACHED_MEMORY_ALLOCATION_FAILURE when the envelope could not be
  * built). */

@@ -218,15 +218,3 @@ memcached_return_t kvi__mc_stat_all(kvi_conn *c, memcached_st *mc, uint32_t *up,
         return MEMCACHED_PROTOCOL_ERROR;
     return rc;
 }
-
-/* See mc_engine.h. */
-kvi_status kvi__mc_item_of_result(kvi_conn *c, const struct mc_key *k, memcached_result_st *r,
-                                  struct mc_item *it, int64_t now_ms, const char *op)
-{
-    memset(it, 0, sizeof *it);
-    it->data = memcached_result_value(r);
-    it->len = memcached_result_length(r);
-    it->flags = memcached_result_flags(r);
-    it->cas = memcached_result_cas(r);
-    return kvi__mc_decode(c, k, it, now_ms, op);
-}
