@@ -1,12 +1,13 @@
 /*
  * mc_batch.c -- the memcached engine's batch slot (engine ABI 3).
  *
- * Every op but a raw query runs on kvi's own pipelined binary-protocol
+ * Every op runs on kvi's own pipelined binary-protocol
  * connections (mc_pipe.c): all servers written before any reply is read,
  * ops on one key in batch order, each op with the semantics of its single
  * call.  This slot drives them with poll() until all ended or the batch's
- * deadline.  Raw queries stay on libmemcached, one by one in their place
- * (the ops before them have ended by then).
+ * deadline.  No raw query reaches it: memcached has no RAW_QUERY capability
+ * and the core ends such ops KVI_E_UNSUPPORTED first (one that came anyway
+ * would end so here, never reaching a NULL raw_query slot).
  */
 #include "mc_engine.h"
 
@@ -31,8 +32,9 @@ void kvi__mc_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t dead
             break;
         }
         if (ops[i]->kind == KVI_OP_RAW_QUERY) {
-            /* Raw queries stay on libmemcached, one by one in their place. */
-            kvi_batch_op_single(c, ops[i++]);
+            kvi_batch_op_done(c, ops[i++],
+                              kvi_engine_error(c, KVI_E_UNSUPPORTED,
+                                               "raw_query: memcached has no raw query language"));
             continue;
         }
         size_t j = i;

@@ -13,7 +13,7 @@
  *   mc_wire.c      binary protocol encoding and reply parsing (pure)
  *   mc_pipe.c      kvi's own non-blocking connections and the pipelined
  *                  op machines of batches (blocking driver + async table)
- *   mc_batch.c     the batch slot: raw queries alone, the rest pipelined
+ *   mc_batch.c     the batch slot: every op pipelined (mc_pipe.c)
  *   memcached.c    open/close, options, the engine table
  */
 #ifndef KVI_MC_ENGINE_H

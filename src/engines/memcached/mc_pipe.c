@@ -1333,7 +1333,7 @@ static int mp_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t dea
 {
     for (size_t i = 0; i < n; i++)
         if (ops[i]->kind == KVI_OP_RAW_QUERY)
-            return -1; /* raw queries stay on the blocking path */
+            return -1; /* never (no RAW_QUERY capability): mc_batch.c refuses it */
     *state = NULL;
     if (n == 0)
         return 1;
