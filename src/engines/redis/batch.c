@@ -2201,11 +2201,6 @@ static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             return arun_fail_all(c, ar);
         ar->detect = 0;
         ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
-        if (ar->cluster && rp->node_cfg.wait_replicas > 0) {
-            kvi__redis_batch(c, ar->orig, ar->norig, ar->deadline_ms);
-            arun_free(c, ar);
-            return 1;
-        }
         if (!ar->cluster) {
             size_t cur = atomic_load(&ar->st->current) % ar->st->nseeds;
             ar->failover = ar->st->nseeds > 1;
@@ -2295,8 +2290,6 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
     /* Not known yet (cluster=auto, or cluster=yes before its first map):
      * decided by a map read without blocking (detect). */
     int detect = mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER;
-    if (mode == KVI_REDIS_MODE_CLUSTER && rp->node_cfg.wait_replicas > 0)
-        return -1;
     /* Raw queries in a Cluster go to the master of their first key's
      * slot (route.h's table, as the blocking path); one whose keys only
      * the server can name (COMMAND GETKEYS, a round trip) makes the batch

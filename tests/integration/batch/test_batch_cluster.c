@@ -653,6 +653,63 @@ static void test_idle_connections_closed_on_every_master(void **state)
     kvi_free(k);
 }
 
+/* wait_replicas in a Cluster (its masters have no replica here, so every
+ * WAIT answers 0 after wait_timeout): the non-blocking batch puts one WAIT
+ * in each master's pipeline, all in flight at once, and returns from start
+ * at once; the ops end as the blocking batch ends them (a store
+ * KVI_E_TIMEOUT "confirmed by 0 of 1 replicas", an add
+ * KVI_E_OUTCOME_UNKNOWN, a fetch its value).  The blocking path runs each
+ * write alone with its WAIT (6 x 300 ms here), inside start before. */
+static void test_wait_replicas_without_blocking(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi *k = cluster_context("&wait_replicas=1&wait_timeout=300");
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, "wb");
+    (void)kvi_batch_run(b, 20000); /* its ops' statuses are compared below */
+    kvi_status want[9];
+    for (size_t i = 0; i < 9; i++)
+        want[i] = kvi_batch_status(b, i);
+    kvi_batch_clear(b);
+    add_ops(b, tags, 0, "wn");
+    kvi_wait w;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    int64_t start_ms = mono_ms() - t0;
+    while (r == 0) {
+        wait_for(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    int64_t total_ms = mono_ms() - t0;
+    printf("# wait_replicas=1, no replicas: start in %lld ms, done after %lld ms\n",
+           (long long)start_ms, (long long)total_ms);
+    assert_int_equal(r, 1);
+    assert_true(start_ms < 250);
+    for (size_t m = 0; m < 3; m++) {
+        const char *msg = kvi_batch_errmsg(b, 3 * m);
+        printf("#   master %zu: store %s (%s), add %s\n", m,
+               kvi_status_name(kvi_batch_status(b, 3 * m)), msg ? msg : "",
+               kvi_status_name(kvi_batch_status(b, 3 * m + 2)));
+        assert_int_equal(kvi_batch_status(b, 3 * m), KVI_E_TIMEOUT);
+        assert_non_null(msg);
+        assert_non_null(strstr(msg, "confirmed by 0 of 1 replicas"));
+        assert_int_equal(kvi_batch_status(b, 3 * m + 1), KVI_OK);
+        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
+        assert_int_equal(kvi_batch_status(b, 3 * m + 2), KVI_E_OUTCOME_UNKNOWN);
+    }
+    for (size_t i = 0; i < 9; i++)
+        if (kvi_batch_status(b, i) != want[i])
+            fail_msg("op %zu: %s non-blocking, %s blocking", i,
+                     kvi_status_name(kvi_batch_status(b, i)), kvi_status_name(want[i]));
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -691,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_clusterdown_window_waits_on_a_timer),
         cmocka_unit_test(test_moved_makes_the_next_batch_read_the_map),
         cmocka_unit_test(test_idle_connections_closed_on_every_master),
+        cmocka_unit_test(test_wait_replicas_without_blocking),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
