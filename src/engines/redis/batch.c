@@ -10,8 +10,9 @@
  * op once more through the single-operation path, which follows the
  * redirection (such an op then takes effect after the later ops of its
  * pipeline: only after a slot moved or the scripts were flushed).
- * Raw queries (their key positions and deep replies) and everything under
- * wait_replicas (a WAIT per write) run one by one, in their place.
+ * In the blocking batch, raw queries (their key positions and deep replies)
+ * and everything under wait_replicas (a WAIT per write) run one by one, in
+ * their place; the non-blocking run pipelines both (one WAIT per pipeline).
  *
  * When the connection fails in the middle, the ops whose replies came
  * back have their results; every later one that was written fails with the
