@@ -92,10 +92,18 @@ check: configure
 	    $(BUILD)/Testing/Temporary/LastTest.log || rc=1; exit $$rc
 
 # The sanitizer build uses clang, so CI builds with both gcc and clang.
+# intercept_tls_get_addr=0: the leak checker of clang 14 (Debian 12) reads
+# a thread's dynamically allocated TLS block with a pre-2.25 glibc layout
+# when the block happens to start 16 bytes into a page, and then crashes at
+# exit ("Tracer caught signal 11", after every check passed: CI of 853ca6b).
+# kvi's own thread-locals are initial-exec (unit test tls_model), but a
+# dlopen()ed module drags in libraries that are not (libstdc++ under
+# libmemcached).  Off, the checker still finds those blocks through the
+# thread's DTV, which it scans with the thread's static TLS.
 test-asan:
 	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKVI_WERROR=ON -DKVI_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:intercept_tls_get_addr=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j$(JOBS) -LE 'soak|bench-smoke|install' \
 	  --output-log $(ASAN_BUILD)/ctest-asan.log $(CTEST_ARGS); rc=$$?; \
 	  sh tests/support/check-skips.sh $(ASAN_BUILD)/ctest-asan.log \

@@ -255,6 +255,20 @@ struct kvi_engine {
         return &(engine_var);                                                    \
     }
 
+/* For a module's thread-locals: `static _Thread_local int x KVI_MODULE_TLS;`.
+ * A module is dlopen()ed, where the default TLS model reaches each variable
+ * through __tls_get_addr and a block glibc allocates per thread on first
+ * use; initial-exec puts them in the static TLS reserve instead (keep them
+ * to a few dozen bytes: the reserve is shared by every dlopen()ed library).
+ * It is also what AddressSanitizer's leak checker of GCC <= 13 and
+ * LLVM <= 16 needs: its __tls_get_addr interceptor can misread such a
+ * block and crash at exit ("Tracer caught signal 11"). */
+#if defined(__GNUC__)
+#define KVI_MODULE_TLS __attribute__((tls_model("initial-exec")))
+#else
+#define KVI_MODULE_TLS
+#endif
+
 /* Makes an engine available to a context under engine->name.  The engine
  * object must outlive the context.  KVI_E_EXISTS when the name is taken,
  * KVI_E_INVALID when the object is malformed (abi_version, name, slots). */

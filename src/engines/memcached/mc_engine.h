@@ -151,7 +151,7 @@ int kvi__mc_disarm(struct mc_lease *l);
  * when it is earlier than their own deadline, so an operation sent one by
  * one cannot outlast the batch (a hung server, the connection's timeout
  * long). */
-extern _Thread_local int64_t kvi__mc_batch_deadline_ms;
+extern _Thread_local int64_t kvi__mc_batch_deadline_ms KVI_MODULE_TLS;
 
 /* ---- mc_lease.c ---------------------------------------------------------- */
 

@@ -19,7 +19,7 @@
 
 #include "mc_engine.h"
 
-_Thread_local int64_t kvi__mc_batch_deadline_ms;
+_Thread_local int64_t kvi__mc_batch_deadline_ms KVI_MODULE_TLS;
 
 int kvi__mc_watch_init(struct mc_gen *g)
 {

@@ -264,7 +264,7 @@ struct view_run {
     size_t n, next; /* next: index of the next top-level reply */
 };
 
-static _Thread_local struct view_run *view_run;
+static _Thread_local struct view_run *view_run KVI_MODULE_TLS;
 static char view_mark;
 #define VIEW ((redisReply *)(void *)&view_mark)
 
@@ -400,7 +400,7 @@ static void end_with_view(kvi_conn *c, kvi_batch_op *op, const struct view *v)
 
 /* Set while the rest of a group is pipelined again after a connect
  * failure: that happens once, never recursively. */
-static _Thread_local int regrouping;
+static _Thread_local int regrouping KVI_MODULE_TLS;
 
 /* The ops[0..n) of a pipeline to one node end after it ran with s (msg),
  * got replies and appended requests handed to the connection. */
