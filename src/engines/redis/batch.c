@@ -750,6 +750,13 @@ struct redis_async {
      * out). */
     int role, role_sent;
     int readonly; /* a write was answered READONLY */
+    /* The connection's own time limits, as the single calls': what the
+     * pipeline waits for must come by limit -- counted from its first
+     * wait (limit 0), limit_ms long: connect_timeout while connecting
+     * (TCP, TLS, AUTH/SELECT), then timeout for each reply (plus
+     * wait_timeout under WAIT). */
+    int64_t limit;
+    uint32_t limit_ms;
 };
 
 /* An op to send again after a backoff, with the reply that said it did
@@ -997,6 +1004,31 @@ static int ra_unreached(kvi_conn *c, struct redis_async *ra, kvi_status s, const
     return 1;
 }
 
+/* ra's connection is set up (or taken from the pool): from now on each
+ * reply must come within the connection's timeout, as the single path's
+ * round trip (plus wait_timeout when a WAIT follows). */
+static void ra_reply_limit(struct redis_async *ra)
+{
+    const struct kvi_redis_node_cfg *cfg = &ra->node->cfg;
+    ra->limit = 0;
+    ra->limit_ms = ra->wait ? cfg->timeout_ms + cfg->wait_timeout_ms : cfg->timeout_ms;
+}
+
+/* ra took a link (t: 1 from the pool, 0 a new one connecting): its first
+ * phase, and its time limit -- connect_timeout for a new connection's
+ * connect, TLS and set-up, as the single path's connect. */
+static void ra_set_phase(struct redis_async *ra, int t)
+{
+    if (t == 1) {
+        ra->phase = ra->role ? RA_ROLE : RA_WRITE;
+        ra_reply_limit(ra);
+    } else {
+        ra->phase = RA_CONNECT;
+        ra->limit = 0;
+        ra->limit_ms = ra->node->cfg.connect_timeout_ms;
+    }
+}
+
 /* The connection failed: ends the rest with its status -- or, when a
  * pooled connection taken without the idle poll failed before any reply
  * and every op may be sent twice (it was closed while idle, as in the
@@ -1018,7 +1050,7 @@ static int ra_fail(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             ra->reused = t == 1;
             ra->role = ra->run->sname != NULL && (ra->run->named || ra->run->reasks > 0);
             ra->role_sent = 0;
-            ra->phase = t == 1 ? (ra->role ? RA_ROLE : RA_WRITE) : RA_CONNECT;
+            ra_set_phase(ra, t);
             return ra_step(c, ra, w);
         }
         char msg[400];
@@ -1068,11 +1100,25 @@ static void ra_not_run(struct redis_async *ra, kvi_batch_op *op, redisReply *r)
     ar->again[ar->nagain++] = op;
 }
 
-static int ra_wait(const struct redis_async *ra, kvi_wait *w)
+/* ra waits for its socket (*w, 0) -- unless its time limit passed: then
+ * the connection failed with KVI_E_TIMEOUT (ra_fail: before anything was
+ * written the next host of a failover list is tried, or the sentinels
+ * asked again; after, the rest is cut). */
+static int ra_wait(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
 {
+    if (ra->limit_ms > 0) {
+        int64_t now = kvi_monotonic_ms();
+        if (ra->limit == 0) {
+            ra->limit = now + ra->limit_ms;
+        } else if (now >= ra->limit) {
+            kvi__redis_conn_timed_out(&ra->link->conn);
+            return ra_fail(c, ra, w);
+        }
+    }
     const struct kvi_redis_sock *sock = &ra->link->conn.sock;
     w->fd = sock->fd;
     w->events = sock->want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    w->deadline_ms = ra->limit;
     return 0;
 }
 
@@ -1128,8 +1174,9 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             if (r < 0)
                 return ra_fail(c, ra, w);
             if (r == 0)
-                return ra_wait(ra, w);
+                return ra_wait(c, ra, w);
             ra->phase = ra->role ? RA_ROLE : RA_WRITE;
+            ra_reply_limit(ra);
             break;
         }
         case RA_ROLE: {
@@ -1146,7 +1193,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             if (r < 0)
                 return ra_fail(c, ra, w);
             if (r == 0)
-                return ra_wait(ra, w);
+                return ra_wait(c, ra, w);
             ra->phase = RA_ROLE_READ;
             break;
         }
@@ -1156,13 +1203,14 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             if (x < 0)
                 return ra_fail(c, ra, w);
             if (x == 0)
-                return ra_wait(ra, w);
+                return ra_wait(c, ra, w);
             int master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
                          r->element[0]->type == REDIS_REPLY_STRING &&
                          strcmp(r->element[0]->str, "master") == 0;
             if (master) {
                 freeReplyObject(r);
                 ra->phase = RA_WRITE;
+                ra->limit = 0;
                 break;
             }
             char msg[400];
@@ -1229,7 +1277,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
             if (r < 0)
                 return ra_fail(c, ra, w);
             if (r == 0)
-                return ra_wait(ra, w);
+                return ra_wait(c, ra, w);
             ra->phase = RA_READ;
             if (ra->run->fo_tried > 0) {
                 /* The request went out to another host of the failover
@@ -1263,7 +1311,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 if (x < 0)
                     return ra_fail(c, ra, w);
                 if (x == 0)
-                    return ra_wait(ra, w);
+                    return ra_wait(c, ra, w);
                 if (ra->ask[ra->got] && !ra->ask_read) {
                     /* ASKING's reply (no views in such a pipeline): the
                      * command's follows. */
@@ -1272,6 +1320,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                     continue;
                 }
                 ra->ask_read = 0;
+                ra->limit = 0; /* the next reply gets the full timeout */
                 size_t i = ra->got++;
                 kvi_batch_op *op = ra->ops[i];
                 if (r == VIEW) {
@@ -1305,7 +1354,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                 if (x < 0)
                     return ra_fail(c, ra, w);
                 if (x == 0)
-                    return ra_wait(ra, w);
+                    return ra_wait(c, ra, w);
                 ra->waited = 1;
                 long long acked = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
                 freeReplyObject(r);
@@ -1364,7 +1413,7 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
         ra_close(c, ra, 0, KVI_E_CONNECT);
         return ra_unreached(c, ra, KVI_E_CONNECT, msg, w);
     }
-    ra->phase = t == 1 ? (ra->role ? RA_ROLE : RA_WRITE) : RA_CONNECT;
+    ra_set_phase(ra, t);
     return ra_step(c, ra, w);
 }
 
@@ -1956,6 +2005,13 @@ static int ar_reg(struct redis_arun *ar, size_t g)
 static int arun_wait(struct redis_arun *ar, kvi_wait *w)
 {
     ar->via_epoll = 0;
+    /* The earliest of the waiting pipelines' own time limits: resume is
+     * called then, and ends (or moves on) the one whose limit passed. */
+    w->deadline_ms = 0;
+    for (size_t g = 0; g < ar->gi; g++)
+        if (ar->waiting[g] && ar->wts[g].deadline_ms != 0 &&
+            (w->deadline_ms == 0 || ar->wts[g].deadline_ms < w->deadline_ms))
+            w->deadline_ms = ar->wts[g].deadline_ms;
 #ifdef __linux__
     if (ar->nwait > 1 && ar->epfd < 0 && ar->concurrent == 1) {
         ar->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -2455,6 +2511,12 @@ static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
             if (g < ar->gi && ar->waiting[g])
                 arun_step(c, ar, g);
         }
+        /* A pipeline whose own time limit passed is stepped too: it times
+         * out there (ra_wait). */
+        int64_t now = kvi_monotonic_ms();
+        for (size_t g = 0; g < ar->gi; g++)
+            if (ar->waiting[g] && ar->wts[g].deadline_ms != 0 && now >= ar->wts[g].deadline_ms)
+                arun_step(c, ar, g);
 #endif
     } else if (ar->concurrent == 2) {
         for (size_t g = 0; g < ar->gi; g++)

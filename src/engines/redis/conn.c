@@ -603,6 +603,12 @@ static int wait_or_fail(struct kvi_redis_conn *conn, int64_t deadline)
         return 0;
     if (w < 0)
         return conn_fail(conn, KVI_E_IO, "poll: %s", strerror(errno));
+    return kvi__redis_conn_timed_out(conn);
+}
+
+/* See conn.h. */
+int kvi__redis_conn_timed_out(struct kvi_redis_conn *conn)
+{
     int connecting = conn->state < KVI_REDIS_CS_READY;
     return conn_fail(conn, KVI_E_TIMEOUT, "timed out after %u ms%s",
                      (unsigned)(connecting ? conn->cfg.connect_timeout_ms : conn->cfg.timeout_ms),

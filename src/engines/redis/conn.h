@@ -123,6 +123,11 @@ int kvi__redis_conn_read_deep(struct kvi_redis_conn *conn, struct kvi_redis_deep
  * it). */
 int kvi__redis_conn_idle_ok(struct kvi_redis_conn *conn);
 
+/* Marks conn failed because its step did not come within its time limit
+ * (connect_timeout while connecting, else timeout), with the message the
+ * blocking helpers give ("connect to NAME: timed out after N ms"): -1. */
+int kvi__redis_conn_timed_out(struct kvi_redis_conn *conn);
+
 /* --- blocking helpers: loops over the steps, polling with the remaining
  * time to deadline (monotonic ms; 0 = none). --- */
 

@@ -823,6 +823,177 @@ static void test_sentinel_without_blocking(void **state)
     in_child(child_master_killed, "the master killed");
 }
 
+/* ---- a hung host: the connection's own time limits ---------------------- */
+
+/* The time limits of the hung-host cases: short enough for a quick test,
+ * the batch's deadline far beyond them (a batch that waited for it would
+ * take HUNG_DEADLINE_MS). */
+enum { HUNG_CONNECT_MS = 400, HUNG_TIMEOUT_MS = 400, HUNG_DEADLINE_MS = 15000 };
+
+/* How a non-blocking run against a hung server went. */
+struct hung_run {
+    int64_t total_ms;
+    int on_hung;       /* it waited on a socket to the hung server */
+    int64_t hung_wait; /* that wait's deadline_ms, minus the time it was read */
+};
+
+/* Runs b from a poll() loop; notes the first wait on a socket to port. */
+static struct hung_run drive_hung(kvi_batch *b, unsigned port)
+{
+    struct hung_run out = {0};
+    kvi_wait w;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, HUNG_DEADLINE_MS, NULL, NULL, &w);
+    while (r == 0) {
+        if (!out.on_hung && kvi_test_peer_port(w.fd) == port) {
+            out.on_hung = 1;
+            out.hung_wait = w.deadline_ms == 0 ? -1 : w.deadline_ms - mono_ms();
+        }
+        kvi_test_wait(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    out.total_ms = mono_ms() - t0;
+    assert_int_equal(r, 1);
+    return out;
+}
+
+/* A hung host of a failover list (accepts, never answers): a new
+ * connection to it does not get through its set-up (SELECT) within
+ * connect_timeout, so the non-blocking batch moves on to the next host
+ * then -- as the single calls do -- instead of waiting until the batch's
+ * deadline.  The wait on the hung host carries that limit as its
+ * deadline_ms.  The blocking batch moves on too. */
+static void test_hung_failover_host_is_left_after_connect_timeout(void **state)
+{
+    (void)state;
+    kvi_ts_server *s1 = kvi_test_redis(NULL), *s2 = kvi_test_redis(NULL);
+    unsigned p1 = kvi_ts_port(s1);
+    char url[300];
+    snprintf(url, sizeof url,
+             "redis://127.0.0.1:%u,127.0.0.1:%u/1?cluster=no&lazy=1&down_after=0"
+             "&connect_timeout=%d&timeout=%d",
+             p1, (unsigned)kvi_ts_port(s2), HUNG_CONNECT_MS, HUNG_TIMEOUT_MS);
+    kvi *k = kvi_test_context1(url);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    kvi_test_hang(s1);
+    assert_int_equal(kvi_batch_store(b, "redis", "h", 1, "v", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "hn", 2, 3, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "h", 1), KVI_OK);
+    struct hung_run r = drive_hung(b, p1);
+    printf("# failover host hung: waited on it %d (its deadline in %lld ms), done in %lld ms\n",
+           r.on_hung, (long long)r.hung_wait, (long long)r.total_ms);
+    for (size_t i = 0; i < 3; i++)
+        expect_status(b, i, KVI_OK);
+    assert_int_equal(kvi_batch_integer(b, 1), 3);
+    assert_string_equal(kvi_batch_value(b, 2, NULL), "v");
+    assert_true(r.on_hung);
+    assert_true(r.hung_wait >= 0 && r.hung_wait <= HUNG_CONNECT_MS);
+    /* Not before its limit; long before the batch's deadline. */
+    assert_true(r.total_ms >= HUNG_CONNECT_MS - 20);
+    assert_true(r.total_ms < HUNG_DEADLINE_MS / 2);
+
+    /* The blocking batch (a new context: the first host is the working one
+     * again): its connect to the hung host fails after connect_timeout, one
+     * op goes through the single path (the failover list) and the rest
+     * follows it to the second host. */
+    kvi_batch_free(b);
+    kvi_free(k);
+    k = kvi_test_context1(url);
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "hn", 2, 4, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "h", 1), KVI_OK);
+    int64_t t0 = mono_ms();
+    kvi_batch_run(b, HUNG_DEADLINE_MS);
+    int64_t blocking_ms = mono_ms() - t0;
+    printf("# failover host hung, blocking batch: done in %lld ms\n", (long long)blocking_ms);
+    expect_status(b, 0, KVI_OK);
+    expect_status(b, 1, KVI_OK);
+    assert_int_equal(kvi_batch_integer(b, 0), 7);
+    assert_true(blocking_ms < HUNG_DEADLINE_MS / 2);
+    kvi_test_unhang(s1);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(s1);
+    kvi_ts_free(s2);
+}
+
+/* A standalone host hung after the pipeline was written to it (a pooled
+ * connection): each reply must come within the connection's timeout, as
+ * on the single path, so the ops end then -- KVI_E_TIMEOUT, a state change
+ * KVI_E_OUTCOME_UNKNOWN -- not at the batch's deadline; the same with no
+ * deadline at all, and the same statuses as the blocking batch. */
+static void test_hung_standalone_host_times_out_at_the_connection_timeout(void **state)
+{
+    (void)state;
+    kvi_ts_server *s = kvi_test_redis(NULL);
+    unsigned p = kvi_ts_port(s);
+    char url[300];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%u/?down_after=0&connect_timeout=%d&timeout=%d",
+             p, HUNG_CONNECT_MS, HUNG_TIMEOUT_MS);
+    kvi *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(k, "redis", "t", 1, "v", 1, 0), KVI_OK); /* pooled */
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    kvi_test_hang(s);
+    kvi_status nb[3];
+    for (int pass = 0; pass < 2; pass++) {
+        kvi_batch_clear(b);
+        assert_int_equal(kvi_batch_store(b, "redis", "t", 1, "w", 1, 0), KVI_OK);
+        assert_int_equal(kvi_batch_add(b, "redis", "tn", 2, 1, 0), KVI_OK);
+        assert_int_equal(kvi_batch_fetch(b, "redis", "t", 1), KVI_OK);
+        struct hung_run r = {0};
+        if (pass == 0) {
+            r = drive_hung(b, p);
+        } else {
+            /* No deadline: only the connection's limits end it. */
+            kvi_wait w;
+            int64_t t0 = mono_ms();
+            int x = kvi_batch_start(b, 0, NULL, NULL, &w);
+            while (x == 0) {
+                if (!r.on_hung && kvi_test_peer_port(w.fd) == p) {
+                    r.on_hung = 1;
+                    r.hung_wait = w.deadline_ms == 0 ? -1 : w.deadline_ms - mono_ms();
+                }
+                kvi_test_wait(&w);
+                x = kvi_batch_resume(b, &w);
+            }
+            r.total_ms = mono_ms() - t0;
+        }
+        printf("# standalone host hung (%s): waited on it %d (its deadline in %lld ms), done in "
+               "%lld ms\n",
+               pass == 0 ? "batch deadline" : "no deadline", r.on_hung, (long long)r.hung_wait,
+               (long long)r.total_ms);
+        for (size_t i = 0; i < 3; i++)
+            printf("#   op %zu: %s %s\n", i, kvi_status_name(kvi_batch_status(b, i)),
+                   kvi_batch_errmsg(b, i));
+        assert_true(r.on_hung);
+        assert_true(r.hung_wait >= 0 && r.hung_wait <= HUNG_TIMEOUT_MS);
+        assert_true(r.total_ms >= HUNG_TIMEOUT_MS - 20 && r.total_ms < HUNG_DEADLINE_MS / 2);
+        expect_status(b, 0, KVI_E_TIMEOUT);
+        expect_status(b, 1, KVI_E_OUTCOME_UNKNOWN);
+        expect_status(b, 2, KVI_E_TIMEOUT);
+        assert_non_null(strstr(kvi_batch_errmsg(b, 0), "timed out after"));
+    }
+    for (size_t i = 0; i < 3; i++)
+        nb[i] = kvi_batch_status(b, i);
+    /* The blocking batch gives the same statuses. */
+    kvi_batch_clear(b);
+    assert_int_equal(kvi_batch_store(b, "redis", "t", 1, "w", 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_add(b, "redis", "tn", 2, 1, 0), KVI_OK);
+    assert_int_equal(kvi_batch_fetch(b, "redis", "t", 1), KVI_OK);
+    kvi_batch_run(b, HUNG_DEADLINE_MS);
+    for (size_t i = 0; i < 3; i++)
+        if (kvi_batch_status(b, i) != nb[i])
+            fail_msg("op %zu: blocking %s (%s), non-blocking %s", i,
+                     kvi_status_name(kvi_batch_status(b, i)), kvi_batch_errmsg(b, i),
+                     kvi_status_name(nb[i]));
+    kvi_test_unhang(s);
+    kvi_batch_free(b);
+    kvi_free(k);
+    kvi_ts_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +1001,8 @@ int main(void)
         cmocka_unit_test(test_raw_queries_run_without_blocking),
         cmocka_unit_test(test_cluster_raw_queries_run_without_blocking),
         cmocka_unit_test(test_sentinel_without_blocking),
+        cmocka_unit_test(test_hung_failover_host_is_left_after_connect_timeout),
+        cmocka_unit_test(test_hung_standalone_host_times_out_at_the_connection_timeout),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     kvi_tsn_free(g_sn);
