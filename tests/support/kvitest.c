@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Prints "<lead><fmt...><tail>\n" to standard error. */
 static void vnote(const char *lead, const char *tail, const char *fmt, va_list ap)
@@ -190,6 +191,18 @@ unsigned kvi_test_peer_port(int fd)
     if (sa.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
     return 0;
+}
+
+/* See kvitest.h. */
+int kvi_test_fd_is(int fd, const char *kind)
+{
+    char path[64], target[128];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = fd >= 0 ? readlink(path, target, sizeof target - 1) : -1;
+    if (n <= 0)
+        return 0;
+    target[n] = '\0';
+    return strstr(target, kind) != NULL;
 }
 
 void kvi_test_url(char *buf, size_t buflen, const char *scheme, const kvi_ts_server *s,

@@ -145,6 +145,10 @@ void kvi_test_wait(const kvi_wait *w);
  * descriptor is connected to. */
 unsigned kvi_test_peer_port(int fd);
 
+/* 1 when descriptor fd is of `kind` as its /proc/self/fd link names it
+ * ("socket", "timerfd", "eventpoll", ...): what a kvi_wait waits on. */
+int kvi_test_fd_is(int fd, const char *kind);
+
 /* For one case of a cmocka program (testcase.c; include <cmocka.h> and
  * testcluster.h / testsentinel.h first): starts a Redis Cluster
  * (kvi_tc_start) or a Sentinel set-up (kvi_tsn_start).  A program missing

@@ -705,10 +705,14 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
  * wait_replicas, or with a raw query whose keys need COMMAND GETKEYS. */
 enum { RA_CONNECT, RA_ROLE, RA_ROLE_READ, RA_WRITE, RA_FLUSH, RA_READ };
 
-/* Sentinel: times one run asks the sentinels again after the master failed
- * it (unreachable before anything was written, not a master by ROLE, a
- * write answered READONLY). */
-enum { MAX_REASKS = 3 };
+/* Sentinel: after the master failed a run (unreachable before anything
+ * was written, not a master by ROLE, a write answered READONLY) the
+ * sentinels are asked again after a backoff waited on the run's timer: 10
+ * ms, twice as long each time up to 200 ms, as long as it ends within the
+ * connection's timeout and before the batch's deadline (as the single
+ * path's sleeps).  Without a timer (not Linux): at once, MAX_REASKS times
+ * at most. */
+enum { MAX_REASKS = 3, REASK_BACKOFF_FIRST_MS = 10, REASK_BACKOFF_MAX_MS = 200 };
 
 /* Redirections one op follows before it fails (as the single path's
  * attempts). */
@@ -801,6 +805,9 @@ struct redis_arun {
     size_t nretry;
     int tries, backing, remap, tfd;
     int64_t backoff, retry_until;
+    /* Sentinel: the backoff before the next re-ask (see MAX_REASKS), the
+     * end of the time for them (0: none begun). */
+    int64_t reask_backoff, reask_until;
     /* The map read's nodes (mnodes[mi] being asked), what it got (1 a
      * map, 2 a standalone server under cluster=auto), the last failure;
      * detect: the connection's mode is decided by it; mretry: a map read
@@ -961,6 +968,27 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
                     kvi_batch_op *const *ops, const unsigned char *ask, const unsigned char *hops,
                     size_t n, kvi_wait *w);
 
+/* Sentinel: may the ops the master failed (they did not run) wait for
+ * the sentinels to be asked again?  While the next backoff ends within
+ * the connection's timeout from the first re-ask and before the batch's
+ * deadline; else they end with that failure. */
+static int arun_may_reask(kvi_conn *c, struct redis_arun *ar)
+{
+#ifdef __linux__
+    int64_t now = kvi_monotonic_ms();
+    if (ar->reask_until == 0) {
+        uint32_t t = kvi__redis_priv(c)->node_cfg.timeout_ms;
+        ar->reask_until = now + (t > 0 ? t : 5000);
+        ar->reask_backoff = REASK_BACKOFF_FIRST_MS;
+    }
+    int64_t end = now + ar->reask_backoff;
+    return end <= ar->reask_until && (ar->deadline_ms == 0 || end < ar->deadline_ms);
+#else
+    (void)c;
+    return ar->reasks < MAX_REASKS;
+#endif
+}
+
 /* Sentinel: ops[i] of ra did not run on the master (unreached, or
  * READONLY): it goes to the master the sentinels name when asked again
  * (the one that failed is forgotten). */
@@ -989,7 +1017,7 @@ static int ra_unreached(kvi_conn *c, struct redis_async *ra, kvi_status s, const
         struct kvi_redis_node *n = ar->st->seeds[(ar->fo_first + ar->fo_tried) % ar->st->nseeds];
         return ra_begin(c, ra, n, ra->ops, ra->ask, ra->hops, ra->n, w);
     }
-    if (ar->sname != NULL && ra->got == 0 && ar->reasks < MAX_REASKS && s != KVI_E_AUTH &&
+    if (ar->sname != NULL && ra->got == 0 && arun_may_reask(c, ar) && s != KVI_E_AUTH &&
         s != KVI_E_NOMEM && s != KVI_E_INVALID) {
         /* The master the sentinels named failed before anything was
          * written: they are asked again, the ops go to the one they name. */
@@ -1329,7 +1357,7 @@ static int ra_step(kvi_conn *c, struct redis_async *ra, kvi_wait *w)
                            (kvi__redis_is_error_kind(r, "MOVED") ||
                             kvi__redis_is_error_kind(r, "ASK"))) {
                     ra_redirect(c, ra, i, r);
-                } else if (ra->run->sname != NULL && ra->run->reasks < MAX_REASKS &&
+                } else if (ra->run->sname != NULL && arun_may_reask(c, ra->run) &&
                            r->type == REDIS_REPLY_ERROR &&
                            kvi__redis_is_error_kind(r, "READONLY")) {
                     /* A demoted master: it did not run; to the master the
@@ -2054,6 +2082,53 @@ static void arun_step(kvi_conn *c, struct redis_arun *ar, size_t g)
     }
 }
 
+/* Arms the run's timer (a timerfd, made at its first use) to fire in ms
+ * (> 0) and hands it to the caller as the wait (*w): 0; resume goes on
+ * when it fired (a retry round or a re-ask).  -1 without a timer (not
+ * Linux, or it could not be made). */
+static int arun_pause(struct redis_arun *ar, int64_t ms, kvi_wait *w)
+{
+#ifdef __linux__
+    if (ar->tfd < 0)
+        ar->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_sec = (time_t)(ms / 1000);
+    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
+    if (ar->tfd >= 0 && timerfd_settime(ar->tfd, 0, &its, NULL) == 0) {
+        ar->backing = 1;
+        w->fd = ar->tfd;
+        w->events = KVI_WAIT_READ;
+        return 0;
+    }
+#else
+    (void)ar;
+    (void)ms;
+    (void)w;
+#endif
+    return -1;
+}
+
+static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+
+/* Sentinel: the backoff before asking again is over.  Another thread or
+ * the +switch-master listener may have named the new master meanwhile;
+ * else the sentinels are asked (by steps).  Then the ops that did not run
+ * go to that master. */
+static int arun_reask(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    ar->reask = 0;
+    ar->reasks++;
+    struct kvi_redis_node *m = atomic_load(&ar->st->master);
+    if (m == NULL) {
+        ar->lookup_next = 1;
+        return arun_lookup(c, ar, w);
+    }
+    for (size_t i = 0; i < ar->nnext; i++)
+        ar->next[i].node = m;
+    return arun_next(c, ar, w);
+}
+
 /* Starts the groups from ar->gi on (all of them, or with concurrent 0
  * the next one when none waits), then the rounds of redirected ops: 0
  * when some wait, 1 when all are done (then the ops to send again,
@@ -2078,17 +2153,15 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             break;
         if (ar->reask) {
             /* Sentinel: the master failed before running some ops (and
-             * was forgotten).  Another thread or the +switch-master
-             * listener may have named the new one meanwhile. */
-            ar->reask = 0;
-            ar->reasks++;
-            struct kvi_redis_node *m = atomic_load(&ar->st->master);
-            if (m == NULL) {
-                ar->lookup_next = 1;
-                return arun_lookup(c, ar, w);
+             * was forgotten): they are asked again after a backoff (a
+             * failover under way needs time), waited on the timer. */
+            if (arun_pause(ar, ar->reask_backoff, w) == 0) {
+                ar->reask_backoff = ar->reask_backoff * 2 > REASK_BACKOFF_MAX_MS
+                                        ? REASK_BACKOFF_MAX_MS
+                                        : ar->reask_backoff * 2;
+                return 0;
             }
-            for (size_t i = 0; i < ar->nnext; i++)
-                ar->next[i].node = m;
+            return arun_reask(c, ar, w);
         }
         arun_next_round(ar);
     }
@@ -2153,22 +2226,11 @@ static int arun_backoff(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
         arun_retry_end(c, ar);
         return 1;
     }
-#ifdef __linux__
-    if (ar->tfd < 0)
-        ar->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    struct itimerspec its;
-    memset(&its, 0, sizeof its);
-    its.it_value.tv_sec = (time_t)(ar->backoff / 1000);
-    its.it_value.tv_nsec = (long)(ar->backoff % 1000) * 1000000L;
-    if (ar->tfd >= 0 && timerfd_settime(ar->tfd, 0, &its, NULL) == 0) {
+    if (arun_pause(ar, ar->backoff, w) == 0) {
         ar->tries++;
         ar->backoff *= 2;
-        ar->backing = 1;
-        w->fd = ar->tfd;
-        w->events = KVI_WAIT_READ;
         return 0;
     }
-#endif
     for (size_t i = 0; i < ar->nretry; i++) {
         freeReplyObject(ar->retry[i].last);
         ar->again[ar->nagain++] = ar->retry[i].op;
@@ -2499,7 +2561,8 @@ static int redis_async_resume(kvi_conn *c, void *state, kvi_wait *w)
             return 0;
         }
         ar->backing = 0;
-        return arun_retry(c, ar, w);
+        /* The backoff before a re-ask (Sentinel), or before a retry round. */
+        return ar->reask ? arun_reask(c, ar, w) : arun_retry(c, ar, w);
     }
 #endif
     if (ar->via_epoll) {

@@ -558,6 +558,61 @@ static int child_demoted_master(void)
     return 0;
 }
 
+/* A context through the sentinels (as sn_context) whose connections wait
+ * timeout_ms for a reply: the time the sentinels may be asked again in. */
+static kvi *sn_context_timeout(int timeout_ms)
+{
+    char url[600], full[700];
+    kvi_tsn_url(g_sn, "redis", url, sizeof url);
+    snprintf(full, sizeof full, "%s&connect_timeout=300&timeout=%d&lazy=1", url, timeout_ms);
+    kvi *k = NULL;
+    if (kvi_new(&k) != KVI_OK || kvi_add_url(k, full) != KVI_OK)
+        return NULL;
+    return k;
+}
+
+/* The master the sentinels name is demoted (as above) and comes back while
+ * the batch is under way -- a failover that takes a moment: the batch does
+ * not give up at once (ROLE says replica, nothing written) but waits a
+ * backoff on a timer -- w.fd a timerfd, not a sleep inside resume -- then
+ * asks the sentinels again, within the connection's timeout, as the single
+ * path sleeps and asks again; the master is promoted back at the first
+ * timer wait, and the ops reach it. */
+static int child_master_comes_back(void)
+{
+    enum { TIMEOUT_MS = 4000 };
+    kvi *k = sn_context_timeout(TIMEOUT_MS);
+    CHILD_CHECK(k != NULL, 80);
+    unsigned mp = kvi_ts_port(kvi_tsn_data(g_sn, 0));
+    kvi_batch *b = NULL;
+    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 81);
+    kvi_batch_store(b, "redis", "back", 4, "x", 1, 0);
+    kvi_batch_add(b, "redis", "backn", 5, 2, 0);
+    kvi_wait w;
+    int timer_waits = 0, promoted = 0;
+    int64_t t0 = mono_ms();
+    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
+    while (r == 0) {
+        if (kvi_test_fd_is(w.fd, "timerfd")) {
+            timer_waits++;
+            if (!promoted)
+                promoted = query_has(mp, "REPLICAOF NO ONE", "OK");
+        }
+        kvi_test_wait(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    printf("# master back: %d waits on a timer, promoted back %d, done in %lld ms\n", timer_waits,
+           promoted, (long long)(mono_ms() - t0));
+    child_print(b, "master back");
+    CHILD_CHECK(timer_waits >= 1 && promoted, 82);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 83);
+    CHILD_CHECK(kvi_batch_integer(b, 1) == 2, 84);
+    CHILD_CHECK(query_has(mp, "GET back", "x"), 85);
+    kvi_batch_free(b);
+    kvi_free(k);
+    return 0;
+}
+
 /* A write answered READONLY on a pooled connection (the master demoted
  * after the connection was made): it did not run, the sentinels are asked
  * again (without blocking), and the master they name (still the demoted
@@ -799,6 +854,7 @@ static void test_sentinel_without_blocking(void **state)
     assert_true(query_has(mp, "CONFIG SET replica-read-only no", "OK"));
     assert_true(query_has(mp, cmd, "OK"));
     in_child(child_demoted_master, "a demoted master");
+    in_child(child_master_comes_back, "a demoted master promoted back during the backoff");
     assert_true(query_has(mp, "REPLICAOF NO ONE", "OK"));
     assert_true(query_has(mp, "CONFIG SET replica-read-only yes", "OK"));
     /* Never written there (the other server has no such key either). */
