@@ -76,9 +76,11 @@ struct sh_header {
 _Static_assert(sizeof(struct sh_header) <= SH_SHARDS_OFF, "header must fit before the shards");
 
 /* One shard.  Fields marked "logged" change only through kvi__sh_log'ged
- * writes; the statistics are plain counters (a kill may lose one tick).
- * ops, hits and misses count the operations of every process on the
- * shard's keys, each under the lock the operation holds anyway: they sit
+ * writes; the statistics are plain counters (a kill may lose the ticks
+ * of the operation in progress: a batch adds its keys' ticks to a shard
+ * once, before it unlocks it).  ops, hits and misses count the operations
+ * of every process on the shard's keys, under the lock the operation
+ * holds anyway: they sit
  * on the lock's cache line (glibc's mutex is 40 bytes), which the locker
  * already owns, so counting moves no other line between processes.  They
  * are untrusted like everything in the segment: the reader clamps them
