@@ -9,9 +9,6 @@
  * socket whose peer is that server (or return pending at once), where the
  * blocking path would have waited inside start.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,9 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,43 +26,6 @@
 #include "kvitest.h"
 #include "testcluster.h"
 #include "testsentinel.h"
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for what w asks (or its deadline) with poll(). */
-static void wait_for(const kvi_wait *w)
-{
-    int timeout = -1;
-    if (w->deadline_ms != 0) {
-        int64_t left = w->deadline_ms - mono_ms();
-        timeout = left > 0 ? (int)left : 0;
-    }
-    struct pollfd p = {w->fd, 0, 0};
-    if (w->events & KVI_WAIT_READ)
-        p.events |= POLLIN;
-    if (w->events & KVI_WAIT_WRITE)
-        p.events |= POLLOUT;
-    assert_true(poll(&p, w->fd >= 0 ? 1 : 0, timeout) >= 0);
-}
-
-/* The port of the peer of socket fd (0 when unknown). */
-static unsigned peer_port(int fd)
-{
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof sa;
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
-        return 0;
-    if (sa.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&sa)->sin_port);
-    if (sa.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-    return 0;
-}
 
 /* How a non-blocking run went. */
 struct run {
@@ -84,24 +42,24 @@ static struct run drive(kvi_batch *b, uint32_t timeout_ms, pid_t stopped, unsign
 {
     struct run out = {0};
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, timeout_ms, NULL, NULL, &w);
     out.start = r;
-    out.start_ms = mono_ms() - t0;
+    out.start_ms = kvi_test_mono_ms() - t0;
     while (r == 0) {
-        if (port != 0 && peer_port(w.fd) == port) {
+        if (port != 0 && kvi_test_peer_port(w.fd) == port) {
             out.waited_on = 1;
             if (stopped > 0) {
                 kill(stopped, SIGCONT);
                 stopped = 0;
             }
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     if (stopped > 0)
         kill(stopped, SIGCONT);
-    out.total_ms = mono_ms() - t0;
+    out.total_ms = kvi_test_mono_ms() - t0;
     assert_int_equal(r, 1);
     return out;
 }
@@ -318,7 +276,7 @@ static void test_raw_queries_run_without_blocking(void **state)
     int pending = rs == 0;
     kill(kvi_ts_pid(s), SIGCONT);
     while (rs == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         rs = kvi_batch_resume(b, &w);
     }
     assert_true(pending);
@@ -334,12 +292,12 @@ static void test_raw_queries_run_without_blocking(void **state)
     rs = kvi_batch_start(b, 10000, NULL, NULL, &w);
     assert_int_equal(rs, 0);
     for (int i = 0; i < 5 && rs == 0 && (w.events & KVI_WAIT_WRITE); i++) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         rs = kvi_batch_resume(b, &w);
     }
     assert_int_equal(kvi_ts_kill(s), KVI_TS_OK);
     while (rs == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         rs = kvi_batch_resume(b, &w);
     }
     for (size_t i = 0; i < 3; i++)
@@ -469,28 +427,24 @@ static struct run child_drive(kvi_batch *b, pid_t stopped, unsigned port)
 {
     struct run out = {0};
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
     out.start = r;
-    out.start_ms = mono_ms() - t0;
+    out.start_ms = kvi_test_mono_ms() - t0;
     while (r == 0) {
-        if (port != 0 && peer_port(w.fd) == port) {
+        if (port != 0 && kvi_test_peer_port(w.fd) == port) {
             out.waited_on = 1;
             if (stopped > 0) {
                 kill(stopped, SIGCONT);
                 stopped = 0;
             }
         }
-        struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
-                                         (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
-                           0};
-        int64_t left = w.deadline_ms != 0 ? w.deadline_ms - mono_ms() : 1000;
-        poll(&p, w.fd >= 0 ? 1 : 0, left > 0 ? (int)left : 0);
+        kvi_test_wait(&w); /* a batch deadline: w.deadline_ms is never 0 */
         r = kvi_batch_resume(b, &w);
     }
     if (stopped > 0)
         kill(stopped, SIGCONT);
-    out.total_ms = mono_ms() - t0;
+    out.total_ms = kvi_test_mono_ms() - t0;
     return out;
 }
 
@@ -590,7 +544,7 @@ static int child_master_comes_back(void)
     kvi_batch_add(b, "redis", "backn", 5, 2, 0);
     kvi_wait w;
     int timer_waits = 0, promoted = 0;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
     while (r == 0) {
         if (kvi_test_fd_is(w.fd, "timerfd")) {
@@ -602,7 +556,7 @@ static int child_master_comes_back(void)
         r = kvi_batch_resume(b, &w);
     }
     printf("# master back: %d waits on a timer, promoted back %d, done in %lld ms\n", timer_waits,
-           promoted, (long long)(mono_ms() - t0));
+           promoted, (long long)(kvi_test_mono_ms() - t0));
     child_print(b, "master back");
     CHILD_CHECK(timer_waits >= 1 && promoted, 82);
     CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 83);
@@ -763,20 +717,16 @@ static int child_listener_follows_failover(void)
     kvi_batch_store(b, "redis", "li", 2, "2", 1, 0);
     kvi_batch_add(b, "redis", "lin", 3, 3, 0);
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int x = kvi_batch_start(b, 3000, NULL, NULL, &w);
-    int64_t start_ms = mono_ms() - t0;
+    int64_t start_ms = kvi_test_mono_ms() - t0;
     while (x == 0) {
-        struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
-                                         (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
-                           0};
-        int64_t left = w.deadline_ms != 0 ? w.deadline_ms - mono_ms() : 1000;
-        poll(&p, w.fd >= 0 ? 1 : 0, left > 0 ? (int)left : 0);
+        kvi_test_wait(&w); /* a batch deadline: w.deadline_ms is never 0 */
         x = kvi_batch_resume(b, &w);
     }
     kill(kvi_ts_pid(old), SIGCONT);
     printf("# listener: start in %lld ms, done in %lld ms\n", (long long)start_ms,
-           (long long)(mono_ms() - t0));
+           (long long)(kvi_test_mono_ms() - t0));
     child_print(b, "listener, after");
     CHILD_CHECK(start_ms < 200, 66);
     CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 67);
@@ -898,17 +848,17 @@ static struct hung_run drive_hung(kvi_batch *b, unsigned port)
 {
     struct hung_run out = {0};
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, HUNG_DEADLINE_MS, NULL, NULL, &w);
     while (r == 0) {
         if (!out.on_hung && kvi_test_peer_port(w.fd) == port) {
             out.on_hung = 1;
-            out.hung_wait = w.deadline_ms == 0 ? -1 : w.deadline_ms - mono_ms();
+            out.hung_wait = w.deadline_ms == 0 ? -1 : w.deadline_ms - kvi_test_mono_ms();
         }
         kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
-    out.total_ms = mono_ms() - t0;
+    out.total_ms = kvi_test_mono_ms() - t0;
     assert_int_equal(r, 1);
     return out;
 }
@@ -959,9 +909,9 @@ static void test_hung_failover_host_is_left_after_connect_timeout(void **state)
     assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
     assert_int_equal(kvi_batch_add(b, "redis", "hn", 2, 4, 0), KVI_OK);
     assert_int_equal(kvi_batch_fetch(b, "redis", "h", 1), KVI_OK);
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     kvi_batch_run(b, HUNG_DEADLINE_MS);
-    int64_t blocking_ms = mono_ms() - t0;
+    int64_t blocking_ms = kvi_test_mono_ms() - t0;
     printf("# failover host hung, blocking batch: done in %lld ms\n", (long long)blocking_ms);
     expect_status(b, 0, KVI_OK);
     expect_status(b, 1, KVI_OK);
@@ -1004,17 +954,17 @@ static void test_hung_standalone_host_times_out_at_the_connection_timeout(void *
         } else {
             /* No deadline: only the connection's limits end it. */
             kvi_wait w;
-            int64_t t0 = mono_ms();
+            int64_t t0 = kvi_test_mono_ms();
             int x = kvi_batch_start(b, 0, NULL, NULL, &w);
             while (x == 0) {
                 if (!r.on_hung && kvi_test_peer_port(w.fd) == p) {
                     r.on_hung = 1;
-                    r.hung_wait = w.deadline_ms == 0 ? -1 : w.deadline_ms - mono_ms();
+                    r.hung_wait = w.deadline_ms == 0 ? -1 : w.deadline_ms - kvi_test_mono_ms();
                 }
                 kvi_test_wait(&w);
                 x = kvi_batch_resume(b, &w);
             }
-            r.total_ms = mono_ms() - t0;
+            r.total_ms = kvi_test_mono_ms() - t0;
         }
         printf("# standalone host hung (%s): waited on it %d (its deadline in %lld ms), done in "
                "%lld ms\n",

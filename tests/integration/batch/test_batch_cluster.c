@@ -7,9 +7,6 @@
  * timing: with one master stopped and a short deadline, the ops of the
  * other masters must still end KVI_OK.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,9 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -33,29 +28,6 @@ static kvi_tc_cluster *g_cl;
 static char g_url[512];
 static int g_skip; /* no cluster: every test skips loudly */
 static char g_skip_why[256];
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for what w asks (or its deadline) with poll(). */
-static void wait_for(const kvi_wait *w)
-{
-    int timeout = -1;
-    if (w->deadline_ms != 0) {
-        int64_t left = w->deadline_ms - mono_ms();
-        timeout = left > 0 ? (int)left : 0;
-    }
-    struct pollfd p = {w->fd, 0, 0};
-    if (w->events & KVI_WAIT_READ)
-        p.events |= POLLIN;
-    if (w->events & KVI_WAIT_WRITE)
-        p.events |= POLLOUT;
-    assert_true(poll(&p, w->fd >= 0 ? 1 : 0, timeout) >= 0);
-}
 
 /* The Redis Cluster slot of a key with no hash tag (CRC16/XMODEM). */
 static unsigned key_slot(const char *key)
@@ -153,9 +125,9 @@ static void test_blocking_batch_has_every_master_in_flight(void **state)
     add_ops(b, tags, stopped, "b");
     pid_t pid = kvi_ts_pid(kvi_tc_server(g_cl, stopped));
     assert_int_equal(kill(pid, SIGSTOP), 0);
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     kvi_status s = kvi_batch_run(b, 1500);
-    int64_t took = mono_ms() - t0;
+    int64_t took = kvi_test_mono_ms() - t0;
     assert_int_equal(kill(pid, SIGCONT), 0);
     printf("# blocking batch with master %zu stopped: %s after %lld ms\n", stopped,
            kvi_status_name(s), (long long)took);
@@ -215,7 +187,7 @@ static void test_nonblocking_batch_has_every_master_in_flight(void **state)
                 stopped2 = 0;
             }
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     if (stopped2) {
@@ -237,13 +209,13 @@ static void test_nonblocking_batch_has_every_master_in_flight(void **state)
     add_ops(b, tags, stopped, "n");
     pid_t pid = kvi_ts_pid(kvi_tc_server(g_cl, stopped));
     assert_int_equal(kill(pid, SIGSTOP), 0);
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     r = kvi_batch_start(b, 1500, NULL, NULL, &w);
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
-    int64_t took = mono_ms() - t0;
+    int64_t took = kvi_test_mono_ms() - t0;
     assert_int_equal(kill(pid, SIGCONT), 0);
     printf("# non-blocking batch with master %zu stopped: done after %lld ms\n", stopped,
            (long long)took);
@@ -275,16 +247,16 @@ static int start_with_stopped(kvi_batch *b, pid_t pid, unsigned port, uint32_t t
     assert_int_equal(kill(pid, SIGSTOP), 0);
     kvi_wait w;
     int on_stopped = 0, stopped = 1;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, timeout_ms, NULL, NULL, &w);
-    int64_t start_ms = mono_ms() - t0;
+    int64_t start_ms = kvi_test_mono_ms() - t0;
     while (r == 0) {
         if (stopped && kvi_test_peer_port(w.fd) == port) {
             on_stopped = 1;
             stopped = 0;
             assert_int_equal(kill(pid, SIGCONT), 0);
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     if (stopped)
@@ -342,16 +314,16 @@ static void test_mode_detected_without_blocking(void **state)
     pid_t pid0 = kvi_ts_pid(kvi_tc_server(g_cl, 0));
     assert_int_equal(kill(pid0, SIGSTOP), 0);
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 8000, NULL, NULL, &w);
-    int64_t start_ms = mono_ms() - t0;
+    int64_t start_ms = kvi_test_mono_ms() - t0;
     int on_seed0 = 0;
     while (r == 0) {
         on_seed0 |= kvi_test_peer_port(w.fd) == kvi_tc_port(g_cl, 0);
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
-    int64_t took = mono_ms() - t0;
+    int64_t took = kvi_test_mono_ms() - t0;
     assert_int_equal(kill(pid0, SIGCONT), 0);
     printf("# seed 0 kept stopped: start %lld ms, done after %lld ms, waited on it: %d\n",
            (long long)start_ms, (long long)took, on_seed0);
@@ -466,7 +438,7 @@ static void test_clusterdown_window_waits_on_a_timer(void **state)
                 restored = 1;
             }
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     if (!restored) {
@@ -567,7 +539,7 @@ static void test_moved_makes_the_next_batch_read_the_map(void **state)
         int r = kvi_batch_start(b, 3000, NULL, NULL, &w);
         while (r == 0) {
             on_src |= kvi_test_peer_port(w.fd) == kvi_tc_port(g_cl, src);
-            wait_for(&w);
+            kvi_test_wait(&w);
             r = kvi_batch_resume(b, &w);
         }
         if (i == 1)
@@ -631,7 +603,7 @@ static void test_idle_connections_closed_on_every_master(void **state)
             kvi_wait w;
             int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
             while (r == 0) {
-                wait_for(&w);
+                kvi_test_wait(&w);
                 r = kvi_batch_resume(b, &w);
             }
             assert_int_equal(r, 1);
@@ -678,14 +650,14 @@ static void test_wait_replicas_without_blocking(void **state)
     kvi_batch_clear(b);
     add_ops(b, tags, 0, "wn");
     kvi_wait w;
-    int64_t t0 = mono_ms();
+    int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
-    int64_t start_ms = mono_ms() - t0;
+    int64_t start_ms = kvi_test_mono_ms() - t0;
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
-    int64_t total_ms = mono_ms() - t0;
+    int64_t total_ms = kvi_test_mono_ms() - t0;
     printf("# wait_replicas=1, no replicas: start in %lld ms, done after %lld ms\n",
            (long long)start_ms, (long long)total_ms);
     assert_int_equal(r, 1);

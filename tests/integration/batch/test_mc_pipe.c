@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,21 +82,6 @@ static kvi *pool_context(const char *rest)
     return kvi_test_context1(url);
 }
 
-static void wait_for(const kvi_wait *w)
-{
-    int timeout = -1;
-    if (w->deadline_ms != 0) {
-        int64_t left = w->deadline_ms - kvi_test_mono_ms();
-        timeout = left > 0 ? (int)left : 0;
-    }
-    struct pollfd p = {w->fd, 0, 0};
-    if (w->events & KVI_WAIT_READ)
-        p.events |= POLLIN;
-    if (w->events & KVI_WAIT_WRITE)
-        p.events |= POLLOUT;
-    assert_true(poll(&p, w->fd >= 0 ? 1 : 0, timeout) >= 0);
-}
-
 /* Runs b without blocking to its end; returns what start returned. */
 static int drive(kvi_batch *b, uint32_t timeout_ms, int *waits)
 {
@@ -106,7 +90,7 @@ static int drive(kvi_batch *b, uint32_t timeout_ms, int *waits)
     int r = first;
     *waits = 0;
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         (*waits)++;
         r = kvi_batch_resume(b, &w);
     }
@@ -428,7 +412,7 @@ static void test_stores_and_adds_are_pipelined_without_blocking(void **state)
     assert_true(dt < 1000);
     int waits = 0;
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         waits++;
         r = kvi_batch_resume(b, &w);
     }
@@ -506,7 +490,7 @@ static void test_server_killed_in_a_non_blocking_batch(void **state)
                 killed = 1;
             }
         }
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     kvi_free(watch);
@@ -590,7 +574,7 @@ static void test_deadline_and_cancel_on_a_hung_server(void **state)
             kvi_batch_cancel(b);
         } else {
             while (r == 0) {
-                wait_for(&w);
+                kvi_test_wait(&w);
                 r = kvi_batch_resume(b, &w);
             }
         }
@@ -649,7 +633,7 @@ static void test_connection_timeout_without_a_deadline(void **state)
     int64_t first_deadline = w.deadline_ms;
     int first = r;
     while (r == 0) {
-        wait_for(&w);
+        kvi_test_wait(&w);
         r = kvi_batch_resume(b, &w);
     }
     int64_t dt = kvi_test_mono_ms() - t0;
@@ -731,10 +715,7 @@ static void *race(void *arg)
             kvi_wait w;
             int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
             while (r == 0) {
-                struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
-                                                 (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
-                                   0};
-                (void)poll(&p, 1, 1000);
+                kvi_test_wait(&w);
                 r = kvi_batch_resume(b, &w);
             }
         } else {
@@ -811,10 +792,7 @@ static int fork_batch(kvi *k, int64_t want, int non_blocking)
         kvi_wait w;
         int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
         while (r == 0) {
-            struct pollfd p = {w.fd, (short)((w.events & KVI_WAIT_READ ? POLLIN : 0) |
-                                             (w.events & KVI_WAIT_WRITE ? POLLOUT : 0)),
-                               0};
-            (void)poll(&p, 1, 1000);
+            kvi_test_wait(&w);
             r = kvi_batch_resume(b, &w);
         }
     } else {
