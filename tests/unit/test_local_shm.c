@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1192,6 +1193,103 @@ static void test_batch_fetch_on_an_unrecoverable_lock_is_corrupt(void **state)
     kvi_free(k);
 }
 
+/* A shard's lock at the instant another locker has set its lock word but
+ * not yet its owner (glibc writes the owner after the compare-and-swap):
+ * a batch must wait for that lock, not read the shard as free (its
+ * transaction, where the CPU has them, reads the lock word itself). */
+struct holder {
+    pthread_mutex_t *lock;
+    int *owner;
+    int saved;
+    int fd_held[2], fd_release[2];
+};
+
+static void *hold_with_owner_unset(void *arg)
+{
+    struct holder *hd = arg;
+    char c = 0;
+    if (pthread_mutex_lock(hd->lock) != 0)
+        return (void *)1;
+    hd->saved = *hd->owner;
+    *hd->owner = 0;
+    if (write(hd->fd_held[1], "h", 1) != 1 || read(hd->fd_release[0], &c, 1) != 1)
+        return (void *)1;
+    *hd->owner = hd->saved; /* unlocking checks it is ours */
+    return pthread_mutex_unlock(hd->lock) == 0 ? NULL : (void *)1;
+}
+
+struct runner {
+    kvi_batch *b;
+    _Atomic int done;
+    kvi_status st;
+};
+
+static void *run_batch(void *arg)
+{
+    struct runner *r = arg;
+    r->st = kvi_batch_run(r->b, 0);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+static void test_batch_waits_for_a_lock_whose_owner_is_not_written_yet(void **state)
+{
+    fx *f = *state;
+    kvi *k = ctx(f->url, KVI_OK);
+    char key[32];
+    enum { N = 200 };
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "w%d", i);
+        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
+    }
+    kvi__sh_config cfg = {.name = f->name, .evict = -1};
+    kvi__sh *s = NULL;
+    int created = 0;
+    char err[512];
+    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    struct sh_shard *held = shard_of_key((unsigned char *)s->h, "w0");
+    struct holder hd = {.lock = &held->lock, .owner = &held->lock.__data.__owner};
+    assert_int_equal(pipe(hd.fd_held), 0);
+    assert_int_equal(pipe(hd.fd_release), 0);
+    pthread_t th, tr;
+    assert_int_equal(pthread_create(&th, NULL, hold_with_owner_unset, &hd), 0);
+    char c = 0;
+    assert_int_equal(read(hd.fd_held[0], &c, 1), 1);
+    struct runner r = {.b = NULL};
+    assert_int_equal(kvi_batch_new(k, &r.b), KVI_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "w%d", i);
+        assert_int_equal(kvi_batch_fetch(r.b, "local", key, (size_t)n), KVI_OK);
+    }
+    assert_int_equal(pthread_create(&tr, NULL, run_batch, &r), 0);
+    usleep(300 * 1000);
+    int early = atomic_load(&r.done);
+    assert_int_equal(write(hd.fd_release[1], "r", 1), 1);
+    void *hret = (void *)1;
+    assert_int_equal(pthread_join(th, &hret), 0);
+    assert_null(hret);
+    assert_int_equal(pthread_join(tr, NULL), 0);
+    if (early)
+        fail_msg("the batch ended while a lock of its keys was held (%s elision)",
+                 kvi__sh_can_elide() ? "with" : "without");
+    assert_int_equal(r.st, KVI_OK);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof key, "w%d", i);
+        size_t len = 0;
+        const char *v = kvi_batch_value(r.b, (size_t)i, &len);
+        assert_non_null(v);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(v, key, len);
+    }
+    kvi_batch_free(r.b);
+    for (int i = 0; i < 2; i++) {
+        close(hd.fd_held[i]);
+        close(hd.fd_release[i]);
+    }
+    kvi__sh_close(s);
+    kvi_free(k);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1216,6 +1314,7 @@ int main(void)
         T(test_batch_fetches_are_counted_in_the_segment),
         T(test_batch_fetch_repairs_locks_of_a_dead_owner),
         T(test_batch_fetch_on_an_unrecoverable_lock_is_corrupt),
+        T(test_batch_waits_for_a_lock_whose_owner_is_not_written_yet),
         T(test_snapshot_loads_are_not_counted_as_operations),
         T(test_damaged_operation_counts_are_clamped),
         T(test_snapshot_is_written_by_the_last_process_to_close),

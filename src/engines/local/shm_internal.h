@@ -178,6 +178,13 @@ kvi_status kvi__sh_lock(kvi__sh *s, struct sh_shard *sh);
 /* Records why a shard was found damaged (a string literal), rolls back
  * what the current operation of sh logged, and returns KVI_E_CORRUPT. */
 kvi_status kvi__sh_fault(kvi__sh *s, struct sh_shard *sh, const char *why);
+/* A batch's fetches may run in hardware transactions instead of taking
+ * the shard locks (x86-64 with RTM, glibc): on by default; 0 turns it off
+ * for the whole process (tests compare both paths). */
+void kvi__sh_elide(int on);
+/* Whether a batch will try them now (1), and how many committed so far. */
+int kvi__sh_can_elide(void);
+uint64_t kvi__sh_elided(void);
 /* Processes registered now and alive (0 for a read-only look). */
 uint64_t kvi__sh_attached(kvi__sh *s);
 /* Largest entry (24 + key + value bytes) a shard can hold. */

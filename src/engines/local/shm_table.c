@@ -19,6 +19,16 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Lock elision for a batch's fetches (op_fetch_ops): x86-64 with RTM and
+ * glibc's mutex layout only. */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
+#define SH_ELIDE 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define SH_ELIDE 0
+#endif
+
 #define ENT(s, idx) ((struct sh_ent *)((s)->base + (size_t)(idx)*SH_GRAN))
 #define IDX(s, e) ((uint32_t)(((const unsigned char *)(e) - (s)->base) / SH_GRAN))
 #define SAMPLES 5
@@ -1069,6 +1079,117 @@ static inline void prefetch_shard(const kvi__sh *s, size_t x, const int16_t *hea
     }
 }
 
+/* Shards per transaction: ~2 keys each at 100 keys per batch. */
+#define SH_ELIDE_SHARDS 16u
+
+/* ---- lock elision for a batch's fetches ------------------------------------ */
+
+/* 1: try transactions, 0: never, -1: not decided yet (the CPU is asked
+ * once).  kvi__sh_elide can turn it off (tests, a suspected CPU bug). */
+static _Atomic int elide_mode = -1;
+static _Atomic uint64_t elided; /* transactions committed (process-wide) */
+
+void kvi__sh_elide(int on)
+{
+    atomic_store_explicit(&elide_mode, on ? -1 : 0, memory_order_relaxed);
+}
+
+uint64_t kvi__sh_elided(void)
+{
+    return atomic_load_explicit(&elided, memory_order_relaxed);
+}
+
+#if SH_ELIDE
+static int elide_ok(void)
+{
+    int m = atomic_load_explicit(&elide_mode, memory_order_relaxed);
+    if (m < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        m = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 11)) != 0; /* RTM */
+        atomic_store_explicit(&elide_mode, m, memory_order_relaxed);
+    }
+    return m;
+}
+#else
+static int elide_ok(void)
+{
+    return 0;
+}
+#endif
+
+int kvi__sh_can_elide(void)
+{
+    return elide_ok();
+}
+
+#if SH_ELIDE
+
+/* Ends the keys of the shards met[k0..k1) in one hardware transaction
+ * instead of taking their locks.  Each shard's lock word is read, so a
+ * process that takes the lock meanwhile aborts the transaction, and must
+ * be free, with no owner either (glibc writes the owner after the lock
+ * word; a lock that cannot be recovered keeps one).  A log left under a
+ * lock released normally holds no pending write (kvi__sh_lock only clears
+ * it), so readers may ignore it.  The keys are looked up with every check
+ * of the locked path; anything but a plain found or missing key (a damaged
+ * link, an expiry before the clock was read or a dead entry, a value the
+ * batch's memory has no room left for: no allocation in a transaction)
+ * aborts.  1: committed, all those keys ended and counted as under the
+ * locks; 0: aborted, nothing written, the caller takes the locks (and
+ * repairs a dead owner's).  A process that dies inside a transaction
+ * leaves nothing to repair: its writes never happened. */
+__attribute__((target("rtm"), noinline)) static int
+visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, const int16_t *head,
+             const int16_t *next, const uint64_t *h, kvi_batch_op *const *cops,
+             kvi__batch_sink *out, kvi__lt_op *now, size_t *nmiss)
+{
+    if (_xbegin() != _XBEGIN_STARTED)
+        return 0;
+    for (size_t k = k0; k < k1; k++) {
+        size_t x = met[k];
+        if (k + 2 < nmet)
+            prefetch_buckets(s, met[k + 2], head, next, h);
+        if (k + 1 < nmet)
+            prefetch_shard(s, met[k + 1], head, next, h);
+        struct sh_shard *sh = &s->shards[x];
+        if (sh->lock.__data.__lock != 0 || sh->lock.__data.__owner != 0)
+            _xabort(1);
+        const struct sh_geo *g = &s->geo[x];
+        uint64_t nops = 0, nhits = 0, nmisses = 0;
+        for (int16_t j = head[x]; j >= 0; j = next[j]) {
+            kvi_batch_op *op = cops[j];
+            size_t klen = op->key_len;
+            now->bad = 0;
+            uint32_t *pp = find_g(s, sh, g, h[j], op->key, klen, now);
+            if (now->bad)
+                _xabort(2);
+            nops++;
+            if (pp) {
+                struct sh_ent *e = ENT(s, *pp);
+                int64_t exp = e_expire(e);
+                if (exp != 0 && (!now->have || now->ms >= exp))
+                    _xabort(3);
+                if ((size_t)(out->end - out->p) <= e->vlen)
+                    _xabort(4);
+                touch(s, sh, e);
+                char *v = kvi__batch_sink_put(out, e->data + klen, e->vlen);
+                nhits++;
+                kvi__batch_op_found(op, v, e->vlen);
+            } else {
+                nmisses++;
+                kvi__batch_op_missing(op);
+            }
+        }
+        sh->ops += nops;
+        sh->hits += nhits;
+        sh->misses += nmisses;
+        *nmiss += nmisses;
+    }
+    _xend();
+    return 1;
+}
+#endif
+
 /* A batch's run of fetches (kvi__lt_fetch_ops's contract, local.h): in
  * chunks of 256, the keys are hashed and listed per shard, then each shard
  * met is locked once for all its keys (the next shards' lines prefetched
@@ -1079,7 +1200,7 @@ static inline void prefetch_shard(const kvi__sh *s, size_t x, const int16_t *hea
 static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__batch_sink *sink,
                            size_t *misses)
 {
-    size_t open = 0, nmiss = 0;
+    size_t open = 0, nmiss = 0, commits = 0;
     kvi__sh *s = self;
     enum { CHUNK = 256 };
     uint64_t h[CHUNK];
@@ -1106,7 +1227,19 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
             prefetch_buckets(s, met[k], head, next, h);
         if (nmet)
             prefetch_shard(s, met[0], head, next, h);
+        size_t locked_until = 0; /* met[k] for k below it: by the locks */
         for (size_t k = 0; k < nmet; k++) {
+#if SH_ELIDE
+            if (k >= locked_until && elide_ok()) {
+                size_t k1 = k + SH_ELIDE_SHARDS < nmet ? k + SH_ELIDE_SHARDS : nmet;
+                if (visit_elided(s, met, nmet, k, k1, head, next, h, cops, &out, &now, &nmiss)) {
+                    commits++;
+                    k = k1 - 1;
+                    continue;
+                }
+                locked_until = k1;
+            }
+#endif
             size_t x = met[k];
             if (k + 2 < nmet)
                 prefetch_buckets(s, met[k + 2], head, next, h);
@@ -1158,6 +1291,8 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
             pthread_mutex_unlock(&sh->lock);
         }
     }
+    if (commits != 0)
+        atomic_fetch_add_explicit(&elided, commits, memory_order_relaxed);
     *sink = out;
     *misses += nmiss;
     return open;
