@@ -336,7 +336,7 @@ static void test_shared_batch_commits_transactions(void **state)
 {
     (void)state;
     if (!cpu_has_rtm()) {
-        print_message("  no RTM on this CPU: the batch takes the locks (nothing to check)\n");
+        print_message("N/A: no RTM on this CPU: the shared batch takes the locks\n");
         return;
     }
     assert_true(kvi__sh_can_elide());
