@@ -1057,6 +1057,23 @@ static void test_last_server_saves_what_the_first_stored(void **state)
     kvi_free(k);
 }
 
+/* Stores n keys PREFIX0.. (each its own value) and opens a second handle
+ * on the segment, to reach its shards. */
+static kvi__sh *stored_and_opened(fx *f, kvi *k, char prefix, int n)
+{
+    char key[32];
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(key, sizeof key, "%c%d", prefix, i);
+        assert_int_equal(kvi_store(k, "local", key, (size_t)len, key, (size_t)len, 0), KVI_OK);
+    }
+    kvi__sh_config cfg = {.name = f->name, .evict = -1};
+    kvi__sh *s = NULL;
+    int created = 0;
+    char err[512];
+    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    return s;
+}
+
 /* A child that dies holding every shard's lock (as a worker killed inside
  * an operation): the next batch of fetches repairs each lock it meets
  * (kvi__sh_lock's dead-owner repair, counted) and answers every key; the
@@ -1067,15 +1084,7 @@ static void test_batch_fetch_repairs_locks_of_a_dead_owner(void **state)
     kvi *k = ctx(f->url, KVI_OK);
     char key[32];
     enum { N = 400 };
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(key, sizeof key, "d%d", i);
-        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
-    }
-    kvi__sh_config cfg = {.name = f->name, .evict = -1};
-    kvi__sh *s = NULL;
-    int created = 0;
-    char err[512];
-    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    kvi__sh *s = stored_and_opened(f, k, 'd', N);
     kvi__sh_info before, after;
     kvi__sh_info_get(s, &before);
     fflush(NULL);
@@ -1128,6 +1137,7 @@ static void test_batch_fetch_repairs_locks_of_a_dead_owner(void **state)
     expect_key(k, "d7", "d7");
     assert_int_equal(kvi_store(k, "local", "d7", 2, "x", 1, 0), KVI_OK);
     expect_key(k, "d7", "x");
+    char err[512];
     assert_int_equal(kvi__sh_check(s, err, sizeof(err)), KVI_OK);
     kvi__sh_close(s);
     kvi_free(k);
@@ -1142,15 +1152,7 @@ static void test_batch_fetch_on_an_unrecoverable_lock_is_corrupt(void **state)
     kvi *k = ctx(f->url, KVI_OK);
     char key[32];
     enum { N = 200 };
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(key, sizeof key, "u%d", i);
-        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
-    }
-    kvi__sh_config cfg = {.name = f->name, .evict = -1};
-    kvi__sh *s = NULL;
-    int created = 0;
-    char err[512];
-    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    kvi__sh *s = stored_and_opened(f, k, 'u', N);
     unsigned char *p = (unsigned char *)s->h;
     struct sh_shard *bad = shard_of_key(p, "u0");
     fflush(NULL);
@@ -1238,15 +1240,7 @@ static void test_batch_waits_for_a_lock_whose_owner_is_not_written_yet(void **st
     kvi *k = ctx(f->url, KVI_OK);
     char key[32];
     enum { N = 200 };
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(key, sizeof key, "w%d", i);
-        assert_int_equal(kvi_store(k, "local", key, (size_t)n, key, (size_t)n, 0), KVI_OK);
-    }
-    kvi__sh_config cfg = {.name = f->name, .evict = -1};
-    kvi__sh *s = NULL;
-    int created = 0;
-    char err[512];
-    assert_int_equal(kvi__sh_open(k, &cfg, &s, &created, err, sizeof(err)), KVI_OK);
+    kvi__sh *s = stored_and_opened(f, k, 'w', N);
     struct sh_shard *held = shard_of_key((unsigned char *)s->h, "w0");
     struct holder hd = {.lock = &held->lock, .owner = &held->lock.__data.__owner};
     assert_int_equal(pipe(hd.fd_held), 0);

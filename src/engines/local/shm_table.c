@@ -1079,6 +1079,27 @@ static inline void prefetch_shard(const kvi__sh *s, size_t x, const int16_t *hea
     }
 }
 
+/* Both, for the shards after met[k]. */
+static inline void prefetch_ahead(const kvi__sh *s, const uint8_t *met, size_t nmet, size_t k,
+                                  const int16_t *head, const int16_t *next, const uint64_t *h)
+{
+    if (k + 2 < nmet)
+        prefetch_buckets(s, met[k + 2], head, next, h);
+    if (k + 1 < nmet)
+        prefetch_shard(s, met[k + 1], head, next, h);
+}
+
+/* Adds a batch's keys of one shard to its counts (under its lock or in a
+ * transaction), as kvi__sh_fetch counts each; returns misses. */
+static inline uint64_t count_keys(struct sh_shard *sh, uint64_t ops, uint64_t hits,
+                                  uint64_t misses)
+{
+    sh->ops += ops;
+    sh->hits += hits;
+    sh->misses += misses;
+    return misses;
+}
+
 /* Shards per transaction: ~2 keys each at 100 keys per batch. */
 #define SH_ELIDE_SHARDS 16u
 
@@ -1147,10 +1168,7 @@ visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, 
         return 0;
     for (size_t k = k0; k < k1; k++) {
         size_t x = met[k];
-        if (k + 2 < nmet)
-            prefetch_buckets(s, met[k + 2], head, next, h);
-        if (k + 1 < nmet)
-            prefetch_shard(s, met[k + 1], head, next, h);
+        prefetch_ahead(s, met, nmet, k, head, next, h);
         struct sh_shard *sh = &s->shards[x];
         if (sh->lock.__data.__lock != 0 || sh->lock.__data.__owner != 0)
             _xabort(1);
@@ -1180,10 +1198,7 @@ visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, 
                 kvi__batch_op_missing(op);
             }
         }
-        sh->ops += nops;
-        sh->hits += nhits;
-        sh->misses += nmisses;
-        *nmiss += nmisses;
+        *nmiss += count_keys(sh, nops, nhits, nmisses);
     }
     _xend();
     return 1;
@@ -1241,10 +1256,7 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
             }
 #endif
             size_t x = met[k];
-            if (k + 2 < nmet)
-                prefetch_buckets(s, met[k + 2], head, next, h);
-            if (k + 1 < nmet)
-                prefetch_shard(s, met[k + 1], head, next, h);
+            prefetch_ahead(s, met, nmet, k, head, next, h);
             struct sh_shard *sh = &s->shards[x];
             kvi_status lst = kvi__sh_lock(s, sh);
             if (lst != KVI_OK) {
@@ -1284,10 +1296,7 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
                     kvi__batch_op_missing(op);
                 }
             }
-            sh->ops += nops;
-            sh->hits += nhits;
-            sh->misses += nmisses;
-            nmiss += nmisses;
+            nmiss += count_keys(sh, nops, nhits, nmisses);
             pthread_mutex_unlock(&sh->lock);
         }
     }
