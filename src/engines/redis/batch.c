@@ -1494,35 +1494,95 @@ static void map_close(kvi_conn *c, struct redis_arun *ar, int keep_link, kvi_sta
     ar->map = MAP_NONE;
 }
 
-/* Starts reading the slot map from the working seed -- with Sentinel,
- * asking the working sentinel for the master -- on a non-blocking
- * connection: 0 started, -1 not (nothing to close). */
 static int cmap_begin(kvi_conn *c, struct redis_arun *ar);
 static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
 
+/* Opens the map read's connection to node (its breaker entered; an idle
+ * connection, or a new one connecting: ar->map says which), which must
+ * answer by *by (its connect_timeout plus timeout from now, as the
+ * blocking question): KVI_OK, or the failure (breaker open, connect failed
+ * at once; its detail in ar->merr, nothing left to close). */
+static kvi_status mq_open(kvi_conn *c, struct redis_arun *ar, struct kvi_redis_node *node,
+                          int64_t *by)
+{
+    ar->mnode = node;
+    kvi_status s = kvi_breaker_enter(c, node->breaker, node->addr.name, &ar->mprobe);
+    if (s != KVI_OK) {
+        copy_msg(c, ar->merr, sizeof ar->merr);
+        return s;
+    }
+    int t = kvi__redis_link_take(c, node, &ar->mlink, 1);
+    if (t < 0) {
+        copy_msg(c, ar->merr, sizeof ar->merr);
+        ar->map = MAP_CONNECT; /* for map_close */
+        map_close(c, ar, 0, KVI_E_CONNECT);
+        return KVI_E_CONNECT;
+    }
+    ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
+    const struct kvi_redis_node_cfg *nc = &node->cfg;
+    *by = kvi_monotonic_ms() + nc->connect_timeout_ms + nc->timeout_ms;
+    return KVI_OK;
+}
+
+/* Advances the map read's question (argc words) on its connection:
+ * connect, write, flush, read the reply.  1 with *reply (free it), 0
+ * waiting (mq_wait), -1 the connection failed (its st and err). */
+static int mq_step(struct redis_arun *ar, int argc, const char *const *argv, const size_t *lens,
+                   redisReply **reply)
+{
+    struct kvi_redis_conn *conn = &ar->mlink->conn;
+    int r;
+    for (;;) {
+        switch (ar->map) {
+        case MAP_CONNECT:
+            if ((r = kvi__redis_conn_step(conn)) <= 0)
+                return r;
+            ar->map = MAP_WRITE;
+            break;
+        case MAP_WRITE:
+            if (kvi__redis_conn_append(conn, argc, argv, lens) != 0)
+                return -1;
+            ar->map = MAP_FLUSH;
+            break;
+        case MAP_FLUSH:
+            if ((r = kvi__redis_conn_flush(conn)) <= 0)
+                return r;
+            ar->map = MAP_READ;
+            break;
+        default:
+            return kvi__redis_conn_read(conn, 0, reply);
+        }
+    }
+}
+
+/* The map read waits for its connection's socket, until by: 0. */
+static int mq_wait(const struct redis_arun *ar, int64_t by, kvi_wait *w)
+{
+    const struct kvi_redis_sock *sock = &ar->mlink->conn.sock;
+    w->fd = sock->fd;
+    w->events = sock->want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
+    w->deadline_ms = by;
+    return 0;
+}
+
+/* The map read's connection failed: its status, the detail in ar->merr. */
+static kvi_status mq_failed(struct redis_arun *ar)
+{
+    const struct kvi_redis_conn *conn = &ar->mlink->conn;
+    kvi_status st = conn->st != KVI_OK ? conn->st : KVI_E_IO;
+    snprintf(ar->merr, sizeof ar->merr, "%s", conn->err[0] ? conn->err : kvi_strerror(st));
+    return st;
+}
+
+/* Starts the map read (without Sentinel: cmap_begin) or, with Sentinel,
+ * the question to the sentinel sn_tried (from sn_first) on a non-blocking
+ * connection: 0 started, -1 not (the detail in ar->merr). */
 static int map_begin(kvi_conn *c, struct redis_arun *ar)
 {
     if (ar->sentinel == NULL)
         return cmap_begin(c, ar);
-    ar->mnode = ar->sentinel != NULL
-                    ? ar->st->seeds[(ar->sn_first + ar->sn_tried) % ar->st->nseeds]
-                    : ar->st->seeds[atomic_load(&ar->st->current) % ar->st->nseeds];
-    if (kvi_breaker_enter(c, ar->mnode->breaker, ar->mnode->addr.name, &ar->mprobe) != KVI_OK)
-        return -1;
-    int t = kvi__redis_link_take(c, ar->mnode, &ar->mlink, 1);
-    if (t < 0) {
-        ar->map = MAP_CONNECT; /* for map_close */
-        map_close(c, ar, 0, KVI_E_CONNECT);
-        return -1;
-    }
-    ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
-    /* A sentinel answers within its connect_timeout plus timeout (as the
-     * blocking question), else the next one is asked. */
-    const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
-    ar->sn_deadline = ar->sentinel != NULL ? kvi_monotonic_ms() + nc->connect_timeout_ms +
-                                                 nc->timeout_ms
-                                           : 0;
-    return 0;
+    struct kvi_redis_node *sn = ar->st->seeds[(ar->sn_first + ar->sn_tried) % ar->st->nseeds];
+    return mq_open(c, ar, sn, &ar->sn_deadline) == KVI_OK ? 0 : -1;
 }
 
 /* Sentinel: the question to one sentinel failed with st (message fmt):
@@ -1606,77 +1666,31 @@ static int sentinel_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
            ar->sn_st != KVI_E_NOMEM) {
         if (map_begin(c, ar) == 0)
             return map_step(c, ar, w);
-        char msg[400];
-        copy_msg(c, msg, sizeof msg);
-        sentinel_failed(ar, KVI_E_CONNECT, "%s", msg);
+        sentinel_failed(ar, KVI_E_CONNECT, "%s", ar->merr);
     }
     return 1;
 }
 
-/* Advances the map read: 0 waiting (*w), 1 ended (the map installed, or
- * the read failed: the caller sees which by grouping again). */
+/* Advances the map read (without Sentinel: cmap_step) or the question to
+ * a sentinel: 0 waiting (*w), 1 ended (with Sentinel: a master named, or
+ * none of the sentinels did; the caller sees which). */
 static int map_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
     if (ar->sentinel == NULL)
         return cmap_step(c, ar, w);
-    struct kvi_redis_conn *conn = &ar->mlink->conn;
-    static const char *const shards[2] = {"CLUSTER", "SHARDS"};
-    static const size_t shards_len[2] = {7, 6};
     const char *ask[3] = {"SENTINEL", "get-master-addr-by-name", ar->sentinel};
-    size_t ask_len[3] = {8, 23, ar->sentinel != NULL ? strlen(ar->sentinel) : 0};
-    int r;
-    for (;;) {
-        switch (ar->map) {
-        case MAP_CONNECT:
-            if ((r = kvi__redis_conn_step(conn)) < 0)
-                goto fail;
-            if (r == 0)
-                goto wait;
-            ar->map = MAP_WRITE;
-            break;
-        case MAP_WRITE:
-            if (ar->sentinel != NULL
-                    ? kvi__redis_conn_append(conn, 3, ask, ask_len) != 0
-                    : kvi__redis_conn_append(conn, 2, (const char **)shards, shards_len) != 0)
-                goto fail;
-            ar->map = MAP_FLUSH;
-            break;
-        case MAP_FLUSH:
-            if ((r = kvi__redis_conn_flush(conn)) < 0)
-                goto fail;
-            if (r == 0)
-                goto wait;
-            ar->map = MAP_READ;
-            break;
-        default: {
-            redisReply *reply = NULL;
-            if ((r = kvi__redis_conn_read(conn, 0, &reply)) < 0)
-                goto fail;
-            if (r == 0)
-                goto wait;
-            if (ar->sentinel != NULL) {
-                int ok = sentinel_answer(c, ar, reply) == 0;
-                freeReplyObject(reply);
-                map_close(c, ar, 1, KVI_OK);
-                return ok ? 1 : sentinel_next(c, ar, w);
-            }
-            struct kvi_redis_range *ranges = NULL;
-            size_t count = 0;
-            /* An error (a Redis before 7 knows no SHARDS) leaves the map as
-             * it was: the blocking path then reads it. */
-            if (kvi__redis_map_from_reply(c, ar->mnode, reply, 1, &ranges, &count) == KVI_OK) {
-                kvi__redis_install_map(c, ar->st, ranges, count);
-                atomic_store(&ar->st->last_refresh_ms, kvi_monotonic_ms());
-            }
-            kvi_engine_free(c, ranges);
-            freeReplyObject(reply);
-            map_close(c, ar, 1, KVI_OK);
-            return 1;
-        }
-        }
+    size_t ask_len[3] = {8, 23, strlen(ar->sentinel)};
+    redisReply *reply = NULL;
+    int r = mq_step(ar, 3, ask, ask_len, &reply);
+    if (r > 0) {
+        int ok = sentinel_answer(c, ar, reply) == 0;
+        freeReplyObject(reply);
+        map_close(c, ar, 1, KVI_OK);
+        return ok ? 1 : sentinel_next(c, ar, w);
     }
-wait:
-    if (ar->sn_deadline != 0 && kvi_monotonic_ms() >= ar->sn_deadline) {
+    if (r == 0 && (ar->sn_deadline == 0 || kvi_monotonic_ms() < ar->sn_deadline))
+        return mq_wait(ar, ar->sn_deadline, w);
+    if (r == 0) {
         const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
         sentinel_failed(ar, KVI_E_TIMEOUT, "sentinel %s: no answer within %u ms",
                         ar->mnode->addr.name,
@@ -1684,49 +1698,25 @@ wait:
         map_close(c, ar, 0, KVI_E_TIMEOUT);
         return sentinel_next(c, ar, w);
     }
-    w->fd = conn->sock.fd;
-    w->events = conn->sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
-    w->deadline_ms = ar->sn_deadline;
-    return 0;
-fail: {
-    kvi_status st = conn->st != KVI_OK ? conn->st : KVI_E_IO;
-    if (ar->sentinel != NULL)
-        sentinel_failed(ar, st, "sentinel %s: %s", ar->mnode->addr.name,
-                        conn->err[0] ? conn->err : kvi_strerror(st));
+    kvi_status st = mq_failed(ar);
+    sentinel_failed(ar, st, "sentinel %s: %s", ar->mnode->addr.name, ar->merr);
     map_close(c, ar, 0, st);
-    return ar->sentinel != NULL ? sentinel_next(c, ar, w) : 1;
-}
+    return sentinel_next(c, ar, w);
 }
 
 /* Starts the map read on ar->mnodes[ar->mi], or the next node that can
  * be tried (a breaker open or a connect that fails at once is noted in
- * mst/merr and passed): 0 started, -1 none left. */
+ * mst/merr and passed): 0 started, -1 none left.  A node answers within
+ * its connect_timeout plus timeout (mdeadline, as the blocking read), else
+ * the next one is asked. */
 static int cmap_try(kvi_conn *c, struct redis_arun *ar)
 {
     for (; ar->mi < ar->nm; ar->mi++) {
-        ar->mnode = ar->mnodes[ar->mi];
         ar->mshards = 1;
-        kvi_status s = kvi_breaker_enter(c, ar->mnode->breaker, ar->mnode->addr.name, &ar->mprobe);
-        if (s != KVI_OK) {
-            ar->mst = s;
-            copy_msg(c, ar->merr, sizeof ar->merr);
-            continue;
-        }
-        int t = kvi__redis_link_take(c, ar->mnode, &ar->mlink, 1);
-        if (t < 0) {
-            ar->mst = KVI_E_CONNECT;
-            copy_msg(c, ar->merr, sizeof ar->merr);
-            ar->map = MAP_CONNECT; /* for map_close */
-            map_close(c, ar, 0, KVI_E_CONNECT);
-            continue;
-        }
-        ar->map = t == 1 ? MAP_WRITE : MAP_CONNECT;
-        /* A node answers within its connect_timeout plus timeout (as the
-         * blocking read), else the next one is asked. */
-        const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
-        uint32_t limit = nc->connect_timeout_ms + nc->timeout_ms;
-        ar->mdeadline = limit > 0 ? kvi_monotonic_ms() + limit : 0;
-        return 0;
+        kvi_status s = mq_open(c, ar, ar->mnodes[ar->mi], &ar->mdeadline);
+        if (s == KVI_OK)
+            return 0;
+        ar->mst = s;
     }
     return -1;
 }
@@ -1831,72 +1821,37 @@ static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     static const size_t shards_len[2] = {7, 6};
     static const char *const slots[2] = {"CLUSTER", "SLOTS"};
     static const size_t slots_len[2] = {7, 5};
-    int r;
     for (;;) {
-        struct kvi_redis_conn *conn = &ar->mlink->conn;
-        switch (ar->map) {
-        case MAP_CONNECT:
-            if ((r = kvi__redis_conn_step(conn)) < 0)
-                goto fail;
-            if (r == 0)
-                goto wait;
-            ar->map = MAP_WRITE;
-            break;
-        case MAP_WRITE:
-            if (ar->mshards ? kvi__redis_conn_append(conn, 2, (const char **)shards, shards_len) != 0
-                            : kvi__redis_conn_append(conn, 2, (const char **)slots, slots_len) != 0)
-                goto fail;
-            ar->map = MAP_FLUSH;
-            break;
-        case MAP_FLUSH:
-            if ((r = kvi__redis_conn_flush(conn)) < 0)
-                goto fail;
-            if (r == 0)
-                goto wait;
-            ar->map = MAP_READ;
-            break;
-        default: {
-            redisReply *reply = NULL;
-            if ((r = kvi__redis_conn_read(conn, 0, &reply)) < 0)
-                goto fail;
-            if (r == 0)
-                goto wait;
+        redisReply *reply = NULL;
+        int r = mq_step(ar, 2, ar->mshards ? shards : slots, ar->mshards ? shards_len : slots_len,
+                        &reply);
+        if (r > 0) {
             int a = cmap_answer(c, ar, reply);
             freeReplyObject(reply);
             if (a == 0) {
-                ar->map = MAP_WRITE;
-                break;
+                ar->map = MAP_WRITE; /* CLUSTER SLOTS on the same connection */
+                continue;
             }
             map_close(c, ar, 1, KVI_OK);
             if (a > 0 || !cmap_next(c, ar))
                 return 1;
-            break;
+            continue;
         }
+        if (r == 0 && (ar->mdeadline == 0 || kvi_monotonic_ms() < ar->mdeadline))
+            return mq_wait(ar, ar->mdeadline, w);
+        if (r == 0) {
+            const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
+            ar->mst = KVI_E_TIMEOUT;
+            snprintf(ar->merr, sizeof ar->merr, "%s: no answer to CLUSTER %s within %u ms",
+                     ar->mnode->addr.name, ar->mshards ? "SHARDS" : "SLOTS",
+                     (unsigned)(nc->connect_timeout_ms + nc->timeout_ms));
+        } else {
+            ar->mst = mq_failed(ar);
         }
-        continue;
-    fail:
-        ar->mst = conn->st != KVI_OK ? conn->st : KVI_E_IO;
-        snprintf(ar->merr, sizeof ar->merr, "%s", conn->err[0] ? conn->err : kvi_strerror(ar->mst));
         map_close(c, ar, 0, ar->mst);
         if (!cmap_next(c, ar))
             return 1;
     }
-wait:
-    if (ar->mdeadline != 0 && kvi_monotonic_ms() >= ar->mdeadline) {
-        const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
-        ar->mst = KVI_E_TIMEOUT;
-        snprintf(ar->merr, sizeof ar->merr, "%s: no answer to CLUSTER %s within %u ms",
-                 ar->mnode->addr.name, ar->mshards ? "SHARDS" : "SLOTS",
-                 (unsigned)(nc->connect_timeout_ms + nc->timeout_ms));
-        map_close(c, ar, 0, KVI_E_TIMEOUT);
-        if (!cmap_next(c, ar))
-            return 1;
-        return cmap_step(c, ar, w);
-    }
-    w->fd = ar->mlink->conn.sock.fd;
-    w->events = ar->mlink->conn.sock.want == POLLOUT ? KVI_WAIT_WRITE : KVI_WAIT_READ;
-    w->deadline_ms = ar->mdeadline;
-    return 0;
 }
 
 /* The master of op's slot in the map (NULL: none known); a raw query's
@@ -2382,9 +2337,7 @@ static int arun_lookup(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     if (map_begin(c, ar) == 0) {
         r = map_step(c, ar, w);
     } else if (ar->sentinel != NULL) {
-        char msg[400];
-        copy_msg(c, msg, sizeof msg);
-        sentinel_failed(ar, KVI_E_CONNECT, "%s", msg);
+        sentinel_failed(ar, KVI_E_CONNECT, "%s", ar->merr);
         r = sentinel_next(c, ar, w);
     }
     if (r == 0)

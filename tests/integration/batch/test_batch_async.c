@@ -546,7 +546,7 @@ static void test_failover_list_moves_on_without_blocking_and_respects_the_breake
     unsigned p2 = kvi_ts_port(s2);
     char url[300];
     snprintf(url, sizeof url,
-             "redis://127.0.0.1:%u,127.0.0.1:%u/?cluster=no&timeout=300&connect_timeout=2000"
+             "redis://127.0.0.1:%u,127.0.0.1:%u/?cluster=no&timeout=1000&connect_timeout=2000"
              "&down_after=1&down_for=60000",
              (unsigned)kvi_ts_port(s1), p2);
     kvi *k = kvi_test_context1(url);

@@ -298,10 +298,10 @@ static void test_mode_detected_without_blocking(void **state)
     kvi_free(k);
 
     /* Seed 0 stays stopped: after its connect_timeout + timeout (here
-     * 300 + 300 ms) the next seed is asked, without blocking; the ops on
+     * 300 + 1000 ms) the next seed is asked, without blocking; the ops on
      * the other masters end right (seed 0 is a master too: none of its
-     * keys). */
-    snprintf(url, sizeof url, "%s?cluster=auto&lazy=yes&timeout=300&connect_timeout=300", g_url);
+     * keys; each of their replies may take the timeout). */
+    snprintf(url, sizeof url, "%s?cluster=auto&lazy=yes&timeout=1000&connect_timeout=300", g_url);
     k = kvi_test_context1(url);
     assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
     char key[32];
