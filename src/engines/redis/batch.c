@@ -551,20 +551,10 @@ static int must_run_alone(kvi_batch_op *op)
     return op->kind == KVI_OP_RAW_QUERY;
 }
 
-/* A raw query's first key is at a position route.h's table knows (or it
- * has none): 0; RAW_UNKNOWN when only the server can say (COMMAND
- * GETKEYS).  A query the raw_query slot refuses is 0 (it ends unsent). */
-enum { RAW_UNKNOWN = -2 };
-static int raw_slot(kvi_conn *c, const kvi_batch_op *op)
-{
-    char **words;
-    size_t *lens, count;
-    if (kvi__redis_raw_words(c, op->val, op->val_len, &words, &lens, &count) != KVI_OK)
-        return 0;
-    int pos = kvi__redis_first_key(count, words, lens);
-    kvi_words_free(words, lens, count);
-    return pos > 0 || pos == KVI_REDIS_NO_KEY ? 0 : RAW_UNKNOWN;
-}
+/* rslot[] of a raw query (redis_arun): no key (any master), or keys only
+ * the server can name (COMMAND GETKEYS is asked first); else its first
+ * key's slot. */
+enum { RSLOT_NONE = -1, RSLOT_ASK = -2 };
 
 /* See batch.h. */
 void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms)
@@ -846,7 +836,17 @@ struct redis_arun {
     size_t nagain;
     struct view *views; /* one per op, in the order of ops */
     redisReply **held;  /* with wait_replicas: one per op, in the order of ops */
-    int *rslot; /* with raw queries: the slot of orig[i]'s first key (-1: none) */
+    int *rslot; /* with raw queries: the slot of orig[i]'s first key (RSLOT_*) */
+    /* Cluster raw queries whose keys only the server can name (nask of
+     * them): COMMAND GETKEYS is asked of a node by the map read's steps
+     * (gk: for orig[gk_i], the question's words in gk_argv/gk_lens, the
+     * query's own in gk_words/gk_wlens/gk_count). */
+    size_t nask, gk_i, gk_count;
+    int gk;
+    const char **gk_argv;
+    size_t *gk_lens;
+    char **gk_words;
+    size_t *gk_wlens;
     /* Sentinel: the master's name (NULL otherwise).  A question goes to the
      * sentinels in turn from sn_first (sn_tried asked so far, sn_down of
      * them unreachable; sn_st/sn_msg the most telling failure).  reask:
@@ -1445,6 +1445,20 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
     return ra_step(c, ra, w);
 }
 
+/* Frees the words of the COMMAND GETKEYS question (none: nothing). */
+static void gk_free(kvi_conn *c, struct redis_arun *ar)
+{
+    if (ar->gk_words != NULL)
+        kvi_words_free(ar->gk_words, ar->gk_wlens, ar->gk_count);
+    kvi_engine_free(c, ar->gk_argv);
+    kvi_engine_free(c, ar->gk_lens);
+    ar->gk_words = NULL;
+    ar->gk_wlens = NULL;
+    ar->gk_argv = NULL;
+    ar->gk_lens = NULL;
+    ar->gk_count = 0;
+}
+
 static void arun_free(kvi_conn *c, struct redis_arun *ar)
 {
     kvi_engine_free(c, ar->ops);
@@ -1456,6 +1470,7 @@ static void arun_free(kvi_conn *c, struct redis_arun *ar)
     kvi_engine_free(c, ar->views);
     kvi_engine_free(c, ar->held);
     kvi_engine_free(c, ar->rslot);
+    gk_free(c, ar);
     kvi_engine_free(c, ar->orig);
     kvi_engine_free(c, ar->node_of);
     for (size_t i = 0; i < ar->nretry; i++)
@@ -1823,8 +1838,24 @@ static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     static const size_t slots_len[2] = {7, 5};
     for (;;) {
         redisReply *reply = NULL;
-        int r = mq_step(ar, 2, ar->mshards ? shards : slots, ar->mshards ? shards_len : slots_len,
-                        &reply);
+        int r = ar->gk ? mq_step(ar, (int)ar->gk_count + 2, ar->gk_argv, ar->gk_lens, &reply)
+                       : mq_step(ar, 2, ar->mshards ? shards : slots,
+                                 ar->mshards ? shards_len : slots_len, &reply);
+        if (r > 0 && ar->gk) {
+            /* COMMAND GETKEYS: the first key names the slot; an error (no
+             * key arguments, unknown command) none -- the query then gets
+             * its own answer from any master, as on the blocking path. */
+            const redisReply *k0 = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0
+                                       ? reply->element[0]
+                                       : NULL;
+            ar->rslot[ar->gk_i] = k0 != NULL && k0->type == REDIS_REPLY_STRING
+                                      ? (int)kvi__redis_key_slot(k0->str, k0->len)
+                                      : RSLOT_NONE;
+            freeReplyObject(reply);
+            map_close(c, ar, 1, KVI_OK);
+            ar->mgot = 1;
+            return 1;
+        }
         if (r > 0) {
             int a = cmap_answer(c, ar, reply);
             freeReplyObject(reply);
@@ -1842,8 +1873,11 @@ static int cmap_step(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
         if (r == 0) {
             const struct kvi_redis_node_cfg *nc = &ar->mnode->cfg;
             ar->mst = KVI_E_TIMEOUT;
-            snprintf(ar->merr, sizeof ar->merr, "%s: no answer to CLUSTER %s within %u ms",
-                     ar->mnode->addr.name, ar->mshards ? "SHARDS" : "SLOTS",
+            snprintf(ar->merr, sizeof ar->merr, "%s: no answer to %s within %u ms",
+                     ar->mnode->addr.name,
+                     ar->gk        ? "COMMAND GETKEYS"
+                     : ar->mshards ? "CLUSTER SHARDS"
+                                   : "CLUSTER SLOTS",
                      (unsigned)(nc->connect_timeout_ms + nc->timeout_ms));
         } else {
             ar->mst = mq_failed(ar);
@@ -1931,6 +1965,9 @@ static void arun_next_round(struct redis_arun *ar)
 }
 
 static int arun_lookup(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+static int arun_keys(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+static int arun_begin(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
+static void arun_key_done(kvi_conn *c, struct redis_arun *ar);
 static int arun_backoff(kvi_conn *c, struct redis_arun *ar, kvi_wait *w);
 
 /* ---- every pipeline of a round in flight at once ---- */
@@ -2259,6 +2296,11 @@ static int arun_fail_all(kvi_conn *c, struct redis_arun *ar)
 static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
 {
     struct kvi_redis *rp = kvi__redis_priv(c);
+    if (ar->gk) {
+        /* COMMAND GETKEYS for a raw query: the next one, then the ops. */
+        arun_key_done(c, ar);
+        return arun_keys(c, ar, w);
+    }
     if (ar->mretry) {
         /* The map read before a retry round. */
         ar->mretry = 0;
@@ -2275,6 +2317,8 @@ static int arun_after_map(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
             return arun_fail_all(c, ar);
         ar->detect = 0;
         ar->cluster = mode == KVI_REDIS_MODE_CLUSTER;
+        if (ar->cluster && ar->nask > 0)
+            return arun_keys(c, ar, w); /* then grouped by the map just read */
         if (!ar->cluster) {
             size_t cur = atomic_load(&ar->st->current) % ar->st->nseeds;
             ar->failover = ar->st->nseeds > 1;
@@ -2345,6 +2389,70 @@ static int arun_lookup(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
     return arun_after_map(c, ar, w);
 }
 
+/* COMMAND GETKEYS for orig[gk_i] ended (ar->mgot: answered, rslot[gk_i]
+ * set; 0: no node answered, the failure in mst/merr, and that raw query
+ * ends with it, nothing sent -- as the blocking path's). */
+static void arun_key_done(kvi_conn *c, struct redis_arun *ar)
+{
+    gk_free(c, ar);
+    ar->gk = 0;
+    if (ar->mgot != 0) {
+        ar->gk_i++;
+        return;
+    }
+    end_unsent(c, ar->orig[ar->gk_i], ar->mst != KVI_OK ? ar->mst : KVI_E_CONNECT, ar->merr);
+    size_t rest = ar->norig - ar->gk_i - 1;
+    memmove(ar->orig + ar->gk_i, ar->orig + ar->gk_i + 1, rest * sizeof *ar->orig);
+    memmove(ar->rslot + ar->gk_i, ar->rslot + ar->gk_i + 1, rest * sizeof *ar->rslot);
+    ar->norig--;
+}
+
+/* In a Cluster, every raw query whose keys only the server can name is
+ * asked about first, one after the other: COMMAND GETKEYS and its words,
+ * to the working seed, or the next known node when one fails or does not
+ * answer within its connect_timeout + timeout (the map read's steps,
+ * cmap_*).  Then the ops are grouped (arun_begin).  0 waiting, 1 done. */
+static int arun_keys(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    while (ar->cluster && ar->nask > 0) {
+        while (ar->gk_i < ar->norig && ar->rslot[ar->gk_i] != RSLOT_ASK)
+            ar->gk_i++;
+        if (ar->gk_i >= ar->norig)
+            break;
+        kvi_batch_op *op = ar->orig[ar->gk_i];
+        /* Its words were checked by start: only out of memory fails. */
+        kvi_status s = kvi__redis_raw_words(c, op->val, op->val_len, &ar->gk_words,
+                                            &ar->gk_wlens, &ar->gk_count);
+        if (s == KVI_OK) {
+            ar->gk_argv = kvi_engine_malloc(c, (ar->gk_count + 2) * sizeof *ar->gk_argv);
+            ar->gk_lens = kvi_engine_malloc(c, (ar->gk_count + 2) * sizeof *ar->gk_lens);
+            if (ar->gk_argv == NULL || ar->gk_lens == NULL)
+                s = kvi_engine_error(c, KVI_E_NOMEM, "out of memory");
+        }
+        if (s != KVI_OK) {
+            ar->mgot = 0;
+            ar->mst = s;
+            copy_msg(c, ar->merr, sizeof ar->merr);
+            arun_key_done(c, ar);
+            continue;
+        }
+        ar->gk_argv[0] = "COMMAND";
+        ar->gk_lens[0] = 7;
+        ar->gk_argv[1] = "GETKEYS";
+        ar->gk_lens[1] = 7;
+        for (size_t i = 0; i < ar->gk_count; i++) {
+            ar->gk_argv[i + 2] = ar->gk_words[i];
+            ar->gk_lens[i + 2] = ar->gk_wlens[i];
+        }
+        ar->gk = 1;
+        if (cmap_begin(c, ar) == 0 && cmap_step(c, ar, w) == 0)
+            return 0;
+        arun_key_done(c, ar);
+    }
+    ar->nask = 0;
+    return arun_begin(c, ar, w);
+}
+
 static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t deadline_ms,
                              void **state, kvi_wait *w)
 {
@@ -2363,16 +2471,12 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
      * decided by a map read without blocking (detect). */
     int detect = mode != KVI_REDIS_MODE_STANDALONE && mode != KVI_REDIS_MODE_CLUSTER;
     /* Raw queries in a Cluster go to the master of their first key's
-     * slot (route.h's table, as the blocking path); one whose keys only
-     * the server can name (COMMAND GETKEYS, a round trip) makes the batch
-     * run on the blocking path. */
+     * slot (route.h's table, as the blocking path); for one whose keys
+     * only the server can name, COMMAND GETKEYS is asked first, by steps
+     * (arun_keys). */
     int raws = 0;
-    for (size_t i = 0; i < n; i++)
-        if (must_run_alone(ops[i])) {
-            raws = 1;
-            if ((mode == KVI_REDIS_MODE_CLUSTER || detect) && raw_slot(c, ops[i]) == RAW_UNKNOWN)
-                return -1;
-        }
+    for (size_t i = 0; i < n && !raws; i++)
+        raws = must_run_alone(ops[i]);
     if (kvi__redis_state_get(c, &st) != KVI_OK)
         return -1;
     struct redis_arun *ar = kvi_engine_malloc(c, sizeof *ar);
@@ -2439,7 +2543,10 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
                 continue;
             }
             int pos = kvi__redis_first_key(count, words, lens);
-            ar->rslot[ar->norig] = pos > 0 ? (int)kvi__redis_key_slot(words[pos], lens[pos]) : -1;
+            ar->rslot[ar->norig] = pos > 0                   ? (int)kvi__redis_key_slot(words[pos], lens[pos])
+                                   : pos == KVI_REDIS_NO_KEY ? RSLOT_NONE
+                                                             : RSLOT_ASK;
+            ar->nask += ar->rslot[ar->norig] == RSLOT_ASK;
             kvi_words_free(words, lens, count);
         }
         ar->orig[ar->norig++] = ops[i];
@@ -2448,14 +2555,11 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
         arun_free(c, ar);
         return 1;
     }
-    /* Standalone: the working host of the failover list, or with Sentinel
-     * the master the sentinels named (the seeds are the sentinels). */
     size_t cur = atomic_load(&st->current);
-    struct kvi_redis_node *one = rp->cfg.sentinel != NULL ? atomic_load(&st->master)
-                                                          : st->seeds[cur];
     ar->failover = mode != KVI_REDIS_MODE_CLUSTER && rp->cfg.sentinel == NULL && st->nseeds > 1;
     ar->fo_first = cur;
     ar->sname = rp->cfg.sentinel;
+    *state = ar;
     if (detect) {
         /* The mode: CLUSTER SHARDS (SLOTS before Redis 7) asked of the
          * seeds in turn, step by step; a map makes it a cluster (grouped
@@ -2463,13 +2567,30 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
          * standalone server (arun_after_map). */
         ar->detect = 1;
         ar->sentinel = NULL;
-        *state = ar;
         if (map_begin(c, ar) != 0)
             return arun_fail_all(c, ar);
         if (map_step(c, ar, w) == 0)
             return 0;
         return arun_after_map(c, ar, w);
     }
+    return arun_keys(c, ar, w);
+}
+
+/* The ops are grouped per node and their pipelines started -- after a map
+ * read first when a MOVED made it stale, or when a key's slot has no
+ * master in it (with Sentinel: after the sentinels were asked, when no
+ * master is named yet). */
+static int arun_begin(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
+{
+    struct kvi_redis_state *st = ar->st;
+    if (ar->norig == 0) {
+        arun_free(c, ar);
+        return 1;
+    }
+    /* Standalone: the working host of the failover list, or with Sentinel
+     * the master the sentinels named (the seeds are the sentinels). */
+    struct kvi_redis_node *one = ar->sname != NULL ? atomic_load(&st->master)
+                                                   : st->seeds[atomic_load(&st->current)];
     struct kvi_redis_node *hint = atomic_load(&st->map_stale);
     if (ar->cluster && hint != NULL &&
         atomic_compare_exchange_strong(&st->map_stale, &hint, NULL)) {
@@ -2477,7 +2598,6 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
          * again first, by steps, from the node the MOVED named (it just
          * answered), then the ops grouped by it. */
         ar->mhint = hint;
-        *state = ar;
         return arun_lookup(c, ar, w);
     }
     if (arun_group(ar, one, 0) != 0) {
@@ -2490,10 +2610,8 @@ static int redis_async_start(kvi_conn *c, kvi_batch_op *const *ops, size_t n, in
             arun_free(c, ar);
             return 1;
         }
-        *state = ar;
         return arun_lookup(c, ar, w);
     }
-    *state = ar;
     return arun_next(c, ar, w);
 }
 

@@ -710,6 +710,59 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* Raw queries whose keys only the server can name (a command the engine's
+ * key table does not know: MEMORY USAGE key): COMMAND GETKEYS is asked of
+ * a node by steps before the ops are grouped -- the working seed first,
+ * here stopped (its keys are not in the batch): start returns pending on
+ * its socket, where a GETKEYS on the blocking path would wait inside
+ * start; then each query goes to the master of its key (masters 1 and 2),
+ * a query the server finds no key in (MEMORY DOCTOR) to any master, every
+ * result right. */
+static void test_raw_query_keys_asked_without_blocking(void **state)
+{
+    (void)state;
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    tags_per_master(tags);
+    kvi *k = cluster_context("");
+    char key[3][32];
+    int kn[3];
+    for (size_t m = 1; m < 3; m++) {
+        kn[m] = snprintf(key[m], sizeof key[m], "{%s}mu", tags[m]);
+        assert_int_equal(kvi_store(k, "redis", key[m], (size_t)kn[m], "value", 5, 0), KVI_OK);
+    }
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    char q[64];
+    for (size_t m = 1; m < 3; m++) {
+        int qn = snprintf(q, sizeof q, "MEMORY USAGE %s", key[m]);
+        assert_int_equal(kvi_batch_raw_query(b, "redis", q, (size_t)qn), KVI_OK);
+    }
+    assert_int_equal(kvi_batch_fetch(b, "redis", key[1], (size_t)kn[1]), KVI_OK);
+    assert_int_equal(kvi_batch_raw_query(b, "redis", "MEMORY DOCTOR", 13), KVI_OK);
+    int64_t t0 = kvi_test_mono_ms();
+    int waited = start_with_stopped(b, kvi_ts_pid(kvi_tc_server(g_cl, 0)), kvi_tc_port(g_cl, 0),
+                                    20000);
+    int64_t took = kvi_test_mono_ms() - t0;
+    for (size_t i = 0; i < 4; i++)
+        printf("#   op %zu: %s %s (reply type %d)\n", i, kvi_status_name(kvi_batch_status(b, i)),
+               kvi_batch_errmsg(b, i), (int)kvi_reply_type_of(kvi_batch_reply(b, i)));
+    printf("# raw keys by COMMAND GETKEYS: done in %lld ms\n", (long long)took);
+    for (size_t i = 0; i < 4; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("op %zu: %s", i, kvi_batch_errmsg(b, i));
+    assert_int_equal(kvi_reply_type_of(kvi_batch_reply(b, 0)), KVI_REPLY_INTEGER);
+    assert_int_equal(kvi_reply_type_of(kvi_batch_reply(b, 1)), KVI_REPLY_INTEGER);
+    assert_true(kvi_reply_integer(kvi_batch_reply(b, 0)) > 0);
+    assert_true(kvi_reply_integer(kvi_batch_reply(b, 1)) > 0);
+    assert_string_equal(kvi_batch_value(b, 2, NULL), "value");
+    assert_int_equal(kvi_reply_type_of(kvi_batch_reply(b, 3)), KVI_REPLY_STRING);
+    assert_true(waited);
+    kvi_batch_free(b);
+    kvi_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -721,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_moved_makes_the_next_batch_read_the_map),
         cmocka_unit_test(test_idle_connections_closed_on_every_master),
         cmocka_unit_test(test_wait_replicas_without_blocking),
+        cmocka_unit_test(test_raw_query_keys_asked_without_blocking),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
