@@ -689,10 +689,12 @@ void kvi__redis_batch(kvi_conn *c, kvi_batch_op *const *ops, size_t n, int64_t d
  * (each within its own time limit, the wait's deadline), a new connection
  * to the master asks ROLE before the batch is written, and a master that
  * fails before anything ran (unreachable, not a master, READONLY) makes
- * the sentinels be asked again for the ops that did not run.  Raw queries
- * in a Cluster go to the master of their first key's slot (route.h's
- * table).  The rest runs through the blocking slot: a Cluster batch with
- * wait_replicas, or with a raw query whose keys need COMMAND GETKEYS. */
+ * the sentinels be asked again, after a backoff on the timerfd, for the
+ * ops that did not run.  Raw queries in a Cluster go to the master of
+ * their first key's slot (route.h's table, else COMMAND GETKEYS asked by
+ * the map read's steps first).  Each pipeline keeps the connection's own
+ * time limits (connect_timeout to connect and set up, timeout per reply),
+ * as the single path. */
 enum { RA_CONNECT, RA_ROLE, RA_ROLE_READ, RA_WRITE, RA_FLUSH, RA_READ };
 
 /* Sentinel: after the master failed a run (unreachable before anything
