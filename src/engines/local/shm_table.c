@@ -1162,8 +1162,13 @@ int kvi__sh_can_elide(void)
 __attribute__((target("rtm"), noinline)) static int
 visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, const int16_t *head,
              const int16_t *next, const uint64_t *h, kvi_batch_op *const *cops,
-             kvi__batch_sink *out, kvi__lt_op *now, size_t *nmiss)
+             kvi__batch_sink *out, const kvi__lt_op *now, size_t *nmiss)
 {
+    /* Copies the transaction works on (in registers or its own frame):
+     * written back only once it commits. */
+    kvi__batch_sink o = *out;
+    kvi__lt_op n = *now;
+    uint64_t missed = 0;
     if (_xbegin() != _XBEGIN_STARTED)
         return 0;
     for (size_t k = k0; k < k1; k++) {
@@ -1177,20 +1182,20 @@ visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, 
         for (int16_t j = head[x]; j >= 0; j = next[j]) {
             kvi_batch_op *op = cops[j];
             size_t klen = op->key_len;
-            now->bad = 0;
-            uint32_t *pp = find_g(s, sh, g, h[j], op->key, klen, now);
-            if (now->bad)
+            n.bad = 0;
+            uint32_t *pp = find_g(s, sh, g, h[j], op->key, klen, &n);
+            if (n.bad)
                 _xabort(2);
             nops++;
             if (pp) {
                 struct sh_ent *e = ENT(s, *pp);
                 int64_t exp = e_expire(e);
-                if (exp != 0 && (!now->have || now->ms >= exp))
+                if (exp != 0 && (!n.have || n.ms >= exp))
                     _xabort(3);
-                if ((size_t)(out->end - out->p) <= e->vlen)
+                if ((size_t)(o.end - o.p) <= e->vlen)
                     _xabort(4);
                 touch(s, sh, e);
-                char *v = kvi__batch_sink_put(out, e->data + klen, e->vlen);
+                char *v = kvi__batch_sink_put(&o, e->data + klen, e->vlen);
                 nhits++;
                 kvi__batch_op_found(op, v, e->vlen);
             } else {
@@ -1198,9 +1203,11 @@ visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, 
                 kvi__batch_op_missing(op);
             }
         }
-        *nmiss += count_keys(sh, nops, nhits, nmisses);
+        missed += count_keys(sh, nops, nhits, nmisses);
     }
     _xend();
+    *out = o;
+    *nmiss += missed;
     return 1;
 }
 #endif
