@@ -1074,6 +1074,39 @@ static kvi__sh *stored_and_opened(fx *f, kvi *k, char prefix, int n)
     return s;
 }
 
+/* A child takes the locks of the n shards from `first` on and dies holding
+ * them (as a worker killed inside an operation); returns once it is gone,
+ * its exit status checked (0: every lock taken). */
+static void die_holding_locks(struct sh_shard *first, size_t n)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (size_t i = 0; i < n; i++)
+            if (pthread_mutex_lock(&first[i].lock) != 0)
+                _exit(1);
+        _exit(0); /* dies holding them all */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A batch of k fetching the n keys PREFIX0.. (stored_and_opened), in
+ * order (not run). */
+static kvi_batch *fetch_batch(kvi *k, char prefix, int n)
+{
+    char key[32];
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    for (int i = 0; i < n; i++) {
+        int kn = snprintf(key, sizeof key, "%c%d", prefix, i);
+        assert_int_equal(kvi_batch_fetch(b, "local", key, (size_t)kn), KVI_OK);
+    }
+    return b;
+}
+
 /* A child that dies holding every shard's lock (as a worker killed inside
  * an operation): the next batch of fetches repairs each lock it meets
  * (kvi__sh_lock's dead-owner repair, counted) and answers every key; the
@@ -1087,24 +1120,8 @@ static void test_batch_fetch_repairs_locks_of_a_dead_owner(void **state)
     kvi__sh *s = stored_and_opened(f, k, 'd', N);
     kvi__sh_info before, after;
     kvi__sh_info_get(s, &before);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        for (size_t i = 0; i < SH_SHARDS; i++)
-            if (pthread_mutex_lock(&s->shards[i].lock) != 0)
-                _exit(1);
-        _exit(0); /* dies holding them all */
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(key, sizeof key, "d%d", i);
-        assert_int_equal(kvi_batch_fetch(b, "local", key, (size_t)n), KVI_OK);
-    }
+    die_holding_locks(s->shards, SH_SHARDS);
+    kvi_batch *b = fetch_batch(k, 'd', N);
     assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
     for (int i = 0; i < N; i++) {
         int n = snprintf(key, sizeof key, "d%d", i);
@@ -1155,23 +1172,11 @@ static void test_batch_fetch_on_an_unrecoverable_lock_is_corrupt(void **state)
     kvi__sh *s = stored_and_opened(f, k, 'u', N);
     unsigned char *p = (unsigned char *)s->h;
     struct sh_shard *bad = shard_of_key(p, "u0");
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(pthread_mutex_lock(&bad->lock) == 0 ? 0 : 1);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    die_holding_locks(bad, 1);
     /* Taken over and released without being made consistent: never again. */
     assert_int_equal(pthread_mutex_lock(&bad->lock), EOWNERDEAD);
     assert_int_equal(pthread_mutex_unlock(&bad->lock), 0);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(key, sizeof key, "u%d", i);
-        assert_int_equal(kvi_batch_fetch(b, "local", key, (size_t)n), KVI_OK);
-    }
+    kvi_batch *b = fetch_batch(k, 'u', N);
     assert_int_equal(kvi_batch_run(b, 0), KVI_E_CORRUPT);
     size_t corrupt = 0;
     for (int i = 0; i < N; i++) {

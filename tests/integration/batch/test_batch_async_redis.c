@@ -30,15 +30,17 @@
 /* How a non-blocking run went. */
 struct run {
     int start;      /* what start returned */
+    int end;        /* what the last start/resume returned (1: done) */
     int64_t start_ms; /* how long start took */
     int64_t total_ms; /* start to done */
     int waited_on;  /* it waited on a socket to `port` */
 };
 
-/* Runs b from a poll() loop; when `stopped` is given (SIGSTOPped by the
- * caller), it is let go (SIGCONT) once the batch waits on a socket to
- * port, or when the batch ended. */
-static struct run drive(kvi_batch *b, uint32_t timeout_ms, pid_t stopped, unsigned port)
+/* Runs b from a poll() loop (kvi_test_wait); when `stopped` is given
+ * (SIGSTOPped by the caller), it is let go (SIGCONT) once the batch waits
+ * on a socket to port, or when the batch ended.  No cmocka check: a
+ * fork()ed child uses it too. */
+static struct run run_batch(kvi_batch *b, uint32_t timeout_ms, pid_t stopped, unsigned port)
 {
     struct run out = {0};
     kvi_wait w;
@@ -60,7 +62,15 @@ static struct run drive(kvi_batch *b, uint32_t timeout_ms, pid_t stopped, unsign
     if (stopped > 0)
         kill(stopped, SIGCONT);
     out.total_ms = kvi_test_mono_ms() - t0;
-    assert_int_equal(r, 1);
+    out.end = r;
+    return out;
+}
+
+/* run_batch(), which must end done. */
+static struct run drive(kvi_batch *b, uint32_t timeout_ms, pid_t stopped, unsigned port)
+{
+    struct run out = run_batch(b, timeout_ms, stopped, port);
+    assert_int_equal(out.end, 1);
     return out;
 }
 
@@ -428,30 +438,21 @@ static void in_child(int (*child)(void), const char *what)
         }                                                                                 \
     } while (0)
 
-/* Drives b in the child: like drive() without cmocka asserts. */
+/* In the child: a context through the sentinels (sn_context) in *k and a
+ * batch on it in *b.  0, or the exit code of what failed: code (the
+ * context), code + 1 (the batch). */
+static int child_open(kvi **k, kvi_batch **b, int code)
+{
+    *k = sn_context();
+    CHILD_CHECK(*k != NULL, code);
+    CHILD_CHECK(kvi_batch_new(*k, b) == KVI_OK, code + 1);
+    return 0;
+}
+
+/* Drives b in the child: run_batch() with a 20 s deadline. */
 static struct run child_drive(kvi_batch *b, pid_t stopped, unsigned port)
 {
-    struct run out = {0};
-    kvi_wait w;
-    int64_t t0 = kvi_test_mono_ms();
-    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
-    out.start = r;
-    out.start_ms = kvi_test_mono_ms() - t0;
-    while (r == 0) {
-        if (port != 0 && kvi_test_peer_port(w.fd) == port) {
-            out.waited_on = 1;
-            if (stopped > 0) {
-                kill(stopped, SIGCONT);
-                stopped = 0;
-            }
-        }
-        kvi_test_wait(&w); /* a batch deadline: w.deadline_ms is never 0 */
-        r = kvi_batch_resume(b, &w);
-    }
-    if (stopped > 0)
-        kill(stopped, SIGCONT);
-    out.total_ms = kvi_test_mono_ms() - t0;
-    return out;
+    return run_batch(b, 20000, stopped, port);
 }
 
 static void child_print(kvi_batch *b, const char *what)
@@ -467,13 +468,14 @@ static void child_print(kvi_batch *b, const char *what)
  * pending at once, the batch comes to wait on the second sentinel. */
 static int child_second_sentinel(void)
 {
-    kvi *k = sn_context();
-    CHILD_CHECK(k != NULL, 10);
+    kvi *k = NULL;
+    kvi_batch *b = NULL;
+    int rc = child_open(&k, &b, 10);
+    if (rc != 0)
+        return rc;
     kvi_ts_server *s0 = kvi_tsn_sentinel(g_sn, 0), *s1 = kvi_tsn_sentinel(g_sn, 1);
     kill(kvi_ts_pid(s0), SIGSTOP);
     kill(kvi_ts_pid(s1), SIGSTOP);
-    kvi_batch *b = NULL;
-    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 11);
     kvi_batch_store(b, "redis", "s2", 2, "v", 1, 0);
     kvi_batch_add(b, "redis", "s2n", 3, 4, 0);
     kvi_batch_fetch(b, "redis", "s2", 2);
@@ -502,10 +504,11 @@ static kvi_ts_server *g_other; /* a standalone server the master is demoted unde
  * ROLE before anything is written, so the store is never written there. */
 static int child_demoted_master(void)
 {
-    kvi *k = sn_context();
-    CHILD_CHECK(k != NULL, 20);
+    kvi *k = NULL;
     kvi_batch *b = NULL;
-    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 21);
+    int rc = child_open(&k, &b, 20);
+    if (rc != 0)
+        return rc;
     kvi_batch_store(b, "redis", "demoted", 7, "x", 1, 0);
     struct run r = child_drive(b, 0, 0);
     printf("# demoted master: start %d in %lld ms, done in %lld ms\n", r.start,
@@ -566,11 +569,12 @@ static int child_master_comes_back(void)
  * that finding, not with the READONLY reply. */
 static int child_readonly_asks_again(void)
 {
-    kvi *k = sn_context();
-    CHILD_CHECK(k != NULL, 50);
-    unsigned mp = kvi_ts_port(kvi_tsn_data(g_sn, 0));
+    kvi *k = NULL;
     kvi_batch *b = NULL;
-    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 51);
+    int rc = child_open(&k, &b, 50);
+    if (rc != 0)
+        return rc;
+    unsigned mp = kvi_ts_port(kvi_tsn_data(g_sn, 0));
     kvi_batch_store(b, "redis", "pre", 3, "1", 1, 0);
     struct run r = child_drive(b, 0, 0);
     child_print(b, "readonly, before");
@@ -637,6 +641,49 @@ static int failover_done(unsigned sentinel, kvi_ts_server *from, kvi_ts_server *
     return 0;
 }
 
+/* The first batch of a failover case, in the child: stores key = "1" and,
+ * when ckey is given, adds n to counter ckey; its last op must end right
+ * and the replica `rep` (to be promoted) have the counter (or, without
+ * ckey, the key) before the failover.  0, or the failed check's exit code:
+ * code, code + 1. */
+static int child_first_batch(kvi_batch *b, const char *key, const char *ckey, int64_t n,
+                             kvi_ts_server *rep, const char *what, int code)
+{
+    kvi_batch_store(b, "redis", key, strlen(key), "1", 1, 0);
+    if (ckey != NULL)
+        kvi_batch_add(b, "redis", ckey, strlen(ckey), n, 0);
+    (void)child_drive(b, 0, 0);
+    child_print(b, what);
+    CHILD_CHECK(kvi_batch_status(b, kvi_batch_count(b) - 1) == KVI_OK, code);
+    char cmd[64], want[32];
+    snprintf(cmd, sizeof cmd, "GET %s", ckey != NULL ? ckey : key);
+    snprintf(want, sizeof want, "%lld", ckey != NULL ? (long long)n : 1LL);
+    CHILD_CHECK(wait_until(kvi_ts_port(rep), cmd, want), code + 1);
+    return 0;
+}
+
+/* The batch after a failover, in the child (b filled by the caller: a
+ * store then an add at ops 0 and 1): with the new master `now` stopped,
+ * start must return pending at once and the batch come to wait on `now`'s
+ * socket (then let go), the store and the add end right, the add at
+ * `want`.  Sentinel s0 (stopped by the caller) goes on after the batch.
+ * 0, or the failed check's exit code: code ... code + 3. */
+static int child_reaches_new_master(kvi_batch *b, kvi_ts_server *now, kvi_ts_server *s0,
+                                    int64_t want, const char *what, int code)
+{
+    kill(kvi_ts_pid(now), SIGSTOP);
+    struct run r = child_drive(b, kvi_ts_pid(now), kvi_ts_port(now));
+    kill(kvi_ts_pid(s0), SIGCONT);
+    printf("# %s: start %d in %lld ms, waited on the new master %d, done in %lld ms\n", what,
+           r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
+    child_print(b, what);
+    CHILD_CHECK(r.start == 0 && r.start_ms < 200, code);
+    CHILD_CHECK(r.waited_on, code + 1);
+    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, code + 2);
+    CHILD_CHECK(kvi_batch_integer(b, 1) == want, code + 3);
+    return 0;
+}
+
 /* A failover between two non-blocking batches that the +switch-master
  * listener cannot see (its sentinel, the one that answered, is stopped;
  * the other one fails over): the second batch meets the old master (its
@@ -646,19 +693,16 @@ static int failover_done(unsigned sentinel, kvi_ts_server *from, kvi_ts_server *
  * new master, proven by waiting on its socket while it is stopped. */
 static int child_failover_between_batches(void)
 {
-    kvi *k = sn_context();
-    CHILD_CHECK(k != NULL, 30);
+    kvi *k = NULL;
+    kvi_batch *b = NULL;
+    int rc = child_open(&k, &b, 30);
+    if (rc != 0)
+        return rc;
     kvi_ts_server *m = kvi_tsn_data(g_sn, 0), *rep = kvi_tsn_data(g_sn, 1);
     kvi_ts_server *s0 = kvi_tsn_sentinel(g_sn, 0), *s1 = kvi_tsn_sentinel(g_sn, 1);
-    kvi_batch *b = NULL;
-    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 31);
-    kvi_batch_store(b, "redis", "fo", 2, "1", 1, 0);
-    kvi_batch_add(b, "redis", "fon", 3, 10, 0);
-    struct run r = child_drive(b, 0, 0);
-    child_print(b, "before the failover");
-    CHILD_CHECK(kvi_batch_status(b, 1) == KVI_OK, 32);
-    /* The replica must have the counter before it is promoted. */
-    CHILD_CHECK(wait_until(kvi_ts_port(rep), "GET fon", "10"), 33);
+    rc = child_first_batch(b, "fo", "fon", 10, rep, "before the failover", 32);
+    if (rc != 0)
+        return rc;
     kill(kvi_ts_pid(s0), SIGSTOP);
     CHILD_CHECK(failover_via(kvi_ts_port(s1)), 34);
     CHILD_CHECK(failover_done(kvi_ts_port(s1), m, rep), 35);
@@ -667,17 +711,9 @@ static int child_failover_between_batches(void)
     kvi_batch_store(b, "redis", "fo", 2, "2", 1, 0);
     kvi_batch_add(b, "redis", "fon", 3, 5, 0);
     kvi_batch_fetch(b, "redis", "fo", 2);
-    kill(kvi_ts_pid(rep), SIGSTOP);
-    r = child_drive(b, kvi_ts_pid(rep), kvi_ts_port(rep));
-    kill(kvi_ts_pid(s0), SIGCONT);
-    printf("# after the failover: start %d in %lld ms, waited on the new master %d, done in "
-           "%lld ms\n",
-           r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
-    child_print(b, "after the failover");
-    CHILD_CHECK(r.start == 0 && r.start_ms < 200, 38);
-    CHILD_CHECK(r.waited_on, 39);
-    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 40);
-    CHILD_CHECK(kvi_batch_integer(b, 1) == 15, 41);
+    rc = child_reaches_new_master(b, rep, s0, 15, "after the failover", 38);
+    if (rc != 0)
+        return rc;
     CHILD_CHECK(query_has(kvi_ts_port(rep), "GET fo", "2"), 42);
     kvi_batch_free(b);
     kvi_free(k);
@@ -689,18 +725,17 @@ static int child_failover_between_batches(void)
  * stopped: a batch that went there would wait until its deadline). */
 static int child_listener_follows_failover(void)
 {
-    kvi *k = sn_context();
-    CHILD_CHECK(k != NULL, 60);
+    kvi *k = NULL;
+    kvi_batch *b = NULL;
+    int rc = child_open(&k, &b, 60);
+    if (rc != 0)
+        return rc;
     /* After the first failover: data 1 is the master, data 0 its replica. */
     kvi_ts_server *old = kvi_tsn_data(g_sn, 1), *now = kvi_tsn_data(g_sn, 0);
     unsigned s0 = kvi_ts_port(kvi_tsn_sentinel(g_sn, 0));
-    kvi_batch *b = NULL;
-    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 61);
-    kvi_batch_store(b, "redis", "li", 2, "1", 1, 0);
-    (void)child_drive(b, 0, 0);
-    child_print(b, "listener, before");
-    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK, 62);
-    CHILD_CHECK(wait_until(kvi_ts_port(now), "GET li", "1"), 63);
+    rc = child_first_batch(b, "li", NULL, 0, now, "listener, before", 62);
+    if (rc != 0)
+        return rc;
     CHILD_CHECK(failover_via(s0), 64);
     CHILD_CHECK(failover_done(s0, old, now), 65);
     usleep(500000); /* the listener's message, the sentinel's CLIENT KILL */
@@ -708,19 +743,12 @@ static int child_listener_follows_failover(void)
     kvi_batch_clear(b);
     kvi_batch_store(b, "redis", "li", 2, "2", 1, 0);
     kvi_batch_add(b, "redis", "lin", 3, 3, 0);
-    kvi_wait w;
-    int64_t t0 = kvi_test_mono_ms();
-    int x = kvi_batch_start(b, 3000, NULL, NULL, &w);
-    int64_t start_ms = kvi_test_mono_ms() - t0;
-    while (x == 0) {
-        kvi_test_wait(&w); /* a batch deadline: w.deadline_ms is never 0 */
-        x = kvi_batch_resume(b, &w);
-    }
+    struct run r = run_batch(b, 3000, 0, 0);
     kill(kvi_ts_pid(old), SIGCONT);
-    printf("# listener: start in %lld ms, done in %lld ms\n", (long long)start_ms,
-           (long long)(kvi_test_mono_ms() - t0));
+    printf("# listener: start in %lld ms, done in %lld ms\n", (long long)r.start_ms,
+           (long long)r.total_ms);
     child_print(b, "listener, after");
-    CHILD_CHECK(start_ms < 200, 66);
+    CHILD_CHECK(r.start_ms < 200, 66);
     CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 67);
     CHILD_CHECK(kvi_batch_integer(b, 1) == 3, 68);
     kvi_batch_free(b);
@@ -736,19 +764,17 @@ static int child_listener_follows_failover(void)
  * server stays down. */
 static int child_master_killed(void)
 {
-    kvi *k = sn_context();
-    CHILD_CHECK(k != NULL, 70);
+    kvi *k = NULL;
+    kvi_batch *b = NULL;
+    int rc = child_open(&k, &b, 70);
+    if (rc != 0)
+        return rc;
     /* After the second failover: data 0 is the master, data 1 its replica. */
     kvi_ts_server *old = kvi_tsn_data(g_sn, 0), *now = kvi_tsn_data(g_sn, 1);
     kvi_ts_server *s0 = kvi_tsn_sentinel(g_sn, 0), *s1 = kvi_tsn_sentinel(g_sn, 1);
-    kvi_batch *b = NULL;
-    CHILD_CHECK(kvi_batch_new(k, &b) == KVI_OK, 71);
-    kvi_batch_store(b, "redis", "kk", 2, "1", 1, 0);
-    kvi_batch_add(b, "redis", "kn", 2, 7, 0);
-    (void)child_drive(b, 0, 0);
-    child_print(b, "killed, before");
-    CHILD_CHECK(kvi_batch_status(b, 1) == KVI_OK, 72);
-    CHILD_CHECK(wait_until(kvi_ts_port(now), "GET kn", "7"), 73);
+    rc = child_first_batch(b, "kk", "kn", 7, now, "killed, before", 72);
+    if (rc != 0)
+        return rc;
     kill(kvi_ts_pid(s0), SIGSTOP);
     kill(kvi_ts_pid(old), SIGKILL);
     char port[16];
@@ -766,16 +792,9 @@ static int child_master_killed(void)
     kvi_batch_clear(b);
     kvi_batch_store(b, "redis", "kk", 2, "2", 1, 0);
     kvi_batch_add(b, "redis", "kn", 2, 1, 0);
-    kill(kvi_ts_pid(now), SIGSTOP);
-    struct run r = child_drive(b, kvi_ts_pid(now), kvi_ts_port(now));
-    kill(kvi_ts_pid(s0), SIGCONT);
-    printf("# master killed: start %d in %lld ms, waited on the new master %d, done in %lld ms\n",
-           r.start, (long long)r.start_ms, r.waited_on, (long long)r.total_ms);
-    child_print(b, "killed, after");
-    CHILD_CHECK(r.start == 0 && r.start_ms < 200, 75);
-    CHILD_CHECK(r.waited_on, 76);
-    CHILD_CHECK(kvi_batch_status(b, 0) == KVI_OK && kvi_batch_status(b, 1) == KVI_OK, 77);
-    CHILD_CHECK(kvi_batch_integer(b, 1) == 8, 78);
+    rc = child_reaches_new_master(b, now, s0, 8, "master killed", 75);
+    if (rc != 0)
+        return rc;
     kvi_batch_free(b);
     kvi_free(k);
     return 0;

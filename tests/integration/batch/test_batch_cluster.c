@@ -103,6 +103,86 @@ static void check_overlap(kvi_batch *b, char tags[3][8], size_t stopped, int64_t
     assert_int_equal(kvi_batch_status(b, 2), KVI_E_OUTCOME_UNKNOWN);
 }
 
+/* Ops [from, to) of b ended KVI_OK, else the case fails naming `what`,
+ * the op, its status and message. */
+static void expect_ok(kvi_batch *b, size_t from, size_t to, const char *what)
+{
+    for (size_t i = from; i < to; i++)
+        if (kvi_batch_status(b, i) != KVI_OK)
+            fail_msg("%s op %zu: %s %s", what, i, kvi_status_name(kvi_batch_status(b, i)),
+                     kvi_batch_errmsg(b, i));
+}
+
+/* After add_ops(b, tags, 0, ...): each master's fetch read its store;
+ * each add gave add_want (add_want < 0: the adds are not looked at). */
+static void expect_values(kvi_batch *b, char tags[3][8], int64_t add_want)
+{
+    for (size_t m = 0; m < 3; m++) {
+        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
+        if (add_want >= 0)
+            assert_int_equal(kvi_batch_integer(b, 3 * m + 2), add_want);
+    }
+}
+
+/* The start of every case: skips it when there is no cluster; tags[m]
+ * for each master. */
+static void case_tags(char tags[3][8])
+{
+    if (g_skip)
+        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    tags_per_master(tags);
+}
+
+/* case_tags(), then a context (cluster_context(extra)) in *k and a new
+ * batch; with `warm`, a first batch add_ops(warm) has run with every op
+ * right (the map read, a pooled connection per master, the adds at 1) and
+ * the batch is returned cleared. */
+static kvi_batch *case_batch(char tags[3][8], const char *extra, const char *warm, kvi **k)
+{
+    case_tags(tags);
+    *k = cluster_context(extra);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(*k, &b), KVI_OK);
+    if (warm != NULL) {
+        add_ops(b, tags, 0, warm);
+        assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+        kvi_batch_clear(b);
+    }
+    return b;
+}
+
+/* How a non-blocking run went. */
+struct run {
+    int end;          /* what the last start/resume returned (1: done) */
+    int64_t start_ms; /* how long start took */
+    int64_t total_ms; /* start to done */
+};
+
+/* Runs b from a poll() loop (kvi_test_wait) to its end. */
+static struct run run_nonblocking(kvi_batch *b, uint32_t timeout_ms)
+{
+    struct run out = {0};
+    kvi_wait w;
+    int64_t t0 = kvi_test_mono_ms();
+    int r = kvi_batch_start(b, timeout_ms, NULL, NULL, &w);
+    out.start_ms = kvi_test_mono_ms() - t0;
+    while (r == 0) {
+        kvi_test_wait(&w);
+        r = kvi_batch_resume(b, &w);
+    }
+    out.total_ms = kvi_test_mono_ms() - t0;
+    out.end = r;
+    return out;
+}
+
+/* redis-cli ARGS on node i (its output not looked at). */
+static void cli(size_t i, const char *const *args)
+{
+    char *out = NULL;
+    assert_int_equal(kvi_tc_cli(g_cl, i, &out, args), KVI_TS_OK);
+    free(out);
+}
+
 /* kvi_batch_run writes every master's pipeline before it reads: with
  * master A stopped (its ops first in the batch) and a 1500 ms deadline,
  * the ops of the other two masters end KVI_OK, A's by the deadline.  A
@@ -111,17 +191,10 @@ static void check_overlap(kvi_batch *b, char tags[3][8], size_t stopped, int64_t
 static void test_blocking_batch_has_every_master_in_flight(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
-    kvi *k = cluster_context("");
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "bw"); /* warm: the map and a connection per master */
-    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    kvi *k = NULL;
+    kvi_batch *b = case_batch(tags, "", "bw", &k);
     size_t stopped = 1;
-    kvi_batch_clear(b);
     add_ops(b, tags, stopped, "b");
     pid_t pid = kvi_ts_pid(kvi_tc_server(g_cl, stopped));
     assert_int_equal(kill(pid, SIGSTOP), 0);
@@ -137,18 +210,6 @@ static void test_blocking_batch_has_every_master_in_flight(void **state)
     kvi_free(k);
 }
 
-/* 1 when fd is an epoll descriptor (Linux). */
-static int is_epoll(int fd)
-{
-    char path[64], target[128];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(path, target, sizeof target - 1);
-    if (n <= 0)
-        return 0;
-    target[n] = '\0';
-    return strstr(target, "eventpoll") != NULL;
-}
-
 /* kvi_batch_start / _resume have every master's pipeline in flight at
  * once, the caller waiting on one epoll descriptor: with master A stopped
  * (its ops first) and a 1500 ms deadline, the other masters' ops end
@@ -157,20 +218,13 @@ static int is_epoll(int fd)
 static void test_nonblocking_batch_has_every_master_in_flight(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
-    kvi *k = cluster_context("");
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "nw");
-    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    kvi *k = NULL;
+    kvi_batch *b = case_batch(tags, "", "nw", &k);
     /* Two masters stopped: their pipelines both wait, so the caller waits
      * on an epoll descriptor; then they go on, every result right.  (With
      * all masters up on a loaded machine the replies may all be there
      * before the batch waits.) */
-    kvi_batch_clear(b);
     add_ops(b, tags, 0, "nu");
     pid_t p1 = kvi_ts_pid(kvi_tc_server(g_cl, 1)), p2 = kvi_ts_pid(kvi_tc_server(g_cl, 2));
     assert_int_equal(kill(p1, SIGSTOP), 0);
@@ -179,7 +233,7 @@ static void test_nonblocking_batch_has_every_master_in_flight(void **state)
     int epolled = 0, stopped2 = 1;
     int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
     while (r == 0) {
-        if (is_epoll(w.fd)) {
+        if (kvi_test_fd_is(w.fd, "eventpoll")) {
             epolled = 1;
             if (stopped2) {
                 kill(p1, SIGCONT);
@@ -196,10 +250,7 @@ static void test_nonblocking_batch_has_every_master_in_flight(void **state)
     }
     assert_int_equal(r, 1);
     assert_int_equal(kvi_batch_failed(b), 0);
-    for (size_t m = 0; m < 3; m++) {
-        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
-        assert_int_equal(kvi_batch_integer(b, 3 * m + 2), 1);
-    }
+    expect_values(b, tags, 1);
     printf("# two masters stopped: waited on an epoll descriptor: %d\n", epolled);
 #ifdef __linux__
     assert_true(epolled);
@@ -209,33 +260,14 @@ static void test_nonblocking_batch_has_every_master_in_flight(void **state)
     add_ops(b, tags, stopped, "n");
     pid_t pid = kvi_ts_pid(kvi_tc_server(g_cl, stopped));
     assert_int_equal(kill(pid, SIGSTOP), 0);
-    int64_t t0 = kvi_test_mono_ms();
-    r = kvi_batch_start(b, 1500, NULL, NULL, &w);
-    while (r == 0) {
-        kvi_test_wait(&w);
-        r = kvi_batch_resume(b, &w);
-    }
-    int64_t took = kvi_test_mono_ms() - t0;
+    struct run run = run_nonblocking(b, 1500);
     assert_int_equal(kill(pid, SIGCONT), 0);
     printf("# non-blocking batch with master %zu stopped: done after %lld ms\n", stopped,
-           (long long)took);
-    assert_int_equal(r, 1);
+           (long long)run.total_ms);
+    assert_int_equal(run.end, 1);
     check_overlap(b, tags, stopped, 1);
     kvi_batch_free(b);
     kvi_free(k);
-}
-
-/* What kind of descriptor fd is ("socket", "timerfd", "eventpoll"...):
- * 1 when its /proc link names `kind`. */
-static int fd_is(int fd, const char *kind)
-{
-    char path[64], target[128];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(path, target, sizeof target - 1);
-    if (n <= 0)
-        return 0;
-    target[n] = '\0';
-    return strstr(target, kind) != NULL;
 }
 
 /* Starts b while the server of `pid` is stopped: start must return
@@ -267,6 +299,22 @@ static int start_with_stopped(kvi_batch *b, pid_t pid, unsigned port, uint32_t t
     return on_stopped;
 }
 
+/* A batch of add_ops(pfx) through k (a context that has read no map yet),
+ * started with node 0 stopped: it must come to wait on node 0's socket
+ * (start_with_stopped), then end with every op right. */
+static void runs_after_node0(kvi *k, char tags[3][8], const char *pfx)
+{
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    add_ops(b, tags, 0, pfx);
+    int waited = start_with_stopped(b, kvi_ts_pid(kvi_tc_server(g_cl, 0)), kvi_tc_port(g_cl, 0),
+                                    20000);
+    expect_ok(b, 0, 9, "");
+    expect_values(b, tags, -1);
+    assert_true(waited);
+    kvi_batch_free(b);
+}
+
 /* A connection whose mode is not known yet (lazy, cluster=auto) decides
  * it without blocking: CLUSTER SHARDS is asked of the first seed on a
  * non-blocking connection.  With that seed stopped, start returns pending
@@ -276,25 +324,12 @@ static int start_with_stopped(kvi_batch *b, pid_t pid, unsigned port, uint32_t t
 static void test_mode_detected_without_blocking(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
+    case_tags(tags);
     char url[640];
     snprintf(url, sizeof url, "%s?cluster=auto&lazy=yes&timeout=3000", g_url);
     kvi *k = kvi_test_context1(url);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "md");
-    int waited = start_with_stopped(b, kvi_ts_pid(kvi_tc_server(g_cl, 0)), kvi_tc_port(g_cl, 0),
-                                    20000);
-    for (size_t i = 0; i < 9; i++)
-        if (kvi_batch_status(b, i) != KVI_OK)
-            fail_msg("op %zu: %s", i, kvi_batch_errmsg(b, i));
-    for (size_t m = 0; m < 3; m++)
-        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
-    assert_true(waited);
-    kvi_batch_free(b);
+    runs_after_node0(k, tags, "md");
     kvi_free(k);
 
     /* Seed 0 stays stopped: after its connect_timeout + timeout (here
@@ -303,6 +338,7 @@ static void test_mode_detected_without_blocking(void **state)
      * keys; each of their replies may take the timeout). */
     snprintf(url, sizeof url, "%s?cluster=auto&lazy=yes&timeout=1000&connect_timeout=300", g_url);
     k = kvi_test_context1(url);
+    kvi_batch *b = NULL;
     assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
     char key[32];
     for (size_t j = 1; j < 3; j++) {
@@ -328,9 +364,7 @@ static void test_mode_detected_without_blocking(void **state)
     printf("# seed 0 kept stopped: start %lld ms, done after %lld ms, waited on it: %d\n",
            (long long)start_ms, (long long)took, on_seed0);
     assert_int_equal(r, 1);
-    for (size_t i = 0; i < 4; i++)
-        if (kvi_batch_status(b, i) != KVI_OK)
-            fail_msg("op %zu with seed 0 stopped: %s", i, kvi_batch_errmsg(b, i));
+    expect_ok(b, 0, 4, "seed 0 stopped:");
     assert_string_equal(kvi_batch_value(b, 1, NULL), tags[1]);
     assert_string_equal(kvi_batch_value(b, 3, NULL), tags[2]);
     assert_true(on_seed0);
@@ -347,10 +381,8 @@ static void test_mode_detected_without_blocking(void **state)
     assert_int_equal(kvi_batch_store(b, "redis", "sa", 2, "v", 1, 0), KVI_OK);
     assert_int_equal(kvi_batch_add(b, "redis", "sn", 2, 2, 0), KVI_OK);
     assert_int_equal(kvi_batch_fetch(b, "redis", "sa", 2), KVI_OK);
-    waited = start_with_stopped(b, kvi_ts_pid(one), kvi_ts_port(one), 20000);
-    for (size_t i = 0; i < 3; i++)
-        if (kvi_batch_status(b, i) != KVI_OK)
-            fail_msg("standalone op %zu: %s", i, kvi_batch_errmsg(b, i));
+    int waited = start_with_stopped(b, kvi_ts_pid(one), kvi_ts_port(one), 20000);
+    expect_ok(b, 0, 3, "standalone");
     assert_int_equal(kvi_batch_integer(b, 1), 2);
     assert_string_equal(kvi_batch_value(b, 2, NULL), "v");
     assert_true(waited);
@@ -368,10 +400,8 @@ static void test_mode_detected_without_blocking(void **state)
 static void test_map_read_tries_the_next_node_without_blocking(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
+    case_tags(tags);
     kvi_ts_server *one = kvi_test_redis(NULL);
     uint16_t closed = 0;
     assert_int_equal(kvi_ts_free_port(&closed), KVI_TS_OK);
@@ -380,18 +410,7 @@ static void test_map_read_tries_the_next_node_without_blocking(void **state)
     snprintf(url, sizeof url, "redis://127.0.0.1:%u,127.0.0.1:%u,%s?cluster=yes&lazy=yes&timeout=3000",
              (unsigned)closed, (unsigned)kvi_ts_port(one), g_url + strlen("redis://"));
     kvi *k = kvi_test_context1(url);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "mr");
-    int waited = start_with_stopped(b, kvi_ts_pid(kvi_tc_server(g_cl, 0)), kvi_tc_port(g_cl, 0),
-                                    20000);
-    for (size_t i = 0; i < 9; i++)
-        if (kvi_batch_status(b, i) != KVI_OK)
-            fail_msg("op %zu: %s", i, kvi_batch_errmsg(b, i));
-    for (size_t m = 0; m < 3; m++)
-        assert_string_equal(kvi_batch_value(b, 3 * m + 1, NULL), tags[m]);
-    assert_true(waited);
-    kvi_batch_free(b);
+    runs_after_node0(k, tags, "mr");
     kvi_free(k);
     kvi_ts_free(one);
 }
@@ -406,35 +425,24 @@ static void test_map_read_tries_the_next_node_without_blocking(void **state)
 static void test_clusterdown_window_waits_on_a_timer(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
-    kvi *k = cluster_context("");
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "cw"); /* warm */
-    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    kvi *k = NULL;
+    kvi_batch *b = case_batch(tags, "", "cw", &k);
     size_t m = 1;
     char slot[8];
     snprintf(slot, sizeof slot, "%u", key_slot(tags[m]));
     const char *del[] = {"CLUSTER", "DELSLOTS", slot, NULL};
     const char *add[] = {"CLUSTER", "ADDSLOTS", slot, NULL};
-    char *out = NULL;
-    assert_int_equal(kvi_tc_cli(g_cl, m, &out, del), KVI_TS_OK);
-    free(out);
-    kvi_batch_clear(b);
+    cli(m, del);
     add_ops(b, tags, 0, "cd");
     kvi_wait w;
     int timer_waits = 0, restored = 0;
     int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
     while (r == 0) {
-        if (fd_is(w.fd, "timerfd")) {
+        if (kvi_test_fd_is(w.fd, "timerfd")) {
             timer_waits++;
             if (!restored) {
-                out = NULL;
-                assert_int_equal(kvi_tc_cli(g_cl, m, &out, add), KVI_TS_OK);
-                free(out);
+                cli(m, add);
                 restored = 1;
             }
         }
@@ -442,20 +450,14 @@ static void test_clusterdown_window_waits_on_a_timer(void **state)
         r = kvi_batch_resume(b, &w);
     }
     if (!restored) {
-        out = NULL;
+        char *out = NULL;
         kvi_tc_cli(g_cl, m, &out, add);
         free(out);
     }
     printf("# CLUSTERDOWN window: %d waits on a timerfd\n", timer_waits);
     assert_int_equal(r, 1);
-    for (size_t i = 0; i < 9; i++)
-        if (kvi_batch_status(b, i) != KVI_OK)
-            fail_msg("op %zu: %s %s", i, kvi_status_name(kvi_batch_status(b, i)),
-                     kvi_batch_errmsg(b, i));
-    for (size_t j = 0; j < 3; j++) {
-        assert_string_equal(kvi_batch_value(b, 3 * j + 1, NULL), tags[j]);
-        assert_int_equal(kvi_batch_integer(b, 3 * j + 2), 1);
-    }
+    expect_ok(b, 0, 9, "");
+    expect_values(b, tags, 1);
     assert_true(timer_waits > 0);
     assert_int_equal(kvi_tc_wait_ok(g_cl, 20000), KVI_TS_OK);
     kvi_batch_free(b);
@@ -482,8 +484,9 @@ static void cli_ok(size_t i, const char *const *args)
 static void test_moved_makes_the_next_batch_read_the_map(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
+    char tags[3][8];
+    kvi *k = NULL;
+    kvi_batch *b = case_batch(tags, "", "mw", &k); /* warm: the map */
     size_t src = 1, dst = 2;
     char tag[2][8];
     int found = 0;
@@ -495,13 +498,6 @@ static void test_moved_makes_the_next_batch_read_the_map(void **state)
             found++;
     }
     assert_int_equal(found, 2);
-    kvi *k = cluster_context("");
-    char tags[3][8];
-    tags_per_master(tags);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "mw"); /* warm: the map */
-    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
     char src_id[41], dst_id[41];
     assert_int_equal(kvi_tc_node_id(g_cl, src, src_id), KVI_TS_OK);
     assert_int_equal(kvi_tc_node_id(g_cl, dst, dst_id), KVI_TS_OK);
@@ -560,11 +556,8 @@ static void test_moved_makes_the_next_batch_read_the_map(void **state)
 static void kill_idle_clients(void)
 {
     const char *kill_cmd[] = {"CLIENT", "KILL", "TYPE", "normal", NULL};
-    for (size_t m = 0; m < 3; m++) {
-        char *out = NULL;
-        assert_int_equal(kvi_tc_cli(g_cl, m, &out, kill_cmd), KVI_TS_OK);
-        free(out);
-    }
+    for (size_t m = 0; m < 3; m++)
+        cli(m, kill_cmd);
     usleep(50 * 1000); /* the FINs reach kvi's sockets */
 }
 
@@ -576,15 +569,9 @@ static void kill_idle_clients(void)
 static void test_idle_connections_closed_on_every_master(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
-    kvi *k = cluster_context("");
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    add_ops(b, tags, 0, "ic"); /* warm: a pooled connection per master; adds at 1 */
-    assert_int_equal(kvi_batch_run(b, 10000), KVI_OK);
+    kvi *k = NULL;
+    kvi_batch *b = case_batch(tags, "", "ic", &k); /* a pooled connection per master; adds at 1 */
     char key[32];
     for (int round = 0; round < 4; round++) {
         int async = round >= 2, with_add = round % 2;
@@ -600,13 +587,7 @@ static void test_idle_connections_closed_on_every_master(void **state)
                 assert_int_equal(kvi_batch_counter_fetch(b, "redis", key, (size_t)kn), KVI_OK);
         }
         if (async) {
-            kvi_wait w;
-            int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
-            while (r == 0) {
-                kvi_test_wait(&w);
-                r = kvi_batch_resume(b, &w);
-            }
-            assert_int_equal(r, 1);
+            assert_int_equal(run_nonblocking(b, 10000).end, 1);
         } else {
             kvi_batch_run(b, 10000);
         }
@@ -635,13 +616,9 @@ static void test_idle_connections_closed_on_every_master(void **state)
 static void test_wait_replicas_without_blocking(void **state)
 {
     (void)state;
-    if (g_skip)
-        KVI_TEST_SKIP_CASE("%s", g_skip_why);
     char tags[3][8];
-    tags_per_master(tags);
-    kvi *k = cluster_context("&wait_replicas=1&wait_timeout=300");
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    kvi *k = NULL;
+    kvi_batch *b = case_batch(tags, "&wait_replicas=1&wait_timeout=300", NULL, &k);
     add_ops(b, tags, 0, "wb");
     (void)kvi_batch_run(b, 20000); /* its ops' statuses are compared below */
     kvi_status want[9];
@@ -649,19 +626,11 @@ static void test_wait_replicas_without_blocking(void **state)
         want[i] = kvi_batch_status(b, i);
     kvi_batch_clear(b);
     add_ops(b, tags, 0, "wn");
-    kvi_wait w;
-    int64_t t0 = kvi_test_mono_ms();
-    int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
-    int64_t start_ms = kvi_test_mono_ms() - t0;
-    while (r == 0) {
-        kvi_test_wait(&w);
-        r = kvi_batch_resume(b, &w);
-    }
-    int64_t total_ms = kvi_test_mono_ms() - t0;
+    struct run run = run_nonblocking(b, 20000);
     printf("# wait_replicas=1, no replicas: start in %lld ms, done after %lld ms\n",
-           (long long)start_ms, (long long)total_ms);
-    assert_int_equal(r, 1);
-    assert_true(start_ms < 250);
+           (long long)run.start_ms, (long long)run.total_ms);
+    assert_int_equal(run.end, 1);
+    assert_true(run.start_ms < 250);
     for (size_t m = 0; m < 3; m++) {
         const char *msg = kvi_batch_errmsg(b, 3 * m);
         printf("#   master %zu: store %s (%s), add %s\n", m,

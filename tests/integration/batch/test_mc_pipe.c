@@ -98,6 +98,23 @@ static int drive(kvi_batch *b, uint32_t timeout_ms, int *waits)
     return first;
 }
 
+/* Runs b to its end, without blocking (start, then resume from a poll()
+ * loop) or with kvi_batch_run; no cmocka check: threads and fork()ed
+ * children use it. */
+static void run_either(kvi_batch *b, uint32_t timeout_ms, int non_blocking)
+{
+    if (non_blocking) {
+        kvi_wait w;
+        int r = kvi_batch_start(b, timeout_ms, NULL, NULL, &w);
+        while (r == 0) {
+            kvi_test_wait(&w);
+            r = kvi_batch_resume(b, &w);
+        }
+    } else {
+        (void)kvi_batch_run(b, timeout_ms);
+    }
+}
+
 /* ---- every op kind: batch and non-blocking == single ------------------- */
 
 enum kind { FETCH, STORE, STORE_NX, REMOVE, ADD, SUB, ADD_B, SUB_B, CFETCH };
@@ -547,23 +564,40 @@ static void hung_batch(kvi *k, kvi_batch *b, const char *tag)
     (void)k;
 }
 
+/* The start of the hung-server cases: both servers running, a context of
+ * one id, memcached:h, on server 1 (URL options `opts`) in *k, its key hk
+ * = "v", and a new batch. */
+static kvi_batch *hung_setup(const char *opts, kvi **k)
+{
+    cont_all();
+    char url[256];
+    snprintf(url, sizeof url, "memcached:h://127.0.0.1:%u/%s", (unsigned)kvi_ts_port(g_s[1]),
+             opts);
+    *k = kvi_test_context1(url);
+    assert_int_equal(kvi_store(*k, "memcached:h", "hk", 2, "v", 1, 0), KVI_OK);
+    kvi_batch *b = NULL;
+    assert_int_equal(kvi_batch_new(*k, &b), KVI_OK);
+    return b;
+}
+
+/* hung_batch(tag) run without blocking to its end (after a "warm" one the
+ * batch's connection is open, so the next batch's requests are written at
+ * once). */
+static void hung_run(kvi *k, kvi_batch *b, const char *tag)
+{
+    hung_batch(k, b, tag);
+    int waits;
+    (void)drive(b, 5000, &waits);
+}
+
 static void test_deadline_and_cancel_on_a_hung_server(void **state)
 {
     (void)state;
-    cont_all();
-    char url[256];
-    snprintf(url, sizeof url, "memcached:h://127.0.0.1:%u/?timeout=10000&down_after=0",
-             (unsigned)kvi_ts_port(g_s[1]));
-    kvi *k = kvi_test_context1(url);
-    assert_int_equal(kvi_store(k, "memcached:h", "hk", 2, "v", 1, 0), KVI_OK);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
+    kvi *k = NULL;
+    kvi_batch *b = hung_setup("?timeout=10000&down_after=0", &k);
     for (int cancel = 0; cancel < 2; cancel++) {
         const char *tag = cancel ? "c" : "d";
-        /* warm: the batch's connection is open, so the requests are written */
-        hung_batch(k, b, "warm");
-        int waits;
-        (void)drive(b, 5000, &waits);
+        hung_run(k, b, "warm");
         hung_batch(k, b, tag);
         stop(g_s[1]);
         kvi_wait w;
@@ -593,8 +627,7 @@ static void test_deadline_and_cancel_on_a_hung_server(void **state)
         assert_int_equal(kill(kvi_ts_pid(g_s[1]), SIGCONT), 0);
         /* The add never reached the server; the next batch gets its own
          * answers (the connection left in the middle is not reused). */
-        hung_batch(k, b, "after");
-        (void)drive(b, 5000, &waits);
+        hung_run(k, b, "after");
         assert_int_equal(kvi_batch_failed(b), 0);
         assert_string_equal(kvi_batch_value(b, 0, NULL), "v");
         char key[32];
@@ -612,17 +645,9 @@ static void test_deadline_and_cancel_on_a_hung_server(void **state)
 static void test_connection_timeout_without_a_deadline(void **state)
 {
     (void)state;
-    cont_all();
-    char url[256];
-    snprintf(url, sizeof url, "memcached:h://127.0.0.1:%u/?timeout=300&down_after=0",
-             (unsigned)kvi_ts_port(g_s[1]));
-    kvi *k = kvi_test_context1(url);
-    assert_int_equal(kvi_store(k, "memcached:h", "hk", 2, "v", 1, 0), KVI_OK);
-    kvi_batch *b = NULL;
-    assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
-    hung_batch(k, b, "warm");
-    int waits;
-    (void)drive(b, 5000, &waits);
+    kvi *k = NULL;
+    kvi_batch *b = hung_setup("?timeout=300&down_after=0", &k);
+    hung_run(k, b, "warm");
     hung_batch(k, b, "t");
     /* waits for the add on its key: ends with the server's timeout too */
     assert_int_equal(kvi_batch_fetch(b, "memcached:h", "hnt", 3), KVI_OK);
@@ -711,16 +736,7 @@ static void *race(void *arg)
             (void)kvi_batch_add(b, "memcached", key, strlen(key), 1, 0);
         }
         int non_blocking = (i + rc->t) % 2;
-        if (non_blocking) {
-            kvi_wait w;
-            int r = kvi_batch_start(b, 20000, NULL, NULL, &w);
-            while (r == 0) {
-                kvi_test_wait(&w);
-                r = kvi_batch_resume(b, &w);
-            }
-        } else {
-            (void)kvi_batch_run(b, 20000);
-        }
+        run_either(b, 20000, non_blocking);
         for (int j = 0; j < RK * RPER; j++) {
             kvi_status st = kvi_batch_status(b, (size_t)j);
             int64_t v = kvi_batch_integer(b, (size_t)j);
@@ -788,16 +804,7 @@ static int fork_batch(kvi *k, int64_t want, int non_blocking)
         return 0;
     (void)kvi_batch_add(b, "memcached", "fk", 2, 1, 0);
     (void)kvi_batch_fetch(b, "memcached", "fv", 2);
-    if (non_blocking) {
-        kvi_wait w;
-        int r = kvi_batch_start(b, 5000, NULL, NULL, &w);
-        while (r == 0) {
-            kvi_test_wait(&w);
-            r = kvi_batch_resume(b, &w);
-        }
-    } else {
-        (void)kvi_batch_run(b, 5000);
-    }
+    run_either(b, 5000, non_blocking);
     const char *v = kvi_batch_value(b, 1, NULL);
     int ok = kvi_batch_status(b, 0) == KVI_OK && kvi_batch_integer(b, 0) == want &&
              v != NULL && strcmp(v, "forked") == 0;
