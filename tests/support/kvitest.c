@@ -17,6 +17,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define KVI_TEST_HAVE_MEMCHECK 1
+#endif
+#endif
+
 /* Prints "<lead><fmt...><tail>\n" to standard error. */
 static void vnote(const char *lead, const char *tail, const char *fmt, va_list ap)
 {
@@ -178,6 +185,61 @@ void kvi_test_wait(const kvi_wait *w)
         p.events |= POLLOUT;
     if (poll(&p, w->fd >= 0 ? 1 : 0, timeout) < 0 && errno != EINTR)
         kvi_test_fail("poll: %s", strerror(errno));
+}
+
+#ifdef KVI_TEST_HAVE_MEMCHECK
+static unsigned long child_lost_at_start; /* definitely + indirectly lost bytes */
+#endif
+
+void kvi_test_child_start(void)
+{
+#ifdef KVI_TEST_HAVE_MEMCHECK
+    if (RUNNING_ON_VALGRIND) {
+        unsigned long lost = 0, dubious = 0, reachable = 0, suppressed = 0;
+        /* After fork() glibc keeps the stacks of the parent's other
+         * threads in its cache of stacks, for the child's new threads.
+         * Those get a stack of an eighth of the default size here (256 KiB
+         * at least): glibc never reuses a cached stack more than 4 times
+         * the size asked, so the parent's threads' stacks stay as they
+         * were, and what those threads held stays reachable as in the
+         * parent (unless the cache outgrows its 40 MB and glibc unmaps
+         * some: a parent with more than 4 other threads). */
+        pthread_attr_t attr;
+        size_t size = 0;
+        if (pthread_getattr_default_np(&attr) == 0) {
+            if (pthread_attr_getstacksize(&attr, &size) == 0 && size > 0 &&
+                pthread_attr_setstacksize(&attr, size / 8 > 262144 ? size / 8 : 262144) == 0)
+                (void)pthread_setattr_default_np(&attr);
+            pthread_attr_destroy(&attr);
+        }
+        VALGRIND_CLO_CHANGE("-q");
+        VALGRIND_CLO_CHANGE("--show-leak-kinds=definite,indirect");
+        VALGRIND_DO_QUICK_LEAK_CHECK;
+        VALGRIND_COUNT_LEAKS(lost, dubious, reachable, suppressed);
+        (void)dubious, (void)reachable, (void)suppressed;
+        child_lost_at_start = lost;
+    }
+#endif
+}
+
+void kvi_test_child_exit(int code)
+{
+#ifdef KVI_TEST_HAVE_MEMCHECK
+    if (RUNNING_ON_VALGRIND) {
+        unsigned long lost = 0, dubious = 0, reachable = 0, suppressed = 0;
+        VALGRIND_DO_ADDED_LEAK_CHECK;
+        VALGRIND_COUNT_LEAKS(lost, dubious, reachable, suppressed);
+        (void)dubious, (void)reachable, (void)suppressed;
+        VALGRIND_CLO_CHANGE("--leak-check=no");
+        if (lost > child_lost_at_start) {
+            fprintf(stderr, "FAILED: this child (pid %d) lost %lu bytes (valgrind: above)\n",
+                    (int)getpid(), lost - child_lost_at_start);
+            if (code == 0)
+                code = KVI_TEST_CHILD_LEAKED;
+        }
+    }
+#endif
+    _exit(code);
 }
 
 unsigned kvi_test_peer_port(int fd)

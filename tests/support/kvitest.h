@@ -140,6 +140,29 @@ void kvi_test_unhang(kvi_ts_server *s);
  * program. */
 void kvi_test_wait(const kvi_wait *w);
 
+/* A fork()ed child's leak check under valgrind (memcheck), counting what
+ * the child itself loses.  After fork() memcheck may count blocks of the
+ * parent lost in the child although nothing leaked: blocks held only by
+ * another thread of the parent (that thread does not exist in the child;
+ * glibc would give its stack to the child's next thread, which overwrites
+ * it -- e.g. a Sentinel listener's connection), and blocks the parent
+ * points to only from a register (keep such a pointer in a static before
+ * the fork when the child must not free the block, e.g. the parent's
+ * servers).  kvi_test_child_start(), first thing in the child: the
+ * child's new threads get stacks of their own (never one of the parent's
+ * threads'), the blocks lost so far are the baseline (each is lost in the
+ * parent too, and the parent's own check reports it), and the child's
+ * messages are quiet (-q: no second heap summary in the log it shares with
+ * the parent).  kvi_test_child_exit(code), after the child released what
+ * it holds: a full leak search that reports only blocks lost since the
+ * baseline (each an error: memcheck's --error-exitcode then ends the child
+ * with that code), no search at exit, and _exit(code) -- or
+ * KVI_TEST_CHILD_LEAKED when the child lost blocks and code was 0.
+ * Without valgrind: only _exit(code). */
+#define KVI_TEST_CHILD_LEAKED 96
+void kvi_test_child_start(void);
+void kvi_test_child_exit(int code) KVI_TEST_NORETURN;
+
 /* The port of the peer of socket fd (IPv4 or IPv6), 0 when fd is negative,
  * not connected or not an internet socket: tells which server a kvi_wait's
  * descriptor is connected to. */

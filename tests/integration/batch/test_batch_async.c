@@ -443,7 +443,13 @@ static void test_cluster_batch_follows_ask_and_moved_without_blocking(void **sta
     kvi_tc_free(cl);
 }
 
-/* The child of test_sentinel_batch_goes_to_the_master: 0 ok. */
+/* The servers' set-up of a case whose child runs now: the parent's (freeing
+ * it stops the servers), kept reachable here for the child's leak check
+ * (kvi_test_child_start). */
+static void *volatile g_parent_setup;
+
+/* The child of test_sentinel_batch_goes_to_the_master: 0 ok (its batch
+ * freed on every path). */
 static int child_asks_sentinel_without_blocking(kvi *k, kvi_tsn_setup *sn)
 {
     kvi_ts_server *m = kvi_tsn_data(sn, 0), *se = kvi_tsn_sentinel(sn, 0);
@@ -474,17 +480,18 @@ static int child_asks_sentinel_without_blocking(kvi *k, kvi_tsn_setup *sn)
     printf("# sentinel child: start pending %d, waited on the sentinel %d\n", pending_at_start,
            on_sentinel);
     fflush(stdout);
-    if (!pending_at_start || !on_sentinel)
-        return 11;
     const char *v = kvi_batch_value(b, 0, NULL);
-    if (kvi_batch_status(b, 0) != KVI_OK || v == NULL || strcmp(v, "v") != 0) {
+    int verdict = 0;
+    if (!pending_at_start || !on_sentinel) {
+        verdict = 11;
+    } else if (kvi_batch_status(b, 0) != KVI_OK || v == NULL || strcmp(v, "v") != 0) {
         printf("# sentinel child: fetch: %s\n", kvi_batch_errmsg(b, 0));
-        return 12;
+        verdict = 12;
+    } else if (kvi_batch_status(b, 1) != KVI_OK || kvi_batch_integer(b, 1) != 7) {
+        verdict = 13;
     }
-    if (kvi_batch_status(b, 1) != KVI_OK || kvi_batch_integer(b, 1) != 7)
-        return 13;
     kvi_batch_free(b);
-    return 0;
+    return verdict;
 }
 
 /* Through Sentinel: once the sentinels named the master, a non-blocking
@@ -520,10 +527,15 @@ static void test_sentinel_batch_goes_to_the_master(void **state)
      * stopped, start asks the sentinel without blocking (pending, waiting
      * on the sentinel's socket); once they go on, every op is right. */
     fflush(stdout);
+    g_parent_setup = sn;
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_asks_sentinel_without_blocking(k, sn));
+    if (pid == 0) {
+        kvi_test_child_start();
+        int verdict = child_asks_sentinel_without_blocking(k, sn);
+        kvi_free(k); /* as the child has it: its own state and listener, its parent's state */
+        kvi_test_child_exit(verdict);
+    }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     kvi_test_unhang(kvi_tsn_data(sn, 0));
@@ -633,22 +645,23 @@ static int child_reads_map_without_blocking(kvi *k, kvi_tc_cluster *cl)
     }
     printf("# child: start pending %d, waited on a node %d\n", pending_at_start, on_node);
     fflush(stdout);
+    int verdict = 0;
     if (!pending_at_start || !on_node)
-        return 11;
-    for (int i = 0; i < 20; i++) {
+        verdict = 11;
+    for (int i = 0; i < 20 && verdict == 0; i++) {
         size_t len = 0;
         const char *v = kvi_batch_value(b, (size_t)i, &len);
         int kn = snprintf(key, sizeof key, "fk%d", i);
         if (kvi_batch_status(b, (size_t)i) != KVI_OK || v == NULL || len != (size_t)kn ||
             memcmp(v, key, len) != 0) {
             printf("# child: op %d: %s\n", i, kvi_batch_errmsg(b, (size_t)i));
-            return 12;
+            verdict = 12;
         }
     }
-    if (kvi_batch_status(b, 20) != KVI_OK || kvi_batch_integer(b, 20) != 2)
-        return 13;
+    if (verdict == 0 && (kvi_batch_status(b, 20) != KVI_OK || kvi_batch_integer(b, 20) != 2))
+        verdict = 13;
     kvi_batch_free(b);
-    return 0;
+    return verdict;
 }
 
 static void test_cluster_map_read_without_blocking_in_a_new_process(void **state)
@@ -668,10 +681,15 @@ static void test_cluster_map_read_without_blocking_in_a_new_process(void **state
     int64_t one = 0;
     assert_int_equal(kvi_add(k, "redis", "{f}n", 4, 1, 0, &one), KVI_OK);
     fflush(stdout);
+    g_parent_setup = cl;
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_reads_map_without_blocking(k, cl));
+    if (pid == 0) {
+        kvi_test_child_start();
+        int verdict = child_reads_map_without_blocking(k, cl);
+        kvi_free(k); /* as the child has it: its own state, its parent's state */
+        kvi_test_child_exit(verdict);
+    }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     for (size_t i = 0; i < kvi_tc_size(cl); i++)
