@@ -39,27 +39,6 @@
 
 static kvi_ts_server *g_s[2];
 
-/* SIGSTOP, and back only once the server is really stopped (a worker
- * thread busy at that moment could still answer). */
-static void stop(kvi_ts_server *s)
-{
-    assert_int_equal(kill(kvi_ts_pid(s), SIGSTOP), 0);
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)kvi_ts_pid(s));
-    for (int i = 0; i < 1000; i++) {
-        FILE *f = fopen(path, "r");
-        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        buf[n] = '\0';
-        const char *p = strrchr(buf, ')');
-        if (p != NULL && (p[2] == 'T' || p[2] == 't'))
-            return;
-        kvi_test_sleep_ms(1);
-    }
-    fail_msg("the server did not stop");
-}
-
 /* Every test starts with both servers running (a failed check of an earlier
  * test may have left one stopped). */
 static void cont_all(void)
@@ -413,7 +392,7 @@ static void test_stores_and_adds_are_pipelined_without_blocking(void **state)
      * blocking path (start below still returns at once). */
     assert_int_equal(kvi_batch_raw_query(b, "memcached", "stats", 5), KVI_E_UNSUPPORTED);
     for (int s = 0; s < 2; s++)
-        stop(g_s[s]);
+        kvi_test_hang(g_s[s]); /* back once every thread has stopped */
     kvi_wait w;
     int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 10000, NULL, NULL, &w);
@@ -599,7 +578,7 @@ static void test_deadline_and_cancel_on_a_hung_server(void **state)
         const char *tag = cancel ? "c" : "d";
         hung_run(k, b, "warm");
         hung_batch(k, b, tag);
-        stop(g_s[1]);
+        kvi_test_hang(g_s[1]);
         kvi_wait w;
         int64_t t0 = kvi_test_mono_ms();
         int r = kvi_batch_start(b, 300, NULL, NULL, &w);
@@ -651,7 +630,7 @@ static void test_connection_timeout_without_a_deadline(void **state)
     hung_batch(k, b, "t");
     /* waits for the add on its key: ends with the server's timeout too */
     assert_int_equal(kvi_batch_fetch(b, "memcached:h", "hnt", 3), KVI_OK);
-    stop(g_s[1]);
+    kvi_test_hang(g_s[1]);
     kvi_wait w;
     int64_t t0 = kvi_test_mono_ms();
     int r = kvi_batch_start(b, 0, NULL, NULL, &w);
