@@ -2093,6 +2093,7 @@ static int arun_pause(struct redis_arun *ar, int64_t ms, kvi_wait *w)
         ar->backing = 1;
         w->fd = ar->tfd;
         w->events = KVI_WAIT_READ;
+        w->deadline_ms = 0; /* the timer is the limit */
         return 0;
     }
 #else
