@@ -323,7 +323,8 @@ static int cpu_has_rtm(void)
 {
 #if defined(__x86_64__) && defined(__GLIBC__)
     unsigned a = 0, b = 0, c = 0, d = 0;
-    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 11)) != 0;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 11)) != 0 &&
+           (d & (1u << 11)) == 0; /* RTM, not RTM_ALWAYS_ABORT */
 #else
     return 0;
 #endif

@@ -1126,7 +1126,10 @@ static int elide_ok(void)
     int m = atomic_load_explicit(&elide_mode, memory_order_relaxed);
     if (m < 0) {
         unsigned a = 0, b = 0, c = 0, d = 0;
-        m = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 11)) != 0; /* RTM */
+        /* RTM, and not RTM_ALWAYS_ABORT (microcode that makes every
+         * transaction abort while still reporting RTM). */
+        m = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 11)) != 0 &&
+            (d & (1u << 11)) == 0;
         atomic_store_explicit(&elide_mode, m, memory_order_relaxed);
     }
     return m;
