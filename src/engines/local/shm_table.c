@@ -1252,7 +1252,9 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
             prefetch_buckets(s, met[k], head, next, h);
         if (nmet)
             prefetch_shard(s, met[0], head, next, h);
+#if SH_ELIDE
         size_t locked_until = 0; /* met[k] for k below it: by the locks */
+#endif
         for (size_t k = 0; k < nmet; k++) {
 #if SH_ELIDE
             if (k >= locked_until && elide_ok()) {
