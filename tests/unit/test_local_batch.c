@@ -366,6 +366,8 @@ static void test_shared_batch_commits_transactions(void **state)
             assert_int_equal(v[0], 'v');
         }
     }
+    print_message("  %llu transactions committed\n",
+                  (unsigned long long)(kvi__sh_elided() - before));
     assert_true(kvi__sh_elided() > before);
     kvi_batch_free(b);
     kvi_free(k);
