@@ -331,11 +331,12 @@ static int cpu_has_rtm(void)
 }
 
 /* Where the CPU has RTM, a batch of fetches on the shared table commits
- * transactions (an interrupt may abort one: a few batches are allowed);
- * without it (or under valgrind, which hides it) it says so and passes. */
-static void test_shared_batch_commits_transactions(void **state)
+ * transactions (an interrupt may abort one: a few batches are allowed),
+ * also with values too long for 16 shards' keys in one transaction (it
+ * tries fewer shards at a time); without RTM (or under valgrind, which
+ * hides it) it says so and passes. */
+static void commits_transactions(size_t vlen)
 {
-    (void)state;
     if (!cpu_has_rtm()) {
         print_message("N/A: no RTM on this CPU: the shared batch takes the locks\n");
         return;
@@ -344,9 +345,12 @@ static void test_shared_batch_commits_transactions(void **state)
     kvi *k = ctx(1);
     char key[64];
     size_t klen;
+    char *val = malloc(vlen);
+    assert_non_null(val);
+    memset(val, 'v', vlen);
     for (int i = 0; i < 300; i++) {
         key_of(i, key, &klen);
-        assert_int_equal(kvi_store(k, "local", key, klen, "v", 1, 0), KVI_OK);
+        assert_int_equal(kvi_store(k, "local", key, klen, val, vlen, 0), KVI_OK);
     }
     kvi_batch *b = NULL;
     assert_int_equal(kvi_batch_new(k, &b), KVI_OK);
@@ -362,15 +366,28 @@ static void test_shared_batch_commits_transactions(void **state)
             size_t len = 0;
             const char *v = kvi_batch_value(b, (size_t)i, &len);
             assert_non_null(v);
-            assert_int_equal(len, 1);
-            assert_int_equal(v[0], 'v');
+            assert_int_equal(len, vlen);
+            assert_memory_equal(v, val, vlen);
         }
     }
-    print_message("  %llu transactions committed\n",
-                  (unsigned long long)(kvi__sh_elided() - before));
+    print_message("  %llu transactions committed (values of %zu bytes)\n",
+                  (unsigned long long)(kvi__sh_elided() - before), vlen);
     assert_true(kvi__sh_elided() > before);
     kvi_batch_free(b);
+    free(val);
     kvi_free(k);
+}
+
+static void test_shared_batch_commits_transactions(void **state)
+{
+    (void)state;
+    commits_transactions(1);
+}
+
+static void test_shared_batch_of_long_values_commits_transactions(void **state)
+{
+    (void)state;
+    commits_transactions(2048);
 }
 
 /* Two local ids interleaved, then one: each fetch goes to its own table
@@ -583,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup(test_expired_keys_in_a_run_shared_locked, shm_setup),
         cmocka_unit_test_setup(test_mixed_kinds_keep_their_order_shared_locked, shm_setup),
         cmocka_unit_test_setup(test_shared_batch_commits_transactions, shm_setup),
+        cmocka_unit_test_setup(test_shared_batch_of_long_values_commits_transactions, shm_setup),
         cmocka_unit_test(test_two_ids_in_one_batch),
         cmocka_unit_test(test_ids_are_compared_whole),
         cmocka_unit_test(test_added_fetch_discards_an_earlier_message),

@@ -1160,7 +1160,8 @@ int kvi__sh_can_elide(void)
  * batch's memory has no room left for: no allocation in a transaction)
  * aborts.  1: committed, all those keys ended and counted as under the
  * locks; 0: aborted, nothing written, the caller takes the locks (and
- * repairs a dead owner's).  A process that dies inside a transaction
+ * repairs a dead owner's); 2: aborted for want of room in the CPU's
+ * transaction buffers (long values): the caller tries fewer shards.  A process that dies inside a transaction
  * leaves nothing to repair: its writes never happened. */
 __attribute__((target("rtm"), noinline)) static int
 visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, const int16_t *head,
@@ -1172,8 +1173,9 @@ visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, 
     kvi__batch_sink o = *out;
     kvi__lt_op n = *now;
     uint64_t missed = 0;
-    if (_xbegin() != _XBEGIN_STARTED)
-        return 0;
+    unsigned st = _xbegin();
+    if (st != _XBEGIN_STARTED)
+        return (st & _XABORT_CAPACITY) ? 2 : 0;
     for (size_t k = k0; k < k1; k++) {
         size_t x = met[k];
         prefetch_ahead(s, met, nmet, k, head, next, h);
@@ -1254,18 +1256,26 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
             prefetch_shard(s, met[0], head, next, h);
 #if SH_ELIDE
         size_t locked_until = 0; /* met[k] for k below it: by the locks */
+        size_t span = SH_ELIDE_SHARDS; /* shards per transaction (halved on capacity aborts) */
 #endif
         for (size_t k = 0; k < nmet; k++) {
 #if SH_ELIDE
-            if (k >= locked_until && elide_ok()) {
-                size_t k1 = k + SH_ELIDE_SHARDS < nmet ? k + SH_ELIDE_SHARDS : nmet;
-                if (visit_elided(s, met, nmet, k, k1, head, next, h, cops, &out, &now, &nmiss)) {
+            while (k >= locked_until && elide_ok()) {
+                size_t k1 = k + span < nmet ? k + span : nmet;
+                int r = visit_elided(s, met, nmet, k, k1, head, next, h, cops, &out, &now, &nmiss);
+                if (r == 1) {
                     commits++;
-                    k = k1 - 1;
-                    continue;
+                    k = k1;
+                    if (k >= nmet)
+                        break;
+                } else if (r == 2 && span > 1) {
+                    span /= 2; /* the same shards again, fewer at a time */
+                } else {
+                    locked_until = k1;
                 }
-                locked_until = k1;
             }
+            if (k >= nmet)
+                break;
 #endif
             size_t x = met[k];
             prefetch_ahead(s, met, nmet, k, head, next, h);
