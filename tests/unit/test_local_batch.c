@@ -337,6 +337,7 @@ static int cpu_has_rtm(void)
  * hides it) it says so and passes. */
 static void commits_transactions(size_t vlen)
 {
+    enum { N = 256 }; /* one chunk: ~4 keys in each of the 64 shards */
     if (!cpu_has_rtm()) {
         print_message("N/A: no RTM on this CPU: the shared batch takes the locks\n");
         return;
@@ -348,7 +349,7 @@ static void commits_transactions(size_t vlen)
     char *val = malloc(vlen);
     assert_non_null(val);
     memset(val, 'v', vlen);
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < N; i++) {
         key_of(i, key, &klen);
         assert_int_equal(kvi_store(k, "local", key, klen, val, vlen, 0), KVI_OK);
     }
@@ -357,12 +358,12 @@ static void commits_transactions(size_t vlen)
     uint64_t before = kvi__sh_elided();
     for (int round = 0; round < 200 && kvi__sh_elided() == before; round++) {
         kvi_batch_clear(b);
-        for (int i = 0; i < 300; i++) {
+        for (int i = 0; i < N; i++) {
             key_of(i, key, &klen);
             assert_int_equal(kvi_batch_fetch(b, "local", key, klen), KVI_OK);
         }
         assert_int_equal(kvi_batch_run(b, 0), KVI_OK);
-        for (int i = 0; i < 300; i++) {
+        for (int i = 0; i < N; i++) {
             size_t len = 0;
             const char *v = kvi_batch_value(b, (size_t)i, &len);
             assert_non_null(v);
@@ -384,10 +385,24 @@ static void test_shared_batch_commits_transactions(void **state)
     commits_transactions(1);
 }
 
+/* ASan's instrumented copies of long values do not fit a transaction here
+ * even one shard at a time (measured: 0 of 200 batches commit at 4 KiB). */
+#if defined(__SANITIZE_ADDRESS__)
+#define KVI_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KVI_ASAN 1
+#endif
+#endif
+
 static void test_shared_batch_of_long_values_commits_transactions(void **state)
 {
     (void)state;
-    commits_transactions(2048);
+#ifdef KVI_ASAN
+    print_message("N/A: under ASan long values do not fit a transaction (the locks answer)\n");
+    return;
+#endif
+    commits_transactions(4096); /* 16 shards' keys: ~256 KiB, far more than L1 */
 }
 
 /* Two local ids interleaved, then one: each fetch goes to its own table
