@@ -1178,7 +1178,13 @@ visit_elided(kvi__sh *s, const uint8_t *met, size_t nmet, size_t k0, size_t k1, 
         return (st & _XABORT_CAPACITY) ? 2 : 0;
     for (size_t k = k0; k < k1; k++) {
         size_t x = met[k];
-        prefetch_ahead(s, met, nmet, k, head, next, h);
+        /* Read ahead only within the span: prefetch_shard loads bucket
+         * words, which would put a shard outside it in the read set (a
+         * writer there would abort this transaction). */
+        if (k + 2 < nmet)
+            prefetch_buckets(s, met[k + 2], head, next, h);
+        if (k + 1 < k1)
+            prefetch_shard(s, met[k + 1], head, next, h);
         struct sh_shard *sh = &s->shards[x];
         if (sh->lock.__data.__lock != 0 || sh->lock.__data.__owner != 0)
             _xabort(1);
@@ -1233,6 +1239,12 @@ static size_t op_fetch_ops(void *self, kvi_batch_op *const *ops, size_t n, kvi__
     uint64_t h[CHUNK];
     int16_t next[CHUNK], head[SH_SHARDS];
     kvi__lt_op now = {.k = s->k};
+#if SH_ELIDE
+    /* A transaction cannot read the clock: read it first, or every key
+     * with an expiry would abort its span to the locks. */
+    if (elide_ok())
+        (void)kvi__lt_now(&now);
+#endif
     kvi__batch_sink out = *sink; /* in registers: the ops' stores cannot alias it */
     for (size_t base = 0; base < n; base += CHUNK) {
         size_t m = n - base < CHUNK ? n - base : CHUNK;
