@@ -702,8 +702,8 @@ enum { RA_CONNECT, RA_ROLE, RA_ROLE_READ, RA_WRITE, RA_FLUSH, RA_READ };
  * sentinels are asked again after a backoff waited on the run's timer: 10
  * ms, twice as long each time up to 200 ms, as long as it ends within the
  * connection's timeout and before the batch's deadline (as the single
- * path's sleeps).  Without a timer (not Linux): at once, MAX_REASKS times
- * at most. */
+ * path's sleeps).  Without a timer (not Linux, or timerfd failed, e.g.
+ * EMFILE): at once, MAX_REASKS times at most. */
 enum { MAX_REASKS = 3, REASK_BACKOFF_FIRST_MS = 10, REASK_BACKOFF_MAX_MS = 200 };
 
 /* Redirections one op follows before it fails (as the single path's
@@ -798,8 +798,10 @@ struct redis_arun {
     int tries, backing, remap, tfd;
     int64_t backoff, retry_until;
     /* Sentinel: the backoff before the next re-ask (see MAX_REASKS), the
-     * end of the time for them (0: none begun). */
+     * end of the time for them (0: none begun); timerless: the timer
+     * could not be armed, re-asks go at once and MAX_REASKS times at most. */
     int64_t reask_backoff, reask_until;
+    int timerless;
     /* The map read's nodes (mnodes[mi] being asked), what it got (1 a
      * map, 2 a standalone server under cluster=auto), the last failure;
      * detect: the connection's mode is decided by it; mretry: a map read
@@ -977,6 +979,8 @@ static int ra_begin(kvi_conn *c, struct redis_async *ra, struct kvi_redis_node *
 static int arun_may_reask(kvi_conn *c, struct redis_arun *ar)
 {
 #ifdef __linux__
+    if (ar->timerless)
+        return ar->reasks < MAX_REASKS;
     int64_t now = kvi_monotonic_ms();
     if (ar->reask_until == 0) {
         uint32_t t = kvi__redis_priv(c)->node_cfg.timeout_ms;
@@ -2156,6 +2160,7 @@ static int arun_next(kvi_conn *c, struct redis_arun *ar, kvi_wait *w)
                                         : ar->reask_backoff * 2;
                 return 0;
             }
+            ar->timerless = 1; /* re-asks at once are counted (arun_may_reask) */
             return arun_reask(c, ar, w);
         }
         arun_next_round(ar);
