@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -173,18 +174,25 @@ void kvi_test_unhang(kvi_ts_server *s)
 
 void kvi_test_wait(const kvi_wait *w)
 {
-    int timeout = -1;
+    /* A wait without a deadline that sees nothing for a minute is a hang:
+     * it fails here, with a message, rather than at CTest's timeout. */
+    enum { NO_DEADLINE_CAP_MS = 60000 };
+    int timeout = NO_DEADLINE_CAP_MS;
     if (w->deadline_ms != 0) {
         int64_t left = w->deadline_ms - kvi_test_mono_ms();
-        timeout = left > 0 ? (int)left : 0;
+        timeout = left > 0 ? (left < INT_MAX ? (int)left : INT_MAX) : 0;
     }
     struct pollfd p = {w->fd, 0, 0};
     if (w->events & KVI_WAIT_READ)
         p.events |= POLLIN;
     if (w->events & KVI_WAIT_WRITE)
         p.events |= POLLOUT;
-    if (poll(&p, w->fd >= 0 ? 1 : 0, timeout) < 0 && errno != EINTR)
+    int rc = poll(&p, w->fd >= 0 ? 1 : 0, timeout);
+    if (rc < 0 && errno != EINTR)
         kvi_test_fail("poll: %s", strerror(errno));
+    if (rc == 0 && w->deadline_ms == 0)
+        kvi_test_fail("a wait without a deadline (fd %d) saw nothing in %d ms", w->fd,
+                      (int)NO_DEADLINE_CAP_MS);
 }
 
 #ifdef KVI_TEST_HAVE_MEMCHECK

@@ -137,7 +137,8 @@ void kvi_test_unhang(kvi_ts_server *s);
  * its descriptor ready as asked, or its deadline (w->deadline_ms, 0: none;
  * fd -1: only the deadline) -- what an event loop does, for tests that
  * drive a batch by hand.  A poll() error other than EINTR fails the
- * program. */
+ * program, and so does a wait without a deadline that sees nothing for 60
+ * s (a hang fails with a message, not at CTest's timeout). */
 void kvi_test_wait(const kvi_wait *w);
 
 /* A fork()ed child's leak check under valgrind (memcheck), counting what
