@@ -120,6 +120,21 @@ int kvi_test_valgrind(void)
     return pre != NULL && strstr(pre, "vgpreload") != NULL;
 }
 
+char kvi_test_proc_state(const char *stat_path)
+{
+    char buf[512];
+    FILE *f = fopen(stat_path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')' and a space (comm
+     * may hold either). */
+    const char *close = strrchr(buf, ')');
+    return close != NULL && (size_t)(close - buf) + 2 < n && close[1] == ' ' ? close[2] : 0;
+}
+
 /* 1 when every thread of pid is stopped (state T or t in its
  * /proc/PID/task/TID/stat), -1 when that cannot be read (no /proc). */
 static int process_stopped(pid_t pid)
@@ -134,17 +149,10 @@ static int process_stopped(pid_t pid)
     while (stopped == 1 && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        char file[400], buf[512];
+        char file[400];
         snprintf(file, sizeof file, "%s/%s/stat", path, e->d_name);
-        FILE *f = fopen(file, "r");
-        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        buf[n] = '\0';
-        /* "tid (comm) S ...": the state follows the last ')' and a space. */
-        const char *close = strrchr(buf, ')');
-        stopped = close != NULL && (size_t)(close - buf) + 2 < n &&
-                  (close[2] == 'T' || close[2] == 't');
+        char st = kvi_test_proc_state(file);
+        stopped = st == 'T' || st == 't';
     }
     closedir(d);
     return stopped;

@@ -124,6 +124,11 @@ kvi *kvi_test_context(const char *const *urls);
 /* kvi_test_context() with one URL. */
 kvi *kvi_test_context1(const char *url);
 
+/* The scheduler state letter ('R', 'S', 'T', 'Z', ...) in a /proc stat
+ * file (/proc/PID/stat, /proc/PID/task/TID/stat), 0 when it cannot be
+ * read. */
+char kvi_test_proc_state(const char *stat_path);
+
 /* A hung server: SIGSTOP keeps its sockets open (connects still complete
  * in the kernel's backlog) but it answers nothing until kvi_test_unhang()
  * (SIGCONT); kvi_test_hang() returns once every thread of the server has

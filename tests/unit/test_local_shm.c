@@ -1254,16 +1254,9 @@ static void *run_batch(void *arg)
 /* The scheduler state of thread tid of this process ('R', 'S', ...), or 0. */
 static char task_state(pid_t tid)
 {
-    char path[64], buf[512];
+    char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    return paren != NULL && paren[1] == ' ' ? paren[2] : 0;
+    return kvi_test_proc_state(path);
 }
 
 /* Waits (up to 10 s) until the batch has ended or its thread sleeps (on a

@@ -69,16 +69,10 @@ static int process_gone(pid_t pid)
 {
     if (kill(pid, 0) != 0)
         return 1;
-    char path[64], buf[256];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'Z';
+    char st = kvi_test_proc_state(path);
+    return st == 0 || st == 'Z';
 }
 
 static int dir_exists(const char *path)
