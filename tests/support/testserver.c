@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -212,25 +214,76 @@ char *kvi_ts_find_program(const char *name)
     return NULL;
 }
 
-kvi_ts_result kvi_ts_free_port(uint16_t *port)
+/* Binds a TCP socket to 127.0.0.1:port (0: any) without SO_REUSEADDR and
+ * releases it; the port bound (host order), or 0 with errno set. */
+static uint16_t try_bind(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return set_error(KVI_TS_FAILED, "socket: %s", strerror(errno));
+        return 0;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = 0;
+    sa.sin_port = htons(port);
     socklen_t len = sizeof sa;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        int e = errno;
-        close(fd);
-        return set_error(KVI_TS_FAILED, "cannot bind 127.0.0.1:0: %s", strerror(e));
-    }
+    uint16_t got = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        got = ntohs(sa.sin_port);
+    int e = errno;
     close(fd);
-    *port = ntohs(sa.sin_port);
+    errno = e;
+    return got;
+}
+
+/* The first port of the kernel's ephemeral range (what it gives outgoing
+ * connections and bind(port 0)), 32768 when it cannot be read. */
+static unsigned ephemeral_low(void)
+{
+    unsigned lo = 32768, hi = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%u %u", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+/* Ports come from below the ephemeral range, at random: a port picked by
+ * bind(0) and released could become the source port of any outgoing
+ * connection (every test makes many) before the server binds it -- seen in
+ * CI: a cluster node's bus port taken, "Address already in use".  Below
+ * that range only another test's pick can collide, and picks are spread
+ * over thousands of ports. */
+kvi_ts_result kvi_ts_free_port(uint16_t *port)
+{
+    static _Atomic uint64_t picks;
+    enum { LOWEST = 10000 };
+    unsigned lo = ephemeral_low();
+    if (lo > LOWEST + 1000) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        for (int tries = 0; tries < 200; tries++) {
+            /* splitmix64 of the pid, the time and a per-process count */
+            uint64_t x = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^
+                         (atomic_fetch_add(&picks, 1) * 0x9e3779b97f4a7c15ULL);
+            x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+            x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+            x ^= x >> 31;
+            uint16_t want = (uint16_t)(LOWEST + x % (lo - LOWEST));
+            if (try_bind(want) == want) {
+                *port = want;
+                return KVI_TS_OK;
+            }
+        }
+    }
+    /* A range too small to pick from: whatever the kernel gives. */
+    uint16_t got = try_bind(0);
+    if (got == 0)
+        return set_error(KVI_TS_FAILED, "cannot bind 127.0.0.1:0: %s", strerror(errno));
+    *port = got;
     return KVI_TS_OK;
 }
 

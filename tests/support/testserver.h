@@ -63,8 +63,10 @@ kvi_ts_result kvi_ts_missing(const char *prog, const char *package);
  * '/' and is executable), malloc'd; NULL when there is none. */
 char *kvi_ts_find_program(const char *name);
 
-/* A TCP port on 127.0.0.1 that is free right now (bound with port 0 and
- * read back, then released).  KVI_TS_FAILED when no socket can be bound. */
+/* A TCP port on 127.0.0.1 that is free right now (bound, then released),
+ * picked at random below the kernel's ephemeral port range, where no
+ * outgoing connection can take it before the server binds it.
+ * KVI_TS_FAILED when no socket can be bound. */
 kvi_ts_result kvi_ts_free_port(uint16_t *port);
 
 /* Makes a new private directory "$TMPDIR/kvi-<tag>-XXXXXX" (/tmp when

@@ -88,6 +88,21 @@ static void test_free_port_is_bindable(void **state)
     assert_int_equal(kvi_ts_free_port(&port), KVI_TS_OK);
     assert_true(port > 0);
     assert_false(port_accepts(port));
+    /* Below the ephemeral range: an outgoing connection cannot take it. */
+    unsigned lo = 0, hi = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%u %u", &lo, &hi), 2);
+    fclose(f);
+    if (lo > 11000) {
+        for (int i = 0; i < 50; i++) {
+            assert_int_equal(kvi_ts_free_port(&port), KVI_TS_OK);
+            if (port < 10000 || port >= lo)
+                fail_msg("port %u is not in [10000, %u)", (unsigned)port, lo);
+        }
+    } else {
+        print_message("N/A: ephemeral range starts at %u: ports come from bind(0)\n", lo);
+    }
 }
 
 static void test_tempdir_is_made_and_removed(void **state)
