@@ -6,9 +6,12 @@
 #   1. redis is not running when the workers start: every INVITE is
 #      answered 503 (never a free call, never no answer);
 #   2. redis started, credits set; calls of 0.3..2.3 s; redis is killed
-#      (SIGKILL) while they run: the refunds of the calls that end meanwhile
-#      cannot be applied and go to the journal (an INVITE that comes now
-#      gets 503);
+#      (SIGKILL) while they run, once every call holds its reservation: the
+#      refunds of the calls that end meanwhile cannot be applied and go to
+#      the journal.  (Killed while INVITEs still arrive, a reserve in flight
+#      may be applied and its answer lost: the call is refused, the script
+#      sees KVI_E_CONNECT and cannot know -- seen once in CI, credit 978 for
+#      998.  Phase 1 covers INVITEs without a store.);
 #   3. redis started again: the rtimer process replays the journal.
 # Asserts: every call got 200 or 503 (phase 1: only 503); at least one
 # refund was journaled; the journal is empty at the end, every journaled
@@ -65,10 +68,11 @@ sleep 3 # the engine's breaker (down_for 2 s after phase 1) lets calls through a
 reserved0=$(grep -c 'kvi-bill reserved ' "$KH_DIR/p1/kamailio.log")
 calls up &
 sipp_pid=$!
-# Take the store away once some calls hold a reservation (polled, at most
-# 20 s: a fixed sleep raced a slow start of Kamailio under ASan).
+# Take the store away once every call holds its reservation (polled, at
+# most 20 s: a fixed sleep raced a slow start of Kamailio under ASan); the
+# calls last 0.3..2.3 s from their answer, so most still run.
 for ((i = 0; i < 400; i++)); do
-    [ "$(grep -c 'kvi-bill reserved ' "$KH_DIR/p1/kamailio.log")" -ge $((reserved0 + 3)) ] && break
+    [ "$(grep -c 'kvi-bill reserved ' "$KH_DIR/p1/kamailio.log")" -ge $((reserved0 + NCALLS)) ] && break
     sleep 0.05
 done
 kh_redis_stop redis
